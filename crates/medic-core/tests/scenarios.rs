@@ -1,0 +1,409 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! Data-driven scenario tables: events with times -> expected commands.
+mod common;
+use std::time::Duration;
+
+use common::*;
+use medic_core::{Mode, ServicePolicy};
+
+#[test]
+fn crash_is_restarted_and_verified() {
+    check(
+        engine(Mode::Aggressive, policy()),
+        "0s probe web healthz fail exited
+         1s probe web healthz fail exited
+         2s probe web healthz fail exited
+         3s outcome 1 ok
+         4s probe web healthz ok
+         5s probe web healthz ok",
+        "t=0s phase detecting_failure
+         t=2s audit incident.opened
+         t=2s audit diagnosis
+         t=2s audit action.intent attempt=1
+         t=2s run act-1 web restart attempt=0
+         t=2s phase executing_heal
+         t=3s audit action.outcome status=succeeded
+         t=3s phase verifying
+         t=5s audit verify.passed
+         t=5s audit incident.resolved outcome=healed
+         t=5s phase monitoring",
+    );
+}
+
+#[test]
+fn failures_spread_wider_than_the_window_do_not_open_an_incident() {
+    check(
+        engine(Mode::Aggressive, policy()),
+        "0s probe web healthz fail timeout
+         8m probe web healthz fail timeout
+         16m probe web healthz fail timeout
+         17m probe web healthz ok",
+        "t=0s phase detecting_failure
+         t=1020s phase monitoring",
+    );
+}
+
+#[test]
+fn dry_run_records_what_it_would_do_and_never_acts() {
+    check(
+        engine(Mode::DryRun, policy()),
+        "0s probe web healthz fail 500
+         1s probe web healthz fail 500
+         2s probe web healthz fail 500
+         3s probe web healthz fail 500
+         4s tick
+         5s probe web healthz ok
+         6s probe web healthz ok",
+        "t=0s phase detecting_failure
+         t=2s audit incident.opened
+         t=2s audit diagnosis
+         t=2s audit decision verdict=would-act
+         t=2s notify info web: would-act
+         t=2s phase confirming_pattern
+         t=6s audit incident.resolved outcome=would-act
+         t=6s phase monitoring",
+    );
+}
+
+#[test]
+fn disabled_mode_records_and_warns_only() {
+    check(
+        engine(Mode::Disabled, policy()),
+        "0s probe web healthz fail refused
+         1s probe web healthz fail refused
+         2s probe web healthz fail refused
+         3s probe web healthz fail refused",
+        "t=0s phase detecting_failure
+         t=2s audit incident.opened
+         t=2s audit diagnosis
+         t=2s audit decision verdict=skipped
+         t=2s notify warning web: skipped
+         t=2s phase confirming_pattern",
+    );
+}
+
+#[test]
+fn switching_from_dry_run_to_aggressive_acts_on_the_open_incident() {
+    check(
+        engine(Mode::DryRun, policy()),
+        "0s probe web healthz fail exited
+         1s probe web healthz fail exited
+         2s probe web healthz fail exited
+         10s mode aggressive
+         11s outcome 1 ok
+         12s probe web healthz ok
+         13s probe web healthz ok",
+        "t=0s phase detecting_failure
+         t=2s audit incident.opened
+         t=2s audit diagnosis
+         t=2s audit decision verdict=would-act
+         t=2s notify info web: would-act
+         t=2s phase confirming_pattern
+         t=10s audit mode.changed
+         t=10s audit action.intent attempt=1
+         t=10s run act-1 web restart attempt=0
+         t=10s phase executing_heal
+         t=11s audit action.outcome status=succeeded
+         t=11s phase verifying
+         t=13s audit verify.passed
+         t=13s audit incident.resolved outcome=healed
+         t=13s phase monitoring",
+    );
+}
+
+#[test]
+fn second_failure_inside_cooldown_is_deferred_then_acted_on() {
+    check(
+        engine(Mode::Aggressive, policy()),
+        "0s probe web healthz fail exited
+         1s probe web healthz fail exited
+         2s probe web healthz fail exited
+         3s outcome 1 ok
+         4s probe web healthz ok
+         5s probe web healthz ok
+         60s probe web healthz fail exited
+         61s probe web healthz fail exited
+         62s probe web healthz fail exited
+         63s probe web healthz fail exited
+         303s tick
+         304s outcome 2 ok
+         305s probe web healthz ok
+         306s probe web healthz ok",
+        "t=0s phase detecting_failure
+         t=2s audit incident.opened
+         t=2s audit diagnosis
+         t=2s audit action.intent attempt=1
+         t=2s run act-1 web restart attempt=0
+         t=2s phase executing_heal
+         t=3s audit action.outcome status=succeeded
+         t=3s phase verifying
+         t=5s audit verify.passed
+         t=5s audit incident.resolved outcome=healed
+         t=5s phase monitoring
+         t=60s phase detecting_failure
+         t=62s audit incident.opened
+         t=62s audit diagnosis
+         t=62s audit decision verdict=deferred
+         t=62s phase confirming_pattern
+         t=303s audit action.intent attempt=1
+         t=303s run act-2 web restart attempt=0
+         t=303s phase executing_heal
+         t=304s audit action.outcome status=succeeded
+         t=304s phase verifying
+         t=306s audit verify.passed
+         t=306s audit incident.resolved outcome=healed
+         t=306s phase monitoring",
+    );
+}
+
+#[test]
+fn crash_loop_disables_autoheal_and_escalates_after_three_failed_heals() {
+    let p = ServicePolicy {
+        cooldown: Duration::ZERO,
+        restart_budget: 10,
+        verify_window: Duration::from_secs(10),
+        ..ServicePolicy::default()
+    };
+    check(
+        engine(Mode::Aggressive, p),
+        "0s probe web healthz fail exited
+         1s probe web healthz fail exited
+         2s probe web healthz fail exited
+         3s outcome 1 ok
+         13s tick
+         14s outcome 2 ok
+         15s probe web healthz fail exited
+         16s probe web healthz fail exited
+         17s probe web healthz fail exited
+         18s outcome 3 ok
+         28s tick
+         40s probe web healthz fail exited
+         50s probe web healthz ok
+         51s probe web healthz ok
+         52s probe web healthz ok",
+        "t=0s phase detecting_failure
+         t=2s audit incident.opened
+         t=2s audit diagnosis
+         t=2s audit action.intent attempt=1
+         t=2s run act-1 web restart attempt=0
+         t=2s phase executing_heal
+         t=3s audit action.outcome status=succeeded
+         t=3s phase verifying
+         t=13s audit verify.failed
+         t=13s audit action.intent attempt=1
+         t=13s run act-2 web restart attempt=0
+         t=13s phase executing_heal
+         t=14s audit action.outcome status=succeeded
+         t=14s phase verifying
+         t=17s audit verify.failed
+         t=17s audit action.intent attempt=1
+         t=17s run act-3 web restart attempt=0
+         t=17s phase executing_heal
+         t=18s audit action.outcome status=succeeded
+         t=18s phase verifying
+         t=28s audit verify.failed
+         t=28s audit autoheal.disabled
+         t=28s audit incident.escalated
+         t=28s notify critical web: escalated to a human
+         t=28s phase manual_intervention
+         t=51s audit incident.resolved outcome=escalated
+         t=51s phase monitoring",
+    );
+}
+
+#[test]
+fn restart_budget_exhaustion_escalates() {
+    let p = ServicePolicy {
+        cooldown: Duration::ZERO,
+        restart_budget: 1,
+        ..policy()
+    };
+    check(
+        engine(Mode::Aggressive, p),
+        "0s probe web healthz fail exited
+         1s probe web healthz fail exited
+         2s probe web healthz fail exited
+         3s outcome 1 ok
+         4s probe web healthz ok
+         5s probe web healthz ok
+         10s probe web healthz fail exited
+         11s probe web healthz fail exited
+         12s probe web healthz fail exited",
+        "t=0s phase detecting_failure
+         t=2s audit incident.opened
+         t=2s audit diagnosis
+         t=2s audit action.intent attempt=1
+         t=2s run act-1 web restart attempt=0
+         t=2s phase executing_heal
+         t=3s audit action.outcome status=succeeded
+         t=3s phase verifying
+         t=5s audit verify.passed
+         t=5s audit incident.resolved outcome=healed
+         t=5s phase monitoring
+         t=10s phase detecting_failure
+         t=12s audit incident.opened
+         t=12s audit diagnosis
+         t=12s audit incident.escalated
+         t=12s notify critical web: escalated to a human
+         t=12s phase manual_intervention",
+    );
+}
+
+#[test]
+fn failed_executions_retry_with_backoff_until_the_budget_is_spent() {
+    check(
+        engine(Mode::Aggressive, policy()),
+        "0s probe web healthz fail exited
+         1s probe web healthz fail exited
+         2s probe web healthz fail exited
+         3s outcome 1 fail
+         5s tick
+         6s outcome 2 fail
+         8s tick
+         9s outcome 3 fail
+         11s tick
+         12s outcome 4 fail",
+        "t=0s phase detecting_failure
+         t=2s audit incident.opened
+         t=2s audit diagnosis
+         t=2s audit action.intent attempt=1
+         t=2s run act-1 web restart attempt=0
+         t=2s phase executing_heal
+         t=3s audit action.outcome status=failed
+         t=3s audit action.retry_scheduled
+         t=5s audit action.intent attempt=2
+         t=5s run act-2 web restart attempt=1
+         t=6s audit action.outcome status=failed
+         t=6s audit action.retry_scheduled
+         t=8s audit action.intent attempt=3
+         t=8s run act-3 web restart attempt=2
+         t=9s audit action.outcome status=failed
+         t=9s audit action.retry_scheduled
+         t=11s audit incident.escalated
+         t=11s notify critical web: escalated to a human
+         t=11s phase manual_intervention
+         t=12s audit action.outcome_unmatched",
+    );
+}
+
+#[test]
+fn slow_probe_sheds_load_then_reverts_after_the_hold() {
+    check(
+        engine(Mode::Aggressive, policy()),
+        "0s probe web healthz ok 2s
+         1s probe web healthz ok 2s
+         2s outcome 1 ok
+         3s probe web healthz ok 10ms
+         4s probe web healthz ok 10ms
+         14s tick
+         15s outcome 2 ok",
+        "t=0s phase detecting_failure
+         t=1s audit incident.opened
+         t=1s audit diagnosis
+         t=1s audit action.intent attempt=1
+         t=1s run act-1 web shed attempt=0
+         t=1s phase executing_heal
+         t=2s audit action.outcome status=succeeded
+         t=2s phase verifying
+         t=4s audit verify.passed
+         t=4s audit incident.resolved outcome=healed
+         t=4s phase monitoring
+         t=14s audit action.intent attempt=1
+         t=14s run act-2 web unshed attempt=0
+         t=15s audit action.outcome status=succeeded",
+    );
+}
+
+#[test]
+fn operator_can_resolve_an_escalated_incident_and_reenable_autoheal() {
+    let p = ServicePolicy {
+        restart_budget: 0,
+        ..policy()
+    };
+    check(
+        engine(Mode::Aggressive, p),
+        "0s probe web healthz fail exited
+         1s probe web healthz fail exited
+         2s probe web healthz fail exited
+         3s resolve inc-t-1
+         4s enable web
+         5s resolve inc-t-9",
+        "t=0s phase detecting_failure
+         t=2s audit incident.opened
+         t=2s audit diagnosis
+         t=2s audit incident.escalated
+         t=2s notify critical web: escalated to a human
+         t=2s phase manual_intervention
+         t=3s audit operator.resolve
+         t=3s audit incident.resolved outcome=resolved-by-operator
+         t=3s phase detecting_failure
+         t=4s audit autoheal.enabled
+         t=4s audit incident.opened
+         t=4s audit diagnosis
+         t=4s audit incident.escalated
+         t=4s notify critical web: escalated to a human
+         t=4s phase manual_intervention
+         t=5s audit operator.rejected",
+    );
+}
+
+#[test]
+fn unknown_and_duplicate_outcomes_change_nothing() {
+    check(
+        engine(Mode::Aggressive, policy()),
+        "0s outcome 7 ok
+         1s probe nope healthz fail exited
+         2s probe web nope fail exited",
+        "t=0s audit action.outcome_unmatched",
+    );
+}
+
+#[test]
+fn five_failed_executions_escalate() {
+    let p = ServicePolicy {
+        restart_budget: 10,
+        ..policy()
+    };
+    check(
+        engine(Mode::Aggressive, p),
+        "0s probe web healthz fail exited
+         1s probe web healthz fail exited
+         2s probe web healthz fail exited
+         3s outcome 1 fail
+         5s tick
+         6s outcome 2 fail
+         8s tick
+         9s outcome 3 fail
+         11s tick
+         12s outcome 4 fail
+         15s tick
+         16s outcome 5 fail
+         20s tick",
+        "t=0s phase detecting_failure
+         t=2s audit incident.opened
+         t=2s audit diagnosis
+         t=2s audit action.intent attempt=1
+         t=2s run act-1 web restart attempt=0
+         t=2s phase executing_heal
+         t=3s audit action.outcome status=failed
+         t=3s audit action.retry_scheduled
+         t=5s audit action.intent attempt=2
+         t=5s run act-2 web restart attempt=1
+         t=6s audit action.outcome status=failed
+         t=6s audit action.retry_scheduled
+         t=8s audit action.intent attempt=3
+         t=8s run act-3 web restart attempt=2
+         t=9s audit action.outcome status=failed
+         t=9s audit action.retry_scheduled
+         t=11s audit action.intent attempt=4
+         t=11s run act-4 web restart attempt=3
+         t=12s audit action.outcome status=failed
+         t=12s audit action.retry_scheduled
+         t=15s audit action.intent attempt=5
+         t=15s run act-5 web restart attempt=4
+         t=16s audit action.outcome status=failed
+         t=16s audit incident.escalated
+         t=16s notify critical web: escalated to a human
+         t=16s phase manual_intervention",
+    );
+}

@@ -1,0 +1,615 @@
+//! Durable, tamper-evident storage for medic: the audit log and incidents.
+//!
+//! The store is a single SQLite database file opened through `sqlx` in WAL
+//! mode with `synchronous=FULL`, so every committed audit record survives a
+//! crash or power loss and a restarted daemon continues the same hash chain.
+//! All SQL is written with runtime `sqlx::query(...)` calls and kept portable
+//! (no SQLite-only functions) so that a Postgres backend can be added later.
+//!
+//! # Audit record format
+//!
+//! ```sql
+//! CREATE TABLE audit_log(
+//!     seq       INTEGER PRIMARY KEY, -- 1, 2, 3, ... without gaps
+//!     ts        TEXT,                -- RFC 3339 timestamp in UTC, e.g. 2026-01-02T03:04:05Z
+//!     kind      TEXT,                -- short event kind, e.g. "action.restart"
+//!     payload   TEXT,                -- JSON text
+//!     prev_hash TEXT,                -- `hash` of record seq-1 (genesis: 64 '0')
+//!     hash      TEXT                 -- see below
+//! );
+//! ```
+//!
+//! # Hash formula
+//!
+//! ```text
+//! hash = lowercase_hex( SHA-256( prev_hash || seq || ts || kind || payload ) )
+//! ```
+//!
+//! where `||` is plain string concatenation of the UTF-8 bytes with no
+//! separators, `seq` is written in decimal without padding or sign, and
+//! `prev_hash` of record 1 is the genesis value
+//! `0000000000000000000000000000000000000000000000000000000000000000`
+//! ([`GENESIS_HASH`], 64 ASCII zeros). For example record 1 with
+//! `ts = "2026-01-01T00:00:00Z"`, `kind = "start"`, `payload = "{}"` hashes the
+//! string `"0000…0000" + "1" + "2026-01-01T00:00:00Z" + "start" + "{}"`.
+//! [`compute_hash`] implements exactly this.
+//!
+//! Because the fields are concatenated without separators, the store only
+//! accepts `kind` values made of `[A-Za-z0-9_.:-]` and payloads that are valid
+//! JSON, and [`verify_audit`] re-checks both, so bytes cannot silently be moved
+//! from one field into its neighbour.
+//!
+//! # Appends
+//!
+//! [`Store::append_audit`] is serialized inside the process by a
+//! `tokio::sync::Mutex` holding the chain tip `(seq, hash)`; each append is
+//! one transaction. The tip is only advanced after the commit succeeded.
+//! Only one process should append to a given database file.
+//!
+//! # Verification semantics
+//!
+//! [`verify_audit`] opens the file read-only (it never creates it), walks all
+//! rows in `seq` order and reports the first bad record, if any:
+//!
+//! * `seq` must be contiguous starting at 1. A deleted row shows up as a gap:
+//!   the report names the **missing** seq (reason starts with `missing`).
+//! * `prev_hash` must equal the previous record's `hash` (genesis for seq 1).
+//!   Reordered rows (contents swapped between seqs) fail here.
+//! * `hash` must recompute from the stored fields; an edited `ts`, `kind`,
+//!   `payload`, `prev_hash` or `hash` fails here.
+//! * columns must be non-NULL text, `ts` RFC 3339, `kind` from the allowed
+//!   alphabet and `payload` valid JSON.
+//!
+//! Removing the *last* records (truncating the tail) cannot be detected from
+//! the chain alone; compare [`VerifyReport::records`] with an externally
+//! anchored count or hash if that matters.
+//!
+//! # Incidents
+//!
+//! Incidents are stored in `incidents` keyed by `id`, upserted whole with the
+//! timeline kept as a JSON array column (`timeline`). They are mutable state
+//! and not hash-chained; the audit log is the tamper-evident history.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
+};
+use sqlx::{Connection, Row};
+use tokio::sync::Mutex;
+
+/// `prev_hash` of the first audit record: 64 ASCII zeros.
+pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Errors from the store. Every variant names the operation that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A database call failed.
+    #[error("store: {op} failed: {source}")]
+    Database {
+        /// The store operation, e.g. `"append_audit"`.
+        op: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
+    /// The database file to verify does not exist.
+    #[error("store: {op}: database file {} does not exist", path.display())]
+    NotFound { op: &'static str, path: PathBuf },
+    /// An argument was rejected before touching the database.
+    #[error("store: {op}: invalid {field}: {reason}")]
+    InvalidInput {
+        op: &'static str,
+        field: &'static str,
+        reason: String,
+    },
+    /// Stored data could not be decoded (e.g. a corrupt timeline JSON).
+    #[error("store: {op}: corrupt data: {reason}")]
+    Corrupt { op: &'static str, reason: String },
+}
+
+impl StoreError {
+    fn db(op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+        move |source| StoreError::Database { op, source }
+    }
+}
+
+/// One row of the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    pub seq: u64,
+    pub ts: String,
+    pub kind: String,
+    pub payload: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// One entry of an incident's timeline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimelineEntry {
+    pub ts: String,
+    pub kind: String,
+    pub message: String,
+}
+
+/// An incident as persisted by the store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IncidentRecord {
+    pub id: String,
+    pub service: String,
+    pub state: String,
+    pub trigger: String,
+    pub opened_at: String,
+    pub updated_at: String,
+    pub closed_at: Option<String>,
+    pub outcome: Option<String>,
+    pub summary: String,
+    pub timeline: Vec<TimelineEntry>,
+}
+
+/// The first record that failed verification.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BadRecord {
+    pub seq: u64,
+    pub reason: String,
+}
+
+/// Result of [`verify_audit`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifyReport {
+    /// Number of rows present in `audit_log`.
+    pub records: u64,
+    /// The first bad record in seq order, `None` when the chain is intact.
+    pub first_bad: Option<BadRecord>,
+}
+
+impl VerifyReport {
+    /// True when no bad record was found.
+    pub fn is_ok(&self) -> bool {
+        self.first_bad.is_none()
+    }
+}
+
+/// Computes `lowercase_hex(sha256(prev_hash || seq || ts || kind || payload))`.
+pub fn compute_hash(prev_hash: &str, seq: u64, ts: &str, kind: &str, payload: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(prev_hash.as_bytes());
+    h.update(seq.to_string().as_bytes());
+    h.update(ts.as_bytes());
+    h.update(kind.as_bytes());
+    h.update(payload.as_bytes());
+    hex::encode(h.finalize())
+}
+
+const SCHEMA: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS audit_log(seq INTEGER PRIMARY KEY, ts TEXT, kind TEXT, payload TEXT, prev_hash TEXT, hash TEXT)",
+    "CREATE TABLE IF NOT EXISTS incidents(id TEXT PRIMARY KEY, service TEXT NOT NULL, state TEXT NOT NULL, trigger_text TEXT NOT NULL, opened_at TEXT NOT NULL, updated_at TEXT NOT NULL, closed_at TEXT, outcome TEXT, summary TEXT NOT NULL, timeline TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS incidents_opened_at ON incidents(opened_at)",
+];
+
+const INCIDENT_COLUMNS: &str =
+    "id, service, state, trigger_text, opened_at, updated_at, closed_at, outcome, summary, timeline";
+
+/// Handle to the store. Cloning is cheap (shares the pool and the chain tip).
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: SqlitePool,
+    /// Last `(seq, hash)` of the audit chain; also serializes appends.
+    tip: Arc<Mutex<(u64, String)>>,
+}
+
+impl Store {
+    /// Opens (creating if missing) the database at `path` in WAL mode with
+    /// `synchronous=FULL`, creates the tables and loads the chain tip so new
+    /// appends continue an existing chain.
+    pub async fn open(path: &Path) -> Result<Store, StoreError> {
+        const OP: &str = "open";
+        let opts = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts)
+            .await
+            .map_err(StoreError::db(OP))?;
+        for stmt in SCHEMA {
+            sqlx::query(stmt)
+                .execute(&pool)
+                .await
+                .map_err(StoreError::db(OP))?;
+        }
+        let row = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&pool)
+            .await
+            .map_err(StoreError::db(OP))?;
+        let tip = match row {
+            None => (0, GENESIS_HASH.to_string()),
+            Some(row) => {
+                let seq: i64 = row.try_get("seq").map_err(StoreError::db(OP))?;
+                let hash: Option<String> = row.try_get("hash").map_err(StoreError::db(OP))?;
+                let seq = u64::try_from(seq).map_err(|_| StoreError::Corrupt {
+                    op: OP,
+                    reason: format!("last audit seq {seq} is negative"),
+                })?;
+                let hash = hash.ok_or_else(|| StoreError::Corrupt {
+                    op: OP,
+                    reason: format!("audit record {seq} has no hash"),
+                })?;
+                (seq, hash)
+            }
+        };
+        Ok(Store {
+            pool,
+            tip: Arc::new(Mutex::new(tip)),
+        })
+    }
+
+    /// Appends one audit record. `ts` must be RFC 3339 in UTC, `kind` a
+    /// non-empty string of `[A-Za-z0-9_.:-]`, `payload` valid JSON text.
+    pub async fn append_audit(
+        &self,
+        ts: &str,
+        kind: &str,
+        payload: &str,
+    ) -> Result<AuditRecord, StoreError> {
+        const OP: &str = "append_audit";
+        check_ts(ts).map_err(|reason| StoreError::InvalidInput {
+            op: OP,
+            field: "ts",
+            reason,
+        })?;
+        check_kind(kind).map_err(|reason| StoreError::InvalidInput {
+            op: OP,
+            field: "kind",
+            reason,
+        })?;
+        check_payload(payload).map_err(|reason| StoreError::InvalidInput {
+            op: OP,
+            field: "payload",
+            reason,
+        })?;
+
+        let mut tip = self.tip.lock().await;
+        let seq = tip.0.checked_add(1).ok_or_else(|| StoreError::Corrupt {
+            op: OP,
+            reason: "audit seq overflow".into(),
+        })?;
+        let seq_i = i64::try_from(seq).map_err(|_| StoreError::Corrupt {
+            op: OP,
+            reason: "audit seq overflow".into(),
+        })?;
+        let prev_hash = tip.1.clone();
+        let hash = compute_hash(&prev_hash, seq, ts, kind, payload);
+
+        let mut tx = self.pool.begin().await.map_err(StoreError::db(OP))?;
+        sqlx::query(
+            "INSERT INTO audit_log (seq, ts, kind, payload, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(seq_i)
+        .bind(ts)
+        .bind(kind)
+        .bind(payload)
+        .bind(&prev_hash)
+        .bind(&hash)
+        .execute(&mut *tx)
+        .await
+        .map_err(StoreError::db(OP))?;
+        tx.commit().await.map_err(StoreError::db(OP))?;
+
+        *tip = (seq, hash.clone());
+        Ok(AuditRecord {
+            seq,
+            ts: ts.to_string(),
+            kind: kind.to_string(),
+            payload: payload.to_string(),
+            prev_hash,
+            hash,
+        })
+    }
+
+    /// Lists up to `limit` audit records with `seq > after_seq`, ascending.
+    pub async fn list_audit(
+        &self,
+        after_seq: u64,
+        limit: u32,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        const OP: &str = "list_audit";
+        let after = i64::try_from(after_seq).unwrap_or(i64::MAX);
+        let rows = sqlx::query(
+            "SELECT seq, ts, kind, payload, prev_hash, hash FROM audit_log WHERE seq > $1 ORDER BY seq ASC LIMIT $2",
+        )
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::db(OP))?;
+        rows.iter()
+            .map(|row| decode_audit(row).map_err(|reason| StoreError::Corrupt { op: OP, reason }))
+            .collect()
+    }
+
+    /// Inserts the incident or replaces every field of the existing one with
+    /// the same `id`.
+    pub async fn upsert_incident(&self, incident: &IncidentRecord) -> Result<(), StoreError> {
+        const OP: &str = "upsert_incident";
+        if incident.id.is_empty() {
+            return Err(StoreError::InvalidInput {
+                op: OP,
+                field: "id",
+                reason: "must not be empty".into(),
+            });
+        }
+        let timeline =
+            serde_json::to_string(&incident.timeline).map_err(|e| StoreError::Corrupt {
+                op: OP,
+                reason: format!("timeline does not serialize: {e}"),
+            })?;
+        sqlx::query(
+            "INSERT INTO incidents (id, service, state, trigger_text, opened_at, updated_at, closed_at, outcome, summary, timeline) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+             ON CONFLICT (id) DO UPDATE SET service = excluded.service, state = excluded.state, \
+             trigger_text = excluded.trigger_text, opened_at = excluded.opened_at, updated_at = excluded.updated_at, \
+             closed_at = excluded.closed_at, outcome = excluded.outcome, summary = excluded.summary, \
+             timeline = excluded.timeline",
+        )
+        .bind(&incident.id)
+        .bind(&incident.service)
+        .bind(&incident.state)
+        .bind(&incident.trigger)
+        .bind(&incident.opened_at)
+        .bind(&incident.updated_at)
+        .bind(&incident.closed_at)
+        .bind(&incident.outcome)
+        .bind(&incident.summary)
+        .bind(&timeline)
+        .execute(&self.pool)
+        .await
+        .map_err(StoreError::db(OP))?;
+        Ok(())
+    }
+
+    /// Lists up to `limit` incidents, newest `opened_at` first.
+    pub async fn list_incidents(&self, limit: u32) -> Result<Vec<IncidentRecord>, StoreError> {
+        const OP: &str = "list_incidents";
+        let sql = format!(
+            "SELECT {INCIDENT_COLUMNS} FROM incidents ORDER BY opened_at DESC, id DESC LIMIT $1"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(StoreError::db(OP))?;
+        rows.iter().map(|row| decode_incident(row, OP)).collect()
+    }
+
+    /// Fetches one incident by id.
+    pub async fn get_incident(&self, id: &str) -> Result<Option<IncidentRecord>, StoreError> {
+        const OP: &str = "get_incident";
+        let sql = format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(StoreError::db(OP))?;
+        row.as_ref().map(|r| decode_incident(r, OP)).transpose()
+    }
+
+    /// Last `(seq, hash)` of the audit chain (`(0, GENESIS_HASH)` when empty).
+    pub async fn audit_tip(&self) -> (u64, String) {
+        self.tip.lock().await.clone()
+    }
+
+    /// Closes the pool, waiting for connections to finish.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn decode_incident(row: &SqliteRow, op: &'static str) -> Result<IncidentRecord, StoreError> {
+    let get = |col: &str| -> Result<String, StoreError> {
+        row.try_get::<String, _>(col)
+            .map_err(|e| StoreError::Corrupt {
+                op,
+                reason: format!("incident column {col}: {e}"),
+            })
+    };
+    let get_opt = |col: &str| -> Result<Option<String>, StoreError> {
+        row.try_get::<Option<String>, _>(col)
+            .map_err(|e| StoreError::Corrupt {
+                op,
+                reason: format!("incident column {col}: {e}"),
+            })
+    };
+    let id = get("id")?;
+    let timeline_text = get("timeline")?;
+    let timeline = serde_json::from_str(&timeline_text).map_err(|e| StoreError::Corrupt {
+        op,
+        reason: format!("incident {id}: timeline is not a valid JSON timeline: {e}"),
+    })?;
+    Ok(IncidentRecord {
+        service: get("service")?,
+        state: get("state")?,
+        trigger: get("trigger_text")?,
+        opened_at: get("opened_at")?,
+        updated_at: get("updated_at")?,
+        closed_at: get_opt("closed_at")?,
+        outcome: get_opt("outcome")?,
+        summary: get("summary")?,
+        timeline,
+        id,
+    })
+}
+
+/// Decodes an audit row; any type/NULL problem is returned as a reason.
+fn decode_audit(row: &SqliteRow) -> Result<AuditRecord, String> {
+    let seq: i64 = row
+        .try_get("seq")
+        .map_err(|e| format!("column seq unreadable: {e}"))?;
+    let seq = u64::try_from(seq).map_err(|_| format!("seq {seq} is negative"))?;
+    let text = |col: &str| -> Result<String, String> {
+        match row.try_get::<Option<String>, _>(col) {
+            Ok(Some(v)) => Ok(v),
+            Ok(None) => Err(format!("column {col} is NULL")),
+            Err(e) => Err(format!("column {col} is not text: {e}")),
+        }
+    };
+    Ok(AuditRecord {
+        seq,
+        ts: text("ts")?,
+        kind: text("kind")?,
+        payload: text("payload")?,
+        prev_hash: text("prev_hash")?,
+        hash: text("hash")?,
+    })
+}
+
+fn check_ts(ts: &str) -> Result<(), String> {
+    let parsed = time::OffsetDateTime::parse(ts, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| format!("{ts:?} is not RFC 3339: {e}"))?;
+    if parsed.offset() != time::UtcOffset::UTC {
+        return Err(format!("{ts:?} is not in UTC"));
+    }
+    Ok(())
+}
+
+fn check_kind(kind: &str) -> Result<(), String> {
+    if kind.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if let Some(c) = kind
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-')))
+    {
+        return Err(format!(
+            "{kind:?} contains {c:?}; allowed: A-Z a-z 0-9 _ . : -"
+        ));
+    }
+    Ok(())
+}
+
+fn check_payload(payload: &str) -> Result<(), String> {
+    serde_json::from_str::<serde::de::IgnoredAny>(payload)
+        .map(|_| ())
+        .map_err(|e| format!("not valid JSON: {e}"))
+}
+
+/// Verifies the audit chain in the database at `path`, opened read-only.
+///
+/// Fails with [`StoreError::NotFound`] if the file does not exist (it is never
+/// created). See the crate docs for what is checked.
+pub async fn verify_audit(path: &Path) -> Result<VerifyReport, StoreError> {
+    const OP: &str = "verify_audit";
+    match tokio::fs::metadata(path).await {
+        Ok(m) if m.is_file() => {}
+        _ => {
+            return Err(StoreError::NotFound {
+                op: OP,
+                path: path.to_path_buf(),
+            })
+        }
+    }
+    let opts = SqliteConnectOptions::from_str("sqlite:")
+        .map_err(StoreError::db(OP))?
+        .filename(path)
+        .create_if_missing(false)
+        .read_only(true);
+    let mut conn = SqliteConnection::connect_with(&opts)
+        .await
+        .map_err(StoreError::db(OP))?;
+
+    const PAGE: i64 = 1000;
+    let mut records: u64 = 0;
+    let mut first_bad: Option<BadRecord> = None;
+    let mut expected_seq: u64 = 1;
+    let mut prev_hash = GENESIS_HASH.to_string();
+    let mut after: i64 = i64::MIN;
+    loop {
+        let rows = sqlx::query(
+            "SELECT seq, ts, kind, payload, prev_hash, hash FROM audit_log WHERE seq > $1 ORDER BY seq ASC LIMIT $2",
+        )
+        .bind(after)
+        .bind(PAGE)
+        .fetch_all(&mut conn)
+        .await
+        .map_err(StoreError::db(OP))?;
+        let Some(last) = rows.last() else { break };
+        after = last.try_get("seq").map_err(StoreError::db(OP))?;
+        for row in &rows {
+            records += 1;
+            if first_bad.is_some() {
+                continue;
+            }
+            match check_row(row, expected_seq, &prev_hash) {
+                Ok(rec) => {
+                    expected_seq = rec.seq.saturating_add(1);
+                    prev_hash = rec.hash;
+                }
+                Err(bad) => first_bad = Some(bad),
+            }
+        }
+        if rows.len() < PAGE as usize {
+            break;
+        }
+    }
+    conn.close().await.map_err(StoreError::db(OP))?;
+    Ok(VerifyReport { records, first_bad })
+}
+
+fn check_row(
+    row: &SqliteRow,
+    expected_seq: u64,
+    prev_hash: &str,
+) -> Result<AuditRecord, BadRecord> {
+    let seq_hint = row
+        .try_get::<i64, _>("seq")
+        .ok()
+        .and_then(|s| u64::try_from(s).ok())
+        .unwrap_or(expected_seq);
+    let rec = decode_audit(row).map_err(|reason| BadRecord {
+        seq: seq_hint,
+        reason,
+    })?;
+    if rec.seq != expected_seq {
+        return Err(BadRecord {
+            seq: expected_seq,
+            reason: if rec.seq > expected_seq {
+                format!(
+                    "missing record: expected seq {expected_seq}, next present is seq {}",
+                    rec.seq
+                )
+            } else {
+                format!("seq {} out of order, expected {expected_seq}", rec.seq)
+            },
+        });
+    }
+    let bad = |reason: String| BadRecord {
+        seq: rec.seq,
+        reason,
+    };
+    if rec.prev_hash != prev_hash {
+        return Err(bad(format!(
+            "prev_hash {} does not match hash of previous record {}",
+            rec.prev_hash, prev_hash
+        )));
+    }
+    let recomputed = compute_hash(&rec.prev_hash, rec.seq, &rec.ts, &rec.kind, &rec.payload);
+    if recomputed != rec.hash {
+        return Err(bad(format!(
+            "hash mismatch: stored {}, recomputed {recomputed}",
+            rec.hash
+        )));
+    }
+    check_ts(&rec.ts).map_err(|r| bad(format!("ts: {r}")))?;
+    check_kind(&rec.kind).map_err(|r| bad(format!("kind: {r}")))?;
+    check_payload(&rec.payload).map_err(|r| bad(format!("payload: {r}")))?;
+    Ok(rec)
+}

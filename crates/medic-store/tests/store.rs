@@ -1,0 +1,422 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+
+use medic_store::{
+    compute_hash, verify_audit, IncidentRecord, Store, StoreError, TimelineEntry, GENESIS_HASH,
+};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
+use sqlx::Connection;
+
+fn ts(i: u64) -> String {
+    format!("2026-01-01T00:00:{:02}Z", i % 60)
+}
+
+async fn fill(path: &Path, n: u64) -> Store {
+    let store = Store::open(path).await.unwrap();
+    for i in 1..=n {
+        store
+            .append_audit(&ts(i), "action.restart", &format!("{{\"n\":{i}}}"))
+            .await
+            .unwrap();
+    }
+    store
+}
+
+/// Runs plain SQL against the database file, as an attacker with file access would.
+async fn tamper(path: &Path, sql: &str) {
+    let opts = SqliteConnectOptions::new().filename(path);
+    let mut conn = SqliteConnection::connect_with(&opts).await.unwrap();
+    sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+    conn.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn append_builds_hash_chain_with_documented_formula() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("medic.db");
+    let store = Store::open(&path).await.unwrap();
+    let r1 = store
+        .append_audit("2026-01-01T00:00:00Z", "start", "{}")
+        .await
+        .unwrap();
+    assert_eq!(r1.seq, 1);
+    assert_eq!(r1.prev_hash, GENESIS_HASH);
+    assert_eq!(GENESIS_HASH.len(), 64);
+    // Independently computed: sha256 of the plain concatenation.
+    use sha2::Digest;
+    let manual = hex::encode(sha2::Sha256::digest(
+        format!("{GENESIS_HASH}12026-01-01T00:00:00Zstart{{}}").as_bytes(),
+    ));
+    assert_eq!(r1.hash, manual);
+    let r2 = store
+        .append_audit("2026-01-01T00:00:01Z", "stop", r#"{"a":1}"#)
+        .await
+        .unwrap();
+    assert_eq!(r2.seq, 2);
+    assert_eq!(r2.prev_hash, r1.hash);
+    assert_eq!(
+        r2.hash,
+        compute_hash(&r1.hash, 2, "2026-01-01T00:00:01Z", "stop", r#"{"a":1}"#)
+    );
+    let listed = store.list_audit(0, 10).await.unwrap();
+    assert_eq!(listed, vec![r1.clone(), r2.clone()]);
+    assert_eq!(store.list_audit(1, 10).await.unwrap(), vec![r2]);
+    assert_eq!(store.list_audit(0, 1).await.unwrap(), vec![r1]);
+    assert!(store.list_audit(2, 10).await.unwrap().is_empty());
+    assert!(store.list_audit(u64::MAX, 10).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn database_is_wal_and_chain_continues_after_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("medic.db");
+    let store = fill(&path, 3).await;
+    let tip = store.audit_tip().await;
+    assert_eq!(tip.0, 3);
+    store.close().await;
+    drop(store);
+
+    let store = Store::open(&path).await.unwrap();
+    assert_eq!(store.audit_tip().await, tip);
+    let r4 = store
+        .append_audit(&ts(4), "after.restart", "[1,2]")
+        .await
+        .unwrap();
+    assert_eq!(r4.seq, 4);
+    assert_eq!(r4.prev_hash, tip.1);
+    store.close().await;
+
+    let report = verify_audit(&path).await.unwrap();
+    assert_eq!(report.records, 4);
+    assert_eq!(report.first_bad, None);
+    assert!(report.is_ok());
+
+    let opts = SqliteConnectOptions::new().filename(&path);
+    let mut conn = SqliteConnection::connect_with(&opts).await.unwrap();
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(mode, "wal");
+}
+
+#[tokio::test]
+async fn concurrent_appends_are_serialized_into_one_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("medic.db");
+    let store = Store::open(&path).await.unwrap();
+    let mut tasks = Vec::new();
+    for t in 0..8u64 {
+        let s = store.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..10u64 {
+                s.append_audit(&ts(i), "probe.failed", &format!("{{\"t\":{t},\"i\":{i}}}"))
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let all = store.list_audit(0, 1000).await.unwrap();
+    assert_eq!(all.len(), 80);
+    for (i, r) in all.iter().enumerate() {
+        assert_eq!(r.seq, i as u64 + 1);
+    }
+    store.close().await;
+    let report = verify_audit(&path).await.unwrap();
+    assert_eq!(report.records, 80);
+    assert!(report.is_ok(), "{report:?}");
+}
+
+#[tokio::test]
+async fn invalid_input_is_rejected_without_consuming_a_seq() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("medic.db");
+    let store = Store::open(&path).await.unwrap();
+    let cases = [
+        ("not a time", "k", "{}", "ts"),
+        ("2026-01-01T00:00:00+02:00", "k", "{}", "ts"),
+        ("2026-01-01T00:00:00Z", "", "{}", "kind"),
+        ("2026-01-01T00:00:00Z", "has space", "{}", "kind"),
+        ("2026-01-01T00:00:00Z", "k", "{not json", "payload"),
+        ("2026-01-01T00:00:00Z", "k", "", "payload"),
+    ];
+    for (t, k, p, field) in cases {
+        match store.append_audit(t, k, p).await {
+            Err(StoreError::InvalidInput { op, field: f, .. }) => {
+                assert_eq!(op, "append_audit");
+                assert_eq!(f, field);
+            }
+            other => panic!("expected InvalidInput for {field}, got {other:?}"),
+        }
+    }
+    let r = store
+        .append_audit("2026-01-01T00:00:00Z", "ok", "null")
+        .await
+        .unwrap();
+    assert_eq!(r.seq, 1);
+}
+
+#[tokio::test]
+async fn verify_detects_edited_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("medic.db");
+    fill(&path, 5).await.close().await;
+    tamper(
+        &path,
+        r#"UPDATE audit_log SET payload = '{"n":999}' WHERE seq = 3"#,
+    )
+    .await;
+    let report = verify_audit(&path).await.unwrap();
+    assert_eq!(report.records, 5);
+    let bad = report.first_bad.expect("edit must be detected");
+    assert_eq!(bad.seq, 3);
+    assert!(bad.reason.contains("hash mismatch"), "{}", bad.reason);
+}
+
+#[tokio::test]
+async fn verify_detects_edit_with_recomputed_hash_at_next_record() {
+    // An attacker who recomputes the edited row's hash breaks the link to the next row.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("medic.db");
+    let store = fill(&path, 5).await;
+    let rows = store.list_audit(0, 10).await.unwrap();
+    store.close().await;
+    let r3 = &rows[2];
+    let forged = compute_hash(&r3.prev_hash, 3, &r3.ts, &r3.kind, r#"{"n":0}"#);
+    tamper(
+        &path,
+        &format!(r#"UPDATE audit_log SET payload = '{{"n":0}}', hash = '{forged}' WHERE seq = 3"#),
+    )
+    .await;
+    let bad = verify_audit(&path).await.unwrap().first_bad.unwrap();
+    assert_eq!(bad.seq, 4);
+    assert!(bad.reason.contains("prev_hash"), "{}", bad.reason);
+}
+
+#[tokio::test]
+async fn verify_detects_deleted_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("medic.db");
+    fill(&path, 5).await.close().await;
+    tamper(&path, "DELETE FROM audit_log WHERE seq = 3").await;
+    let report = verify_audit(&path).await.unwrap();
+    assert_eq!(report.records, 4);
+    let bad = report.first_bad.expect("deletion must be detected");
+    assert_eq!(bad.seq, 3);
+    assert!(bad.reason.starts_with("missing"), "{}", bad.reason);
+    assert!(bad.reason.contains("seq 4"), "{}", bad.reason);
+}
+
+#[tokio::test]
+async fn verify_detects_deleted_first_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("medic.db");
+    fill(&path, 3).await.close().await;
+    tamper(&path, "DELETE FROM audit_log WHERE seq = 1").await;
+    let bad = verify_audit(&path).await.unwrap().first_bad.unwrap();
+    assert_eq!(bad.seq, 1);
+    assert!(bad.reason.starts_with("missing"), "{}", bad.reason);
+}
+
+#[tokio::test]
+async fn verify_detects_reordered_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("medic.db");
+    fill(&path, 5).await.close().await;
+    // Swap the seq numbers of records 2 and 4.
+    tamper(
+        &path,
+        "UPDATE audit_log SET seq = 100 WHERE seq = 2;\
+         UPDATE audit_log SET seq = 2 WHERE seq = 4;\
+         UPDATE audit_log SET seq = 4 WHERE seq = 100;",
+    )
+    .await;
+    let report = verify_audit(&path).await.unwrap();
+    assert_eq!(report.records, 5);
+    let bad = report.first_bad.expect("reorder must be detected");
+    assert_eq!(bad.seq, 2);
+    assert!(bad.reason.contains("prev_hash"), "{}", bad.reason);
+}
+
+#[tokio::test]
+async fn verify_detects_swapped_row_contents() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("medic.db");
+    fill(&path, 4).await.close().await;
+    // Swap the payloads of 3 and 4, keeping the hashes in place.
+    tamper(
+        &path,
+        "UPDATE audit_log SET payload = (SELECT payload FROM audit_log WHERE seq = 4) WHERE seq = 3;\
+         UPDATE audit_log SET payload = '{\"n\":3}' WHERE seq = 4;",
+    )
+    .await;
+    let bad = verify_audit(&path).await.unwrap().first_bad.unwrap();
+    assert_eq!(bad.seq, 3);
+}
+
+#[tokio::test]
+async fn verify_reports_null_and_non_text_columns_without_failing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("medic.db");
+    fill(&path, 3).await.close().await;
+    tamper(&path, "UPDATE audit_log SET kind = NULL WHERE seq = 2").await;
+    let bad = verify_audit(&path).await.unwrap().first_bad.unwrap();
+    assert_eq!(bad.seq, 2);
+    assert!(bad.reason.contains("kind"), "{}", bad.reason);
+
+    tamper(
+        &path,
+        "UPDATE audit_log SET kind = 'x', ts = 12345 WHERE seq = 2",
+    )
+    .await;
+    let bad = verify_audit(&path).await.unwrap().first_bad.unwrap();
+    assert_eq!(bad.seq, 2);
+}
+
+#[tokio::test]
+async fn verify_empty_database_is_ok_and_missing_file_is_not_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("medic.db");
+    Store::open(&path).await.unwrap().close().await;
+    let report = verify_audit(&path).await.unwrap();
+    assert_eq!(report.records, 0);
+    assert!(report.is_ok());
+
+    let missing = dir.path().join("nope.db");
+    match verify_audit(&missing).await {
+        Err(e @ StoreError::NotFound { .. }) => {
+            assert!(e.to_string().contains("does not exist"), "{e}");
+            assert!(e.to_string().contains("nope.db"), "{e}");
+        }
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+    assert!(!missing.exists(), "verify must not create the file");
+}
+
+#[tokio::test]
+async fn verify_of_non_database_file_errors_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("garbage.db");
+    std::fs::write(
+        &path,
+        b"this is definitely not an sqlite database, just text",
+    )
+    .unwrap();
+    let err = verify_audit(&path).await.unwrap_err();
+    assert!(err.to_string().contains("verify_audit"), "{err}");
+}
+
+#[tokio::test]
+async fn verify_does_not_write_to_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("medic.db");
+    fill(&path, 3).await.close().await;
+    // Fold the WAL into the main file first so the bytes are stable.
+    tamper(&path, "PRAGMA wal_checkpoint(TRUNCATE)").await;
+    let before = std::fs::read(&path).unwrap();
+    let report = verify_audit(&path).await.unwrap();
+    assert_eq!(report.records, 3);
+    let after = std::fs::read(&path).unwrap();
+    assert!(after == before, "verify_audit modified the database file");
+}
+
+fn incident(id: &str, opened_at: &str) -> IncidentRecord {
+    IncidentRecord {
+        id: id.to_string(),
+        service: "web".into(),
+        state: "open".into(),
+        trigger: "healthz failed 3 times".into(),
+        opened_at: opened_at.into(),
+        updated_at: opened_at.into(),
+        closed_at: None,
+        outcome: None,
+        summary: "web is unhealthy".into(),
+        timeline: vec![TimelineEntry {
+            ts: opened_at.into(),
+            kind: "opened".into(),
+            message: "probe healthz failed".into(),
+        }],
+    }
+}
+
+#[tokio::test]
+async fn incidents_upsert_get_list_and_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("medic.db");
+    let store = Store::open(&path).await.unwrap();
+    assert_eq!(store.get_incident("a").await.unwrap(), None);
+    assert!(store.list_incidents(10).await.unwrap().is_empty());
+
+    let a = incident("a", "2026-01-01T00:00:00Z");
+    let b = incident("b", "2026-01-02T00:00:00Z");
+    let c = incident("c", "2026-01-03T00:00:00Z");
+    for i in [&b, &a, &c] {
+        store.upsert_incident(i).await.unwrap();
+    }
+    let ids: Vec<String> = store
+        .list_incidents(10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i.id)
+        .collect();
+    assert_eq!(ids, ["c", "b", "a"]);
+    assert_eq!(store.list_incidents(2).await.unwrap().len(), 2);
+
+    let mut a2 = a.clone();
+    a2.state = "resolved".into();
+    a2.updated_at = "2026-01-01T00:05:00Z".into();
+    a2.closed_at = Some("2026-01-01T00:05:00Z".into());
+    a2.outcome = Some("restarted".into());
+    a2.timeline.push(TimelineEntry {
+        ts: "2026-01-01T00:05:00Z".into(),
+        kind: "action".into(),
+        message: "restart succeeded; \"quoted\" text ✓".into(),
+    });
+    store.upsert_incident(&a2).await.unwrap();
+    assert_eq!(store.get_incident("a").await.unwrap(), Some(a2.clone()));
+    assert_eq!(store.list_incidents(10).await.unwrap().len(), 3);
+    store.close().await;
+
+    let store = Store::open(&path).await.unwrap();
+    assert_eq!(store.get_incident("a").await.unwrap(), Some(a2));
+    assert_eq!(store.get_incident("c").await.unwrap(), Some(c));
+
+    let err = store
+        .upsert_incident(&incident("", "2026-01-01T00:00:00Z"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::InvalidInput { field: "id", .. }));
+}
+
+#[tokio::test]
+async fn corrupt_timeline_is_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("medic.db");
+    let store = Store::open(&path).await.unwrap();
+    store
+        .upsert_incident(&incident("x", "2026-01-01T00:00:00Z"))
+        .await
+        .unwrap();
+    tamper(
+        &path,
+        "UPDATE incidents SET timeline = 'not json' WHERE id = 'x'",
+    )
+    .await;
+    let err = store.get_incident("x").await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Corrupt {
+                op: "get_incident",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("get_incident"));
+}

@@ -1,0 +1,630 @@
+//! medic.yaml: parse, validate and turn into the engine's and adapters' configuration.
+//!
+//! Every problem is reported as `FILE:LINE:COL: message`. Syntax and type errors
+//! stop parsing at the first one (YAML cannot be trusted past it); semantic
+//! problems (undefined references, missing probe kinds, ...) are all collected.
+#![forbid(unsafe_code)]
+
+mod raw;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use medic_core::{
+    ActionKind, ActionSpec, Condition, EngineConfig, FailureRule, LatencyRule, Mode, ProbeSpec,
+    RecoveryRule, Remediation, RetryPolicy, RevertSpec, Risk, ServicePolicy, ServiceSpec,
+};
+use serde_saphyr::{Location, Spanned};
+
+pub use raw::Dur;
+use raw::*;
+
+/// One problem in a config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub line: u64,
+    pub column: u64,
+    pub message: String,
+}
+
+/// All problems found in one file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    pub file: String,
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            if p.line == 0 {
+                write!(f, "{}: {}", self.file, p.message)?;
+            } else {
+                write!(f, "{}:{}:{}: {}", self.file, p.line, p.column, p.message)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessConfig {
+    pub command: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub cwd: Option<PathBuf>,
+    pub stop_grace: Duration,
+    pub autostart: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProbeKind {
+    Http {
+        url: String,
+        expect_status: u16,
+        body_contains: Option<String>,
+    },
+    Tcp {
+        address: String,
+    },
+    Exec {
+        command: Vec<String>,
+    },
+    /// Liveness of the service's supervised process.
+    Process,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeConfig {
+    pub name: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub kind: ProbeKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ActionExec {
+    Restart,
+    Exec {
+        command: Vec<String>,
+        timeout: Duration,
+        env: BTreeMap<String, String>,
+        cwd: Option<PathBuf>,
+    },
+    Http {
+        url: String,
+        method: String,
+        body: Option<String>,
+        expect_status: Option<u16>,
+        timeout: Duration,
+    },
+}
+
+/// Everything the daemon needs to run one service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceConfig {
+    pub name: String,
+    pub process: Option<ProcessConfig>,
+    pub probes: Vec<ProbeConfig>,
+    pub actions: BTreeMap<String, ActionExec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotifyConfig {
+    pub webhook: String,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The engine's configuration (seed and instance are set by the driver).
+    pub engine: EngineConfig,
+    /// `None` when the file does not set a mode (the CLI then decides).
+    pub mode: Option<Mode>,
+    pub listen: SocketAddr,
+    pub database: PathBuf,
+    pub notify: Option<NotifyConfig>,
+    pub services: Vec<ServiceConfig>,
+}
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9090";
+pub const DEFAULT_DATABASE: &str = "medic.db";
+
+/// Read and validate a config file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: file.clone(),
+        problems: vec![Problem {
+            line: 0,
+            column: 0,
+            message: format!("cannot read config: {e}"),
+        }],
+    })?;
+    parse(&file, &text)
+}
+
+/// Validate config text; `file` is only used in messages.
+pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
+    let raw: RawConfig = serde_saphyr::from_str(text).map_err(|e| {
+        let loc = e.location();
+        let msg = strip_location(&e.without_snippet().to_string());
+        ConfigError {
+            file: file.to_string(),
+            problems: vec![Problem {
+                line: loc.map(|l| l.line()).unwrap_or(0),
+                column: loc.map(|l| l.column()).unwrap_or(0),
+                message: msg,
+            }],
+        }
+    })?;
+    let mut v = Validator::default();
+    let cfg = v.config(raw);
+    if v.problems.is_empty() {
+        if let Some(cfg) = cfg {
+            return Ok(cfg);
+        }
+    }
+    v.problems.sort_by_key(|p| (p.line, p.column));
+    Err(ConfigError {
+        file: file.to_string(),
+        problems: v.problems,
+    })
+}
+
+/// serde-saphyr appends " at line L, column C"; we print the location first.
+fn strip_location(msg: &str) -> String {
+    match msg.rfind(" at line ") {
+        Some(i) => msg[..i].to_string(),
+        None => msg.to_string(),
+    }
+}
+
+#[derive(Default)]
+struct Validator {
+    problems: Vec<Problem>,
+}
+
+impl Validator {
+    fn at(&mut self, loc: Location, message: impl Into<String>) {
+        self.problems.push(Problem {
+            line: loc.line(),
+            column: loc.column(),
+            message: message.into(),
+        });
+    }
+
+    fn mode(&mut self, m: &Spanned<String>) -> Option<Mode> {
+        match m.value.parse::<Mode>() {
+            Ok(mode) => Some(mode),
+            Err(e) => {
+                self.at(m.referenced, e.to_string());
+                None
+            }
+        }
+    }
+
+    fn config(&mut self, raw: RawConfig) -> Option<Config> {
+        let mode = raw.mode.as_ref().and_then(|m| self.mode(m));
+        let listen = match &raw.listen {
+            Some(l) => match l.value.parse::<SocketAddr>() {
+                Ok(a) => a,
+                Err(e) => {
+                    self.at(
+                        l.referenced,
+                        format!("invalid listen address `{}`: {e}", l.value),
+                    );
+                    SocketAddr::from(([127, 0, 0, 1], 9090))
+                }
+            },
+            None => SocketAddr::from(([127, 0, 0, 1], 9090)),
+        };
+        let notify = raw.notify.and_then(|n| {
+            let hook = n.webhook?;
+            self.url(&hook);
+            Some(NotifyConfig {
+                webhook: hook.value,
+                timeout: n.timeout.map_or(Duration::from_secs(5), |d| d.0),
+            })
+        });
+        let base = policy(&ServicePolicy::default(), raw.policy.as_ref());
+        if raw.services.is_empty() {
+            self.problems.push(Problem {
+                line: 0,
+                column: 0,
+                message: "no services configured (`services:` is empty)".into(),
+            });
+        }
+        let mut specs = Vec::new();
+        let mut services = Vec::new();
+        for (name, svc) in raw.services {
+            if let Some((spec, svc_cfg)) = self.service(&name, svc, &base) {
+                specs.push(spec);
+                services.push(svc_cfg);
+            }
+        }
+        Some(Config {
+            engine: EngineConfig {
+                mode: mode.unwrap_or(Mode::DryRun),
+                services: specs,
+                ..EngineConfig::default()
+            },
+            mode,
+            listen,
+            database: PathBuf::from(raw.database.unwrap_or_else(|| DEFAULT_DATABASE.into())),
+            notify,
+            services,
+        })
+    }
+
+    fn url(&mut self, u: &Spanned<String>) {
+        if !(u.value.starts_with("http://") || u.value.starts_with("https://")) {
+            self.at(
+                u.referenced,
+                format!(
+                    "invalid URL `{}`: must start with http:// or https://",
+                    u.value
+                ),
+            );
+        }
+    }
+
+    fn command(&mut self, c: &Spanned<Vec<String>>, what: &str) {
+        if c.value.is_empty() || c.value[0].trim().is_empty() {
+            self.at(c.referenced, format!("{what}: command must not be empty"));
+        }
+    }
+
+    fn service(
+        &mut self,
+        name: &str,
+        svc: Spanned<RawService>,
+        base: &ServicePolicy,
+    ) -> Option<(ServiceSpec, ServiceConfig)> {
+        let loc = svc.referenced;
+        let svc = svc.value;
+        let mode = svc.mode.as_ref().and_then(|m| self.mode(m));
+        let process = svc.process.map(|p| {
+            self.command(&p.command, &format!("service {name} process"));
+            ProcessConfig {
+                command: p.command.value,
+                env: p.env,
+                cwd: p.cwd.map(PathBuf::from),
+                stop_grace: p.stop_grace.map_or(Duration::from_secs(10), |d| d.0),
+                autostart: p.autostart.unwrap_or(true),
+            }
+        });
+        if svc.probes.is_empty() {
+            self.at(loc, format!("service {name} has no probes"));
+        }
+        let mut probe_specs = Vec::new();
+        let mut probes = Vec::new();
+        for (pname, p) in &svc.probes {
+            let ploc = p.referenced;
+            let p = &p.value;
+            let mut kinds = Vec::new();
+            if let Some(h) = &p.http {
+                self.url(&h.url);
+                kinds.push(ProbeKind::Http {
+                    url: h.url.value.clone(),
+                    expect_status: h.expect_status.unwrap_or(200),
+                    body_contains: h.body_contains.clone(),
+                });
+            }
+            if let Some(t) = &p.tcp {
+                if !t.address.value.contains(':') {
+                    self.at(
+                        t.address.referenced,
+                        format!(
+                            "invalid tcp address `{}`: expected host:port",
+                            t.address.value
+                        ),
+                    );
+                }
+                kinds.push(ProbeKind::Tcp {
+                    address: t.address.value.clone(),
+                });
+            }
+            if let Some(e) = &p.exec {
+                self.command(&e.command, &format!("probe {name}.{pname}"));
+                kinds.push(ProbeKind::Exec {
+                    command: e.command.value.clone(),
+                });
+            }
+            if p.process.is_some() {
+                if process.is_none() {
+                    self.at(
+                        ploc,
+                        format!("probe {name}.{pname}: a process probe needs the service's `process:` section"),
+                    );
+                }
+                kinds.push(ProbeKind::Process);
+            }
+            let timeout = p
+                .http
+                .as_ref()
+                .and_then(|h| h.timeout)
+                .or(p.tcp.as_ref().and_then(|t| t.timeout))
+                .or(p.exec.as_ref().and_then(|e| e.timeout))
+                .map_or(Duration::from_secs(5), |d| d.0);
+            if kinds.len() != 1 {
+                self.at(
+                    ploc,
+                    format!(
+                        "probe {name}.{pname}: exactly one of http, tcp, exec or process is required (found {})",
+                        kinds.len()
+                    ),
+                );
+            }
+            let failure = match &p.failure {
+                Some(f) => {
+                    if f.consecutive.value == 0 {
+                        self.at(
+                            f.consecutive.referenced,
+                            "failure.consecutive must be at least 1",
+                        );
+                    }
+                    FailureRule {
+                        consecutive: f.consecutive.value.max(1),
+                        within: f.within.map_or(FailureRule::default().within, |d| d.0),
+                    }
+                }
+                None if matches!(kinds.first(), Some(ProbeKind::Process)) => FailureRule {
+                    consecutive: 1,
+                    within: FailureRule::default().within,
+                },
+                None => FailureRule::default(),
+            };
+            let latency = p.latency.as_ref().map(|l| {
+                if l.consecutive.value == 0 {
+                    self.at(
+                        l.consecutive.referenced,
+                        "latency.consecutive must be at least 1",
+                    );
+                }
+                LatencyRule {
+                    over: l.over.0,
+                    consecutive: l.consecutive.value.max(1),
+                }
+            });
+            let recovery = match &p.recovery {
+                Some(r) => {
+                    if r.consecutive.value == 0 {
+                        self.at(
+                            r.consecutive.referenced,
+                            "recovery.consecutive must be at least 1",
+                        );
+                    }
+                    RecoveryRule {
+                        consecutive: r.consecutive.value.max(1),
+                    }
+                }
+                None => RecoveryRule::default(),
+            };
+            probe_specs.push(ProbeSpec {
+                name: pname.clone(),
+                failure,
+                latency,
+                recovery,
+            });
+            if let Some(kind) = kinds.into_iter().next() {
+                probes.push(ProbeConfig {
+                    name: pname.clone(),
+                    interval: p.interval.map_or(Duration::from_secs(10), |d| d.0),
+                    timeout,
+                    kind,
+                });
+            }
+        }
+        let mut action_specs = Vec::new();
+        let mut actions = BTreeMap::new();
+        for (aname, a) in &svc.actions {
+            let aloc = a.referenced;
+            let a = &a.value;
+            let mut kinds = Vec::new();
+            if a.restart.is_some() {
+                if process.is_none() {
+                    self.at(
+                        aloc,
+                        format!(
+                            "action {name}.{aname}: restart needs the service's `process:` section"
+                        ),
+                    );
+                }
+                kinds.push((ActionKind::Restart, ActionExec::Restart));
+            }
+            if let Some(e) = &a.exec {
+                self.command(&e.command, &format!("action {name}.{aname}"));
+                kinds.push((
+                    ActionKind::Exec,
+                    ActionExec::Exec {
+                        command: e.command.value.clone(),
+                        timeout: e.timeout.map_or(Duration::from_secs(30), |d| d.0),
+                        env: e.env.clone(),
+                        cwd: e.cwd.as_ref().map(PathBuf::from),
+                    },
+                ));
+            }
+            if let Some(h) = &a.http {
+                self.url(&h.url);
+                let method = h
+                    .method
+                    .as_ref()
+                    .map_or("POST".to_string(), |m| m.value.to_uppercase());
+                if !matches!(method.as_str(), "GET" | "POST" | "PUT" | "PATCH" | "DELETE") {
+                    if let Some(m) = &h.method {
+                        self.at(
+                            m.referenced,
+                            format!("unsupported HTTP method `{}`", m.value),
+                        );
+                    }
+                }
+                kinds.push((
+                    ActionKind::Http,
+                    ActionExec::Http {
+                        url: h.url.value.clone(),
+                        method,
+                        body: h.body.clone(),
+                        expect_status: h.expect_status,
+                        timeout: h.timeout.map_or(Duration::from_secs(10), |d| d.0),
+                    },
+                ));
+            }
+            if kinds.len() != 1 {
+                self.at(
+                    aloc,
+                    format!(
+                        "action {name}.{aname}: exactly one of restart, exec or http is required (found {})",
+                        kinds.len()
+                    ),
+                );
+            }
+            let Some((kind, exec)) = kinds.into_iter().next() else {
+                continue;
+            };
+            let risk = match &a.risk {
+                Some(r) => {
+                    match r.value.as_str() {
+                        "low" => Risk::Low,
+                        "medium" => Risk::Medium,
+                        "high" => Risk::High,
+                        "critical" => Risk::Critical,
+                        other => {
+                            self.at(
+                            r.referenced,
+                            format!("unknown risk `{other}` (expected low, medium, high or critical)"),
+                        );
+                            Risk::Critical
+                        }
+                    }
+                }
+                None => default_risk(kind),
+            };
+            let revert = a.revert.as_ref().map(|r| {
+                if !svc.actions.contains_key(&r.action.value) {
+                    self.at(
+                        r.action.referenced,
+                        format!(
+                            "revert names undefined action `{}` in service {name}",
+                            r.action.value
+                        ),
+                    );
+                }
+                RevertSpec {
+                    action: r.action.value.clone(),
+                    after: r.after.0,
+                }
+            });
+            action_specs.push(ActionSpec {
+                name: aname.clone(),
+                kind,
+                risk,
+                revert,
+            });
+            actions.insert(aname.clone(), exec);
+        }
+        let mut remediations = Vec::new();
+        for r in &svc.remediate {
+            let probe = svc.probes.get(&r.when.probe.value);
+            if probe.is_none() {
+                self.at(
+                    r.when.probe.referenced,
+                    format!(
+                        "remediation names undefined probe `{}` in service {name}",
+                        r.when.probe.value
+                    ),
+                );
+            }
+            if !svc.actions.contains_key(&r.action.value) {
+                self.at(
+                    r.action.referenced,
+                    format!(
+                        "remediation names undefined action `{}` in service {name}",
+                        r.action.value
+                    ),
+                );
+            }
+            let condition = match &r.when.condition {
+                None => Condition::Failing,
+                Some(c) => match c.value.as_str() {
+                    "failing" => Condition::Failing,
+                    "slow" => {
+                        if probe.is_some_and(|p| p.value.latency.is_none()) {
+                            self.at(
+                                c.referenced,
+                                format!(
+                                    "condition `slow` needs a `latency:` rule on probe `{}`",
+                                    r.when.probe.value
+                                ),
+                            );
+                        }
+                        Condition::Slow
+                    }
+                    other => {
+                        self.at(
+                            c.referenced,
+                            format!("unknown condition `{other}` (expected failing or slow)"),
+                        );
+                        Condition::Failing
+                    }
+                },
+            };
+            remediations.push(Remediation {
+                probe: r.when.probe.value.clone(),
+                condition,
+                action: r.action.value.clone(),
+            });
+        }
+        let pol = policy(base, svc.policy.as_ref());
+        Some((
+            ServiceSpec {
+                name: name.to_string(),
+                mode,
+                probes: probe_specs,
+                actions: action_specs,
+                remediations,
+                policy: pol,
+            },
+            ServiceConfig {
+                name: name.to_string(),
+                process,
+                probes,
+                actions,
+            },
+        ))
+    }
+}
+
+/// Default risk tier per action kind.
+pub fn default_risk(kind: ActionKind) -> Risk {
+    match kind {
+        ActionKind::Restart | ActionKind::Exec => Risk::Medium,
+        ActionKind::Http => Risk::Low,
+    }
+}
+
+fn policy(base: &ServicePolicy, raw: Option<&RawPolicy>) -> ServicePolicy {
+    let Some(r) = raw else {
+        return base.clone();
+    };
+    let d = |v: Option<Dur>, b: Duration| v.map_or(b, |d| d.0);
+    ServicePolicy {
+        cooldown: d(r.cooldown, base.cooldown),
+        restart_budget: r.restart_budget.unwrap_or(base.restart_budget),
+        budget_window: d(r.budget_window, base.budget_window),
+        max_failed_heals: r.max_failed_heals.unwrap_or(base.max_failed_heals),
+        failed_window: d(r.failed_heal_window, base.failed_window),
+        verify_window: d(r.verify_window, base.verify_window),
+        retry: RetryPolicy {
+            base: d(r.retry_base, base.retry.base),
+            cap: d(r.retry_cap, base.retry.cap),
+            jitter: d(r.retry_jitter, base.retry.jitter),
+            max_attempts: r.max_attempts.unwrap_or(base.retry.max_attempts).max(1),
+        },
+    }
+}

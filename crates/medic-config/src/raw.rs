@@ -1,0 +1,191 @@
+//! The YAML shape of medic.yaml, as written by operators. Every struct denies
+//! unknown fields so a typo is an error with a location, not a silent default.
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+use serde_saphyr::Spanned;
+
+/// A humantime duration such as `30s`, `5m`, `1h 30m`, `250ms`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dur(pub Duration);
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(s.trim()).map(Dur).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "invalid duration `{s}`: {e} (use e.g. 30s, 5m, 250ms)"
+            ))
+        })
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub mode: Option<Spanned<String>>,
+    pub listen: Option<Spanned<String>>,
+    pub database: Option<String>,
+    pub notify: Option<RawNotify>,
+    pub policy: Option<RawPolicy>,
+    pub services: BTreeMap<String, Spanned<RawService>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNotify {
+    pub webhook: Option<Spanned<String>>,
+    pub timeout: Option<Dur>,
+}
+
+#[derive(Debug, Default, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawPolicy {
+    pub cooldown: Option<Dur>,
+    pub restart_budget: Option<u32>,
+    pub budget_window: Option<Dur>,
+    pub max_failed_heals: Option<u32>,
+    pub failed_heal_window: Option<Dur>,
+    pub verify_window: Option<Dur>,
+    pub max_attempts: Option<u32>,
+    pub retry_base: Option<Dur>,
+    pub retry_cap: Option<Dur>,
+    pub retry_jitter: Option<Dur>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawService {
+    pub mode: Option<Spanned<String>>,
+    pub process: Option<RawProcess>,
+    #[serde(default)]
+    pub probes: BTreeMap<String, Spanned<RawProbe>>,
+    #[serde(default)]
+    pub actions: BTreeMap<String, Spanned<RawAction>>,
+    #[serde(default)]
+    pub remediate: Vec<RawRemediate>,
+    pub policy: Option<RawPolicy>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProcess {
+    pub command: Spanned<Vec<String>>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    pub cwd: Option<String>,
+    pub stop_grace: Option<Dur>,
+    pub autostart: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProbe {
+    pub http: Option<RawHttpProbe>,
+    pub tcp: Option<RawTcpProbe>,
+    pub exec: Option<RawExecProbe>,
+    pub process: Option<RawEmpty>,
+    pub interval: Option<Dur>,
+    pub failure: Option<RawFailure>,
+    pub latency: Option<RawLatency>,
+    pub recovery: Option<RawRecovery>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawEmpty {}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttpProbe {
+    pub url: Spanned<String>,
+    pub expect_status: Option<u16>,
+    pub body_contains: Option<String>,
+    pub timeout: Option<Dur>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTcpProbe {
+    pub address: Spanned<String>,
+    pub timeout: Option<Dur>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawExecProbe {
+    pub command: Spanned<Vec<String>>,
+    pub timeout: Option<Dur>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFailure {
+    pub consecutive: Spanned<u32>,
+    pub within: Option<Dur>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLatency {
+    pub over: Dur,
+    pub consecutive: Spanned<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRecovery {
+    pub consecutive: Spanned<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAction {
+    pub restart: Option<RawEmpty>,
+    pub exec: Option<RawExecAction>,
+    pub http: Option<RawHttpAction>,
+    pub risk: Option<Spanned<String>>,
+    pub revert: Option<RawRevert>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawExecAction {
+    pub command: Spanned<Vec<String>>,
+    pub timeout: Option<Dur>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    pub cwd: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttpAction {
+    pub url: Spanned<String>,
+    pub method: Option<Spanned<String>>,
+    pub body: Option<String>,
+    pub expect_status: Option<u16>,
+    pub timeout: Option<Dur>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRevert {
+    pub action: Spanned<String>,
+    pub after: Dur,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRemediate {
+    pub when: RawWhen,
+    pub action: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWhen {
+    pub probe: Spanned<String>,
+    pub condition: Option<Spanned<String>>,
+}

@@ -1,0 +1,159 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+use medic_config::{parse, ProbeKind};
+use medic_core::{Condition, Mode};
+
+fn errs(text: &str) -> String {
+    parse("medic.yaml", text).unwrap_err().to_string()
+}
+
+#[test]
+fn example_config_is_valid() {
+    let text = include_str!("../../../examples/medic.yaml");
+    let cfg = parse("examples/medic.yaml", text).unwrap();
+    assert_eq!(cfg.mode, Some(Mode::DryRun));
+    let web = &cfg.services[0];
+    assert_eq!(web.name, "web");
+    assert!(web.probes.iter().any(|p| p.kind == ProbeKind::Process));
+    let spec = &cfg.engine.services[0];
+    assert_eq!(spec.policy.cooldown.as_secs(), 300);
+    assert!(spec
+        .remediations
+        .iter()
+        .any(|r| r.condition == Condition::Slow));
+    let hz = spec.probes.iter().find(|p| p.name == "healthz").unwrap();
+    assert_eq!(hz.failure.consecutive, 3);
+    assert_eq!(hz.failure.within.as_secs(), 900);
+}
+
+const MIN: &str = "services:
+  web:
+    probes:
+      hz:
+        http: { url: http://127.0.0.1:1/healthz }
+";
+
+#[test]
+fn minimal_config_gets_defaults() {
+    let cfg = parse("m.yaml", MIN).unwrap();
+    assert_eq!(cfg.mode, None);
+    assert_eq!(cfg.listen.to_string(), "127.0.0.1:9090");
+    assert_eq!(cfg.engine.services[0].policy.restart_budget, 3);
+}
+
+#[test]
+fn unknown_field_is_located() {
+    let e = errs("services:\n  web:\n    probes:\n      hz:\n        http: { url: http://x/ }\n        intervall: 5s\n");
+    assert!(
+        e.starts_with("medic.yaml:6:9: unknown field `intervall`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn bad_duration_is_located() {
+    let e = errs("services:\n  web:\n    probes:\n      hz:\n        http: { url: http://x/ }\n        interval: 5 parsecs\n");
+    assert!(
+        e.starts_with("medic.yaml:6:19: invalid duration `5 parsecs`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn missing_required_field_is_located() {
+    let e = errs("services:\n  web:\n    probes:\n      hz:\n        http: { timeout: 1s }\n");
+    assert!(e.contains("medic.yaml:5:"), "{e}");
+    assert!(e.contains("missing field `url`"), "{e}");
+}
+
+#[test]
+fn every_undefined_reference_is_reported() {
+    let text = "services:
+  web:
+    probes:
+      hz:
+        http: { url: http://x/ }
+    actions:
+      kick:
+        exec: { command: [true] }
+        revert: { action: unkick, after: 1m }
+    remediate:
+      - when: { probe: nope, condition: failing }
+        action: kick
+      - when: { probe: hz, condition: slow }
+        action: missing
+";
+    let e = errs(text);
+    let lines: Vec<&str> = e.lines().collect();
+    assert_eq!(lines.len(), 4, "{e}");
+    assert!(
+        lines[0].starts_with("medic.yaml:9:27: revert names undefined action `unkick`"),
+        "{e}"
+    );
+    assert!(
+        lines[1].starts_with("medic.yaml:11:24: remediation names undefined probe `nope`"),
+        "{e}"
+    );
+    assert!(
+        lines[2].starts_with("medic.yaml:13:39: condition `slow` needs a `latency:` rule"),
+        "{e}"
+    );
+    assert!(
+        lines[3].starts_with("medic.yaml:14:17: remediation names undefined action `missing`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn semantic_problems_are_all_collected() {
+    let text = "mode: yolo
+services:
+  web:
+    probes:
+      both:
+        http: { url: ftp://x/ }
+        tcp: { address: nohost }
+      proc:
+        process: {}
+    actions:
+      bounce:
+        restart: {}
+";
+    let e = errs(text);
+    assert!(e.contains("medic.yaml:1:7: unknown mode `yolo`"), "{e}");
+    assert!(e.contains("invalid URL `ftp://x/`"), "{e}");
+    assert!(e.contains("invalid tcp address `nohost`"), "{e}");
+    assert!(
+        e.contains("exactly one of http, tcp, exec or process is required (found 2)"),
+        "{e}"
+    );
+    assert!(
+        e.contains("a process probe needs the service's `process:` section"),
+        "{e}"
+    );
+    assert!(
+        e.contains("restart needs the service's `process:` section"),
+        "{e}"
+    );
+}
+
+#[test]
+fn syntax_error_is_located_not_a_panic() {
+    let e = errs("services: [\n");
+    assert!(e.starts_with("medic.yaml:"), "{e}");
+}
+
+proptest::proptest! {
+    #[test]
+    fn arbitrary_text_never_panics(s in "\\PC{0,200}") {
+        let _ = parse("fuzz.yaml", &s);
+    }
+
+    #[test]
+    fn mutated_example_never_panics(pos in 0usize..2000, byte in proptest::prelude::any::<u8>()) {
+        let mut text = include_str!("../../../examples/medic.yaml").as_bytes().to_vec();
+        let i = pos % text.len();
+        text[i] = byte;
+        let s = String::from_utf8_lossy(&text);
+        let _ = parse("fuzz.yaml", &s);
+    }
+}

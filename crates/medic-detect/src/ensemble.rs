@@ -59,7 +59,10 @@ impl Ensemble {
 
     /// An ensemble of already-built members.
     #[must_use]
-    pub fn from_members(members: Vec<(Box<dyn Detector>, f64)>, vote_threshold: Option<f64>) -> Self {
+    pub fn from_members(
+        members: Vec<(Box<dyn Detector>, f64)>,
+        vote_threshold: Option<f64>,
+    ) -> Self {
         let total = members.iter().map(|(_, w)| *w).sum();
         Self {
             members,

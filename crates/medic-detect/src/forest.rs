@@ -121,7 +121,15 @@ impl IsolationForest {
             }
             let mut idx: Vec<u32> = self.scratch[..m].to_vec();
             let mut tree = Tree::default();
-            build(&mut tree, &self.pool, &mut idx, 0, max_depth, &mut self.rng, self.p.shingle);
+            build(
+                &mut tree,
+                &self.pool,
+                &mut idx,
+                0,
+                max_depth,
+                &mut self.rng,
+                self.p.shingle,
+            );
             self.trees.push(tree);
         }
         self.fitted_n = m;
@@ -160,7 +168,11 @@ impl IsolationForest {
                 return expected + reach * (depth + c_factor(node.size as usize));
             }
             let v = x.get(node.dim as usize).copied().unwrap_or(0.0);
-            i = if v < node.split { node.left } else { node.right } as usize;
+            i = if v < node.split {
+                node.left
+            } else {
+                node.right
+            } as usize;
             depth += 1.0;
         }
     }
@@ -267,7 +279,11 @@ impl Detector for IsolationForest {
         let score = if self.trees.is_empty() {
             0.0
         } else {
-            let total: f64 = self.trees.iter().map(|t| self.path_len(t, &self.point)).sum();
+            let total: f64 = self
+                .trees
+                .iter()
+                .map(|t| self.path_len(t, &self.point))
+                .sum();
             #[allow(clippy::cast_precision_loss)]
             let mean = total / self.trees.len() as f64;
             let c = c_factor(self.fitted_n).max(1e-9);

@@ -115,7 +115,10 @@ mod tests {
             let Some(mut d) = by_name(n) else { continue };
             let s = run(d.as_mut(), &series);
             let before = s[2000..spike_at].iter().copied().fold(0.0, f64::max);
-            let at = s[spike_at..spike_at + 3].iter().copied().fold(0.0, f64::max);
+            let at = s[spike_at..spike_at + 3]
+                .iter()
+                .copied()
+                .fold(0.0, f64::max);
             assert!(at > before, "{n}: spike {at} not above background {before}");
             assert!(at >= 0.5, "{n}: spike scored only {at}");
         }
@@ -189,7 +192,10 @@ mod tests {
         // Leak: +1 per minute.
         let mut last = 0.0;
         for i in 300..500 {
-            last = d.update(i * 60, 100.0 + f64::from(i32::try_from(i - 300).unwrap_or(0)) + rng.normal());
+            last = d.update(
+                i * 60,
+                100.0 + f64::from(i32::try_from(i - 300).unwrap_or(0)) + rng.normal(),
+            );
         }
         assert!(last > 0.8, "leak scored {last}");
         let tte = d.time_to_exhaustion().unwrap_or(f64::NAN);

@@ -1,0 +1,422 @@
+//! A small HTTP service with fault injection, used by medic's demo and tests
+//! as the thing being healed.
+//!
+//! # Endpoints
+//!
+//! | endpoint | behaviour |
+//! | --- | --- |
+//! | `GET /healthz` | `200 {"status":"ok","pid":…,"started_at":"…"}`; `500 {"status":"error",…}` under the error fault |
+//! | `GET /readyz` | `200 {"status":"ready"}`; `503 {"status":"not_ready"}` under the error fault |
+//! | `GET /work` | `200 {"status":"done"}` after the current latency; `500` under the error fault; `503` for every second request while shedding |
+//! | `GET /metrics` | OpenMetrics text: `fixture_requests_total{path}`, `fixture_request_duration_seconds`, `fixture_errors_total`, `fixture_shed_total` |
+//! | `POST /fault/hang` | healthz, readyz and work never answer until the fault is cleared |
+//! | `POST /fault/error` | healthz and work return 500 (readyz 503) |
+//! | `POST /fault/slow?ms=N` | healthz and work take N ms longer (default 2000, at most 3 600 000) |
+//! | `POST /fault/crash` | replies, then the process exits with code 1 (see [`FixtureHandle::crash_requested`]) |
+//! | `POST /fault/clear` | clears hang, error and slow (not shedding) |
+//! | `POST /admin/shed` | shedding on: the slow fault's extra latency is skipped and every second `/work` gets 503 |
+//! | `POST /admin/unshed` | shedding off |
+//! | `GET /admin/state` | the current [`FixtureState`] as JSON |
+//!
+//! Fault and admin endpoints never wait on a fault: they answer promptly.
+//! Faults are independent flags; hang takes precedence over the others.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{MatchedPath, Query, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{watch, Notify};
+
+/// Default extra latency for `POST /fault/slow` without `ms`.
+pub const DEFAULT_SLOW_MS: u64 = 2000;
+/// Largest accepted `ms` for `POST /fault/slow`.
+pub const MAX_SLOW_MS: u64 = 3_600_000;
+/// How long the process waits after answering `POST /fault/crash` before exiting.
+pub const CRASH_DELAY: Duration = Duration::from_millis(100);
+
+/// How to run the fixture as a process.
+#[derive(Debug, Clone)]
+pub struct FixtureOptions {
+    pub bind: IpAddr,
+    pub port: u16,
+    /// Print a line to stderr and exit with code 1 before binding.
+    pub crash_on_start: bool,
+}
+
+/// Current fault and shedding state, as returned by `GET /admin/state`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FixtureState {
+    pub hang: bool,
+    pub error: bool,
+    /// Extra latency in ms for healthz and work, if the slow fault is set.
+    pub slow_ms: Option<u64>,
+    pub shedding: bool,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PathLabels {
+    path: String,
+}
+
+struct Metrics {
+    registry: Registry,
+    requests: Family<PathLabels, Counter>,
+    duration: Histogram,
+    errors: Counter,
+    shed: Counter,
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<PathLabels, Counter>::default();
+        let duration = Histogram::new(exponential_buckets(0.001, 2.0, 16));
+        let errors = Counter::default();
+        let shed = Counter::default();
+        registry.register(
+            "fixture_requests",
+            "HTTP requests received, by route",
+            requests.clone(),
+        );
+        registry.register(
+            "fixture_request_duration_seconds",
+            "HTTP request duration in seconds",
+            duration.clone(),
+        );
+        registry.register(
+            "fixture_errors",
+            "Responses with status 500 caused by the error fault",
+            errors.clone(),
+        );
+        registry.register(
+            "fixture_shed",
+            "Requests to /work rejected with 503 while shedding",
+            shed.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            duration,
+            errors,
+            shed,
+        }
+    }
+}
+
+struct Shared {
+    pid: u32,
+    started_at: String,
+    state: watch::Sender<FixtureState>,
+    metrics: Metrics,
+    work_counter: AtomicU64,
+    crash: Notify,
+    crash_flag: std::sync::atomic::AtomicBool,
+}
+
+/// In-process handle to a fixture router: read or change its state, and
+/// observe crash requests.
+#[derive(Clone)]
+pub struct FixtureHandle {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for FixtureHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FixtureHandle")
+            .field("state", &self.state())
+            .finish()
+    }
+}
+
+impl FixtureHandle {
+    /// Snapshot of the current fault/shed state.
+    pub fn state(&self) -> FixtureState {
+        self.shared.state.borrow().clone()
+    }
+
+    /// Replaces the state (e.g. to inject a fault without HTTP).
+    pub fn set_state(&self, state: FixtureState) {
+        self.shared.state.send_replace(state);
+    }
+
+    /// Resolves once `POST /fault/crash` has been answered. [`run`] exits the
+    /// process when this fires; in-process users decide for themselves.
+    pub async fn crash_requested(&self) {
+        loop {
+            let notified = self.shared.crash.notified();
+            if self.shared.crash_flag.load(Ordering::SeqCst) {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// True once `POST /fault/crash` has been received.
+    pub fn crash_was_requested(&self) -> bool {
+        self.shared.crash_flag.load(Ordering::SeqCst)
+    }
+
+    /// Process id reported by `/healthz`.
+    pub fn pid(&self) -> u32 {
+        self.shared.pid
+    }
+}
+
+/// Builds the fixture's router and a handle to its state.
+pub fn router() -> (Router, FixtureHandle) {
+    let started_at = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| "unknown".to_string());
+    let (state, _) = watch::channel(FixtureState::default());
+    let shared = Arc::new(Shared {
+        pid: std::process::id(),
+        started_at,
+        state,
+        metrics: Metrics::new(),
+        work_counter: AtomicU64::new(0),
+        crash: Notify::new(),
+        crash_flag: std::sync::atomic::AtomicBool::new(false),
+    });
+    let app = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/work", get(work))
+        .route("/metrics", get(metrics))
+        .route("/fault/hang", post(fault_hang))
+        .route("/fault/error", post(fault_error))
+        .route("/fault/slow", post(fault_slow))
+        .route("/fault/crash", post(fault_crash))
+        .route("/fault/clear", post(fault_clear))
+        .route("/admin/shed", post(admin_shed))
+        .route("/admin/unshed", post(admin_unshed))
+        .route("/admin/state", get(admin_state))
+        .layer(middleware::from_fn_with_state(shared.clone(), track))
+        .with_state(shared.clone());
+    (app, FixtureHandle { shared })
+}
+
+/// Runs the fixture until the process is killed (or crashes on request).
+///
+/// Prints `medic-fixture listening on ADDR pid=PID` to stdout once bound, so a
+/// parent that passed port 0 can read the real port.
+pub async fn run(opts: FixtureOptions) -> anyhow::Result<()> {
+    if opts.crash_on_start {
+        eprintln!("medic-fixture: crash_on_start is set; exiting with code 1");
+        std::process::exit(1);
+    }
+    let listener = tokio::net::TcpListener::bind(SocketAddr::new(opts.bind, opts.port))
+        .await
+        .map_err(|e| anyhow::anyhow!("binding {}:{}: {e}", opts.bind, opts.port))?;
+    let addr = listener.local_addr()?;
+    let (app, handle) = router();
+    println!("medic-fixture listening on {addr} pid={}", handle.pid());
+    let crash = handle.clone();
+    tokio::spawn(async move {
+        crash.crash_requested().await;
+        tokio::time::sleep(CRASH_DELAY).await;
+        eprintln!("medic-fixture: crash fault requested; exiting with code 1");
+        std::process::exit(1);
+    });
+    axum::serve(listener, app).await?;
+    Ok(())
+}
+
+async fn track(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
+    let path = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    shared
+        .metrics
+        .requests
+        .get_or_create(&PathLabels { path })
+        .inc();
+    let start = Instant::now();
+    let resp = next.run(req).await;
+    shared
+        .metrics
+        .duration
+        .observe(start.elapsed().as_secs_f64());
+    resp
+}
+
+/// Waits while the hang fault is set. Returns the state after the wait.
+async fn wait_unhung(shared: &Shared) -> FixtureState {
+    let mut rx = shared.state.subscribe();
+    let state = match rx.wait_for(|s| !s.hang).await {
+        Ok(s) => s.clone(),
+        // The sender lives in `shared`, so it cannot be dropped while we hold it.
+        Err(_) => shared.state.borrow().clone(),
+    };
+    state
+}
+
+/// Applies the slow fault unless shedding is on.
+async fn apply_latency(state: &FixtureState) {
+    if let Some(ms) = state.slow_ms {
+        if !state.shedding {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+    }
+}
+
+fn json(status: StatusCode, body: serde_json::Value) -> Response {
+    (status, Json(body)).into_response()
+}
+
+async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
+    let state = wait_unhung(&shared).await;
+    apply_latency(&state).await;
+    // Re-read: the fault may have changed while we slept.
+    let state = shared.state.borrow().clone();
+    let (status, text) = if state.error {
+        shared.metrics.errors.inc();
+        (StatusCode::INTERNAL_SERVER_ERROR, "error")
+    } else {
+        (StatusCode::OK, "ok")
+    };
+    json(
+        status,
+        serde_json::json!({"status": text, "pid": shared.pid, "started_at": shared.started_at}),
+    )
+}
+
+async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
+    let state = wait_unhung(&shared).await;
+    if state.error {
+        json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({"status": "not_ready"}),
+        )
+    } else {
+        json(StatusCode::OK, serde_json::json!({"status": "ready"}))
+    }
+}
+
+async fn work(State(shared): State<Arc<Shared>>) -> Response {
+    let state = wait_unhung(&shared).await;
+    if state.shedding {
+        let n = shared.work_counter.fetch_add(1, Ordering::Relaxed);
+        if n % 2 == 1 {
+            shared.metrics.shed.inc();
+            return json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                serde_json::json!({"status": "shed"}),
+            );
+        }
+    }
+    apply_latency(&state).await;
+    if shared.state.borrow().error {
+        shared.metrics.errors.inc();
+        return json(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            serde_json::json!({"status": "error"}),
+        );
+    }
+    json(StatusCode::OK, serde_json::json!({"status": "done"}))
+}
+
+async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    let mut body = String::new();
+    match prometheus_client::encoding::text::encode(&mut body, &shared.metrics.registry) {
+        Ok(()) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            body,
+        )
+            .into_response(),
+        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "metrics encoding failed").into_response(),
+    }
+}
+
+fn state_response(shared: &Shared) -> Response {
+    json(
+        StatusCode::OK,
+        serde_json::to_value(shared.state.borrow().clone()).unwrap_or_default(),
+    )
+}
+
+fn modify(shared: &Shared, f: impl FnOnce(&mut FixtureState)) -> Response {
+    shared.state.send_modify(f);
+    state_response(shared)
+}
+
+async fn fault_hang(State(shared): State<Arc<Shared>>) -> Response {
+    modify(&shared, |s| s.hang = true)
+}
+
+async fn fault_error(State(shared): State<Arc<Shared>>) -> Response {
+    modify(&shared, |s| s.error = true)
+}
+
+#[derive(Deserialize)]
+struct SlowQuery {
+    ms: Option<u64>,
+}
+
+async fn fault_slow(
+    State(shared): State<Arc<Shared>>,
+    query: Result<Query<SlowQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let ms = match query {
+        Ok(Query(q)) => q.ms.unwrap_or(DEFAULT_SLOW_MS),
+        Err(e) => {
+            return json(
+                StatusCode::BAD_REQUEST,
+                serde_json::json!({"error": format!("invalid ms: {}", e.body_text())}),
+            )
+        }
+    };
+    if ms > MAX_SLOW_MS {
+        return json(
+            StatusCode::BAD_REQUEST,
+            serde_json::json!({"error": format!("ms must be at most {MAX_SLOW_MS}")}),
+        );
+    }
+    modify(&shared, |s| s.slow_ms = Some(ms))
+}
+
+async fn fault_crash(State(shared): State<Arc<Shared>>) -> Response {
+    shared.crash_flag.store(true, Ordering::SeqCst);
+    shared.crash.notify_waiters();
+    json(
+        StatusCode::OK,
+        serde_json::json!({"status": "crashing", "exit_code": 1}),
+    )
+}
+
+async fn fault_clear(State(shared): State<Arc<Shared>>) -> Response {
+    modify(&shared, |s| {
+        s.hang = false;
+        s.error = false;
+        s.slow_ms = None;
+    })
+}
+
+async fn admin_shed(State(shared): State<Arc<Shared>>) -> Response {
+    modify(&shared, |s| s.shedding = true)
+}
+
+async fn admin_unshed(State(shared): State<Arc<Shared>>) -> Response {
+    modify(&shared, |s| s.shedding = false)
+}
+
+async fn admin_state(State(shared): State<Arc<Shared>>) -> Response {
+    state_response(&shared)
+}

@@ -1,0 +1,31 @@
+//! `medic-fixture`: runs the fault-injectable demo service.
+
+use std::net::IpAddr;
+
+use clap::Parser;
+
+/// Fault-injectable HTTP service used by medic's demo and tests.
+#[derive(Parser, Debug)]
+#[command(name = "medic-fixture", version)]
+struct Args {
+    /// Address to bind.
+    #[arg(long, env = "FIXTURE_BIND", default_value = "127.0.0.1")]
+    bind: IpAddr,
+    /// Port to bind (0 picks a free one; the real one is printed).
+    #[arg(long, env = "FIXTURE_PORT", default_value_t = 8081)]
+    port: u16,
+    /// Exit with code 1 immediately, before binding.
+    #[arg(long, env = "FIXTURE_CRASH_ON_START")]
+    crash_on_start: bool,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    medic_fixture::run(medic_fixture::FixtureOptions {
+        bind: args.bind,
+        port: args.port,
+        crash_on_start: args.crash_on_start,
+    })
+    .await
+}

@@ -1,0 +1,186 @@
+//! The API's error codes and the JSON error type.
+//!
+//! Every error the API returns has the shape
+//!
+//! ```json
+//! {"error":{"code":"E0404","name":"incident_not_found","message":"…","field":"…"}}
+//! ```
+//!
+//! (`field` only when one input field is to blame). Codes come from the one
+//! table in this module; [`CODES`] lists it. Codes `E0001`–`E0399` are
+//! reserved for configuration and CLI errors defined by the `medic` binary;
+//! the API uses `E0400`–`E0599`.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+/// One row of the error-code table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct CodeInfo {
+    /// Stable code, e.g. `"E0404"`.
+    pub code: &'static str,
+    /// Stable snake_case name, e.g. `"incident_not_found"`.
+    pub name: &'static str,
+    /// HTTP status returned with it.
+    pub status: u16,
+    /// One-line description for docs.
+    pub description: &'static str,
+}
+
+macro_rules! error_codes {
+    ($( $(#[$doc:meta])* $variant:ident = ($code:literal, $name:literal, $status:literal, $desc:literal) ),* $(,)?) => {
+        /// Every error code the API can return.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum ErrorCode {
+            $( $(#[$doc])* #[doc = $desc] $variant ),*
+        }
+
+        /// The whole error-code table, in code order.
+        pub const CODES: &[CodeInfo] = &[
+            $( CodeInfo { code: $code, name: $name, status: $status, description: $desc } ),*
+        ];
+
+        impl ErrorCode {
+            /// All variants, in the same order as [`CODES`].
+            pub const ALL: &'static [ErrorCode] = &[ $( ErrorCode::$variant ),* ];
+
+            /// This code's row of the table.
+            pub const fn info(self) -> CodeInfo {
+                match self {
+                    $( ErrorCode::$variant => CodeInfo { code: $code, name: $name, status: $status, description: $desc } ),*
+                }
+            }
+        }
+    };
+}
+
+error_codes! {
+    BadRequest = ("E0400", "bad_request", 400, "The request is malformed, e.g. the body is not valid JSON."),
+    RouteNotFound = ("E0401", "route_not_found", 404, "No API route matches this path."),
+    IncidentNotFound = ("E0404", "incident_not_found", 404, "No incident has this id."),
+    MethodNotAllowed = ("E0405", "method_not_allowed", 405, "The route exists but not for this HTTP method."),
+    Conflict = ("E0409", "conflict", 409, "The request conflicts with the current state."),
+    PayloadTooLarge = ("E0413", "payload_too_large", 413, "The request body exceeds the size limit."),
+    UnsupportedMediaType = ("E0415", "unsupported_media_type", 415, "The request body must be sent as application/json."),
+    InvalidField = ("E0422", "invalid_field", 422, "A field of the body or query is missing, has the wrong type or an invalid value."),
+    Internal = ("E0500", "internal", 500, "An internal error, e.g. the store failed."),
+    ControlUnavailable = ("E0502", "control_unavailable", 503, "The control loop is not accepting requests."),
+    NotReady = ("E0503", "not_ready", 503, "medic is starting up or shutting down and not ready."),
+    ControlTimeout = ("E0504", "control_timeout", 504, "The control loop did not answer in time."),
+}
+
+impl ErrorCode {
+    /// The code string, e.g. `"E0404"`.
+    pub const fn code(self) -> &'static str {
+        self.info().code
+    }
+    /// The snake_case name, e.g. `"incident_not_found"`.
+    pub const fn name(self) -> &'static str {
+        self.info().name
+    }
+    /// The HTTP status.
+    pub fn status(self) -> StatusCode {
+        StatusCode::from_u16(self.info().status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+}
+
+/// An API error: a code from the table, a human message, and optionally the
+/// offending input field. Converts into the JSON error response.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{} {}: {message}", code.code(), code.name())]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+    pub field: Option<String>,
+    /// Seconds to send as `Retry-After`, if any.
+    pub retry_after: Option<u32>,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ApiError {
+            code,
+            message: message.into(),
+            field: None,
+            retry_after: None,
+        }
+    }
+
+    /// Names the input field at fault.
+    pub fn with_field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
+    }
+
+    /// Adds a `Retry-After` header with this many seconds.
+    pub fn with_retry_after(mut self, secs: u32) -> Self {
+        self.retry_after = Some(secs);
+        self
+    }
+
+    /// `E0422 invalid_field` naming `field`.
+    pub fn invalid_field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError::new(ErrorCode::InvalidField, message).with_field(field)
+    }
+
+    /// `E0400 bad_request`.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        ApiError::new(ErrorCode::BadRequest, message)
+    }
+
+    /// `E0409 conflict`.
+    pub fn conflict(message: impl Into<String>) -> Self {
+        ApiError::new(ErrorCode::Conflict, message)
+    }
+
+    /// `E0500 internal`.
+    pub fn internal(message: impl Into<String>) -> Self {
+        ApiError::new(ErrorCode::Internal, message)
+    }
+
+    /// The JSON body for this error.
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            error: ErrorDetail {
+                code: self.code.code().to_string(),
+                name: self.code.name().to_string(),
+                message: self.message.clone(),
+                field: self.field.clone(),
+            },
+        }
+    }
+}
+
+impl From<medic_store::StoreError> for ApiError {
+    fn from(e: medic_store::StoreError) -> Self {
+        ApiError::internal(e.to_string())
+    }
+}
+
+/// Wire shape of an error response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// Wire shape of the `error` object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    pub code: String,
+    pub name: String,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut resp = (self.code.status(), axum::Json(self.body())).into_response();
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        resp
+    }
+}

@@ -227,26 +227,7 @@ impl Store {
                 .await
                 .map_err(StoreError::db(OP))?;
         }
-        let row = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&pool)
-            .await
-            .map_err(StoreError::db(OP))?;
-        let tip = match row {
-            None => (0, GENESIS_HASH.to_string()),
-            Some(row) => {
-                let seq: i64 = row.try_get("seq").map_err(StoreError::db(OP))?;
-                let hash: Option<String> = row.try_get("hash").map_err(StoreError::db(OP))?;
-                let seq = u64::try_from(seq).map_err(|_| StoreError::Corrupt {
-                    op: OP,
-                    reason: format!("last audit seq {seq} is negative"),
-                })?;
-                let hash = hash.ok_or_else(|| StoreError::Corrupt {
-                    op: OP,
-                    reason: format!("audit record {seq} has no hash"),
-                })?;
-                (seq, hash)
-            }
-        };
+        let tip = load_tip(&pool, OP).await?;
         Ok(Store {
             pool,
             tip: Arc::new(Mutex::new(tip)),
@@ -290,20 +271,30 @@ impl Store {
         let prev_hash = tip.1.clone();
         let hash = compute_hash(&prev_hash, seq, ts, kind, payload);
 
-        let mut tx = self.pool.begin().await.map_err(StoreError::db(OP))?;
-        sqlx::query(
-            "INSERT INTO audit_log (seq, ts, kind, payload, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(seq_i)
-        .bind(ts)
-        .bind(kind)
-        .bind(payload)
-        .bind(&prev_hash)
-        .bind(&hash)
-        .execute(&mut *tx)
-        .await
-        .map_err(StoreError::db(OP))?;
-        tx.commit().await.map_err(StoreError::db(OP))?;
+        let written = async {
+            let mut tx = self.pool.begin().await?;
+            sqlx::query(
+                "INSERT INTO audit_log (seq, ts, kind, payload, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(seq_i)
+            .bind(ts)
+            .bind(kind)
+            .bind(payload)
+            .bind(&prev_hash)
+            .bind(&hash)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await
+        }
+        .await;
+        if let Err(source) = written {
+            // The outcome of a failed commit can be ambiguous; re-read the
+            // tip so the next append continues whatever is really on disk.
+            if let Ok(actual) = load_tip(&self.pool, OP).await {
+                *tip = actual;
+            }
+            return Err(StoreError::Database { op: OP, source });
+        }
 
         *tip = (seq, hash.clone());
         Ok(AuditRecord {
@@ -412,6 +403,32 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// Reads the last `(seq, hash)` of the audit chain.
+async fn load_tip(pool: &SqlitePool, op: &'static str) -> Result<(u64, String), StoreError> {
+    let row = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+        .fetch_optional(pool)
+        .await
+        .map_err(StoreError::db(op))?;
+    let Some(row) = row else {
+        return Ok((0, GENESIS_HASH.to_string()));
+    };
+    let seq: i64 = row.try_get("seq").map_err(StoreError::db(op))?;
+    let seq = u64::try_from(seq).map_err(|_| StoreError::Corrupt {
+        op,
+        reason: format!("last audit seq {seq} is negative"),
+    })?;
+    let hash = match row.try_get::<Option<String>, _>("hash") {
+        Ok(Some(h)) => h,
+        _ => {
+            return Err(StoreError::Corrupt {
+                op,
+                reason: format!("audit record {seq} has no text hash"),
+            })
+        }
+    };
+    Ok((seq, hash))
 }
 
 fn decode_incident(row: &SqliteRow, op: &'static str) -> Result<IncidentRecord, StoreError> {
@@ -612,4 +629,60 @@ fn check_row(
     check_kind(&rec.kind).map_err(|r| bad(format!("kind: {r}")))?;
     check_payload(&rec.payload).map_err(|r| bad(format!("payload: {r}")))?;
     Ok(rec)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[tokio::test]
+    async fn pool_connections_use_wal_and_synchronous_full() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("m.db")).await.unwrap();
+        for _ in 0..3 {
+            let mut conn = store.pool.acquire().await.unwrap();
+            let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+                .fetch_one(&mut *conn)
+                .await
+                .unwrap();
+            assert_eq!(mode, "wal");
+            // 2 = FULL
+            let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
+                .fetch_one(&mut *conn)
+                .await
+                .unwrap();
+            assert_eq!(sync, 2);
+        }
+    }
+
+    #[tokio::test]
+    async fn failed_append_resyncs_tip_from_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("m.db")).await.unwrap();
+        store
+            .append_audit("2026-01-01T00:00:00Z", "a", "{}")
+            .await
+            .unwrap();
+        // Simulate a stale tip (e.g. after an ambiguous commit failure).
+        *store.tip.lock().await = (0, GENESIS_HASH.to_string());
+        let err = store
+            .append_audit("2026-01-01T00:00:01Z", "b", "{}")
+            .await
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            StoreError::Database {
+                op: "append_audit",
+                ..
+            }
+        ));
+        let rec = store
+            .append_audit("2026-01-01T00:00:02Z", "c", "{}")
+            .await
+            .unwrap();
+        assert_eq!(rec.seq, 2);
+        let all = store.list_audit(0, 10).await.unwrap();
+        assert_eq!(all[1].prev_hash, all[0].hash);
+    }
 }

@@ -14,6 +14,7 @@ pub mod ensemble;
 pub mod forest;
 pub mod seasonal;
 pub mod simple;
+pub mod surprise;
 pub mod synth;
 pub mod trend;
 pub mod util;
@@ -25,6 +26,7 @@ pub use simple::{
     Ewma, EwmaParams, MadParams, MedianMad, PercentileBands, PercentileParams, RollingZScore,
     StaticThreshold, ThresholdParams, ZScoreParams,
 };
+pub use surprise::{Surprise, SurpriseParams};
 pub use trend::{TrendDetector, TrendParams};
 
 /// A streaming anomaly detector: one sample in, one score in `[0, 1]` out.
@@ -47,6 +49,7 @@ pub const NAMES: &[&str] = &[
     "trend",
     "forest",
     "ensemble",
+    "surprise",
 ];
 
 /// Builds a detector with default parameters by name; `None` for an unknown name.
@@ -63,6 +66,7 @@ pub fn by_name(name: &str) -> Option<Box<dyn Detector>> {
         "trend" => Box::new(TrendDetector::default()),
         "forest" => Box::new(IsolationForest::default()),
         "ensemble" => Box::new(Ensemble::default()),
+        "surprise" => Box::new(Surprise::default()),
         _ => return None,
     })
 }

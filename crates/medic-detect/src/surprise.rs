@@ -1,0 +1,545 @@
+//! `surprise`: a multi-channel, multi-scale detector with per-channel anomaly likelihood and
+//! novelty suppression. It is the basis of the `default` detector.
+//!
+//! Each sample feeds several raw "surprise" channels (robust level deviation, robust change
+//! of the short-term mean, one-step jump, daily and weekly seasonal residuals). Each channel's
+//! raw value `r` is turned into `log(1 + r)`, averaged over a short window, and standardised
+//! against the long-run distribution of that average (as in HTM's anomaly likelihood), which
+//! calibrates every channel of every series to the same scale. The detector's evidence is the
+//! largest standardised channel value; the output is a squashed form of it, kept only when it
+//! is a new maximum within the suppression horizon (a repeated alarm for the same episode is
+//! damped), which trades repeated alerts for fewer false positives.
+
+use std::collections::VecDeque;
+
+use crate::util::{squash, RollingStats, SortedWindow};
+use crate::Detector;
+
+/// Parameters of [`Surprise`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct SurpriseParams {
+    /// Samples before any score is emitted.
+    pub warmup: usize,
+    /// Window of the robust level baseline (median/MAD), in samples.
+    pub level_window: usize,
+    /// Short window whose mean is compared with the level baseline (level shifts), in samples.
+    pub shift_window: usize,
+    /// Window of the robust scale of one-step differences, in samples.
+    pub diff_window: usize,
+    /// Short averaging window of each channel's `log(1 + r)`.
+    pub avg_window: usize,
+    /// History of averaged channel values used to standardise them, in samples.
+    pub history: usize,
+    /// Smoothing factor of the seasonal profiles.
+    pub season_alpha: f64,
+    /// Seasonal profiles need this many full periods before they are used.
+    pub season_min_periods: u32,
+    /// Channel weights: level, shift, jump, daily, weekly, pattern (0 disables a channel).
+    pub weights: [f64; 6],
+    /// Spatial records: a value beyond the all-time range by this fraction of the range
+    /// counts as evidence 1 (0 disables).
+    pub spatial: f64,
+    /// How channels are combined: 0 = maximum, 1 = weighted mean, k ≥ 2 = mean of the k
+    /// largest.
+    pub combine: usize,
+    /// Quantile of the history used as the calibration top (1 = the maximum).
+    pub quantile: f64,
+    /// Calibrate `log(1 + r)` instead of `r`.
+    pub log: bool,
+    /// Minimum standard deviation of an averaged channel (avoids blow-ups on flat series).
+    pub min_sigma: f64,
+    /// Pattern channel: number of block means in a pattern.
+    pub pattern_blocks: usize,
+    /// Pattern channel: samples per block.
+    pub pattern_block: usize,
+    /// Pattern channel: maximum number of remembered prototypes.
+    pub prototypes: usize,
+    /// Pattern channel: a pattern farther than this (mean absolute difference, in units of
+    /// the series' range so far) from every prototype becomes a new prototype.
+    pub vigilance: f64,
+    /// Pattern channel: learning rate of the matched prototype.
+    pub proto_rate: f64,
+    /// Standardised evidence that scores 0.5.
+    pub half: f64,
+    /// Novelty horizon: the score is damped unless it exceeds every score of this many
+    /// previous samples.
+    pub suppress: usize,
+    /// Factor applied to a non-novel score.
+    pub damp: f64,
+}
+
+impl Default for SurpriseParams {
+    fn default() -> Self {
+        Self {
+            warmup: 150,
+            level_window: 1000,
+            shift_window: 6,
+            diff_window: 500,
+            avg_window: 3,
+            history: 2000,
+            season_alpha: 0.3,
+            season_min_periods: 2,
+            weights: [1.0, 1.0, 1.0, 1.0, 1.0, 1.0],
+            spatial: 0.0,
+            combine: 0,
+            quantile: 1.0,
+            log: true,
+            min_sigma: 0.05,
+            pattern_blocks: 6,
+            pattern_block: 4,
+            prototypes: 256,
+            vigilance: 0.03,
+            proto_rate: 0.05,
+            half: 6.0,
+            suppress: 300,
+            damp: 0.5,
+        }
+    }
+}
+
+/// Calibrates a channel against its own past: the short mean `a` of the raw values is compared
+/// with the mean `m` and the maximum `M` of the averaged values over the history window, as
+/// `(a - m) / (M - m)`, so 1 means "as surprising as the most surprising moment of the recent
+/// past" and values above 1 are records, whatever the series' scale or noise.
+#[derive(Debug, Clone)]
+struct Channel {
+    short: VecDeque<f64>,
+    short_sum: f64,
+    avg_window: usize,
+    hist: RollingStats,
+    /// Monotonic deque of (index, value) for the sliding maximum.
+    maxq: VecDeque<(usize, f64)>,
+    history: usize,
+    idx: usize,
+    log: bool,
+    quantile: f64,
+    sorted: Option<SortedWindow>,
+}
+
+impl Channel {
+    fn new(avg_window: usize, history: usize, log: bool, quantile: f64) -> Self {
+        Self {
+            short: VecDeque::with_capacity(avg_window.max(1)),
+            short_sum: 0.0,
+            avg_window: avg_window.max(1),
+            hist: RollingStats::new(history),
+            maxq: VecDeque::new(),
+            history: history.max(1),
+            idx: 0,
+            log,
+            quantile,
+            sorted: (quantile < 1.0).then(|| SortedWindow::new(history)),
+        }
+    }
+
+    /// Feeds a raw surprise; returns the calibrated evidence (0 while learning).
+    fn push(&mut self, raw: f64, min_sigma: f64, ready: bool) -> f64 {
+        let raw = if raw.is_finite() { raw.max(0.0) } else { 0.0 };
+        let v = if self.log { raw.ln_1p() } else { raw };
+        if self.short.len() == self.avg_window {
+            if let Some(o) = self.short.pop_front() {
+                self.short_sum -= o;
+            }
+        }
+        self.short.push_back(v);
+        self.short_sum += v;
+        #[allow(clippy::cast_precision_loss)]
+        let avg = (self.short_sum / self.short.len() as f64).max(0.0);
+        let top = match &self.sorted {
+            Some(w) => (!w.is_empty()).then(|| w.quantile(self.quantile)),
+            None => self.maxq.front().map(|&(_, x)| x),
+        };
+        let z = match (ready && self.hist.len() >= 30, top) {
+            (true, Some(mx)) => {
+                let m = self.hist.mean();
+                (avg - m) / (mx - m).max(min_sigma)
+            }
+            _ => 0.0,
+        };
+        self.hist.push(avg);
+        if let Some(w) = &mut self.sorted {
+            w.push(avg);
+        }
+        while self.maxq.back().is_some_and(|&(_, x)| x <= avg) {
+            self.maxq.pop_back();
+        }
+        self.maxq.push_back((self.idx, avg));
+        while self.maxq.front().is_some_and(|&(i, _)| i + self.history <= self.idx) {
+            self.maxq.pop_front();
+        }
+        self.idx = self.idx.wrapping_add(1);
+        z.max(0.0)
+    }
+}
+
+/// A seasonal profile of `slots` exponentially weighted means over `period` seconds.
+#[derive(Debug, Clone)]
+struct Profile {
+    period: i64,
+    slot_secs: i64,
+    means: Vec<f64>,
+    seen: Vec<u32>,
+    first_ts: Option<i64>,
+}
+
+impl Profile {
+    fn new(period: i64) -> Self {
+        Self {
+            period,
+            slot_secs: 0,
+            means: Vec::new(),
+            seen: Vec::new(),
+            first_ts: None,
+        }
+    }
+
+    fn configure(&mut self, step: i64) {
+        let step = step.max(1);
+        let slots = (self.period / step).clamp(1, 4096);
+        self.slot_secs = (self.period / slots).max(1);
+        let n = usize::try_from(slots).unwrap_or(1);
+        self.means = vec![0.0; n];
+        self.seen = vec![0; n];
+    }
+
+    /// Residual of `value` against the profile (None until trusted), then learns it.
+    fn residual(&mut self, ts: i64, value: f64, alpha: f64, min_periods: u32) -> Option<f64> {
+        if self.means.is_empty() {
+            return None;
+        }
+        let first = *self.first_ts.get_or_insert(ts);
+        let slot = usize::try_from(ts.rem_euclid(self.period) / self.slot_secs)
+            .unwrap_or(0)
+            .min(self.means.len() - 1);
+        let periods = (ts - first) / self.period;
+        let trusted = self.seen[slot] >= 1 && periods >= i64::from(min_periods);
+        let r = trusted.then(|| value - self.means[slot]);
+        if self.seen[slot] == 0 {
+            self.means[slot] = value;
+        } else {
+            self.means[slot] += alpha * (value - self.means[slot]);
+        }
+        self.seen[slot] = self.seen[slot].saturating_add(1);
+        r
+    }
+}
+
+/// Adaptive-resonance-style memory of recent shapes: the raw surprise is the distance of the
+/// current pattern (block means of the last values, scaled by the range seen so far) to the
+/// nearest remembered prototype.
+#[derive(Debug, Clone)]
+struct Patterns {
+    blocks: usize,
+    block: usize,
+    raw: VecDeque<f64>,
+    min: f64,
+    max: f64,
+    protos: Vec<Vec<f64>>,
+    used: Vec<u64>,
+    clock: u64,
+    cur: Vec<f64>,
+}
+
+impl Patterns {
+    fn new(blocks: usize, block: usize) -> Self {
+        let blocks = blocks.max(1);
+        let block = block.max(1);
+        Self {
+            blocks,
+            block,
+            raw: VecDeque::with_capacity(blocks * block),
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+            protos: Vec::new(),
+            used: Vec::new(),
+            clock: 0,
+            cur: vec![0.0; blocks],
+        }
+    }
+
+    fn push(&mut self, value: f64, cap: usize, vigilance: f64, rate: f64) -> f64 {
+        self.min = self.min.min(value);
+        self.max = self.max.max(value);
+        if self.raw.len() == self.blocks * self.block {
+            self.raw.pop_front();
+        }
+        self.raw.push_back(value);
+        if self.raw.len() < self.blocks * self.block {
+            return 0.0;
+        }
+        let range = self.max - self.min;
+        if range <= 0.0 {
+            return 0.0;
+        }
+        #[allow(clippy::cast_precision_loss)]
+        let bl = self.block as f64;
+        for (b, c) in self.cur.iter_mut().enumerate() {
+            let s: f64 = self.raw.range(b * self.block..(b + 1) * self.block).sum();
+            *c = (s / bl - self.min) / range;
+        }
+        #[allow(clippy::cast_precision_loss)]
+        let dims = self.blocks as f64;
+        let mut best = f64::INFINITY;
+        let mut best_i = 0;
+        for (i, p) in self.protos.iter().enumerate() {
+            let d: f64 = p.iter().zip(&self.cur).map(|(a, b)| (a - b).abs()).sum::<f64>() / dims;
+            if d < best {
+                best = d;
+                best_i = i;
+            }
+        }
+        self.clock += 1;
+        if best > vigilance {
+            if self.protos.len() < cap.max(1) {
+                self.protos.push(self.cur.clone());
+                self.used.push(self.clock);
+            } else {
+                // Replace the least recently used prototype.
+                let lru = self
+                    .used
+                    .iter()
+                    .enumerate()
+                    .min_by_key(|(_, u)| **u)
+                    .map_or(0, |(i, _)| i);
+                self.protos[lru].clone_from(&self.cur);
+                self.used[lru] = self.clock;
+            }
+        } else if let Some(p) = self.protos.get_mut(best_i) {
+            for (a, b) in p.iter_mut().zip(&self.cur) {
+                *a += rate * (b - *a);
+            }
+            self.used[best_i] = self.clock;
+        }
+        if best.is_finite() {
+            best
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Combines weighted channel evidence: 0 = maximum, 1 = weighted mean, k ≥ 2 = mean of the
+/// k largest.
+fn combine(zs: &mut [f64; 6], how: usize, w: &[f64; 6]) -> f64 {
+    match how {
+        0 => zs.iter().copied().fold(0.0, f64::max),
+        1 => {
+            let tw: f64 = w.iter().filter(|x| **x > 0.0).sum();
+            if tw > 0.0 {
+                zs.iter().sum::<f64>() / tw
+            } else {
+                0.0
+            }
+        }
+        k => {
+            zs.sort_unstable_by(|a, b| b.total_cmp(a));
+            let k = k.min(zs.len());
+            #[allow(clippy::cast_precision_loss)]
+            let kf = k as f64;
+            zs[..k].iter().sum::<f64>() / kf
+        }
+    }
+}
+
+/// Multi-channel anomaly-likelihood detector (see the module docs).
+#[derive(Debug, Clone)]
+pub struct Surprise {
+    p: SurpriseParams,
+    n: usize,
+    level: SortedWindow,
+    mad: f64,
+    recent: VecDeque<f64>,
+    recent_sum: f64,
+    diffs: SortedWindow,
+    diff_mad: f64,
+    last: Option<f64>,
+    last_ts: Option<i64>,
+    steps: Vec<i64>,
+    daily: Profile,
+    weekly: Profile,
+    daily_scale: RollingStats,
+    weekly_scale: RollingStats,
+    channels: Vec<Channel>,
+    patterns: Patterns,
+    past: VecDeque<f64>,
+    evidence: f64,
+    seen_min: f64,
+    seen_max: f64,
+}
+
+impl Surprise {
+    /// A detector with the given parameters.
+    #[must_use]
+    pub fn new(p: SurpriseParams) -> Self {
+        let channels = (0..6).map(|_| Channel::new(p.avg_window, p.history, p.log, p.quantile)).collect();
+        Self {
+            level: SortedWindow::new(p.level_window),
+            diffs: SortedWindow::new(p.diff_window),
+            recent: VecDeque::with_capacity(p.shift_window.max(1)),
+            daily_scale: RollingStats::new(p.level_window),
+            weekly_scale: RollingStats::new(p.level_window),
+            channels,
+            patterns: Patterns::new(p.pattern_blocks, p.pattern_block),
+            past: VecDeque::with_capacity(p.suppress.max(1)),
+            p,
+            n: 0,
+            mad: 0.0,
+            recent_sum: 0.0,
+            diff_mad: 0.0,
+            last: None,
+            last_ts: None,
+            steps: Vec::new(),
+            daily: Profile::new(86_400),
+            weekly: Profile::new(7 * 86_400),
+            evidence: 0.0,
+            seen_min: f64::INFINITY,
+            seen_max: f64::NEG_INFINITY,
+        }
+    }
+
+    /// The standardised evidence behind the last score (before squashing and suppression).
+    #[must_use]
+    pub fn evidence(&self) -> f64 {
+        self.evidence
+    }
+
+    fn robust_scale(mad: f64, win: &SortedWindow) -> f64 {
+        let s = win.sorted();
+        let range = match (s.first(), s.last()) {
+            (Some(a), Some(b)) => b - a,
+            _ => 0.0,
+        };
+        (1.4826 * mad).max(1e-3 * range).max(1e-12)
+    }
+}
+
+impl Default for Surprise {
+    fn default() -> Self {
+        Self::new(SurpriseParams::default())
+    }
+}
+
+impl Detector for Surprise {
+    fn name(&self) -> &'static str {
+        "surprise"
+    }
+
+    #[allow(clippy::too_many_lines)]
+    fn update(&mut self, ts_secs: i64, value: f64) -> f64 {
+        if !value.is_finite() {
+            return 0.0;
+        }
+        // Sampling step from the first samples (median of the first 16 positive steps).
+        if let Some(prev) = self.last_ts {
+            if self.steps.len() < 16 && ts_secs > prev {
+                self.steps.push(ts_secs - prev);
+                if self.steps.len() == 16 {
+                    let mut s = self.steps.clone();
+                    s.sort_unstable();
+                    let step = s[8];
+                    self.daily.configure(step);
+                    self.weekly.configure(step);
+                }
+            }
+        }
+        self.last_ts = Some(ts_secs);
+        let ready = self.n >= self.p.warmup;
+        let w = self.p.weights;
+        let mut raws = [0.0f64; 6];
+
+        // Level and shift against the robust baseline of the previous samples.
+        if self.level.len() >= 10 {
+            let med = self.level.median();
+            if self.n % 4 == 0 {
+                self.mad = self.level.mad(med);
+            }
+            let scale = Self::robust_scale(self.mad, &self.level);
+            raws[0] = (value - med).abs() / scale;
+            if self.recent.len() == self.p.shift_window.max(1) {
+                if let Some(o) = self.recent.pop_front() {
+                    self.recent_sum -= o;
+                }
+            }
+            self.recent.push_back(value);
+            self.recent_sum += value;
+            #[allow(clippy::cast_precision_loss)]
+            let m = self.recent_sum / self.recent.len() as f64;
+            #[allow(clippy::cast_precision_loss)]
+            let k = (self.recent.len() as f64).sqrt();
+            raws[1] = (m - med).abs() / scale * k;
+        }
+        self.level.push(value);
+
+        // One-step jump against the robust scale of previous jumps.
+        if let Some(prev) = self.last {
+            let d = value - prev;
+            if self.diffs.len() >= 10 {
+                let dm = self.diffs.median();
+                if self.n % 4 == 0 {
+                    self.diff_mad = self.diffs.mad(dm);
+                }
+                let scale = Self::robust_scale(self.diff_mad, &self.diffs);
+                raws[2] = (d - dm).abs() / scale;
+            }
+            self.diffs.push(d);
+        }
+        self.last = Some(value);
+
+        // Seasonal residuals, scaled by their own rolling spread.
+        let a = self.p.season_alpha;
+        let mp = self.p.season_min_periods;
+        if let Some(r) = self.daily.residual(ts_secs, value, a, mp) {
+            if self.daily_scale.len() >= 30 {
+                raws[3] = (r - self.daily_scale.mean()).abs() / self.daily_scale.std().max(1e-12);
+            }
+            self.daily_scale.push(r);
+        }
+        if let Some(r) = self.weekly.residual(ts_secs, value, a, mp) {
+            if self.weekly_scale.len() >= 30 {
+                raws[4] = (r - self.weekly_scale.mean()).abs() / self.weekly_scale.std().max(1e-12);
+            }
+            self.weekly_scale.push(r);
+        }
+
+        if w[5] > 0.0 {
+            raws[5] = self
+                .patterns
+                .push(value, self.p.prototypes, self.p.vigilance, self.p.proto_rate);
+        }
+
+        let mut zs = [0.0f64; 6];
+        for (k, ch) in self.channels.iter_mut().enumerate() {
+            let z = ch.push(raws[k], self.p.min_sigma, ready);
+            zs[k] = if w[k] > 0.0 { w[k] * z } else { 0.0 };
+        }
+        let mut evidence = combine(&mut zs, self.p.combine, &w);
+        // Spatial records: a value beyond every value seen so far by a fraction of the range.
+        if self.p.spatial > 0.0 && self.seen_max >= self.seen_min {
+            let range = self.seen_max - self.seen_min;
+            if range > 0.0 {
+                let excess = (value - self.seen_max).max(self.seen_min - value).max(0.0) / range;
+                evidence = evidence.max(excess / self.p.spatial);
+            }
+        }
+        self.seen_min = self.seen_min.min(value);
+        self.seen_max = self.seen_max.max(value);
+        self.n = self.n.saturating_add(1);
+        self.evidence = evidence;
+        let score = if ready { squash(evidence, self.p.half) } else { 0.0 };
+
+        // Novelty suppression.
+        let prev_max = self.past.iter().copied().fold(0.0, f64::max);
+        let out = if score > prev_max {
+            score
+        } else {
+            score * self.p.damp
+        };
+        if self.p.suppress > 0 {
+            if self.past.len() == self.p.suppress {
+                self.past.pop_front();
+            }
+            self.past.push_back(score);
+        }
+        out.clamp(0.0, 1.0)
+    }
+}

@@ -1,0 +1,100 @@
+//! Development helper for tuning (not part of the API):
+//! `cargo run --release -p medic-nab --example nab_eval -- DIR SPEC...` where SPEC is a
+//! detector name, or `surprise:key=value,...` to override `SurpriseParams` fields.
+//! With `MEDIC_NAB_DETAIL=1`, prints per-file results at the standard profile's threshold.
+
+use std::path::PathBuf;
+
+use medic_detect::{Detector, Surprise, SurpriseParams};
+use medic_nab::{PreparedFile, Series};
+
+fn build(spec: &str) -> anyhow::Result<Box<dyn Detector>> {
+    let Some(rest) = spec.strip_prefix("surprise:") else {
+        return medic_detect::by_name(spec).ok_or_else(|| anyhow::anyhow!("unknown {spec}"));
+    };
+    let mut p = SurpriseParams::default();
+    for kv in rest.split(',').filter(|s| !s.is_empty()) {
+        let (k, v) = kv.split_once('=').ok_or_else(|| anyhow::anyhow!("bad {kv}"))?;
+        let f: f64 = v.split('/').next().unwrap_or("0").parse()?;
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let u = f as usize;
+        match k {
+            "warmup" => p.warmup = u,
+            "level_window" => p.level_window = u,
+            "shift_window" => p.shift_window = u,
+            "diff_window" => p.diff_window = u,
+            "avg_window" => p.avg_window = u,
+            "history" => p.history = u,
+            "season_alpha" => p.season_alpha = f,
+            "season_min_periods" => p.season_min_periods = u32::try_from(u)?,
+            "min_sigma" => p.min_sigma = f,
+            "log" => p.log = f > 0.0,
+            "spatial" => p.spatial = f,
+            "combine" => p.combine = u,
+            "quantile" => p.quantile = f,
+            "pattern_blocks" => p.pattern_blocks = u,
+            "pattern_block" => p.pattern_block = u,
+            "prototypes" => p.prototypes = u,
+            "vigilance" => p.vigilance = f,
+            "proto_rate" => p.proto_rate = f,
+            "half" => p.half = f,
+            "suppress" => p.suppress = u,
+            "damp" => p.damp = f,
+            "w" => {
+                let ws: Vec<f64> = v.split('/').map(str::parse).collect::<Result<_, _>>()?;
+                for (i, x) in ws.iter().enumerate().take(6) {
+                    p.weights[i] = *x;
+                }
+            }
+            _ => anyhow::bail!("unknown key {k}"),
+        }
+    }
+    Ok(Box::new(Surprise::new(p)))
+}
+
+fn run(spec: &str, s: &Series) -> anyhow::Result<Vec<f64>> {
+    let mut d = build(spec)?;
+    Ok(s.ts_micros
+        .iter()
+        .zip(&s.values)
+        .map(|(&t, &v)| d.update(t.div_euclid(1_000_000), v))
+        .collect())
+}
+
+fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let dir = PathBuf::from(args.next().unwrap_or_else(|| "../shared/nab".into()));
+    let corpus = medic_nab::load_corpus(&dir)?;
+    let detail = std::env::var_os("MEDIC_NAB_DETAIL").is_some();
+    for spec in args {
+        let scores = corpus
+            .files
+            .iter()
+            .map(|f| run(&spec, &f.series))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let res = medic_nab::evaluate_scores(&corpus, &scores);
+        let line: Vec<String> = res
+            .iter()
+            .map(|r| format!("{:.2}@{:.4}", r.optimum.normalised(), r.optimum.threshold))
+            .collect();
+        println!("{spec:<12} {}", line.join("  "));
+        if detail {
+            let t = res[0].optimum.threshold;
+            let prof = &corpus.profiles[0];
+            for (f, s) in corpus.files.iter().zip(&scores) {
+                let pf = PreparedFile::new(&f.series.name, &f.series.ts_micros, &f.windows);
+                let r = pf.score(s, t, prof);
+                println!(
+                    "  {:<60} {:>7.3} (null {:>4}) tp={} fp={} rows={}",
+                    f.series.name,
+                    r.score,
+                    pf.null_score(prof),
+                    r.tp,
+                    r.fp,
+                    pf.n_rows
+                );
+            }
+        }
+    }
+    Ok(())
+}

@@ -363,11 +363,18 @@ impl Svc {
             .any(|st| !st.fail_times.is_empty() || st.slow_run > 0)
     }
 
+    /// The probe met its recovery rule and no other probe of the service is
+    /// in a run of failures.
     fn recovered(&self, probe: &str) -> bool {
-        match (self.probe_spec(probe), self.probes.get(probe)) {
+        let trigger_ok = match (self.probe_spec(probe), self.probes.get(probe)) {
             (Some(p), Some(st)) => st.healthy_run >= p.recovery.consecutive.max(1),
             _ => false,
-        }
+        };
+        trigger_ok
+            && self
+                .probes
+                .iter()
+                .all(|(name, st)| name == probe || (st.fail_times.is_empty() && st.slow_run == 0))
     }
 }
 
@@ -1145,7 +1152,6 @@ impl Engine {
         }
         let verify_window = svc.spec.policy.verify_window;
         let retry = svc.spec.policy.retry.clone();
-        let probe = svc.incident.as_ref().map(|i| i.probe.clone());
         let Some(inc) = svc.incident.as_mut() else {
             return;
         };
@@ -1166,8 +1172,9 @@ impl Engine {
                         verify_window.as_millis()
                     ),
                 );
-                // Fresh evidence is needed: results from before the action do not count.
-                if let Some(st) = probe.and_then(|p| svc.probes.get_mut(&p)) {
+                // The action changed the world: evidence from before it is stale
+                // for every probe of the service, and fresh evidence is needed.
+                for st in svc.probes.values_mut() {
                     st.healthy_run = 0;
                     st.slow_run = 0;
                     st.fail_times.clear();

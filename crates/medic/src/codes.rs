@@ -1,0 +1,104 @@
+//! The CLI's stable error codes (E0001–E0399; the API uses E0400–E0599).
+//! Every user-facing failure prints `error[E0xxx]: message` and exits non-zero.
+use std::fmt;
+
+macro_rules! cli_codes {
+    ($( $variant:ident = ($code:literal, $name:literal, $exit:literal, $desc:literal) ),* $(,)?) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Code { $( #[doc = $desc] $variant ),* }
+
+        /// (code, name, exit status, description) for docs and tests.
+        #[cfg_attr(not(test), allow(dead_code))]
+        pub const CLI_CODES: &[(&str, &str, u8, &str)] = &[ $( ($code, $name, $exit, $desc) ),* ];
+
+        impl Code {
+            pub fn code(self) -> &'static str { match self { $( Code::$variant => $code ),* } }
+            pub fn exit(self) -> u8 { match self { $( Code::$variant => $exit ),* } }
+        }
+    };
+}
+
+cli_codes! {
+    Config = ("E0001", "config_invalid", 2, "The config file is invalid; each problem is printed as FILE:LINE:COL: message."),
+    Usage = ("E0002", "usage", 2, "A command-line argument or environment variable (MEDIC_MODE) is invalid."),
+    NotFound = ("E0003", "not_found", 2, "A file named on the command line does not exist."),
+    Unreachable = ("E0004", "unreachable", 3, "medic's API (or another target) could not be reached."),
+    Api = ("E0005", "api_error", 3, "medic's API answered with an error."),
+    AuditBroken = ("E0010", "audit_broken", 1, "The audit hash chain does not verify; the first bad seq is named."),
+    Store = ("E0011", "store_error", 1, "The database could not be read or written."),
+    Startup = ("E0020", "startup_failed", 1, "The daemon could not start (database, port, supervised process)."),
+    Demo = ("E0021", "demo_failed", 1, "The demo could not run to the end."),
+    Eval = ("E0030", "eval_failed", 1, "An evaluation or benchmark failed (bad data directory or file)."),
+    Io = ("E0099", "io_error", 1, "An operating-system error."),
+}
+
+#[derive(Debug)]
+pub struct CliError {
+    pub code: Code,
+    pub message: String,
+}
+
+impl CliError {
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
+        CliError {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn config(e: medic_config::ConfigError) -> Self {
+        CliError::new(Code::Config, e.to_string())
+    }
+
+    pub fn exit_code(&self) -> u8 {
+        self.code.exit()
+    }
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Config errors are already one `FILE:LINE:COL: message` per line.
+        if self.code == Code::Config {
+            write!(
+                f,
+                "{}\nerror[{}]: invalid configuration",
+                self.message,
+                self.code.code()
+            )
+        } else {
+            write!(f, "error[{}]: {}", self.code.code(), self.message)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_unique_and_documented() {
+        let mut codes: Vec<&str> = CLI_CODES.iter().map(|c| c.0).collect();
+        let mut names: Vec<&str> = CLI_CODES.iter().map(|c| c.1).collect();
+        codes.sort_unstable();
+        names.sort_unstable();
+        let n = codes.len();
+        codes.dedup();
+        names.dedup();
+        assert_eq!(codes.len(), n);
+        assert_eq!(names.len(), n);
+        let docs = include_str!("../../../docs/errors.md");
+        for (code, name, _, _) in CLI_CODES {
+            assert!(
+                docs.contains(code) && docs.contains(name),
+                "{code} {name} missing from docs/errors.md"
+            );
+        }
+        for c in medic_api::CODES {
+            assert!(
+                docs.contains(c.code) && docs.contains(c.name),
+                "{} missing from docs/errors.md",
+                c.code
+            );
+        }
+    }
+}

@@ -1,0 +1,683 @@
+//! The daemon: the only driver of the engine outside the simulator.
+//!
+//! One task owns the [`Engine`]. Probes, executors and the API talk to it
+//! through one bounded channel; it drains every command after every input
+//! (audit first, then actions), exactly as the core's contract says.
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use medic_api::{ApiError, ApiState, ControlRequest, Metrics};
+use medic_config::{ActionExec, Config, ProbeKind};
+use medic_core::{
+    ActionFailure, ActionFailureKind, ActionId, ActionRequest, Command, Engine, IncidentView,
+    Input, Mode, MonoTime, Notification, OperatorCommand, ProbeFailure, ProbeReport,
+};
+use medic_exec::{ProcessState, Supervisor};
+use medic_store::{IncidentRecord, Store, TimelineEntry};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+/// Bound of the engine's input queue: producers wait when it is full.
+const INPUT_QUEUE: usize = 1024;
+
+pub struct DaemonOptions {
+    pub config: Config,
+    pub mode: Mode,
+    pub db: PathBuf,
+    pub listen: SocketAddr,
+    /// Where supervised processes' logs go.
+    pub log_dir: PathBuf,
+    pub seed: u64,
+}
+
+enum Msg {
+    Probe(ProbeReport),
+    Outcome {
+        id: ActionId,
+        result: Result<String, ActionFailure>,
+    },
+    Operator(OperatorCommand, Option<oneshot::Sender<String>>),
+}
+
+/// An incident as last published by the engine, with host times.
+#[derive(Clone, Debug)]
+pub struct IncidentSnapshot {
+    pub view: IncidentView,
+    pub first_seen: Instant,
+}
+
+/// Control of a running daemon.
+#[derive(Clone)]
+pub struct DaemonHandle {
+    pub api_addr: SocketAddr,
+    pub supervisors: BTreeMap<String, Supervisor>,
+    incidents: Arc<Mutex<BTreeMap<String, IncidentSnapshot>>>,
+    shutdown: watch::Sender<bool>,
+}
+
+impl DaemonHandle {
+    /// Every incident seen by this daemon run, oldest first.
+    pub fn incidents(&self) -> Vec<IncidentSnapshot> {
+        let map = match self.incidents.lock() {
+            Ok(m) => m,
+            Err(p) => p.into_inner(),
+        };
+        let mut v: Vec<IncidentSnapshot> = map.values().cloned().collect();
+        v.sort_by_key(|s| s.first_seen);
+        v
+    }
+
+    pub fn shutdown(&self) {
+        let _ = self.shutdown.send(true);
+    }
+}
+
+pub struct Daemon {
+    pub handle: DaemonHandle,
+    pub join: JoinHandle<anyhow::Result<()>>,
+}
+
+fn now_rfc3339() -> String {
+    OffsetDateTime::now_utc()
+        .format(&Rfc3339)
+        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_string())
+}
+
+struct Clock {
+    start: Instant,
+    wall: OffsetDateTime,
+}
+
+impl Clock {
+    fn now(&self) -> MonoTime {
+        MonoTime::from_millis(u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX))
+    }
+
+    fn wall(&self, t: MonoTime) -> String {
+        (self.wall + Duration::from_millis(t.as_millis()))
+            .format(&Rfc3339)
+            .unwrap_or_default()
+    }
+}
+
+/// Start everything: store, API, supervised processes, probes, engine loop.
+pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
+    let store = Store::open(&opts.db)
+        .await
+        .with_context(|| format!("opening database {}", opts.db.display()))?;
+    close_interrupted(&store).await?;
+    let metrics = Arc::new(Metrics::new());
+    let ready = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = mpsc::channel::<Msg>(INPUT_QUEUE);
+    let (ctl_tx, ctl_rx) = mpsc::channel::<ControlRequest>(64);
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+
+    let listener = tokio::net::TcpListener::bind(opts.listen)
+        .await
+        .with_context(|| format!("binding the API to {}", opts.listen))?;
+    let api_addr = listener.local_addr()?;
+    let app = medic_api::router(ApiState {
+        store: store.clone(),
+        metrics: metrics.clone(),
+        ready: ready.clone(),
+        control: ctl_tx,
+    });
+    let mut api_shutdown = shutdown_rx.clone();
+    tokio::spawn(async move {
+        let r = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = api_shutdown.wait_for(|s| *s).await;
+            })
+            .await;
+        if let Err(e) = r {
+            tracing::error!(error = %e, "API server failed");
+        }
+    });
+    tokio::spawn(forward_control(ctl_rx, tx.clone()));
+
+    let mut supervisors = BTreeMap::new();
+    for svc in &opts.config.services {
+        if let Some(p) = &svc.process {
+            let log = opts.log_dir.join(format!("{}.log", svc.name));
+            let sup = Supervisor::new(&svc.name, p.clone(), Some(log));
+            if p.autostart {
+                sup.start()
+                    .await
+                    .with_context(|| format!("starting service {}", svc.name))?;
+            }
+            supervisors.insert(svc.name.clone(), sup);
+        }
+    }
+
+    let clock = Arc::new(Clock {
+        start: Instant::now(),
+        wall: OffsetDateTime::now_utc(),
+    });
+    let prober = medic_probe::Prober::new().context("building the HTTP client")?;
+    for svc in &opts.config.services {
+        for probe in &svc.probes {
+            let sup = supervisors.get(&svc.name).cloned();
+            tokio::spawn(probe_loop(
+                svc.name.clone(),
+                probe.clone(),
+                prober.clone(),
+                sup,
+                tx.clone(),
+                metrics.clone(),
+                shutdown_rx.clone(),
+            ));
+        }
+    }
+
+    let instance = uuid::Uuid::now_v7().simple().to_string();
+    let mut engine_cfg = opts.config.engine.clone();
+    engine_cfg.mode = opts.mode;
+    engine_cfg.seed = opts.seed;
+    engine_cfg.instance = instance[..12.min(instance.len())].to_string();
+    let engine = Engine::new(engine_cfg, clock.now());
+    let incidents = Arc::new(Mutex::new(BTreeMap::new()));
+    let http = reqwest::Client::builder()
+        .build()
+        .context("building the HTTP client")?;
+    let lp = EngineLoop {
+        engine,
+        clock,
+        store: store.clone(),
+        metrics,
+        tx: tx.clone(),
+        supervisors: supervisors.clone(),
+        actions: opts
+            .config
+            .services
+            .iter()
+            .map(|s| (s.name.clone(), s.actions.clone()))
+            .collect(),
+        http,
+        notify: opts.config.notify.clone(),
+        incidents: incidents.clone(),
+        action_names: BTreeMap::new(),
+    };
+    store
+        .append_audit(
+            &now_rfc3339(),
+            "medic.started",
+            &serde_json::json!({"mode": opts.mode.as_str(), "services": opts.config.services.len()})
+                .to_string(),
+        )
+        .await?;
+    ready.store(true, Ordering::SeqCst);
+    tracing::info!(api = %api_addr, mode = %opts.mode, "medic running");
+    let sups = supervisors.clone();
+    let join = tokio::spawn(async move {
+        let r = lp.run(rx, shutdown_rx).await;
+        ready.store(false, Ordering::SeqCst);
+        for s in sups.values() {
+            s.stop().await;
+        }
+        let _ = store
+            .append_audit(&now_rfc3339(), "medic.stopped", "{}")
+            .await;
+        store.close().await;
+        r
+    });
+    Ok(Daemon {
+        handle: DaemonHandle {
+            api_addr,
+            supervisors,
+            incidents,
+            shutdown: shutdown_tx,
+        },
+        join,
+    })
+}
+
+/// Incidents left open by a previous run cannot be continued by this engine:
+/// close them as interrupted, visibly.
+async fn close_interrupted(store: &Store) -> anyhow::Result<()> {
+    for mut inc in store.list_incidents(1000).await? {
+        if inc.closed_at.is_some() {
+            continue;
+        }
+        let ts = now_rfc3339();
+        inc.timeline.push(TimelineEntry {
+            ts: ts.clone(),
+            kind: "interrupted".into(),
+            message: "medic restarted while this incident was open; closed as interrupted".into(),
+        });
+        inc.state = "resolved".into();
+        inc.outcome = Some("interrupted".into());
+        inc.closed_at = Some(ts.clone());
+        inc.updated_at = ts.clone();
+        store
+            .append_audit(
+                &ts,
+                "incident.interrupted",
+                &serde_json::json!({"incident": inc.id, "service": inc.service}).to_string(),
+            )
+            .await?;
+        store.upsert_incident(&inc).await?;
+    }
+    Ok(())
+}
+
+async fn forward_control(mut rx: mpsc::Receiver<ControlRequest>, tx: mpsc::Sender<Msg>) {
+    while let Some(req) = rx.recv().await {
+        match req {
+            ControlRequest::SetMode {
+                service,
+                mode,
+                reply,
+            } => {
+                let mode: Mode = match mode.parse() {
+                    Ok(m) => m,
+                    Err(e) => {
+                        let _ = reply.send(Err(ApiError::invalid_field("mode", e.to_string())));
+                        continue;
+                    }
+                };
+                let (otx, orx) = oneshot::channel();
+                let cmd = OperatorCommand::SetMode {
+                    service,
+                    mode,
+                    by: "api".into(),
+                };
+                if tx.send(Msg::Operator(cmd, Some(otx))).await.is_err() {
+                    let _ = reply.send(Err(ApiError::internal("engine stopped")));
+                    continue;
+                }
+                let r = orx
+                    .await
+                    .map_err(|_| ApiError::internal("engine stopped"))
+                    .and_then(|m| {
+                        if m.starts_with("rejected") {
+                            Err(ApiError::invalid_field("service", m))
+                        } else {
+                            Ok(m)
+                        }
+                    });
+                let _ = reply.send(r);
+            }
+        }
+    }
+}
+
+async fn probe_loop(
+    service: String,
+    probe: medic_config::ProbeConfig,
+    prober: medic_probe::Prober,
+    sup: Option<Supervisor>,
+    tx: mpsc::Sender<Msg>,
+    metrics: Arc<Metrics>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut state_rx = sup.as_ref().map(|s| s.watch());
+    loop {
+        let outcome = match (&probe.kind, &sup) {
+            (ProbeKind::Process, Some(s)) => match s.state() {
+                ProcessState::Running { pid, .. } => Some(medic_probe::ProbeOutcome {
+                    ok: true,
+                    latency: Duration::ZERO,
+                    failure: None,
+                    detail: format!("pid {pid} running"),
+                }),
+                ProcessState::Exited {
+                    pid, code, signal, ..
+                } => Some(medic_probe::ProbeOutcome {
+                    ok: false,
+                    latency: Duration::ZERO,
+                    failure: Some(ProbeFailure::Exited),
+                    detail: format!("pid {pid} exited (code {code:?}, signal {signal:?})"),
+                }),
+                // Not started or deliberately stopped: nothing to judge.
+                ProcessState::NotStarted | ProcessState::Stopped => None,
+            },
+            (kind, _) => prober.run(kind, probe.timeout).await,
+        };
+        if let Some(o) = outcome {
+            if !o.ok {
+                metrics.inc_probe_failure(&service, &probe.name);
+            }
+            let report = ProbeReport {
+                service: service.clone(),
+                probe: probe.name.clone(),
+                ok: o.ok,
+                latency: o.latency,
+                failure: o.failure,
+                detail: o.detail,
+            };
+            if tx.send(Msg::Probe(report)).await.is_err() {
+                return;
+            }
+        }
+        let sleep = tokio::time::sleep(probe.interval);
+        match state_rx.as_mut() {
+            Some(rx) if probe.kind == ProbeKind::Process => {
+                tokio::select! {
+                    _ = sleep => {}
+                    r = rx.changed() => if r.is_err() { return; },
+                    _ = shutdown.changed() => return,
+                }
+            }
+            _ => {
+                tokio::select! {
+                    _ = sleep => {}
+                    _ = shutdown.changed() => return,
+                }
+            }
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+    }
+}
+
+struct EngineLoop {
+    engine: Engine,
+    clock: Arc<Clock>,
+    store: Store,
+    metrics: Arc<Metrics>,
+    tx: mpsc::Sender<Msg>,
+    supervisors: BTreeMap<String, Supervisor>,
+    actions: BTreeMap<String, BTreeMap<String, ActionExec>>,
+    http: reqwest::Client,
+    notify: Option<medic_config::NotifyConfig>,
+    incidents: Arc<Mutex<BTreeMap<String, IncidentSnapshot>>>,
+    /// action id -> (action name, reason) for metrics on completion.
+    action_names: BTreeMap<ActionId, (String, String)>,
+}
+
+impl EngineLoop {
+    async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Msg>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> anyhow::Result<()> {
+        loop {
+            let deadline = self.engine.poll_timeout();
+            let sleep = async {
+                match deadline {
+                    Some(t) => {
+                        let now = self.clock.now();
+                        tokio::time::sleep(t.since(now)).await
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            let mut reply = None;
+            tokio::select! {
+                msg = rx.recv() => {
+                    let Some(msg) = msg else { return Ok(()) };
+                    let now = self.clock.now();
+                    match msg {
+                        Msg::Probe(r) => self.engine.handle_input(now, Input::Probe(r)),
+                        Msg::Outcome { id, result } => {
+                            if let Some((action, reason)) = self.action_names.remove(&id) {
+                                let outcome = if result.is_ok() { "succeeded" } else { "failed" };
+                                self.metrics.inc_action(&action, &reason, outcome);
+                            }
+                            self.engine.handle_input(now, Input::ActionOutcome { id, result })
+                        }
+                        Msg::Operator(cmd, r) => {
+                            reply = r;
+                            self.engine.handle_input(now, Input::Operator(cmd))
+                        }
+                    }
+                }
+                _ = sleep => {
+                    let now = self.clock.now();
+                    self.engine.handle_timeout(now);
+                }
+                _ = shutdown.wait_for(|s| *s) => return Ok(()),
+            }
+            let answer = self.drain().await;
+            if let Some(r) = reply {
+                let _ = r.send(answer.unwrap_or_else(|| "ok".to_string()));
+            }
+        }
+    }
+
+    /// Execute every pending command in order. Returns the last operator
+    /// verdict (`rejected: ...` or a mode change description) if any.
+    async fn drain(&mut self) -> Option<String> {
+        let mut audit_ok = true;
+        let mut verdict = None;
+        while let Some(cmd) = self.engine.poll_command() {
+            match cmd {
+                Command::Audit(a) => {
+                    let payload: serde_json::Map<String, serde_json::Value> = a
+                        .fields
+                        .iter()
+                        .map(|(k, v)| ((*k).to_string(), serde_json::Value::String(v.clone())))
+                        .collect();
+                    match a.kind {
+                        "operator.rejected" => {
+                            verdict = Some(format!("rejected: {}", a.field("reason").unwrap_or("")))
+                        }
+                        "mode.changed" => {
+                            verdict = Some(format!(
+                                "mode of {} set to {}",
+                                a.field("service").unwrap_or("*"),
+                                a.field("mode").unwrap_or("?")
+                            ))
+                        }
+                        _ => {}
+                    }
+                    let payload = serde_json::Value::Object(payload).to_string();
+                    match self
+                        .store
+                        .append_audit(&now_rfc3339(), a.kind, &payload)
+                        .await
+                    {
+                        Ok(_) => self.metrics.inc_audit(),
+                        Err(e) => {
+                            // Never act without an audit record.
+                            audit_ok = false;
+                            tracing::error!(error = %e, kind = a.kind, "audit append failed");
+                        }
+                    }
+                }
+                Command::RunAction(req) => {
+                    if !audit_ok {
+                        let tx = self.tx.clone();
+                        let id = req.id;
+                        tokio::spawn(async move {
+                            let _ = tx
+                                .send(Msg::Outcome {
+                                    id,
+                                    result: Err(ActionFailure {
+                                        kind: ActionFailureKind::Other,
+                                        message: "not run: the audit log is unavailable".into(),
+                                    }),
+                                })
+                                .await;
+                        });
+                        continue;
+                    }
+                    self.spawn_action(req);
+                }
+                Command::Notify(n) => self.notify(n),
+                Command::IncidentChanged(v) => self.persist(v).await,
+            }
+        }
+        verdict
+    }
+
+    fn spawn_action(&mut self, req: ActionRequest) {
+        let exec = self
+            .actions
+            .get(&req.service)
+            .and_then(|m| m.get(&req.action))
+            .cloned();
+        let sup = self.supervisors.get(&req.service).cloned();
+        let http = self.http.clone();
+        let tx = self.tx.clone();
+        let trigger = req
+            .reason
+            .split(": ")
+            .nth(1)
+            .unwrap_or(&req.reason)
+            .to_string();
+        self.action_names
+            .insert(req.id, (req.action.clone(), trigger));
+        tracing::info!(service = %req.service, action = %req.action, id = %req.id, attempt = req.attempt + 1, "running action");
+        tokio::spawn(async move {
+            let result = match (exec, sup) {
+                (Some(ActionExec::Restart), Some(sup)) => match sup.restart().await {
+                    Ok(pid) => Ok(format!("restarted; new pid {pid}")),
+                    Err(e) => Err(ActionFailure {
+                        kind: ActionFailureKind::Spawn,
+                        message: e.to_string(),
+                    }),
+                },
+                (
+                    Some(ActionExec::Exec {
+                        command,
+                        timeout,
+                        env,
+                        cwd,
+                    }),
+                    _,
+                ) => medic_exec::run_exec(&command, &env, cwd.as_deref(), timeout).await,
+                (
+                    Some(ActionExec::Http {
+                        url,
+                        method,
+                        body,
+                        expect_status,
+                        timeout,
+                    }),
+                    _,
+                ) => {
+                    medic_exec::run_http(
+                        &http,
+                        &method,
+                        &url,
+                        body.as_deref(),
+                        expect_status,
+                        timeout,
+                    )
+                    .await
+                }
+                _ => Err(ActionFailure {
+                    kind: ActionFailureKind::Other,
+                    message: format!("no executor for {}/{}", req.service, req.action),
+                }),
+            };
+            let _ = tx.send(Msg::Outcome { id: req.id, result }).await;
+        });
+    }
+
+    fn notify(&self, n: Notification) {
+        let incident = n.incident.as_ref().map(|i| i.0.clone());
+        match n.severity {
+            medic_core::Severity::Critical => {
+                tracing::error!(target: "medic::escalation", service = %n.service, incident = ?incident, title = %n.title, message = %n.message, "ESCALATION")
+            }
+            medic_core::Severity::Warning => {
+                tracing::warn!(service = %n.service, incident = ?incident, title = %n.title, message = %n.message, "notification")
+            }
+            medic_core::Severity::Info => {
+                tracing::info!(service = %n.service, incident = ?incident, title = %n.title, message = %n.message, "notification")
+            }
+        }
+        let Some(cfg) = self.notify.clone() else {
+            return;
+        };
+        let http = self.http.clone();
+        let body = serde_json::json!({
+            "severity": n.severity.as_str(),
+            "service": n.service,
+            "incident": incident,
+            "title": n.title,
+            "message": n.message,
+            "ts": now_rfc3339(),
+        });
+        tokio::spawn(async move {
+            let r = http
+                .post(&cfg.webhook)
+                .timeout(cfg.timeout)
+                .json(&body)
+                .send()
+                .await;
+            match r {
+                Ok(resp) if resp.status().is_success() => {}
+                Ok(resp) => tracing::warn!(status = %resp.status(), "notification webhook refused"),
+                Err(e) => tracing::warn!(error = %e, "notification webhook failed"),
+            }
+        });
+    }
+
+    async fn persist(&mut self, v: IncidentView) {
+        let now = Instant::now();
+        {
+            let mut map = match self.incidents.lock() {
+                Ok(m) => m,
+                Err(p) => p.into_inner(),
+            };
+            let first_seen = match map.get(&v.id.0) {
+                Some(s) => s.first_seen,
+                None => {
+                    self.metrics.inc_incident();
+                    now
+                }
+            };
+            map.insert(
+                v.id.0.clone(),
+                IncidentSnapshot {
+                    view: v.clone(),
+                    first_seen,
+                },
+            );
+            // Bounded: keep the most recent 1000 incidents in memory.
+            while map.len() > 1000 {
+                let oldest = map
+                    .iter()
+                    .min_by_key(|(_, s)| s.first_seen)
+                    .map(|(k, _)| k.clone());
+                match oldest {
+                    Some(k) => map.remove(&k),
+                    None => break,
+                };
+            }
+        }
+        let rec = IncidentRecord {
+            id: v.id.0.clone(),
+            service: v.service.clone(),
+            state: v.phase.as_str().to_string(),
+            trigger: v.trigger.clone(),
+            opened_at: self.clock.wall(v.opened_at),
+            updated_at: self.clock.wall(v.updated_at),
+            closed_at: v.closed_at.map(|t| self.clock.wall(t)),
+            outcome: v.outcome.map(str::to_string),
+            summary: format!(
+                "{} (confidence {:.2}); actions: {}",
+                v.cause,
+                v.confidence,
+                if v.actions.is_empty() {
+                    "none".to_string()
+                } else {
+                    v.actions.join(", ")
+                }
+            ),
+            timeline: v
+                .timeline
+                .iter()
+                .map(|t| TimelineEntry {
+                    ts: self.clock.wall(t.at),
+                    kind: t.kind.to_string(),
+                    message: t.message.clone(),
+                })
+                .collect(),
+        };
+        if let Err(e) = self.store.upsert_incident(&rec).await {
+            tracing::error!(error = %e, incident = %rec.id, "storing incident failed");
+        }
+    }
+}

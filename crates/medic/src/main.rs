@@ -1,0 +1,465 @@
+//! medic: a self-healing engine for running services.
+#![forbid(unsafe_code)]
+
+mod codes;
+mod daemon;
+mod demo;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use codes::{CliError, Code};
+use medic_core::Mode;
+
+#[derive(Parser)]
+#[command(
+    name = "medic",
+    version,
+    about = "A self-healing engine for running services"
+)]
+struct Cli {
+    /// Log as JSON lines instead of text.
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the daemon: supervise, probe, heal (dry-run unless told otherwise).
+    Run {
+        /// Config file.
+        #[arg(short, long, default_value = "medic.yaml")]
+        config: PathBuf,
+        /// Mode (overrides MEDIC_MODE and the config file).
+        #[arg(long)]
+        mode: Option<String>,
+        /// Database file (overrides the config).
+        #[arg(long)]
+        db: Option<PathBuf>,
+        /// API listen address (overrides the config).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Validate a config file without side effects.
+    Check {
+        #[arg(short, long, default_value = "medic.yaml")]
+        config: PathBuf,
+    },
+    /// Run the self-contained demo: a supervised fixture, faults injected one after another.
+    Demo {
+        /// Keep everything in DIR (database at DIR/medic.db) instead of a temporary directory.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the fault-injectable fixture service used by the demo and tests.
+    Fixture {
+        #[arg(long)]
+        port: u16,
+        #[arg(long, default_value = "127.0.0.1")]
+        bind: IpAddr,
+        /// Exit at once with code 1 (a crash loop under supervision).
+        #[arg(long)]
+        crash_on_start: bool,
+    },
+    /// Audit log tools.
+    Audit {
+        #[command(subcommand)]
+        cmd: AuditCmd,
+    },
+    /// List incidents from a running medic.
+    Incidents {
+        /// Base URL of medic's API.
+        #[arg(long, default_value = "http://127.0.0.1:9090", env = "MEDIC_API")]
+        api: String,
+        /// Show one incident with its timeline.
+        #[arg(long)]
+        id: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change the mode of a running medic (globally or for one service).
+    Mode {
+        /// disabled | dry-run | conservative | aggressive
+        mode: String,
+        #[arg(long)]
+        service: Option<String>,
+        #[arg(long, default_value = "http://127.0.0.1:9090", env = "MEDIC_API")]
+        api: String,
+    },
+    /// Evaluations.
+    Eval {
+        #[command(subcommand)]
+        cmd: EvalCmd,
+    },
+    /// Benchmarks that print figures.
+    Bench {
+        #[command(subcommand)]
+        cmd: BenchCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCmd {
+    /// Verify the audit hash chain; exit 1 naming the first bad seq.
+    Verify {
+        #[arg(long)]
+        db: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum EvalCmd {
+    /// Score a detector on a NAB-layout corpus.
+    Nab(medic_nab::cli::EvalNabArgs),
+}
+
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// Detector throughput (samples/s per core).
+    Detect(medic_nab::cli::BenchDetectArgs),
+}
+
+fn main() -> ExitCode {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    init_tracing(cli.log_json, matches!(cli.cmd, Cmd::Demo { .. }));
+    match run(cli.cmd) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+fn init_tracing(json: bool, quiet: bool) {
+    let default = if quiet { "warn" } else { "info" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MEDIC_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        b.json().init();
+    } else {
+        b.init();
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::new(Code::Io, format!("cannot start the async runtime: {e}")))
+}
+
+fn run(cmd: Cmd) -> Result<ExitCode, CliError> {
+    match cmd {
+        Cmd::Check { config } => {
+            let cfg = medic_config::load(&config).map_err(CliError::config)?;
+            println!(
+                "{}: ok ({} service{}, {} probe{}, {} action{})",
+                config.display(),
+                cfg.services.len(),
+                plural(cfg.services.len()),
+                cfg.services.iter().map(|s| s.probes.len()).sum::<usize>(),
+                plural(cfg.services.iter().map(|s| s.probes.len()).sum::<usize>()),
+                cfg.services.iter().map(|s| s.actions.len()).sum::<usize>(),
+                plural(cfg.services.iter().map(|s| s.actions.len()).sum::<usize>()),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Run {
+            config,
+            mode,
+            db,
+            listen,
+        } => {
+            let cfg = medic_config::load(&config).map_err(CliError::config)?;
+            let mode = resolve_mode(mode, std::env::var("MEDIC_MODE").ok(), cfg.mode)?;
+            let db = db.unwrap_or_else(|| {
+                if cfg.database.is_absolute() {
+                    cfg.database.clone()
+                } else {
+                    config
+                        .parent()
+                        .map(|p| p.join(&cfg.database))
+                        .unwrap_or_else(|| cfg.database.clone())
+                }
+            });
+            let log_dir = db
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("."));
+            let listen = listen.unwrap_or(cfg.listen);
+            let rt = runtime()?;
+            rt.block_on(async move {
+                let d = daemon::start(daemon::DaemonOptions {
+                    config: cfg,
+                    mode,
+                    db,
+                    listen,
+                    log_dir,
+                    seed: std::process::id().into(),
+                })
+                .await
+                .map_err(|e| CliError::new(Code::Startup, format!("{e:#}")))?;
+                let handle = d.handle.clone();
+                let mut term =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                        .map_err(|e| CliError::new(Code::Io, e.to_string()))?;
+                let mut join = d.join;
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                    r = &mut join => {
+                        return match r {
+                            Ok(Ok(())) => Ok(ExitCode::SUCCESS),
+                            Ok(Err(e)) => Err(CliError::new(Code::Startup, format!("{e:#}"))),
+                            Err(e) => Err(CliError::new(Code::Io, e.to_string())),
+                        };
+                    }
+                }
+                tracing::info!("shutting down: stopping supervised processes");
+                handle.shutdown();
+                let _ = join.await;
+                Ok(ExitCode::SUCCESS)
+            })
+        }
+        Cmd::Demo { dir, json } => {
+            let rt = runtime()?;
+            let ok = rt
+                .block_on(demo::run(dir, json))
+                .map_err(|e| CliError::new(Code::Demo, format!("{e:#}")))?;
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Cmd::Fixture {
+            port,
+            bind,
+            crash_on_start,
+        } => {
+            let rt = runtime()?;
+            rt.block_on(medic_fixture::run(medic_fixture::FixtureOptions {
+                bind,
+                port,
+                crash_on_start,
+            }))
+            .map_err(|e| CliError::new(Code::Io, format!("fixture: {e:#}")))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Audit {
+            cmd: AuditCmd::Verify { db },
+        } => {
+            if !db.exists() {
+                return Err(CliError::new(
+                    Code::NotFound,
+                    format!("{}: no such database", db.display()),
+                ));
+            }
+            let rt = runtime()?;
+            let report = rt
+                .block_on(medic_store::verify_audit(&db))
+                .map_err(|e| CliError::new(Code::Store, format!("{}: {e}", db.display())))?;
+            match report.first_bad {
+                None => {
+                    println!("audit chain ok: {} records", report.records);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Some(bad) => Err(CliError::new(
+                    Code::AuditBroken,
+                    format!(
+                        "audit chain broken at seq {}: {} ({} records)",
+                        bad.seq, bad.reason, report.records
+                    ),
+                )),
+            }
+        }
+        Cmd::Incidents { api, id, json } => {
+            let rt = runtime()?;
+            rt.block_on(incidents(&api, id.as_deref(), json))
+        }
+        Cmd::Mode { mode, service, api } => {
+            mode.parse::<Mode>()
+                .map_err(|e| CliError::new(Code::Usage, e.to_string()))?;
+            let rt = runtime()?;
+            rt.block_on(async {
+                let url = format!("{}/api/v1/mode", api.trim_end_matches('/'));
+                let body = serde_json::json!({"mode": mode, "service": service});
+                let resp = reqwest::Client::new()
+                    .post(&url)
+                    .json(&body)
+                    .send()
+                    .await
+                    .map_err(|e| unreachable(&url, &e))?;
+                let status = resp.status();
+                let text = resp.text().await.unwrap_or_default();
+                if !status.is_success() {
+                    return Err(CliError::new(
+                        Code::Api,
+                        format!("{url}: HTTP {status}: {text}"),
+                    ));
+                }
+                let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+                println!("{}", v["message"].as_str().unwrap_or(&text));
+                Ok(ExitCode::SUCCESS)
+            })
+        }
+        Cmd::Eval {
+            cmd: EvalCmd::Nab(args),
+        } => {
+            medic_nab::cli::run(&args).map_err(|e| CliError::new(Code::Eval, format!("{e:#}")))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Bench {
+            cmd: BenchCmd::Detect(args),
+        } => {
+            medic_nab::cli::run_bench(&args)
+                .map_err(|e| CliError::new(Code::Eval, format!("{e:#}")))?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+/// `--mode` beats `MEDIC_MODE`, which beats the config file; dry-run otherwise.
+fn resolve_mode(
+    flag: Option<String>,
+    env: Option<String>,
+    file: Option<Mode>,
+) -> Result<Mode, CliError> {
+    if let Some(m) = flag {
+        return m
+            .parse()
+            .map_err(|e| CliError::new(Code::Usage, format!("--mode: {e}")));
+    }
+    if let Some(m) = env.filter(|s| !s.trim().is_empty()) {
+        return m
+            .trim()
+            .parse()
+            .map_err(|e| CliError::new(Code::Usage, format!("MEDIC_MODE: {e}")));
+    }
+    Ok(file.unwrap_or(Mode::DryRun))
+}
+
+fn unreachable(url: &str, e: &reqwest::Error) -> CliError {
+    let mut msg = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        msg.push_str(&format!(": {s}"));
+        src = s.source();
+    }
+    CliError::new(
+        Code::Unreachable,
+        format!("cannot reach medic at {url}: {msg}"),
+    )
+}
+
+async fn incidents(api: &str, id: Option<&str>, json: bool) -> Result<ExitCode, CliError> {
+    let base = api.trim_end_matches('/');
+    let url = match id {
+        Some(id) => format!("{base}/api/v1/incidents/{id}"),
+        None => format!("{base}/api/v1/incidents"),
+    };
+    let resp = reqwest::Client::new()
+        .get(&url)
+        .timeout(std::time::Duration::from_secs(10))
+        .send()
+        .await
+        .map_err(|e| unreachable(&url, &e))?;
+    let status = resp.status();
+    let text = resp.text().await.unwrap_or_default();
+    if !status.is_success() {
+        return Err(CliError::new(
+            Code::Api,
+            format!("{url}: HTTP {status}: {text}"),
+        ));
+    }
+    if json {
+        println!("{text}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| CliError::new(Code::Api, format!("{url}: invalid JSON: {e}")))?;
+    let s = |v: &serde_json::Value, k: &str| v[k].as_str().unwrap_or("-").to_string();
+    if id.is_some() {
+        println!(
+            "{} {} [{}] outcome={}",
+            s(&v, "id"),
+            s(&v, "service"),
+            s(&v, "state"),
+            s(&v, "outcome")
+        );
+        println!("  trigger: {}", s(&v, "trigger"));
+        println!("  {}", s(&v, "summary"));
+        for t in v["timeline"].as_array().into_iter().flatten() {
+            println!("  {}  {:<16} {}", s(t, "ts"), s(t, "kind"), s(t, "message"));
+        }
+    } else {
+        println!(
+            "{:<28} {:<10} {:<20} {:<12} {:<20} OPENED",
+            "ID", "SERVICE", "STATE", "OUTCOME", "TRIGGER"
+        );
+        for i in v["incidents"].as_array().into_iter().flatten() {
+            println!(
+                "{:<28} {:<10} {:<20} {:<12} {:<20} {}",
+                s(i, "id"),
+                s(i, "service"),
+                s(i, "state"),
+                s(i, "outcome"),
+                s(i, "trigger"),
+                s(i, "opened_at")
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mode_precedence() {
+        assert_eq!(resolve_mode(None, None, None).unwrap(), Mode::DryRun);
+        assert_eq!(
+            resolve_mode(None, None, Some(Mode::Aggressive)).unwrap(),
+            Mode::Aggressive
+        );
+        assert_eq!(
+            resolve_mode(None, Some("disabled".into()), Some(Mode::Aggressive)).unwrap(),
+            Mode::Disabled
+        );
+        assert_eq!(
+            resolve_mode(Some("conservative".into()), Some("disabled".into()), None).unwrap(),
+            Mode::Conservative
+        );
+        let e = resolve_mode(None, Some("yolo".into()), None).unwrap_err();
+        assert!(e.to_string().contains("MEDIC_MODE"), "{e}");
+    }
+}

@@ -1,0 +1,393 @@
+//! The real binary against the real fixture, a real SQLite file and loopback HTTP.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+use std::io::Write;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use assert_cmd::cargo::CommandCargoExt;
+
+fn medic() -> Command {
+    Command::cargo_bin("medic").unwrap()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Kills the daemon (and with it its supervised children, via SIGTERM) on drop.
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let end = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < end {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn get_json(url: &str) -> Option<serde_json::Value> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let r = reqwest::Client::new()
+            .get(url)
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+            .ok()?;
+        if !r.status().is_success() {
+            return None;
+        }
+        r.json().await.ok()
+    })
+}
+
+fn wait_for<T>(what: &str, within: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let end = Instant::now() + within;
+    while Instant::now() < end {
+        if let Some(v) = f() {
+            return v;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn write_config(dir: &Path, fixture_port: u16, api_port: u16) -> std::path::PathBuf {
+    let exe = assert_cmd::cargo::cargo_bin("medic");
+    let cfg = format!(
+        r#"mode: dry-run
+listen: 127.0.0.1:{api_port}
+database: medic.db
+policy: {{ cooldown: 1s, verify_window: 5s }}
+services:
+  web:
+    process:
+      command: ["{exe}", "fixture", "--port", "{fixture_port}"]
+      stop_grace: 2s
+    probes:
+      alive: {{ process: {{}}, interval: 200ms }}
+      healthz:
+        http: {{ url: "http://127.0.0.1:{fixture_port}/healthz", timeout: 1s }}
+        interval: 250ms
+    actions:
+      restart: {{ restart: {{}} }}
+    remediate:
+      - when: {{ probe: alive }}
+        action: restart
+      - when: {{ probe: healthz }}
+        action: restart
+"#,
+        exe = exe.display()
+    );
+    let path = dir.join("medic.yaml");
+    std::fs::write(&path, cfg).unwrap();
+    path
+}
+
+#[test]
+fn sigkill_is_healed_recorded_in_the_api_and_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let (fport, aport) = (free_port(), free_port());
+    let cfg = write_config(dir.path(), fport, aport);
+    let child = medic()
+        .args(["run", "-c"])
+        .arg(&cfg)
+        .env("MEDIC_MODE", "aggressive")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let daemon = Daemon(child);
+    let health = format!("http://127.0.0.1:{fport}/healthz");
+    let pid = wait_for("the fixture to answer", Duration::from_secs(20), || {
+        get_json(&health).and_then(|v| v["pid"].as_u64())
+    });
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let new_pid = wait_for("a new fixture process", Duration::from_secs(20), || {
+        get_json(&health)
+            .and_then(|v| v["pid"].as_u64())
+            .filter(|p| *p != pid)
+    });
+    assert_ne!(new_pid, pid);
+    let api = format!("http://127.0.0.1:{aport}");
+    let inc = wait_for(
+        "a healed incident in the API",
+        Duration::from_secs(20),
+        || {
+            let list = get_json(&format!("{api}/api/v1/incidents"))?;
+            list["incidents"]
+                .as_array()?
+                .iter()
+                .find(|i| i["outcome"] == "healed" && i["service"] == "web")
+                .cloned()
+        },
+    );
+    let detail = get_json(&format!(
+        "{api}/api/v1/incidents/{}",
+        inc["id"].as_str().unwrap()
+    ))
+    .unwrap();
+    let kinds: Vec<&str> = detail["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["kind"].as_str())
+        .collect();
+    assert!(
+        kinds.contains(&"detected") && kinds.contains(&"action") && kinds.contains(&"resolved"),
+        "{kinds:?}"
+    );
+    let metrics = {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            reqwest::get(format!("{api}/metrics"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        })
+    };
+    assert!(metrics.contains("medic_actions_total"), "{metrics}");
+    assert!(metrics.contains("action=\"restart\""), "{metrics}");
+    // `medic incidents` reads the same API.
+    let out = medic()
+        .args(["incidents", "--json", "--api", &api])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains(inc["id"].as_str().unwrap()));
+    drop(daemon);
+    let db = dir.path().join("medic.db");
+    let out = medic()
+        .args(["audit", "verify", "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("audit chain ok: "));
+    // The incident survives a restart of medic: a new daemon serves it from the database.
+    let child = medic()
+        .args(["run", "-c"])
+        .arg(&cfg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _daemon = Daemon(child);
+    let again = wait_for(
+        "the old incident after restart",
+        Duration::from_secs(20),
+        || {
+            get_json(&format!(
+                "{api}/api/v1/incidents/{}",
+                inc["id"].as_str().unwrap()
+            ))
+        },
+    );
+    assert_eq!(again["outcome"], "healed");
+}
+
+#[test]
+fn dry_run_never_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (fport, aport) = (free_port(), free_port());
+    let cfg = write_config(dir.path(), fport, aport);
+    let child = medic()
+        .args(["run", "-c"])
+        .arg(&cfg)
+        .env_remove("MEDIC_MODE")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _daemon = Daemon(child);
+    let health = format!("http://127.0.0.1:{fport}/healthz");
+    let pid = wait_for("the fixture to answer", Duration::from_secs(20), || {
+        get_json(&health).and_then(|v| v["pid"].as_u64())
+    });
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let api = format!("http://127.0.0.1:{aport}");
+    let inc = wait_for("a would-act incident", Duration::from_secs(20), || {
+        let list = get_json(&format!("{api}/api/v1/incidents"))?;
+        list["incidents"]
+            .as_array()?
+            .iter()
+            .find(|i| i["outcome"] == "would-act")
+            .cloned()
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        get_json(&health).is_none(),
+        "the service came back in dry-run"
+    );
+    let detail = get_json(&format!(
+        "{api}/api/v1/incidents/{}",
+        inc["id"].as_str().unwrap()
+    ))
+    .unwrap();
+    assert!(
+        detail["summary"]
+            .as_str()
+            .unwrap()
+            .contains("actions: none"),
+        "{detail}"
+    );
+}
+
+#[test]
+fn edited_audit_row_is_named_by_seq() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("medic.db");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let store = medic_store::Store::open(&db).await.unwrap();
+        for i in 0..5 {
+            store
+                .append_audit(
+                    "2026-11-23T12:00:00Z",
+                    "test.event",
+                    &format!("{{\"i\":{i}}}"),
+                )
+                .await
+                .unwrap();
+        }
+        store.close().await;
+    });
+    let ok = medic()
+        .args(["audit", "verify", "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert!(ok.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&ok.stdout).trim(),
+        "audit chain ok: 5 records"
+    );
+    rt.block_on(async {
+        use sqlx::ConnectOptions;
+        let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&db)
+            .connect()
+            .await
+            .unwrap();
+        sqlx::query("UPDATE audit_log SET payload = '{\"i\":99}' WHERE seq = 3")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    });
+    let bad = medic()
+        .args(["audit", "verify", "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("E0010") && err.contains("seq 3"), "{err}");
+}
+
+#[test]
+fn bad_config_is_located_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.yaml");
+    let mut f = std::fs::File::create(&path).unwrap();
+    writeln!(f, "services:\n  web:\n    probes:\n      hz:\n        http: {{ url: http://x/ }}\n        interval: soon").unwrap();
+    let out = medic().args(["check", "-c"]).arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("{}:6:19: invalid duration `soon`", path.display())),
+        "{err}"
+    );
+    let ok = medic()
+        .args(["check", "-c"])
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../examples/medic.yaml"
+        ))
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let missing = medic()
+        .args(["check", "-c", "/nonexistent/medic.yaml"])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read config"));
+}
+
+#[test]
+fn bad_arguments_and_unreachable_targets_are_clear_errors() {
+    let out = medic().args(["run", "--bogus"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = medic().args(["mode", "yolo"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown mode `yolo`"));
+    let port = free_port();
+    let out = medic()
+        .args(["incidents", "--api", &format!("http://127.0.0.1:{port}")])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("E0004") && err.contains("cannot reach medic"),
+        "{err}"
+    );
+    let out = medic()
+        .args(["audit", "verify", "--db", "/nonexistent/x.db"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), free_port(), free_port());
+    let out = medic()
+        .args(["run", "-c"])
+        .arg(&cfg)
+        .env("MEDIC_MODE", "sometimes")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("MEDIC_MODE"));
+    for o in [&out] {
+        assert!(!String::from_utf8_lossy(&o.stderr).contains("panicked"));
+    }
+}

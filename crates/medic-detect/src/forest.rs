@@ -27,12 +27,12 @@ pub struct ForestParams {
 impl Default for ForestParams {
     fn default() -> Self {
         Self {
-            trees: 40,
+            trees: 32,
             pool: 512,
             subsample: 128,
             shingle: 4,
-            refit_every: 128,
-            seed: 0x6d65_6469_63,
+            refit_every: 256,
+            seed: 0x006d_6564_6963,
         }
     }
 }
@@ -202,8 +202,8 @@ fn build(
     tree.boxes.resize(base + 2 * dims, 0.0);
     for d in 0..dims {
         let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
-        for &i in idx.iter() {
-            let v = pool[i as usize][d];
+        for p in idx.iter().map(|&i| &pool[i as usize]) {
+            let v = p[d];
             lo = lo.min(v);
             hi = hi.max(v);
         }

@@ -56,7 +56,7 @@ pub const NAMES: &[&str] = &[
 #[must_use]
 pub fn by_name(name: &str) -> Option<Box<dyn Detector>> {
     Some(match name {
-        "default" => Box::new(Ensemble::default()),
+        "default" => Box::new(Surprise::default()),
         "threshold" => Box::new(StaticThreshold::default()),
         "zscore" => Box::new(RollingZScore::default()),
         "mad" => Box::new(MedianMad::default()),

@@ -39,9 +39,17 @@ pub struct SurpriseParams {
     /// Spatial records: a value beyond the all-time range by this fraction of the range
     /// counts as evidence 1 (0 disables).
     pub spatial: f64,
+    /// Jump records: a one-step jump (in robust units) larger than every previous one by this
+    /// fraction counts as evidence 1 (0 disables).
+    pub jump_record: f64,
+    /// Seasonal records: as `jump_record`, for the daily seasonal residual.
+    pub season_record: f64,
     /// How channels are combined: 0 = maximum, 1 = weighted mean, k ≥ 2 = mean of the k
     /// largest.
     pub combine: usize,
+    /// Calibrate channels as a Gaussian z-score against the history (as HTM's anomaly
+    /// likelihood does) instead of against the history's maximum.
+    pub gauss: bool,
     /// Quantile of the history used as the calibration top (1 = the maximum).
     pub quantile: f64,
     /// Calibrate `log(1 + r)` instead of `r`.
@@ -69,30 +77,34 @@ pub struct SurpriseParams {
 }
 
 impl Default for SurpriseParams {
+    /// Tuned once on the 35-file NAB subset (one setting for every series).
     fn default() -> Self {
         Self {
             warmup: 150,
-            level_window: 1000,
-            shift_window: 6,
+            level_window: 2000,
+            shift_window: 12,
             diff_window: 500,
-            avg_window: 3,
-            history: 2000,
+            avg_window: 15,
+            history: 4000,
             season_alpha: 0.3,
             season_min_periods: 2,
-            weights: [1.0, 1.0, 1.0, 1.0, 1.0, 1.0],
-            spatial: 0.0,
-            combine: 0,
+            weights: [1.0, 1.0, 1.0, 1.0, 1.0, 0.5],
+            spatial: 0.02,
+            jump_record: 0.0,
+            season_record: 1.0,
+            combine: 2,
+            gauss: false,
             quantile: 1.0,
             log: true,
-            min_sigma: 0.05,
+            min_sigma: 0.2,
             pattern_blocks: 6,
             pattern_block: 4,
             prototypes: 256,
-            vigilance: 0.03,
+            vigilance: 0.15,
             proto_rate: 0.05,
-            half: 6.0,
+            half: 1.0,
             suppress: 300,
-            damp: 0.5,
+            damp: 0.3,
         }
     }
 }
@@ -114,6 +126,7 @@ struct Channel {
     log: bool,
     quantile: f64,
     sorted: Option<SortedWindow>,
+    gauss: bool,
 }
 
 impl Channel {
@@ -129,6 +142,7 @@ impl Channel {
             log,
             quantile,
             sorted: (quantile < 1.0).then(|| SortedWindow::new(history)),
+            gauss: false,
         }
     }
 
@@ -150,6 +164,9 @@ impl Channel {
             None => self.maxq.front().map(|&(_, x)| x),
         };
         let z = match (ready && self.hist.len() >= 30, top) {
+            (true, Some(_)) if self.gauss => {
+                (avg - self.hist.mean()) / self.hist.std().max(min_sigma)
+            }
             (true, Some(mx)) => {
                 let m = self.hist.mean();
                 (avg - m) / (mx - m).max(min_sigma)
@@ -164,7 +181,11 @@ impl Channel {
             self.maxq.pop_back();
         }
         self.maxq.push_back((self.idx, avg));
-        while self.maxq.front().is_some_and(|&(i, _)| i + self.history <= self.idx) {
+        while self
+            .maxq
+            .front()
+            .is_some_and(|&(i, _)| i + self.history <= self.idx)
+        {
             self.maxq.pop_front();
         }
         self.idx = self.idx.wrapping_add(1);
@@ -282,7 +303,12 @@ impl Patterns {
         let mut best = f64::INFINITY;
         let mut best_i = 0;
         for (i, p) in self.protos.iter().enumerate() {
-            let d: f64 = p.iter().zip(&self.cur).map(|(a, b)| (a - b).abs()).sum::<f64>() / dims;
+            let d: f64 = p
+                .iter()
+                .zip(&self.cur)
+                .map(|(a, b)| (a - b).abs())
+                .sum::<f64>()
+                / dims;
             if d < best {
                 best = d;
                 best_i = i;
@@ -361,17 +387,25 @@ pub struct Surprise {
     weekly_scale: RollingStats,
     channels: Vec<Channel>,
     patterns: Patterns,
-    past: VecDeque<f64>,
+    past: VecDeque<(usize, f64)>,
     evidence: f64,
     seen_min: f64,
     seen_max: f64,
+    rec_jump: f64,
+    rec_season: f64,
 }
 
 impl Surprise {
     /// A detector with the given parameters.
     #[must_use]
     pub fn new(p: SurpriseParams) -> Self {
-        let channels = (0..6).map(|_| Channel::new(p.avg_window, p.history, p.log, p.quantile)).collect();
+        let channels = (0..6)
+            .map(|_| {
+                let mut c = Channel::new(p.avg_window, p.history, p.log, p.quantile);
+                c.gauss = p.gauss;
+                c
+            })
+            .collect();
         Self {
             level: SortedWindow::new(p.level_window),
             diffs: SortedWindow::new(p.diff_window),
@@ -394,6 +428,8 @@ impl Surprise {
             evidence: 0.0,
             seen_min: f64::INFINITY,
             seen_max: f64::NEG_INFINITY,
+            rec_jump: 0.0,
+            rec_season: 0.0,
         }
     }
 
@@ -502,9 +538,12 @@ impl Detector for Surprise {
         }
 
         if w[5] > 0.0 {
-            raws[5] = self
-                .patterns
-                .push(value, self.p.prototypes, self.p.vigilance, self.p.proto_rate);
+            raws[5] = self.patterns.push(
+                value,
+                self.p.prototypes,
+                self.p.vigilance,
+                self.p.proto_rate,
+            );
         }
 
         let mut zs = [0.0f64; 6];
@@ -521,25 +560,52 @@ impl Detector for Surprise {
                 evidence = evidence.max(excess / self.p.spatial);
             }
         }
+        // Records of the jump and seasonal-residual magnitudes, relative to their all-time max.
+        for (k, tol) in [(2usize, self.p.jump_record), (3, self.p.season_record)] {
+            let r = raws[k];
+            let slot = if k == 2 {
+                &mut self.rec_jump
+            } else {
+                &mut self.rec_season
+            };
+            if tol > 0.0 && *slot > 0.0 && ready {
+                evidence = evidence.max((r - *slot).max(0.0) / *slot / tol);
+            }
+            if r.is_finite() {
+                *slot = slot.max(r);
+            }
+        }
         self.seen_min = self.seen_min.min(value);
         self.seen_max = self.seen_max.max(value);
-        self.n = self.n.saturating_add(1);
         self.evidence = evidence;
-        let score = if ready { squash(evidence, self.p.half) } else { 0.0 };
 
-        // Novelty suppression.
-        let prev_max = self.past.iter().copied().fold(0.0, f64::max);
-        let out = if score > prev_max {
-            score
+        // Novelty suppression: evidence that does not exceed every evidence of the last
+        // `suppress` samples (sliding maximum over a monotonic deque) is damped.
+        let prev_max = self.past.front().map_or(0.0, |&(_, e)| e);
+        let shown = if evidence > prev_max {
+            evidence
         } else {
-            score * self.p.damp
+            evidence * self.p.damp
+        };
+        let score = if ready {
+            squash(shown, self.p.half)
+        } else {
+            0.0
         };
         if self.p.suppress > 0 {
-            if self.past.len() == self.p.suppress {
+            while self.past.back().is_some_and(|&(_, e)| e <= evidence) {
+                self.past.pop_back();
+            }
+            self.past.push_back((self.n, evidence));
+            while self
+                .past
+                .front()
+                .is_some_and(|&(i, _)| i + self.p.suppress <= self.n)
+            {
                 self.past.pop_front();
             }
-            self.past.push_back(score);
         }
-        out.clamp(0.0, 1.0)
+        self.n = self.n.saturating_add(1);
+        score.clamp(0.0, 1.0)
     }
 }

@@ -14,7 +14,9 @@ fn build(spec: &str) -> anyhow::Result<Box<dyn Detector>> {
     };
     let mut p = SurpriseParams::default();
     for kv in rest.split(',').filter(|s| !s.is_empty()) {
-        let (k, v) = kv.split_once('=').ok_or_else(|| anyhow::anyhow!("bad {kv}"))?;
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("bad {kv}"))?;
         let f: f64 = v.split('/').next().unwrap_or("0").parse()?;
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         let u = f as usize;
@@ -29,6 +31,9 @@ fn build(spec: &str) -> anyhow::Result<Box<dyn Detector>> {
             "season_min_periods" => p.season_min_periods = u32::try_from(u)?,
             "min_sigma" => p.min_sigma = f,
             "log" => p.log = f > 0.0,
+            "gauss" => p.gauss = f > 0.0,
+            "jump_record" => p.jump_record = f,
+            "season_record" => p.season_record = f,
             "spatial" => p.spatial = f,
             "combine" => p.combine = u,
             "quantile" => p.quantile = f,

@@ -389,3 +389,81 @@ fn bad_arguments_and_unreachable_targets_are_clear_errors() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("MEDIC_MODE"));
     assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
 }
+
+#[test]
+fn crash_loop_escalates_with_a_webhook_notification() {
+    use std::sync::{Arc, Mutex};
+    let received: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let hook_port = {
+        let received = received.clone();
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |axum::Json(v): axum::Json<serde_json::Value>| {
+                let received = received.clone();
+                async move {
+                    received.lock().unwrap().push(v);
+                    "ok"
+                }
+            }),
+        );
+        let l = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let port = l.local_addr().unwrap().port();
+        rt.spawn(async move { axum::serve(l, app).await });
+        port
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let exe = assert_cmd::cargo::cargo_bin("medic");
+    let cfg = format!(
+        r#"mode: aggressive
+listen: 127.0.0.1:{api}
+database: medic.db
+notify: {{ webhook: "http://127.0.0.1:{hook_port}/hook", timeout: 2s }}
+policy: {{ cooldown: 200ms, verify_window: 3s }}
+services:
+  crashy:
+    process:
+      command: ["{exe}", "fixture", "--port", "{port}", "--crash-on-start"]
+    probes:
+      alive: {{ process: {{}}, interval: 200ms }}
+    actions:
+      restart: {{ restart: {{}} }}
+    remediate:
+      - when: {{ probe: alive }}
+        action: restart
+"#,
+        api = free_port(),
+        port = free_port(),
+        exe = exe.display()
+    );
+    let path = dir.path().join("medic.yaml");
+    std::fs::write(&path, cfg).unwrap();
+    let child = medic()
+        .args(["run", "-c"])
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _daemon = Daemon(child);
+    let escalation = wait_for("an escalation webhook", Duration::from_secs(30), || {
+        received
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|v| v["severity"] == "critical")
+            .cloned()
+    });
+    assert_eq!(escalation["service"], "crashy");
+    let msg = escalation["message"].as_str().unwrap();
+    assert!(
+        msg.contains("3 failed heals") && msg.contains("autoheal disabled"),
+        "{msg}"
+    );
+}

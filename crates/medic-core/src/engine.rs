@@ -13,7 +13,13 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::rng::SplitMix64;
-use crate::spec::{ActionKind, ActionSpec, Condition, EngineConfig, Mode, ProbeSpec, ServiceSpec};
+use crate::governance::{
+    change_size_for, decide, risk_score, ActionClass, ActionGovernance, Block, BudgetUse, Decision,
+    FreezeWindow, GateInput, GovernanceConfig, ReasonCode, ServiceGovernance,
+};
+use crate::spec::{
+    ActionKind, ActionSpec, Condition, EngineConfig, Mode, ProbeSpec, Risk, ServiceSpec,
+};
 use crate::time::MonoTime;
 
 /// Incident identifier, unique per engine instance (`inc-<instance>-<n>`).
@@ -135,6 +141,60 @@ pub enum OperatorCommand {
         service: String,
         by: String,
     },
+    /// Kill switch: hold automation for a service (or all), an action kind
+    /// (or all), for a duration (or until resumed). Detection, diagnosis and
+    /// "would do" records go on.
+    Pause {
+        service: Option<String>,
+        kind: Option<ActionKind>,
+        duration: Option<Duration>,
+        by: String,
+        reason: String,
+    },
+    /// Lift the pauses with exactly this scope; `None`/`None` lifts every
+    /// pause and the mass-incident latch.
+    Resume {
+        service: Option<String>,
+        kind: Option<ActionKind>,
+        by: String,
+    },
+    /// Approve a pending approval (`apr-N` or `N`). HIGH and CRITICAL need two
+    /// distinct approvers when the two-person rule is on.
+    Approve {
+        id: String,
+        by: String,
+    },
+    Reject {
+        id: String,
+        by: String,
+        reason: String,
+    },
+    /// Ask the driver to cancel a running action ([`Command::CancelAction`]).
+    CancelAction {
+        id: ActionId,
+        by: String,
+        reason: String,
+    },
+    /// Run an action past every gate but the target lock. `reason` is
+    /// mandatory; audited as `override`.
+    ForceAction {
+        service: String,
+        action: String,
+        by: String,
+        reason: String,
+    },
+}
+
+/// Facts about a service from outside the engine (monitoring, SLOs).
+/// `None` leaves a value as it was.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct ServiceSignals {
+    pub service: String,
+    pub instances: Option<u32>,
+    /// Fraction of the error budget left, in [0,1].
+    pub error_budget_remaining: Option<f64>,
+    /// Spare capacity, in [0,1].
+    pub capacity_headroom: Option<f64>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -146,6 +206,50 @@ pub enum Input {
         result: Result<String, ActionFailure>,
     },
     Operator(OperatorCommand),
+    /// The wall clock at `now` (unix ms), for freeze windows, timing risk and
+    /// audit. Send it at start and whenever the host clock may have jumped;
+    /// in between the engine extrapolates with monotonic time.
+    WallClock {
+        unix_ms: i64,
+        /// Updates [`crate::TimingConfig::utc_offset_minutes`] (e.g. at DST).
+        utc_offset_minutes: Option<i32>,
+    },
+    Signals(ServiceSignals),
+    /// Replace the concrete freeze intervals (expanded from cron at the edge).
+    FreezeWindows(Vec<FreezeWindow>),
+}
+
+/// Why an action runs.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ActionStage {
+    /// First execution of a heal.
+    Direct,
+    /// Re-execution after a failed attempt.
+    Retry,
+    /// On one instance first; the full rollout follows after the bake time.
+    Canary,
+    /// The full rollout after a good canary.
+    Rollout,
+    /// Undo of a mitigation after it held.
+    Revert,
+    /// Undo of an action whose verification failed.
+    Rollback,
+    /// Operator override.
+    Forced,
+}
+
+impl ActionStage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionStage::Direct => "direct",
+            ActionStage::Retry => "retry",
+            ActionStage::Canary => "canary",
+            ActionStage::Rollout => "rollout",
+            ActionStage::Revert => "revert",
+            ActionStage::Rollback => "rollback",
+            ActionStage::Forced => "forced",
+        }
+    }
 }
 
 /// Ask the driver to execute an action.
@@ -159,6 +263,8 @@ pub struct ActionRequest {
     /// 0 for the first execution, then one more per retry.
     pub attempt: u32,
     pub reason: String,
+    pub risk: Risk,
+    pub stage: ActionStage,
 }
 
 /// A record for the audit log. The store decides the on-disk format.
@@ -264,6 +370,75 @@ pub enum Command {
     Notify(Notification),
     /// An incident changed; persist and publish this snapshot.
     IncidentChanged(IncidentView),
+    /// Cancel a running action (operator request). The executor stops it if
+    /// it can and reports its outcome as usual (`Cancelled` when stopped).
+    CancelAction {
+        id: ActionId,
+        service: String,
+        by: String,
+        reason: String,
+    },
+}
+
+/// A pending approval, for the API.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ApprovalView {
+    pub id: String,
+    pub incident: IncidentId,
+    pub service: String,
+    pub action: String,
+    pub risk: Risk,
+    pub score: f64,
+    pub reason_code: &'static str,
+    pub reason: String,
+    pub required: u32,
+    pub approvers: Vec<String>,
+    pub requested_at: MonoTime,
+    pub expires_at: MonoTime,
+}
+
+/// An active pause, for the API.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PauseView {
+    pub service: Option<String>,
+    pub kind: Option<ActionKind>,
+    pub until: Option<MonoTime>,
+    pub by: String,
+    pub reason: String,
+}
+
+/// One governance decision about a planned action.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DecisionRecord {
+    pub at: MonoTime,
+    pub action: String,
+    pub stage: ActionStage,
+    pub risk: Risk,
+    pub score: f64,
+    /// `run`, `run-canary`, `would-act`, `held`, `skipped`, `deferred`,
+    /// `pending-approval` or `escalate`.
+    pub verdict: &'static str,
+    /// Machine-readable reason ([`crate::ReasonCode`]) when not run.
+    pub reason_code: Option<&'static str>,
+    pub reason: String,
+}
+
+/// Why an incident's actions ran or did not: `GET /api/v1/explain/{id}`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Explanation {
+    pub incident: IncidentId,
+    pub service: String,
+    pub phase: Phase,
+    pub outcome: Option<&'static str>,
+    pub decisions: Vec<DecisionRecord>,
+    pub pending_approval: Option<ApprovalView>,
+}
+
+/// The answer to the last operator command.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OperatorResult {
+    Ok(String),
+    Rejected { code: &'static str, message: String },
 }
 
 // === state ===
@@ -293,38 +468,85 @@ struct Incident {
     retry_at: Option<MonoTime>,
     verify_until: Option<MonoTime>,
     deferred_until: Option<MonoTime>,
+    /// Full rollout due after a good canary.
+    rollout_at: Option<MonoTime>,
     /// Last decision recorded while waiting, to avoid repeating it.
     waiting_reason: Option<String>,
     would_act: bool,
     healed_by: Option<String>,
     actions: Vec<String>,
     timeline: VecDeque<TimelineItem>,
+    /// A pending approval for this incident's heal.
+    approval: Option<u64>,
+    /// The action humans approved for this incident, and by whom.
+    approved: Option<(String, Vec<String>)>,
+    decisions: VecDeque<DecisionRecord>,
 }
 
 #[derive(Debug)]
 struct InFlight {
     id: ActionId,
     action: String,
-    /// `Some` when this execution undoes an earlier mitigation.
+    stage: ActionStage,
+    /// `Some` when this execution undoes an earlier action.
     revert_of: Option<String>,
+    cancel_requested: bool,
+}
+
+#[derive(Clone, Debug)]
+struct PendingRevert {
+    due: MonoTime,
+    action: String,
+    of: String,
+    stage: ActionStage,
+    blocked: Option<&'static str>,
 }
 
 #[derive(Debug)]
 struct Svc {
     spec: ServiceSpec,
+    gov: ServiceGovernance,
     mode: Option<Mode>,
     probes: BTreeMap<String, ProbeState>,
     incident: Option<Incident>,
     inflight: Option<InFlight>,
     autoheal_disabled: bool,
+    consecutive_failures: u32,
     /// Start times of restarts inside the budget window.
     restarts: VecDeque<MonoTime>,
+    fallbacks: VecDeque<MonoTime>,
     /// Times of failed heals inside the failed-heal window.
     failed_heals: VecDeque<MonoTime>,
     last_success: BTreeMap<String, MonoTime>,
-    /// A mitigation to undo: (due, revert action, mitigation action).
-    pending_revert: Option<(MonoTime, String, String)>,
+    /// An action to undo.
+    pending_revert: Option<PendingRevert>,
+    error_budget: Option<f64>,
+    headroom: Option<f64>,
     dirty: bool,
+}
+
+#[derive(Debug)]
+struct Approval {
+    id: u64,
+    incident: IncidentId,
+    service: String,
+    action: String,
+    risk: Risk,
+    score: f64,
+    reason: Block,
+    required: u32,
+    approvers: Vec<String>,
+    requested_at: MonoTime,
+    expires_at: MonoTime,
+}
+
+#[derive(Debug, Clone)]
+struct Pause {
+    service: Option<String>,
+    kind: Option<ActionKind>,
+    until: Option<MonoTime>,
+    by: String,
+    reason: String,
 }
 
 impl Svc {
@@ -334,6 +556,17 @@ impl Svc {
 
     fn action_spec(&self, name: &str) -> Option<&ActionSpec> {
         self.spec.actions.iter().find(|a| a.name == name)
+    }
+
+    fn action_gov(&self, action: &ActionSpec) -> ActionGovernance {
+        self.gov
+            .actions
+            .get(&action.name)
+            .cloned()
+            .unwrap_or_else(|| ActionGovernance {
+                class: ActionClass::from_kind(action.kind),
+                ..ActionGovernance::default()
+            })
     }
 
     /// The first (probe, condition) whose rule currently fires.
@@ -395,6 +628,16 @@ fn slow(p: &ProbeSpec, st: &ProbeState) -> bool {
     }
 }
 
+fn prune(q: &mut VecDeque<MonoTime>, now: MonoTime, window: Duration) {
+    while q.front().is_some_and(|t| now.since(*t) >= window) {
+        q.pop_front();
+    }
+}
+
+fn parse_approval_id(s: &str) -> Option<u64> {
+    s.strip_prefix("apr-").unwrap_or(s).parse().ok()
+}
+
 /// The sans-IO healing engine. See the crate docs for the driving contract.
 #[derive(Debug)]
 pub struct Engine {
@@ -407,10 +650,26 @@ pub struct Engine {
     next_incident: u64,
     next_action: u64,
     out: VecDeque<Command>,
+    gov: GovernanceConfig,
+    /// Wall clock sync point: (mono, unix ms).
+    wall: Option<(MonoTime, i64)>,
+    pauses: Vec<Pause>,
+    mass_paused: bool,
+    incident_opens: VecDeque<MonoTime>,
+    failed_actions: VecDeque<MonoTime>,
+    /// Starts of non-forced actions inside the hour window.
+    action_starts: VecDeque<MonoTime>,
+    feature_toggles: VecDeque<MonoTime>,
+    approvals: BTreeMap<u64, Approval>,
+    next_approval: u64,
+    explained: BTreeMap<String, Explanation>,
+    explained_order: VecDeque<String>,
+    last_operator: Option<OperatorResult>,
 }
 
 impl Engine {
     pub fn new(cfg: EngineConfig, now: MonoTime) -> Engine {
+        let gov_cfg = cfg.governance;
         let services = cfg
             .services
             .into_iter()
@@ -420,19 +679,25 @@ impl Engine {
                     .iter()
                     .map(|p| (p.name.clone(), ProbeState::default()))
                     .collect();
+                let gov = gov_cfg.services.get(&spec.name).cloned().unwrap_or_default();
                 (
                     spec.name.clone(),
                     Svc {
                         mode: spec.mode,
                         spec,
+                        gov,
                         probes,
                         incident: None,
                         inflight: None,
                         autoheal_disabled: false,
+                        consecutive_failures: 0,
                         restarts: VecDeque::new(),
+                        fallbacks: VecDeque::new(),
                         failed_heals: VecDeque::new(),
                         last_success: BTreeMap::new(),
                         pending_revert: None,
+                        error_budget: None,
+                        headroom: None,
                         dirty: false,
                     },
                 )
@@ -448,6 +713,19 @@ impl Engine {
             next_incident: 1,
             next_action: 1,
             out: VecDeque::new(),
+            gov: gov_cfg,
+            wall: None,
+            pauses: Vec::new(),
+            mass_paused: false,
+            incident_opens: VecDeque::new(),
+            failed_actions: VecDeque::new(),
+            action_starts: VecDeque::new(),
+            feature_toggles: VecDeque::new(),
+            approvals: BTreeMap::new(),
+            next_approval: 1,
+            explained: BTreeMap::new(),
+            explained_order: VecDeque::new(),
+            last_operator: None,
         }
     }
 
@@ -494,6 +772,77 @@ impl Engine {
         self.services.keys().map(|s| s.as_str())
     }
 
+    /// The governance configuration in force.
+    pub fn governance(&self) -> &GovernanceConfig {
+        &self.gov
+    }
+
+    /// Wall clock now (unix ms), extrapolated from the last [`Input::WallClock`].
+    pub fn wall_now(&self) -> Option<i64> {
+        self.wall.map(|(m, w)| {
+            w.saturating_add(i64::try_from(self.now.0.saturating_sub(m.0)).unwrap_or(i64::MAX))
+        })
+    }
+
+    /// Automation is latched off after a mass incident (until a full resume).
+    pub fn mass_paused(&self) -> bool {
+        self.mass_paused
+    }
+
+    pub fn pending_approvals(&self) -> Vec<ApprovalView> {
+        self.approvals.values().map(approval_view).collect()
+    }
+
+    pub fn pauses(&self) -> Vec<PauseView> {
+        self.pauses
+            .iter()
+            .map(|p| PauseView {
+                service: p.service.clone(),
+                kind: p.kind,
+                until: p.until,
+                by: p.by.clone(),
+                reason: p.reason.clone(),
+            })
+            .collect()
+    }
+
+    /// Actions in flight: (id, service, action, stage).
+    pub fn inflight_actions(&self) -> Vec<(ActionId, String, String, ActionStage)> {
+        self.services
+            .iter()
+            .filter_map(|(n, s)| {
+                s.inflight
+                    .as_ref()
+                    .map(|f| (f.id, n.clone(), f.action.clone(), f.stage))
+            })
+            .collect()
+    }
+
+    /// Every governance decision about an open or recently closed incident.
+    pub fn explain(&self, incident: &str) -> Option<Explanation> {
+        for (name, svc) in &self.services {
+            if let Some(inc) = svc.incident.as_ref().filter(|i| i.id.0 == incident) {
+                return Some(Explanation {
+                    incident: inc.id.clone(),
+                    service: name.clone(),
+                    phase: inc.phase,
+                    outcome: view(name, inc, None, None).outcome,
+                    decisions: inc.decisions.iter().cloned().collect(),
+                    pending_approval: inc
+                        .approval
+                        .and_then(|a| self.approvals.get(&a))
+                        .map(approval_view),
+                });
+            }
+        }
+        self.explained.get(incident).cloned()
+    }
+
+    /// The result of the last [`Input::Operator`] command, for the API reply.
+    pub fn last_operator_result(&self) -> Option<&OperatorResult> {
+        self.last_operator.as_ref()
+    }
+
     // === input ===
 
     pub fn handle_input(&mut self, now: MonoTime, input: Input) {
@@ -502,6 +851,44 @@ impl Engine {
             Input::Probe(report) => self.on_probe(report),
             Input::ActionOutcome { id, result } => self.on_outcome(id, result),
             Input::Operator(cmd) => self.on_operator(cmd),
+            Input::WallClock {
+                unix_ms,
+                utc_offset_minutes,
+            } => {
+                self.wall = Some((self.now, unix_ms));
+                if let Some(o) = utc_offset_minutes {
+                    self.gov.timing.utc_offset_minutes = o;
+                }
+                // A jump may have entered or left a freeze window.
+                self.replan_all();
+            }
+            Input::Signals(s) => {
+                if let Some(svc) = self.services.get_mut(&s.service) {
+                    if let Some(i) = s.instances {
+                        svc.gov.instances = i;
+                    }
+                    if s.error_budget_remaining.is_some() {
+                        svc.error_budget = s.error_budget_remaining;
+                    }
+                    if s.capacity_headroom.is_some() {
+                        svc.headroom = s.capacity_headroom;
+                    }
+                }
+            }
+            Input::FreezeWindows(w) => {
+                self.audit(
+                    "freeze.windows_set",
+                    vec![
+                        ("count", w.len().to_string()),
+                        (
+                            "names",
+                            w.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(","),
+                        ),
+                    ],
+                );
+                self.gov.freeze_windows = w;
+                self.replan_all();
+            }
         }
         self.publish_dirty();
     }
@@ -509,10 +896,14 @@ impl Engine {
     /// Fire every timer due at or before `now`.
     pub fn handle_timeout(&mut self, now: MonoTime) {
         self.advance(now);
+        self.expire_pauses();
+        self.expire_approvals();
         let names: Vec<String> = self.services.keys().cloned().collect();
-        for name in names {
-            self.timers(&name);
+        for name in &names {
+            self.timers(name);
         }
+        // Freeze boundaries and freed limits are level-triggered: look again.
+        self.replan_all();
         self.publish_dirty();
     }
 
@@ -535,9 +926,36 @@ impl Engine {
                 consider(inc.retry_at);
                 consider(inc.verify_until);
                 consider(inc.deferred_until);
+                consider(inc.rollout_at);
             }
-            if svc.inflight.is_none() && svc.incident.is_none() {
-                consider(svc.pending_revert.as_ref().map(|(t, _, _)| *t));
+            if svc.inflight.is_none() {
+                if let Some(pr) = &svc.pending_revert {
+                    if svc.incident.is_none() || pr.stage == ActionStage::Rollback {
+                        consider(Some(pr.due));
+                    }
+                }
+            }
+        }
+        for p in &self.pauses {
+            consider(p.until);
+        }
+        for a in self.approvals.values() {
+            consider(Some(a.expires_at));
+        }
+        if let Some(wall) = self.wall_now() {
+            let waiting = self
+                .services
+                .values()
+                .any(|s| s.incident.as_ref().is_some_and(|i| i.phase == Phase::ConfirmingPattern));
+            if waiting {
+                for f in &self.gov.freeze_windows {
+                    for edge in [f.start_unix_ms, f.end_unix_ms] {
+                        if edge > wall {
+                            let d = u64::try_from(edge - wall).unwrap_or(u64::MAX);
+                            consider(Some(MonoTime(self.now.0.saturating_add(d))));
+                        }
+                    }
+                }
             }
         }
         best
@@ -554,6 +972,22 @@ impl Engine {
     fn audit(&mut self, kind: &'static str, fields: Vec<(&'static str, String)>) {
         self.out
             .push_back(Command::Audit(AuditEvent { kind, fields }));
+    }
+
+    fn operator_ok(&mut self, msg: String) {
+        self.last_operator = Some(OperatorResult::Ok(msg));
+    }
+
+    fn operator_reject(&mut self, code: &'static str, message: String, by: String) {
+        self.audit(
+            "operator.rejected",
+            vec![
+                ("reason", message.clone()),
+                ("reason_code", code.to_string()),
+                ("by", by),
+            ],
+        );
+        self.last_operator = Some(OperatorResult::Rejected { code, message });
     }
 
     fn on_probe(&mut self, r: ProbeReport) {
@@ -639,12 +1073,9 @@ impl Engine {
                             ("probe", probe.clone()),
                         ],
                     );
-                    self.failed_heal(
-                        name,
-                        format!("{probe} failing again after the action"),
-                        true,
-                    );
+                    self.failed_heal(name, format!("{probe} failing again after the action"));
                 } else if svc.recovered(&probe) {
+                    svc.consecutive_failures = 0;
                     if let Some(inc) = svc.incident.as_mut() {
                         inc.verify_until = None;
                     }
@@ -681,6 +1112,9 @@ impl Engine {
         let now = self.now;
         let id = IncidentId(format!("inc-{}-{}", self.instance, self.next_incident));
         self.next_incident += 1;
+        let window = self.gov.limits.window;
+        prune(&mut self.incident_opens, now, window);
+        self.incident_opens.push_back(now);
         let Some(svc) = self.services.get_mut(name) else {
             return;
         };
@@ -718,11 +1152,15 @@ impl Engine {
             retry_at: None,
             verify_until: None,
             deferred_until: None,
+            rollout_at: None,
             waiting_reason: None,
             would_act: false,
             healed_by: None,
             actions: Vec::new(),
             timeline: VecDeque::new(),
+            approval: None,
+            approved: None,
+            decisions: VecDeque::new(),
         };
         push_timeline(
             &mut inc,
@@ -758,13 +1196,52 @@ impl Engine {
                 ("confidence", format!("{confidence:.2}")),
             ],
         );
+        let affected = self.affected_services();
+        let max = self.gov.gates.mass_incident_services;
+        if affected > max && !self.mass_paused {
+            self.mass_paused = true;
+            self.audit(
+                "automation.paused",
+                vec![
+                    ("service", "*".into()),
+                    ("kind", "*".into()),
+                    ("reason_code", ReasonCode::MassIncident.as_str().into()),
+                    ("affected_services", affected.to_string()),
+                    ("by", "medic".into()),
+                ],
+            );
+            self.out.push_back(Command::Notify(Notification {
+                severity: Severity::Critical,
+                service: "*".into(),
+                incident: None,
+                title: format!("{affected} services affected: automation paused"),
+                message: format!(
+                    "more than {max} services have open incidents; medic keeps detecting and \
+                     recording but will not act until an operator resumes"
+                ),
+            }));
+        }
+    }
+
+    fn affected_services(&self) -> u32 {
+        self.services
+            .values()
+            .filter(|s| s.incident.is_some())
+            .count() as u32
+    }
+
+    /// Severity of the open incident in [0,1].
+    fn severity(inc: &Incident) -> f64 {
+        match inc.condition {
+            Condition::Failing => 0.5 + 0.5 * inc.confidence.clamp(0.0, 1.0),
+            Condition::Slow => 0.3,
+        }
     }
 
     /// Decide what to do about the open incident of `name`, which is waiting
     /// in `ConfirmingPattern` with nothing in flight.
     fn plan(&mut self, name: &str) {
         let now = self.now;
-        let global_mode = self.mode;
         let Some(svc) = self.services.get_mut(name) else {
             return;
         };
@@ -779,7 +1256,6 @@ impl Engine {
         }
         let incident_id = inc.id.0.clone();
         let (probe, condition) = (inc.probe.clone(), inc.condition);
-        let mode = svc.mode.unwrap_or(global_mode);
 
         let Some(rem) = svc
             .spec
@@ -790,6 +1266,7 @@ impl Engine {
         else {
             self.escalate(
                 name,
+                ReasonCode::NoRemediation.as_str(),
                 format!(
                     "no remediation configured for {probe} {}",
                     condition.as_str()
@@ -800,158 +1277,400 @@ impl Engine {
         let Some(action) = svc.action_spec(&rem.action).cloned() else {
             self.escalate(
                 name,
+                ReasonCode::NoRemediation.as_str(),
                 format!("remediation names unknown action {}", rem.action),
             );
             return;
         };
-
-        if mode == Mode::Disabled {
-            self.wait(
-                name,
-                "skipped",
-                format!("automation disabled: would run {} ", action.name)
-                    .trim_end()
-                    .to_string(),
-                Severity::Warning,
-            );
-            return;
-        }
-        if svc.autoheal_disabled {
-            self.escalate(name, "autoheal disabled for this service".into());
-            return;
-        }
-        if mode == Mode::DryRun {
-            if let Some(inc) = svc.incident.as_mut() {
-                inc.would_act = true;
-            }
-            self.wait(
-                name,
-                "would-act",
-                format!(
-                    "dry-run: would run {} ({})",
-                    action.name,
-                    action.kind.as_str()
-                ),
-                Severity::Info,
-            );
-            return;
-        }
-        if !mode.allows(action.risk) {
-            self.escalate(
-                name,
-                format!(
-                    "{} is {} risk; mode {mode} does not run it automatically (needs approval)",
-                    action.name,
-                    action.risk.as_str()
-                ),
-            );
-            return;
-        }
-        // Cooldown since the last successful run of this action.
-        let cooldown = svc.spec.policy.cooldown;
-        if let Some(last) = svc.last_success.get(&action.name).copied() {
-            let until = last.plus(cooldown);
-            if until > now {
-                if let Some(inc) = svc.incident.as_mut() {
-                    inc.deferred_until = Some(until);
-                }
-                self.wait(
-                    name,
-                    "deferred",
-                    format!(
-                        "cooldown: {} ran {}ms ago; next allowed at {until}",
-                        action.name,
-                        now.since(last).as_millis()
-                    ),
-                    Severity::Info,
-                );
-                return;
-            }
-        }
-        if !self.within_budget(name, &action) {
-            return;
-        }
         let reason = format!("{incident_id}: {probe} {}", condition.as_str());
-        self.run(name, &action, reason, 0);
+        self.act(name, &action, ActionStage::Direct, 0, reason, None);
     }
 
-    /// Restart budget check; escalates when exhausted.
-    fn within_budget(&mut self, name: &str, action: &ActionSpec) -> bool {
-        if action.kind != ActionKind::Restart {
-            return true;
-        }
+    /// Build the gate snapshot for `action` on `name`.
+    fn gate_input(
+        &mut self,
+        name: &str,
+        action: &ActionSpec,
+        stage: ActionStage,
+        forced: bool,
+    ) -> Option<(GateInput, ActionGovernance)> {
         let now = self.now;
-        let Some(svc) = self.services.get_mut(name) else {
-            return false;
+        let window = self.gov.limits.window;
+        prune(&mut self.action_starts, now, window);
+        prune(&mut self.failed_actions, now, window);
+        prune(&mut self.incident_opens, now, window);
+        prune(&mut self.feature_toggles, now, window);
+        let wall = self.wall_now();
+        let timing = self.gov.timing.risk(wall);
+        let inflight_total = self
+            .services
+            .values()
+            .filter(|s| s.inflight.is_some())
+            .count() as u32;
+        let total_targets = self.services.len() as u32;
+        let affected = self.affected_services();
+        let paused = self.pauses.iter().any(|p| {
+            p.service.as_deref().is_none_or(|s| s == name) && p.kind.is_none_or(|k| k == action.kind)
+        });
+        let frozen = wall.is_some_and(|w| self.gov.freeze_windows.iter().any(|f| f.covers(name, w)));
+        let global_mode = self.mode;
+        let limits = self.gov.limits.clone();
+        let feature_used = self.feature_toggles.len() as u32;
+        let actions_last_hour = self.action_starts.len() as u32;
+        let actions_window_frees_at = self.action_starts.front().map(|t| t.plus(window));
+        let failed_last_hour = self.failed_actions.len() as u32;
+        let incidents_last_hour = self.incident_opens.len() as u32;
+        let mass_paused = self.mass_paused;
+        let svc = self.services.get_mut(name)?;
+        let ag = svc.action_gov(action);
+        prune(&mut svc.restarts, now, svc.spec.policy.budget_window);
+        prune(&mut svc.fallbacks, now, window);
+        let budget = match ag.class {
+            ActionClass::RestartService => Some(BudgetUse {
+                code: ReasonCode::RestartBudget,
+                used: svc.restarts.len() as u32,
+                limit: svc.spec.policy.restart_budget,
+            }),
+            ActionClass::ToggleFeatureFlag => Some(BudgetUse {
+                code: ReasonCode::FeatureBudget,
+                used: feature_used,
+                limit: limits.feature_disables_per_hour,
+            }),
+            ActionClass::Fallback => Some(BudgetUse {
+                code: ReasonCode::FallbackBudget,
+                used: svc.fallbacks.len() as u32,
+                limit: limits.fallbacks_per_service_per_hour,
+            }),
+            _ => None,
         };
-        let window = svc.spec.policy.budget_window;
-        while svc
-            .restarts
-            .front()
-            .is_some_and(|t| now.since(*t) >= window)
-        {
-            svc.restarts.pop_front();
-        }
-        let budget = svc.spec.policy.restart_budget;
-        if svc.restarts.len() as u64 >= u64::from(budget) {
-            let msg = format!(
-                "restart budget exhausted: {} restarts within {}s",
-                svc.restarts.len(),
-                window.as_secs()
-            );
-            self.escalate(name, msg);
-            return false;
-        }
-        true
+        let (score, approved) = match svc.incident.as_ref() {
+            Some(inc) => {
+                let size = ag.change_size.unwrap_or_else(|| change_size_for(action.risk));
+                let score = risk_score(svc.gov.criticality, size, Engine::severity(inc), timing);
+                let approved = inc.approved.as_ref().is_some_and(|(a, _)| *a == action.name);
+                (score, approved)
+            }
+            None => (
+                risk_score(
+                    svc.gov.criticality,
+                    ag.change_size.unwrap_or_else(|| change_size_for(action.risk)),
+                    0.0,
+                    timing,
+                ),
+                false,
+            ),
+        };
+        // Cooldown applies to a fresh heal, not to its retries or rollout.
+        let cooldown_until = if stage == ActionStage::Direct {
+            svc.last_success
+                .get(&action.name)
+                .map(|t| t.plus(svc.spec.policy.cooldown))
+        } else {
+            None
+        };
+        let input = GateInput {
+            now,
+            mode: svc.mode.unwrap_or(global_mode),
+            risk: action.risk,
+            score,
+            approved,
+            forced,
+            continuation: !matches!(stage, ActionStage::Direct),
+            consecutive_failures: svc.consecutive_failures,
+            autoheal_disabled: svc.autoheal_disabled,
+            mass_paused,
+            affected_services: affected,
+            paused,
+            frozen,
+            target_busy: svc.inflight.is_some(),
+            cooldown_until,
+            inflight_total,
+            actions_last_hour,
+            actions_window_frees_at,
+            budget,
+            failed_last_hour,
+            incidents_last_hour,
+            error_budget: svc.error_budget,
+            inflight_targets: inflight_total,
+            total_targets,
+            removes_capacity: ag.removes_capacity.unwrap_or(ag.class.removes_capacity()),
+            headroom: svc.headroom,
+            instances: svc.gov.instances,
+            canary_capable: ag.canary,
+        };
+        Some((input, ag))
     }
 
-    fn run(&mut self, name: &str, action: &ActionSpec, reason: String, attempt: u32) {
+    /// Judge `action` for the incident of `name` and act on the decision.
+    fn act(
+        &mut self,
+        name: &str,
+        action: &ActionSpec,
+        stage: ActionStage,
+        attempt: u32,
+        reason: String,
+        forced: Option<(String, String)>,
+    ) {
+        let Some((input, ag)) = self.gate_input(name, action, stage, forced.is_some()) else {
+            return;
+        };
+        let decision = decide(&self.gov, &input);
+        let block = decision.reason();
+        let message = match (&decision, block) {
+            (Decision::Hold(b), _) if b.code == ReasonCode::ModeDryRun => format!(
+                "dry-run: would run {} ({})",
+                action.name,
+                action.kind.as_str()
+            ),
+            (Decision::Skip(_), _) => format!("automation disabled: would run {}", action.name),
+            (Decision::Hold(b), _) => format!("{b}: would run {}", action.name),
+            (_, Some(b)) => format!("{}: {b}", action.name),
+            (_, None) => format!("running {} ({})", action.name, decision.verdict()),
+        };
+        self.record_decision(name, action, stage, input.score, &decision, &message);
+        match decision {
+            Decision::Run { canary } => {
+                let stage = if canary { ActionStage::Canary } else { stage };
+                self.run(name, action, &ag, reason, attempt, stage, input.score, forced);
+            }
+            Decision::Skip(b) => {
+                self.wait(name, "skipped", b.code.as_str(), message, Severity::Warning);
+            }
+            Decision::Hold(b) => {
+                if let Some(inc) = self.services.get_mut(name).and_then(|s| s.incident.as_mut()) {
+                    inc.would_act = true;
+                }
+                let verdict = decision.verdict();
+                self.wait(name, verdict, b.code.as_str(), message, Severity::Info);
+            }
+            Decision::Defer { reason: b, until } => {
+                if let Some(inc) = self.services.get_mut(name).and_then(|s| s.incident.as_mut()) {
+                    inc.deferred_until = until;
+                }
+                self.wait(name, "deferred", b.code.as_str(), message, Severity::Info);
+            }
+            Decision::Escalate(b) => self.escalate(name, b.code.as_str(), message),
+            Decision::NeedsApproval { reason: b, approvers } => {
+                self.request_approval(name, action, input.score, b, approvers, message);
+            }
+        }
+    }
+
+    fn record_decision(
+        &mut self,
+        name: &str,
+        action: &ActionSpec,
+        stage: ActionStage,
+        score: f64,
+        decision: &Decision,
+        message: &str,
+    ) {
+        let now = self.now;
+        let max = self.max_timeline;
+        let Some(inc) = self.services.get_mut(name).and_then(|s| s.incident.as_mut()) else {
+            return;
+        };
+        let rec = DecisionRecord {
+            at: now,
+            action: action.name.clone(),
+            stage,
+            risk: action.risk,
+            score,
+            verdict: decision.verdict(),
+            reason_code: decision.reason().map(|b| b.code.as_str()),
+            reason: message.to_string(),
+        };
+        // Repeated identical waiting decisions are kept once.
+        if inc
+            .decisions
+            .back()
+            .is_some_and(|d| d.verdict == rec.verdict && d.reason == rec.reason)
+        {
+            return;
+        }
+        inc.decisions.push_back(rec);
+        while inc.decisions.len() > max {
+            inc.decisions.pop_front();
+        }
+    }
+
+    fn request_approval(
+        &mut self,
+        name: &str,
+        action: &ActionSpec,
+        score: f64,
+        reason: Block,
+        required: u32,
+        message: String,
+    ) {
+        let now = self.now;
+        let expiry = self.gov.approvals.expiry;
+        let Some(inc) = self.services.get_mut(name).and_then(|s| s.incident.as_mut()) else {
+            return;
+        };
+        if inc.approval.is_some() {
+            return;
+        }
+        let id = self.next_approval;
+        self.next_approval += 1;
+        inc.approval = Some(id);
+        let incident = inc.id.clone();
+        let expires_at = now.plus(expiry);
+        self.approvals.insert(
+            id,
+            Approval {
+                id,
+                incident: incident.clone(),
+                service: name.to_string(),
+                action: action.name.clone(),
+                risk: action.risk,
+                score,
+                reason,
+                required,
+                approvers: Vec::new(),
+                requested_at: now,
+                expires_at,
+            },
+        );
+        self.audit(
+            "approval.requested",
+            vec![
+                ("approval_id", format!("apr-{id}")),
+                ("incident", incident.0.clone()),
+                ("service", name.to_string()),
+                ("action", action.name.clone()),
+                ("risk", action.risk.as_str().to_string()),
+                ("score", format!("{score:.3}")),
+                ("reason_code", reason.code.as_str().to_string()),
+                ("required", required.to_string()),
+                ("expires_at_ms", expires_at.0.to_string()),
+            ],
+        );
+        self.wait(
+            name,
+            "pending-approval",
+            reason.code.as_str(),
+            format!("{message}; waiting for approval apr-{id}"),
+            Severity::Warning,
+        );
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn run(
+        &mut self,
+        name: &str,
+        action: &ActionSpec,
+        ag: &ActionGovernance,
+        reason: String,
+        attempt: u32,
+        stage: ActionStage,
+        score: f64,
+        forced: Option<(String, String)>,
+    ) {
         let now = self.now;
         let id = ActionId(self.next_action);
         self.next_action += 1;
+        let stage = if forced.is_some() {
+            ActionStage::Forced
+        } else {
+            stage
+        };
+        if forced.is_none() {
+            self.action_starts.push_back(now);
+            if ag.class == ActionClass::ToggleFeatureFlag {
+                self.feature_toggles.push_back(now);
+            }
+        }
         let Some(svc) = self.services.get_mut(name) else {
             return;
         };
-        if action.kind == ActionKind::Restart {
+        if ag.class == ActionClass::RestartService {
             svc.restarts.push_back(now);
         }
+        if ag.class == ActionClass::Fallback {
+            svc.fallbacks.push_back(now);
+        }
+        let revert_of = match stage {
+            ActionStage::Revert | ActionStage::Rollback => svc
+                .pending_revert
+                .take()
+                .map(|p| p.of)
+                .or_else(|| Some(String::new())),
+            _ => None,
+        };
         svc.inflight = Some(InFlight {
             id,
             action: action.name.clone(),
-            revert_of: None,
+            stage,
+            revert_of: revert_of.clone(),
+            cancel_requested: false,
         });
-        let incident = svc.incident.as_mut().map(|inc| {
-            inc.phase = Phase::ExecutingHeal;
-            inc.attempt = attempt;
-            inc.waiting_reason = None;
-            inc.deferred_until = None;
-            inc.actions.push(action.name.clone());
-            push_timeline(
-                inc,
-                self.max_timeline,
-                now,
-                "action",
-                format!("running {} (attempt {})", action.name, attempt + 1),
-            );
-            inc.id.clone()
-        });
+        let mut approvers = String::new();
+        let incident = if revert_of.is_some() {
+            None
+        } else {
+            svc.incident.as_mut().map(|inc| {
+                inc.phase = Phase::ExecutingHeal;
+                inc.attempt = attempt;
+                inc.waiting_reason = None;
+                inc.deferred_until = None;
+                inc.rollout_at = None;
+                if let Some((_, by)) = &inc.approved {
+                    approvers = by.join(",");
+                }
+                inc.actions.push(action.name.clone());
+                push_timeline(
+                    inc,
+                    self.max_timeline,
+                    now,
+                    "action",
+                    format!(
+                        "running {} (attempt {}, {})",
+                        action.name,
+                        attempt + 1,
+                        stage.as_str()
+                    ),
+                );
+                inc.id.clone()
+            })
+        };
         svc.dirty = true;
-        self.audit(
-            "action.intent",
-            vec![
-                ("action_id", id.to_string()),
-                (
-                    "incident",
-                    incident.as_ref().map(|i| i.0.clone()).unwrap_or_default(),
-                ),
-                ("service", name.to_string()),
-                ("action", action.name.clone()),
-                ("kind", action.kind.as_str().to_string()),
-                ("risk", action.risk.as_str().to_string()),
-                ("attempt", (attempt + 1).to_string()),
-                ("reason", reason.clone()),
-            ],
-        );
+        let mut fields = vec![
+            ("action_id", id.to_string()),
+            (
+                "incident",
+                incident.as_ref().map(|i| i.0.clone()).unwrap_or_default(),
+            ),
+            ("service", name.to_string()),
+            ("action", action.name.clone()),
+            ("kind", action.kind.as_str().to_string()),
+            ("class", ag.class.as_str().to_string()),
+            ("risk", action.risk.as_str().to_string()),
+            ("score", format!("{score:.3}")),
+            ("stage", stage.as_str().to_string()),
+            ("attempt", (attempt + 1).to_string()),
+            ("reason", reason.clone()),
+        ];
+        if !approvers.is_empty() {
+            fields.push(("approved_by", approvers));
+        }
+        if let Some(of) = &revert_of {
+            fields.push(("revert_of", of.clone()));
+        }
+        if let Some((by, why)) = &forced {
+            self.audit(
+                "override",
+                vec![
+                    ("action_id", id.to_string()),
+                    ("service", name.to_string()),
+                    ("action", action.name.clone()),
+                    ("by", by.clone()),
+                    ("reason", why.clone()),
+                ],
+            );
+            fields.push(("override_by", by.clone()));
+        }
+        self.audit("action.intent", fields);
         self.out.push_back(Command::RunAction(ActionRequest {
             id,
             incident,
@@ -960,11 +1679,20 @@ impl Engine {
             kind: action.kind,
             attempt,
             reason,
+            risk: action.risk,
+            stage,
         }));
     }
 
     /// Record a waiting decision once per distinct reason.
-    fn wait(&mut self, name: &str, verdict: &'static str, reason: String, severity: Severity) {
+    fn wait(
+        &mut self,
+        name: &str,
+        verdict: &'static str,
+        code: &'static str,
+        reason: String,
+        severity: Severity,
+    ) {
         let now = self.now;
         let Some(svc) = self.services.get_mut(name) else {
             return;
@@ -985,6 +1713,7 @@ impl Engine {
                 ("incident", id.0.clone()),
                 ("service", name.to_string()),
                 ("verdict", verdict.to_string()),
+                ("reason_code", code.to_string()),
                 ("reason", reason.clone()),
             ],
         );
@@ -999,7 +1728,7 @@ impl Engine {
         }
     }
 
-    fn escalate(&mut self, name: &str, reason: String) {
+    fn escalate(&mut self, name: &str, code: &'static str, reason: String) {
         let now = self.now;
         let Some(svc) = self.services.get_mut(name) else {
             return;
@@ -1014,13 +1743,25 @@ impl Engine {
         inc.retry_at = None;
         inc.verify_until = None;
         inc.deferred_until = None;
+        inc.rollout_at = None;
+        let approval = inc.approval.take();
         push_timeline(inc, self.max_timeline, now, "escalated", reason.clone());
         let id = inc.id.clone();
+        if let Some(a) = approval.and_then(|a| self.approvals.remove(&a)) {
+            self.audit(
+                "approval.withdrawn",
+                vec![
+                    ("approval_id", format!("apr-{}", a.id)),
+                    ("incident", id.0.clone()),
+                ],
+            );
+        }
         self.audit(
             "incident.escalated",
             vec![
                 ("incident", id.0.clone()),
                 ("service", name.to_string()),
+                ("reason_code", code.to_string()),
                 ("reason", reason.clone()),
             ],
         );
@@ -1071,13 +1812,27 @@ impl Engine {
         if outcome == "healed" {
             if let Some(spec) = inc.healed_by.as_deref().and_then(|a| svc.action_spec(a)) {
                 if let Some(rv) = &spec.revert {
-                    svc.pending_revert =
-                        Some((now.plus(rv.after), rv.action.clone(), spec.name.clone()));
+                    svc.pending_revert = Some(PendingRevert {
+                        due: now.plus(rv.after),
+                        action: rv.action.clone(),
+                        of: spec.name.clone(),
+                        stage: ActionStage::Revert,
+                        blocked: None,
+                    });
                 }
             }
         }
         svc.dirty = false;
         let v = view(name, &inc, Some(now), Some(outcome));
+        if let Some(a) = inc.approval.take().and_then(|a| self.approvals.remove(&a)) {
+            self.audit(
+                "approval.withdrawn",
+                vec![
+                    ("approval_id", format!("apr-{}", a.id)),
+                    ("incident", inc.id.0.clone()),
+                ],
+            );
+        }
         self.audit(
             "incident.resolved",
             vec![
@@ -1087,6 +1842,21 @@ impl Engine {
                 ("reason", reason),
             ],
         );
+        let ex = Explanation {
+            incident: inc.id.clone(),
+            service: name.to_string(),
+            phase: Phase::Resolved,
+            outcome: Some(outcome),
+            decisions: inc.decisions.into_iter().collect(),
+            pending_approval: None,
+        };
+        self.explained.insert(inc.id.0.clone(), ex);
+        self.explained_order.push_back(inc.id.0);
+        while self.explained_order.len() > self.gov.max_explanations.max(1) {
+            if let Some(old) = self.explained_order.pop_front() {
+                self.explained.remove(&old);
+            }
+        }
         self.out.push_back(Command::IncidentChanged(v));
     }
 
@@ -1115,11 +1885,14 @@ impl Engine {
             Ok(out) => ("succeeded", out.clone()),
             Err(f) => ("failed", format!("{}: {}", f.kind.as_str(), f.message)),
         };
-        let incident = svc
-            .incident
-            .as_ref()
-            .map(|i| i.id.0.clone())
-            .unwrap_or_default();
+        let incident = match flight.revert_of {
+            Some(_) => String::new(),
+            None => svc
+                .incident
+                .as_ref()
+                .map(|i| i.id.0.clone())
+                .unwrap_or_default(),
+        };
         self.audit(
             "action.outcome",
             vec![
@@ -1127,14 +1900,24 @@ impl Engine {
                 ("incident", incident),
                 ("service", name.clone()),
                 ("action", flight.action.clone()),
+                ("stage", flight.stage.as_str().to_string()),
                 ("status", status.to_string()),
                 ("detail", detail.clone()),
             ],
         );
+        let cancelled = flight.cancel_requested
+            || matches!(&result, Err(f) if f.kind == ActionFailureKind::Cancelled);
+        if result.is_err() && !cancelled {
+            let window = self.gov.limits.window;
+            prune(&mut self.failed_actions, now, window);
+            self.failed_actions.push_back(now);
+        }
+        let max_consecutive = self.gov.limits.max_consecutive_failures.max(1);
+        let bake = self.gov.canary_bake;
         let Some(svc) = self.services.get_mut(&name) else {
             return;
         };
-        if result.is_ok() {
+        if result.is_ok() && flight.stage != ActionStage::Canary {
             svc.last_success.insert(flight.action.clone(), now);
         }
         if let Some(of) = flight.revert_of {
@@ -1148,15 +1931,33 @@ impl Engine {
                 }));
             }
             self.evaluate(&name);
+            self.replan_all();
             return;
         }
         let verify_window = svc.spec.policy.verify_window;
         let retry = svc.spec.policy.retry.clone();
+        if result.is_err() && !cancelled {
+            svc.consecutive_failures = svc.consecutive_failures.saturating_add(1);
+        }
+        let consecutive = svc.consecutive_failures;
         let Some(inc) = svc.incident.as_mut() else {
+            self.replan_all();
             return;
         };
         svc.dirty = true;
         match result {
+            Ok(_) if flight.stage == ActionStage::Canary => {
+                let at = now.plus(bake);
+                inc.rollout_at = Some(at);
+                inc.phase = Phase::ExecutingHeal;
+                push_timeline(
+                    inc,
+                    self.max_timeline,
+                    now,
+                    "canary_ok",
+                    format!("canary of {} succeeded; full rollout at {at}", flight.action),
+                );
+            }
             Ok(_) => {
                 inc.phase = Phase::Verifying;
                 inc.verify_until = Some(now.plus(verify_window));
@@ -1181,9 +1982,40 @@ impl Engine {
                     st.recent_failures.clear();
                 }
             }
+            Err(_) if cancelled => {
+                push_timeline(
+                    inc,
+                    self.max_timeline,
+                    now,
+                    "cancelled",
+                    format!("{} cancelled by an operator", flight.action),
+                );
+                self.escalate(
+                    &name,
+                    "cancelled",
+                    format!("{} cancelled by an operator ({detail})", flight.action),
+                );
+            }
             Err(_) => {
                 let failures = inc.attempt + 1;
-                if failures >= retry.max_attempts {
+                if consecutive >= max_consecutive {
+                    push_timeline(
+                        inc,
+                        self.max_timeline,
+                        now,
+                        "action_failed",
+                        format!("{} failed: {detail}", flight.action),
+                    );
+                    self.disable_autoheal(&name, consecutive);
+                    self.escalate(
+                        &name,
+                        ReasonCode::ConsecutiveFailures.as_str(),
+                        format!(
+                            "{consecutive} consecutive failed actions; automation disabled for \
+                             {name} ({detail})"
+                        ),
+                    );
+                } else if failures >= retry.max_attempts {
                     push_timeline(
                         inc,
                         self.max_timeline,
@@ -1193,7 +2025,7 @@ impl Engine {
                     );
                     let reason = format!("{} failed {failures} times: {detail}", flight.action);
                     // Out of execution attempts: a human has to look, whatever the heal count.
-                    self.failed_heal(&name, reason, false);
+                    self.escalate(&name, "retries_exhausted", reason);
                 } else {
                     let delay = retry.delay(failures, self.rng.unit());
                     let at = now.plus(delay);
@@ -1219,56 +2051,156 @@ impl Engine {
                 }
             }
         }
+        self.replan_all();
     }
 
-    /// A heal did not work. Too many within the window disables autoheal.
-    fn failed_heal(&mut self, name: &str, reason: String, replan: bool) {
-        let now = self.now;
+    fn disable_autoheal(&mut self, name: &str, consecutive: u32) {
         let Some(svc) = self.services.get_mut(name) else {
             return;
         };
-        let window = svc.spec.policy.failed_window;
-        svc.failed_heals.push_back(now);
-        while svc
-            .failed_heals
-            .front()
-            .is_some_and(|t| now.since(*t) >= window)
-        {
-            svc.failed_heals.pop_front();
+        if svc.autoheal_disabled {
+            return;
         }
+        svc.autoheal_disabled = true;
+        self.audit(
+            "autoheal.disabled",
+            vec![
+                ("service", name.to_string()),
+                ("reason_code", ReasonCode::ConsecutiveFailures.as_str().into()),
+                ("consecutive_failures", consecutive.to_string()),
+            ],
+        );
+    }
+
+    /// A heal did not work (verification failed): roll it back when it can
+    /// be undone, and escalate. Too many failures disable automation.
+    fn failed_heal(&mut self, name: &str, reason: String) {
+        let now = self.now;
+        let window = self.gov.limits.window;
+        prune(&mut self.failed_actions, now, window);
+        self.failed_actions.push_back(now);
+        let max_consecutive = self.gov.limits.max_consecutive_failures.max(1);
+        let Some(svc) = self.services.get_mut(name) else {
+            return;
+        };
+        let fwindow = svc.spec.policy.failed_window;
+        svc.failed_heals.push_back(now);
+        prune(&mut svc.failed_heals, now, fwindow);
+        svc.consecutive_failures = svc.consecutive_failures.saturating_add(1);
+        let consecutive = svc.consecutive_failures;
         let n = svc.failed_heals.len();
         let max = svc.spec.policy.max_failed_heals.max(1) as usize;
-        if n >= max {
-            svc.autoheal_disabled = true;
-            self.audit(
-                "autoheal.disabled",
-                vec![
-                    ("service", name.to_string()),
-                    ("failed_heals", n.to_string()),
-                    ("window_s", window.as_secs().to_string()),
-                ],
-            );
+        // Roll back what can be undone.
+        let rollback = svc
+            .incident
+            .as_ref()
+            .and_then(|i| i.healed_by.clone())
+            .and_then(|a| svc.action_spec(&a).cloned())
+            .and_then(|spec| spec.revert.map(|rv| (rv.action, spec.name)));
+        if let Some((action, of)) = rollback {
+            svc.pending_revert = Some(PendingRevert {
+                due: now,
+                action,
+                of,
+                stage: ActionStage::Rollback,
+                blocked: None,
+            });
+        }
+        if n >= max || consecutive >= max_consecutive {
+            self.disable_autoheal(name, consecutive);
             self.escalate(
                 name,
+                ReasonCode::ConsecutiveFailures.as_str(),
                 format!(
-                    "{n} failed heals within {}s; autoheal disabled ({reason})",
-                    window.as_secs()
+                    "{n} failed heals within {}s ({consecutive} consecutive failures); autoheal \
+                     disabled ({reason})",
+                    fwindow.as_secs()
                 ),
             );
-            return;
+        } else {
+            self.escalate(name, "verify_failed", reason);
         }
-        if !replan {
-            self.escalate(name, reason);
-            return;
+        self.timers(name);
+    }
+
+    /// Plan again for every incident waiting for a decision.
+    fn replan_all(&mut self) {
+        let names: Vec<String> = self
+            .services
+            .iter()
+            .filter(|(_, s)| {
+                s.inflight.is_none()
+                    && s.incident.as_ref().is_some_and(|i| i.phase == Phase::ConfirmingPattern)
+            })
+            .map(|(n, _)| n.clone())
+            .collect();
+        for n in names {
+            self.plan(&n);
         }
-        if let Some(inc) = svc.incident.as_mut() {
-            inc.phase = Phase::ConfirmingPattern;
-            inc.attempt = 0;
-            inc.waiting_reason = None;
-            push_timeline(inc, self.max_timeline, now, "heal_failed", reason);
+    }
+
+    fn expire_pauses(&mut self) {
+        let now = self.now;
+        let (expired, kept): (Vec<Pause>, Vec<Pause>) = std::mem::take(&mut self.pauses)
+            .into_iter()
+            .partition(|p| p.until.is_some_and(|t| t <= now));
+        self.pauses = kept;
+        for p in expired {
+            self.audit(
+                "automation.pause_expired",
+                vec![
+                    ("service", p.service.unwrap_or_else(|| "*".into())),
+                    ("kind", p.kind.map(|k| k.as_str()).unwrap_or("*").to_string()),
+                ],
+            );
+            self.clear_waiting_reasons();
         }
-        svc.dirty = true;
-        self.plan(name);
+    }
+
+    fn clear_waiting_reasons(&mut self) {
+        for svc in self.services.values_mut() {
+            if let Some(inc) = svc.incident.as_mut() {
+                inc.waiting_reason = None;
+            }
+        }
+    }
+
+    fn expire_approvals(&mut self) {
+        let now = self.now;
+        let due: Vec<u64> = self
+            .approvals
+            .values()
+            .filter(|a| a.expires_at <= now)
+            .map(|a| a.id)
+            .collect();
+        for id in due {
+            let Some(a) = self.approvals.remove(&id) else {
+                continue;
+            };
+            self.audit(
+                "approval.expired",
+                vec![
+                    ("approval_id", format!("apr-{id}")),
+                    ("incident", a.incident.0.clone()),
+                    ("service", a.service.clone()),
+                    ("action", a.action.clone()),
+                    ("approvers", a.approvers.join(",")),
+                ],
+            );
+            if let Some(inc) = self
+                .services
+                .get_mut(&a.service)
+                .and_then(|s| s.incident.as_mut())
+                .filter(|i| i.id == a.incident)
+            {
+                inc.approval = None;
+            }
+            self.escalate(
+                &a.service,
+                ReasonCode::ApprovalExpired.as_str(),
+                format!("approval apr-{id} for {} expired", a.action),
+            );
+        }
     }
 
     fn timers(&mut self, name: &str) {
@@ -1289,95 +2221,134 @@ impl Engine {
                         ("probe", probe.clone()),
                     ],
                 );
-                self.failed_heal(
-                    name,
-                    format!("{probe} still unhealthy after the verify window"),
-                    true,
-                );
+                self.failed_heal(name, format!("{probe} still unhealthy after the verify window"));
                 return;
             }
             if inc.retry_at.is_some_and(|t| t <= now) {
                 inc.retry_at = None;
+                inc.phase = Phase::ConfirmingPattern;
                 let attempt = inc.attempt;
                 let reason = format!("{} {} (retry)", inc.probe, inc.condition.as_str());
                 let last = inc.actions.last().cloned();
                 let Some(action) = last.and_then(|a| svc.action_spec(&a).cloned()) else {
                     return;
                 };
-                let mode = svc.mode.unwrap_or(self.mode);
-                if !mode.allows(action.risk) {
-                    if let Some(inc) = svc.incident.as_mut() {
-                        inc.phase = Phase::ConfirmingPattern;
-                    }
-                    self.plan(name);
+                self.act(name, &action, ActionStage::Retry, attempt, reason, None);
+                return;
+            }
+            if inc.rollout_at.is_some_and(|t| t <= now) {
+                inc.rollout_at = None;
+                inc.phase = Phase::ConfirmingPattern;
+                let reason = format!(
+                    "{} {} (rollout after canary)",
+                    inc.probe,
+                    inc.condition.as_str()
+                );
+                let last = inc.actions.last().cloned();
+                let Some(action) = last.and_then(|a| svc.action_spec(&a).cloned()) else {
                     return;
-                }
-                if self.within_budget(name, &action) {
-                    self.run(name, &action, reason, attempt);
-                }
+                };
+                self.act(name, &action, ActionStage::Rollout, 0, reason, None);
                 return;
             }
             if inc.deferred_until.is_some_and(|t| t <= now) {
                 inc.deferred_until = None;
                 inc.waiting_reason = None;
                 self.plan(name);
+                return;
             }
-        } else if svc.inflight.is_none() {
-            if let Some((due, action, of)) = svc.pending_revert.clone() {
-                if due <= now {
+        }
+        let Some(svc) = self.services.get_mut(name) else {
+            return;
+        };
+        if svc.inflight.is_some() {
+            return;
+        }
+        let Some(pr) = svc.pending_revert.clone() else {
+            return;
+        };
+        if pr.due > now || (svc.incident.is_some() && pr.stage != ActionStage::Rollback) {
+            return;
+        }
+        let Some(spec) = svc.action_spec(&pr.action).cloned() else {
+            svc.pending_revert = None;
+            return;
+        };
+        let Some((input, ag)) = self.gate_input(name, &spec, pr.stage, false) else {
+            return;
+        };
+        let decision = decide(&self.gov, &input);
+        match decision {
+            Decision::Run { .. } => {
+                let reason = format!("{} {} after it {}", pr.stage.as_str(), pr.of, match pr.stage {
+                    ActionStage::Rollback => "failed verification",
+                    _ => "held",
+                });
+                self.run(name, &spec, &ag, reason, 0, pr.stage, input.score, None);
+            }
+            Decision::Defer { reason, until } => {
+                self.revert_blocked(name, &pr, reason, until.unwrap_or(now.plus(Duration::from_secs(30))));
+            }
+            Decision::Hold(b) if b.code != ReasonCode::ModeDryRun => {
+                self.revert_blocked(name, &pr, b, now.plus(Duration::from_secs(30)));
+            }
+            other => {
+                if let Some(svc) = self.services.get_mut(name) {
                     svc.pending_revert = None;
-                    let mode = svc.mode.unwrap_or(self.mode);
-                    if let (true, Some(spec)) = (mode.acts(), svc.action_spec(&action).cloned()) {
-                        let id = ActionId(self.next_action);
-                        self.next_action += 1;
-                        if let Some(svc) = self.services.get_mut(name) {
-                            svc.inflight = Some(InFlight {
-                                id,
-                                action: spec.name.clone(),
-                                revert_of: Some(of.clone()),
-                            });
-                        }
-                        let reason = format!("revert {of} after it held");
-                        self.audit(
-                            "action.intent",
-                            vec![
-                                ("action_id", id.to_string()),
-                                ("incident", String::new()),
-                                ("service", name.to_string()),
-                                ("action", spec.name.clone()),
-                                ("kind", spec.kind.as_str().to_string()),
-                                ("risk", spec.risk.as_str().to_string()),
-                                ("attempt", "1".into()),
-                                ("reason", reason.clone()),
-                                ("revert_of", of),
-                            ],
-                        );
-                        self.out.push_back(Command::RunAction(ActionRequest {
-                            id,
-                            incident: None,
-                            service: name.to_string(),
-                            action: spec.name,
-                            kind: spec.kind,
-                            attempt: 0,
-                            reason,
-                        }));
-                    }
+                }
+                let code = other.reason().map(|b| b.code.as_str()).unwrap_or("");
+                self.audit(
+                    "revert.dropped",
+                    vec![
+                        ("service", name.to_string()),
+                        ("action", pr.action.clone()),
+                        ("revert_of", pr.of.clone()),
+                        ("reason_code", code.to_string()),
+                    ],
+                );
+                if code != ReasonCode::ModeDryRun.as_str() && code != ReasonCode::ModeDisabled.as_str() {
+                    self.out.push_back(Command::Notify(Notification {
+                        severity: Severity::Warning,
+                        service: name.to_string(),
+                        incident: None,
+                        title: format!("{name}: {} of {} not run", pr.stage.as_str(), pr.of),
+                        message: format!("blocked: {code}"),
+                    }));
                 }
             }
         }
     }
 
+    fn revert_blocked(&mut self, name: &str, pr: &PendingRevert, b: Block, retry_at: MonoTime) {
+        let code = b.code.as_str();
+        let first = pr.blocked != Some(code);
+        if let Some(p) = self.services.get_mut(name).and_then(|s| s.pending_revert.as_mut()) {
+            p.due = retry_at.max(self.now.plus(Duration::from_millis(1)));
+            p.blocked = Some(code);
+        }
+        if first {
+            self.audit(
+                "revert.deferred",
+                vec![
+                    ("service", name.to_string()),
+                    ("action", pr.action.clone()),
+                    ("revert_of", pr.of.clone()),
+                    ("reason_code", code.to_string()),
+                    ("reason", b.to_string()),
+                ],
+            );
+        }
+    }
+
     fn on_operator(&mut self, cmd: OperatorCommand) {
+        self.last_operator = None;
         match cmd {
             OperatorCommand::SetMode { service, mode, by } => {
                 match &service {
                     Some(s) => match self.services.get_mut(s) {
                         Some(svc) => svc.mode = Some(mode),
                         None => {
-                            self.audit(
-                                "operator.rejected",
-                                vec![("reason", format!("unknown service {s}")), ("by", by)],
-                            );
+                            self.operator_reject("unknown_service", format!("unknown service {s}"), by);
                             return;
                         }
                     },
@@ -1391,6 +2362,10 @@ impl Engine {
                         ("by", by),
                     ],
                 );
+                self.operator_ok(format!(
+                    "mode of {} set to {mode}",
+                    service.as_deref().unwrap_or("*")
+                ));
                 let names: Vec<String> = match service {
                     Some(s) => vec![s],
                     None => self.services.keys().cloned().collect(),
@@ -1413,31 +2388,288 @@ impl Engine {
                         self.audit(
                             "operator.resolve",
                             vec![
-                                ("incident", id),
+                                ("incident", id.clone()),
                                 ("by", by.clone()),
                                 ("reason", reason.clone()),
                             ],
                         );
                         self.resolve(&n, "resolved-by-operator", format!("{by}: {reason}"));
+                        self.operator_ok(format!("incident {id} resolved"));
                     }
-                    None => self.audit(
-                        "operator.rejected",
-                        vec![("reason", format!("no open incident {id}")), ("by", by)],
+                    None => self.operator_reject(
+                        "incident_not_open",
+                        format!("no open incident {id}"),
+                        by,
                     ),
                 }
             }
             OperatorCommand::EnableAutoheal { service, by } => {
                 if let Some(svc) = self.services.get_mut(&service) {
                     svc.autoheal_disabled = false;
+                    svc.consecutive_failures = 0;
                     svc.failed_heals.clear();
                     self.audit(
                         "autoheal.enabled",
                         vec![("service", service.clone()), ("by", by)],
                     );
+                    self.operator_ok(format!("autoheal enabled for {service}"));
                     self.evaluate(&service);
+                } else {
+                    self.operator_reject("unknown_service", format!("unknown service {service}"), by);
                 }
             }
+            OperatorCommand::Pause {
+                service,
+                kind,
+                duration,
+                by,
+                reason,
+            } => {
+                if let Some(s) = service.as_ref().filter(|s| !self.services.contains_key(*s)) {
+                    self.operator_reject("unknown_service", format!("unknown service {s}"), by);
+                    return;
+                }
+                let until = duration.map(|d| self.now.plus(d));
+                self.audit(
+                    "automation.paused",
+                    vec![
+                        ("service", service.clone().unwrap_or_else(|| "*".into())),
+                        ("kind", kind.map(|k| k.as_str()).unwrap_or("*").to_string()),
+                        ("reason_code", ReasonCode::Paused.as_str().into()),
+                        (
+                            "until_ms",
+                            until.map(|t| t.0.to_string()).unwrap_or_default(),
+                        ),
+                        ("by", by.clone()),
+                        ("reason", reason.clone()),
+                    ],
+                );
+                self.operator_ok(format!(
+                    "paused {} {}{}",
+                    service.as_deref().unwrap_or("*"),
+                    kind.map(|k| k.as_str()).unwrap_or("*"),
+                    until.map(|t| format!(" until {t}")).unwrap_or_default()
+                ));
+                // One pause per scope: a new one replaces the old.
+                self.pauses
+                    .retain(|p| !(p.service == service && p.kind == kind));
+                self.pauses.push(Pause {
+                    service,
+                    kind,
+                    until,
+                    by,
+                    reason,
+                });
+                self.clear_waiting_reasons();
+                self.replan_all();
+            }
+            OperatorCommand::Resume { service, kind, by } => {
+                let before = self.pauses.len();
+                let all = service.is_none() && kind.is_none();
+                if all {
+                    self.pauses.clear();
+                } else {
+                    self.pauses
+                        .retain(|p| !(p.service == service && p.kind == kind));
+                }
+                let lifted = before - self.pauses.len();
+                let mass = all && self.mass_paused;
+                if mass {
+                    self.mass_paused = false;
+                }
+                self.audit(
+                    "automation.resumed",
+                    vec![
+                        ("service", service.clone().unwrap_or_else(|| "*".into())),
+                        ("kind", kind.map(|k| k.as_str()).unwrap_or("*").to_string()),
+                        ("pauses_lifted", lifted.to_string()),
+                        ("mass_incident_latch_lifted", mass.to_string()),
+                        ("by", by),
+                    ],
+                );
+                self.operator_ok(format!("{lifted} pauses lifted"));
+                self.clear_waiting_reasons();
+                self.replan_all();
+            }
+            OperatorCommand::Approve { id, by } => self.approve(&id, by),
+            OperatorCommand::Reject { id, by, reason } => {
+                let Some(a) = parse_approval_id(&id).and_then(|n| self.approvals.remove(&n)) else {
+                    self.operator_reject("approval_not_found", format!("no pending approval {id}"), by);
+                    return;
+                };
+                self.audit(
+                    "approval.rejected",
+                    vec![
+                        ("approval_id", format!("apr-{}", a.id)),
+                        ("incident", a.incident.0.clone()),
+                        ("service", a.service.clone()),
+                        ("action", a.action.clone()),
+                        ("by", by.clone()),
+                        ("reason", reason.clone()),
+                    ],
+                );
+                if let Some(inc) = self
+                    .services
+                    .get_mut(&a.service)
+                    .and_then(|s| s.incident.as_mut())
+                    .filter(|i| i.id == a.incident)
+                {
+                    inc.approval = None;
+                }
+                self.operator_ok(format!("apr-{} rejected", a.id));
+                self.escalate(
+                    &a.service,
+                    ReasonCode::ApprovalRejected.as_str(),
+                    format!("{by} rejected {}: {reason}", a.action),
+                );
+            }
+            OperatorCommand::CancelAction { id, by, reason } => {
+                let found = self.services.iter_mut().find_map(|(n, s)| {
+                    s.inflight
+                        .as_mut()
+                        .filter(|f| f.id == id)
+                        .map(|f| {
+                            f.cancel_requested = true;
+                            (n.clone(), f.action.clone())
+                        })
+                });
+                let Some((service, action)) = found else {
+                    self.operator_reject("action_not_running", format!("{id} is not running"), by);
+                    return;
+                };
+                self.audit(
+                    "action.cancel_requested",
+                    vec![
+                        ("action_id", id.to_string()),
+                        ("service", service.clone()),
+                        ("action", action),
+                        ("by", by.clone()),
+                        ("reason", reason.clone()),
+                    ],
+                );
+                self.operator_ok(format!("cancel of {id} requested"));
+                self.out.push_back(Command::CancelAction {
+                    id,
+                    service,
+                    by,
+                    reason,
+                });
+            }
+            OperatorCommand::ForceAction {
+                service,
+                action,
+                by,
+                reason,
+            } => {
+                if reason.trim().is_empty() {
+                    self.operator_reject(
+                        "reason_required",
+                        "an override needs a reason".into(),
+                        by,
+                    );
+                    return;
+                }
+                let Some(svc) = self.services.get(&service) else {
+                    self.operator_reject("unknown_service", format!("unknown service {service}"), by);
+                    return;
+                };
+                let Some(spec) = svc.action_spec(&action).cloned() else {
+                    self.operator_reject(
+                        "unknown_action",
+                        format!("{service} has no action {action}"),
+                        by,
+                    );
+                    return;
+                };
+                if svc.inflight.is_some() {
+                    self.operator_reject(
+                        ReasonCode::TargetBusy.as_str(),
+                        format!("an action is already running on {service}"),
+                        by,
+                    );
+                    return;
+                }
+                if let Some(inc) = self.services.get_mut(&service).and_then(|s| s.incident.as_mut()) {
+                    // A human takes the heal over: it is verified like any other.
+                    inc.retry_at = None;
+                    inc.rollout_at = None;
+                    inc.verify_until = None;
+                    inc.deferred_until = None;
+                }
+                let why = format!("override by {by}: {reason}");
+                self.act(
+                    &service,
+                    &spec,
+                    ActionStage::Forced,
+                    0,
+                    why,
+                    Some((by, reason)),
+                );
+                self.operator_ok(format!("{action} forced on {service}"));
+            }
         }
+    }
+
+    fn approve(&mut self, id: &str, by: String) {
+        let two_person = self.gov.approvals.two_person_high;
+        let Some(n) = parse_approval_id(id).filter(|n| self.approvals.contains_key(n)) else {
+            self.operator_reject("approval_not_found", format!("no pending approval {id}"), by);
+            return;
+        };
+        let Some(a) = self.approvals.get_mut(&n) else {
+            return;
+        };
+        if a.approvers.iter().any(|x| *x == by) {
+            self.operator_reject(
+                "same_approver",
+                format!("{by} already approved apr-{n}; a second, different approver is needed"),
+                by,
+            );
+            return;
+        }
+        a.approvers.push(by.clone());
+        let done = a.approvers.len() as u32 >= a.required.max(1);
+        let (count, required) = (a.approvers.len(), a.required);
+        self.audit(
+            "approval.approved",
+            vec![
+                ("approval_id", format!("apr-{n}")),
+                ("by", by.clone()),
+                ("approvals", count.to_string()),
+                ("required", required.to_string()),
+                ("two_person_rule", two_person.to_string()),
+            ],
+        );
+        if !done {
+            self.operator_ok(format!("apr-{n}: {count} of {required} approvals"));
+            return;
+        }
+        let Some(a) = self.approvals.remove(&n) else {
+            return;
+        };
+        self.audit(
+            "approval.granted",
+            vec![
+                ("approval_id", format!("apr-{n}")),
+                ("incident", a.incident.0.clone()),
+                ("service", a.service.clone()),
+                ("action", a.action.clone()),
+                ("risk", a.risk.as_str().to_string()),
+                ("approvers", a.approvers.join(",")),
+            ],
+        );
+        self.operator_ok(format!("apr-{n} granted"));
+        if let Some(inc) = self
+            .services
+            .get_mut(&a.service)
+            .and_then(|s| s.incident.as_mut())
+            .filter(|i| i.id == a.incident)
+        {
+            inc.approval = None;
+            inc.approved = Some((a.action.clone(), a.approvers.clone()));
+            inc.waiting_reason = None;
+        }
+        self.plan(&a.service);
     }
 
     fn publish_dirty(&mut self) {
@@ -1453,6 +2685,23 @@ impl Engine {
         for v in views {
             self.out.push_back(Command::IncidentChanged(v));
         }
+    }
+}
+
+fn approval_view(a: &Approval) -> ApprovalView {
+    ApprovalView {
+        id: format!("apr-{}", a.id),
+        incident: a.incident.clone(),
+        service: a.service.clone(),
+        action: a.action.clone(),
+        risk: a.risk,
+        score: a.score,
+        reason_code: a.reason.code.as_str(),
+        reason: a.reason.to_string(),
+        required: a.required,
+        approvers: a.approvers.clone(),
+        requested_at: a.requested_at,
+        expires_at: a.expires_at,
     }
 }
 

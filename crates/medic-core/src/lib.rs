@@ -16,14 +16,21 @@
 #![forbid(unsafe_code)]
 
 mod engine;
+pub mod governance;
 mod rng;
 mod spec;
 mod time;
 
 pub use engine::{
-    ActionFailure, ActionFailureKind, ActionId, ActionRequest, AuditEvent, Command, Engine,
-    IncidentId, IncidentView, Input, Notification, OperatorCommand, Phase, ProbeFailure,
-    ProbeReport, Severity, TimelineItem,
+    ActionFailure, ActionFailureKind, ActionId, ActionRequest, ActionStage, ApprovalView,
+    AuditEvent, Command, DecisionRecord, Engine, Explanation, IncidentId, IncidentView, Input,
+    Notification, OperatorCommand, OperatorResult, PauseView, Phase, ProbeFailure, ProbeReport,
+    ServiceSignals, Severity, TimelineItem,
+};
+pub use governance::{
+    decide, risk_score, ActionClass, ActionGovernance, ApprovalPolicy, Block, Decision,
+    FreezeWindow, GateConfig, GateInput, GovernanceConfig, Limits, ReasonCode, ServiceGovernance,
+    TimingConfig,
 };
 pub use rng::SplitMix64;
 pub use spec::{

@@ -4,6 +4,8 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::governance::GovernanceConfig;
+
 /// How much the engine may do on its own.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub enum Mode {
@@ -275,7 +277,7 @@ pub struct ServiceSpec {
     pub policy: ServicePolicy,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct EngineConfig {
     /// Seed for every random choice the engine makes (retry jitter).
     pub seed: u64,
@@ -285,6 +287,8 @@ pub struct EngineConfig {
     pub services: Vec<ServiceSpec>,
     /// Most timeline entries kept per incident (oldest dropped beyond it).
     pub max_timeline: usize,
+    /// Modes aside, every safety rule: gates, limits, approvals, freezes.
+    pub governance: GovernanceConfig,
 }
 
 impl Default for EngineConfig {
@@ -295,6 +299,7 @@ impl Default for EngineConfig {
             mode: Mode::DryRun,
             services: Vec::new(),
             max_timeline: 200,
+            governance: GovernanceConfig::default(),
         }
     }
 }

@@ -97,6 +97,7 @@ pub fn engine(mode: Mode, policy: ServicePolicy) -> Engine {
             mode,
             services: vec![web_service(policy)],
             max_timeline: 50,
+            ..EngineConfig::default()
         },
         MonoTime::ZERO,
     )
@@ -178,6 +179,7 @@ pub fn render(cmd: &Command) -> Option<String> {
         )),
         Command::Notify(n) => Some(format!("notify {} {}", n.severity.as_str(), n.title)),
         Command::IncidentChanged(_) => None,
+        Command::CancelAction { id, .. } => Some(format!("cancel {id}")),
     }
 }
 

@@ -12,11 +12,11 @@ use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::time::Duration;
 
-use crate::rng::SplitMix64;
 use crate::governance::{
     change_size_for, decide, risk_score, ActionClass, ActionGovernance, Block, BudgetUse, Decision,
     FreezeWindow, GateInput, GovernanceConfig, ReasonCode, ServiceGovernance,
 };
+use crate::rng::SplitMix64;
 use crate::spec::{
     ActionKind, ActionSpec, Condition, EngineConfig, Mode, ProbeSpec, Risk, ServiceSpec,
 };
@@ -679,7 +679,11 @@ impl Engine {
                     .iter()
                     .map(|p| (p.name.clone(), ProbeState::default()))
                     .collect();
-                let gov = gov_cfg.services.get(&spec.name).cloned().unwrap_or_default();
+                let gov = gov_cfg
+                    .services
+                    .get(&spec.name)
+                    .cloned()
+                    .unwrap_or_default();
                 (
                     spec.name.clone(),
                     Svc {
@@ -882,7 +886,10 @@ impl Engine {
                         ("count", w.len().to_string()),
                         (
                             "names",
-                            w.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(","),
+                            w.iter()
+                                .map(|f| f.name.as_str())
+                                .collect::<Vec<_>>()
+                                .join(","),
                         ),
                     ],
                 );
@@ -943,10 +950,11 @@ impl Engine {
             consider(Some(a.expires_at));
         }
         if let Some(wall) = self.wall_now() {
-            let waiting = self
-                .services
-                .values()
-                .any(|s| s.incident.as_ref().is_some_and(|i| i.phase == Phase::ConfirmingPattern));
+            let waiting = self.services.values().any(|s| {
+                s.incident
+                    .as_ref()
+                    .is_some_and(|i| i.phase == Phase::ConfirmingPattern)
+            });
             if waiting {
                 for f in &self.gov.freeze_windows {
                     for edge in [f.start_unix_ms, f.end_unix_ms] {
@@ -1310,9 +1318,11 @@ impl Engine {
         let total_targets = self.services.len() as u32;
         let affected = self.affected_services();
         let paused = self.pauses.iter().any(|p| {
-            p.service.as_deref().is_none_or(|s| s == name) && p.kind.is_none_or(|k| k == action.kind)
+            p.service.as_deref().is_none_or(|s| s == name)
+                && p.kind.is_none_or(|k| k == action.kind)
         });
-        let frozen = wall.is_some_and(|w| self.gov.freeze_windows.iter().any(|f| f.covers(name, w)));
+        let frozen =
+            wall.is_some_and(|w| self.gov.freeze_windows.iter().any(|f| f.covers(name, w)));
         let global_mode = self.mode;
         let limits = self.gov.limits.clone();
         let feature_used = self.feature_toggles.len() as u32;
@@ -1345,15 +1355,21 @@ impl Engine {
         };
         let (score, approved) = match svc.incident.as_ref() {
             Some(inc) => {
-                let size = ag.change_size.unwrap_or_else(|| change_size_for(action.risk));
+                let size = ag
+                    .change_size
+                    .unwrap_or_else(|| change_size_for(action.risk));
                 let score = risk_score(svc.gov.criticality, size, Engine::severity(inc), timing);
-                let approved = inc.approved.as_ref().is_some_and(|(a, _)| *a == action.name);
+                let approved = inc
+                    .approved
+                    .as_ref()
+                    .is_some_and(|(a, _)| *a == action.name);
                 (score, approved)
             }
             None => (
                 risk_score(
                     svc.gov.criticality,
-                    ag.change_size.unwrap_or_else(|| change_size_for(action.risk)),
+                    ag.change_size
+                        .unwrap_or_else(|| change_size_for(action.risk)),
                     0.0,
                     timing,
                 ),
@@ -1431,26 +1447,46 @@ impl Engine {
         match decision {
             Decision::Run { canary } => {
                 let stage = if canary { ActionStage::Canary } else { stage };
-                self.run(name, action, &ag, reason, attempt, stage, input.score, forced);
+                self.run(
+                    name,
+                    action,
+                    &ag,
+                    reason,
+                    attempt,
+                    stage,
+                    input.score,
+                    forced,
+                );
             }
             Decision::Skip(b) => {
                 self.wait(name, "skipped", b.code.as_str(), message, Severity::Warning);
             }
             Decision::Hold(b) => {
-                if let Some(inc) = self.services.get_mut(name).and_then(|s| s.incident.as_mut()) {
+                if let Some(inc) = self
+                    .services
+                    .get_mut(name)
+                    .and_then(|s| s.incident.as_mut())
+                {
                     inc.would_act = true;
                 }
                 let verdict = decision.verdict();
                 self.wait(name, verdict, b.code.as_str(), message, Severity::Info);
             }
             Decision::Defer { reason: b, until } => {
-                if let Some(inc) = self.services.get_mut(name).and_then(|s| s.incident.as_mut()) {
+                if let Some(inc) = self
+                    .services
+                    .get_mut(name)
+                    .and_then(|s| s.incident.as_mut())
+                {
                     inc.deferred_until = until;
                 }
                 self.wait(name, "deferred", b.code.as_str(), message, Severity::Info);
             }
             Decision::Escalate(b) => self.escalate(name, b.code.as_str(), message),
-            Decision::NeedsApproval { reason: b, approvers } => {
+            Decision::NeedsApproval {
+                reason: b,
+                approvers,
+            } => {
                 self.request_approval(name, action, input.score, b, approvers, message);
             }
         }
@@ -1467,7 +1503,11 @@ impl Engine {
     ) {
         let now = self.now;
         let max = self.max_timeline;
-        let Some(inc) = self.services.get_mut(name).and_then(|s| s.incident.as_mut()) else {
+        let Some(inc) = self
+            .services
+            .get_mut(name)
+            .and_then(|s| s.incident.as_mut())
+        else {
             return;
         };
         let rec = DecisionRecord {
@@ -1505,7 +1545,11 @@ impl Engine {
     ) {
         let now = self.now;
         let expiry = self.gov.approvals.expiry;
-        let Some(inc) = self.services.get_mut(name).and_then(|s| s.incident.as_mut()) else {
+        let Some(inc) = self
+            .services
+            .get_mut(name)
+            .and_then(|s| s.incident.as_mut())
+        else {
             return;
         };
         if inc.approval.is_some() {
@@ -1955,7 +1999,10 @@ impl Engine {
                     self.max_timeline,
                     now,
                     "canary_ok",
-                    format!("canary of {} succeeded; full rollout at {at}", flight.action),
+                    format!(
+                        "canary of {} succeeded; full rollout at {at}",
+                        flight.action
+                    ),
                 );
             }
             Ok(_) => {
@@ -2066,7 +2113,10 @@ impl Engine {
             "autoheal.disabled",
             vec![
                 ("service", name.to_string()),
-                ("reason_code", ReasonCode::ConsecutiveFailures.as_str().into()),
+                (
+                    "reason_code",
+                    ReasonCode::ConsecutiveFailures.as_str().into(),
+                ),
                 ("consecutive_failures", consecutive.to_string()),
             ],
         );
@@ -2130,7 +2180,9 @@ impl Engine {
             .iter()
             .filter(|(_, s)| {
                 s.inflight.is_none()
-                    && s.incident.as_ref().is_some_and(|i| i.phase == Phase::ConfirmingPattern)
+                    && s.incident
+                        .as_ref()
+                        .is_some_and(|i| i.phase == Phase::ConfirmingPattern)
             })
             .map(|(n, _)| n.clone())
             .collect();
@@ -2150,7 +2202,10 @@ impl Engine {
                 "automation.pause_expired",
                 vec![
                     ("service", p.service.unwrap_or_else(|| "*".into())),
-                    ("kind", p.kind.map(|k| k.as_str()).unwrap_or("*").to_string()),
+                    (
+                        "kind",
+                        p.kind.map(|k| k.as_str()).unwrap_or("*").to_string(),
+                    ),
                 ],
             );
             self.clear_waiting_reasons();
@@ -2221,7 +2276,10 @@ impl Engine {
                         ("probe", probe.clone()),
                     ],
                 );
-                self.failed_heal(name, format!("{probe} still unhealthy after the verify window"));
+                self.failed_heal(
+                    name,
+                    format!("{probe} still unhealthy after the verify window"),
+                );
                 return;
             }
             if inc.retry_at.is_some_and(|t| t <= now) {
@@ -2280,14 +2338,24 @@ impl Engine {
         let decision = decide(&self.gov, &input);
         match decision {
             Decision::Run { .. } => {
-                let reason = format!("{} {} after it {}", pr.stage.as_str(), pr.of, match pr.stage {
-                    ActionStage::Rollback => "failed verification",
-                    _ => "held",
-                });
+                let reason = format!(
+                    "{} {} after it {}",
+                    pr.stage.as_str(),
+                    pr.of,
+                    match pr.stage {
+                        ActionStage::Rollback => "failed verification",
+                        _ => "held",
+                    }
+                );
                 self.run(name, &spec, &ag, reason, 0, pr.stage, input.score, None);
             }
             Decision::Defer { reason, until } => {
-                self.revert_blocked(name, &pr, reason, until.unwrap_or(now.plus(Duration::from_secs(30))));
+                self.revert_blocked(
+                    name,
+                    &pr,
+                    reason,
+                    until.unwrap_or(now.plus(Duration::from_secs(30))),
+                );
             }
             Decision::Hold(b) if b.code != ReasonCode::ModeDryRun => {
                 self.revert_blocked(name, &pr, b, now.plus(Duration::from_secs(30)));
@@ -2306,7 +2374,9 @@ impl Engine {
                         ("reason_code", code.to_string()),
                     ],
                 );
-                if code != ReasonCode::ModeDryRun.as_str() && code != ReasonCode::ModeDisabled.as_str() {
+                if code != ReasonCode::ModeDryRun.as_str()
+                    && code != ReasonCode::ModeDisabled.as_str()
+                {
                     self.out.push_back(Command::Notify(Notification {
                         severity: Severity::Warning,
                         service: name.to_string(),
@@ -2322,7 +2392,11 @@ impl Engine {
     fn revert_blocked(&mut self, name: &str, pr: &PendingRevert, b: Block, retry_at: MonoTime) {
         let code = b.code.as_str();
         let first = pr.blocked != Some(code);
-        if let Some(p) = self.services.get_mut(name).and_then(|s| s.pending_revert.as_mut()) {
+        if let Some(p) = self
+            .services
+            .get_mut(name)
+            .and_then(|s| s.pending_revert.as_mut())
+        {
             p.due = retry_at.max(self.now.plus(Duration::from_millis(1)));
             p.blocked = Some(code);
         }
@@ -2348,7 +2422,11 @@ impl Engine {
                     Some(s) => match self.services.get_mut(s) {
                         Some(svc) => svc.mode = Some(mode),
                         None => {
-                            self.operator_reject("unknown_service", format!("unknown service {s}"), by);
+                            self.operator_reject(
+                                "unknown_service",
+                                format!("unknown service {s}"),
+                                by,
+                            );
                             return;
                         }
                     },
@@ -2415,7 +2493,11 @@ impl Engine {
                     self.operator_ok(format!("autoheal enabled for {service}"));
                     self.evaluate(&service);
                 } else {
-                    self.operator_reject("unknown_service", format!("unknown service {service}"), by);
+                    self.operator_reject(
+                        "unknown_service",
+                        format!("unknown service {service}"),
+                        by,
+                    );
                 }
             }
             OperatorCommand::Pause {
@@ -2494,7 +2576,11 @@ impl Engine {
             OperatorCommand::Approve { id, by } => self.approve(&id, by),
             OperatorCommand::Reject { id, by, reason } => {
                 let Some(a) = parse_approval_id(&id).and_then(|n| self.approvals.remove(&n)) else {
-                    self.operator_reject("approval_not_found", format!("no pending approval {id}"), by);
+                    self.operator_reject(
+                        "approval_not_found",
+                        format!("no pending approval {id}"),
+                        by,
+                    );
                     return;
                 };
                 self.audit(
@@ -2525,13 +2611,10 @@ impl Engine {
             }
             OperatorCommand::CancelAction { id, by, reason } => {
                 let found = self.services.iter_mut().find_map(|(n, s)| {
-                    s.inflight
-                        .as_mut()
-                        .filter(|f| f.id == id)
-                        .map(|f| {
-                            f.cancel_requested = true;
-                            (n.clone(), f.action.clone())
-                        })
+                    s.inflight.as_mut().filter(|f| f.id == id).map(|f| {
+                        f.cancel_requested = true;
+                        (n.clone(), f.action.clone())
+                    })
                 });
                 let Some((service, action)) = found else {
                     self.operator_reject("action_not_running", format!("{id} is not running"), by);
@@ -2570,7 +2653,11 @@ impl Engine {
                     return;
                 }
                 let Some(svc) = self.services.get(&service) else {
-                    self.operator_reject("unknown_service", format!("unknown service {service}"), by);
+                    self.operator_reject(
+                        "unknown_service",
+                        format!("unknown service {service}"),
+                        by,
+                    );
                     return;
                 };
                 let Some(spec) = svc.action_spec(&action).cloned() else {
@@ -2589,7 +2676,11 @@ impl Engine {
                     );
                     return;
                 }
-                if let Some(inc) = self.services.get_mut(&service).and_then(|s| s.incident.as_mut()) {
+                if let Some(inc) = self
+                    .services
+                    .get_mut(&service)
+                    .and_then(|s| s.incident.as_mut())
+                {
                     // A human takes the heal over: it is verified like any other.
                     inc.retry_at = None;
                     inc.rollout_at = None;
@@ -2613,13 +2704,17 @@ impl Engine {
     fn approve(&mut self, id: &str, by: String) {
         let two_person = self.gov.approvals.two_person_high;
         let Some(n) = parse_approval_id(id).filter(|n| self.approvals.contains_key(n)) else {
-            self.operator_reject("approval_not_found", format!("no pending approval {id}"), by);
+            self.operator_reject(
+                "approval_not_found",
+                format!("no pending approval {id}"),
+                by,
+            );
             return;
         };
         let Some(a) = self.approvals.get_mut(&n) else {
             return;
         };
-        if a.approvers.iter().any(|x| *x == by) {
+        if a.approvers.contains(&by) {
             self.operator_reject(
                 "same_approver",
                 format!("{by} already approved apr-{n}; a second, different approver is needed"),

@@ -515,7 +515,10 @@ impl fmt::Display for Block {
             ReasonCode::ModeDisabled => write!(f, "automation disabled"),
             ReasonCode::ModeDryRun => write!(f, "dry-run: recording only"),
             ReasonCode::ConsecutiveFailures => {
-                write!(f, "{v} consecutive failed actions (max {l}); automation disabled for the target")
+                write!(
+                    f,
+                    "{v} consecutive failed actions (max {l}); automation disabled for the target"
+                )
             }
             ReasonCode::MassIncident => {
                 write!(f, "automation paused: {v} services affected (max {l})")
@@ -600,14 +603,22 @@ pub struct GateInput {
 /// What to do about a planned action.
 #[derive(Copy, Clone, Debug, PartialEq)]
 pub enum Decision {
-    Run { canary: bool },
+    Run {
+        canary: bool,
+    },
     /// Automation off: record and do nothing.
     Skip(Block),
     /// Record what would be done (dry-run, paused, frozen, mass incident).
     Hold(Block),
-    NeedsApproval { reason: Block, approvers: u32 },
+    NeedsApproval {
+        reason: Block,
+        approvers: u32,
+    },
     /// Wait and try again (at `until`, or when an action completes).
-    Defer { reason: Block, until: Option<MonoTime> },
+    Defer {
+        reason: Block,
+        until: Option<MonoTime>,
+    },
     /// A human must take over.
     Escalate(Block),
 }
@@ -775,10 +786,8 @@ pub fn decide(cfg: &GovernanceConfig, g: &GateInput) -> Decision {
             }
         }
     }
-    let canary = !g.continuation
-        && g.canary_capable
-        && g.instances > 1
-        && g.score > gates.canary_score;
+    let canary =
+        !g.continuation && g.canary_capable && g.instances > 1 && g.score > gates.canary_score;
     Decision::Run { canary }
 }
 
@@ -827,10 +836,14 @@ mod tests {
     fn each_gate_blocks_with_its_reason() {
         let cfg = GovernanceConfig::default();
         assert_eq!(decide(&cfg, &open_input()), Decision::Run { canary: false });
-        let cases: Vec<(&str, Box<dyn Fn(&mut GateInput)>)> = vec![
+        type Tweak = Box<dyn Fn(&mut GateInput)>;
+        let cases: Vec<(&str, Tweak)> = vec![
             ("mode_disabled", Box::new(|g| g.mode = Mode::Disabled)),
             ("mode_dry_run", Box::new(|g| g.mode = Mode::DryRun)),
-            ("consecutive_failures", Box::new(|g| g.autoheal_disabled = true)),
+            (
+                "consecutive_failures",
+                Box::new(|g| g.autoheal_disabled = true),
+            ),
             ("mass_incident", Box::new(|g| g.mass_paused = true)),
             ("paused", Box::new(|g| g.paused = true)),
             ("frozen", Box::new(|g| g.frozen = true)),
@@ -838,9 +851,15 @@ mod tests {
             ("risk_tier", Box::new(|g| g.risk = Risk::High)),
             ("risk_score", Box::new(|g| g.score = 0.71)),
             ("target_busy", Box::new(|g| g.target_busy = true)),
-            ("cooldown", Box::new(|g| g.cooldown_until = Some(MonoTime(1_000_001)))),
+            (
+                "cooldown",
+                Box::new(|g| g.cooldown_until = Some(MonoTime(1_000_001))),
+            ),
             ("max_concurrent", Box::new(|g| g.inflight_total = 5)),
-            ("max_actions_per_hour", Box::new(|g| g.actions_last_hour = 20)),
+            (
+                "max_actions_per_hour",
+                Box::new(|g| g.actions_last_hour = 20),
+            ),
             (
                 "restart_budget",
                 Box::new(|g| {

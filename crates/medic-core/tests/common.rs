@@ -90,6 +90,10 @@ pub fn policy() -> ServicePolicy {
 }
 
 pub fn engine(mode: Mode, policy: ServicePolicy) -> Engine {
+    engine_with(mode, policy, GovernanceConfig::default())
+}
+
+pub fn engine_with(mode: Mode, policy: ServicePolicy, governance: GovernanceConfig) -> Engine {
     Engine::new(
         EngineConfig {
             seed: 42,
@@ -97,10 +101,23 @@ pub fn engine(mode: Mode, policy: ServicePolicy) -> Engine {
             mode,
             services: vec![web_service(policy)],
             max_timeline: 50,
-            ..EngineConfig::default()
+            governance,
         },
         MonoTime::ZERO,
     )
+}
+
+fn opt(s: &str) -> Option<String> {
+    (s != "*").then(|| s.to_string())
+}
+
+fn kind(s: &str) -> Option<ActionKind> {
+    match s {
+        "restart" => Some(ActionKind::Restart),
+        "http" => Some(ActionKind::Http),
+        "exec" => Some(ActionKind::Exec),
+        _ => None,
+    }
 }
 
 fn failure(s: &str) -> ProbeFailure {
@@ -159,15 +176,81 @@ pub fn parse_line(line: &str) -> (MonoTime, Option<Input>) {
             by: "test".into(),
         })),
         "tick" => None,
+        // pause <svc|*> <kind|*> <dur|->
+        "pause" => Some(Input::Operator(OperatorCommand::Pause {
+            service: opt(w[2]),
+            kind: kind(w[3]),
+            duration: (w[4] != "-").then(|| dur(w[4])),
+            by: "op".into(),
+            reason: "test".into(),
+        })),
+        "resume" => Some(Input::Operator(OperatorCommand::Resume {
+            service: opt(w[2]),
+            kind: kind(w[3]),
+            by: "op".into(),
+        })),
+        "approve" => Some(Input::Operator(OperatorCommand::Approve {
+            id: w[2].into(),
+            by: w[3].into(),
+        })),
+        "reject" => Some(Input::Operator(OperatorCommand::Reject {
+            id: w[2].into(),
+            by: w[3].into(),
+            reason: "not now".into(),
+        })),
+        // force <svc> <action> [reason...]
+        "force" => Some(Input::Operator(OperatorCommand::ForceAction {
+            service: w[2].into(),
+            action: w[3].into(),
+            by: "op".into(),
+            reason: w[4..].join(" "),
+        })),
+        "cancel" => Some(Input::Operator(OperatorCommand::CancelAction {
+            id: ActionId(w[2].parse().unwrap()),
+            by: "op".into(),
+            reason: "test".into(),
+        })),
+        // wall <unix seconds>
+        "wall" => Some(Input::WallClock {
+            unix_ms: w[2].parse::<i64>().unwrap() * 1000,
+            utc_offset_minutes: None,
+        }),
+        // freeze <start unix s> <end unix s>
+        "freeze" => Some(Input::FreezeWindows(vec![FreezeWindow {
+            name: "f".into(),
+            start_unix_ms: w[2].parse::<i64>().unwrap() * 1000,
+            end_unix_ms: w[3].parse::<i64>().unwrap() * 1000,
+            services: None,
+        }])),
+        // signals <svc> <instances> <error budget> <headroom>
+        "signals" => Some(Input::Signals(ServiceSignals {
+            service: w[2].into(),
+            instances: Some(w[3].parse().unwrap()),
+            error_budget_remaining: Some(w[4].parse().unwrap()),
+            capacity_headroom: Some(w[5].parse().unwrap()),
+        })),
         other => panic!("unknown verb {other}"),
     };
     (at, input)
 }
 
-pub fn render(cmd: &Command) -> Option<String> {
+pub fn render(cmd: &Command, verbose: bool) -> Option<String> {
+    let fields: &[&str] = if verbose {
+        &[
+            "verdict",
+            "reason_code",
+            "outcome",
+            "status",
+            "attempt",
+            "stage",
+            "by",
+        ]
+    } else {
+        &["verdict", "outcome", "status", "attempt"]
+    };
     match cmd {
         Command::Audit(a) => {
-            let extra = ["verdict", "outcome", "status", "attempt"]
+            let extra = fields
                 .iter()
                 .filter_map(|k| a.field(k).map(|v| format!(" {k}={v}")))
                 .collect::<String>();
@@ -184,7 +267,11 @@ pub fn render(cmd: &Command) -> Option<String> {
 }
 
 /// Run a script and return the rendered trace.
-pub fn run(mut e: Engine, script: &str) -> String {
+pub fn run(e: Engine, script: &str) -> String {
+    run_with(e, script, false)
+}
+
+pub fn run_with(mut e: Engine, script: &str, verbose: bool) -> String {
     let mut out = String::new();
     let mut phase = e.phase("web");
     for line in script.lines().map(str::trim).filter(|l| !l.is_empty()) {
@@ -194,7 +281,7 @@ pub fn run(mut e: Engine, script: &str) -> String {
             None => e.handle_timeout(at),
         }
         while let Some(c) = e.poll_command() {
-            if let Some(s) = render(&c) {
+            if let Some(s) = render(&c, verbose) {
                 out.push_str(&format!("{at} {s}\n"));
             }
         }
@@ -212,7 +299,18 @@ pub fn run(mut e: Engine, script: &str) -> String {
 
 #[track_caller]
 pub fn check(e: Engine, script: &str, expect: &str) {
-    let got = run(e, script);
+    check_with(e, script, expect, false)
+}
+
+/// Like [`check`], rendering reason codes, stages and operators too.
+#[track_caller]
+pub fn check_v(e: Engine, script: &str, expect: &str) {
+    check_with(e, script, expect, true)
+}
+
+#[track_caller]
+fn check_with(e: Engine, script: &str, expect: &str, verbose: bool) {
+    let got = run_with(e, script, verbose);
     let want: String = expect
         .lines()
         .map(str::trim)

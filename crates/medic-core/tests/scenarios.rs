@@ -4,7 +4,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use medic_core::{Mode, ServicePolicy};
+use medic_core::{GovernanceConfig, Mode, ServicePolicy};
 
 #[test]
 fn crash_is_restarted_and_verified() {
@@ -156,6 +156,8 @@ fn second_failure_inside_cooldown_is_deferred_then_acted_on() {
     );
 }
 
+/// Issue 5: a failed verification ends in escalation (or rollback) at once;
+/// the third consecutive failure on the target disables its automation.
 #[test]
 fn crash_loop_disables_autoheal_and_escalates_after_three_failed_heals() {
     let p = ServicePolicy {
@@ -164,50 +166,81 @@ fn crash_loop_disables_autoheal_and_escalates_after_three_failed_heals() {
         verify_window: Duration::from_secs(10),
         ..ServicePolicy::default()
     };
-    check(
+    check_v(
         engine(Mode::Aggressive, p),
         "0s probe web healthz fail exited
          1s probe web healthz fail exited
          2s probe web healthz fail exited
          3s outcome 1 ok
          13s tick
-         14s outcome 2 ok
-         15s probe web healthz fail exited
-         16s probe web healthz fail exited
-         17s probe web healthz fail exited
-         18s outcome 3 ok
-         28s tick
+         14s probe web healthz ok
+         15s probe web healthz ok
+         20s probe web healthz fail exited
+         21s probe web healthz fail exited
+         22s probe web healthz fail exited
+         23s outcome 2 ok
+         33s tick
+         34s probe web healthz ok
+         35s probe web healthz ok
          40s probe web healthz fail exited
-         50s probe web healthz ok
-         51s probe web healthz ok
-         52s probe web healthz ok",
+         41s probe web healthz fail exited
+         42s probe web healthz fail exited
+         43s outcome 3 ok
+         53s tick
+         54s probe web healthz ok
+         55s probe web healthz ok
+         60s probe web healthz fail exited
+         61s probe web healthz fail exited
+         62s probe web healthz fail exited",
         "t=0s phase detecting_failure
          t=2s audit incident.opened
          t=2s audit diagnosis
-         t=2s audit action.intent attempt=1
+         t=2s audit action.intent attempt=1 stage=direct
          t=2s run act-1 web restart attempt=0
          t=2s phase executing_heal
-         t=3s audit action.outcome status=succeeded
+         t=3s audit action.outcome status=succeeded stage=direct
          t=3s phase verifying
          t=13s audit verify.failed
-         t=13s audit action.intent attempt=1
-         t=13s run act-2 web restart attempt=0
-         t=13s phase executing_heal
-         t=14s audit action.outcome status=succeeded
-         t=14s phase verifying
-         t=17s audit verify.failed
-         t=17s audit action.intent attempt=1
-         t=17s run act-3 web restart attempt=0
-         t=17s phase executing_heal
-         t=18s audit action.outcome status=succeeded
-         t=18s phase verifying
-         t=28s audit verify.failed
-         t=28s audit autoheal.disabled
-         t=28s audit incident.escalated
-         t=28s notify critical web: escalated to a human
-         t=28s phase manual_intervention
-         t=51s audit incident.resolved outcome=escalated
-         t=51s phase monitoring",
+         t=13s audit incident.escalated reason_code=verify_failed
+         t=13s notify critical web: escalated to a human
+         t=13s phase manual_intervention
+         t=15s audit incident.resolved outcome=escalated
+         t=15s phase monitoring
+         t=20s phase detecting_failure
+         t=22s audit incident.opened
+         t=22s audit diagnosis
+         t=22s audit action.intent attempt=1 stage=direct
+         t=22s run act-2 web restart attempt=0
+         t=22s phase executing_heal
+         t=23s audit action.outcome status=succeeded stage=direct
+         t=23s phase verifying
+         t=33s audit verify.failed
+         t=33s audit incident.escalated reason_code=verify_failed
+         t=33s notify critical web: escalated to a human
+         t=33s phase manual_intervention
+         t=35s audit incident.resolved outcome=escalated
+         t=35s phase monitoring
+         t=40s phase detecting_failure
+         t=42s audit incident.opened
+         t=42s audit diagnosis
+         t=42s audit action.intent attempt=1 stage=direct
+         t=42s run act-3 web restart attempt=0
+         t=42s phase executing_heal
+         t=43s audit action.outcome status=succeeded stage=direct
+         t=43s phase verifying
+         t=53s audit verify.failed
+         t=53s audit autoheal.disabled reason_code=consecutive_failures
+         t=53s audit incident.escalated reason_code=consecutive_failures
+         t=53s notify critical web: escalated to a human
+         t=53s phase manual_intervention
+         t=55s audit incident.resolved outcome=escalated
+         t=55s phase monitoring
+         t=60s phase detecting_failure
+         t=62s audit incident.opened
+         t=62s audit diagnosis
+         t=62s audit incident.escalated reason_code=consecutive_failures
+         t=62s notify critical web: escalated to a human
+         t=62s phase manual_intervention",
     );
 }
 
@@ -249,9 +282,11 @@ fn restart_budget_exhaustion_escalates() {
     );
 }
 
+/// Issue 5 §4: three consecutive failed actions on a target disable its
+/// automation and escalate, before the retry budget (5) is spent.
 #[test]
-fn failed_executions_retry_with_backoff_until_the_budget_is_spent() {
-    check(
+fn failed_executions_retry_with_backoff_until_three_consecutive_failures() {
+    check_v(
         engine(Mode::Aggressive, policy()),
         "0s probe web healthz fail exited
          1s probe web healthz fail exited
@@ -261,27 +296,26 @@ fn failed_executions_retry_with_backoff_until_the_budget_is_spent() {
          6s outcome 2 fail
          8s tick
          9s outcome 3 fail
-         11s tick
          12s outcome 4 fail",
         "t=0s phase detecting_failure
          t=2s audit incident.opened
          t=2s audit diagnosis
-         t=2s audit action.intent attempt=1
+         t=2s audit action.intent attempt=1 stage=direct
          t=2s run act-1 web restart attempt=0
          t=2s phase executing_heal
-         t=3s audit action.outcome status=failed
+         t=3s audit action.outcome status=failed stage=direct
          t=3s audit action.retry_scheduled
-         t=5s audit action.intent attempt=2
+         t=5s audit action.intent attempt=2 stage=retry
          t=5s run act-2 web restart attempt=1
-         t=6s audit action.outcome status=failed
+         t=6s audit action.outcome status=failed stage=retry
          t=6s audit action.retry_scheduled
-         t=8s audit action.intent attempt=3
+         t=8s audit action.intent attempt=3 stage=retry
          t=8s run act-3 web restart attempt=2
-         t=9s audit action.outcome status=failed
-         t=9s audit action.retry_scheduled
-         t=11s audit incident.escalated
-         t=11s notify critical web: escalated to a human
-         t=11s phase manual_intervention
+         t=9s audit action.outcome status=failed stage=retry
+         t=9s audit autoheal.disabled reason_code=consecutive_failures
+         t=9s audit incident.escalated reason_code=consecutive_failures
+         t=9s notify critical web: escalated to a human
+         t=9s phase manual_intervention
          t=12s audit action.outcome_unmatched",
     );
 }
@@ -358,14 +392,19 @@ fn unknown_and_duplicate_outcomes_change_nothing() {
     );
 }
 
+/// With the consecutive-failure and failed-action limits raised, the retry
+/// budget (5 attempts) is what escalates.
 #[test]
-fn five_failed_executions_escalate() {
+fn five_failed_executions_escalate_when_limits_allow_them() {
     let p = ServicePolicy {
         restart_budget: 10,
         ..policy()
     };
-    check(
-        engine(Mode::Aggressive, p),
+    let mut gov = GovernanceConfig::default();
+    gov.limits.max_consecutive_failures = 10;
+    gov.gates.max_failed_actions_per_hour = 10;
+    check_v(
+        engine_with(Mode::Aggressive, p, gov),
         "0s probe web healthz fail exited
          1s probe web healthz fail exited
          2s probe web healthz fail exited
@@ -382,27 +421,27 @@ fn five_failed_executions_escalate() {
         "t=0s phase detecting_failure
          t=2s audit incident.opened
          t=2s audit diagnosis
-         t=2s audit action.intent attempt=1
+         t=2s audit action.intent attempt=1 stage=direct
          t=2s run act-1 web restart attempt=0
          t=2s phase executing_heal
-         t=3s audit action.outcome status=failed
+         t=3s audit action.outcome status=failed stage=direct
          t=3s audit action.retry_scheduled
-         t=5s audit action.intent attempt=2
+         t=5s audit action.intent attempt=2 stage=retry
          t=5s run act-2 web restart attempt=1
-         t=6s audit action.outcome status=failed
+         t=6s audit action.outcome status=failed stage=retry
          t=6s audit action.retry_scheduled
-         t=8s audit action.intent attempt=3
+         t=8s audit action.intent attempt=3 stage=retry
          t=8s run act-3 web restart attempt=2
-         t=9s audit action.outcome status=failed
+         t=9s audit action.outcome status=failed stage=retry
          t=9s audit action.retry_scheduled
-         t=11s audit action.intent attempt=4
+         t=11s audit action.intent attempt=4 stage=retry
          t=11s run act-4 web restart attempt=3
-         t=12s audit action.outcome status=failed
+         t=12s audit action.outcome status=failed stage=retry
          t=12s audit action.retry_scheduled
-         t=15s audit action.intent attempt=5
+         t=15s audit action.intent attempt=5 stage=retry
          t=15s run act-5 web restart attempt=4
-         t=16s audit action.outcome status=failed
-         t=16s audit incident.escalated
+         t=16s audit action.outcome status=failed stage=retry
+         t=16s audit incident.escalated reason_code=retries_exhausted
          t=16s notify critical web: escalated to a human
          t=16s phase manual_intervention",
     );

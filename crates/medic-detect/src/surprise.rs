@@ -77,26 +77,26 @@ pub struct SurpriseParams {
 }
 
 impl Default for SurpriseParams {
-    /// Tuned once on the 35-file NAB subset (one setting for every series).
+    /// Tuned once on the 35-file NAB subset (one setting for every series; see the README).
     fn default() -> Self {
         Self {
             warmup: 150,
             level_window: 2000,
             shift_window: 12,
-            diff_window: 500,
+            diff_window: 3000,
             avg_window: 15,
             history: 4000,
             season_alpha: 0.3,
-            season_min_periods: 2,
-            weights: [1.0, 1.0, 1.0, 1.0, 1.0, 0.5],
+            season_min_periods: 1,
+            weights: [1.0, 1.0, 1.0, 1.0, 1.0, 0.0],
             spatial: 0.02,
             jump_record: 0.0,
-            season_record: 1.0,
+            season_record: 0.5,
             combine: 2,
             gauss: false,
             quantile: 1.0,
             log: true,
-            min_sigma: 0.2,
+            min_sigma: 0.4,
             pattern_blocks: 6,
             pattern_block: 4,
             prototypes: 256,
@@ -104,7 +104,7 @@ impl Default for SurpriseParams {
             proto_rate: 0.05,
             half: 1.0,
             suppress: 300,
-            damp: 0.3,
+            damp: 0.25,
         }
     }
 }

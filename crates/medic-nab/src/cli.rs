@@ -44,6 +44,15 @@ pub struct EvalNabArgs {
 /// Missing or malformed corpus/score files (named with line or field), unknown detector or
 /// profile, or --scores without --threshold/--profile.
 pub fn run(args: &EvalNabArgs) -> anyhow::Result<()> {
+    print!("{}", render(args)?);
+    Ok(())
+}
+
+/// What [`run`] prints, as a string.
+///
+/// # Errors
+/// As [`run`].
+pub fn render(args: &EvalNabArgs) -> anyhow::Result<String> {
     let out = match &args.scores {
         Some(dir) => {
             let (Some(t), Some(p)) = (args.threshold, args.profile.as_deref()) else {
@@ -58,8 +67,7 @@ pub fn run(args: &EvalNabArgs) -> anyhow::Result<()> {
             evaluate(&args.data, &args.detector, args.json)?
         }
     };
-    print!("{out}");
-    Ok(())
+    Ok(out)
 }
 
 /// Runs a detector over the whole corpus and renders the table (or JSON) of normalised scores.

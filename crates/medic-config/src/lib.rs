@@ -6,8 +6,9 @@
 #![forbid(unsafe_code)]
 
 mod raw;
+mod signals;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -20,6 +21,11 @@ use medic_core::{
 use serde_saphyr::{Location, Spanned};
 
 pub use raw::Dur;
+pub use signals::{
+    valid_metric_name, AlertConfig, AlertmanagerConfig, BreakerConfig, Check, NoData, RuleConfig,
+    Selector, SignalsConfig, SourceConfig, SourceKind, DEFAULT_SERVICE_LABEL,
+    DEFAULT_SIGNAL_INTERVAL, DEFAULT_SIGNAL_TIMEOUT, MAX_PATTERN_LEN,
+};
 use raw::*;
 
 /// One problem in a config file.
@@ -130,6 +136,9 @@ pub struct Config {
     pub database: PathBuf,
     pub notify: Option<NotifyConfig>,
     pub services: Vec<ServiceConfig>,
+    /// Metric, log and alert signals (empty when the file has no `signals:`).
+    /// Their rules are already virtual probes in `engine.services`.
+    pub signals: SignalsConfig,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9090";
@@ -240,10 +249,17 @@ impl Validator {
                 message: "no services configured (`services:` is empty)".into(),
             });
         }
+        let known: BTreeMap<String, BTreeSet<String>> = raw
+            .services
+            .iter()
+            .map(|(n, s)| (n.clone(), s.value.probes.keys().cloned().collect()))
+            .collect();
+        let (signals, virt) = self.signals(raw.signals, &known);
         let mut specs = Vec::new();
         let mut services = Vec::new();
         for (name, svc) in raw.services {
-            if let Some((spec, svc_cfg)) = self.service(&name, svc, &base) {
+            let extra = virt.get(&name).map(Vec::as_slice).unwrap_or(&[]);
+            if let Some((spec, svc_cfg)) = self.service(&name, svc, &base, extra) {
                 specs.push(spec);
                 services.push(svc_cfg);
             }
@@ -259,6 +275,7 @@ impl Validator {
             database: PathBuf::from(raw.database.unwrap_or_else(|| DEFAULT_DATABASE.into())),
             notify,
             services,
+            signals,
         })
     }
 
@@ -285,6 +302,7 @@ impl Validator {
         name: &str,
         svc: Spanned<RawService>,
         base: &ServicePolicy,
+        virtual_probes: &[ProbeSpec],
     ) -> Option<(ServiceSpec, ServiceConfig)> {
         let loc = svc.referenced;
         let svc = svc.value;
@@ -299,8 +317,11 @@ impl Validator {
                 autostart: p.autostart.unwrap_or(true),
             }
         });
-        if svc.probes.is_empty() {
-            self.at(loc, format!("service {name} has no probes"));
+        if svc.probes.is_empty() && virtual_probes.is_empty() {
+            self.at(
+                loc,
+                format!("service {name} has no probes (and no signal rules or alerts)"),
+            );
         }
         let mut probe_specs = Vec::new();
         let mut probes = Vec::new();
@@ -531,11 +552,12 @@ impl Validator {
         let mut remediations = Vec::new();
         for r in &svc.remediate {
             let probe = svc.probes.get(&r.when.probe.value);
-            if probe.is_none() {
+            let is_signal = virtual_probes.iter().any(|p| p.name == r.when.probe.value);
+            if probe.is_none() && !is_signal {
                 self.at(
                     r.when.probe.referenced,
                     format!(
-                        "remediation names undefined probe `{}` in service {name}",
+                        "remediation names undefined probe `{}` in service {name} (not a probe, signal rule or alert of it)",
                         r.when.probe.value
                     ),
                 );
@@ -554,7 +576,7 @@ impl Validator {
                 Some(c) => match c.value.as_str() {
                     "failing" => Condition::Failing,
                     "slow" => {
-                        if probe.is_some_and(|p| p.value.latency.is_none()) {
+                        if is_signal || probe.is_some_and(|p| p.value.latency.is_none()) {
                             self.at(
                                 c.referenced,
                                 format!(
@@ -580,6 +602,7 @@ impl Validator {
                 action: r.action.value.clone(),
             });
         }
+        probe_specs.extend(virtual_probes.iter().cloned());
         let pol = policy(base, svc.policy.as_ref());
         Some((
             ServiceSpec {

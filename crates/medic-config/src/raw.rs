@@ -30,6 +30,7 @@ pub struct RawConfig {
     pub notify: Option<RawNotify>,
     pub policy: Option<RawPolicy>,
     pub services: BTreeMap<String, Spanned<RawService>>,
+    pub signals: Option<RawSignals>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -188,4 +189,87 @@ pub struct RawRemediate {
 pub struct RawWhen {
     pub probe: Spanned<String>,
     pub condition: Option<Spanned<String>>,
+}
+
+// === signals ===
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawSignals {
+    #[serde(default)]
+    pub sources: BTreeMap<String, Spanned<RawSource>>,
+    #[serde(default)]
+    pub rules: BTreeMap<String, Spanned<RawRule>>,
+    pub alertmanager: Option<RawAlertmanager>,
+    pub breaker: Option<RawBreaker>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSource {
+    pub prometheus: Option<RawUrlSource>,
+    pub scrape: Option<RawUrlSource>,
+    pub log: Option<RawLogSource>,
+    pub interval: Option<Dur>,
+    pub timeout: Option<Dur>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUrlSource {
+    pub url: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLogSource {
+    pub path: Spanned<String>,
+    pub from_start: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRule {
+    pub service: Spanned<String>,
+    pub source: Spanned<String>,
+    pub query: Option<Spanned<String>>,
+    pub metric: Option<Spanned<String>>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(rename = "match")]
+    pub matches: Option<Spanned<String>>,
+    pub above: Option<Spanned<f64>>,
+    pub below: Option<Spanned<f64>>,
+    #[serde(rename = "for")]
+    pub for_: Option<Dur>,
+    pub detector: Option<Spanned<String>>,
+    pub threshold: Option<Spanned<f64>>,
+    pub no_data: Option<Spanned<String>>,
+    pub failure: Option<RawFailure>,
+    pub recovery: Option<RawRecovery>,
+    pub breaker: Option<RawBreaker>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlertmanager {
+    pub service_label: Option<Spanned<String>>,
+    #[serde(default)]
+    pub alerts: BTreeMap<String, Spanned<RawAlert>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlert {
+    pub services: Option<Spanned<Vec<String>>>,
+    pub recovery: Option<RawRecovery>,
+}
+
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawBreaker {
+    pub enabled: Option<bool>,
+    pub baseline: Option<Spanned<f64>>,
+    pub factor: Option<Spanned<f64>>,
+    pub cooldown: Option<Dur>,
 }

@@ -1,0 +1,349 @@
+//! Alertmanager webhook receiver (`POST /api/v1/alerts/alertmanager`).
+//!
+//! Accepts Alertmanager's webhook payload (version "4"). Each alert is routed
+//! to a service by a label (`service` unless configured otherwise); its
+//! `alertname` is the virtual probe. A firing alert becomes a failing report,
+//! a resolved one a healthy report. Alerts for unknown services or alert names
+//! not listed in the config are counted and ignored.
+//!
+//! Bad input never panics: it is answered with the API's JSON error shape,
+//! naming the offending field.
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use medic_config::AlertmanagerConfig;
+use medic_core::{ProbeFailure, ProbeReport};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::SignalHooks;
+
+/// The route the receiver answers on.
+pub const WEBHOOK_PATH: &str = "/api/v1/alerts/alertmanager";
+/// Most alerts accepted in one notification.
+pub const MAX_ALERTS: usize = 1000;
+/// Largest accepted body.
+pub const MAX_BODY: usize = 4 << 20;
+/// How long the handler waits for room in the report queue.
+pub const QUEUE_WAIT: Duration = Duration::from_secs(2);
+
+/// Alertmanager webhook payload, version 4. Unknown fields are ignored.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookPayload {
+    pub version: String,
+    #[serde(default)]
+    pub group_key: String,
+    #[serde(default)]
+    pub truncated_alerts: u64,
+    #[serde(default)]
+    pub status: String,
+    #[serde(default)]
+    pub receiver: String,
+    #[serde(default)]
+    pub group_labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub common_labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub common_annotations: BTreeMap<String, String>,
+    #[serde(default, rename = "externalURL")]
+    pub external_url: String,
+    pub alerts: Vec<WebhookAlert>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookAlert {
+    pub status: AlertStatus,
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    #[serde(default)]
+    pub starts_at: String,
+    #[serde(default)]
+    pub ends_at: String,
+    #[serde(default, rename = "generatorURL")]
+    pub generator_url: String,
+    #[serde(default)]
+    pub fingerprint: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertStatus {
+    Firing,
+    Resolved,
+}
+
+/// Why a webhook body was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WebhookError {
+    #[error("invalid JSON at `{field}`: {message}")]
+    Invalid { field: String, message: String },
+    #[error("unsupported webhook version `{0}` (expected \"4\")")]
+    Version(String),
+    #[error("too many alerts: {0} (at most {MAX_ALERTS})")]
+    TooMany(usize),
+}
+
+impl WebhookError {
+    /// The input field at fault.
+    pub fn field(&self) -> &str {
+        match self {
+            WebhookError::Invalid { field, .. } => field,
+            WebhookError::Version(_) => "version",
+            WebhookError::TooMany(_) => "alerts",
+        }
+    }
+}
+
+/// Parse and check a webhook body.
+pub fn parse_webhook(body: &[u8]) -> Result<WebhookPayload, WebhookError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let payload: WebhookPayload = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let message = inner.to_string();
+        let base = if path == "." || path.is_empty() {
+            None
+        } else {
+            Some(path)
+        };
+        // serde names a missing field in the message; point at it.
+        let missing = message
+            .strip_prefix("missing field `")
+            .and_then(|m| m.split('`').next())
+            .map(str::to_string);
+        let field = match (base, missing) {
+            (Some(b), Some(m)) => format!("{b}.{m}"),
+            (None, Some(m)) => m,
+            (Some(b), None) => b,
+            (None, None) => "body".to_string(),
+        };
+        WebhookError::Invalid { field, message }
+    })?;
+    de.end().map_err(|e| WebhookError::Invalid {
+        field: "body".into(),
+        message: e.to_string(),
+    })?;
+    if payload.version != "4" {
+        return Err(WebhookError::Version(payload.version));
+    }
+    if payload.alerts.len() > MAX_ALERTS {
+        return Err(WebhookError::TooMany(payload.alerts.len()));
+    }
+    Ok(payload)
+}
+
+/// What a payload means for the engine: reports to send, and how many alerts
+/// were ignored (unknown service or alert name).
+pub fn alert_reports(cfg: &AlertmanagerConfig, payload: &WebhookPayload) -> (Vec<ProbeReport>, usize) {
+    let mut reports = Vec::new();
+    let mut ignored = 0;
+    for a in &payload.alerts {
+        let (Some(name), Some(service)) = (
+            a.labels.get("alertname"),
+            a.labels.get(&cfg.service_label),
+        ) else {
+            ignored += 1;
+            continue;
+        };
+        if !cfg.accepts(name, service) {
+            ignored += 1;
+            continue;
+        }
+        let summary = a
+            .annotations
+            .get("summary")
+            .or_else(|| a.annotations.get("description"))
+            .map(|s| format!(": {}", truncate(s, 200)))
+            .unwrap_or_default();
+        let firing = a.status == AlertStatus::Firing;
+        reports.push(ProbeReport {
+            service: service.clone(),
+            probe: name.clone(),
+            ok: !firing,
+            latency: Duration::ZERO,
+            failure: firing.then_some(ProbeFailure::Other),
+            detail: format!(
+                "alert {name} {}{summary}",
+                if firing { "firing" } else { "resolved" }
+            ),
+        });
+    }
+    (reports, ignored)
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+#[derive(Clone)]
+struct AmState {
+    cfg: Arc<AlertmanagerConfig>,
+    tx: mpsc::Sender<ProbeReport>,
+    hooks: SignalHooks,
+}
+
+/// Answer of a successful notification.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookAnswer {
+    pub accepted: usize,
+    pub ignored: usize,
+}
+
+fn error_response(status: StatusCode, code: &str, name: &str, message: String, field: Option<&str>) -> Response {
+    let mut detail = serde_json::json!({ "code": code, "name": name, "message": message });
+    if let (Some(f), Some(obj)) = (field, detail.as_object_mut()) {
+        obj.insert("field".into(), serde_json::Value::String(f.to_string()));
+    }
+    (status, Json(serde_json::json!({ "error": detail }))).into_response()
+}
+
+async fn receive(State(st): State<AmState>, body: Bytes) -> Response {
+    let payload = match parse_webhook(&body) {
+        Ok(p) => p,
+        Err(e) => {
+            st.hooks.metrics.inc(&st.hooks.metrics.webhook_rejected);
+            tracing::warn!(error = %e, "rejected Alertmanager webhook");
+            let (status, code, name) = match e {
+                WebhookError::Invalid { ref field, .. } if field == "body" => {
+                    (StatusCode::BAD_REQUEST, "E0400", "bad_request")
+                }
+                WebhookError::TooMany(_) => {
+                    (StatusCode::PAYLOAD_TOO_LARGE, "E0413", "payload_too_large")
+                }
+                _ => (StatusCode::UNPROCESSABLE_ENTITY, "E0422", "invalid_field"),
+            };
+            return error_response(status, code, name, e.to_string(), Some(e.field()));
+        }
+    };
+    let (reports, ignored) = alert_reports(&st.cfg, &payload);
+    let m = &st.hooks.metrics;
+    m.add(&m.alerts_received, payload.alerts.len() as u64);
+    m.add(&m.alerts_ignored, ignored as u64);
+    let accepted = reports.len();
+    for r in reports {
+        let ok = r.ok;
+        match tokio::time::timeout(QUEUE_WAIT, st.tx.send(r)).await {
+            Ok(Ok(())) => m.count_report(ok),
+            Ok(Err(_)) | Err(_) => {
+                return error_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "E0502",
+                    "control_unavailable",
+                    "the engine is not accepting reports".into(),
+                    None,
+                )
+            }
+        }
+    }
+    (StatusCode::OK, Json(WebhookAnswer { accepted, ignored })).into_response()
+}
+
+/// The receiver's router: merge it into the API router.
+pub fn alertmanager_router(
+    cfg: &medic_config::SignalsConfig,
+    tx: mpsc::Sender<ProbeReport>,
+    hooks: &SignalHooks,
+) -> Router {
+    Router::new()
+        .route(WEBHOOK_PATH, post(receive))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .with_state(AmState {
+            cfg: Arc::new(cfg.alertmanager.clone()),
+            tx,
+            hooks: hooks.clone(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use medic_config::AlertConfig;
+
+    pub(crate) const SAMPLE: &str = r#"{
+  "version": "4",
+  "groupKey": "{}:{alertname=\"FixtureSlow\"}",
+  "truncatedAlerts": 0,
+  "status": "firing",
+  "receiver": "medic",
+  "groupLabels": {"alertname": "FixtureSlow"},
+  "commonLabels": {"alertname": "FixtureSlow", "service": "web"},
+  "commonAnnotations": {},
+  "externalURL": "http://am:9093",
+  "alerts": [
+    {"status": "firing", "labels": {"alertname": "FixtureSlow", "service": "web"},
+     "annotations": {"summary": "p90 latency high"}, "startsAt": "2024-01-01T00:00:00Z",
+     "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "http://prom/graph", "fingerprint": "abc"},
+    {"status": "resolved", "labels": {"alertname": "DiskFull", "service": "web"}},
+    {"status": "firing", "labels": {"alertname": "FixtureSlow", "service": "db"}},
+    {"status": "firing", "labels": {"alertname": "Other", "service": "web"}},
+    {"status": "firing", "labels": {"service": "web"}}
+  ]
+}"#;
+
+    fn cfg() -> AlertmanagerConfig {
+        AlertmanagerConfig {
+            service_label: "service".into(),
+            alerts: vec![
+                AlertConfig {
+                    name: "FixtureSlow".into(),
+                    services: vec!["web".into()],
+                },
+                AlertConfig {
+                    name: "DiskFull".into(),
+                    services: vec!["web".into(), "db".into()],
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn sample_payload_maps_to_reports() {
+        let p = parse_webhook(SAMPLE.as_bytes()).unwrap();
+        let (reports, ignored) = alert_reports(&cfg(), &p);
+        assert_eq!(ignored, 3);
+        assert_eq!(reports.len(), 2);
+        assert!(!reports[0].ok);
+        assert_eq!(reports[0].probe, "FixtureSlow");
+        assert_eq!(reports[0].detail, "alert FixtureSlow firing: p90 latency high");
+        assert!(reports[1].ok);
+        assert_eq!(reports[1].probe, "DiskFull");
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let e = parse_webhook(b"{\"version\":\"4\",\"alerts\":[{\"status\":\"burning\",\"labels\":{}}]}")
+            .unwrap_err();
+        assert_eq!(e.field(), "alerts[0].status");
+        let e = parse_webhook(b"{\"version\":\"4\",\"alerts\":[{\"status\":\"firing\",\"labels\":{\"a\":1}}]}")
+            .unwrap_err();
+        assert_eq!(e.field(), "alerts[0].labels.a");
+        let e = parse_webhook(b"{\"version\":\"4\"}").unwrap_err();
+        assert!(e.to_string().contains("missing field `alerts`"), "{e}");
+        assert_eq!(e.field(), "alerts");
+        let e = parse_webhook(b"{\"version\":\"4\",\"alerts\":[{\"status\":\"firing\"}]}").unwrap_err();
+        assert_eq!(e.field(), "alerts[0].labels");
+        let e = parse_webhook(b"{\"version\":\"3\",\"alerts\":[]}").unwrap_err();
+        assert_eq!(e.field(), "version");
+        let e = parse_webhook(b"not json").unwrap_err();
+        assert_eq!(e.field(), "body");
+        let e = parse_webhook(b"{\"version\":\"4\",\"alerts\":[]} trailing").unwrap_err();
+        assert_eq!(e.field(), "body");
+    }
+}

@@ -1,0 +1,227 @@
+//! medic-signal: metric, log and alert signals as virtual probes.
+//!
+//! Every signal rule of `medic.yaml`'s `signals:` section is a virtual probe
+//! of its service: each evaluation sends a [`ProbeReport`] with
+//! `probe = rule name` (failing with [`medic_core::ProbeFailure::Other`] when
+//! the rule's threshold or detector condition held for its `for` duration).
+//! Alertmanager alerts become reports for a probe named after the alert.
+//! `medic-config` already adds these virtual probes to the engine config, so
+//! the engine treats them like any other probe.
+//!
+//! # Wiring (daemon)
+//! ```text
+//! let (hooks, mut events) = medic_signal::SignalHooks::new();
+//! let tasks = medic_signal::spawn_sources(&cfg.signals, report_tx.clone(), shutdown_rx.clone(), &hooks);
+//! let api = api.merge(medic_signal::alertmanager_router(&cfg.signals, report_tx.clone(), &hooks));
+//! // drain `events` into the audit log: event.to_audit()
+//! // expose hooks.metrics.render() with the daemon's /metrics
+//! ```
+#![forbid(unsafe_code)]
+
+pub mod alertmanager;
+pub mod breaker;
+pub mod expo;
+pub mod logtail;
+pub mod rule;
+pub mod sources;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use medic_config::SignalsConfig;
+use medic_core::{AuditEvent, ProbeReport};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+pub use alertmanager::{alertmanager_router, WEBHOOK_PATH};
+pub use rule::{Now, Observation, Outcome, RuleState};
+
+/// Capacity of the event channel; events beyond it are dropped (and counted).
+pub const EVENT_QUEUE: usize = 256;
+
+/// Something the binary should record in its audit log.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SignalEvent {
+    /// A noisy rule fired more than its limit in the last hour and is muted.
+    RuleMuted {
+        rule: String,
+        service: String,
+        /// Firings counted in the last hour.
+        rate_per_hour: f64,
+        /// `baseline × factor`.
+        limit_per_hour: f64,
+        /// When the rule is re-enabled (Unix milliseconds).
+        until_unix_ms: u64,
+    },
+    /// A muted rule's cooldown ended.
+    RuleUnmuted { rule: String, service: String },
+}
+
+impl SignalEvent {
+    /// The event as an audit record (`signal.rule_muted` / `signal.rule_unmuted`).
+    pub fn to_audit(&self) -> AuditEvent {
+        match self {
+            SignalEvent::RuleMuted {
+                rule,
+                service,
+                rate_per_hour,
+                limit_per_hour,
+                until_unix_ms,
+            } => AuditEvent {
+                kind: "signal.rule_muted",
+                fields: vec![
+                    ("rule", rule.clone()),
+                    ("service", service.clone()),
+                    ("rate_per_hour", format!("{rate_per_hour}")),
+                    ("limit_per_hour", format!("{limit_per_hour}")),
+                    ("until_unix_ms", until_unix_ms.to_string()),
+                ],
+            },
+            SignalEvent::RuleUnmuted { rule, service } => AuditEvent {
+                kind: "signal.rule_unmuted",
+                fields: vec![("rule", rule.clone()), ("service", service.clone())],
+            },
+        }
+    }
+}
+
+/// Counters of the signal subsystem (monotonic, since start).
+#[derive(Debug, Default)]
+pub struct SignalMetrics {
+    pub samples: AtomicU64,
+    pub reports_ok: AtomicU64,
+    pub reports_failing: AtomicU64,
+    pub rules_muted: AtomicU64,
+    pub source_errors: AtomicU64,
+    pub alerts_received: AtomicU64,
+    pub alerts_ignored: AtomicU64,
+    pub webhook_rejected: AtomicU64,
+    pub events_dropped: AtomicU64,
+}
+
+impl SignalMetrics {
+    pub fn inc(&self, c: &AtomicU64) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn add(&self, c: &AtomicU64, n: u64) {
+        c.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_report(&self, ok: bool) {
+        if ok {
+            self.inc(&self.reports_ok);
+        } else {
+            self.inc(&self.reports_failing);
+        }
+    }
+
+    /// `(metric name, help, value)` for every counter.
+    pub fn snapshot(&self) -> Vec<(&'static str, &'static str, u64)> {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        vec![
+            ("medic_signal_samples_total", "Samples evaluated by signal rules", g(&self.samples)),
+            ("medic_signal_reports_ok_total", "Healthy virtual-probe reports sent", g(&self.reports_ok)),
+            ("medic_signal_reports_failing_total", "Failing virtual-probe reports sent", g(&self.reports_failing)),
+            ("medic_signal_rules_muted_total", "Times a noisy rule was muted by the circuit breaker", g(&self.rules_muted)),
+            ("medic_signal_source_errors_total", "Failed polls of a signal source", g(&self.source_errors)),
+            ("medic_signal_alerts_received_total", "Alerts received from Alertmanager", g(&self.alerts_received)),
+            ("medic_signal_alerts_ignored_total", "Alerts ignored (unknown service or alert name)", g(&self.alerts_ignored)),
+            ("medic_signal_webhook_rejected_total", "Alertmanager webhook bodies rejected", g(&self.webhook_rejected)),
+            ("medic_signal_events_dropped_total", "Signal events dropped because the event queue was full", g(&self.events_dropped)),
+        ]
+    }
+
+    /// The counters in Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for (name, help, v) in self.snapshot() {
+            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"));
+        }
+        out
+    }
+}
+
+/// Where the signal subsystem sends events and counts things. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct SignalHooks {
+    pub metrics: Arc<SignalMetrics>,
+    events: mpsc::Sender<SignalEvent>,
+}
+
+impl SignalHooks {
+    /// Hooks and the receiving end of the event channel (bounded by [`EVENT_QUEUE`]).
+    pub fn new() -> (SignalHooks, mpsc::Receiver<SignalEvent>) {
+        let (tx, rx) = mpsc::channel(EVENT_QUEUE);
+        (
+            SignalHooks {
+                metrics: Arc::new(SignalMetrics::default()),
+                events: tx,
+            },
+            rx,
+        )
+    }
+
+    /// Count and send an event without waiting; dropped (and counted) if the queue is full.
+    pub fn emit(&self, ev: SignalEvent) {
+        if matches!(ev, SignalEvent::RuleMuted { .. }) {
+            self.metrics.inc(&self.metrics.rules_muted);
+        }
+        if self.events.try_send(ev).is_err() {
+            self.metrics.inc(&self.metrics.events_dropped);
+        }
+    }
+}
+
+/// Start one task per configured source (each evaluating the rules on it).
+/// Tasks stop when `shutdown` becomes true or its sender is dropped. Reports
+/// go to `tx` (producers wait when it is full); events and counters go to `hooks`.
+/// Must be called inside a Tokio runtime.
+pub fn spawn_sources(
+    cfg: &SignalsConfig,
+    tx: mpsc::Sender<ProbeReport>,
+    shutdown: watch::Receiver<bool>,
+    hooks: &SignalHooks,
+) -> Vec<JoinHandle<()>> {
+    let mut by_source: BTreeMap<&str, Vec<RuleState>> = BTreeMap::new();
+    for r in &cfg.rules {
+        by_source
+            .entry(r.source.as_str())
+            .or_default()
+            .push(RuleState::new(r.clone()));
+    }
+    let http = match reqwest::Client::builder()
+        .user_agent(concat!("medic-signal/", env!("CARGO_PKG_VERSION")))
+        .build()
+    {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot build the HTTP client; HTTP signal sources disabled");
+            None
+        }
+    };
+    let clock = sources::Clock::new();
+    let mut handles = Vec::new();
+    for src in &cfg.sources {
+        let Some(rules) = by_source.remove(src.name.as_str()) else {
+            tracing::info!(source = %src.name, "signal source has no rules; not polled");
+            continue;
+        };
+        let http = match (&src.kind, &http) {
+            (medic_config::SourceKind::Log { .. }, _) => None,
+            (_, Some(c)) => Some(c.clone()),
+            (_, None) => continue,
+        };
+        handles.push(tokio::spawn(sources::run_source(
+            src.clone(),
+            rules,
+            http,
+            tx.clone(),
+            hooks.clone(),
+            shutdown.clone(),
+            clock,
+        )));
+    }
+    handles
+}

@@ -21,12 +21,12 @@ use medic_core::{
 use serde_saphyr::{Location, Spanned};
 
 pub use raw::Dur;
+use raw::*;
 pub use signals::{
     valid_metric_name, AlertConfig, AlertmanagerConfig, BreakerConfig, Check, NoData, RuleConfig,
     Selector, SignalsConfig, SourceConfig, SourceKind, DEFAULT_SERVICE_LABEL,
     DEFAULT_SIGNAL_INTERVAL, DEFAULT_SIGNAL_TIMEOUT, MAX_PATTERN_LEN,
 };
-use raw::*;
 
 /// One problem in a config file.
 #[derive(Debug, Clone, PartialEq, Eq)]

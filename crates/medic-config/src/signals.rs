@@ -317,7 +317,10 @@ impl Validator {
             }
             let interval = s.interval.map_or(DEFAULT_SIGNAL_INTERVAL, |d| d.0);
             if interval < Duration::from_millis(100) {
-                self.at(loc, format!("signal source {name}: interval must be at least 100ms"));
+                self.at(
+                    loc,
+                    format!("signal source {name}: interval must be at least 100ms"),
+                );
             }
             if let Some(kind) = kinds.into_iter().next() {
                 sources.push(SourceConfig {
@@ -373,10 +376,7 @@ impl Validator {
                 }
                 (Some("scrape"), None, Some(m), None) => {
                     if !valid_metric_name(&m.value) {
-                        self.at(
-                            m.referenced,
-                            format!("invalid metric name `{}`", m.value),
-                        );
+                        self.at(m.referenced, format!("invalid metric name `{}`", m.value));
                     }
                     Some(Selector::Metric {
                         name: m.value.clone(),
@@ -418,7 +418,10 @@ impl Validator {
                 (None, _, _, _) => None,
             };
             if !r.labels.is_empty() && r.metric.is_none() {
-                self.at(loc, format!("signal rule {name}: `labels` only applies to `metric`"));
+                self.at(
+                    loc,
+                    format!("signal rule {name}: `labels` only applies to `metric`"),
+                );
             }
             let threshold_rule = r.above.is_some() || r.below.is_some();
             let check = match (&r.detector, threshold_rule) {
@@ -468,7 +471,9 @@ impl Validator {
                 (Some(_), true) => {
                     self.at(
                         loc,
-                        format!("signal rule {name}: use either a detector or above/below, not both"),
+                        format!(
+                            "signal rule {name}: use either a detector or above/below, not both"
+                        ),
                     );
                     None
                 }
@@ -547,7 +552,9 @@ impl Validator {
                 let recovery = self.recovery_rule(alert.recovery.as_ref());
                 for s in &targets {
                     let clash = services.get(s).is_some_and(|p| p.contains(name))
-                        || virt.get(s).is_some_and(|v| v.iter().any(|p| &p.name == name));
+                        || virt
+                            .get(s)
+                            .is_some_and(|v| v.iter().any(|p| &p.name == name));
                     if clash {
                         self.at(
                             loc,

@@ -144,14 +144,16 @@ pub fn parse_webhook(body: &[u8]) -> Result<WebhookPayload, WebhookError> {
 
 /// What a payload means for the engine: reports to send, and how many alerts
 /// were ignored (unknown service or alert name).
-pub fn alert_reports(cfg: &AlertmanagerConfig, payload: &WebhookPayload) -> (Vec<ProbeReport>, usize) {
+pub fn alert_reports(
+    cfg: &AlertmanagerConfig,
+    payload: &WebhookPayload,
+) -> (Vec<ProbeReport>, usize) {
     let mut reports = Vec::new();
     let mut ignored = 0;
     for a in &payload.alerts {
-        let (Some(name), Some(service)) = (
-            a.labels.get("alertname"),
-            a.labels.get(&cfg.service_label),
-        ) else {
+        let (Some(name), Some(service)) =
+            (a.labels.get("alertname"), a.labels.get(&cfg.service_label))
+        else {
             ignored += 1;
             continue;
         };
@@ -206,7 +208,13 @@ pub struct WebhookAnswer {
     pub ignored: usize,
 }
 
-fn error_response(status: StatusCode, code: &str, name: &str, message: String, field: Option<&str>) -> Response {
+fn error_response(
+    status: StatusCode,
+    code: &str,
+    name: &str,
+    message: String,
+    field: Option<&str>,
+) -> Response {
     let mut detail = serde_json::json!({ "code": code, "name": name, "message": message });
     if let (Some(f), Some(obj)) = (field, detail.as_object_mut()) {
         obj.insert("field".into(), serde_json::Value::String(f.to_string()));
@@ -321,23 +329,31 @@ mod tests {
         assert_eq!(reports.len(), 2);
         assert!(!reports[0].ok);
         assert_eq!(reports[0].probe, "FixtureSlow");
-        assert_eq!(reports[0].detail, "alert FixtureSlow firing: p90 latency high");
+        assert_eq!(
+            reports[0].detail,
+            "alert FixtureSlow firing: p90 latency high"
+        );
         assert!(reports[1].ok);
         assert_eq!(reports[1].probe, "DiskFull");
     }
 
     #[test]
     fn errors_name_the_field() {
-        let e = parse_webhook(b"{\"version\":\"4\",\"alerts\":[{\"status\":\"burning\",\"labels\":{}}]}")
-            .unwrap_err();
+        let e = parse_webhook(
+            b"{\"version\":\"4\",\"alerts\":[{\"status\":\"burning\",\"labels\":{}}]}",
+        )
+        .unwrap_err();
         assert_eq!(e.field(), "alerts[0].status");
-        let e = parse_webhook(b"{\"version\":\"4\",\"alerts\":[{\"status\":\"firing\",\"labels\":{\"a\":1}}]}")
-            .unwrap_err();
+        let e = parse_webhook(
+            b"{\"version\":\"4\",\"alerts\":[{\"status\":\"firing\",\"labels\":{\"a\":1}}]}",
+        )
+        .unwrap_err();
         assert_eq!(e.field(), "alerts[0].labels.a");
         let e = parse_webhook(b"{\"version\":\"4\"}").unwrap_err();
         assert!(e.to_string().contains("missing field `alerts`"), "{e}");
         assert_eq!(e.field(), "alerts");
-        let e = parse_webhook(b"{\"version\":\"4\",\"alerts\":[{\"status\":\"firing\"}]}").unwrap_err();
+        let e =
+            parse_webhook(b"{\"version\":\"4\",\"alerts\":[{\"status\":\"firing\"}]}").unwrap_err();
         assert_eq!(e.field(), "alerts[0].labels");
         let e = parse_webhook(b"{\"version\":\"3\",\"alerts\":[]}").unwrap_err();
         assert_eq!(e.field(), "version");

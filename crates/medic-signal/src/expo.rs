@@ -178,7 +178,10 @@ fn parse_labels(c: &mut Cur<'_>, line: usize) -> Result<Vec<(String, String)>, P
         }
         c.skip_blanks();
         if c.bump() != Some('"') {
-            return Err(err(line, format!("expected `\"` to open the value of label `{name}`")));
+            return Err(err(
+                line,
+                format!("expected `\"` to open the value of label `{name}`"),
+            ));
         }
         let mut value = String::new();
         loop {
@@ -278,10 +281,7 @@ pub fn parse(text: &str) -> Result<Exposition, ParseError> {
             continue;
         }
         if let Some(comment) = l.strip_prefix('#') {
-            let mut c = Cur {
-                s: comment,
-                pos: 0,
-            };
+            let mut c = Cur { s: comment, pos: 0 };
             c.skip_blanks();
             let keyword = c.take_while(|ch| !is_blank(ch));
             match keyword {

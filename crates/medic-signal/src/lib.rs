@@ -121,15 +121,51 @@ impl SignalMetrics {
     pub fn snapshot(&self) -> Vec<(&'static str, &'static str, u64)> {
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
         vec![
-            ("medic_signal_samples_total", "Samples evaluated by signal rules", g(&self.samples)),
-            ("medic_signal_reports_ok_total", "Healthy virtual-probe reports sent", g(&self.reports_ok)),
-            ("medic_signal_reports_failing_total", "Failing virtual-probe reports sent", g(&self.reports_failing)),
-            ("medic_signal_rules_muted_total", "Times a noisy rule was muted by the circuit breaker", g(&self.rules_muted)),
-            ("medic_signal_source_errors_total", "Failed polls of a signal source", g(&self.source_errors)),
-            ("medic_signal_alerts_received_total", "Alerts received from Alertmanager", g(&self.alerts_received)),
-            ("medic_signal_alerts_ignored_total", "Alerts ignored (unknown service or alert name)", g(&self.alerts_ignored)),
-            ("medic_signal_webhook_rejected_total", "Alertmanager webhook bodies rejected", g(&self.webhook_rejected)),
-            ("medic_signal_events_dropped_total", "Signal events dropped because the event queue was full", g(&self.events_dropped)),
+            (
+                "medic_signal_samples_total",
+                "Samples evaluated by signal rules",
+                g(&self.samples),
+            ),
+            (
+                "medic_signal_reports_ok_total",
+                "Healthy virtual-probe reports sent",
+                g(&self.reports_ok),
+            ),
+            (
+                "medic_signal_reports_failing_total",
+                "Failing virtual-probe reports sent",
+                g(&self.reports_failing),
+            ),
+            (
+                "medic_signal_rules_muted_total",
+                "Times a noisy rule was muted by the circuit breaker",
+                g(&self.rules_muted),
+            ),
+            (
+                "medic_signal_source_errors_total",
+                "Failed polls of a signal source",
+                g(&self.source_errors),
+            ),
+            (
+                "medic_signal_alerts_received_total",
+                "Alerts received from Alertmanager",
+                g(&self.alerts_received),
+            ),
+            (
+                "medic_signal_alerts_ignored_total",
+                "Alerts ignored (unknown service or alert name)",
+                g(&self.alerts_ignored),
+            ),
+            (
+                "medic_signal_webhook_rejected_total",
+                "Alertmanager webhook bodies rejected",
+                g(&self.webhook_rejected),
+            ),
+            (
+                "medic_signal_events_dropped_total",
+                "Signal events dropped because the event queue was full",
+                g(&self.events_dropped),
+            ),
         ]
     }
 
@@ -137,7 +173,9 @@ impl SignalMetrics {
     pub fn render(&self) -> String {
         let mut out = String::new();
         for (name, help, v) in self.snapshot() {
-            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"));
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"
+            ));
         }
         out
     }

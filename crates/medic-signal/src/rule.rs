@@ -162,7 +162,11 @@ impl RuleState {
                     Some(d) => d.update(now.unix_secs(), v),
                     None => 0.0,
                 };
-                let s = if s.is_finite() { s.clamp(0.0, 1.0) } else { 0.0 };
+                let s = if s.is_finite() {
+                    s.clamp(0.0, 1.0)
+                } else {
+                    0.0
+                };
                 (s, s >= *threshold)
             }
         };

@@ -105,7 +105,8 @@ pub fn parse_query_response(body: &[u8]) -> Result<Vec<Observation>, SourceError
         return Err(SourceError::Parse("missing `data`".into()));
     };
     let value = |s: &str| {
-        expo::parse_value(s).ok_or_else(|| SourceError::Parse(format!("invalid sample value `{s}`")))
+        expo::parse_value(s)
+            .ok_or_else(|| SourceError::Parse(format!("invalid sample value `{s}`")))
     };
     match data.result_type.as_str() {
         "vector" => {
@@ -138,7 +139,11 @@ pub fn parse_query_response(body: &[u8]) -> Result<Vec<Observation>, SourceError
     }
 }
 
-async fn get_bounded(http: &reqwest::Client, url: reqwest::Url, timeout: Duration) -> Result<Vec<u8>, SourceError> {
+async fn get_bounded(
+    http: &reqwest::Client,
+    url: reqwest::Url,
+    timeout: Duration,
+) -> Result<Vec<u8>, SourceError> {
     let fut = async {
         let mut resp = http
             .get(url)
@@ -198,7 +203,11 @@ pub fn select_metric(
 }
 
 /// Scrape and parse an exposition endpoint.
-pub async fn scrape(http: &reqwest::Client, url: &str, timeout: Duration) -> Result<expo::Exposition, SourceError> {
+pub async fn scrape(
+    http: &reqwest::Client,
+    url: &str,
+    timeout: Duration,
+) -> Result<expo::Exposition, SourceError> {
     let url = reqwest::Url::parse(url).map_err(|e| SourceError::Http(format!("bad URL: {e}")))?;
     let body = get_bounded(http, url, timeout).await?;
     let text = String::from_utf8_lossy(&body);
@@ -291,21 +300,25 @@ pub(crate) async fn run_source(
                     }
                 }
             }
-            (SourceKind::Scrape { url }, Some(http)) => match scrape(http, url, src.timeout).await {
-                Ok(exp) => {
-                    for r in &rules {
-                        per_rule.push(match &r.state.config().selector {
-                            Selector::Metric { name, labels } => Some(select_metric(&exp, name, labels)),
-                            _ => None,
-                        });
+            (SourceKind::Scrape { url }, Some(http)) => {
+                match scrape(http, url, src.timeout).await {
+                    Ok(exp) => {
+                        for r in &rules {
+                            per_rule.push(match &r.state.config().selector {
+                                Selector::Metric { name, labels } => {
+                                    Some(select_metric(&exp, name, labels))
+                                }
+                                _ => None,
+                            });
+                        }
+                    }
+                    Err(e) => {
+                        metrics.inc(&metrics.source_errors);
+                        tracing::warn!(source = %src.name, error = %e, "scrape failed");
+                        per_rule.extend(rules.iter().map(|_| None));
                     }
                 }
-                Err(e) => {
-                    metrics.inc(&metrics.source_errors);
-                    tracing::warn!(source = %src.name, error = %e, "scrape failed");
-                    per_rule.extend(rules.iter().map(|_| None));
-                }
-            },
+            }
             (SourceKind::Prometheus { .. } | SourceKind::Scrape { .. }, None) => return,
             (SourceKind::Log { .. }, _) => {
                 let polled = match tailer.take() {
@@ -388,12 +401,21 @@ mod tests {
         assert_eq!(obs[0].value, 1.0);
         assert_eq!(obs[1].series, "{job=\"x\"}");
         assert!(obs[1].value.is_nan());
-        let s = parse_query_response(br#"{"status":"success","data":{"resultType":"scalar","result":[1,"2.5"]}}"#).unwrap();
+        let s = parse_query_response(
+            br#"{"status":"success","data":{"resultType":"scalar","result":[1,"2.5"]}}"#,
+        )
+        .unwrap();
         assert_eq!(s[0].value, 2.5);
-        let e = parse_query_response(br#"{"status":"error","errorType":"bad_data","error":"parse error"}"#).unwrap_err();
+        let e = parse_query_response(
+            br#"{"status":"error","errorType":"bad_data","error":"parse error"}"#,
+        )
+        .unwrap_err();
         assert_eq!(e.to_string(), "prometheus error (bad_data): parse error");
         assert!(parse_query_response(b"<html>").is_err());
-        assert!(parse_query_response(br#"{"status":"success","data":{"resultType":"matrix","result":[]}}"#).is_err());
+        assert!(parse_query_response(
+            br#"{"status":"success","data":{"resultType":"matrix","result":[]}}"#
+        )
+        .is_err());
     }
 
     #[test]

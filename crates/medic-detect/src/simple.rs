@@ -379,7 +379,7 @@ pub struct PercentileParams {
 impl Default for PercentileParams {
     fn default() -> Self {
         Self {
-            window: 1000,
+            window: 500,
             lower_q: 0.01,
             upper_q: 0.99,
             min_samples: 50,

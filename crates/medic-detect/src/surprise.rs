@@ -30,6 +30,8 @@ pub struct SurpriseParams {
     pub avg_window: usize,
     /// History of averaged channel values used to standardise them, in samples.
     pub history: usize,
+    /// Recompute the two MADs every this many samples (the medians are exact every sample).
+    pub refresh: usize,
     /// Smoothing factor of the seasonal profiles.
     pub season_alpha: f64,
     /// Seasonal profiles need this many full periods before they are used.
@@ -86,6 +88,7 @@ impl Default for SurpriseParams {
             diff_window: 3000,
             avg_window: 15,
             history: 4000,
+            refresh: 4,
             season_alpha: 0.3,
             season_min_periods: 1,
             weights: [1.0, 1.0, 1.0, 1.0, 1.0, 0.0],
@@ -486,7 +489,7 @@ impl Detector for Surprise {
         // Level and shift against the robust baseline of the previous samples.
         if self.level.len() >= 10 {
             let med = self.level.median();
-            if self.n % 4 == 0 {
+            if self.n % self.p.refresh.max(1) == 0 {
                 self.mad = self.level.mad(med);
             }
             let scale = Self::robust_scale(self.mad, &self.level);
@@ -511,7 +514,7 @@ impl Detector for Surprise {
             let d = value - prev;
             if self.diffs.len() >= 10 {
                 let dm = self.diffs.median();
-                if self.n % 4 == 0 {
+                if self.n % self.p.refresh.max(1) == 0 {
                     self.diff_mad = self.diffs.mad(dm);
                 }
                 let scale = Self::robust_scale(self.diff_mad, &self.diffs);
@@ -607,5 +610,88 @@ impl Detector for Surprise {
         }
         self.n = self.n.saturating_add(1);
         score.clamp(0.0, 1.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synth::daily_series;
+
+    const STEP: i64 = 300;
+
+    fn feed(d: &mut Surprise, series: &[(i64, f64)]) -> Vec<f64> {
+        series.iter().map(|&(t, v)| d.update(t, v)).collect()
+    }
+
+    #[test]
+    fn repeated_alarm_for_one_episode_is_damped() {
+        let mut series = daily_series(4000, STEP, 21, 0.0);
+        series[3000].1 += 60.0;
+        series[3040].1 += 60.0;
+        let mut d = Surprise::default();
+        let s = feed(&mut d, &series);
+        assert!(s[3000] >= 0.5, "first spike {}", s[3000]);
+        assert!(
+            s[3040] < s[3000],
+            "second spike {} vs first {}",
+            s[3040],
+            s[3000]
+        );
+    }
+
+    #[test]
+    fn level_shift_is_detected_early() {
+        let mut series = daily_series(4000, STEP, 22, 0.0);
+        for p in &mut series[3000..] {
+            p.1 += 15.0;
+        }
+        let mut d = Surprise::default();
+        let s = feed(&mut d, &series);
+        let background = s[1000..3000].iter().copied().fold(0.0, f64::max);
+        let onset = s[3000..3030].iter().copied().fold(0.0, f64::max);
+        assert!(
+            onset > background,
+            "onset {onset} vs background {background}"
+        );
+        assert!(onset >= 0.5, "onset {onset}");
+    }
+
+    #[test]
+    fn broken_daily_pattern_is_detected() {
+        // A clean daily sine whose phase flips on day 12: values stay in range, the daily
+        // profile does not.
+        let day = 288;
+        let series: Vec<(i64, f64)> = (0..day * 14)
+            .map(|i| {
+                let t = 1_400_000_000 + i64::try_from(i).unwrap_or(0) * STEP;
+                #[allow(clippy::cast_precision_loss)]
+                let ph = (i % day) as f64 / day as f64 * std::f64::consts::TAU;
+                let v = if i >= day * 12 { -ph.sin() } else { ph.sin() };
+                (t, 50.0 + 10.0 * v)
+            })
+            .collect();
+        let mut d = Surprise::default();
+        let s = feed(&mut d, &series);
+        let before = s[day * 4..day * 12].iter().copied().fold(0.0, f64::max);
+        let after = s[day * 12..day * 13].iter().copied().fold(0.0, f64::max);
+        assert!(
+            after > before && after >= 0.5,
+            "after {after}, before {before}"
+        );
+    }
+
+    #[test]
+    fn learns_nothing_from_non_finite_input() {
+        let series = daily_series(1000, STEP, 23, 0.0);
+        let mut a = Surprise::default();
+        let mut b = Surprise::default();
+        for (i, &(t, v)) in series.iter().enumerate() {
+            let sa = a.update(t, v);
+            if i % 7 == 0 {
+                assert_eq!(b.update(t, f64::NAN), 0.0);
+            }
+            assert_eq!(sa, b.update(t, v));
+        }
     }
 }

@@ -9,6 +9,15 @@ use medic_detect::{Detector, Surprise, SurpriseParams};
 use medic_nab::{PreparedFile, Series};
 
 fn build(spec: &str) -> anyhow::Result<Box<dyn Detector>> {
+    if let Some(rest) = spec.strip_prefix("mix:") {
+        let members = rest
+            .split('+')
+            .map(|m| build(&format!("surprise:{m}")).map(|d| (d, 1.0)))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        return Ok(Box::new(medic_detect::Ensemble::from_members(
+            members, None,
+        )));
+    }
     let Some(rest) = spec.strip_prefix("surprise:") else {
         return medic_detect::by_name(spec).ok_or_else(|| anyhow::anyhow!("unknown {spec}"));
     };
@@ -31,6 +40,7 @@ fn build(spec: &str) -> anyhow::Result<Box<dyn Detector>> {
             "season_min_periods" => p.season_min_periods = u32::try_from(u)?,
             "min_sigma" => p.min_sigma = f,
             "log" => p.log = f > 0.0,
+            "refresh" => p.refresh = u,
             "gauss" => p.gauss = f > 0.0,
             "jump_record" => p.jump_record = f,
             "season_record" => p.season_record = f,
@@ -57,7 +67,12 @@ fn build(spec: &str) -> anyhow::Result<Box<dyn Detector>> {
     Ok(Box::new(Surprise::new(p)))
 }
 
-fn run(spec: &str, s: &Series) -> anyhow::Result<Vec<f64>> {
+fn run(dir: &std::path::Path, spec: &str, s: &Series) -> anyhow::Result<Vec<f64>> {
+    if let Some(det) = spec.strip_prefix("ref:") {
+        let (cat, name) = s.name.split_once('/').unwrap_or_default();
+        let p = dir.join(format!("reference/{det}/{cat}/{det}_{name}"));
+        return Ok(medic_nab::read_anomaly_scores(&p)?.1);
+    }
     let mut d = build(spec)?;
     Ok(s.ts_micros
         .iter()
@@ -69,13 +84,16 @@ fn run(spec: &str, s: &Series) -> anyhow::Result<Vec<f64>> {
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let dir = PathBuf::from(args.next().unwrap_or_else(|| "../shared/nab".into()));
-    let corpus = medic_nab::load_corpus(&dir)?;
+    let mut corpus = medic_nab::load_corpus(&dir)?;
+    if let Ok(f) = std::env::var("MEDIC_NAB_FILTER") {
+        corpus.files.retain(|x| x.series.name.contains(&f));
+    }
     let detail = std::env::var_os("MEDIC_NAB_DETAIL").is_some();
     for spec in args {
         let scores = corpus
             .files
             .iter()
-            .map(|f| run(&spec, &f.series))
+            .map(|f| run(&dir, &spec, &f.series))
             .collect::<anyhow::Result<Vec<_>>>()?;
         let res = medic_nab::evaluate_scores(&corpus, &scores);
         let line: Vec<String> = res

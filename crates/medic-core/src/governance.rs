@@ -16,7 +16,7 @@
 //! | 4 | mass incident latch (more than N services affected) | `hold` (`mass_incident`) |
 //! | 5 | operator pause (kill switch) | `hold` (`paused`) |
 //! | 6 | freeze window | `hold` (`frozen`) |
-//! | 7 | CRITICAL risk, tier above the mode, or risk score > 0.7 | `approval` (`critical_risk`, `risk_tier`, `risk_score`) |
+//! | 7 | CRITICAL risk, tier above the mode (also for retries and rollouts), or risk score > 0.7 (first attempt only) | `approval` (`critical_risk`, `risk_tier`, `risk_score`) |
 //! | 8 | one action per target | `defer` (`target_busy`) |
 //! | 9 | cooldown per target and action | `defer` until it ends (`cooldown`) |
 //! | 10 | max concurrent actions | `defer` until a slot frees (`max_concurrent`) |
@@ -688,7 +688,7 @@ pub fn decide(cfg: &GovernanceConfig, g: &GateInput) -> Decision {
     if g.frozen {
         return Decision::Hold(Block::new(R::Frozen, 0.0, 0.0));
     }
-    if !g.approved && !g.continuation {
+    if !g.approved {
         let two = if cfg.approvals.two_person_high && g.risk >= Risk::High {
             2
         } else {
@@ -703,13 +703,15 @@ pub fn decide(cfg: &GovernanceConfig, g: &GateInput) -> Decision {
         let high_leak = cfg.fault == PolicyFault::HighWithoutApproval
             && g.mode == Mode::Aggressive
             && g.risk == Risk::High;
+        // Tier rules hold for retries and rollouts too (the mode may have
+        // changed since the first attempt).
         if !g.mode.allows(g.risk) && !high_leak {
             return Decision::NeedsApproval {
                 reason: Block::new(R::RiskTier, 0.0, 0.0),
                 approvers: two,
             };
         }
-        if g.score > gates.human_score {
+        if !g.continuation && g.score > gates.human_score {
             return Decision::NeedsApproval {
                 reason: Block::new(R::RiskScore, g.score, gates.human_score),
                 approvers: two,

@@ -1318,8 +1318,8 @@ impl Engine {
         let total_targets = self.services.len() as u32;
         let affected = self.affected_services();
         let paused = self.pauses.iter().any(|p| {
-            p.until.is_none_or(|t| t > now) &&
-            p.service.as_deref().is_none_or(|s| s == name)
+            p.until.is_none_or(|t| t > now)
+                && p.service.as_deref().is_none_or(|s| s == name)
                 && p.kind.is_none_or(|k| k == action.kind)
         });
         let frozen =

@@ -24,8 +24,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use medic_core::{
-    ActionClass, ActionKind, ActionStage, Command, Engine, EngineConfig, FreezeWindow, Input,
-    Mode, OperatorCommand, Phase, Risk,
+    ActionClass, ActionKind, ActionStage, Command, Engine, EngineConfig, FreezeWindow, Input, Mode,
+    OperatorCommand, Phase, Risk,
 };
 
 /// A broken invariant.
@@ -256,8 +256,7 @@ impl Checker {
                                     format!("{x} never approved {}", f("approval_id")),
                                 );
                             }
-                            self.granted
-                                .insert((f("incident"), f("action")), approvers);
+                            self.granted.insert((f("incident"), f("action")), approvers);
                         }
                         "automation.paused" => {
                             if a.field("reason_code") == Some("mass_incident") {
@@ -367,7 +366,11 @@ impl Checker {
                                 if used >= budget {
                                     return v(
                                         "limit.restart_budget",
-                                        format!("{} is restart {} (budget {budget})", r.id, used + 1),
+                                        format!(
+                                            "{} is restart {} (budget {budget})",
+                                            r.id,
+                                            used + 1
+                                        ),
                                     );
                                 }
                             }
@@ -393,8 +396,9 @@ impl Checker {
                             let cooldown = spec
                                 .map(|s| s.policy.cooldown.as_millis() as u64)
                                 .unwrap_or(0);
-                            if let Some(last) =
-                                self.last_success.get(&(r.service.clone(), r.action.clone()))
+                            if let Some(last) = self
+                                .last_success
+                                .get(&(r.service.clone(), r.action.clone()))
                             {
                                 if now < last + cooldown {
                                     return v(
@@ -469,7 +473,10 @@ impl Checker {
         }
         if let Some(id) = self.delivered.take() {
             if !self.outcomes.contains(&id) {
-                return v("audit.outcome", format!("act-{id} delivered without an outcome record"));
+                return v(
+                    "audit.outcome",
+                    format!("act-{id} delivered without an outcome record"),
+                );
             }
         }
         if let Some(i) = verify_failed.first() {

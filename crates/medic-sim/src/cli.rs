@@ -61,6 +61,9 @@ pub struct SimArgs {
     /// Worker threads.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
+    /// Print how often each audit kind, reason code and stage occurred.
+    #[arg(long)]
+    pub coverage: bool,
     /// Time gate+limit evaluation instead of simulating.
     #[arg(long)]
     pub bench: bool,
@@ -123,16 +126,7 @@ pub fn run_parallel(
     });
     let mut total = Summary::default();
     for p in parts {
-        total.scenarios += p.scenarios;
-        total.steps += p.steps;
-        total.actions += p.actions;
-        total.incidents += p.incidents;
-        total.violations += p.violations;
-        if let Some((k, v)) = p.first {
-            if total.first.as_ref().is_none_or(|(k0, _)| k < *k0) {
-                total.first = Some((k, v));
-            }
-        }
+        total.merge(p);
     }
     total
 }
@@ -192,6 +186,11 @@ pub fn run(args: &SimArgs) -> anyhow::Result<i32> {
         "{{\"seed\":{seed},\"scenarios\":{},\"steps\":{},\"actions\":{},\"incidents\":{},\"violations\":{},\"seconds\":{secs:.1}}}",
         s.scenarios, s.steps, s.actions, s.incidents, s.violations
     )?;
+    if args.coverage {
+        for (k, n) in &s.coverage {
+            writeln!(out, "coverage {k} {n}")?;
+        }
+    }
     let Some((k, v)) = s.first else {
         return Ok(0);
     };

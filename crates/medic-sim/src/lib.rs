@@ -226,8 +226,8 @@ impl Scenario {
                 14..=17 => Risk::High,
                 _ => Risk::Critical,
             };
-            let kind = [ActionKind::Restart, ActionKind::Exec, ActionKind::Http]
-                [rng.below(3) as usize];
+            let kind =
+                [ActionKind::Restart, ActionKind::Exec, ActionKind::Http][rng.below(3) as usize];
             let class = [
                 ActionClass::RestartService,
                 ActionClass::ToggleFeatureFlag,
@@ -297,8 +297,12 @@ impl Scenario {
                 },
             };
             let mode = (rng.below(5) == 0).then(|| {
-                [Mode::Disabled, Mode::DryRun, Mode::Conservative, Mode::Aggressive]
-                    [rng.below(4) as usize]
+                [
+                    Mode::Disabled,
+                    Mode::DryRun,
+                    Mode::Conservative,
+                    Mode::Aggressive,
+                ][rng.below(4) as usize]
             });
             let mut ag = BTreeMap::new();
             ag.insert(
@@ -374,8 +378,8 @@ impl Scenario {
         let until = opts.safety_ms;
         for i in 0..n {
             for t in poisson_times(&mut rng, opts.fault_per_hour / n as f64 * 2.0, until) {
-                let k = [FaultKind::Crash, FaultKind::Errors, FaultKind::Slow]
-                    [rng.below(3) as usize];
+                let k =
+                    [FaultKind::Crash, FaultKind::Errors, FaultKind::Slow][rng.below(3) as usize];
                 events.push(Event {
                     at: t,
                     kind: EventKind::Fault(i, k),
@@ -391,15 +395,20 @@ impl Scenario {
         let svc = |rng: &mut SplitMix64| rng.below(n as u64) as usize;
         let opt_svc = |rng: &mut SplitMix64| (rng.below(3) != 0).then(|| svc(rng));
         let opt_kind = |rng: &mut SplitMix64| {
-            (rng.below(3) == 0)
-                .then(|| [ActionKind::Restart, ActionKind::Exec, ActionKind::Http][rng.below(3) as usize])
+            (rng.below(3) == 0).then(|| {
+                [ActionKind::Restart, ActionKind::Exec, ActionKind::Http][rng.below(3) as usize]
+            })
         };
         for t in poisson_times(&mut rng, opts.operator_per_hour, until) {
             let op = match rng.below(20) {
                 0..=2 => OpEvent::Mode(
                     opt_svc(&mut rng),
-                    [Mode::Disabled, Mode::DryRun, Mode::Conservative, Mode::Aggressive]
-                        [rng.below(4) as usize],
+                    [
+                        Mode::Disabled,
+                        Mode::DryRun,
+                        Mode::Conservative,
+                        Mode::Aggressive,
+                    ][rng.below(4) as usize],
                 ),
                 3..=4 => OpEvent::Pause(
                     opt_svc(&mut rng),
@@ -464,6 +473,9 @@ pub struct Outcome {
     pub actions: u64,
     pub incidents: u64,
     pub violation: Option<Violation>,
+    /// How often each path was taken: `audit:<kind>`, `reason:<code>`,
+    /// `stage:<stage>` (shows the swarm reaches the interesting paths).
+    pub coverage: BTreeMap<String, u64>,
 }
 
 #[derive(Debug)]
@@ -527,12 +539,12 @@ pub fn run_events(sc: &Scenario, events: &[Event], mut trace: Option<&mut String
     let mut now = 0u64;
 
     let feed = |engine: &mut Engine,
-                    checker: &mut Checker,
-                    world: &mut World,
-                    now: u64,
-                    input: Option<Input>,
-                    trace: &mut Option<&mut String>,
-                    out: &mut Outcome|
+                checker: &mut Checker,
+                world: &mut World,
+                now: u64,
+                input: Option<Input>,
+                trace: &mut Option<&mut String>,
+                out: &mut Outcome|
      -> Option<Violation> {
         if let Some(t) = trace.as_deref_mut() {
             match &input {
@@ -554,6 +566,20 @@ pub fn run_events(sc: &Scenario, events: &[Event], mut trace: Option<&mut String
             cmds.push(c);
         }
         for c in &cmds {
+            match c {
+                Command::Audit(a) => {
+                    *out.coverage.entry(format!("audit:{}", a.kind)).or_default() += 1;
+                    if let Some(code) = a.field("reason_code") {
+                        *out.coverage.entry(format!("reason:{code}")).or_default() += 1;
+                    }
+                }
+                Command::RunAction(r) => {
+                    *out.coverage
+                        .entry(format!("stage:{}", r.stage.as_str()))
+                        .or_default() += 1;
+                }
+                _ => {}
+            }
             if let Some(t) = trace.as_deref_mut() {
                 if let Some(s) = describe_command(c) {
                     let _ = writeln!(t, "{}   < {s}", MonoTime(now));
@@ -749,7 +775,11 @@ fn probe_report(service: &str, fault: Option<FaultKind>, flip: bool) -> ProbeRep
         (None, false) | (Some(FaultKind::Errors), true) | (Some(FaultKind::Crash), true) => {
             (true, Duration::from_millis(20), None)
         }
-        (None, true) => (false, Duration::from_millis(20), Some(ProbeFailure::Timeout)),
+        (None, true) => (
+            false,
+            Duration::from_millis(20),
+            Some(ProbeFailure::Timeout),
+        ),
         (Some(FaultKind::Crash), false) => (false, Duration::ZERO, Some(ProbeFailure::Exited)),
         (Some(FaultKind::Errors), false) => (
             false,
@@ -936,7 +966,12 @@ fn describe_command(c: &Command) -> Option<String> {
 }
 
 /// Run scenario `index` of `seed`.
-pub fn run_scenario(seed: u64, index: u64, profile: Profile, fault: PolicyFault) -> (Scenario, Outcome) {
+pub fn run_scenario(
+    seed: u64,
+    index: u64,
+    profile: Profile,
+    fault: PolicyFault,
+) -> (Scenario, Outcome) {
     let sc = Scenario::generate(seed, index, profile, fault);
     let out = run_events(&sc, &sc.events, None);
     (sc, out)
@@ -988,6 +1023,26 @@ pub struct Summary {
     pub violations: u64,
     /// The first violating scenario: (index, violation).
     pub first: Option<(u64, Violation)>,
+    pub coverage: BTreeMap<String, u64>,
+}
+
+impl Summary {
+    /// Add another summary (the first violation is the lowest index).
+    pub fn merge(&mut self, p: Summary) {
+        self.scenarios += p.scenarios;
+        self.steps += p.steps;
+        self.actions += p.actions;
+        self.incidents += p.incidents;
+        self.violations += p.violations;
+        if let Some((k, v)) = p.first {
+            if self.first.as_ref().is_none_or(|(k0, _)| k < *k0) {
+                self.first = Some((k, v));
+            }
+        }
+        for (k, n) in p.coverage {
+            *self.coverage.entry(k).or_default() += n;
+        }
+    }
 }
 
 /// Run scenarios `range` of `seed`, stopping at the first violation when
@@ -1006,6 +1061,9 @@ pub fn run_many(
         s.steps += out.steps;
         s.actions += out.actions;
         s.incidents += out.incidents;
+        for (k, n) in out.coverage {
+            *s.coverage.entry(k).or_default() += n;
+        }
         if let Some(v) = out.violation {
             s.violations += 1;
             if s.first.is_none() {

@@ -2,7 +2,10 @@
 use clap::Parser;
 
 #[derive(Parser)]
-#[command(name = "medic-sim", about = "Deterministic simulation of medic's engine")]
+#[command(
+    name = "medic-sim",
+    about = "Deterministic simulation of medic's engine"
+)]
 struct Cli {
     #[command(flatten)]
     args: medic_sim::cli::SimArgs,

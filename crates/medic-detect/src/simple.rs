@@ -264,7 +264,16 @@ impl Detector for MedianMad {
             if self.tick % self.p.refresh.max(1) == 0 {
                 self.mad = self.win.mad(med);
             }
-            dev_score(value - med, 1.4826 * self.mad, med, self.p.half)
+            // A MAD of 0 (flat stretches) falls back to a small fraction of the window's range,
+            // so a routine step is not scored like a spike from nowhere.
+            let s = self.win.sorted();
+            let range = s.last().copied().unwrap_or(0.0) - s.first().copied().unwrap_or(0.0);
+            dev_score(
+                value - med,
+                (1.4826 * self.mad).max(0.01 * range),
+                med,
+                self.p.half,
+            )
         } else {
             0.0
         };
@@ -379,7 +388,7 @@ pub struct PercentileParams {
 impl Default for PercentileParams {
     fn default() -> Self {
         Self {
-            window: 500,
+            window: 1000,
             lower_q: 0.01,
             upper_q: 0.99,
             min_samples: 50,

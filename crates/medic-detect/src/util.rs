@@ -214,6 +214,8 @@ impl SortedWindow {
     }
 
     /// Adds a finite value, evicting the oldest when full. Non-finite values are ignored.
+    /// Eviction and insertion are done in one pass that only shifts the values between the
+    /// two positions.
     pub fn push(&mut self, x: f64) {
         if !x.is_finite() {
             return;
@@ -221,8 +223,19 @@ impl SortedWindow {
         if self.order.len() == self.cap {
             if let Some(old) = self.order.pop_front() {
                 let i = self.sorted.partition_point(|v| v.total_cmp(&old).is_lt());
+                let j = self.sorted.partition_point(|v| v.total_cmp(&x).is_le());
                 if i < self.sorted.len() {
-                    self.sorted.remove(i);
+                    if j > i {
+                        // Values in (i, j) move one slot left; x goes just before j.
+                        self.sorted.copy_within(i + 1..j, i);
+                        self.sorted[j - 1] = x;
+                    } else {
+                        // Values in [j, i) move one slot right; x goes at j.
+                        self.sorted.copy_within(j..i, j + 1);
+                        self.sorted[j] = x;
+                    }
+                    self.order.push_back(x);
+                    return;
                 }
             }
         }
@@ -333,6 +346,26 @@ mod tests {
         assert_eq!(w.mad(3.0), 2.0);
         w.push(f64::NAN);
         assert_eq!(w.len(), 5);
+    }
+
+    #[test]
+    fn sorted_window_stays_sorted_under_churn() {
+        let mut rng = SplitMix64::new(99);
+        let mut w = SortedWindow::new(37);
+        let mut shadow: VecDeque<f64> = VecDeque::new();
+        for _ in 0..5000 {
+            // Few distinct values so duplicates and ties are exercised.
+            #[allow(clippy::cast_precision_loss)]
+            let x = (rng.below(20) as f64) - 10.0;
+            w.push(x);
+            shadow.push_back(x);
+            if shadow.len() > 37 {
+                shadow.pop_front();
+            }
+            let mut want: Vec<f64> = shadow.iter().copied().collect();
+            want.sort_by(f64::total_cmp);
+            assert_eq!(w.sorted(), want.as_slice());
+        }
     }
 
     #[test]

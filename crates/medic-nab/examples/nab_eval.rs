@@ -18,6 +18,16 @@ fn build(spec: &str) -> anyhow::Result<Box<dyn Detector>> {
             members, None,
         )));
     }
+    if let Some(rest) = spec.strip_prefix("ens:") {
+        let mut members = Vec::new();
+        for m in rest.split('+') {
+            let (n, w) = m.split_once('*').unwrap_or((m, "1"));
+            members.push((build(n)?, w.parse::<f64>()?));
+        }
+        return Ok(Box::new(medic_detect::Ensemble::from_members(
+            members, None,
+        )));
+    }
     let Some(rest) = spec.strip_prefix("surprise:") else {
         return medic_detect::by_name(spec).ok_or_else(|| anyhow::anyhow!("unknown {spec}"));
     };

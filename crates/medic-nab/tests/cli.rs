@@ -46,7 +46,8 @@ fn default_detector_keeps_its_measured_quality() {
         standard >= 66.0,
         "default standard score fell to {standard}"
     );
-    let table = render(&args("default", false)).unwrap_or_else(|e| panic!("{e:#}"));
+    let table = render(&args("zscore", false)).unwrap_or_else(|e| panic!("{e:#}"));
+    assert!(table.starts_with("detector zscore on 35 files"), "{table}");
     assert!(table.contains("reward_low_FN_rate"), "{table}");
 }
 

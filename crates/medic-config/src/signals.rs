@@ -396,7 +396,11 @@ impl Validator {
                         let first = e.to_string().lines().last().unwrap_or("").to_string();
                         self.at(
                             m.referenced,
-                            format!("invalid regex `{}`: {}", m.value, first.trim()),
+                            format!(
+                                "invalid regex `{}`: {}",
+                                m.value,
+                                first.trim().trim_start_matches("error: ")
+                            ),
                         );
                     }
                     Some(Selector::Match(m.value.clone()))

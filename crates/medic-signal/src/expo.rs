@@ -374,7 +374,7 @@ pub fn series_key(name: &str, labels: &[(String, String)]) -> String {
     let mut sorted: Vec<&(String, String)> = labels.iter().collect();
     sorted.sort();
     let mut out = String::from(name);
-    if !sorted.is_empty() {
+    if !sorted.is_empty() || name.is_empty() {
         out.push('{');
         for (i, (k, v)) in sorted.into_iter().enumerate() {
             if i > 0 {
@@ -470,5 +470,7 @@ this is garbage after EOF\n";
         b.reverse();
         assert_eq!(series_key("m", &a), series_key("m", &b));
         assert_eq!(series_key("m", &a), "m{a=\"2\",b=\"1\"}");
+        assert_eq!(series_key("", &[]), "{}");
+        assert_eq!(series_key("m", &[]), "m");
     }
 }

@@ -26,6 +26,21 @@ struct ScenarioResult {
     note: String,
 }
 
+impl ScenarioResult {
+    /// A scenario that has not (yet) reached any outcome.
+    fn pending(name: &'static str, expected: &'static str) -> Self {
+        ScenarioResult {
+            name,
+            expected,
+            outcome: "failed".into(),
+            detect_ms: None,
+            recover_ms: None,
+            actions: vec![],
+            note: String::new(),
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct AuditSummary {
     records: u64,
@@ -287,15 +302,7 @@ async fn healing_scenario(
     let old = cx.health().await.and_then(|h| h.pid);
     let t0 = Instant::now();
     inject.await?;
-    let mut r = ScenarioResult {
-        name,
-        expected: "healed",
-        outcome: "failed".into(),
-        detect_ms: None,
-        recover_ms: None,
-        actions: vec![],
-        note: String::new(),
-    };
+    let mut r = ScenarioResult::pending(name, "healed");
     let Some(inc) = cx
         .new_incident("web", &known, Duration::from_secs(20))
         .await
@@ -497,15 +504,7 @@ async fn dry_run(cx: &Ctx) -> anyhow::Result<ScenarioResult> {
         nix::unistd::Pid::from_raw(i32::try_from(pid)?),
         nix::sys::signal::Signal::SIGKILL,
     )?;
-    let mut r = ScenarioResult {
-        name: "dry-run",
-        expected: "would-act",
-        outcome: "failed".into(),
-        detect_ms: None,
-        recover_ms: None,
-        actions: vec![],
-        note: String::new(),
-    };
+    let mut r = ScenarioResult::pending("dry-run", "would-act");
     let Some(inc) = cx
         .new_incident("web", &known, Duration::from_secs(20))
         .await
@@ -567,15 +566,7 @@ async fn crash_loop(cx: &Ctx) -> anyhow::Result<ScenarioResult> {
         .context("no crashy service")?;
     let t0 = Instant::now();
     sup.start().await?;
-    let mut r = ScenarioResult {
-        name: "crash-loop",
-        expected: "escalated",
-        outcome: "failed".into(),
-        detect_ms: None,
-        recover_ms: None,
-        actions: vec![],
-        note: String::new(),
-    };
+    let mut r = ScenarioResult::pending("crash-loop", "escalated");
     let Some(inc) = cx
         .new_incident("crashy", &known, Duration::from_secs(20))
         .await

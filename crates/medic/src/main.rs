@@ -1,6 +1,7 @@
 //! medic: a self-healing engine for running services.
 #![forbid(unsafe_code)]
 
+mod client;
 mod codes;
 mod daemon;
 mod demo;
@@ -302,24 +303,11 @@ fn run(cmd: Cmd) -> Result<ExitCode, CliError> {
                 .map_err(|e| CliError::new(Code::Usage, e.to_string()))?;
             let rt = runtime()?;
             rt.block_on(async {
-                let url = format!("{}/api/v1/mode", api.trim_end_matches('/'));
                 let body = serde_json::json!({"mode": mode, "service": service});
-                let resp = reqwest::Client::new()
-                    .post(&url)
-                    .json(&body)
-                    .send()
-                    .await
-                    .map_err(|e| unreachable(&url, &e))?;
-                let status = resp.status();
-                let text = resp.text().await.unwrap_or_default();
-                if !status.is_success() {
-                    return Err(CliError::new(
-                        Code::Api,
-                        format!("{url}: HTTP {status}: {text}"),
-                    ));
-                }
-                let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-                println!("{}", v["message"].as_str().unwrap_or(&text));
+                let v = client::ApiClient::new(&api)
+                    .post("/api/v1/mode", &body)
+                    .await?;
+                println!("{}", v["message"].as_str().unwrap_or("ok"));
                 Ok(ExitCode::SUCCESS)
             })
         }
@@ -367,45 +355,16 @@ fn resolve_mode(
     Ok(file.unwrap_or(Mode::DryRun))
 }
 
-fn unreachable(url: &str, e: &reqwest::Error) -> CliError {
-    let mut msg = e.to_string();
-    let mut src = std::error::Error::source(e);
-    while let Some(s) = src {
-        msg.push_str(&format!(": {s}"));
-        src = s.source();
-    }
-    CliError::new(
-        Code::Unreachable,
-        format!("cannot reach medic at {url}: {msg}"),
-    )
-}
-
 async fn incidents(api: &str, id: Option<&str>, json: bool) -> Result<ExitCode, CliError> {
-    let base = api.trim_end_matches('/');
-    let url = match id {
-        Some(id) => format!("{base}/api/v1/incidents/{id}"),
-        None => format!("{base}/api/v1/incidents"),
+    let path = match id {
+        Some(id) => format!("/api/v1/incidents/{id}"),
+        None => "/api/v1/incidents".to_string(),
     };
-    let resp = reqwest::Client::new()
-        .get(&url)
-        .timeout(std::time::Duration::from_secs(10))
-        .send()
-        .await
-        .map_err(|e| unreachable(&url, &e))?;
-    let status = resp.status();
-    let text = resp.text().await.unwrap_or_default();
-    if !status.is_success() {
-        return Err(CliError::new(
-            Code::Api,
-            format!("{url}: HTTP {status}: {text}"),
-        ));
-    }
+    let v = client::ApiClient::new(api).get(&path).await?;
     if json {
-        println!("{text}");
+        println!("{v}");
         return Ok(ExitCode::SUCCESS);
     }
-    let v: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| CliError::new(Code::Api, format!("{url}: invalid JSON: {e}")))?;
     let s = |v: &serde_json::Value, k: &str| v[k].as_str().unwrap_or("-").to_string();
     if id.is_some() {
         println!(

@@ -38,6 +38,20 @@ impl Drop for Daemon {
     }
 }
 
+/// `medic run -c CFG`, with MEDIC_MODE set to `mode` (or removed).
+fn spawn_daemon(cfg: &Path, mode: Option<&str>) -> Daemon {
+    let mut cmd = medic();
+    cmd.args(["run", "-c"])
+        .arg(cfg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    match mode {
+        Some(m) => cmd.env("MEDIC_MODE", m),
+        None => cmd.env_remove("MEDIC_MODE"),
+    };
+    Daemon(cmd.spawn().unwrap())
+}
+
 fn get_json(url: &str) -> Option<serde_json::Value> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -105,15 +119,7 @@ fn sigkill_is_healed_recorded_in_the_api_and_audited() {
     let dir = tempfile::tempdir().unwrap();
     let (fport, aport) = (free_port(), free_port());
     let cfg = write_config(dir.path(), fport, aport);
-    let child = medic()
-        .args(["run", "-c"])
-        .arg(&cfg)
-        .env("MEDIC_MODE", "aggressive")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let daemon = Daemon(child);
+    let daemon = spawn_daemon(&cfg, Some("aggressive"));
     let health = format!("http://127.0.0.1:{fport}/healthz");
     let pid = wait_for("the fixture to answer", Duration::from_secs(20), || {
         get_json(&health).and_then(|v| v["pid"].as_u64())
@@ -194,14 +200,7 @@ fn sigkill_is_healed_recorded_in_the_api_and_audited() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("audit chain ok: "));
     // The incident survives a restart of medic: a new daemon serves it from the database.
-    let child = medic()
-        .args(["run", "-c"])
-        .arg(&cfg)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _daemon = Daemon(child);
+    let _daemon = spawn_daemon(&cfg, None);
     let again = wait_for(
         "the old incident after restart",
         Duration::from_secs(20),
@@ -220,15 +219,7 @@ fn dry_run_never_restarts() {
     let dir = tempfile::tempdir().unwrap();
     let (fport, aport) = (free_port(), free_port());
     let cfg = write_config(dir.path(), fport, aport);
-    let child = medic()
-        .args(["run", "-c"])
-        .arg(&cfg)
-        .env_remove("MEDIC_MODE")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _daemon = Daemon(child);
+    let _daemon = spawn_daemon(&cfg, None);
     let health = format!("http://127.0.0.1:{fport}/healthz");
     let pid = wait_for("the fixture to answer", Duration::from_secs(20), || {
         get_json(&health).and_then(|v| v["pid"].as_u64())
@@ -444,14 +435,7 @@ services:
     );
     let path = dir.path().join("medic.yaml");
     std::fs::write(&path, cfg).unwrap();
-    let child = medic()
-        .args(["run", "-c"])
-        .arg(&path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _daemon = Daemon(child);
+    let _daemon = spawn_daemon(&path, None);
     let escalation = wait_for("an escalation webhook", Duration::from_secs(30), || {
         received
             .lock()

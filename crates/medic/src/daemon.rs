@@ -203,6 +203,7 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
         notify: opts.config.notify.clone(),
         incidents: incidents.clone(),
         action_names: BTreeMap::new(),
+        running: BTreeMap::new(),
     };
     store
         .append_audit(
@@ -391,6 +392,8 @@ struct EngineLoop {
     incidents: Arc<Mutex<BTreeMap<String, IncidentSnapshot>>>,
     /// action id -> (action name, reason) for metrics on completion.
     action_names: BTreeMap<ActionId, (String, String)>,
+    /// Actions in flight, for cancellation.
+    running: BTreeMap<ActionId, tokio::task::AbortHandle>,
 }
 
 impl EngineLoop {
@@ -418,6 +421,7 @@ impl EngineLoop {
                     match msg {
                         Msg::Probe(r) => self.engine.handle_input(now, Input::Probe(r)),
                         Msg::Outcome { id, result } => {
+                            self.running.remove(&id);
                             if let Some((action, reason)) = self.action_names.remove(&id) {
                                 let outcome = if result.is_ok() { "succeeded" } else { "failed" };
                                 self.metrics.inc_action(&action, &reason, outcome);
@@ -504,6 +508,32 @@ impl EngineLoop {
                 }
                 Command::Notify(n) => self.notify(n),
                 Command::IncidentChanged(v) => self.persist(v).await,
+                Command::CancelAction {
+                    id,
+                    service,
+                    by,
+                    reason,
+                } => {
+                    // Aborting the task drops the executor's future: an exec
+                    // action's child is killed (kill_on_drop); the outcome is
+                    // reported as cancelled.
+                    if let Some(h) = self.running.remove(&id) {
+                        h.abort();
+                        tracing::warn!(%service, %id, %by, %reason, "action cancelled");
+                        let tx = self.tx.clone();
+                        tokio::spawn(async move {
+                            let _ = tx
+                                .send(Msg::Outcome {
+                                    id,
+                                    result: Err(ActionFailure {
+                                        kind: ActionFailureKind::Cancelled,
+                                        message: format!("cancelled by {by}: {reason}"),
+                                    }),
+                                })
+                                .await;
+                        });
+                    }
+                }
             }
         }
         verdict
@@ -527,7 +557,8 @@ impl EngineLoop {
         self.action_names
             .insert(req.id, (req.action.clone(), trigger));
         tracing::info!(service = %req.service, action = %req.action, id = %req.id, attempt = req.attempt + 1, "running action");
-        tokio::spawn(async move {
+        let id = req.id;
+        let task = tokio::spawn(async move {
             let result = match (exec, sup) {
                 (Some(ActionExec::Restart), Some(sup)) => match sup.restart().await {
                     Ok(pid) => Ok(format!("restarted; new pid {pid}")),
@@ -572,6 +603,7 @@ impl EngineLoop {
             };
             let _ = tx.send(Msg::Outcome { id: req.id, result }).await;
         });
+        self.running.insert(id, task.abort_handle());
     }
 
     fn notify(&self, n: Notification) {

@@ -119,6 +119,27 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
     let (ctl_tx, ctl_rx) = mpsc::channel::<ControlRequest>(64);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
 
+    // Signal sources (metrics, logs, alerts) report as virtual probes.
+    let (hooks, sig_events) = medic_signal::SignalHooks::new();
+    let (rep_tx, mut rep_rx) = mpsc::channel::<ProbeReport>(INPUT_QUEUE);
+    {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            while let Some(r) = rep_rx.recv().await {
+                if tx.send(Msg::Probe(r)).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    tokio::spawn(audit_signal_events(store.clone(), sig_events));
+    medic_signal::spawn_sources(
+        &opts.config.signals,
+        rep_tx.clone(),
+        shutdown_rx.clone(),
+        &hooks,
+    );
+
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
         .with_context(|| format!("binding the API to {}", opts.listen))?;
@@ -128,7 +149,12 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
         metrics: metrics.clone(),
         ready: ready.clone(),
         control: ctl_tx,
-    });
+    })
+    .merge(medic_signal::alertmanager_router(
+        &opts.config.signals,
+        rep_tx,
+        &hooks,
+    ));
     let mut api_shutdown = shutdown_rx.clone();
     tokio::spawn(async move {
         let r = axum::serve(listener, app)
@@ -237,6 +263,35 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
         },
         join,
     })
+}
+
+/// Muted and unmuted noisy rules are recorded in the audit log.
+async fn audit_signal_events(store: Store, mut rx: mpsc::Receiver<medic_signal::SignalEvent>) {
+    while let Some(ev) = rx.recv().await {
+        let (kind, payload) = match ev {
+            medic_signal::SignalEvent::RuleMuted {
+                rule,
+                service,
+                rate_per_hour,
+                limit_per_hour,
+                until_unix_ms,
+            } => (
+                "signal.rule_muted",
+                serde_json::json!({"rule": rule, "service": service, "rate_per_hour": rate_per_hour,
+                    "limit_per_hour": limit_per_hour, "until_unix_ms": until_unix_ms}),
+            ),
+            medic_signal::SignalEvent::RuleUnmuted { rule, service } => (
+                "signal.rule_unmuted",
+                serde_json::json!({"rule": rule, "service": service}),
+            ),
+        };
+        if let Err(e) = store
+            .append_audit(&now_rfc3339(), kind, &payload.to_string())
+            .await
+        {
+            tracing::error!(error = %e, kind, "audit append failed");
+        }
+    }
 }
 
 /// Incidents left open by a previous run cannot be continued by this engine:

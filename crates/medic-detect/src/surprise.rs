@@ -682,6 +682,21 @@ mod tests {
     }
 
     #[test]
+    fn scores_do_not_depend_on_units_or_offset() {
+        let mut series = daily_series(3000, STEP, 24, 0.002);
+        series[2500].1 += 40.0;
+        let scaled: Vec<(i64, f64)> = series.iter().map(|&(t, v)| (t, v * 1e6 + 3e7)).collect();
+        let a = feed(&mut Surprise::default(), &series);
+        let b = feed(&mut Surprise::default(), &scaled);
+        let worst = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f64::max);
+        assert!(worst < 1e-3, "max score difference {worst}");
+    }
+
+    #[test]
     fn learns_nothing_from_non_finite_input() {
         let series = daily_series(1000, STEP, 23, 0.0);
         let mut a = Surprise::default();

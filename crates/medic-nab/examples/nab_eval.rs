@@ -95,6 +95,14 @@ fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let dir = PathBuf::from(args.next().unwrap_or_else(|| "../shared/nab".into()));
     let mut corpus = medic_nab::load_corpus(&dir)?;
+    if let Ok(fold) = std::env::var("MEDIC_NAB_FOLD") {
+        let fold: usize = fold.parse()?;
+        let mut i = 0usize;
+        corpus.files.retain(|_| {
+            i += 1;
+            (i - 1) % 2 == fold
+        });
+    }
     if let Ok(f) = std::env::var("MEDIC_NAB_FILTER") {
         corpus.files.retain(|x| x.series.name.contains(&f));
     }

@@ -99,6 +99,8 @@ enum Cmd {
         #[command(subcommand)]
         cmd: EvalCmd,
     },
+    /// Deterministic simulation of the engine under random faults and operator commands.
+    Sim(medic_sim::cli::SimArgs),
     /// Benchmarks that print figures.
     Bench {
         #[command(subcommand)]
@@ -316,6 +318,11 @@ fn run(cmd: Cmd) -> Result<ExitCode, CliError> {
         } => {
             medic_nab::cli::run(&args).map_err(|e| CliError::new(Code::Eval, format!("{e:#}")))?;
             Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Sim(args) => {
+            let code = medic_sim::cli::run(&args)
+                .map_err(|e| CliError::new(Code::Eval, format!("{e:#}")))?;
+            Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
         }
         Cmd::Bench {
             cmd: BenchCmd::Detect(args),

@@ -44,6 +44,8 @@ enum Msg {
         result: Result<String, ActionFailure>,
     },
     Operator(OperatorCommand, Option<oneshot::Sender<String>>),
+    /// The host's wall clock, for freeze windows and timing risk.
+    WallClock,
 }
 
 /// An incident as last published by the engine, with host times.
@@ -82,6 +84,18 @@ impl DaemonHandle {
 pub struct Daemon {
     pub handle: DaemonHandle,
     pub join: JoinHandle<anyhow::Result<()>>,
+}
+
+fn wall_clock() -> Input {
+    let now = OffsetDateTime::now_utc();
+    let unix_ms = i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
+    let offset = time::UtcOffset::local_offset_at(now)
+        .map(|o| i32::from(o.whole_minutes()))
+        .ok();
+    Input::WallClock {
+        unix_ms,
+        utc_offset_minutes: offset,
+    }
 }
 
 fn now_rfc3339() -> String {
@@ -239,6 +253,21 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
                 .to_string(),
         )
         .await?;
+    // The engine extrapolates wall time from monotonic time; resend it every
+    // minute so clock jumps (NTP, DST) are picked up.
+    {
+        let tx = tx.clone();
+        let mut shutdown = shutdown_rx.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tokio::select! {
+                    _ = every.tick() => if tx.send(Msg::WallClock).await.is_err() { return },
+                    _ = shutdown.changed() => return,
+                }
+            }
+        });
+    }
     ready.store(true, Ordering::SeqCst);
     tracing::info!(api = %api_addr, mode = %opts.mode, "medic running");
     let sups = supervisors.clone();
@@ -487,6 +516,7 @@ impl EngineLoop {
                             reply = r;
                             self.engine.handle_input(now, Input::Operator(cmd))
                         }
+                        Msg::WallClock => self.engine.handle_input(now, wall_clock()),
                     }
                 }
                 _ = sleep => {

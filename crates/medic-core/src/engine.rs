@@ -2169,9 +2169,54 @@ impl Engine {
                 ),
             );
         } else {
-            self.escalate(name, "verify_failed", reason);
+            self.retry_heal(name, reason, consecutive, max_consecutive);
         }
         self.timers(name);
+    }
+
+    /// A failed verification below the limits: a human is told (warning) and
+    /// the heal is planned again through every gate, cooldown and budget. The
+    /// `max_consecutive_failures`-th failure disables automation and escalates.
+    fn retry_heal(&mut self, name: &str, reason: String, consecutive: u32, max: u32) {
+        let now = self.now;
+        let Some(svc) = self.services.get_mut(name) else {
+            return;
+        };
+        let Some(inc) = svc.incident.as_mut() else {
+            return;
+        };
+        if inc.phase == Phase::ManualIntervention {
+            return;
+        }
+        inc.phase = Phase::ConfirmingPattern;
+        inc.attempt = 0;
+        inc.retry_at = None;
+        inc.verify_until = None;
+        inc.waiting_reason = None;
+        inc.healed_by = None;
+        let msg =
+            format!("heal failed ({consecutive}/{max} before autoheal is disabled): {reason}");
+        push_timeline(inc, self.max_timeline, now, "heal_failed", msg.clone());
+        let id = inc.id.clone();
+        svc.dirty = true;
+        self.audit(
+            "heal.retrying",
+            vec![
+                ("incident", id.0.clone()),
+                ("service", name.to_string()),
+                ("reason_code", "verify_failed".to_string()),
+                ("reason", msg.clone()),
+                ("consecutive_failures", consecutive.to_string()),
+            ],
+        );
+        self.out.push_back(Command::Notify(Notification {
+            severity: Severity::Warning,
+            service: name.to_string(),
+            incident: Some(id),
+            title: format!("{name}: heal failed, trying again"),
+            message: msg,
+        }));
+        self.plan(name);
     }
 
     /// Plan again for every incident waiting for a decision.

@@ -13,8 +13,11 @@
 //!   only humans who actually approved;
 //! - `audit.intent` / `audit.outcome`: an intent record right before every
 //!   action, an outcome record for every delivered outcome;
-//! - `verify.no_escalation`: a failed verification ends in escalation (and
-//!   rollback when the action can be undone) in the same step;
+//! - `verify.no_escalation`: a failed verification ends, in the same step, in
+//!   a human being told: an escalation, or below the consecutive-failure
+//!   limit a `heal.retrying` warning (and rollback when the action can be
+//!   undone); the limit itself is checked by the liveness phase (no incident
+//!   stays open unescalated);
 //! - `reason.missing`: every decision, escalation and approval request
 //!   carries a machine-readable reason code;
 //! - `mass.not_paused`: more services affected than allowed latches automation off.
@@ -274,8 +277,9 @@ impl Checker {
                         "verify.failed" => {
                             verify_failed.insert(f("incident"));
                         }
-                        "incident.escalated" | "decision" | "approval.requested" => {
-                            if a.kind == "incident.escalated" {
+                        "incident.escalated" | "heal.retrying" | "decision"
+                        | "approval.requested" => {
+                            if matches!(a.kind, "incident.escalated" | "heal.retrying") {
                                 verify_failed.remove(&f("incident"));
                             }
                             if a.field("reason_code").is_none_or(str::is_empty) {

@@ -201,31 +201,19 @@ fn crash_loop_disables_autoheal_and_escalates_after_three_failed_heals() {
          t=3s audit action.outcome status=succeeded stage=direct
          t=3s phase verifying
          t=13s audit verify.failed
-         t=13s audit incident.escalated reason_code=verify_failed
-         t=13s notify critical web: escalated to a human
-         t=13s phase manual_intervention
-         t=15s audit incident.resolved outcome=escalated
-         t=15s phase monitoring
-         t=20s phase detecting_failure
-         t=22s audit incident.opened
-         t=22s audit diagnosis
-         t=22s audit action.intent attempt=1 stage=direct
-         t=22s run act-2 web restart attempt=0
-         t=22s phase executing_heal
+         t=13s audit heal.retrying reason_code=verify_failed
+         t=13s notify warning web: heal failed, trying again
+         t=13s audit action.intent attempt=1 stage=direct
+         t=13s run act-2 web restart attempt=0
+         t=13s phase executing_heal
          t=23s audit action.outcome status=succeeded stage=direct
          t=23s phase verifying
          t=33s audit verify.failed
-         t=33s audit incident.escalated reason_code=verify_failed
-         t=33s notify critical web: escalated to a human
-         t=33s phase manual_intervention
-         t=35s audit incident.resolved outcome=escalated
-         t=35s phase monitoring
-         t=40s phase detecting_failure
-         t=42s audit incident.opened
-         t=42s audit diagnosis
-         t=42s audit action.intent attempt=1 stage=direct
-         t=42s run act-3 web restart attempt=0
-         t=42s phase executing_heal
+         t=33s audit heal.retrying reason_code=verify_failed
+         t=33s notify warning web: heal failed, trying again
+         t=33s audit action.intent attempt=1 stage=direct
+         t=33s run act-3 web restart attempt=0
+         t=33s phase executing_heal
          t=43s audit action.outcome status=succeeded stage=direct
          t=43s phase verifying
          t=53s audit verify.failed

@@ -194,11 +194,20 @@ fn truncate(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-#[derive(Clone)]
-struct AmState {
+struct AmState<T> {
     cfg: Arc<AlertmanagerConfig>,
-    tx: mpsc::Sender<ProbeReport>,
+    tx: mpsc::Sender<T>,
     hooks: SignalHooks,
+}
+
+impl<T> Clone for AmState<T> {
+    fn clone(&self) -> Self {
+        AmState {
+            cfg: Arc::clone(&self.cfg),
+            tx: self.tx.clone(),
+            hooks: self.hooks.clone(),
+        }
+    }
 }
 
 /// Answer of a successful notification.
@@ -222,7 +231,10 @@ fn error_response(
     (status, Json(serde_json::json!({ "error": detail }))).into_response()
 }
 
-async fn receive(State(st): State<AmState>, body: Bytes) -> Response {
+async fn receive<T>(State(st): State<AmState<T>>, body: Bytes) -> Response
+where
+    T: From<ProbeReport> + Send + 'static,
+{
     let payload = match parse_webhook(&body) {
         Ok(p) => p,
         Err(e) => {
@@ -247,7 +259,7 @@ async fn receive(State(st): State<AmState>, body: Bytes) -> Response {
     let accepted = reports.len();
     for r in reports {
         let ok = r.ok;
-        match tokio::time::timeout(QUEUE_WAIT, st.tx.send(r)).await {
+        match tokio::time::timeout(QUEUE_WAIT, st.tx.send(T::from(r))).await {
             Ok(Ok(())) => m.count_report(ok),
             Ok(Err(_)) | Err(_) => {
                 return error_response(
@@ -263,14 +275,20 @@ async fn receive(State(st): State<AmState>, body: Bytes) -> Response {
     (StatusCode::OK, Json(WebhookAnswer { accepted, ignored })).into_response()
 }
 
-/// The receiver's router: merge it into the API router.
-pub fn alertmanager_router(
+/// The receiver's router (`POST /api/v1/alerts/alertmanager`): merge it into
+/// the API router. Reports are sent on `tx` as `T::from(report)`, so the
+/// daemon can pass its own input channel (`impl From<ProbeReport> for Msg`)
+/// or a plain `mpsc::Sender<ProbeReport>`.
+pub fn alertmanager_router<T>(
     cfg: &medic_config::SignalsConfig,
-    tx: mpsc::Sender<ProbeReport>,
+    tx: mpsc::Sender<T>,
     hooks: &SignalHooks,
-) -> Router {
+) -> Router
+where
+    T: From<ProbeReport> + Send + 'static,
+{
     Router::new()
-        .route(WEBHOOK_PATH, post(receive))
+        .route(WEBHOOK_PATH, post(receive::<T>))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(AmState {
             cfg: Arc::new(cfg.alertmanager.clone()),

@@ -214,14 +214,19 @@ impl SignalHooks {
 
 /// Start one task per configured source (each evaluating the rules on it).
 /// Tasks stop when `shutdown` becomes true or its sender is dropped. Reports
-/// go to `tx` (producers wait when it is full); events and counters go to `hooks`.
+/// go to `tx` as `T::from(report)` (producers wait when it is full), so the
+/// daemon may pass its own input channel (`impl From<ProbeReport> for Msg`)
+/// or a plain `mpsc::Sender<ProbeReport>`; events and counters go to `hooks`.
 /// Must be called inside a Tokio runtime.
-pub fn spawn_sources(
+pub fn spawn_sources<T>(
     cfg: &SignalsConfig,
-    tx: mpsc::Sender<ProbeReport>,
+    tx: mpsc::Sender<T>,
     shutdown: watch::Receiver<bool>,
     hooks: &SignalHooks,
-) -> Vec<JoinHandle<()>> {
+) -> Vec<JoinHandle<()>>
+where
+    T: From<ProbeReport> + Send + 'static,
+{
     let mut by_source: BTreeMap<&str, Vec<RuleState>> = BTreeMap::new();
     for r in &cfg.rules {
         by_source

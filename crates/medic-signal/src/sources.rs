@@ -223,15 +223,17 @@ struct LogRule {
 
 /// Poll `src` every interval, evaluate `rules` (all on this source) and send
 /// their reports until `shutdown` turns true (or its sender is dropped).
-pub(crate) async fn run_source(
+pub(crate) async fn run_source<T>(
     src: SourceConfig,
     rules: Vec<RuleState>,
     http: Option<reqwest::Client>,
-    tx: mpsc::Sender<ProbeReport>,
+    tx: mpsc::Sender<T>,
     hooks: SignalHooks,
     mut shutdown: watch::Receiver<bool>,
     clock: Clock,
-) {
+) where
+    T: From<ProbeReport> + Send + 'static,
+{
     let mut rules: Vec<LogRule> = rules
         .into_iter()
         .map(|state| {
@@ -374,7 +376,7 @@ pub(crate) async fn run_source(
                 tokio::select! {
                     biased;
                     _ = shutdown.wait_for(|s| *s) => return,
-                    sent = tx.send(report) => {
+                    sent = tx.send(T::from(report)) => {
                         if sent.is_err() {
                             return;
                         }

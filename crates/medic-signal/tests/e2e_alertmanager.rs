@@ -90,7 +90,7 @@ signals:
     let mut driver = Driver::new(cfg.engine.clone());
 
     // medic's receiver.
-    let (tx, mut rx) = mpsc::channel(64);
+    let (tx, mut rx) = mpsc::channel::<medic_core::ProbeReport>(64);
     let (hooks, _events) = medic_signal::SignalHooks::new();
     let receiver = serve(medic_signal::alertmanager_router(&cfg.signals, tx, &hooks)).await;
 

@@ -110,7 +110,7 @@ signals:
     );
     let cfg = medic_config::parse("e2e.yaml", &yaml).unwrap_or_else(|e| panic!("{e}"));
     let mut driver = Driver::new(cfg.engine.clone());
-    let (tx, mut rx) = mpsc::channel(64);
+    let (tx, mut rx) = mpsc::channel::<medic_core::ProbeReport>(64);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (hooks, _events) = medic_signal::SignalHooks::new();
     let tasks = medic_signal::spawn_sources(&cfg.signals, tx, shutdown_rx, &hooks);

@@ -177,7 +177,7 @@ fn webhook_handler_answers_arbitrary_bodies_with_json() {
     let cfg = medic_config::SignalsConfig::default();
     let (hooks, _events) = medic_signal::SignalHooks::new();
     // No alert is configured, so nothing is ever queued.
-    let (tx, _rx) = tokio::sync::mpsc::channel(16);
+    let (tx, _rx) = tokio::sync::mpsc::channel::<medic_core::ProbeReport>(16);
     let router = medic_signal::alertmanager_router(&cfg, tx, &hooks);
     let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(1_000));
     runner

@@ -236,3 +236,64 @@ signals:
     assert!(run.hooks.metrics.source_errors.load(Ordering::Relaxed) >= 2);
     run.stop().await;
 }
+
+/// The daemon's own input type can be used directly through `From<ProbeReport>`.
+#[tokio::test]
+async fn receiver_sends_into_a_daemon_style_input_channel() {
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    #[derive(Debug)]
+    enum Msg {
+        Probe(ProbeReport),
+    }
+    impl From<ProbeReport> for Msg {
+        fn from(r: ProbeReport) -> Msg {
+            Msg::Probe(r)
+        }
+    }
+
+    let cfg = medic_config::parse(
+        "t.yaml",
+        "services:
+  web:
+    probes:
+      hz: { tcp: { address: '127.0.0.1:1' } }
+signals:
+  alertmanager:
+    service_label: app
+    alerts:
+      Down: {}
+",
+    )
+    .unwrap();
+    let (tx, mut rx) = mpsc::channel::<Msg>(8);
+    let (hooks, _events) = SignalHooks::new();
+    let router = medic_signal::alertmanager_router(&cfg.signals, tx, &hooks);
+    let body = r#"{"version":"4","status":"firing","alerts":[
+        {"status":"firing","labels":{"alertname":"Down","app":"web"}},
+        {"status":"firing","labels":{"alertname":"Down","service":"web"}}]}"#;
+    let resp = router
+        .oneshot(
+            Request::post(medic_signal::WEBHOOK_PATH)
+                .header("content-type", "application/json")
+                .body(Body::from(body))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 16)
+        .await
+        .unwrap();
+    assert_eq!(&bytes[..], br#"{"accepted":1,"ignored":1}"#);
+    let Msg::Probe(r) = rx.try_recv().unwrap();
+    assert_eq!(
+        (r.service.as_str(), r.probe.as_str(), r.ok),
+        ("web", "Down", false)
+    );
+    assert!(rx.try_recv().is_err());
+    assert_eq!(hooks.metrics.alerts_received.load(Ordering::Relaxed), 2);
+    assert_eq!(hooks.metrics.alerts_ignored.load(Ordering::Relaxed), 1);
+}

@@ -164,6 +164,46 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Whatever the firing times: between two mutes no more than `limit`
+        /// firings are let through in any one-hour window, a mute lasts exactly
+        /// the cooldown, and state stays bounded.
+        #[test]
+        fn never_more_than_limit_per_hour_unmuted(gaps in proptest::collection::vec(0u64..600_000, 1..400)) {
+            let mut b = Breaker::new(cfg());
+            let mut t = 0u64;
+            let mut accepted: Vec<u64> = Vec::new();
+            let mut muted_until = None;
+            for g in gaps {
+                t += g;
+                let (muted, ev) = b.poll(t);
+                if let Some(BreakerEvent::Unmuted) = ev {
+                    let until = muted_until.take().unwrap_or(0);
+                    proptest::prop_assert!(t >= until);
+                    accepted.clear();
+                }
+                if muted {
+                    proptest::prop_assert!(muted_until.is_some_and(|u| t < u));
+                    continue;
+                }
+                match b.record_firing(t) {
+                    Some(BreakerEvent::Muted { until_ms, rate_per_hour }) => {
+                        proptest::prop_assert_eq!(until_ms, t + 900_000);
+                        proptest::prop_assert!(rate_per_hour > 30.0);
+                        muted_until = Some(until_ms);
+                    }
+                    Some(BreakerEvent::Unmuted) => proptest::prop_assert!(false, "unmute from record"),
+                    None => {
+                        accepted.push(t);
+                        let in_hour = accepted.iter().filter(|x| t - **x < HOUR_MS).count();
+                        proptest::prop_assert!(in_hour <= 30, "{} firings in an hour", in_hour);
+                    }
+                }
+                proptest::prop_assert!(b.firings.len() <= 31);
+            }
+        }
+    }
+
     #[test]
     fn burst_mutes_immediately() {
         let mut b = Breaker::new(cfg());

@@ -6,9 +6,18 @@ use medic_signal::alertmanager::{alert_reports, parse_webhook, WebhookAlert};
 use medic_signal::expo::{self, Sample};
 use proptest::prelude::*;
 
-/// Cases per property; the report quotes these figures.
+/// Cases per property (CI figures). `MEDIC_FUZZ_SCALE=N` multiplies them for
+/// a longer local run.
 const ROUNDTRIP_CASES: u32 = 2_000;
 const ARBITRARY_CASES: u32 = 5_000;
+
+fn scaled(n: u32) -> u32 {
+    let k: u32 = std::env::var("MEDIC_FUZZ_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
+    n.saturating_mul(k.max(1))
+}
 
 fn metric_name() -> impl Strategy<Value = String> {
     "[a-zA-Z_:][a-zA-Z0-9_:]{0,20}"
@@ -52,7 +61,7 @@ fn same(a: &Sample, b: &Sample) -> bool {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(ROUNDTRIP_CASES))]
+    #![proptest_config(ProptestConfig::with_cases(scaled(ROUNDTRIP_CASES)))]
 
     #[test]
     fn exposition_roundtrips(samples in prop::collection::vec(sample(), 0..20)) {
@@ -117,7 +126,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(ARBITRARY_CASES))]
+    #![proptest_config(ProptestConfig::with_cases(scaled(ARBITRARY_CASES)))]
 
     #[test]
     fn exposition_arbitrary_text_never_panics(s in "\\PC{0,300}") {
@@ -179,7 +188,8 @@ fn webhook_handler_answers_arbitrary_bodies_with_json() {
     // No alert is configured, so nothing is ever queued.
     let (tx, _rx) = tokio::sync::mpsc::channel::<medic_core::ProbeReport>(16);
     let router = medic_signal::alertmanager_router(&cfg, tx, &hooks);
-    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(1_000));
+    let mut runner =
+        proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(scaled(1_000)));
     runner
         .run(&prop::collection::vec(any::<u8>(), 0..300), |body| {
             let resp = rt.block_on(

@@ -297,3 +297,39 @@ signals:
     assert_eq!(hooks.metrics.alerts_received.load(Ordering::Relaxed), 2);
     assert_eq!(hooks.metrics.alerts_ignored.load(Ordering::Relaxed), 1);
 }
+
+/// A detector rule through the runtime: a steady error count, then a burst.
+#[tokio::test]
+async fn detector_rule_flags_a_burst_in_log_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("svc.log");
+    std::fs::write(&log, "").unwrap();
+    let mut run = start(&format!(
+        "services:
+  web:
+    probes:
+      hz: {{ tcp: {{ address: '127.0.0.1:1' }} }}
+signals:
+  sources:
+    l: {{ log: {{ path: '{}' }}, interval: 100ms }}
+  rules:
+    web_error_spike:
+      service: web
+      source: l
+      match: ERROR
+      detector: zscore
+      threshold: 0.9
+",
+        log.display()
+    ));
+    // Warm-up: the detector needs 30 samples of the quiet baseline.
+    for i in 0..40 {
+        let r = run.until("a quiet sample", |_| true).await;
+        assert!(r.ok, "sample {i} failing on a quiet log: {}", r.detail);
+    }
+    append(&log, &"ERROR boom\n".repeat(50));
+    let r = run.until("the burst", |r| !r.ok).await;
+    assert!(r.detail.contains("value=50"), "{}", r.detail);
+    assert!(r.detail.contains("zscore score >= 0.9"), "{}", r.detail);
+    run.stop().await;
+}

@@ -5,6 +5,7 @@ mod client;
 mod codes;
 mod daemon;
 mod demo;
+mod ops;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -24,6 +25,14 @@ struct Cli {
     /// Log as JSON lines instead of text.
     #[arg(long, global = true)]
     log_json: bool,
+    /// Base URL of a running medic's API (incidents, mode and operator commands).
+    #[arg(
+        long,
+        global = true,
+        env = "MEDIC_API",
+        default_value = "http://127.0.0.1:9090"
+    )]
+    api: String,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -76,9 +85,6 @@ enum Cmd {
     },
     /// List incidents from a running medic.
     Incidents {
-        /// Base URL of medic's API.
-        #[arg(long, default_value = "http://127.0.0.1:9090", env = "MEDIC_API")]
-        api: String,
         /// Show one incident with its timeline.
         #[arg(long)]
         id: Option<String>,
@@ -91,14 +97,15 @@ enum Cmd {
         mode: String,
         #[arg(long)]
         service: Option<String>,
-        #[arg(long, default_value = "http://127.0.0.1:9090", env = "MEDIC_API")]
-        api: String,
     },
     /// Evaluations.
     Eval {
         #[command(subcommand)]
         cmd: EvalCmd,
     },
+    /// Operator controls of a running medic (all audited with who issued them).
+    #[command(flatten)]
+    Op(ops::OpCmd),
     /// Deterministic simulation of the engine under random faults and operator commands.
     Sim(medic_sim::cli::SimArgs),
     /// Benchmarks that print figures.
@@ -140,7 +147,7 @@ fn main() -> ExitCode {
         }
     };
     init_tracing(cli.log_json, matches!(cli.cmd, Cmd::Demo { .. }));
-    match run(cli.cmd) {
+    match run(cli.cmd, &cli.api) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("{e}");
@@ -170,7 +177,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
         .map_err(|e| CliError::new(Code::Io, format!("cannot start the async runtime: {e}")))
 }
 
-fn run(cmd: Cmd) -> Result<ExitCode, CliError> {
+fn run(cmd: Cmd, api: &str) -> Result<ExitCode, CliError> {
     match cmd {
         Cmd::Check { config } => {
             let cfg = medic_config::load(&config).map_err(CliError::config)?;
@@ -296,17 +303,17 @@ fn run(cmd: Cmd) -> Result<ExitCode, CliError> {
                 )),
             }
         }
-        Cmd::Incidents { api, id, json } => {
+        Cmd::Incidents { id, json } => {
             let rt = runtime()?;
-            rt.block_on(incidents(&api, id.as_deref(), json))
+            rt.block_on(incidents(api, id.as_deref(), json))
         }
-        Cmd::Mode { mode, service, api } => {
+        Cmd::Mode { mode, service } => {
             mode.parse::<Mode>()
                 .map_err(|e| CliError::new(Code::Usage, e.to_string()))?;
             let rt = runtime()?;
             rt.block_on(async {
                 let body = serde_json::json!({"mode": mode, "service": service});
-                let v = client::ApiClient::new(&api)
+                let v = client::ApiClient::new(api)
                     .post("/api/v1/mode", &body)
                     .await?;
                 println!("{}", v["message"].as_str().unwrap_or("ok"));
@@ -318,6 +325,10 @@ fn run(cmd: Cmd) -> Result<ExitCode, CliError> {
         } => {
             medic_nab::cli::run(&args).map_err(|e| CliError::new(Code::Eval, format!("{e:#}")))?;
             Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Op(cmd) => {
+            let rt = runtime()?;
+            rt.block_on(ops::run(api, cmd))
         }
         Cmd::Sim(args) => {
             let code = medic_sim::cli::run(&args)

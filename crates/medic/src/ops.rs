@@ -1,0 +1,217 @@
+//! Operator commands against a running medic: pause, resume, approvals,
+//! explain, cancel, force. Each is one API call; the daemon audits who did it.
+use std::process::ExitCode;
+
+use clap::Subcommand;
+
+use crate::client::ApiClient;
+use crate::codes::{CliError, Code};
+
+#[derive(Subcommand)]
+pub enum OpCmd {
+    /// Pause automation (globally, for a service, or for one action kind), optionally for a while.
+    Pause {
+        #[arg(long)]
+        service: Option<String>,
+        /// Action kind: restart, exec or http.
+        #[arg(long)]
+        action: Option<String>,
+        /// How long (e.g. 30m); until `medic resume` when absent.
+        #[arg(long = "for", value_parser = humantime::parse_duration)]
+        duration: Option<std::time::Duration>,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Lift a pause (the same scope as it was set with).
+    Resume {
+        #[arg(long)]
+        service: Option<String>,
+        #[arg(long)]
+        action: Option<String>,
+    },
+    /// List pending approvals and active pauses.
+    Approvals {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve a pending action.
+    Approve { id: String },
+    /// Reject a pending action.
+    Reject {
+        id: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Why medic did (or did not do) what it did for an incident.
+    Explain {
+        incident: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel a running action (its id is in the audit log and incident timeline).
+    Cancel {
+        action_id: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Run an action now, past the gates (audited as an override).
+    Force {
+        #[arg(long)]
+        service: String,
+        #[arg(long)]
+        action: String,
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+/// Who is acting: `MEDIC_OPERATOR`, else the login name.
+fn operator() -> String {
+    std::env::var("MEDIC_OPERATOR")
+        .or_else(|_| std::env::var("USER"))
+        .unwrap_or_else(|_| "cli".to_string())
+}
+
+fn nonempty(field: &str, v: &str) -> Result<(), CliError> {
+    if v.trim().is_empty() {
+        return Err(CliError::new(
+            Code::Usage,
+            format!("--{field} must not be empty"),
+        ));
+    }
+    Ok(())
+}
+
+pub async fn run(api: &str, cmd: OpCmd) -> Result<ExitCode, CliError> {
+    let c = ApiClient::new(api);
+    let by = operator();
+    let v = match cmd {
+        OpCmd::Pause {
+            service,
+            action,
+            duration,
+            reason,
+        } => {
+            let body = serde_json::json!({
+                "service": service, "kind": action, "by": by,
+                "duration_s": duration.map(|d| d.as_secs().max(1)), "reason": reason,
+            });
+            c.post("/api/v1/pause", &body).await?
+        }
+        OpCmd::Resume { service, action } => {
+            let body = serde_json::json!({"service": service, "kind": action, "by": by});
+            c.post("/api/v1/resume", &body).await?
+        }
+        OpCmd::Approvals { json } => {
+            let v = c.get("/api/v1/approvals").await?;
+            if json {
+                println!("{v}");
+                return Ok(ExitCode::SUCCESS);
+            }
+            let s = |v: &serde_json::Value, k: &str| v[k].as_str().unwrap_or("-").to_string();
+            let approvals = v["approvals"].as_array().cloned().unwrap_or_default();
+            if approvals.is_empty() {
+                println!("no pending approvals");
+            }
+            for a in approvals {
+                println!(
+                    "{}  {} {} on {} (risk {}, score {:.2}): {} — approvers {}/{}",
+                    s(&a, "id"),
+                    s(&a, "incident"),
+                    s(&a, "action"),
+                    s(&a, "service"),
+                    s(&a, "risk"),
+                    a["score"].as_f64().unwrap_or(0.0),
+                    s(&a, "reason"),
+                    a["approvers"].as_array().map_or(0, Vec::len),
+                    a["required"].as_u64().unwrap_or(1)
+                );
+            }
+            for p in v["pauses"].as_array().into_iter().flatten() {
+                println!(
+                    "paused: service={} kind={} by={} {}",
+                    s(p, "service"),
+                    s(p, "kind"),
+                    s(p, "by"),
+                    s(p, "reason")
+                );
+            }
+            if v["mass_incident_pause"] == serde_json::Value::Bool(true) {
+                println!("automation latched off after a mass incident (medic resume lifts it)");
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        OpCmd::Approve { id } => {
+            c.post(
+                &format!("/api/v1/approvals/{id}/approve"),
+                &serde_json::json!({"by": by}),
+            )
+            .await?
+        }
+        OpCmd::Reject { id, reason } => {
+            nonempty("reason", &reason)?;
+            c.post(
+                &format!("/api/v1/approvals/{id}/reject"),
+                &serde_json::json!({"by": by, "reason": reason}),
+            )
+            .await?
+        }
+        OpCmd::Explain { incident, json } => {
+            let v = c.get(&format!("/api/v1/explain/{incident}")).await?;
+            if json {
+                println!("{v}");
+                return Ok(ExitCode::SUCCESS);
+            }
+            let s = |v: &serde_json::Value, k: &str| v[k].as_str().unwrap_or("-").to_string();
+            println!(
+                "{} on {}: {} (outcome {})",
+                s(&v, "incident"),
+                s(&v, "service"),
+                s(&v, "phase"),
+                s(&v, "outcome")
+            );
+            for d in v["decisions"].as_array().into_iter().flatten() {
+                println!(
+                    "  +{}ms {} {} [{}] risk {} score {:.2}: {} ({})",
+                    d["at_ms"].as_u64().unwrap_or(0),
+                    s(d, "verdict"),
+                    s(d, "action"),
+                    s(d, "stage"),
+                    s(d, "risk"),
+                    d["score"].as_f64().unwrap_or(0.0),
+                    s(d, "reason"),
+                    s(d, "reason_code")
+                );
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        OpCmd::Cancel { action_id, reason } => {
+            nonempty("reason", &reason)?;
+            let id = action_id.trim_start_matches("act-");
+            c.post(
+                &format!("/api/v1/actions/{id}/cancel"),
+                &serde_json::json!({"by": by, "reason": reason}),
+            )
+            .await?
+        }
+        OpCmd::Force {
+            service,
+            action,
+            reason,
+        } => {
+            nonempty("reason", &reason)?;
+            c.post(
+                "/api/v1/actions/force",
+                &serde_json::json!({"service": service, "action": action, "by": by, "reason": reason}),
+            )
+            .await?
+        }
+    };
+    println!(
+        "{}",
+        v["message"]
+            .as_str()
+            .map_or_else(|| v.to_string(), str::to_string)
+    );
+    Ok(ExitCode::SUCCESS)
+}

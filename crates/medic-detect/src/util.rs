@@ -268,38 +268,41 @@ impl SortedWindow {
         self.quantile(0.5)
     }
 
-    /// Median absolute deviation from `center`, O(n) via a merge outward from `center`.
+    /// Median absolute deviation from `center` (the upper median of the deviations for an
+    /// even count), in O(log n): the deviations form two sorted sequences (left of `center`
+    /// read backwards, right of it read forwards), and their k-th smallest element is found
+    /// by binary search.
     #[must_use]
     pub fn mad(&self, center: f64) -> f64 {
-        let n = self.sorted.len();
+        let s = &self.sorted;
+        let n = s.len();
         if n == 0 {
             return 0.0;
         }
-        // Walk outward from the insertion point, taking the smaller deviation each step.
-        let k = n / 2; // index of the median deviation (upper median for even n)
-        let mut right = self.sorted.partition_point(|v| *v < center);
-        let mut left = right; // elements [left, right) consumed
-        let mut last = 0.0;
-        for _ in 0..=k {
-            let dl = if left > 0 {
-                center - self.sorted[left - 1]
+        let p = s.partition_point(|v| *v < center);
+        let a = |i: usize| center - s[p - 1 - i]; // i < p, ascending
+        let b = |j: usize| s[p + j] - center; // j < n - p, ascending
+        let (la, lb) = (p, n - p);
+        let k = n / 2 + 1; // 1-based rank of the median deviation
+                           // i = how many of the k smallest come from `a`.
+        let (mut lo, mut hi) = (k.saturating_sub(lb), k.min(la));
+        while lo < hi {
+            let i = (lo + hi) / 2;
+            // Too few from `a` when a[i] < b[k - i - 1].
+            if a(i) < b(k - i - 1) {
+                lo = i + 1;
             } else {
-                f64::INFINITY
-            };
-            let dr = if right < n {
-                self.sorted[right] - center
-            } else {
-                f64::INFINITY
-            };
-            if dl <= dr {
-                left -= 1;
-                last = dl;
-            } else {
-                right += 1;
-                last = dr;
+                hi = i;
             }
         }
-        last
+        let i = lo;
+        let from_a = if i > 0 { a(i - 1) } else { f64::NEG_INFINITY };
+        let from_b = if k > i {
+            b(k - i - 1)
+        } else {
+            f64::NEG_INFINITY
+        };
+        from_a.max(from_b)
     }
 
     /// Values in sorted order.
@@ -365,6 +368,23 @@ mod tests {
             let mut want: Vec<f64> = shadow.iter().copied().collect();
             want.sort_by(f64::total_cmp);
             assert_eq!(w.sorted(), want.as_slice());
+        }
+    }
+
+    #[test]
+    fn mad_matches_brute_force() {
+        let mut rng = SplitMix64::new(5);
+        for n in 1..60 {
+            let mut w = SortedWindow::new(n);
+            for _ in 0..n {
+                #[allow(clippy::cast_precision_loss)]
+                w.push((rng.below(15) as f64) - 7.0);
+            }
+            for center in [-8.0, -2.5, 0.0, 1.0, 3.3, 9.0] {
+                let mut d: Vec<f64> = w.sorted().iter().map(|v| (v - center).abs()).collect();
+                d.sort_by(f64::total_cmp);
+                assert_eq!(w.mad(center), d[n / 2], "n={n} center={center}");
+            }
         }
     }
 

@@ -18,11 +18,10 @@ impl Default for EnsembleParams {
     fn default() -> Self {
         Self {
             members: vec![
-                ("mad", 1.0),
-                ("ewma", 1.0),
+                ("surprise", 3.0),
                 ("seasonal", 1.0),
+                ("ewma", 1.0),
                 ("percentile", 1.0),
-                ("forest", 1.0),
             ],
             vote_threshold: None,
         }

@@ -27,11 +27,11 @@ pub struct ForestParams {
 impl Default for ForestParams {
     fn default() -> Self {
         Self {
-            trees: 32,
+            trees: 24,
             pool: 512,
             subsample: 128,
             shingle: 4,
-            refit_every: 256,
+            refit_every: 512,
             seed: 0x006d_6564_6963,
         }
     }

@@ -5,6 +5,7 @@
 //! problems (undefined references, missing probe kinds, ...) are all collected.
 #![forbid(unsafe_code)]
 
+mod governance;
 mod raw;
 mod signals;
 
@@ -20,6 +21,7 @@ use medic_core::{
 };
 use serde_saphyr::{Location, Spanned};
 
+pub use governance::FreezeSpec;
 pub use raw::Dur;
 use raw::*;
 pub use signals::{
@@ -139,6 +141,9 @@ pub struct Config {
     /// Metric, log and alert signals (empty when the file has no `signals:`).
     /// Their rules are already virtual probes in `engine.services`.
     pub signals: SignalsConfig,
+    /// Cron-scheduled freeze windows; the daemon expands them with
+    /// [`FreezeSpec::windows`] and passes the intervals to the engine.
+    pub freeze_windows: Vec<FreezeSpec>,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9090";
@@ -255,6 +260,12 @@ impl Validator {
             .map(|(n, s)| (n.clone(), s.value.probes.keys().cloned().collect()))
             .collect();
         let (signals, virt) = self.signals(raw.signals, &known);
+        let actions_by_service: BTreeMap<String, BTreeSet<String>> = raw
+            .services
+            .iter()
+            .map(|(n, s)| (n.clone(), s.value.actions.keys().cloned().collect()))
+            .collect();
+        let (governance, freeze_windows) = self.governance(raw.governance, &actions_by_service);
         let mut specs = Vec::new();
         let mut services = Vec::new();
         for (name, svc) in raw.services {
@@ -268,6 +279,7 @@ impl Validator {
             engine: EngineConfig {
                 mode: mode.unwrap_or(Mode::DryRun),
                 services: specs,
+                governance,
                 ..EngineConfig::default()
             },
             mode,
@@ -276,6 +288,7 @@ impl Validator {
             notify,
             services,
             signals,
+            freeze_windows,
         })
     }
 

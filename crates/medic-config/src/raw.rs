@@ -31,6 +31,7 @@ pub struct RawConfig {
     pub policy: Option<RawPolicy>,
     pub services: BTreeMap<String, Spanned<RawService>>,
     pub signals: Option<RawSignals>,
+    pub governance: Option<crate::governance::RawGovernance>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -138,6 +138,9 @@ mod tests {
         series[801].1 = -1e300;
         series[900].0 = series[899].0; // duplicate timestamp
         series[901].0 = 0; // time going backwards
+        series[950].0 = i64::MIN; // absurd timestamps
+        series[951].0 = i64::MAX;
+        series[952].0 = i64::MIN;
         for n in NAMES {
             let Some(mut d) = by_name(n) else { continue };
             for (i, &(t, v)) in series.iter().enumerate() {
@@ -147,6 +150,49 @@ mod tests {
                     assert_eq!(s, 0.0, "{n}: non-finite input must score 0");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn random_bit_patterns_never_panic() {
+        let mut rng = util::SplitMix64::new(0xf00d);
+        for n in NAMES {
+            let Some(mut d) = by_name(n) else { continue };
+            let mut t = 0i64;
+            for i in 0..3000 {
+                // Mostly sane samples with bursts of arbitrary bit patterns and time jumps.
+                let v = if i % 97 < 5 {
+                    f64::from_bits(rng.next_u64())
+                } else {
+                    rng.normal() * 10.0
+                };
+                t = if i % 211 == 0 {
+                    i64::from_ne_bytes(rng.next_u64().to_ne_bytes())
+                } else {
+                    t.saturating_add(60)
+                };
+                let s = d.update(t, v);
+                assert!((0.0..=1.0).contains(&s), "{n}: {s}");
+            }
+        }
+    }
+
+    #[test]
+    fn ewma_and_seasonal_recover_from_an_absurd_value() {
+        let series = daily_series(3000, STEP, 8, 0.0);
+        for mut d in [
+            Box::new(Ewma::default()) as Box<dyn Detector>,
+            Box::new(SeasonalBaseline::default()),
+        ] {
+            for (i, &(t, v)) in series.iter().enumerate() {
+                d.update(t, if i == 1000 { 1e300 } else { v });
+            }
+            let (t, v) = series[series.len() - 1];
+            assert!(
+                d.update(t + STEP, v + 100.0) > 0.5,
+                "{} stayed poisoned",
+                d.name()
+            );
         }
     }
 

@@ -128,6 +128,10 @@ impl Detector for SeasonalBaseline {
         }
         self.counts[b] = c.saturating_add(1);
         self.n = self.n.saturating_add(1);
+        if !(self.resid_var.is_finite() && self.global.is_finite() && self.means[b].is_finite()) {
+            // Overflowed on an absurd (finite) value: start learning afresh.
+            *self = Self::new(self.p.clone());
+        }
         score
     }
 }

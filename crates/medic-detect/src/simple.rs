@@ -362,6 +362,11 @@ impl Detector for Ewma {
         self.mean += a * d;
         self.var = (1.0 - a) * (self.var + a * d * d);
         self.n = self.n.saturating_add(1);
+        if !(self.mean.is_finite() && self.var.is_finite()) {
+            // Overflowed on an absurd (finite) value: start learning afresh.
+            self.n = 0;
+            self.var = 0.0;
+        }
         score
     }
 }

@@ -235,7 +235,7 @@ impl Profile {
         let slot = usize::try_from(ts.rem_euclid(self.period) / self.slot_secs)
             .unwrap_or(0)
             .min(self.means.len() - 1);
-        let periods = (ts - first) / self.period;
+        let periods = ts.saturating_sub(first) / self.period;
         let trusted = self.seen[slot] >= 1 && periods >= i64::from(min_periods);
         let r = trusted.then(|| value - self.means[slot]);
         if self.seen[slot] == 0 {
@@ -471,7 +471,7 @@ impl Detector for Surprise {
         // Sampling step from the first samples (median of the first 16 positive steps).
         if let Some(prev) = self.last_ts {
             if self.steps.len() < 16 && ts_secs > prev {
-                self.steps.push(ts_secs - prev);
+                self.steps.push(ts_secs.saturating_sub(prev));
                 if self.steps.len() == 16 {
                     let mut s = self.steps.clone();
                     s.sort_unstable();

@@ -105,7 +105,7 @@ impl TrendDetector {
     fn rebuild(&mut self, ts_ref: i64) {
         // Re-reference time to keep the sums well conditioned.
         #[allow(clippy::cast_precision_loss)]
-        let shift = (ts_ref - self.t0) as f64;
+        let shift = ts_ref.saturating_sub(self.t0) as f64;
         self.t0 = ts_ref;
         let pts: Vec<(f64, f64)> = self.buf.iter().map(|&(x, y)| (x - shift, y)).collect();
         self.buf = pts.into_iter().collect();
@@ -141,7 +141,7 @@ impl Detector for TrendDetector {
             self.t0 = ts_secs;
         }
         #[allow(clippy::cast_precision_loss)]
-        let x = (ts_secs - self.t0) as f64;
+        let x = ts_secs.saturating_sub(self.t0) as f64;
         if self.buf.len() == self.p.window {
             if let Some((ox, oy)) = self.buf.pop_front() {
                 self.add(ox, oy, -1.0);

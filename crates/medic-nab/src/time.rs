@@ -35,7 +35,7 @@ pub fn parse_micros(s: &str) -> Result<i64, String> {
         return Err(format!("bad date {date:?}"));
     };
     let (y, mo, d) = (num(y, "year")?, num(mo, "month")?, num(d, "day")?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) {
+    if !(1..=9999).contains(&y) || !(1..=12).contains(&mo) || !(1..=31).contains(&d) {
         return Err(format!("bad date {date:?}"));
     }
     let (hms, frac) = match time.split_once('.') {
@@ -82,6 +82,8 @@ mod tests {
         );
         assert!(parse_micros("2014-13-10 07:15:00").is_err());
         assert!(parse_micros("garbage").is_err());
+        assert!(parse_micros("99999999999999999-01-01 00:00:00").is_err());
+        assert!(parse_micros("2014-01-01 00:00:00.").is_err());
         assert!(parse_micros("2014-04-10 07:x:00").is_err());
     }
 }

@@ -204,7 +204,7 @@ pub fn score_precomputed(
         let r = pf.score(&scores, threshold, prof);
         let _ = writeln!(
             out,
-            "{det},{profile},{key},{threshold},{},{},{},{},{},{}",
+            "{det},{profile},{key},{threshold:?},{:?},{},{},{},{},{}",
             r.score, r.tp, r.tn, r.fp, r.fn_, r.total
         );
     }

@@ -13,11 +13,23 @@
 //! | `GET /api/v1/incidents/{id}` | [`IncidentDetail`] with its timeline; `404` `E0404 incident_not_found` |
 //! | `GET /api/v1/audit?after=SEQ&limit=N` | [`AuditPage`]: records with `seq > after`, ascending; `limit` 1–1000, default 100 |
 //! | `POST /api/v1/mode` | body [`ModeRequest`] (`application/json`), forwarded as [`ControlRequest::SetMode`]; answers [`ModeResponse`] or the daemon's [`ApiError`] |
+//! | `GET /api/v1/approvals` | [`governance::ApprovalList`]: pending approvals (with reason codes), pauses, mass-incident latch |
+//! | `POST /api/v1/approvals/{id}/approve` | body [`ApproveRequest`]; [`governance::OperatorReply`]; `E0409` with `approval_not_found:`/`same_approver:` |
+//! | `POST /api/v1/approvals/{id}/reject` | body [`RejectRequest`]; [`governance::OperatorReply`] |
+//! | `POST /api/v1/pause` | body [`PauseRequest`] (all fields optional); [`governance::OperatorReply`] |
+//! | `POST /api/v1/resume` | body [`ResumeRequest`]; an empty scope lifts every pause and the mass-incident latch |
+//! | `GET /api/v1/explain/{incident}` | [`governance::ExplainResponse`]: every decision with verdict and `reason_code`; `E0404` when unknown |
+//! | `POST /api/v1/actions/{id}/cancel` | body [`CancelRequest`]; asks the executor to cancel a running action |
+//! | `POST /api/v1/actions/force` | body [`ForceRequest`]; runs an action past the gates (reason mandatory, audited as an override) |
+//!
+//! The governance routes are forwarded as [`ControlRequest::Governance`];
+//! the daemon answers with [`governance::apply`].
 //!
 //! Every error is JSON, see [`error`] and [`CODES`]. Unknown routes give
 //! `E0401 route_not_found`, wrong methods `E0405 method_not_allowed`.
 
 pub mod error;
+pub mod governance;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -185,6 +197,13 @@ pub enum ControlRequest {
         mode: String,
         reply: oneshot::Sender<Result<String, ApiError>>,
     },
+    /// Approvals, pauses, explain, cancel and override. The daemon answers
+    /// with [`governance::apply`] on its engine (then drains the engine's
+    /// commands) and sends the JSON value back.
+    Governance {
+        op: governance::GovernanceOp,
+        reply: oneshot::Sender<Result<serde_json::Value, ApiError>>,
+    },
 }
 
 /// Everything the handlers need.
@@ -272,6 +291,69 @@ pub struct ModeResponse {
     pub message: String,
 }
 
+/// Body of `POST /api/v1/approvals/{id}/approve`. `by` is audited.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApproveRequest {
+    pub by: String,
+}
+
+/// Body of `POST /api/v1/approvals/{id}/reject`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RejectRequest {
+    pub by: String,
+    pub reason: String,
+}
+
+/// Body of `POST /api/v1/pause`: scope (service, action kind) and duration;
+/// absent fields mean "all" and "until resumed".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PauseRequest {
+    #[serde(default)]
+    pub service: Option<String>,
+    #[serde(default)]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub duration_s: Option<u64>,
+    #[serde(default)]
+    pub by: Option<String>,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// Body of `POST /api/v1/resume`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ResumeRequest {
+    #[serde(default)]
+    pub service: Option<String>,
+    #[serde(default)]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub by: Option<String>,
+}
+
+/// Body of `POST /api/v1/actions/{id}/cancel`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CancelRequest {
+    pub by: String,
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// Body of `POST /api/v1/actions/force`. `reason` is mandatory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForceRequest {
+    pub service: String,
+    pub action: String,
+    pub by: String,
+    pub reason: String,
+}
+
 impl From<medic_store::IncidentRecord> for IncidentDetail {
     fn from(r: medic_store::IncidentRecord) -> Self {
         IncidentDetail {
@@ -333,6 +415,14 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/incidents/{id}", get(get_incident))
         .route("/api/v1/audit", get(list_audit))
         .route("/api/v1/mode", post(set_mode))
+        .route("/api/v1/approvals", get(list_approvals))
+        .route("/api/v1/approvals/{id}/approve", post(approve))
+        .route("/api/v1/approvals/{id}/reject", post(reject))
+        .route("/api/v1/pause", post(pause))
+        .route("/api/v1/resume", post(resume))
+        .route("/api/v1/explain/{incident}", get(explain))
+        .route("/api/v1/actions/{id}/cancel", post(cancel_action))
+        .route("/api/v1/actions/force", post(force_action))
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -588,4 +678,189 @@ async fn set_mode(
         service: req.service,
         message,
     }))
+}
+
+// ---------------------------------------------------------------- governance
+
+async fn governance_call(
+    state: &ApiState,
+    op: governance::GovernanceOp,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let (tx, rx) = oneshot::channel();
+    let unavailable = || {
+        ApiError::new(
+            ErrorCode::ControlUnavailable,
+            "the control loop is not running",
+        )
+        .with_retry_after(1)
+    };
+    state
+        .control
+        .send_timeout(
+            ControlRequest::Governance { op, reply: tx },
+            CONTROL_TIMEOUT,
+        )
+        .await
+        .map_err(|e| match e {
+            mpsc::error::SendTimeoutError::Timeout(_) => ApiError::new(
+                ErrorCode::ControlTimeout,
+                "the control loop's queue is full",
+            ),
+            mpsc::error::SendTimeoutError::Closed(_) => unavailable(),
+        })?;
+    let reply = tokio::time::timeout(CONTROL_TIMEOUT, rx)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                ErrorCode::ControlTimeout,
+                format!(
+                    "the control loop did not answer within {}s",
+                    CONTROL_TIMEOUT.as_secs()
+                ),
+            )
+        })?
+        .map_err(|_| unavailable())?;
+    Ok(Json(reply?))
+}
+
+fn required(field: &str, v: &str) -> Result<String, ApiError> {
+    let t = v.trim();
+    if t.is_empty() || t.len() > 256 {
+        return Err(ApiError::invalid_field(
+            field,
+            format!("{field} must be a non-empty string of at most 256 bytes"),
+        ));
+    }
+    Ok(t.to_string())
+}
+
+fn optional(field: &str, v: Option<&String>) -> Result<Option<String>, ApiError> {
+    match v {
+        None => Ok(None),
+        Some(s) => required(field, s).map(Some),
+    }
+}
+
+fn path_param(p: Result<Path<String>, PathRejection>, field: &str) -> Result<String, ApiError> {
+    let Path(v) = p.map_err(|e| {
+        ApiError::invalid_field(field, format!("invalid {field}: {}", e.body_text()))
+    })?;
+    required(field, &v)
+}
+
+async fn list_approvals(
+    State(state): State<ApiState>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    governance_call(&state, governance::GovernanceOp::ListApprovals).await
+}
+
+async fn approve(
+    State(state): State<ApiState>,
+    id: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = path_param(id, "id")?;
+    let req: ApproveRequest = parse_json(&headers, body)?;
+    let by = required("by", &req.by)?;
+    governance_call(&state, governance::GovernanceOp::Approve { id, by }).await
+}
+
+async fn reject(
+    State(state): State<ApiState>,
+    id: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = path_param(id, "id")?;
+    let req: RejectRequest = parse_json(&headers, body)?;
+    let by = required("by", &req.by)?;
+    let reason = required("reason", &req.reason)?;
+    governance_call(&state, governance::GovernanceOp::Reject { id, by, reason }).await
+}
+
+async fn pause(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let req: PauseRequest = parse_json(&headers, body)?;
+    let op = governance::GovernanceOp::Pause {
+        service: optional("service", req.service.as_ref())?,
+        kind: governance::parse_kind(req.kind.as_deref().unwrap_or(""))?,
+        duration: match req.duration_s {
+            Some(0) => {
+                return Err(ApiError::invalid_field(
+                    "duration_s",
+                    "duration_s must be positive (omit it to pause until resumed)",
+                ))
+            }
+            d => d.map(Duration::from_secs),
+        },
+        by: optional("by", req.by.as_ref())?.unwrap_or_else(|| "api".into()),
+        reason: optional("reason", req.reason.as_ref())?.unwrap_or_default(),
+    };
+    governance_call(&state, op).await
+}
+
+async fn resume(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let req: ResumeRequest = parse_json(&headers, body)?;
+    let op = governance::GovernanceOp::Resume {
+        service: optional("service", req.service.as_ref())?,
+        kind: governance::parse_kind(req.kind.as_deref().unwrap_or(""))?,
+        by: optional("by", req.by.as_ref())?.unwrap_or_else(|| "api".into()),
+    };
+    governance_call(&state, op).await
+}
+
+async fn explain(
+    State(state): State<ApiState>,
+    incident: Result<Path<String>, PathRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let incident = path_param(incident, "incident")?;
+    governance_call(&state, governance::GovernanceOp::Explain { incident }).await
+}
+
+async fn cancel_action(
+    State(state): State<ApiState>,
+    id: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let raw = path_param(id, "id")?;
+    let action_id: u64 = raw
+        .strip_prefix("act-")
+        .unwrap_or(&raw)
+        .parse()
+        .map_err(|_| ApiError::invalid_field("id", format!("invalid action id {raw:?}")))?;
+    let req: CancelRequest = parse_json(&headers, body)?;
+    let by = required("by", &req.by)?;
+    governance_call(
+        &state,
+        governance::GovernanceOp::Cancel {
+            action_id,
+            by,
+            reason: req.reason.trim().to_string(),
+        },
+    )
+    .await
+}
+
+async fn force_action(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let req: ForceRequest = parse_json(&headers, body)?;
+    let op = governance::GovernanceOp::Force {
+        service: required("service", &req.service)?,
+        action: required("action", &req.action)?,
+        by: required("by", &req.by)?,
+        reason: required("reason", &req.reason)?,
+    };
+    governance_call(&state, op).await
 }

@@ -303,6 +303,7 @@ async fn set_mode_round_trips_through_the_control_channel() {
                     };
                     let _ = reply.send(answer);
                 }
+                ControlRequest::Governance { .. } => {}
             }
             if seen.len() == 4 {
                 break;

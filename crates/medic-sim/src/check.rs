@@ -149,8 +149,9 @@ impl Checker {
         match input {
             Input::WallClock { unix_ms, .. } => self.wall_sync = Some((now, *unix_ms)),
             Input::FreezeWindows(w) => self.freeze = w.clone(),
-            Input::ActionOutcome { id, result } => {
-                if self.inflight.remove(&id.0).is_some() {
+            Input::ActionOutcome { id, result } if self.inflight.contains_key(&id.0) => {
+                self.inflight.remove(&id.0);
+                {
                     self.delivered = Some(id.0);
                     if let Some((svc, action, stage)) = self.flight_meta.get(&id.0) {
                         if result.is_ok() && *stage != ActionStage::Canary {
@@ -261,10 +262,8 @@ impl Checker {
                             }
                             self.granted.insert((f("incident"), f("action")), approvers);
                         }
-                        "automation.paused" => {
-                            if a.field("reason_code") == Some("mass_incident") {
-                                self.mass_latched = true;
-                            }
+                        "automation.paused" if a.field("reason_code") == Some("mass_incident") => {
+                            self.mass_latched = true;
                         }
                         "incident.opened" => {
                             opened = true;
@@ -378,12 +377,11 @@ impl Checker {
                                     );
                                 }
                             }
-                            ActionClass::ToggleFeatureFlag => {
+                            ActionClass::ToggleFeatureFlag
                                 if recent(&self.features, window)
-                                    >= gov.limits.feature_disables_per_hour
-                                {
-                                    return v("limit.feature_budget", format!("{}", r.id));
-                                }
+                                    >= gov.limits.feature_disables_per_hour =>
+                            {
+                                return v("limit.feature_budget", format!("{}", r.id));
                             }
                             ActionClass::Fallback => {
                                 let used = recent(

@@ -1,0 +1,250 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! Governance routes against a real engine behind a stand-in control loop
+//! that does what the daemon does: `governance::apply`, then drain.
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use medic_api::governance::apply;
+use medic_api::{router, ApiState, ControlRequest, Metrics};
+use medic_core::*;
+use medic_store::Store;
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+fn engine() -> Engine {
+    let svc = ServiceSpec {
+        name: "web".into(),
+        mode: None,
+        probes: vec![ProbeSpec {
+            name: "healthz".into(),
+            failure: FailureRule {
+                consecutive: 2,
+                within: Duration::from_secs(60),
+            },
+            latency: None,
+            recovery: RecoveryRule { consecutive: 2 },
+        }],
+        actions: vec![ActionSpec {
+            name: "restart".into(),
+            kind: ActionKind::Restart,
+            risk: Risk::Medium,
+            revert: None,
+        }],
+        remediations: vec![Remediation {
+            probe: "healthz".into(),
+            condition: Condition::Failing,
+            action: "restart".into(),
+        }],
+        policy: ServicePolicy::default(),
+    };
+    let mut e = Engine::new(
+        EngineConfig {
+            instance: "t".into(),
+            mode: Mode::Conservative,
+            services: vec![svc],
+            ..EngineConfig::default()
+        },
+        MonoTime::ZERO,
+    );
+    for t in 0..2 {
+        e.handle_input(
+            MonoTime(t * 1000),
+            Input::Probe(ProbeReport {
+                service: "web".into(),
+                probe: "healthz".into(),
+                ok: false,
+                latency: Duration::ZERO,
+                failure: Some(ProbeFailure::Exited),
+                detail: String::new(),
+            }),
+        );
+    }
+    while e.poll_command().is_some() {}
+    e
+}
+
+async fn start() -> (
+    String,
+    reqwest::Client,
+    tempfile::TempDir,
+    mpsc::Receiver<Vec<Command>>,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("medic.db")).await.unwrap();
+    let (tx, mut rx) = mpsc::channel::<ControlRequest>(8);
+    let (cmd_tx, cmd_rx) = mpsc::channel(64);
+    let state = ApiState {
+        store,
+        metrics: Arc::new(Metrics::new()),
+        ready: Arc::new(AtomicBool::new(true)),
+        control: tx,
+    };
+    tokio::spawn(async move {
+        let mut e = engine();
+        let mut now = 10_000u64;
+        while let Some(req) = rx.recv().await {
+            now += 1000;
+            if let ControlRequest::Governance { op, reply } = req {
+                let r = apply(&mut e, MonoTime(now), op);
+                let cmds: Vec<Command> = std::iter::from_fn(|| e.poll_command()).collect();
+                let _ = cmd_tx.send(cmds).await;
+                let _ = reply.send(r);
+            }
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = router(state);
+    tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    (
+        format!("http://{addr}"),
+        reqwest::Client::new(),
+        dir,
+        cmd_rx,
+    )
+}
+
+async fn post(c: &reqwest::Client, url: String, body: Value) -> (u16, Value) {
+    let r = c.post(url).json(&body).send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+async fn get(c: &reqwest::Client, url: String) -> (u16, Value) {
+    let r = c.get(url).send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn approvals_explain_pause_and_override_over_http() {
+    let (base, c, _dir, mut cmds) = start().await;
+
+    // The medium-risk restart waits for a human in conservative mode.
+    let (st, list) = get(&c, format!("{base}/api/v1/approvals")).await;
+    assert_eq!(st, 200, "{list}");
+    let a = &list["approvals"][0];
+    assert_eq!(a["id"], "apr-1");
+    assert_eq!(a["reason_code"], "risk_tier");
+    assert_eq!(a["risk"], "medium");
+    assert_eq!(list["mass_incident_pause"], false);
+    let _ = cmds.recv().await;
+
+    // Explain shows the decision and its machine-readable reason.
+    let (st, ex) = get(&c, format!("{base}/api/v1/explain/inc-t-1")).await;
+    assert_eq!(st, 200, "{ex}");
+    assert_eq!(ex["decisions"][0]["verdict"], "pending-approval");
+    assert_eq!(ex["decisions"][0]["reason_code"], "risk_tier");
+    assert_eq!(ex["pending_approval"]["id"], "apr-1");
+    let _ = cmds.recv().await;
+
+    // Approver identity is required and audited; the action runs.
+    let (st, err) = post(
+        &c,
+        format!("{base}/api/v1/approvals/apr-1/approve"),
+        json!({"by": " "}),
+    )
+    .await;
+    assert_eq!((st, err["error"]["field"].clone()), (422, json!("by")));
+    let (st, ok) = post(
+        &c,
+        format!("{base}/api/v1/approvals/apr-1/approve"),
+        json!({"by": "alice"}),
+    )
+    .await;
+    assert_eq!(st, 200, "{ok}");
+    assert_eq!(ok["message"], "apr-1 granted");
+    let sent = cmds.recv().await.unwrap();
+    let granted = sent
+        .iter()
+        .find_map(|c| match c {
+            Command::Audit(a) if a.kind == "approval.granted" => Some(a.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(granted.field("approvers"), Some("alice"));
+    assert!(sent
+        .iter()
+        .any(|c| matches!(c, Command::RunAction(r) if r.action == "restart")));
+
+    // A second approval of the same id conflicts, with the engine's code.
+    let (st, err) = post(
+        &c,
+        format!("{base}/api/v1/approvals/apr-1/approve"),
+        json!({"by": "bob"}),
+    )
+    .await;
+    assert_eq!(st, 409);
+    assert!(err["error"]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("approval_not_found:"));
+    let _ = cmds.recv().await;
+
+    // Pause and resume round-trip and show up in the list.
+    let (st, _) = post(
+        &c,
+        format!("{base}/api/v1/pause"),
+        json!({"service": "web", "kind": "restart", "duration_s": 600, "by": "ops"}),
+    )
+    .await;
+    assert_eq!(st, 200);
+    let _ = cmds.recv().await;
+    let (_, list) = get(&c, format!("{base}/api/v1/approvals")).await;
+    assert_eq!(list["pauses"][0]["service"], "web");
+    assert_eq!(list["pauses"][0]["kind"], "restart");
+    let _ = cmds.recv().await;
+    let (st, r) = post(
+        &c,
+        format!("{base}/api/v1/resume"),
+        json!({"service": "web", "kind": "restart"}),
+    )
+    .await;
+    assert_eq!((st, r["message"].clone()), (200, json!("1 pauses lifted")));
+    let _ = cmds.recv().await;
+    let (st, err) = post(
+        &c,
+        format!("{base}/api/v1/pause"),
+        json!({"kind": "reboot"}),
+    )
+    .await;
+    assert_eq!((st, err["error"]["field"].clone()), (422, json!("kind")));
+
+    // An override needs a reason; the target is busy with the approved restart.
+    let (st, err) = post(
+        &c,
+        format!("{base}/api/v1/actions/force"),
+        json!({"service": "web", "action": "restart", "by": "ops", "reason": ""}),
+    )
+    .await;
+    assert_eq!((st, err["error"]["field"].clone()), (422, json!("reason")));
+    let (st, err) = post(
+        &c,
+        format!("{base}/api/v1/actions/force"),
+        json!({"service": "web", "action": "restart", "by": "ops", "reason": "db wedged"}),
+    )
+    .await;
+    assert_eq!(st, 409, "{err}");
+    assert!(err["error"]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("target_busy:"));
+    let _ = cmds.recv().await;
+
+    // Cancel the running action: the driver gets Command::CancelAction.
+    let (st, _) = post(
+        &c,
+        format!("{base}/api/v1/actions/act-1/cancel"),
+        json!({"by": "ops", "reason": "wrong box"}),
+    )
+    .await;
+    assert_eq!(st, 200);
+    let sent = cmds.recv().await.unwrap();
+    assert!(sent
+        .iter()
+        .any(|c| matches!(c, Command::CancelAction { id, by, .. } if id.0 == 1 && by == "ops")));
+
+    let (st, err) = get(&c, format!("{base}/api/v1/explain/inc-nope")).await;
+    assert_eq!((st, err["error"]["code"].clone()), (404, json!("E0404")));
+}

@@ -46,6 +46,13 @@ enum Msg {
     Operator(OperatorCommand, Option<oneshot::Sender<String>>),
     /// The host's wall clock, for freeze windows and timing risk.
     WallClock,
+    /// Freeze windows expanded from their cron schedules.
+    Freeze(Vec<medic_core::FreezeWindow>),
+    /// Approvals, pauses, explain, cancel, force: answered from the engine.
+    Governance(
+        medic_api::governance::GovernanceOp,
+        oneshot::Sender<Result<serde_json::Value, ApiError>>,
+    ),
 }
 
 /// An incident as last published by the engine, with host times.
@@ -254,17 +261,36 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
         )
         .await?;
     // The engine extrapolates wall time from monotonic time; resend it every
-    // minute so clock jumps (NTP, DST) are picked up.
+    // minute so clock jumps (NTP, DST) are picked up, and the freeze windows
+    // of the next 8 days (expanded from cron in their time zones) every hour.
     {
         let tx = tx.clone();
         let mut shutdown = shutdown_rx.clone();
+        let freezes = opts.config.freeze_windows.clone();
         tokio::spawn(async move {
             let mut every = tokio::time::interval(Duration::from_secs(60));
+            let mut n: u64 = 0;
             loop {
                 tokio::select! {
-                    _ = every.tick() => if tx.send(Msg::WallClock).await.is_err() { return },
+                    _ = every.tick() => {}
                     _ = shutdown.changed() => return,
                 }
+                if tx.send(Msg::WallClock).await.is_err() {
+                    return;
+                }
+                if !freezes.is_empty() && n.is_multiple_of(60) {
+                    let now_ms =
+                        i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)
+                            .unwrap_or(i64::MAX);
+                    let windows = freezes
+                        .iter()
+                        .flat_map(|f| f.windows(now_ms, Duration::from_secs(8 * 86_400)))
+                        .collect();
+                    if tx.send(Msg::Freeze(windows)).await.is_err() {
+                        return;
+                    }
+                }
+                n += 1;
             }
         });
     }
@@ -389,6 +415,13 @@ async fn forward_control(mut rx: mpsc::Receiver<ControlRequest>, tx: mpsc::Sende
                     });
                 let _ = reply.send(r);
             }
+            ControlRequest::Governance { op, reply } => {
+                if let Err(mpsc::error::SendError(Msg::Governance(_, reply))) =
+                    tx.send(Msg::Governance(op, reply)).await
+                {
+                    let _ = reply.send(Err(ApiError::internal("engine stopped")));
+                }
+            }
         }
     }
 }
@@ -498,6 +531,7 @@ impl EngineLoop {
                 }
             };
             let mut reply = None;
+            let mut gov_reply = None;
             tokio::select! {
                 msg = rx.recv() => {
                     let Some(msg) = msg else { return Ok(()) };
@@ -517,6 +551,11 @@ impl EngineLoop {
                             self.engine.handle_input(now, Input::Operator(cmd))
                         }
                         Msg::WallClock => self.engine.handle_input(now, wall_clock()),
+                        Msg::Freeze(w) => self.engine.handle_input(now, Input::FreezeWindows(w)),
+                        Msg::Governance(op, r) => {
+                            let answer = medic_api::governance::apply(&mut self.engine, now, op);
+                            gov_reply = Some((answer, r));
+                        }
                     }
                 }
                 _ = sleep => {
@@ -526,6 +565,9 @@ impl EngineLoop {
                 _ = shutdown.wait_for(|s| *s) => return Ok(()),
             }
             let answer = self.drain().await;
+            if let Some((answer, r)) = gov_reply {
+                let _ = r.send(answer);
+            }
             if let Some(r) = reply {
                 let _ = r.send(answer.unwrap_or_else(|| "ok".to_string()));
             }

@@ -73,6 +73,10 @@ policy:
   failed_heal_window: 10m
   verify_window: 6s
   max_attempts: 5
+# The demo opens six incidents within a minute; the default incident-rate gate
+# (5 per hour) would rightly stop automation for the last one.
+governance:
+  gates: {{ max_incidents_per_hour: 100, max_failed_actions_per_hour: 100 }}
 services:
   web:
     process:
@@ -360,12 +364,7 @@ pub async fn run(dir: Option<PathBuf>, json: bool) -> anyhow::Result<bool> {
     let crashy_port = free_port()?;
     let cfg_path = dir.join("medic.yaml");
     std::fs::write(&cfg_path, config_yaml(&exe, web_port, crashy_port))?;
-    let mut cfg = medic_config::load(&cfg_path).map_err(|e| anyhow::anyhow!("{e}"))?;
-    // The demo opens six incidents within a minute; the default incident-rate
-    // gate (5 per hour) would rightly stop automation for the last one. Like
-    // the shortened cooldowns, the demo raises it.
-    cfg.engine.governance.gates.max_incidents_per_hour = 100;
-    cfg.engine.governance.gates.max_failed_actions_per_hour = 100;
+    let cfg = medic_config::load(&cfg_path).map_err(|e| anyhow::anyhow!("{e}"))?;
     let db = dir.join("medic.db");
     if !json {
         eprintln!(

@@ -451,3 +451,91 @@ services:
         "{msg}"
     );
 }
+
+/// Run `medic` with `--api` pointing at a daemon; return (exit code, stdout, stderr).
+fn op(api: &str, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = medic()
+        .args(["--api", api])
+        .args(args)
+        .env("MEDIC_OPERATOR", "alice")
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn conservative_mode_waits_for_an_approval_then_heals_and_explains() {
+    let dir = tempfile::tempdir().unwrap();
+    let (fport, aport) = (free_port(), free_port());
+    let cfg = write_config(dir.path(), fport, aport);
+    let _daemon = spawn_daemon(&cfg, Some("conservative"));
+    let api = format!("http://127.0.0.1:{aport}");
+    let health = format!("http://127.0.0.1:{fport}/healthz");
+    let pid = wait_for("the fixture to answer", Duration::from_secs(20), || {
+        get_json(&health).and_then(|v| v["pid"].as_u64())
+    });
+    // Pausing first: detection still works, nothing is even proposed.
+    let (code, _, err) = op(
+        &api,
+        &["pause", "--service", "web", "--reason", "maintenance"],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let inc = wait_for("an incident", Duration::from_secs(20), || {
+        let list = get_json(&format!("{api}/api/v1/incidents"))?;
+        list["incidents"].as_array()?.first().cloned()
+    });
+    let id = inc["id"].as_str().unwrap().to_string();
+    std::thread::sleep(Duration::from_millis(500));
+    let approvals = get_json(&format!("{api}/api/v1/approvals")).unwrap();
+    assert!(
+        approvals["approvals"].as_array().unwrap().is_empty(),
+        "{approvals}"
+    );
+    assert!(
+        !approvals["pauses"].as_array().unwrap().is_empty(),
+        "{approvals}"
+    );
+    let (code, _, err) = op(&api, &["resume", "--service", "web"]);
+    assert_eq!(code, Some(0), "{err}");
+    // Restart is MEDIUM risk: conservative mode asks a human.
+    let approval = wait_for("a pending approval", Duration::from_secs(20), || {
+        let v = get_json(&format!("{api}/api/v1/approvals"))?;
+        v["approvals"].as_array()?.first().cloned()
+    });
+    assert_eq!(approval["action"], "restart");
+    assert!(get_json(&health).is_none(), "restarted without approval");
+    let (code, out, err) = op(&api, &["approvals"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains(approval["id"].as_str().unwrap()), "{out}");
+    let (code, _, err) = op(&api, &["approve", approval["id"].as_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    let new_pid = wait_for("the approved restart", Duration::from_secs(20), || {
+        get_json(&health)
+            .and_then(|v| v["pid"].as_u64())
+            .filter(|p| *p != pid)
+    });
+    assert_ne!(new_pid, pid);
+    let (code, out, err) = op(&api, &["explain", &id]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("restart"), "{out}");
+    // The approver's identity is in the audit log.
+    let audit = get_json(&format!("{api}/api/v1/audit?limit=1000")).unwrap();
+    let approved = audit["records"].as_array().unwrap().iter().any(|r| {
+        r["kind"].as_str().unwrap_or("").starts_with("approval")
+            && r["payload"].to_string().contains("alice")
+    });
+    assert!(approved, "{audit}");
+    // Bad operator input is a clear error, not a panic.
+    let (code, _, err) = op(&api, &["approve", "apr-999999"]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("E0"), "{err}");
+}

@@ -1,14 +1,16 @@
-//! `surprise`: a multi-channel, multi-scale detector with per-channel anomaly likelihood and
-//! novelty suppression. It is the basis of the `default` detector.
+//! `surprise`: a multi-channel, self-calibrating detector with record-based evidence and
+//! novelty suppression. It is the `default` detector.
 //!
 //! Each sample feeds several raw "surprise" channels (robust level deviation, robust change
-//! of the short-term mean, one-step jump, daily and weekly seasonal residuals). Each channel's
-//! raw value `r` is turned into `log(1 + r)`, averaged over a short window, and standardised
-//! against the long-run distribution of that average (as in HTM's anomaly likelihood), which
-//! calibrates every channel of every series to the same scale. The detector's evidence is the
-//! largest standardised channel value; the output is a squashed form of it, kept only when it
-//! is a new maximum within the suppression horizon (a repeated alarm for the same episode is
-//! damped), which trades repeated alerts for fewer false positives.
+//! of the short-term mean, one-step jump, daily and weekly seasonal residuals, optionally a
+//! shape-memory channel). Each channel's raw value `r` is turned into `log(1 + r)`, averaged
+//! over a short window, and compared with the mean and the maximum of that average over a
+//! long history: `(a - mean) / (max - mean)`, so 1 means "as surprising as the worst moment
+//! of the recent past". This calibrates every channel of every series to one scale. The
+//! evidence is the mean of the two strongest channels, raised by all-time records (a value
+//! outside the range seen so far, a seasonal residual above its all-time maximum). Evidence
+//! that is not a new maximum within the suppression horizon is damped, so an ongoing episode
+//! alarms once, early. The score is `e / (e + half)`.
 
 use std::collections::VecDeque;
 

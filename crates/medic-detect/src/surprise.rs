@@ -43,6 +43,8 @@ pub struct SurpriseParams {
     /// Spatial records: a value beyond the all-time range by this fraction of the range
     /// counts as evidence 1 (0 disables).
     pub spatial: f64,
+    /// Spatial records use the range of the last this many samples (0 = all time).
+    pub spatial_window: usize,
     /// Jump records: a one-step jump (in robust units) larger than every previous one by this
     /// fraction counts as evidence 1 (0 disables).
     pub jump_record: f64,
@@ -95,6 +97,7 @@ impl Default for SurpriseParams {
             season_min_periods: 1,
             weights: [1.0, 1.0, 1.0, 1.0, 1.0, 0.0],
             spatial: 0.02,
+            spatial_window: 0,
             jump_record: 0.0,
             season_record: 0.5,
             combine: 2,
@@ -396,6 +399,8 @@ pub struct Surprise {
     evidence: f64,
     seen_min: f64,
     seen_max: f64,
+    rmin: VecDeque<(usize, f64)>,
+    rmax: VecDeque<(usize, f64)>,
     rec_jump: f64,
     rec_season: f64,
 }
@@ -433,6 +438,8 @@ impl Surprise {
             evidence: 0.0,
             seen_min: f64::INFINITY,
             seen_max: f64::NEG_INFINITY,
+            rmin: VecDeque::new(),
+            rmax: VecDeque::new(),
             rec_jump: 0.0,
             rec_season: 0.0,
         }
@@ -580,8 +587,29 @@ impl Detector for Surprise {
                 *slot = slot.max(r);
             }
         }
-        self.seen_min = self.seen_min.min(value);
-        self.seen_max = self.seen_max.max(value);
+        if self.p.spatial_window == 0 {
+            self.seen_min = self.seen_min.min(value);
+            self.seen_max = self.seen_max.max(value);
+        } else {
+            // Sliding range over the last `spatial_window` samples (monotonic deques).
+            let w = self.p.spatial_window;
+            while self.rmax.back().is_some_and(|&(_, x)| x <= value) {
+                self.rmax.pop_back();
+            }
+            self.rmax.push_back((self.n, value));
+            while self.rmin.back().is_some_and(|&(_, x)| x >= value) {
+                self.rmin.pop_back();
+            }
+            self.rmin.push_back((self.n, value));
+            while self.rmax.front().is_some_and(|&(i, _)| i + w <= self.n) {
+                self.rmax.pop_front();
+            }
+            while self.rmin.front().is_some_and(|&(i, _)| i + w <= self.n) {
+                self.rmin.pop_front();
+            }
+            self.seen_max = self.rmax.front().map_or(value, |&(_, x)| x);
+            self.seen_min = self.rmin.front().map_or(value, |&(_, x)| x);
+        }
         self.evidence = evidence;
 
         // Novelty suppression: evidence that does not exceed every evidence of the last
@@ -696,6 +724,32 @@ mod tests {
             .map(|(x, y)| (x - y).abs())
             .fold(0.0, f64::max);
         assert!(worst < 1e-3, "max score difference {worst}");
+    }
+
+    #[test]
+    fn sliding_spatial_range_forgets_old_extremes() {
+        // A huge early excursion widens the all-time range; with a sliding range, a later
+        // moderate excursion is a record again.
+        let mut series = daily_series(6000, STEP, 25, 0.0);
+        for p in &mut series[300..310] {
+            p.1 += 500.0;
+        }
+        series[5500].1 += 45.0;
+        let only_spatial = SurpriseParams {
+            weights: [0.0; 6],
+            season_record: 0.0,
+            ..SurpriseParams::default()
+        };
+        let all_time = feed(&mut Surprise::new(only_spatial.clone()), &series);
+        let sliding = feed(
+            &mut Surprise::new(SurpriseParams {
+                spatial_window: 2000,
+                ..only_spatial
+            }),
+            &series,
+        );
+        assert!(all_time[5500] < 0.5, "all-time range: {}", all_time[5500]);
+        assert!(sliding[5500] >= 0.5, "sliding range: {}", sliding[5500]);
     }
 
     #[test]

@@ -50,6 +50,7 @@ fn build(spec: &str) -> anyhow::Result<Box<dyn Detector>> {
             "season_min_periods" => p.season_min_periods = u32::try_from(u)?,
             "min_sigma" => p.min_sigma = f,
             "log" => p.log = f > 0.0,
+            "spatial_window" => p.spatial_window = u,
             "refresh" => p.refresh = u,
             "gauss" => p.gauss = f > 0.0,
             "jump_record" => p.jump_record = f,

@@ -191,9 +191,9 @@ pub enum OperatorCommand {
 pub struct ServiceSignals {
     pub service: String,
     pub instances: Option<u32>,
-    /// Fraction of the error budget left, in [0,1].
+    /// Fraction of the error budget left, in `[0, 1]`.
     pub error_budget_remaining: Option<f64>,
-    /// Spare capacity, in [0,1].
+    /// Spare capacity, in `[0, 1]`.
     pub capacity_headroom: Option<f64>,
 }
 
@@ -1238,7 +1238,7 @@ impl Engine {
             .count() as u32
     }
 
-    /// Severity of the open incident in [0,1].
+    /// Severity of the open incident in `[0, 1]`.
     fn severity(inc: &Incident) -> f64 {
         match inc.condition {
             Condition::Failing => 0.5 + 0.5 * inc.confidence.clamp(0.0, 1.0),

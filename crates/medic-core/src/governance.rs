@@ -167,7 +167,7 @@ impl FromStr for ActionClass {
 #[derive(Clone, Debug, PartialEq)]
 pub struct ActionGovernance {
     pub class: ActionClass,
-    /// Change size in [0,1]; `None` derives it from the risk tier
+    /// Change size in `[0, 1]`; `None` derives it from the risk tier
     /// (low 0.2, medium 0.5, high 0.8, critical 1.0).
     pub change_size: Option<f64>,
     /// Overrides [`ActionClass::removes_capacity`].
@@ -190,7 +190,7 @@ impl Default for ActionGovernance {
 /// Governance facts about one service (target).
 #[derive(Clone, Debug, PartialEq)]
 pub struct ServiceGovernance {
-    /// Business criticality in [0,1].
+    /// Business criticality in `[0, 1]`.
     pub criticality: f64,
     /// Instances behind the target (signals may update it at run time).
     pub instances: u32,
@@ -299,7 +299,7 @@ impl Default for TimingConfig {
 }
 
 impl TimingConfig {
-    /// Timing risk in [0,1]: 1 at peak, 0.5 in business hours, else 0; 0
+    /// Timing risk in `[0, 1]`: 1 at peak, 0.5 in business hours, else 0; 0
     /// when the wall clock is unknown.
     pub fn risk(&self, wall_ms: Option<i64>) -> f64 {
         let Some(ms) = wall_ms else {
@@ -422,7 +422,7 @@ pub fn change_size_for(risk: Risk) -> f64 {
 }
 
 /// `0.4·criticality + 0.3·change size + 0.2·severity + 0.1·timing`, each
-/// clamped to [0,1] (NaN counts as 1: unknown is risky).
+/// clamped to `[0, 1]` (NaN counts as 1: unknown is risky).
 pub fn risk_score(criticality: f64, change_size: f64, severity: f64, timing: f64) -> f64 {
     let c = |x: f64| if x.is_nan() { 1.0 } else { x.clamp(0.0, 1.0) };
     0.4 * c(criticality) + 0.3 * c(change_size) + 0.2 * c(severity) + 0.1 * c(timing)

@@ -12,6 +12,39 @@
 //! [`Engine::poll_timeout`] and call `handle_timeout` no later than that time.
 //! Times passed in must never go backwards; an earlier time is treated as the
 //! last time seen. Extra or early `handle_timeout` calls do nothing harmful.
+//!
+//! Inputs:
+//! - [`Input::Probe`], [`Input::ActionOutcome`] (exactly one per
+//!   [`Command::RunAction`], also after a cancel), [`Input::Operator`];
+//! - [`Input::WallClock`] at start and whenever the host clock may have
+//!   jumped (freeze windows, timing risk; without it no freeze applies);
+//! - [`Input::Signals`] for error budget, capacity headroom and instance count
+//!   (unknown values never block);
+//! - [`Input::FreezeWindows`] with concrete intervals (cron schedules are
+//!   expanded at the edge, e.g. by `medic-policy`).
+//!
+//! Commands, in the order emitted (an [`Command::Audit`] always comes before
+//! the command it explains, and `action.intent` right before its
+//! `RunAction`):
+//! - [`Command::Audit`]: append to the audit log; if that fails, do not run
+//!   the following action (report it failed instead);
+//! - [`Command::RunAction`]: execute; [`ActionRequest::stage`] says whether it
+//!   is a canary (one instance), a rollout, a retry, a revert, a rollback or
+//!   an operator override;
+//! - [`Command::CancelAction`]: stop that running action if possible; its
+//!   outcome is still reported (as `Cancelled` when stopped);
+//! - [`Command::Notify`], [`Command::IncidentChanged`].
+//!
+//! After an [`Input::Operator`] command, [`Engine::last_operator_result`]
+//! says whether it was accepted (for API replies).
+//!
+//! # Governance
+//! Every planned action is judged by [`governance::decide`] (pure, no
+//! allocation): mode, kill switches, freeze windows, risk tier and score,
+//! approvals, cooldown, limits and safety gates, in a fixed order; the first
+//! gate that blocks gives a machine-readable [`ReasonCode`], recorded in the
+//! audit log (`reason_code`), the incident timeline and [`Engine::explain`].
+//! See `docs/governance.md` for the rules and the staged rollout.
 #![deny(clippy::disallowed_methods, clippy::disallowed_types)]
 #![forbid(unsafe_code)]
 

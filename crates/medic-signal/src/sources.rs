@@ -139,10 +139,14 @@ pub fn parse_query_response(body: &[u8]) -> Result<Vec<Observation>, SourceError
     }
 }
 
+/// GET `url` and read at most [`MAX_HTTP_BODY`] bytes. Non-2xx answers are
+/// errors, except those in `error_bodies` (Prometheus explains query errors
+/// in a JSON body with 400/422/503).
 async fn get_bounded(
     http: &reqwest::Client,
     url: reqwest::Url,
     timeout: Duration,
+    error_bodies: &[u16],
 ) -> Result<Vec<u8>, SourceError> {
     let fut = async {
         let mut resp = http
@@ -162,8 +166,7 @@ async fn get_bounded(
             }
             body.extend_from_slice(&chunk);
         }
-        // Prometheus answers query errors with 400/422 and a JSON body.
-        if !status.is_success() && !matches!(status.as_u16(), 400 | 422 | 503) {
+        if !status.is_success() && !error_bodies.contains(&status.as_u16()) {
             return Err(SourceError::Status(status.as_u16()));
         }
         Ok(body)
@@ -182,7 +185,7 @@ pub async fn prometheus_query(
 ) -> Result<Vec<Observation>, SourceError> {
     let url = reqwest::Url::parse_with_params(&format!("{base}/api/v1/query"), &[("query", query)])
         .map_err(|e| SourceError::Http(format!("bad URL: {e}")))?;
-    let body = get_bounded(http, url, timeout).await?;
+    let body = get_bounded(http, url, timeout, &[400, 422, 503]).await?;
     parse_query_response(&body)
 }
 
@@ -209,7 +212,7 @@ pub async fn scrape(
     timeout: Duration,
 ) -> Result<expo::Exposition, SourceError> {
     let url = reqwest::Url::parse(url).map_err(|e| SourceError::Http(format!("bad URL: {e}")))?;
-    let body = get_bounded(http, url, timeout).await?;
+    let body = get_bounded(http, url, timeout, &[]).await?;
     let text = String::from_utf8_lossy(&body);
     expo::parse(&text).map_err(|e| SourceError::Parse(e.to_string()))
 }

@@ -175,7 +175,8 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
         &opts.config.signals,
         rep_tx,
         &hooks,
-    ));
+    ))
+    .merge(signal_metrics_router(hooks.metrics.clone()));
     let mut api_shutdown = shutdown_rx.clone();
     tokio::spawn(async move {
         let r = axum::serve(listener, app)
@@ -318,6 +319,26 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
         },
         join,
     })
+}
+
+/// Signal counters (samples, rule firings, mutes, source errors) in
+/// Prometheus text format at `/metrics/signals`, beside the engine's `/metrics`.
+fn signal_metrics_router(m: Arc<medic_signal::SignalMetrics>) -> axum::Router {
+    axum::Router::new().route(
+        "/metrics/signals",
+        axum::routing::get(move || {
+            let m = m.clone();
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4",
+                    )],
+                    m.render(),
+                )
+            }
+        }),
+    )
 }
 
 /// Muted and unmuted noisy rules are recorded in the audit log.

@@ -178,6 +178,20 @@ fn sigkill_is_healed_recorded_in_the_api_and_audited() {
         })
     };
     assert!(metrics.contains("medic_actions_total"), "{metrics}");
+    let signals = {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let r = reqwest::get(format!("{api}/metrics/signals"))
+                .await
+                .unwrap();
+            assert!(r.status().is_success());
+            r.text().await.unwrap()
+        })
+    };
+    assert!(signals.contains("# TYPE"), "{signals}");
     assert!(metrics.contains("action=\"restart\""), "{metrics}");
     // `medic incidents` reads the same API.
     let out = medic()

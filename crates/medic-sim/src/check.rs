@@ -86,6 +86,7 @@ pub struct Checker {
     delivered: Option<u64>,
     open: BTreeSet<String>,
     incidents_seen: u64,
+    instances: BTreeMap<String, u32>,
 }
 
 fn action_num(s: &str) -> Option<u64> {
@@ -120,6 +121,18 @@ impl Checker {
             delivered: None,
             open: BTreeSet::new(),
             incidents_seen: 0,
+            instances: cfg
+                .services
+                .iter()
+                .map(|s| {
+                    let n = cfg
+                        .governance
+                        .services
+                        .get(&s.name)
+                        .map_or(1, |g| g.instances);
+                    (s.name.clone(), n)
+                })
+                .collect(),
         }
     }
 
@@ -149,6 +162,12 @@ impl Checker {
         match input {
             Input::WallClock { unix_ms, .. } => self.wall_sync = Some((now, *unix_ms)),
             Input::FreezeWindows(w) => self.freeze = w.clone(),
+            Input::Signals(sig) => {
+                if let (Some(n), Some(slot)) = (sig.instances, self.instances.get_mut(&sig.service))
+                {
+                    *slot = n;
+                }
+            }
             Input::ActionOutcome { id, result } if self.inflight.contains_key(&id.0) => {
                 self.inflight.remove(&id.0);
                 {
@@ -220,16 +239,19 @@ impl Checker {
         let gov = &self.cfg.governance;
         let window = gov.limits.window.as_millis() as u64;
         let mut prev_intent: Option<u64> = None;
+        let mut prev_score: Option<f64> = None;
         let mut verify_failed: BTreeSet<String> = BTreeSet::new();
         let mut opened = false;
         for c in cmds {
             let mut this_intent = None;
+            let mut this_score = None;
             match c {
                 Command::Audit(a) => {
                     let f = |k: &str| a.field(k).unwrap_or("").to_string();
                     match a.kind {
                         "action.intent" => {
                             this_intent = action_num(&f("action_id"));
+                            this_score = f("score").parse::<f64>().ok();
                             if let Some(n) = this_intent {
                                 self.intents.insert(n);
                             }
@@ -415,6 +437,39 @@ impl Checker {
                                 }
                             }
                         }
+                        let key = (
+                            r.incident.as_ref().map(|i| i.0.clone()).unwrap_or_default(),
+                            r.action.clone(),
+                        );
+                        let approved = self.granted.contains_key(&key);
+                        if r.stage == ActionStage::Direct {
+                            // Score rules, from the score the intent record states.
+                            let score = prev_score.unwrap_or(1.0);
+                            if score > gov.gates.human_score && !approved {
+                                return v(
+                                    "approval.score",
+                                    format!(
+                                        "{} with risk score {score} ran without approval",
+                                        r.id
+                                    ),
+                                );
+                            }
+                            let instances = self.instances.get(&r.service).copied().unwrap_or(1);
+                            let canary_capable = gov
+                                .services
+                                .get(&r.service)
+                                .and_then(|g| g.actions.get(&r.action))
+                                .is_none_or(|a| a.canary);
+                            if score > gov.gates.canary_score && instances > 1 && canary_capable {
+                                return v(
+                                    "canary.skipped",
+                                    format!(
+                                        "{} (score {score}, {instances} instances) ran without a canary",
+                                        r.id
+                                    ),
+                                );
+                            }
+                        }
                         let needs = r.risk == Risk::Critical || !mode.allows(r.risk);
                         if needs {
                             let required = if gov.approvals.two_person_high && r.risk >= Risk::High
@@ -423,10 +478,6 @@ impl Checker {
                             } else {
                                 1
                             };
-                            let key = (
-                                r.incident.as_ref().map(|i| i.0.clone()).unwrap_or_default(),
-                                r.action.clone(),
-                            );
                             let n = self.granted.get(&key).map_or(0, |a| a.len());
                             if n < required {
                                 return v(
@@ -472,6 +523,7 @@ impl Checker {
                 _ => {}
             }
             prev_intent = this_intent;
+            prev_score = this_score;
         }
         if let Some(id) = self.delivered.take() {
             if !self.outcomes.contains(&id) {

@@ -553,3 +553,99 @@ fn conservative_mode_waits_for_an_approval_then_heals_and_explains() {
     assert_ne!(code, Some(0));
     assert!(err.contains("E0"), "{err}");
 }
+
+fn post_json(url: &str, body: &serde_json::Value) -> u16 {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        reqwest::Client::new()
+            .post(url)
+            .json(body)
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0)
+    })
+}
+
+fn alert(status: &str) -> serde_json::Value {
+    serde_json::json!({
+        "version": "4", "status": status, "receiver": "medic", "groupKey": "{}:{alertname=\"QueueBacklog\"}",
+        "truncatedAlerts": 0, "groupLabels": {"alertname": "QueueBacklog"}, "commonLabels": {},
+        "commonAnnotations": {}, "externalURL": "http://127.0.0.1:9093",
+        "alerts": [{
+            "status": status, "labels": {"alertname": "QueueBacklog", "service": "worker"},
+            "annotations": {}, "startsAt": "2026-11-23T12:00:00Z", "endsAt": "0001-01-01T00:00:00Z",
+            "generatorURL": "", "fingerprint": "f00d"
+        }]
+    })
+}
+
+#[test]
+fn a_firing_alert_posted_to_the_daemon_runs_the_remediation() {
+    let dir = tempfile::tempdir().unwrap();
+    let aport = free_port();
+    let marker = dir.path().join("drained");
+    let cfg = format!(
+        r#"mode: aggressive
+listen: 127.0.0.1:{aport}
+database: medic.db
+services:
+  worker:
+    probes: {{}}
+    actions:
+      drain:
+        exec: {{ command: ["sh", "-c", "echo drained >> {marker}"], timeout: 5s }}
+        risk: low
+    remediate:
+      - when: {{ probe: QueueBacklog }}
+        action: drain
+signals:
+  alertmanager:
+    alerts:
+      QueueBacklog: {{ services: [worker] }}
+"#,
+        marker = marker.display()
+    );
+    let path = dir.path().join("medic.yaml");
+    std::fs::write(&path, cfg).unwrap();
+    let check = medic().args(["check", "-c"]).arg(&path).output().unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let _daemon = spawn_daemon(&path, None);
+    let api = format!("http://127.0.0.1:{aport}");
+    wait_for("the API", Duration::from_secs(20), || {
+        get_json(&format!("{api}/api/v1/incidents"))
+    });
+    let hook = format!("{api}/api/v1/alerts/alertmanager");
+    assert_eq!(post_json(&hook, &alert("firing")), 200);
+    wait_for("the remediation to run", Duration::from_secs(20), || {
+        std::fs::read_to_string(&marker)
+            .ok()
+            .filter(|s| s.contains("drained"))
+    });
+    assert_eq!(post_json(&hook, &alert("resolved")), 200);
+    let inc = wait_for("the incident to heal", Duration::from_secs(20), || {
+        let list = get_json(&format!("{api}/api/v1/incidents"))?;
+        list["incidents"]
+            .as_array()?
+            .iter()
+            .find(|i| i["outcome"] == "healed")
+            .cloned()
+    });
+    assert_eq!(inc["service"], "worker");
+    // Bad payloads are JSON errors naming the field, not crashes.
+    assert_eq!(
+        post_json(
+            &hook,
+            &serde_json::json!({"version": "4", "alerts": [{"status": "sideways"}]})
+        ),
+        422
+    );
+}

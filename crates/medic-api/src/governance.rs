@@ -67,6 +67,15 @@ pub enum GovernanceOp {
         by: String,
         reason: String,
     },
+    /// `POST /api/v1/incidents/{id}/resolve`.
+    Resolve {
+        incident: String,
+        by: String,
+        reason: String,
+    },
+    /// `POST /api/v1/services/{name}/autoheal`: re-enable automation for a
+    /// service after it was disabled by consecutive failures.
+    EnableAutoheal { service: String, by: String },
 }
 
 /// An approval on the wire.
@@ -292,6 +301,18 @@ pub fn apply(
             by,
             reason,
         },
+        GovernanceOp::Resolve {
+            incident,
+            by,
+            reason,
+        } => OperatorCommand::ResolveIncident {
+            id: incident,
+            by,
+            reason,
+        },
+        GovernanceOp::EnableAutoheal { service, by } => {
+            OperatorCommand::EnableAutoheal { service, by }
+        }
     };
     engine.handle_input(now, Input::Operator(cmd));
     match engine.last_operator_result() {

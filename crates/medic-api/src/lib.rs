@@ -423,6 +423,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/explain/{incident}", get(explain))
         .route("/api/v1/actions/{id}/cancel", post(cancel_action))
         .route("/api/v1/actions/force", post(force_action))
+        .route("/api/v1/incidents/{id}/resolve", post(resolve_incident))
+        .route("/api/v1/services/{name}/autoheal", post(enable_autoheal))
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -848,6 +850,37 @@ async fn cancel_action(
         },
     )
     .await
+}
+
+async fn resolve_incident(
+    State(state): State<ApiState>,
+    id: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let incident = path_param(id, "id")?;
+    let req: RejectRequest = parse_json(&headers, body)?;
+    let op = governance::GovernanceOp::Resolve {
+        incident,
+        by: required("by", &req.by)?,
+        reason: required("reason", &req.reason)?,
+    };
+    governance_call(&state, op).await
+}
+
+async fn enable_autoheal(
+    State(state): State<ApiState>,
+    name: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let service = path_param(name, "name")?;
+    let req: ApproveRequest = parse_json(&headers, body)?;
+    let op = governance::GovernanceOp::EnableAutoheal {
+        service,
+        by: required("by", &req.by)?,
+    };
+    governance_call(&state, op).await
 }
 
 async fn force_action(

@@ -54,6 +54,14 @@ pub enum OpCmd {
         #[arg(long)]
         reason: String,
     },
+    /// Mark an incident resolved by hand.
+    Resolve {
+        incident: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Re-enable automation for a service after it was disabled by repeated failures.
+    EnableAutoheal { service: String },
     /// Run an action now, past the gates (audited as an override).
     Force {
         #[arg(long)]
@@ -191,6 +199,21 @@ pub async fn run(api: &str, cmd: OpCmd) -> Result<ExitCode, CliError> {
             c.post(
                 &format!("/api/v1/actions/{id}/cancel"),
                 &serde_json::json!({"by": by, "reason": reason}),
+            )
+            .await?
+        }
+        OpCmd::Resolve { incident, reason } => {
+            nonempty("reason", &reason)?;
+            c.post(
+                &format!("/api/v1/incidents/{incident}/resolve"),
+                &serde_json::json!({"by": by, "reason": reason}),
+            )
+            .await?
+        }
+        OpCmd::EnableAutoheal { service } => {
+            c.post(
+                &format!("/api/v1/services/{service}/autoheal"),
+                &serde_json::json!({"by": by}),
             )
             .await?
         }

@@ -425,6 +425,7 @@ fn crash_loop_escalates_with_a_webhook_notification() {
     };
     let dir = tempfile::tempdir().unwrap();
     let exe = assert_cmd::cargo::cargo_bin("medic");
+    let api_port = free_port();
     let cfg = format!(
         r#"mode: aggressive
 listen: 127.0.0.1:{api}
@@ -443,7 +444,7 @@ services:
       - when: {{ probe: alive }}
         action: restart
 "#,
-        api = free_port(),
+        api = api_port,
         port = free_port(),
         exe = exe.display()
     );
@@ -464,6 +465,19 @@ services:
         msg.contains("3 failed heals") && msg.contains("autoheal disabled"),
         "{msg}"
     );
+    // A human takes over: resolves the incident and turns autoheal back on.
+    let api = format!("http://127.0.0.1:{api_port}");
+    let list = get_json(&format!("{api}/api/v1/incidents")).unwrap();
+    let id = list["incidents"][0]["id"].as_str().unwrap().to_string();
+    let (code, _, err) = op(&api, &["resolve", &id, "--reason", "fixed the binary"]);
+    assert_eq!(code, Some(0), "{err}");
+    let inc = get_json(&format!("{api}/api/v1/incidents/{id}")).unwrap();
+    assert_eq!(inc["outcome"], "resolved-by-operator", "{inc}");
+    let (code, _, err) = op(&api, &["enable-autoheal", "crashy"]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, _, err) = op(&api, &["enable-autoheal", "nosuch"]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("unknown_service"), "{err}");
 }
 
 /// Run `medic` with `--api` pointing at a daemon; return (exit code, stdout, stderr).

@@ -636,45 +636,14 @@ async fn set_mode(
             ));
         }
     }
-    let (tx, rx) = oneshot::channel();
-    let unavailable = || {
-        ApiError::new(
-            ErrorCode::ControlUnavailable,
-            "the control loop is not running",
-        )
-        .with_retry_after(1)
-    };
-    state
-        .control
-        .send_timeout(
-            ControlRequest::SetMode {
-                service: req.service.clone(),
-                mode: mode.clone(),
-                reply: tx,
-            },
-            CONTROL_TIMEOUT,
-        )
-        .await
-        .map_err(|e| match e {
-            mpsc::error::SendTimeoutError::Timeout(_) => ApiError::new(
-                ErrorCode::ControlTimeout,
-                "the control loop's queue is full",
-            ),
-            mpsc::error::SendTimeoutError::Closed(_) => unavailable(),
-        })?;
-    let reply = tokio::time::timeout(CONTROL_TIMEOUT, rx)
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                ErrorCode::ControlTimeout,
-                format!(
-                    "the control loop did not answer within {}s",
-                    CONTROL_TIMEOUT.as_secs()
-                ),
-            )
-        })?
-        .map_err(|_| unavailable())?;
-    let message = reply?;
+    let service = req.service.clone();
+    let mode_sent = mode.clone();
+    let message = control_call(&state, move |reply| ControlRequest::SetMode {
+        service,
+        mode: mode_sent,
+        reply,
+    })
+    .await?;
     Ok(Json(ModeResponse {
         mode,
         service: req.service,
@@ -688,6 +657,17 @@ async fn governance_call(
     state: &ApiState,
     op: governance::GovernanceOp,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    control_call(state, |reply| ControlRequest::Governance { op, reply })
+        .await
+        .map(Json)
+}
+
+/// Send one request to the daemon's control loop and wait for its answer,
+/// both bounded by [`CONTROL_TIMEOUT`].
+async fn control_call<T>(
+    state: &ApiState,
+    request: impl FnOnce(oneshot::Sender<Result<T, ApiError>>) -> ControlRequest,
+) -> Result<T, ApiError> {
     let (tx, rx) = oneshot::channel();
     let unavailable = || {
         ApiError::new(
@@ -698,10 +678,7 @@ async fn governance_call(
     };
     state
         .control
-        .send_timeout(
-            ControlRequest::Governance { op, reply: tx },
-            CONTROL_TIMEOUT,
-        )
+        .send_timeout(request(tx), CONTROL_TIMEOUT)
         .await
         .map_err(|e| match e {
             mpsc::error::SendTimeoutError::Timeout(_) => ApiError::new(
@@ -710,7 +687,7 @@ async fn governance_call(
             ),
             mpsc::error::SendTimeoutError::Closed(_) => unavailable(),
         })?;
-    let reply = tokio::time::timeout(CONTROL_TIMEOUT, rx)
+    tokio::time::timeout(CONTROL_TIMEOUT, rx)
         .await
         .map_err(|_| {
             ApiError::new(
@@ -721,8 +698,7 @@ async fn governance_call(
                 ),
             )
         })?
-        .map_err(|_| unavailable())?;
-    Ok(Json(reply?))
+        .map_err(|_| unavailable())?
 }
 
 fn required(field: &str, v: &str) -> Result<String, ApiError> {

@@ -15,7 +15,8 @@ use medic_api::{ApiError, ApiState, ControlRequest, Metrics};
 use medic_config::{ActionExec, Config, ProbeKind};
 use medic_core::{
     ActionFailure, ActionFailureKind, ActionId, ActionRequest, Command, Engine, IncidentView,
-    Input, Mode, MonoTime, Notification, OperatorCommand, ProbeFailure, ProbeReport,
+    Input, Mode, MonoTime, Notification, OperatorCommand, OperatorResult, ProbeFailure,
+    ProbeReport,
 };
 use medic_exec::{ProcessState, Supervisor};
 use medic_store::{IncidentRecord, Store, TimelineEntry};
@@ -43,7 +44,11 @@ enum Msg {
         id: ActionId,
         result: Result<String, ActionFailure>,
     },
-    Operator(OperatorCommand, Option<oneshot::Sender<String>>),
+    /// An operator command; the reply is the engine's answer to it.
+    Operator(
+        OperatorCommand,
+        Option<oneshot::Sender<Option<OperatorResult>>>,
+    ),
     /// The host's wall clock, for freeze windows and timing risk.
     WallClock,
     /// Freeze windows expanded from their cron schedules.
@@ -424,16 +429,14 @@ async fn forward_control(mut rx: mpsc::Receiver<ControlRequest>, tx: mpsc::Sende
                     let _ = reply.send(Err(ApiError::internal("engine stopped")));
                     continue;
                 }
-                let r = orx
-                    .await
-                    .map_err(|_| ApiError::internal("engine stopped"))
-                    .and_then(|m| {
-                        if m.starts_with("rejected") {
-                            Err(ApiError::invalid_field("service", m))
-                        } else {
-                            Ok(m)
-                        }
-                    });
+                let r = match orx.await {
+                    Ok(Some(OperatorResult::Ok(m))) => Ok(m),
+                    Ok(Some(OperatorResult::Rejected { code, message })) => Err(
+                        ApiError::invalid_field("service", format!("{code}: {message}")),
+                    ),
+                    Ok(None) => Ok("ok".to_string()),
+                    Err(_) => Err(ApiError::internal("engine stopped")),
+                };
                 let _ = reply.send(r);
             }
             ControlRequest::Governance { op, reply } => {
@@ -568,8 +571,8 @@ impl EngineLoop {
                             self.engine.handle_input(now, Input::ActionOutcome { id, result })
                         }
                         Msg::Operator(cmd, r) => {
-                            reply = r;
-                            self.engine.handle_input(now, Input::Operator(cmd))
+                            self.engine.handle_input(now, Input::Operator(cmd));
+                            reply = r.map(|r| (r, self.engine.last_operator_result().cloned()));
                         }
                         Msg::WallClock => self.engine.handle_input(now, wall_clock()),
                         Msg::Freeze(w) => self.engine.handle_input(now, Input::FreezeWindows(w)),
@@ -585,21 +588,19 @@ impl EngineLoop {
                 }
                 _ = shutdown.wait_for(|s| *s) => return Ok(()),
             }
-            let answer = self.drain().await;
+            self.drain().await;
             if let Some((answer, r)) = gov_reply {
                 let _ = r.send(answer);
             }
-            if let Some(r) = reply {
-                let _ = r.send(answer.unwrap_or_else(|| "ok".to_string()));
+            if let Some((r, answer)) = reply {
+                let _ = r.send(answer);
             }
         }
     }
 
-    /// Execute every pending command in order. Returns the last operator
-    /// verdict (`rejected: ...` or a mode change description) if any.
-    async fn drain(&mut self) -> Option<String> {
+    /// Execute every pending command in order (audit records first, as emitted).
+    async fn drain(&mut self) {
         let mut audit_ok = true;
-        let mut verdict = None;
         while let Some(cmd) = self.engine.poll_command() {
             match cmd {
                 Command::Audit(a) => {
@@ -608,19 +609,6 @@ impl EngineLoop {
                         .iter()
                         .map(|(k, v)| ((*k).to_string(), serde_json::Value::String(v.clone())))
                         .collect();
-                    match a.kind {
-                        "operator.rejected" => {
-                            verdict = Some(format!("rejected: {}", a.field("reason").unwrap_or("")))
-                        }
-                        "mode.changed" => {
-                            verdict = Some(format!(
-                                "mode of {} set to {}",
-                                a.field("service").unwrap_or("*"),
-                                a.field("mode").unwrap_or("?")
-                            ))
-                        }
-                        _ => {}
-                    }
                     let payload = serde_json::Value::Object(payload).to_string();
                     match self
                         .store
@@ -684,7 +672,6 @@ impl EngineLoop {
                 }
             }
         }
-        verdict
     }
 
     fn spawn_action(&mut self, req: ActionRequest) {

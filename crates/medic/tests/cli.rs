@@ -563,6 +563,12 @@ fn conservative_mode_waits_for_an_approval_then_heals_and_explains() {
     });
     assert!(approved, "{audit}");
     // Bad operator input is a clear error, not a panic.
+    let (code, _, err) = op(&api, &["mode", "aggressive", "--service", "nosuch"]);
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains("E0422") && err.contains("nosuch"), "{err}");
+    let (code, out, err) = op(&api, &["mode", "aggressive", "--service", "web"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("web"), "{out}");
     let (code, _, err) = op(&api, &["approve", "apr-999999"]);
     assert_ne!(code, Some(0));
     assert!(err.contains("E0"), "{err}");

@@ -21,7 +21,7 @@
 //! - [`Input::Signals`] for error budget, capacity headroom and instance count
 //!   (unknown values never block);
 //! - [`Input::FreezeWindows`] with concrete intervals (cron schedules are
-//!   expanded at the edge, e.g. by `medic-policy`).
+//!   expanded at the edge, by `medic_config::FreezeSpec`).
 //!
 //! Commands, in the order emitted (an [`Command::Audit`] always comes before
 //! the command it explains, and `action.intent` right before its

@@ -115,3 +115,23 @@ fn governance_errors_are_located() {
     }
     assert!(e.lines().all(|l| l.starts_with("g.yaml:")), "{e}");
 }
+
+#[test]
+fn freeze_windows_follow_daylight_saving_time() {
+    let text = format!(
+        "{BASE}governance:
+  freeze_windows:
+    - {{ name: morning, schedule: '0 9 * * *', duration: 1h, timezone: Europe/Berlin }}
+"
+    );
+    let cfg = parse("g.yaml", &text).unwrap();
+    // 2026-03-27T12:00:00Z; Berlin switches from CET to CEST on 2026-03-29.
+    let now = 1_774_612_800_000;
+    let ws = cfg.freeze_windows[0].windows(now, Duration::from_secs(4 * 86_400));
+    let utc_hours: Vec<i64> = ws
+        .iter()
+        .map(|w| (w.start_unix_ms % 86_400_000) / 3_600_000)
+        .collect();
+    // 09:00 local is 08:00 UTC on the 28th (CET), 07:00 UTC from the 29th (CEST).
+    assert_eq!(utc_hours, vec![8, 7, 7, 7], "{ws:?}");
+}

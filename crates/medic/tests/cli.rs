@@ -82,6 +82,28 @@ fn wait_for<T>(what: &str, within: Duration, mut f: impl FnMut() -> Option<T>) -
     panic!("timed out waiting for {what}");
 }
 
+/// The pid the fixture reports on `/healthz`, once it answers.
+fn fixture_pid(health: &str) -> u64 {
+    wait_for("the fixture to answer", Duration::from_secs(20), || {
+        get_json(health).and_then(|v| v["pid"].as_u64())
+    })
+}
+
+fn sigkill(pid: u64) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+}
+
+/// Wait for the fixture, `kill -9` it, and return the pid it had.
+fn kill_fixture(health: &str) -> u64 {
+    let pid = fixture_pid(health);
+    sigkill(pid);
+    pid
+}
+
 fn write_config(dir: &Path, fixture_port: u16, api_port: u16) -> std::path::PathBuf {
     let exe = assert_cmd::cargo::cargo_bin("medic");
     let cfg = format!(
@@ -121,14 +143,7 @@ fn sigkill_is_healed_recorded_in_the_api_and_audited() {
     let cfg = write_config(dir.path(), fport, aport);
     let daemon = spawn_daemon(&cfg, Some("aggressive"));
     let health = format!("http://127.0.0.1:{fport}/healthz");
-    let pid = wait_for("the fixture to answer", Duration::from_secs(20), || {
-        get_json(&health).and_then(|v| v["pid"].as_u64())
-    });
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    let pid = kill_fixture(&health);
     let new_pid = wait_for("a new fixture process", Duration::from_secs(20), || {
         get_json(&health)
             .and_then(|v| v["pid"].as_u64())
@@ -235,14 +250,7 @@ fn dry_run_never_restarts() {
     let cfg = write_config(dir.path(), fport, aport);
     let _daemon = spawn_daemon(&cfg, None);
     let health = format!("http://127.0.0.1:{fport}/healthz");
-    let pid = wait_for("the fixture to answer", Duration::from_secs(20), || {
-        get_json(&health).and_then(|v| v["pid"].as_u64())
-    });
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    kill_fixture(&health);
     let api = format!("http://127.0.0.1:{aport}");
     let inc = wait_for("a would-act incident", Duration::from_secs(20), || {
         let list = get_json(&format!("{api}/api/v1/incidents"))?;
@@ -503,20 +511,14 @@ fn conservative_mode_waits_for_an_approval_then_heals_and_explains() {
     let _daemon = spawn_daemon(&cfg, Some("conservative"));
     let api = format!("http://127.0.0.1:{aport}");
     let health = format!("http://127.0.0.1:{fport}/healthz");
-    let pid = wait_for("the fixture to answer", Duration::from_secs(20), || {
-        get_json(&health).and_then(|v| v["pid"].as_u64())
-    });
+    let pid = fixture_pid(&health);
     // Pausing first: detection still works, nothing is even proposed.
     let (code, _, err) = op(
         &api,
         &["pause", "--service", "web", "--reason", "maintenance"],
     );
     assert_eq!(code, Some(0), "{err}");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    sigkill(pid);
     let inc = wait_for("an incident", Duration::from_secs(20), || {
         let list = get_json(&format!("{api}/api/v1/incidents"))?;
         list["incidents"].as_array()?.first().cloned()

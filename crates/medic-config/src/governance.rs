@@ -158,24 +158,10 @@ fn range(s: &str) -> Option<(u16, u16)> {
 }
 
 fn class(s: &str) -> Option<ActionClass> {
-    Some(match s {
-        "scale_out" => ActionClass::ScaleOut,
-        "clear_cache" => ActionClass::ClearCache,
-        "rolling_restart" => ActionClass::RollingRestart,
-        "rate_limit" => ActionClass::RateLimit,
-        "restart_service" => ActionClass::RestartService,
-        "reset_connection_pool" => ActionClass::ResetConnectionPool,
-        "toggle_feature_flag" => ActionClass::ToggleFeatureFlag,
-        "reload_config" => ActionClass::ReloadConfig,
-        "fallback" => ActionClass::Fallback,
-        "database_failover" => ActionClass::DatabaseFailover,
-        "traffic_redirect" => ActionClass::TrafficRedirect,
-        "deploy" => ActionClass::Deploy,
-        "rollback" => ActionClass::Rollback,
-        "data_migration" => ActionClass::DataMigration,
-        "other" => ActionClass::Other,
-        _ => return None,
-    })
+    medic_core::CLASS_TABLE
+        .iter()
+        .find(|row| row.name == s)
+        .map(|row| row.class)
 }
 
 impl Validator {
@@ -350,12 +336,14 @@ impl Validator {
                     continue;
                 }
                 let agv = ag.value;
+                // No class: the core takes the one implied by the action's
+                // kind (a restart is a restart), never `other`.
                 let cls = match &agv.class {
-                    Some(c) => class(&c.value).unwrap_or_else(|| {
+                    Some(c) => Some(class(&c.value).unwrap_or_else(|| {
                         self.at(c.referenced, format!("unknown action class `{}`", c.value));
                         ActionClass::Other
-                    }),
-                    None => ActionClass::Other,
+                    })),
+                    None => None,
                 };
                 let change = agv
                     .change_size

@@ -536,8 +536,11 @@ impl Validator {
                             Risk::Critical
                         }
                     }
+                    .into()
                 }
-                None => default_risk(kind),
+                // The class's default tier, resolved by the core from
+                // governance's class (or the kind's): one table, one place.
+                None => None,
             };
             let revert = a.revert.as_ref().map(|r| {
                 if !svc.actions.contains_key(&r.action.value) {
@@ -633,14 +636,6 @@ impl Validator {
                 actions,
             },
         ))
-    }
-}
-
-/// Default risk tier per action kind.
-pub fn default_risk(kind: ActionKind) -> Risk {
-    match kind {
-        ActionKind::Restart | ActionKind::Exec => Risk::Medium,
-        ActionKind::Http => Risk::Low,
     }
 }
 

@@ -39,11 +39,23 @@ use std::time::Duration;
 use crate::spec::{ActionKind, Mode, Risk};
 use crate::time::MonoTime;
 
-/// What an action does, semantically. Gives the default risk tier and which
-/// per-kind budget it counts against. Per-action [`crate::ActionSpec::risk`]
-/// stays the source of truth; config layers use [`ActionClass::default_risk`]
-/// when a risk is not given.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+/// What an action does, semantically. Every fact about a class (name, default
+/// tier, whether it removes capacity, which budget it spends) is one row of
+/// [`CLASS_TABLE`]. An explicit per-action [`crate::ActionSpec::risk`] wins;
+/// [`ResolvedAction::of`] is the one place that combines them.
+#[derive(
+    Copy,
+    Clone,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub enum ActionClass {
     ScaleOut,
     ClearCache,
@@ -84,57 +96,29 @@ impl ActionClass {
     ];
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            ActionClass::ScaleOut => "scale_out",
-            ActionClass::ClearCache => "clear_cache",
-            ActionClass::RollingRestart => "rolling_restart",
-            ActionClass::RateLimit => "rate_limit",
-            ActionClass::RestartService => "restart_service",
-            ActionClass::ResetConnectionPool => "reset_connection_pool",
-            ActionClass::ToggleFeatureFlag => "toggle_feature_flag",
-            ActionClass::ReloadConfig => "reload_config",
-            ActionClass::Fallback => "fallback",
-            ActionClass::DatabaseFailover => "database_failover",
-            ActionClass::TrafficRedirect => "traffic_redirect",
-            ActionClass::Deploy => "deploy",
-            ActionClass::Rollback => "rollback",
-            ActionClass::DataMigration => "data_migration",
-            ActionClass::Other => "other",
-        }
+        self.facts().name
     }
 
-    /// The default risk tier of this class (issue 5's table).
+    /// This class's row of [`CLASS_TABLE`].
+    pub fn facts(self) -> &'static ClassFacts {
+        // The table lists every class once, in `ALL` order (tested).
+        &CLASS_TABLE[self as usize]
+    }
+
+    /// The default risk tier of this class, from [`CLASS_TABLE`].
     pub fn default_risk(self) -> Risk {
-        match self {
-            ActionClass::ScaleOut
-            | ActionClass::ClearCache
-            | ActionClass::RollingRestart
-            | ActionClass::RateLimit => Risk::Low,
-            ActionClass::RestartService
-            | ActionClass::ResetConnectionPool
-            | ActionClass::ToggleFeatureFlag
-            | ActionClass::ReloadConfig
-            | ActionClass::Fallback
-            | ActionClass::Other => Risk::Medium,
-            ActionClass::DatabaseFailover
-            | ActionClass::TrafficRedirect
-            | ActionClass::Deploy
-            | ActionClass::Rollback => Risk::High,
-            ActionClass::DataMigration => Risk::Critical,
-        }
+        self.facts().default_risk
     }
 
-    /// Whether the action takes capacity away while it runs (headroom gate).
+    /// Whether the action takes capacity away while it runs (headroom gate),
+    /// from [`CLASS_TABLE`].
     pub fn removes_capacity(self) -> bool {
-        matches!(
-            self,
-            ActionClass::RestartService
-                | ActionClass::RollingRestart
-                | ActionClass::ResetConnectionPool
-                | ActionClass::DatabaseFailover
-                | ActionClass::Deploy
-                | ActionClass::Rollback
-        )
+        self.facts().removes_capacity
+    }
+
+    /// Which per-kind budget the action spends, from [`CLASS_TABLE`].
+    pub fn budget(self) -> Option<ClassBudget> {
+        self.facts().budget
     }
 
     /// Class implied by an engine action kind when none is configured.
@@ -142,6 +126,121 @@ impl ActionClass {
         match kind {
             ActionKind::Restart => ActionClass::RestartService,
             ActionKind::Exec | ActionKind::Http => ActionClass::Other,
+        }
+    }
+}
+
+/// A per-kind budget that an action class spends.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum ClassBudget {
+    /// Counts as a restart: `policy.restart_budget` per `budget_window`.
+    Restart,
+    /// Counts against `limits.feature_disables_per_hour` (fleet-wide).
+    FeatureFlag,
+    /// Counts against `limits.fallbacks_per_service_per_hour`.
+    Fallback,
+}
+
+/// One row of the action-class table: every fact about a class, in one place.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct ClassFacts {
+    pub class: ActionClass,
+    /// The name used in config, the audit log and the API.
+    pub name: &'static str,
+    /// The tier an action of this class gets when it states no `risk`.
+    pub default_risk: Risk,
+    /// Takes capacity away while it runs (headroom gate).
+    pub removes_capacity: bool,
+    pub budget: Option<ClassBudget>,
+}
+
+const fn row(
+    class: ActionClass,
+    name: &'static str,
+    default_risk: Risk,
+    removes_capacity: bool,
+    budget: Option<ClassBudget>,
+) -> ClassFacts {
+    ClassFacts {
+        class,
+        name,
+        default_risk,
+        removes_capacity,
+        budget,
+    }
+}
+
+/// The one table of action classes. Config, engine, simulator docs and API
+/// read it; `docs/governance.md` is checked against it by a test.
+pub const CLASS_TABLE: [ClassFacts; 15] = {
+    use ActionClass as C;
+    use ClassBudget as B;
+    use Risk::{Critical, High, Low, Medium};
+    [
+        row(C::ScaleOut, "scale_out", Low, false, None),
+        row(C::ClearCache, "clear_cache", Low, false, None),
+        row(C::RollingRestart, "rolling_restart", Low, true, None),
+        row(C::RateLimit, "rate_limit", Low, false, None),
+        row(
+            C::RestartService,
+            "restart_service",
+            Medium,
+            true,
+            Some(B::Restart),
+        ),
+        row(
+            C::ResetConnectionPool,
+            "reset_connection_pool",
+            Medium,
+            true,
+            None,
+        ),
+        row(
+            C::ToggleFeatureFlag,
+            "toggle_feature_flag",
+            Medium,
+            false,
+            Some(B::FeatureFlag),
+        ),
+        row(C::ReloadConfig, "reload_config", Medium, false, None),
+        row(C::Fallback, "fallback", Medium, false, Some(B::Fallback)),
+        row(C::DatabaseFailover, "database_failover", High, true, None),
+        row(C::TrafficRedirect, "traffic_redirect", High, false, None),
+        row(C::Deploy, "deploy", High, true, None),
+        row(C::Rollback, "rollback", High, true, None),
+        row(C::DataMigration, "data_migration", Critical, false, None),
+        row(C::Other, "other", Medium, false, None),
+    ]
+};
+
+/// The facts the engine acts on for one action, resolved in one place: the
+/// class from governance or else the action's kind, the tier from the
+/// action's explicit `risk` or else the class's default.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ResolvedAction {
+    pub class: ActionClass,
+    pub risk: Risk,
+    pub change_size: f64,
+    pub removes_capacity: bool,
+    pub canary: bool,
+}
+
+impl ResolvedAction {
+    pub fn of(action: &crate::ActionSpec, gov: Option<&ActionGovernance>) -> ResolvedAction {
+        let class = gov
+            .and_then(|g| g.class)
+            .unwrap_or(ActionClass::from_kind(action.kind));
+        let risk = action.risk.unwrap_or(class.default_risk());
+        ResolvedAction {
+            class,
+            risk,
+            change_size: gov
+                .and_then(|g| g.change_size)
+                .unwrap_or(change_size_for(risk)),
+            removes_capacity: gov
+                .and_then(|g| g.removes_capacity)
+                .unwrap_or(class.removes_capacity()),
+            canary: gov.is_none_or(|g| g.canary),
         }
     }
 }
@@ -166,7 +265,8 @@ impl FromStr for ActionClass {
 /// Governance facts about one action of one service.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ActionGovernance {
-    pub class: ActionClass,
+    /// `None`: the class implied by the action's kind.
+    pub class: Option<ActionClass>,
     /// Change size in `[0, 1]`; `None` derives it from the risk tier
     /// (low 0.2, medium 0.5, high 0.8, critical 1.0).
     pub change_size: Option<f64>,
@@ -179,7 +279,7 @@ pub struct ActionGovernance {
 impl Default for ActionGovernance {
     fn default() -> Self {
         ActionGovernance {
-            class: ActionClass::Other,
+            class: None,
             change_size: None,
             removes_capacity: None,
             canary: true,
@@ -363,7 +463,8 @@ impl Default for ApprovalPolicy {
 }
 
 /// A deliberate policy bug, for proving that the simulator's checkers can
-/// fail. Never set outside simulator self-tests.
+/// fail. Not part of any configuration: only [`crate::Engine::inject_fault`]
+/// sets it, and only the simulator's self-tests call that.
 #[doc(hidden)]
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Default)]
 pub enum PolicyFault {
@@ -375,6 +476,12 @@ pub enum PolicyFault {
     IgnorePause,
     /// Lets HIGH actions run without approval in aggressive mode.
     HighWithoutApproval,
+    /// Takes an action's tier from its kind, ignoring its class (the bug of
+    /// an `exec` with `class: database_failover` running unapproved).
+    TierFromKind,
+    /// Drops pauses when the state is restored (the bug of a restart that
+    /// lifted the kill switch).
+    ForgetPausesOnRestore,
 }
 
 /// All governance configuration of the engine: plain data.
@@ -391,8 +498,6 @@ pub struct GovernanceConfig {
     pub canary_bake: Duration,
     /// Explanations of closed incidents kept for `explain`.
     pub max_explanations: usize,
-    #[doc(hidden)]
-    pub fault: PolicyFault,
 }
 
 impl Default for GovernanceConfig {
@@ -406,7 +511,6 @@ impl Default for GovernanceConfig {
             freeze_windows: Vec::new(),
             canary_bake: Duration::from_secs(30),
             max_explanations: 256,
-            fault: PolicyFault::None,
         }
     }
 }
@@ -429,7 +533,9 @@ pub fn risk_score(criticality: f64, change_size: f64, severity: f64, timing: f64
 }
 
 /// Machine-readable reason for a decision that does not run an action now.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub enum ReasonCode {
     ModeDisabled,
     ModeDryRun,
@@ -455,6 +561,14 @@ pub enum ReasonCode {
     ApprovalExpired,
     ApprovalRejected,
     NoRemediation,
+    /// An operator cancelled the running action.
+    Cancelled,
+    /// The action failed on every attempt.
+    RetriesExhausted,
+    /// The action ran but the service did not recover.
+    VerifyFailed,
+    /// medic stopped while an action ran: its outcome is unknown.
+    InterruptedByRestart,
 }
 
 impl ReasonCode {
@@ -484,6 +598,10 @@ impl ReasonCode {
             ReasonCode::ApprovalExpired => "approval_expired",
             ReasonCode::ApprovalRejected => "approval_rejected",
             ReasonCode::NoRemediation => "no_remediation",
+            ReasonCode::Cancelled => "cancelled",
+            ReasonCode::RetriesExhausted => "retries_exhausted",
+            ReasonCode::VerifyFailed => "verify_failed",
+            ReasonCode::InterruptedByRestart => "interrupted_by_restart",
         }
     }
 }
@@ -495,7 +613,7 @@ impl fmt::Display for ReasonCode {
 }
 
 /// A blocking reason with the measured value and the limit it broke.
-#[derive(Copy, Clone, Debug, PartialEq)]
+#[derive(Copy, Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Block {
     pub code: ReasonCode,
     pub value: f64,
@@ -551,6 +669,12 @@ impl fmt::Display for Block {
             ReasonCode::ApprovalExpired => write!(f, "approval expired"),
             ReasonCode::ApprovalRejected => write!(f, "approval rejected"),
             ReasonCode::NoRemediation => write!(f, "no remediation configured"),
+            ReasonCode::Cancelled => write!(f, "cancelled by an operator"),
+            ReasonCode::RetriesExhausted => write!(f, "the action failed on every attempt"),
+            ReasonCode::VerifyFailed => write!(f, "the service did not recover"),
+            ReasonCode::InterruptedByRestart => {
+                write!(f, "medic stopped while the action ran")
+            }
         }
     }
 }
@@ -634,22 +758,29 @@ impl Decision {
         }
     }
 
-    pub fn verdict(&self) -> &'static str {
+    pub fn verdict(&self) -> crate::Verdict {
+        use crate::Verdict as V;
         match self {
-            Decision::Run { canary: true } => "run-canary",
-            Decision::Run { canary: false } => "run",
-            Decision::Skip(_) => "skipped",
-            Decision::Hold(b) if b.code == ReasonCode::ModeDryRun => "would-act",
-            Decision::Hold(_) => "held",
-            Decision::NeedsApproval { .. } => "pending-approval",
-            Decision::Defer { .. } => "deferred",
-            Decision::Escalate(_) => "escalate",
+            Decision::Run { canary: true } => V::RunCanary,
+            Decision::Run { canary: false } => V::Run,
+            Decision::Skip(_) => V::Skipped,
+            Decision::Hold(b) if b.code == ReasonCode::ModeDryRun => V::WouldAct,
+            Decision::Hold(_) => V::Held,
+            Decision::NeedsApproval { .. } => V::PendingApproval,
+            Decision::Defer { .. } => V::Deferred,
+            Decision::Escalate(_) => V::Escalate,
         }
     }
 }
 
 /// Judge one planned action. Pure; see the module docs for the gate order.
 pub fn decide(cfg: &GovernanceConfig, g: &GateInput) -> Decision {
+    decide_with(cfg, g, PolicyFault::None)
+}
+
+/// [`decide`] with a deliberate bug, for the simulator's self-tests.
+#[doc(hidden)]
+pub fn decide_with(cfg: &GovernanceConfig, g: &GateInput, fault: PolicyFault) -> Decision {
     use ReasonCode as R;
     let lim = &cfg.limits;
     let gates = &cfg.gates;
@@ -682,7 +813,7 @@ pub fn decide(cfg: &GovernanceConfig, g: &GateInput) -> Decision {
             f64::from(gates.mass_incident_services),
         ));
     }
-    if g.paused && cfg.fault != PolicyFault::IgnorePause {
+    if g.paused && fault != PolicyFault::IgnorePause {
         return Decision::Hold(Block::new(R::Paused, 0.0, 0.0));
     }
     if g.frozen {
@@ -700,7 +831,7 @@ pub fn decide(cfg: &GovernanceConfig, g: &GateInput) -> Decision {
                 approvers: two,
             };
         }
-        let high_leak = cfg.fault == PolicyFault::HighWithoutApproval
+        let high_leak = fault == PolicyFault::HighWithoutApproval
             && g.mode == Mode::Aggressive
             && g.risk == Risk::High;
         // Tier rules hold for retries and rollouts too (the mode may have
@@ -726,7 +857,7 @@ pub fn decide(cfg: &GovernanceConfig, g: &GateInput) -> Decision {
             };
         }
     }
-    if g.inflight_total >= lim.max_concurrent && cfg.fault != PolicyFault::SkipConcurrencyLimit {
+    if g.inflight_total >= lim.max_concurrent && fault != PolicyFault::SkipConcurrencyLimit {
         return Decision::Defer {
             reason: Block::new(
                 R::MaxConcurrent,
@@ -831,7 +962,9 @@ mod tests {
     }
 
     fn code(d: Decision) -> &'static str {
-        d.reason().map(|b| b.code.as_str()).unwrap_or(d.verdict())
+        d.reason()
+            .map(|b| b.code.as_str())
+            .unwrap_or(d.verdict().as_str())
     }
 
     #[test]
@@ -981,6 +1114,10 @@ mod tests {
 
     #[test]
     fn classes_have_the_issue_tiers() {
+        for (i, c) in ActionClass::ALL.iter().enumerate() {
+            assert_eq!(CLASS_TABLE[i].class, *c, "CLASS_TABLE row {i} out of order");
+            assert_eq!(c.as_str().parse::<ActionClass>(), Ok(*c));
+        }
         assert_eq!(ActionClass::ScaleOut.default_risk(), Risk::Low);
         assert_eq!(ActionClass::RestartService.default_risk(), Risk::Medium);
         assert_eq!(ActionClass::DatabaseFailover.default_risk(), Risk::High);

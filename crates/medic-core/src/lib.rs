@@ -7,15 +7,25 @@
 //! randomness comes from the seed in [`EngineConfig`].
 //!
 //! # Driving contract
-//! After every [`Engine::handle_input`] or [`Engine::handle_timeout`] call, drain
-//! [`Engine::poll_command`] until it returns `None`, then read
-//! [`Engine::poll_timeout`] and call `handle_timeout` no later than that time.
+//! After every [`Engine::handle_input`], [`Engine::handle_timeout`] or
+//! [`Engine::operate`] call:
+//! 1. drain [`Engine::poll_notice`] and record every [`Notice`] (audit log);
+//! 2. drain [`Engine::poll_command`] and execute the commands in order; if
+//!    recording a notice of this step failed, do not run this step's
+//!    [`Command::RunAction`]s: report them failed instead (every action's
+//!    `action.intent` notice is pushed in the same step as its `RunAction`);
+//! 3. read [`Engine::poll_timeout`] and call `handle_timeout` no later than
+//!    that time.
+//!
 //! Times passed in must never go backwards; an earlier time is treated as the
 //! last time seen. Extra or early `handle_timeout` calls do nothing harmful.
+//! [`Engine::snapshot`] returns the durable safety state whenever
+//! [`Engine::safety_generation`] has moved; [`Engine::restore`] resumes it.
 //!
 //! Inputs:
 //! - [`Input::Probe`], [`Input::ActionOutcome`] (exactly one per
-//!   [`Command::RunAction`], also after a cancel), [`Input::Operator`];
+//!   [`Command::RunAction`], also after a cancel), [`Input::Operator`]
+//!   (prefer [`Engine::operate`], which returns the answer);
 //! - [`Input::WallClock`] at start and whenever the host clock may have
 //!   jumped (freeze windows, timing risk; without it no freeze applies);
 //! - [`Input::Signals`] for error budget, capacity headroom and instance count
@@ -23,20 +33,13 @@
 //! - [`Input::FreezeWindows`] with concrete intervals (cron schedules are
 //!   expanded at the edge, by `medic_config::FreezeSpec`).
 //!
-//! Commands, in the order emitted (an [`Command::Audit`] always comes before
-//! the command it explains, and `action.intent` right before its
-//! `RunAction`):
-//! - [`Command::Audit`]: append to the audit log; if that fails, do not run
-//!   the following action (report it failed instead);
+//! Commands (effects only):
 //! - [`Command::RunAction`]: execute; [`ActionRequest::stage`] says whether it
 //!   is a canary (one instance), a rollout, a retry, a revert, a rollback or
 //!   an operator override;
 //! - [`Command::CancelAction`]: stop that running action if possible; its
 //!   outcome is still reported (as `Cancelled` when stopped);
 //! - [`Command::Notify`], [`Command::IncidentChanged`].
-//!
-//! After an [`Input::Operator`] command, [`Engine::last_operator_result`]
-//! says whether it was accepted (for API replies).
 //!
 //! # Governance
 //! Every planned action is judged by [`governance::decide`] (pure, no
@@ -50,25 +53,32 @@
 
 mod engine;
 pub mod governance;
+mod notice;
+mod operator;
 mod rng;
+mod snapshot;
 mod spec;
 mod time;
+mod types;
 
-pub use engine::{
-    ActionFailure, ActionFailureKind, ActionId, ActionRequest, ActionStage, ApprovalView,
-    AuditEvent, Command, DecisionRecord, Engine, Explanation, IncidentId, IncidentView, Input,
-    Notification, OperatorCommand, OperatorResult, PauseView, Phase, ProbeFailure, ProbeReport,
-    ServiceSignals, Severity, TimelineItem,
-};
+pub use engine::Engine;
 pub use governance::{
-    decide, risk_score, ActionClass, ActionGovernance, ApprovalPolicy, Block, Decision,
-    FreezeWindow, GateConfig, GateInput, GovernanceConfig, Limits, ReasonCode, ServiceGovernance,
-    TimingConfig,
+    decide, risk_score, ActionClass, ActionGovernance, ApprovalPolicy, Block, ClassBudget,
+    ClassFacts, Decision, FreezeWindow, GateConfig, GateInput, GovernanceConfig, Limits,
+    ReasonCode, ResolvedAction, ServiceGovernance, TimingConfig, CLASS_TABLE,
 };
+pub use notice::{ActionStatus, Notice, NoticeKind, Scope, Verdict};
+pub use operator::{Ack, Actor, OperatorCommand, OperatorError, OperatorErrorCode, Role};
 pub use rng::SplitMix64;
+pub use snapshot::{RestoreError, Snapshot, SNAPSHOT_VERSION};
 pub use spec::{
     ActionKind, ActionSpec, Condition, EngineConfig, FailureRule, LatencyRule, Mode,
     ParseModeError, ProbeSpec, RecoveryRule, Remediation, RetryPolicy, RevertSpec, Risk,
-    ServicePolicy, ServiceSpec,
+    ServicePolicy, ServiceSpec, StartupSpec,
 };
 pub use time::MonoTime;
+pub use types::{
+    ActionFailure, ActionFailureKind, ActionId, ActionRequest, ActionStage, ApprovalView, Command,
+    DecisionRecord, Explanation, IncidentId, IncidentOutcome, IncidentView, Input, Notification,
+    PauseView, Phase, ProbeFailure, ProbeReport, ServiceSignals, Severity, TimelineItem,
+};

@@ -7,7 +7,19 @@ use std::time::Duration;
 use crate::governance::GovernanceConfig;
 
 /// How much the engine may do on its own.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(
+    Copy,
+    Clone,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub enum Mode {
     /// No automation at all: probes run and incidents are recorded.
     Disabled,
@@ -80,7 +92,9 @@ impl FromStr for Mode {
 }
 
 /// Risk tier of an action.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub enum Risk {
     Low,
     Medium,
@@ -102,7 +116,9 @@ impl Risk {
 /// What an action does, as far as the engine's policy is concerned. The
 /// executor-specific details (command line, URL, ...) live at the edge, keyed
 /// by the action's name.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub enum ActionKind {
     /// Restart the service's supervised process (counts against the restart budget).
     Restart,
@@ -176,12 +192,16 @@ pub struct RevertSpec {
 pub struct ActionSpec {
     pub name: String,
     pub kind: ActionKind,
-    pub risk: Risk,
+    /// The tier stated in config; `None` takes the class's default
+    /// ([`crate::governance::CLASS_TABLE`]) via [`crate::ResolvedAction`].
+    pub risk: Option<Risk>,
     pub revert: Option<RevertSpec>,
 }
 
 /// Which probe condition a remediation answers.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub enum Condition {
     /// The probe's failure rule fired.
     Failing,
@@ -266,9 +286,27 @@ impl Default for ServicePolicy {
     }
 }
 
+/// The start phase of a service's process.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StartupSpec {
+    /// Probe failures before the first success, within this long after a
+    /// start, are recorded but open no incident. A process exit is still
+    /// acted on at once.
+    pub grace: Duration,
+}
+
+impl Default for StartupSpec {
+    fn default() -> Self {
+        StartupSpec {
+            grace: Duration::from_secs(30),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServiceSpec {
     pub name: String,
+    pub startup: StartupSpec,
     /// Overrides the global mode for this service.
     pub mode: Option<Mode>,
     pub probes: Vec<ProbeSpec>,

@@ -4,7 +4,19 @@ use std::time::Duration;
 /// Monotonic engine time: milliseconds since the driver's epoch (engine start).
 ///
 /// Constructed freely by drivers and tests; never read from the host inside the core.
-#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Copy,
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub struct MonoTime(pub u64);
 
 impl MonoTime {

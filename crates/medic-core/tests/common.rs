@@ -30,6 +30,9 @@ pub fn dur(s: &str) -> Duration {
 pub fn web_service(policy: ServicePolicy) -> ServiceSpec {
     ServiceSpec {
         name: "web".into(),
+        startup: StartupSpec {
+            grace: Duration::ZERO,
+        },
         mode: None,
         probes: vec![ProbeSpec {
             name: "healthz".into(),
@@ -47,13 +50,13 @@ pub fn web_service(policy: ServicePolicy) -> ServiceSpec {
             ActionSpec {
                 name: "restart".into(),
                 kind: ActionKind::Restart,
-                risk: Risk::Medium,
+                risk: Some(Risk::Medium),
                 revert: None,
             },
             ActionSpec {
                 name: "shed".into(),
                 kind: ActionKind::Http,
-                risk: Risk::Low,
+                risk: Some(Risk::Low),
                 revert: Some(RevertSpec {
                     action: "unshed".into(),
                     after: Duration::from_secs(10),
@@ -62,7 +65,7 @@ pub fn web_service(policy: ServicePolicy) -> ServiceSpec {
             ActionSpec {
                 name: "unshed".into(),
                 kind: ActionKind::Http,
-                risk: Risk::Low,
+                risk: Some(Risk::Low),
                 revert: None,
             },
         ],
@@ -161,55 +164,71 @@ pub fn parse_line(line: &str) -> (MonoTime, Option<Input>) {
                 })
             },
         }),
-        "mode" => Some(Input::Operator(OperatorCommand::SetMode {
-            service: w.get(3).map(|s| s.to_string()),
-            mode: w[2].parse().unwrap(),
-            by: "test".into(),
-        })),
-        "resolve" => Some(Input::Operator(OperatorCommand::ResolveIncident {
-            id: w[2].into(),
-            by: "test".into(),
-            reason: "fixed by hand".into(),
-        })),
-        "enable" => Some(Input::Operator(OperatorCommand::EnableAutoheal {
-            service: w[2].into(),
-            by: "test".into(),
-        })),
+        "mode" => Some(op_input(
+            "test".into(),
+            OperatorCommand::SetMode {
+                service: w.get(3).map(|s| s.to_string()),
+                mode: w[2].parse().unwrap(),
+            },
+        )),
+        "resolve" => Some(op_input(
+            "test".into(),
+            OperatorCommand::ResolveIncident {
+                id: w[2].into(),
+                reason: "fixed by hand".into(),
+            },
+        )),
+        "enable" => Some(op_input(
+            "test".into(),
+            OperatorCommand::EnableAutoheal {
+                service: w[2].into(),
+            },
+        )),
         "tick" => None,
         // pause <svc|*> <kind|*> <dur|->
-        "pause" => Some(Input::Operator(OperatorCommand::Pause {
-            service: opt(w[2]),
-            kind: kind(w[3]),
-            duration: (w[4] != "-").then(|| dur(w[4])),
-            by: "op".into(),
-            reason: "test".into(),
-        })),
-        "resume" => Some(Input::Operator(OperatorCommand::Resume {
-            service: opt(w[2]),
-            kind: kind(w[3]),
-            by: "op".into(),
-        })),
-        "approve" => Some(Input::Operator(OperatorCommand::Approve {
-            id: w[2].into(),
-            by: w[3].into(),
-        })),
-        "reject" => Some(Input::Operator(OperatorCommand::Reject {
-            id: w[2].into(),
-            by: w[3].into(),
-            reason: "not now".into(),
-        })),
+        "pause" => Some(op_input(
+            "op".into(),
+            OperatorCommand::Pause {
+                service: opt(w[2]),
+                kind: kind(w[3]),
+                duration: (w[4] != "-").then(|| dur(w[4])),
+                reason: "test".into(),
+            },
+        )),
+        "resume" => Some(op_input(
+            "op".into(),
+            OperatorCommand::Resume {
+                service: opt(w[2]),
+                kind: kind(w[3]),
+            },
+        )),
+        "approve" => Some(op_input(
+            w[3].into(),
+            OperatorCommand::Approve { id: w[2].into() },
+        )),
+        "reject" => Some(op_input(
+            w[3].into(),
+            OperatorCommand::Reject {
+                id: w[2].into(),
+                reason: "not now".into(),
+            },
+        )),
         // force <svc> <action> [reason...]
-        "force" => Some(Input::Operator(OperatorCommand::ForceAction {
-            service: w[2].into(),
-            action: w[3].into(),
-            by: "op".into(),
-            reason: w[4..].join(" "),
-        })),
-        "cancel" => Some(Input::Operator(OperatorCommand::CancelAction {
-            id: ActionId(w[2].parse().unwrap()),
-            by: "op".into(),
-            reason: "test".into(),
-        })),
+        "force" => Some(op_input(
+            "op".into(),
+            OperatorCommand::ForceAction {
+                service: w[2].into(),
+                action: w[3].into(),
+                reason: w[4..].join(" "),
+            },
+        )),
+        "cancel" => Some(op_input(
+            "op".into(),
+            OperatorCommand::CancelAction {
+                id: ActionId(w[2].parse().unwrap()),
+                reason: "test".into(),
+            },
+        )),
         // wall <unix seconds>
         "wall" => Some(Input::WallClock {
             unix_ms: w[2].parse::<i64>().unwrap() * 1000,
@@ -234,7 +253,49 @@ pub fn parse_line(line: &str) -> (MonoTime, Option<Input>) {
     (at, input)
 }
 
-pub fn render(cmd: &Command, verbose: bool) -> Option<String> {
+pub fn op_input(by: String, cmd: OperatorCommand) -> Input {
+    Input::Operator(Actor::new(by, Role::Admin), cmd)
+}
+
+/// The few notice fields the traces show.
+pub fn notice_field(n: &Notice, key: &str) -> Option<String> {
+    match (n, key) {
+        (Notice::Decision { verdict, .. }, "verdict") => Some(verdict.as_str().into()),
+        (Notice::Decision { reason_code, .. }, "reason_code")
+        | (Notice::RevertDropped { reason_code, .. }, "reason_code") => {
+            reason_code.map(|c| c.as_str().into())
+        }
+        (Notice::IncidentEscalated { reason_code, .. }, "reason_code")
+        | (Notice::HealRetrying { reason_code, .. }, "reason_code")
+        | (Notice::AutohealDisabled { reason_code, .. }, "reason_code")
+        | (Notice::RevertDeferred { reason_code, .. }, "reason_code")
+        | (Notice::ApprovalRequested { reason_code, .. }, "reason_code") => {
+            Some(reason_code.as_str().into())
+        }
+        (Notice::MassIncidentLatched { .. }, "reason_code") => Some("mass_incident".into()),
+        (Notice::AutomationPaused { .. }, "reason_code") => Some("paused".into()),
+        (Notice::OperatorRejected { error, .. }, "reason_code") => Some(error.as_str().into()),
+        (Notice::IncidentResolved { outcome, .. }, "outcome") => Some(outcome.as_str().into()),
+        (Notice::ActionOutcome { status, .. }, "status") => Some(status.as_str().into()),
+        (Notice::ActionIntent { attempt, .. }, "attempt") => Some(attempt.to_string()),
+        (Notice::ActionIntent { stage, .. }, "stage")
+        | (Notice::ActionOutcome { stage, .. }, "stage") => Some(stage.as_str().into()),
+        (Notice::ModeChanged { by, .. }, "by")
+        | (Notice::AutomationPaused { by, .. }, "by")
+        | (Notice::AutomationResumed { by, .. }, "by")
+        | (Notice::ApprovalApproved { by, .. }, "by")
+        | (Notice::ApprovalRejected { by, .. }, "by")
+        | (Notice::Override { by, .. }, "by")
+        | (Notice::ActionCancelRequested { by, .. }, "by")
+        | (Notice::AutohealEnabled { by, .. }, "by")
+        | (Notice::OperatorRejected { by, .. }, "by")
+        | (Notice::IncidentResolvedByOperator { by, .. }, "by") => Some(by.clone()),
+        (Notice::MassIncidentLatched { .. }, "by") => Some("medic".into()),
+        _ => None,
+    }
+}
+
+pub fn render_notice(n: &Notice, verbose: bool) -> String {
     let fields: &[&str] = if verbose {
         &[
             "verdict",
@@ -248,14 +309,15 @@ pub fn render(cmd: &Command, verbose: bool) -> Option<String> {
     } else {
         &["verdict", "outcome", "status", "attempt"]
     };
+    let extra = fields
+        .iter()
+        .filter_map(|k| notice_field(n, k).map(|v| format!(" {k}={v}")))
+        .collect::<String>();
+    format!("audit {}{extra}", n.kind().as_str())
+}
+
+pub fn render(cmd: &Command, _verbose: bool) -> Option<String> {
     match cmd {
-        Command::Audit(a) => {
-            let extra = fields
-                .iter()
-                .filter_map(|k| a.field(k).map(|v| format!(" {k}={v}")))
-                .collect::<String>();
-            Some(format!("audit {}{extra}", a.kind))
-        }
         Command::RunAction(r) => Some(format!(
             "run {} {} {} attempt={}",
             r.id, r.service, r.action, r.attempt
@@ -279,6 +341,9 @@ pub fn run_with(mut e: Engine, script: &str, verbose: bool) -> String {
         match input {
             Some(i) => e.handle_input(at, i),
             None => e.handle_timeout(at),
+        }
+        while let Some(n) = e.poll_notice() {
+            out.push_str(&format!("{at} {}\n", render_notice(&n, verbose)));
         }
         while let Some(c) = e.poll_command() {
             if let Some(s) = render(&c, verbose) {

@@ -13,7 +13,7 @@ const FAIL3: &str = "0s probe web healthz fail exited
 
 fn with_risk(risk: Risk, gov: GovernanceConfig, mode: Mode) -> Engine {
     let mut svc = web_service(policy());
-    svc.actions[0].risk = risk;
+    svc.actions[0].risk = Some(risk);
     Engine::new(
         EngineConfig {
             seed: 1,
@@ -74,7 +74,7 @@ fn two_person_rule_needs_two_distinct_approvers_for_high() {
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0].required, 2);
     assert_eq!(pending[0].approvers, vec!["alice".to_string()]);
-    assert_eq!(pending[0].reason_code, "risk_tier");
+    assert_eq!(pending[0].reason_code, ReasonCode::RiskTier);
     check_v(
         with_risk(Risk::High, gov(), Mode::Aggressive),
         &format!(
@@ -363,17 +363,19 @@ fn explain_lists_every_decision_with_its_reason() {
     }
     e.handle_input(
         MonoTime(3_000),
-        Input::Operator(OperatorCommand::SetMode {
-            service: None,
-            mode: Mode::Conservative,
-            by: "op".into(),
-        }),
+        Input::Operator(
+            Actor::new("op", Role::Admin),
+            OperatorCommand::SetMode {
+                service: None,
+                mode: Mode::Conservative,
+            },
+        ),
     );
     let ex = e.explain("inc-t-1").unwrap();
     let got: Vec<(&str, Option<&str>)> = ex
         .decisions
         .iter()
-        .map(|d| (d.verdict, d.reason_code))
+        .map(|d| (d.verdict.as_str(), d.reason_code.map(|c| c.as_str())))
         .collect();
     assert_eq!(
         got,
@@ -386,20 +388,30 @@ fn explain_lists_every_decision_with_its_reason() {
     assert!(ex.decisions.iter().all(|d| d.score > 0.0 && d.score < 1.0));
     e.handle_input(
         MonoTime(4_000),
-        Input::Operator(OperatorCommand::ResolveIncident {
-            id: "inc-t-1".into(),
-            by: "op".into(),
-            reason: "done".into(),
-        }),
+        Input::Operator(
+            Actor::new("op", Role::Admin),
+            OperatorCommand::ResolveIncident {
+                id: "inc-t-1".into(),
+                reason: "done".into(),
+            },
+        ),
     );
     let ex = e.explain("inc-t-1").unwrap();
-    assert_eq!(ex.outcome, Some("resolved-by-operator"));
+    assert_eq!(ex.outcome, Some(IncidentOutcome::ResolvedByOperator));
     assert_eq!(ex.decisions.len(), 2);
     assert!(e.pending_approvals().is_empty());
     assert!(e.explain("inc-t-2").is_none());
+    let answer = e.operate(
+        MonoTime(5_000),
+        &Actor::new("op", Role::Admin),
+        OperatorCommand::ResolveIncident {
+            id: "inc-t-1".into(),
+            reason: "again".into(),
+        },
+    );
     assert_eq!(
-        e.last_operator_result(),
-        Some(&OperatorResult::Ok("incident inc-t-1 resolved".into()))
+        answer,
+        Err(OperatorError::IncidentNotOpen("inc-t-1".into()))
     );
 }
 
@@ -446,11 +458,13 @@ fn more_than_ten_affected_services_pause_automation_and_page() {
     assert!(cmds.iter().any(|c| matches!(c, Command::Notify(n) if n.severity == Severity::Critical && n.title.contains("automation paused"))));
     e.handle_input(
         MonoTime(t + 1),
-        Input::Operator(OperatorCommand::SetMode {
-            service: None,
-            mode: Mode::Aggressive,
-            by: "op".into(),
-        }),
+        Input::Operator(
+            Actor::new("op", Role::Admin),
+            OperatorCommand::SetMode {
+                service: None,
+                mode: Mode::Aggressive,
+            },
+        ),
     );
     let cmds: Vec<Command> = std::iter::from_fn(|| e.poll_command()).collect();
     assert!(!cmds.iter().any(|c| matches!(c, Command::RunAction(_))));
@@ -461,15 +475,17 @@ fn more_than_ten_affected_services_pause_automation_and_page() {
             .last()
             .unwrap()
             .reason_code,
-        Some("mass_incident")
+        Some(ReasonCode::MassIncident)
     );
     e.handle_input(
         MonoTime(t + 2),
-        Input::Operator(OperatorCommand::Resume {
-            service: None,
-            kind: None,
-            by: "op".into(),
-        }),
+        Input::Operator(
+            Actor::new("op", Role::Admin),
+            OperatorCommand::Resume {
+                service: None,
+                kind: None,
+            },
+        ),
     );
     let runs = std::iter::from_fn(|| e.poll_command())
         .filter(|c| matches!(c, Command::RunAction(_)))

@@ -103,11 +103,13 @@ fn drive_with(
             Ev::Tick => e.handle_timeout(at),
             Ev::Mode(m) => e.handle_input(
                 at,
-                Input::Operator(OperatorCommand::SetMode {
-                    service: None,
-                    mode: mode_of(*m),
-                    by: "p".into(),
-                }),
+                Input::Operator(
+                    Actor::new("op", Role::Admin),
+                    OperatorCommand::SetMode {
+                        service: None,
+                        mode: mode_of(*m),
+                    },
+                ),
             ),
         }
         // Fire due timers as a real driver would.
@@ -116,12 +118,15 @@ fn drive_with(
                 e.handle_timeout(at);
             }
         }
-        let mut last_intent: Option<String> = None;
+        let mut intents: Vec<String> = Vec::new();
+        while let Some(n) = e.poll_notice() {
+            if let Notice::ActionIntent { action_id, .. } = n {
+                intents.push(action_id.to_string());
+            }
+        }
+        let mut last_intent: Option<String> = intents.pop();
         while let Some(c) = e.poll_command() {
             match c {
-                Command::Audit(a) if a.kind == "action.intent" => {
-                    last_intent = a.field("action_id").map(str::to_string);
-                }
                 Command::RunAction(r) => {
                     let mode = e.effective_mode("web").unwrap_or(Mode::DryRun);
                     prop_assert!(mode.acts(), "action {r:?} emitted in mode {mode}");

@@ -202,16 +202,16 @@ fn crash_loop_disables_autoheal_and_escalates_after_three_failed_heals() {
          t=3s phase verifying
          t=13s audit verify.failed
          t=13s audit heal.retrying reason_code=verify_failed
-         t=13s notify warning web: heal failed, trying again
          t=13s audit action.intent attempt=1 stage=direct
+         t=13s notify warning web: heal failed, trying again
          t=13s run act-2 web restart attempt=0
          t=13s phase executing_heal
          t=23s audit action.outcome status=succeeded stage=direct
          t=23s phase verifying
          t=33s audit verify.failed
          t=33s audit heal.retrying reason_code=verify_failed
-         t=33s notify warning web: heal failed, trying again
          t=33s audit action.intent attempt=1 stage=direct
+         t=33s notify warning web: heal failed, trying again
          t=33s run act-3 web restart attempt=0
          t=33s phase executing_heal
          t=43s audit action.outcome status=succeeded stage=direct

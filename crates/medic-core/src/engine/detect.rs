@@ -1,0 +1,263 @@
+//! Evidence: probe results, detection rules, opening and diagnosing incidents.
+
+use super::state::*;
+use super::Engine;
+use crate::notice::*;
+use crate::spec::*;
+use crate::types::*;
+use std::collections::VecDeque;
+
+impl Engine {
+    pub(super) fn on_probe(&mut self, r: ProbeReport) {
+        let now = self.now;
+        let Some(svc) = self.services.get_mut(&r.service) else {
+            return;
+        };
+        // Startup grace: until the first success, failures within the grace
+        // are recorded once per probe but count for nothing. An exit is
+        // never excused.
+        match svc.starting_until {
+            Some(_) if r.ok => svc.starting_until = None,
+            Some(t) if now < t && r.failure != Some(ProbeFailure::Exited) => {
+                if let Some(st) = svc.probes.get_mut(&r.probe) {
+                    st.seen = true;
+                    if !st.startup_noted {
+                        st.startup_noted = true;
+                        self.notice(Notice::StartupProbeFailed {
+                            service: r.service.clone(),
+                            probe: r.probe.clone(),
+                            detail: r.detail.clone(),
+                        });
+                    }
+                }
+                return;
+            }
+            Some(_) => svc.starting_until = None,
+            None => {}
+        }
+        let Some(spec) = svc.spec.probes.iter().find(|p| p.name == r.probe) else {
+            return;
+        };
+        let n_keep = spec.failure.consecutive.max(1) as usize;
+        let over = spec.latency.as_ref().map(|l| l.over);
+        let Some(st) = svc.probes.get_mut(&r.probe) else {
+            return;
+        };
+        st.seen = true;
+        if r.ok {
+            st.fail_times.clear();
+            st.recent_failures.clear();
+            let is_slow = over.is_some_and(|o| r.latency > o);
+            if is_slow {
+                st.slow_run = st.slow_run.saturating_add(1);
+                st.healthy_run = 0;
+            } else {
+                st.slow_run = 0;
+                st.healthy_run = st.healthy_run.saturating_add(1);
+            }
+        } else {
+            st.healthy_run = 0;
+            st.slow_run = 0;
+            st.fail_times.push_back(now);
+            while st.fail_times.len() > n_keep {
+                st.fail_times.pop_front();
+            }
+            st.recent_failures
+                .push_back(r.failure.clone().unwrap_or(ProbeFailure::Other));
+            while st.recent_failures.len() > n_keep {
+                st.recent_failures.pop_front();
+            }
+        }
+        self.evaluate(&r.service);
+    }
+
+    /// Level-triggered: look at the service's current state and move it on.
+    pub(super) fn evaluate(&mut self, name: &str) {
+        let Some(svc) = self.services.get_mut(name) else {
+            return;
+        };
+        match svc.incident.as_ref().map(|i| (i.phase, i.probe.clone())) {
+            None => {
+                if let Some((probe, condition)) = svc.firing() {
+                    self.open_incident(name, probe, condition);
+                    self.plan(name);
+                }
+            }
+            Some((Phase::ConfirmingPattern, probe)) => {
+                if svc.recovered(&probe) {
+                    let outcome = match svc.incident.as_ref() {
+                        Some(i) if i.would_act => IncidentOutcome::WouldAct,
+                        _ => IncidentOutcome::Recovered,
+                    };
+                    self.resolve(name, outcome, "probe recovered without action".into());
+                } else {
+                    self.plan(name);
+                }
+            }
+            Some((Phase::Verifying, probe)) => {
+                let failed_again = match (svc.probe_spec(&probe), svc.probes.get(&probe)) {
+                    (Some(p), Some(st)) => failing(p, st),
+                    _ => false,
+                };
+                if failed_again {
+                    // Clear evidence before the window ends: fail verification now.
+                    let Some(id) = svc.incident.as_mut().map(|i| {
+                        i.timer = None;
+                        i.id.clone()
+                    }) else {
+                        return;
+                    };
+                    self.notice(Notice::VerifyFailed {
+                        incident: id,
+                        service: name.to_string(),
+                        probe: probe.clone(),
+                    });
+                    self.failed_heal(name, format!("{probe} failing again after the action"));
+                } else if svc.recovered(&probe) {
+                    svc.consecutive_failures = 0;
+                    let Some(id) = svc.incident.as_mut().map(|i| {
+                        i.timer = None;
+                        i.id.clone()
+                    }) else {
+                        return;
+                    };
+                    self.notice(Notice::VerifyPassed {
+                        incident: id,
+                        service: name.to_string(),
+                        probe: probe.clone(),
+                    });
+                    self.resolve(
+                        name,
+                        IncidentOutcome::Healed,
+                        format!("{probe} healthy again"),
+                    );
+                }
+            }
+            Some((Phase::ManualIntervention, probe)) => {
+                if svc.recovered(&probe) {
+                    self.resolve(
+                        name,
+                        IncidentOutcome::Escalated,
+                        format!("{probe} healthy again after escalation"),
+                    );
+                }
+            }
+            Some((_, _)) => {}
+        }
+    }
+
+    pub(super) fn open_incident(&mut self, name: &str, probe: String, condition: Condition) {
+        let now = self.now;
+        let id = IncidentId(format!("inc-{}-{}", self.instance, self.next_incident));
+        self.next_incident += 1;
+        let window = self.gov.limits.window;
+        prune(&mut self.incident_opens, now, window);
+        self.incident_opens.push_back(now);
+        let Some(svc) = self.services.get_mut(name) else {
+            return;
+        };
+        let (cause, confidence) = match condition {
+            Condition::Slow => ("latency degradation".to_string(), 0.7),
+            Condition::Failing => {
+                let st = svc.probes.get(&probe);
+                let last = st.and_then(|s| s.recent_failures.back().cloned());
+                match (last, st) {
+                    (Some(last), Some(st)) => {
+                        let (cause, prior) = last.diagnosis();
+                        let agree = st
+                            .recent_failures
+                            .iter()
+                            .filter(|f| f.same_class(&last))
+                            .count() as f64;
+                        let share = agree / st.recent_failures.len().max(1) as f64;
+                        (cause, prior * share)
+                    }
+                    _ => ("unknown".to_string(), 0.3),
+                }
+            }
+        };
+        let trigger = format!("{probe} {}", condition.as_str());
+        let mut inc = Incident {
+            id: id.clone(),
+            probe: probe.clone(),
+            condition,
+            cause: cause.clone(),
+            confidence,
+            phase: Phase::DetectingFailure,
+            opened_at: now,
+            updated_at: now,
+            attempt: 0,
+            timer: None,
+            waiting_reason: None,
+            would_act: false,
+            healed_by: None,
+            actions: Vec::new(),
+            timeline: VecDeque::new(),
+            approval: None,
+            approved: None,
+            decisions: VecDeque::new(),
+        };
+        push_timeline(
+            &mut inc,
+            self.max_timeline,
+            now,
+            "detected",
+            trigger.clone(),
+        );
+        inc.phase = Phase::ConfirmingPattern;
+        push_timeline(
+            &mut inc,
+            self.max_timeline,
+            now,
+            "diagnosed",
+            format!("likely cause: {cause} (confidence {confidence:.2})"),
+        );
+        svc.incident = Some(inc);
+        svc.dirty = true;
+        self.notice(Notice::IncidentOpened {
+            incident: id.clone(),
+            service: name.to_string(),
+            trigger,
+        });
+        self.notice(Notice::Diagnosis {
+            incident: id,
+            service: name.to_string(),
+            cause,
+            confidence,
+        });
+        let affected = self.affected_services();
+        let max = self.gov.gates.mass_incident_services;
+        if affected > max && !self.mass_paused {
+            self.mass_paused = true;
+            self.notice(Notice::MassIncidentLatched {
+                affected_services: affected,
+                limit: max,
+            });
+            self.notify(Notification {
+                severity: Severity::Critical,
+                service: "*".into(),
+                incident: None,
+                title: format!("{affected} services affected: automation paused"),
+                message: format!(
+                    "more than {max} services have open incidents; medic keeps detecting and \
+                     recording but will not act until an operator resumes"
+                ),
+            });
+        }
+    }
+
+    pub(super) fn affected_services(&self) -> u32 {
+        self.services
+            .values()
+            .filter(|s| s.incident.is_some())
+            .count() as u32
+    }
+
+    /// Severity of the open incident in `[0, 1]`.
+    pub(super) fn severity(inc: &Incident) -> f64 {
+        match inc.condition {
+            Condition::Failing => 0.5 + 0.5 * inc.confidence.clamp(0.0, 1.0),
+            Condition::Slow => 0.3,
+        }
+    }
+}

@@ -1,0 +1,450 @@
+//! Action outcomes, verification failures, retries, escalation and closing incidents.
+
+use super::state::*;
+use super::Engine;
+use crate::governance::*;
+use crate::notice::*;
+use crate::spec::*;
+use crate::types::*;
+
+impl Engine {
+    pub(super) fn on_outcome(&mut self, id: ActionId, result: Result<String, ActionFailure>) {
+        let now = self.now;
+        let Some(name) = self
+            .services
+            .iter()
+            .find(|(_, s)| s.inflight.as_ref().is_some_and(|f| f.id == id))
+            .map(|(n, _)| n.clone())
+        else {
+            // Unknown or duplicate outcome: record it, change nothing.
+            self.notice(Notice::ActionOutcomeUnmatched { action_id: id });
+            return;
+        };
+        let Some(svc) = self.services.get_mut(&name) else {
+            return;
+        };
+        let Some(flight) = svc.inflight.take() else {
+            return;
+        };
+        let (status, detail) = match &result {
+            Ok(out) => (ActionStatus::Succeeded, out.clone()),
+            Err(f) => (
+                ActionStatus::Failed,
+                format!("{}: {}", f.kind.as_str(), f.message),
+            ),
+        };
+        let incident = match flight.revert_of {
+            Some(_) => None,
+            None => svc.incident.as_ref().map(|i| i.id.clone()),
+        };
+        // A successful restart starts a new process: its startup grace begins.
+        let restarted = result.is_ok()
+            && svc
+                .action_spec(&flight.action)
+                .is_some_and(|a| a.kind == ActionKind::Restart);
+        if restarted {
+            svc.starting_until = Some(now.plus(svc.spec.startup.grace));
+            for st in svc.probes.values_mut() {
+                st.startup_noted = false;
+            }
+        }
+        self.notice(Notice::ActionOutcome {
+            action_id: id,
+            incident,
+            service: name.clone(),
+            action: flight.action.clone(),
+            stage: flight.stage,
+            status,
+            detail: detail.clone(),
+        });
+        let cancelled = flight.cancel_requested
+            || matches!(&result, Err(f) if f.kind == ActionFailureKind::Cancelled);
+        if result.is_err() && !cancelled {
+            let window = self.gov.limits.window;
+            prune(&mut self.failed_actions, now, window);
+            self.failed_actions.push_back(now);
+        }
+        let max_consecutive = self.gov.limits.max_consecutive_failures.max(1);
+        let bake = self.gov.canary_bake;
+        let Some(svc) = self.services.get_mut(&name) else {
+            return;
+        };
+        if result.is_ok() && flight.stage != ActionStage::Canary {
+            svc.last_success.insert(flight.action.clone(), now);
+        }
+        if let Some(of) = flight.revert_of {
+            if result.is_err() {
+                self.notify(Notification {
+                    severity: Severity::Warning,
+                    service: name.clone(),
+                    incident: None,
+                    title: format!("{name}: revert of {of} failed"),
+                    message: detail,
+                });
+            }
+            self.evaluate(&name);
+            self.replan_all();
+            return;
+        }
+        let verify_window = svc.spec.policy.verify_window;
+        let retry = svc.spec.policy.retry.clone();
+        if result.is_err() && !cancelled {
+            svc.consecutive_failures = svc.consecutive_failures.saturating_add(1);
+        }
+        let consecutive = svc.consecutive_failures;
+        let Some(inc) = svc.incident.as_mut() else {
+            self.replan_all();
+            return;
+        };
+        svc.dirty = true;
+        match result {
+            Ok(_) if flight.stage == ActionStage::Canary => {
+                let at = now.plus(bake);
+                inc.timer = Some(IncidentTimer::Rollout(at));
+                inc.phase = Phase::ExecutingHeal;
+                push_timeline(
+                    inc,
+                    self.max_timeline,
+                    now,
+                    "canary_ok",
+                    format!(
+                        "canary of {} succeeded; full rollout at {at}",
+                        flight.action
+                    ),
+                );
+            }
+            Ok(_) => {
+                inc.phase = Phase::Verifying;
+                inc.timer = Some(IncidentTimer::Verify(now.plus(verify_window)));
+                inc.healed_by = Some(flight.action.clone());
+                push_timeline(
+                    inc,
+                    self.max_timeline,
+                    now,
+                    "verifying",
+                    format!(
+                        "{} succeeded; watching for {}ms",
+                        flight.action,
+                        verify_window.as_millis()
+                    ),
+                );
+                // The action changed the world: evidence from before it is stale
+                // for every probe of the service, and fresh evidence is needed.
+                for st in svc.probes.values_mut() {
+                    st.healthy_run = 0;
+                    st.slow_run = 0;
+                    st.fail_times.clear();
+                    st.recent_failures.clear();
+                }
+            }
+            Err(_) if cancelled => {
+                push_timeline(
+                    inc,
+                    self.max_timeline,
+                    now,
+                    "cancelled",
+                    format!("{} cancelled by an operator", flight.action),
+                );
+                self.escalate(
+                    &name,
+                    ReasonCode::Cancelled,
+                    format!("{} cancelled by an operator ({detail})", flight.action),
+                );
+            }
+            Err(_) => {
+                let failures = inc.attempt + 1;
+                if consecutive >= max_consecutive {
+                    push_timeline(
+                        inc,
+                        self.max_timeline,
+                        now,
+                        "action_failed",
+                        format!("{} failed: {detail}", flight.action),
+                    );
+                    self.disable_autoheal(&name, consecutive);
+                    self.escalate(
+                        &name,
+                        ReasonCode::ConsecutiveFailures,
+                        format!(
+                            "{consecutive} consecutive failed actions; automation disabled for \
+                             {name} ({detail})"
+                        ),
+                    );
+                } else if failures >= retry.max_attempts {
+                    push_timeline(
+                        inc,
+                        self.max_timeline,
+                        now,
+                        "action_failed",
+                        format!("{} failed {failures} times: {detail}", flight.action),
+                    );
+                    let reason = format!("{} failed {failures} times: {detail}", flight.action);
+                    // Out of execution attempts: a human has to look, whatever the heal count.
+                    self.escalate(&name, ReasonCode::RetriesExhausted, reason);
+                } else {
+                    let delay = retry.delay(failures, self.rng.unit());
+                    let at = now.plus(delay);
+                    inc.timer = Some(IncidentTimer::Retry(at));
+                    inc.attempt = failures;
+                    push_timeline(
+                        inc,
+                        self.max_timeline,
+                        now,
+                        "retry_scheduled",
+                        format!("{} failed ({detail}); retry at {at}", flight.action),
+                    );
+                    let iid = inc.id.clone();
+                    self.notice(Notice::ActionRetryScheduled {
+                        incident: iid,
+                        service: name.clone(),
+                        action: flight.action.clone(),
+                        delay,
+                    });
+                }
+            }
+        }
+        self.replan_all();
+    }
+
+    pub(super) fn disable_autoheal(&mut self, name: &str, consecutive: u32) {
+        let Some(svc) = self.services.get_mut(name) else {
+            return;
+        };
+        if svc.autoheal_disabled {
+            return;
+        }
+        svc.autoheal_disabled = true;
+        self.notice(Notice::AutohealDisabled {
+            service: name.to_string(),
+            reason_code: ReasonCode::ConsecutiveFailures,
+            consecutive_failures: consecutive,
+        });
+    }
+
+    /// A heal did not work (verification failed): roll it back when it can
+    /// be undone, and escalate. Too many failures disable automation.
+    pub(super) fn failed_heal(&mut self, name: &str, reason: String) {
+        let now = self.now;
+        let window = self.gov.limits.window;
+        prune(&mut self.failed_actions, now, window);
+        self.failed_actions.push_back(now);
+        let max_consecutive = self.gov.limits.max_consecutive_failures.max(1);
+        let Some(svc) = self.services.get_mut(name) else {
+            return;
+        };
+        let fwindow = svc.spec.policy.failed_window;
+        svc.failed_heals.push_back(now);
+        prune(&mut svc.failed_heals, now, fwindow);
+        svc.consecutive_failures = svc.consecutive_failures.saturating_add(1);
+        let consecutive = svc.consecutive_failures;
+        let n = svc.failed_heals.len();
+        let max = svc.spec.policy.max_failed_heals.max(1) as usize;
+        // Roll back what can be undone.
+        let rollback = svc
+            .incident
+            .as_ref()
+            .and_then(|i| i.healed_by.clone())
+            .and_then(|a| svc.action_spec(&a).cloned())
+            .and_then(|spec| spec.revert.map(|rv| (rv.action, spec.name)));
+        if let Some((action, of)) = rollback {
+            svc.pending_revert = Some(PendingRevert {
+                due: now,
+                action,
+                of,
+                stage: ActionStage::Rollback,
+                blocked: None,
+            });
+        }
+        if n >= max || consecutive >= max_consecutive {
+            self.disable_autoheal(name, consecutive);
+            self.escalate(
+                name,
+                ReasonCode::ConsecutiveFailures,
+                format!(
+                    "{n} failed heals within {}s ({consecutive} consecutive failures); autoheal \
+                     disabled ({reason})",
+                    fwindow.as_secs()
+                ),
+            );
+        } else {
+            self.retry_heal(name, reason, consecutive, max_consecutive);
+        }
+        self.timers(name);
+    }
+
+    /// A failed verification below the limits: a human is told (warning) and
+    /// the heal is planned again through every gate, cooldown and budget. The
+    /// `max_consecutive_failures`-th failure disables automation and escalates.
+    pub(super) fn retry_heal(&mut self, name: &str, reason: String, consecutive: u32, max: u32) {
+        let now = self.now;
+        let Some(svc) = self.services.get_mut(name) else {
+            return;
+        };
+        let Some(inc) = svc.incident.as_mut() else {
+            return;
+        };
+        if inc.phase == Phase::ManualIntervention {
+            return;
+        }
+        inc.phase = Phase::ConfirmingPattern;
+        inc.attempt = 0;
+        inc.timer = None;
+        inc.waiting_reason = None;
+        inc.healed_by = None;
+        let msg =
+            format!("heal failed ({consecutive}/{max} before autoheal is disabled): {reason}");
+        push_timeline(inc, self.max_timeline, now, "heal_failed", msg.clone());
+        let id = inc.id.clone();
+        svc.dirty = true;
+        self.notice(Notice::HealRetrying {
+            incident: id.clone(),
+            service: name.to_string(),
+            reason_code: ReasonCode::VerifyFailed,
+            reason: msg.clone(),
+            consecutive_failures: consecutive,
+        });
+        self.notify(Notification {
+            severity: Severity::Warning,
+            service: name.to_string(),
+            incident: Some(id),
+            title: format!("{name}: heal failed, trying again"),
+            message: msg,
+        });
+        self.plan(name);
+    }
+
+    pub(super) fn escalate(&mut self, name: &str, code: ReasonCode, reason: String) {
+        let now = self.now;
+        let max_timeline = self.max_timeline;
+        let Some(svc) = self.services.get_mut(name) else {
+            return;
+        };
+        let Some(inc) = svc.incident.as_mut() else {
+            return;
+        };
+        if inc.phase == Phase::ManualIntervention {
+            return;
+        }
+        inc.phase = Phase::ManualIntervention;
+        inc.timer = None;
+        let approval = inc.approval.take();
+        push_timeline(inc, max_timeline, now, "escalated", reason.clone());
+        let action = inc.actions.last().cloned().unwrap_or_default();
+        let id = inc.id.clone();
+        svc.dirty = true;
+        self.record_decision(
+            name,
+            DecisionRecord {
+                at: now,
+                action,
+                stage: ActionStage::Direct,
+                risk: Risk::Low,
+                score: 0.0,
+                verdict: Verdict::Escalate,
+                reason_code: Some(code),
+                window: None,
+                reason: reason.clone(),
+            },
+        );
+        if let Some(a) = approval.and_then(|a| self.approvals.remove(&a)) {
+            self.notice(Notice::ApprovalWithdrawn {
+                approval: format!("apr-{}", a.id),
+                incident: id.clone(),
+            });
+        }
+        self.notice(Notice::IncidentEscalated {
+            incident: id.clone(),
+            service: name.to_string(),
+            reason_code: code,
+            reason: reason.clone(),
+        });
+        self.notify(Notification {
+            severity: Severity::Critical,
+            service: name.to_string(),
+            incident: Some(id),
+            title: format!("{name}: escalated to a human"),
+            message: reason,
+        });
+    }
+
+    pub(super) fn resolve(&mut self, name: &str, outcome: IncidentOutcome, reason: String) {
+        let now = self.now;
+        let max = self.max_timeline;
+        let Some(svc) = self.services.get_mut(name) else {
+            return;
+        };
+        let Some(mut inc) = svc.incident.take() else {
+            return;
+        };
+        inc.phase = Phase::Resolved;
+        push_timeline(
+            &mut inc,
+            max,
+            now,
+            "resolved",
+            format!("{}: {reason}", outcome.as_str()),
+        );
+        // A mitigation with a revert is undone after it has held.
+        if outcome == IncidentOutcome::Healed {
+            if let Some(spec) = inc.healed_by.as_deref().and_then(|a| svc.action_spec(a)) {
+                if let Some(rv) = &spec.revert {
+                    svc.pending_revert = Some(PendingRevert {
+                        due: now.plus(rv.after),
+                        action: rv.action.clone(),
+                        of: spec.name.clone(),
+                        stage: ActionStage::Revert,
+                        blocked: None,
+                    });
+                }
+            }
+        }
+        svc.dirty = false;
+        let v = view(name, &inc, Some(now), Some(outcome));
+        if let Some(a) = inc.approval.take().and_then(|a| self.approvals.remove(&a)) {
+            self.notice(Notice::ApprovalWithdrawn {
+                approval: format!("apr-{}", a.id),
+                incident: inc.id.clone(),
+            });
+        }
+        self.notice(Notice::IncidentResolved {
+            incident: inc.id.clone(),
+            service: name.to_string(),
+            outcome,
+            reason,
+        });
+        let ex = Explanation {
+            incident: inc.id.clone(),
+            service: name.to_string(),
+            phase: Phase::Resolved,
+            outcome: Some(outcome),
+            decisions: inc.decisions.into_iter().collect(),
+            pending_approval: None,
+        };
+        self.explained.insert(inc.id.0.clone(), ex);
+        self.explained_order.push_back(inc.id.0);
+        while self.explained_order.len() > self.gov.max_explanations.max(1) {
+            if let Some(old) = self.explained_order.pop_front() {
+                self.explained.remove(&old);
+            }
+        }
+        self.command(Command::IncidentChanged(v));
+    }
+
+    /// Plan again for every incident waiting for a decision.
+    pub(super) fn replan_all(&mut self) {
+        let names: Vec<String> = self
+            .services
+            .iter()
+            .filter(|(_, s)| {
+                s.inflight.is_none()
+                    && s.incident
+                        .as_ref()
+                        .is_some_and(|i| i.phase == Phase::ConfirmingPattern)
+            })
+            .map(|(n, _)| n.clone())
+            .collect();
+        for n in names {
+            self.plan(&n);
+        }
+    }
+}

@@ -60,6 +60,7 @@ error_codes! {
     RouteNotFound = ("E0401", "route_not_found", 404, "No API route matches this path."),
     IncidentNotFound = ("E0404", "incident_not_found", 404, "No incident has this id."),
     MethodNotAllowed = ("E0405", "method_not_allowed", 405, "The route exists but not for this HTTP method."),
+    Forbidden = ("E0403", "forbidden", 403, "The caller's role does not allow this command."),
     Conflict = ("E0409", "conflict", 409, "The request conflicts with the current state."),
     PayloadTooLarge = ("E0413", "payload_too_large", 413, "The request body exceeds the size limit."),
     UnsupportedMediaType = ("E0415", "unsupported_media_type", 415, "The request body must be sent as application/json."),
@@ -93,6 +94,8 @@ pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
     pub field: Option<String>,
+    /// The engine's machine-readable refusal code (`same_approver`, ...).
+    pub reason_code: Option<String>,
     /// Seconds to send as `Retry-After`, if any.
     pub retry_after: Option<u32>,
 }
@@ -103,8 +106,15 @@ impl ApiError {
             code,
             message: message.into(),
             field: None,
+            reason_code: None,
             retry_after: None,
         }
+    }
+
+    /// Adds the engine's machine-readable refusal code.
+    pub fn with_reason_code(mut self, code: impl Into<String>) -> Self {
+        self.reason_code = Some(code.into());
+        self
     }
 
     /// Names the input field at fault.
@@ -147,6 +157,7 @@ impl ApiError {
                 name: self.code.name().to_string(),
                 message: self.message.clone(),
                 field: self.field.clone(),
+                reason_code: self.reason_code.clone(),
             },
         }
     }
@@ -172,6 +183,8 @@ pub struct ErrorDetail {
     pub message: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason_code: Option<String>,
 }
 
 impl IntoResponse for ApiError {

@@ -1,84 +1,106 @@
-//! Governance endpoints: approvals, pause/resume, explain, cancel, override.
+//! Operator routes: the one set of request/response types (the CLI uses them
+//! too), their conversion to the core's [`OperatorCommand`], and the mapping
+//! of the engine's answers to HTTP.
 //!
-//! The handlers turn each request into a [`GovernanceOp`] and send it to the
-//! daemon as [`crate::ControlRequest::Governance`]. The daemon, which owns the
-//! engine, answers with [`apply`] and then drains the engine's commands as
-//! after any input:
+//! The API never touches the engine. A handler builds an [`OperatorCommand`]
+//! and sends it with the [`Actor`] established at the edge as
+//! [`crate::ControlRequest::Operate`]; the daemon, which owns the engine,
+//! calls `Engine::operate(now, &actor, cmd)` and sends back its
+//! `Result<Ack, OperatorError>`. Reads go as [`crate::ControlRequest::Query`]
+//! and come back as the core's views, converted here to wire types.
 //!
-//! ```text
-//! ControlRequest::Governance { op, reply } => {
-//!     let r = medic_api::governance::apply(&mut engine, clock.now(), op);
-//!     drain(&mut engine).await; // audit, actions, notifications
-//!     let _ = reply.send(r);
-//! }
-//! ```
-//!
-//! Every refusal carries the engine's machine-readable reason code at the
-//! start of the message (`approval_not_found: …`, `same_approver: …`).
+//! Refusals are mapped by [`OperatorError`]'s variant, never by its text.
 use std::time::Duration;
 
 use medic_core::{
-    ActionId, ActionKind, ApprovalView, DecisionRecord, Engine, Explanation, Input, MonoTime,
-    OperatorCommand, OperatorResult, PauseView,
+    ActionId, ActionKind, ApprovalView, DecisionRecord, Explanation, MonoTime, OperatorCommand,
+    OperatorError, PauseView,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ApiError, ErrorCode};
 
-/// One governance request from the API to the daemon.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum GovernanceOp {
-    /// `GET /api/v1/approvals`.
-    ListApprovals,
-    /// `POST /api/v1/approvals/{id}/approve`.
-    Approve { id: String, by: String },
-    /// `POST /api/v1/approvals/{id}/reject`.
-    Reject {
-        id: String,
-        by: String,
-        reason: String,
-    },
-    /// `POST /api/v1/pause`.
-    Pause {
-        service: Option<String>,
-        kind: Option<ActionKind>,
-        duration: Option<Duration>,
-        by: String,
-        reason: String,
-    },
-    /// `POST /api/v1/resume`.
-    Resume {
-        service: Option<String>,
-        kind: Option<ActionKind>,
-        by: String,
-    },
-    /// `GET /api/v1/explain/{incident}`.
-    Explain { incident: String },
-    /// `POST /api/v1/actions/{id}/cancel`.
-    Cancel {
-        action_id: u64,
-        by: String,
-        reason: String,
-    },
-    /// `POST /api/v1/actions/force`.
-    Force {
-        service: String,
-        action: String,
-        by: String,
-        reason: String,
-    },
-    /// `POST /api/v1/incidents/{id}/resolve`.
-    Resolve {
-        incident: String,
-        by: String,
-        reason: String,
-    },
-    /// `POST /api/v1/services/{name}/autoheal`: re-enable automation for a
-    /// service after it was disabled by consecutive failures.
-    EnableAutoheal { service: String, by: String },
+// ------------------------------------------------------------- requests
+
+/// `POST /api/v1/mode`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModeRequest {
+    pub mode: String,
+    #[serde(default)]
+    pub service: Option<String>,
 }
 
-/// An approval on the wire.
+/// `POST /api/v1/approvals/{id}/approve` and
+/// `POST /api/v1/services/{name}/autoheal` (empty object).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct EmptyRequest {}
+
+/// `POST /api/v1/approvals/{id}/reject`, `POST /api/v1/incidents/{id}/resolve`,
+/// `POST /api/v1/actions/{id}/cancel`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReasonRequest {
+    pub reason: String,
+}
+
+/// `POST /api/v1/pause`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PauseRequest {
+    #[serde(default)]
+    pub service: Option<String>,
+    /// Action kind (`restart`, `exec`, `http`); absent or `*` = every kind.
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// Absent: until resumed.
+    #[serde(default)]
+    pub duration_s: Option<u64>,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// `POST /api/v1/resume`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ResumeRequest {
+    #[serde(default)]
+    pub service: Option<String>,
+    #[serde(default)]
+    pub kind: Option<String>,
+}
+
+/// `POST /api/v1/actions/force`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForceRequest {
+    pub service: String,
+    pub action: String,
+    pub reason: String,
+}
+
+// ------------------------------------------------------------- responses
+
+/// Answer of every operator POST route.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperatorReply {
+    pub message: String,
+    /// Who the command was recorded as.
+    pub actor: String,
+}
+
+/// `POST /api/v1/mode`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModeResponse {
+    pub mode: String,
+    pub service: Option<String>,
+    pub message: String,
+    pub actor: String,
+}
+
+/// An approval on the wire. Times are RFC 3339 (UTC), or null when medic
+/// has no wall clock yet.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ApprovalEntry {
     pub id: String,
@@ -92,8 +114,8 @@ pub struct ApprovalEntry {
     pub reason: String,
     pub required: u32,
     pub approvers: Vec<String>,
-    pub requested_at_ms: u64,
-    pub expires_at_ms: u64,
+    pub requested_at: Option<String>,
+    pub expires_at: Option<String>,
 }
 
 /// A pause on the wire.
@@ -101,7 +123,8 @@ pub struct ApprovalEntry {
 pub struct PauseEntry {
     pub service: Option<String>,
     pub kind: Option<String>,
-    pub until_ms: Option<u64>,
+    /// RFC 3339 end; null = until resumed.
+    pub until: Option<String>,
     pub by: String,
     pub reason: String,
 }
@@ -118,13 +141,15 @@ pub struct ApprovalList {
 /// One decision on the wire.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DecisionEntry {
-    pub at_ms: u64,
+    pub at: Option<String>,
     pub action: String,
     pub stage: String,
     pub risk: String,
     pub score: f64,
     pub verdict: String,
     pub reason_code: Option<String>,
+    /// The freeze window in force, for a `frozen` decision.
+    pub window: Option<String>,
     pub reason: String,
 }
 
@@ -139,70 +164,112 @@ pub struct ExplainResponse {
     pub pending_approval: Option<ApprovalEntry>,
 }
 
-/// Answer of the governance POST routes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OperatorReply {
-    pub message: String,
+// ------------------------------------------------------------- queries
+
+/// Reads of engine state, answered by the daemon.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Query {
+    Approvals,
+    Explain { incident: String },
 }
 
-impl From<&ApprovalView> for ApprovalEntry {
-    fn from(a: &ApprovalView) -> Self {
-        ApprovalEntry {
-            id: a.id.clone(),
-            incident: a.incident.0.clone(),
-            service: a.service.clone(),
-            action: a.action.clone(),
-            risk: a.risk.as_str().to_string(),
-            score: a.score,
-            reason_code: a.reason_code.to_string(),
-            reason: a.reason.clone(),
-            required: a.required,
-            approvers: a.approvers.clone(),
-            requested_at_ms: a.requested_at.0,
-            expires_at_ms: a.expires_at.0,
-        }
+/// The engine's clock: engine time and the wall clock it corresponds to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WallSync {
+    pub mono: MonoTime,
+    pub unix_ms: Option<i64>,
+}
+
+impl WallSync {
+    /// RFC 3339 (UTC) of engine time `t`, when the wall clock is known.
+    pub fn rfc3339(&self, t: MonoTime) -> Option<String> {
+        let base = self.unix_ms?;
+        let ms = i128::from(base) + i128::from(t.0) - i128::from(self.mono.0);
+        rfc3339_ms(i64::try_from(ms).ok()?)
     }
 }
 
-impl From<&PauseView> for PauseEntry {
-    fn from(p: &PauseView) -> Self {
-        PauseEntry {
-            service: p.service.clone(),
-            kind: p.kind.map(|k| k.as_str().to_string()),
-            until_ms: p.until.map(|t| t.0),
-            by: p.by.clone(),
-            reason: p.reason.clone(),
-        }
+/// RFC 3339 (UTC, millisecond precision) of a unix time in ms.
+pub fn rfc3339_ms(unix_ms: i64) -> Option<String> {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_ms) * 1_000_000).ok()?;
+    t.format(&time::format_description::well_known::Rfc3339).ok()
+}
+
+/// The daemon's answer to a [`Query`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum QueryAnswer {
+    Approvals {
+        approvals: Vec<ApprovalView>,
+        pauses: Vec<PauseView>,
+        mass_paused: bool,
+        clock: WallSync,
+    },
+    Explain {
+        explanation: Option<Explanation>,
+        clock: WallSync,
+    },
+}
+
+pub fn approval_entry(a: &ApprovalView, clock: &WallSync) -> ApprovalEntry {
+    ApprovalEntry {
+        id: a.id.clone(),
+        incident: a.incident.0.clone(),
+        service: a.service.clone(),
+        action: a.action.clone(),
+        risk: a.risk.as_str().to_string(),
+        score: a.score,
+        reason_code: a.reason_code.as_str().to_string(),
+        reason: a.reason.clone(),
+        required: a.required,
+        approvers: a.approvers.clone(),
+        requested_at: clock.rfc3339(a.requested_at),
+        expires_at: clock.rfc3339(a.expires_at),
     }
 }
 
-impl From<&DecisionRecord> for DecisionEntry {
-    fn from(d: &DecisionRecord) -> Self {
-        DecisionEntry {
-            at_ms: d.at.0,
-            action: d.action.clone(),
-            stage: d.stage.as_str().to_string(),
-            risk: d.risk.as_str().to_string(),
-            score: d.score,
-            verdict: d.verdict.to_string(),
-            reason_code: d.reason_code.map(str::to_string),
-            reason: d.reason.clone(),
-        }
+pub fn pause_entry(p: &PauseView, clock: &WallSync) -> PauseEntry {
+    PauseEntry {
+        service: p.service.clone(),
+        kind: p.kind.map(|k| k.as_str().to_string()),
+        until: p.until.and_then(|t| clock.rfc3339(t)),
+        by: p.by.clone(),
+        reason: p.reason.clone(),
     }
 }
 
-impl From<&Explanation> for ExplainResponse {
-    fn from(e: &Explanation) -> Self {
-        ExplainResponse {
-            incident: e.incident.0.clone(),
-            service: e.service.clone(),
-            phase: e.phase.as_str().to_string(),
-            outcome: e.outcome.map(str::to_string),
-            decisions: e.decisions.iter().map(DecisionEntry::from).collect(),
-            pending_approval: e.pending_approval.as_ref().map(ApprovalEntry::from),
-        }
+pub fn decision_entry(d: &DecisionRecord, clock: &WallSync) -> DecisionEntry {
+    DecisionEntry {
+        at: clock.rfc3339(d.at),
+        action: d.action.clone(),
+        stage: d.stage.as_str().to_string(),
+        risk: d.risk.as_str().to_string(),
+        score: d.score,
+        verdict: d.verdict.as_str().to_string(),
+        reason_code: d.reason_code.map(|c| c.as_str().to_string()),
+        window: d.window.clone(),
+        reason: d.reason.clone(),
     }
 }
+
+pub fn explain_response(e: &Explanation, clock: &WallSync) -> ExplainResponse {
+    ExplainResponse {
+        incident: e.incident.0.clone(),
+        service: e.service.clone(),
+        phase: e.phase.as_str().to_string(),
+        outcome: e.outcome.map(|o| o.as_str().to_string()),
+        decisions: e
+            .decisions
+            .iter()
+            .map(|d| decision_entry(d, clock))
+            .collect(),
+        pending_approval: e
+            .pending_approval
+            .as_ref()
+            .map(|a| approval_entry(a, clock)),
+    }
+}
+
+// ------------------------------------------------------------- commands
 
 /// Parses an action kind filter (`restart`, `exec`, `http`; `*` or empty = all).
 pub fn parse_kind(s: &str) -> Result<Option<ActionKind>, ApiError> {
@@ -218,115 +285,90 @@ pub fn parse_kind(s: &str) -> Result<Option<ActionKind>, ApiError> {
     }
 }
 
-/// Maps the engine's refusal codes to API errors.
-fn rejected(code: &str, message: &str) -> ApiError {
-    let msg = format!("{code}: {message}");
-    match code {
-        "approval_not_found" | "incident_not_open" | "action_not_running" | "same_approver"
-        | "target_busy" => ApiError::new(ErrorCode::Conflict, msg),
-        "unknown_service" => ApiError::invalid_field("service", msg),
-        "unknown_action" => ApiError::invalid_field("action", msg),
-        "reason_required" => ApiError::invalid_field("reason", msg),
-        _ => ApiError::new(ErrorCode::Conflict, msg),
-    }
-}
-
-fn to_json<T: Serialize>(v: &T) -> Result<serde_json::Value, ApiError> {
-    serde_json::to_value(v).map_err(|e| ApiError::internal(e.to_string()))
-}
-
-/// Apply `op` to the daemon's engine at `now`. Mutations go through
-/// [`Engine::handle_input`]; the caller must drain the engine's commands
-/// afterwards, exactly as after any other input.
-pub fn apply(
-    engine: &mut Engine,
-    now: MonoTime,
-    op: GovernanceOp,
-) -> Result<serde_json::Value, ApiError> {
-    let cmd = match op {
-        GovernanceOp::ListApprovals => {
-            return to_json(&ApprovalList {
-                approvals: engine
-                    .pending_approvals()
-                    .iter()
-                    .map(ApprovalEntry::from)
-                    .collect(),
-                pauses: engine.pauses().iter().map(PauseEntry::from).collect(),
-                mass_incident_pause: engine.mass_paused(),
-            })
-        }
-        GovernanceOp::Explain { incident } => {
-            return match engine.explain(&incident) {
-                Some(e) => to_json(&ExplainResponse::from(&e)),
-                None => Err(ApiError::new(
-                    ErrorCode::IncidentNotFound,
-                    format!("no decisions recorded for incident {incident:?}"),
-                )
-                .with_field("incident")),
+/// `POST /api/v1/pause` → command.
+pub fn pause_command(req: &PauseRequest) -> Result<OperatorCommand, ApiError> {
+    Ok(OperatorCommand::Pause {
+        service: optional("service", req.service.as_ref())?,
+        kind: parse_kind(req.kind.as_deref().unwrap_or(""))?,
+        duration: match req.duration_s {
+            Some(0) => {
+                return Err(ApiError::invalid_field(
+                    "duration_s",
+                    "duration_s must be positive (omit it to pause until resumed)",
+                ))
             }
-        }
-        GovernanceOp::Approve { id, by } => OperatorCommand::Approve { id, by },
-        GovernanceOp::Reject { id, by, reason } => OperatorCommand::Reject { id, by, reason },
-        GovernanceOp::Pause {
-            service,
-            kind,
-            duration,
-            by,
-            reason,
-        } => OperatorCommand::Pause {
-            service,
-            kind,
-            duration,
-            by,
-            reason,
+            d => d.map(Duration::from_secs),
         },
-        GovernanceOp::Resume { service, kind, by } => OperatorCommand::Resume { service, kind, by },
-        GovernanceOp::Cancel {
-            action_id,
-            by,
-            reason,
-        } => OperatorCommand::CancelAction {
-            id: ActionId(action_id),
-            by,
-            reason,
-        },
-        GovernanceOp::Force {
-            service,
-            action,
-            by,
-            reason,
-        } => OperatorCommand::ForceAction {
-            service,
-            action,
-            by,
-            reason,
-        },
-        GovernanceOp::Resolve {
-            incident,
-            by,
-            reason,
-        } => OperatorCommand::ResolveIncident {
-            id: incident,
-            by,
-            reason,
-        },
-        GovernanceOp::EnableAutoheal { service, by } => {
-            OperatorCommand::EnableAutoheal { service, by }
-        }
+        reason: optional("reason", req.reason.as_ref())?.unwrap_or_default(),
+    })
+}
+
+/// `POST /api/v1/resume` → command.
+pub fn resume_command(req: &ResumeRequest) -> Result<OperatorCommand, ApiError> {
+    Ok(OperatorCommand::Resume {
+        service: optional("service", req.service.as_ref())?,
+        kind: parse_kind(req.kind.as_deref().unwrap_or(""))?,
+    })
+}
+
+/// `POST /api/v1/actions/force` → command.
+pub fn force_command(req: &ForceRequest) -> Result<OperatorCommand, ApiError> {
+    Ok(OperatorCommand::ForceAction {
+        service: required("service", &req.service)?,
+        action: required("action", &req.action)?,
+        reason: required("reason", &req.reason)?,
+    })
+}
+
+/// `act-7` or `7` → action id.
+pub fn parse_action_id(raw: &str) -> Result<ActionId, ApiError> {
+    raw.strip_prefix("act-")
+        .unwrap_or(raw)
+        .parse()
+        .map(ActionId)
+        .map_err(|_| ApiError::invalid_field("id", format!("invalid action id {raw:?}")))
+}
+
+/// The engine's refusal as an API error, by variant: the field at fault, a
+/// status, and the stable `reason_code`.
+pub fn refusal(e: &OperatorError) -> ApiError {
+    let msg = e.to_string();
+    let api = match e {
+        OperatorError::Forbidden { .. } => ApiError::new(ErrorCode::Forbidden, msg),
+        OperatorError::UnknownService(_) => ApiError::invalid_field("service", msg),
+        OperatorError::UnknownAction { .. } => ApiError::invalid_field("action", msg),
+        OperatorError::ReasonRequired => ApiError::invalid_field("reason", msg),
+        OperatorError::IncidentNotOpen(_)
+        | OperatorError::ApprovalNotFound(_)
+        | OperatorError::SameApprover { .. }
+        | OperatorError::ActionNotRunning(_)
+        | OperatorError::TargetBusy(_) => ApiError::new(ErrorCode::Conflict, msg),
     };
-    engine.handle_input(now, Input::Operator(cmd));
-    match engine.last_operator_result() {
-        Some(OperatorResult::Ok(message)) => to_json(&OperatorReply {
-            message: message.clone(),
-        }),
-        Some(OperatorResult::Rejected { code, message }) => Err(rejected(code, message)),
-        None => Err(ApiError::internal("the engine gave no answer")),
+    api.with_reason_code(e.code().as_str())
+}
+
+pub(crate) fn required(field: &str, v: &str) -> Result<String, ApiError> {
+    let t = v.trim();
+    if t.is_empty() || t.len() > 256 {
+        return Err(ApiError::invalid_field(
+            field,
+            format!("{field} must be a non-empty string of at most 256 bytes"),
+        ));
+    }
+    Ok(t.to_string())
+}
+
+pub(crate) fn optional(field: &str, v: Option<&String>) -> Result<Option<String>, ApiError> {
+    match v {
+        None => Ok(None),
+        Some(s) => required(field, s).map(Some),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use medic_core::{OperatorErrorCode, Role};
 
     #[test]
     fn kinds_parse() {
@@ -336,13 +378,43 @@ mod tests {
     }
 
     #[test]
-    fn refusals_keep_the_engine_code() {
-        let e = rejected("same_approver", "alice already approved");
+    fn refusals_are_mapped_by_variant_with_their_code() {
+        let e = refusal(&OperatorError::SameApprover {
+            approval: "apr-1".into(),
+            by: "alice".into(),
+        });
         assert_eq!(e.code, ErrorCode::Conflict);
-        assert!(e.message.starts_with("same_approver: "));
+        assert_eq!(e.reason_code.as_deref(), Some("same_approver"));
         assert_eq!(
-            rejected("reason_required", "x").field.as_deref(),
+            refusal(&OperatorError::ReasonRequired).field.as_deref(),
             Some("reason")
         );
+        let f = refusal(&OperatorError::Forbidden {
+            needed: Role::Admin,
+            have: Role::Viewer,
+        });
+        assert_eq!(f.code, ErrorCode::Forbidden);
+        // Every refusal code has a distinct wire string.
+        let mut names: Vec<&str> = OperatorErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), OperatorErrorCode::ALL.len());
+    }
+
+    #[test]
+    fn wall_times_are_rfc3339() {
+        let c = WallSync {
+            mono: MonoTime(10_000),
+            unix_ms: Some(1_767_225_600_000),
+        };
+        assert_eq!(
+            c.rfc3339(MonoTime(3_610_000)).as_deref(),
+            Some("2026-01-01T01:00:00Z")
+        );
+        let none = WallSync {
+            mono: MonoTime(0),
+            unix_ms: None,
+        };
+        assert_eq!(none.rfc3339(MonoTime(5)), None);
     }
 }

@@ -12,18 +12,22 @@
 //! | `GET /api/v1/incidents?limit=N` | [`IncidentList`], newest first; `limit` 1–500, default 50 |
 //! | `GET /api/v1/incidents/{id}` | [`IncidentDetail`] with its timeline; `404` `E0404 incident_not_found` |
 //! | `GET /api/v1/audit?after=SEQ&limit=N` | [`AuditPage`]: records with `seq > after`, ascending; `limit` 1–1000, default 100 |
-//! | `POST /api/v1/mode` | body [`ModeRequest`] (`application/json`), forwarded as [`ControlRequest::SetMode`]; answers [`ModeResponse`] or the daemon's [`ApiError`] |
+//! | `POST /api/v1/mode` | body [`governance::ModeRequest`]; [`governance::ModeResponse`] |
 //! | `GET /api/v1/approvals` | [`governance::ApprovalList`]: pending approvals (with reason codes), pauses, mass-incident latch |
-//! | `POST /api/v1/approvals/{id}/approve` | body [`ApproveRequest`]; [`governance::OperatorReply`]; `E0409` with `approval_not_found:`/`same_approver:` |
-//! | `POST /api/v1/approvals/{id}/reject` | body [`RejectRequest`]; [`governance::OperatorReply`] |
-//! | `POST /api/v1/pause` | body [`PauseRequest`] (all fields optional); [`governance::OperatorReply`] |
-//! | `POST /api/v1/resume` | body [`ResumeRequest`]; an empty scope lifts every pause and the mass-incident latch |
-//! | `GET /api/v1/explain/{incident}` | [`governance::ExplainResponse`]: every decision with verdict and `reason_code`; `E0404` when unknown |
-//! | `POST /api/v1/actions/{id}/cancel` | body [`CancelRequest`]; asks the executor to cancel a running action |
-//! | `POST /api/v1/actions/force` | body [`ForceRequest`]; runs an action past the gates (reason mandatory, audited as an override) |
+//! | `POST /api/v1/approvals/{id}/approve` | body `{}`; [`governance::OperatorReply`]; `E0409` with `reason_code` `approval_not_found`/`same_approver` |
+//! | `POST /api/v1/approvals/{id}/reject` | body [`governance::ReasonRequest`]; [`governance::OperatorReply`] |
+//! | `POST /api/v1/pause` | body [`governance::PauseRequest`] (all fields optional) |
+//! | `POST /api/v1/resume` | body [`governance::ResumeRequest`]; an empty scope lifts every pause and the mass-incident latch |
+//! | `GET /api/v1/explain/{incident}` | [`governance::ExplainResponse`]: every decision with verdict and `reason_code` |
+//! | `POST /api/v1/actions/{id}/cancel` | body [`governance::ReasonRequest`] |
+//! | `POST /api/v1/actions/force` | body [`governance::ForceRequest`]; runs an action past the gates (reason mandatory, audited as an override) |
+//! | `POST /api/v1/incidents/{id}/resolve` | body [`governance::ReasonRequest`] |
+//! | `POST /api/v1/services/{name}/autoheal` | body `{}`; re-enables automation after consecutive failures |
 //!
-//! The governance routes are forwarded as [`ControlRequest::Governance`];
-//! the daemon answers with [`governance::apply`].
+//! Operator commands go to the daemon as [`ControlRequest::Operate`] with the
+//! [`Actor`] established here ([`actor_from`]); reads as
+//! [`ControlRequest::Query`]. The engine's refusals come back typed and are
+//! mapped by [`governance::refusal`].
 //!
 //! Every error is JSON, see [`error`] and [`CODES`]. Unknown routes give
 //! `E0401 route_not_found`, wrong methods `E0405 method_not_allowed`.
@@ -49,6 +53,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use medic_core::{Ack, Actor, OperatorCommand, OperatorError, Role};
 use tokio::sync::{mpsc, oneshot};
 
 pub use error::{ApiError, CodeInfo, ErrorBody, ErrorCode, ErrorDetail, CODES};
@@ -70,8 +75,8 @@ const AUDIT_MAX_LIMIT: u32 = 1000;
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ActionLabels {
     action: String,
-    reason: String,
-    outcome: String,
+    stage: &'static str,
+    outcome: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -115,7 +120,7 @@ impl Metrics {
         let audit = Counter::default();
         registry.register(
             "medic_actions",
-            "Remediation actions, by action, reason and outcome",
+            "Remediation actions, by configured action name, stage and outcome",
             actions.clone(),
         );
         registry.register("medic_incidents", "Incidents opened", incidents.clone());
@@ -138,13 +143,20 @@ impl Metrics {
         }
     }
 
-    /// `medic_actions_total{action,reason,outcome}` += 1.
-    pub fn inc_action(&self, action: &str, reason: &str, outcome: &str) {
+    /// `medic_actions_total{action,stage,outcome}` += 1. Every label comes
+    /// from a bounded set: configured action names, [`medic_core::ActionStage`]
+    /// and [`medic_core::ActionStatus`], never free text.
+    pub fn inc_action(
+        &self,
+        action: &str,
+        stage: medic_core::ActionStage,
+        outcome: medic_core::ActionStatus,
+    ) {
         self.actions
             .get_or_create(&ActionLabels {
                 action: action.to_string(),
-                reason: reason.to_string(),
-                outcome: outcome.to_string(),
+                stage: stage.as_str(),
+                outcome: outcome.as_str(),
             })
             .inc();
     }
@@ -186,23 +198,20 @@ impl Metrics {
 
 // ---------------------------------------------------------------- state
 
-/// Requests from the API to the daemon's control loop, which owns the receiver.
+/// Requests from the API to the daemon's control loop, which owns the
+/// engine. The API never mutates the engine itself.
 #[derive(Debug)]
 pub enum ControlRequest {
-    /// Change the healing mode (e.g. `"dry-run"`) globally (`service: None`)
-    /// or for one service. The reply's `Ok` text is returned to the client as
-    /// [`ModeResponse::message`].
-    SetMode {
-        service: Option<String>,
-        mode: String,
-        reply: oneshot::Sender<Result<String, ApiError>>,
+    /// Run an operator command as `actor` (`Engine::operate`).
+    Operate {
+        actor: Actor,
+        cmd: OperatorCommand,
+        reply: oneshot::Sender<Result<Ack, OperatorError>>,
     },
-    /// Approvals, pauses, explain, cancel and override. The daemon answers
-    /// with [`governance::apply`] on its engine (then drains the engine's
-    /// commands) and sends the JSON value back.
-    Governance {
-        op: governance::GovernanceOp,
-        reply: oneshot::Sender<Result<serde_json::Value, ApiError>>,
+    /// Read engine state.
+    Query {
+        query: governance::Query,
+        reply: oneshot::Sender<governance::QueryAnswer>,
     },
 }
 
@@ -272,86 +281,6 @@ pub struct AuditPage {
     /// Pass as `after` to get the next page (the last seq returned, or the
     /// request's `after` when the page is empty).
     pub next_after: u64,
-}
-
-/// Body of `POST /api/v1/mode`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ModeRequest {
-    pub mode: String,
-    #[serde(default)]
-    pub service: Option<String>,
-}
-
-/// Answer of `POST /api/v1/mode`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ModeResponse {
-    pub mode: String,
-    pub service: Option<String>,
-    pub message: String,
-}
-
-/// Body of `POST /api/v1/approvals/{id}/approve`. `by` is audited.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ApproveRequest {
-    pub by: String,
-}
-
-/// Body of `POST /api/v1/approvals/{id}/reject`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RejectRequest {
-    pub by: String,
-    pub reason: String,
-}
-
-/// Body of `POST /api/v1/pause`: scope (service, action kind) and duration;
-/// absent fields mean "all" and "until resumed".
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct PauseRequest {
-    #[serde(default)]
-    pub service: Option<String>,
-    #[serde(default)]
-    pub kind: Option<String>,
-    #[serde(default)]
-    pub duration_s: Option<u64>,
-    #[serde(default)]
-    pub by: Option<String>,
-    #[serde(default)]
-    pub reason: Option<String>,
-}
-
-/// Body of `POST /api/v1/resume`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct ResumeRequest {
-    #[serde(default)]
-    pub service: Option<String>,
-    #[serde(default)]
-    pub kind: Option<String>,
-    #[serde(default)]
-    pub by: Option<String>,
-}
-
-/// Body of `POST /api/v1/actions/{id}/cancel`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CancelRequest {
-    pub by: String,
-    #[serde(default)]
-    pub reason: String,
-}
-
-/// Body of `POST /api/v1/actions/force`. `reason` is mandatory.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ForceRequest {
-    pub service: String,
-    pub action: String,
-    pub by: String,
-    pub reason: String,
 }
 
 impl From<medic_store::IncidentRecord> for IncidentDetail {
@@ -615,58 +544,89 @@ fn missing_or_unknown_field(msg: &str) -> Option<String> {
     None
 }
 
+/// Who is acting, as established at the edge. Until token auth exists
+/// (`auth:` in the config), the caller names itself with the `X-Medic-Actor`
+/// header (unauthenticated: for loopback use), normalised to lower case so
+/// `alice` and `ALICE` are one person; no header means `anonymous`. The
+/// request body never names the actor.
+pub fn actor_from(headers: &HeaderMap) -> Result<Actor, ApiError> {
+    let raw = match headers.get("x-medic-actor") {
+        None => return Ok(Actor::new("anonymous", Role::Admin)),
+        Some(v) => v.to_str().map_err(|_| {
+            ApiError::invalid_field("X-Medic-Actor", "the actor header must be ASCII")
+        })?,
+    };
+    let id = raw.trim().to_ascii_lowercase();
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'));
+    if !ok {
+        return Err(ApiError::invalid_field(
+            "X-Medic-Actor",
+            "the actor must be 1-64 characters of [a-z0-9._@-]",
+        ));
+    }
+    Ok(Actor::new(id, Role::Admin))
+}
+
+async fn operate(
+    state: &ApiState,
+    actor: Actor,
+    cmd: OperatorCommand,
+) -> Result<Json<governance::OperatorReply>, ApiError> {
+    let id = actor.id.clone();
+    let ack = control_call(state, |reply| ControlRequest::Operate { actor, cmd, reply })
+        .await?
+        .map_err(|e| governance::refusal(&e))?;
+    Ok(Json(governance::OperatorReply {
+        message: ack.message,
+        actor: id,
+    }))
+}
+
+async fn query(
+    state: &ApiState,
+    query: governance::Query,
+) -> Result<governance::QueryAnswer, ApiError> {
+    control_call(state, |reply| ControlRequest::Query { query, reply }).await
+}
+
 async fn set_mode(
     State(state): State<ApiState>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<ModeResponse>, ApiError> {
-    let req: ModeRequest = parse_json(&headers, body)?;
-    let mode = req.mode.trim().to_string();
-    if mode.is_empty() || mode.len() > 64 {
-        return Err(ApiError::invalid_field(
-            "mode",
-            "mode must be a non-empty string of at most 64 bytes",
-        ));
-    }
-    if let Some(s) = &req.service {
-        if s.trim().is_empty() {
-            return Err(ApiError::invalid_field(
-                "service",
-                "service must be null or a non-empty string",
-            ));
-        }
-    }
-    let service = req.service.clone();
-    let mode_sent = mode.clone();
-    let message = control_call(&state, move |reply| ControlRequest::SetMode {
-        service,
-        mode: mode_sent,
-        reply,
-    })
+) -> Result<Json<governance::ModeResponse>, ApiError> {
+    let actor = actor_from(&headers)?;
+    let req: governance::ModeRequest = parse_json(&headers, body)?;
+    let mode_text = req.mode.trim().to_string();
+    let mode: medic_core::Mode = mode_text
+        .parse()
+        .map_err(|e: medic_core::ParseModeError| ApiError::invalid_field("mode", e.to_string()))?;
+    let service = governance::optional("service", req.service.as_ref())?;
+    let Json(reply) = operate(
+        &state,
+        actor,
+        OperatorCommand::SetMode {
+            service: service.clone(),
+            mode,
+        },
+    )
     .await?;
-    Ok(Json(ModeResponse {
-        mode,
-        service: req.service,
-        message,
+    Ok(Json(governance::ModeResponse {
+        mode: mode.as_str().to_string(),
+        service,
+        message: reply.message,
+        actor: reply.actor,
     }))
 }
 
 // ---------------------------------------------------------------- governance
 
-async fn governance_call(
-    state: &ApiState,
-    op: governance::GovernanceOp,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    control_call(state, |reply| ControlRequest::Governance { op, reply })
-        .await
-        .map(Json)
-}
-
-/// Send one request to the daemon's control loop and wait for its answer,
-/// both bounded by [`CONTROL_TIMEOUT`].
 async fn control_call<T>(
     state: &ApiState,
-    request: impl FnOnce(oneshot::Sender<Result<T, ApiError>>) -> ControlRequest,
+    request: impl FnOnce(oneshot::Sender<T>) -> ControlRequest,
 ) -> Result<T, ApiError> {
     let (tx, rx) = oneshot::channel();
     let unavailable = || {
@@ -698,38 +658,62 @@ async fn control_call<T>(
                 ),
             )
         })?
-        .map_err(|_| unavailable())?
-}
-
-fn required(field: &str, v: &str) -> Result<String, ApiError> {
-    let t = v.trim();
-    if t.is_empty() || t.len() > 256 {
-        return Err(ApiError::invalid_field(
-            field,
-            format!("{field} must be a non-empty string of at most 256 bytes"),
-        ));
-    }
-    Ok(t.to_string())
-}
-
-fn optional(field: &str, v: Option<&String>) -> Result<Option<String>, ApiError> {
-    match v {
-        None => Ok(None),
-        Some(s) => required(field, s).map(Some),
-    }
+        .map_err(|_| unavailable())
 }
 
 fn path_param(p: Result<Path<String>, PathRejection>, field: &str) -> Result<String, ApiError> {
     let Path(v) = p.map_err(|e| {
         ApiError::invalid_field(field, format!("invalid {field}: {}", e.body_text()))
     })?;
-    required(field, &v)
+    governance::required(field, &v)
 }
 
 async fn list_approvals(
     State(state): State<ApiState>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    governance_call(&state, governance::GovernanceOp::ListApprovals).await
+) -> Result<Json<governance::ApprovalList>, ApiError> {
+    match query(&state, governance::Query::Approvals).await? {
+        governance::QueryAnswer::Approvals {
+            approvals,
+            pauses,
+            mass_paused,
+            clock,
+        } => Ok(Json(governance::ApprovalList {
+            approvals: approvals
+                .iter()
+                .map(|a| governance::approval_entry(a, &clock))
+                .collect(),
+            pauses: pauses
+                .iter()
+                .map(|p| governance::pause_entry(p, &clock))
+                .collect(),
+            mass_incident_pause: mass_paused,
+        })),
+        other => Err(ApiError::internal(format!("unexpected answer {other:?}"))),
+    }
+}
+
+async fn explain(
+    State(state): State<ApiState>,
+    incident: Result<Path<String>, PathRejection>,
+) -> Result<Json<governance::ExplainResponse>, ApiError> {
+    let incident = path_param(incident, "incident")?;
+    let q = governance::Query::Explain {
+        incident: incident.clone(),
+    };
+    match query(&state, q).await? {
+        governance::QueryAnswer::Explain {
+            explanation: Some(e),
+            clock,
+        } => Ok(Json(governance::explain_response(&e, &clock))),
+        governance::QueryAnswer::Explain {
+            explanation: None, ..
+        } => Err(ApiError::new(
+            ErrorCode::IncidentNotFound,
+            format!("no decisions recorded for incident {incident:?}"),
+        )
+        .with_field("incident")),
+        other => Err(ApiError::internal(format!("unexpected answer {other:?}"))),
+    }
 }
 
 async fn approve(
@@ -737,11 +721,11 @@ async fn approve(
     id: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<governance::OperatorReply>, ApiError> {
+    let actor = actor_from(&headers)?;
     let id = path_param(id, "id")?;
-    let req: ApproveRequest = parse_json(&headers, body)?;
-    let by = required("by", &req.by)?;
-    governance_call(&state, governance::GovernanceOp::Approve { id, by }).await
+    let _: governance::EmptyRequest = parse_json(&headers, body)?;
+    operate(&state, actor, OperatorCommand::Approve { id }).await
 }
 
 async fn reject(
@@ -749,58 +733,34 @@ async fn reject(
     id: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<governance::OperatorReply>, ApiError> {
+    let actor = actor_from(&headers)?;
     let id = path_param(id, "id")?;
-    let req: RejectRequest = parse_json(&headers, body)?;
-    let by = required("by", &req.by)?;
-    let reason = required("reason", &req.reason)?;
-    governance_call(&state, governance::GovernanceOp::Reject { id, by, reason }).await
+    let req: governance::ReasonRequest = parse_json(&headers, body)?;
+    let reason = governance::required("reason", &req.reason)?;
+    operate(&state, actor, OperatorCommand::Reject { id, reason }).await
 }
 
 async fn pause(
     State(state): State<ApiState>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let req: PauseRequest = parse_json(&headers, body)?;
-    let op = governance::GovernanceOp::Pause {
-        service: optional("service", req.service.as_ref())?,
-        kind: governance::parse_kind(req.kind.as_deref().unwrap_or(""))?,
-        duration: match req.duration_s {
-            Some(0) => {
-                return Err(ApiError::invalid_field(
-                    "duration_s",
-                    "duration_s must be positive (omit it to pause until resumed)",
-                ))
-            }
-            d => d.map(Duration::from_secs),
-        },
-        by: optional("by", req.by.as_ref())?.unwrap_or_else(|| "api".into()),
-        reason: optional("reason", req.reason.as_ref())?.unwrap_or_default(),
-    };
-    governance_call(&state, op).await
+) -> Result<Json<governance::OperatorReply>, ApiError> {
+    let actor = actor_from(&headers)?;
+    let req: governance::PauseRequest = parse_json(&headers, body)?;
+    let cmd = governance::pause_command(&req)?;
+    operate(&state, actor, cmd).await
 }
 
 async fn resume(
     State(state): State<ApiState>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let req: ResumeRequest = parse_json(&headers, body)?;
-    let op = governance::GovernanceOp::Resume {
-        service: optional("service", req.service.as_ref())?,
-        kind: governance::parse_kind(req.kind.as_deref().unwrap_or(""))?,
-        by: optional("by", req.by.as_ref())?.unwrap_or_else(|| "api".into()),
-    };
-    governance_call(&state, op).await
-}
-
-async fn explain(
-    State(state): State<ApiState>,
-    incident: Result<Path<String>, PathRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let incident = path_param(incident, "incident")?;
-    governance_call(&state, governance::GovernanceOp::Explain { incident }).await
+) -> Result<Json<governance::OperatorReply>, ApiError> {
+    let actor = actor_from(&headers)?;
+    let req: governance::ResumeRequest = parse_json(&headers, body)?;
+    let cmd = governance::resume_command(&req)?;
+    operate(&state, actor, cmd).await
 }
 
 async fn cancel_action(
@@ -808,24 +768,13 @@ async fn cancel_action(
     id: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<governance::OperatorReply>, ApiError> {
+    let actor = actor_from(&headers)?;
     let raw = path_param(id, "id")?;
-    let action_id: u64 = raw
-        .strip_prefix("act-")
-        .unwrap_or(&raw)
-        .parse()
-        .map_err(|_| ApiError::invalid_field("id", format!("invalid action id {raw:?}")))?;
-    let req: CancelRequest = parse_json(&headers, body)?;
-    let by = required("by", &req.by)?;
-    governance_call(
-        &state,
-        governance::GovernanceOp::Cancel {
-            action_id,
-            by,
-            reason: req.reason.trim().to_string(),
-        },
-    )
-    .await
+    let id = governance::parse_action_id(&raw)?;
+    let req: governance::ReasonRequest = parse_json(&headers, body)?;
+    let reason = governance::required("reason", &req.reason)?;
+    operate(&state, actor, OperatorCommand::CancelAction { id, reason }).await
 }
 
 async fn resolve_incident(
@@ -833,15 +782,12 @@ async fn resolve_incident(
     id: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let incident = path_param(id, "id")?;
-    let req: RejectRequest = parse_json(&headers, body)?;
-    let op = governance::GovernanceOp::Resolve {
-        incident,
-        by: required("by", &req.by)?,
-        reason: required("reason", &req.reason)?,
-    };
-    governance_call(&state, op).await
+) -> Result<Json<governance::OperatorReply>, ApiError> {
+    let actor = actor_from(&headers)?;
+    let id = path_param(id, "id")?;
+    let req: governance::ReasonRequest = parse_json(&headers, body)?;
+    let reason = governance::required("reason", &req.reason)?;
+    operate(&state, actor, OperatorCommand::ResolveIncident { id, reason }).await
 }
 
 async fn enable_autoheal(
@@ -849,27 +795,20 @@ async fn enable_autoheal(
     name: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<governance::OperatorReply>, ApiError> {
+    let actor = actor_from(&headers)?;
     let service = path_param(name, "name")?;
-    let req: ApproveRequest = parse_json(&headers, body)?;
-    let op = governance::GovernanceOp::EnableAutoheal {
-        service,
-        by: required("by", &req.by)?,
-    };
-    governance_call(&state, op).await
+    let _: governance::EmptyRequest = parse_json(&headers, body)?;
+    operate(&state, actor, OperatorCommand::EnableAutoheal { service }).await
 }
 
 async fn force_action(
     State(state): State<ApiState>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let req: ForceRequest = parse_json(&headers, body)?;
-    let op = governance::GovernanceOp::Force {
-        service: required("service", &req.service)?,
-        action: required("action", &req.action)?,
-        by: required("by", &req.by)?,
-        reason: required("reason", &req.reason)?,
-    };
-    governance_call(&state, op).await
+) -> Result<Json<governance::OperatorReply>, ApiError> {
+    let actor = actor_from(&headers)?;
+    let req: governance::ForceRequest = parse_json(&headers, body)?;
+    let cmd = governance::force_command(&req)?;
+    operate(&state, actor, cmd).await
 }

@@ -75,6 +75,8 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub mod record;
+
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sqlx::sqlite::{
@@ -191,6 +193,7 @@ const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS audit_log(seq INTEGER PRIMARY KEY, ts TEXT, kind TEXT, payload TEXT, prev_hash TEXT, hash TEXT)",
     "CREATE TABLE IF NOT EXISTS incidents(id TEXT PRIMARY KEY, service TEXT NOT NULL, state TEXT NOT NULL, trigger_text TEXT NOT NULL, opened_at TEXT NOT NULL, updated_at TEXT NOT NULL, closed_at TEXT, outcome TEXT, summary TEXT NOT NULL, timeline TEXT NOT NULL)",
     "CREATE INDEX IF NOT EXISTS incidents_opened_at ON incidents(opened_at)",
+    "CREATE TABLE IF NOT EXISTS engine_state(id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL, saved_at TEXT NOT NULL, body TEXT NOT NULL)",
 ];
 
 const INCIDENT_COLUMNS: &str =
@@ -392,6 +395,53 @@ impl Store {
             .await
             .map_err(StoreError::db(OP))?;
         row.as_ref().map(|r| decode_incident(r, OP)).transpose()
+    }
+
+    /// Persists the engine's safety state (one row, replaced each time).
+    /// `saved_at` is RFC 3339 UTC.
+    pub async fn save_snapshot(
+        &self,
+        snap: &medic_core::Snapshot,
+        saved_at: &str,
+    ) -> Result<(), StoreError> {
+        const OP: &str = "save_snapshot";
+        let body = serde_json::to_string(snap).map_err(|e| StoreError::Corrupt {
+            op: OP,
+            reason: format!("cannot serialise the safety state: {e}"),
+        })?;
+        sqlx::query(
+            "INSERT INTO engine_state (id, version, saved_at, body) VALUES (1, $1, $2, $3) \
+             ON CONFLICT (id) DO UPDATE SET version = excluded.version, saved_at = excluded.saved_at, body = excluded.body",
+        )
+        .bind(i64::from(snap.version()))
+        .bind(saved_at)
+        .bind(body)
+        .execute(&self.pool)
+        .await
+        .map_err(StoreError::db(OP))?;
+        Ok(())
+    }
+
+    /// The last saved safety state with its `saved_at`, if any. A body that
+    /// does not parse is an error (the caller decides how to start safely).
+    pub async fn load_snapshot(
+        &self,
+    ) -> Result<Option<(medic_core::Snapshot, String)>, StoreError> {
+        const OP: &str = "load_snapshot";
+        let row = sqlx::query("SELECT saved_at, body FROM engine_state WHERE id = 1")
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(StoreError::db(OP))?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let saved_at: String = row.try_get("saved_at").map_err(StoreError::db(OP))?;
+        let body: String = row.try_get("body").map_err(StoreError::db(OP))?;
+        let snap = serde_json::from_str(&body).map_err(|e| StoreError::Corrupt {
+            op: OP,
+            reason: format!("the saved safety state does not parse: {e}"),
+        })?;
+        Ok(Some((snap, saved_at)))
     }
 
     /// Last `(seq, hash)` of the audit chain (`(0, GENESIS_HASH)` when empty).

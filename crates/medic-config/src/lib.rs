@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use medic_core::{
     ActionKind, ActionSpec, Condition, EngineConfig, FailureRule, LatencyRule, Mode, ProbeSpec,
-    RecoveryRule, Remediation, RetryPolicy, RevertSpec, Risk, ServicePolicy, ServiceSpec,
+    RecoveryRule, Remediation, RetryPolicy, RevertSpec, Risk, ServicePolicy, ServiceSpec, StartupSpec,
 };
 use serde_saphyr::{Location, Spanned};
 
@@ -623,6 +623,13 @@ impl Validator {
         Some((
             ServiceSpec {
                 name: name.to_string(),
+                startup: StartupSpec {
+                    grace: svc
+                        .startup
+                        .as_ref()
+                        .and_then(|s| s.grace)
+                        .map_or(StartupSpec::default().grace, |d| d.0),
+                },
                 mode,
                 probes: probe_specs,
                 actions: action_specs,

@@ -68,6 +68,13 @@ pub struct RawService {
     #[serde(default)]
     pub remediate: Vec<RawRemediate>,
     pub policy: Option<RawPolicy>,
+    pub startup: Option<RawStartup>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStartup {
+    pub grace: Option<Dur>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -494,3 +494,98 @@ fn more_than_ten_affected_services_pause_automation_and_page() {
     assert_eq!(runs, 2);
     assert!(!e.mass_paused());
 }
+
+/// The reproduction of the first safety bug: an `exec` action with
+/// `class: database_failover` and no `risk`, in aggressive mode, ran at once.
+/// Its tier comes from its class: HIGH, so it waits for approval.
+#[test]
+fn an_exec_action_of_a_high_class_without_risk_waits_for_approval() {
+    let mut svc = web_service(policy());
+    svc.actions[0] = ActionSpec {
+        name: "failover".into(),
+        kind: ActionKind::Exec,
+        risk: None,
+        revert: None,
+    };
+    svc.remediations[0].action = "failover".into();
+    let mut gov = GovernanceConfig::default();
+    let mut sg = ServiceGovernance::default();
+    sg.actions.insert(
+        "failover".into(),
+        ActionGovernance {
+            class: Some(ActionClass::DatabaseFailover),
+            ..ActionGovernance::default()
+        },
+    );
+    gov.services.insert("web".into(), sg);
+    let e = Engine::new(
+        EngineConfig {
+            mode: Mode::Aggressive,
+            services: vec![svc],
+            governance: gov,
+            ..EngineConfig::default()
+        },
+        MonoTime::ZERO,
+    );
+    check_v(
+        e,
+        FAIL3,
+        "t=0s phase detecting_failure
+         t=2s audit incident.opened
+         t=2s audit diagnosis
+         t=2s audit approval.requested reason_code=risk_tier
+         t=2s audit decision verdict=pending-approval reason_code=risk_tier
+         t=2s notify warning web: pending-approval
+         t=2s phase confirming_pattern",
+    );
+}
+
+/// The related case: a restart action with a governance entry but no class
+/// is still a restart and spends the restart budget.
+#[test]
+fn a_restart_with_a_governance_entry_but_no_class_spends_the_restart_budget() {
+    let mut p = policy();
+    p.restart_budget = 1;
+    p.cooldown = Duration::ZERO;
+    let mut gov = GovernanceConfig::default();
+    let mut sg = ServiceGovernance::default();
+    sg.actions.insert(
+        "restart".into(),
+        ActionGovernance {
+            class: None,
+            change_size: Some(0.1),
+            ..ActionGovernance::default()
+        },
+    );
+    gov.services.insert("web".into(), sg);
+    let e = engine_with(Mode::Aggressive, p, gov);
+    check_v(
+        e,
+        "0s probe web healthz fail exited
+         1s probe web healthz fail exited
+         2s probe web healthz fail exited
+         3s outcome 1 ok
+         4s probe web healthz ok
+         5s probe web healthz ok
+         6s probe web healthz fail exited
+         7s probe web healthz fail exited
+         8s probe web healthz fail exited",
+        "t=0s phase detecting_failure
+         t=2s audit incident.opened
+         t=2s audit diagnosis
+         t=2s audit action.intent attempt=1 stage=direct
+         t=2s run act-1 web restart attempt=0
+         t=2s phase executing_heal
+         t=3s audit action.outcome status=succeeded stage=direct
+         t=3s phase verifying
+         t=5s audit verify.passed
+         t=5s audit incident.resolved outcome=healed
+         t=5s phase monitoring
+         t=6s phase detecting_failure
+         t=8s audit incident.opened
+         t=8s audit diagnosis
+         t=8s audit incident.escalated reason_code=restart_budget
+         t=8s notify critical web: escalated to a human
+         t=8s phase manual_intervention",
+    );
+}

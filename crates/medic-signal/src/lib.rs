@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use medic_config::SignalsConfig;
-use medic_core::{AuditEvent, ProbeReport};
+use medic_core::ProbeReport;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -58,9 +58,25 @@ pub enum SignalEvent {
     RuleUnmuted { rule: String, service: String },
 }
 
+/// A signal event as an audit record: its kind and string fields.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignalAudit {
+    pub kind: &'static str,
+    pub fields: Vec<(&'static str, String)>,
+}
+
+impl SignalAudit {
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
 impl SignalEvent {
     /// The event as an audit record (`signal.rule_muted` / `signal.rule_unmuted`).
-    pub fn to_audit(&self) -> AuditEvent {
+    pub fn to_audit(&self) -> SignalAudit {
         match self {
             SignalEvent::RuleMuted {
                 rule,
@@ -68,7 +84,7 @@ impl SignalEvent {
                 rate_per_hour,
                 limit_per_hour,
                 until_unix_ms,
-            } => AuditEvent {
+            } => SignalAudit {
                 kind: "signal.rule_muted",
                 fields: vec![
                     ("rule", rule.clone()),
@@ -78,7 +94,7 @@ impl SignalEvent {
                     ("until_unix_ms", until_unix_ms.to_string()),
                 ],
             },
-            SignalEvent::RuleUnmuted { rule, service } => AuditEvent {
+            SignalEvent::RuleUnmuted { rule, service } => SignalAudit {
                 kind: "signal.rule_unmuted",
                 fields: vec![("rule", rule.clone()), ("service", service.clone())],
             },

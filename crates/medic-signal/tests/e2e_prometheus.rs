@@ -156,19 +156,22 @@ signals:
             ),
         };
         detail = r.detail.clone();
-        let cmds = driver.report(r);
-        if cmds
-            .iter()
-            .any(|c| matches!(c, Command::Audit(a) if a.kind == "incident.opened"))
-        {
+        driver.report(r);
+        if !driver.audits("incident.opened").is_empty() {
             break injected.elapsed();
         }
     };
     println!("DETECTION LATENCY (fault injected -> incident opened): {opened:?}; report: {detail}");
     assert!(opened < DETECTION_LIMIT);
-    let inc = &driver.audits("incident.opened")[0];
-    assert_eq!(inc.field("service"), Some("web"));
-    assert_eq!(inc.field("trigger"), Some("web_p90_latency failing"));
+    match driver.audits("incident.opened")[0] {
+        medic_core::Notice::IncidentOpened {
+            service, trigger, ..
+        } => {
+            assert_eq!(service, "web");
+            assert_eq!(trigger, "web_p90_latency failing");
+        }
+        other => panic!("not an incident: {other:?}"),
+    }
     assert!(detail.contains("web_p90_latency"), "{detail}");
     assert!(detail.contains("breached"), "{detail}");
     // Dry-run: the engine decided what it would do, and did not run it.

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use medic_core::{Command as EngineCommand, Engine, EngineConfig, Input, MonoTime, ProbeReport};
+use medic_core::{
+    Command as EngineCommand, Engine, EngineConfig, Input, MonoTime, Notice, ProbeReport,
+};
 
 /// Find one of `names` on PATH. When none is found: under `CI` (set to
 /// anything) the test fails; otherwise it prints why it skips and returns None.
@@ -117,6 +119,7 @@ pub struct Driver {
     pub engine: Engine,
     pub start: Instant,
     pub commands: Vec<(Duration, EngineCommand)>,
+    pub notices: Vec<(Duration, Notice)>,
 }
 
 impl Driver {
@@ -125,6 +128,7 @@ impl Driver {
             engine: Engine::new(cfg, MonoTime::ZERO),
             start: Instant::now(),
             commands: Vec::new(),
+            notices: Vec::new(),
         }
     }
 
@@ -134,6 +138,9 @@ impl Driver {
 
     fn drain(&mut self) -> Vec<EngineCommand> {
         let mut new = Vec::new();
+        while let Some(n) = self.engine.poll_notice() {
+            self.notices.push((self.start.elapsed(), n));
+        }
         while let Some(c) = self.engine.poll_command() {
             self.commands.push((self.start.elapsed(), c.clone()));
             new.push(c);
@@ -157,13 +164,12 @@ impl Driver {
         self.drain()
     }
 
-    pub fn audits(&self, kind: &str) -> Vec<&medic_core::AuditEvent> {
-        self.commands
+    /// Notices of this audit kind (`incident.opened`, ...).
+    pub fn audits(&self, kind: &str) -> Vec<&Notice> {
+        self.notices
             .iter()
-            .filter_map(|(_, c)| match c {
-                EngineCommand::Audit(a) if a.kind == kind => Some(a),
-                _ => None,
-            })
+            .filter(|(_, n)| n.kind().as_str() == kind)
+            .map(|(_, n)| n)
             .collect()
     }
 }

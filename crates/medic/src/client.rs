@@ -22,13 +22,21 @@ impl ApiClient {
         self.send(self.http.get(&url), &url).await
     }
 
-    pub async fn post(
+    /// POST one of the API's request types as JSON. The actor is named by
+    /// `MEDIC_OPERATOR` (else the login name) in the `X-Medic-Actor` header;
+    /// the API, not the body, establishes who acts.
+    pub async fn post<T: serde::Serialize>(
         &self,
         path: &str,
-        body: &serde_json::Value,
+        body: &T,
     ) -> Result<serde_json::Value, CliError> {
         let url = format!("{}{path}", self.base);
-        self.send(self.http.post(&url).json(body), &url).await
+        let req = self
+            .http
+            .post(&url)
+            .header("X-Medic-Actor", operator())
+            .json(body);
+        self.send(req, &url).await
     }
 
     /// Send; a transport error is `E0004 unreachable`, an API error `E0005`
@@ -51,8 +59,12 @@ impl ApiClient {
                 .as_ref()
                 .and_then(|v| {
                     let e = &v["error"];
+                    let code = e["reason_code"]
+                        .as_str()
+                        .map(|c| format!(" [{c}]"))
+                        .unwrap_or_default();
                     Some(format!(
-                        "{} {}: {}",
+                        "{} {}: {}{code}",
                         e["code"].as_str()?,
                         e["name"].as_str()?,
                         e["message"].as_str()?
@@ -66,6 +78,13 @@ impl ApiClient {
         }
         json.ok_or_else(|| CliError::new(Code::Api, format!("{url}: the answer is not JSON")))
     }
+}
+
+/// Who is acting: `MEDIC_OPERATOR`, else the login name.
+pub fn operator() -> String {
+    std::env::var("MEDIC_OPERATOR")
+        .or_else(|_| std::env::var("USER"))
+        .unwrap_or_else(|_| "cli".to_string())
 }
 
 fn unreachable(url: &str, e: &reqwest::Error) -> CliError {

@@ -11,12 +11,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use medic_api::{ApiError, ApiState, ControlRequest, Metrics};
+use medic_api::governance::{Query, QueryAnswer, WallSync};
+use medic_api::{ApiState, ControlRequest, Metrics};
 use medic_config::{ActionExec, Config, ProbeKind};
 use medic_core::{
-    ActionFailure, ActionFailureKind, ActionId, ActionRequest, Command, Engine, IncidentView,
-    Input, Mode, MonoTime, Notification, OperatorCommand, OperatorResult, ProbeFailure,
-    ProbeReport,
+    Ack, ActionFailure, ActionFailureKind, ActionId, ActionRequest, ActionStage, ActionStatus,
+    Actor, Command, Engine, IncidentView, Input, Mode, MonoTime, Notice, Notification,
+    OperatorCommand, OperatorError, ProbeFailure, ProbeReport, Role,
 };
 use medic_exec::{ProcessState, Supervisor};
 use medic_store::{IncidentRecord, Store, TimelineEntry};
@@ -44,20 +45,18 @@ enum Msg {
         id: ActionId,
         result: Result<String, ActionFailure>,
     },
-    /// An operator command; the reply is the engine's answer to it.
-    Operator(
+    /// An operator command as `Actor`; the reply is the engine's answer.
+    Operate(
+        Actor,
         OperatorCommand,
-        Option<oneshot::Sender<Option<OperatorResult>>>,
+        oneshot::Sender<Result<Ack, OperatorError>>,
     ),
+    /// A read of engine state (approvals, pauses, explain).
+    Query(Query, oneshot::Sender<QueryAnswer>),
     /// The host's wall clock, for freeze windows and timing risk.
     WallClock,
     /// Freeze windows expanded from their cron schedules.
     Freeze(Vec<medic_core::FreezeWindow>),
-    /// Approvals, pauses, explain, cancel, force: answered from the engine.
-    Governance(
-        medic_api::governance::GovernanceOp,
-        oneshot::Sender<Result<serde_json::Value, ApiError>>,
-    ),
 }
 
 /// An incident as last published by the engine, with host times.
@@ -138,7 +137,6 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
     let store = Store::open(&opts.db)
         .await
         .with_context(|| format!("opening database {}", opts.db.display()))?;
-    close_interrupted(&store).await?;
     let metrics = Arc::new(Metrics::new());
     let ready = Arc::new(AtomicBool::new(false));
     let (tx, rx) = mpsc::channel::<Msg>(INPUT_QUEUE);
@@ -158,7 +156,11 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
             }
         });
     }
-    tokio::spawn(audit_signal_events(store.clone(), sig_events));
+    tokio::spawn(audit_signal_events(
+        store.clone(),
+        sig_events,
+        metrics.clone(),
+    ));
     medic_signal::spawn_sources(
         &opts.config.signals,
         rep_tx.clone(),
@@ -234,7 +236,15 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
     engine_cfg.mode = opts.mode;
     engine_cfg.seed = opts.seed;
     engine_cfg.instance = instance[..12.min(instance.len())].to_string();
-    let engine = Engine::new(engine_cfg, clock.now());
+    let mut engine = Engine::new(engine_cfg, clock.now());
+    engine.handle_input(clock.now(), wall_clock());
+    restore_state(&store, &mut engine, opts.mode, clock.now()).await;
+    let open: Vec<String> = engine
+        .open_incidents()
+        .iter()
+        .map(|v| v.id.0.clone())
+        .collect();
+    close_interrupted(&store, &open, &metrics).await?;
     let incidents = Arc::new(Mutex::new(BTreeMap::new()));
     let http = reqwest::Client::builder()
         .build()
@@ -257,6 +267,7 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
         incidents: incidents.clone(),
         action_names: BTreeMap::new(),
         running: BTreeMap::new(),
+        saved_generation: None,
     };
     store
         .append_audit(
@@ -266,6 +277,7 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
                 .to_string(),
         )
         .await?;
+    lp.metrics.inc_audit();
     // The engine extrapolates wall time from monotonic time; resend it every
     // minute so clock jumps (NTP, DST) are picked up, and the freeze windows
     // of the next 8 days (expanded from cron in their time zones) every hour.
@@ -347,7 +359,11 @@ fn signal_metrics_router(m: Arc<medic_signal::SignalMetrics>) -> axum::Router {
 }
 
 /// Muted and unmuted noisy rules are recorded in the audit log.
-async fn audit_signal_events(store: Store, mut rx: mpsc::Receiver<medic_signal::SignalEvent>) {
+async fn audit_signal_events(
+    store: Store,
+    mut rx: mpsc::Receiver<medic_signal::SignalEvent>,
+    metrics: Arc<Metrics>,
+) {
     while let Some(ev) = rx.recv().await {
         let (kind, payload) = match ev {
             medic_signal::SignalEvent::RuleMuted {
@@ -359,34 +375,121 @@ async fn audit_signal_events(store: Store, mut rx: mpsc::Receiver<medic_signal::
             } => (
                 "signal.rule_muted",
                 serde_json::json!({"rule": rule, "service": service, "rate_per_hour": rate_per_hour,
-                    "limit_per_hour": limit_per_hour, "until_unix_ms": until_unix_ms}),
+                    "limit_per_hour": limit_per_hour,
+                    "until": i64::try_from(until_unix_ms).ok().and_then(medic_store::record::rfc3339_ms),
+                    "v": 1}),
             ),
             medic_signal::SignalEvent::RuleUnmuted { rule, service } => (
                 "signal.rule_unmuted",
                 serde_json::json!({"rule": rule, "service": service}),
             ),
         };
-        if let Err(e) = store
+        match store
             .append_audit(&now_rfc3339(), kind, &payload.to_string())
             .await
         {
-            tracing::error!(error = %e, kind, "audit append failed");
+            Ok(_) => metrics.inc_audit(),
+            Err(e) => tracing::error!(error = %e, kind, "audit append failed"),
         }
     }
 }
 
-/// Incidents left open by a previous run cannot be continued by this engine:
-/// close them as interrupted, visibly.
-async fn close_interrupted(store: &Store) -> anyhow::Result<()> {
+/// Restore the safety state saved by the previous run: pauses, approvals,
+/// budgets, cooldowns, disabled autoheal, the mass latch, open incidents and
+/// in-flight actions (reconciled, never re-run). The global mode becomes the
+/// more restrictive of the saved one and the one medic was started with, so a
+/// restart never lifts an operator's `disabled` or `dry-run`. A saved state
+/// that cannot be read or restored starts medic in dry-run, loudly.
+async fn restore_state(store: &Store, engine: &mut Engine, start_mode: Mode, now: MonoTime) {
+    let medic = Actor::new("medic", Role::Admin);
+    let fallback = |engine: &mut Engine, why: String| {
+        tracing::error!(%why, "the saved safety state cannot be restored; starting in dry-run");
+        let _ = engine.operate(
+            now,
+            &medic,
+            OperatorCommand::SetMode {
+                service: None,
+                mode: Mode::DryRun,
+            },
+        );
+    };
+    match store.load_snapshot().await {
+        Ok(None) => {
+            let _ = engine.operate(
+                now,
+                &medic,
+                OperatorCommand::SetMode {
+                    service: None,
+                    mode: start_mode,
+                },
+            );
+        }
+        Ok(Some((snap, saved_at))) => {
+            let downtime = OffsetDateTime::parse(&saved_at, &Rfc3339)
+                .ok()
+                .map(|t| {
+                    let d = OffsetDateTime::now_utc() - t;
+                    Duration::try_from(d).unwrap_or(Duration::ZERO)
+                })
+                .unwrap_or(Duration::ZERO);
+            match engine.restore(snap, downtime) {
+                Ok(()) => {
+                    let saved = engine.mode();
+                    let mode = if permissiveness(saved) < permissiveness(start_mode) {
+                        tracing::warn!(
+                            saved = %saved, requested = %start_mode,
+                            "keeping the more restrictive mode from before the restart; `medic mode` changes it"
+                        );
+                        saved
+                    } else {
+                        start_mode
+                    };
+                    if mode != saved {
+                        let _ = engine.operate(
+                            now,
+                            &medic,
+                            OperatorCommand::SetMode {
+                                service: None,
+                                mode,
+                            },
+                        );
+                    }
+                }
+                Err(e) => fallback(engine, e.to_string()),
+            }
+        }
+        Err(e) => fallback(engine, e.to_string()),
+    }
+}
+
+fn permissiveness(m: Mode) -> u8 {
+    match m {
+        Mode::Disabled => 0,
+        Mode::DryRun => 1,
+        Mode::Conservative => 2,
+        Mode::Aggressive => 3,
+    }
+}
+
+/// Incidents left open by a previous run that the restored engine does not
+/// carry on (no saved state, or a service no longer configured): close them
+/// as interrupted, visibly.
+async fn close_interrupted(
+    store: &Store,
+    carried: &[String],
+    metrics: &Metrics,
+) -> anyhow::Result<()> {
     for mut inc in store.list_incidents(1000).await? {
-        if inc.closed_at.is_some() {
+        if inc.closed_at.is_some() || carried.contains(&inc.id) {
             continue;
         }
         let ts = now_rfc3339();
         inc.timeline.push(TimelineEntry {
             ts: ts.clone(),
             kind: "interrupted".into(),
-            message: "medic restarted while this incident was open; closed as interrupted".into(),
+            message: "medic restarted while this incident was open and could not carry it on; \
+                      closed as interrupted"
+                .into(),
         });
         inc.state = "resolved".into();
         inc.outcome = Some("interrupted".into());
@@ -396,9 +499,10 @@ async fn close_interrupted(store: &Store) -> anyhow::Result<()> {
             .append_audit(
                 &ts,
                 "incident.interrupted",
-                &serde_json::json!({"incident": inc.id, "service": inc.service}).to_string(),
+                &serde_json::json!({"incident": inc.id, "service": inc.service, "v": 1}).to_string(),
             )
             .await?;
+        metrics.inc_audit();
         store.upsert_incident(&inc).await?;
     }
     Ok(())
@@ -406,46 +510,13 @@ async fn close_interrupted(store: &Store) -> anyhow::Result<()> {
 
 async fn forward_control(mut rx: mpsc::Receiver<ControlRequest>, tx: mpsc::Sender<Msg>) {
     while let Some(req) = rx.recv().await {
-        match req {
-            ControlRequest::SetMode {
-                service,
-                mode,
-                reply,
-            } => {
-                let mode: Mode = match mode.parse() {
-                    Ok(m) => m,
-                    Err(e) => {
-                        let _ = reply.send(Err(ApiError::invalid_field("mode", e.to_string())));
-                        continue;
-                    }
-                };
-                let (otx, orx) = oneshot::channel();
-                let cmd = OperatorCommand::SetMode {
-                    service,
-                    mode,
-                    by: "api".into(),
-                };
-                if tx.send(Msg::Operator(cmd, Some(otx))).await.is_err() {
-                    let _ = reply.send(Err(ApiError::internal("engine stopped")));
-                    continue;
-                }
-                let r = match orx.await {
-                    Ok(Some(OperatorResult::Ok(m))) => Ok(m),
-                    Ok(Some(OperatorResult::Rejected { code, message })) => Err(
-                        ApiError::invalid_field("service", format!("{code}: {message}")),
-                    ),
-                    Ok(None) => Ok("ok".to_string()),
-                    Err(_) => Err(ApiError::internal("engine stopped")),
-                };
-                let _ = reply.send(r);
-            }
-            ControlRequest::Governance { op, reply } => {
-                if let Err(mpsc::error::SendError(Msg::Governance(_, reply))) =
-                    tx.send(Msg::Governance(op, reply)).await
-                {
-                    let _ = reply.send(Err(ApiError::internal("engine stopped")));
-                }
-            }
+        let msg = match req {
+            ControlRequest::Operate { actor, cmd, reply } => Msg::Operate(actor, cmd, reply),
+            ControlRequest::Query { query, reply } => Msg::Query(query, reply),
+        };
+        // A dropped reply tells the API the control loop is gone.
+        if tx.send(msg).await.is_err() {
+            return;
         }
     }
 }
@@ -531,10 +602,12 @@ struct EngineLoop {
     http: reqwest::Client,
     notify: Option<medic_config::NotifyConfig>,
     incidents: Arc<Mutex<BTreeMap<String, IncidentSnapshot>>>,
-    /// action id -> (action name, reason) for metrics on completion.
-    action_names: BTreeMap<ActionId, (String, String)>,
+    /// action id -> (action name, stage) for metrics on completion.
+    action_names: BTreeMap<ActionId, (String, ActionStage)>,
     /// Actions in flight, for cancellation.
     running: BTreeMap<ActionId, tokio::task::AbortHandle>,
+    /// The safety generation last persisted.
+    saved_generation: Option<u64>,
 }
 
 impl EngineLoop {
@@ -543,6 +616,8 @@ impl EngineLoop {
         mut rx: mpsc::Receiver<Msg>,
         mut shutdown: watch::Receiver<bool>,
     ) -> anyhow::Result<()> {
+        // Whatever start-up recorded (restore, reconciliation) goes out first.
+        self.drain().await;
         loop {
             let deadline = self.engine.poll_timeout();
             let sleep = async {
@@ -555,7 +630,6 @@ impl EngineLoop {
                 }
             };
             let mut reply = None;
-            let mut gov_reply = None;
             tokio::select! {
                 msg = rx.recv() => {
                     let Some(msg) = msg else { return Ok(()) };
@@ -564,22 +638,25 @@ impl EngineLoop {
                         Msg::Probe(r) => self.engine.handle_input(now, Input::Probe(r)),
                         Msg::Outcome { id, result } => {
                             self.running.remove(&id);
-                            if let Some((action, reason)) = self.action_names.remove(&id) {
-                                let outcome = if result.is_ok() { "succeeded" } else { "failed" };
-                                self.metrics.inc_action(&action, &reason, outcome);
+                            if let Some((action, stage)) = self.action_names.remove(&id) {
+                                let status = if result.is_ok() {
+                                    ActionStatus::Succeeded
+                                } else {
+                                    ActionStatus::Failed
+                                };
+                                self.metrics.inc_action(&action, stage, status);
                             }
                             self.engine.handle_input(now, Input::ActionOutcome { id, result })
                         }
-                        Msg::Operator(cmd, r) => {
-                            self.engine.handle_input(now, Input::Operator(cmd));
-                            reply = r.map(|r| (r, self.engine.last_operator_result().cloned()));
+                        Msg::Operate(actor, cmd, r) => {
+                            let answer = self.engine.operate(now, &actor, cmd);
+                            reply = Some((r, answer));
+                        }
+                        Msg::Query(q, r) => {
+                            let _ = r.send(self.answer(q));
                         }
                         Msg::WallClock => self.engine.handle_input(now, wall_clock()),
                         Msg::Freeze(w) => self.engine.handle_input(now, Input::FreezeWindows(w)),
-                        Msg::Governance(op, r) => {
-                            let answer = medic_api::governance::apply(&mut self.engine, now, op);
-                            gov_reply = Some((answer, r));
-                        }
                     }
                 }
                 _ = sleep => {
@@ -588,41 +665,61 @@ impl EngineLoop {
                 }
                 _ = shutdown.wait_for(|s| *s) => return Ok(()),
             }
+            // Record and act before answering: the reply reflects what was done.
             self.drain().await;
-            if let Some((answer, r)) = gov_reply {
-                let _ = r.send(answer);
-            }
             if let Some((r, answer)) = reply {
                 let _ = r.send(answer);
             }
         }
     }
 
-    /// Execute every pending command in order (audit records first, as emitted).
+    fn answer(&self, q: Query) -> QueryAnswer {
+        let clock = WallSync {
+            mono: self.engine.now(),
+            unix_ms: self.engine.wall_now(),
+        };
+        match q {
+            Query::Approvals => QueryAnswer::Approvals {
+                approvals: self.engine.pending_approvals(),
+                pauses: self.engine.pauses(),
+                mass_paused: self.engine.mass_paused(),
+                clock,
+            },
+            Query::Explain { incident } => QueryAnswer::Explain {
+                explanation: self.engine.explain(&incident),
+                clock,
+            },
+        }
+    }
+
+    /// The driving contract: record every notice of the step, persist the
+    /// safety state if it moved, then execute the step's commands in order.
+    /// An action whose intent could not be recorded is never run.
     async fn drain(&mut self) {
         let mut audit_ok = true;
+        while let Some(n) = self.engine.poll_notice() {
+            if !self.record(&n).await {
+                audit_ok = false;
+            }
+        }
+        let generation = self.engine.safety_generation();
+        if self.saved_generation != Some(generation) {
+            match self
+                .store
+                .save_snapshot(&self.engine.snapshot(), &now_rfc3339())
+                .await
+            {
+                Ok(()) => self.saved_generation = Some(generation),
+                Err(e) => {
+                    // Acting on state that would not survive a restart could
+                    // repeat the action after one: hold this step's actions.
+                    audit_ok = false;
+                    tracing::error!(error = %e, "saving the safety state failed");
+                }
+            }
+        }
         while let Some(cmd) = self.engine.poll_command() {
             match cmd {
-                Command::Audit(a) => {
-                    let payload: serde_json::Map<String, serde_json::Value> = a
-                        .fields
-                        .iter()
-                        .map(|(k, v)| ((*k).to_string(), serde_json::Value::String(v.clone())))
-                        .collect();
-                    let payload = serde_json::Value::Object(payload).to_string();
-                    match self
-                        .store
-                        .append_audit(&now_rfc3339(), a.kind, &payload)
-                        .await
-                    {
-                        Ok(_) => self.metrics.inc_audit(),
-                        Err(e) => {
-                            // Never act without an audit record.
-                            audit_ok = false;
-                            tracing::error!(error = %e, kind = a.kind, "audit append failed");
-                        }
-                    }
-                }
                 Command::RunAction(req) => {
                     if !audit_ok {
                         let tx = self.tx.clone();
@@ -633,7 +730,9 @@ impl EngineLoop {
                                     id,
                                     result: Err(ActionFailure {
                                         kind: ActionFailureKind::Other,
-                                        message: "not run: the audit log is unavailable".into(),
+                                        message: "not run: the audit log or the safety state \
+                                                  could not be written"
+                                            .into(),
                                     }),
                                 })
                                 .await;
@@ -674,6 +773,26 @@ impl EngineLoop {
         }
     }
 
+    /// Append one notice to the audit log (and the structured log).
+    async fn record(&self, n: &Notice) -> bool {
+        let r = medic_store::record::render(n);
+        tracing::info!(target: "medic::audit", kind = r.kind, payload = %r.payload, "audit");
+        match self
+            .store
+            .append_audit(&now_rfc3339(), r.kind, &r.payload)
+            .await
+        {
+            Ok(_) => {
+                self.metrics.inc_audit();
+                true
+            }
+            Err(e) => {
+                tracing::error!(error = %e, kind = r.kind, "audit append failed");
+                false
+            }
+        }
+    }
+
     fn spawn_action(&mut self, req: ActionRequest) {
         let exec = self
             .actions
@@ -683,14 +802,8 @@ impl EngineLoop {
         let sup = self.supervisors.get(&req.service).cloned();
         let http = self.http.clone();
         let tx = self.tx.clone();
-        let trigger = req
-            .reason
-            .split(": ")
-            .nth(1)
-            .unwrap_or(&req.reason)
-            .to_string();
         self.action_names
-            .insert(req.id, (req.action.clone(), trigger));
+            .insert(req.id, (req.action.clone(), req.stage));
         tracing::info!(service = %req.service, action = %req.action, id = %req.id, attempt = req.attempt + 1, "running action");
         let id = req.id;
         let task = tokio::spawn(async move {
@@ -822,7 +935,7 @@ impl EngineLoop {
             opened_at: self.clock.wall(v.opened_at),
             updated_at: self.clock.wall(v.updated_at),
             closed_at: v.closed_at.map(|t| self.clock.wall(t)),
-            outcome: v.outcome.map(str::to_string),
+            outcome: v.outcome.map(|o| o.as_str().to_string()),
             summary: format!(
                 "{} (confidence {:.2}); actions: {}",
                 v.cause,
@@ -838,7 +951,7 @@ impl EngineLoop {
                 .iter()
                 .map(|t| TimelineEntry {
                     ts: self.clock.wall(t.at),
-                    kind: t.kind.to_string(),
+                    kind: t.kind.clone(),
                     message: t.message.clone(),
                 })
                 .collect(),

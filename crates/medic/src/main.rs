@@ -312,7 +312,7 @@ fn run(cmd: Cmd, api: &str) -> Result<ExitCode, CliError> {
                 .map_err(|e| CliError::new(Code::Usage, e.to_string()))?;
             let rt = runtime()?;
             rt.block_on(async {
-                let body = serde_json::json!({"mode": mode, "service": service});
+                let body = medic_api::governance::ModeRequest { mode, service };
                 let v = client::ApiClient::new(api)
                     .post("/api/v1/mode", &body)
                     .await?;

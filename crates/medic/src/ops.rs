@@ -4,6 +4,10 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 
+use medic_api::governance::{
+    EmptyRequest, ForceRequest, PauseRequest, ReasonRequest, ResumeRequest,
+};
+
 use crate::client::ApiClient;
 use crate::codes::{CliError, Code};
 
@@ -73,13 +77,6 @@ pub enum OpCmd {
     },
 }
 
-/// Who is acting: `MEDIC_OPERATOR`, else the login name.
-fn operator() -> String {
-    std::env::var("MEDIC_OPERATOR")
-        .or_else(|_| std::env::var("USER"))
-        .unwrap_or_else(|_| "cli".to_string())
-}
-
 fn nonempty(field: &str, v: &str) -> Result<(), CliError> {
     if v.trim().is_empty() {
         return Err(CliError::new(
@@ -92,7 +89,6 @@ fn nonempty(field: &str, v: &str) -> Result<(), CliError> {
 
 pub async fn run(api: &str, cmd: OpCmd) -> Result<ExitCode, CliError> {
     let c = ApiClient::new(api);
-    let by = operator();
     let v = match cmd {
         OpCmd::Pause {
             service,
@@ -100,14 +96,19 @@ pub async fn run(api: &str, cmd: OpCmd) -> Result<ExitCode, CliError> {
             duration,
             reason,
         } => {
-            let body = serde_json::json!({
-                "service": service, "kind": action, "by": by,
-                "duration_s": duration.map(|d| d.as_secs().max(1)), "reason": reason,
-            });
+            let body = PauseRequest {
+                service,
+                kind: action,
+                duration_s: duration.map(|d| d.as_secs().max(1)),
+                reason,
+            };
             c.post("/api/v1/pause", &body).await?
         }
         OpCmd::Resume { service, action } => {
-            let body = serde_json::json!({"service": service, "kind": action, "by": by});
+            let body = ResumeRequest {
+                service,
+                kind: action,
+            };
             c.post("/api/v1/resume", &body).await?
         }
         OpCmd::Approvals { json } => {
@@ -137,9 +138,10 @@ pub async fn run(api: &str, cmd: OpCmd) -> Result<ExitCode, CliError> {
             }
             for p in v["pauses"].as_array().into_iter().flatten() {
                 println!(
-                    "paused: service={} kind={} by={} {}",
+                    "paused: service={} kind={} until={} by={} {}",
                     s(p, "service"),
                     s(p, "kind"),
+                    p["until"].as_str().unwrap_or("resumed"),
                     s(p, "by"),
                     s(p, "reason")
                 );
@@ -152,7 +154,7 @@ pub async fn run(api: &str, cmd: OpCmd) -> Result<ExitCode, CliError> {
         OpCmd::Approve { id } => {
             c.post(
                 &format!("/api/v1/approvals/{id}/approve"),
-                &serde_json::json!({"by": by}),
+                &EmptyRequest {},
             )
             .await?
         }
@@ -160,7 +162,7 @@ pub async fn run(api: &str, cmd: OpCmd) -> Result<ExitCode, CliError> {
             nonempty("reason", &reason)?;
             c.post(
                 &format!("/api/v1/approvals/{id}/reject"),
-                &serde_json::json!({"by": by, "reason": reason}),
+                &ReasonRequest { reason },
             )
             .await?
         }
@@ -180,8 +182,8 @@ pub async fn run(api: &str, cmd: OpCmd) -> Result<ExitCode, CliError> {
             );
             for d in v["decisions"].as_array().into_iter().flatten() {
                 println!(
-                    "  +{}ms {} {} [{}] risk {} score {:.2}: {} ({})",
-                    d["at_ms"].as_u64().unwrap_or(0),
+                    "  {} {} {} [{}] risk {} score {:.2}: {} ({})",
+                    s(d, "at"),
                     s(d, "verdict"),
                     s(d, "action"),
                     s(d, "stage"),
@@ -198,7 +200,7 @@ pub async fn run(api: &str, cmd: OpCmd) -> Result<ExitCode, CliError> {
             let id = action_id.trim_start_matches("act-");
             c.post(
                 &format!("/api/v1/actions/{id}/cancel"),
-                &serde_json::json!({"by": by, "reason": reason}),
+                &ReasonRequest { reason },
             )
             .await?
         }
@@ -206,14 +208,14 @@ pub async fn run(api: &str, cmd: OpCmd) -> Result<ExitCode, CliError> {
             nonempty("reason", &reason)?;
             c.post(
                 &format!("/api/v1/incidents/{incident}/resolve"),
-                &serde_json::json!({"by": by, "reason": reason}),
+                &ReasonRequest { reason },
             )
             .await?
         }
         OpCmd::EnableAutoheal { service } => {
             c.post(
                 &format!("/api/v1/services/{service}/autoheal"),
-                &serde_json::json!({"by": by}),
+                &EmptyRequest {},
             )
             .await?
         }
@@ -225,7 +227,11 @@ pub async fn run(api: &str, cmd: OpCmd) -> Result<ExitCode, CliError> {
             nonempty("reason", &reason)?;
             c.post(
                 "/api/v1/actions/force",
-                &serde_json::json!({"service": service, "action": action, "by": by, "reason": reason}),
+                &ForceRequest {
+                    service,
+                    action,
+                    reason,
+                },
             )
             .await?
         }

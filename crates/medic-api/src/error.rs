@@ -84,6 +84,21 @@ impl ErrorCode {
     pub fn status(self) -> StatusCode {
         StatusCode::from_u16(self.info().status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
+
+    /// The code for an error status that no handler wrote (a framework rejection or default):
+    /// `404` → `E0401`, `405` → `E0405`, `413` → `E0413`, `415` → `E0415`, `422` → `E0422`;
+    /// any other client error → `E0400`, any other server error → `E0500`.
+    pub fn for_status(status: StatusCode) -> ErrorCode {
+        match status.as_u16() {
+            404 => ErrorCode::RouteNotFound,
+            405 => ErrorCode::MethodNotAllowed,
+            413 => ErrorCode::PayloadTooLarge,
+            415 => ErrorCode::UnsupportedMediaType,
+            422 => ErrorCode::InvalidField,
+            s if s >= 500 => ErrorCode::Internal,
+            _ => ErrorCode::BadRequest,
+        }
+    }
 }
 
 /// An API error: a code from the table, a human message, and optionally the

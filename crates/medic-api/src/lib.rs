@@ -30,10 +30,14 @@
 //! mapped by [`governance::refusal`].
 //!
 //! Every error is JSON, see [`error`] and [`CODES`]. Unknown routes give
-//! `E0401 route_not_found`, wrong methods `E0405 method_not_allowed`.
+//! `E0401 route_not_found`, wrong methods `E0405 method_not_allowed`, and the
+//! errors no handler writes (body over the limit, unreadable body, ...) are
+//! mapped to the table by [`json_errors()`], which routers merged into this
+//! one (e.g. the Alertmanager receiver) apply to themselves too.
 
 pub mod error;
 pub mod governance;
+pub mod json_errors;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -57,6 +61,8 @@ use medic_core::{Ack, Actor, OperatorCommand, OperatorError, Role};
 use tokio::sync::{mpsc, oneshot};
 
 pub use error::{ApiError, CodeInfo, ErrorBody, ErrorCode, ErrorDetail, CODES};
+pub use json_errors::json_errors;
+use json_errors::route_not_found;
 
 /// Content type of `GET /metrics`.
 pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -336,7 +342,7 @@ impl From<medic_store::AuditRecord> for AuditRecordView {
 
 /// Builds the API router.
 pub fn router(state: ApiState) -> Router {
-    Router::new()
+    let api = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -355,9 +361,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/incidents/{id}/resolve", post(resolve_incident))
         .route("/api/v1/services/{name}/autoheal", post(enable_autoheal))
         .fallback(route_not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(state)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
+    // Wrong methods → E0405, and any error no handler wrote → its JSON error.
+    json_errors(api).with_state(state)
 }
 
 async fn healthz() -> &'static str {
@@ -380,20 +386,6 @@ async fn metrics(State(state): State<ApiState>) -> Response {
         state.metrics.encode(),
     )
         .into_response()
-}
-
-async fn route_not_found(uri: axum::http::Uri) -> ApiError {
-    ApiError::new(
-        ErrorCode::RouteNotFound,
-        format!("no route for {}", uri.path()),
-    )
-}
-
-async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
-    ApiError::new(
-        ErrorCode::MethodNotAllowed,
-        format!("{method} is not allowed on {}", uri.path()),
-    )
 }
 
 type RawQuery = Result<Query<HashMap<String, String>>, QueryRejection>;

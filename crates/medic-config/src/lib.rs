@@ -152,7 +152,7 @@ pub const DEFAULT_DATABASE: &str = "medic.db";
 /// Read and validate a config file.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+    let bytes = std::fs::read(path).map_err(|e| ConfigError {
         file: file.clone(),
         problems: vec![Problem {
             line: 0,
@@ -160,7 +160,48 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
             message: format!("cannot read config: {e}"),
         }],
     })?;
-    parse(&file, &text)
+    parse_bytes(&file, &bytes)
+}
+
+/// Validate config bytes: text that is not UTF-8 is reported at its first bad byte
+/// (`FILE:LINE:COL: invalid UTF-8 ...`), then as [`parse`].
+pub fn parse_bytes(file: &str, bytes: &[u8]) -> Result<Config, ConfigError> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => parse(file, text),
+        Err(e) => Err(ConfigError {
+            file: file.to_string(),
+            problems: vec![invalid_utf8(bytes, &e)],
+        }),
+    }
+}
+
+/// Locates the first invalid byte: the line (1-based) and the column (1-based, in characters,
+/// as the YAML errors count them) of that byte, from the valid text before it.
+fn invalid_utf8(bytes: &[u8], e: &std::str::Utf8Error) -> Problem {
+    let at = e.valid_up_to();
+    // `from_utf8` promises that everything before `valid_up_to` is valid.
+    let before = std::str::from_utf8(&bytes[..at]).unwrap_or_default();
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = before.matches('\n').count() + 1;
+    let column = before[line_start..].chars().count() + 1;
+    let shown: Vec<String> = bytes[at..]
+        .iter()
+        .take(e.error_len().unwrap_or(bytes.len() - at).max(1))
+        .map(|b| format!("0x{b:02X}"))
+        .collect();
+    let what = if e.error_len().is_some() {
+        "invalid"
+    } else {
+        "incomplete"
+    };
+    Problem {
+        line: u64::try_from(line).unwrap_or(u64::MAX),
+        column: u64::try_from(column).unwrap_or(u64::MAX),
+        message: format!(
+            "invalid UTF-8: {what} byte sequence {} at byte offset {at}; the config must be UTF-8 text",
+            shown.join(" ")
+        ),
+    }
 }
 
 /// Validate config text; `file` is only used in messages.

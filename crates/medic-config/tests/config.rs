@@ -1,5 +1,5 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-use medic_config::{parse, ProbeKind};
+use medic_config::{load, parse, parse_bytes, ProbeKind};
 use medic_core::{Condition, Mode};
 
 fn errs(text: &str) -> String {
@@ -142,6 +142,47 @@ fn syntax_error_is_located_not_a_panic() {
     assert!(e.starts_with("medic.yaml:"), "{e}");
 }
 
+#[test]
+fn invalid_utf8_is_located_at_the_first_bad_byte() {
+    // Line 3, after "  wéb: " (7 characters, 8 bytes): column 8.
+    let bytes = b"mode: dry-run\nservices:\n  w\xc3\xa9b: \xff\xfe\n";
+    let e = parse_bytes("medic.yaml", bytes).unwrap_err();
+    assert_eq!(e.problems.len(), 1, "{e}");
+    let (p, text) = (&e.problems[0], e.to_string());
+    assert_eq!((p.line, p.column), (3, 8), "{text}");
+    assert!(
+        text.starts_with(
+            "medic.yaml:3:8: invalid UTF-8: invalid byte sequence 0xFF at byte offset 32"
+        ),
+        "{text}"
+    );
+    // The very first byte, and a sequence cut off by the end of the file.
+    let first = parse_bytes("m.yaml", b"\xc3(").unwrap_err().to_string();
+    assert!(
+        first.starts_with("m.yaml:1:1: invalid UTF-8: invalid byte sequence 0xC3 "),
+        "{first}"
+    );
+    let cut = parse_bytes("m.yaml", b"mode: dry-run\n# \xe2\x82")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        cut.starts_with("m.yaml:2:3: invalid UTF-8: incomplete byte sequence 0xE2 0x82 "),
+        "{cut}"
+    );
+    // Valid UTF-8 bytes go on to the YAML parser as before.
+    assert!(parse_bytes("m.yaml", MIN.as_bytes()).is_ok());
+}
+
+#[test]
+fn load_reports_invalid_utf8_with_the_file_name_and_location() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("medic.yaml");
+    std::fs::write(&path, b"services:\n  web:\n    probes: {}\n# caf\xe9\n").unwrap();
+    let e = load(&path).unwrap_err().to_string();
+    let want = format!("{}:4:6: invalid UTF-8", path.display());
+    assert!(e.starts_with(&want), "{e}");
+}
+
 proptest::proptest! {
     #[test]
     fn arbitrary_text_never_panics(s in "\\PC{0,200}") {
@@ -153,6 +194,7 @@ proptest::proptest! {
         let mut text = include_str!("../../../examples/medic.yaml").as_bytes().to_vec();
         let i = pos % text.len();
         text[i] = byte;
+        let _ = parse_bytes("fuzz.yaml", &text);
         let s = String::from_utf8_lossy(&text);
         let _ = parse("fuzz.yaml", &s);
     }

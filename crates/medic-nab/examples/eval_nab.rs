@@ -1,5 +1,5 @@
 //! How the `medic` binary wires the commands (and a stand-in until it does):
-//! `cargo run --release -p medic-nab --example eval_nab -- eval-nab --data shared/nab --json`
+//! `cargo run --release -p medic-nab --example eval_nab -- eval-nab --data data/nab --json`
 //! `cargo run --release -p medic-nab --example eval_nab -- bench-detect --samples 1000000`
 
 use clap::{Parser, Subcommand};

@@ -1,6 +1,7 @@
 //! Development helper for tuning (not part of the API):
 //! `cargo run --release -p medic-nab --example nab_eval -- DIR SPEC...` where SPEC is a
-//! detector name, or `surprise:key=value,...` to override `SurpriseParams` fields.
+//! detector name, or `surprise:key=value,...` to override `SurpriseParams` fields; DIR is
+//! the NAB directory (the repository's `data/nab` when no argument is given).
 //! With `MEDIC_NAB_DETAIL=1`, prints per-file results at the standard profile's threshold.
 
 use std::path::PathBuf;
@@ -94,7 +95,10 @@ fn run(dir: &std::path::Path, spec: &str, s: &Series) -> anyhow::Result<Vec<f64>
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
-    let dir = PathBuf::from(args.next().unwrap_or_else(|| "../shared/nab".into()));
+    let dir = args.next().map_or_else(
+        || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../data/nab")),
+        PathBuf::from,
+    );
     let mut corpus = medic_nab::load_corpus(&dir)?;
     if let Ok(fold) = std::env::var("MEDIC_NAB_FOLD") {
         let fold: usize = fold.parse()?;

@@ -34,8 +34,11 @@ pub struct PreparedFile {
     pub probation: usize,
     window_of: Vec<u32>,
     weight: Vec<f64>,
-    /// Number of windows with at least one scorable row.
+    /// Number of windows with at least one scorable row (the ones a detector can hit or miss).
     pub n_windows: usize,
+    /// Number of labelled windows, including any that lie in the learning period or hold no
+    /// row: NAB's perfect score counts every labelled window.
+    pub n_labelled_windows: usize,
     best_tp: Vec<f64>,
 }
 
@@ -150,6 +153,7 @@ impl PreparedFile {
             window_of,
             weight,
             n_windows,
+            n_labelled_windows: windows.len(),
             best_tp,
         }
     }
@@ -198,7 +202,8 @@ impl PreparedFile {
         }
     }
 
-    /// Score of a detector that never fires.
+    /// Score of a detector that never fires: `-fnWeight` for every window with a scorable row
+    /// (NAB's null detector; windows inside the learning period are not scored at all).
     #[must_use]
     pub fn null_score(&self, profile: &Profile) -> f64 {
         #[allow(clippy::cast_precision_loss)]
@@ -206,14 +211,15 @@ impl PreparedFile {
         -profile.fn_weight * n
     }
 
-    /// Best achievable score: every window detected at its best scorable row, no FP.
+    /// NAB's perfect score: every labelled window detected at its start, each worth exactly
+    /// `tpWeight`, so `windows × tpWeight` (NAB's `normalize`: `tpCount * tpWeight`, with
+    /// `tpCount` the number of windows in the labels). A window that starts inside the learning
+    /// period still counts in full, so on such a file 100 is out of reach, as in NAB.
     #[must_use]
     pub fn perfect_score(&self, profile: &Profile) -> f64 {
-        self.best_tp
-            .iter()
-            .filter(|b| b.is_finite())
-            .map(|b| b * profile.tp_weight)
-            .sum()
+        #[allow(clippy::cast_precision_loss)]
+        let n = self.n_labelled_windows as f64;
+        profile.tp_weight * n
     }
 }
 
@@ -237,7 +243,7 @@ pub struct Optimum {
     pub raw: f64,
     /// Summed null score.
     pub null: f64,
-    /// Summed perfect score.
+    /// Summed perfect score (labelled windows × tpWeight).
     pub perfect: f64,
 }
 
@@ -396,5 +402,47 @@ mod tests {
         for t in [0.05, 0.1, 0.6, 0.7, 0.8] {
             assert!(pf.score(&s, t, &p).score <= o.raw + 1e-12);
         }
+    }
+
+    #[test]
+    fn perfect_is_windows_times_tp_weight_even_when_a_window_starts_in_the_learning_period() {
+        // 1000 rows → 150 learning rows. Window A [100, 199] straddles the end of the learning
+        // period (its start is not scorable), window B [20, 59] lies entirely inside it,
+        // window C [600, 699] is ordinary.
+        let ts: Vec<i64> = (0..1000).collect();
+        let pf = PreparedFile::new("x", &ts, &[(20, 59), (100, 199), (600, 699)]);
+        assert_eq!(
+            (pf.probation, pf.n_windows, pf.n_labelled_windows),
+            (150, 2, 3)
+        );
+        let p = Profile {
+            name: "p".into(),
+            tp_weight: 2.0,
+            fn_weight: 1.5,
+            fp_weight: 0.11,
+            tn_weight: 1.0,
+        };
+        // NAB: perfect = 3 windows × tpWeight; null = the 2 scorable windows missed.
+        assert!(
+            (pf.perfect_score(&p) - 6.0).abs() < 1e-12,
+            "{}",
+            pf.perfect_score(&p)
+        );
+        assert!((pf.null_score(&p) + 3.0).abs() < 1e-12);
+        // The best a detector can do here: A at its first scorable row, C at its start. The
+        // old "perfect" was exactly that (so it normalised it to 100); NAB gives less.
+        let mut s = vec![0.0; 1000];
+        s[150] = 1.0;
+        s[600] = 1.0;
+        let best = pf.score(&s, 0.5, &p);
+        assert!(best.score < 4.0 - 1e-3, "{best:?}");
+        let o = optimise_threshold(&[(&pf, &s)], &p);
+        assert!(
+            (o.perfect - 6.0).abs() < 1e-12 && (o.null + 3.0).abs() < 1e-12,
+            "{o:?}"
+        );
+        let expected = 100.0 * (best.score + 3.0) / 9.0;
+        assert!((o.normalised() - expected).abs() < 1e-9, "{o:?}");
+        assert!(o.normalised() < 90.0, "{}", o.normalised());
     }
 }

@@ -6,7 +6,7 @@ use medic_nab::cli::{bench, render, EvalNabArgs};
 
 fn nab_dir() -> PathBuf {
     std::env::var_os("MEDIC_NAB_DIR").map_or_else(
-        || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/nab")),
+        || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../data/nab")),
         PathBuf::from,
     )
 }

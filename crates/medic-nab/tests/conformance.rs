@@ -1,5 +1,5 @@
 //! Conformance of the scorer and optimiser with NAB's published results for the two
-//! reference detectors shipped in the shared NAB subset.
+//! reference detectors shipped in the NAB subset vendored in `data/nab`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -9,7 +9,7 @@ use medic_nab::{evaluate_scores, load_corpus, read_anomaly_scores, PROFILE_NAMES
 
 fn nab_dir() -> PathBuf {
     std::env::var_os("MEDIC_NAB_DIR").map_or_else(
-        || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/nab")),
+        || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../data/nab")),
         PathBuf::from,
     )
 }

@@ -13,11 +13,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
+use medic_api::{ApiError, ErrorCode};
 use medic_config::AlertmanagerConfig;
 use medic_core::{ProbeFailure, ProbeReport};
 use serde::{Deserialize, Serialize};
@@ -217,39 +219,43 @@ pub struct WebhookAnswer {
     pub ignored: usize,
 }
 
-fn error_response(
-    status: StatusCode,
-    code: &str,
-    name: &str,
-    message: String,
-    field: Option<&str>,
-) -> Response {
-    let mut detail = serde_json::json!({ "code": code, "name": name, "message": message });
-    if let (Some(f), Some(obj)) = (field, detail.as_object_mut()) {
-        obj.insert("field".into(), serde_json::Value::String(f.to_string()));
-    }
-    (status, Json(serde_json::json!({ "error": detail }))).into_response()
+/// The API error (from medic-api's one code table) for a rejected body.
+fn webhook_error(e: &WebhookError) -> ApiError {
+    let code = match e {
+        WebhookError::Invalid { field, .. } if field == "body" => ErrorCode::BadRequest,
+        WebhookError::TooMany(_) => ErrorCode::PayloadTooLarge,
+        _ => ErrorCode::InvalidField,
+    };
+    ApiError::new(code, e.to_string()).with_field(e.field())
 }
 
-async fn receive<T>(State(st): State<AmState<T>>, body: Bytes) -> Response
+/// The API error for a body that could not be read (over [`MAX_BODY`], or cut off).
+fn body_error(e: &BytesRejection) -> ApiError {
+    let err = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("body exceeds {MAX_BODY} bytes"),
+        )
+    } else {
+        ApiError::bad_request(format!("could not read body: {}", e.body_text()))
+    };
+    err.with_field("body")
+}
+
+async fn receive<T>(State(st): State<AmState<T>>, body: Result<Bytes, BytesRejection>) -> Response
 where
     T: From<ProbeReport> + Send + 'static,
 {
-    let payload = match parse_webhook(&body) {
+    let parsed = match &body {
+        Ok(bytes) => parse_webhook(bytes).map_err(|e| (webhook_error(&e), e.to_string())),
+        Err(e) => Err((body_error(e), e.body_text())),
+    };
+    let payload = match parsed {
         Ok(p) => p,
-        Err(e) => {
+        Err((err, why)) => {
             st.hooks.metrics.inc(&st.hooks.metrics.webhook_rejected);
-            tracing::warn!(error = %e, "rejected Alertmanager webhook");
-            let (status, code, name) = match e {
-                WebhookError::Invalid { ref field, .. } if field == "body" => {
-                    (StatusCode::BAD_REQUEST, "E0400", "bad_request")
-                }
-                WebhookError::TooMany(_) => {
-                    (StatusCode::PAYLOAD_TOO_LARGE, "E0413", "payload_too_large")
-                }
-                _ => (StatusCode::UNPROCESSABLE_ENTITY, "E0422", "invalid_field"),
-            };
-            return error_response(status, code, name, e.to_string(), Some(e.field()));
+            tracing::warn!(error = %why, "rejected Alertmanager webhook");
+            return err.into_response();
         }
     };
     let (reports, ignored) = alert_reports(&st.cfg, &payload);
@@ -262,13 +268,11 @@ where
         match tokio::time::timeout(QUEUE_WAIT, st.tx.send(T::from(r))).await {
             Ok(Ok(())) => m.count_report(ok),
             Ok(Err(_)) | Err(_) => {
-                return error_response(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "E0502",
-                    "control_unavailable",
-                    "the engine is not accepting reports".into(),
-                    None,
+                return ApiError::new(
+                    ErrorCode::ControlUnavailable,
+                    "the engine is not accepting reports",
                 )
+                .into_response()
             }
         }
     }
@@ -276,7 +280,9 @@ where
 }
 
 /// The receiver's router (`POST /api/v1/alerts/alertmanager`): merge it into
-/// the API router. Reports are sent on `tx` as `T::from(report)`, so the
+/// the API router. Every error it answers is a JSON error of medic-api's code
+/// table (a body over [`MAX_BODY`] is `413 E0413`, a wrong method `405 E0405`);
+/// it has no fallback, so the API router's (`404 E0401`) stays in charge. Reports are sent on `tx` as `T::from(report)`, so the
 /// daemon can pass its own input channel (`impl From<ProbeReport> for Msg`)
 /// or a plain `mpsc::Sender<ProbeReport>`.
 pub fn alertmanager_router<T>(
@@ -287,14 +293,15 @@ pub fn alertmanager_router<T>(
 where
     T: From<ProbeReport> + Send + 'static,
 {
-    Router::new()
+    let receiver = Router::new()
         .route(WEBHOOK_PATH, post(receive::<T>))
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
-        .with_state(AmState {
-            cfg: Arc::new(cfg.alertmanager.clone()),
-            tx,
-            hooks: hooks.clone(),
-        })
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY));
+    // Wrong methods and any error no handler wrote are JSON errors too.
+    medic_api::json_errors(receiver).with_state(AmState {
+        cfg: Arc::new(cfg.alertmanager.clone()),
+        tx,
+        hooks: hooks.clone(),
+    })
 }
 
 #[cfg(test)]

@@ -184,6 +184,7 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
         &hooks,
     ))
     .merge(signal_metrics_router(hooks.metrics.clone()));
+    let app = medic_api::json_errors(app);
     let mut api_shutdown = shutdown_rx.clone();
     tokio::spawn(async move {
         let r = axum::serve(listener, app)

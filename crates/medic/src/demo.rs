@@ -88,7 +88,8 @@ impl AuditedAction {
 struct AuditedDecision {
     incident: String,
     verdict: String,
-    reason: String,
+    /// The action the decision is about (the record's `action` field).
+    action: String,
 }
 
 /// Audit records with `seq > after`, as read from the store.
@@ -137,7 +138,7 @@ impl AuditLog {
                 _ => log.decisions.push(AuditedDecision {
                     incident: field("incident").unwrap_or_default(),
                     verdict: field("verdict").unwrap_or_default(),
-                    reason: field("reason").unwrap_or_default(),
+                    action: field("action").unwrap_or_default(),
                 }),
             }
         }
@@ -167,21 +168,12 @@ impl AuditLog {
             .collect()
     }
 
-    /// `would NAME` for every dry-run decision on `incident` (the engine's
-    /// reason reads `... would run NAME ...`).
+    /// `would NAME` for every dry-run decision on `incident`.
     fn would_act(&self, incident: &str) -> Vec<String> {
         self.decisions
             .iter()
             .filter(|d| d.incident == incident && d.verdict == "would-act")
-            .map(|d| {
-                let action = d
-                    .reason
-                    .split("would run ")
-                    .nth(1)
-                    .and_then(|rest| rest.split_whitespace().next())
-                    .unwrap_or("act");
-                format!("would {action}")
-            })
+            .map(|d| format!("would {}", d.action))
             .collect()
     }
 }
@@ -529,7 +521,7 @@ async fn healing_scenario(
     let was_closed = closed.is_some();
     match closed {
         Some(s) => {
-            r.outcome = s.view.outcome.unwrap_or("unknown").to_string();
+            r.outcome = s.view.outcome.map_or("unknown", |o| o.as_str()).to_string();
             r.note = s.view.cause.clone();
         }
         None => r.note = "incident not closed within 30s".into(),
@@ -796,7 +788,9 @@ async fn dry_run(cx: &Ctx) -> anyhow::Result<ScenarioResult> {
             s.view.closed_at.is_some()
         })
         .await;
-    let after = healed.and_then(|s| s.view.outcome).unwrap_or("not closed");
+    let after = healed
+        .and_then(|s| s.view.outcome)
+        .map_or("not closed", |o| o.as_str());
     let after_log = cx.audit(pass_end).await?;
     let by = labels(&after_log.for_incident(&inc.view.id.0));
     r.note = if by.is_empty() {
@@ -837,7 +831,7 @@ async fn crash_loop(cx: &Ctx) -> anyhow::Result<ScenarioResult> {
         .await;
     r.actions = labels(&cx.audit(audit_from).await?.for_incident(&inc.view.id.0));
     if let Some(s) = esc {
-        r.outcome = s.view.outcome.unwrap_or("unknown").to_string();
+        r.outcome = s.view.outcome.map_or("unknown", |o| o.as_str()).to_string();
         r.note = s
             .view
             .timeline
@@ -980,9 +974,9 @@ mod tests {
     #[test]
     fn dry_run_decisions_read_as_would_act() {
         let log = AuditLog::from_records(&[
-            rec(1, "decision", serde_json::json!({"incident": "inc-5", "verdict": "would-act", "reason": "dry-run: would run restart (restart)"})),
-            rec(2, "decision", serde_json::json!({"incident": "inc-5", "verdict": "held", "reason": "x"})),
-            rec(3, "decision", serde_json::json!({"incident": "inc-6", "verdict": "would-act", "reason": "dry-run: would run shed-load (http)"})),
+            rec(1, "decision", serde_json::json!({"incident": "inc-5", "verdict": "would-act", "action": "restart"})),
+            rec(2, "decision", serde_json::json!({"incident": "inc-5", "verdict": "held", "action": "restart"})),
+            rec(3, "decision", serde_json::json!({"incident": "inc-6", "verdict": "would-act", "action": "shed-load"})),
         ])
         .unwrap();
         assert_eq!(log.would_act("inc-5"), ["would restart"]);

@@ -1,34 +1,60 @@
-//! Invariant checkers. They keep their own model of the rules (mode, pauses,
-//! freezes, limits, approvals) from the inputs the simulator sends and the
-//! commands the engine emits, and never ask the engine whether it obeyed.
+//! Invariant checkers. They keep their own model of the rules, derived from
+//! the *configuration* by code of their own (the class → tier table, tier
+//! resolution, the risk score, the timing risk, freeze windows, roles), and
+//! the facts the simulator feeds in (inputs, operator commands and their
+//! answers, the notices and commands the engine emits). They never ask the
+//! engine whether it obeyed and call none of its rule functions
+//! (`ActionClass::default_risk`, `CLASS_TABLE`, `ResolvedAction`,
+//! `risk_score`, `FreezeWindow::covers`, `Mode::allows` are not used here).
 //!
 //! Checked after every step:
-//! - `mode`: no automatic action in `disabled`/`dry-run`, while paused,
-//!   frozen or mass-incident-latched;
-//! - `limit.*`: max concurrent, max per hour, blast radius, per-kind budgets
+//! - `mode*`: no automatic action in `disabled`/`dry-run`, while paused
+//!   (also across medic restarts), frozen or mass-incident-latched (the
+//!   latch is modelled here: more open incidents than allowed);
+//! - `limit.*`: max concurrent, max per hour, blast radius, per-class budgets
 //!   (restarts, feature toggles, fallbacks) and cooldown never exceeded;
 //! - `target.busy`: at most one action per target at a time;
-//! - `approval.*`: CRITICAL never, and a tier above the mode (e.g. HIGH in
-//!   aggressive) never, without approvals from enough distinct humans, and
-//!   only humans who actually approved;
-//! - `audit.intent` / `audit.outcome`: an intent record right before every
-//!   action, an outcome record for every delivered outcome;
+//! - `approval.*`: CRITICAL never, a tier above the mode never, and a first
+//!   attempt with a risk score above the human threshold never, without
+//!   approvals from enough distinct humans who actually approved with an
+//!   approver's role; the tier is the action's explicit `risk`, else this
+//!   module's own table's default for its class (class from governance, else
+//!   restart → `restart_service`, else `other`);
+//! - `risk.*`: the tier, class and score an intent records are the ones the
+//!   configuration gives;
+//! - `canary.skipped`: a first attempt above the canary score on a
+//!   multi-instance target that can canary starts as a canary;
+//! - `forced.unrequested`: a `forced` action only right after an operator's
+//!   accepted force request for that service and action;
+//! - `operator.role`: a command is refused exactly when the actor's role is
+//!   below what it needs;
+//! - `audit.intent` / `audit.outcome`: an `action.intent` notice for every
+//!   action run in the same step (and no intent without its action), an
+//!   `action.outcome` notice for every delivered outcome;
+//! - `explain.missing`: every decision, every action intent of an incident
+//!   and every escalation is in `explain(incident)` (checked in its step,
+//!   while the incident has fewer decisions than `max_timeline`);
 //! - `verify.no_escalation`: a failed verification ends, in the same step, in
 //!   a human being told: an escalation, or below the consecutive-failure
-//!   limit a `heal.retrying` warning (and rollback when the action can be
-//!   undone); the limit itself is checked by the liveness phase (no incident
-//!   stays open unescalated);
-//! - `reason.missing`: every decision, escalation and approval request
-//!   carries a machine-readable reason code;
-//! - `mass.not_paused`: more services affected than allowed latches automation off.
+//!   limit a `heal.retrying` warning;
+//! - `reason.missing`: every decision carries a machine-readable reason code;
+//! - `mass.not_paused`: crossing the open-incident threshold is recorded;
+//! - `restart.*`: across a medic restart every action in flight is
+//!   reconciled (a heal is verified) and never run again for its incident
+//!   before its verification ends; its later outcome is unmatched; no action
+//!   id is reused; pending approvals stay pending. Budgets, cooldowns,
+//!   pauses and the latch are the same model before and after: the checks
+//!   above hold across restarts unchanged.
 //!
 //! At the end of the liveness phase: no incident open except escalated ones,
-//! nothing in flight, no approval pending, every intent has an outcome.
+//! nothing in flight, no approval pending, every intent has an outcome (or
+//! was reconciled by a restart).
 use std::collections::{BTreeMap, BTreeSet};
 
 use medic_core::{
-    ActionClass, ActionKind, ActionStage, Command, Engine, EngineConfig, FreezeWindow, Input, Mode,
-    OperatorCommand, Phase, Risk,
+    Ack, ActionClass, ActionId, ActionKind, ActionSpec, ActionStage, ActionStatus, Actor, Command,
+    DecisionRecord, Engine, EngineConfig, FreezeWindow, IncidentId, IncidentOutcome, Input, Mode,
+    Notice, OperatorCommand, OperatorError, Phase, Risk, Role, TimingConfig, Verdict,
 };
 
 /// A broken invariant.
@@ -50,9 +76,123 @@ impl Violation {
     }
 }
 
+// === the checker's own copy of the rules ===
+
+/// Default tier of each action class: the issue's table, written out here on
+/// purpose (not read from medic-core) so a change there is caught.
+pub fn default_tier(class: ActionClass) -> Risk {
+    use ActionClass as C;
+    match class {
+        C::ScaleOut | C::ClearCache | C::RollingRestart | C::RateLimit => Risk::Low,
+        C::RestartService
+        | C::ResetConnectionPool
+        | C::ToggleFeatureFlag
+        | C::ReloadConfig
+        | C::Fallback
+        | C::Other => Risk::Medium,
+        C::DatabaseFailover | C::TrafficRedirect | C::Deploy | C::Rollback => Risk::High,
+        C::DataMigration => Risk::Critical,
+    }
+}
+
+/// Change size by tier, when the configuration states none.
+fn change_size(tier: Risk) -> f64 {
+    match tier {
+        Risk::Low => 0.2,
+        Risk::Medium => 0.5,
+        Risk::High => 0.8,
+        Risk::Critical => 1.0,
+    }
+}
+
+/// `0.4·criticality + 0.3·change size + 0.2·severity + 0.1·timing`, each in
+/// `[0, 1]`, unknown (NaN) counting as 1.
+pub fn score(criticality: f64, change: f64, severity: f64, timing: f64) -> f64 {
+    let c = |x: f64| if x.is_nan() { 1.0 } else { x.clamp(0.0, 1.0) };
+    0.4 * c(criticality) + 0.3 * c(change) + 0.2 * c(severity) + 0.1 * c(timing)
+}
+
+/// Timing risk: 1 in a peak of a business day, 0.5 in business hours, else
+/// 0 (and 0 without a wall clock).
+pub fn timing(t: &TimingConfig, utc_offset_minutes: i32, wall_ms: Option<i64>) -> f64 {
+    const DAY: i64 = 86_400_000;
+    let Some(ms) = wall_ms else {
+        return 0.0;
+    };
+    let local = ms + i64::from(utc_offset_minutes) * 60_000;
+    let minute = local.rem_euclid(DAY) / 60_000;
+    // Day 0 (1970-01-01) was a Thursday; Monday is index 0.
+    let weekday = (local.div_euclid(DAY) + 3).rem_euclid(7);
+    if !t
+        .business_days
+        .get(weekday as usize)
+        .copied()
+        .unwrap_or(false)
+    {
+        return 0.0;
+    }
+    let within = |(s, e): (u16, u16)| i64::from(s) <= minute && minute < i64::from(e);
+    if t.peaks.iter().any(|p| within(*p)) {
+        1.0
+    } else if within(t.business_hours) {
+        0.5
+    } else {
+        0.0
+    }
+}
+
+fn mode_acts(m: Mode) -> bool {
+    matches!(m, Mode::Conservative | Mode::Aggressive)
+}
+
+/// The highest tier a mode runs without a human.
+fn mode_runs(m: Mode, tier: Risk) -> bool {
+    match m {
+        Mode::Disabled | Mode::DryRun => false,
+        Mode::Conservative => tier == Risk::Low,
+        Mode::Aggressive => matches!(tier, Risk::Low | Risk::Medium),
+    }
+}
+
+/// The least role each operator command needs.
+fn role_needed(cmd: &OperatorCommand) -> Role {
+    match cmd {
+        OperatorCommand::SetMode { .. } | OperatorCommand::ForceAction { .. } => Role::Admin,
+        OperatorCommand::Approve { .. } | OperatorCommand::Reject { .. } => Role::Approver,
+        _ => Role::Operator,
+    }
+}
+
+fn role_rank(r: Role) -> u8 {
+    match r {
+        Role::Viewer => 0,
+        Role::Operator => 1,
+        Role::Approver => 2,
+        Role::Admin => 3,
+    }
+}
+
+fn freeze_covers(f: &FreezeWindow, service: &str, wall: i64) -> bool {
+    f.start_unix_ms <= wall
+        && wall < f.end_unix_ms
+        && f.services
+            .as_ref()
+            .is_none_or(|s| s.iter().any(|x| x == service))
+}
+
+// === the model ===
+
 #[derive(Clone, Debug)]
 struct Flight {
     service: String,
+    action: String,
+    stage: ActionStage,
+}
+
+impl Flight {
+    fn is_revert(&self) -> bool {
+        matches!(self.stage, ActionStage::Revert | ActionStage::Rollback)
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -60,6 +200,26 @@ struct Pause {
     service: Option<String>,
     kind: Option<ActionKind>,
     until: Option<u64>,
+}
+
+#[derive(Clone, Debug)]
+struct OpenIncident {
+    service: String,
+    slow: bool,
+    confidence: f64,
+}
+
+/// What the configuration says about one action.
+struct Resolved {
+    kind: ActionKind,
+    class: ActionClass,
+    tier: Risk,
+    /// The tier came from the class (no explicit risk).
+    tier_from_class: bool,
+    /// A governance entry exists, without a class.
+    entry_without_class: bool,
+    change: f64,
+    canary_capable: bool,
 }
 
 /// The checkers' model. See the module docs.
@@ -72,29 +232,46 @@ pub struct Checker {
     mass_latched: bool,
     freeze: Vec<FreezeWindow>,
     wall_sync: Option<(u64, i64)>,
+    utc_offset: i32,
     inflight: BTreeMap<u64, Flight>,
+    /// Actions in flight when medic stopped: ended by the restart.
+    ended: BTreeMap<u64, Flight>,
+    /// Ended at the last stop, to be reconciled by the next restore.
+    just_ended: Vec<u64>,
+    restoring: bool,
+    /// Incident → action reconciled by a restart, not yet verified.
+    reconciling: BTreeMap<String, String>,
+    /// Incident → the heal being verified (its revert is owed on success,
+    /// its rollback on failure).
+    healed_by: BTreeMap<String, String>,
+    /// Service → the one revert or rollback it is owed (stage, action).
+    owed_revert: BTreeMap<String, (ActionStage, String)>,
+    ids: BTreeSet<u64>,
     starts: Vec<u64>,
     restarts: BTreeMap<String, Vec<u64>>,
     features: Vec<u64>,
     fallbacks: BTreeMap<String, Vec<u64>>,
     last_success: BTreeMap<(String, String), u64>,
-    flight_meta: BTreeMap<u64, (String, String, ActionStage)>,
     granted: BTreeMap<(String, String), Vec<String>>,
+    /// Approval id → who sent an approve with an approver's role.
     sent_approvals: BTreeMap<String, Vec<String>>,
+    pending_approvals: BTreeSet<String>,
+    /// Force requests accepted in this step: (service, action).
+    force_tokens: Vec<(String, String)>,
     intents: BTreeSet<u64>,
-    outcomes: BTreeSet<u64>,
+    /// Intents closed by an outcome notice or a reconcile.
+    closed: BTreeSet<u64>,
     delivered: Option<u64>,
-    open: BTreeSet<String>,
+    late: Option<u64>,
+    open: BTreeMap<String, OpenIncident>,
     incidents_seen: u64,
     instances: BTreeMap<String, u32>,
-}
-
-fn action_num(s: &str) -> Option<u64> {
-    s.strip_prefix("act-")?.parse().ok()
+    coverage: BTreeMap<&'static str, u64>,
+    records: bool,
 }
 
 impl Checker {
-    pub fn new(cfg: &EngineConfig, _wall_start_ms: i64) -> Checker {
+    pub fn new(cfg: &EngineConfig) -> Checker {
         Checker {
             global_mode: cfg.mode,
             svc_mode: cfg
@@ -107,19 +284,29 @@ impl Checker {
             mass_latched: false,
             freeze: cfg.governance.freeze_windows.clone(),
             wall_sync: None,
+            utc_offset: cfg.governance.timing.utc_offset_minutes,
             inflight: BTreeMap::new(),
+            ended: BTreeMap::new(),
+            just_ended: Vec::new(),
+            restoring: false,
+            reconciling: BTreeMap::new(),
+            healed_by: BTreeMap::new(),
+            owed_revert: BTreeMap::new(),
+            ids: BTreeSet::new(),
             starts: Vec::new(),
             restarts: BTreeMap::new(),
             features: Vec::new(),
             fallbacks: BTreeMap::new(),
             last_success: BTreeMap::new(),
-            flight_meta: BTreeMap::new(),
             granted: BTreeMap::new(),
             sent_approvals: BTreeMap::new(),
+            pending_approvals: BTreeSet::new(),
+            force_tokens: Vec::new(),
             intents: BTreeSet::new(),
-            outcomes: BTreeSet::new(),
+            closed: BTreeSet::new(),
             delivered: None,
-            open: BTreeSet::new(),
+            late: None,
+            open: BTreeMap::new(),
             incidents_seen: 0,
             instances: cfg
                 .services
@@ -133,11 +320,28 @@ impl Checker {
                     (s.name.clone(), n)
                 })
                 .collect(),
+            coverage: BTreeMap::new(),
+            records: true,
         }
+    }
+
+    /// Whether to check what intents record (`risk.*`); on by default.
+    pub fn check_records(mut self, on: bool) -> Checker {
+        self.records = on;
+        self
     }
 
     pub fn incidents_seen(&self) -> u64 {
         self.incidents_seen
+    }
+
+    /// How often each checked path was exercised (`check:<what>`).
+    pub fn coverage(&self) -> &BTreeMap<&'static str, u64> {
+        &self.coverage
+    }
+
+    fn hit(&mut self, what: &'static str) {
+        *self.coverage.entry(what).or_default() += 1;
     }
 
     fn mode_of(&self, svc: &str) -> Mode {
@@ -153,14 +357,90 @@ impl Checker {
             .map(|(m, w)| w + i64::try_from(now.saturating_sub(m)).unwrap_or(i64::MAX))
     }
 
-    /// Update the model with an input about to be handed to the engine.
-    pub fn before_input(&mut self, now: u64, input: Option<&Input>, _wall_offset: i64) {
+    fn spec(&self, svc: &str, action: &str) -> Option<&ActionSpec> {
+        self.cfg
+            .services
+            .iter()
+            .find(|s| s.name == svc)?
+            .actions
+            .iter()
+            .find(|a| a.name == action)
+    }
+
+    /// Class, tier, change size of an action, from the configuration.
+    fn resolve(&self, svc: &str, action: &str) -> Option<Resolved> {
+        let spec = self.spec(svc, action)?;
+        let entry = self
+            .cfg
+            .governance
+            .services
+            .get(svc)
+            .and_then(|g| g.actions.get(action));
+        let class = match entry.and_then(|e| e.class) {
+            Some(c) => c,
+            None if spec.kind == ActionKind::Restart => ActionClass::RestartService,
+            None => ActionClass::Other,
+        };
+        let tier = spec.risk.unwrap_or(default_tier(class));
+        Some(Resolved {
+            kind: spec.kind,
+            class,
+            tier,
+            tier_from_class: spec.risk.is_none(),
+            entry_without_class: entry.is_some_and(|e| e.class.is_none()),
+            change: entry
+                .and_then(|e| e.change_size)
+                .unwrap_or(change_size(tier)),
+            canary_capable: entry.is_none_or(|e| e.canary),
+        })
+    }
+
+    /// Severity of the service's open incident, 0 without one.
+    fn severity(&self, svc: &str) -> f64 {
+        match self.open.values().find(|i| i.service == svc) {
+            Some(i) if i.slow => 0.3,
+            Some(i) => 0.5 + 0.5 * i.confidence.clamp(0.0, 1.0),
+            None => 0.0,
+        }
+    }
+
+    /// A heal with a revert owes it (on success) or its rollback (on a
+    /// failed verification); a newer one replaces an older one.
+    fn owe_revert(&mut self, svc: &str, healed: Option<String>, stage: ActionStage) {
+        let undo = healed
+            .and_then(|a| self.spec(svc, &a).and_then(|s| s.revert.as_ref()))
+            .map(|r| r.action.clone());
+        if let Some(undo) = undo {
+            self.owed_revert.insert(svc.to_string(), (stage, undo));
+        }
+    }
+
+    fn paused(&self, now: u64, svc: &str, kind: ActionKind) -> bool {
+        self.pauses.iter().any(|p| {
+            p.until.is_none_or(|t| t > now)
+                && p.service.as_deref().is_none_or(|s| s == svc)
+                && p.kind.is_none_or(|k| k == kind)
+        })
+    }
+
+    /// Update the model with an input about to be handed to the engine
+    /// (`None`: a timeout).
+    pub fn before_input(&mut self, now: u64, input: Option<&Input>) {
         self.delivered = None;
+        self.late = None;
         let Some(input) = input else {
             return;
         };
         match input {
-            Input::WallClock { unix_ms, .. } => self.wall_sync = Some((now, *unix_ms)),
+            Input::WallClock {
+                unix_ms,
+                utc_offset_minutes,
+            } => {
+                self.wall_sync = Some((now, *unix_ms));
+                if let Some(o) = utc_offset_minutes {
+                    self.utc_offset = *o;
+                }
+            }
             Input::FreezeWindows(w) => self.freeze = w.clone(),
             Input::Signals(sig) => {
                 if let (Some(n), Some(slot)) = (sig.instances, self.instances.get_mut(&sig.service))
@@ -168,388 +448,820 @@ impl Checker {
                     *slot = n;
                 }
             }
-            Input::ActionOutcome { id, result } if self.inflight.contains_key(&id.0) => {
-                self.inflight.remove(&id.0);
-                {
+            Input::ActionOutcome { id, result } => {
+                if let Some(f) = self.inflight.remove(&id.0) {
                     self.delivered = Some(id.0);
-                    if let Some((svc, action, stage)) = self.flight_meta.get(&id.0) {
-                        if result.is_ok() && *stage != ActionStage::Canary {
-                            self.last_success.insert((svc.clone(), action.clone()), now);
-                        }
+                    if result.is_ok() && f.stage != ActionStage::Canary {
+                        self.last_success.insert((f.service, f.action), now);
                     }
+                } else if self.ended.contains_key(&id.0) {
+                    self.late = Some(id.0);
                 }
             }
-            Input::Operator(op) => match op {
-                OperatorCommand::SetMode { service, mode, .. } => match service {
-                    Some(s) => {
-                        if let Some(m) = self.svc_mode.get_mut(s) {
-                            *m = Some(*mode);
-                        }
+            Input::Operator(actor, cmd) => self.before_operate(now, actor, cmd),
+            Input::Probe(_) | Input::ProcessStarted { .. } => {}
+        }
+    }
+
+    /// Update the model with an operator command about to be issued: only
+    /// what the actor's role allows takes effect.
+    pub fn before_operate(&mut self, now: u64, actor: &Actor, cmd: &OperatorCommand) {
+        self.delivered = None;
+        self.late = None;
+        if role_rank(actor.role) < role_rank(role_needed(cmd)) {
+            return;
+        }
+        match cmd {
+            OperatorCommand::SetMode { service, mode } => match service {
+                Some(s) => {
+                    if let Some(m) = self.svc_mode.get_mut(s) {
+                        *m = Some(*mode);
                     }
-                    None => self.global_mode = *mode,
-                },
-                OperatorCommand::Pause {
-                    service,
-                    kind,
-                    duration,
-                    ..
-                } => {
+                }
+                None => self.global_mode = *mode,
+            },
+            OperatorCommand::Pause {
+                service,
+                kind,
+                duration,
+                ..
+            } => {
+                self.pauses
+                    .retain(|p| !(p.service == *service && p.kind == *kind));
+                self.pauses.push(Pause {
+                    service: service.clone(),
+                    kind: *kind,
+                    until: duration.map(|d| now + d.as_millis() as u64),
+                });
+            }
+            OperatorCommand::Resume { service, kind } => {
+                if service.is_none() && kind.is_none() {
+                    self.pauses.clear();
+                    self.mass_latched = false;
+                } else {
                     self.pauses
                         .retain(|p| !(p.service == *service && p.kind == *kind));
-                    self.pauses.push(Pause {
-                        service: service.clone(),
-                        kind: *kind,
-                        until: duration.map(|d| now + d.as_millis() as u64),
-                    });
                 }
-                OperatorCommand::Resume { service, kind, .. } => {
-                    if service.is_none() && kind.is_none() {
-                        self.pauses.clear();
-                        self.mass_latched = false;
-                    } else {
-                        self.pauses
-                            .retain(|p| !(p.service == *service && p.kind == *kind));
-                    }
-                }
-                OperatorCommand::Approve { id, by } => {
-                    self.sent_approvals
-                        .entry(id.clone())
-                        .or_default()
-                        .push(by.clone());
-                }
-                _ => {}
-            },
+            }
+            OperatorCommand::Approve { id } => {
+                self.sent_approvals
+                    .entry(id.clone())
+                    .or_default()
+                    .push(actor.id.clone());
+            }
+            OperatorCommand::ForceAction {
+                service,
+                action,
+                reason,
+            } if !reason.trim().is_empty() => {
+                self.force_tokens.push((service.clone(), action.clone()));
+            }
             _ => {}
         }
     }
 
-    fn class_of(&self, svc: &str, action: &str, kind: ActionKind) -> ActionClass {
-        self.cfg
-            .governance
-            .services
-            .get(svc)
-            .and_then(|g| g.actions.get(action))
-            .map(|a| a.class)
-            .unwrap_or(ActionClass::from_kind(kind))
+    /// The engine's answer must agree with the role rules.
+    pub fn after_operate(
+        &mut self,
+        now: u64,
+        actor: &Actor,
+        cmd: &OperatorCommand,
+        answer: &Result<Ack, OperatorError>,
+    ) -> Option<Violation> {
+        let allowed = role_rank(actor.role) >= role_rank(role_needed(cmd));
+        let forbidden = matches!(answer, Err(OperatorError::Forbidden { .. }));
+        if !allowed {
+            self.hit("role_refused");
+        }
+        if allowed == forbidden {
+            return Some(Violation::new(
+                "operator.role",
+                now,
+                format!(
+                    "{} ({}) {cmd:?}: {}",
+                    actor.id,
+                    actor.role.as_str(),
+                    match answer {
+                        Ok(_) => "accepted".to_string(),
+                        Err(e) => format!("refused: {e}"),
+                    }
+                ),
+            ));
+        }
+        None
     }
 
-    /// Check the commands of one step. Returns the first violation.
-    pub fn after_step(&mut self, now: u64, cmds: &[Command], engine: &Engine) -> Option<Violation> {
-        let v = |kind: &'static str, detail: String| Some(Violation::new(kind, now, detail));
-        let gov = &self.cfg.governance;
-        let window = gov.limits.window.as_millis() as u64;
-        let mut prev_intent: Option<u64> = None;
-        let mut prev_score: Option<f64> = None;
+    /// medic stops: every action in flight is ended by the restart.
+    pub fn on_stop(&mut self, now: u64) {
+        if !self.inflight.is_empty() {
+            self.hit("restart_with_inflight");
+        }
+        if self.pauses.iter().any(|p| p.until.is_none_or(|t| t > now)) {
+            self.hit("restart_with_pause");
+        }
+        if !self.pending_approvals.is_empty() {
+            self.hit("restart_with_pending_approval");
+        }
+        self.just_ended = self.inflight.keys().copied().collect();
+        let flights = std::mem::take(&mut self.inflight);
+        self.ended.extend(flights);
+        self.force_tokens.clear();
+    }
+
+    /// medic starts again; the next step is the restore.
+    pub fn on_start(&mut self, _now: u64, freeze: &[FreezeWindow]) {
+        self.restoring = true;
+        self.freeze = freeze.to_vec();
+        self.delivered = None;
+        self.late = None;
+    }
+
+    /// Check the notices and commands of one step. Returns the first violation.
+    pub fn after_step(
+        &mut self,
+        now: u64,
+        notices: &[Notice],
+        cmds: &[Command],
+        engine: &Engine,
+    ) -> Option<Violation> {
+        let r = self.judge_step(now, notices, cmds, engine);
+        self.force_tokens.clear();
+        self.restoring = false;
+        r.err()
+    }
+
+    fn judge_step(
+        &mut self,
+        now: u64,
+        notices: &[Notice],
+        cmds: &[Command],
+        engine: &Engine,
+    ) -> Result<(), Violation> {
+        let fail = |kind: &'static str, detail: String| Err(Violation::new(kind, now, detail));
         let mut verify_failed: BTreeSet<String> = BTreeSet::new();
-        let mut opened = false;
-        for c in cmds {
-            let mut this_intent = None;
-            let mut this_score = None;
-            match c {
-                Command::Audit(a) => {
-                    let f = |k: &str| a.field(k).unwrap_or("").to_string();
-                    match a.kind {
-                        "action.intent" => {
-                            this_intent = action_num(&f("action_id"));
-                            this_score = f("score").parse::<f64>().ok();
-                            if let Some(n) = this_intent {
-                                self.intents.insert(n);
-                            }
-                        }
-                        "action.outcome" => {
-                            if let Some(n) = action_num(&f("action_id")) {
-                                self.outcomes.insert(n);
-                            }
-                        }
-                        "approval.granted" => {
-                            let approvers: Vec<String> = f("approvers")
-                                .split(',')
-                                .filter(|s| !s.is_empty())
-                                .map(str::to_string)
-                                .collect();
-                            let sent = self
-                                .sent_approvals
-                                .get(&f("approval_id"))
-                                .cloned()
-                                .unwrap_or_default();
-                            let distinct: BTreeSet<&String> = approvers.iter().collect();
-                            if distinct.len() != approvers.len() {
-                                return v("approval.duplicate_approver", format!("{a:?}"));
-                            }
-                            if let Some(x) = approvers.iter().find(|x| !sent.contains(x)) {
-                                return v(
-                                    "approval.forged",
-                                    format!("{x} never approved {}", f("approval_id")),
-                                );
-                            }
-                            self.granted.insert((f("incident"), f("action")), approvers);
-                        }
-                        "automation.paused" if a.field("reason_code") == Some("mass_incident") => {
-                            self.mass_latched = true;
-                        }
-                        "incident.opened" => {
-                            opened = true;
-                            self.open.insert(f("incident"));
-                            self.incidents_seen += 1;
-                        }
-                        "incident.resolved" => {
-                            self.open.remove(&f("incident"));
-                        }
-                        "verify.failed" => {
-                            verify_failed.insert(f("incident"));
-                        }
-                        "incident.escalated" | "heal.retrying" | "decision"
-                        | "approval.requested" => {
-                            if matches!(a.kind, "incident.escalated" | "heal.retrying") {
-                                verify_failed.remove(&f("incident"));
-                            }
-                            if a.field("reason_code").is_none_or(str::is_empty) {
-                                return v("reason.missing", format!("{a:?}"));
-                            }
-                        }
-                        _ => {}
-                    }
-                }
-                Command::RunAction(r) => {
-                    if prev_intent != Some(r.id.0) {
-                        return v(
-                            "audit.intent",
-                            format!("{} ran without an intent record right before it", r.id),
-                        );
-                    }
-                    if self.inflight.values().any(|f| f.service == r.service) {
-                        return v(
-                            "target.busy",
-                            format!("{} on {} while another action runs there", r.id, r.service),
-                        );
-                    }
-                    let forced = r.stage == ActionStage::Forced;
-                    let class = self.class_of(&r.service, &r.action, r.kind);
-                    if !forced {
-                        let mode = self.mode_of(&r.service);
-                        if !mode.acts() {
-                            return v("mode", format!("{} ran in mode {mode}", r.id));
-                        }
-                        if self.mass_latched {
-                            return v("mode.mass_incident", format!("{} ran while latched", r.id));
-                        }
-                        if self.pauses.iter().any(|p| {
-                            p.until.is_none_or(|t| t > now)
-                                && p.service.as_deref().is_none_or(|s| s == r.service)
-                                && p.kind.is_none_or(|k| k == r.kind)
-                        }) {
-                            return v("mode.paused", format!("{} ran while paused", r.id));
-                        }
-                        if let Some(w) = self.wall(now) {
-                            if self.freeze.iter().any(|f| f.covers(&r.service, w)) {
-                                return v("mode.frozen", format!("{} ran while frozen", r.id));
-                            }
-                        }
-                        let inflight = self.inflight.len() as u32;
-                        if inflight >= gov.limits.max_concurrent {
-                            return v(
-                                "limit.max_concurrent",
-                                format!(
-                                    "{} started with {inflight} in flight (max {})",
-                                    r.id, gov.limits.max_concurrent
-                                ),
-                            );
-                        }
-                        let targets = self.cfg.services.len() as f64;
-                        let max_targets =
-                            ((targets * gov.gates.max_blast_radius).floor() as u32).max(1);
-                        if inflight + 1 > max_targets {
-                            return v(
-                                "limit.blast_radius",
-                                format!("{} targets at once (max {max_targets})", inflight + 1),
-                            );
-                        }
-                        let recent = |xs: &[u64], w: u64| {
-                            xs.iter().filter(|t| now.saturating_sub(**t) < w).count() as u32
-                        };
-                        if recent(&self.starts, window) >= gov.limits.max_actions_per_hour {
-                            return v(
-                                "limit.max_actions_per_hour",
-                                format!("{} over {}", r.id, gov.limits.max_actions_per_hour),
-                            );
-                        }
-                        let spec = self.cfg.services.iter().find(|s| s.name == r.service);
-                        match class {
-                            ActionClass::RestartService => {
-                                let (budget, bw) = spec
-                                    .map(|s| {
-                                        (
-                                            s.policy.restart_budget,
-                                            s.policy.budget_window.as_millis() as u64,
-                                        )
-                                    })
-                                    .unwrap_or((0, 0));
-                                let used = recent(
-                                    self.restarts.get(&r.service).map_or(&[][..], |v| v),
-                                    bw,
-                                );
-                                if used >= budget {
-                                    return v(
-                                        "limit.restart_budget",
-                                        format!(
-                                            "{} is restart {} (budget {budget})",
-                                            r.id,
-                                            used + 1
-                                        ),
-                                    );
-                                }
-                            }
-                            ActionClass::ToggleFeatureFlag
-                                if recent(&self.features, window)
-                                    >= gov.limits.feature_disables_per_hour =>
-                            {
-                                return v("limit.feature_budget", format!("{}", r.id));
-                            }
-                            ActionClass::Fallback => {
-                                let used = recent(
-                                    self.fallbacks.get(&r.service).map_or(&[][..], |v| v),
-                                    window,
-                                );
-                                if used >= gov.limits.fallbacks_per_service_per_hour {
-                                    return v("limit.fallback_budget", format!("{}", r.id));
-                                }
-                            }
-                            _ => {}
-                        }
-                        if r.stage == ActionStage::Direct {
-                            let cooldown = spec
-                                .map(|s| s.policy.cooldown.as_millis() as u64)
-                                .unwrap_or(0);
-                            if let Some(last) = self
-                                .last_success
-                                .get(&(r.service.clone(), r.action.clone()))
-                            {
-                                if now < last + cooldown {
-                                    return v(
-                                        "limit.cooldown",
-                                        format!(
-                                            "{} {} {}ms after its last success (cooldown {cooldown}ms)",
-                                            r.id,
-                                            r.action,
-                                            now - last
-                                        ),
-                                    );
-                                }
-                            }
-                        }
-                        let key = (
-                            r.incident.as_ref().map(|i| i.0.clone()).unwrap_or_default(),
-                            r.action.clone(),
-                        );
-                        let approved = self.granted.contains_key(&key);
-                        if r.stage == ActionStage::Direct {
-                            // Score rules, from the score the intent record states.
-                            let score = prev_score.unwrap_or(1.0);
-                            if score > gov.gates.human_score && !approved {
-                                return v(
-                                    "approval.score",
-                                    format!(
-                                        "{} with risk score {score} ran without approval",
-                                        r.id
-                                    ),
-                                );
-                            }
-                            let instances = self.instances.get(&r.service).copied().unwrap_or(1);
-                            let canary_capable = gov
-                                .services
-                                .get(&r.service)
-                                .and_then(|g| g.actions.get(&r.action))
-                                .is_none_or(|a| a.canary);
-                            if score > gov.gates.canary_score && instances > 1 && canary_capable {
-                                return v(
-                                    "canary.skipped",
-                                    format!(
-                                        "{} (score {score}, {instances} instances) ran without a canary",
-                                        r.id
-                                    ),
-                                );
-                            }
-                        }
-                        let needs = r.risk == Risk::Critical || !mode.allows(r.risk);
-                        if needs {
-                            let required = if gov.approvals.two_person_high && r.risk >= Risk::High
-                            {
-                                2
-                            } else {
-                                1
-                            };
-                            let n = self.granted.get(&key).map_or(0, |a| a.len());
-                            if n < required {
-                                return v(
-                                    if r.risk == Risk::Critical {
-                                        "approval.critical"
-                                    } else {
-                                        "approval.missing"
-                                    },
-                                    format!(
-                                        "{} ({} risk, mode {mode}) ran with {n} of {required} approvals",
-                                        r.id,
-                                        r.risk.as_str()
-                                    ),
-                                );
-                            }
-                        }
-                        self.starts.push(now);
-                        if class == ActionClass::ToggleFeatureFlag {
-                            self.features.push(now);
-                        }
-                    }
-                    if class == ActionClass::RestartService {
-                        self.restarts
-                            .entry(r.service.clone())
-                            .or_default()
-                            .push(now);
-                    }
-                    if class == ActionClass::Fallback {
-                        self.fallbacks
-                            .entry(r.service.clone())
-                            .or_default()
-                            .push(now);
-                    }
-                    self.inflight.insert(
-                        r.id.0,
-                        Flight {
-                            service: r.service.clone(),
+        let mut newly_latched = false;
+        let mut latch_recorded = false;
+        let mut restored = false;
+        // Intents of this step, to match with the RunAction commands.
+        let mut step_intents: Vec<(ActionId, String, String, ActionStage, Risk)> = Vec::new();
+        let mut step_outcomes: BTreeSet<u64> = BTreeSet::new();
+        let mut step_unmatched: BTreeSet<u64> = BTreeSet::new();
+        let mut step_reconciled: BTreeMap<u64, (Option<IncidentId>, &'static str)> =
+            BTreeMap::new();
+        let max_mass = self.cfg.governance.gates.mass_incident_services as usize;
+        for n in notices {
+            match n {
+                Notice::IncidentOpened {
+                    incident,
+                    service,
+                    trigger,
+                } => {
+                    self.incidents_seen += 1;
+                    self.open.insert(
+                        incident.0.clone(),
+                        OpenIncident {
+                            service: service.clone(),
+                            slow: trigger.ends_with("slow"),
+                            confidence: 0.0,
                         },
                     );
-                    self.flight_meta
-                        .insert(r.id.0, (r.service.clone(), r.action.clone(), r.stage));
+                    if self.open.len() > max_mass && !self.mass_latched {
+                        self.mass_latched = true;
+                        newly_latched = true;
+                    }
                 }
+                Notice::Diagnosis {
+                    incident,
+                    confidence,
+                    ..
+                } => {
+                    if let Some(i) = self.open.get_mut(&incident.0) {
+                        i.confidence = *confidence;
+                    }
+                }
+                Notice::MassIncidentLatched { .. } => latch_recorded = true,
+                Notice::IncidentResolved {
+                    incident,
+                    service,
+                    outcome,
+                    ..
+                } => {
+                    self.open.remove(&incident.0);
+                    self.reconciling.remove(&incident.0);
+                    let healed = self.healed_by.remove(&incident.0);
+                    if *outcome == IncidentOutcome::Healed {
+                        self.owe_revert(service, healed, ActionStage::Revert);
+                    }
+                }
+                Notice::VerifyFailed {
+                    incident, service, ..
+                } => {
+                    verify_failed.insert(incident.0.clone());
+                    self.reconciling.remove(&incident.0);
+                    let healed = self.healed_by.get(&incident.0).cloned();
+                    self.owe_revert(service, healed, ActionStage::Rollback);
+                }
+                Notice::RevertDropped { service, .. } => {
+                    self.owed_revert.remove(service);
+                }
+                Notice::VerifyPassed { incident, .. } => {
+                    self.reconciling.remove(&incident.0);
+                }
+                Notice::HealRetrying { incident, .. } => {
+                    verify_failed.remove(&incident.0);
+                    self.healed_by.remove(&incident.0);
+                }
+                Notice::IncidentEscalated {
+                    incident,
+                    reason_code,
+                    ..
+                } => {
+                    verify_failed.remove(&incident.0);
+                    self.reconciling.remove(&incident.0);
+                    let code = *reason_code;
+                    let at = engine.now();
+                    self.explained(engine, incident, "escalation", |d| {
+                        d.verdict == Verdict::Escalate && d.reason_code == Some(code) && d.at == at
+                    })
+                    .map_or(Ok(()), |e| fail("explain.missing", e))?;
+                }
+                Notice::Decision {
+                    incident,
+                    action,
+                    verdict,
+                    reason_code,
+                    ..
+                } => {
+                    if reason_code.is_none() {
+                        return fail("reason.missing", format!("{n:?}"));
+                    }
+                    let (v, code) = (*verdict, *reason_code);
+                    self.explained(engine, incident, "decision", |d| {
+                        d.verdict == v && d.reason_code == code && d.action == *action
+                    })
+                    .map_or(Ok(()), |e| fail("explain.missing", e))?;
+                }
+                Notice::ApprovalRequested { approval, .. } => {
+                    self.pending_approvals.insert(approval.clone());
+                }
+                Notice::ApprovalGranted {
+                    approval,
+                    incident,
+                    action,
+                    approvers,
+                    ..
+                } => {
+                    self.pending_approvals.remove(approval);
+                    let sent = self
+                        .sent_approvals
+                        .get(approval)
+                        .cloned()
+                        .unwrap_or_default();
+                    let distinct: BTreeSet<&String> = approvers.iter().collect();
+                    if distinct.len() != approvers.len() {
+                        return fail("approval.duplicate_approver", format!("{n:?}"));
+                    }
+                    if let Some(x) = approvers.iter().find(|x| !sent.contains(x)) {
+                        return fail(
+                            "approval.forged",
+                            format!("{x} never approved {approval} with an approver's role"),
+                        );
+                    }
+                    self.granted
+                        .insert((incident.0.clone(), action.clone()), approvers.clone());
+                }
+                Notice::ApprovalRejected { approval, .. }
+                | Notice::ApprovalExpired { approval, .. }
+                | Notice::ApprovalWithdrawn { approval, .. } => {
+                    self.pending_approvals.remove(approval);
+                }
+                Notice::ActionIntent {
+                    action_id,
+                    incident,
+                    service,
+                    action,
+                    kind,
+                    class,
+                    risk,
+                    score,
+                    stage,
+                    ..
+                } => {
+                    self.intent(
+                        now,
+                        engine,
+                        IntentFacts {
+                            id: *action_id,
+                            incident: incident.as_ref(),
+                            service,
+                            action,
+                            kind: *kind,
+                            class: *class,
+                            risk: *risk,
+                            score: *score,
+                            stage: *stage,
+                        },
+                    )?;
+                    step_intents.push((*action_id, service.clone(), action.clone(), *stage, *risk));
+                }
+                Notice::ActionOutcome {
+                    action_id,
+                    incident,
+                    action,
+                    stage,
+                    status,
+                    ..
+                } => {
+                    step_outcomes.insert(action_id.0);
+                    self.closed.insert(action_id.0);
+                    let heal = !matches!(
+                        stage,
+                        ActionStage::Canary | ActionStage::Revert | ActionStage::Rollback
+                    );
+                    if let (true, ActionStatus::Succeeded, Some(i)) = (heal, status, incident) {
+                        self.healed_by.insert(i.0.clone(), action.clone());
+                    }
+                }
+                Notice::ActionOutcomeUnmatched { action_id } => {
+                    step_unmatched.insert(action_id.0);
+                }
+                Notice::ActionReconciled {
+                    action_id,
+                    incident,
+                    action,
+                    resolution,
+                    ..
+                } => {
+                    step_reconciled.insert(action_id.0, (incident.clone(), *resolution));
+                    self.closed.insert(action_id.0);
+                    if let (&"verify", Some(i)) = (resolution, incident) {
+                        self.healed_by.insert(i.0.clone(), action.clone());
+                    }
+                }
+                Notice::StateRestored { .. } => restored = true,
                 _ => {}
             }
-            prev_intent = this_intent;
-            prev_score = this_score;
+        }
+        for c in cmds {
+            let Command::RunAction(r) = c else {
+                continue;
+            };
+            let Some(pos) = step_intents.iter().position(|(id, ..)| *id == r.id) else {
+                return fail(
+                    "audit.intent",
+                    format!("{} ran without an action.intent notice in its step", r.id),
+                );
+            };
+            let (_, svc, action, stage, risk) = step_intents.remove(pos);
+            if svc != r.service || action != r.action || stage != r.stage || risk != r.risk {
+                return fail(
+                    "audit.intent",
+                    format!(
+                        "{} runs {} {} {} {} but its intent said {svc} {action} {} {}",
+                        r.id,
+                        r.service,
+                        r.action,
+                        r.stage.as_str(),
+                        r.risk.as_str(),
+                        stage.as_str(),
+                        risk.as_str()
+                    ),
+                );
+            }
+        }
+        if let Some((id, ..)) = step_intents.first() {
+            return fail(
+                "audit.intent",
+                format!("an action.intent for {id} without its action"),
+            );
         }
         if let Some(id) = self.delivered.take() {
-            if !self.outcomes.contains(&id) {
-                return v(
+            if !step_outcomes.contains(&id) {
+                return fail(
                     "audit.outcome",
-                    format!("act-{id} delivered without an outcome record"),
+                    format!("act-{id} delivered without an action.outcome notice"),
+                );
+            }
+        }
+        if let Some(id) = self.late.take() {
+            self.hit("late_outcome");
+            if step_outcomes.contains(&id) || !step_unmatched.contains(&id) {
+                return fail(
+                    "restart.late_outcome",
+                    format!(
+                        "act-{id}, ended by a restart, reported late: not recorded as unmatched"
+                    ),
+                );
+            }
+        }
+        if self.restoring {
+            if !restored {
+                return fail(
+                    "restart.not_recorded",
+                    "restore without a state.restored notice".to_string(),
+                );
+            }
+            for id in std::mem::take(&mut self.just_ended) {
+                let Some(f) = self.ended.get(&id).cloned() else {
+                    continue;
+                };
+                let Some((incident, resolution)) = step_reconciled.remove(&id) else {
+                    return fail(
+                        "restart.not_reconciled",
+                        format!("act-{id} was in flight at the restart and was not reconciled"),
+                    );
+                };
+                // Like an outcome, a reconcile is about the service's open
+                // incident now (which may be newer than the action).
+                let heal = !f.is_revert() && self.open.values().any(|i| i.service == f.service);
+                let want = if heal { "verify" } else { "escalate" };
+                if resolution != want {
+                    return fail(
+                        "restart.reconcile",
+                        format!(
+                            "act-{id} ({}) reconciled as {resolution}, not {want}",
+                            f.action
+                        ),
+                    );
+                }
+                if let (true, Some(i)) = (heal, incident) {
+                    self.reconciling.insert(i.0, f.action.clone());
+                }
+            }
+            if let Some(id) = step_reconciled.keys().next() {
+                return fail(
+                    "restart.reconcile",
+                    format!("act-{id} reconciled but was not in flight"),
+                );
+            }
+            let listed: BTreeSet<String> = engine
+                .pending_approvals()
+                .into_iter()
+                .map(|a| a.id)
+                .collect();
+            if let Some(a) = self.pending_approvals.iter().find(|a| !listed.contains(*a)) {
+                return fail(
+                    "restart.approval_lost",
+                    format!("{a} was pending before the restart and is gone after it"),
                 );
             }
         }
         if let Some(i) = verify_failed.first() {
-            return v(
+            return fail(
                 "verify.no_escalation",
                 format!("{i} failed verification without escalation"),
             );
         }
-        let max = self.cfg.governance.gates.mass_incident_services as usize;
-        // Crossing the threshold latches automation off (an operator may
-        // resume it afterwards).
-        if opened && self.open.len() > max && !self.mass_latched {
-            return v(
+        if newly_latched && !latch_recorded {
+            return fail(
                 "mass.not_paused",
-                format!("{} services affected (max {max})", self.open.len()),
+                format!(
+                    "{} services affected (max {max_mass}) without the mass-incident latch",
+                    self.open.len()
+                ),
             );
         }
-        let _ = engine;
-        None
+        Ok(())
+    }
+
+    /// Whether `explain(incident)` holds a decision `ok` accepts; `Some(why)`
+    /// when not. Skipped once the incident has `max_timeline` decisions (the
+    /// oldest may have been dropped).
+    fn explained(
+        &mut self,
+        engine: &Engine,
+        incident: &IncidentId,
+        what: &str,
+        ok: impl Fn(&DecisionRecord) -> bool,
+    ) -> Option<String> {
+        self.hit("explain");
+        let Some(ex) = engine.explain(&incident.0) else {
+            return Some(format!("explain({incident}) has nothing after a {what}"));
+        };
+        if ex.decisions.len() >= self.cfg.max_timeline.max(1) {
+            return None;
+        }
+        if ex.decisions.iter().any(ok) {
+            None
+        } else {
+            Some(format!(
+                "a {what} of {incident} is not among its {} explained decisions",
+                ex.decisions.len()
+            ))
+        }
+    }
+
+    /// Judge one action the engine is about to run, at its intent notice.
+    fn intent(&mut self, now: u64, engine: &Engine, n: IntentFacts<'_>) -> Result<(), Violation> {
+        let fail = |kind: &'static str, detail: String| Err(Violation::new(kind, now, detail));
+        let id = n.id;
+        if !self.ids.insert(id.0) {
+            return fail("restart.id_reused", format!("{id} was used before"));
+        }
+        self.intents.insert(id.0);
+        if self.inflight.values().any(|f| f.service == n.service) {
+            return fail(
+                "target.busy",
+                format!("{id} on {} while another action runs there", n.service),
+            );
+        }
+        let Some(a) = self.resolve(n.service, n.action) else {
+            return fail(
+                "action.unknown",
+                format!("{id}: {} has no action {}", n.service, n.action),
+            );
+        };
+        let gov = &self.cfg.governance;
+        let (limits, gates, two_person) = (
+            gov.limits.clone(),
+            gov.gates.clone(),
+            gov.approvals.two_person_high,
+        );
+        let window = limits.window.as_millis() as u64;
+        let crit = gov.services.get(n.service).map_or(0.5, |g| g.criticality);
+        let own_score = score(
+            crit,
+            a.change,
+            self.severity(n.service),
+            timing(&gov.timing, self.utc_offset, self.wall(now)),
+        );
+        let forced = n.stage == ActionStage::Forced;
+        let revert = matches!(n.stage, ActionStage::Revert | ActionStage::Rollback);
+        let mode = self.mode_of(n.service);
+        if forced {
+            self.hit("forced");
+            let want = (n.service.to_string(), n.action.to_string());
+            let Some(pos) = self.force_tokens.iter().position(|t| *t == want) else {
+                return fail(
+                    "forced.unrequested",
+                    format!("{id} ran as forced without an accepted force request"),
+                );
+            };
+            self.force_tokens.remove(pos);
+        } else {
+            if let Some(inc) = n.incident {
+                if let Some(act) = self.reconciling.get(&inc.0) {
+                    return fail(
+                        "restart.rerun",
+                        format!(
+                            "{id} runs {} for {inc} while {act}, interrupted by a restart, \
+                             is still being verified",
+                            n.action
+                        ),
+                    );
+                }
+            }
+            if revert {
+                // Each revert is owed once: one interrupted by a restart is
+                // not run again.
+                match self.owed_revert.get(n.service) {
+                    Some((st, act)) if *st == n.stage && act == n.action => {
+                        self.owed_revert.remove(n.service);
+                    }
+                    owed => {
+                        return fail(
+                            "revert.unowed",
+                            format!(
+                                "{id}: {} {} on {} is not owed (owed: {owed:?})",
+                                n.stage.as_str(),
+                                n.action,
+                                n.service
+                            ),
+                        )
+                    }
+                }
+            }
+            if !mode_acts(mode) {
+                return fail("mode", format!("{id} ran in mode {mode}"));
+            }
+            if self.mass_latched {
+                return fail(
+                    "mode.mass_incident",
+                    format!("{id} ran while the mass-incident latch holds"),
+                );
+            }
+            if self.paused(now, n.service, a.kind) {
+                return fail(
+                    "mode.paused",
+                    format!("{id} ({} on {}) ran while paused", n.action, n.service),
+                );
+            }
+            if let Some(w) = self.wall(now) {
+                if self.freeze.iter().any(|f| freeze_covers(f, n.service, w)) {
+                    return fail("mode.frozen", format!("{id} ran while frozen"));
+                }
+            }
+            let inflight = self.inflight.len() as u32;
+            if inflight >= limits.max_concurrent {
+                return fail(
+                    "limit.max_concurrent",
+                    format!(
+                        "{id} started with {inflight} in flight (max {})",
+                        limits.max_concurrent
+                    ),
+                );
+            }
+            let targets = self.cfg.services.len() as f64;
+            let max_targets = ((targets * gates.max_blast_radius).floor() as u32).max(1);
+            if inflight + 1 > max_targets {
+                return fail(
+                    "limit.blast_radius",
+                    format!("{} targets at once (max {max_targets})", inflight + 1),
+                );
+            }
+            let recent = |xs: &[u64], w: u64| {
+                xs.iter().filter(|t| now.saturating_sub(**t) < w).count() as u32
+            };
+            if recent(&self.starts, window) >= limits.max_actions_per_hour {
+                return fail(
+                    "limit.max_actions_per_hour",
+                    format!("{id} over {}", limits.max_actions_per_hour),
+                );
+            }
+            let policy = self
+                .cfg
+                .services
+                .iter()
+                .find(|s| s.name == n.service)
+                .map(|s| s.policy.clone())
+                .unwrap_or_default();
+            match a.class {
+                ActionClass::RestartService => {
+                    let bw = policy.budget_window.as_millis() as u64;
+                    let used = recent(self.restarts.get(n.service).map_or(&[][..], |v| v), bw);
+                    if used >= policy.restart_budget {
+                        return fail(
+                            "limit.restart_budget",
+                            format!(
+                                "{id} is restart {} (budget {})",
+                                used + 1,
+                                policy.restart_budget
+                            ),
+                        );
+                    }
+                    if a.entry_without_class {
+                        self.hit("restart_budget_class_from_kind");
+                    }
+                }
+                ActionClass::ToggleFeatureFlag
+                    if recent(&self.features, window) >= limits.feature_disables_per_hour =>
+                {
+                    return fail("limit.feature_budget", format!("{id}"));
+                }
+                ActionClass::Fallback => {
+                    let used = recent(self.fallbacks.get(n.service).map_or(&[][..], |v| v), window);
+                    if used >= limits.fallbacks_per_service_per_hour {
+                        return fail("limit.fallback_budget", format!("{id}"));
+                    }
+                }
+                _ => {}
+            }
+            // A first attempt (the canary is one) waits out the cooldown and
+            // faces the score rules.
+            let first = matches!(n.stage, ActionStage::Direct | ActionStage::Canary);
+            if first {
+                let cooldown = policy.cooldown.as_millis() as u64;
+                let key = (n.service.to_string(), n.action.to_string());
+                if let Some(last) = self.last_success.get(&key) {
+                    if now < last + cooldown {
+                        return fail(
+                            "limit.cooldown",
+                            format!(
+                                "{id} {} {}ms after its last success (cooldown {cooldown}ms)",
+                                n.action,
+                                now - last
+                            ),
+                        );
+                    }
+                }
+            }
+            let key = (
+                n.incident.map(|i| i.0.clone()).unwrap_or_default(),
+                n.action.to_string(),
+            );
+            let needs_tier = a.tier == Risk::Critical || !mode_runs(mode, a.tier);
+            let needs_score = first && own_score > gates.human_score;
+            if needs_tier || needs_score {
+                let required = if two_person && a.tier >= Risk::High {
+                    2
+                } else {
+                    1
+                };
+                let got = self.granted.get(&key).map_or(0, |x| x.len());
+                if got < required {
+                    let kind = if a.tier == Risk::Critical {
+                        "approval.critical"
+                    } else if needs_tier {
+                        "approval.missing"
+                    } else {
+                        "approval.score"
+                    };
+                    return fail(
+                        kind,
+                        format!(
+                            "{id} ({} on {}: {} risk{}, score {own_score:.3}, mode {mode}) ran \
+                             with {got} of {required} approvals",
+                            n.action,
+                            n.service,
+                            a.tier.as_str(),
+                            if a.tier_from_class {
+                                format!(" from class {}", a.class)
+                            } else {
+                                String::new()
+                            }
+                        ),
+                    );
+                }
+                self.hit("approval_required_and_given");
+                if a.tier_from_class && a.tier >= Risk::High {
+                    self.hit("high_by_class_default");
+                }
+            }
+            if n.stage == ActionStage::Direct {
+                let instances = self.instances.get(n.service).copied().unwrap_or(1);
+                if own_score > gates.canary_score && instances > 1 && a.canary_capable {
+                    return fail(
+                        "canary.skipped",
+                        format!(
+                            "{id} (score {own_score:.3}, {instances} instances) ran without a canary"
+                        ),
+                    );
+                }
+            }
+            self.starts.push(now);
+            if a.class == ActionClass::ToggleFeatureFlag {
+                self.features.push(now);
+            }
+        }
+        // What the intent records must be what the configuration gives.
+        if self.records && n.class != a.class {
+            return fail(
+                "risk.class",
+                format!("{id} recorded class {} (configured: {})", n.class, a.class),
+            );
+        }
+        if self.records && n.risk != a.tier {
+            return fail(
+                "risk.tier",
+                format!(
+                    "{id} recorded {} risk; the configuration gives {}",
+                    n.risk.as_str(),
+                    a.tier.as_str()
+                ),
+            );
+        }
+        if self.records && n.kind != a.kind {
+            return fail(
+                "risk.kind",
+                format!("{id} recorded kind {}", n.kind.as_str()),
+            );
+        }
+        if self.records && (n.score - own_score).abs() > 1e-9 {
+            return fail(
+                "risk.score",
+                format!(
+                    "{id} recorded score {:.6}; the configuration gives {own_score:.6}",
+                    n.score
+                ),
+            );
+        }
+        if let Some(inc) = n.incident {
+            let at = engine.now();
+            let canary = n.stage == ActionStage::Canary;
+            let action = n.action;
+            if let Some(e) = self.explained(engine, inc, "run", |d| {
+                d.action == action
+                    && d.at == at
+                    && match d.verdict {
+                        Verdict::RunCanary => canary,
+                        Verdict::Run => !canary,
+                        _ => false,
+                    }
+            }) {
+                return fail("explain.missing", e);
+            }
+        }
+        if a.class == ActionClass::RestartService {
+            self.restarts
+                .entry(n.service.to_string())
+                .or_default()
+                .push(now);
+        }
+        if a.class == ActionClass::Fallback {
+            self.fallbacks
+                .entry(n.service.to_string())
+                .or_default()
+                .push(now);
+        }
+        self.inflight.insert(
+            id.0,
+            Flight {
+                service: n.service.to_string(),
+                action: n.action.to_string(),
+                stage: n.stage,
+            },
+        );
+        Ok(())
     }
 
     /// Nothing left to do: every incident closed or escalated, nothing in
@@ -590,7 +1302,7 @@ impl Checker {
                 format!("{} still pending", a.id),
             ));
         }
-        if let Some(id) = self.intents.iter().find(|i| !self.outcomes.contains(i)) {
+        if let Some(id) = self.intents.iter().find(|i| !self.closed.contains(i)) {
             return Some(Violation::new(
                 "audit.outcome_missing",
                 now,
@@ -599,4 +1311,17 @@ impl Checker {
         }
         None
     }
+}
+
+/// The facts of one `action.intent` notice.
+struct IntentFacts<'a> {
+    id: ActionId,
+    incident: Option<&'a IncidentId>,
+    service: &'a str,
+    action: &'a str,
+    kind: ActionKind,
+    class: ActionClass,
+    risk: Risk,
+    score: f64,
+    stage: ActionStage,
 }

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use medic_core::governance::PolicyFault;
 use medic_core::{
-    decide, ActionKind, GateInput, GovernanceConfig, Input, Mode, MonoTime, OperatorCommand,
-    ProbeFailure, ProbeReport, Risk,
+    decide, ActionKind, Actor, GateInput, GovernanceConfig, Input, Mode, MonoTime, OperatorCommand,
+    ProbeFailure, ProbeReport, Risk, Role,
 };
 
 use crate::{run_events, run_scenario, shrink, Profile, Scenario, Summary, Violation};
@@ -35,6 +35,8 @@ pub enum InjectArg {
     SkipConcurrencyLimit,
     IgnorePause,
     HighWithoutApproval,
+    TierFromKind,
+    ForgetPausesOnRestore,
 }
 
 /// Arguments of `medic sim`.
@@ -85,6 +87,8 @@ fn fault(i: InjectArg) -> PolicyFault {
         InjectArg::SkipConcurrencyLimit => PolicyFault::SkipConcurrencyLimit,
         InjectArg::IgnorePause => PolicyFault::IgnorePause,
         InjectArg::HighWithoutApproval => PolicyFault::HighWithoutApproval,
+        InjectArg::TierFromKind => PolicyFault::TierFromKind,
+        InjectArg::ForgetPausesOnRestore => PolicyFault::ForgetPausesOnRestore,
     }
 }
 
@@ -183,8 +187,8 @@ pub fn run(args: &SimArgs) -> anyhow::Result<i32> {
     let secs = started.elapsed().as_secs_f64();
     writeln!(
         out,
-        "{{\"seed\":{seed},\"scenarios\":{},\"steps\":{},\"actions\":{},\"incidents\":{},\"violations\":{},\"seconds\":{secs:.1}}}",
-        s.scenarios, s.steps, s.actions, s.incidents, s.violations
+        "{{\"seed\":{seed},\"scenarios\":{},\"steps\":{},\"actions\":{},\"incidents\":{},\"restarts\":{},\"violations\":{},\"seconds\":{secs:.1}}}",
+        s.scenarios, s.steps, s.actions, s.incidents, s.restarts, s.violations
     )?;
     if args.coverage {
         for (k, n) in &s.coverage {
@@ -287,16 +291,17 @@ pub fn bench_figures(iterations: u32) -> BenchFigures {
     }
     let name = cfg.services[0].name.clone();
     let mut e = medic_core::Engine::new(cfg, MonoTime::ZERO);
-    e.handle_input(
+    let _ = e.operate(
         MonoTime(0),
-        Input::Operator(OperatorCommand::Pause {
+        &Actor::new("bench", Role::Admin),
+        OperatorCommand::Pause {
             service: None,
             kind: None::<ActionKind>,
             duration: None,
-            by: "bench".into(),
             reason: "bench".into(),
-        }),
+        },
     );
+    while e.poll_notice().is_some() {}
     let probe = |t: u64| {
         let p = Input::Probe(ProbeReport {
             service: name.clone(),
@@ -312,11 +317,13 @@ pub fn bench_figures(iterations: u32) -> BenchFigures {
     for t in 1..5 {
         e.handle_input(MonoTime(t), probe(t));
     }
+    while e.poll_notice().is_some() {}
     while e.poll_command().is_some() {}
     let n = iterations / 20;
     let started = Instant::now();
     for t in 0..n {
         e.handle_input(MonoTime(10 + u64::from(t)), probe(u64::from(t)));
+        while e.poll_notice().is_some() {}
         while e.poll_command().is_some() {}
     }
     let engine_plan_ns = started.elapsed().as_nanos() as f64 / f64::from(n.max(1));

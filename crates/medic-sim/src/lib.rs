@@ -2,22 +2,32 @@
 //!
 //! One `u64` seed names a whole run. Scenario `k` of seed `s` gets its own
 //! PRNG; from it [`SwarmOptions::generate`] picks the scenario's *parameters*
-//! (TigerBeetle-style swarm testing: service count, instances, risk mix,
-//! fault and noise rates, executor failure rates and delays, operator
-//! activity, clock jumps, tightened limits) and then a list of timed
-//! [`Event`]s. [`run_scenario`] plays the events against the engine on a
-//! simulated clock, with a simulated world that plays the probes and the
-//! executor, and checks the invariants of [`check`] after every step.
+//! (TigerBeetle-style swarm testing: service count, instances, risk and
+//! class mix, fault and noise rates, executor failure rates and delays,
+//! operator activity and roles, clock jumps, medic restarts, tightened
+//! limits) and then a list of timed [`Event`]s. [`run_scenario`] plays the
+//! events against the engine on a simulated clock, with a simulated world
+//! that plays the probes and the executor, and checks the invariants of
+//! [`check`] after every step.
+//!
+//! **medic restarts** are events: the driver takes [`Engine::snapshot`]
+//! (through its JSON form, as the store keeps it), drops the engine, lets the
+//! world run on for the downtime (executions in flight finish or not, their
+//! results may still arrive later, operator requests fail, probes are not
+//! read), then builds a fresh engine, [`Engine::restore`]s the snapshot and
+//! sends the facts a starting daemon sends (signals, then the wall clock).
+//! The fresh engine's clock may start from zero, like a new process's.
 //!
 //! Two phases, as in TigerBeetle's VOPR: a **safety** phase with faults,
-//! noise, operator commands and clock jumps, then a **liveness** phase in
-//! which the world heals, noise stops, an operator resumes automation and
-//! freeze windows are lifted; every incident must then close (or sit
-//! escalated to a human) within a bound, with no action left in flight.
+//! noise, operator commands, clock jumps and restarts, then a **liveness**
+//! phase in which the world heals, noise stops, an operator resumes
+//! automation and freeze windows are lifted; every incident must then close
+//! (or sit escalated to a human) within a bound, with no action left in
+//! flight.
 //!
 //! A violating scenario is shrunk ([`shrink`]) by removing events while the
-//! same invariant still fails, so the report names the shortest reproducer;
-//! `medic sim --seed S --scenario K --trace` replays it exactly.
+//! same invariant still fails, down to a list from which no single event can
+//! be removed; `medic sim --seed S --scenario K --trace` replays it exactly.
 #![forbid(unsafe_code)]
 
 pub mod check;
@@ -30,10 +40,11 @@ use std::time::Duration;
 use medic_core::governance::PolicyFault;
 use medic_core::{
     ActionClass, ActionFailure, ActionFailureKind, ActionGovernance, ActionId, ActionKind,
-    ActionSpec, ActionStage, Command, Condition, Engine, EngineConfig, FailureRule, FreezeWindow,
-    GovernanceConfig, Input, LatencyRule, Mode, MonoTime, OperatorCommand, ProbeFailure,
-    ProbeReport, ProbeSpec, RecoveryRule, Remediation, RetryPolicy, RevertSpec, Risk,
-    ServiceGovernance, ServicePolicy, ServiceSignals, ServiceSpec, SplitMix64,
+    ActionSpec, ActionStage, Actor, Command, Condition, Engine, EngineConfig, FailureRule,
+    FreezeWindow, GovernanceConfig, Input, LatencyRule, Mode, MonoTime, Notice, OperatorCommand,
+    ProbeFailure, ProbeReport, ProbeSpec, RecoveryRule, Remediation, RetryPolicy, RevertSpec, Risk,
+    Role, ServiceGovernance, ServicePolicy, ServiceSignals, ServiceSpec, Snapshot, SplitMix64,
+    StartupSpec,
 };
 
 pub use check::{Checker, Violation};
@@ -68,9 +79,14 @@ pub struct SwarmOptions {
     pub operator_per_hour: f64,
     pub clock_jumps_per_hour: f64,
     pub signals_per_hour: f64,
+    /// medic restarts (snapshot, downtime, restore) per hour.
+    pub restarts_per_hour: f64,
     pub start_mode: Mode,
     pub two_person: bool,
     pub fault: PolicyFault,
+    /// Also check what intents record (tier, class, score); off only to
+    /// show that the behavioural checks catch a bug on their own.
+    pub check_records: bool,
 }
 
 impl SwarmOptions {
@@ -93,6 +109,7 @@ impl SwarmOptions {
             operator_per_hour: pick(rng, &[0.0, 4.0, 20.0, 60.0]),
             clock_jumps_per_hour: pick(rng, &[0.0, 1.0, 6.0]),
             signals_per_hour: pick(rng, &[0.0, 2.0, 10.0]),
+            restarts_per_hour: pick(rng, &[0.0, 2.0, 6.0, 20.0]),
             start_mode: [
                 Mode::Disabled,
                 Mode::DryRun,
@@ -102,6 +119,7 @@ impl SwarmOptions {
             ][rng.below(5) as usize],
             two_person: rng.below(2) == 0,
             fault: PolicyFault::None,
+            check_records: true,
         }
     }
 
@@ -109,8 +127,8 @@ impl SwarmOptions {
     pub fn describe(&self) -> String {
         format!(
             "services={} safety={}s probe={}ms faults/h={} noise={} exec_fail={} \
-             exec_delay_max={}ms hang={} heal={} ops/h={} jumps/h={} signals/h={} mode={} \
-             two_person={} fault={:?}",
+             exec_delay_max={}ms hang={} heal={} ops/h={} jumps/h={} signals/h={} \
+             restarts/h={} mode={} two_person={} fault={:?}",
             self.services,
             self.safety_ms / 1000,
             self.probe_interval_ms,
@@ -123,6 +141,7 @@ impl SwarmOptions {
             self.operator_per_hour,
             self.clock_jumps_per_hour,
             self.signals_per_hour,
+            self.restarts_per_hour,
             self.start_mode,
             self.two_person,
             self.fault
@@ -158,7 +177,9 @@ pub enum OpEvent {
 pub enum EventKind {
     Fault(usize, FaultKind),
     Heal(usize),
-    Op(OpEvent),
+    /// An operator command, issued with this role (usually enough for it;
+    /// sometimes not, and then it must be refused).
+    Op(OpEvent, Role),
     /// The host wall clock jumps (ms, may be negative).
     WallJump(i64),
     /// The host sleeps: no probes for this long.
@@ -166,6 +187,13 @@ pub enum EventKind {
     Signals(usize, u32, f64, f64),
     /// A freeze window from `start` (relative to now, ms) lasting `len` ms.
     Freeze(i64, u64, Option<usize>),
+    /// medic stops (its snapshot is kept), is away `downtime_ms`, and starts
+    /// again with its engine clock at `epoch_ms` (`None`: the clock runs on,
+    /// as a host monotonic clock does).
+    Restart {
+        downtime_ms: u64,
+        epoch_ms: Option<u64>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -209,6 +237,60 @@ fn poisson_times(rng: &mut SplitMix64, per_hour: f64, until_ms: u64) -> Vec<u64>
     out
 }
 
+fn pick_risk(rng: &mut SplitMix64) -> Risk {
+    match rng.below(20) {
+        0..=6 => Risk::Low,
+        7..=13 => Risk::Medium,
+        14..=17 => Risk::High,
+        _ => Risk::Critical,
+    }
+}
+
+/// The heal action of one service: kind, explicit tier, and its governance
+/// entry (`None`: no entry at all; `Some(None)`: an entry without a class).
+fn pick_fix(rng: &mut SplitMix64) -> (ActionKind, Option<Risk>, Option<Option<ActionClass>>) {
+    let any_kind = |rng: &mut SplitMix64| {
+        [ActionKind::Restart, ActionKind::Exec, ActionKind::Http][rng.below(3) as usize]
+    };
+    match rng.below(8) {
+        // HIGH only through its class: an exec failover that states no tier.
+        0 | 1 => (
+            ActionKind::Exec,
+            None,
+            Some(Some(ActionClass::DatabaseFailover)),
+        ),
+        // A restart with a governance entry but no class: still a restart
+        // (restart budget, medium by default).
+        2 => (
+            ActionKind::Restart,
+            (rng.below(2) == 0).then(|| pick_risk(rng)),
+            Some(None),
+        ),
+        // No governance entry at all.
+        3 => {
+            let kind = any_kind(rng);
+            (kind, (rng.below(2) == 0).then(|| pick_risk(rng)), None)
+        }
+        _ => {
+            let kind = any_kind(rng);
+            let risk = (rng.below(3) != 0).then(|| pick_risk(rng));
+            let class = [
+                None,
+                Some(ActionClass::RestartService),
+                Some(ActionClass::ToggleFeatureFlag),
+                Some(ActionClass::Fallback),
+                Some(ActionClass::ClearCache),
+                Some(ActionClass::DatabaseFailover),
+                Some(ActionClass::ScaleOut),
+                Some(ActionClass::TrafficRedirect),
+                Some(ActionClass::DataMigration),
+                Some(ActionClass::Other),
+            ][rng.below(10) as usize];
+            (kind, risk, Some(class))
+        }
+    }
+}
+
 impl Scenario {
     /// Scenario `index` of `seed`.
     pub fn generate(seed: u64, index: u64, profile: Profile, fault: PolicyFault) -> Scenario {
@@ -220,25 +302,12 @@ impl Scenario {
         let mut gov = GovernanceConfig::default();
         for i in 0..n {
             let name = svc_name(i);
-            let risk = match rng.below(20) {
-                0..=6 => Risk::Low,
-                7..=13 => Risk::Medium,
-                14..=17 => Risk::High,
-                _ => Risk::Critical,
-            };
-            let kind =
-                [ActionKind::Restart, ActionKind::Exec, ActionKind::Http][rng.below(3) as usize];
-            let class = [
-                ActionClass::RestartService,
-                ActionClass::ToggleFeatureFlag,
-                ActionClass::Fallback,
-                ActionClass::ClearCache,
-                ActionClass::DatabaseFailover,
-            ][rng.below(5) as usize];
+            let (kind, risk, fix_gov) = pick_fix(&mut rng);
             let revert = (rng.below(3) == 0).then(|| RevertSpec {
                 action: "undo".into(),
                 after: Duration::from_secs(10 + rng.below(110)),
             });
+            let undo_risk = (rng.below(4) != 0).then_some(Risk::Low);
             let actions = vec![
                 ActionSpec {
                     name: "fix".into(),
@@ -249,13 +318,13 @@ impl Scenario {
                 ActionSpec {
                     name: "undo".into(),
                     kind: ActionKind::Http,
-                    risk: Risk::Low,
+                    risk: undo_risk,
                     revert: None,
                 },
                 ActionSpec {
                     name: "shed".into(),
                     kind: ActionKind::Http,
-                    risk: Risk::Low,
+                    risk: Some(Risk::Low),
                     revert: Some(RevertSpec {
                         action: "unshed".into(),
                         after: Duration::from_secs(30),
@@ -264,7 +333,7 @@ impl Scenario {
                 ActionSpec {
                     name: "unshed".into(),
                     kind: ActionKind::Http,
-                    risk: Risk::Low,
+                    risk: Some(Risk::Low),
                     revert: None,
                 },
             ];
@@ -305,19 +374,23 @@ impl Scenario {
                 ][rng.below(4) as usize]
             });
             let mut ag = BTreeMap::new();
-            ag.insert(
-                "fix".to_string(),
-                ActionGovernance {
-                    class,
-                    change_size: None,
-                    removes_capacity: None,
-                    canary: rng.below(2) == 0,
-                },
-            );
+            let canary = rng.below(2) == 0;
+            let change_size = (rng.below(5) == 0).then(|| rng.unit());
+            if let Some(class) = fix_gov {
+                ag.insert(
+                    "fix".to_string(),
+                    ActionGovernance {
+                        class,
+                        change_size,
+                        removes_capacity: None,
+                        canary,
+                    },
+                );
+            }
             ag.insert(
                 "shed".to_string(),
                 ActionGovernance {
-                    class: ActionClass::RateLimit,
+                    class: Some(ActionClass::RateLimit),
                     ..ActionGovernance::default()
                 },
             );
@@ -331,6 +404,9 @@ impl Scenario {
             );
             services.push(ServiceSpec {
                 name,
+                startup: StartupSpec {
+                    grace: Duration::ZERO,
+                },
                 mode,
                 probes: vec![probe],
                 actions,
@@ -362,7 +438,6 @@ impl Scenario {
         gov.approvals.two_person_high = opts.two_person;
         gov.timing.utc_offset_minutes = (rng.below(25) as i32 - 12) * 60;
         gov.canary_bake = Duration::from_secs(5 + rng.below(60));
-        gov.fault = fault;
         let config = EngineConfig {
             seed: rng.next_u64(),
             instance: format!("{index}"),
@@ -399,6 +474,14 @@ impl Scenario {
                 [ActionKind::Restart, ActionKind::Exec, ActionKind::Http][rng.below(3) as usize]
             })
         };
+        // Mostly someone allowed to; sometimes a lesser role (refused).
+        let role = |rng: &mut SplitMix64| {
+            if rng.below(10) == 0 {
+                [Role::Viewer, Role::Operator, Role::Approver][rng.below(3) as usize]
+            } else {
+                Role::Admin
+            }
+        };
         for t in poisson_times(&mut rng, opts.operator_per_hour, until) {
             let op = match rng.below(20) {
                 0..=2 => OpEvent::Mode(
@@ -423,9 +506,10 @@ impl Scenario {
                 16..=17 => OpEvent::Resolve(rng.below(4) as usize),
                 _ => OpEvent::Enable(svc(&mut rng)),
             };
+            let r = role(&mut rng);
             events.push(Event {
                 at: t,
-                kind: EventKind::Op(op),
+                kind: EventKind::Op(op, r),
             });
         }
         for t in poisson_times(&mut rng, opts.clock_jumps_per_hour, until) {
@@ -454,6 +538,42 @@ impl Scenario {
                 ),
             });
         }
+        for t in poisson_times(&mut rng, opts.restarts_per_hour, until) {
+            // A few seconds to a quarter of an hour away.
+            let downtime_ms = match rng.below(3) {
+                0 => 1_000 + rng.below(10_000),
+                1 => 10_000 + rng.below(110_000),
+                _ => 120_000 + rng.below(780_000),
+            };
+            let epoch_ms = match rng.below(3) {
+                0 => None,
+                1 => Some(0),
+                _ => Some(rng.below(7_200_000)),
+            };
+            // Often an operator pause set shortly before, lasting past the
+            // restart: it must still hold afterwards.
+            if rng.below(3) != 0 {
+                let before = (1 + rng.below(120_000)).min(t);
+                let lasts = before + downtime_ms + 30_000 + rng.below(1_800_000);
+                let scope = opt_svc(&mut rng);
+                let kind = if rng.below(4) == 0 {
+                    opt_kind(&mut rng)
+                } else {
+                    None
+                };
+                events.push(Event {
+                    at: t - before,
+                    kind: EventKind::Op(OpEvent::Pause(scope, kind, Some(lasts)), Role::Operator),
+                });
+            }
+            events.push(Event {
+                at: t,
+                kind: EventKind::Restart {
+                    downtime_ms,
+                    epoch_ms,
+                },
+            });
+        }
         events.sort_by_key(|e| e.at);
         Scenario {
             seed,
@@ -472,9 +592,12 @@ pub struct Outcome {
     pub steps: u64,
     pub actions: u64,
     pub incidents: u64,
+    /// medic restarts played (snapshot, downtime, restore).
+    pub restarts: u64,
     pub violation: Option<Violation>,
     /// How often each path was taken: `audit:<kind>`, `reason:<code>`,
-    /// `stage:<stage>` (shows the swarm reaches the interesting paths).
+    /// `stage:<stage>`, and `check:<what>` for what the checkers verified
+    /// (shows the swarm reaches the interesting paths).
     pub coverage: BTreeMap<String, u64>,
 }
 
@@ -502,6 +625,29 @@ struct World {
     exec_fail: f64,
     exec_delay_max: u64,
     heal_prob: f64,
+    /// The last signals of each service: a starting medic reads them again.
+    signals: Vec<Option<ServiceSignals>>,
+}
+
+impl World {
+    fn wall(&self, sc: &Scenario, now: u64) -> i64 {
+        sc.wall_start_ms + now as i64 + self.wall_offset
+    }
+}
+
+/// medic is down: until when, and what it left in the store.
+struct Down {
+    until: u64,
+    downtime_ms: u64,
+    epoch_ms: Option<u64>,
+    snapshot: String,
+}
+
+/// What one step hands the engine.
+enum Step {
+    Input(Input),
+    Timeout,
+    Operate(Actor, OperatorCommand),
 }
 
 /// Maximum steps of one scenario; exceeding it is a liveness violation.
@@ -509,264 +655,651 @@ pub const MAX_STEPS: u64 = 400_000;
 /// How long the liveness phase may take to converge.
 pub const LIVENESS_BOUND_MS: u64 = 4 * 3_600_000;
 
-/// Run a scenario with only the events for which `keep` is true
-/// (all of them for a normal run). Writes a step trace to `trace` if given.
-pub fn run_events(sc: &Scenario, events: &[Event], mut trace: Option<&mut String>) -> Outcome {
-    let n = sc.opts.services;
-    let names: Vec<String> = (0..n).map(svc_name).collect();
-    let mut engine = Engine::new(sc.config.clone(), MonoTime::ZERO);
-    let mut checker = Checker::new(&sc.config, sc.wall_start_ms);
-    let mut world = World {
-        seed: mix(sc.seed, sc.index ^ 0xA5A5),
-        faults: vec![None; n],
-        outcomes: Vec::new(),
-        wall_offset: 0,
-        suspended_until: 0,
-        freeze: Vec::new(),
-        noise: sc.opts.noise,
-        probe_round: 0,
-        exec_hang: sc.opts.exec_hang,
-        exec_fail: sc.opts.exec_fail,
-        exec_delay_max: sc.opts.exec_delay_max_ms,
-        heal_prob: sc.opts.heal_prob,
-    };
-    let mut out = Outcome::default();
-    let mut next_event = 0usize;
-    let mut next_probe = sc.opts.probe_interval_ms;
-    let safety_end = sc.opts.safety_ms;
-    let deadline = safety_end + LIVENESS_BOUND_MS;
-    let mut liveness = false;
-    let mut now = 0u64;
+/// One run of one scenario.
+struct Sim<'a> {
+    sc: &'a Scenario,
+    names: Vec<String>,
+    engine: Engine,
+    /// Sim time at which the current engine was built, and its clock then.
+    base: u64,
+    epoch: u64,
+    checker: Checker,
+    world: World,
+    out: Outcome,
+    trace: Option<&'a mut String>,
+    now: u64,
+    down: Option<Down>,
+}
 
-    let feed = |engine: &mut Engine,
-                checker: &mut Checker,
-                world: &mut World,
-                now: u64,
-                input: Option<Input>,
-                trace: &mut Option<&mut String>,
-                out: &mut Outcome|
-     -> Option<Violation> {
-        if let Some(t) = trace.as_deref_mut() {
-            match &input {
-                Some(i) => {
-                    let _ = writeln!(t, "{} > {}", MonoTime(now), describe_input(i));
-                }
-                None => {
-                    let _ = writeln!(t, "{} > timeout", MonoTime(now));
+impl<'a> Sim<'a> {
+    fn new(sc: &'a Scenario, trace: Option<&'a mut String>) -> Sim<'a> {
+        let n = sc.opts.services;
+        let mut engine = Engine::new(sc.config.clone(), MonoTime::ZERO);
+        engine.inject_fault(sc.opts.fault);
+        Sim {
+            sc,
+            names: (0..n).map(svc_name).collect(),
+            engine,
+            base: 0,
+            epoch: 0,
+            checker: Checker::new(&sc.config).check_records(sc.opts.check_records),
+            world: World {
+                seed: mix(sc.seed, sc.index ^ 0xA5A5),
+                faults: vec![None; n],
+                outcomes: Vec::new(),
+                wall_offset: 0,
+                suspended_until: 0,
+                freeze: Vec::new(),
+                noise: sc.opts.noise,
+                probe_round: 0,
+                exec_hang: sc.opts.exec_hang,
+                exec_fail: sc.opts.exec_fail,
+                exec_delay_max: sc.opts.exec_delay_max_ms,
+                heal_prob: sc.opts.heal_prob,
+                signals: vec![None; n],
+            },
+            out: Outcome::default(),
+            trace,
+            now: 0,
+            down: None,
+        }
+    }
+
+    /// The current engine's clock now.
+    fn engine_now(&self) -> MonoTime {
+        MonoTime(self.now - self.base + self.epoch)
+    }
+
+    /// Sim time of an engine time.
+    fn sim_time(&self, t: MonoTime) -> u64 {
+        let v = i128::from(t.0) - i128::from(self.epoch) + i128::from(self.base);
+        u64::try_from(v.max(0)).unwrap_or(u64::MAX)
+    }
+
+    fn log(&mut self, line: impl FnOnce() -> String) {
+        let now = self.now;
+        if let Some(t) = self.trace.as_deref_mut() {
+            let _ = writeln!(t, "{} {}", MonoTime(now), line());
+        }
+    }
+
+    fn count(&mut self, key: String) {
+        *self.out.coverage.entry(key).or_default() += 1;
+    }
+
+    /// Hand one input, timeout or operator command to the engine, then drain
+    /// and check what it did.
+    fn step(&mut self, step: Step) -> Option<Violation> {
+        let now = self.now;
+        let et = self.engine_now();
+        match step {
+            Step::Input(i) => {
+                self.log(|| format!("> {}", describe_input(&i)));
+                self.checker.before_input(now, Some(&i));
+                self.engine.handle_input(et, i);
+            }
+            Step::Timeout => {
+                self.log(|| "> timeout".to_string());
+                self.checker.before_input(now, None);
+                self.engine.handle_timeout(et);
+            }
+            Step::Operate(actor, cmd) => {
+                self.log(|| format!("> op {}({}) {cmd:?}", actor.id, actor.role.as_str()));
+                self.checker.before_operate(now, &actor, &cmd);
+                let answer = self.engine.operate(et, &actor, cmd.clone());
+                self.log(|| match &answer {
+                    Ok(a) => format!("  = ok: {}", a.message),
+                    Err(e) => format!("  = refused ({}): {e}", e.code().as_str()),
+                });
+                if let Some(v) = self.checker.after_operate(now, &actor, &cmd, &answer) {
+                    return Some(v);
                 }
             }
         }
-        checker.before_input(now, input.as_ref(), world.wall_offset);
-        match input {
-            Some(i) => engine.handle_input(MonoTime(now), i),
-            None => engine.handle_timeout(MonoTime(now)),
+        self.drain()
+    }
+
+    /// Drain notices (recorded first), then commands; the world reacts to
+    /// the commands; the checkers judge the step.
+    fn drain(&mut self) -> Option<Violation> {
+        let now = self.now;
+        let mut notices = Vec::new();
+        while let Some(n) = self.engine.poll_notice() {
+            notices.push(n);
         }
         let mut cmds = Vec::new();
-        while let Some(c) = engine.poll_command() {
+        while let Some(c) = self.engine.poll_command() {
             cmds.push(c);
         }
-        for c in &cmds {
-            match c {
-                Command::Audit(a) => {
-                    *out.coverage.entry(format!("audit:{}", a.kind)).or_default() += 1;
-                    if let Some(code) = a.field("reason_code") {
-                        *out.coverage.entry(format!("reason:{code}")).or_default() += 1;
-                    }
-                }
-                Command::RunAction(r) => {
-                    *out.coverage
-                        .entry(format!("stage:{}", r.stage.as_str()))
-                        .or_default() += 1;
-                }
-                _ => {}
+        for n in &notices {
+            self.count(format!("audit:{}", n.kind().as_str()));
+            if let Some(code) = notice_reason(n) {
+                self.count(format!("reason:{code}"));
             }
-            if let Some(t) = trace.as_deref_mut() {
-                if let Some(s) = describe_command(c) {
-                    let _ = writeln!(t, "{}   < {s}", MonoTime(now));
-                }
-            }
-            match c {
-                Command::RunAction(r) => {
-                    out.actions += 1;
-                    let h = mix(world.seed, r.id.0);
-                    let mut rr = SplitMix64::new(h);
-                    let svc = names.iter().position(|x| *x == r.service).unwrap_or(0);
-                    let (delay, result) = if rr.unit() < world.exec_hang {
-                        (
-                            600_000,
-                            Err(ActionFailure {
-                                kind: ActionFailureKind::Timeout,
-                                message: "hung; killed at the executor timeout".into(),
-                            }),
-                        )
-                    } else if rr.unit() < world.exec_fail {
-                        (
-                            rr.below(world.exec_delay_max + 1),
-                            Err(ActionFailure {
-                                kind: ActionFailureKind::NonZeroExit,
-                                message: "exit 1".into(),
-                            }),
-                        )
-                    } else {
-                        (rr.below(world.exec_delay_max + 1), Ok("done".to_string()))
-                    };
-                    let heals = result.is_ok()
-                        && !matches!(
-                            r.stage,
-                            ActionStage::Canary | ActionStage::Revert | ActionStage::Rollback
-                        )
-                        && rr.unit() < world.heal_prob;
-                    world.outcomes.push(PendingOutcome {
-                        at: now + delay.max(1),
-                        id: r.id,
-                        result,
-                        heals,
-                        service: svc,
-                    });
-                }
-                Command::CancelAction { id, .. } => {
-                    if let Some(p) = world.outcomes.iter_mut().find(|p| p.id == *id) {
-                        let cancel_at = now + 1 + mix(world.seed, id.0 ^ 7) % 2_000;
-                        if cancel_at < p.at {
-                            p.at = cancel_at;
-                            p.heals = false;
-                            p.result = Err(ActionFailure {
-                                kind: ActionFailureKind::Cancelled,
-                                message: "cancelled".into(),
-                            });
-                        }
-                    }
-                }
-                _ => {}
-            }
+            self.log(|| format!("  ! {}", describe_notice(n)));
         }
-        out.steps += 1;
-        checker.after_step(now, &cmds, engine)
-    };
-
-    macro_rules! step {
-        ($input:expr) => {{
-            let v = feed(
-                &mut engine,
-                &mut checker,
-                &mut world,
-                now,
-                $input,
-                &mut trace,
-                &mut out,
-            );
-            if let Some(v) = v {
-                out.incidents = checker.incidents_seen();
-                out.violation = Some(v);
-                return out;
+        for c in &cmds {
+            if let Command::RunAction(r) = c {
+                self.count(format!("stage:{}", r.stage.as_str()));
             }
-        }};
+            if let Some(s) = describe_command(c) {
+                self.log(|| format!("  < {s}"));
+            }
+            self.world_reacts(c);
+        }
+        self.out.steps += 1;
+        self.checker.after_step(now, &notices, &cmds, &self.engine)
     }
 
-    // Start: the wall clock.
-    step!(Some(Input::WallClock {
-        unix_ms: sc.wall_start_ms,
-        utc_offset_minutes: None,
-    }));
-    loop {
-        if out.steps >= MAX_STEPS {
-            out.violation = Some(Violation::new(
-                "liveness.step_bound",
-                now,
-                format!("more than {MAX_STEPS} steps"),
-            ));
-            return out;
-        }
-        // Enter the liveness phase.
-        if !liveness && now >= safety_end {
-            liveness = true;
-            world.noise = 0.0;
-            for f in world.faults.iter_mut() {
-                *f = None;
+    /// The executor: run actions (with delays, failures, hangs), cancel them.
+    fn world_reacts(&mut self, c: &Command) {
+        let now = self.now;
+        let world = &mut self.world;
+        match c {
+            Command::RunAction(r) => {
+                self.out.actions += 1;
+                let mut rr = SplitMix64::new(mix(world.seed, r.id.0));
+                let svc = self.names.iter().position(|x| *x == r.service).unwrap_or(0);
+                let (delay, result) = if rr.unit() < world.exec_hang {
+                    (
+                        600_000,
+                        Err(ActionFailure {
+                            kind: ActionFailureKind::Timeout,
+                            message: "hung; killed at the executor timeout".into(),
+                        }),
+                    )
+                } else if rr.unit() < world.exec_fail {
+                    (
+                        rr.below(world.exec_delay_max + 1),
+                        Err(ActionFailure {
+                            kind: ActionFailureKind::NonZeroExit,
+                            message: "exit 1".into(),
+                        }),
+                    )
+                } else {
+                    (rr.below(world.exec_delay_max + 1), Ok("done".to_string()))
+                };
+                let heals = result.is_ok()
+                    && !matches!(
+                        r.stage,
+                        ActionStage::Canary | ActionStage::Revert | ActionStage::Rollback
+                    )
+                    && rr.unit() < world.heal_prob;
+                world.outcomes.push(PendingOutcome {
+                    at: now + delay.max(1),
+                    id: r.id,
+                    result,
+                    heals,
+                    service: svc,
+                });
             }
-            world.suspended_until = 0;
-            world.freeze.clear();
-            step!(Some(Input::FreezeWindows(Vec::new())));
-            step!(Some(Input::Operator(OperatorCommand::Resume {
-                service: None,
-                kind: None,
-                by: "sim-liveness".into(),
-            })));
-            continue;
+            Command::CancelAction { id, .. } => {
+                if let Some(p) = world.outcomes.iter_mut().find(|p| p.id == *id) {
+                    let cancel_at = now + 1 + mix(world.seed, id.0 ^ 7) % 2_000;
+                    if cancel_at < p.at {
+                        p.at = cancel_at;
+                        p.heals = false;
+                        p.result = Err(ActionFailure {
+                            kind: ActionFailureKind::Cancelled,
+                            message: "cancelled".into(),
+                        });
+                    }
+                }
+            }
+            Command::Notify(_) | Command::IncidentChanged(_) => {}
         }
-        if liveness && checker.converged(&engine) && world.outcomes.is_empty() {
-            break;
-        }
-        let ev_at = if liveness {
-            None
-        } else {
-            events.get(next_event).map(|e| e.at)
+    }
+
+    /// medic stops: the store keeps its snapshot (as JSON); the engine is gone.
+    fn stop(&mut self, downtime_ms: u64, epoch_ms: Option<u64>) -> Option<Violation> {
+        let now = self.now;
+        let snap = self.engine.snapshot();
+        let json = match serde_json::to_string(&snap) {
+            Ok(j) => j,
+            Err(e) => {
+                return Some(Violation::new(
+                    "restart.snapshot",
+                    now,
+                    format!("the snapshot does not serialise: {e}"),
+                ))
+            }
         };
-        let out_at = world.outcomes.iter().map(|p| p.at).min();
-        let timer_at = engine.poll_timeout().map(|t| t.0.max(now));
-        let phase_at = (!liveness).then_some(safety_end);
-        let next = [ev_at, out_at, timer_at, Some(next_probe), phase_at]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or(next_probe);
-        if next > deadline {
-            break;
-        }
-        now = next.max(now);
-        if out_at == Some(now) {
-            let idx = world
-                .outcomes
-                .iter()
-                .enumerate()
-                .filter(|(_, p)| p.at == now)
-                .min_by_key(|(_, p)| p.id)
-                .map(|(i, _)| i)
-                .unwrap_or(0);
-            let p = world.outcomes.remove(idx);
-            if p.heals {
-                world.faults[p.service] = None;
+        self.log(|| {
+            format!(
+                "= medic stops for {downtime_ms}ms (snapshot {} bytes)",
+                json.len()
+            )
+        });
+        self.checker.on_stop(now);
+        self.out.restarts += 1;
+        self.down = Some(Down {
+            until: now + downtime_ms.max(1),
+            downtime_ms,
+            epoch_ms,
+            snapshot: json,
+        });
+        None
+    }
+
+    /// medic starts again: a fresh engine restores the snapshot, then gets
+    /// what a starting daemon sends (signals, then the wall clock).
+    fn start(&mut self) -> Option<Violation> {
+        let down = self.down.take()?;
+        let now = self.now;
+        let snap: Snapshot = match serde_json::from_str(&down.snapshot) {
+            Ok(s) => s,
+            Err(e) => {
+                return Some(Violation::new(
+                    "restart.snapshot",
+                    now,
+                    format!("the stored snapshot does not parse: {e}"),
+                ))
             }
-            step!(Some(Input::ActionOutcome {
-                id: p.id,
-                result: p.result,
-            }));
-            continue;
+        };
+        let mut cfg = self.sc.config.clone();
+        // Freeze windows come from configuration: known before the first decision.
+        cfg.governance.freeze_windows = self.world.freeze.clone();
+        cfg.instance = format!("{}.{}", self.sc.index, self.out.restarts);
+        let epoch = down.epoch_ms.unwrap_or(self.now - self.base + self.epoch);
+        let mut engine = Engine::new(cfg, MonoTime(epoch));
+        engine.inject_fault(self.sc.opts.fault);
+        self.engine = engine;
+        self.base = now;
+        self.epoch = epoch;
+        self.log(|| {
+            format!(
+                "= medic starts (engine clock {}), restoring after {}ms away",
+                MonoTime(epoch),
+                down.downtime_ms
+            )
+        });
+        self.checker.on_start(now, &self.world.freeze);
+        if let Err(e) = self
+            .engine
+            .restore(snap, Duration::from_millis(down.downtime_ms))
+        {
+            return Some(Violation::new("restart.restore", now, e.to_string()));
         }
-        if ev_at == Some(now) {
-            let e = events[next_event].clone();
-            next_event += 1;
-            let input = apply_event(&e.kind, &mut world, &engine, &names, now, sc);
-            if let Some(i) = input {
-                step!(Some(i));
+        if let Some(v) = self.drain() {
+            return Some(v);
+        }
+        for i in 0..self.names.len() {
+            let Some(s) = self.world.signals.get(i).cloned().flatten() else {
+                continue;
+            };
+            if let Some(v) = self.step(Step::Input(Input::Signals(s))) {
+                return Some(v);
             }
-            continue;
         }
-        if timer_at == Some(now) {
-            step!(None);
-            continue;
+        let unix_ms = self.world.wall(self.sc, now);
+        self.step(Step::Input(Input::WallClock {
+            unix_ms,
+            utc_offset_minutes: None,
+        }))
+    }
+
+    /// Play one scenario event.
+    fn event(&mut self, kind: &EventKind) -> Option<Violation> {
+        let now = self.now;
+        let up = self.down.is_none();
+        match kind {
+            EventKind::Fault(i, k) => {
+                if let Some(f) = self.world.faults.get_mut(*i) {
+                    *f = Some(*k);
+                }
+                None
+            }
+            EventKind::Heal(i) => {
+                if let Some(f) = self.world.faults.get_mut(*i) {
+                    *f = None;
+                }
+                None
+            }
+            EventKind::Suspend(ms) => {
+                self.world.suspended_until = now + ms;
+                None
+            }
+            EventKind::WallJump(d) => {
+                self.world.wall_offset += d;
+                let unix_ms = self.world.wall(self.sc, now);
+                if !up {
+                    return None;
+                }
+                self.step(Step::Input(Input::WallClock {
+                    unix_ms,
+                    utc_offset_minutes: None,
+                }))
+            }
+            EventKind::Signals(i, inst, eb, head) => {
+                let name = self.names.get(*i)?.clone();
+                let s = ServiceSignals {
+                    service: name,
+                    instances: Some(*inst),
+                    error_budget_remaining: Some(*eb),
+                    capacity_headroom: Some(*head),
+                };
+                if let Some(slot) = self.world.signals.get_mut(*i) {
+                    *slot = Some(s.clone());
+                }
+                if !up {
+                    return None;
+                }
+                self.step(Step::Input(Input::Signals(s)))
+            }
+            EventKind::Freeze(start, len, svc) => {
+                let s = self.world.wall(self.sc, now) + start;
+                let services = match svc {
+                    Some(i) => Some(vec![self.names.get(*i)?.clone()]),
+                    None => None,
+                };
+                self.world.freeze.push(FreezeWindow {
+                    name: format!("f{now}"),
+                    start_unix_ms: s,
+                    end_unix_ms: s + *len as i64,
+                    services,
+                });
+                while self.world.freeze.len() > 3 {
+                    self.world.freeze.remove(0);
+                }
+                if !up {
+                    return None;
+                }
+                self.step(Step::Input(Input::FreezeWindows(self.world.freeze.clone())))
+            }
+            EventKind::Restart {
+                downtime_ms,
+                epoch_ms,
+            } => {
+                if !up {
+                    self.log(|| "= restart ignored: medic is already down".to_string());
+                    return None;
+                }
+                self.stop(*downtime_ms, *epoch_ms)
+            }
+            EventKind::Op(op, role) => {
+                if !up {
+                    self.log(|| format!("= {op:?} lost: medic is down"));
+                    return None;
+                }
+                let (actor, cmd) = self.op_command(op, *role)?;
+                self.step(Step::Operate(actor, cmd))
+            }
         }
-        if next_probe == now {
-            next_probe = now + sc.opts.probe_interval_ms;
-            if now < world.suspended_until {
+    }
+
+    fn op_command(&self, op: &OpEvent, role: Role) -> Option<(Actor, OperatorCommand)> {
+        let name = |i: usize| self.names.get(i).cloned();
+        let opt_name = |i: Option<usize>| match i {
+            Some(i) => name(i).map(Some),
+            None => Some(None),
+        };
+        let as_op = Actor::new("op", role);
+        Some(match op {
+            OpEvent::Mode(s, m) => (
+                as_op,
+                OperatorCommand::SetMode {
+                    service: opt_name(*s)?,
+                    mode: *m,
+                },
+            ),
+            OpEvent::Pause(s, k, d) => (
+                as_op,
+                OperatorCommand::Pause {
+                    service: opt_name(*s)?,
+                    kind: *k,
+                    duration: d.map(Duration::from_millis),
+                    reason: "sim".into(),
+                },
+            ),
+            OpEvent::Resume(s, k) => (
+                as_op,
+                OperatorCommand::Resume {
+                    service: opt_name(*s)?,
+                    kind: *k,
+                },
+            ),
+            OpEvent::Approve(n, who) => {
+                let p = self.engine.pending_approvals();
+                let a = p.get(n % p.len().max(1))?;
+                (
+                    Actor::new(APPROVERS[who % APPROVERS.len()], role),
+                    OperatorCommand::Approve { id: a.id.clone() },
+                )
+            }
+            OpEvent::Reject(n) => {
+                let p = self.engine.pending_approvals();
+                let a = p.get(n % p.len().max(1))?;
+                (
+                    Actor::new("carol", role),
+                    OperatorCommand::Reject {
+                        id: a.id.clone(),
+                        reason: "sim".into(),
+                    },
+                )
+            }
+            OpEvent::Cancel(n) => {
+                let f = self.engine.inflight_actions();
+                let a = f.get(n % f.len().max(1))?;
+                (
+                    as_op,
+                    OperatorCommand::CancelAction {
+                        id: a.0,
+                        reason: "sim".into(),
+                    },
+                )
+            }
+            OpEvent::Force(i) => (
+                as_op,
+                OperatorCommand::ForceAction {
+                    service: name(*i)?,
+                    action: "fix".into(),
+                    reason: "sim override".into(),
+                },
+            ),
+            OpEvent::Resolve(n) => {
+                let o = self.engine.open_incidents();
+                let inc = o.get(n % o.len().max(1))?;
+                (
+                    as_op,
+                    OperatorCommand::ResolveIncident {
+                        id: inc.id.0.clone(),
+                        reason: "sim".into(),
+                    },
+                )
+            }
+            OpEvent::Enable(i) => (
+                as_op,
+                OperatorCommand::EnableAutoheal { service: name(*i)? },
+            ),
+        })
+    }
+
+    fn probe_round(&mut self) -> Option<Violation> {
+        self.world.probe_round += 1;
+        for i in 0..self.names.len() {
+            let u = ((mix(self.world.seed ^ self.world.probe_round, i as u64) >> 11) as f64)
+                / ((1u64 << 53) as f64);
+            let flip = self.world.noise > 0.0 && u < self.world.noise;
+            let fault = self.world.faults.get(i).copied().flatten();
+            let report = probe_report(&self.names[i], fault, flip);
+            if let Some(v) = self.step(Step::Input(Input::Probe(report))) {
+                return Some(v);
+            }
+        }
+        None
+    }
+
+    /// Both phases; returns the first violation.
+    fn run(&mut self, events: &[Event]) -> Option<Violation> {
+        let sc = self.sc;
+        let mut next_event = 0usize;
+        let mut next_probe = sc.opts.probe_interval_ms;
+        let safety_end = sc.opts.safety_ms;
+        let deadline = safety_end + LIVENESS_BOUND_MS;
+        let mut liveness = false;
+        let start_wall = self.world.wall(sc, 0);
+        if let Some(v) = self.step(Step::Input(Input::WallClock {
+            unix_ms: start_wall,
+            utc_offset_minutes: None,
+        })) {
+            return Some(v);
+        }
+        loop {
+            if self.out.steps >= MAX_STEPS {
+                return Some(Violation::new(
+                    "liveness.step_bound",
+                    self.now,
+                    format!("more than {MAX_STEPS} steps"),
+                ));
+            }
+            let up = self.down.is_none();
+            // Enter the liveness phase (once medic is up).
+            if !liveness && up && self.now >= safety_end {
+                liveness = true;
+                self.world.noise = 0.0;
+                for f in self.world.faults.iter_mut() {
+                    *f = None;
+                }
+                self.world.suspended_until = 0;
+                self.world.freeze.clear();
+                if let Some(v) = self.step(Step::Input(Input::FreezeWindows(Vec::new()))) {
+                    return Some(v);
+                }
+                let resume = OperatorCommand::Resume {
+                    service: None,
+                    kind: None,
+                };
+                let actor = Actor::new("sim-liveness", Role::Admin);
+                if let Some(v) = self.step(Step::Operate(actor, resume)) {
+                    return Some(v);
+                }
                 continue;
             }
-            world.probe_round += 1;
-            for (i, name) in names.iter().enumerate() {
-                let u = ((mix(world.seed ^ world.probe_round, i as u64) >> 11) as f64)
-                    / ((1u64 << 53) as f64);
-                let flip = world.noise > 0.0 && u < world.noise;
-                let report = probe_report(name, world.faults[i], flip);
-                step!(Some(Input::Probe(report)));
+            if liveness && self.checker.converged(&self.engine) && self.world.outcomes.is_empty() {
+                break;
             }
-            continue;
+            let ev_at = if liveness {
+                None
+            } else {
+                events.get(next_event).map(|e| e.at)
+            };
+            let out_at = self.world.outcomes.iter().map(|p| p.at).min();
+            let timer_at = if up {
+                self.engine
+                    .poll_timeout()
+                    .map(|t| self.sim_time(t).max(self.now))
+            } else {
+                None
+            };
+            let up_at = self.down.as_ref().map(|d| d.until);
+            let phase_at = (!liveness && up).then_some(safety_end);
+            let next = [up_at, ev_at, out_at, timer_at, Some(next_probe), phase_at]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(next_probe);
+            if next > deadline {
+                break;
+            }
+            self.now = next.max(self.now);
+            let now = self.now;
+            if up_at == Some(now) {
+                if let Some(v) = self.start() {
+                    return Some(v);
+                }
+                continue;
+            }
+            if out_at == Some(now) {
+                let idx = self
+                    .world
+                    .outcomes
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, p)| p.at == now)
+                    .min_by_key(|(_, p)| p.id)
+                    .map(|(i, _)| i)
+                    .unwrap_or(0);
+                let p = self.world.outcomes.remove(idx);
+                if p.heals {
+                    if let Some(f) = self.world.faults.get_mut(p.service) {
+                        *f = None;
+                    }
+                }
+                if let Some(until) = self.down.as_ref().map(|d| d.until) {
+                    // Nobody listens. Some executors report again once
+                    // medic is back; the rest of the results are lost.
+                    let late = mix(self.world.seed, p.id.0 ^ 0x1A7E) & 1 == 0;
+                    let id = p.id;
+                    self.log(|| {
+                        format!(
+                            "= {id} finished while medic is down ({})",
+                            if late {
+                                "reported later"
+                            } else {
+                                "result lost"
+                            }
+                        )
+                    });
+                    if late {
+                        self.world.outcomes.push(PendingOutcome {
+                            at: until + 1,
+                            heals: false,
+                            ..p
+                        });
+                    }
+                    continue;
+                }
+                if let Some(v) = self.step(Step::Input(Input::ActionOutcome {
+                    id: p.id,
+                    result: p.result,
+                })) {
+                    return Some(v);
+                }
+                continue;
+            }
+            if ev_at == Some(now) {
+                let Some(e) = events.get(next_event).cloned() else {
+                    break;
+                };
+                next_event += 1;
+                if let Some(v) = self.event(&e.kind) {
+                    return Some(v);
+                }
+                continue;
+            }
+            if timer_at == Some(now) {
+                if let Some(v) = self.step(Step::Timeout) {
+                    return Some(v);
+                }
+                continue;
+            }
+            if next_probe == now {
+                next_probe = now + sc.opts.probe_interval_ms;
+                if !up || now < self.world.suspended_until {
+                    continue;
+                }
+                if let Some(v) = self.probe_round() {
+                    return Some(v);
+                }
+                continue;
+            }
+            // Only the phase switch was due.
         }
-        // Only the phase switch was due.
+        self.checker.at_end(self.now, &self.engine)
     }
-    if let Some(v) = checker.at_end(now, &engine) {
-        out.violation = Some(v);
+}
+
+/// Run a scenario with the given events (all of them for a normal run, a
+/// subset when shrinking). Writes a step trace to `trace` if given.
+pub fn run_events(sc: &Scenario, events: &[Event], trace: Option<&mut String>) -> Outcome {
+    let mut sim = Sim::new(sc, trace);
+    let violation = sim.run(events);
+    let mut out = std::mem::take(&mut sim.out);
+    out.violation = violation;
+    out.incidents = sim.checker.incidents_seen();
+    for (k, n) in sim.checker.coverage() {
+        *out.coverage.entry(format!("check:{k}")).or_default() += n;
     }
-    out.incidents = checker.incidents_seen();
     out
 }
 
@@ -799,123 +1332,19 @@ fn probe_report(service: &str, fault: Option<FaultKind>, flip: bool) -> ProbeRep
     }
 }
 
-fn apply_event(
-    kind: &EventKind,
-    world: &mut World,
-    engine: &Engine,
-    names: &[String],
-    now: u64,
-    sc: &Scenario,
-) -> Option<Input> {
-    let by = |i: usize| APPROVERS[i % APPROVERS.len()].to_string();
-    match kind {
-        EventKind::Fault(i, k) => {
-            world.faults[*i] = Some(*k);
-            None
+/// The reason code a notice carries, if one (for coverage).
+fn notice_reason(n: &Notice) -> Option<&'static str> {
+    match n {
+        Notice::Decision { reason_code, .. } | Notice::RevertDropped { reason_code, .. } => {
+            reason_code.map(|c| c.as_str())
         }
-        EventKind::Heal(i) => {
-            world.faults[*i] = None;
-            None
-        }
-        EventKind::WallJump(d) => {
-            world.wall_offset += d;
-            let unix_ms = sc.wall_start_ms + now as i64 + world.wall_offset;
-            Some(Input::WallClock {
-                unix_ms,
-                utc_offset_minutes: None,
-            })
-        }
-        EventKind::Suspend(ms) => {
-            world.suspended_until = now + ms;
-            None
-        }
-        EventKind::Signals(i, inst, eb, head) => Some(Input::Signals(ServiceSignals {
-            service: names[*i].clone(),
-            instances: Some(*inst),
-            error_budget_remaining: Some(*eb),
-            capacity_headroom: Some(*head),
-        })),
-        EventKind::Freeze(start, len, svc) => {
-            let wall = sc.wall_start_ms + now as i64 + world.wall_offset;
-            let s = wall + start;
-            world.freeze.push(FreezeWindow {
-                name: format!("f{now}"),
-                start_unix_ms: s,
-                end_unix_ms: s + *len as i64,
-                services: svc.map(|i| vec![names[i].clone()]),
-            });
-            while world.freeze.len() > 3 {
-                world.freeze.remove(0);
-            }
-            Some(Input::FreezeWindows(world.freeze.clone()))
-        }
-        EventKind::Op(op) => {
-            let cmd = match op {
-                OpEvent::Mode(s, m) => OperatorCommand::SetMode {
-                    service: s.map(|i| names[i].clone()),
-                    mode: *m,
-                    by: "op".into(),
-                },
-                OpEvent::Pause(s, k, d) => OperatorCommand::Pause {
-                    service: s.map(|i| names[i].clone()),
-                    kind: *k,
-                    duration: d.map(Duration::from_millis),
-                    by: "op".into(),
-                    reason: "sim".into(),
-                },
-                OpEvent::Resume(s, k) => OperatorCommand::Resume {
-                    service: s.map(|i| names[i].clone()),
-                    kind: *k,
-                    by: "op".into(),
-                },
-                OpEvent::Approve(n, who) => {
-                    let p = engine.pending_approvals();
-                    let a = p.get(n % p.len().max(1))?;
-                    OperatorCommand::Approve {
-                        id: a.id.clone(),
-                        by: by(*who),
-                    }
-                }
-                OpEvent::Reject(n) => {
-                    let p = engine.pending_approvals();
-                    let a = p.get(n % p.len().max(1))?;
-                    OperatorCommand::Reject {
-                        id: a.id.clone(),
-                        by: "carol".into(),
-                        reason: "sim".into(),
-                    }
-                }
-                OpEvent::Cancel(n) => {
-                    let f = engine.inflight_actions();
-                    let a = f.get(n % f.len().max(1))?;
-                    OperatorCommand::CancelAction {
-                        id: a.0,
-                        by: "op".into(),
-                        reason: "sim".into(),
-                    }
-                }
-                OpEvent::Force(i) => OperatorCommand::ForceAction {
-                    service: names[*i].clone(),
-                    action: "fix".into(),
-                    by: "op".into(),
-                    reason: "sim override".into(),
-                },
-                OpEvent::Resolve(n) => {
-                    let o = engine.open_incidents();
-                    let inc = o.get(n % o.len().max(1))?;
-                    OperatorCommand::ResolveIncident {
-                        id: inc.id.0.clone(),
-                        by: "op".into(),
-                        reason: "sim".into(),
-                    }
-                }
-                OpEvent::Enable(i) => OperatorCommand::EnableAutoheal {
-                    service: names[*i].clone(),
-                    by: "op".into(),
-                },
-            };
-            Some(Input::Operator(cmd))
-        }
+        Notice::ApprovalRequested { reason_code, .. }
+        | Notice::HealRetrying { reason_code, .. }
+        | Notice::IncidentEscalated { reason_code, .. }
+        | Notice::AutohealDisabled { reason_code, .. }
+        | Notice::RevertDeferred { reason_code, .. } => Some(reason_code.as_str()),
+        Notice::OperatorRejected { error, .. } => Some(error.as_str()),
+        _ => None,
     }
 }
 
@@ -939,17 +1368,47 @@ fn describe_input(i: &Input) -> String {
     }
 }
 
+fn describe_notice(n: &Notice) -> String {
+    let kind = n.kind().as_str();
+    match n {
+        Notice::Decision {
+            incident,
+            action,
+            stage,
+            verdict,
+            reason_code,
+            ..
+        } => format!(
+            "{kind} {incident} {action} {} {} {}",
+            stage.as_str(),
+            verdict.as_str(),
+            reason_code.map(|c| c.as_str()).unwrap_or("-")
+        ),
+        Notice::ActionIntent {
+            action_id,
+            incident,
+            service,
+            action,
+            class,
+            risk,
+            score,
+            stage,
+            ..
+        } => format!(
+            "{kind} {action_id} {} {service} {action} class={class} risk={} score={score:.3} stage={}",
+            incident.as_ref().map(|i| i.0.as_str()).unwrap_or("-"),
+            risk.as_str(),
+            stage.as_str()
+        ),
+        Notice::ActionOutcome {
+            action_id, status, ..
+        } => format!("{kind} {action_id} {}", status.as_str()),
+        other => format!("{kind} {other:?}"),
+    }
+}
+
 fn describe_command(c: &Command) -> Option<String> {
     match c {
-        Command::Audit(a) => Some(format!(
-            "audit {} {}",
-            a.kind,
-            a.fields
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join(" ")
-        )),
         Command::RunAction(r) => Some(format!(
             "run {} {} {} risk={} stage={} attempt={}",
             r.id,
@@ -977,18 +1436,22 @@ pub fn run_scenario(
     (sc, out)
 }
 
-/// Delta-debugging shrink: remove chunks of events while the same invariant
-/// still fails. Deterministic. Returns the smallest event list found.
+/// Whether `events` still break invariant `kind`.
+pub fn reproduces(sc: &Scenario, events: &[Event], kind: &str) -> bool {
+    run_events(sc, events, None)
+        .violation
+        .is_some_and(|v| v.kind == kind)
+}
+
+/// Delta-debugging shrink: remove chunks of events, then single events,
+/// while the same invariant still fails. Deterministic. The result is
+/// 1-minimal (removing any one more event makes the violation go away)
+/// unless the round bound is hit first.
 pub fn shrink(sc: &Scenario, kind: &str) -> Vec<Event> {
     let mut events = sc.events.clone();
-    let fails = |evs: &[Event]| {
-        run_events(sc, evs, None)
-            .violation
-            .is_some_and(|v| v.kind == kind)
-    };
     let mut chunk = events.len().div_ceil(2).max(1);
     let mut rounds = 0;
-    while chunk >= 1 && rounds < 200 {
+    while rounds < 200 {
         rounds += 1;
         let mut i = 0;
         let mut removed_any = false;
@@ -996,7 +1459,7 @@ pub fn shrink(sc: &Scenario, kind: &str) -> Vec<Event> {
             let mut candidate = events.clone();
             let end = (i + chunk).min(candidate.len());
             candidate.drain(i..end);
-            if fails(&candidate) {
+            if reproduces(sc, &candidate, kind) {
                 events = candidate;
                 removed_any = true;
             } else {
@@ -1020,6 +1483,7 @@ pub struct Summary {
     pub steps: u64,
     pub actions: u64,
     pub incidents: u64,
+    pub restarts: u64,
     pub violations: u64,
     /// The first violating scenario: (index, violation).
     pub first: Option<(u64, Violation)>,
@@ -1033,6 +1497,7 @@ impl Summary {
         self.steps += p.steps;
         self.actions += p.actions;
         self.incidents += p.incidents;
+        self.restarts += p.restarts;
         self.violations += p.violations;
         if let Some((k, v)) = p.first {
             if self.first.as_ref().is_none_or(|(k0, _)| k < *k0) {
@@ -1061,6 +1526,7 @@ pub fn run_many(
         s.steps += out.steps;
         s.actions += out.actions;
         s.incidents += out.incidents;
+        s.restarts += out.restarts;
         for (k, n) in out.coverage {
             *s.coverage.entry(k).or_default() += n;
         }

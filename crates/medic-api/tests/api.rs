@@ -8,6 +8,7 @@ use medic_api::{
     router, ApiError, ApiState, ControlRequest, ErrorCode, Metrics, CODES, METRICS_CONTENT_TYPE,
 };
 use medic_store::{IncidentRecord, Store, TimelineEntry};
+use medic_core::{Ack, ActionStage, ActionStatus, Mode, OperatorCommand, OperatorError};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
@@ -130,8 +131,8 @@ async fn healthz_and_readyz_follow_the_ready_flag() {
 async fn metrics_text_has_all_medic_metrics() {
     let (api, _rx) = start().await;
     let m = &api.state.metrics;
-    m.inc_action("restart", "healthz_failed", "success");
-    m.inc_action("restart", "healthz_failed", "success");
+    m.inc_action("restart", ActionStage::Direct, ActionStatus::Succeeded);
+    m.inc_action("restart", ActionStage::Direct, ActionStatus::Succeeded);
     m.inc_incident();
     m.inc_probe_failure("web", "healthz");
     m.inc_audit();
@@ -140,7 +141,7 @@ async fn metrics_text_has_all_medic_metrics() {
     assert_eq!(resp.headers()["content-type"], METRICS_CONTENT_TYPE);
     let text = resp.text().await.unwrap();
     for needle in [
-        r#"medic_actions_total{action="restart",reason="healthz_failed",outcome="success"} 2"#,
+        r#"medic_actions_total{action="restart",stage="direct",outcome="succeeded"} 2"#,
         "medic_incidents_total 1",
         r#"medic_probe_failures_total{service="web",probe="healthz"} 1"#,
         "medic_audit_records_total 1",
@@ -285,27 +286,22 @@ async fn set_mode_round_trips_through_the_control_channel() {
         let mut seen = Vec::new();
         while let Some(req) = rx.recv().await {
             match req {
-                ControlRequest::SetMode {
-                    service,
-                    mode,
-                    reply,
-                } => {
-                    seen.push((service.clone(), mode.clone()));
-                    let answer = if mode == "dry-run" {
-                        Ok(format!("mode set to {mode}"))
-                    } else if mode == "busy" {
-                        Err(ApiError::conflict("a remediation is running"))
-                    } else {
-                        Err(ApiError::invalid_field(
-                            "mode",
-                            format!("unknown mode {mode}"),
-                        ))
+                ControlRequest::Operate { actor, cmd, reply } => {
+                    let OperatorCommand::SetMode { service, mode } = cmd else {
+                        panic!("unexpected {cmd:?}");
+                    };
+                    seen.push((actor.id.clone(), service.clone(), mode));
+                    let answer = match service.as_deref() {
+                        Some("nope") => Err(OperatorError::UnknownService("nope".into())),
+                        _ => Ok(Ack {
+                            message: format!("mode set to {mode}"),
+                        }),
                     };
                     let _ = reply.send(answer);
                 }
-                ControlRequest::Governance { .. } => {}
+                ControlRequest::Query { .. } => {}
             }
-            if seen.len() == 4 {
+            if seen.len() == 3 {
                 break;
             }
         }
@@ -323,18 +319,23 @@ async fn set_mode_round_trips_through_the_control_channel() {
     let body: Value = resp.json().await.unwrap();
     assert_eq!(
         body,
-        json!({"mode": "dry-run", "service": null, "message": "mode set to dry-run"})
+        json!({"mode": "dry-run", "service": null, "message": "mode set to dry-run", "actor": "anonymous"})
     );
 
-    let resp = api
-        .post_raw(
-            "/api/v1/mode",
-            Some("application/json; charset=utf-8"),
-            r#"{"mode":"dry-run","service":"web"}"#,
-        )
-        .await;
+    // The actor comes from the edge (the header), normalised; never the body.
+    let resp = reqwest::Client::new()
+        .post(format!("{}/api/v1/mode", api.base))
+        .header("content-type", "application/json; charset=utf-8")
+        .header("x-medic-actor", "Alice")
+        .body(r#"{"mode":"dry-run","service":"web"}"#)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["actor"], "alice");
 
+    // A mode that does not parse never reaches the engine.
     let err = assert_error(
         api.post_raw(
             "/api/v1/mode",
@@ -349,27 +350,29 @@ async fn set_mode_round_trips_through_the_control_channel() {
     .await;
     assert_eq!(err["field"], "mode");
 
-    assert_error(
+    // The engine's refusal, mapped by its variant, with its code.
+    let err = assert_error(
         api.post_raw(
             "/api/v1/mode",
             Some("application/json"),
-            r#"{"mode":"busy"}"#,
+            r#"{"mode":"aggressive","service":"nope"}"#,
         )
         .await,
-        409,
-        "E0409",
-        "conflict",
+        422,
+        "E0422",
+        "invalid_field",
     )
     .await;
+    assert_eq!(err["field"], "service");
+    assert_eq!(err["reason_code"], "unknown_service");
 
     let seen = daemon.await.unwrap();
     assert_eq!(
         seen,
         vec![
-            (None, "dry-run".to_string()),
-            (Some("web".to_string()), "dry-run".to_string()),
-            (None, "nonsense".to_string()),
-            (None, "busy".to_string()),
+            ("anonymous".to_string(), None, Mode::DryRun),
+            ("alice".to_string(), Some("web".to_string()), Mode::DryRun),
+            ("anonymous".to_string(), Some("nope".to_string()), Mode::Aggressive),
         ]
     );
 }

@@ -1,11 +1,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Governance routes against a real engine behind a stand-in control loop
-//! that does what the daemon does: `governance::apply`, then drain.
+//! that does what the daemon does: `Engine::operate` or a query, then drain.
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use medic_api::governance::apply;
+use medic_api::governance::{Query, QueryAnswer, WallSync};
 use medic_api::{router, ApiState, ControlRequest, Metrics};
 use medic_core::*;
 use medic_store::Store;
@@ -15,6 +15,9 @@ use tokio::sync::mpsc;
 fn engine() -> Engine {
     let svc = ServiceSpec {
         name: "web".into(),
+        startup: StartupSpec {
+            grace: Duration::ZERO,
+        },
         mode: None,
         probes: vec![ProbeSpec {
             name: "healthz".into(),
@@ -28,7 +31,7 @@ fn engine() -> Engine {
         actions: vec![ActionSpec {
             name: "restart".into(),
             kind: ActionKind::Restart,
-            risk: Risk::Medium,
+            risk: Some(Risk::Medium),
             revert: None,
         }],
         remediations: vec![Remediation {
@@ -61,14 +64,17 @@ fn engine() -> Engine {
         );
     }
     while e.poll_command().is_some() {}
+    while e.poll_notice().is_some() {}
     e
 }
+
+type Step = (Vec<Notice>, Vec<Command>);
 
 async fn start() -> (
     String,
     reqwest::Client,
     tempfile::TempDir,
-    mpsc::Receiver<Vec<Command>>,
+    mpsc::Receiver<Step>,
 ) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("medic.db")).await.unwrap();
@@ -85,11 +91,33 @@ async fn start() -> (
         let mut now = 10_000u64;
         while let Some(req) = rx.recv().await {
             now += 1000;
-            if let ControlRequest::Governance { op, reply } = req {
-                let r = apply(&mut e, MonoTime(now), op);
-                let cmds: Vec<Command> = std::iter::from_fn(|| e.poll_command()).collect();
-                let _ = cmd_tx.send(cmds).await;
-                let _ = reply.send(r);
+            let clock = WallSync {
+                mono: e.now(),
+                unix_ms: e.wall_now(),
+            };
+            match req {
+                ControlRequest::Operate { actor, cmd, reply } => {
+                    let r = e.operate(MonoTime(now), &actor, cmd);
+                    let notices: Vec<Notice> = std::iter::from_fn(|| e.poll_notice()).collect();
+                    let cmds: Vec<Command> = std::iter::from_fn(|| e.poll_command()).collect();
+                    let _ = cmd_tx.send((notices, cmds)).await;
+                    let _ = reply.send(r);
+                }
+                ControlRequest::Query { query, reply } => {
+                    let a = match query {
+                        Query::Approvals => QueryAnswer::Approvals {
+                            approvals: e.pending_approvals(),
+                            pauses: e.pauses(),
+                            mass_paused: e.mass_paused(),
+                            clock,
+                        },
+                        Query::Explain { incident } => QueryAnswer::Explain {
+                            explanation: e.explain(&incident),
+                            clock,
+                        },
+                    };
+                    let _ = reply.send(a);
+                }
             }
         }
     });
@@ -107,8 +135,20 @@ async fn start() -> (
     )
 }
 
+/// POST as operator `who` (the `X-Medic-Actor` header).
+async fn post_as(c: &reqwest::Client, who: &str, url: String, body: Value) -> (u16, Value) {
+    let r = c
+        .post(url)
+        .header("x-medic-actor", who)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
 async fn post(c: &reqwest::Client, url: String, body: Value) -> (u16, Value) {
-    let r = c.post(url).json(&body).send().await.unwrap();
+    let r = c.post(url).header("x-medic-actor", "ops").json(&body).send().await.unwrap();
     (r.status().as_u16(), r.json().await.unwrap())
 }
 
@@ -129,7 +169,6 @@ async fn approvals_explain_pause_and_override_over_http() {
     assert_eq!(a["reason_code"], "risk_tier");
     assert_eq!(a["risk"], "medium");
     assert_eq!(list["mass_incident_pause"], false);
-    let _ = cmds.recv().await;
 
     // Explain shows the decision and its machine-readable reason.
     let (st, ex) = get(&c, format!("{base}/api/v1/explain/inc-t-1")).await;
@@ -137,56 +176,59 @@ async fn approvals_explain_pause_and_override_over_http() {
     assert_eq!(ex["decisions"][0]["verdict"], "pending-approval");
     assert_eq!(ex["decisions"][0]["reason_code"], "risk_tier");
     assert_eq!(ex["pending_approval"]["id"], "apr-1");
-    let _ = cmds.recv().await;
 
-    // Approver identity is required and audited; the action runs.
+    // The body cannot name the approver: identity comes from the edge.
     let (st, err) = post(
         &c,
         format!("{base}/api/v1/approvals/apr-1/approve"),
-        json!({"by": " "}),
+        json!({"by": "mallory"}),
     )
     .await;
     assert_eq!((st, err["error"]["field"].clone()), (422, json!("by")));
-    let (st, ok) = post(
+    let (st, ok) = post_as(
         &c,
+        "Alice",
         format!("{base}/api/v1/approvals/apr-1/approve"),
-        json!({"by": "alice"}),
+        json!({}),
     )
     .await;
     assert_eq!(st, 200, "{ok}");
     assert_eq!(ok["message"], "apr-1 granted");
-    let sent = cmds.recv().await.unwrap();
-    let granted = sent
+    assert_eq!(ok["actor"], "alice");
+    let (notices, sent) = cmds.recv().await.unwrap();
+    let granted = notices
         .iter()
-        .find_map(|c| match c {
-            Command::Audit(a) if a.kind == "approval.granted" => Some(a.clone()),
+        .find_map(|n| match n {
+            Notice::ApprovalGranted { approvers, .. } => Some(approvers.clone()),
             _ => None,
         })
         .unwrap();
-    assert_eq!(granted.field("approvers"), Some("alice"));
+    assert_eq!(granted, vec!["alice".to_string()]);
     assert!(sent
         .iter()
         .any(|c| matches!(c, Command::RunAction(r) if r.action == "restart")));
 
     // A second approval of the same id conflicts, with the engine's code.
-    let (st, err) = post(
+    let (st, err) = post_as(
         &c,
+        "bob",
         format!("{base}/api/v1/approvals/apr-1/approve"),
-        json!({"by": "bob"}),
+        json!({}),
     )
     .await;
     assert_eq!(st, 409);
-    assert!(err["error"]["message"]
-        .as_str()
-        .unwrap()
-        .starts_with("approval_not_found:"));
-    let _ = cmds.recv().await;
+    assert_eq!(err["error"]["reason_code"], "approval_not_found");
+    let (notices, _) = cmds.recv().await.unwrap();
+    assert!(notices.iter().any(|n| matches!(
+        n,
+        Notice::OperatorRejected { by, error: OperatorErrorCode::ApprovalNotFound, .. } if by == "bob"
+    )));
 
     // Pause and resume round-trip and show up in the list.
     let (st, _) = post(
         &c,
         format!("{base}/api/v1/pause"),
-        json!({"service": "web", "kind": "restart", "duration_s": 600, "by": "ops"}),
+        json!({"service": "web", "kind": "restart", "duration_s": 600}),
     )
     .await;
     assert_eq!(st, 200);
@@ -194,7 +236,7 @@ async fn approvals_explain_pause_and_override_over_http() {
     let (_, list) = get(&c, format!("{base}/api/v1/approvals")).await;
     assert_eq!(list["pauses"][0]["service"], "web");
     assert_eq!(list["pauses"][0]["kind"], "restart");
-    let _ = cmds.recv().await;
+    assert_eq!(list["pauses"][0]["by"], "ops");
     let (st, r) = post(
         &c,
         format!("{base}/api/v1/resume"),
@@ -215,32 +257,29 @@ async fn approvals_explain_pause_and_override_over_http() {
     let (st, err) = post(
         &c,
         format!("{base}/api/v1/actions/force"),
-        json!({"service": "web", "action": "restart", "by": "ops", "reason": ""}),
+        json!({"service": "web", "action": "restart", "reason": ""}),
     )
     .await;
     assert_eq!((st, err["error"]["field"].clone()), (422, json!("reason")));
     let (st, err) = post(
         &c,
         format!("{base}/api/v1/actions/force"),
-        json!({"service": "web", "action": "restart", "by": "ops", "reason": "db wedged"}),
+        json!({"service": "web", "action": "restart", "reason": "db wedged"}),
     )
     .await;
     assert_eq!(st, 409, "{err}");
-    assert!(err["error"]["message"]
-        .as_str()
-        .unwrap()
-        .starts_with("target_busy:"));
+    assert_eq!(err["error"]["reason_code"], "target_busy");
     let _ = cmds.recv().await;
 
     // Cancel the running action: the driver gets Command::CancelAction.
     let (st, _) = post(
         &c,
         format!("{base}/api/v1/actions/act-1/cancel"),
-        json!({"by": "ops", "reason": "wrong box"}),
+        json!({"reason": "wrong box"}),
     )
     .await;
     assert_eq!(st, 200);
-    let sent = cmds.recv().await.unwrap();
+    let (_, sent) = cmds.recv().await.unwrap();
     assert!(sent
         .iter()
         .any(|c| matches!(c, Command::CancelAction { id, by, .. } if id.0 == 1 && by == "ops")));

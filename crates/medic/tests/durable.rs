@@ -1,0 +1,383 @@
+//! Safety state that survives a restart of medic, at binary level against the
+//! real fixture and a real SQLite file: a pause, a pending approval, a spent
+//! budget and an open incident are all still there after `medic run` stops
+//! and starts again on the same database. Also the first safety bug: an exec
+//! action whose class is HIGH runs only after approval.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use assert_cmd::cargo::CommandCargoExt;
+
+fn exe() -> PathBuf {
+    assert_cmd::cargo::cargo_bin("medic")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `medic run` in its own process group; SIGTERM on drop (medic then stops
+/// its supervised services), SIGKILL to the group if it does not exit.
+struct Daemon(Child);
+
+impl Daemon {
+    fn spawn(cfg: &Path, mode: &str) -> Daemon {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = Command::cargo_bin("medic").unwrap();
+        cmd.args(["run", "-c"])
+            .arg(cfg)
+            .env("MEDIC_MODE", mode)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0);
+        Daemon(cmd.spawn().unwrap())
+    }
+
+    /// Graceful stop: SIGTERM, wait for the exit.
+    fn stop(mut self) {
+        self.terminate();
+    }
+
+    fn terminate(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let end = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < end {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGKILL);
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            self.terminate();
+        }
+    }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn get_json(url: &str) -> Option<serde_json::Value> {
+    rt().block_on(async {
+        let r = reqwest::Client::new()
+            .get(url)
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+            .ok()?;
+        if !r.status().is_success() {
+            return None;
+        }
+        r.json().await.ok()
+    })
+}
+
+fn wait_for<T>(what: &str, within: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let end = Instant::now() + within;
+    while Instant::now() < end {
+        if let Some(v) = f() {
+            return v;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// Every audit record as `(kind, payload)`.
+fn audit(api: &str) -> Vec<(String, serde_json::Value)> {
+    let mut out = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = get_json(&format!("{api}/api/v1/audit?after={after}&limit=1000")).unwrap();
+        let recs = page["records"].as_array().unwrap().clone();
+        if recs.is_empty() {
+            return out;
+        }
+        for r in recs {
+            after = r["seq"].as_u64().unwrap();
+            out.push((r["kind"].as_str().unwrap().to_string(), r["payload"].clone()));
+        }
+    }
+}
+
+fn count(records: &[(String, serde_json::Value)], kind: &str) -> usize {
+    records.iter().filter(|(k, _)| k == kind).count()
+}
+
+/// `medic --api API <args>` as operator `alice`; must succeed.
+fn cli(api: &str, args: &[&str]) -> String {
+    let out = Command::cargo_bin("medic")
+        .unwrap()
+        .arg("--api")
+        .arg(api)
+        .args(args)
+        .env("MEDIC_OPERATOR", "alice")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "medic {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn fixture_pid(port: u16) -> u64 {
+    wait_for("the fixture to answer", Duration::from_secs(30), || {
+        get_json(&format!("http://127.0.0.1:{port}/healthz")).and_then(|v| v["pid"].as_u64())
+    })
+}
+
+fn sigkill(pid: u64) {
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+}
+
+/// A service supervised by medic: the fixture on `port`, restarted when its
+/// process exits.
+fn fixture_config(dir: &Path, port: u16, api_port: u16, policy: &str) -> PathBuf {
+    let cfg = format!(
+        r#"listen: 127.0.0.1:{api_port}
+database: medic.db
+policy: {{ {policy} }}
+services:
+  web:
+    startup: {{ grace: 0s }}
+    process:
+      command: ["{exe}", "fixture", "--port", "{port}"]
+      stop_grace: 2s
+    probes:
+      alive: {{ process: {{}}, interval: 200ms }}
+    actions:
+      restart: {{ restart: {{}} }}
+    remediate:
+      - when: {{ probe: alive }}
+        action: restart
+"#,
+        exe = exe().display()
+    );
+    let path = dir.join("medic.yaml");
+    std::fs::write(&path, cfg).unwrap();
+    path
+}
+
+/// Reproduction of the second safety bug: `medic pause --for 1h`, medic
+/// stopped and started again on the same database, `kill -9` of the
+/// service: medic must not restart it.
+#[test]
+fn a_pause_survives_a_restart_of_medic() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, api_port) = (free_port(), free_port());
+    let cfg = fixture_config(dir.path(), port, api_port, "cooldown: 1s, verify_window: 3s");
+    let api = format!("http://127.0.0.1:{api_port}");
+
+    let d = Daemon::spawn(&cfg, "aggressive");
+    fixture_pid(port);
+    let out = cli(&api, &["pause", "--for", "1h", "--reason", "maintenance"]);
+    assert!(out.contains("paused"), "{out}");
+    d.stop();
+
+    let d = Daemon::spawn(&cfg, "aggressive");
+    let pid = fixture_pid(port);
+    let approvals = get_json(&format!("{api}/api/v1/approvals")).unwrap();
+    let pauses = approvals["pauses"].as_array().unwrap();
+    assert_eq!(pauses.len(), 1, "{approvals}");
+    assert_eq!(pauses[0]["by"], "alice");
+    // Shown as a wall-clock time, not engine time.
+    assert!(
+        pauses[0]["until"].as_str().unwrap().contains('T'),
+        "{approvals}"
+    );
+    let intents_before = count(&audit(&api), "action.intent");
+    sigkill(pid);
+    // Well past detection (200 ms probes) and the 1 s cooldown.
+    std::thread::sleep(Duration::from_secs(4));
+    let records = audit(&api);
+    assert_eq!(
+        count(&records, "action.intent"),
+        intents_before,
+        "medic acted on a paused service after a restart"
+    );
+    assert!(
+        records.iter().any(|(k, p)| k == "decision" && p["reason_code"] == "paused"),
+        "the held decision names the pause"
+    );
+    assert!(get_json(&format!("http://127.0.0.1:{port}/healthz")).is_none());
+    drop(d);
+}
+
+/// A spent restart budget is still spent after a restart of medic.
+#[test]
+fn a_spent_budget_stays_spent_across_a_restart_of_medic() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, api_port) = (free_port(), free_port());
+    let cfg = fixture_config(
+        dir.path(),
+        port,
+        api_port,
+        "cooldown: 1s, verify_window: 2s, restart_budget: 1, budget_window: 1h",
+    );
+    let api = format!("http://127.0.0.1:{api_port}");
+
+    let d = Daemon::spawn(&cfg, "aggressive");
+    let pid = fixture_pid(port);
+    sigkill(pid);
+    let healed = wait_for("the first kill to be healed", Duration::from_secs(30), || {
+        let p = get_json(&format!("http://127.0.0.1:{port}/healthz"))?["pid"].as_u64()?;
+        (p != pid).then_some(p)
+    });
+    wait_for("the incident to close", Duration::from_secs(30), || {
+        let list = get_json(&format!("{api}/api/v1/incidents"))?;
+        let inc = list["incidents"].as_array()?.first()?.clone();
+        (inc["outcome"] == "healed").then_some(())
+    });
+    assert_ne!(healed, pid);
+    d.stop();
+
+    let d = Daemon::spawn(&cfg, "aggressive");
+    let pid = fixture_pid(port);
+    let intents_before = count(&audit(&api), "action.intent");
+    sigkill(pid);
+    wait_for(
+        "the escalation on the spent budget",
+        Duration::from_secs(20),
+        || {
+            audit(&api)
+                .iter()
+                .any(|(k, p)| k == "incident.escalated" && p["reason_code"] == "restart_budget")
+                .then_some(())
+        },
+    );
+    assert_eq!(count(&audit(&api), "action.intent"), intents_before);
+    drop(d);
+}
+
+/// A service whose health is a file: present = failing. The remediation is
+/// an `exec` action of class `database_failover` with no `risk`.
+fn failover_config(dir: &Path, api_port: u16) -> PathBuf {
+    let flag = dir.join("down");
+    let cfg = format!(
+        r#"listen: 127.0.0.1:{api_port}
+database: medic.db
+governance:
+  services:
+    db:
+      actions:
+        failover: {{ class: database_failover }}
+services:
+  db:
+    startup: {{ grace: 0s }}
+    probes:
+      healthy:
+        exec: {{ command: ["sh", "-c", "test ! -e {flag}"] }}
+        interval: 200ms
+    actions:
+      failover: {{ exec: {{ command: ["true"] }} }}
+    remediate:
+      - when: {{ probe: healthy }}
+        action: failover
+"#,
+        flag = flag.display()
+    );
+    let path = dir.join("medic.yaml");
+    std::fs::write(&path, cfg).unwrap();
+    path
+}
+
+/// The first safety bug, and approvals and incidents across a restart: the
+/// HIGH failover waits for approval in aggressive mode; after medic restarts
+/// the same approval is still pending for the same, still open incident; two
+/// distinct approvers let it run.
+#[test]
+fn a_high_class_action_waits_for_approval_and_the_approval_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let api_port = free_port();
+    let cfg = failover_config(dir.path(), api_port);
+    // Two approvers for HIGH.
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "governance:\n",
+        "governance:\n  approvals: { two_person_high: true }\n",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let api = format!("http://127.0.0.1:{api_port}");
+
+    let d = Daemon::spawn(&cfg, "aggressive");
+    wait_for("medic to answer", Duration::from_secs(30), || {
+        get_json(&format!("{api}/api/v1/approvals"))
+    });
+    std::fs::write(dir.path().join("down"), "").unwrap();
+    let approval = wait_for("an approval request", Duration::from_secs(20), || {
+        let v = get_json(&format!("{api}/api/v1/approvals"))?;
+        v["approvals"].as_array()?.first().cloned()
+    });
+    assert_eq!(approval["risk"], "high", "{approval}");
+    assert_eq!(approval["action"], "failover");
+    assert_eq!(approval["required"], 2);
+    let incident = approval["incident"].as_str().unwrap().to_string();
+    assert_eq!(count(&audit(&api), "action.intent"), 0, "ran without approval");
+    d.stop();
+
+    let d = Daemon::spawn(&cfg, "aggressive");
+    let after = wait_for("medic to answer again", Duration::from_secs(30), || {
+        get_json(&format!("{api}/api/v1/approvals"))
+    });
+    let pending = after["approvals"].as_array().unwrap();
+    assert_eq!(pending.len(), 1, "{after}");
+    assert_eq!(pending[0]["id"], approval["id"]);
+    assert_eq!(pending[0]["incident"].as_str(), Some(incident.as_str()));
+    let inc = get_json(&format!("{api}/api/v1/incidents/{incident}")).unwrap();
+    assert!(
+        inc["incident"]["closed_at"].is_null(),
+        "the incident was closed by the restart: {inc}"
+    );
+    let records = audit(&api);
+    assert_eq!(count(&records, "incident.interrupted"), 0);
+    assert!(records
+        .iter()
+        .any(|(k, p)| k == "state.restored" && p["approvals"] == "1" && p["incidents"] == "1"));
+
+    let id = pending[0]["id"].as_str().unwrap().to_string();
+    cli(&api, &["approve", &id]);
+    // The same person again does not count twice, whatever the letter case.
+    let again = Command::cargo_bin("medic")
+        .unwrap()
+        .args(["--api", &api, "approve", &id])
+        .env("MEDIC_OPERATOR", "ALICE")
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("same_approver"));
+    let second = Command::cargo_bin("medic")
+        .unwrap()
+        .args(["--api", &api, "approve", &id])
+        .env("MEDIC_OPERATOR", "bob")
+        .output()
+        .unwrap();
+    assert!(second.status.success());
+    wait_for("the approved failover to run", Duration::from_secs(20), || {
+        audit(&api)
+            .iter()
+            .any(|(k, p)| k == "action.intent" && p["approved_by"] == "alice,bob")
+            .then_some(())
+    });
+    drop(d);
+}

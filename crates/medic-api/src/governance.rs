@@ -191,8 +191,10 @@ impl WallSync {
 
 /// RFC 3339 (UTC, millisecond precision) of a unix time in ms.
 pub fn rfc3339_ms(unix_ms: i64) -> Option<String> {
-    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_ms) * 1_000_000).ok()?;
-    t.format(&time::format_description::well_known::Rfc3339).ok()
+    let t =
+        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_ms) * 1_000_000).ok()?;
+    t.format(&time::format_description::well_known::Rfc3339)
+        .ok()
 }
 
 /// The daemon's answer to a [`Query`].

@@ -51,13 +51,13 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use medic_core::{Ack, Actor, OperatorCommand, OperatorError, Role};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use medic_core::{Ack, Actor, OperatorCommand, OperatorError, Role};
 use tokio::sync::{mpsc, oneshot};
 
 pub use error::{ApiError, CodeInfo, ErrorBody, ErrorCode, ErrorDetail, CODES};
@@ -779,7 +779,12 @@ async fn resolve_incident(
     let id = path_param(id, "id")?;
     let req: governance::ReasonRequest = parse_json(&headers, body)?;
     let reason = governance::required("reason", &req.reason)?;
-    operate(&state, actor, OperatorCommand::ResolveIncident { id, reason }).await
+    operate(
+        &state,
+        actor,
+        OperatorCommand::ResolveIncident { id, reason },
+    )
+    .await
 }
 
 async fn enable_autoheal(

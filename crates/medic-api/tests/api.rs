@@ -7,8 +7,8 @@ use std::sync::Arc;
 use medic_api::{
     router, ApiError, ApiState, ControlRequest, ErrorCode, Metrics, CODES, METRICS_CONTENT_TYPE,
 };
-use medic_store::{IncidentRecord, Store, TimelineEntry};
 use medic_core::{Ack, ActionStage, ActionStatus, Mode, OperatorCommand, OperatorError};
+use medic_store::{IncidentRecord, Store, TimelineEntry};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
@@ -372,7 +372,11 @@ async fn set_mode_round_trips_through_the_control_channel() {
         vec![
             ("anonymous".to_string(), None, Mode::DryRun),
             ("alice".to_string(), Some("web".to_string()), Mode::DryRun),
-            ("anonymous".to_string(), Some("nope".to_string()), Mode::Aggressive),
+            (
+                "anonymous".to_string(),
+                Some("nope".to_string()),
+                Mode::Aggressive
+            ),
         ]
     );
 }

@@ -148,7 +148,13 @@ async fn post_as(c: &reqwest::Client, who: &str, url: String, body: Value) -> (u
 }
 
 async fn post(c: &reqwest::Client, url: String, body: Value) -> (u16, Value) {
-    let r = c.post(url).header("x-medic-actor", "ops").json(&body).send().await.unwrap();
+    let r = c
+        .post(url)
+        .header("x-medic-actor", "ops")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     (r.status().as_u16(), r.json().await.unwrap())
 }
 

@@ -17,7 +17,8 @@ use std::time::Duration;
 
 use medic_core::{
     ActionKind, ActionSpec, Condition, EngineConfig, FailureRule, LatencyRule, Mode, ProbeSpec,
-    RecoveryRule, Remediation, RetryPolicy, RevertSpec, Risk, ServicePolicy, ServiceSpec, StartupSpec,
+    RecoveryRule, Remediation, RetryPolicy, RevertSpec, Risk, ServicePolicy, ServiceSpec,
+    StartupSpec,
 };
 use serde_saphyr::{Location, Spanned};
 
@@ -563,22 +564,22 @@ impl Validator {
                 continue;
             };
             let risk = match &a.risk {
-                Some(r) => {
-                    match r.value.as_str() {
-                        "low" => Risk::Low,
-                        "medium" => Risk::Medium,
-                        "high" => Risk::High,
-                        "critical" => Risk::Critical,
-                        other => {
-                            self.at(
+                Some(r) => match r.value.as_str() {
+                    "low" => Risk::Low,
+                    "medium" => Risk::Medium,
+                    "high" => Risk::High,
+                    "critical" => Risk::Critical,
+                    other => {
+                        self.at(
                             r.referenced,
-                            format!("unknown risk `{other}` (expected low, medium, high or critical)"),
+                            format!(
+                                "unknown risk `{other}` (expected low, medium, high or critical)"
+                            ),
                         );
-                            Risk::Critical
-                        }
+                        Risk::Critical
                     }
-                    .into()
                 }
+                .into(),
                 // The class's default tier, resolved by the core from
                 // governance's class (or the kind's): one table, one place.
                 None => None,

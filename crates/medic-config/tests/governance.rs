@@ -53,7 +53,10 @@ fn governance_section_reaches_the_engine() {
     let web = &g.services["web"];
     assert_eq!(web.criticality, 0.9);
     assert_eq!(web.instances, 4);
-    assert_eq!(web.actions["failover"].class, Some(ActionClass::DatabaseFailover));
+    assert_eq!(
+        web.actions["failover"].class,
+        Some(ActionClass::DatabaseFailover)
+    );
     assert_eq!(web.actions["failover"].removes_capacity, Some(true));
     assert_eq!(cfg.freeze_windows.len(), 1);
 }

@@ -185,6 +185,10 @@ pub fn parse_line(line: &str) -> (MonoTime, Option<Input>) {
             },
         )),
         "tick" => None,
+        // started <svc>: the driver started the service's process
+        "started" => Some(Input::ProcessStarted {
+            service: w[2].into(),
+        }),
         // pause <svc|*> <kind|*> <dur|->
         "pause" => Some(op_input(
             "op".into(),

@@ -4,7 +4,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use medic_core::{GovernanceConfig, Mode, ServicePolicy};
+use medic_core::{Engine, EngineConfig, GovernanceConfig, Mode, MonoTime, ServicePolicy};
 
 #[test]
 fn crash_is_restarted_and_verified() {
@@ -432,5 +432,80 @@ fn five_failed_executions_escalate_when_limits_allow_them() {
          t=16s audit incident.escalated reason_code=retries_exhausted
          t=16s notify critical web: escalated to a human
          t=16s phase manual_intervention",
+    );
+}
+
+fn with_grace(grace: Duration) -> Engine {
+    let mut svc = web_service(policy());
+    svc.startup.grace = grace;
+    Engine::new(
+        EngineConfig {
+            seed: 42,
+            instance: "t".into(),
+            mode: Mode::Aggressive,
+            services: vec![svc],
+            max_timeline: 50,
+            governance: GovernanceConfig::default(),
+        },
+        MonoTime::ZERO,
+    )
+}
+
+#[test]
+fn a_slow_start_is_recorded_but_opens_no_incident_within_the_grace() {
+    check(
+        with_grace(Duration::from_secs(10)),
+        "0s started web
+         1s probe web healthz fail refused
+         3s probe web healthz fail refused
+         5s probe web healthz fail refused
+         7s probe web healthz fail refused
+         8s probe web healthz ok
+         9s probe web healthz fail refused
+         10s probe web healthz fail refused
+         11s probe web healthz fail refused",
+        "t=1s audit probe.startup_failed
+         t=9s phase detecting_failure
+         t=11s audit incident.opened
+         t=11s audit diagnosis
+         t=11s audit action.intent attempt=1
+         t=11s run act-1 web restart attempt=0
+         t=11s phase executing_heal",
+    );
+}
+
+#[test]
+fn a_process_exit_is_acted_on_at_once_even_within_the_grace() {
+    check(
+        with_grace(Duration::from_secs(30)),
+        "0s started web
+         1s probe web healthz fail exited
+         2s probe web healthz fail exited
+         3s probe web healthz fail exited",
+        "t=1s phase detecting_failure
+         t=3s audit incident.opened
+         t=3s audit diagnosis
+         t=3s audit action.intent attempt=1
+         t=3s run act-1 web restart attempt=0
+         t=3s phase executing_heal",
+    );
+}
+
+#[test]
+fn failures_after_the_grace_count_as_usual() {
+    check(
+        with_grace(Duration::from_secs(5)),
+        "0s started web
+         1s probe web healthz fail refused
+         6s probe web healthz fail refused
+         7s probe web healthz fail refused
+         8s probe web healthz fail refused",
+        "t=1s audit probe.startup_failed
+         t=6s phase detecting_failure
+         t=8s audit incident.opened
+         t=8s audit diagnosis
+         t=8s audit action.intent attempt=1
+         t=8s run act-1 web restart attempt=0
+         t=8s phase executing_heal",
     );
 }

@@ -106,7 +106,11 @@ fn a_pause_survives_a_restart_and_still_ends_on_time() {
         fail(&mut e, 5_000 + t);
     }
     let (_, cmds) = drain(&mut e);
-    assert_eq!(runs(&cmds), 0, "a paused service was acted on after a restart");
+    assert_eq!(
+        runs(&cmds),
+        0,
+        "a paused service was acted on after a restart"
+    );
     e.handle_timeout(until);
     let (n, cmds) = drain(&mut e);
     assert!(n.iter().any(|n| matches!(n, Notice::PauseExpired { .. })));

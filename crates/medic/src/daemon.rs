@@ -239,6 +239,17 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
     engine_cfg.instance = instance[..12.min(instance.len())].to_string();
     let mut engine = Engine::new(engine_cfg, clock.now());
     engine.handle_input(clock.now(), wall_clock());
+    // The start phase of each process medic started just now.
+    for svc in &opts.config.services {
+        if svc.process.as_ref().is_some_and(|p| p.autostart) {
+            engine.handle_input(
+                clock.now(),
+                Input::ProcessStarted {
+                    service: svc.name.clone(),
+                },
+            );
+        }
+    }
     restore_state(&store, &mut engine, opts.mode, clock.now()).await;
     let open: Vec<String> = engine
         .open_incidents()
@@ -500,7 +511,8 @@ async fn close_interrupted(
             .append_audit(
                 &ts,
                 "incident.interrupted",
-                &serde_json::json!({"incident": inc.id, "service": inc.service, "v": 1}).to_string(),
+                &serde_json::json!({"incident": inc.id, "service": inc.service, "v": 1})
+                    .to_string(),
             )
             .await?;
         metrics.inc_audit();

@@ -152,11 +152,8 @@ pub async fn run(api: &str, cmd: OpCmd) -> Result<ExitCode, CliError> {
             return Ok(ExitCode::SUCCESS);
         }
         OpCmd::Approve { id } => {
-            c.post(
-                &format!("/api/v1/approvals/{id}/approve"),
-                &EmptyRequest {},
-            )
-            .await?
+            c.post(&format!("/api/v1/approvals/{id}/approve"), &EmptyRequest {})
+                .await?
         }
         OpCmd::Reject { id, reason } => {
             nonempty("reason", &reason)?;

@@ -112,7 +112,10 @@ fn audit(api: &str) -> Vec<(String, serde_json::Value)> {
         }
         for r in recs {
             after = r["seq"].as_u64().unwrap();
-            out.push((r["kind"].as_str().unwrap().to_string(), r["payload"].clone()));
+            out.push((
+                r["kind"].as_str().unwrap().to_string(),
+                r["payload"].clone(),
+            ));
         }
     }
 }
@@ -187,7 +190,12 @@ services:
 fn a_pause_survives_a_restart_of_medic() {
     let dir = tempfile::tempdir().unwrap();
     let (port, api_port) = (free_port(), free_port());
-    let cfg = fixture_config(dir.path(), port, api_port, "cooldown: 1s, verify_window: 3s");
+    let cfg = fixture_config(
+        dir.path(),
+        port,
+        api_port,
+        "cooldown: 1s, verify_window: 3s",
+    );
     let api = format!("http://127.0.0.1:{api_port}");
 
     let d = Daemon::spawn(&cfg, "aggressive");
@@ -218,7 +226,9 @@ fn a_pause_survives_a_restart_of_medic() {
         "medic acted on a paused service after a restart"
     );
     assert!(
-        records.iter().any(|(k, p)| k == "decision" && p["reason_code"] == "paused"),
+        records
+            .iter()
+            .any(|(k, p)| k == "decision" && p["reason_code"] == "paused"),
         "the held decision names the pause"
     );
     assert!(get_json(&format!("http://127.0.0.1:{port}/healthz")).is_none());
@@ -241,10 +251,14 @@ fn a_spent_budget_stays_spent_across_a_restart_of_medic() {
     let d = Daemon::spawn(&cfg, "aggressive");
     let pid = fixture_pid(port);
     sigkill(pid);
-    let healed = wait_for("the first kill to be healed", Duration::from_secs(30), || {
-        let p = get_json(&format!("http://127.0.0.1:{port}/healthz"))?["pid"].as_u64()?;
-        (p != pid).then_some(p)
-    });
+    let healed = wait_for(
+        "the first kill to be healed",
+        Duration::from_secs(30),
+        || {
+            let p = get_json(&format!("http://127.0.0.1:{port}/healthz"))?["pid"].as_u64()?;
+            (p != pid).then_some(p)
+        },
+    );
     wait_for("the incident to close", Duration::from_secs(30), || {
         let list = get_json(&format!("{api}/api/v1/incidents"))?;
         let inc = list["incidents"].as_array()?.first()?.clone();
@@ -333,7 +347,11 @@ fn a_high_class_action_waits_for_approval_and_the_approval_survives_a_restart() 
     assert_eq!(approval["action"], "failover");
     assert_eq!(approval["required"], 2);
     let incident = approval["incident"].as_str().unwrap().to_string();
-    assert_eq!(count(&audit(&api), "action.intent"), 0, "ran without approval");
+    assert_eq!(
+        count(&audit(&api), "action.intent"),
+        0,
+        "ran without approval"
+    );
     d.stop();
 
     let d = Daemon::spawn(&cfg, "aggressive");
@@ -373,11 +391,15 @@ fn a_high_class_action_waits_for_approval_and_the_approval_survives_a_restart() 
         .output()
         .unwrap();
     assert!(second.status.success());
-    wait_for("the approved failover to run", Duration::from_secs(20), || {
-        audit(&api)
-            .iter()
-            .any(|(k, p)| k == "action.intent" && p["approved_by"] == "alice,bob")
-            .then_some(())
-    });
+    wait_for(
+        "the approved failover to run",
+        Duration::from_secs(20),
+        || {
+            audit(&api)
+                .iter()
+                .any(|(k, p)| k == "action.intent" && p["approved_by"] == "alice,bob")
+                .then_some(())
+        },
+    );
     drop(d);
 }

@@ -85,7 +85,6 @@ impl Engine {
                     .get(&spec.name)
                     .cloned()
                     .unwrap_or_default();
-                let starting_until = Some(now.plus(spec.startup.grace));
                 (
                     spec.name.clone(),
                     Svc {
@@ -104,7 +103,10 @@ impl Engine {
                         pending_revert: None,
                         error_budget: None,
                         headroom: None,
-                        starting_until,
+                        // A start phase begins when the driver starts the
+                        // process (`Input::ProcessStarted`) or a restart
+                        // action succeeds, not with the engine.
+                        starting_until: None,
                         dirty: false,
                     },
                 )

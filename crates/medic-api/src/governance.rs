@@ -207,7 +207,7 @@ pub enum QueryAnswer {
         clock: WallSync,
     },
     Explain {
-        explanation: Option<Explanation>,
+        explanation: Option<Box<Explanation>>,
         clock: WallSync,
     },
 }

@@ -112,7 +112,7 @@ async fn start() -> (
                             clock,
                         },
                         Query::Explain { incident } => QueryAnswer::Explain {
-                            explanation: e.explain(&incident),
+                            explanation: e.explain(&incident).map(Box::new),
                             clock,
                         },
                     };

@@ -338,13 +338,12 @@ impl Validator {
                 let agv = ag.value;
                 // No class: the core takes the one implied by the action's
                 // kind (a restart is a restart), never `other`.
-                let cls = match &agv.class {
-                    Some(c) => Some(class(&c.value).unwrap_or_else(|| {
+                let cls = agv.class.as_ref().map(|c| {
+                    class(&c.value).unwrap_or_else(|| {
                         self.at(c.referenced, format!("unknown action class `{}`", c.value));
                         ActionClass::Other
-                    })),
-                    None => None,
-                };
+                    })
+                });
                 let change = agv
                     .change_size
                     .as_ref()

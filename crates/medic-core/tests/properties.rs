@@ -124,35 +124,33 @@ fn drive_with(
                 intents.push(action_id.to_string());
             }
         }
-        let mut last_intent: Option<String> = intents.pop();
         while let Some(c) = e.poll_command() {
-            match c {
-                Command::RunAction(r) => {
-                    let mode = e.effective_mode("web").unwrap_or(Mode::DryRun);
-                    prop_assert!(mode.acts(), "action {r:?} emitted in mode {mode}");
-                    prop_assert_eq!(
-                        last_intent.take(),
-                        Some(r.id.to_string()),
-                        "intent must precede action"
+            if let Command::RunAction(r) = c {
+                let mode = e.effective_mode("web").unwrap_or(Mode::DryRun);
+                prop_assert!(mode.acts(), "action {r:?} emitted in mode {mode}");
+                // The step's notices, recorded before its commands run, hold
+                // this action's intent.
+                prop_assert!(
+                    intents.contains(&r.id.to_string()),
+                    "no intent recorded for {} in the same step",
+                    r.id
+                );
+                inflight += 1;
+                prop_assert!(inflight <= 1, "two actions in flight on one target");
+                if r.kind == ActionKind::Restart {
+                    restarts.push(now);
+                    let window = policy.budget_window.as_millis() as u64;
+                    let in_window = restarts
+                        .iter()
+                        .filter(|t| now.saturating_sub(**t) < window)
+                        .count();
+                    prop_assert!(
+                        in_window as u32 <= policy.restart_budget,
+                        "{in_window} restarts inside the budget window (budget {})",
+                        policy.restart_budget
                     );
-                    inflight += 1;
-                    prop_assert!(inflight <= 1, "two actions in flight on one target");
-                    if r.kind == ActionKind::Restart {
-                        restarts.push(now);
-                        let window = policy.budget_window.as_millis() as u64;
-                        let in_window = restarts
-                            .iter()
-                            .filter(|t| now.saturating_sub(**t) < window)
-                            .count();
-                        prop_assert!(
-                            in_window as u32 <= policy.restart_budget,
-                            "{in_window} restarts inside the budget window (budget {})",
-                            policy.restart_budget
-                        );
-                    }
-                    pending.push_back(r.id);
                 }
-                _ => {}
+                pending.push_back(r.id);
             }
         }
     }

@@ -699,7 +699,7 @@ impl EngineLoop {
                 clock,
             },
             Query::Explain { incident } => QueryAnswer::Explain {
-                explanation: self.engine.explain(&incident),
+                explanation: self.engine.explain(&incident).map(Box::new),
                 clock,
             },
         }

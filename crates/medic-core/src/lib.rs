@@ -51,6 +51,7 @@
 #![deny(clippy::disallowed_methods, clippy::disallowed_types)]
 #![forbid(unsafe_code)]
 
+mod class;
 mod engine;
 pub mod governance;
 mod notice;

@@ -589,3 +589,169 @@ fn a_restart_with_a_governance_entry_but_no_class_spends_the_restart_budget() {
          t=8s phase manual_intervention",
     );
 }
+
+/// A freeze decision names its window, in explain and in the audit record.
+#[test]
+fn a_freeze_decision_names_its_window() {
+    let mut e = engine(Mode::Aggressive, policy());
+    e.handle_input(
+        MonoTime::ZERO,
+        Input::WallClock {
+            unix_ms: 1_000_000_000,
+            utc_offset_minutes: None,
+        },
+    );
+    e.handle_input(
+        MonoTime::ZERO,
+        Input::FreezeWindows(vec![FreezeWindow {
+            name: "release".into(),
+            start_unix_ms: 999_000_000,
+            end_unix_ms: 1_000_060_000,
+            services: None,
+        }]),
+    );
+    for line in FAIL3.lines() {
+        let (at, i) = parse_line(line.trim());
+        e.handle_input(at, i.unwrap());
+    }
+    let notices: Vec<Notice> = std::iter::from_fn(|| e.poll_notice()).collect();
+    assert!(notices.iter().any(|n| matches!(
+        n,
+        Notice::Decision { reason_code: Some(ReasonCode::Frozen), window: Some(w), reason, .. }
+            if w == "release" && reason.contains("freeze window release")
+    )));
+    let ex = e.explain("inc-t-1").unwrap();
+    assert_eq!(ex.decisions[0].window.as_deref(), Some("release"));
+}
+
+/// Dry-run says what a real mode would need first for a HIGH action.
+#[test]
+fn dry_run_of_a_high_action_says_it_would_need_approvals() {
+    let mut gov = GovernanceConfig::default();
+    gov.approvals.two_person_high = true;
+    let mut e = with_risk(Risk::High, gov, Mode::DryRun);
+    for line in FAIL3.lines() {
+        let (at, i) = parse_line(line.trim());
+        e.handle_input(at, i.unwrap());
+    }
+    let reason = std::iter::from_fn(|| e.poll_notice())
+        .find_map(|n| match n {
+            Notice::Decision {
+                verdict: Verdict::WouldAct,
+                reason,
+                ..
+            } => Some(reason),
+            _ => None,
+        })
+        .unwrap();
+    assert!(
+        reason.contains("would first need 2 approval(s)"),
+        "{reason}"
+    );
+}
+
+/// Every decision is in explain: both runs after a failed verification, and
+/// the escalations on an expired or rejected approval.
+#[test]
+fn explain_keeps_every_run_and_every_escalation() {
+    let mut p = policy();
+    p.cooldown = Duration::ZERO;
+    p.verify_window = Duration::from_secs(5);
+    let mut e = engine(Mode::Aggressive, p);
+    let script = "0s probe web healthz fail exited
+         1s probe web healthz fail exited
+         2s probe web healthz fail exited
+         3s outcome 1 ok
+         4s probe web healthz fail exited
+         5s probe web healthz fail exited
+         6s probe web healthz fail exited";
+    for line in script.lines() {
+        let (at, i) = parse_line(line.trim());
+        e.handle_input(at, i.unwrap());
+    }
+    let runs: Vec<Verdict> = e
+        .explain("inc-t-1")
+        .unwrap()
+        .decisions
+        .iter()
+        .map(|d| d.verdict)
+        .collect();
+    assert_eq!(runs, vec![Verdict::Run, Verdict::Run], "{runs:?}");
+
+    // An approval that expires escalates, and explain says so.
+    let mut gov = GovernanceConfig::default();
+    gov.approvals.expiry = Duration::from_secs(60);
+    let mut e = with_risk(Risk::High, gov.clone(), Mode::Aggressive);
+    for line in FAIL3.lines() {
+        let (at, i) = parse_line(line.trim());
+        e.handle_input(at, i.unwrap());
+    }
+    e.handle_timeout(MonoTime(70_000));
+    let last = e
+        .explain("inc-t-1")
+        .unwrap()
+        .decisions
+        .last()
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (last.verdict, last.reason_code),
+        (Verdict::Escalate, Some(ReasonCode::ApprovalExpired))
+    );
+
+    // A rejected one too.
+    let mut e = with_risk(Risk::High, gov, Mode::Aggressive);
+    for line in FAIL3.lines() {
+        let (at, i) = parse_line(line.trim());
+        e.handle_input(at, i.unwrap());
+    }
+    e.operate(
+        MonoTime(3_000),
+        &Actor::new("bob", Role::Approver),
+        OperatorCommand::Reject {
+            id: "apr-1".into(),
+            reason: "not now".into(),
+        },
+    )
+    .unwrap();
+    let last = e
+        .explain("inc-t-1")
+        .unwrap()
+        .decisions
+        .last()
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (last.verdict, last.reason_code),
+        (Verdict::Escalate, Some(ReasonCode::ApprovalRejected))
+    );
+}
+
+/// Roles order what an actor may do; a refusal is typed and recorded.
+#[test]
+fn a_viewer_cannot_change_the_mode() {
+    let mut e = engine(Mode::DryRun, policy());
+    let r = e.operate(
+        MonoTime(1),
+        &Actor::new("eve", Role::Viewer),
+        OperatorCommand::SetMode {
+            service: None,
+            mode: Mode::Aggressive,
+        },
+    );
+    assert_eq!(
+        r,
+        Err(OperatorError::Forbidden {
+            needed: Role::Admin,
+            have: Role::Viewer
+        })
+    );
+    assert_eq!(e.mode(), Mode::DryRun);
+    assert!(matches!(
+        e.poll_notice(),
+        Some(Notice::OperatorRejected {
+            error: OperatorErrorCode::Forbidden,
+            ..
+        })
+    ));
+}

@@ -29,8 +29,8 @@ pub use executor::{
     Executor, HttpExecutor, Registry, RestartExecutor, TIMEOUT_SLACK,
 };
 pub use supervisor::{
-    Adoption, BoxFuture, ProcessJournal, ProcessRecord, ProcessState, Supervisor,
-    SupervisorError, ADOPTED_POLL,
+    Adoption, BoxFuture, ProcessJournal, ProcessRecord, ProcessState, Supervisor, SupervisorError,
+    ADOPTED_POLL,
 };
 
 /// Most bytes of command output kept for the audit record.
@@ -290,7 +290,10 @@ mod tests {
                 output: "no".into()
             }
         );
-        assert_eq!(ActionFailure::from(bad).kind, ActionFailureKind::NonZeroExit);
+        assert_eq!(
+            ActionFailure::from(bad).kind,
+            ActionFailureKind::NonZeroExit
+        );
         // Restart of a service without a supervisor, and an empty registry.
         let req = ExecRequest::new("svc", "restart", ActionExec::Restart, t);
         assert_eq!(req.kind(), ActionKind::Restart);
@@ -362,10 +365,7 @@ mod tests {
         let t = Duration::from_secs(60);
         // A command whose background child would outlive a plain kill of sh.
         let script = |f: &std::path::Path| {
-            exec_spec(
-                &format!("sleep 300 & echo $! > {}; wait", f.display()),
-                t,
-            )
+            exec_spec(&format!("sleep 300 & echo $! > {}; wait", f.display()), t)
         };
         // Cancelled by its token.
         let f1 = dir.path().join("one");

@@ -67,7 +67,11 @@ pub fn group_members(pgid: u32) -> Vec<ProcStat> {
         return Vec::new();
     };
     dir.filter_map(Result::ok)
-        .filter(|e| e.file_name().to_str().is_some_and(|n| n.parse::<u32>().is_ok()))
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.parse::<u32>().is_ok())
+        })
         .filter_map(|e| read_stat(&e.path().join("stat")))
         .filter(|s| s.pgrp == pgid && !s.is_dead())
         .collect()

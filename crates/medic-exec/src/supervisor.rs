@@ -284,10 +284,14 @@ impl Supervisor {
             _ => return Adoption::OtherBoot,
         }
         match procfs::stat(rec.pid) {
-            None => return Adoption::NotRunning,
-            Some(s) if s.is_dead() => return Adoption::NotRunning,
-            Some(s) if s.start_ticks != rec.start_ticks => return Adoption::PidReused,
-            Some(_) => {}
+            Some(s) if s.start_ticks != rec.start_ticks && !s.is_dead() => {
+                return Adoption::PidReused
+            }
+            Some(s) if !s.is_dead() => {}
+            _ => {
+                kill_leftovers(&self.name, rec);
+                return Adoption::NotRunning;
+            }
         }
         inner.generation += 1;
         let generation = inner.generation;
@@ -412,12 +416,34 @@ fn signal_group(pgid: u32, leader_start: u64, sig: Signal) {
     let _ = killpg(Pid::from_raw(raw), sig);
 }
 
+/// The recorded leader is gone while no medic watched: kill what is left of
+/// its group. Only if every live member started after the leader (else the
+/// group id is not the recorded group's).
+fn kill_leftovers(service: &str, rec: &ProcessRecord) {
+    let left = procfs::group_members(rec.pgid);
+    if left.is_empty() || left.iter().any(|p| p.start_ticks < rec.start_ticks) {
+        return;
+    }
+    signal_group(rec.pgid, rec.start_ticks, Signal::SIGKILL);
+    tracing::warn!(
+        service,
+        pgid = rec.pgid,
+        left = left.len(),
+        "the recorded process is gone; killed what was left of its process group"
+    );
+}
+
 /// Kill what is left of a group whose leader just exited; log if anything was.
 fn kill_rest_of_group(service: &str, pgid: u32, leader_start: u64) {
     let left = procfs::group_members(pgid);
     signal_group(pgid, leader_start, Signal::SIGKILL);
     if !left.is_empty() {
-        tracing::warn!(service, pgid, left = left.len(), "leader exited; killed the rest of its process group");
+        tracing::warn!(
+            service,
+            pgid,
+            left = left.len(),
+            "leader exited; killed the rest of its process group"
+        );
     }
 }
 
@@ -456,12 +482,9 @@ fn spawn_child_waiter(
     let body = move || {
         use nix::sys::wait::{waitid, Id, WaitPidFlag};
         let raw = Pid::from_raw(i32::try_from(pid).unwrap_or(0));
-        loop {
-            match waitid(Id::Pid(raw), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT) {
-                Err(nix::errno::Errno::EINTR) => continue,
-                _ => break,
-            }
-        }
+        while let Err(nix::errno::Errno::EINTR) =
+            waitid(Id::Pid(raw), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT)
+        {}
         kill_rest_of_group(&service, pid, start_ticks);
         let (code, signal) = match child.wait() {
             Ok(s) => {
@@ -678,8 +701,7 @@ mod tests {
     fn wrapper(dir: &std::path::Path) -> (ProcessConfig, PathBuf) {
         let file = dir.join("child.pid");
         let mut c = cfg(WRAPPER, 30_000);
-        c.env
-            .insert("CHILD_PID".into(), file.display().to_string());
+        c.env.insert("CHILD_PID".into(), file.display().to_string());
         (c, file)
     }
 
@@ -751,8 +773,8 @@ mod tests {
     #[tokio::test]
     async fn adopt_takes_over_a_live_process_and_refuses_a_reused_pid() {
         let journal = Arc::new(Journal::default());
-        let first = Supervisor::new("svc", cfg("exec sleep 300", 2000), None)
-            .with_journal(journal.clone());
+        let first =
+            Supervisor::new("svc", cfg("exec sleep 300", 2000), None).with_journal(journal.clone());
         let pid = first.start().await.unwrap();
         let _g = Group(pid);
         let rec = first.record().await.unwrap();
@@ -761,8 +783,8 @@ mod tests {
         assert_eq!(journal.0.lock().unwrap().len(), 1);
 
         // A second supervisor (a restarted medic) adopts it.
-        let second = Supervisor::new("svc", cfg("exec sleep 300", 2000), None)
-            .with_journal(journal.clone());
+        let second =
+            Supervisor::new("svc", cfg("exec sleep 300", 2000), None).with_journal(journal.clone());
         let other_boot = ProcessRecord {
             boot_id: "not-this-boot".into(),
             ..rec.clone()
@@ -781,10 +803,7 @@ mod tests {
             }
         );
         assert_eq!(second.state(), ProcessState::Running { pid, generation: 1 });
-        assert_eq!(
-            second.adopt(&rec).await,
-            Adoption::AlreadyRunning { pid }
-        );
+        assert_eq!(second.adopt(&rec).await, Adoption::AlreadyRunning { pid });
         // Its exit is seen by polling /proc.
         let mut rx = second.watch();
         killpg(Pid::from_raw(pid as i32), Signal::SIGKILL).unwrap();
@@ -816,10 +835,7 @@ mod tests {
         let child = child_pid(&file).await;
         let rec = first.record().await.unwrap();
         let second = Supervisor::new("wrapped", c, None).with_journal(journal.clone());
-        assert!(matches!(
-            second.adopt(&rec).await,
-            Adoption::Adopted { .. }
-        ));
+        assert!(matches!(second.adopt(&rec).await, Adoption::Adopted { .. }));
         second.stop().await;
         assert_eq!(second.state(), ProcessState::Stopped);
         assert!(procfs::stat(child).is_none_or(|p| p.is_dead()));
@@ -829,6 +845,42 @@ mod tests {
             journal.0.lock().unwrap().last(),
             Some(&("wrapped".to_string(), None))
         );
+    }
+
+    #[tokio::test]
+    async fn a_recorded_group_whose_leader_died_unwatched_is_cleaned_up() {
+        use std::os::unix::process::CommandExt;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("child.pid");
+        // A group whose leader exits and leaves a child behind, with nobody
+        // supervising it (as when medic was killed).
+        let mut leader = std::process::Command::new("sh")
+            .args(["-c", &format!("sleep 300 & echo $! > {}", file.display())])
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let pid = leader.id();
+        let _g = Group(pid);
+        let start_ticks = procfs::stat(pid).unwrap().start_ticks;
+        let child = child_pid(&file).await;
+        leader.wait().unwrap();
+        assert!(procfs::stat(child).is_some_and(|p| !p.is_dead() && p.pgrp == pid));
+        let rec = ProcessRecord {
+            service: "svc".into(),
+            pid,
+            pgid: pid,
+            start_ticks,
+            boot_id: procfs::boot_id().unwrap(),
+            started_unix_ms: 0,
+            command: vec!["sh".into()],
+        };
+        let s = Supervisor::new("svc", cfg("true", 100), None);
+        assert_eq!(s.adopt(&rec).await, Adoption::NotRunning);
+        wait_until("the left-over child to be killed", || {
+            procfs::stat(child).is_none_or(|p| p.is_dead())
+        })
+        .await;
+        assert!(!s.state().is_running());
     }
 
     #[tokio::test]

@@ -558,7 +558,8 @@ fn decode_supervised(row: &SqliteRow, op: &'static str) -> Result<SupervisedProc
         reason: format!("supervised_process column {col}: {e}"),
     };
     let int = |col: &str| -> Result<i64, StoreError> {
-        row.try_get::<i64, _>(col).map_err(|e| corrupt(col, e.to_string()))
+        row.try_get::<i64, _>(col)
+            .map_err(|e| corrupt(col, e.to_string()))
     };
     let text = |col: &str| -> Result<String, StoreError> {
         row.try_get::<String, _>(col)
@@ -789,7 +790,12 @@ mod tests {
             start_ticks: 1_234_567,
             boot_id: "b00t".into(),
             started_unix_ms: 1_790_000_000_000,
-            command: vec!["medic".into(), "fixture".into(), "--port".into(), "1".into()],
+            command: vec![
+                "medic".into(),
+                "fixture".into(),
+                "--port".into(),
+                "1".into(),
+            ],
         };
         store.put_supervised(&web).await.unwrap();
         let moved = SupervisedProcess {

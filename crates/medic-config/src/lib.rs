@@ -68,6 +68,9 @@ pub struct ProcessConfig {
     pub env: BTreeMap<String, String>,
     pub cwd: Option<PathBuf>,
     pub stop_grace: Duration,
+    /// Grace between SIGTERM and SIGKILL when the process is already judged
+    /// unresponsive (stopped, or its probes time out).
+    pub unresponsive_stop_grace: Duration,
     pub autostart: bool,
 }
 
@@ -369,6 +372,9 @@ impl Validator {
                 env: p.env,
                 cwd: p.cwd.map(PathBuf::from),
                 stop_grace: p.stop_grace.map_or(Duration::from_secs(10), |d| d.0),
+                unresponsive_stop_grace: p
+                    .unresponsive_stop_grace
+                    .map_or(Duration::from_secs(1), |d| d.0),
                 autostart: p.autostart.unwrap_or(true),
             }
         });

@@ -85,6 +85,7 @@ pub struct RawProcess {
     pub env: BTreeMap<String, String>,
     pub cwd: Option<String>,
     pub stop_grace: Option<Dur>,
+    pub unresponsive_stop_grace: Option<Dur>,
     pub autostart: Option<bool>,
 }
 

@@ -1,31 +1,58 @@
 //! Executors: the only place medic changes the world.
 //!
-//! - [`Supervisor`] starts a service's process in its own process group and
-//!   stops it with SIGTERM, then SIGKILL after a grace period.
-//! - [`run_exec`] runs a command with a timeout, output captured (bounded).
-//! - [`run_http`] calls an endpoint.
+//! - [`Supervisor`] starts a service's process in its own process group,
+//!   stops it by group (SIGCONT, SIGTERM, SIGKILL after a grace period), kills
+//!   what is left of the group when its leader exits, and adopts a process an
+//!   earlier medic started.
+//! - [`Executor`]s behind a [`Registry`] keyed by action kind: restart of the
+//!   supervised process, exec ([`exec_command`]: timeout, output captured and
+//!   bounded, process group killed on timeout or cancel) and http
+//!   ([`http_call`]).
 //!
-//! Each returns `Ok(detail)` or an [`ActionFailure`] with a closed kind, which
-//! the daemon feeds back to the engine unchanged.
+//! Failures are typed ([`ExecError`]) and convert into the core's
+//! [`ActionFailure`] with a closed kind, which the daemon feeds back to the
+//! engine unchanged.
 #![forbid(unsafe_code)]
 
+mod executor;
+pub mod procfs;
 mod supervisor;
 
 use std::process::Stdio;
 use std::time::Duration;
 
-use medic_core::{ActionFailure, ActionFailureKind};
+use medic_core::ActionFailure;
 use tokio::io::AsyncReadExt;
 
-pub use supervisor::{ProcessState, Supervisor, SupervisorError};
+pub use executor::{
+    CancelOnDrop, CancelToken, CommandExecutor, ExecError, ExecOutput, ExecRequest, ExecResult,
+    Executor, HttpExecutor, Registry, RestartExecutor, TIMEOUT_SLACK,
+};
+pub use supervisor::{
+    Adoption, BoxFuture, ProcessJournal, ProcessRecord, ProcessState, Supervisor, SupervisorError,
+    ADOPTED_POLL,
+};
 
 /// Most bytes of command output kept for the audit record.
 pub const MAX_OUTPUT_BYTES: usize = 4096;
 
-fn failure(kind: ActionFailureKind, message: impl Into<String>) -> ActionFailure {
-    ActionFailure {
-        kind,
-        message: message.into(),
+/// SIGKILLs a process group when dropped, unless disarmed.
+struct GroupGuard(Option<i32>);
+
+impl GroupGuard {
+    fn kill(&mut self) {
+        if let Some(pgid) = self.0.take().filter(|p| *p > 1) {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pgid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
 
@@ -36,8 +63,25 @@ pub async fn run_exec(
     cwd: Option<&std::path::Path>,
     timeout: Duration,
 ) -> Result<String, ActionFailure> {
+    exec_command(command, env, cwd, timeout, &CancelToken::new())
+        .await
+        .map(|o| o.detail)
+        .map_err(ActionFailure::from)
+}
+
+/// Run `command` (argv) in its own process group with a timeout; stdout and
+/// stderr are captured (the first [`MAX_OUTPUT_BYTES`] each, the rest
+/// drained). On timeout, on `cancel` or when the future is dropped, the whole
+/// process group is killed.
+pub async fn exec_command(
+    command: &[String],
+    env: &std::collections::BTreeMap<String, String>,
+    cwd: Option<&std::path::Path>,
+    timeout: Duration,
+    cancel: &CancelToken,
+) -> ExecResult {
     let Some((prog, args)) = command.split_first() else {
-        return Err(failure(ActionFailureKind::Spawn, "empty command"));
+        return Err(ExecError::Spawn("empty command".into()));
     };
     let mut cmd = tokio::process::Command::new(prog);
     cmd.args(args)
@@ -52,8 +96,8 @@ pub async fn run_exec(
     }
     let mut child = cmd
         .spawn()
-        .map_err(|e| failure(ActionFailureKind::Spawn, format!("cannot run {prog}: {e}")))?;
-    let pid = child.id();
+        .map_err(|e| ExecError::Spawn(format!("cannot run {prog}: {e}")))?;
+    let mut group = GroupGuard(child.id().and_then(|p| i32::try_from(p).ok()));
     let mut stdout = child.stdout.take();
     let mut stderr = child.stderr.take();
     let read_all = async {
@@ -64,8 +108,17 @@ pub async fn run_exec(
         );
         (status, out, err)
     };
-    match tokio::time::timeout(timeout, read_all).await {
+    let finished = tokio::select! {
+        r = tokio::time::timeout(timeout, read_all) => r,
+        _ = cancel.cancelled() => {
+            group.kill();
+            return Err(ExecError::Cancelled(format!("{prog} killed")));
+        }
+    };
+    match finished {
         Ok((Ok(status), out, err)) => {
+            // Finished and its pipes are closed: nothing of it is left to kill.
+            group.0 = None;
             let mut text = String::from_utf8_lossy(&out).trim_end().to_string();
             let err = String::from_utf8_lossy(&err);
             if !err.trim().is_empty() {
@@ -73,29 +126,21 @@ pub async fn run_exec(
             }
             let text = truncate(text.trim());
             if status.success() {
-                Ok(text)
+                Ok(ExecOutput { detail: text })
             } else {
-                Err(failure(
-                    ActionFailureKind::NonZeroExit,
-                    format!("{status}: {text}"),
-                ))
+                Err(ExecError::NonZeroExit {
+                    status: status.to_string(),
+                    output: text,
+                })
             }
         }
-        Ok((Err(e), _, _)) => Err(failure(ActionFailureKind::Other, e.to_string())),
+        Ok((Err(e), _, _)) => Err(ExecError::Other(e.to_string())),
         Err(_) => {
-            if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
-                let _ = nix::sys::signal::killpg(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
-            Err(failure(
-                ActionFailureKind::Timeout,
-                format!(
-                    "{prog} did not finish within {}ms; killed",
-                    timeout.as_millis()
-                ),
-            ))
+            group.kill();
+            Err(ExecError::Timeout(format!(
+                "{prog} did not finish within {}ms; killed",
+                timeout.as_millis()
+            )))
         }
     }
 }
@@ -131,23 +176,34 @@ pub async fn run_http(
     expect_status: Option<u16>,
     timeout: Duration,
 ) -> Result<String, ActionFailure> {
-    let m = reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| {
-        failure(
-            ActionFailureKind::Other,
-            format!("bad method {method}: {e}"),
-        )
-    })?;
+    http_call(client, method, url, body, expect_status, timeout)
+        .await
+        .map(|o| o.detail)
+        .map_err(ActionFailure::from)
+}
+
+/// [`run_http`] with a typed result.
+pub async fn http_call(
+    client: &reqwest::Client,
+    method: &str,
+    url: &str,
+    body: Option<&str>,
+    expect_status: Option<u16>,
+    timeout: Duration,
+) -> ExecResult {
+    let m = reqwest::Method::from_bytes(method.as_bytes())
+        .map_err(|e| ExecError::Other(format!("bad method {method}: {e}")))?;
     let mut req = client.request(m, url).timeout(timeout);
     if let Some(b) = body {
         req = req.body(b.to_string());
     }
     let resp = req.send().await.map_err(|e| {
-        let kind = if e.is_timeout() {
-            ActionFailureKind::Timeout
+        let msg = format!("{method} {url}: {e}");
+        if e.is_timeout() {
+            ExecError::Timeout(msg)
         } else {
-            ActionFailureKind::Http
-        };
-        failure(kind, format!("{method} {url}: {e}"))
+            ExecError::Http(msg)
+        }
     })?;
     let status = resp.status();
     let text = resp.text().await.unwrap_or_default();
@@ -157,16 +213,222 @@ pub async fn run_http(
     };
     let detail = format!("{method} {url} -> {status} {}", truncate(text.trim()));
     if ok {
-        Ok(detail)
+        Ok(ExecOutput { detail })
     } else {
-        Err(failure(ActionFailureKind::Http, detail))
+        Err(ExecError::Http(detail))
     }
 }
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+    use medic_config::ActionExec;
+    use medic_core::{ActionFailureKind, ActionKind};
     use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    fn exec_spec(script: &str, timeout: Duration) -> ActionExec {
+        ActionExec::Exec {
+            command: vec!["sh".into(), "-c".into(), script.into()],
+            timeout,
+            env: BTreeMap::new(),
+            cwd: None,
+        }
+    }
+
+    async fn read_pid(file: &std::path::Path) -> u32 {
+        for _ in 0..250 {
+            if let Some(p) = std::fs::read_to_string(file)
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+            {
+                return p;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("no pid in {}", file.display());
+    }
+
+    fn gone(pid: u32) -> bool {
+        procfs::stat(pid).is_none_or(|p| p.is_dead())
+    }
+
+    async fn wait_gone(pid: u32) {
+        for _ in 0..250 {
+            if gone(pid) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("pid {pid} is still alive");
+    }
+
+    #[tokio::test]
+    async fn registry_runs_by_kind_with_typed_errors() {
+        let reg = Registry::standard(BTreeMap::new(), reqwest::Client::new());
+        let t = Duration::from_secs(5);
+        let ok = reg
+            .execute(
+                ExecRequest::new("svc", "hello", exec_spec("echo hello", t), t),
+                CancelToken::new(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(ok.detail, "hello");
+        let bad = reg
+            .execute(
+                ExecRequest::new("svc", "fail", exec_spec("echo no; exit 4", t), t),
+                CancelToken::new(),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(
+            bad,
+            ExecError::NonZeroExit {
+                status: "exit status: 4".into(),
+                output: "no".into()
+            }
+        );
+        assert_eq!(
+            ActionFailure::from(bad).kind,
+            ActionFailureKind::NonZeroExit
+        );
+        // Restart of a service without a supervisor, and an empty registry.
+        let req = ExecRequest::new("svc", "restart", ActionExec::Restart, t);
+        assert_eq!(req.kind(), ActionKind::Restart);
+        let e = reg
+            .execute(req.clone(), CancelToken::new())
+            .await
+            .unwrap_err();
+        assert!(matches!(e, ExecError::NoExecutor { .. }), "{e}");
+        let e = Registry::new()
+            .execute(req, CancelToken::new())
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("no Restart executor"), "{e}");
+        // An already cancelled token runs nothing.
+        let token = CancelToken::new();
+        token.cancel();
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("ran");
+        let e = reg
+            .execute(
+                ExecRequest::new(
+                    "svc",
+                    "touch",
+                    exec_spec(&format!("touch {}", marker.display()), t),
+                    t,
+                ),
+                token,
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ActionFailureKind::Cancelled);
+        assert!(!marker.exists());
+    }
+
+    #[tokio::test]
+    async fn registry_bounds_an_executor_that_never_finishes() {
+        struct Stuck;
+        impl Executor for Stuck {
+            fn kind(&self) -> ActionKind {
+                ActionKind::Http
+            }
+            fn execute(&self, _: ExecRequest, _: CancelToken) -> BoxFuture<'static, ExecResult> {
+                Box::pin(std::future::pending())
+            }
+        }
+        let mut reg = Registry::new();
+        assert!(reg.register(Arc::new(Stuck)).is_none());
+        let spec = ActionExec::Http {
+            url: "http://127.0.0.1:9/".into(),
+            method: "POST".into(),
+            body: None,
+            expect_status: None,
+            timeout: Duration::from_millis(100),
+        };
+        let e = reg
+            .execute(
+                ExecRequest::new("svc", "call", spec, Duration::ZERO),
+                CancelToken::new(),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ActionFailureKind::Timeout, "{e}");
+    }
+
+    #[tokio::test]
+    async fn cancel_and_abort_kill_the_exec_process_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = Registry::standard(BTreeMap::new(), reqwest::Client::new());
+        let t = Duration::from_secs(60);
+        // A command whose background child would outlive a plain kill of sh.
+        let script = |f: &std::path::Path| {
+            exec_spec(&format!("sleep 300 & echo $! > {}; wait", f.display()), t)
+        };
+        // Cancelled by its token.
+        let f1 = dir.path().join("one");
+        let token = CancelToken::new();
+        let run = tokio::spawn(reg.execute(
+            ExecRequest::new("svc", "long", script(&f1), t),
+            token.clone(),
+        ));
+        let child = read_pid(&f1).await;
+        token.cancel();
+        let e = run.await.unwrap().unwrap_err();
+        assert_eq!(e.kind(), ActionFailureKind::Cancelled);
+        wait_gone(child).await;
+        // The waiting task is aborted: its drop guard cancels the executor.
+        let f2 = dir.path().join("two");
+        let token = CancelToken::new();
+        let inner = tokio::spawn(reg.execute(
+            ExecRequest::new("svc", "long", script(&f2), t),
+            token.clone(),
+        ));
+        let guard = token.drop_guard();
+        let outer = tokio::spawn(async move {
+            let _guard = guard;
+            inner.await
+        });
+        let child = read_pid(&f2).await;
+        outer.abort();
+        assert!(outer.await.unwrap_err().is_cancelled());
+        wait_gone(child).await;
+    }
+
+    #[tokio::test]
+    async fn restart_executor_restarts_the_supervised_process() {
+        let cfg = medic_config::ProcessConfig {
+            command: vec!["sleep".into(), "300".into()],
+            env: BTreeMap::new(),
+            cwd: None,
+            stop_grace: Duration::from_secs(5),
+            unresponsive_stop_grace: Duration::from_secs(1),
+            autostart: true,
+        };
+        let sup = Supervisor::new("svc", cfg, None);
+        let old = sup.start().await.unwrap();
+        let reg = Registry::standard(
+            BTreeMap::from([("svc".to_string(), sup.clone())]),
+            reqwest::Client::new(),
+        );
+        let out = reg
+            .execute(
+                ExecRequest::new("svc", "restart", ActionExec::Restart, sup.restart_timeout()),
+                CancelToken::new(),
+            )
+            .await
+            .unwrap();
+        let ProcessState::Running { pid, .. } = sup.state() else {
+            panic!("not running: {:?}", sup.state());
+        };
+        assert_ne!(pid, old);
+        assert_eq!(out.detail, format!("restarted; new pid {pid}"));
+        assert!(gone(old));
+        sup.stop().await;
+        assert!(gone(pid));
+    }
 
     #[tokio::test]
     async fn exec_captures_output_and_classifies() {

@@ -54,6 +54,9 @@ pub struct FixtureOptions {
     pub port: u16,
     /// Print a line to stderr and exit with code 1 before binding.
     pub crash_on_start: bool,
+    /// Wait this long before binding (a slow-starting service): until then
+    /// connections are refused and `/healthz` does not answer.
+    pub startup_delay: Duration,
 }
 
 /// Current fault and shedding state, as returned by `GET /admin/state`.
@@ -216,6 +219,13 @@ pub async fn run(opts: FixtureOptions) -> anyhow::Result<()> {
     if opts.crash_on_start {
         eprintln!("medic-fixture: crash_on_start is set; exiting with code 1");
         std::process::exit(1);
+    }
+    if !opts.startup_delay.is_zero() {
+        eprintln!(
+            "medic-fixture: starting up; binding in {}ms",
+            opts.startup_delay.as_millis()
+        );
+        tokio::time::sleep(opts.startup_delay).await;
     }
     let listener = tokio::net::TcpListener::bind(SocketAddr::new(opts.bind, opts.port))
         .await

@@ -17,6 +17,9 @@ struct Args {
     /// Exit with code 1 immediately, before binding.
     #[arg(long, env = "FIXTURE_CRASH_ON_START")]
     crash_on_start: bool,
+    /// Wait this long (e.g. 5s, 800ms) before binding and answering /healthz.
+    #[arg(long, env = "FIXTURE_STARTUP_DELAY", value_parser = humantime::parse_duration, default_value = "0s")]
+    startup_delay: std::time::Duration,
 }
 
 #[tokio::main]
@@ -26,6 +29,7 @@ async fn main() -> anyhow::Result<()> {
         bind: args.bind,
         port: args.port,
         crash_on_start: args.crash_on_start,
+        startup_delay: args.startup_delay,
     })
     .await
 }

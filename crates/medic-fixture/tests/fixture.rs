@@ -331,3 +331,59 @@ async fn binary_crash_on_start_exits_with_code_1_and_says_why() {
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
     assert!(err.contains("crash_on_start"), "{err}");
 }
+
+/// Kills the child on drop (also when the test panics).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn binary_startup_delay_binds_and_answers_only_after_the_delay() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let started = Instant::now();
+    let child = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_medic-fixture"))
+            .args(["--port", &port.to_string(), "--startup-delay", "1500ms"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let url = format!("http://127.0.0.1:{port}/healthz");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let mut refused_while_starting = 0;
+    let answered = loop {
+        match client.get(&url).send().await {
+            Ok(r) => break r.json::<Value>().await.unwrap(),
+            Err(e) => {
+                assert!(e.is_connect(), "{e}");
+                refused_while_starting += 1;
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "never answered"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "answered after {:?}",
+        started.elapsed()
+    );
+    assert!(refused_while_starting > 0);
+    assert_eq!(answered["pid"], child.0.id());
+    assert_eq!(answered["status"], "ok");
+}

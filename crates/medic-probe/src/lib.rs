@@ -177,6 +177,7 @@ async fn exec(command: &[String], timeout: Duration) -> ProbeOutcome {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
+        .process_group(0)
         .kill_on_drop(true)
         .spawn();
     let child = match child {
@@ -189,6 +190,9 @@ async fn exec(command: &[String], timeout: Duration) -> ProbeOutcome {
             )
         }
     };
+    // A check that times out (or whose probe is dropped) is killed with
+    // everything it started: its whole process group.
+    let _group = KillGroupOnDrop(child.id());
     match tokio::time::timeout(timeout, child.wait_with_output()).await {
         Ok(Ok(out)) if out.status.success() => ProbeOutcome::ok(start.elapsed(), "exit 0".into()),
         Ok(Ok(out)) => {
@@ -210,6 +214,24 @@ async fn exec(command: &[String], timeout: Duration) -> ProbeOutcome {
             ProbeFailure::Timeout,
             format!("check did not finish within {}ms", timeout.as_millis()),
         ),
+    }
+}
+
+/// SIGKILLs a process group on drop (no-op when it has already exited).
+struct KillGroupOnDrop(Option<u32>);
+
+impl Drop for KillGroupOnDrop {
+    fn drop(&mut self) {
+        if let Some(pgid) = self
+            .0
+            .and_then(|p| i32::try_from(p).ok())
+            .filter(|p| *p > 1)
+        {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pgid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
     }
 }
 
@@ -328,6 +350,35 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(slow.failure, Some(ProbeFailure::Timeout));
+        // What a timed-out check started is killed with it.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bg.pid");
+        let bg = p
+            .run(
+                &ProbeKind::Exec {
+                    command: vec![
+                        "sh".into(),
+                        "-c".into(),
+                        format!("sleep 300 & echo $! > {}; wait", file.display()),
+                    ],
+                },
+                t,
+            )
+            .await
+            .unwrap();
+        assert_eq!(bg.failure, Some(ProbeFailure::Timeout));
+        let pid = std::fs::read_to_string(&file).unwrap();
+        let stat = |pid: &str| std::fs::read_to_string(format!("/proc/{}/stat", pid.trim()));
+        let mut gone = false;
+        for _ in 0..100 {
+            // Gone, or a zombie waiting for a reaper.
+            gone = stat(&pid).map_or(true, |s| s.contains(") Z "));
+            if gone {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(gone, "the check's background child {pid} survived");
         let missing = p
             .run(
                 &ProbeKind::Exec {

@@ -69,6 +69,17 @@
 //! Incidents are stored in `incidents` keyed by `id`, upserted whole with the
 //! timeline kept as a JSON array column (`timeline`). They are mutable state
 //! and not hash-chained; the audit log is the tamper-evident history.
+//!
+//! # Supervised processes
+//!
+//! `supervised_process(service PRIMARY KEY, pid, pgid, start_ticks, boot_id,
+//! started_unix_ms, command)` holds the process medic currently supervises for
+//! each service: written when it is started, removed when medic stops it on
+//! purpose. A medic that was killed (and so could not stop its services) finds
+//! them here at its next start and adopts those still alive; `start_ticks`
+//! (field 22 of `/proc/<pid>/stat`) and `boot_id` tell a live process from a
+//! reused pid. `command` is the argv as a JSON array. Mutable state, not
+//! hash-chained.
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -194,7 +205,21 @@ const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS incidents(id TEXT PRIMARY KEY, service TEXT NOT NULL, state TEXT NOT NULL, trigger_text TEXT NOT NULL, opened_at TEXT NOT NULL, updated_at TEXT NOT NULL, closed_at TEXT, outcome TEXT, summary TEXT NOT NULL, timeline TEXT NOT NULL)",
     "CREATE INDEX IF NOT EXISTS incidents_opened_at ON incidents(opened_at)",
     "CREATE TABLE IF NOT EXISTS engine_state(id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL, saved_at TEXT NOT NULL, body TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS supervised_process(service TEXT PRIMARY KEY, pid INTEGER NOT NULL, pgid INTEGER NOT NULL, start_ticks INTEGER NOT NULL, boot_id TEXT NOT NULL, started_unix_ms INTEGER NOT NULL, command TEXT NOT NULL)",
 ];
+
+/// A process medic supervises, as recorded in `supervised_process`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SupervisedProcess {
+    pub service: String,
+    pub pid: u32,
+    pub pgid: u32,
+    /// Field 22 of `/proc/<pid>/stat` (clock ticks after boot).
+    pub start_ticks: u64,
+    pub boot_id: String,
+    pub started_unix_ms: i64,
+    pub command: Vec<String>,
+}
 
 const INCIDENT_COLUMNS: &str =
     "id, service, state, trigger_text, opened_at, updated_at, closed_at, outcome, summary, timeline";
@@ -422,6 +447,43 @@ impl Store {
         Ok(())
     }
 
+    /// Records (or replaces) the process supervised for `p.service`.
+    pub async fn put_supervised(&self, p: &SupervisedProcess) -> Result<(), StoreError> {
+        const OP: &str = "put_supervised";
+        let invalid = |field: &'static str, reason: &str| StoreError::InvalidInput {
+            op: OP,
+            field,
+            reason: reason.to_string(),
+        };
+        if p.service.is_empty() {
+            return Err(invalid("service", "must not be empty"));
+        }
+        let ticks =
+            i64::try_from(p.start_ticks).map_err(|_| invalid("start_ticks", "too large"))?;
+        let command = serde_json::to_string(&p.command).map_err(|e| StoreError::Corrupt {
+            op: OP,
+            reason: format!("command does not serialize: {e}"),
+        })?;
+        sqlx::query(
+            "INSERT INTO supervised_process (service, pid, pgid, start_ticks, boot_id, started_unix_ms, command) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (service) DO UPDATE SET pid = excluded.pid, pgid = excluded.pgid, \
+             start_ticks = excluded.start_ticks, boot_id = excluded.boot_id, \
+             started_unix_ms = excluded.started_unix_ms, command = excluded.command",
+        )
+        .bind(&p.service)
+        .bind(i64::from(p.pid))
+        .bind(i64::from(p.pgid))
+        .bind(ticks)
+        .bind(&p.boot_id)
+        .bind(p.started_unix_ms)
+        .bind(&command)
+        .execute(&self.pool)
+        .await
+        .map_err(StoreError::db(OP))?;
+        Ok(())
+    }
+
     /// The last saved safety state with its `saved_at`, if any. A body that
     /// does not parse is an error (the caller decides how to start safely).
     pub async fn load_snapshot(
@@ -442,6 +504,30 @@ impl Store {
             reason: format!("the saved safety state does not parse: {e}"),
         })?;
         Ok(Some((snap, saved_at)))
+    }
+
+    /// Forgets the process supervised for `service` (no error if none).
+    pub async fn delete_supervised(&self, service: &str) -> Result<(), StoreError> {
+        const OP: &str = "delete_supervised";
+        sqlx::query("DELETE FROM supervised_process WHERE service = $1")
+            .bind(service)
+            .execute(&self.pool)
+            .await
+            .map_err(StoreError::db(OP))?;
+        Ok(())
+    }
+
+    /// Every recorded supervised process, by service name.
+    pub async fn list_supervised(&self) -> Result<Vec<SupervisedProcess>, StoreError> {
+        const OP: &str = "list_supervised";
+        let rows = sqlx::query(
+            "SELECT service, pid, pgid, start_ticks, boot_id, started_unix_ms, command \
+             FROM supervised_process ORDER BY service",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::db(OP))?;
+        rows.iter().map(|r| decode_supervised(r, OP)).collect()
     }
 
     /// Last `(seq, hash)` of the audit chain (`(0, GENESIS_HASH)` when empty).
@@ -513,6 +599,38 @@ fn decode_incident(row: &SqliteRow, op: &'static str) -> Result<IncidentRecord, 
         summary: get("summary")?,
         timeline,
         id,
+    })
+}
+
+fn decode_supervised(row: &SqliteRow, op: &'static str) -> Result<SupervisedProcess, StoreError> {
+    let corrupt = |col: &str, e: String| StoreError::Corrupt {
+        op,
+        reason: format!("supervised_process column {col}: {e}"),
+    };
+    let int = |col: &str| -> Result<i64, StoreError> {
+        row.try_get::<i64, _>(col)
+            .map_err(|e| corrupt(col, e.to_string()))
+    };
+    let text = |col: &str| -> Result<String, StoreError> {
+        row.try_get::<String, _>(col)
+            .map_err(|e| corrupt(col, e.to_string()))
+    };
+    let id = |col: &str| -> Result<u32, StoreError> {
+        let v = int(col)?;
+        u32::try_from(v).map_err(|_| corrupt(col, format!("{v} is not a pid")))
+    };
+    let ticks = int("start_ticks")?;
+    let command = text("command")?;
+    Ok(SupervisedProcess {
+        service: text("service")?,
+        pid: id("pid")?,
+        pgid: id("pgid")?,
+        start_ticks: u64::try_from(ticks)
+            .map_err(|_| corrupt("start_ticks", format!("{ticks} is negative")))?,
+        boot_id: text("boot_id")?,
+        started_unix_ms: int("started_unix_ms")?,
+        command: serde_json::from_str(&command)
+            .map_err(|e| corrupt("command", format!("not a JSON argv: {e}")))?,
     })
 }
 
@@ -704,6 +822,66 @@ mod tests {
                 .unwrap();
             assert_eq!(sync, 2);
         }
+    }
+
+    #[tokio::test]
+    async fn supervised_processes_survive_reopening_and_leave_the_audit_chain_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.db");
+        let store = Store::open(&path).await.unwrap();
+        store
+            .append_audit("2026-01-01T00:00:00Z", "a", "{}")
+            .await
+            .unwrap();
+        let web = SupervisedProcess {
+            service: "web".into(),
+            pid: 4242,
+            pgid: 4242,
+            start_ticks: 1_234_567,
+            boot_id: "b00t".into(),
+            started_unix_ms: 1_790_000_000_000,
+            command: vec![
+                "medic".into(),
+                "fixture".into(),
+                "--port".into(),
+                "1".into(),
+            ],
+        };
+        store.put_supervised(&web).await.unwrap();
+        let moved = SupervisedProcess {
+            pid: 4343,
+            pgid: 4343,
+            ..web.clone()
+        };
+        store.put_supervised(&moved).await.unwrap();
+        let db = SupervisedProcess {
+            service: "db".into(),
+            ..web.clone()
+        };
+        store.put_supervised(&db).await.unwrap();
+        store.close().await;
+        let store = Store::open(&path).await.unwrap();
+        assert_eq!(
+            store.list_supervised().await.unwrap(),
+            vec![db.clone(), moved]
+        );
+        store.delete_supervised("web").await.unwrap();
+        store.delete_supervised("nosuch").await.unwrap();
+        assert_eq!(store.list_supervised().await.unwrap(), vec![db]);
+        let bad = SupervisedProcess {
+            service: String::new(),
+            ..web
+        };
+        assert!(matches!(
+            store.put_supervised(&bad).await,
+            Err(StoreError::InvalidInput {
+                field: "service",
+                ..
+            })
+        ));
+        store.close().await;
+        let report = verify_audit(&path).await.unwrap();
+        assert!(report.is_ok() && report.records == 1, "{report:?}");
     }
 
     #[tokio::test]

@@ -13,13 +13,13 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use medic_api::governance::{Query, QueryAnswer, WallSync};
 use medic_api::{ApiState, ControlRequest, Metrics};
-use medic_config::{ActionExec, Config, ProbeKind};
+use medic_config::Config;
 use medic_core::{
     Ack, ActionFailure, ActionFailureKind, ActionId, ActionRequest, ActionStage, ActionStatus,
     Actor, Command, Engine, IncidentView, Input, Mode, MonoTime, Notice, Notification,
-    OperatorCommand, OperatorError, ProbeFailure, ProbeReport, Role,
+    OperatorCommand, OperatorError, ProbeReport, Role,
 };
-use medic_exec::{ProcessState, Supervisor};
+use medic_exec::Supervisor;
 use medic_store::{IncidentRecord, Store, TimelineEntry};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -146,6 +146,7 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
     // Signal sources (metrics, logs, alerts) report as virtual probes.
     let (hooks, sig_events) = medic_signal::SignalHooks::new();
     let (rep_tx, mut rep_rx) = mpsc::channel::<ProbeReport>(INPUT_QUEUE);
+    let probe_reports = rep_tx.clone();
     {
         let tx = tx.clone();
         tokio::spawn(async move {
@@ -198,39 +199,25 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
     });
     tokio::spawn(forward_control(ctl_rx, tx.clone()));
 
-    let mut supervisors = BTreeMap::new();
-    for svc in &opts.config.services {
-        if let Some(p) = &svc.process {
-            let log = opts.log_dir.join(format!("{}.log", svc.name));
-            let sup = Supervisor::new(&svc.name, p.clone(), Some(log));
-            if p.autostart {
-                sup.start()
-                    .await
-                    .with_context(|| format!("starting service {}", svc.name))?;
-            }
-            supervisors.insert(svc.name.clone(), sup);
-        }
-    }
+    // Adopts the processes a killed medic left running; starts the others.
+    let supervisors =
+        crate::lifecycle::start_supervisors(&opts.config, &store, &opts.log_dir).await?;
 
     let clock = Arc::new(Clock {
         start: Instant::now(),
         wall: OffsetDateTime::now_utc(),
     });
     let prober = medic_probe::Prober::new().context("building the HTTP client")?;
-    for svc in &opts.config.services {
-        for probe in &svc.probes {
-            let sup = supervisors.get(&svc.name).cloned();
-            tokio::spawn(probe_loop(
-                svc.name.clone(),
-                probe.clone(),
-                prober.clone(),
-                sup,
-                tx.clone(),
-                metrics.clone(),
-                shutdown_rx.clone(),
-            ));
-        }
-    }
+    let hints = crate::lifecycle::Hints::default();
+    crate::probes::spawn_all(
+        &opts.config,
+        &supervisors,
+        &prober,
+        &probe_reports,
+        &metrics,
+        &hints,
+        &shutdown_rx,
+    );
 
     let instance = uuid::Uuid::now_v7().simple().to_string();
     let mut engine_cfg = opts.config.engine.clone();
@@ -267,13 +254,7 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
         store: store.clone(),
         metrics,
         tx: tx.clone(),
-        supervisors: supervisors.clone(),
-        actions: opts
-            .config
-            .services
-            .iter()
-            .map(|s| (s.name.clone(), s.actions.clone()))
-            .collect(),
+        actions: crate::lifecycle::Actions::new(&opts.config, &supervisors, http.clone(), hints),
         http,
         notify: opts.config.notify.clone(),
         incidents: incidents.clone(),
@@ -534,84 +515,14 @@ async fn forward_control(mut rx: mpsc::Receiver<ControlRequest>, tx: mpsc::Sende
     }
 }
 
-async fn probe_loop(
-    service: String,
-    probe: medic_config::ProbeConfig,
-    prober: medic_probe::Prober,
-    sup: Option<Supervisor>,
-    tx: mpsc::Sender<Msg>,
-    metrics: Arc<Metrics>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut state_rx = sup.as_ref().map(|s| s.watch());
-    loop {
-        let outcome = match (&probe.kind, &sup) {
-            (ProbeKind::Process, Some(s)) => match s.state() {
-                ProcessState::Running { pid, .. } => Some(medic_probe::ProbeOutcome {
-                    ok: true,
-                    latency: Duration::ZERO,
-                    failure: None,
-                    detail: format!("pid {pid} running"),
-                }),
-                ProcessState::Exited {
-                    pid, code, signal, ..
-                } => Some(medic_probe::ProbeOutcome {
-                    ok: false,
-                    latency: Duration::ZERO,
-                    failure: Some(ProbeFailure::Exited),
-                    detail: format!("pid {pid} exited (code {code:?}, signal {signal:?})"),
-                }),
-                // Not started or deliberately stopped: nothing to judge.
-                ProcessState::NotStarted | ProcessState::Stopped => None,
-            },
-            (kind, _) => prober.run(kind, probe.timeout).await,
-        };
-        if let Some(o) = outcome {
-            if !o.ok {
-                metrics.inc_probe_failure(&service, &probe.name);
-            }
-            let report = ProbeReport {
-                service: service.clone(),
-                probe: probe.name.clone(),
-                ok: o.ok,
-                latency: o.latency,
-                failure: o.failure,
-                detail: o.detail,
-            };
-            if tx.send(Msg::Probe(report)).await.is_err() {
-                return;
-            }
-        }
-        let sleep = tokio::time::sleep(probe.interval);
-        match state_rx.as_mut() {
-            Some(rx) if probe.kind == ProbeKind::Process => {
-                tokio::select! {
-                    _ = sleep => {}
-                    r = rx.changed() => if r.is_err() { return; },
-                    _ = shutdown.changed() => return,
-                }
-            }
-            _ => {
-                tokio::select! {
-                    _ = sleep => {}
-                    _ = shutdown.changed() => return,
-                }
-            }
-        }
-        if *shutdown.borrow() {
-            return;
-        }
-    }
-}
-
 struct EngineLoop {
     engine: Engine,
     clock: Arc<Clock>,
     store: Store,
     metrics: Arc<Metrics>,
     tx: mpsc::Sender<Msg>,
-    supervisors: BTreeMap<String, Supervisor>,
-    actions: BTreeMap<String, BTreeMap<String, ActionExec>>,
+    /// Executors by action kind (see `lifecycle`).
+    actions: crate::lifecycle::Actions,
     http: reqwest::Client,
     notify: Option<medic_config::NotifyConfig>,
     incidents: Arc<Mutex<BTreeMap<String, IncidentSnapshot>>>,
@@ -807,61 +718,14 @@ impl EngineLoop {
     }
 
     fn spawn_action(&mut self, req: ActionRequest) {
-        let exec = self
-            .actions
-            .get(&req.service)
-            .and_then(|m| m.get(&req.action))
-            .cloned();
-        let sup = self.supervisors.get(&req.service).cloned();
-        let http = self.http.clone();
+        let run = self.actions.run(&req);
         let tx = self.tx.clone();
         self.action_names
             .insert(req.id, (req.action.clone(), req.stage));
         tracing::info!(service = %req.service, action = %req.action, id = %req.id, attempt = req.attempt + 1, "running action");
         let id = req.id;
         let task = tokio::spawn(async move {
-            let result = match (exec, sup) {
-                (Some(ActionExec::Restart), Some(sup)) => match sup.restart().await {
-                    Ok(pid) => Ok(format!("restarted; new pid {pid}")),
-                    Err(e) => Err(ActionFailure {
-                        kind: ActionFailureKind::Spawn,
-                        message: e.to_string(),
-                    }),
-                },
-                (
-                    Some(ActionExec::Exec {
-                        command,
-                        timeout,
-                        env,
-                        cwd,
-                    }),
-                    _,
-                ) => medic_exec::run_exec(&command, &env, cwd.as_deref(), timeout).await,
-                (
-                    Some(ActionExec::Http {
-                        url,
-                        method,
-                        body,
-                        expect_status,
-                        timeout,
-                    }),
-                    _,
-                ) => {
-                    medic_exec::run_http(
-                        &http,
-                        &method,
-                        &url,
-                        body.as_deref(),
-                        expect_status,
-                        timeout,
-                    )
-                    .await
-                }
-                _ => Err(ActionFailure {
-                    kind: ActionFailureKind::Other,
-                    message: format!("no executor for {}/{}", req.service, req.action),
-                }),
-            };
+            let result = run.await;
             let _ = tx.send(Msg::Outcome { id: req.id, result }).await;
         });
         self.running.insert(id, task.abort_handle());

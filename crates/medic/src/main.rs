@@ -5,7 +5,9 @@ mod client;
 mod codes;
 mod daemon;
 mod demo;
+mod lifecycle;
 mod ops;
+mod probes;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -77,6 +79,9 @@ enum Cmd {
         /// Exit at once with code 1 (a crash loop under supervision).
         #[arg(long)]
         crash_on_start: bool,
+        /// Wait this long (e.g. 5s, 800ms) before binding and answering /healthz.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
+        startup_delay: std::time::Duration,
     },
     /// Audit log tools.
     Audit {
@@ -219,6 +224,11 @@ fn run(cmd: Cmd, api: &str) -> Result<ExitCode, CliError> {
             let listen = listen.unwrap_or(cfg.listen);
             let rt = runtime()?;
             rt.block_on(async move {
+                // Before any service starts: a SIGTERM during startup must stop
+                // them, not kill medic and orphan them.
+                let mut term =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                        .map_err(|e| CliError::new(Code::Io, e.to_string()))?;
                 let d = daemon::start(daemon::DaemonOptions {
                     config: cfg,
                     mode,
@@ -230,9 +240,6 @@ fn run(cmd: Cmd, api: &str) -> Result<ExitCode, CliError> {
                 .await
                 .map_err(|e| CliError::new(Code::Startup, format!("{e:#}")))?;
                 let handle = d.handle.clone();
-                let mut term =
-                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                        .map_err(|e| CliError::new(Code::Io, e.to_string()))?;
                 let mut join = d.join;
                 tokio::select! {
                     _ = tokio::signal::ctrl_c() => {}
@@ -266,12 +273,14 @@ fn run(cmd: Cmd, api: &str) -> Result<ExitCode, CliError> {
             port,
             bind,
             crash_on_start,
+            startup_delay,
         } => {
             let rt = runtime()?;
             rt.block_on(medic_fixture::run(medic_fixture::FixtureOptions {
                 bind,
                 port,
                 crash_on_start,
+                startup_delay,
             }))
             .map_err(|e| CliError::new(Code::Io, format!("fixture: {e:#}")))?;
             Ok(ExitCode::SUCCESS)

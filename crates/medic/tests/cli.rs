@@ -1,108 +1,12 @@
 //! The real binary against the real fixture, a real SQLite file and loopback HTTP.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+mod common;
+
 use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use assert_cmd::cargo::CommandCargoExt;
-
-fn medic() -> Command {
-    Command::cargo_bin("medic").unwrap()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Kills the daemon (and with it its supervised children, via SIGTERM) on drop.
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let end = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < end {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// `medic run -c CFG`, with MEDIC_MODE set to `mode` (or removed).
-fn spawn_daemon(cfg: &Path, mode: Option<&str>) -> Daemon {
-    let mut cmd = medic();
-    cmd.args(["run", "-c"])
-        .arg(cfg)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    match mode {
-        Some(m) => cmd.env("MEDIC_MODE", m),
-        None => cmd.env_remove("MEDIC_MODE"),
-    };
-    Daemon(cmd.spawn().unwrap())
-}
-
-fn get_json(url: &str) -> Option<serde_json::Value> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let r = reqwest::Client::new()
-            .get(url)
-            .timeout(Duration::from_secs(2))
-            .send()
-            .await
-            .ok()?;
-        if !r.status().is_success() {
-            return None;
-        }
-        r.json().await.ok()
-    })
-}
-
-fn wait_for<T>(what: &str, within: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let end = Instant::now() + within;
-    while Instant::now() < end {
-        if let Some(v) = f() {
-            return v;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out waiting for {what}");
-}
-
-/// The pid the fixture reports on `/healthz`, once it answers.
-fn fixture_pid(health: &str) -> u64 {
-    wait_for("the fixture to answer", Duration::from_secs(20), || {
-        get_json(health).and_then(|v| v["pid"].as_u64())
-    })
-}
-
-fn sigkill(pid: u64) {
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
-}
-
-/// Wait for the fixture, `kill -9` it, and return the pid it had.
-fn kill_fixture(health: &str) -> u64 {
-    let pid = fixture_pid(health);
-    sigkill(pid);
-    pid
-}
+use common::*;
 
 fn write_config(dir: &Path, fixture_port: u16, api_port: u16) -> std::path::PathBuf {
     let exe = assert_cmd::cargo::cargo_bin("medic");
@@ -138,18 +42,14 @@ services:
 
 #[test]
 fn sigkill_is_healed_recorded_in_the_api_and_audited() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = TestDir::new();
     let (fport, aport) = (free_port(), free_port());
     let cfg = write_config(dir.path(), fport, aport);
-    let daemon = spawn_daemon(&cfg, Some("aggressive"));
+    let daemon = dir.spawn_daemon(&cfg, Some("aggressive"));
     let health = format!("http://127.0.0.1:{fport}/healthz");
     let pid = kill_fixture(&health);
-    let new_pid = wait_for("a new fixture process", Duration::from_secs(20), || {
-        get_json(&health)
-            .and_then(|v| v["pid"].as_u64())
-            .filter(|p| *p != pid)
-    });
-    assert_ne!(new_pid, pid);
+    let new_pid = new_fixture_pid(&health, pid, Duration::from_secs(20));
+    assert_replaced(&health, pid, new_pid);
     let api = format!("http://127.0.0.1:{aport}");
     let inc = wait_for(
         "a healed incident in the API",
@@ -216,6 +116,8 @@ fn sigkill_is_healed_recorded_in_the_api_and_audited() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains(inc["id"].as_str().unwrap()));
     drop(daemon);
+    // Stopped with SIGTERM, medic stopped its service: nothing of the test is left.
+    assert_eq!(dir.tagged(), Vec::<u32>::new());
     let db = dir.path().join("medic.db");
     let out = medic()
         .args(["audit", "verify", "--db"])
@@ -229,7 +131,7 @@ fn sigkill_is_healed_recorded_in_the_api_and_audited() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("audit chain ok: "));
     // The incident survives a restart of medic: a new daemon serves it from the database.
-    let _daemon = spawn_daemon(&cfg, None);
+    let _daemon = dir.spawn_daemon(&cfg, None);
     let again = wait_for(
         "the old incident after restart",
         Duration::from_secs(20),
@@ -245,10 +147,10 @@ fn sigkill_is_healed_recorded_in_the_api_and_audited() {
 
 #[test]
 fn dry_run_never_restarts() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = TestDir::new();
     let (fport, aport) = (free_port(), free_port());
     let cfg = write_config(dir.path(), fport, aport);
-    let _daemon = spawn_daemon(&cfg, None);
+    let _daemon = dir.spawn_daemon(&cfg, None);
     let health = format!("http://127.0.0.1:{fport}/healthz");
     kill_fixture(&health);
     let api = format!("http://127.0.0.1:{aport}");
@@ -281,7 +183,7 @@ fn dry_run_never_restarts() {
 
 #[test]
 fn edited_audit_row_is_named_by_seq() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = TestDir::new();
     let db = dir.path().join("medic.db");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -335,7 +237,7 @@ fn edited_audit_row_is_named_by_seq() {
 
 #[test]
 fn bad_config_is_located_and_exits_2() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = TestDir::new();
     let path = dir.path().join("bad.yaml");
     let mut f = std::fs::File::create(&path).unwrap();
     writeln!(f, "services:\n  web:\n    probes:\n      hz:\n        http: {{ url: http://x/ }}\n        interval: soon").unwrap();
@@ -390,7 +292,7 @@ fn bad_arguments_and_unreachable_targets_are_clear_errors() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    let dir = tempfile::tempdir().unwrap();
+    let dir = TestDir::new();
     let cfg = write_config(dir.path(), free_port(), free_port());
     let out = medic()
         .args(["run", "-c"])
@@ -431,7 +333,7 @@ fn crash_loop_escalates_with_a_webhook_notification() {
         rt.spawn(async move { axum::serve(l, app).await });
         port
     };
-    let dir = tempfile::tempdir().unwrap();
+    let dir = TestDir::new();
     let exe = assert_cmd::cargo::cargo_bin("medic");
     let api_port = free_port();
     let cfg = format!(
@@ -458,7 +360,7 @@ services:
     );
     let path = dir.path().join("medic.yaml");
     std::fs::write(&path, cfg).unwrap();
-    let _daemon = spawn_daemon(&path, None);
+    let _daemon = dir.spawn_daemon(&path, None);
     let escalation = wait_for("an escalation webhook", Duration::from_secs(30), || {
         received
             .lock()
@@ -505,10 +407,10 @@ fn op(api: &str, args: &[&str]) -> (Option<i32>, String, String) {
 
 #[test]
 fn conservative_mode_waits_for_an_approval_then_heals_and_explains() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = TestDir::new();
     let (fport, aport) = (free_port(), free_port());
     let cfg = write_config(dir.path(), fport, aport);
-    let _daemon = spawn_daemon(&cfg, Some("conservative"));
+    let _daemon = dir.spawn_daemon(&cfg, Some("conservative"));
     let api = format!("http://127.0.0.1:{aport}");
     let health = format!("http://127.0.0.1:{fport}/healthz");
     let pid = fixture_pid(&health);
@@ -548,12 +450,8 @@ fn conservative_mode_waits_for_an_approval_then_heals_and_explains() {
     assert!(out.contains(approval["id"].as_str().unwrap()), "{out}");
     let (code, _, err) = op(&api, &["approve", approval["id"].as_str().unwrap()]);
     assert_eq!(code, Some(0), "{err}");
-    let new_pid = wait_for("the approved restart", Duration::from_secs(20), || {
-        get_json(&health)
-            .and_then(|v| v["pid"].as_u64())
-            .filter(|p| *p != pid)
-    });
-    assert_ne!(new_pid, pid);
+    let new_pid = new_fixture_pid(&health, pid, Duration::from_secs(20));
+    assert_replaced(&health, pid, new_pid);
     let (code, out, err) = op(&api, &["explain", &id]);
     assert_eq!(code, Some(0), "{err}");
     assert!(out.contains("restart"), "{out}");
@@ -576,23 +474,6 @@ fn conservative_mode_waits_for_an_approval_then_heals_and_explains() {
     assert!(err.contains("E0"), "{err}");
 }
 
-fn post_json(url: &str, body: &serde_json::Value) -> u16 {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        reqwest::Client::new()
-            .post(url)
-            .json(body)
-            .timeout(Duration::from_secs(5))
-            .send()
-            .await
-            .map(|r| r.status().as_u16())
-            .unwrap_or(0)
-    })
-}
-
 fn alert(status: &str) -> serde_json::Value {
     serde_json::json!({
         "version": "4", "status": status, "receiver": "medic", "groupKey": "{}:{alertname=\"QueueBacklog\"}",
@@ -608,7 +489,7 @@ fn alert(status: &str) -> serde_json::Value {
 
 #[test]
 fn a_firing_alert_posted_to_the_daemon_runs_the_remediation() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = TestDir::new();
     let aport = free_port();
     let marker = dir.path().join("drained");
     let cfg = format!(
@@ -640,7 +521,7 @@ signals:
         "{}",
         String::from_utf8_lossy(&check.stderr)
     );
-    let _daemon = spawn_daemon(&path, None);
+    let _daemon = dir.spawn_daemon(&path, None);
     let api = format!("http://127.0.0.1:{aport}");
     wait_for("the API", Duration::from_secs(20), || {
         get_json(&format!("{api}/api/v1/incidents"))

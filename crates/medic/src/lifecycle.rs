@@ -1,0 +1,285 @@
+//! Supervised processes and actions at the daemon's edge.
+//!
+//! - [`start_supervisors`]: one [`Supervisor`] per service with a `process:`
+//!   section. A process recorded in the store by an earlier medic (killed
+//!   before it could stop its services) is **adopted** if it is still the same
+//!   live process, instead of starting a duplicate that cannot bind its port.
+//!   Every start and deliberate stop is written to the store ([`StoreJournal`]).
+//! - [`Actions`]: turns the core's `ActionRequest` into an [`ExecRequest`] and
+//!   runs it on the executor registered for its kind.
+//! - [`Hints`]: what the probes last saw (a timeout makes a restart treat the
+//!   process as unresponsive: short stop grace).
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use medic_config::{ActionExec, Config, ProcessConfig};
+use medic_core::{ActionFailure, ActionFailureKind, ActionRequest, ProbeFailure};
+use medic_exec::{
+    Adoption, BoxFuture, CancelToken, ExecRequest, ProcessJournal, ProcessRecord, Registry,
+    Supervisor,
+};
+use medic_store::{Store, SupervisedProcess};
+
+/// Keeps `supervised_process` in the store in step with the supervisors.
+pub struct StoreJournal(pub Store);
+
+impl ProcessJournal for StoreJournal {
+    fn record(&self, service: String, rec: Option<ProcessRecord>) -> BoxFuture<'static, ()> {
+        let store = self.0.clone();
+        Box::pin(async move {
+            let r = match rec {
+                Some(r) => store.put_supervised(&to_store(r)).await,
+                None => store.delete_supervised(&service).await,
+            };
+            if let Err(e) = r {
+                // Not fatal: at worst the next medic starts a duplicate.
+                tracing::error!(service = %service, error = %e, "cannot record the supervised process");
+            }
+        })
+    }
+}
+
+fn to_store(r: ProcessRecord) -> SupervisedProcess {
+    SupervisedProcess {
+        service: r.service,
+        pid: r.pid,
+        pgid: r.pgid,
+        start_ticks: r.start_ticks,
+        boot_id: r.boot_id,
+        started_unix_ms: r.started_unix_ms,
+        command: r.command,
+    }
+}
+
+fn from_store(p: SupervisedProcess) -> ProcessRecord {
+    ProcessRecord {
+        service: p.service,
+        pid: p.pid,
+        pgid: p.pgid,
+        start_ticks: p.start_ticks,
+        boot_id: p.boot_id,
+        started_unix_ms: p.started_unix_ms,
+        command: p.command,
+    }
+}
+
+async fn audit(store: &Store, kind: &str, payload: serde_json::Value) {
+    let ts = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_string());
+    if let Err(e) = store.append_audit(&ts, kind, &payload.to_string()).await {
+        tracing::error!(error = %e, kind, "audit append failed");
+    }
+}
+
+/// A supervisor per service with a `process:` section; each recorded process
+/// still alive is adopted, the others are started if `autostart`. Recorded
+/// processes of services no longer configured are stopped.
+pub async fn start_supervisors(
+    config: &Config,
+    store: &Store,
+    log_dir: &Path,
+) -> anyhow::Result<BTreeMap<String, Supervisor>> {
+    let journal: Arc<dyn ProcessJournal> = Arc::new(StoreJournal(store.clone()));
+    let mut recorded: BTreeMap<String, ProcessRecord> = store
+        .list_supervised()
+        .await
+        .context("reading the supervised processes of the last run")?
+        .into_iter()
+        .map(|p| (p.service.clone(), from_store(p)))
+        .collect();
+    let mut supervisors = BTreeMap::new();
+    for svc in &config.services {
+        let Some(p) = &svc.process else { continue };
+        let log = log_dir.join(format!("{}.log", svc.name));
+        let sup = Supervisor::new(&svc.name, p.clone(), Some(log)).with_journal(journal.clone());
+        let mut running = false;
+        if let Some(rec) = recorded.remove(&svc.name) {
+            let adoption = sup.adopt(&rec).await;
+            let payload =
+                serde_json::json!({"service": svc.name, "pid": rec.pid, "pgid": rec.pgid});
+            match adoption {
+                Adoption::Adopted {
+                    pid,
+                    command_changed: false,
+                } => {
+                    tracing::info!(service = %svc.name, pid, "adopted the running process of the last run");
+                    audit(store, "process.adopted", payload).await;
+                    running = true;
+                }
+                Adoption::Adopted {
+                    pid,
+                    command_changed: true,
+                } => {
+                    tracing::warn!(service = %svc.name, pid, "the process of the last run has another command line; stopping it");
+                    audit(store, "process.replaced", payload).await;
+                    sup.stop().await;
+                }
+                Adoption::AlreadyRunning { .. } => running = true,
+                other => {
+                    tracing::info!(service = %svc.name, pid = rec.pid, outcome = ?other, "the process of the last run is gone");
+                    if let Err(e) = store.delete_supervised(&svc.name).await {
+                        tracing::error!(service = %svc.name, error = %e, "cannot forget the old process");
+                    }
+                }
+            }
+        }
+        if !running && p.autostart {
+            sup.start()
+                .await
+                .with_context(|| format!("starting service {}", svc.name))?;
+        }
+        supervisors.insert(svc.name.clone(), sup);
+    }
+    for (service, rec) in recorded {
+        // A service removed from the config: its process must not run on
+        // unsupervised.
+        let cfg = ProcessConfig {
+            command: rec.command.clone(),
+            env: BTreeMap::new(),
+            cwd: None,
+            stop_grace: Duration::from_secs(10),
+            unresponsive_stop_grace: Duration::from_secs(1),
+            autostart: false,
+        };
+        let sup = Supervisor::new(&service, cfg, None).with_journal(journal.clone());
+        if let Adoption::Adopted { pid, .. } = sup.adopt(&rec).await {
+            tracing::warn!(service = %service, pid, "stopping the process of a service that is no longer configured");
+            audit(
+                store,
+                "process.unconfigured_stopped",
+                serde_json::json!({"service": service, "pid": pid}),
+            )
+            .await;
+            sup.stop().await;
+        }
+        if let Err(e) = store.delete_supervised(&service).await {
+            tracing::error!(service = %service, error = %e, "cannot forget the old process");
+        }
+    }
+    Ok(supervisors)
+}
+
+/// The last failure class each probe saw, per service.
+#[derive(Clone, Default)]
+pub struct Hints(Arc<Mutex<BTreeMap<(String, String), bool>>>);
+
+impl Hints {
+    /// Record one probe result of `service`.
+    pub fn observe(&self, service: &str, probe: &str, failure: Option<&ProbeFailure>) {
+        let timed_out = matches!(failure, Some(ProbeFailure::Timeout));
+        let mut m = match self.0.lock() {
+            Ok(m) => m,
+            Err(p) => p.into_inner(),
+        };
+        m.insert((service.to_string(), probe.to_string()), timed_out);
+    }
+
+    /// True when a probe of `service` last timed out: the service does not
+    /// answer, so a restart need not wait the full `stop_grace`.
+    pub fn unresponsive(&self, service: &str) -> bool {
+        let m = match self.0.lock() {
+            Ok(m) => m,
+            Err(p) => p.into_inner(),
+        };
+        m.iter().any(|((s, _), t)| s == service && *t)
+    }
+}
+
+/// Runs the engine's actions on the executor registry.
+pub struct Actions {
+    registry: Registry,
+    specs: BTreeMap<String, BTreeMap<String, ActionExec>>,
+    restart_timeouts: BTreeMap<String, Duration>,
+    hints: Hints,
+}
+
+impl Actions {
+    pub fn new(
+        config: &Config,
+        supervisors: &BTreeMap<String, Supervisor>,
+        http: reqwest::Client,
+        hints: Hints,
+    ) -> Self {
+        Actions {
+            registry: Registry::standard(supervisors.clone(), http),
+            specs: config
+                .services
+                .iter()
+                .map(|s| (s.name.clone(), s.actions.clone()))
+                .collect(),
+            restart_timeouts: supervisors
+                .iter()
+                .map(|(n, s)| (n.clone(), s.restart_timeout()))
+                .collect(),
+            hints,
+        }
+    }
+
+    /// The outcome of `req`, as a future that owns what it needs. The
+    /// executor runs in its own task; dropping (aborting) the returned future
+    /// cancels it, so an exec action's process group is killed.
+    pub fn run(
+        &self,
+        req: &ActionRequest,
+    ) -> impl Future<Output = Result<String, ActionFailure>> + Send + 'static {
+        let spec = self
+            .specs
+            .get(&req.service)
+            .and_then(|m| m.get(&req.action))
+            .cloned();
+        let prepared = spec.map(|spec| {
+            let restart_timeout = self
+                .restart_timeouts
+                .get(&req.service)
+                .copied()
+                .unwrap_or(Duration::from_secs(60));
+            let mut exec = ExecRequest::new(&req.service, &req.action, spec, restart_timeout);
+            exec.unresponsive = self.hints.unresponsive(&req.service);
+            let token = CancelToken::new();
+            let guard = token.drop_guard();
+            (tokio::spawn(self.registry.execute(exec, token)), guard)
+        });
+        let what = format!("{}/{}", req.service, req.action);
+        async move {
+            let Some((task, _cancel_on_drop)) = prepared else {
+                return Err(ActionFailure {
+                    kind: ActionFailureKind::Other,
+                    message: format!("no executor for {what}"),
+                });
+            };
+            match task.await {
+                Ok(r) => r.map(|o| o.detail).map_err(ActionFailure::from),
+                Err(e) => Err(ActionFailure {
+                    kind: ActionFailureKind::Other,
+                    message: format!("executor for {what} failed: {e}"),
+                }),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn a_timeout_of_any_probe_marks_the_service_unresponsive_until_it_answers() {
+        let h = Hints::default();
+        assert!(!h.unresponsive("web"));
+        h.observe("web", "healthz", Some(&ProbeFailure::Timeout));
+        h.observe("web", "alive", None);
+        assert!(h.unresponsive("web"));
+        assert!(!h.unresponsive("db"));
+        h.observe("web", "healthz", Some(&ProbeFailure::Refused));
+        assert!(!h.unresponsive("web"));
+        h.observe("web", "healthz", Some(&ProbeFailure::Timeout));
+        h.observe("web", "healthz", None);
+        assert!(!h.unresponsive("web"));
+    }
+}

@@ -1,0 +1,194 @@
+//! Probe loops: one task per configured probe, on a fixed schedule.
+//!
+//! Runs start at `start + k·interval` (tokio interval, missed ticks skipped):
+//! a probe that takes its whole timeout does not push the next one back, so
+//! `consecutive` failures are detected after `consecutive × interval`, not
+//! `consecutive × (interval + timeout)`. A run still going when its next tick
+//! comes is not doubled: the next run starts when it ends, and the schedule
+//! after that stays on the grid. A process probe also reports every state
+//! change of its supervisor at once.
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use medic_api::Metrics;
+use medic_config::{Config, ProbeConfig, ProbeKind};
+use medic_core::{ProbeFailure, ProbeReport};
+use medic_exec::{ProcessState, Supervisor};
+use medic_probe::{ProbeOutcome, Prober};
+use tokio::sync::{mpsc, watch};
+use tokio::time::MissedTickBehavior;
+
+use crate::lifecycle::Hints;
+
+/// Spawn a loop for every probe of every service.
+pub fn spawn_all(
+    config: &Config,
+    supervisors: &BTreeMap<String, Supervisor>,
+    prober: &Prober,
+    reports: &mpsc::Sender<ProbeReport>,
+    metrics: &Arc<Metrics>,
+    hints: &Hints,
+    shutdown: &watch::Receiver<bool>,
+) {
+    for svc in &config.services {
+        for probe in &svc.probes {
+            tokio::spawn(probe_loop(
+                svc.name.clone(),
+                probe.clone(),
+                prober.clone(),
+                supervisors.get(&svc.name).cloned(),
+                reports.clone(),
+                metrics.clone(),
+                hints.clone(),
+                shutdown.clone(),
+            ));
+        }
+    }
+}
+
+fn process_outcome(state: &ProcessState) -> Option<ProbeOutcome> {
+    match state {
+        ProcessState::Running { pid, .. } => Some(ProbeOutcome {
+            ok: true,
+            latency: Duration::ZERO,
+            failure: None,
+            detail: format!("pid {pid} running"),
+        }),
+        ProcessState::Exited {
+            pid, code, signal, ..
+        } => Some(ProbeOutcome {
+            ok: false,
+            latency: Duration::ZERO,
+            failure: Some(ProbeFailure::Exited),
+            detail: format!("pid {pid} exited (code {code:?}, signal {signal:?})"),
+        }),
+        // Not started or deliberately stopped: nothing to judge.
+        ProcessState::NotStarted | ProcessState::Stopped => None,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn probe_loop(
+    service: String,
+    probe: ProbeConfig,
+    prober: Prober,
+    sup: Option<Supervisor>,
+    tx: mpsc::Sender<ProbeReport>,
+    metrics: Arc<Metrics>,
+    hints: Hints,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut state_rx = match (&probe.kind, &sup) {
+        (ProbeKind::Process, Some(s)) => Some(s.watch()),
+        _ => None,
+    };
+    let mut ticks = tokio::time::interval(probe.interval.max(Duration::from_millis(1)));
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    loop {
+        // The first tick completes at once: probe at start, then on the grid.
+        tokio::select! {
+            _ = ticks.tick() => {}
+            r = async {
+                match state_rx.as_mut() {
+                    Some(rx) => rx.changed().await,
+                    None => std::future::pending().await,
+                }
+            } => if r.is_err() { return; },
+            _ = shutdown.changed() => return,
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+        let outcome = match (&probe.kind, &sup) {
+            (ProbeKind::Process, Some(s)) => process_outcome(&s.state()),
+            (ProbeKind::Process, None) => None,
+            (kind, _) => {
+                tokio::select! {
+                    o = prober.run(kind, probe.timeout) => o,
+                    _ = shutdown.changed() => return,
+                }
+            }
+        };
+        let Some(o) = outcome else { continue };
+        if probe.kind != ProbeKind::Process {
+            hints.observe(&service, &probe.name, o.failure.as_ref());
+        }
+        if !o.ok {
+            metrics.inc_probe_failure(&service, &probe.name);
+        }
+        let report = ProbeReport {
+            service: service.clone(),
+            probe: probe.name.clone(),
+            ok: o.ok,
+            latency: o.latency,
+            failure: o.failure,
+            detail: o.detail,
+        };
+        if tx.send(report).await.is_err() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use tokio::time::Instant;
+
+    /// With paused time: an HTTP probe that always times out (1s timeout,
+    /// 1s interval) still runs once per second, on the grid.
+    #[tokio::test(start_paused = true)]
+    async fn probes_that_time_out_stay_on_a_fixed_schedule() {
+        // A listener that accepts and never answers.
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = l.accept().await {
+                held.push(s);
+            }
+        });
+        let probe = ProbeConfig {
+            name: "healthz".into(),
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+            kind: ProbeKind::Http {
+                url: format!("http://{addr}/healthz"),
+                expect_status: 200,
+                body_contains: None,
+            },
+        };
+        let (tx, mut rx) = mpsc::channel(16);
+        let (_stop, shutdown) = watch::channel(false);
+        let hints = Hints::default();
+        let start = Instant::now();
+        tokio::spawn(probe_loop(
+            "web".into(),
+            probe,
+            Prober::new().unwrap(),
+            None,
+            tx,
+            Arc::new(Metrics::new()),
+            hints.clone(),
+            shutdown,
+        ));
+        let mut at = Vec::new();
+        for _ in 0..4 {
+            let r = rx.recv().await.unwrap();
+            assert_eq!(r.failure, Some(ProbeFailure::Timeout), "{r:?}");
+            at.push(start.elapsed());
+        }
+        // Reports at ~1s, 2s, 3s, 4s (each run ends at its timeout, the next
+        // starts on its tick); a drifting loop would report at 1, 3, 5, 7.
+        for (k, t) in at.iter().enumerate() {
+            let want = Duration::from_secs(k as u64 + 1);
+            assert!(
+                *t >= want && *t < want + Duration::from_millis(500),
+                "report {k} at {t:?}: {at:?}"
+            );
+        }
+        assert!(hints.unresponsive("web"));
+    }
+}

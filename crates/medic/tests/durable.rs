@@ -403,3 +403,55 @@ fn a_high_class_action_waits_for_approval_and_the_approval_survives_a_restart() 
     );
     drop(d);
 }
+
+/// The start phase: a service that takes 8 s before its `/healthz` answers
+/// is not restarted during its startup grace (default 30 s); its early
+/// failures are recorded once.
+#[test]
+fn a_service_that_takes_8s_to_start_is_not_restarted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, api_port) = (free_port(), free_port());
+    let cfg = format!(
+        r#"listen: 127.0.0.1:{api_port}
+database: medic.db
+policy: {{ cooldown: 1s }}
+services:
+  web:
+    process:
+      command: ["{exe}", "fixture", "--port", "{port}", "--startup-delay", "8s"]
+      stop_grace: 2s
+    probes:
+      healthz:
+        http: {{ url: "http://127.0.0.1:{port}/healthz", timeout: 500ms }}
+        interval: 500ms
+    actions:
+      restart: {{ restart: {{}} }}
+    remediate:
+      - when: {{ probe: healthz }}
+        action: restart
+"#,
+        exe = exe().display()
+    );
+    let path = dir.path().join("medic.yaml");
+    std::fs::write(&path, cfg).unwrap();
+    let api = format!("http://127.0.0.1:{api_port}");
+    let started = Instant::now();
+    let d = Daemon::spawn(&path, "aggressive");
+    let pid = fixture_pid(port);
+    assert!(
+        started.elapsed() >= Duration::from_secs(7),
+        "the fixture answered before its startup delay"
+    );
+    // A few more probes after it came up: still the first process.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(fixture_pid(port), pid);
+    let records = audit(&api);
+    assert_eq!(
+        count(&records, "action.intent"),
+        0,
+        "restarted while starting"
+    );
+    assert_eq!(count(&records, "incident.opened"), 0);
+    assert_eq!(count(&records, "probe.startup_failed"), 1);
+    drop(d);
+}

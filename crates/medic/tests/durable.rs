@@ -352,6 +352,28 @@ fn a_high_class_action_waits_for_approval_and_the_approval_survives_a_restart() 
         0,
         "ran without approval"
     );
+    // The audit counter counts every record this run appended (a fresh db).
+    wait_for(
+        "the audit counter to match the log",
+        Duration::from_secs(5),
+        || {
+            let text = rt().block_on(async {
+                reqwest::get(format!("{api}/metrics"))
+                    .await
+                    .ok()?
+                    .text()
+                    .await
+                    .ok()
+            })?;
+            let n: usize = text
+                .lines()
+                .find_map(|l| l.strip_prefix("medic_audit_records_total "))?
+                .trim()
+                .parse()
+                .ok()?;
+            (n == audit(&api).len()).then_some(())
+        },
+    );
     d.stop();
 
     let d = Daemon::spawn(&cfg, "aggressive");

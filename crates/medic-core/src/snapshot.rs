@@ -203,7 +203,13 @@ impl Engine {
             let Some(svc) = self.services.get_mut(&ss.name) else {
                 continue;
             };
-            svc.mode = ss.mode;
+            // A per-service mode set at run time survives; if the config
+            // now sets one too, the more restrictive of the two holds.
+            svc.mode = match (svc.mode, ss.mode) {
+                (Some(config), Some(saved)) => Some(config.most_restrictive(saved)),
+                (config, None) => config,
+                (None, saved) => saved,
+            };
             svc.autoheal_disabled = ss.autoheal_disabled;
             svc.consecutive_failures = ss.consecutive_failures;
             svc.restarts = shift_all(ss.restarts);

@@ -42,6 +42,21 @@ impl Mode {
         }
     }
 
+    /// The one of `self` and `other` that lets the engine do less.
+    pub fn most_restrictive(self, other: Mode) -> Mode {
+        let rank = |m: Mode| match m {
+            Mode::Disabled => 0,
+            Mode::DryRun => 1,
+            Mode::Conservative => 2,
+            Mode::Aggressive => 3,
+        };
+        if rank(other) < rank(self) {
+            other
+        } else {
+            self
+        }
+    }
+
     /// Whether this mode lets the engine run actions at all.
     pub fn acts(self) -> bool {
         matches!(self, Mode::Conservative | Mode::Aggressive)

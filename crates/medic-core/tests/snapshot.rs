@@ -287,3 +287,26 @@ fn a_snapshot_of_another_version_is_refused() {
         Err(RestoreError::Version { .. })
     ));
 }
+
+#[test]
+fn a_restart_keeps_the_more_restrictive_service_mode() {
+    let c = cfg(Mode::Aggressive, policy());
+    let mut e = Engine::new(c.clone(), MonoTime::ZERO);
+    e.operate(
+        MonoTime(1),
+        &admin(),
+        OperatorCommand::SetMode {
+            service: Some("web".into()),
+            mode: Mode::Conservative,
+        },
+    )
+    .unwrap();
+    // Set at run time, no mode in the config: it survives.
+    let restored = restart(&e, c.clone(), Duration::ZERO);
+    assert_eq!(restored.effective_mode("web"), Some(Mode::Conservative));
+    // The config now says dry-run for the service: the stricter one holds.
+    let mut stricter = c;
+    stricter.services[0].mode = Some(Mode::DryRun);
+    let restored = restart(&e, stricter, Duration::ZERO);
+    assert_eq!(restored.effective_mode("web"), Some(Mode::DryRun));
+}

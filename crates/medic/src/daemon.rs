@@ -428,7 +428,7 @@ async fn restore_state(store: &Store, engine: &mut Engine, start_mode: Mode, now
             match engine.restore(snap, downtime) {
                 Ok(()) => {
                     let saved = engine.mode();
-                    let mode = if permissiveness(saved) < permissiveness(start_mode) {
+                    let mode = if saved.most_restrictive(start_mode) != start_mode {
                         tracing::warn!(
                             saved = %saved, requested = %start_mode,
                             "keeping the more restrictive mode from before the restart; `medic mode` changes it"
@@ -452,15 +452,6 @@ async fn restore_state(store: &Store, engine: &mut Engine, start_mode: Mode, now
             }
         }
         Err(e) => fallback(engine, e.to_string()),
-    }
-}
-
-fn permissiveness(m: Mode) -> u8 {
-    match m {
-        Mode::Disabled => 0,
-        Mode::DryRun => 1,
-        Mode::Conservative => 2,
-        Mode::Aggressive => 3,
     }
 }
 

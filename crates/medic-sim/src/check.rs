@@ -1034,6 +1034,10 @@ impl Checker {
                 );
             };
             self.force_tokens.remove(pos);
+            // A human took the heal over: what follows is about this run.
+            if let Some(i) = n.incident {
+                self.reconciling.remove(&i.0);
+            }
         } else {
             // A retry is earned by a failure, a rollout by a good canary,
             // of the same action for the same incident.

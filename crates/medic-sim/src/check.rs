@@ -26,6 +26,12 @@
 //!   multi-instance target that can canary starts as a canary;
 //! - `forced.unrequested`: a `forced` action only right after an operator's
 //!   accepted force request for that service and action;
+//! - `stage.unearned`: a retry only after a failure, a rollout only after a
+//!   good canary, of the same action for the same incident;
+//! - `revert.unowed`: a revert only after its heal held, a rollback only
+//!   after its heal failed verification, each at most once (so one
+//!   interrupted by a restart is not run again);
+//! - `incident.mismatch`: a heal is for the service's open incident;
 //! - `operator.role`: a command is refused exactly when the actor's role is
 //!   below what it needs;
 //! - `audit.intent` / `audit.outcome`: an `action.intent` notice for every
@@ -244,6 +250,9 @@ pub struct Checker {
     /// Incident → the heal being verified (its revert is owed on success,
     /// its rollback on failure).
     healed_by: BTreeMap<String, String>,
+    /// Incident → how its last action ended (stage, status, action): what
+    /// earns a retry (a failure) or a rollout (a good canary).
+    ended_as: BTreeMap<String, (ActionStage, ActionStatus, String)>,
     /// Service → the one revert or rollback it is owed (stage, action).
     owed_revert: BTreeMap<String, (ActionStage, String)>,
     ids: BTreeSet<u64>,
@@ -291,6 +300,7 @@ impl Checker {
             restoring: false,
             reconciling: BTreeMap::new(),
             healed_by: BTreeMap::new(),
+            ended_as: BTreeMap::new(),
             owed_revert: BTreeMap::new(),
             ids: BTreeSet::new(),
             starts: Vec::new(),
@@ -680,7 +690,7 @@ impl Checker {
                     self.reconciling.remove(&incident.0);
                     let code = *reason_code;
                     let at = engine.now();
-                    self.explained(engine, incident, "escalation", |d| {
+                    self.explained(engine, incident, "an escalation", |d| {
                         d.verdict == Verdict::Escalate && d.reason_code == Some(code) && d.at == at
                     })
                     .map_or(Ok(()), |e| fail("explain.missing", e))?;
@@ -696,7 +706,7 @@ impl Checker {
                         return fail("reason.missing", format!("{n:?}"));
                     }
                     let (v, code) = (*verdict, *reason_code);
-                    self.explained(engine, incident, "decision", |d| {
+                    self.explained(engine, incident, "a decision", |d| {
                         d.verdict == v && d.reason_code == code && d.action == *action
                     })
                     .map_or(Ok(()), |e| fail("explain.missing", e))?;
@@ -781,6 +791,11 @@ impl Checker {
                     if let (true, ActionStatus::Succeeded, Some(i)) = (heal, status, incident) {
                         self.healed_by.insert(i.0.clone(), action.clone());
                     }
+                    let revert = matches!(stage, ActionStage::Revert | ActionStage::Rollback);
+                    if let (false, Some(i)) = (revert, incident) {
+                        self.ended_as
+                            .insert(i.0.clone(), (*stage, *status, action.clone()));
+                    }
                 }
                 Notice::ActionOutcomeUnmatched { action_id } => {
                     step_unmatched.insert(action_id.0);
@@ -796,6 +811,9 @@ impl Checker {
                     self.closed.insert(action_id.0);
                     if let (&"verify", Some(i)) = (resolution, incident) {
                         self.healed_by.insert(i.0.clone(), action.clone());
+                    }
+                    if let Some(i) = incident {
+                        self.ended_as.remove(&i.0);
                     }
                 }
                 Notice::StateRestored { .. } => restored = true,
@@ -936,7 +954,7 @@ impl Checker {
     ) -> Option<String> {
         self.hit("explain");
         let Some(ex) = engine.explain(&incident.0) else {
-            return Some(format!("explain({incident}) has nothing after a {what}"));
+            return Some(format!("explain({incident}) has nothing after {what}"));
         };
         if ex.decisions.len() >= self.cfg.max_timeline.max(1) {
             return None;
@@ -945,7 +963,7 @@ impl Checker {
             None
         } else {
             Some(format!(
-                "a {what} of {incident} is not among its {} explained decisions",
+                "{what} of {incident} is not among its {} explained decisions",
                 ex.decisions.len()
             ))
         }
@@ -987,6 +1005,24 @@ impl Checker {
         );
         let forced = n.stage == ActionStage::Forced;
         let revert = matches!(n.stage, ActionStage::Revert | ActionStage::Rollback);
+        // A heal is for the service's open incident (a revert for none).
+        let open_inc = self
+            .open
+            .iter()
+            .find(|(_, i)| i.service == n.service)
+            .map(|(id, _)| id.as_str());
+        let want = if revert { None } else { open_inc };
+        if n.incident.map(|i| i.0.as_str()) != want {
+            return fail(
+                "incident.mismatch",
+                format!(
+                    "{id} ({} on {}) is for {:?}; the open incident is {open_inc:?}",
+                    n.action,
+                    n.service,
+                    n.incident.map(|i| &i.0)
+                ),
+            );
+        }
         let mode = self.mode_of(n.service);
         if forced {
             self.hit("forced");
@@ -998,7 +1034,36 @@ impl Checker {
                 );
             };
             self.force_tokens.remove(pos);
+            // A human took the heal over: what follows is about this run.
+            if let Some(i) = n.incident {
+                self.reconciling.remove(&i.0);
+            }
         } else {
+            // A retry is earned by a failure, a rollout by a good canary,
+            // of the same action for the same incident.
+            let ended = n.incident.and_then(|i| self.ended_as.get(&i.0));
+            let earned = match n.stage {
+                ActionStage::Retry => {
+                    ended.is_some_and(|(_, st, act)| *st == ActionStatus::Failed && act == n.action)
+                }
+                ActionStage::Rollout => ended.is_some_and(|(stage, st, act)| {
+                    *stage == ActionStage::Canary
+                        && *st == ActionStatus::Succeeded
+                        && act == n.action
+                }),
+                _ => true,
+            };
+            if !earned {
+                return fail(
+                    "stage.unearned",
+                    format!(
+                        "{id}: a {} of {} for {:?} after {ended:?}",
+                        n.stage.as_str(),
+                        n.action,
+                        n.incident.map(|i| &i.0)
+                    ),
+                );
+            }
             if let Some(inc) = n.incident {
                 if let Some(act) = self.reconciling.get(&inc.0) {
                     return fail(
@@ -1229,7 +1294,7 @@ impl Checker {
             let at = engine.now();
             let canary = n.stage == ActionStage::Canary;
             let action = n.action;
-            if let Some(e) = self.explained(engine, inc, "run", |d| {
+            if let Some(e) = self.explained(engine, inc, "a run", |d| {
                 d.action == action
                     && d.at == at
                     && match d.verdict {
@@ -1252,6 +1317,9 @@ impl Checker {
                 .entry(n.service.to_string())
                 .or_default()
                 .push(now);
+        }
+        if let (false, Some(i)) = (revert, n.incident) {
+            self.ended_as.remove(&i.0);
         }
         self.inflight.insert(
             id.0,

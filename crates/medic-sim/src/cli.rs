@@ -4,7 +4,10 @@
 //! [`run`], exiting with its code.
 //!
 //! - `medic sim --seed S --scenarios N [--json]`: run scenarios `0..N` of
-//!   seed `S`; prints `{"seed":S,"scenarios":N,"steps":…,"violations":0}`.
+//!   seed `S` (with medic restarts among their events); prints
+//!   `{"seed":S,"scenarios":N,"steps":…,"restarts":…,"violations":0}`.
+//! - `--inject tier-from-kind|forget-pauses-on-restore|…` (hidden) plants a
+//!   deliberate policy bug to watch the checkers catch it.
 //! - `medic sim --seed S --scenario K --trace`: replay scenario `K` exactly,
 //!   printing its swarm options and every input and command (the shrunk
 //!   event list when it violates an invariant).
@@ -45,9 +48,12 @@ pub struct SimArgs {
     /// Seed of the run (random when absent; always printed).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Number of scenarios to run (scenarios 0..N).
+    /// Number of scenarios to run (scenarios START..START+N).
     #[arg(long, default_value_t = 1000)]
     pub scenarios: u64,
+    /// First scenario index of the run.
+    #[arg(long, default_value_t = 0)]
+    pub start: u64,
     /// Run only this scenario (with --trace: print its trace).
     #[arg(long)]
     pub scenario: Option<u64>,
@@ -113,13 +119,25 @@ pub fn run_parallel(
     fault: PolicyFault,
     threads: usize,
 ) -> Summary {
+    run_parallel_range(seed, 0..n, profile, fault, threads)
+}
+
+/// [`run_parallel`] over scenarios `range`.
+pub fn run_parallel_range(
+    seed: u64,
+    range: std::ops::Range<u64>,
+    profile: Profile,
+    fault: PolicyFault,
+    threads: usize,
+) -> Summary {
     let threads = threads.clamp(1, 64) as u64;
+    let (start, n) = (range.start, range.end.saturating_sub(range.start));
     let chunk = n.div_ceil(threads).max(1);
     let parts: Vec<Summary> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
-                let lo = (t * chunk).min(n);
-                let hi = ((t + 1) * chunk).min(n);
+                let lo = start + (t * chunk).min(n);
+                let hi = start + ((t + 1) * chunk).min(n);
                 s.spawn(move || crate::run_many(seed, lo..hi, profile, fault, false))
             })
             .collect();
@@ -178,18 +196,26 @@ pub fn run(args: &SimArgs) -> anyhow::Result<i32> {
     if !args.json {
         writeln!(
             out,
-            "SEED={seed} scenarios={} profile={:?} threads={}",
-            args.scenarios, args.profile, args.threads
+            "SEED={seed} scenarios={} start={} profile={:?} threads={}",
+            args.scenarios, args.start, args.profile, args.threads
         )?;
     }
     let started = Instant::now();
-    let s = run_parallel(seed, args.scenarios, profile, fault, args.threads);
+    let range = args.start..args.start.saturating_add(args.scenarios);
+    let s = run_parallel_range(seed, range, profile, fault, args.threads);
     let secs = started.elapsed().as_secs_f64();
     writeln!(
         out,
         "{{\"seed\":{seed},\"scenarios\":{},\"steps\":{},\"actions\":{},\"incidents\":{},\"restarts\":{},\"violations\":{},\"seconds\":{secs:.1}}}",
         s.scenarios, s.steps, s.actions, s.incidents, s.restarts, s.violations
     )?;
+    for (k, kind) in &s.violating {
+        writeln!(
+            out,
+            "{{\"violating_scenario\":{k},\"kind\":{}}}",
+            json_str(kind)
+        )?;
+    }
     if args.coverage {
         for (k, n) in &s.coverage {
             writeln!(out, "coverage {k} {n}")?;

@@ -1487,10 +1487,21 @@ pub struct Summary {
     pub violations: u64,
     /// The first violating scenario: (index, violation).
     pub first: Option<(u64, Violation)>,
+    /// The lowest violating scenarios (index, invariant), at most
+    /// [`Summary::LISTED`].
+    pub violating: Vec<(u64, &'static str)>,
     pub coverage: BTreeMap<String, u64>,
 }
 
 impl Summary {
+    pub const LISTED: usize = 20;
+
+    fn note(&mut self, k: u64, v: &Violation) {
+        self.violating.push((k, v.kind));
+        self.violating.sort_unstable();
+        self.violating.truncate(Summary::LISTED);
+    }
+
     /// Add another summary (the first violation is the lowest index).
     pub fn merge(&mut self, p: Summary) {
         self.scenarios += p.scenarios;
@@ -1507,6 +1518,11 @@ impl Summary {
         for (k, n) in p.coverage {
             *self.coverage.entry(k).or_default() += n;
         }
+        for (k, kind) in p.violating {
+            self.violating.push((k, kind));
+        }
+        self.violating.sort_unstable();
+        self.violating.truncate(Summary::LISTED);
     }
 }
 
@@ -1532,6 +1548,7 @@ pub fn run_many(
         }
         if let Some(v) = out.violation {
             s.violations += 1;
+            s.note(k, &v);
             if s.first.is_none() {
                 s.first = Some((k, v));
             }

@@ -4,7 +4,7 @@
 use medic_core::governance::PolicyFault;
 use medic_core::{Mode, Risk, Role};
 use medic_sim::check::default_tier;
-use medic_sim::cli::{bench_figures, run_parallel};
+use medic_sim::cli::run_parallel;
 use medic_sim::{
     reproduces, run_events, run_many, shrink, Event, EventKind, FaultKind, OpEvent, Profile,
     Scenario,
@@ -343,13 +343,4 @@ fn summary_does_not_depend_on_thread_count() {
         (b.scenarios, b.steps, b.actions, b.incidents, b.violations)
     );
     assert_eq!(a.coverage, b.coverage);
-}
-
-/// Issue 5 goal: gate+limit evaluation under 50 µs per planned action
-/// (even in a debug build).
-#[test]
-fn gate_evaluation_is_under_50_microseconds() {
-    let f = bench_figures(200_000);
-    assert!(f.decide_ns < 50_000.0, "{f:?}");
-    assert!(f.engine_plan_ns < 50_000.0, "{f:?}");
 }

@@ -4,100 +4,15 @@
 //! and starts again on the same database. Also the first safety bug: an exec
 //! action whose class is HIGH runs only after approval.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use assert_cmd::cargo::CommandCargoExt;
+use common::{free_port, get_json, get_text, sigkill, wait_for, TestDir};
 
 fn exe() -> PathBuf {
     assert_cmd::cargo::cargo_bin("medic")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// `medic run` in its own process group; SIGTERM on drop (medic then stops
-/// its supervised services), SIGKILL to the group if it does not exit.
-struct Daemon(Child);
-
-impl Daemon {
-    fn spawn(cfg: &Path, mode: &str) -> Daemon {
-        use std::os::unix::process::CommandExt;
-        let mut cmd = Command::cargo_bin("medic").unwrap();
-        cmd.args(["run", "-c"])
-            .arg(cfg)
-            .env("MEDIC_MODE", mode)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0);
-        Daemon(cmd.spawn().unwrap())
-    }
-
-    /// Graceful stop: SIGTERM, wait for the exit.
-    fn stop(mut self) {
-        self.terminate();
-    }
-
-    fn terminate(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let end = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < end {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGKILL);
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            self.terminate();
-        }
-    }
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn get_json(url: &str) -> Option<serde_json::Value> {
-    rt().block_on(async {
-        let r = reqwest::Client::new()
-            .get(url)
-            .timeout(Duration::from_secs(2))
-            .send()
-            .await
-            .ok()?;
-        if !r.status().is_success() {
-            return None;
-        }
-        r.json().await.ok()
-    })
-}
-
-fn wait_for<T>(what: &str, within: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let end = Instant::now() + within;
-    while Instant::now() < end {
-        if let Some(v) = f() {
-            return v;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("timed out waiting for {what}");
 }
 
 /// Every audit record as `(kind, payload)`.
@@ -126,8 +41,7 @@ fn count(records: &[(String, serde_json::Value)], kind: &str) -> usize {
 
 /// `medic --api API <args>` as operator `alice`; must succeed.
 fn cli(api: &str, args: &[&str]) -> String {
-    let out = Command::cargo_bin("medic")
-        .unwrap()
+    let out = common::medic()
         .arg("--api")
         .arg(api)
         .args(args)
@@ -143,16 +57,7 @@ fn cli(api: &str, args: &[&str]) -> String {
 }
 
 fn fixture_pid(port: u16) -> u64 {
-    wait_for("the fixture to answer", Duration::from_secs(30), || {
-        get_json(&format!("http://127.0.0.1:{port}/healthz")).and_then(|v| v["pid"].as_u64())
-    })
-}
-
-fn sigkill(pid: u64) {
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    );
+    common::fixture_pid(&format!("http://127.0.0.1:{port}/healthz"))
 }
 
 /// A service supervised by medic: the fixture on `port`, restarted when its
@@ -188,7 +93,7 @@ services:
 /// service: medic must not restart it.
 #[test]
 fn a_pause_survives_a_restart_of_medic() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = TestDir::new();
     let (port, api_port) = (free_port(), free_port());
     let cfg = fixture_config(
         dir.path(),
@@ -198,13 +103,13 @@ fn a_pause_survives_a_restart_of_medic() {
     );
     let api = format!("http://127.0.0.1:{api_port}");
 
-    let d = Daemon::spawn(&cfg, "aggressive");
+    let d = dir.spawn_daemon(&cfg, Some("aggressive"));
     fixture_pid(port);
     let out = cli(&api, &["pause", "--for", "1h", "--reason", "maintenance"]);
     assert!(out.contains("paused"), "{out}");
-    d.stop();
+    drop(d);
 
-    let d = Daemon::spawn(&cfg, "aggressive");
+    let d = dir.spawn_daemon(&cfg, Some("aggressive"));
     let pid = fixture_pid(port);
     let approvals = get_json(&format!("{api}/api/v1/approvals")).unwrap();
     let pauses = approvals["pauses"].as_array().unwrap();
@@ -238,7 +143,7 @@ fn a_pause_survives_a_restart_of_medic() {
 /// A spent restart budget is still spent after a restart of medic.
 #[test]
 fn a_spent_budget_stays_spent_across_a_restart_of_medic() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = TestDir::new();
     let (port, api_port) = (free_port(), free_port());
     let cfg = fixture_config(
         dir.path(),
@@ -248,7 +153,7 @@ fn a_spent_budget_stays_spent_across_a_restart_of_medic() {
     );
     let api = format!("http://127.0.0.1:{api_port}");
 
-    let d = Daemon::spawn(&cfg, "aggressive");
+    let d = dir.spawn_daemon(&cfg, Some("aggressive"));
     let pid = fixture_pid(port);
     sigkill(pid);
     let healed = wait_for(
@@ -265,9 +170,9 @@ fn a_spent_budget_stays_spent_across_a_restart_of_medic() {
         (inc["outcome"] == "healed").then_some(())
     });
     assert_ne!(healed, pid);
-    d.stop();
+    drop(d);
 
-    let d = Daemon::spawn(&cfg, "aggressive");
+    let d = dir.spawn_daemon(&cfg, Some("aggressive"));
     let pid = fixture_pid(port);
     let intents_before = count(&audit(&api), "action.intent");
     sigkill(pid);
@@ -323,7 +228,7 @@ services:
 /// distinct approvers let it run.
 #[test]
 fn a_high_class_action_waits_for_approval_and_the_approval_survives_a_restart() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = TestDir::new();
     let api_port = free_port();
     let cfg = failover_config(dir.path(), api_port);
     // Two approvers for HIGH.
@@ -334,7 +239,7 @@ fn a_high_class_action_waits_for_approval_and_the_approval_survives_a_restart() 
     std::fs::write(&cfg, text).unwrap();
     let api = format!("http://127.0.0.1:{api_port}");
 
-    let d = Daemon::spawn(&cfg, "aggressive");
+    let d = dir.spawn_daemon(&cfg, Some("aggressive"));
     wait_for("medic to answer", Duration::from_secs(30), || {
         get_json(&format!("{api}/api/v1/approvals"))
     });
@@ -357,14 +262,7 @@ fn a_high_class_action_waits_for_approval_and_the_approval_survives_a_restart() 
         "the audit counter to match the log",
         Duration::from_secs(5),
         || {
-            let text = rt().block_on(async {
-                reqwest::get(format!("{api}/metrics"))
-                    .await
-                    .ok()?
-                    .text()
-                    .await
-                    .ok()
-            })?;
+            let text = get_text(&format!("{api}/metrics"))?;
             let n: usize = text
                 .lines()
                 .find_map(|l| l.strip_prefix("medic_audit_records_total "))?
@@ -374,9 +272,9 @@ fn a_high_class_action_waits_for_approval_and_the_approval_survives_a_restart() 
             (n == audit(&api).len()).then_some(())
         },
     );
-    d.stop();
+    drop(d);
 
-    let d = Daemon::spawn(&cfg, "aggressive");
+    let d = dir.spawn_daemon(&cfg, Some("aggressive"));
     let after = wait_for("medic to answer again", Duration::from_secs(30), || {
         get_json(&format!("{api}/api/v1/approvals"))
     });
@@ -398,16 +296,14 @@ fn a_high_class_action_waits_for_approval_and_the_approval_survives_a_restart() 
     let id = pending[0]["id"].as_str().unwrap().to_string();
     cli(&api, &["approve", &id]);
     // The same person again does not count twice, whatever the letter case.
-    let again = Command::cargo_bin("medic")
-        .unwrap()
+    let again = common::medic()
         .args(["--api", &api, "approve", &id])
         .env("MEDIC_OPERATOR", "ALICE")
         .output()
         .unwrap();
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("same_approver"));
-    let second = Command::cargo_bin("medic")
-        .unwrap()
+    let second = common::medic()
         .args(["--api", &api, "approve", &id])
         .env("MEDIC_OPERATOR", "bob")
         .output()
@@ -431,7 +327,7 @@ fn a_high_class_action_waits_for_approval_and_the_approval_survives_a_restart() 
 /// failures are recorded once.
 #[test]
 fn a_service_that_takes_8s_to_start_is_not_restarted() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = TestDir::new();
     let (port, api_port) = (free_port(), free_port());
     let cfg = format!(
         r#"listen: 127.0.0.1:{api_port}
@@ -458,7 +354,7 @@ services:
     std::fs::write(&path, cfg).unwrap();
     let api = format!("http://127.0.0.1:{api_port}");
     let started = Instant::now();
-    let d = Daemon::spawn(&path, "aggressive");
+    let d = dir.spawn_daemon(&path, Some("aggressive"));
     let pid = fixture_pid(port);
     assert!(
         started.elapsed() >= Duration::from_secs(7),

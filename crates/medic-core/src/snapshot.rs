@@ -282,7 +282,8 @@ impl Engine {
         };
         let verify_window = svc.spec.policy.verify_window;
         let incident = svc.incident.as_ref().map(|i| i.id.clone());
-        let heal = flight.revert_of.is_none() && incident.is_some();
+        // Verified only against the incident it was run for.
+        let heal = flight.revert_of.is_none() && incident.is_some() && flight.incident == incident;
         if heal {
             if let Some(inc) = svc.incident.as_mut() {
                 inc.phase = Phase::Verifying;
@@ -304,11 +305,7 @@ impl Engine {
         }
         self.notice(Notice::ActionReconciled {
             action_id: flight.id,
-            incident: if flight.revert_of.is_none() {
-                incident.clone()
-            } else {
-                None
-            },
+            incident: flight.incident.clone(),
             service: name.to_string(),
             action: flight.action.clone(),
             stage: flight.stage,

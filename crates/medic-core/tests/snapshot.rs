@@ -310,3 +310,45 @@ fn a_restart_keeps_the_more_restrictive_service_mode() {
     let restored = restart(&e, stricter, Duration::ZERO);
     assert_eq!(restored.effective_mode("web"), Some(Mode::DryRun));
 }
+
+/// An action's outcome applies to the incident it was run for only: after
+/// an operator resolved that incident and a newer one opened, the late
+/// outcome is recorded but does not put the newer incident into verification.
+#[test]
+fn a_late_outcome_does_not_move_a_newer_incident() {
+    let mut p = policy();
+    p.cooldown = Duration::from_secs(3600);
+    let c = cfg(Mode::Aggressive, p);
+    let mut e = Engine::new(c, MonoTime::ZERO);
+    for t in [0, 1_000, 2_000] {
+        fail(&mut e, t);
+    }
+    assert_eq!(runs(&drain(&mut e).1), 1);
+    e.operate(
+        MonoTime(3_000),
+        &admin(),
+        OperatorCommand::ResolveIncident {
+            id: "inc-t-1".into(),
+            reason: "fixed by hand".into(),
+        },
+    )
+    .unwrap();
+    for t in [4_000, 5_000, 6_000] {
+        fail(&mut e, t);
+    }
+    drain(&mut e);
+    assert_eq!(e.open_incidents()[0].id.0, "inc-t-2");
+    e.handle_input(
+        MonoTime(7_000),
+        Input::ActionOutcome {
+            id: ActionId(1),
+            result: Ok("restarted".into()),
+        },
+    );
+    let (n, _) = drain(&mut e);
+    assert!(n.iter().any(|n| matches!(
+        n,
+        Notice::ActionOutcome { incident: Some(i), .. } if i.0 == "inc-t-1"
+    )));
+    assert_ne!(e.phase("web"), Some(Phase::Verifying));
+}

@@ -191,6 +191,8 @@ fn freeze_covers(f: &FreezeWindow, service: &str, wall: i64) -> bool {
 #[derive(Clone, Debug)]
 struct Flight {
     service: String,
+    /// The incident it was run for (none for a revert).
+    incident: Option<String>,
     action: String,
     stage: ActionStage,
 }
@@ -889,9 +891,12 @@ impl Checker {
                         format!("act-{id} was in flight at the restart and was not reconciled"),
                     );
                 };
-                // Like an outcome, a reconcile is about the service's open
-                // incident now (which may be newer than the action).
-                let heal = !f.is_revert() && self.open.values().any(|i| i.service == f.service);
+                // A reconcile verifies only the incident the action was run
+                // for, and only while it is still open.
+                let heal = !f.is_revert()
+                    && f.incident
+                        .as_ref()
+                        .is_some_and(|i| self.open.contains_key(i));
                 let want = if heal { "verify" } else { "escalate" };
                 if resolution != want {
                     return fail(
@@ -1325,6 +1330,7 @@ impl Checker {
             id.0,
             Flight {
                 service: n.service.to_string(),
+                incident: n.incident.map(|i| i.0.clone()),
                 action: n.action.to_string(),
                 stage: n.stage,
             },

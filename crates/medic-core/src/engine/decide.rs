@@ -464,8 +464,13 @@ impl Engine {
             ),
             _ => None,
         };
+        let for_incident = match revert_of {
+            Some(_) => None,
+            None => svc.incident.as_ref().map(|i| i.id.clone()),
+        };
         svc.inflight = Some(InFlight {
             id,
+            incident: for_incident,
             action: action.name.clone(),
             stage,
             revert_of: revert_of.clone(),

@@ -33,10 +33,12 @@ impl Engine {
                 format!("{}: {}", f.kind.as_str(), f.message),
             ),
         };
-        let incident = match flight.revert_of {
-            Some(_) => None,
-            None => svc.incident.as_ref().map(|i| i.id.clone()),
-        };
+        let incident = flight.incident.clone();
+        // The incident it was started for may have been closed (resolved by
+        // an operator, recovered) and a newer one opened: the outcome is
+        // recorded, but it does not move an incident it was not run for.
+        let stale = flight.revert_of.is_none()
+            && svc.incident.as_ref().map(|i| &i.id) != flight.incident.as_ref();
         // A successful restart starts a new process: its startup grace begins.
         let restarted = result.is_ok()
             && svc
@@ -71,6 +73,14 @@ impl Engine {
         };
         if result.is_ok() && flight.stage != ActionStage::Canary {
             svc.last_success.insert(flight.action.clone(), now);
+        }
+        if stale {
+            if result.is_err() && !cancelled {
+                svc.consecutive_failures = svc.consecutive_failures.saturating_add(1);
+            }
+            self.evaluate(&name);
+            self.replan_all();
+            return;
         }
         if let Some(of) = flight.revert_of {
             if result.is_err() {

@@ -89,6 +89,10 @@ impl Incident {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct InFlight {
     pub id: ActionId,
+    /// The incident the action was started for (`None`: a revert, or a
+    /// forced run with no incident). Its outcome applies only to it.
+    #[serde(default)]
+    pub incident: Option<IncidentId>,
     pub action: String,
     pub stage: ActionStage,
     /// `Some` when this execution undoes an earlier action.

@@ -205,8 +205,9 @@ fn a_timed_pause_expires_by_itself() {
     );
 }
 
-#[test]
-fn freeze_window_holds_then_acts_when_it_ends() {
+/// Aggressive, wall clock known, inside the "release" freeze window that
+/// ends 60 s after the clock sync.
+fn frozen_engine() -> Engine {
     let mut e = engine(Mode::Aggressive, policy());
     e.handle_input(
         MonoTime::ZERO,
@@ -224,6 +225,12 @@ fn freeze_window_holds_then_acts_when_it_ends() {
             services: None,
         }]),
     );
+    e
+}
+
+#[test]
+fn freeze_window_holds_then_acts_when_it_ends() {
+    let mut e = frozen_engine();
     while e.poll_command().is_some() {}
     let got = run_with(e, FAIL3, true);
     assert!(
@@ -232,23 +239,7 @@ fn freeze_window_holds_then_acts_when_it_ends() {
     );
     assert!(!got.contains("run act-1"), "{got}");
     // Re-drive with the timer: the freeze ends 60s after the clock sync.
-    let mut e = engine(Mode::Aggressive, policy());
-    e.handle_input(
-        MonoTime::ZERO,
-        Input::WallClock {
-            unix_ms: 1_000_000_000,
-            utc_offset_minutes: None,
-        },
-    );
-    e.handle_input(
-        MonoTime::ZERO,
-        Input::FreezeWindows(vec![FreezeWindow {
-            name: "release".into(),
-            start_unix_ms: 999_000_000,
-            end_unix_ms: 1_000_060_000,
-            services: None,
-        }]),
-    );
+    let mut e = frozen_engine();
     for line in FAIL3.lines() {
         let (at, i) = parse_line(line.trim());
         e.handle_input(at, i.unwrap());
@@ -593,23 +584,7 @@ fn a_restart_with_a_governance_entry_but_no_class_spends_the_restart_budget() {
 /// A freeze decision names its window, in explain and in the audit record.
 #[test]
 fn a_freeze_decision_names_its_window() {
-    let mut e = engine(Mode::Aggressive, policy());
-    e.handle_input(
-        MonoTime::ZERO,
-        Input::WallClock {
-            unix_ms: 1_000_000_000,
-            utc_offset_minutes: None,
-        },
-    );
-    e.handle_input(
-        MonoTime::ZERO,
-        Input::FreezeWindows(vec![FreezeWindow {
-            name: "release".into(),
-            start_unix_ms: 999_000_000,
-            end_unix_ms: 1_000_060_000,
-            services: None,
-        }]),
-    );
+    let mut e = frozen_engine();
     for line in FAIL3.lines() {
         let (at, i) = parse_line(line.trim());
         e.handle_input(at, i.unwrap());

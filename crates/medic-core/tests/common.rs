@@ -337,15 +337,33 @@ pub fn run(e: Engine, script: &str) -> String {
     run_with(e, script, false)
 }
 
+/// The script's lines, trimmed, without blank ones.
+fn script_lines(script: &str) -> impl Iterator<Item = &str> {
+    script.lines().map(str::trim).filter(|l| !l.is_empty())
+}
+
+/// Apply one script line to the engine; returns its time.
+pub fn step(e: &mut Engine, line: &str) -> MonoTime {
+    let (at, input) = parse_line(line);
+    match input {
+        Some(i) => e.handle_input(at, i),
+        None => e.handle_timeout(at),
+    }
+    at
+}
+
+/// Apply every line of a script, leaving the engine's output undrained.
+pub fn feed(e: &mut Engine, script: &str) {
+    for line in script_lines(script) {
+        step(e, line);
+    }
+}
+
 pub fn run_with(mut e: Engine, script: &str, verbose: bool) -> String {
     let mut out = String::new();
     let mut phase = e.phase("web");
-    for line in script.lines().map(str::trim).filter(|l| !l.is_empty()) {
-        let (at, input) = parse_line(line);
-        match input {
-            Some(i) => e.handle_input(at, i),
-            None => e.handle_timeout(at),
-        }
+    for line in script_lines(script) {
+        let at = step(&mut e, line);
         while let Some(n) = e.poll_notice() {
             out.push_str(&format!("{at} {}\n", render_notice(&n, verbose)));
         }

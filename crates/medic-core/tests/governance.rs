@@ -64,10 +64,7 @@ fn two_person_rule_needs_two_distinct_approvers_for_high() {
     };
     // After one approval the action still waits for a second person.
     let mut e = with_risk(Risk::High, gov(), Mode::Aggressive);
-    for line in FAIL3.lines().chain(["3s approve apr-1 alice"]) {
-        let (at, i) = parse_line(line.trim());
-        e.handle_input(at, i.unwrap());
-    }
+    feed(&mut e, &format!("{FAIL3}\n3s approve apr-1 alice"));
     let cmds: Vec<Command> = std::iter::from_fn(|| e.poll_command()).collect();
     assert!(!cmds.iter().any(|c| matches!(c, Command::RunAction(_))));
     let pending = e.pending_approvals();
@@ -240,10 +237,7 @@ fn freeze_window_holds_then_acts_when_it_ends() {
     assert!(!got.contains("run act-1"), "{got}");
     // Re-drive with the timer: the freeze ends 60s after the clock sync.
     let mut e = frozen_engine();
-    for line in FAIL3.lines() {
-        let (at, i) = parse_line(line.trim());
-        e.handle_input(at, i.unwrap());
-    }
+    feed(&mut e, FAIL3);
     while e.poll_command().is_some() {}
     assert_eq!(e.poll_timeout(), Some(MonoTime(60_000)));
     e.handle_timeout(MonoTime(60_000));
@@ -348,10 +342,7 @@ fn error_budget_and_headroom_gates_escalate_with_their_reason() {
 #[test]
 fn explain_lists_every_decision_with_its_reason() {
     let mut e = engine(Mode::DryRun, policy());
-    for line in FAIL3.lines() {
-        let (at, i) = parse_line(line.trim());
-        e.handle_input(at, i.unwrap());
-    }
+    feed(&mut e, FAIL3);
     e.handle_input(
         MonoTime(3_000),
         Input::Operator(
@@ -585,10 +576,7 @@ fn a_restart_with_a_governance_entry_but_no_class_spends_the_restart_budget() {
 #[test]
 fn a_freeze_decision_names_its_window() {
     let mut e = frozen_engine();
-    for line in FAIL3.lines() {
-        let (at, i) = parse_line(line.trim());
-        e.handle_input(at, i.unwrap());
-    }
+    feed(&mut e, FAIL3);
     let notices: Vec<Notice> = std::iter::from_fn(|| e.poll_notice()).collect();
     assert!(notices.iter().any(|n| matches!(
         n,
@@ -605,10 +593,7 @@ fn dry_run_of_a_high_action_says_it_would_need_approvals() {
     let mut gov = GovernanceConfig::default();
     gov.approvals.two_person_high = true;
     let mut e = with_risk(Risk::High, gov, Mode::DryRun);
-    for line in FAIL3.lines() {
-        let (at, i) = parse_line(line.trim());
-        e.handle_input(at, i.unwrap());
-    }
+    feed(&mut e, FAIL3);
     let reason = std::iter::from_fn(|| e.poll_notice())
         .find_map(|n| match n {
             Notice::Decision {
@@ -640,10 +625,7 @@ fn explain_keeps_every_run_and_every_escalation() {
          4s probe web healthz fail exited
          5s probe web healthz fail exited
          6s probe web healthz fail exited";
-    for line in script.lines() {
-        let (at, i) = parse_line(line.trim());
-        e.handle_input(at, i.unwrap());
-    }
+    feed(&mut e, script);
     let runs: Vec<Verdict> = e
         .explain("inc-t-1")
         .unwrap()
@@ -657,10 +639,7 @@ fn explain_keeps_every_run_and_every_escalation() {
     let mut gov = GovernanceConfig::default();
     gov.approvals.expiry = Duration::from_secs(60);
     let mut e = with_risk(Risk::High, gov.clone(), Mode::Aggressive);
-    for line in FAIL3.lines() {
-        let (at, i) = parse_line(line.trim());
-        e.handle_input(at, i.unwrap());
-    }
+    feed(&mut e, FAIL3);
     e.handle_timeout(MonoTime(70_000));
     let last = e
         .explain("inc-t-1")
@@ -676,10 +655,7 @@ fn explain_keeps_every_run_and_every_escalation() {
 
     // A rejected one too.
     let mut e = with_risk(Risk::High, gov, Mode::Aggressive);
-    for line in FAIL3.lines() {
-        let (at, i) = parse_line(line.trim());
-        e.handle_input(at, i.unwrap());
-    }
+    feed(&mut e, FAIL3);
     e.operate(
         MonoTime(3_000),
         &Actor::new("bob", Role::Approver),

@@ -185,16 +185,8 @@ impl WallSync {
     pub fn rfc3339(&self, t: MonoTime) -> Option<String> {
         let base = self.unix_ms?;
         let ms = i128::from(base) + i128::from(t.0) - i128::from(self.mono.0);
-        rfc3339_ms(i64::try_from(ms).ok()?)
+        medic_store::record::rfc3339_ms(i64::try_from(ms).ok()?)
     }
-}
-
-/// RFC 3339 (UTC, millisecond precision) of a unix time in ms.
-pub fn rfc3339_ms(unix_ms: i64) -> Option<String> {
-    let t =
-        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_ms) * 1_000_000).ok()?;
-    t.format(&time::format_description::well_known::Rfc3339)
-        .ok()
 }
 
 /// The daemon's answer to a [`Query`].

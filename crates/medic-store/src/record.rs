@@ -4,9 +4,9 @@
 //! Format version [`RECORD_VERSION`]: the payload is a JSON object whose
 //! values are strings (numbers and lists rendered as text, absent values
 //! omitted), plus `"v": 1`. Times are RFC 3339 UTC. A golden test
-//! (`tests/golden.rs`) pins the rendering of every [`NoticeKind`], so a change
+//! (`tests/golden.rs`) pins the rendering of every [`medic_core::NoticeKind`], so a change
 //! of the engine cannot change the audit format silently.
-use medic_core::{Notice, NoticeKind};
+use medic_core::Notice;
 use serde_json::{Map, Value};
 
 /// Version of the payload format, written as `"v"` in every payload.
@@ -424,12 +424,7 @@ pub fn render(n: &Notice) -> Rendered {
             .s("mass_incident_latch", mass_latched),
     };
     Rendered {
-        kind: kind_name(n.kind()),
+        kind: n.kind().as_str(),
         payload: Value::Object(f.0).to_string(),
     }
-}
-
-/// The audit kind string of a notice kind.
-pub fn kind_name(k: NoticeKind) -> &'static str {
-    k.as_str()
 }

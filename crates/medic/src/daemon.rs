@@ -394,29 +394,13 @@ async fn audit_signal_events(
 /// restart never lifts an operator's `disabled` or `dry-run`. A saved state
 /// that cannot be read or restored starts medic in dry-run, loudly.
 async fn restore_state(store: &Store, engine: &mut Engine, start_mode: Mode, now: MonoTime) {
-    let medic = Actor::new("medic", Role::Admin);
-    let fallback = |engine: &mut Engine, why: String| {
+    let unusable = |why: String| {
         tracing::error!(%why, "the saved safety state cannot be restored; starting in dry-run");
-        let _ = engine.operate(
-            now,
-            &medic,
-            OperatorCommand::SetMode {
-                service: None,
-                mode: Mode::DryRun,
-            },
-        );
+        (Mode::DryRun, false)
     };
-    match store.load_snapshot().await {
-        Ok(None) => {
-            let _ = engine.operate(
-                now,
-                &medic,
-                OperatorCommand::SetMode {
-                    service: None,
-                    mode: start_mode,
-                },
-            );
-        }
+    // The mode to set, and whether a restored state already holds it.
+    let (mode, restored) = match store.load_snapshot().await {
+        Ok(None) => (start_mode, false),
         Ok(Some((snap, saved_at))) => {
             let downtime = OffsetDateTime::parse(&saved_at, &Rfc3339)
                 .ok()
@@ -428,30 +412,29 @@ async fn restore_state(store: &Store, engine: &mut Engine, start_mode: Mode, now
             match engine.restore(snap, downtime) {
                 Ok(()) => {
                     let saved = engine.mode();
-                    let mode = if saved.most_restrictive(start_mode) != start_mode {
+                    let mode = saved.most_restrictive(start_mode);
+                    if mode != start_mode {
                         tracing::warn!(
                             saved = %saved, requested = %start_mode,
                             "keeping the more restrictive mode from before the restart; `medic mode` changes it"
                         );
-                        saved
-                    } else {
-                        start_mode
-                    };
-                    if mode != saved {
-                        let _ = engine.operate(
-                            now,
-                            &medic,
-                            OperatorCommand::SetMode {
-                                service: None,
-                                mode,
-                            },
-                        );
                     }
+                    (mode, true)
                 }
-                Err(e) => fallback(engine, e.to_string()),
+                Err(e) => unusable(e.to_string()),
             }
         }
-        Err(e) => fallback(engine, e.to_string()),
+        Err(e) => unusable(e.to_string()),
+    };
+    if !(restored && mode == engine.mode()) {
+        let _ = engine.operate(
+            now,
+            &Actor::new("medic", Role::Admin),
+            OperatorCommand::SetMode {
+                service: None,
+                mode,
+            },
+        );
     }
 }
 

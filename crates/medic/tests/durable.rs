@@ -9,7 +9,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{free_port, get_json, get_text, sigkill, wait_for, TestDir};
+use common::{free_port, get_json, get_text, sigkill, wait_for, write, TestDir};
 
 fn exe() -> PathBuf {
     assert_cmd::cargo::cargo_bin("medic")
@@ -83,9 +83,7 @@ services:
 "#,
         exe = exe().display()
     );
-    let path = dir.join("medic.yaml");
-    std::fs::write(&path, cfg).unwrap();
-    path
+    write(dir, "medic.yaml", &cfg)
 }
 
 /// Reproduction of the second safety bug: `medic pause --for 1h`, medic
@@ -191,13 +189,15 @@ fn a_spent_budget_stays_spent_across_a_restart_of_medic() {
 }
 
 /// A service whose health is a file: present = failing. The remediation is
-/// an `exec` action of class `database_failover` with no `risk`.
+/// an `exec` action of class `database_failover` with no `risk`; HIGH
+/// actions need two approvers.
 fn failover_config(dir: &Path, api_port: u16) -> PathBuf {
     let flag = dir.join("down");
     let cfg = format!(
         r#"listen: 127.0.0.1:{api_port}
 database: medic.db
 governance:
+  approvals: {{ two_person_high: true }}
   services:
     db:
       actions:
@@ -217,9 +217,7 @@ services:
 "#,
         flag = flag.display()
     );
-    let path = dir.join("medic.yaml");
-    std::fs::write(&path, cfg).unwrap();
-    path
+    write(dir, "medic.yaml", &cfg)
 }
 
 /// The first safety bug, and approvals and incidents across a restart: the
@@ -231,12 +229,6 @@ fn a_high_class_action_waits_for_approval_and_the_approval_survives_a_restart() 
     let dir = TestDir::new();
     let api_port = free_port();
     let cfg = failover_config(dir.path(), api_port);
-    // Two approvers for HIGH.
-    let text = std::fs::read_to_string(&cfg).unwrap().replace(
-        "governance:\n",
-        "governance:\n  approvals: { two_person_high: true }\n",
-    );
-    std::fs::write(&cfg, text).unwrap();
     let api = format!("http://127.0.0.1:{api_port}");
 
     let d = dir.spawn_daemon(&cfg, Some("aggressive"));
@@ -350,8 +342,7 @@ services:
 "#,
         exe = exe().display()
     );
-    let path = dir.path().join("medic.yaml");
-    std::fs::write(&path, cfg).unwrap();
+    let path = write(dir.path(), "medic.yaml", &cfg);
     let api = format!("http://127.0.0.1:{api_port}");
     let started = Instant::now();
     let d = dir.spawn_daemon(&path, Some("aggressive"));

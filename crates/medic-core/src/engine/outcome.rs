@@ -74,10 +74,12 @@ impl Engine {
         if result.is_ok() && flight.stage != ActionStage::Canary {
             svc.last_success.insert(flight.action.clone(), now);
         }
+        // A failed heal counts towards the service's consecutive failures,
+        // whether or not its incident is still open; a revert does not.
+        if flight.revert_of.is_none() && result.is_err() && !cancelled {
+            svc.consecutive_failures = svc.consecutive_failures.saturating_add(1);
+        }
         if stale {
-            if result.is_err() && !cancelled {
-                svc.consecutive_failures = svc.consecutive_failures.saturating_add(1);
-            }
             self.evaluate(&name);
             self.replan_all();
             return;
@@ -98,9 +100,6 @@ impl Engine {
         }
         let verify_window = svc.spec.policy.verify_window;
         let retry = svc.spec.policy.retry.clone();
-        if result.is_err() && !cancelled {
-            svc.consecutive_failures = svc.consecutive_failures.saturating_add(1);
-        }
         let consecutive = svc.consecutive_failures;
         let Some(inc) = svc.incident.as_mut() else {
             self.replan_all();

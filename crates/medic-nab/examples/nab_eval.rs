@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 
-use medic_detect::{Detector, Surprise, SurpriseParams};
+use medic_detect::Detector;
 use medic_nab::{PreparedFile, Series};
 
 fn build(spec: &str) -> anyhow::Result<Box<dyn Detector>> {
@@ -29,54 +29,7 @@ fn build(spec: &str) -> anyhow::Result<Box<dyn Detector>> {
             members, None,
         )));
     }
-    let Some(rest) = spec.strip_prefix("surprise:") else {
-        return medic_detect::by_name(spec).ok_or_else(|| anyhow::anyhow!("unknown {spec}"));
-    };
-    let mut p = SurpriseParams::default();
-    for kv in rest.split(',').filter(|s| !s.is_empty()) {
-        let (k, v) = kv
-            .split_once('=')
-            .ok_or_else(|| anyhow::anyhow!("bad {kv}"))?;
-        let f: f64 = v.split('/').next().unwrap_or("0").parse()?;
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        let u = f as usize;
-        match k {
-            "warmup" => p.warmup = u,
-            "level_window" => p.level_window = u,
-            "shift_window" => p.shift_window = u,
-            "diff_window" => p.diff_window = u,
-            "avg_window" => p.avg_window = u,
-            "history" => p.history = u,
-            "season_alpha" => p.season_alpha = f,
-            "season_min_periods" => p.season_min_periods = u32::try_from(u)?,
-            "min_sigma" => p.min_sigma = f,
-            "log" => p.log = f > 0.0,
-            "spatial_window" => p.spatial_window = u,
-            "refresh" => p.refresh = u,
-            "gauss" => p.gauss = f > 0.0,
-            "jump_record" => p.jump_record = f,
-            "season_record" => p.season_record = f,
-            "spatial" => p.spatial = f,
-            "combine" => p.combine = u,
-            "quantile" => p.quantile = f,
-            "pattern_blocks" => p.pattern_blocks = u,
-            "pattern_block" => p.pattern_block = u,
-            "prototypes" => p.prototypes = u,
-            "vigilance" => p.vigilance = f,
-            "proto_rate" => p.proto_rate = f,
-            "half" => p.half = f,
-            "suppress" => p.suppress = u,
-            "damp" => p.damp = f,
-            "w" => {
-                let ws: Vec<f64> = v.split('/').map(str::parse).collect::<Result<_, _>>()?;
-                for (i, x) in ws.iter().enumerate().take(6) {
-                    p.weights[i] = *x;
-                }
-            }
-            _ => anyhow::bail!("unknown key {k}"),
-        }
-    }
-    Ok(Box::new(Surprise::new(p)))
+    Ok(medic_nab::spec::build_detector(spec)?)
 }
 
 fn run(dir: &std::path::Path, spec: &str, s: &Series) -> anyhow::Result<Vec<f64>> {

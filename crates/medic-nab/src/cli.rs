@@ -36,6 +36,21 @@ pub struct EvalNabArgs {
     /// Profile for --scores (`standard`, `reward_low_FP_rate`, `reward_low_FN_rate`).
     #[arg(long, value_name = "P")]
     pub profile: Option<String>,
+    /// Cross-validate: `category` (leave one category out) or `kfold:K`. Thresholds (and with
+    /// --tune the parameters) are fitted on each fold's training files only; the held-out
+    /// files are scored with them. Prints the references in `DIR/reference/*` beside.
+    #[arg(long, value_name = "SPLIT")]
+    pub cv: Option<String>,
+    /// With --cv: choose the detector's parameters per fold, on the training files, from the
+    /// printed `surprise` search space (budget --tune-budget, seed --tune-seed).
+    #[arg(long, requires = "cv")]
+    pub tune: bool,
+    /// Configurations --tune evaluates (the default detector plus random grid points).
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    pub tune_budget: usize,
+    /// Seed of --tune's sampling of the grid.
+    #[arg(long, value_name = "SEED", default_value_t = 1)]
+    pub tune_seed: u64,
 }
 
 /// Runs `medic eval nab`.
@@ -64,7 +79,13 @@ pub fn render(args: &EvalNabArgs) -> anyhow::Result<String> {
             if args.threshold.is_some() || args.profile.is_some() {
                 bail!("--threshold and --profile only apply with --scores");
             }
-            evaluate(&args.data, &args.detector, args.json)?
+            match &args.cv {
+                Some(cv) => crate::cv_report::render(args, cv)?,
+                None if args.tune => {
+                    bail!("--tune needs --cv: parameters are fitted only on a fold's training files")
+                }
+                None => evaluate(&args.data, &args.detector, args.json)?,
+            }
         }
     };
     Ok(out)
@@ -72,25 +93,10 @@ pub fn render(args: &EvalNabArgs) -> anyhow::Result<String> {
 
 /// Runs a detector over the whole corpus and renders the table (or JSON) of normalised scores.
 fn evaluate(data: &Path, detector: &str, json: bool) -> anyhow::Result<String> {
-    if by_name(detector).is_none() {
-        bail!(
-            "unknown detector {detector:?} (known: {})",
-            NAMES.join(", ")
-        );
-    }
+    crate::spec::build_detector(detector)?;
     let corpus =
         load_corpus(data).with_context(|| format!("loading NAB corpus {}", data.display()))?;
-    let bar = if std::io::stderr().is_terminal() {
-        let b = indicatif::ProgressBar::new(corpus.files.len() as u64);
-        if let Ok(style) =
-            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {wide_msg}")
-        {
-            b.set_style(style);
-        }
-        Some(b)
-    } else {
-        None
-    };
+    let bar = progress(corpus.files.len());
     let mut scores = Vec::with_capacity(corpus.files.len());
     for f in &corpus.files {
         if let Some(b) = &bar {
@@ -148,8 +154,21 @@ fn evaluate(data: &Path, detector: &str, json: bool) -> anyhow::Result<String> {
     Ok(s)
 }
 
-fn round4(x: f64) -> f64 {
+pub(crate) fn round4(x: f64) -> f64 {
     (x * 10_000.0).round() / 10_000.0
+}
+
+/// A progress bar on stderr when it is a terminal, else `None`.
+pub(crate) fn progress(len: usize) -> Option<indicatif::ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let b = indicatif::ProgressBar::new(len as u64);
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {wide_msg}")
+    {
+        b.set_style(style);
+    }
+    Some(b)
 }
 
 /// Re-scores precomputed outputs at a fixed threshold; returns the per-file CSV in the

@@ -7,11 +7,12 @@
 
 pub mod cli;
 pub mod corpus;
+pub mod cv;
+mod cv_report;
 pub mod error;
 pub mod scorer;
+pub mod spec;
 pub mod time;
-
-use medic_detect::by_name;
 
 pub use corpus::{
     find_profile, list_csvs, load_corpus, load_profiles, load_windows, read_anomaly_scores,
@@ -20,17 +21,13 @@ pub use corpus::{
 pub use error::{NabError, Result};
 pub use scorer::{normalise, optimise_threshold, FileScore, Optimum, PreparedFile};
 
-/// Runs the named detector (fresh instance) over a series, returning one score per row.
+/// Runs the detector named by `spec` (a name or `surprise:key=value,...`, see [`spec`]; fresh
+/// instance) over a series, returning one score per row.
 ///
 /// # Errors
-/// Unknown detector name.
-pub fn run_detector(name: &str, series: &Series) -> Result<Vec<f64>> {
-    let mut d = by_name(name).ok_or_else(|| {
-        NabError::Invalid(format!(
-            "unknown detector {name:?} (known: {})",
-            medic_detect::NAMES.join(", ")
-        ))
-    })?;
+/// Unknown detector name or bad spec.
+pub fn run_detector(spec: &str, series: &Series) -> Result<Vec<f64>> {
+    let mut d = spec::build_detector(spec)?;
     Ok(series
         .ts_micros
         .iter()

@@ -19,6 +19,10 @@ fn args(detector: &str, json: bool) -> EvalNabArgs {
         scores: None,
         threshold: None,
         profile: None,
+        cv: None,
+        tune: false,
+        tune_budget: 16,
+        tune_seed: 1,
     }
 }
 

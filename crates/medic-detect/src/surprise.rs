@@ -158,9 +158,10 @@ impl Channel {
     fn push(&mut self, raw: f64, min_sigma: f64, ready: bool) -> f64 {
         let raw = if raw.is_finite() { raw.max(0.0) } else { 0.0 };
         let v = if self.log { raw.ln_1p() } else { raw };
-        if self.short.len() == self.avg_window {
-            if let Some(o) = self.short.pop_front() {
-                self.short_sum -= o;
+        while self.short.len() >= self.avg_window {
+            match self.short.pop_front() {
+                Some(o) => self.short_sum -= o,
+                None => break,
             }
         }
         self.short.push_back(v);
@@ -503,9 +504,10 @@ impl Detector for Surprise {
             }
             let scale = Self::robust_scale(self.mad, &self.level);
             raws[0] = (value - med).abs() / scale;
-            if self.recent.len() == self.p.shift_window.max(1) {
-                if let Some(o) = self.recent.pop_front() {
-                    self.recent_sum -= o;
+            while self.recent.len() >= self.p.shift_window.max(1) {
+                match self.recent.pop_front() {
+                    Some(o) => self.recent_sum -= o,
+                    None => break,
                 }
             }
             self.recent.push_back(value);

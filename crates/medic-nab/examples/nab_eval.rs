@@ -61,6 +61,15 @@ fn main() -> anyhow::Result<()> {
             (i - 1) % 2 == fold
         });
     }
+    if let Ok(k) = std::env::var("MEDIC_NAB_DECIMATE") {
+        // Keep every k-th row: shorter, coarser series with the same labelled windows (a
+        // stand-in for short hourly data such as the held-out ad-exchange files).
+        let k: usize = k.parse()?;
+        for f in &mut corpus.files {
+            f.series.ts_micros = f.series.ts_micros.iter().step_by(k).copied().collect();
+            f.series.values = f.series.values.iter().step_by(k).copied().collect();
+        }
+    }
     if let Ok(f) = std::env::var("MEDIC_NAB_FILTER") {
         corpus.files.retain(|x| x.series.name.contains(&f));
     }
@@ -72,6 +81,27 @@ fn main() -> anyhow::Result<()> {
             .map(|f| run(&dir, &spec, &f.series))
             .collect::<anyhow::Result<Vec<_>>>()?;
         let res = medic_nab::evaluate_scores(&corpus, &scores);
+        if std::env::var_os("MEDIC_NAB_CV").is_some() {
+            // Leave-one-category-out: mean of folds with windows, and pooled, standard profile.
+            let fs = medic_nab::cv::folds(&corpus, medic_nab::cv::CvSpec::Category)?;
+            let c = medic_nab::cv::Candidate {
+                spec: spec.clone(),
+                scores: scores.clone(),
+            };
+            let r = medic_nab::cv::cross_validate(&corpus, &fs, &[c])?;
+            let per: Vec<String> = r
+                .folds
+                .iter()
+                .filter_map(|f| f.profiles[0].normalised())
+                .map(|x| format!("{x:.1}"))
+                .collect();
+            println!(
+                "{spec:<12} LOCO mean {:.2} pooled {:.2} [{}]",
+                r.mean()[0].unwrap_or(f64::NAN),
+                r.pooled()[0].unwrap_or(f64::NAN),
+                per.join(" ")
+            );
+        }
         let line: Vec<String> = res
             .iter()
             .map(|r| format!("{:.2}@{:.4}", r.optimum.normalised(), r.optimum.threshold))

@@ -38,8 +38,12 @@ pub struct SurpriseParams {
     pub season_alpha: f64,
     /// Seasonal profiles need this many full periods before they are used.
     pub season_min_periods: u32,
-    /// Channel weights: level, shift, jump, daily, weekly, pattern (0 disables a channel).
-    pub weights: [f64; 6],
+    /// Channel weights: level, shift, jump, daily, weekly, pattern, drift (0 disables a
+    /// channel).
+    pub weights: [f64; 7],
+    /// Drift channel: the mean of this many recent samples against the level baseline (a slow,
+    /// sustained shift such as a doubled request rate), in samples.
+    pub drift_window: usize,
     /// Spatial records: a value beyond the all-time range by this fraction of the range
     /// counts as evidence 1 (0 disables).
     pub spatial: f64,
@@ -95,7 +99,8 @@ impl Default for SurpriseParams {
             refresh: 4,
             season_alpha: 0.3,
             season_min_periods: 1,
-            weights: [1.0, 1.0, 1.0, 1.0, 1.0, 0.0],
+            weights: [1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0],
+            drift_window: 60,
             spatial: 0.02,
             spatial_window: 0,
             jump_record: 0.0,
@@ -355,7 +360,7 @@ impl Patterns {
 
 /// Combines weighted channel evidence: 0 = maximum, 1 = weighted mean, k ≥ 2 = mean of the
 /// k largest.
-fn combine(zs: &mut [f64; 6], how: usize, w: &[f64; 6]) -> f64 {
+fn combine(zs: &mut [f64; 7], how: usize, w: &[f64; 7]) -> f64 {
     match how {
         0 => zs.iter().copied().fold(0.0, f64::max),
         1 => {
@@ -385,6 +390,8 @@ pub struct Surprise {
     mad: f64,
     recent: VecDeque<f64>,
     recent_sum: f64,
+    slow: VecDeque<f64>,
+    slow_sum: f64,
     diffs: SortedWindow,
     diff_mad: f64,
     last: Option<f64>,
@@ -410,7 +417,7 @@ impl Surprise {
     /// A detector with the given parameters.
     #[must_use]
     pub fn new(p: SurpriseParams) -> Self {
-        let channels = (0..6)
+        let channels = (0..7)
             .map(|_| {
                 let mut c = Channel::new(p.avg_window, p.history, p.log, p.quantile);
                 c.gauss = p.gauss;
@@ -421,6 +428,8 @@ impl Surprise {
             level: SortedWindow::new(p.level_window),
             diffs: SortedWindow::new(p.diff_window),
             recent: VecDeque::with_capacity(p.shift_window.max(1)),
+            slow: VecDeque::with_capacity(p.drift_window.max(1)),
+            slow_sum: 0.0,
             daily_scale: RollingStats::new(p.level_window),
             weekly_scale: RollingStats::new(p.level_window),
             channels,
@@ -494,7 +503,7 @@ impl Detector for Surprise {
         self.last_ts = Some(ts_secs);
         let ready = self.n >= self.p.warmup;
         let w = self.p.weights;
-        let mut raws = [0.0f64; 6];
+        let mut raws = [0.0f64; 7];
 
         // Level and shift against the robust baseline of the previous samples.
         if self.level.len() >= 10 {
@@ -517,6 +526,19 @@ impl Detector for Surprise {
             #[allow(clippy::cast_precision_loss)]
             let k = (self.recent.len() as f64).sqrt();
             raws[1] = (m - med).abs() / scale * k;
+            if w[6] > 0.0 {
+                while self.slow.len() >= self.p.drift_window.max(1) {
+                    match self.slow.pop_front() {
+                        Some(o) => self.slow_sum -= o,
+                        None => break,
+                    }
+                }
+                self.slow.push_back(value);
+                self.slow_sum += value;
+                #[allow(clippy::cast_precision_loss)]
+                let n = self.slow.len() as f64;
+                raws[6] = (self.slow_sum / n - med).abs() / scale * n.sqrt();
+            }
         }
         self.level.push(value);
 
@@ -560,7 +582,7 @@ impl Detector for Surprise {
             );
         }
 
-        let mut zs = [0.0f64; 6];
+        let mut zs = [0.0f64; 7];
         for (k, ch) in self.channels.iter_mut().enumerate() {
             let z = ch.push(raws[k], self.p.min_sigma, ready);
             zs[k] = if w[k] > 0.0 { w[k] * z } else { 0.0 };
@@ -738,7 +760,7 @@ mod tests {
         }
         series[5500].1 += 45.0;
         let only_spatial = SurpriseParams {
-            weights: [0.0; 6],
+            weights: [0.0; 7],
             season_record: 0.0,
             ..SurpriseParams::default()
         };

@@ -41,7 +41,7 @@ fn weekday(t: i64) -> i64 {
 
 /// A Poisson sample (Knuth for small means, a rounded normal for large ones).
 fn poisson(rng: &mut SplitMix64, mean: f64) -> f64 {
-    if !(mean > 0.0) {
+    if mean.is_nan() || mean <= 0.0 {
         return 0.0;
     }
     if mean > 30.0 {
@@ -81,7 +81,8 @@ pub fn tweet_counts(n: usize, seed: u64) -> Vec<(i64, f64)> {
                 burst += 1.5 * (rng.next_f64().max(1e-9).powf(-1.0 / 2.5) - 1.0);
             }
             burst *= 0.92;
-            let rate = base * day_level * cycle.max(0.05) * (0.2 * rng.normal()).exp() * (1.0 + burst);
+            let rate =
+                base * day_level * cycle.max(0.05) * (0.2 * rng.normal()).exp() * (1.0 + burst);
             (t, poisson(&mut rng, rate))
         })
         .collect()

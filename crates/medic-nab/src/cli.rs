@@ -82,7 +82,9 @@ pub fn render(args: &EvalNabArgs) -> anyhow::Result<String> {
             match &args.cv {
                 Some(cv) => crate::cv_report::render(args, cv)?,
                 None if args.tune => {
-                    bail!("--tune needs --cv: parameters are fitted only on a fold's training files")
+                    bail!(
+                        "--tune needs --cv: parameters are fitted only on a fold's training files"
+                    )
                 }
                 None => evaluate(&args.data, &args.detector, args.json)?,
             }
@@ -164,8 +166,7 @@ pub(crate) fn progress(len: usize) -> Option<indicatif::ProgressBar> {
         return None;
     }
     let b = indicatif::ProgressBar::new(len as u64);
-    if let Ok(style) = indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {wide_msg}")
-    {
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {wide_msg}") {
         b.set_style(style);
     }
     Some(b)

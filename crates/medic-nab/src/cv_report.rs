@@ -102,7 +102,10 @@ pub(crate) fn render(args: &EvalNabArgs, cv: &str) -> anyhow::Result<String> {
         bail!("--tune-budget must be between 1 and 200");
     }
     if args.tune && args.detector != "default" && args.detector != "surprise" {
-        bail!("--tune searches `surprise` parameters; it cannot be combined with --detector {}", args.detector);
+        bail!(
+            "--tune searches `surprise` parameters; it cannot be combined with --detector {}",
+            args.detector
+        );
     }
     crate::spec::build_detector(&args.detector)?;
     let data = &args.data;
@@ -192,12 +195,20 @@ pub(crate) fn render(args: &EvalNabArgs, cv: &str) -> anyhow::Result<String> {
         "cross-validation: {kind}, {} folds over {} files; detector {}",
         fs.len(),
         corpus.files.len(),
-        if args.tune { "surprise (tuned per fold)" } else { &args.detector }
+        if args.tune {
+            "surprise (tuned per fold)"
+        } else {
+            &args.detector
+        }
     );
     let _ = writeln!(
         s,
         "fitted on each fold's training files only: the threshold of each profile{}",
-        if args.tune { " and the parameters" } else { "; no parameter search (designed defaults)" }
+        if args.tune {
+            " and the parameters"
+        } else {
+            "; no parameter search (designed defaults)"
+        }
     );
     if args.tune {
         let _ = writeln!(
@@ -261,7 +272,10 @@ pub(crate) fn render(args: &EvalNabArgs, cv: &str) -> anyhow::Result<String> {
     table("medic", &result, &candidates, args.tune);
     for (c, r) in refs.iter().zip(&ref_results) {
         table(
-            &format!("{} (reference outputs, threshold fitted the same way)", c.spec),
+            &format!(
+                "{} (reference outputs, threshold fitted the same way)",
+                c.spec
+            ),
             r,
             std::slice::from_ref(c),
             false,

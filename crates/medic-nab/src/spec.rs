@@ -63,6 +63,7 @@ pub fn apply_surprise_overrides(p: &mut SurpriseParams, overrides: &str) -> Resu
             "proto_rate" => p.proto_rate = f.min(1.0),
             "half" => p.half = f.max(1e-9),
             "suppress" => p.suppress = u,
+            "drift_window" => p.drift_window = u.max(1),
             "damp" => p.damp = f.min(1.0),
             _ => return Err(invalid(format!("detector spec: unknown key {k:?}"))),
         }
@@ -96,7 +97,12 @@ mod tests {
     fn specs_parse_strictly() {
         assert!(build_detector("default").is_ok());
         assert!(build_detector("surprise:avg_window=5,suppress=100,w=1/1/0").is_ok());
-        for bad in ["nope", "surprise:zzz=1", "surprise:avg_window", "surprise:half=x"] {
+        for bad in [
+            "nope",
+            "surprise:zzz=1",
+            "surprise:avg_window",
+            "surprise:half=x",
+        ] {
             let e = build_detector(bad).map(|_| ()).unwrap_err().to_string();
             assert!(!e.is_empty(), "{bad}");
         }

@@ -37,7 +37,10 @@ fn leave_one_category_out_has_the_documented_shape_and_references() {
     assert_eq!(v["cv"], "category");
     assert_eq!(v["detector"], "ewma");
     let folds = v["folds"].as_array().cloned().unwrap_or_default();
-    let held: Vec<&str> = folds.iter().filter_map(|f| f["held_out"].as_str()).collect();
+    let held: Vec<&str> = folds
+        .iter()
+        .filter_map(|f| f["held_out"].as_str())
+        .collect();
     assert_eq!(
         held,
         [
@@ -69,7 +72,10 @@ fn leave_one_category_out_has_the_documented_shape_and_references() {
         let r = &v["references"][det];
         assert_eq!(r["folds"].as_array().map_or(0, Vec::len), 4, "{det}");
         let pooled = r["pooled"]["standard"].as_f64().unwrap_or(f64::NAN);
-        assert!(pooled < in_sample && pooled > 50.0, "{det}: pooled {pooled}");
+        assert!(
+            pooled < in_sample && pooled > 50.0,
+            "{det}: pooled {pooled}"
+        );
     }
 }
 
@@ -145,9 +151,7 @@ fn selection_never_sees_the_held_out_files() {
                 f.series
                     .ts_micros
                     .iter()
-                    .map(|t| {
-                        f64::from(u8::from(known && f.windows.iter().any(|w| w.0 == *t)))
-                    })
+                    .map(|t| f64::from(u8::from(known && f.windows.iter().any(|w| w.0 == *t))))
                     .collect()
             })
             .collect(),
@@ -158,7 +162,10 @@ fn selection_never_sees_the_held_out_files() {
         .iter()
         .find(|f| f.fold.held_out == "realKnownCause")
         .unwrap_or_else(|| panic!("no fold"));
-    assert_eq!(known.chosen, 0, "the oracle was chosen from held-out labels");
+    assert_eq!(
+        known.chosen, 0,
+        "the oracle was chosen from held-out labels"
+    );
     // ... while a fold that trains on realKnownCause may well pick it (it is perfect there).
     let aws = r
         .folds

@@ -29,6 +29,11 @@ cli_codes! {
     Startup = ("E0020", "startup_failed", 1, "The daemon could not start (database, port, supervised process)."),
     Demo = ("E0021", "demo_failed", 1, "The demo could not run to the end."),
     Eval = ("E0030", "eval_failed", 1, "An evaluation or benchmark failed (bad data directory or file)."),
+    BacktestUsage = ("E0050", "backtest_usage", 2, "medic backtest: a bad argument (unknown or log rule, bad --from/--to/--step, --prometheus without --from/--to)."),
+    BacktestData = ("E0051", "backtest_data", 1, "medic backtest: a recorded-data file is missing or malformed (file and line named)."),
+    BacktestUnreachable = ("E0052", "backtest_unreachable", 3, "medic backtest: the Prometheus server could not be reached."),
+    BacktestSource = ("E0053", "backtest_source", 1, "medic backtest: Prometheus answered with an error or an unexpected shape (its message is printed)."),
+    BacktestPlot = ("E0054", "backtest_plot", 1, "medic backtest: a plot could not be written."),
     Io = ("E0099", "io_error", 1, "An operating-system error."),
 }
 

@@ -113,6 +113,9 @@ enum Cmd {
     Op(ops::OpCmd),
     /// Deterministic simulation of the engine under random faults and operator commands.
     Sim(medic_sim::cli::SimArgs),
+    /// Replay recorded metrics (CSV files or Prometheus) through a config's signal rules,
+    /// detectors and engine in dry-run: what it would have done.
+    Backtest(medic_backtest::cli::BacktestArgs),
     /// Benchmarks that print figures.
     Bench {
         #[command(subcommand)]
@@ -344,12 +347,37 @@ fn run(cmd: Cmd, api: &str) -> Result<ExitCode, CliError> {
                 .map_err(|e| CliError::new(Code::Eval, format!("{e:#}")))?;
             Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
         }
+        Cmd::Backtest(args) => backtest(&args),
         Cmd::Bench {
             cmd: BenchCmd::Detect(args),
         } => {
             medic_nab::cli::run_bench(&args)
                 .map_err(|e| CliError::new(Code::Eval, format!("{e:#}")))?;
             Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// `medic backtest`: prints the report; errors carry codes E0050–E0054.
+fn backtest(args: &medic_backtest::cli::BacktestArgs) -> Result<ExitCode, CliError> {
+    use medic_backtest::cli::Failure;
+    use medic_backtest::BacktestError as B;
+    match medic_backtest::cli::render(args) {
+        Ok((out, _)) => {
+            print!("{out}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(Failure::Config(e)) => Err(CliError::config(e)),
+        Err(Failure::Backtest(e)) => {
+            let code = match &e {
+                B::Usage(_) => Code::BacktestUsage,
+                B::NotFound(_) => Code::NotFound,
+                B::Data(_) => Code::BacktestData,
+                B::Unreachable(_) => Code::BacktestUnreachable,
+                B::Source(_) => Code::BacktestSource,
+                B::Plot(_) => Code::BacktestPlot,
+            };
+            Err(CliError::new(code, e.to_string()))
         }
     }
 }

@@ -150,13 +150,17 @@ pub fn render(args: &BacktestArgs) -> Result<(String, Vec<PathBuf>), Failure> {
             b.set_position(done as u64);
         }
     };
-    let report = replay(
-        &cfg,
-        &data,
-        from.unwrap_or(i64::MIN),
-        to.unwrap_or(i64::MAX),
-        &mut tick,
-    );
+    // The rules log mutes as they happen (real time); here they are part of the report.
+    let report =
+        tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), || {
+            replay(
+                &cfg,
+                &data,
+                from.unwrap_or(i64::MIN),
+                to.unwrap_or(i64::MAX),
+                &mut tick,
+            )
+        });
     if let Some(b) = bar {
         b.finish_and_clear();
     }

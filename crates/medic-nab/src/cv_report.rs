@@ -213,10 +213,9 @@ pub(crate) fn render(args: &EvalNabArgs, cv: &str) -> anyhow::Result<String> {
     if args.tune {
         let _ = writeln!(
             s,
-            "tune: search space {} ({} points); budget {n_cands} configurations (the default + {} drawn with seed {}); chosen by the normalised standard score on the training files",
+            "tune: search space {} ({} points); budget {n_cands} configurations drawn with seed {}; chosen by the normalised standard score on the training files",
             space.join(" × "),
             tune_space_size(),
-            n_cands - 1,
             args.tune_seed
         );
     }

@@ -99,11 +99,11 @@ fn tuning_prints_its_space_and_budget() {
     let mut a = args("category");
     a.detector = "default".into();
     a.tune = true;
-    a.tune_budget = 3;
+    a.tune_budget = 1;
     a.json = false;
     let t = render(&a).unwrap_or_else(|e| panic!("{e:#}"));
     assert!(t.contains("search space avg_window∈{5,15,30}"), "{t}");
-    assert!(t.contains("budget 3 configurations"), "{t}");
+    assert!(t.contains("budget 1 configurations"), "{t}");
     assert_eq!(tune_candidates(3, 1).len(), 3);
     assert_eq!(tune_candidates(3, 1), tune_candidates(3, 1));
 }

@@ -91,7 +91,7 @@ impl Default for SurpriseParams {
     fn default() -> Self {
         Self {
             warmup: 150,
-            level_window: 2000,
+            level_window: 4000,
             shift_window: 12,
             diff_window: 3000,
             avg_window: 15,

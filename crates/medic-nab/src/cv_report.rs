@@ -219,6 +219,40 @@ pub(crate) fn render(args: &EvalNabArgs, cv: &str) -> anyhow::Result<String> {
             args.tune_seed
         );
     }
+    // Side by side first: the standard profile per fold, medic then each reference.
+    let mut side = String::new();
+    let _ = write!(
+        side,
+        "standard profile, out-of-fold\n{:<28} {:>9}",
+        "held out", "medic"
+    );
+    for c in &refs {
+        let _ = write!(side, " {:>9}", c.spec);
+    }
+    let _ = writeln!(side);
+    let row = |side: &mut String, name: &str, vals: Vec<Option<f64>>| {
+        let _ = write!(side, "{name:<28}");
+        for v in vals {
+            let _ = write!(side, " {:>9}", fmt_opt(v));
+        }
+        let _ = writeln!(side);
+    };
+    for (k, f) in result.folds.iter().enumerate() {
+        let mut vals = vec![f.profiles[0].normalised()];
+        vals.extend(
+            ref_results
+                .iter()
+                .map(|r| r.folds[k].profiles[0].normalised()),
+        );
+        row(&mut side, &f.fold.held_out, vals);
+    }
+    let mut vals = vec![result.mean()[0]];
+    vals.extend(ref_results.iter().map(|r| r.mean()[0]));
+    row(&mut side, "mean of folds with windows", vals);
+    let mut vals = vec![result.pooled()[0]];
+    vals.extend(ref_results.iter().map(|r| r.pooled()[0]));
+    row(&mut side, "pooled out-of-fold", vals);
+    let _ = write!(s, "\n{side}");
     let mut table = |name: &str, r: &CvResult, cands: &[Candidate], tuned: bool| {
         let _ = writeln!(s, "\n{name}");
         let _ = writeln!(

@@ -92,6 +92,14 @@ fn kfold_splits_every_file_once_and_table_names_the_protocol() {
     assert!(t.contains("3-fold"), "{t}");
     assert!(t.contains("no parameter search"), "{t}");
     assert!(t.contains("pooled out-of-fold"), "{t}");
+    // The references side by side with medic, per fold.
+    assert!(
+        t.lines().any(|l| l.contains("held out")
+            && l.contains("medic")
+            && l.contains("ARTime")
+            && l.contains("numenta")),
+        "{t}"
+    );
 }
 
 #[test]

@@ -102,16 +102,38 @@ fn kfold_splits_every_file_once_and_table_names_the_protocol() {
     );
 }
 
+/// A small corpus (three files, two categories) so that tuning `surprise` stays quick in a
+/// debug build.
+fn small_corpus(dir: &std::path::Path) -> PathBuf {
+    let src = nab_dir();
+    for f in ["combined_windows.json", "profiles.json"] {
+        std::fs::copy(src.join(f), dir.join(f)).unwrap_or_else(|e| panic!("{e}"));
+    }
+    for f in [
+        "artificialWithAnomaly/art_daily_jumpsdown.csv",
+        "artificialWithAnomaly/art_daily_jumpsup.csv",
+        "realKnownCause/rogue_agent_key_hold.csv",
+    ] {
+        let to = dir.join("data").join(f);
+        std::fs::create_dir_all(to.parent().unwrap_or(dir)).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::copy(src.join("data").join(f), to).unwrap_or_else(|e| panic!("{e}"));
+    }
+    dir.to_path_buf()
+}
+
 #[test]
 fn tuning_prints_its_space_and_budget() {
+    let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let mut a = args("category");
+    a.data = small_corpus(tmp.path());
     a.detector = "default".into();
     a.tune = true;
-    a.tune_budget = 1;
+    a.tune_budget = 2;
     a.json = false;
     let t = render(&a).unwrap_or_else(|e| panic!("{e:#}"));
     assert!(t.contains("search space avg_window∈{5,15,30}"), "{t}");
-    assert!(t.contains("budget 1 configurations"), "{t}");
+    assert!(t.contains("budget 2 configurations"), "{t}");
+    assert!(t.contains("over 3 files"), "{t}");
     assert_eq!(tune_candidates(3, 1).len(), 3);
     assert_eq!(tune_candidates(3, 1), tune_candidates(3, 1));
 }

@@ -186,6 +186,9 @@ impl Shadow {
     }
 }
 
+/// Most engine deadlines fired between two samples.
+pub const MAX_TIMEOUTS_PER_STEP: usize = 100_000;
+
 struct Driver {
     engine: Engine,
     t0: i64,
@@ -261,14 +264,17 @@ impl Driver {
         }
     }
 
-    /// Fires every engine deadline up to `now`, each at its own time.
+    /// Fires every engine deadline up to `now`, each at its own time (at most
+    /// [`MAX_TIMEOUTS_PER_STEP`] per step, so a deadline that never moves cannot hang a replay).
     fn advance(&mut self, now: MonoTime) {
-        while let Some(d) = self.engine.poll_timeout() {
-            if d > now {
-                break;
+        for _ in 0..MAX_TIMEOUTS_PER_STEP {
+            match self.engine.poll_timeout() {
+                Some(d) if d <= now => {
+                    self.engine.handle_timeout(d);
+                    self.drain(d);
+                }
+                _ => return,
             }
-            self.engine.handle_timeout(d);
-            self.drain(d);
         }
     }
 }
@@ -429,7 +435,13 @@ pub fn replay(
             progress(i, total);
         }
     }
-    let end = drv.mono(to_ms.max(t0));
+    // Deadlines after the last sample fire up to --to when given, else up to the last sample.
+    let last_sample = events.last().map_or(t0, |e| e.0);
+    let end = drv.mono(if to_ms == i64::MAX {
+        last_sample
+    } else {
+        to_ms.max(t0)
+    });
     drv.advance(end);
     for (r, tr) in reports.iter_mut().zip(traces) {
         r.series = tr;

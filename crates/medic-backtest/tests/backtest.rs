@@ -268,3 +268,64 @@ fn bad_input_is_named() {
     a.config = dir.path().join("medic.yaml");
     assert!(matches!(render(&a), Err(Failure::Config(_))));
 }
+
+/// The rule's `for` runs on the simulated clock (the samples' time), not on real time: with
+/// 5-minute samples and `for: 10m`, a breach starting at minute 10 fires at minute 20.
+#[test]
+fn for_durations_run_on_the_simulated_clock() {
+    let yaml = r#"
+services:
+  api:
+    probes:
+      healthz:
+        http: { url: "http://127.0.0.1:1/healthz" }
+signals:
+  sources:
+    prom:
+      prometheus: { url: "http://127.0.0.1:9" }
+      interval: 5m
+  rules:
+    high:
+      service: api
+      source: prom
+      query: q
+      above: 5
+      for: 10m
+"#;
+    let cfg = medic_config::parse("inline.yaml", yaml).unwrap_or_else(|e| panic!("{e}"));
+    let t0 = 1_700_000_000_000i64;
+    let values = [0.0, 0.0, 10.0, 10.0, 10.0, 10.0, 0.0, 0.0];
+    let points: Vec<(i64, f64)> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (t0 + i64::try_from(i).unwrap_or(0) * 300_000, *v))
+        .collect();
+    let data = [medic_backtest::RuleData {
+        rule: "high".into(),
+        series: vec![medic_backtest::replay::RecordedSeries {
+            key: "q".into(),
+            points,
+        }],
+    }];
+    let r = medic_backtest::replay(&cfg, &data, i64::MIN, i64::MAX, &mut |_, _| {});
+    let rule = &r.rules[0];
+    assert_eq!(rule.samples, 8);
+    assert_eq!(rule.series[0].detections.len(), 4, "breached samples");
+    assert_eq!(rule.firings.len(), 1);
+    assert_eq!(
+        rule.firings[0].at_ms,
+        t0 + 4 * 300_000,
+        "fires once the breach lasted 10m"
+    );
+    assert_eq!(rule.incidents.len(), 1);
+    assert_eq!(rule.incidents[0].opened_ms, t0 + 4 * 300_000);
+    assert_eq!(
+        rule.incidents[0].closed_ms,
+        Some(t0 + 6 * 300_000),
+        "closed when healthy"
+    );
+    // No `remediate:` entry names the rule: the incident escalates to a human.
+    assert_eq!(rule.incidents[0].outcome.as_deref(), Some("escalated"));
+    assert!(rule.incidents[0].decisions.is_empty());
+    assert_eq!(r.notifications.len(), 1, "{:?}", r.notifications);
+}

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use medic_api::governance::{Query, QueryAnswer, WallSync};
-use medic_api::{router, ApiState, ControlRequest, Metrics};
+use medic_api::{router, ApiState, Auth, ControlRequest, Metrics, ROUTES};
 use medic_core::*;
 use medic_store::Store;
 use serde_json::{json, Value};
@@ -70,12 +70,28 @@ fn engine() -> Engine {
 
 type Step = (Vec<Notice>, Vec<Command>);
 
-async fn start() -> (
-    String,
-    reqwest::Client,
-    tempfile::TempDir,
-    mpsc::Receiver<Step>,
-) {
+/// An HTTP client holding one token per name: `ops` (admin), `alice` and
+/// `bob` (approvers), `oscar` (operator), `vera` (viewer).
+struct Client {
+    http: reqwest::Client,
+    tokens: std::collections::BTreeMap<&'static str, String>,
+}
+
+impl Client {
+    fn token(&self, who: &str) -> &str {
+        &self.tokens[who]
+    }
+}
+
+const PEOPLE: &[(&str, Role)] = &[
+    ("ops", Role::Admin),
+    ("alice", Role::Approver),
+    ("bob", Role::Approver),
+    ("oscar", Role::Operator),
+    ("vera", Role::Viewer),
+];
+
+async fn start() -> (String, Client, tempfile::TempDir, mpsc::Receiver<Step>) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("medic.db")).await.unwrap();
     let (tx, mut rx) = mpsc::channel::<ControlRequest>(8);
@@ -85,7 +101,17 @@ async fn start() -> (
         metrics: Arc::new(Metrics::new()),
         ready: Arc::new(AtomicBool::new(true)),
         control: tx,
+        auth: Auth::Tokens,
     };
+    let mut tokens = std::collections::BTreeMap::new();
+    for (name, role) in PEOPLE {
+        let t = state
+            .store
+            .create_token(name, *role, "2026-01-01T00:00:00Z")
+            .await
+            .unwrap();
+        tokens.insert(*name, t);
+    }
     tokio::spawn(async move {
         let mut e = engine();
         let mut now = 10_000u64;
@@ -129,17 +155,21 @@ async fn start() -> (
     });
     (
         format!("http://{addr}"),
-        reqwest::Client::new(),
+        Client {
+            http: reqwest::Client::new(),
+            tokens,
+        },
         dir,
         cmd_rx,
     )
 }
 
-/// POST as operator `who` (the `X-Medic-Actor` header).
-async fn post_as(c: &reqwest::Client, who: &str, url: String, body: Value) -> (u16, Value) {
+/// POST with the token of `who`.
+async fn post_as(c: &Client, who: &str, url: String, body: Value) -> (u16, Value) {
     let r = c
+        .http
         .post(url)
-        .header("x-medic-actor", who)
+        .bearer_auth(c.token(who))
         .json(&body)
         .send()
         .await
@@ -147,10 +177,11 @@ async fn post_as(c: &reqwest::Client, who: &str, url: String, body: Value) -> (u
     (r.status().as_u16(), r.json().await.unwrap())
 }
 
-async fn post(c: &reqwest::Client, url: String, body: Value) -> (u16, Value) {
+async fn post(c: &Client, url: String, body: Value) -> (u16, Value) {
     let r = c
+        .http
         .post(url)
-        .header("x-medic-actor", "ops")
+        .bearer_auth(c.token("ops"))
         .json(&body)
         .send()
         .await
@@ -158,8 +189,14 @@ async fn post(c: &reqwest::Client, url: String, body: Value) -> (u16, Value) {
     (r.status().as_u16(), r.json().await.unwrap())
 }
 
-async fn get(c: &reqwest::Client, url: String) -> (u16, Value) {
-    let r = c.get(url).send().await.unwrap();
+async fn get(c: &Client, url: String) -> (u16, Value) {
+    let r = c
+        .http
+        .get(url)
+        .bearer_auth(c.token("vera"))
+        .send()
+        .await
+        .unwrap();
     (r.status().as_u16(), r.json().await.unwrap())
 }
 
@@ -193,7 +230,7 @@ async fn approvals_explain_pause_and_override_over_http() {
     assert_eq!((st, err["error"]["field"].clone()), (422, json!("by")));
     let (st, ok) = post_as(
         &c,
-        "Alice",
+        "alice",
         format!("{base}/api/v1/approvals/apr-1/approve"),
         json!({}),
     )
@@ -292,4 +329,132 @@ async fn approvals_explain_pause_and_override_over_http() {
 
     let (st, err) = get(&c, format!("{base}/api/v1/explain/inc-nope")).await;
     assert_eq!((st, err["error"]["code"].clone()), (404, json!("E0404")));
+}
+
+/// The 401/403 matrix: every route of `ROUTES`, with no token, a bad token,
+/// a revoked token and a token of every role. Below the route's role → 403
+/// `E0403`; no, unknown or revoked token → 401 `E0406` with
+/// `WWW-Authenticate`; at or above it → neither (the request reaches the
+/// handler and the engine).
+#[tokio::test]
+async fn every_route_and_role_401_403_matrix() {
+    let (base, c, dir, _cmds) = start().await;
+    // A token revoked after creation no longer works.
+    let store = Store::open(&dir.path().join("medic.db")).await.unwrap();
+    let revoked = store
+        .create_token("gone", Role::Admin, "2026-01-01T00:00:00Z")
+        .await
+        .unwrap();
+    assert!(store
+        .revoke_token("gone", "2026-01-01T00:00:01Z")
+        .await
+        .unwrap());
+    let roles = [Role::Viewer, Role::Operator, Role::Approver, Role::Admin];
+    let mut checked = 0;
+    for route in ROUTES {
+        let path = route
+            .path
+            .replace("{id}", "x-1")
+            .replace("{incident}", "inc-x")
+            .replace("{name}", "web");
+        let url = format!("{base}{path}");
+        let send = |token: Option<&str>| {
+            let mut req = match route.method {
+                "GET" => c.http.get(&url),
+                "POST" => c.http.post(&url).json(&json!({})),
+                m => panic!("method {m} not covered"),
+            };
+            if let Some(t) = token {
+                req = req.bearer_auth(t);
+            }
+            req.send()
+        };
+        let Some(needed) = route.role else {
+            let r = send(None).await.unwrap();
+            assert!(
+                r.status().is_success(),
+                "{} {}: {}",
+                route.method,
+                path,
+                r.status()
+            );
+            continue;
+        };
+        for token in [
+            None,
+            Some("medic_0000000000000000000000000000000000000000000000000000000000000000"),
+            Some(revoked.as_str()),
+        ] {
+            let r = send(token).await.unwrap();
+            assert_eq!(r.status(), 401, "{} {} token={token:?}", route.method, path);
+            assert!(r.headers()["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .starts_with("Bearer"));
+            let v: Value = r.json().await.unwrap();
+            assert_eq!(v["error"]["code"], "E0406", "{v}");
+            assert_eq!(v["error"]["name"], "unauthenticated", "{v}");
+            checked += 1;
+        }
+        for role in roles {
+            let who = PEOPLE.iter().find(|(_, r)| *r == role).unwrap().0;
+            let r = send(Some(c.token(who))).await.unwrap();
+            let st = r.status().as_u16();
+            if role < needed {
+                assert_eq!(st, 403, "{} {} as {who}", route.method, path);
+                let v: Value = r.json().await.unwrap();
+                assert_eq!(v["error"]["code"], "E0403", "{v}");
+                assert!(
+                    v["error"]["message"]
+                        .as_str()
+                        .unwrap()
+                        .contains(needed.as_str()),
+                    "{v}"
+                );
+            } else {
+                assert!(
+                    st != 401 && st != 403,
+                    "{} {} as {who} ({}): {st}",
+                    route.method,
+                    path,
+                    role.as_str()
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 16 * 7, "{checked}");
+}
+
+/// `docs/api.md` documents every route (method and path) and the new code.
+#[test]
+fn docs_api_md_documents_every_route() {
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/api.md")).unwrap();
+    for r in ROUTES {
+        let heading = format!("### `{} {}`", r.method, r.path);
+        assert!(doc.contains(&heading), "docs/api.md lacks {heading}");
+        let role = r.role.map_or("public", |x| x.as_str());
+        let line = format!("Role: **{role}**");
+        let section = doc.split(&heading).nth(1).unwrap();
+        let section = section.split("\n### ").next().unwrap();
+        assert!(section.contains(&line), "{heading}: expected {line}");
+    }
+}
+
+/// `GET /api/v1/whoami` answers the token's name and role.
+#[tokio::test]
+async fn whoami_names_the_token() {
+    let (base, c, _dir, _cmds) = start().await;
+    for (who, role) in PEOPLE {
+        let r = c
+            .http
+            .get(format!("{base}/api/v1/whoami"))
+            .bearer_auth(c.token(who))
+            .send()
+            .await
+            .unwrap();
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v, json!({"name": who, "role": role.as_str()}));
+    }
 }

@@ -109,7 +109,7 @@ fn wall_clock() -> Input {
     }
 }
 
-fn now_rfc3339() -> String {
+pub(crate) fn now_rfc3339() -> String {
     OffsetDateTime::now_utc()
         .format(&Rfc3339)
         .unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_string())
@@ -173,11 +173,31 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
         .await
         .with_context(|| format!("binding the API to {}", opts.listen))?;
     let api_addr = listener.local_addr()?;
+    let auth = match opts.config.auth {
+        medic_config::AuthMode::Tokens => {
+            let n = store.active_tokens().await?;
+            if n == 0 {
+                tracing::warn!(
+                    "auth: no API token exists yet; every API route but /healthz and /readyz \
+                     answers 401 until one is created with `medic token create`"
+                );
+            }
+            medic_api::Auth::Tokens
+        }
+        medic_config::AuthMode::None => {
+            tracing::warn!(
+                "auth: none: the API is unauthenticated; every caller acts as `anonymous` \
+                 with the admin role"
+            );
+            medic_api::Auth::None
+        }
+    };
     let app = medic_api::router(ApiState {
         store: store.clone(),
         metrics: metrics.clone(),
         ready: ready.clone(),
         control: ctl_tx,
+        auth,
     })
     .merge(medic_signal::alertmanager_router(
         &opts.config.signals,

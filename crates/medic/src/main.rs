@@ -8,6 +8,7 @@ mod demo;
 mod lifecycle;
 mod ops;
 mod probes;
+mod token;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -113,6 +114,11 @@ enum Cmd {
     Op(ops::OpCmd),
     /// Deterministic simulation of the engine under random faults and operator commands.
     Sim(medic_sim::cli::SimArgs),
+    /// API tokens: create (printed once), list, revoke.
+    Token {
+        #[command(subcommand)]
+        cmd: token::TokenCmd,
+    },
     /// Benchmarks that print figures.
     Bench {
         #[command(subcommand)]
@@ -206,16 +212,7 @@ fn run(cmd: Cmd, api: &str) -> Result<ExitCode, CliError> {
         } => {
             let cfg = medic_config::load(&config).map_err(CliError::config)?;
             let mode = resolve_mode(mode, std::env::var("MEDIC_MODE").ok(), cfg.mode)?;
-            let db = db.unwrap_or_else(|| {
-                if cfg.database.is_absolute() {
-                    cfg.database.clone()
-                } else {
-                    config
-                        .parent()
-                        .map(|p| p.join(&cfg.database))
-                        .unwrap_or_else(|| cfg.database.clone())
-                }
-            });
+            let db = db.unwrap_or_else(|| token::database_path(&config, &cfg));
             let log_dir = db
                 .parent()
                 .filter(|p| !p.as_os_str().is_empty())
@@ -343,6 +340,10 @@ fn run(cmd: Cmd, api: &str) -> Result<ExitCode, CliError> {
             let code = medic_sim::cli::run(&args)
                 .map_err(|e| CliError::new(Code::Eval, format!("{e:#}")))?;
             Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+        }
+        Cmd::Token { cmd } => {
+            let rt = runtime()?;
+            rt.block_on(token::run(cmd))
         }
         Cmd::Bench {
             cmd: BenchCmd::Detect(args),

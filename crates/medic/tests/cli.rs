@@ -78,43 +78,72 @@ fn sigkill_is_healed_recorded_in_the_api_and_audited() {
         kinds.contains(&"detected") && kinds.contains(&"action") && kinds.contains(&"resolved"),
         "{kinds:?}"
     );
-    let metrics = {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            reqwest::get(format!("{api}/metrics"))
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap()
-        })
-    };
+    // Without a token: 401; with the test's viewer token: the metrics.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let anon = rt.block_on(async { reqwest::get(format!("{api}/metrics")).await.unwrap() });
+    assert_eq!(anon.status(), 401);
+    drop(rt);
+    let metrics = get_text(&format!("{api}/metrics")).unwrap();
     assert!(metrics.contains("medic_actions_total"), "{metrics}");
-    let signals = {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let r = reqwest::get(format!("{api}/metrics/signals"))
-                .await
-                .unwrap();
-            assert!(r.status().is_success());
-            r.text().await.unwrap()
-        })
-    };
+    let signals = get_text(&format!("{api}/metrics/signals")).unwrap();
     assert!(signals.contains("# TYPE"), "{signals}");
     assert!(metrics.contains("action=\"restart\""), "{metrics}");
-    // `medic incidents` reads the same API.
+    // `medic incidents` reads the same API, with the token in MEDIC_TOKEN.
     let out = medic()
         .args(["incidents", "--json", "--api", &api])
+        .env_remove("MEDIC_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("E0406") && err.contains("MEDIC_TOKEN"),
+        "{err}"
+    );
+    let viewer = token_as(&api, "vera", "viewer");
+    let out = medic()
+        .args(["incidents", "--json", "--api", &api])
+        .env("MEDIC_TOKEN", &viewer)
         .output()
         .unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains(inc["id"].as_str().unwrap()));
+    // A viewer may read but not steer: 403 from the API, named in the error.
+    let out = medic()
+        .args(["pause", "--api", &api])
+        .env("MEDIC_TOKEN", &viewer)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("E0403") && err.contains("operator"), "{err}");
+    // A revoked token stops working at once (the daemon reads the store).
+    let out = medic()
+        .args(["token", "revoke", "-c"])
+        .arg(&cfg)
+        .args(["--name", "vera"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let out = medic()
+        .args(["incidents", "--api", &api])
+        .env("MEDIC_TOKEN", &viewer)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let out = medic()
+        .args(["token", "list", "-c"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let list = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        list.contains("vera") && list.contains("viewer") && !list.contains("medic_"),
+        "{list}"
+    );
     drop(daemon);
     // Stopped with SIGTERM, medic stopped its service: nothing of the test is left.
     assert_eq!(dir.tagged(), Vec::<u32>::new());
@@ -395,7 +424,7 @@ fn op(api: &str, args: &[&str]) -> (Option<i32>, String, String) {
     let out = medic()
         .args(["--api", api])
         .args(args)
-        .env("MEDIC_OPERATOR", "alice")
+        .env("MEDIC_TOKEN", token_as(api, "alice", "admin"))
         .output()
         .unwrap();
     (

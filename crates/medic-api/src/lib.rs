@@ -22,6 +22,7 @@ pub mod auth;
 pub mod error;
 pub mod governance;
 pub mod json_errors;
+pub mod metrics;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,10 +37,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use medic_core::{Ack, Actor, OperatorCommand, OperatorError};
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use tokio::sync::{mpsc, oneshot};
@@ -49,8 +46,9 @@ pub use error::{ApiError, CodeInfo, ErrorBody, ErrorCode, ErrorDetail, CODES};
 pub use json_errors::json_errors;
 use json_errors::route_not_found;
 
-/// Content type of `GET /metrics`.
-pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub use metrics::{
+    CounterSource, EngineState, Metrics, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE,
+};
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// How long `POST /api/v1/mode` waits for the daemon's reply.
@@ -60,132 +58,6 @@ const INCIDENTS_DEFAULT_LIMIT: u32 = 50;
 const INCIDENTS_MAX_LIMIT: u32 = 500;
 const AUDIT_DEFAULT_LIMIT: u32 = 100;
 const AUDIT_MAX_LIMIT: u32 = 1000;
-
-// ---------------------------------------------------------------- metrics
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ActionLabels {
-    action: String,
-    stage: &'static str,
-    outcome: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ProbeLabels {
-    service: String,
-    probe: String,
-}
-
-/// medic's Prometheus metrics, backed by a prometheus-client [`Registry`].
-pub struct Metrics {
-    registry: Registry,
-    actions: Family<ActionLabels, Counter>,
-    incidents: Counter,
-    probe_failures: Family<ProbeLabels, Counter>,
-    audit: Counter,
-}
-
-impl std::fmt::Debug for Metrics {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Metrics").finish_non_exhaustive()
-    }
-}
-
-impl Default for Metrics {
-    fn default() -> Self {
-        Metrics::new()
-    }
-}
-
-impl Metrics {
-    /// A fresh registry with medic's metrics.
-    pub fn new() -> Self {
-        Metrics::with_registry(Registry::default())
-    }
-
-    /// Adds medic's metrics to `registry` (which may already hold others).
-    pub fn with_registry(mut registry: Registry) -> Self {
-        let actions = Family::<ActionLabels, Counter>::default();
-        let incidents = Counter::default();
-        let probe_failures = Family::<ProbeLabels, Counter>::default();
-        let audit = Counter::default();
-        registry.register(
-            "medic_actions",
-            "Remediation actions, by configured action name, stage and outcome",
-            actions.clone(),
-        );
-        registry.register("medic_incidents", "Incidents opened", incidents.clone());
-        registry.register(
-            "medic_probe_failures",
-            "Failed probes, by service and probe",
-            probe_failures.clone(),
-        );
-        registry.register(
-            "medic_audit_records",
-            "Audit records appended",
-            audit.clone(),
-        );
-        Metrics {
-            registry,
-            actions,
-            incidents,
-            probe_failures,
-            audit,
-        }
-    }
-
-    /// `medic_actions_total{action,stage,outcome}` += 1. Every label comes
-    /// from a bounded set: configured action names, [`medic_core::ActionStage`]
-    /// and [`medic_core::ActionStatus`], never free text.
-    pub fn inc_action(
-        &self,
-        action: &str,
-        stage: medic_core::ActionStage,
-        outcome: medic_core::ActionStatus,
-    ) {
-        self.actions
-            .get_or_create(&ActionLabels {
-                action: action.to_string(),
-                stage: stage.as_str(),
-                outcome: outcome.as_str(),
-            })
-            .inc();
-    }
-
-    /// `medic_incidents_total` += 1.
-    pub fn inc_incident(&self) {
-        self.incidents.inc();
-    }
-
-    /// `medic_probe_failures_total{service,probe}` += 1.
-    pub fn inc_probe_failure(&self, service: &str, probe: &str) {
-        self.probe_failures
-            .get_or_create(&ProbeLabels {
-                service: service.to_string(),
-                probe: probe.to_string(),
-            })
-            .inc();
-    }
-
-    /// `medic_audit_records_total` += 1.
-    pub fn inc_audit(&self) {
-        self.audit.inc();
-    }
-
-    /// The registry, e.g. for encoding elsewhere.
-    pub fn registry(&self) -> &Registry {
-        &self.registry
-    }
-
-    /// OpenMetrics text of every metric in the registry (ends with `# EOF`).
-    pub fn encode(&self) -> String {
-        let mut out = String::new();
-        // Writing into a String cannot fail; an encoder error would only
-        // truncate the output, which is better than panicking.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
-        out
-    }
-}
 
 // ---------------------------------------------------------------- state
 
@@ -372,12 +244,10 @@ async fn readyz(State(state): State<ApiState>) -> Response {
     }
 }
 
-async fn metrics(State(state): State<ApiState>) -> Response {
-    (
-        [(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)],
-        state.metrics.encode(),
-    )
-        .into_response()
+async fn metrics(State(state): State<ApiState>, headers: HeaderMap) -> Response {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let (ct, body) = metrics::negotiate(&state.metrics, accept);
+    ([(header::CONTENT_TYPE, ct)], body).into_response()
 }
 
 type RawQuery = Result<Query<HashMap<String, String>>, QueryRejection>;

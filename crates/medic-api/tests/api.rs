@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use medic_api::{
     router, ApiError, ApiState, Auth, ControlRequest, ErrorCode, Metrics, CODES,
-    METRICS_CONTENT_TYPE,
+    OPENMETRICS_CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE,
 };
 use medic_core::{Ack, ActionStage, ActionStatus, Mode, OperatorCommand, OperatorError, Role};
 use medic_store::{IncidentRecord, Store, TimelineEntry};
@@ -154,17 +154,33 @@ async fn metrics_text_has_all_medic_metrics() {
     m.inc_audit();
     let resp = api.get("/metrics").await;
     assert_eq!(resp.status(), 200);
-    assert_eq!(resp.headers()["content-type"], METRICS_CONTENT_TYPE);
+    assert_eq!(resp.headers()["content-type"], PROMETHEUS_CONTENT_TYPE);
     let text = resp.text().await.unwrap();
     for needle in [
-        r#"medic_actions_total{action="restart",stage="direct",outcome="succeeded"} 2"#,
+        r#"medic_actions_total{action="restart",reason="direct",outcome="succeeded"} 2"#,
+        "# TYPE medic_actions_total counter",
         "medic_incidents_total 1",
         r#"medic_probe_failures_total{service="web",probe="healthz"} 1"#,
         "medic_audit_records_total 1",
-        "# EOF",
+        r#"medic_mode{mode="dry-run"} 0"#,
+        "medic_outbox_depth 0",
     ] {
         assert!(text.contains(needle), "missing {needle:?} in\n{text}");
     }
+    assert!(!text.contains("# EOF"));
+    assert_eq!(text, m.encode_prometheus());
+    // OpenMetrics when asked for.
+    let resp = api
+        .client
+        .get(format!("{}/metrics", api.base))
+        .bearer_auth(&api.token)
+        .header("accept", "application/openmetrics-text; version=1.0.0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["content-type"], OPENMETRICS_CONTENT_TYPE);
+    let text = resp.text().await.unwrap();
+    assert!(text.ends_with("# EOF\n"), "{text}");
     assert_eq!(text, m.encode());
 }
 

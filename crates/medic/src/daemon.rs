@@ -137,7 +137,6 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
     let store = Store::open(&opts.db)
         .await
         .with_context(|| format!("opening database {}", opts.db.display()))?;
-    let metrics = Arc::new(Metrics::new());
     let ready = Arc::new(AtomicBool::new(false));
     let (tx, rx) = mpsc::channel::<Msg>(INPUT_QUEUE);
     let (ctl_tx, ctl_rx) = mpsc::channel::<ControlRequest>(64);
@@ -145,6 +144,14 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
 
     // Signal sources (metrics, logs, alerts) report as virtual probes.
     let (hooks, sig_events) = medic_signal::SignalHooks::new();
+    // One registry: the signal layer's counters are read from its atomics at
+    // scrape time.
+    let metrics = {
+        let sig = hooks.metrics.clone();
+        Arc::new(Metrics::with_sources(vec![Arc::new(move || {
+            sig.snapshot()
+        })]))
+    };
     let (rep_tx, mut rep_rx) = mpsc::channel::<ProbeReport>(INPUT_QUEUE);
     let probe_reports = rep_tx.clone();
     {
@@ -203,8 +210,7 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
         &opts.config.signals,
         rep_tx,
         &hooks,
-    ))
-    .merge(signal_metrics_router(hooks.metrics.clone()));
+    ));
     let app = medic_api::json_errors(app);
     let mut api_shutdown = shutdown_rx.clone();
     tokio::spawn(async move {
@@ -349,26 +355,6 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
         },
         join,
     })
-}
-
-/// Signal counters (samples, rule firings, mutes, source errors) in
-/// Prometheus text format at `/metrics/signals`, beside the engine's `/metrics`.
-fn signal_metrics_router(m: Arc<medic_signal::SignalMetrics>) -> axum::Router {
-    axum::Router::new().route(
-        "/metrics/signals",
-        axum::routing::get(move || {
-            let m = m.clone();
-            async move {
-                (
-                    [(
-                        axum::http::header::CONTENT_TYPE,
-                        "text/plain; version=0.0.4",
-                    )],
-                    m.render(),
-                )
-            }
-        }),
-    )
 }
 
 /// Muted and unmuted noisy rules are recorded in the audit log.
@@ -536,6 +522,7 @@ impl EngineLoop {
     ) -> anyhow::Result<()> {
         // Whatever start-up recorded (restore, reconciliation) goes out first.
         self.drain().await;
+        self.publish_gauges();
         loop {
             let deadline = self.engine.poll_timeout();
             let sleep = async {
@@ -585,10 +572,39 @@ impl EngineLoop {
             }
             // Record and act before answering: the reply reflects what was done.
             self.drain().await;
+            self.publish_gauges();
             if let Some((r, answer)) = reply {
                 let _ = r.send(answer);
             }
         }
+    }
+
+    /// The engine's state and the input queue's depth, for `/metrics`.
+    fn publish_gauges(&self) {
+        let phases: Vec<medic_core::Phase> = self
+            .engine
+            .open_incidents()
+            .iter()
+            .map(|v| v.phase)
+            .collect();
+        let autoheal: Vec<(String, bool)> = self
+            .engine
+            .service_names()
+            .map(|s| (s.to_string(), self.engine.autoheal_disabled(s)))
+            .collect();
+        self.metrics.set_engine_state(&medic_api::EngineState {
+            mode: self.engine.mode(),
+            pauses: &self.engine.pauses(),
+            mass_paused: self.engine.mass_paused(),
+            open_phases: &phases,
+            autoheal: &autoheal,
+            pending_approvals: self.engine.pending_approvals().len(),
+            running_actions: self.running.len(),
+        });
+        self.metrics.set_queue_depth(
+            "engine_input",
+            self.tx.max_capacity().saturating_sub(self.tx.capacity()),
+        );
     }
 
     fn answer(&self, q: Query) -> QueryAnswer {
@@ -695,6 +711,7 @@ impl EngineLoop {
     async fn record(&self, n: &Notice) -> bool {
         let r = medic_store::record::render(n);
         tracing::info!(target: "medic::audit", kind = r.kind, payload = %r.payload, "audit");
+        self.metrics.observe_notice(n);
         match self
             .store
             .append_audit(&now_rfc3339(), r.kind, &r.payload)
@@ -750,6 +767,8 @@ impl EngineLoop {
             "message": n.message,
             "ts": now_rfc3339(),
         });
+        let outbox = self.metrics.outbox();
+        outbox.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
             let r = http
                 .post(&cfg.webhook)
@@ -762,6 +781,7 @@ impl EngineLoop {
                 Ok(resp) => tracing::warn!(status = %resp.status(), "notification webhook refused"),
                 Err(e) => tracing::warn!(error = %e, "notification webhook failed"),
             }
+            outbox.fetch_sub(1, Ordering::Relaxed);
         });
     }
 

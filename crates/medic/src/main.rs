@@ -25,8 +25,11 @@ use medic_core::Mode;
     about = "A self-healing engine for running services"
 )]
 struct Cli {
-    /// Log as JSON lines instead of text.
-    #[arg(long, global = true)]
+    /// Log format on stderr: `text`, or `json` (one JSON object per line).
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    /// Same as `--log-format json` (kept for existing scripts).
+    #[arg(long, global = true, hide = true)]
     log_json: bool,
     /// Base URL of a running medic's API (incidents, mode and operator commands).
     #[arg(
@@ -38,6 +41,12 @@ struct Cli {
     api: String,
     #[command(subcommand)]
     cmd: Cmd,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -157,7 +166,10 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    init_tracing(cli.log_json, matches!(cli.cmd, Cmd::Demo { .. }));
+    init_tracing(
+        cli.log_json || cli.log_format == LogFormat::Json,
+        matches!(cli.cmd, Cmd::Demo { .. }),
+    );
     match run(cli.cmd, &cli.api) {
         Ok(code) => code,
         Err(e) => {

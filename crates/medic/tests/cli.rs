@@ -88,9 +88,67 @@ fn sigkill_is_healed_recorded_in_the_api_and_audited() {
     drop(rt);
     let metrics = get_text(&format!("{api}/metrics")).unwrap();
     assert!(metrics.contains("medic_actions_total"), "{metrics}");
-    let signals = get_text(&format!("{api}/metrics/signals")).unwrap();
-    assert!(signals.contains("# TYPE"), "{signals}");
-    assert!(metrics.contains("action=\"restart\""), "{metrics}");
+    // One registry: the signal layer's counters, the engine's gauges and
+    // the probe histograms are all on /metrics, in the Prometheus text format.
+    for name in [
+        "# TYPE medic_actions_total counter",
+        "medic_detections_total{service=\"web\"}",
+        "medic_incidents_open{state=\"monitoring\"} 0",
+        "medic_mode{mode=\"aggressive\"} 1",
+        "medic_mode{mode=\"dry-run\"} 0",
+        "medic_automation_paused 0",
+        "medic_autoheal_disabled{service=\"web\"} 0",
+        "medic_probe_duration_seconds_bucket{",
+        "medic_verifications_total{outcome=\"passed\"}",
+        "medic_rollbacks_total 0",
+        "medic_outbox_depth 0",
+        "medic_queue_depth{queue=\"engine_input\"}",
+        "# TYPE medic_signal_samples_total counter",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from\n{metrics}");
+    }
+    assert!(!metrics.contains("# EOF"), "{metrics}");
+    let reason = metrics
+        .lines()
+        .find(|l| l.starts_with("medic_actions_total{"))
+        .unwrap();
+    assert!(
+        reason.contains("action=\"restart\"")
+            && reason.contains("reason=\"direct\"")
+            && reason.contains("outcome=\"succeeded\""),
+        "{reason}"
+    );
+    if let Some(promtool) = require_binary(&["promtool"], "prometheus") {
+        let (ok, out) = promtool_check_metrics(&promtool, &metrics);
+        assert!(ok, "promtool check metrics:\n{out}\n{metrics}");
+    }
+    // OpenMetrics only when the scraper asks for it.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let om = rt.block_on(async {
+        let r = reqwest::Client::new()
+            .get(format!("{api}/metrics"))
+            .bearer_auth(token_as(&api, "scraper", "viewer"))
+            .header(
+                "accept",
+                "application/openmetrics-text;version=1.0.0,text/plain;q=0.5",
+            )
+            .send()
+            .await
+            .unwrap();
+        assert!(r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text"));
+        r.text().await.unwrap()
+    });
+    drop(rt);
+    assert!(
+        om.ends_with("# EOF\n") && om.contains("# TYPE medic_actions counter"),
+        "{om}"
+    );
     // `medic incidents` reads the same API, with the token in MEDIC_TOKEN.
     let out = medic()
         .args(["incidents", "--json", "--api", &api])

@@ -360,3 +360,53 @@ pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     std::fs::write(&path, text).unwrap();
     path
 }
+
+/// Find one of `names` on PATH. When none is found: under `CI` (set to
+/// anything) the test fails; otherwise it says why it skips and returns None.
+pub fn require_binary(names: &[&str], package: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for dir in std::env::split_paths(&path) {
+        for n in names {
+            let p = dir.join(n);
+            if p.is_file() {
+                return Some(p);
+            }
+        }
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!(
+            "none of {names:?} found on PATH and CI is set: install the Debian package `{package}` (apt-get install -y {package})"
+        );
+    }
+    eprintln!(
+        "SKIPPED: none of {names:?} found on PATH (Debian package `{package}`); set CI=1 to make this a failure"
+    );
+    None
+}
+
+/// `promtool check metrics` on `text` (stdin): (success, its output).
+pub fn promtool_check_metrics(promtool: &Path, text: &str) -> (bool, String) {
+    use std::io::Write as _;
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}

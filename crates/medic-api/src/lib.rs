@@ -23,6 +23,7 @@ pub mod error;
 pub mod governance;
 pub mod json_errors;
 pub mod metrics;
+pub mod ui;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -403,7 +404,7 @@ async fn whoami(Extension(actor): Extension<Actor>) -> Json<serde_json::Value> {
     Json(serde_json::json!({"name": actor.id, "role": actor.role.as_str()}))
 }
 
-async fn operate(
+pub(crate) async fn operate(
     state: &ApiState,
     actor: Actor,
     cmd: OperatorCommand,
@@ -418,7 +419,7 @@ async fn operate(
     }))
 }
 
-async fn query(
+pub(crate) async fn query(
     state: &ApiState,
     query: governance::Query,
 ) -> Result<governance::QueryAnswer, ApiError> {

@@ -141,6 +141,10 @@ async fn start() -> (String, Client, tempfile::TempDir, mpsc::Receiver<Step>) {
                             explanation: e.explain(&incident).map(Box::new),
                             clock,
                         },
+                        Query::Status => QueryAnswer::Status {
+                            mode: e.mode(),
+                            services: Vec::new(),
+                        },
                     };
                     let _ = reply.send(a);
                 }

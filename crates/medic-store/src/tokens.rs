@@ -72,6 +72,11 @@ fn new_token() -> Result<String, StoreError> {
     Ok(format!("{TOKEN_PREFIX}{}", hex::encode(bytes)))
 }
 
+/// 32 random bytes as a token-shaped string, e.g. for a per-process secret.
+pub fn random_secret() -> Result<String, StoreError> {
+    new_token()
+}
+
 impl Store {
     /// Creates a token for `name` with `role` and returns it; this is the
     /// only time the token is available. Fails when `name` already has an

@@ -164,10 +164,39 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
             }
         });
     }
+    let console = Arc::new(medic_api::ui::Console::new(
+        opts.config
+            .services
+            .iter()
+            .map(|s| s.name.clone())
+            .collect(),
+        opts.config
+            .signals
+            .rules
+            .iter()
+            .map(|r| medic_api::ui::RuleRow {
+                name: r.name.clone(),
+                service: r.service.clone(),
+                source: r.source.clone(),
+                check: match &r.check {
+                    medic_config::Check::Threshold { above, below } => format!(
+                        "threshold{}{}",
+                        above.map(|a| format!(" above {a}")).unwrap_or_default(),
+                        below.map(|b| format!(" below {b}")).unwrap_or_default()
+                    ),
+                    medic_config::Check::Detector { name, threshold } => {
+                        format!("detector {name} ≥ {threshold}")
+                    }
+                },
+            })
+            .collect(),
+        Some(opts.db.clone()),
+    ));
     tokio::spawn(audit_signal_events(
         store.clone(),
         sig_events,
         metrics.clone(),
+        console.clone(),
     ));
     medic_signal::spawn_sources(
         &opts.config.signals,
@@ -199,19 +228,22 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
             medic_api::Auth::None
         }
     };
-    let app = medic_api::router(ApiState {
+    let api_state = ApiState {
         store: store.clone(),
         metrics: metrics.clone(),
         ready: ready.clone(),
         control: ctl_tx,
         auth,
-    })
-    .merge(medic_signal::alertmanager_router(
+    };
+    let app = medic_api::router(api_state.clone()).merge(medic_signal::alertmanager_router(
         &opts.config.signals,
         rep_tx,
         &hooks,
     ));
-    let app = medic_api::json_errors(app);
+    let app = medic_api::json_errors(app)
+        // The web console answers HTML, also for its errors: outside the
+        // JSON error layer.
+        .merge(medic_api::ui::router(api_state, console.clone()));
     let mut api_shutdown = shutdown_rx.clone();
     tokio::spawn(async move {
         let r = axum::serve(listener, app)
@@ -287,6 +319,7 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
         action_names: BTreeMap::new(),
         running: BTreeMap::new(),
         saved_generation: None,
+        console,
     };
     store
         .append_audit(
@@ -362,6 +395,7 @@ async fn audit_signal_events(
     store: Store,
     mut rx: mpsc::Receiver<medic_signal::SignalEvent>,
     metrics: Arc<Metrics>,
+    console: Arc<medic_api::ui::Console>,
 ) {
     while let Some(ev) = rx.recv().await {
         let (kind, payload) = match ev {
@@ -371,17 +405,26 @@ async fn audit_signal_events(
                 rate_per_hour,
                 limit_per_hour,
                 until_unix_ms,
-            } => (
-                "signal.rule_muted",
-                serde_json::json!({"rule": rule, "service": service, "rate_per_hour": rate_per_hour,
+            } => {
+                let until = i64::try_from(until_unix_ms)
+                    .ok()
+                    .and_then(medic_store::record::rfc3339_ms);
+                console.set_muted(&rule, Some(until.clone().unwrap_or_default()));
+                (
+                    "signal.rule_muted",
+                    serde_json::json!({"rule": rule, "service": service, "rate_per_hour": rate_per_hour,
                     "limit_per_hour": limit_per_hour,
-                    "until": i64::try_from(until_unix_ms).ok().and_then(medic_store::record::rfc3339_ms),
+                    "until": until,
                     "v": 1}),
-            ),
-            medic_signal::SignalEvent::RuleUnmuted { rule, service } => (
-                "signal.rule_unmuted",
-                serde_json::json!({"rule": rule, "service": service}),
-            ),
+                )
+            }
+            medic_signal::SignalEvent::RuleUnmuted { rule, service } => {
+                console.set_muted(&rule, None);
+                (
+                    "signal.rule_unmuted",
+                    serde_json::json!({"rule": rule, "service": service}),
+                )
+            }
         };
         match store
             .append_audit(&now_rfc3339(), kind, &payload.to_string())
@@ -512,6 +555,8 @@ struct EngineLoop {
     running: BTreeMap<ActionId, tokio::task::AbortHandle>,
     /// The safety generation last persisted.
     saved_generation: Option<u64>,
+    /// The web console's probe history.
+    console: Arc<medic_api::ui::Console>,
 }
 
 impl EngineLoop {
@@ -540,7 +585,10 @@ impl EngineLoop {
                     let Some(msg) = msg else { return Ok(()) };
                     let now = self.clock.now();
                     match msg {
-                        Msg::Probe(r) => self.engine.handle_input(now, Input::Probe(r)),
+                        Msg::Probe(r) => {
+                            self.console.record_sample(&r.service, &r.probe, r.ok, r.latency);
+                            self.engine.handle_input(now, Input::Probe(r))
+                        }
                         Msg::Outcome { id, result } => {
                             self.running.remove(&id);
                             if let Some((action, stage)) = self.action_names.remove(&id) {
@@ -622,6 +670,18 @@ impl EngineLoop {
             Query::Explain { incident } => QueryAnswer::Explain {
                 explanation: self.engine.explain(&incident).map(Box::new),
                 clock,
+            },
+            Query::Status => QueryAnswer::Status {
+                mode: self.engine.mode(),
+                services: self
+                    .engine
+                    .service_names()
+                    .map(|s| medic_api::governance::ServiceStatus {
+                        name: s.to_string(),
+                        mode: self.engine.effective_mode(s),
+                        autoheal_disabled: self.engine.autoheal_disabled(s),
+                    })
+                    .collect(),
             },
         }
     }

@@ -1,6 +1,7 @@
 //! medic: a self-healing engine for running services.
 #![forbid(unsafe_code)]
 
+mod bench_api;
 mod client;
 mod codes;
 mod daemon;
@@ -154,6 +155,8 @@ enum EvalCmd {
 enum BenchCmd {
     /// Detector throughput (samples/s per core).
     Detect(medic_nab::cli::BenchDetectArgs),
+    /// Incident list latency through the HTTP API (p99 goal < 20 ms with 10,000 incidents).
+    Api(bench_api::BenchApiArgs),
 }
 
 fn main() -> ExitCode {
@@ -356,6 +359,19 @@ fn run(cmd: Cmd, api: &str) -> Result<ExitCode, CliError> {
         Cmd::Token { cmd } => {
             let rt = runtime()?;
             rt.block_on(token::run(cmd))
+        }
+        Cmd::Bench {
+            cmd: BenchCmd::Api(args),
+        } => {
+            let rt = runtime()?;
+            let ok = rt
+                .block_on(bench_api::run(&args))
+                .map_err(|e| CliError::new(Code::Eval, format!("{e:#}")))?;
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         Cmd::Bench {
             cmd: BenchCmd::Detect(args),

@@ -639,3 +639,34 @@ signals:
         422
     );
 }
+
+/// `medic bench api` with tiny counts: it fills the store, measures through
+/// the HTTP API with a token and prints the figures (no timing asserted).
+#[test]
+fn bench_api_prints_its_figures() {
+    let dir = TestDir::new();
+    let out = medic()
+        .args([
+            "bench",
+            "api",
+            "--incidents",
+            "120",
+            "--requests",
+            "30",
+            "--dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.code().is_some_and(|c| c == 0 || c == 1),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("with 120 incidents stored"), "{stdout}");
+    assert!(
+        stdout.contains("p99 ") && stdout.contains("goal p99 < 20 ms"),
+        "{stdout}"
+    );
+}

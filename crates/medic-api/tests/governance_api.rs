@@ -153,7 +153,12 @@ async fn start() -> (String, Client, tempfile::TempDir, mpsc::Receiver<Step>) {
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = router(state);
+    let console = Arc::new(medic_api::ui::Console::new(
+        vec!["web".into()],
+        Vec::new(),
+        Some(dir.path().join("medic.db")),
+    ));
+    let app = router(state.clone()).merge(medic_api::ui::router(state, console));
     tokio::spawn(async move {
         axum::serve(listener, app).await.unwrap();
     });
@@ -461,4 +466,144 @@ async fn whoami_names_the_token() {
         let v: Value = r.json().await.unwrap();
         assert_eq!(v, json!({"name": who, "role": role.as_str()}));
     }
+}
+
+/// The web console goes through the same roles as the API, its session
+/// cookie is HttpOnly and SameSite=Strict, and a form without the session's
+/// CSRF token is refused.
+#[tokio::test]
+async fn console_sessions_csrf_and_roles() {
+    let (base, c, _dir, _cmds) = start().await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    // No session: to the login page.
+    let r = http.get(format!("{base}/ui/")).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/ui/login");
+    // A bad token: back to the login page, no cookie.
+    let r = http
+        .post(format!("{base}/ui/login"))
+        .form(&[("token", "medic_nope")])
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().get("set-cookie").is_none());
+    assert!(r.headers()["location"]
+        .to_str()
+        .unwrap()
+        .starts_with("/ui/login?"));
+    // A good one: the session cookie.
+    let login = |who: &'static str| {
+        let http = http.clone();
+        let token = c.token(who).to_string();
+        let base = base.clone();
+        async move {
+            let r = http
+                .post(format!("{base}/ui/login"))
+                .form(&[("token", token.as_str())])
+                .send()
+                .await
+                .unwrap();
+            let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
+            assert!(
+                cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+                "{cookie}"
+            );
+            cookie.split(';').next().unwrap().to_string()
+        }
+    };
+    let page = |cookie: String| {
+        let http = http.clone();
+        let base = base.clone();
+        async move {
+            let html = http
+                .get(format!("{base}/ui/"))
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let csrf = html
+                .split("name=\"csrf\" value=\"")
+                .nth(1)
+                .map(|r| r.split('"').next().unwrap().to_string());
+            (html, csrf)
+        }
+    };
+    let vera = login("vera").await;
+    let (html, vera_csrf) = page(vera.clone()).await;
+    assert!(html.contains("vera (viewer)"), "{html}");
+    assert!(html.contains("apr-1"), "{html}");
+    assert!(
+        !html.contains("id=\"pause-all\""),
+        "a viewer sees no kill switch button"
+    );
+    // A viewer's form (built by hand) is refused by role, like the API.
+    let post_form = |cookie: String, form: Vec<(&'static str, String)>| {
+        let http = http.clone();
+        let base = base.clone();
+        async move {
+            http.post(format!("{base}/ui/action"))
+                .header("cookie", cookie)
+                .form(&form)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    // A viewer's page has no forms; a hand-made one with the right token
+    // (sha256("medic-csrf:" + token), as documented) is refused by role.
+    assert!(vera_csrf.is_none());
+    let csrf = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(format!(
+            "medic-csrf:{}",
+            c.token("vera")
+        )))
+    };
+    let r = post_form(
+        vera.clone(),
+        vec![("csrf", csrf.clone()), ("op", "pause".into())],
+    )
+    .await;
+    assert_eq!(r.status(), 303);
+    let loc = r.headers()["location"].to_str().unwrap().to_string();
+    assert!(loc.contains("needs+operator"), "{loc}");
+    let (_, list) = get(&c, format!("{base}/api/v1/approvals")).await;
+    assert_eq!(list["pauses"], json!([]), "{list}");
+    // Without the session's CSRF token: 403, nothing done.
+    let ops = login("ops").await;
+    let (html, ops_csrf) = page(ops.clone()).await;
+    assert!(html.contains("id=\"pause-all\""));
+    let r = post_form(
+        ops.clone(),
+        vec![("csrf", "0".repeat(64)), ("op", "pause".into())],
+    )
+    .await;
+    assert_eq!(r.status(), 403);
+    let (_, list) = get(&c, format!("{base}/api/v1/approvals")).await;
+    assert_eq!(list["pauses"], json!([]), "{list}");
+    // Another session's CSRF token does not work either.
+    let r = post_form(ops.clone(), vec![("csrf", csrf), ("op", "pause".into())]).await;
+    assert_eq!(r.status(), 403);
+    // With it: the kill switch, recorded as the token's name.
+    let r = post_form(
+        ops.clone(),
+        vec![
+            ("csrf", ops_csrf.unwrap()),
+            ("op", "pause".into()),
+            ("reason", "drill".into()),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), 303);
+    let (_, list) = get(&c, format!("{base}/api/v1/approvals")).await;
+    assert_eq!(list["pauses"][0]["by"], "ops", "{list}");
+    assert_eq!(list["pauses"][0]["reason"], "drill", "{list}");
+    let (html, _) = page(ops).await;
+    assert!(html.contains("ALL AUTOMATION PAUSED"), "{html}");
 }

@@ -186,10 +186,12 @@ fn console_shows_a_live_incident_approves_and_pauses_in_a_real_browser() {
             .connect(&format!("http://127.0.0.1:{dport_s}"))
             .await
             .unwrap();
-        let r = scenario(&c, &api, &health, &token, first_pid).await;
-        // Quit the browser whatever happened.
+        scenario(&c, &api, &health, &token, first_pid).await;
+        if std::env::var_os("MEDIC_SCREENSHOTS").is_some() {
+            demo_screenshots(&c, &dir).await;
+        }
+        // Quit the browser.
         let _ = c.close().await;
-        r
     };
     rt.block_on(async {
         tokio::time::timeout(BOUND, run)
@@ -361,6 +363,58 @@ async fn scenario(c: &Client, api: &str, health: &str, token: &str, first_pid: u
         .await
         .unwrap()
         .is_empty());
+}
+
+/// Screenshots of the console over the demo's data: `medic demo --dir`, then
+/// `medic run` on the demo's database (mode disabled, so nothing acts).
+async fn demo_screenshots(c: &Client, dir: &TestDir) {
+    let demo = dir.path().join("demo");
+    let out = tokio::process::Command::new(assert_cmd::cargo::cargo_bin("medic"))
+        .args(["demo", "--dir"])
+        .arg(&demo)
+        .env(TAG_VAR, dir.tag())
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "medic demo: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let port = free_port();
+    let text = std::fs::read_to_string(demo.join("medic.yaml"))
+        .unwrap()
+        .replace("listen: 127.0.0.1:0", &format!("listen: 127.0.0.1:{port}"))
+        .replace("mode: aggressive", "mode: disabled");
+    let cfg = write(&demo, "view.yaml", &text);
+    let _d = dir.spawn_daemon(&cfg, None);
+    let api = format!("http://127.0.0.1:{port}");
+    tokio::task::spawn_blocking({
+        let api = api.clone();
+        move || {
+            wait_for("the demo's medic", Duration::from_secs(20), || {
+                get_json(&format!("{api}/api/v1/incidents"))
+            })
+        }
+    })
+    .await
+    .unwrap();
+    c.goto(&format!("{api}/ui/")).await.unwrap();
+    wait_css(c, "#incidents tr.incident", 10).await;
+    shot(c, "demo-console").await;
+    let id = c
+        .find(Locator::Css(
+            "#incidents tr.incident[data-state='manual_intervention']",
+        ))
+        .await
+        .or(c.find(Locator::Css("#incidents tr.incident")).await)
+        .unwrap()
+        .attr("data-id")
+        .await
+        .unwrap()
+        .unwrap();
+    c.goto(&format!("{api}/ui/incidents/{id}")).await.unwrap();
+    shot(c, "demo-incident").await;
 }
 
 /// Reloads the page until `css` appears (for parts not pushed live).

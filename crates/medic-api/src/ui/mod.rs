@@ -623,6 +623,9 @@ fn command(f: &ActionForm) -> Result<OperatorCommand, ApiError> {
             service: nonempty(&f.service),
             kind: None,
         })?,
+        "autoheal" => OperatorCommand::EnableAutoheal {
+            service: governance::required("service", &f.service)?,
+        },
         "mode" => OperatorCommand::SetMode {
             service: nonempty(&f.service),
             mode: f

@@ -41,6 +41,8 @@ pub const SESSION_COOKIE: &str = "medic_session";
 pub const HISTORY_SAMPLES: usize = 900;
 /// Incidents on the console's list.
 const LIST_LIMIT: u32 = 50;
+/// Live (SSE) streams served at once; more get `503` (the browser retries).
+pub const MAX_LIVE_STREAMS: usize = 32;
 
 #[derive(rust_embed::Embed)]
 #[folder = "assets/"]
@@ -68,6 +70,27 @@ pub struct Console {
     muted: Mutex<BTreeMap<String, String>>,
     history: Mutex<BTreeMap<(String, String), VecDeque<Sample>>>,
     csrf_secret: String,
+    live_streams: std::sync::atomic::AtomicUsize,
+}
+
+/// One of the [`MAX_LIVE_STREAMS`] slots, given back when the stream ends.
+struct LiveSlot(Arc<Console>);
+
+impl LiveSlot {
+    fn take(console: &Arc<Console>) -> Option<LiveSlot> {
+        let n = console.live_streams.fetch_add(1, Ordering::SeqCst);
+        if n >= MAX_LIVE_STREAMS {
+            console.live_streams.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        Some(LiveSlot(console.clone()))
+    }
+}
+
+impl Drop for LiveSlot {
+    fn drop(&mut self) {
+        self.0.live_streams.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -85,6 +108,7 @@ impl Console {
             // A failing OS random source leaves an empty secret, which only
             // matters under `auth: none` (no authentication at all anyway).
             csrf_secret: medic_store::tokens::random_secret().unwrap_or_default(),
+            live_streams: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -551,15 +575,23 @@ async fn incident_page(
 
 /// `GET /ui/events`: the incident list as an HTML fragment, pushed as an
 /// `incidents` event whenever it changes (checked every second). The stream
-/// ends when medic stops being ready (shutdown); the browser reconnects.
+/// ends when medic stops being ready (shutdown); the browser reconnects. At
+/// most [`MAX_LIVE_STREAMS`] at once.
 async fn events(State(st): State<UiState>, headers: HeaderMap) -> Response {
     match session(&st, &headers).await {
         Ok(Some(_)) => {}
         Ok(None) => return error_page(StatusCode::UNAUTHORIZED, "log in first"),
         Err(e) => return error_page(StatusCode::INTERNAL_SERVER_ERROR, &e.message),
     }
-    let stream =
-        futures_util::stream::unfold((st, String::new(), true), |(st, last, first)| async move {
+    let Some(slot) = LiveSlot::take(&st.console) else {
+        let mut r = error_page(StatusCode::SERVICE_UNAVAILABLE, "too many live streams");
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        return r;
+    };
+    let stream = futures_util::stream::unfold(
+        (st, String::new(), true, slot),
+        |(st, last, first, slot)| async move {
             let mut first = first;
             loop {
                 if !first {
@@ -574,10 +606,11 @@ async fn events(State(st): State<UiState>, headers: HeaderMap) -> Response {
                 };
                 if html != last {
                     let ev = Event::default().event("incidents").data(html.clone());
-                    return Some((Ok::<Event, Infallible>(ev), (st, html, false)));
+                    return Some((Ok::<Event, Infallible>(ev), (st, html, false, slot)));
                 }
             }
-        });
+        },
+    );
     Sse::new(stream)
         .keep_alive(KeepAlive::default())
         .into_response()

@@ -163,6 +163,24 @@ pub const ROUTES: &[RouteInfo] = &[
         Some(Role::Admin),
         "run an action past the gates",
     ),
+    r(
+        "GET",
+        "/api/v1/tokens",
+        Some(Role::Admin),
+        "API tokens (names, roles, dates; never the tokens)",
+    ),
+    r(
+        "POST",
+        "/api/v1/tokens",
+        Some(Role::Admin),
+        "create a token (shown once)",
+    ),
+    r(
+        "POST",
+        "/api/v1/tokens/{name}/revoke",
+        Some(Role::Admin),
+        "revoke a name's token",
+    ),
 ];
 
 /// The row of [`ROUTES`] for `method` on the matched `path`.
@@ -231,8 +249,14 @@ pub async fn authenticate(State(state): State<ApiState>, mut req: Request, next:
         return next.run(req).await;
     };
     let Some(info) = route_info(req.method(), &path) else {
-        // A method this route does not have: the handler answers E0405.
-        return next.run(req).await;
+        if ROUTES.iter().any(|r| r.path == path) {
+            // A method this route does not have: the handler answers E0405.
+            return next.run(req).await;
+        }
+        // Fail closed: a route someone added to the router but not to the
+        // table is served to no one.
+        return ApiError::internal(format!("route {path} is missing from the auth table"))
+            .into_response();
     };
     let Some(needed) = info.role else {
         return next.run(req).await;

@@ -23,6 +23,7 @@ pub mod error;
 pub mod governance;
 pub mod json_errors;
 pub mod metrics;
+pub mod tokens;
 pub mod ui;
 
 use std::collections::HashMap;
@@ -221,6 +222,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/incidents/{id}/resolve", post(resolve_incident))
         .route("/api/v1/services/{name}/autoheal", post(enable_autoheal))
         .route("/api/v1/whoami", get(whoami))
+        .route("/api/v1/tokens", get(tokens::list).post(tokens::create))
+        .route("/api/v1/tokens/{name}/revoke", post(tokens::revoke))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,
@@ -338,7 +341,7 @@ async fn list_audit(
 /// Parses a JSON body into `T`, mapping every failure to a JSON API error:
 /// wrong content type → E0415, too large → E0413, bad syntax → E0400,
 /// wrong shape → E0422 naming the field.
-fn parse_json<T: serde::de::DeserializeOwned>(
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<T, ApiError> {

@@ -155,9 +155,24 @@ async fn start() -> (String, Client, tempfile::TempDir, mpsc::Receiver<Step>) {
     let addr = listener.local_addr().unwrap();
     let console = Arc::new(medic_api::ui::Console::new(
         vec!["web".into()],
-        Vec::new(),
+        vec![
+            medic_api::ui::RuleRow {
+                name: "error-rate".into(),
+                service: "web".into(),
+                source: "prom".into(),
+                check: "threshold above 0.05".into(),
+            },
+            medic_api::ui::RuleRow {
+                name: "latency-anomaly".into(),
+                service: "web".into(),
+                source: "prom".into(),
+                check: "detector ensemble ≥ 0.9".into(),
+            },
+        ],
         Some(dir.path().join("medic.db")),
     ));
+    // The noisy-rule breaker muted one of them (the daemon reports this).
+    console.set_muted("latency-anomaly", Some("2026-01-01T01:00:00Z".into()));
     let app = router(state.clone()).merge(medic_api::ui::router(state, console));
     tokio::spawn(async move {
         axum::serve(listener, app).await.unwrap();
@@ -542,6 +557,24 @@ async fn console_sessions_csrf_and_roles() {
         !html.contains("id=\"pause-all\""),
         "a viewer sees no kill switch button"
     );
+    // Rules and detectors, with the breaker's mute; the audit chain status.
+    let rules = html.split("Signal rules and detectors").nth(1).unwrap();
+    assert!(
+        rules.contains("error-rate") && rules.contains("threshold above 0.05"),
+        "{rules}"
+    );
+    let muted = rules.split("latency-anomaly").nth(1).unwrap();
+    assert!(muted.contains("detector ensemble"), "{rules}");
+    assert!(
+        muted.contains("muted</span> until 2026-01-01T01:00:00Z"),
+        "{rules}"
+    );
+    assert!(!rules
+        .split("latency-anomaly")
+        .next()
+        .unwrap()
+        .contains("muted</span>"));
+    assert!(html.contains("id=\"audit\">chain ok: "), "{html}");
     // A viewer's form (built by hand) is refused by role, like the API.
     let post_form = |cookie: String, form: Vec<(&'static str, String)>| {
         let http = http.clone();

@@ -60,6 +60,7 @@ error_codes! {
     RouteNotFound = ("E0401", "route_not_found", 404, "No API route matches this path."),
     IncidentNotFound = ("E0404", "incident_not_found", 404, "No incident has this id."),
     MethodNotAllowed = ("E0405", "method_not_allowed", 405, "The route exists but not for this HTTP method."),
+    Unauthenticated = ("E0406", "unauthenticated", 401, "No bearer token was sent, or the token is unknown or revoked."),
     Forbidden = ("E0403", "forbidden", 403, "The caller's role does not allow this command."),
     Conflict = ("E0409", "conflict", 409, "The request conflicts with the current state."),
     PayloadTooLarge = ("E0413", "payload_too_large", 413, "The request body exceeds the size limit."),

@@ -170,7 +170,20 @@ pub struct ExplainResponse {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Query {
     Approvals,
-    Explain { incident: String },
+    Explain {
+        incident: String,
+    },
+    /// The global mode and each service's effective mode and autoheal state
+    /// (the web console's header and service table).
+    Status,
+}
+
+/// One service in [`QueryAnswer::Status`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceStatus {
+    pub name: String,
+    pub mode: Option<medic_core::Mode>,
+    pub autoheal_disabled: bool,
 }
 
 /// The engine's clock: engine time and the wall clock it corresponds to.
@@ -201,6 +214,10 @@ pub enum QueryAnswer {
     Explain {
         explanation: Option<Box<Explanation>>,
         clock: WallSync,
+    },
+    Status {
+        mode: medic_core::Mode,
+        services: Vec<ServiceStatus>,
     },
 }
 

@@ -4,28 +4,11 @@
 //!
 //! # Routes
 //!
-//! | route | answer |
-//! | --- | --- |
-//! | `GET /healthz` | `200 ok` (text) while the process serves |
-//! | `GET /readyz` | `200 ok` when [`ApiState::ready`] is set, else `503` `E0503 not_ready` with `Retry-After: 1` |
-//! | `GET /metrics` | OpenMetrics text from [`Metrics`] |
-//! | `GET /api/v1/incidents?limit=N` | [`IncidentList`], newest first; `limit` 1–500, default 50 |
-//! | `GET /api/v1/incidents/{id}` | [`IncidentDetail`] with its timeline; `404` `E0404 incident_not_found` |
-//! | `GET /api/v1/audit?after=SEQ&limit=N` | [`AuditPage`]: records with `seq > after`, ascending; `limit` 1–1000, default 100 |
-//! | `POST /api/v1/mode` | body [`governance::ModeRequest`]; [`governance::ModeResponse`] |
-//! | `GET /api/v1/approvals` | [`governance::ApprovalList`]: pending approvals (with reason codes), pauses, mass-incident latch |
-//! | `POST /api/v1/approvals/{id}/approve` | body `{}`; [`governance::OperatorReply`]; `E0409` with `reason_code` `approval_not_found`/`same_approver` |
-//! | `POST /api/v1/approvals/{id}/reject` | body [`governance::ReasonRequest`]; [`governance::OperatorReply`] |
-//! | `POST /api/v1/pause` | body [`governance::PauseRequest`] (all fields optional) |
-//! | `POST /api/v1/resume` | body [`governance::ResumeRequest`]; an empty scope lifts every pause and the mass-incident latch |
-//! | `GET /api/v1/explain/{incident}` | [`governance::ExplainResponse`]: every decision with verdict and `reason_code` |
-//! | `POST /api/v1/actions/{id}/cancel` | body [`governance::ReasonRequest`] |
-//! | `POST /api/v1/actions/force` | body [`governance::ForceRequest`]; runs an action past the gates (reason mandatory, audited as an override) |
-//! | `POST /api/v1/incidents/{id}/resolve` | body [`governance::ReasonRequest`] |
-//! | `POST /api/v1/services/{name}/autoheal` | body `{}`; re-enables automation after consecutive failures |
-//!
+//! [`ROUTES`] lists every route with the least role that may call it;
+//! `docs/api.md` documents each (request, answer, errors). Authentication and
+//! the role check happen before any handler runs ([`auth::authenticate`]).
 //! Operator commands go to the daemon as [`ControlRequest::Operate`] with the
-//! [`Actor`] established here ([`actor_from`]); reads as
+//! [`Actor`] established by the token (its name, never the body); reads as
 //! [`ControlRequest::Query`]. The engine's refusals come back typed and are
 //! mapped by [`governance::refusal`].
 //!
@@ -35,9 +18,13 @@
 //! mapped to the table by [`json_errors()`], which routers merged into this
 //! one (e.g. the Alertmanager receiver) apply to themselves too.
 
+pub mod auth;
 pub mod error;
 pub mod governance;
 pub mod json_errors;
+pub mod metrics;
+pub mod tokens;
+pub mod ui;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -46,26 +33,24 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Extension, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use medic_core::{Ack, Actor, OperatorCommand, OperatorError, Role};
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::registry::Registry;
+use medic_core::{Ack, Actor, OperatorCommand, OperatorError};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use tokio::sync::{mpsc, oneshot};
 
+pub use auth::{Auth, RouteInfo, ROUTES};
 pub use error::{ApiError, CodeInfo, ErrorBody, ErrorCode, ErrorDetail, CODES};
 pub use json_errors::json_errors;
 use json_errors::route_not_found;
 
-/// Content type of `GET /metrics`.
-pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub use metrics::{
+    CounterSource, EngineState, Metrics, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE,
+};
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// How long `POST /api/v1/mode` waits for the daemon's reply.
@@ -75,132 +60,6 @@ const INCIDENTS_DEFAULT_LIMIT: u32 = 50;
 const INCIDENTS_MAX_LIMIT: u32 = 500;
 const AUDIT_DEFAULT_LIMIT: u32 = 100;
 const AUDIT_MAX_LIMIT: u32 = 1000;
-
-// ---------------------------------------------------------------- metrics
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ActionLabels {
-    action: String,
-    stage: &'static str,
-    outcome: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ProbeLabels {
-    service: String,
-    probe: String,
-}
-
-/// medic's Prometheus metrics, backed by a prometheus-client [`Registry`].
-pub struct Metrics {
-    registry: Registry,
-    actions: Family<ActionLabels, Counter>,
-    incidents: Counter,
-    probe_failures: Family<ProbeLabels, Counter>,
-    audit: Counter,
-}
-
-impl std::fmt::Debug for Metrics {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Metrics").finish_non_exhaustive()
-    }
-}
-
-impl Default for Metrics {
-    fn default() -> Self {
-        Metrics::new()
-    }
-}
-
-impl Metrics {
-    /// A fresh registry with medic's metrics.
-    pub fn new() -> Self {
-        Metrics::with_registry(Registry::default())
-    }
-
-    /// Adds medic's metrics to `registry` (which may already hold others).
-    pub fn with_registry(mut registry: Registry) -> Self {
-        let actions = Family::<ActionLabels, Counter>::default();
-        let incidents = Counter::default();
-        let probe_failures = Family::<ProbeLabels, Counter>::default();
-        let audit = Counter::default();
-        registry.register(
-            "medic_actions",
-            "Remediation actions, by configured action name, stage and outcome",
-            actions.clone(),
-        );
-        registry.register("medic_incidents", "Incidents opened", incidents.clone());
-        registry.register(
-            "medic_probe_failures",
-            "Failed probes, by service and probe",
-            probe_failures.clone(),
-        );
-        registry.register(
-            "medic_audit_records",
-            "Audit records appended",
-            audit.clone(),
-        );
-        Metrics {
-            registry,
-            actions,
-            incidents,
-            probe_failures,
-            audit,
-        }
-    }
-
-    /// `medic_actions_total{action,stage,outcome}` += 1. Every label comes
-    /// from a bounded set: configured action names, [`medic_core::ActionStage`]
-    /// and [`medic_core::ActionStatus`], never free text.
-    pub fn inc_action(
-        &self,
-        action: &str,
-        stage: medic_core::ActionStage,
-        outcome: medic_core::ActionStatus,
-    ) {
-        self.actions
-            .get_or_create(&ActionLabels {
-                action: action.to_string(),
-                stage: stage.as_str(),
-                outcome: outcome.as_str(),
-            })
-            .inc();
-    }
-
-    /// `medic_incidents_total` += 1.
-    pub fn inc_incident(&self) {
-        self.incidents.inc();
-    }
-
-    /// `medic_probe_failures_total{service,probe}` += 1.
-    pub fn inc_probe_failure(&self, service: &str, probe: &str) {
-        self.probe_failures
-            .get_or_create(&ProbeLabels {
-                service: service.to_string(),
-                probe: probe.to_string(),
-            })
-            .inc();
-    }
-
-    /// `medic_audit_records_total` += 1.
-    pub fn inc_audit(&self) {
-        self.audit.inc();
-    }
-
-    /// The registry, e.g. for encoding elsewhere.
-    pub fn registry(&self) -> &Registry {
-        &self.registry
-    }
-
-    /// OpenMetrics text of every metric in the registry (ends with `# EOF`).
-    pub fn encode(&self) -> String {
-        let mut out = String::new();
-        // Writing into a String cannot fail; an encoder error would only
-        // truncate the output, which is better than panicking.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
-        out
-    }
-}
 
 // ---------------------------------------------------------------- state
 
@@ -228,6 +87,8 @@ pub struct ApiState {
     pub metrics: Arc<Metrics>,
     pub ready: Arc<AtomicBool>,
     pub control: mpsc::Sender<ControlRequest>,
+    /// How callers are authenticated ([`auth`]).
+    pub auth: Auth,
 }
 
 // ---------------------------------------------------------------- wire types
@@ -360,6 +221,13 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/actions/force", post(force_action))
         .route("/api/v1/incidents/{id}/resolve", post(resolve_incident))
         .route("/api/v1/services/{name}/autoheal", post(enable_autoheal))
+        .route("/api/v1/whoami", get(whoami))
+        .route("/api/v1/tokens", get(tokens::list).post(tokens::create))
+        .route("/api/v1/tokens/{name}/revoke", post(tokens::revoke))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
         .fallback(route_not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
     // Wrong methods → E0405, and any error no handler wrote → its JSON error.
@@ -380,12 +248,10 @@ async fn readyz(State(state): State<ApiState>) -> Response {
     }
 }
 
-async fn metrics(State(state): State<ApiState>) -> Response {
-    (
-        [(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)],
-        state.metrics.encode(),
-    )
-        .into_response()
+async fn metrics(State(state): State<ApiState>, headers: HeaderMap) -> Response {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let (ct, body) = metrics::negotiate(&state.metrics, accept);
+    ([(header::CONTENT_TYPE, ct)], body).into_response()
 }
 
 type RawQuery = Result<Query<HashMap<String, String>>, QueryRejection>;
@@ -475,7 +341,7 @@ async fn list_audit(
 /// Parses a JSON body into `T`, mapping every failure to a JSON API error:
 /// wrong content type → E0415, too large → E0413, bad syntax → E0400,
 /// wrong shape → E0422 naming the field.
-fn parse_json<T: serde::de::DeserializeOwned>(
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<T, ApiError> {
@@ -536,34 +402,12 @@ fn missing_or_unknown_field(msg: &str) -> Option<String> {
     None
 }
 
-/// Who is acting, as established at the edge. Until token auth exists
-/// (`auth:` in the config), the caller names itself with the `X-Medic-Actor`
-/// header (unauthenticated: for loopback use), normalised to lower case so
-/// `alice` and `ALICE` are one person; no header means `anonymous`. The
-/// request body never names the actor.
-pub fn actor_from(headers: &HeaderMap) -> Result<Actor, ApiError> {
-    let raw = match headers.get("x-medic-actor") {
-        None => return Ok(Actor::new("anonymous", Role::Admin)),
-        Some(v) => v.to_str().map_err(|_| {
-            ApiError::invalid_field("X-Medic-Actor", "the actor header must be ASCII")
-        })?,
-    };
-    let id = raw.trim().to_ascii_lowercase();
-    let ok = !id.is_empty()
-        && id.len() <= 64
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'));
-    if !ok {
-        return Err(ApiError::invalid_field(
-            "X-Medic-Actor",
-            "the actor must be 1-64 characters of [a-z0-9._@-]",
-        ));
-    }
-    Ok(Actor::new(id, Role::Admin))
+/// `GET /api/v1/whoami`: the caller as the API sees it.
+async fn whoami(Extension(actor): Extension<Actor>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({"name": actor.id, "role": actor.role.as_str()}))
 }
 
-async fn operate(
+pub(crate) async fn operate(
     state: &ApiState,
     actor: Actor,
     cmd: OperatorCommand,
@@ -578,7 +422,7 @@ async fn operate(
     }))
 }
 
-async fn query(
+pub(crate) async fn query(
     state: &ApiState,
     query: governance::Query,
 ) -> Result<governance::QueryAnswer, ApiError> {
@@ -587,10 +431,10 @@ async fn query(
 
 async fn set_mode(
     State(state): State<ApiState>,
+    Extension(actor): Extension<Actor>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<governance::ModeResponse>, ApiError> {
-    let actor = actor_from(&headers)?;
     let req: governance::ModeRequest = parse_json(&headers, body)?;
     let mode_text = req.mode.trim().to_string();
     let mode: medic_core::Mode = mode_text
@@ -711,10 +555,10 @@ async fn explain(
 async fn approve(
     State(state): State<ApiState>,
     id: Result<Path<String>, PathRejection>,
+    Extension(actor): Extension<Actor>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<governance::OperatorReply>, ApiError> {
-    let actor = actor_from(&headers)?;
     let id = path_param(id, "id")?;
     let _: governance::EmptyRequest = parse_json(&headers, body)?;
     operate(&state, actor, OperatorCommand::Approve { id }).await
@@ -723,10 +567,10 @@ async fn approve(
 async fn reject(
     State(state): State<ApiState>,
     id: Result<Path<String>, PathRejection>,
+    Extension(actor): Extension<Actor>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<governance::OperatorReply>, ApiError> {
-    let actor = actor_from(&headers)?;
     let id = path_param(id, "id")?;
     let req: governance::ReasonRequest = parse_json(&headers, body)?;
     let reason = governance::required("reason", &req.reason)?;
@@ -735,10 +579,10 @@ async fn reject(
 
 async fn pause(
     State(state): State<ApiState>,
+    Extension(actor): Extension<Actor>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<governance::OperatorReply>, ApiError> {
-    let actor = actor_from(&headers)?;
     let req: governance::PauseRequest = parse_json(&headers, body)?;
     let cmd = governance::pause_command(&req)?;
     operate(&state, actor, cmd).await
@@ -746,10 +590,10 @@ async fn pause(
 
 async fn resume(
     State(state): State<ApiState>,
+    Extension(actor): Extension<Actor>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<governance::OperatorReply>, ApiError> {
-    let actor = actor_from(&headers)?;
     let req: governance::ResumeRequest = parse_json(&headers, body)?;
     let cmd = governance::resume_command(&req)?;
     operate(&state, actor, cmd).await
@@ -758,10 +602,10 @@ async fn resume(
 async fn cancel_action(
     State(state): State<ApiState>,
     id: Result<Path<String>, PathRejection>,
+    Extension(actor): Extension<Actor>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<governance::OperatorReply>, ApiError> {
-    let actor = actor_from(&headers)?;
     let raw = path_param(id, "id")?;
     let id = governance::parse_action_id(&raw)?;
     let req: governance::ReasonRequest = parse_json(&headers, body)?;
@@ -772,10 +616,10 @@ async fn cancel_action(
 async fn resolve_incident(
     State(state): State<ApiState>,
     id: Result<Path<String>, PathRejection>,
+    Extension(actor): Extension<Actor>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<governance::OperatorReply>, ApiError> {
-    let actor = actor_from(&headers)?;
     let id = path_param(id, "id")?;
     let req: governance::ReasonRequest = parse_json(&headers, body)?;
     let reason = governance::required("reason", &req.reason)?;
@@ -790,10 +634,10 @@ async fn resolve_incident(
 async fn enable_autoheal(
     State(state): State<ApiState>,
     name: Result<Path<String>, PathRejection>,
+    Extension(actor): Extension<Actor>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<governance::OperatorReply>, ApiError> {
-    let actor = actor_from(&headers)?;
     let service = path_param(name, "name")?;
     let _: governance::EmptyRequest = parse_json(&headers, body)?;
     operate(&state, actor, OperatorCommand::EnableAutoheal { service }).await
@@ -801,10 +645,10 @@ async fn enable_autoheal(
 
 async fn force_action(
     State(state): State<ApiState>,
+    Extension(actor): Extension<Actor>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<governance::OperatorReply>, ApiError> {
-    let actor = actor_from(&headers)?;
     let req: governance::ForceRequest = parse_json(&headers, body)?;
     let cmd = governance::force_command(&req)?;
     operate(&state, actor, cmd).await

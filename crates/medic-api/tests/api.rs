@@ -5,9 +5,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use medic_api::{
-    router, ApiError, ApiState, ControlRequest, ErrorCode, Metrics, CODES, METRICS_CONTENT_TYPE,
+    router, ApiError, ApiState, Auth, ControlRequest, ErrorCode, Metrics, CODES,
+    OPENMETRICS_CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE,
 };
-use medic_core::{Ack, ActionStage, ActionStatus, Mode, OperatorCommand, OperatorError};
+use medic_core::{Ack, ActionStage, ActionStatus, Mode, OperatorCommand, OperatorError, Role};
 use medic_store::{IncidentRecord, Store, TimelineEntry};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -16,12 +17,18 @@ struct Api {
     base: String,
     client: reqwest::Client,
     state: ApiState,
+    /// An admin token, sent by `get` and `post_raw`.
+    token: String,
     _dir: tempfile::TempDir,
 }
 
 /// Starts the API on 127.0.0.1:0 over a real temp SQLite store. The control
 /// receiver is returned so each test decides how the "daemon" answers.
 async fn start() -> (Api, mpsc::Receiver<ControlRequest>) {
+    start_with(Auth::Tokens).await
+}
+
+async fn start_with(auth: Auth) -> (Api, mpsc::Receiver<ControlRequest>) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("medic.db")).await.unwrap();
     let (tx, rx) = mpsc::channel(8);
@@ -30,7 +37,13 @@ async fn start() -> (Api, mpsc::Receiver<ControlRequest>) {
         metrics: Arc::new(Metrics::new()),
         ready: Arc::new(AtomicBool::new(true)),
         control: tx,
+        auth,
     };
+    let token = state
+        .store
+        .create_token("root", Role::Admin, "2026-01-01T00:00:00Z")
+        .await
+        .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let app = router(state.clone());
@@ -42,6 +55,7 @@ async fn start() -> (Api, mpsc::Receiver<ControlRequest>) {
             base: format!("http://{addr}"),
             client: reqwest::Client::new(),
             state,
+            token,
             _dir: dir,
         },
         rx,
@@ -52,6 +66,7 @@ impl Api {
     async fn get(&self, path: &str) -> reqwest::Response {
         self.client
             .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
             .send()
             .await
             .unwrap()
@@ -60,6 +75,7 @@ impl Api {
         let mut req = self
             .client
             .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
             .body(body.to_string());
         if let Some(ct) = ct {
             req = req.header("content-type", ct);
@@ -138,17 +154,33 @@ async fn metrics_text_has_all_medic_metrics() {
     m.inc_audit();
     let resp = api.get("/metrics").await;
     assert_eq!(resp.status(), 200);
-    assert_eq!(resp.headers()["content-type"], METRICS_CONTENT_TYPE);
+    assert_eq!(resp.headers()["content-type"], PROMETHEUS_CONTENT_TYPE);
     let text = resp.text().await.unwrap();
     for needle in [
-        r#"medic_actions_total{action="restart",stage="direct",outcome="succeeded"} 2"#,
+        r#"medic_actions_total{action="restart",reason="direct",outcome="succeeded"} 2"#,
+        "# TYPE medic_actions_total counter",
         "medic_incidents_total 1",
         r#"medic_probe_failures_total{service="web",probe="healthz"} 1"#,
         "medic_audit_records_total 1",
-        "# EOF",
+        r#"medic_mode{mode="dry-run"} 0"#,
+        "medic_outbox_depth 0",
     ] {
         assert!(text.contains(needle), "missing {needle:?} in\n{text}");
     }
+    assert!(!text.contains("# EOF"));
+    assert_eq!(text, m.encode_prometheus());
+    // OpenMetrics when asked for.
+    let resp = api
+        .client
+        .get(format!("{}/metrics", api.base))
+        .bearer_auth(&api.token)
+        .header("accept", "application/openmetrics-text; version=1.0.0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["content-type"], OPENMETRICS_CONTENT_TYPE);
+    let text = resp.text().await.unwrap();
+    assert!(text.ends_with("# EOF\n"), "{text}");
     assert_eq!(text, m.encode());
 }
 
@@ -319,14 +351,20 @@ async fn set_mode_round_trips_through_the_control_channel() {
     let body: Value = resp.json().await.unwrap();
     assert_eq!(
         body,
-        json!({"mode": "dry-run", "service": null, "message": "mode set to dry-run", "actor": "anonymous"})
+        json!({"mode": "dry-run", "service": null, "message": "mode set to dry-run", "actor": "root"})
     );
 
-    // The actor comes from the edge (the header), normalised; never the body.
+    // The actor is the token's name; never the body.
+    let alice = api
+        .state
+        .store
+        .create_token("alice", Role::Admin, "2026-01-01T00:00:00Z")
+        .await
+        .unwrap();
     let resp = reqwest::Client::new()
         .post(format!("{}/api/v1/mode", api.base))
         .header("content-type", "application/json; charset=utf-8")
-        .header("x-medic-actor", "Alice")
+        .bearer_auth(&alice)
         .body(r#"{"mode":"dry-run","service":"web"}"#)
         .send()
         .await
@@ -370,10 +408,10 @@ async fn set_mode_round_trips_through_the_control_channel() {
     assert_eq!(
         seen,
         vec![
-            ("anonymous".to_string(), None, Mode::DryRun),
+            ("root".to_string(), None, Mode::DryRun),
             ("alice".to_string(), Some("web".to_string()), Mode::DryRun),
             (
-                "anonymous".to_string(),
+                "root".to_string(),
                 Some("nope".to_string()),
                 Mode::Aggressive
             ),
@@ -523,7 +561,16 @@ async fn unknown_routes_and_methods_are_json_errors() {
 
 #[tokio::test]
 async fn store_failure_is_a_500_json_error() {
+    // With tokens, the store is asked first (to authenticate): a failure
+    // there is a 500, not a 401.
     let (api, _rx) = start().await;
+    api.state.store.close().await;
+    let err = assert_error(api.get("/api/v1/incidents").await, 500, "E0500", "internal").await;
+    assert!(
+        err["message"].as_str().unwrap().contains("authenticate"),
+        "{err}"
+    );
+    let (api, _rx) = start_with(Auth::None).await;
     api.state.store.close().await;
     let err = assert_error(api.get("/api/v1/incidents").await, 500, "E0500", "internal").await;
     assert!(

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use medic_api::governance::{Query, QueryAnswer, WallSync};
-use medic_api::{router, ApiState, ControlRequest, Metrics};
+use medic_api::{router, ApiState, Auth, ControlRequest, Metrics, ROUTES};
 use medic_core::*;
 use medic_store::Store;
 use serde_json::{json, Value};
@@ -70,12 +70,28 @@ fn engine() -> Engine {
 
 type Step = (Vec<Notice>, Vec<Command>);
 
-async fn start() -> (
-    String,
-    reqwest::Client,
-    tempfile::TempDir,
-    mpsc::Receiver<Step>,
-) {
+/// An HTTP client holding one token per name: `ops` (admin), `alice` and
+/// `bob` (approvers), `oscar` (operator), `vera` (viewer).
+struct Client {
+    http: reqwest::Client,
+    tokens: std::collections::BTreeMap<&'static str, String>,
+}
+
+impl Client {
+    fn token(&self, who: &str) -> &str {
+        &self.tokens[who]
+    }
+}
+
+const PEOPLE: &[(&str, Role)] = &[
+    ("ops", Role::Admin),
+    ("alice", Role::Approver),
+    ("bob", Role::Approver),
+    ("oscar", Role::Operator),
+    ("vera", Role::Viewer),
+];
+
+async fn start() -> (String, Client, tempfile::TempDir, mpsc::Receiver<Step>) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("medic.db")).await.unwrap();
     let (tx, mut rx) = mpsc::channel::<ControlRequest>(8);
@@ -85,7 +101,17 @@ async fn start() -> (
         metrics: Arc::new(Metrics::new()),
         ready: Arc::new(AtomicBool::new(true)),
         control: tx,
+        auth: Auth::Tokens,
     };
+    let mut tokens = std::collections::BTreeMap::new();
+    for (name, role) in PEOPLE {
+        let t = state
+            .store
+            .create_token(name, *role, "2026-01-01T00:00:00Z")
+            .await
+            .unwrap();
+        tokens.insert(*name, t);
+    }
     tokio::spawn(async move {
         let mut e = engine();
         let mut now = 10_000u64;
@@ -115,6 +141,10 @@ async fn start() -> (
                             explanation: e.explain(&incident).map(Box::new),
                             clock,
                         },
+                        Query::Status => QueryAnswer::Status {
+                            mode: e.mode(),
+                            services: Vec::new(),
+                        },
                     };
                     let _ = reply.send(a);
                 }
@@ -123,23 +153,47 @@ async fn start() -> (
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = router(state);
+    let console = Arc::new(medic_api::ui::Console::new(
+        vec!["web".into()],
+        vec![
+            medic_api::ui::RuleRow {
+                name: "error-rate".into(),
+                service: "web".into(),
+                source: "prom".into(),
+                check: "threshold above 0.05".into(),
+            },
+            medic_api::ui::RuleRow {
+                name: "latency-anomaly".into(),
+                service: "web".into(),
+                source: "prom".into(),
+                check: "detector ensemble ≥ 0.9".into(),
+            },
+        ],
+        Some(dir.path().join("medic.db")),
+    ));
+    // The noisy-rule breaker muted one of them (the daemon reports this).
+    console.set_muted("latency-anomaly", Some("2026-01-01T01:00:00Z".into()));
+    let app = router(state.clone()).merge(medic_api::ui::router(state, console));
     tokio::spawn(async move {
         axum::serve(listener, app).await.unwrap();
     });
     (
         format!("http://{addr}"),
-        reqwest::Client::new(),
+        Client {
+            http: reqwest::Client::new(),
+            tokens,
+        },
         dir,
         cmd_rx,
     )
 }
 
-/// POST as operator `who` (the `X-Medic-Actor` header).
-async fn post_as(c: &reqwest::Client, who: &str, url: String, body: Value) -> (u16, Value) {
+/// POST with the token of `who`.
+async fn post_as(c: &Client, who: &str, url: String, body: Value) -> (u16, Value) {
     let r = c
+        .http
         .post(url)
-        .header("x-medic-actor", who)
+        .bearer_auth(c.token(who))
         .json(&body)
         .send()
         .await
@@ -147,10 +201,11 @@ async fn post_as(c: &reqwest::Client, who: &str, url: String, body: Value) -> (u
     (r.status().as_u16(), r.json().await.unwrap())
 }
 
-async fn post(c: &reqwest::Client, url: String, body: Value) -> (u16, Value) {
+async fn post(c: &Client, url: String, body: Value) -> (u16, Value) {
     let r = c
+        .http
         .post(url)
-        .header("x-medic-actor", "ops")
+        .bearer_auth(c.token("ops"))
         .json(&body)
         .send()
         .await
@@ -158,8 +213,14 @@ async fn post(c: &reqwest::Client, url: String, body: Value) -> (u16, Value) {
     (r.status().as_u16(), r.json().await.unwrap())
 }
 
-async fn get(c: &reqwest::Client, url: String) -> (u16, Value) {
-    let r = c.get(url).send().await.unwrap();
+async fn get(c: &Client, url: String) -> (u16, Value) {
+    let r = c
+        .http
+        .get(url)
+        .bearer_auth(c.token("vera"))
+        .send()
+        .await
+        .unwrap();
     (r.status().as_u16(), r.json().await.unwrap())
 }
 
@@ -193,7 +254,7 @@ async fn approvals_explain_pause_and_override_over_http() {
     assert_eq!((st, err["error"]["field"].clone()), (422, json!("by")));
     let (st, ok) = post_as(
         &c,
-        "Alice",
+        "alice",
         format!("{base}/api/v1/approvals/apr-1/approve"),
         json!({}),
     )
@@ -292,4 +353,391 @@ async fn approvals_explain_pause_and_override_over_http() {
 
     let (st, err) = get(&c, format!("{base}/api/v1/explain/inc-nope")).await;
     assert_eq!((st, err["error"]["code"].clone()), (404, json!("E0404")));
+}
+
+/// The 401/403 matrix: every route of `ROUTES`, with no token, a bad token,
+/// a revoked token and a token of every role. Below the route's role → 403
+/// `E0403`; no, unknown or revoked token → 401 `E0406` with
+/// `WWW-Authenticate`; at or above it → neither (the request reaches the
+/// handler and the engine).
+#[tokio::test]
+async fn every_route_and_role_401_403_matrix() {
+    let (base, c, dir, _cmds) = start().await;
+    // A token revoked after creation no longer works.
+    let store = Store::open(&dir.path().join("medic.db")).await.unwrap();
+    let revoked = store
+        .create_token("gone", Role::Admin, "2026-01-01T00:00:00Z")
+        .await
+        .unwrap();
+    assert!(store
+        .revoke_token("gone", "2026-01-01T00:00:01Z")
+        .await
+        .unwrap());
+    let roles = [Role::Viewer, Role::Operator, Role::Approver, Role::Admin];
+    let mut checked = 0;
+    for route in ROUTES {
+        let path = route
+            .path
+            .replace("{id}", "x-1")
+            .replace("{incident}", "inc-x")
+            .replace("{name}", "web");
+        let url = format!("{base}{path}");
+        let send = |token: Option<&str>| {
+            let mut req = match route.method {
+                "GET" => c.http.get(&url),
+                "POST" => c.http.post(&url).json(&json!({})),
+                m => panic!("method {m} not covered"),
+            };
+            if let Some(t) = token {
+                req = req.bearer_auth(t);
+            }
+            req.send()
+        };
+        let Some(needed) = route.role else {
+            let r = send(None).await.unwrap();
+            assert!(
+                r.status().is_success(),
+                "{} {}: {}",
+                route.method,
+                path,
+                r.status()
+            );
+            continue;
+        };
+        for token in [
+            None,
+            Some("medic_0000000000000000000000000000000000000000000000000000000000000000"),
+            Some(revoked.as_str()),
+        ] {
+            let r = send(token).await.unwrap();
+            assert_eq!(r.status(), 401, "{} {} token={token:?}", route.method, path);
+            assert!(r.headers()["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .starts_with("Bearer"));
+            let v: Value = r.json().await.unwrap();
+            assert_eq!(v["error"]["code"], "E0406", "{v}");
+            assert_eq!(v["error"]["name"], "unauthenticated", "{v}");
+            checked += 1;
+        }
+        for role in roles {
+            let who = PEOPLE.iter().find(|(_, r)| *r == role).unwrap().0;
+            let r = send(Some(c.token(who))).await.unwrap();
+            let st = r.status().as_u16();
+            if role < needed {
+                assert_eq!(st, 403, "{} {} as {who}", route.method, path);
+                let v: Value = r.json().await.unwrap();
+                assert_eq!(v["error"]["code"], "E0403", "{v}");
+                assert!(
+                    v["error"]["message"]
+                        .as_str()
+                        .unwrap()
+                        .contains(needed.as_str()),
+                    "{v}"
+                );
+            } else {
+                assert!(
+                    st != 401 && st != 403 && st < 500,
+                    "{} {} as {who} ({}): {st}",
+                    route.method,
+                    path,
+                    role.as_str()
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 16 * 7, "{checked}");
+}
+
+/// `docs/api.md` documents every route (method and path) and the new code.
+#[test]
+fn docs_api_md_documents_every_route() {
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/api.md")).unwrap();
+    for r in ROUTES {
+        let heading = format!("### `{} {}`", r.method, r.path);
+        assert!(doc.contains(&heading), "docs/api.md lacks {heading}");
+        let role = r.role.map_or("public", |x| x.as_str());
+        let line = format!("Role: **{role}**");
+        let section = doc.split(&heading).nth(1).unwrap();
+        let section = section.split("\n### ").next().unwrap();
+        assert!(section.contains(&line), "{heading}: expected {line}");
+    }
+}
+
+/// `GET /api/v1/whoami` answers the token's name and role.
+#[tokio::test]
+async fn whoami_names_the_token() {
+    let (base, c, _dir, _cmds) = start().await;
+    for (who, role) in PEOPLE {
+        let r = c
+            .http
+            .get(format!("{base}/api/v1/whoami"))
+            .bearer_auth(c.token(who))
+            .send()
+            .await
+            .unwrap();
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v, json!({"name": who, "role": role.as_str()}));
+    }
+}
+
+/// The web console goes through the same roles as the API, its session
+/// cookie is HttpOnly and SameSite=Strict, and a form without the session's
+/// CSRF token is refused.
+#[tokio::test]
+async fn console_sessions_csrf_and_roles() {
+    let (base, c, _dir, _cmds) = start().await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    // No session: to the login page.
+    let r = http.get(format!("{base}/ui/")).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/ui/login");
+    // A bad token: back to the login page, no cookie.
+    let r = http
+        .post(format!("{base}/ui/login"))
+        .form(&[("token", "medic_nope")])
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().get("set-cookie").is_none());
+    assert!(r.headers()["location"]
+        .to_str()
+        .unwrap()
+        .starts_with("/ui/login?"));
+    // A good one: the session cookie.
+    let login = |who: &'static str| {
+        let http = http.clone();
+        let token = c.token(who).to_string();
+        let base = base.clone();
+        async move {
+            let r = http
+                .post(format!("{base}/ui/login"))
+                .form(&[("token", token.as_str())])
+                .send()
+                .await
+                .unwrap();
+            let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
+            assert!(
+                cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+                "{cookie}"
+            );
+            cookie.split(';').next().unwrap().to_string()
+        }
+    };
+    let page = |cookie: String| {
+        let http = http.clone();
+        let base = base.clone();
+        async move {
+            let html = http
+                .get(format!("{base}/ui/"))
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let csrf = html
+                .split("name=\"csrf\" value=\"")
+                .nth(1)
+                .map(|r| r.split('"').next().unwrap().to_string());
+            (html, csrf)
+        }
+    };
+    let vera = login("vera").await;
+    let (html, vera_csrf) = page(vera.clone()).await;
+    assert!(html.contains("vera (viewer)"), "{html}");
+    assert!(html.contains("apr-1"), "{html}");
+    assert!(
+        !html.contains("id=\"pause-all\""),
+        "a viewer sees no kill switch button"
+    );
+    // Rules and detectors, with the breaker's mute; the audit chain status.
+    let rules = html.split("Signal rules and detectors").nth(1).unwrap();
+    assert!(
+        rules.contains("error-rate") && rules.contains("threshold above 0.05"),
+        "{rules}"
+    );
+    let muted = rules.split("latency-anomaly").nth(1).unwrap();
+    assert!(muted.contains("detector ensemble"), "{rules}");
+    assert!(
+        muted.contains("muted</span> until 2026-01-01T01:00:00Z"),
+        "{rules}"
+    );
+    assert!(!rules
+        .split("latency-anomaly")
+        .next()
+        .unwrap()
+        .contains("muted</span>"));
+    assert!(html.contains("id=\"audit\">chain ok: "), "{html}");
+    // A viewer's form (built by hand) is refused by role, like the API.
+    let post_form = |cookie: String, form: Vec<(&'static str, String)>| {
+        let http = http.clone();
+        let base = base.clone();
+        async move {
+            http.post(format!("{base}/ui/action"))
+                .header("cookie", cookie)
+                .form(&form)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    // A viewer's page has no forms; a hand-made one with the right token
+    // (sha256("medic-csrf:" + token), as documented) is refused by role.
+    assert!(vera_csrf.is_none());
+    let csrf = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(format!(
+            "medic-csrf:{}",
+            c.token("vera")
+        )))
+    };
+    let r = post_form(
+        vera.clone(),
+        vec![("csrf", csrf.clone()), ("op", "pause".into())],
+    )
+    .await;
+    assert_eq!(r.status(), 303);
+    let loc = r.headers()["location"].to_str().unwrap().to_string();
+    assert!(loc.contains("needs+operator"), "{loc}");
+    let (_, list) = get(&c, format!("{base}/api/v1/approvals")).await;
+    assert_eq!(list["pauses"], json!([]), "{list}");
+    // Without the session's CSRF token: 403, nothing done.
+    let ops = login("ops").await;
+    let (html, ops_csrf) = page(ops.clone()).await;
+    assert!(html.contains("id=\"pause-all\""));
+    let r = post_form(
+        ops.clone(),
+        vec![("csrf", "0".repeat(64)), ("op", "pause".into())],
+    )
+    .await;
+    assert_eq!(r.status(), 403);
+    let (_, list) = get(&c, format!("{base}/api/v1/approvals")).await;
+    assert_eq!(list["pauses"], json!([]), "{list}");
+    // Another session's CSRF token does not work either.
+    let r = post_form(ops.clone(), vec![("csrf", csrf), ("op", "pause".into())]).await;
+    assert_eq!(r.status(), 403);
+    // With it: the kill switch, recorded as the token's name.
+    let r = post_form(
+        ops.clone(),
+        vec![
+            ("csrf", ops_csrf.unwrap()),
+            ("op", "pause".into()),
+            ("reason", "drill".into()),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), 303);
+    let (_, list) = get(&c, format!("{base}/api/v1/approvals")).await;
+    assert_eq!(list["pauses"][0]["by"], "ops", "{list}");
+    assert_eq!(list["pauses"][0]["reason"], "drill", "{list}");
+    let (html, _) = page(ops).await;
+    assert!(html.contains("ALL AUTOMATION PAUSED"), "{html}");
+}
+
+/// An admin manages tokens over the API: the new token works at once, the
+/// audit log names who created and revoked it, and a revoked token is 401.
+#[tokio::test]
+async fn admin_creates_and_revokes_tokens_over_the_api() {
+    let (base, c, _dir, _cmds) = start().await;
+    let (st, created) = post(
+        &c,
+        format!("{base}/api/v1/tokens"),
+        json!({"name": "carol", "role": "operator"}),
+    )
+    .await;
+    assert_eq!(st, 200, "{created}");
+    let token = created["token"].as_str().unwrap().to_string();
+    assert!(token.starts_with("medic_"));
+    let who = |t: String| {
+        let http = c.http.clone();
+        let base = base.clone();
+        async move {
+            let r = http
+                .get(format!("{base}/api/v1/whoami"))
+                .bearer_auth(t)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    assert_eq!(
+        who(token.clone()).await,
+        (200, json!({"name": "carol", "role": "operator"}))
+    );
+    // Taken name, bad role, bad name.
+    let (st, e) = post(
+        &c,
+        format!("{base}/api/v1/tokens"),
+        json!({"name": "carol", "role": "viewer"}),
+    )
+    .await;
+    assert_eq!((st, e["error"]["code"].clone()), (409, json!("E0409")));
+    let (st, e) = post(
+        &c,
+        format!("{base}/api/v1/tokens"),
+        json!({"name": "dan", "role": "root"}),
+    )
+    .await;
+    assert_eq!((st, e["error"]["field"].clone()), (422, json!("role")));
+    let (st, e) = post(
+        &c,
+        format!("{base}/api/v1/tokens"),
+        json!({"name": "Dan", "role": "viewer"}),
+    )
+    .await;
+    assert_eq!((st, e["error"]["field"].clone()), (422, json!("name")));
+    // The list never shows a token.
+    let r = c
+        .http
+        .get(format!("{base}/api/v1/tokens"))
+        .bearer_auth(c.token("ops"))
+        .send()
+        .await
+        .unwrap();
+    let list = r.text().await.unwrap();
+    assert!(
+        list.contains("\"carol\"") && !list.contains("medic_"),
+        "{list}"
+    );
+    let (st, _) = post(&c, format!("{base}/api/v1/tokens/carol/revoke"), json!({})).await;
+    assert_eq!(st, 200);
+    assert_eq!(who(token).await.0, 401);
+    let (st, _) = post(&c, format!("{base}/api/v1/tokens/carol/revoke"), json!({})).await;
+    assert_eq!(st, 409);
+    // Both are in the audit log with the admin's name.
+    let r = c
+        .http
+        .get(format!("{base}/api/v1/audit"))
+        .bearer_auth(c.token("vera"))
+        .send()
+        .await
+        .unwrap();
+    let audit: Value = r.json().await.unwrap();
+    let kinds: Vec<(String, String)> = audit["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["kind"].as_str().unwrap().to_string(),
+                r["payload"]["by"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        kinds.contains(&("token.created".into(), "ops".into())),
+        "{kinds:?}"
+    );
+    assert!(
+        kinds.contains(&("token.revoked".into(), "ops".into())),
+        "{kinds:?}"
+    );
 }

@@ -139,6 +139,9 @@ pub struct Config {
     /// `None` when the file does not set a mode (the CLI then decides).
     pub mode: Option<Mode>,
     pub listen: SocketAddr,
+    /// How API callers are authenticated (`auth:`; tokens unless the file
+    /// says `none`).
+    pub auth: AuthMode,
     pub database: PathBuf,
     pub notify: Option<NotifyConfig>,
     pub services: Vec<ServiceConfig>,
@@ -148,6 +151,17 @@ pub struct Config {
     /// Cron-scheduled freeze windows; the daemon expands them with
     /// [`FreezeSpec::windows`] and passes the intervals to the engine.
     pub freeze_windows: Vec<FreezeSpec>,
+}
+
+/// `auth:` at the top level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AuthMode {
+    /// Bearer tokens from `medic token create` (the default).
+    #[default]
+    Tokens,
+    /// No authentication: every caller acts as `anonymous` with the admin
+    /// role. Only with an explicit `auth: none`; the daemon logs a warning.
+    None,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9090";
@@ -283,6 +297,17 @@ impl Validator {
             },
             None => SocketAddr::from(([127, 0, 0, 1], 9090)),
         };
+        let auth = match raw.auth.as_ref().map(|a| (a, a.value.trim())) {
+            None | Some((_, "tokens")) => AuthMode::Tokens,
+            Some((_, "none")) => AuthMode::None,
+            Some((a, other)) => {
+                self.at(
+                    a.referenced,
+                    format!("invalid auth `{other}`: expected `tokens` or `none`"),
+                );
+                AuthMode::Tokens
+            }
+        };
         let notify = raw.notify.and_then(|n| {
             let hook = n.webhook?;
             self.url(&hook);
@@ -329,6 +354,7 @@ impl Validator {
             },
             mode,
             listen,
+            auth,
             database: PathBuf::from(raw.database.unwrap_or_else(|| DEFAULT_DATABASE.into())),
             notify,
             services,

@@ -26,6 +26,8 @@ impl<'de> Deserialize<'de> for Dur {
 pub struct RawConfig {
     pub mode: Option<Spanned<String>>,
     pub listen: Option<Spanned<String>>,
+    /// `tokens` (default) or `none`.
+    pub auth: Option<Spanned<String>>,
     pub database: Option<String>,
     pub notify: Option<RawNotify>,
     pub policy: Option<RawPolicy>,

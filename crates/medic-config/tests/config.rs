@@ -199,3 +199,18 @@ proptest::proptest! {
         let _ = parse("fuzz.yaml", &s);
     }
 }
+
+#[test]
+fn auth_is_tokens_unless_the_file_says_none() {
+    use medic_config::AuthMode;
+    assert_eq!(parse("m.yaml", MIN).unwrap().auth, AuthMode::Tokens);
+    let none = format!("auth: none\n{MIN}");
+    assert_eq!(parse("m.yaml", &none).unwrap().auth, AuthMode::None);
+    let tokens = format!("auth: tokens\n{MIN}");
+    assert_eq!(parse("m.yaml", &tokens).unwrap().auth, AuthMode::Tokens);
+    let e = errs(&format!("auth: off\n{MIN}"));
+    assert!(
+        e.starts_with("medic.yaml:1:7: invalid auth `off`: expected `tokens` or `none`"),
+        "{e}"
+    );
+}

@@ -14,7 +14,7 @@
 //! let tasks = medic_signal::spawn_sources(&cfg.signals, report_tx.clone(), shutdown_rx.clone(), &hooks);
 //! let api = api.merge(medic_signal::alertmanager_router(&cfg.signals, report_tx.clone(), &hooks));
 //! // drain `events` into the audit log: event.to_audit()
-//! // expose hooks.metrics.render() with the daemon's /metrics
+//! // read hooks.metrics.snapshot() into the daemon's one registry (/metrics)
 //! ```
 #![forbid(unsafe_code)]
 

@@ -26,6 +26,7 @@ async fn app(dir: &tempfile::TempDir) -> (Router, SignalHooks) {
         metrics: Arc::new(Metrics::new()),
         ready: Arc::new(AtomicBool::new(true)),
         control,
+        auth: medic_api::Auth::Tokens,
     });
     let (hooks, _events) = SignalHooks::new();
     let (tx, _reports) = tokio::sync::mpsc::channel::<ProbeReport>(8);

@@ -87,6 +87,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub mod record;
+pub mod tokens;
+
+pub use tokens::{TokenInfo, TOKEN_PREFIX};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -249,7 +252,7 @@ impl Store {
             .connect_with(opts)
             .await
             .map_err(StoreError::db(OP))?;
-        for stmt in SCHEMA {
+        for stmt in SCHEMA.iter().chain(tokens::SCHEMA) {
             sqlx::query(stmt)
                 .execute(&pool)
                 .await

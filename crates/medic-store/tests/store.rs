@@ -420,3 +420,60 @@ async fn corrupt_timeline_is_an_error_not_a_panic() {
     );
     assert!(err.to_string().contains("get_incident"));
 }
+
+#[tokio::test]
+async fn tokens_store_only_a_hash_and_revoke() {
+    use medic_core::Role;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("medic.db");
+    let store = Store::open(&path).await.unwrap();
+    let t = store
+        .create_token("alice", Role::Approver, "2026-01-01T00:00:00Z")
+        .await
+        .unwrap();
+    assert!(
+        t.starts_with(medic_store::TOKEN_PREFIX) && t.len() == 6 + 64,
+        "{t}"
+    );
+    let who = store.authenticate(&t).await.unwrap().unwrap();
+    assert_eq!((who.name.as_str(), who.role), ("alice", Role::Approver));
+    assert!(store.authenticate("medic_nope").await.unwrap().is_none());
+    // One active token per name; upper case is refused, not folded.
+    let e = store
+        .create_token("alice", Role::Admin, "2026-01-01T00:00:00Z")
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("already has an active token"), "{e}");
+    let e = store
+        .create_token("ALICE", Role::Admin, "2026-01-01T00:00:00Z")
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("[a-z0-9._@-]"), "{e}");
+    // The token itself is nowhere in the file.
+    store.close().await;
+    let store = Store::open(&path).await.unwrap();
+    for f in std::fs::read_dir(dir.path()).unwrap() {
+        let bytes = std::fs::read(f.unwrap().path()).unwrap();
+        let hex = &t[6..];
+        assert!(!bytes.windows(hex.len()).any(|w| w == hex.as_bytes()));
+    }
+    assert_eq!(store.active_tokens().await.unwrap(), 1);
+    assert!(store
+        .revoke_token("alice", "2026-01-02T00:00:00Z")
+        .await
+        .unwrap());
+    assert!(!store
+        .revoke_token("alice", "2026-01-02T00:00:00Z")
+        .await
+        .unwrap());
+    assert!(store.authenticate(&t).await.unwrap().is_none());
+    assert_eq!(store.active_tokens().await.unwrap(), 0);
+    let list = store.list_tokens().await.unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].revoked_at.as_deref(), Some("2026-01-02T00:00:00Z"));
+    // A revoked name can get a new token.
+    store
+        .create_token("alice", Role::Viewer, "2026-01-03T00:00:00Z")
+        .await
+        .unwrap();
+}

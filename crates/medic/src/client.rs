@@ -22,20 +22,15 @@ impl ApiClient {
         self.send(self.http.get(&url), &url).await
     }
 
-    /// POST one of the API's request types as JSON. The actor is named by
-    /// `MEDIC_OPERATOR` (else the login name) in the `X-Medic-Actor` header;
-    /// the API, not the body, establishes who acts.
+    /// POST one of the API's request types as JSON. Who acts is the name of
+    /// the token in `MEDIC_TOKEN`, established by the API, never the body.
     pub async fn post<T: serde::Serialize>(
         &self,
         path: &str,
         body: &T,
     ) -> Result<serde_json::Value, CliError> {
         let url = format!("{}{path}", self.base);
-        let req = self
-            .http
-            .post(&url)
-            .header("X-Medic-Actor", operator())
-            .json(body);
+        let req = self.http.post(&url).json(body);
         self.send(req, &url).await
     }
 
@@ -46,6 +41,10 @@ impl ApiClient {
         req: reqwest::RequestBuilder,
         url: &str,
     ) -> Result<serde_json::Value, CliError> {
+        let req = match token() {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        };
         let resp = req
             .timeout(Duration::from_secs(10))
             .send()
@@ -71,20 +70,26 @@ impl ApiClient {
                     ))
                 })
                 .unwrap_or(text);
+            let hint = if status == reqwest::StatusCode::UNAUTHORIZED && token().is_none() {
+                " (set MEDIC_TOKEN to a token from `medic token create`)"
+            } else {
+                ""
+            };
             return Err(CliError::new(
                 Code::Api,
-                format!("{url}: HTTP {status}: {detail}"),
+                format!("{url}: HTTP {status}: {detail}{hint}"),
             ));
         }
         json.ok_or_else(|| CliError::new(Code::Api, format!("{url}: the answer is not JSON")))
     }
 }
 
-/// Who is acting: `MEDIC_OPERATOR`, else the login name.
-pub fn operator() -> String {
-    std::env::var("MEDIC_OPERATOR")
-        .or_else(|_| std::env::var("USER"))
-        .unwrap_or_else(|_| "cli".to_string())
+/// The bearer token: `MEDIC_TOKEN`, when set and not empty.
+fn token() -> Option<String> {
+    std::env::var("MEDIC_TOKEN")
+        .ok()
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
 }
 
 fn unreachable(url: &str, e: &reqwest::Error) -> CliError {

@@ -29,6 +29,7 @@ cli_codes! {
     Startup = ("E0020", "startup_failed", 1, "The daemon could not start (database, port, supervised process)."),
     Demo = ("E0021", "demo_failed", 1, "The demo could not run to the end."),
     Eval = ("E0030", "eval_failed", 1, "An evaluation or benchmark failed (bad data directory or file)."),
+    Token = ("E0040", "token_error", 1, "A token command failed: bad or taken name, or no active token to revoke."),
     BacktestUsage = ("E0050", "backtest_usage", 2, "medic backtest: a bad argument (unknown or log rule, bad --from/--to/--step, --prometheus without --from/--to)."),
     BacktestData = ("E0051", "backtest_data", 1, "medic backtest: a recorded-data file is missing or malformed (file and line named)."),
     BacktestUnreachable = ("E0052", "backtest_unreachable", 3, "medic backtest: the Prometheus server could not be reached."),

@@ -109,7 +109,7 @@ fn wall_clock() -> Input {
     }
 }
 
-fn now_rfc3339() -> String {
+pub(crate) fn now_rfc3339() -> String {
     OffsetDateTime::now_utc()
         .format(&Rfc3339)
         .unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_string())
@@ -137,7 +137,6 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
     let store = Store::open(&opts.db)
         .await
         .with_context(|| format!("opening database {}", opts.db.display()))?;
-    let metrics = Arc::new(Metrics::new());
     let ready = Arc::new(AtomicBool::new(false));
     let (tx, rx) = mpsc::channel::<Msg>(INPUT_QUEUE);
     let (ctl_tx, ctl_rx) = mpsc::channel::<ControlRequest>(64);
@@ -145,6 +144,14 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
 
     // Signal sources (metrics, logs, alerts) report as virtual probes.
     let (hooks, sig_events) = medic_signal::SignalHooks::new();
+    // One registry: the signal layer's counters are read from its atomics at
+    // scrape time.
+    let metrics = {
+        let sig = hooks.metrics.clone();
+        Arc::new(Metrics::with_sources(vec![Arc::new(move || {
+            sig.snapshot()
+        })]))
+    };
     let (rep_tx, mut rep_rx) = mpsc::channel::<ProbeReport>(INPUT_QUEUE);
     let probe_reports = rep_tx.clone();
     {
@@ -157,10 +164,39 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
             }
         });
     }
+    let console = Arc::new(medic_api::ui::Console::new(
+        opts.config
+            .services
+            .iter()
+            .map(|s| s.name.clone())
+            .collect(),
+        opts.config
+            .signals
+            .rules
+            .iter()
+            .map(|r| medic_api::ui::RuleRow {
+                name: r.name.clone(),
+                service: r.service.clone(),
+                source: r.source.clone(),
+                check: match &r.check {
+                    medic_config::Check::Threshold { above, below } => format!(
+                        "threshold{}{}",
+                        above.map(|a| format!(" above {a}")).unwrap_or_default(),
+                        below.map(|b| format!(" below {b}")).unwrap_or_default()
+                    ),
+                    medic_config::Check::Detector { name, threshold } => {
+                        format!("detector {name} ≥ {threshold}")
+                    }
+                },
+            })
+            .collect(),
+        Some(opts.db.clone()),
+    ));
     tokio::spawn(audit_signal_events(
         store.clone(),
         sig_events,
         metrics.clone(),
+        console.clone(),
     ));
     medic_signal::spawn_sources(
         &opts.config.signals,
@@ -173,19 +209,41 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
         .await
         .with_context(|| format!("binding the API to {}", opts.listen))?;
     let api_addr = listener.local_addr()?;
-    let app = medic_api::router(ApiState {
+    let auth = match opts.config.auth {
+        medic_config::AuthMode::Tokens => {
+            let n = store.active_tokens().await?;
+            if n == 0 {
+                tracing::warn!(
+                    "auth: no API token exists yet; every API route but /healthz and /readyz \
+                     answers 401 until one is created with `medic token create`"
+                );
+            }
+            medic_api::Auth::Tokens
+        }
+        medic_config::AuthMode::None => {
+            tracing::warn!(
+                "auth: none: the API is unauthenticated; every caller acts as `anonymous` \
+                 with the admin role"
+            );
+            medic_api::Auth::None
+        }
+    };
+    let api_state = ApiState {
         store: store.clone(),
         metrics: metrics.clone(),
         ready: ready.clone(),
         control: ctl_tx,
-    })
-    .merge(medic_signal::alertmanager_router(
+        auth,
+    };
+    let app = medic_api::router(api_state.clone()).merge(medic_signal::alertmanager_router(
         &opts.config.signals,
         rep_tx,
         &hooks,
-    ))
-    .merge(signal_metrics_router(hooks.metrics.clone()));
-    let app = medic_api::json_errors(app);
+    ));
+    let app = medic_api::json_errors(app)
+        // The web console answers HTML, also for its errors: outside the
+        // JSON error layer.
+        .merge(medic_api::ui::router(api_state, console.clone()));
     let mut api_shutdown = shutdown_rx.clone();
     tokio::spawn(async move {
         let r = axum::serve(listener, app)
@@ -261,6 +319,7 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
         action_names: BTreeMap::new(),
         running: BTreeMap::new(),
         saved_generation: None,
+        console,
     };
     store
         .append_audit(
@@ -331,31 +390,12 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
     })
 }
 
-/// Signal counters (samples, rule firings, mutes, source errors) in
-/// Prometheus text format at `/metrics/signals`, beside the engine's `/metrics`.
-fn signal_metrics_router(m: Arc<medic_signal::SignalMetrics>) -> axum::Router {
-    axum::Router::new().route(
-        "/metrics/signals",
-        axum::routing::get(move || {
-            let m = m.clone();
-            async move {
-                (
-                    [(
-                        axum::http::header::CONTENT_TYPE,
-                        "text/plain; version=0.0.4",
-                    )],
-                    m.render(),
-                )
-            }
-        }),
-    )
-}
-
 /// Muted and unmuted noisy rules are recorded in the audit log.
 async fn audit_signal_events(
     store: Store,
     mut rx: mpsc::Receiver<medic_signal::SignalEvent>,
     metrics: Arc<Metrics>,
+    console: Arc<medic_api::ui::Console>,
 ) {
     while let Some(ev) = rx.recv().await {
         let (kind, payload) = match ev {
@@ -365,17 +405,26 @@ async fn audit_signal_events(
                 rate_per_hour,
                 limit_per_hour,
                 until_unix_ms,
-            } => (
-                "signal.rule_muted",
-                serde_json::json!({"rule": rule, "service": service, "rate_per_hour": rate_per_hour,
+            } => {
+                let until = i64::try_from(until_unix_ms)
+                    .ok()
+                    .and_then(medic_store::record::rfc3339_ms);
+                console.set_muted(&rule, Some(until.clone().unwrap_or_default()));
+                (
+                    "signal.rule_muted",
+                    serde_json::json!({"rule": rule, "service": service, "rate_per_hour": rate_per_hour,
                     "limit_per_hour": limit_per_hour,
-                    "until": i64::try_from(until_unix_ms).ok().and_then(medic_store::record::rfc3339_ms),
+                    "until": until,
                     "v": 1}),
-            ),
-            medic_signal::SignalEvent::RuleUnmuted { rule, service } => (
-                "signal.rule_unmuted",
-                serde_json::json!({"rule": rule, "service": service}),
-            ),
+                )
+            }
+            medic_signal::SignalEvent::RuleUnmuted { rule, service } => {
+                console.set_muted(&rule, None);
+                (
+                    "signal.rule_unmuted",
+                    serde_json::json!({"rule": rule, "service": service}),
+                )
+            }
         };
         match store
             .append_audit(&now_rfc3339(), kind, &payload.to_string())
@@ -506,6 +555,8 @@ struct EngineLoop {
     running: BTreeMap<ActionId, tokio::task::AbortHandle>,
     /// The safety generation last persisted.
     saved_generation: Option<u64>,
+    /// The web console's probe history.
+    console: Arc<medic_api::ui::Console>,
 }
 
 impl EngineLoop {
@@ -516,6 +567,7 @@ impl EngineLoop {
     ) -> anyhow::Result<()> {
         // Whatever start-up recorded (restore, reconciliation) goes out first.
         self.drain().await;
+        self.publish_gauges();
         loop {
             let deadline = self.engine.poll_timeout();
             let sleep = async {
@@ -533,7 +585,10 @@ impl EngineLoop {
                     let Some(msg) = msg else { return Ok(()) };
                     let now = self.clock.now();
                     match msg {
-                        Msg::Probe(r) => self.engine.handle_input(now, Input::Probe(r)),
+                        Msg::Probe(r) => {
+                            self.console.record_sample(&r.service, &r.probe, r.ok, r.latency);
+                            self.engine.handle_input(now, Input::Probe(r))
+                        }
                         Msg::Outcome { id, result } => {
                             self.running.remove(&id);
                             if let Some((action, stage)) = self.action_names.remove(&id) {
@@ -565,10 +620,39 @@ impl EngineLoop {
             }
             // Record and act before answering: the reply reflects what was done.
             self.drain().await;
+            self.publish_gauges();
             if let Some((r, answer)) = reply {
                 let _ = r.send(answer);
             }
         }
+    }
+
+    /// The engine's state and the input queue's depth, for `/metrics`.
+    fn publish_gauges(&self) {
+        let phases: Vec<medic_core::Phase> = self
+            .engine
+            .open_incidents()
+            .iter()
+            .map(|v| v.phase)
+            .collect();
+        let autoheal: Vec<(String, bool)> = self
+            .engine
+            .service_names()
+            .map(|s| (s.to_string(), self.engine.autoheal_disabled(s)))
+            .collect();
+        self.metrics.set_engine_state(&medic_api::EngineState {
+            mode: self.engine.mode(),
+            pauses: &self.engine.pauses(),
+            mass_paused: self.engine.mass_paused(),
+            open_phases: &phases,
+            autoheal: &autoheal,
+            pending_approvals: self.engine.pending_approvals().len(),
+            running_actions: self.running.len(),
+        });
+        self.metrics.set_queue_depth(
+            "engine_input",
+            self.tx.max_capacity().saturating_sub(self.tx.capacity()),
+        );
     }
 
     fn answer(&self, q: Query) -> QueryAnswer {
@@ -586,6 +670,18 @@ impl EngineLoop {
             Query::Explain { incident } => QueryAnswer::Explain {
                 explanation: self.engine.explain(&incident).map(Box::new),
                 clock,
+            },
+            Query::Status => QueryAnswer::Status {
+                mode: self.engine.mode(),
+                services: self
+                    .engine
+                    .service_names()
+                    .map(|s| medic_api::governance::ServiceStatus {
+                        name: s.to_string(),
+                        mode: self.engine.effective_mode(s),
+                        autoheal_disabled: self.engine.autoheal_disabled(s),
+                    })
+                    .collect(),
             },
         }
     }
@@ -675,6 +771,7 @@ impl EngineLoop {
     async fn record(&self, n: &Notice) -> bool {
         let r = medic_store::record::render(n);
         tracing::info!(target: "medic::audit", kind = r.kind, payload = %r.payload, "audit");
+        self.metrics.observe_notice(n);
         match self
             .store
             .append_audit(&now_rfc3339(), r.kind, &r.payload)
@@ -730,6 +827,8 @@ impl EngineLoop {
             "message": n.message,
             "ts": now_rfc3339(),
         });
+        let outbox = self.metrics.outbox();
+        outbox.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
             let r = http
                 .post(&cfg.webhook)
@@ -742,6 +841,7 @@ impl EngineLoop {
                 Ok(resp) => tracing::warn!(status = %resp.status(), "notification webhook refused"),
                 Err(e) => tracing::warn!(error = %e, "notification webhook failed"),
             }
+            outbox.fetch_sub(1, Ordering::Relaxed);
         });
     }
 

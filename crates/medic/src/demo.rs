@@ -223,6 +223,7 @@ fn config_yaml(exe: &str, web_port: u16, crashy_port: u16) -> String {
         r#"# Written by `medic demo`. Timings are shortened so the demo runs in about a minute.
 mode: aggressive
 listen: 127.0.0.1:0
+auth: none
 database: medic.db
 policy:
   cooldown: 1s

@@ -1,6 +1,7 @@
 //! medic: a self-healing engine for running services.
 #![forbid(unsafe_code)]
 
+mod bench_api;
 mod client;
 mod codes;
 mod daemon;
@@ -8,6 +9,7 @@ mod demo;
 mod lifecycle;
 mod ops;
 mod probes;
+mod token;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -24,8 +26,11 @@ use medic_core::Mode;
     about = "A self-healing engine for running services"
 )]
 struct Cli {
-    /// Log as JSON lines instead of text.
-    #[arg(long, global = true)]
+    /// Log format on stderr: `text`, or `json` (one JSON object per line).
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    /// Same as `--log-format json` (kept for existing scripts).
+    #[arg(long, global = true, hide = true)]
     log_json: bool,
     /// Base URL of a running medic's API (incidents, mode and operator commands).
     #[arg(
@@ -37,6 +42,12 @@ struct Cli {
     api: String,
     #[command(subcommand)]
     cmd: Cmd,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -116,6 +127,11 @@ enum Cmd {
     /// Replay recorded metrics (CSV files or Prometheus) through a config's signal rules,
     /// detectors and engine in dry-run: what it would have done.
     Backtest(medic_backtest::cli::BacktestArgs),
+    /// API tokens: create (printed once), list, revoke.
+    Token {
+        #[command(subcommand)]
+        cmd: token::TokenCmd,
+    },
     /// Benchmarks that print figures.
     Bench {
         #[command(subcommand)]
@@ -142,6 +158,8 @@ enum EvalCmd {
 enum BenchCmd {
     /// Detector throughput (samples/s per core).
     Detect(medic_nab::cli::BenchDetectArgs),
+    /// Incident list latency through the HTTP API (p99 goal < 20 ms with 10,000 incidents).
+    Api(bench_api::BenchApiArgs),
 }
 
 fn main() -> ExitCode {
@@ -154,7 +172,10 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    init_tracing(cli.log_json, matches!(cli.cmd, Cmd::Demo { .. }));
+    init_tracing(
+        cli.log_json || cli.log_format == LogFormat::Json,
+        matches!(cli.cmd, Cmd::Demo { .. }),
+    );
     match run(cli.cmd, &cli.api) {
         Ok(code) => code,
         Err(e) => {
@@ -209,16 +230,7 @@ fn run(cmd: Cmd, api: &str) -> Result<ExitCode, CliError> {
         } => {
             let cfg = medic_config::load(&config).map_err(CliError::config)?;
             let mode = resolve_mode(mode, std::env::var("MEDIC_MODE").ok(), cfg.mode)?;
-            let db = db.unwrap_or_else(|| {
-                if cfg.database.is_absolute() {
-                    cfg.database.clone()
-                } else {
-                    config
-                        .parent()
-                        .map(|p| p.join(&cfg.database))
-                        .unwrap_or_else(|| cfg.database.clone())
-                }
-            });
+            let db = db.unwrap_or_else(|| token::database_path(&config, &cfg));
             let log_dir = db
                 .parent()
                 .filter(|p| !p.as_os_str().is_empty())
@@ -348,6 +360,23 @@ fn run(cmd: Cmd, api: &str) -> Result<ExitCode, CliError> {
             Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
         }
         Cmd::Backtest(args) => backtest(&args),
+        Cmd::Token { cmd } => {
+            let rt = runtime()?;
+            rt.block_on(token::run(cmd))
+        }
+        Cmd::Bench {
+            cmd: BenchCmd::Api(args),
+        } => {
+            let rt = runtime()?;
+            let ok = rt
+                .block_on(bench_api::run(&args))
+                .map_err(|e| CliError::new(Code::Eval, format!("{e:#}")))?;
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
         Cmd::Bench {
             cmd: BenchCmd::Detect(args),
         } => {

@@ -114,9 +114,7 @@ async fn probe_loop(
         if probe.kind != ProbeKind::Process {
             hints.observe(&service, &probe.name, o.failure.as_ref());
         }
-        if !o.ok {
-            metrics.inc_probe_failure(&service, &probe.name);
-        }
+        metrics.observe_probe(&service, &probe.name, o.ok, o.latency);
         let report = ProbeReport {
             service: service.clone(),
             probe: probe.name.clone(),

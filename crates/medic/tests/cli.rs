@@ -78,43 +78,130 @@ fn sigkill_is_healed_recorded_in_the_api_and_audited() {
         kinds.contains(&"detected") && kinds.contains(&"action") && kinds.contains(&"resolved"),
         "{kinds:?}"
     );
-    let metrics = {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            reqwest::get(format!("{api}/metrics"))
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap()
-        })
-    };
+    // Without a token: 401; with the test's viewer token: the metrics.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let anon = rt.block_on(async { reqwest::get(format!("{api}/metrics")).await.unwrap() });
+    assert_eq!(anon.status(), 401);
+    drop(rt);
+    let metrics = get_text(&format!("{api}/metrics")).unwrap();
     assert!(metrics.contains("medic_actions_total"), "{metrics}");
-    let signals = {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
+    // One registry: the signal layer's counters, the engine's gauges and
+    // the probe histograms are all on /metrics, in the Prometheus text format.
+    for name in [
+        "# TYPE medic_actions_total counter",
+        "medic_detections_total{service=\"web\"}",
+        "medic_incidents_open{state=\"monitoring\"} 0",
+        "medic_mode{mode=\"aggressive\"} 1",
+        "medic_mode{mode=\"dry-run\"} 0",
+        "medic_automation_paused 0",
+        "medic_autoheal_disabled{service=\"web\"} 0",
+        "medic_probe_duration_seconds_bucket{",
+        "medic_verifications_total{outcome=\"passed\"}",
+        "medic_rollbacks_total 0",
+        "medic_outbox_depth 0",
+        "medic_queue_depth{queue=\"engine_input\"}",
+        "# TYPE medic_signal_samples_total counter",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from\n{metrics}");
+    }
+    assert!(!metrics.contains("# EOF"), "{metrics}");
+    let reason = metrics
+        .lines()
+        .find(|l| l.starts_with("medic_actions_total{"))
+        .unwrap();
+    assert!(
+        reason.contains("action=\"restart\"")
+            && reason.contains("reason=\"direct\"")
+            && reason.contains("outcome=\"succeeded\""),
+        "{reason}"
+    );
+    if let Some(promtool) = require_binary(&["promtool"], "prometheus") {
+        let (ok, out) = promtool_check_metrics(&promtool, &metrics);
+        assert!(ok, "promtool check metrics:\n{out}\n{metrics}");
+    }
+    // OpenMetrics only when the scraper asks for it.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let om = rt.block_on(async {
+        let r = reqwest::Client::new()
+            .get(format!("{api}/metrics"))
+            .bearer_auth(token_as(&api, "scraper", "viewer"))
+            .header(
+                "accept",
+                "application/openmetrics-text;version=1.0.0,text/plain;q=0.5",
+            )
+            .send()
+            .await
             .unwrap();
-        rt.block_on(async {
-            let r = reqwest::get(format!("{api}/metrics/signals"))
-                .await
-                .unwrap();
-            assert!(r.status().is_success());
-            r.text().await.unwrap()
-        })
-    };
-    assert!(signals.contains("# TYPE"), "{signals}");
-    assert!(metrics.contains("action=\"restart\""), "{metrics}");
-    // `medic incidents` reads the same API.
+        assert!(r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text"));
+        r.text().await.unwrap()
+    });
+    drop(rt);
+    assert!(
+        om.ends_with("# EOF\n") && om.contains("# TYPE medic_actions counter"),
+        "{om}"
+    );
+    // `medic incidents` reads the same API, with the token in MEDIC_TOKEN.
     let out = medic()
         .args(["incidents", "--json", "--api", &api])
+        .env_remove("MEDIC_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("E0406") && err.contains("MEDIC_TOKEN"),
+        "{err}"
+    );
+    let viewer = token_as(&api, "vera", "viewer");
+    let out = medic()
+        .args(["incidents", "--json", "--api", &api])
+        .env("MEDIC_TOKEN", &viewer)
         .output()
         .unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains(inc["id"].as_str().unwrap()));
+    // A viewer may read but not steer: 403 from the API, named in the error.
+    let out = medic()
+        .args(["pause", "--api", &api])
+        .env("MEDIC_TOKEN", &viewer)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("E0403") && err.contains("operator"), "{err}");
+    // A revoked token stops working at once (the daemon reads the store).
+    let out = medic()
+        .args(["token", "revoke", "-c"])
+        .arg(&cfg)
+        .args(["--name", "vera"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let out = medic()
+        .args(["incidents", "--api", &api])
+        .env("MEDIC_TOKEN", &viewer)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let out = medic()
+        .args(["token", "list", "-c"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let list = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        list.contains("vera") && list.contains("viewer") && !list.contains("medic_"),
+        "{list}"
+    );
     drop(daemon);
     // Stopped with SIGTERM, medic stopped its service: nothing of the test is left.
     assert_eq!(dir.tagged(), Vec::<u32>::new());
@@ -395,7 +482,7 @@ fn op(api: &str, args: &[&str]) -> (Option<i32>, String, String) {
     let out = medic()
         .args(["--api", api])
         .args(args)
-        .env("MEDIC_OPERATOR", "alice")
+        .env("MEDIC_TOKEN", token_as(api, "alice", "admin"))
         .output()
         .unwrap();
     (
@@ -550,5 +637,36 @@ signals:
             &serde_json::json!({"version": "4", "alerts": [{"status": "sideways"}]})
         ),
         422
+    );
+}
+
+/// `medic bench api` with tiny counts: it fills the store, measures through
+/// the HTTP API with a token and prints the figures (no timing asserted).
+#[test]
+fn bench_api_prints_its_figures() {
+    let dir = TestDir::new();
+    let out = medic()
+        .args([
+            "bench",
+            "api",
+            "--incidents",
+            "120",
+            "--requests",
+            "30",
+            "--dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.code().is_some_and(|c| c == 0 || c == 1),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("with 120 incidents stored"), "{stdout}");
+    assert!(
+        stdout.contains("p99 ") && stdout.contains("goal p99 < 20 ms"),
+        "{stdout}"
     );
 }

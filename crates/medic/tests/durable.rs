@@ -39,13 +39,13 @@ fn count(records: &[(String, serde_json::Value)], kind: &str) -> usize {
     records.iter().filter(|(k, _)| k == kind).count()
 }
 
-/// `medic --api API <args>` as operator `alice`; must succeed.
+/// `medic --api API <args>` with the token of `alice` (admin); must succeed.
 fn cli(api: &str, args: &[&str]) -> String {
     let out = common::medic()
         .arg("--api")
         .arg(api)
         .args(args)
-        .env("MEDIC_OPERATOR", "alice")
+        .env("MEDIC_TOKEN", common::token_as(api, "alice", "admin"))
         .output()
         .unwrap();
     assert!(
@@ -287,17 +287,28 @@ fn a_high_class_action_waits_for_approval_and_the_approval_survives_a_restart() 
 
     let id = pending[0]["id"].as_str().unwrap().to_string();
     cli(&api, &["approve", &id]);
-    // The same person again does not count twice, whatever the letter case.
+    // The same token again does not count twice; `ALICE` cannot be a second
+    // name for alice (token names are lower case, one active token per name).
     let again = common::medic()
         .args(["--api", &api, "approve", &id])
-        .env("MEDIC_OPERATOR", "ALICE")
+        .env("MEDIC_TOKEN", common::token_as(&api, "alice", "admin"))
         .output()
         .unwrap();
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("same_approver"));
+    for name in ["ALICE", "alice"] {
+        let out = common::medic()
+            .args(["token", "create", "-c"])
+            .arg(&cfg)
+            .args(["--role", "approver", "--name", name])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{name}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("E0040"));
+    }
     let second = common::medic()
         .args(["--api", &api, "approve", &id])
-        .env("MEDIC_OPERATOR", "bob")
+        .env("MEDIC_TOKEN", common::token_as(&api, "bob", "approver"))
         .output()
         .unwrap();
     assert!(second.status.success());

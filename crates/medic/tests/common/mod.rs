@@ -72,6 +72,7 @@ impl TestDir {
             Some(m) => cmd.env("MEDIC_MODE", m),
             None => cmd.env_remove("MEDIC_MODE"),
         };
+        reader_token(cfg);
         Daemon(Some(cmd.spawn().unwrap()))
     }
 
@@ -161,14 +162,86 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// `medic token create -c CFG --role ROLE --name NAME`: the printed token.
+pub fn create_token(cfg: &Path, role: &str, name: &str) -> String {
+    let out = medic()
+        .args(["token", "create", "-c"])
+        .arg(cfg)
+        .args(["--role", role, "--name", name])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "medic token create: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(token.starts_with("medic_"), "{token}");
+    token
+}
+
+/// API base URL → (config file, a viewer token) of the daemons the tests
+/// started with `auth: tokens` (the default); [`get_json`] sends it.
+static READERS: std::sync::Mutex<std::collections::BTreeMap<String, (PathBuf, String)>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// Before a daemon starts on `cfg`: a viewer token `test-reader` for its API
+/// (once per config file), so the tests' reads are authenticated.
+fn reader_token(cfg: &Path) {
+    let Ok(c) = medic_config::load(cfg) else {
+        return;
+    };
+    if c.auth != medic_config::AuthMode::Tokens {
+        return;
+    }
+    let base = format!("http://{}", c.listen);
+    let mut map = READERS.lock().unwrap_or_else(|p| p.into_inner());
+    if map.get(&base).is_some_and(|(p, _)| p == cfg) {
+        return;
+    }
+    let token = create_token(cfg, "viewer", "test-reader");
+    map.insert(base, (cfg.to_path_buf(), token));
+}
+
+/// (API base, name) → token, for [`token_as`].
+static NAMED: std::sync::Mutex<std::collections::BTreeMap<(String, PathBuf, String), String>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// A token named `name` with `role` for the daemon serving `api` (created
+/// with `medic token create` on its config the first time).
+pub fn token_as(api: &str, name: &str, role: &str) -> String {
+    let cfg = {
+        let map = READERS.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(api.trim_end_matches('/'))
+            .map(|(c, _)| c.clone())
+            .unwrap_or_else(|| panic!("no daemon with tokens started for {api}"))
+    };
+    let key = (api.to_string(), cfg.clone(), name.to_string());
+    let mut named = NAMED.lock().unwrap_or_else(|p| p.into_inner());
+    named
+        .entry(key)
+        .or_insert_with(|| create_token(&cfg, role, name))
+        .clone()
+}
+
+/// The viewer token registered for the API that `url` is on.
+fn reader_for(url: &str) -> Option<String> {
+    let map = READERS.lock().unwrap_or_else(|p| p.into_inner());
+    map.iter()
+        .find(|(base, _)| {
+            url.strip_prefix(base.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        })
+        .map(|(_, (_, t))| t.clone())
+}
+
 pub fn get_json(url: &str) -> Option<serde_json::Value> {
     runtime().block_on(async {
-        let r = reqwest::Client::new()
-            .get(url)
-            .timeout(Duration::from_secs(2))
-            .send()
-            .await
-            .ok()?;
+        let mut req = reqwest::Client::new().get(url);
+        if let Some(t) = reader_for(url) {
+            req = req.bearer_auth(t);
+        }
+        let r = req.timeout(Duration::from_secs(2)).send().await.ok()?;
         if !r.status().is_success() {
             return None;
         }
@@ -178,12 +251,11 @@ pub fn get_json(url: &str) -> Option<serde_json::Value> {
 
 pub fn get_text(url: &str) -> Option<String> {
     runtime().block_on(async {
-        let r = reqwest::Client::new()
-            .get(url)
-            .timeout(Duration::from_secs(2))
-            .send()
-            .await
-            .ok()?;
+        let mut req = reqwest::Client::new().get(url);
+        if let Some(t) = reader_for(url) {
+            req = req.bearer_auth(t);
+        }
+        let r = req.timeout(Duration::from_secs(2)).send().await.ok()?;
         r.text().await.ok()
     })
 }
@@ -287,4 +359,54 @@ pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
     path
+}
+
+/// Find one of `names` on PATH. When none is found: under `CI` (set to
+/// anything) the test fails; otherwise it says why it skips and returns None.
+pub fn require_binary(names: &[&str], package: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for dir in std::env::split_paths(&path) {
+        for n in names {
+            let p = dir.join(n);
+            if p.is_file() {
+                return Some(p);
+            }
+        }
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!(
+            "none of {names:?} found on PATH and CI is set: install the Debian package `{package}` (apt-get install -y {package})"
+        );
+    }
+    eprintln!(
+        "SKIPPED: none of {names:?} found on PATH (Debian package `{package}`); set CI=1 to make this a failure"
+    );
+    None
+}
+
+/// `promtool check metrics` on `text` (stdin): (success, its output).
+pub fn promtool_check_metrics(promtool: &Path, text: &str) -> (bool, String) {
+    use std::io::Write as _;
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
 }

@@ -1,0 +1,737 @@
+//! The web console at `/ui/`: server-rendered (askama), assets embedded
+//! (rust-embed), one small script for the live incident list (SSE).
+//!
+//! It goes through the same paths as the JSON API: reads from the store and
+//! [`crate::governance::Query`], operator commands through
+//! [`crate::operate`] with the [`Actor`] of the session, built by the same
+//! request checks (`governance::pause_command`, ...). The session is the
+//! API token in an `HttpOnly`, `SameSite=Strict` cookie; every form carries a
+//! CSRF token derived from it (`sha256("medic-csrf:" + token)`), checked on
+//! every POST. With `auth: none` everyone is `anonymous`/admin and the CSRF
+//! token derives from a per-process random secret.
+pub mod chart;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::convert::Infallible;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use askama::Template;
+use axum::body::Body;
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use medic_core::{Actor, OperatorCommand, Role};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::auth::{actor_for_token, anonymous, Auth};
+use crate::governance::{self, ApprovalEntry, DecisionEntry, PauseEntry, QueryAnswer};
+use crate::{ApiError, ApiState, IncidentDetail, IncidentSummary};
+use chart::Sample;
+
+/// Name of the session cookie.
+pub const SESSION_COOKIE: &str = "medic_session";
+/// Probe runs kept per (service, probe) for the incident chart.
+pub const HISTORY_SAMPLES: usize = 900;
+/// Incidents on the console's list.
+const LIST_LIMIT: u32 = 50;
+/// Live (SSE) streams served at once; more get `503` (the browser retries).
+pub const MAX_LIVE_STREAMS: usize = 32;
+
+#[derive(rust_embed::Embed)]
+#[folder = "assets/"]
+struct Assets;
+
+/// A signal rule as the console lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleRow {
+    pub name: String,
+    pub service: String,
+    pub source: String,
+    /// `threshold`, or `detector NAME`.
+    pub check: String,
+}
+
+/// What the console knows beside the API state: configured services and
+/// rules, the database path (for the audit chain check), noisy-rule mutes
+/// and a bounded history of probe runs. Shared with the daemon, which feeds
+/// mutes and samples.
+#[derive(Debug)]
+pub struct Console {
+    pub services: Vec<String>,
+    pub rules: Vec<RuleRow>,
+    pub db: Option<PathBuf>,
+    muted: Mutex<BTreeMap<String, String>>,
+    history: Mutex<BTreeMap<(String, String), VecDeque<Sample>>>,
+    csrf_secret: String,
+    live_streams: std::sync::atomic::AtomicUsize,
+}
+
+/// One of the [`MAX_LIVE_STREAMS`] slots, given back when the stream ends.
+struct LiveSlot(Arc<Console>);
+
+impl LiveSlot {
+    fn take(console: &Arc<Console>) -> Option<LiveSlot> {
+        let n = console.live_streams.fetch_add(1, Ordering::SeqCst);
+        if n >= MAX_LIVE_STREAMS {
+            console.live_streams.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        Some(LiveSlot(console.clone()))
+    }
+}
+
+impl Drop for LiveSlot {
+    fn drop(&mut self) {
+        self.0.live_streams.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Console {
+    pub fn new(services: Vec<String>, rules: Vec<RuleRow>, db: Option<PathBuf>) -> Console {
+        Console {
+            services,
+            rules,
+            db,
+            muted: Mutex::new(BTreeMap::new()),
+            history: Mutex::new(BTreeMap::new()),
+            // A failing OS random source leaves an empty secret, which only
+            // matters under `auth: none` (no authentication at all anyway).
+            csrf_secret: medic_store::tokens::random_secret().unwrap_or_default(),
+            live_streams: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    /// One probe run of a configured probe (bounded: [`HISTORY_SAMPLES`]).
+    pub fn record_sample(&self, service: &str, probe: &str, ok: bool, latency: Duration) {
+        let unix_ms = unix_ms_now();
+        let mut h = lock(&self.history);
+        let q = h
+            .entry((service.to_string(), probe.to_string()))
+            .or_default();
+        if q.len() >= HISTORY_SAMPLES {
+            q.pop_front();
+        }
+        q.push_back(Sample {
+            unix_ms,
+            latency_ms: latency.as_secs_f64() * 1000.0,
+            ok,
+        });
+    }
+
+    /// A noisy rule muted until `until` (RFC 3339), or unmuted (`None`).
+    pub fn set_muted(&self, rule: &str, until: Option<String>) {
+        let mut m = lock(&self.muted);
+        match until {
+            Some(u) => {
+                m.insert(rule.to_string(), u);
+            }
+            None => {
+                m.remove(rule);
+            }
+        }
+    }
+
+    fn samples(&self, service: &str, probe: &str) -> Vec<Sample> {
+        lock(&self.history)
+            .get(&(service.to_string(), probe.to_string()))
+            .map(|q| q.iter().copied().collect())
+            .unwrap_or_default()
+    }
+}
+
+fn unix_ms_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn parse_unix_ms(rfc3339: &str) -> Option<i64> {
+    let t = time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339)
+        .ok()?;
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
+}
+
+#[derive(Clone)]
+struct UiState {
+    api: ApiState,
+    console: Arc<Console>,
+}
+
+/// The console's routes (`/ui/...`), to merge into the API router.
+pub fn router(api: ApiState, console: Arc<Console>) -> Router {
+    Router::new()
+        .route("/ui", get(|| async { Redirect::to("/ui/") }))
+        .route("/ui/", get(index))
+        .route("/ui/login", get(login_page).post(login))
+        .route("/ui/logout", post(logout))
+        .route("/ui/incidents/{id}", get(incident_page))
+        .route("/ui/events", get(events))
+        .route("/ui/action", post(action))
+        .route("/ui/assets/{file}", get(asset))
+        .with_state(UiState { api, console })
+}
+
+// ---------------------------------------------------------------- session
+
+struct Session {
+    actor: Actor,
+    csrf: String,
+}
+
+fn csrf_for(secret: &str) -> String {
+    hex::encode(Sha256::digest(format!("medic-csrf:{secret}").as_bytes()))
+}
+
+fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|kv| {
+            let (k, v) = kv.trim().split_once('=')?;
+            (k == name).then_some(v)
+        })
+}
+
+async fn session(st: &UiState, headers: &HeaderMap) -> Result<Option<Session>, ApiError> {
+    match st.api.auth {
+        Auth::None => Ok(Some(Session {
+            actor: anonymous(),
+            csrf: csrf_for(&st.console.csrf_secret),
+        })),
+        Auth::Tokens => {
+            let Some(token) = cookie(headers, SESSION_COOKIE).filter(|t| !t.is_empty()) else {
+                return Ok(None);
+            };
+            Ok(actor_for_token(&st.api, token).await?.map(|actor| Session {
+                actor,
+                csrf: csrf_for(token),
+            }))
+        }
+    }
+}
+
+fn error_page(status: StatusCode, message: &str) -> Response {
+    let page = ErrorPage {
+        message: message.to_string(),
+    };
+    (
+        status,
+        Html(page.render().unwrap_or_else(|e| e.to_string())),
+    )
+        .into_response()
+}
+
+fn render<T: Template>(t: &T) -> Response {
+    match t.render() {
+        Ok(html) => Html(html).into_response(),
+        Err(e) => error_page(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+// ---------------------------------------------------------------- templates
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage {
+    message: String,
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    flash: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "incidents.html")]
+struct IncidentsFragment {
+    incidents: Vec<IncidentSummary>,
+}
+
+struct ServiceRow {
+    name: String,
+    mode: String,
+    paused: Option<PauseEntry>,
+    autoheal_disabled: bool,
+}
+
+struct RuleView {
+    rule: RuleRow,
+    muted_until: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "index.html")]
+struct IndexPage {
+    who: String,
+    role: &'static str,
+    can: Can,
+    auth_on: bool,
+    csrf: String,
+    flash: Option<String>,
+    mode: String,
+    modes: Vec<&'static str>,
+    kill: Option<PauseEntry>,
+    mass: bool,
+    services: Vec<ServiceRow>,
+    other_pauses: Vec<PauseEntry>,
+    approvals: Vec<ApprovalEntry>,
+    incidents_html: String,
+    audit: String,
+    audit_ok: bool,
+    rules: Vec<RuleView>,
+}
+
+#[derive(Template)]
+#[template(path = "incident.html")]
+struct IncidentPage {
+    who: String,
+    role: &'static str,
+    can: Can,
+    auth_on: bool,
+    csrf: String,
+    detail: IncidentDetail,
+    phase: Option<String>,
+    decisions: Vec<DecisionEntry>,
+    pending: Option<ApprovalEntry>,
+    chart: Option<String>,
+    probe: String,
+}
+
+/// What the session's role may do, for showing the controls.
+#[derive(Debug, Clone, Copy)]
+struct Can {
+    operate: bool,
+    approve: bool,
+    admin: bool,
+}
+
+impl Can {
+    fn of(role: Role) -> Can {
+        Can {
+            operate: role >= Role::Operator,
+            approve: role >= Role::Approver,
+            admin: role >= Role::Admin,
+        }
+    }
+}
+
+// ---------------------------------------------------------------- handlers
+
+#[derive(Deserialize)]
+struct FlashQuery {
+    flash: Option<String>,
+}
+
+async fn login_page(Query(q): Query<FlashQuery>) -> Response {
+    render(&LoginPage { flash: q.flash })
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    token: String,
+}
+
+fn session_cookie(value: &str, max_age: Option<u32>) -> HeaderValue {
+    let age = max_age
+        .map(|a| format!("; Max-Age={a}"))
+        .unwrap_or_default();
+    HeaderValue::from_str(&format!(
+        "{SESSION_COOKIE}={value}; Path=/ui; HttpOnly; SameSite=Strict{age}"
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static("medic_session=; Path=/ui"))
+}
+
+async fn login(State(st): State<UiState>, Form(f): Form<LoginForm>) -> Response {
+    let token = f.token.trim();
+    let valid = !token.is_empty()
+        && token.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && matches!(actor_for_token(&st.api, token).await, Ok(Some(_)));
+    if !valid {
+        return Redirect::to("/ui/login?flash=unknown+or+revoked+token").into_response();
+    }
+    let mut resp = Redirect::to("/ui/").into_response();
+    resp.headers_mut()
+        .insert(header::SET_COOKIE, session_cookie(token, None));
+    resp
+}
+
+async fn logout() -> Response {
+    let mut resp = Redirect::to("/ui/login").into_response();
+    resp.headers_mut()
+        .insert(header::SET_COOKIE, session_cookie("", Some(0)));
+    resp
+}
+
+async fn incidents_html(st: &UiState) -> Result<String, ApiError> {
+    let incidents = st
+        .api
+        .store
+        .list_incidents(LIST_LIMIT)
+        .await?
+        .into_iter()
+        .map(IncidentSummary::from)
+        .collect();
+    IncidentsFragment { incidents }
+        .render()
+        .map_err(|e| ApiError::internal(e.to_string()))
+}
+
+async fn audit_status(console: &Console) -> (String, bool) {
+    let Some(db) = &console.db else {
+        return ("not checked (no database path)".into(), true);
+    };
+    match medic_store::verify_audit(db).await {
+        Ok(r) => match r.first_bad {
+            None => (format!("chain ok: {} records", r.records), true),
+            Some(bad) => (
+                format!(
+                    "BROKEN at seq {}: {} ({} records)",
+                    bad.seq, bad.reason, r.records
+                ),
+                false,
+            ),
+        },
+        Err(e) => (format!("could not verify: {e}"), false),
+    }
+}
+
+async fn index(
+    State(st): State<UiState>,
+    headers: HeaderMap,
+    Query(q): Query<FlashQuery>,
+) -> Response {
+    let s = match session(&st, &headers).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return Redirect::to("/ui/login").into_response(),
+        Err(e) => return error_page(StatusCode::INTERNAL_SERVER_ERROR, &e.message),
+    };
+    match index_page(&st, s, q.flash).await {
+        Ok(p) => render(&p),
+        Err(e) => error_page(e.code.status(), &e.message),
+    }
+}
+
+async fn index_page(
+    st: &UiState,
+    s: Session,
+    flash: Option<String>,
+) -> Result<IndexPage, ApiError> {
+    let (mode, statuses) = match crate::query(&st.api, governance::Query::Status).await? {
+        QueryAnswer::Status { mode, services } => (mode, services),
+        _ => return Err(ApiError::internal("unexpected answer")),
+    };
+    let (approvals, pauses, mass) =
+        match crate::query(&st.api, governance::Query::Approvals).await? {
+            QueryAnswer::Approvals {
+                approvals,
+                pauses,
+                mass_paused,
+                clock,
+            } => (
+                approvals
+                    .iter()
+                    .map(|a| governance::approval_entry(a, &clock))
+                    .collect::<Vec<_>>(),
+                pauses
+                    .iter()
+                    .map(|p| governance::pause_entry(p, &clock))
+                    .collect::<Vec<_>>(),
+                mass_paused,
+            ),
+            _ => return Err(ApiError::internal("unexpected answer")),
+        };
+    let kill = pauses
+        .iter()
+        .find(|p| p.service.is_none() && p.kind.is_none())
+        .cloned();
+    let services = statuses
+        .iter()
+        .map(|svc| ServiceRow {
+            name: svc.name.clone(),
+            mode: svc.mode.unwrap_or(mode).as_str().to_string(),
+            paused: pauses
+                .iter()
+                .find(|p| p.service.as_deref() == Some(svc.name.as_str()) && p.kind.is_none())
+                .cloned(),
+            autoheal_disabled: svc.autoheal_disabled,
+        })
+        .collect();
+    let other_pauses = pauses
+        .iter()
+        .filter(|p| p.kind.is_some())
+        .cloned()
+        .collect();
+    let muted = lock(&st.console.muted).clone();
+    let rules = st
+        .console
+        .rules
+        .iter()
+        .map(|r| RuleView {
+            muted_until: muted.get(&r.name).cloned(),
+            rule: r.clone(),
+        })
+        .collect();
+    let (audit, audit_ok) = audit_status(&st.console).await;
+    Ok(IndexPage {
+        who: s.actor.id.clone(),
+        role: s.actor.role.as_str(),
+        can: Can::of(s.actor.role),
+        auth_on: st.api.auth == Auth::Tokens,
+        csrf: s.csrf,
+        flash,
+        mode: mode.as_str().to_string(),
+        modes: vec!["disabled", "dry-run", "conservative", "aggressive"],
+        kill,
+        mass,
+        services,
+        other_pauses,
+        approvals,
+        incidents_html: incidents_html(st).await?,
+        audit,
+        audit_ok,
+        rules,
+    })
+}
+
+async fn incident_page(
+    State(st): State<UiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let s = match session(&st, &headers).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return Redirect::to("/ui/login").into_response(),
+        Err(e) => return error_page(StatusCode::INTERNAL_SERVER_ERROR, &e.message),
+    };
+    let rec = match st.api.store.get_incident(&id).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return error_page(StatusCode::NOT_FOUND, &format!("no incident {id:?}")),
+        Err(e) => return error_page(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    };
+    let detail = IncidentDetail::from(rec);
+    let (phase, decisions, pending) = match crate::query(
+        &st.api,
+        governance::Query::Explain {
+            incident: id.clone(),
+        },
+    )
+    .await
+    {
+        Ok(QueryAnswer::Explain {
+            explanation: Some(e),
+            clock,
+        }) => {
+            let r = governance::explain_response(&e, &clock);
+            (Some(r.phase), r.decisions, r.pending_approval)
+        }
+        _ => (None, Vec::new(), None),
+    };
+    let probe = detail
+        .incident
+        .trigger
+        .split(' ')
+        .next()
+        .unwrap_or("")
+        .to_string();
+    let chart = parse_unix_ms(&detail.incident.opened_at).and_then(|open| {
+        let close = detail
+            .incident
+            .closed_at
+            .as_deref()
+            .and_then(parse_unix_ms)
+            .unwrap_or_else(unix_ms_now);
+        let samples = st.console.samples(&detail.incident.service, &probe);
+        chart::svg(&samples, open - 60_000, close + 60_000, open, close)
+    });
+    render(&IncidentPage {
+        who: s.actor.id.clone(),
+        role: s.actor.role.as_str(),
+        can: Can::of(s.actor.role),
+        auth_on: st.api.auth == Auth::Tokens,
+        csrf: s.csrf,
+        detail,
+        phase,
+        decisions,
+        pending,
+        chart,
+        probe,
+    })
+}
+
+/// `GET /ui/events`: the incident list as an HTML fragment, pushed as an
+/// `incidents` event whenever it changes (checked every second). The stream
+/// ends when medic stops being ready (shutdown); the browser reconnects. At
+/// most [`MAX_LIVE_STREAMS`] at once.
+async fn events(State(st): State<UiState>, headers: HeaderMap) -> Response {
+    match session(&st, &headers).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return error_page(StatusCode::UNAUTHORIZED, "log in first"),
+        Err(e) => return error_page(StatusCode::INTERNAL_SERVER_ERROR, &e.message),
+    }
+    let Some(slot) = LiveSlot::take(&st.console) else {
+        let mut r = error_page(StatusCode::SERVICE_UNAVAILABLE, "too many live streams");
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        return r;
+    };
+    let stream = futures_util::stream::unfold(
+        (st, String::new(), true, slot),
+        |(st, last, first, slot)| async move {
+            let mut first = first;
+            loop {
+                if !first {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                first = false;
+                if !st.api.ready.load(Ordering::SeqCst) {
+                    return None;
+                }
+                let Ok(html) = incidents_html(&st).await else {
+                    continue;
+                };
+                if html != last {
+                    let ev = Event::default().event("incidents").data(html.clone());
+                    return Some((Ok::<Event, Infallible>(ev), (st, html, false, slot)));
+                }
+            }
+        },
+    );
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+#[derive(Deserialize)]
+struct ActionForm {
+    csrf: String,
+    op: String,
+    #[serde(default)]
+    id: String,
+    #[serde(default)]
+    service: String,
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    mode: String,
+    #[serde(default)]
+    back: String,
+}
+
+fn nonempty(s: &str) -> Option<String> {
+    let t = s.trim();
+    (!t.is_empty()).then(|| t.to_string())
+}
+
+fn command(f: &ActionForm) -> Result<OperatorCommand, ApiError> {
+    Ok(match f.op.as_str() {
+        "approve" => OperatorCommand::Approve {
+            id: governance::required("id", &f.id)?,
+        },
+        "reject" => OperatorCommand::Reject {
+            id: governance::required("id", &f.id)?,
+            reason: nonempty(&f.reason).unwrap_or_else(|| "rejected in the web console".into()),
+        },
+        "pause" => governance::pause_command(&governance::PauseRequest {
+            service: nonempty(&f.service),
+            kind: None,
+            duration_s: None,
+            reason: Some(nonempty(&f.reason).unwrap_or_else(|| "paused in the web console".into())),
+        })?,
+        "resume" => governance::resume_command(&governance::ResumeRequest {
+            service: nonempty(&f.service),
+            kind: None,
+        })?,
+        "autoheal" => OperatorCommand::EnableAutoheal {
+            service: governance::required("service", &f.service)?,
+        },
+        "mode" => OperatorCommand::SetMode {
+            service: nonempty(&f.service),
+            mode: f
+                .mode
+                .trim()
+                .parse()
+                .map_err(|e: medic_core::ParseModeError| {
+                    ApiError::invalid_field("mode", e.to_string())
+                })?,
+        },
+        other => {
+            return Err(ApiError::invalid_field(
+                "op",
+                format!("unknown operation {other:?}"),
+            ))
+        }
+    })
+}
+
+/// `POST /ui/action`: one operator command from a console form, then back
+/// to the page it came from with the answer as a flash message.
+async fn action(
+    State(st): State<UiState>,
+    headers: HeaderMap,
+    Form(f): Form<ActionForm>,
+) -> Response {
+    let s = match session(&st, &headers).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return error_page(StatusCode::UNAUTHORIZED, "log in first"),
+        Err(e) => return error_page(StatusCode::INTERNAL_SERVER_ERROR, &e.message),
+    };
+    if f.csrf != s.csrf {
+        return error_page(StatusCode::FORBIDDEN, "invalid CSRF token: reload the page");
+    }
+    let back = if f.back.starts_with("/ui/") && !f.back.contains("//") && !f.back.contains('?') {
+        f.back.clone()
+    } else {
+        "/ui/".to_string()
+    };
+    let flash = match command(&f) {
+        Err(e) => e.message,
+        Ok(cmd) if s.actor.role < cmd.required_role() => {
+            crate::auth::forbidden(&s.actor, cmd.required_role(), cmd.name()).message
+        }
+        Ok(cmd) => match crate::operate(&st.api, s.actor.clone(), cmd).await {
+            Ok(axum::Json(r)) => r.message,
+            Err(e) => e.message,
+        },
+    };
+    let q = [("flash", flash)];
+    let qs = serde_urlencoded::to_string(q).unwrap_or_default();
+    Redirect::to(&format!("{back}?{qs}")).into_response()
+}
+
+async fn asset(Path(file): Path<String>) -> Response {
+    match Assets::get(&file) {
+        Some(f) => {
+            let ct = if file.ends_with(".css") {
+                "text/css; charset=utf-8"
+            } else if file.ends_with(".js") {
+                "text/javascript; charset=utf-8"
+            } else {
+                "application/octet-stream"
+            };
+            (
+                [
+                    (header::CONTENT_TYPE, ct),
+                    (header::CACHE_CONTROL, "max-age=300"),
+                ],
+                Body::from(f.data.into_owned()),
+            )
+                .into_response()
+        }
+        None => error_page(StatusCode::NOT_FOUND, "no such asset"),
+    }
+}

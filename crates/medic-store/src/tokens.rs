@@ -1,0 +1,183 @@
+//! API tokens: bearer tokens with a role and a name.
+//!
+//! ```sql
+//! CREATE TABLE api_tokens(id INTEGER PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL,
+//!   hash TEXT NOT NULL UNIQUE, created_at TEXT NOT NULL, revoked_at TEXT);
+//! CREATE UNIQUE INDEX api_tokens_active_name ON api_tokens(name) WHERE revoked_at IS NULL;
+//! ```
+//!
+//! A token is `medic_` followed by 64 hex digits (32 bytes from the operating
+//! system's random source). Only `sha256(token)` (hex) is stored, so a copy of
+//! the database does not give access. A name has at most one active token;
+//! the name is the actor the audit log records.
+use medic_core::Role;
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+
+use crate::{Store, StoreError};
+
+/// Prefix of every token (lets secret scanners recognise one).
+pub const TOKEN_PREFIX: &str = "medic_";
+
+pub(crate) const SCHEMA: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS api_tokens(id INTEGER PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL, hash TEXT NOT NULL UNIQUE, created_at TEXT NOT NULL, revoked_at TEXT)",
+    "CREATE UNIQUE INDEX IF NOT EXISTS api_tokens_active_name ON api_tokens(name) WHERE revoked_at IS NULL",
+];
+
+/// A stored token (never the token itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenInfo {
+    pub name: String,
+    pub role: Role,
+    pub created_at: String,
+    pub revoked_at: Option<String>,
+}
+
+/// Parses a role name (`viewer`, `operator`, `approver`, `admin`).
+pub fn parse_role(s: &str) -> Option<Role> {
+    [Role::Viewer, Role::Operator, Role::Approver, Role::Admin]
+        .into_iter()
+        .find(|r| r.as_str() == s)
+}
+
+/// `sha256(token)` as hex: what the store keeps.
+pub fn hash_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// Checks a token name: 1–64 characters of `[a-z0-9._@-]`. Upper case is
+/// refused rather than folded, so `alice` and `ALICE` cannot be two people.
+pub fn check_token_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.chars().all(|c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-' | '@')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "token name {name:?} must be 1-64 characters of [a-z0-9._@-]"
+        ))
+    }
+}
+
+fn new_token() -> Result<String, StoreError> {
+    let mut bytes = [0u8; 32];
+    getrandom::getrandom(&mut bytes).map_err(|e| StoreError::InvalidInput {
+        op: "create_token",
+        field: "random",
+        reason: format!("the operating system's random source failed: {e}"),
+    })?;
+    Ok(format!("{TOKEN_PREFIX}{}", hex::encode(bytes)))
+}
+
+/// 32 random bytes as a token-shaped string, e.g. for a per-process secret.
+pub fn random_secret() -> Result<String, StoreError> {
+    new_token()
+}
+
+impl Store {
+    /// Creates a token for `name` with `role` and returns it; this is the
+    /// only time the token is available. Fails when `name` already has an
+    /// active token.
+    pub async fn create_token(
+        &self,
+        name: &str,
+        role: Role,
+        created_at: &str,
+    ) -> Result<String, StoreError> {
+        const OP: &str = "create_token";
+        check_token_name(name).map_err(|reason| StoreError::InvalidInput {
+            op: OP,
+            field: "name",
+            reason,
+        })?;
+        let token = new_token()?;
+        let r = sqlx::query(
+            "INSERT INTO api_tokens(name, role, hash, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(name)
+        .bind(role.as_str())
+        .bind(hash_token(&token))
+        .bind(created_at)
+        .execute(&self.pool)
+        .await;
+        match r {
+            Ok(_) => Ok(token),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                Err(StoreError::InvalidInput {
+                    op: OP,
+                    field: "name",
+                    reason: format!("{name:?} already has an active token (revoke it first)"),
+                })
+            }
+            Err(e) => Err(StoreError::Database { op: OP, source: e }),
+        }
+    }
+
+    /// The active token whose hash matches `token`, if any.
+    pub async fn authenticate(&self, token: &str) -> Result<Option<TokenInfo>, StoreError> {
+        const OP: &str = "authenticate";
+        let row = sqlx::query(
+            "SELECT name, role, created_at, revoked_at FROM api_tokens \
+             WHERE hash = $1 AND revoked_at IS NULL",
+        )
+        .bind(hash_token(token))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(StoreError::db(OP))?;
+        row.as_ref().map(|r| decode(r, OP)).transpose()
+    }
+
+    /// Every token ever created (active and revoked), oldest first.
+    pub async fn list_tokens(&self) -> Result<Vec<TokenInfo>, StoreError> {
+        const OP: &str = "list_tokens";
+        let rows =
+            sqlx::query("SELECT name, role, created_at, revoked_at FROM api_tokens ORDER BY id")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(StoreError::db(OP))?;
+        rows.iter().map(|r| decode(r, OP)).collect()
+    }
+
+    /// Revokes the active token of `name`; `false` when it has none.
+    pub async fn revoke_token(&self, name: &str, revoked_at: &str) -> Result<bool, StoreError> {
+        const OP: &str = "revoke_token";
+        let r = sqlx::query(
+            "UPDATE api_tokens SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL",
+        )
+        .bind(revoked_at)
+        .bind(name)
+        .execute(&self.pool)
+        .await
+        .map_err(StoreError::db(OP))?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    /// How many tokens are active.
+    pub async fn active_tokens(&self) -> Result<u64, StoreError> {
+        const OP: &str = "active_tokens";
+        let n: i64 = sqlx::query("SELECT COUNT(*) FROM api_tokens WHERE revoked_at IS NULL")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(StoreError::db(OP))?
+            .try_get(0)
+            .map_err(StoreError::db(OP))?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+}
+
+fn decode(row: &sqlx::sqlite::SqliteRow, op: &'static str) -> Result<TokenInfo, StoreError> {
+    let role_text: String = row.try_get("role").map_err(StoreError::db(op))?;
+    let role = parse_role(&role_text).ok_or_else(|| StoreError::Corrupt {
+        op,
+        reason: format!("unknown role {role_text:?}"),
+    })?;
+    Ok(TokenInfo {
+        name: row.try_get("name").map_err(StoreError::db(op))?,
+        role,
+        created_at: row.try_get("created_at").map_err(StoreError::db(op))?,
+        revoked_at: row.try_get("revoked_at").map_err(StoreError::db(op))?,
+    })
+}

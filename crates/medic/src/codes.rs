@@ -29,6 +29,10 @@ cli_codes! {
     Startup = ("E0020", "startup_failed", 1, "The daemon could not start (database, port, supervised process)."),
     Demo = ("E0021", "demo_failed", 1, "The demo could not run to the end."),
     Eval = ("E0030", "eval_failed", 1, "An evaluation or benchmark failed (bad data directory or file)."),
+    InitExists = ("E0070", "init_exists", 2, "`medic init` would overwrite an existing file (use --force)."),
+    BenchFailed = ("E0071", "bench_failed", 1, "A `medic bench mttr|scale|overhead` run could not set up or run (a peer missing, a port, a process)."),
+    DrillRefused = ("E0072", "drill_refused", 1, "`medic drill` did not inject: outside the drill window, blocked by governance (kill switch, freeze, pause, mode), or drills stopped after a failed drill."),
+    DrillFailed = ("E0073", "drill_failed", 1, "A drill ran but medic did not heal the injected fault in time; drills are stopped until an operator resets them."),
     Io = ("E0099", "io_error", 1, "An operating-system error."),
 }
 

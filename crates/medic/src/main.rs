@@ -5,6 +5,7 @@ mod client;
 mod codes;
 mod daemon;
 mod demo;
+mod init;
 mod lifecycle;
 mod ops;
 mod probes;
@@ -60,6 +61,24 @@ enum Cmd {
     Check {
         #[arg(short, long, default_value = "medic.yaml")]
         config: PathBuf,
+    },
+    /// Write a commented starting config (the fixture example, or your service).
+    Init {
+        /// Where to write it.
+        #[arg(short, long, default_value = "medic.yaml")]
+        config: PathBuf,
+        /// Name of your service (with --url).
+        #[arg(long, requires = "url")]
+        service: Option<String>,
+        /// Its health URL, probed over HTTP (with --service).
+        #[arg(long, requires = "service")]
+        url: Option<String>,
+        /// Let medic start and supervise the service: its command line, after `--`.
+        #[arg(last = true)]
+        command: Vec<String>,
+        /// Overwrite an existing file.
+        #[arg(long)]
+        force: bool,
     },
     /// Run the self-contained demo: a supervised fixture, faults injected one after another.
     Demo {
@@ -257,6 +276,26 @@ fn run(cmd: Cmd, api: &str) -> Result<ExitCode, CliError> {
                 let _ = join.await;
                 Ok(ExitCode::SUCCESS)
             })
+        }
+        Cmd::Init {
+            config,
+            service,
+            url,
+            command,
+            force,
+        } => {
+            let opts = init::InitOptions {
+                service,
+                url,
+                command: (!command.is_empty()).then_some(command),
+                force,
+            };
+            init::write(&config, &opts)?;
+            println!(
+                "wrote {0}; next: medic check -c {0} && medic run -c {0}",
+                config.display()
+            );
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::Demo { dir, json } => {
             let rt = runtime()?;

@@ -1,6 +1,7 @@
 //! medic: a self-healing engine for running services.
 #![forbid(unsafe_code)]
 
+mod bench;
 mod client;
 mod codes;
 mod daemon;
@@ -158,6 +159,8 @@ enum EvalCmd {
 enum BenchCmd {
     /// Detector throughput (samples/s per core).
     Detect(medic_nab::cli::BenchDetectArgs),
+    /// Time to recover from injected faults: medic vs supervisord vs monit.
+    Mttr(bench::mttr::MttrArgs),
 }
 
 fn main() -> ExitCode {
@@ -382,6 +385,20 @@ fn run(cmd: Cmd, api: &str) -> Result<ExitCode, CliError> {
             let code = medic_sim::cli::run(&args)
                 .map_err(|e| CliError::new(Code::Eval, format!("{e:#}")))?;
             Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+        }
+        Cmd::Bench {
+            cmd: BenchCmd::Mttr(args),
+        } => {
+            let rt = runtime()?;
+            let results = rt
+                .block_on(bench::mttr::run(&args))
+                .map_err(|e| CliError::new(Code::BenchFailed, format!("bench mttr: {e:#}")))?;
+            if args.json {
+                println!("{}", serde_json::json!({ "results": results }));
+            } else {
+                print!("{}", bench::mttr::render(&results, &args));
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::Bench {
             cmd: BenchCmd::Detect(args),

@@ -289,6 +289,7 @@ impl Engine {
                     svc.starting_until = Some(self.now.plus(svc.spec.startup.grace));
                     for st in svc.probes.values_mut() {
                         st.startup_noted = false;
+                        st.started = false;
                     }
                 }
             }

@@ -98,6 +98,8 @@ pub struct Metrics {
     incidents: Counter,
     probe_failures: Family<ProbeLabels, Counter>,
     audit: Counter,
+    probe_duration: prometheus_client::metrics::histogram::Histogram,
+    probe_missed: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -124,6 +126,21 @@ impl Metrics {
         let incidents = Counter::default();
         let probe_failures = Family::<ProbeLabels, Counter>::default();
         let audit = Counter::default();
+        // 0.25 ms .. ~2.8 s in steps of 1.5x: fine enough for a p99.
+        let probe_duration = prometheus_client::metrics::histogram::Histogram::new(
+            prometheus_client::metrics::histogram::exponential_buckets(0.000_25, 1.5, 24),
+        );
+        let probe_missed = Counter::default();
+        registry.register(
+            "medic_probe_duration_seconds",
+            "Duration of scheduled probe runs (HTTP, TCP, exec) as medic measured them",
+            probe_duration.clone(),
+        );
+        registry.register(
+            "medic_probe_missed_intervals",
+            "Scheduled probe runs skipped because the previous run or the scheduler was late",
+            probe_missed.clone(),
+        );
         registry.register(
             "medic_actions",
             "Remediation actions, by configured action name, stage and outcome",
@@ -146,7 +163,19 @@ impl Metrics {
             incidents,
             probe_failures,
             audit,
+            probe_duration,
+            probe_missed,
         }
+    }
+
+    /// One probe run took `d` (`medic_probe_duration_seconds`).
+    pub fn observe_probe(&self, d: Duration) {
+        self.probe_duration.observe(d.as_secs_f64());
+    }
+
+    /// `n` scheduled probe runs were skipped (`medic_probe_missed_intervals_total`).
+    pub fn inc_probe_missed(&self, n: u64) {
+        self.probe_missed.inc_by(n);
     }
 
     /// `medic_actions_total{action,stage,outcome}` += 1. Every label comes

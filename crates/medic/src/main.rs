@@ -161,6 +161,10 @@ enum BenchCmd {
     Detect(medic_nab::cli::BenchDetectArgs),
     /// Time to recover from injected faults: medic vs supervisord vs monit.
     Mttr(bench::mttr::MttrArgs),
+    /// medic's CPU, RSS and probe latency for many targets, series and alerts.
+    Scale(bench::scale::ScaleArgs),
+    /// medic's idle CPU and RSS while it watches 10 services.
+    Overhead(bench::overhead::OverheadArgs),
 }
 
 fn main() -> ExitCode {
@@ -397,6 +401,34 @@ fn run(cmd: Cmd, api: &str) -> Result<ExitCode, CliError> {
                 println!("{}", serde_json::json!({ "results": results }));
             } else {
                 print!("{}", bench::mttr::render(&results, &args));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Bench {
+            cmd: BenchCmd::Scale(args),
+        } => {
+            let rt = runtime()?;
+            let results = rt
+                .block_on(bench::scale::run(&args))
+                .map_err(|e| CliError::new(Code::BenchFailed, format!("bench scale: {e:#}")))?;
+            if args.json {
+                println!("{}", serde_json::json!({ "results": results }));
+            } else {
+                print!("{}", bench::scale::render(&results, &args));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Bench {
+            cmd: BenchCmd::Overhead(args),
+        } => {
+            let rt = runtime()?;
+            let r = rt
+                .block_on(bench::overhead::run(&args))
+                .map_err(|e| CliError::new(Code::BenchFailed, format!("bench overhead: {e:#}")))?;
+            if args.json {
+                println!("{}", serde_json::json!(r));
+            } else {
+                print!("{}", bench::overhead::render(&r));
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -204,6 +204,9 @@ pub fn supervisord_config(exe: &Path, port: u16, dir: &Path) -> String {
 
 /// monit's control file: the process by pidfile plus an HTTP check of
 /// `/healthz` (status < 400 within the timeout) each cycle, restart on failure.
+/// The start timeout is 1 s (monit's default, 30 s, also pauses connection
+/// tests that long after every start), the stop is `kill -9`: monit's
+/// fastest settings, so the comparison is with monit at its best.
 pub fn monit_config(exe: &Path, port: u16, dir: &Path, interval: Duration) -> String {
     let secs = interval.as_secs().max(1);
     let d = dir.display();
@@ -211,7 +214,7 @@ pub fn monit_config(exe: &Path, port: u16, dir: &Path, interval: Duration) -> St
         "set daemon {secs}\nset logfile {d}/monit.log\nset pidfile {d}/monit.pid\n\
          set idfile {d}/monit.id\nset statefile {d}/monit.state\n\n\
          check process fixture with pidfile {d}/fixture.pid\n\
-         \x20 start program = \"/bin/sh -c '{exe} fixture --port {port} >>{d}/fixture.log 2>&1 & echo $! > {d}/fixture.pid'\" with timeout 10 seconds\n\
+         \x20 start program = \"/bin/sh -c '{exe} fixture --port {port} </dev/null >>{d}/fixture.log 2>&1 & echo $! > {d}/fixture.pid'\" with timeout 1 seconds\n\
          \x20 stop program = \"/bin/sh -c 'kill -CONT $(cat {d}/fixture.pid); kill -9 $(cat {d}/fixture.pid)'\"\n\
          \x20 if failed host 127.0.0.1 port {port} protocol http request \"/healthz\" with timeout {secs} seconds then restart\n",
         exe = exe.display(),
@@ -710,7 +713,7 @@ mod tests {
 
     #[test]
     fn ratios_say_never_for_a_peer_that_cannot_recover() {
-        let r = |tool, config, median| MttrResult {
+        let r = |tool, config, median: Option<u64>| MttrResult {
             tool,
             config,
             fault: "error",

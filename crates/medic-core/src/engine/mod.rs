@@ -19,6 +19,7 @@
 //! ```
 mod decide;
 mod detect;
+mod drill;
 mod operate;
 mod outcome;
 pub(crate) mod state;
@@ -34,6 +35,8 @@ use crate::spec::*;
 use crate::time::MonoTime;
 use crate::types::*;
 use state::*;
+
+pub use drill::DrillBlock;
 
 /// The sans-IO healing engine. See the crate docs for the driving contract.
 #[derive(Debug)]

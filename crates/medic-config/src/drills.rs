@@ -93,7 +93,10 @@ impl Validator {
             match actions.get(&d.service.value) {
                 None => self.at(
                     d.service.referenced,
-                    format!("drill `{name}` names undefined service `{}`", d.service.value),
+                    format!(
+                        "drill `{name}` names undefined service `{}`",
+                        d.service.value
+                    ),
                 ),
                 Some(a) if !a.contains(&d.inject.value) => self.at(
                     d.inject.referenced,

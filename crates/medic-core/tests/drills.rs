@@ -16,7 +16,10 @@ fn admin() -> Actor {
 fn an_aggressive_engine_lets_a_drill_inject() {
     let mut e = engine(Mode::Aggressive, policy());
     assert_eq!(e.judge_drill("web", "restart"), Ok(()));
-    assert_eq!(e.judge_drill("nope", "restart"), Err(DrillBlock::UnknownService));
+    assert_eq!(
+        e.judge_drill("nope", "restart"),
+        Err(DrillBlock::UnknownService)
+    );
     assert_eq!(e.judge_drill("web", "nope"), Err(DrillBlock::UnknownAction));
 }
 

@@ -207,6 +207,11 @@ impl Hints {
     }
 }
 
+struct Named {
+    service: String,
+    action: String,
+}
+
 /// Runs the engine's actions on the executor registry.
 pub struct Actions {
     registry: Registry,
@@ -252,6 +257,20 @@ impl Actions {
         &self,
         req: &ActionRequest,
     ) -> impl Future<Output = Result<String, ActionFailure>> + Send + 'static {
+        self.run_named(&req.service, &req.action)
+    }
+
+    /// [`Actions::run`] by service and action name (a drill's fault action).
+    pub fn run_named(
+        &self,
+        service: &str,
+        action: &str,
+    ) -> impl Future<Output = Result<String, ActionFailure>> + Send + 'static {
+        let req = (service.to_string(), action.to_string());
+        let req = Named {
+            service: req.0,
+            action: req.1,
+        };
         let spec = self
             .specs
             .get(&req.service)

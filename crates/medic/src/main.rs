@@ -6,6 +6,7 @@ mod client;
 mod codes;
 mod daemon;
 mod demo;
+mod drill;
 mod init;
 mod lifecycle;
 mod ops;
@@ -133,6 +134,11 @@ enum Cmd {
     Op(ops::OpCmd),
     /// Deterministic simulation of the engine under random faults and operator commands.
     Sim(medic_sim::cli::SimArgs),
+    /// Chaos drills: inject a declared fault, watch medic heal it (issue 14).
+    Drill {
+        #[command(subcommand)]
+        cmd: drill::DrillCmd,
+    },
     /// Benchmarks that print figures.
     Bench {
         #[command(subcommand)]
@@ -384,6 +390,10 @@ fn run(cmd: Cmd, api: &str) -> Result<ExitCode, CliError> {
         Cmd::Op(cmd) => {
             let rt = runtime()?;
             rt.block_on(ops::run(api, cmd))
+        }
+        Cmd::Drill { cmd } => {
+            let rt = runtime()?;
+            rt.block_on(drill::cli(api, cmd))
         }
         Cmd::Sim(args) => {
             let code = medic_sim::cli::run(&args)

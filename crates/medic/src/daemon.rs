@@ -28,6 +28,8 @@ use tokio::task::JoinHandle;
 
 /// Bound of the engine's input queue: producers wait when it is full.
 const INPUT_QUEUE: usize = 1024;
+/// Queued inputs handled before the engine's next deadline is recomputed.
+const BATCH: usize = 255;
 
 pub struct DaemonOptions {
     pub config: Config,
@@ -555,65 +557,87 @@ impl EngineLoop {
                     None => std::future::pending::<()>().await,
                 }
             };
-            let mut reply = None;
-            // Drill messages await the store: handled after the select.
-            let mut drill_msg = None;
-            tokio::select! {
+            let msg = tokio::select! {
                 msg = rx.recv() => {
                     let Some(msg) = msg else { return Ok(()) };
-                    let now = self.clock.now();
-                    match msg {
-                        Msg::Probe(r) => self.engine.handle_input(now, Input::Probe(r)),
-                        Msg::Outcome { id, result } => {
-                            self.running.remove(&id);
-                            if let Some((action, stage)) = self.action_names.remove(&id) {
-                                let status = if result.is_ok() {
-                                    ActionStatus::Succeeded
-                                } else {
-                                    ActionStatus::Failed
-                                };
-                                self.metrics.inc_action(&action, stage, status);
-                            }
-                            self.engine.handle_input(now, Input::ActionOutcome { id, result })
-                        }
-                        Msg::Operate(actor, cmd, r) => {
-                            let answer = self.engine.operate(now, &actor, cmd);
-                            reply = Some((r, answer));
-                        }
-                        Msg::Query(q, r) => {
-                            let _ = r.send(self.answer(q));
-                        }
-                        Msg::WallClock => self.engine.handle_input(now, wall_clock()),
-                        Msg::Freeze(w) => self.engine.handle_input(now, Input::FreezeWindows(w)),
-                        m @ (Msg::Drill(..)
-                        | Msg::DrillScheduled(..)
-                        | Msg::DrillDone(..)
-                        | Msg::DrillReset(..)) => drill_msg = Some(m),
-                        Msg::DrillList(r) => {
-                            let _ = r.send(crate::drill::DrillsView {
-                                in_window: self.drills.cfg.in_window(crate::drill::now_unix_ms()),
-                                running: self.drills.running.clone(),
-                                stopped_by: self.drills.stopped.clone(),
-                                drills: self.drills.cfg.drills.iter().map(|d| d.name.clone()).collect(),
-                                recent: self.drills.recent.iter().cloned().collect(),
-                            });
-                        }
-                    }
+                    Some(msg)
                 }
-                _ = sleep => {
-                    let now = self.clock.now();
-                    self.engine.handle_timeout(now);
-                }
+                _ = sleep => None,
                 _ = shutdown.wait_for(|s| *s) => return Ok(()),
+            };
+            let Some(msg) = msg else {
+                let now = self.clock.now();
+                self.engine.handle_timeout(now);
+                self.drain().await;
+                continue;
+            };
+            self.handle_msg(msg).await;
+            // Under load, take what is already queued before the next
+            // deadline: `poll_timeout` looks at every service, so it is
+            // asked once per batch, not once per probe report. Each message
+            // is still handled and drained on its own, in order.
+            for _ in 0..BATCH {
+                match rx.try_recv() {
+                    Ok(m) => self.handle_msg(m).await,
+                    Err(_) => break,
+                }
             }
-            if let Some(m) = drill_msg {
-                self.drill_msg(m).await;
+        }
+    }
+
+    /// One input: to the engine, then drained (notices recorded, commands
+    /// run), then the operator's reply.
+    async fn handle_msg(&mut self, msg: Msg) {
+        let now = self.clock.now();
+        let mut reply = None;
+        match msg {
+            Msg::Probe(r) => self.engine.handle_input(now, Input::Probe(r)),
+            Msg::Outcome { id, result } => {
+                self.running.remove(&id);
+                if let Some((action, stage)) = self.action_names.remove(&id) {
+                    let status = if result.is_ok() {
+                        ActionStatus::Succeeded
+                    } else {
+                        ActionStatus::Failed
+                    };
+                    self.metrics.inc_action(&action, stage, status);
+                }
+                self.engine
+                    .handle_input(now, Input::ActionOutcome { id, result })
             }
-            // Record and act before answering: the reply reflects what was done.
-            self.drain().await;
-            if let Some((r, answer)) = reply {
-                let _ = r.send(answer);
+            Msg::Operate(actor, cmd, r) => {
+                let answer = self.engine.operate(now, &actor, cmd);
+                reply = Some((r, answer));
             }
+            Msg::Query(q, r) => {
+                let _ = r.send(self.answer(q));
+            }
+            Msg::WallClock => self.engine.handle_input(now, wall_clock()),
+            Msg::Freeze(w) => self.engine.handle_input(now, Input::FreezeWindows(w)),
+            Msg::DrillList(r) => {
+                let _ = r.send(crate::drill::DrillsView {
+                    in_window: self.drills.cfg.in_window(crate::drill::now_unix_ms()),
+                    running: self.drills.running.clone(),
+                    stopped_by: self.drills.stopped.clone(),
+                    drills: self
+                        .drills
+                        .cfg
+                        .drills
+                        .iter()
+                        .map(|d| d.name.clone())
+                        .collect(),
+                    recent: self.drills.recent.iter().cloned().collect(),
+                });
+            }
+            m @ (Msg::Drill(..)
+            | Msg::DrillScheduled(..)
+            | Msg::DrillDone(..)
+            | Msg::DrillReset(..)) => self.drill_msg(m).await,
+        }
+        // Record and act before answering: the reply reflects what was done.
+        self.drain().await;
+        if let Some((r, answer)) = reply {
+            let _ = r.send(answer);
         }
     }
 

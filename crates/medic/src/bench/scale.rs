@@ -84,7 +84,7 @@ pub fn buckets(text: &str, name: &str) -> Vec<(f64, f64)> {
             } else {
                 le.parse().ok()?
             };
-            Some((le, rest.trim().split_whitespace().next()?.parse().ok()?))
+            Some((le, rest.split_whitespace().next()?.parse().ok()?))
         })
         .collect()
 }
@@ -394,7 +394,7 @@ async fn alerts_row(
     while t0.elapsed() < args.duration {
         tick.tick().await;
         let svc = k % 100;
-        let status = if (k / 100) % 2 == 0 {
+        let status = if (k / 100).is_multiple_of(2) {
             "firing"
         } else {
             "resolved"

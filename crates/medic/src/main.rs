@@ -405,7 +405,7 @@ fn run(cmd: Cmd, api: &str) -> Result<ExitCode, CliError> {
         } => {
             let rt = runtime()?;
             let results = rt
-                .block_on(bench::mttr::run(&args))
+                .block_on(bench::interruptible(bench::mttr::run(&args)))
                 .map_err(|e| CliError::new(Code::BenchFailed, format!("bench mttr: {e:#}")))?;
             if args.json {
                 println!("{}", serde_json::json!({ "results": results }));
@@ -419,7 +419,7 @@ fn run(cmd: Cmd, api: &str) -> Result<ExitCode, CliError> {
         } => {
             let rt = runtime()?;
             let results = rt
-                .block_on(bench::scale::run(&args))
+                .block_on(bench::interruptible(bench::scale::run(&args)))
                 .map_err(|e| CliError::new(Code::BenchFailed, format!("bench scale: {e:#}")))?;
             if args.json {
                 println!("{}", serde_json::json!({ "results": results }));
@@ -433,7 +433,7 @@ fn run(cmd: Cmd, api: &str) -> Result<ExitCode, CliError> {
         } => {
             let rt = runtime()?;
             let r = rt
-                .block_on(bench::overhead::run(&args))
+                .block_on(bench::interruptible(bench::overhead::run(&args)))
                 .map_err(|e| CliError::new(Code::BenchFailed, format!("bench overhead: {e:#}")))?;
             if args.json {
                 println!("{}", serde_json::json!(r));

@@ -17,6 +17,20 @@ use anyhow::{bail, Context as _};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 
+/// Run a bench until it ends or the user interrupts it (Ctrl-C, SIGTERM):
+/// then the bench's future is dropped, and with it every [`Group`] it
+/// started, so nothing it started outlives it.
+pub async fn interruptible<T>(
+    bench: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = bench => r,
+        _ = tokio::signal::ctrl_c() => bail!("interrupted; everything it started was stopped"),
+        _ = term.recv() => bail!("terminated; everything it started was stopped"),
+    }
+}
+
 /// A free loopback port (bound, then released).
 pub fn free_port() -> anyhow::Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;

@@ -232,6 +232,23 @@ struct Running {
     /// medic: incidents its API must list (all closed) before the next
     /// trial, so that the last trial's incident is known to be over.
     min_incidents: usize,
+    /// monit writes the pid of the fixture it started here.
+    pidfile: PathBuf,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.group.stop(Duration::from_secs(5));
+        // A peer may start the fixture outside its own process group.
+        for pid in &self.seen {
+            kill_fixture_pid(*pid);
+        }
+        if let Ok(p) = std::fs::read_to_string(&self.pidfile) {
+            if let Ok(pid) = p.trim().parse::<u32>() {
+                kill_fixture_pid(pid);
+            }
+        }
+    }
 }
 
 fn start(setup: Setup, dir: &Path, exe: &Path, interval: Duration) -> anyhow::Result<Running> {
@@ -253,6 +270,7 @@ fn start(setup: Setup, dir: &Path, exe: &Path, interval: Duration) -> anyhow::Re
                 api: Some(format!("http://127.0.0.1:{api_port}")),
                 seen: BTreeSet::new(),
                 min_incidents: 0,
+                pidfile: dir.join("fixture.pid"),
             })
         }
         Setup::Supervisord => {
@@ -267,6 +285,7 @@ fn start(setup: Setup, dir: &Path, exe: &Path, interval: Duration) -> anyhow::Re
                 api: None,
                 seen: BTreeSet::new(),
                 min_incidents: 0,
+                pidfile: dir.join("fixture.pid"),
             })
         }
         Setup::Monit => {
@@ -285,6 +304,7 @@ fn start(setup: Setup, dir: &Path, exe: &Path, interval: Duration) -> anyhow::Re
                 api: None,
                 seen: BTreeSet::new(),
                 min_incidents: 0,
+                pidfile: dir.join("fixture.pid"),
             })
         }
     }
@@ -527,16 +547,8 @@ pub async fn run(args: &MttrArgs) -> anyhow::Result<Vec<MttrResult>> {
         }
         let mut run = start(setup, &dir, &exe, args.interval)?;
         let r = run_setup(&http, setup, &mut run, &faults, args).await;
-        run.group.stop(Duration::from_secs(5));
-        for pid in &run.seen {
-            kill_fixture_pid(*pid);
-        }
-        // monit's fixture is not in monit's group: its pidfile names it.
-        if let Ok(p) = std::fs::read_to_string(dir.join("fixture.pid")) {
-            if let Ok(pid) = p.trim().parse::<u32>() {
-                kill_fixture_pid(pid);
-            }
-        }
+        // Stops the tool and every fixture it started (also when interrupted).
+        drop(run);
         results.extend(r?);
     }
     Ok(results)

@@ -340,6 +340,10 @@ async fn scrape_row(
             })
             .unwrap_or(0.0)
     };
+    let samples = |t: &Option<String>| {
+        t.as_deref()
+            .and_then(|t| sample(t, "medic_signal_samples_total"))
+    };
     let u0 = proc_usage(pid)?;
     let t0 = Instant::now();
     let s0 = get_text(http, &format!("{}/metrics/signals", medic.api)).await;
@@ -356,8 +360,12 @@ async fn scrape_row(
         rss_mb: u1.rss_bytes as f64 / 1_048_576.0,
         p99_ms: None,
         missed: (errors(&s1) - errors(&s0)).max(0.0) as u64,
-        runs: None,
-        expected_runs: None,
+        // Samples the rules evaluated, against 1,000 series per poll.
+        runs: match (samples(&s0), samples(&s1)) {
+            (Some(a), Some(b)) => Some((b - a).max(0.0) as u64),
+            _ => None,
+        },
+        expected_runs: Some((1000.0 * el.as_secs_f64() / args.interval.as_secs_f64()) as u64),
     };
     medic.group.stop(Duration::from_secs(10));
     Ok(r)
@@ -517,7 +525,8 @@ pub fn render(results: &[ScaleResult], args: &ScaleArgs) -> String {
     }
     s.push_str(
         "\nhttp: p99 from medic's medic_probe_duration_seconds; missed = medic_probe_missed_intervals_total;\n\
-         runs = requests the fixture received. scrape: missed = failed polls. alerts: p99 = webhook answer time\n\
+         runs = requests the fixture received. scrape: missed = failed polls, runs = samples evaluated.\n\
+         alerts: p99 = webhook answer time\n\
          seen by the bench, missed = non-200 answers.\n",
     );
     s

@@ -46,6 +46,7 @@ pub fn medic_exe() -> anyhow::Result<PathBuf> {
 pub struct Group {
     child: Option<Child>,
     what: String,
+    log: PathBuf,
 }
 
 impl Group {
@@ -68,6 +69,7 @@ impl Group {
         Ok(Group {
             child: Some(child),
             what: what.to_string(),
+            log: log.to_path_buf(),
         })
     }
 
@@ -79,7 +81,15 @@ impl Group {
     pub fn check_alive(&mut self) -> anyhow::Result<()> {
         if let Some(c) = self.child.as_mut() {
             if let Ok(Some(st)) = c.try_wait() {
-                bail!("{} exited early ({st}); see its log", self.what);
+                // The log may be in a temporary directory: say its end here.
+                let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                let tail = lines[lines.len().saturating_sub(30)..].join("\n");
+                bail!(
+                    "{} exited early ({st}); the end of its log {}:\n{tail}",
+                    self.what,
+                    self.log.display()
+                );
             }
         }
         Ok(())

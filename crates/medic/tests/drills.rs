@@ -7,6 +7,17 @@ use std::time::Duration;
 use common::*;
 
 fn config(dir: &std::path::Path, fport: u16, aport: u16) -> std::path::PathBuf {
+    config_with(dir, fport, aport, "\"* * * * *\"", "")
+}
+
+/// `schedule`: the drill window's cron; `every`: an `every:` line or "".
+fn config_with(
+    dir: &std::path::Path,
+    fport: u16,
+    aport: u16,
+    schedule: &str,
+    every: &str,
+) -> std::path::PathBuf {
     let exe = assert_cmd::cargo::cargo_bin("medic");
     write(
         dir,
@@ -39,8 +50,9 @@ services:
         action: restart
 drills:
   windows:
-    - {{ name: always, schedule: "* * * * *", duration: 1h }}
+    - {{ name: window, schedule: {schedule}, duration: 1h }}
   timeout: 4s
+  {every}
   list:
     web-crash: {{ service: web, fault: crash, inject: crash }}
     web-slow: {{ service: web, fault: slow, inject: slow }}
@@ -165,4 +177,42 @@ fn a_drill_is_healed_gated_recorded_and_a_failed_one_stops_drills() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
+}
+
+/// Drills on a schedule run inside their window, and never outside it.
+#[test]
+fn scheduled_drills_run_only_inside_their_window() {
+    for (schedule, inside) in [("\"* * * * *\"", true), ("\"0 0 1 1 *\"", false)] {
+        let dir = TestDir::new();
+        let (fport, aport) = (free_port(), free_port());
+        // Only the crash drill: the schedule runs the list round robin.
+        let cfg = config_with(dir.path(), fport, aport, schedule, "every: 1s");
+        let text = std::fs::read_to_string(&cfg)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.contains("web-slow"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        std::fs::write(&cfg, text).unwrap();
+        let _daemon = dir.spawn_daemon(&cfg, None);
+        let api = format!("http://127.0.0.1:{aport}");
+        fixture_pid(&format!("http://127.0.0.1:{fport}/healthz"));
+        if inside {
+            let passed = wait_for("a scheduled drill", Duration::from_secs(30), || {
+                let v = get_json(&format!("{api}/api/v1/drills"))?;
+                v["recent"]
+                    .as_array()?
+                    .iter()
+                    .find(|o| o["passed"] == true)
+                    .cloned()
+            });
+            assert_eq!(passed["drill"], "web-crash", "{passed}");
+        } else {
+            std::thread::sleep(Duration::from_secs(4));
+            let v = get_json(&format!("{api}/api/v1/drills")).unwrap();
+            assert_eq!(v["in_window"], false, "{v}");
+            assert_eq!(v["recent"], serde_json::json!([]), "{v}");
+            assert_eq!(v["running"], serde_json::Value::Null, "{v}");
+        }
+    }
 }

@@ -158,6 +158,19 @@ pub async fn watch(
             out.pattern = Some(s.view.trigger.clone());
             out.actions = s.view.actions.clone();
             out.detect_ms = Some(ms(s.first_seen.saturating_duration_since(t0)));
+            if s.view.closed_at.is_none() && s.view.phase == medic_core::Phase::ManualIntervention {
+                // Escalated to a human (a budget, a gate, failed heals): the
+                // drill has its answer; no need to wait for the timeout.
+                let why = s
+                    .view
+                    .timeline
+                    .iter()
+                    .rev()
+                    .find(|t| t.kind == "escalated")
+                    .map_or_else(String::new, |t| format!(": {}", t.message));
+                out.reason = format!("medic escalated instead of healing{why}");
+                return out;
+            }
             if s.view.closed_at.is_some() {
                 let healed = s.view.outcome == Some(IncidentOutcome::Healed);
                 out.passed = healed;

@@ -240,7 +240,27 @@ pub fn anonymous() -> Actor {
 
 /// The middleware: authenticate, check the route's role, pass the [`Actor`]
 /// on as an extension.
-pub async fn authenticate(State(state): State<ApiState>, mut req: Request, next: Next) -> Response {
+pub async fn authenticate(State(state): State<ApiState>, req: Request, next: Next) -> Response {
+    check(&state, ROUTES, req, next).await
+}
+
+/// [`authenticate`] for routes the daemon adds outside this crate (e.g. the
+/// drills), with their own table of [`RouteInfo`]: the same 401/403 rules.
+/// Use with `axum::middleware::from_fn_with_state((state, table), authenticate_in)`.
+pub async fn authenticate_in(
+    State((state, table)): State<(ApiState, &'static [RouteInfo])>,
+    req: Request,
+    next: Next,
+) -> Response {
+    check(&state, table, req, next).await
+}
+
+async fn check(
+    state: &ApiState,
+    table: &'static [RouteInfo],
+    mut req: Request,
+    next: Next,
+) -> Response {
     let Some(path) = req
         .extensions()
         .get::<MatchedPath>()
@@ -248,8 +268,11 @@ pub async fn authenticate(State(state): State<ApiState>, mut req: Request, next:
     else {
         return next.run(req).await;
     };
-    let Some(info) = route_info(req.method(), &path) else {
-        if ROUTES.iter().any(|r| r.path == path) {
+    let Some(info) = table
+        .iter()
+        .find(|r| r.path == path && r.method == req.method().as_str())
+    else {
+        if table.iter().any(|r| r.path == path) {
             // A method this route does not have: the handler answers E0405.
             return next.run(req).await;
         }
@@ -269,7 +292,7 @@ pub async fn authenticate(State(state): State<ApiState>, mut req: Request, next:
                     "this route needs a token: send `Authorization: Bearer <token>` (medic token create)",
                 );
             };
-            match actor_for_token(&state, token).await {
+            match actor_for_token(state, token).await {
                 Ok(Some(a)) => a,
                 Ok(None) => return unauthenticated("unknown or revoked token"),
                 Err(e) => return e.into_response(),

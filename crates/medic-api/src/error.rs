@@ -66,6 +66,8 @@ error_codes! {
     PayloadTooLarge = ("E0413", "payload_too_large", 413, "The request body exceeds the size limit."),
     UnsupportedMediaType = ("E0415", "unsupported_media_type", 415, "The request body must be sent as application/json."),
     InvalidField = ("E0422", "invalid_field", 422, "A field of the body or query is missing, has the wrong type or an invalid value."),
+    DrillRefused = ("E0440", "drill_refused", 409, "A drill was not started: outside its window, blocked by governance (kill switch, freeze, mode), another drill running, or drills stopped after a failed one (`reason_code` says which)."),
+    DrillNotFound = ("E0441", "drill_not_found", 404, "No drill has this name in the config's `drills.list`."),
     Internal = ("E0500", "internal", 500, "An internal error, e.g. the store failed."),
     ControlUnavailable = ("E0502", "control_unavailable", 503, "The control loop is not accepting requests."),
     NotReady = ("E0503", "not_ready", 503, "medic is starting up or shutting down and not ready."),

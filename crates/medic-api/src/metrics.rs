@@ -121,6 +121,7 @@ pub struct Metrics {
     approvals_pending: Gauge,
     actions_running: Gauge,
     queue_depth: Family<QueueLabel, Gauge>,
+    probe_missed: Counter,
     outbox: Arc<AtomicU64>,
 }
 
@@ -226,6 +227,11 @@ impl Metrics {
             "Probe round-trip time, by service and probe",
             Family::<ProbeLabels, Histogram>::new_with_constructor(probe_buckets)
         );
+        let probe_missed = reg!(
+            "medic_probe_missed_intervals",
+            "Scheduled probe runs skipped because the previous run or the scheduler was late",
+            Counter::default()
+        );
         let verifications = reg!(
             "medic_verifications",
             "Heal verifications, by outcome (passed, failed)",
@@ -301,6 +307,7 @@ impl Metrics {
             incidents_by_state,
             probe_failures,
             probe_duration,
+            probe_missed,
             verifications,
             audit,
             mode,
@@ -361,6 +368,11 @@ impl Metrics {
         if !ok {
             self.probe_failures.get_or_create(&l).inc();
         }
+    }
+
+    /// `n` scheduled probe runs were skipped (`medic_probe_missed_intervals_total`).
+    pub fn inc_probe_missed(&self, n: u64) {
+        self.probe_missed.inc_by(n);
     }
 
     /// `medic_audit_records_total` += 1.

@@ -179,6 +179,56 @@ impl Validator {
         }
     }
 
+    /// Cron windows (freeze windows, drill windows): each validated, with
+    /// the services they name.
+    pub(crate) fn cron_windows(
+        &mut self,
+        raw: Vec<RawFreeze>,
+        services: &BTreeMap<String, BTreeSet<String>>,
+    ) -> Vec<FreezeSpec> {
+        let mut freezes = Vec::new();
+        for f in raw {
+            let tz = f
+                .timezone
+                .as_ref()
+                .map_or("UTC".to_string(), |t| t.value.clone());
+            if let Some(t) = &f.timezone {
+                if jiff::tz::TimeZone::get(&t.value).is_err() {
+                    self.at(t.referenced, format!("unknown timezone `{}`", t.value));
+                }
+            }
+            if let Some(s) = &f.services {
+                for name in &s.value {
+                    if !services.contains_key(name) {
+                        self.at(
+                            s.referenced,
+                            format!("freeze window names undefined service `{name}`"),
+                        );
+                    }
+                }
+            }
+            let cron = croner::parser::CronParser::builder()
+                .seconds(croner::parser::Seconds::Disallowed)
+                .build()
+                .parse(&f.schedule.value);
+            match cron {
+                Ok(cron) => freezes.push(FreezeSpec {
+                    name: f.name.value,
+                    schedule: f.schedule.value,
+                    duration: f.duration.0,
+                    timezone: tz,
+                    services: f.services.map(|s| s.value),
+                    cron,
+                }),
+                Err(e) => self.at(
+                    f.schedule.referenced,
+                    format!("invalid cron schedule `{}`: {e}", f.schedule.value),
+                ),
+            }
+        }
+        freezes
+    }
+
     /// Validate the section; `services` maps each service to its action names.
     pub(crate) fn governance(
         &mut self,
@@ -273,46 +323,7 @@ impl Validator {
         if let Some(c) = raw.canary_bake {
             g.canary_bake = c.0;
         }
-        let mut freezes = Vec::new();
-        for f in raw.freeze_windows {
-            let tz = f
-                .timezone
-                .as_ref()
-                .map_or("UTC".to_string(), |t| t.value.clone());
-            if let Some(t) = &f.timezone {
-                if jiff::tz::TimeZone::get(&t.value).is_err() {
-                    self.at(t.referenced, format!("unknown timezone `{}`", t.value));
-                }
-            }
-            if let Some(s) = &f.services {
-                for name in &s.value {
-                    if !services.contains_key(name) {
-                        self.at(
-                            s.referenced,
-                            format!("freeze window names undefined service `{name}`"),
-                        );
-                    }
-                }
-            }
-            let cron = croner::parser::CronParser::builder()
-                .seconds(croner::parser::Seconds::Disallowed)
-                .build()
-                .parse(&f.schedule.value);
-            match cron {
-                Ok(cron) => freezes.push(FreezeSpec {
-                    name: f.name.value,
-                    schedule: f.schedule.value,
-                    duration: f.duration.0,
-                    timezone: tz,
-                    services: f.services.map(|s| s.value),
-                    cron,
-                }),
-                Err(e) => self.at(
-                    f.schedule.referenced,
-                    format!("invalid cron schedule `{}`: {e}", f.schedule.value),
-                ),
-            }
-        }
+        let freezes = self.cron_windows(raw.freeze_windows, services);
         for (name, sg) in raw.services {
             let Some(actions) = services.get(&name) else {
                 self.at(

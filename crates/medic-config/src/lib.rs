@@ -5,6 +5,7 @@
 //! problems (undefined references, missing probe kinds, ...) are all collected.
 #![forbid(unsafe_code)]
 
+mod drills;
 mod governance;
 mod raw;
 mod signals;
@@ -22,6 +23,7 @@ use medic_core::{
 };
 use serde_saphyr::{Location, Spanned};
 
+pub use drills::{DrillSpec, DrillsConfig, DEFAULT_DRILL_TIMEOUT};
 pub use governance::FreezeSpec;
 pub use raw::Dur;
 use raw::*;
@@ -151,6 +153,8 @@ pub struct Config {
     /// Cron-scheduled freeze windows; the daemon expands them with
     /// [`FreezeSpec::windows`] and passes the intervals to the engine.
     pub freeze_windows: Vec<FreezeSpec>,
+    /// Chaos drills (`drills:`), see [`DrillsConfig`].
+    pub drills: DrillsConfig,
 }
 
 /// `auth:` at the top level.
@@ -336,6 +340,7 @@ impl Validator {
             .map(|(n, s)| (n.clone(), s.value.actions.keys().cloned().collect()))
             .collect();
         let (governance, freeze_windows) = self.governance(raw.governance, &actions_by_service);
+        let drills = self.drills(raw.drills, &actions_by_service);
         let mut specs = Vec::new();
         let mut services = Vec::new();
         for (name, svc) in raw.services {
@@ -360,6 +365,7 @@ impl Validator {
             services,
             signals,
             freeze_windows,
+            drills,
         })
     }
 

@@ -34,6 +34,7 @@ pub struct RawConfig {
     pub services: BTreeMap<String, Spanned<RawService>>,
     pub signals: Option<RawSignals>,
     pub governance: Option<crate::governance::RawGovernance>,
+    pub drills: Option<crate::drills::RawDrills>,
 }
 
 #[derive(Debug, Deserialize)]

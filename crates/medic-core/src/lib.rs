@@ -62,7 +62,7 @@ mod spec;
 mod time;
 mod types;
 
-pub use engine::Engine;
+pub use engine::{DrillBlock, Engine};
 pub use governance::{
     decide, risk_score, ActionClass, ActionGovernance, ApprovalPolicy, Block, ClassBudget,
     ClassFacts, Decision, FreezeWindow, GateConfig, GateInput, GovernanceConfig, Limits,

@@ -509,3 +509,82 @@ fn failures_after_the_grace_count_as_usual() {
          t=8s phase executing_heal",
     );
 }
+
+/// The bench's sensitive setup: a process probe `alive` and an HTTP probe
+/// `healthz`, both acting on one failure, a 1 s cooldown, a 5 s startup grace.
+fn sensitive_with_process_probe() -> Engine {
+    use medic_core::{Condition, FailureRule, ProbeSpec, RecoveryRule, Remediation};
+    let mut svc = web_service(ServicePolicy {
+        cooldown: Duration::from_secs(1),
+        ..policy()
+    });
+    svc.startup.grace = Duration::from_secs(5);
+    svc.probes[0].failure.consecutive = 1;
+    svc.probes[0].recovery.consecutive = 1;
+    svc.probes.insert(
+        0,
+        ProbeSpec {
+            name: "alive".into(),
+            failure: FailureRule {
+                consecutive: 1,
+                within: Duration::from_secs(60),
+            },
+            latency: None,
+            recovery: RecoveryRule { consecutive: 1 },
+        },
+    );
+    svc.remediations.insert(
+        0,
+        Remediation {
+            probe: "alive".into(),
+            condition: Condition::Failing,
+            action: "restart".into(),
+        },
+    );
+    Engine::new(
+        EngineConfig {
+            seed: 42,
+            instance: "t".into(),
+            mode: Mode::Aggressive,
+            services: vec![svc],
+            max_timeline: 50,
+            governance: GovernanceConfig::default(),
+        },
+        MonoTime::ZERO,
+    )
+}
+
+/// Issue 14's oddity (`kill -9` healed in ~1 s with `failure.consecutive: 1`
+/// instead of ~50 ms): the HTTP probe saw the crash first (refused), so the
+/// incident is about `healthz`. After the restart the process probe says
+/// "running" at once; that must not end the HTTP probe's start phase, or its
+/// refusal while the new process binds its port fails the verification, and
+/// the second restart (deferred by the cooldown to ~1 s) kills the process
+/// that was just coming up. Each probe's start phase ends with its own first
+/// success.
+#[test]
+fn a_process_probe_ok_does_not_end_the_http_probes_start_phase() {
+    check(
+        sensitive_with_process_probe(),
+        "0s started web
+         1s probe web alive ok
+         1s probe web healthz ok
+         10s probe web healthz fail refused
+         10010ms probe web alive fail exited
+         10030ms outcome 1 ok
+         10031ms probe web alive ok
+         10040ms probe web healthz fail refused
+         11s probe web healthz ok",
+        "t=10s audit incident.opened
+         t=10s audit diagnosis
+         t=10s audit action.intent attempt=1
+         t=10s run act-1 web restart attempt=0
+         t=10s phase executing_heal
+         t=10.03s audit action.outcome status=succeeded
+         t=10.03s phase verifying
+         t=10.04s audit probe.startup_failed
+         t=11s audit verify.passed
+         t=11s audit incident.resolved outcome=healed
+         t=11s phase monitoring",
+    );
+}

@@ -94,9 +94,12 @@ pub async fn exec_command(
     if let Some(dir) = cwd {
         cmd.current_dir(dir);
     }
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| ExecError::Spawn(format!("cannot run {prog}: {e}")))?;
+    let mut child = cmd.spawn().map_err(|e| {
+        ExecError::Spawn(format!(
+            "cannot run: {}",
+            supervisor::spawn_failure(prog, &e)
+        ))
+    })?;
     let mut group = GroupGuard(child.id().and_then(|p| i32::try_from(p).ok()));
     let mut stdout = child.stdout.take();
     let mut stderr = child.stderr.take();

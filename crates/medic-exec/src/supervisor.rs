@@ -41,11 +41,10 @@ const GROUP_WAIT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SupervisorError {
-    #[error("cannot start `{command}`: {source}")]
-    Spawn {
-        command: String,
-        source: std::io::Error,
-    },
+    /// `why` says what went wrong once (for a program not found: the PATH
+    /// searched); the OS error is not repeated as a source.
+    #[error("cannot start `{command}`: {why}")]
+    Spawn { command: String, why: String },
     #[error("cannot open log file {path}: {source}")]
     Log {
         path: PathBuf,
@@ -237,9 +236,9 @@ impl Supervisor {
                 cmd.stdout(Stdio::null()).stderr(Stdio::null());
             }
         }
-        let child = cmd.spawn().map_err(|source| SupervisorError::Spawn {
+        let child = cmd.spawn().map_err(|e| SupervisorError::Spawn {
             command: self.cfg.command.join(" "),
-            source,
+            why: spawn_failure(prog, &e),
         })?;
         let pid = child.id();
         // Not reaped before the waiter says so: /proc/<pid> exists.
@@ -390,6 +389,19 @@ impl Supervisor {
     pub async fn restart_with(&self, unresponsive: bool) -> Result<u32, SupervisorError> {
         self.stop_with(unresponsive).await;
         self.start().await
+    }
+}
+
+/// One sentence on why `prog` could not be started: for a bare name that is
+/// not found, the PATH that was searched.
+pub fn spawn_failure(prog: &str, e: &std::io::Error) -> String {
+    if e.kind() == std::io::ErrorKind::NotFound && !prog.contains('/') {
+        let path = std::env::var("PATH").unwrap_or_default();
+        format!("program `{prog}` not found in PATH ({path}); give its full path")
+    } else if e.kind() == std::io::ErrorKind::NotFound {
+        format!("`{prog}` does not exist")
+    } else {
+        format!("`{prog}`: {e}")
     }
 }
 
@@ -897,5 +909,28 @@ mod tests {
             s.start().await,
             Err(SupervisorError::Spawn { .. })
         ));
+    }
+
+    #[tokio::test]
+    async fn a_missing_program_is_named_with_the_path_searched_once() {
+        let s = Supervisor::new(
+            "bad",
+            ProcessConfig {
+                command: vec!["no-such-program-medic-test".into(), "x".into()],
+                ..cfg("", 100)
+            },
+            None,
+        );
+        let e = s.start().await.unwrap_err();
+        // The cause is said once: not repeated as an error source.
+        assert!(std::error::Error::source(&e).is_none());
+        let msg = e.to_string();
+        assert!(
+            msg.contains("`no-such-program-medic-test` not found in PATH ("),
+            "{msg}"
+        );
+        assert!(msg.contains(&std::env::var("PATH").unwrap()), "{msg}");
+        assert_eq!(msg.matches("not found").count(), 1, "{msg}");
+        assert!(!msg.contains("os error"), "{msg}");
     }
 }

@@ -35,6 +35,10 @@ cli_codes! {
     BacktestUnreachable = ("E0052", "backtest_unreachable", 3, "medic backtest: the Prometheus server could not be reached."),
     BacktestSource = ("E0053", "backtest_source", 1, "medic backtest: Prometheus answered with an error or an unexpected shape (its message is printed)."),
     BacktestPlot = ("E0054", "backtest_plot", 1, "medic backtest: a plot could not be written."),
+    InitExists = ("E0070", "init_exists", 2, "`medic init` would overwrite an existing file (use --force)."),
+    BenchFailed = ("E0071", "bench_failed", 1, "A `medic bench mttr|scale|overhead` run could not set up or run (a peer missing, a port, a process)."),
+    DrillRefused = ("E0072", "drill_refused", 1, "`medic drill` did not inject: outside the drill window, blocked by governance (kill switch, freeze, pause, mode), or drills stopped after a failed drill."),
+    DrillFailed = ("E0073", "drill_failed", 1, "A drill ran but medic did not heal the injected fault in time; drills are stopped until an operator resets them."),
     Io = ("E0099", "io_error", 1, "An operating-system error."),
 }
 

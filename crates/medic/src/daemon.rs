@@ -28,6 +28,8 @@ use tokio::task::JoinHandle;
 
 /// Bound of the engine's input queue: producers wait when it is full.
 const INPUT_QUEUE: usize = 1024;
+/// Queued inputs handled before the engine's next deadline is recomputed.
+const BATCH: usize = 255;
 
 pub struct DaemonOptions {
     pub config: Config,
@@ -39,7 +41,7 @@ pub struct DaemonOptions {
     pub seed: u64,
 }
 
-enum Msg {
+pub(crate) enum Msg {
     Probe(ProbeReport),
     Outcome {
         id: ActionId,
@@ -57,6 +59,22 @@ enum Msg {
     WallClock,
     /// Freeze windows expanded from their cron schedules.
     Freeze(Vec<medic_core::FreezeWindow>),
+    /// Run the named drill, as the named actor (see `crate::drill`).
+    Drill(
+        String,
+        String,
+        oneshot::Sender<Result<String, crate::drill::Refusal>>,
+    ),
+    /// Run the next drill of the schedule.
+    DrillScheduled(
+        String,
+        oneshot::Sender<Result<String, crate::drill::Refusal>>,
+    ),
+    /// A drill finished (healed, or not).
+    DrillDone(crate::drill::DrillOutcome),
+    /// Resume drills after a failed one, as the named actor.
+    DrillReset(String, oneshot::Sender<String>),
+    DrillList(oneshot::Sender<crate::drill::DrillsView>),
 }
 
 /// An incident as last published by the engine, with host times.
@@ -235,11 +253,13 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
         control: ctl_tx,
         auth,
     };
-    let app = medic_api::router(api_state.clone()).merge(medic_signal::alertmanager_router(
-        &opts.config.signals,
-        rep_tx,
-        &hooks,
-    ));
+    let app = medic_api::router(api_state.clone())
+        .merge(medic_signal::alertmanager_router(
+            &opts.config.signals,
+            rep_tx,
+            &hooks,
+        ))
+        .merge(crate::drill::router(tx.clone(), api_state.clone()));
     let app = medic_api::json_errors(app)
         // The web console answers HTML, also for its errors: outside the
         // JSON error layer.
@@ -303,6 +323,15 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
         .collect();
     close_interrupted(&store, &open, &metrics).await?;
     let incidents = Arc::new(Mutex::new(BTreeMap::new()));
+    let drills = crate::drill::DrillState::new(
+        opts.config.drills.clone(),
+        crate::drill::stopped_by(&store).await,
+    );
+    tokio::spawn(crate::drill::schedule(
+        opts.config.drills.clone(),
+        tx.clone(),
+        shutdown_rx.clone(),
+    ));
     let http = reqwest::Client::builder()
         .build()
         .context("building the HTTP client")?;
@@ -320,6 +349,7 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
         running: BTreeMap::new(),
         saved_generation: None,
         console,
+        drills,
     };
     store
         .append_audit(
@@ -557,6 +587,7 @@ struct EngineLoop {
     saved_generation: Option<u64>,
     /// The web console's probe history.
     console: Arc<medic_api::ui::Console>,
+    drills: crate::drill::DrillState,
 }
 
 impl EngineLoop {
@@ -579,51 +610,33 @@ impl EngineLoop {
                     None => std::future::pending::<()>().await,
                 }
             };
-            let mut reply = None;
-            tokio::select! {
+            let msg = tokio::select! {
                 msg = rx.recv() => {
                     let Some(msg) = msg else { return Ok(()) };
-                    let now = self.clock.now();
-                    match msg {
-                        Msg::Probe(r) => {
-                            self.console.record_sample(&r.service, &r.probe, r.ok, r.latency);
-                            self.engine.handle_input(now, Input::Probe(r))
-                        }
-                        Msg::Outcome { id, result } => {
-                            self.running.remove(&id);
-                            if let Some((action, stage)) = self.action_names.remove(&id) {
-                                let status = if result.is_ok() {
-                                    ActionStatus::Succeeded
-                                } else {
-                                    ActionStatus::Failed
-                                };
-                                self.metrics.inc_action(&action, stage, status);
-                            }
-                            self.engine.handle_input(now, Input::ActionOutcome { id, result })
-                        }
-                        Msg::Operate(actor, cmd, r) => {
-                            let answer = self.engine.operate(now, &actor, cmd);
-                            reply = Some((r, answer));
-                        }
-                        Msg::Query(q, r) => {
-                            let _ = r.send(self.answer(q));
-                        }
-                        Msg::WallClock => self.engine.handle_input(now, wall_clock()),
-                        Msg::Freeze(w) => self.engine.handle_input(now, Input::FreezeWindows(w)),
-                    }
+                    Some(msg)
                 }
-                _ = sleep => {
-                    let now = self.clock.now();
-                    self.engine.handle_timeout(now);
-                }
+                _ = sleep => None,
                 _ = shutdown.wait_for(|s| *s) => return Ok(()),
+            };
+            let Some(msg) = msg else {
+                let now = self.clock.now();
+                self.engine.handle_timeout(now);
+                self.drain().await;
+                self.publish_gauges();
+                continue;
+            };
+            self.handle_msg(msg).await;
+            // Under load, take what is already queued before the next
+            // deadline: `poll_timeout` looks at every service, so it is
+            // asked once per batch, not once per probe report. Each message
+            // is still handled and drained on its own, in order.
+            for _ in 0..BATCH {
+                match rx.try_recv() {
+                    Ok(m) => self.handle_msg(m).await,
+                    Err(_) => break,
+                }
             }
-            // Record and act before answering: the reply reflects what was done.
-            self.drain().await;
             self.publish_gauges();
-            if let Some((r, answer)) = reply {
-                let _ = r.send(answer);
-            }
         }
     }
 
@@ -653,6 +666,223 @@ impl EngineLoop {
             "engine_input",
             self.tx.max_capacity().saturating_sub(self.tx.capacity()),
         );
+    }
+
+    /// One input: to the engine, then drained (notices recorded, commands
+    /// run), then the operator's reply.
+    async fn handle_msg(&mut self, msg: Msg) {
+        let now = self.clock.now();
+        let mut reply = None;
+        match msg {
+            Msg::Probe(r) => {
+                self.console
+                    .record_sample(&r.service, &r.probe, r.ok, r.latency);
+                self.engine.handle_input(now, Input::Probe(r))
+            }
+            Msg::Outcome { id, result } => {
+                self.running.remove(&id);
+                if let Some((action, stage)) = self.action_names.remove(&id) {
+                    let status = if result.is_ok() {
+                        ActionStatus::Succeeded
+                    } else {
+                        ActionStatus::Failed
+                    };
+                    self.metrics.inc_action(&action, stage, status);
+                }
+                self.engine
+                    .handle_input(now, Input::ActionOutcome { id, result })
+            }
+            Msg::Operate(actor, cmd, r) => {
+                let answer = self.engine.operate(now, &actor, cmd);
+                reply = Some((r, answer));
+            }
+            Msg::Query(q, r) => {
+                let _ = r.send(self.answer(q));
+            }
+            Msg::WallClock => self.engine.handle_input(now, wall_clock()),
+            Msg::Freeze(w) => self.engine.handle_input(now, Input::FreezeWindows(w)),
+            Msg::DrillList(r) => {
+                let _ = r.send(crate::drill::DrillsView {
+                    in_window: self.drills.cfg.in_window(crate::drill::now_unix_ms()),
+                    running: self.drills.running.clone(),
+                    stopped_by: self.drills.stopped.clone(),
+                    drills: self
+                        .drills
+                        .cfg
+                        .drills
+                        .iter()
+                        .map(|d| d.name.clone())
+                        .collect(),
+                    recent: self.drills.recent.iter().cloned().collect(),
+                });
+            }
+            m @ (Msg::Drill(..)
+            | Msg::DrillScheduled(..)
+            | Msg::DrillDone(..)
+            | Msg::DrillReset(..)) => self.drill_msg(m).await,
+        }
+        // Record and act before answering: the reply reflects what was done.
+        self.drain().await;
+        if let Some((r, answer)) = reply {
+            let _ = r.send(answer);
+        }
+    }
+
+    async fn drill_msg(&mut self, m: Msg) {
+        match m {
+            Msg::Drill(name, by, r) => {
+                let _ = r.send(self.start_drill(&name, &by).await);
+            }
+            Msg::DrillScheduled(by, r) => {
+                let list = &self.drills.cfg.drills;
+                if !list.is_empty()
+                    && self.drills.running.is_none()
+                    && self.drills.stopped.is_none()
+                {
+                    let name = list[self.drills.next % list.len()].name.clone();
+                    self.drills.next += 1;
+                    let _ = r.send(self.start_drill(&name, &by).await);
+                }
+            }
+            Msg::DrillDone(o) => self.finish_drill(o).await,
+            Msg::DrillReset(by, r) => {
+                let was = self.drills.stopped.take();
+                self.audit_kind(
+                    "drill.reset",
+                    serde_json::json!({"by": by, "stopped_by": was, "v": 1}),
+                )
+                .await;
+                let _ = r.send(match was {
+                    Some(d) => format!("drills resumed (they were stopped by {d})"),
+                    None => "drills were not stopped".to_string(),
+                });
+            }
+            _ => {}
+        }
+    }
+
+    /// An audit record written by the edge (drills), not from a notice.
+    async fn audit_kind(&self, kind: &str, payload: serde_json::Value) {
+        match self
+            .store
+            .append_audit(&now_rfc3339(), kind, &payload.to_string())
+            .await
+        {
+            Ok(_) => self.metrics.inc_audit(),
+            Err(e) => tracing::error!(error = %e, kind, "audit append failed"),
+        }
+    }
+
+    /// Judge and start drill `name` (see `crate::drill`).
+    async fn start_drill(&mut self, name: &str, by: &str) -> Result<String, crate::drill::Refusal> {
+        let Some(spec) = self.drills.cfg.get(name).cloned() else {
+            return Err(crate::drill::Refusal {
+                code: "unknown_drill".into(),
+                message: format!("no drill named {name} in drills.list"),
+                not_found: true,
+            });
+        };
+        let refusal = if let Some(r) = &self.drills.running {
+            Some(("drill_running", format!("drill {r} is still running")))
+        } else if let Some(s) = &self.drills.stopped {
+            Some((
+                "drills_stopped",
+                format!("drills are stopped after the failed drill {s}; `medic drill reset` resumes them"),
+            ))
+        } else if !self.drills.cfg.in_window(crate::drill::now_unix_ms()) {
+            Some((
+                "outside_window",
+                "not inside a drill window (drills.windows)".to_string(),
+            ))
+        } else {
+            match self.engine.judge_drill(&spec.service, &spec.inject) {
+                Ok(()) => None,
+                Err(b) => Some((
+                    b.as_str(),
+                    format!(
+                        "governance blocks {} on {}: {}",
+                        spec.inject,
+                        spec.service,
+                        b.as_str()
+                    ),
+                )),
+            }
+        };
+        if let Some((code, message)) = refusal {
+            self.audit_kind(
+                "drill.refused",
+                serde_json::json!({"drill": name, "service": spec.service, "fault": spec.fault,
+                    "by": by, "reason_code": code, "reason": message, "v": 1}),
+            )
+            .await;
+            return Err(crate::drill::Refusal {
+                code: code.to_string(),
+                message,
+                not_found: false,
+            });
+        }
+        self.audit_kind(
+            "drill.started",
+            serde_json::json!({"drill": name, "service": spec.service, "fault": spec.fault,
+                "inject": spec.inject, "by": by, "v": 1}),
+        )
+        .await;
+        tracing::warn!(drill = name, service = %spec.service, fault = %spec.fault, "drill: injecting a fault");
+        self.drills.running = Some(name.to_string());
+        let inject = self.actions.run_named(&spec.service, &spec.inject);
+        let incidents = self.incidents.clone();
+        let timeout = self.drills.cfg.timeout;
+        let tx = self.tx.clone();
+        let msg = format!(
+            "drill {name}: {} injected into {} through {}",
+            spec.fault, spec.service, spec.inject
+        );
+        tokio::spawn(async move {
+            let t0 = Instant::now();
+            let o = match inject.await {
+                Ok(_) => crate::drill::watch(spec, t0, timeout, incidents).await,
+                Err(e) => crate::drill::DrillOutcome {
+                    drill: spec.name.clone(),
+                    service: spec.service.clone(),
+                    fault: spec.fault.clone(),
+                    passed: false,
+                    pattern: None,
+                    actions: Vec::new(),
+                    incident: None,
+                    detect_ms: None,
+                    heal_ms: None,
+                    reason: format!("the fault action {} failed: {}", spec.inject, e.message),
+                },
+            };
+            let _ = tx.send(Msg::DrillDone(o)).await;
+        });
+        Ok(msg)
+    }
+
+    async fn finish_drill(&mut self, o: crate::drill::DrillOutcome) {
+        let kind = if o.passed {
+            "drill.passed"
+        } else {
+            "drill.failed"
+        };
+        self.audit_kind(kind, crate::drill::outcome_payload(&o))
+            .await;
+        if !o.passed {
+            self.notify(Notification {
+                severity: medic_core::Severity::Critical,
+                service: o.service.clone(),
+                incident: o
+                    .incident
+                    .as_ref()
+                    .map(|i| medic_core::IncidentId(i.clone())),
+                title: format!("drill {} failed: drills stopped", o.drill),
+                message: format!(
+                    "{} on {}: {}; no further drill until `medic drill reset`",
+                    o.fault, o.service, o.reason
+                ),
+            });
+        }
+        self.drills.finish(o);
     }
 
     fn answer(&self, q: Query) -> QueryAnswer {

@@ -96,6 +96,8 @@ pub async fn start_supervisors(
     for svc in &config.services {
         let Some(p) = &svc.process else { continue };
         let log = log_dir.join(format!("{}.log", svc.name));
+        let mut p = p.clone();
+        p.command = resolve_self(&p.command);
         let sup = Supervisor::new(&svc.name, p.clone(), Some(log)).with_journal(journal.clone());
         let mut running = false;
         if let Some(rec) = recorded.remove(&svc.name) {
@@ -164,6 +166,21 @@ pub async fn start_supervisors(
     Ok(supervisors)
 }
 
+/// A command whose program is the bare name `medic` runs this very binary
+/// (`std::env::current_exe`), so `medic fixture …` works without medic on
+/// PATH. Any other command is returned unchanged.
+pub fn resolve_self(command: &[String]) -> Vec<String> {
+    match command.split_first() {
+        Some((prog, args)) if prog == "medic" => match std::env::current_exe() {
+            Ok(exe) => std::iter::once(exe.display().to_string())
+                .chain(args.iter().cloned())
+                .collect(),
+            Err(_) => command.to_vec(),
+        },
+        _ => command.to_vec(),
+    }
+}
+
 /// The last failure class each probe saw, per service.
 #[derive(Clone, Default)]
 pub struct Hints(Arc<Mutex<BTreeMap<(String, String), bool>>>);
@@ -190,6 +207,11 @@ impl Hints {
     }
 }
 
+struct Named {
+    service: String,
+    action: String,
+}
+
 /// Runs the engine's actions on the executor registry.
 pub struct Actions {
     registry: Registry,
@@ -210,7 +232,15 @@ impl Actions {
             specs: config
                 .services
                 .iter()
-                .map(|s| (s.name.clone(), s.actions.clone()))
+                .map(|s| {
+                    let mut actions = s.actions.clone();
+                    for a in actions.values_mut() {
+                        if let ActionExec::Exec { command, .. } = a {
+                            *command = resolve_self(command);
+                        }
+                    }
+                    (s.name.clone(), actions)
+                })
                 .collect(),
             restart_timeouts: supervisors
                 .iter()
@@ -227,6 +257,20 @@ impl Actions {
         &self,
         req: &ActionRequest,
     ) -> impl Future<Output = Result<String, ActionFailure>> + Send + 'static {
+        self.run_named(&req.service, &req.action)
+    }
+
+    /// [`Actions::run`] by service and action name (a drill's fault action).
+    pub fn run_named(
+        &self,
+        service: &str,
+        action: &str,
+    ) -> impl Future<Output = Result<String, ActionFailure>> + Send + 'static {
+        let req = (service.to_string(), action.to_string());
+        let req = Named {
+            service: req.0,
+            action: req.1,
+        };
         let spec = self
             .specs
             .get(&req.service)
@@ -267,6 +311,16 @@ impl Actions {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+
+    #[test]
+    fn a_command_named_medic_runs_this_binary() {
+        let exe = std::env::current_exe().unwrap().display().to_string();
+        let got = resolve_self(&["medic".into(), "fixture".into()]);
+        assert_eq!(got, vec![exe, "fixture".to_string()]);
+        let other = vec!["/usr/bin/medic".to_string(), "x".to_string()];
+        assert_eq!(resolve_self(&other), other);
+        assert!(resolve_self(&[]).is_empty());
+    }
 
     #[test]
     fn a_timeout_of_any_probe_marks_the_service_unresponsive_until_it_answers() {

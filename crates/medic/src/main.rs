@@ -1,11 +1,14 @@
 //! medic: a self-healing engine for running services.
 #![forbid(unsafe_code)]
 
+mod bench;
 mod bench_api;
 mod client;
 mod codes;
 mod daemon;
 mod demo;
+mod drill;
+mod init;
 mod lifecycle;
 mod ops;
 mod probes;
@@ -72,6 +75,24 @@ enum Cmd {
         #[arg(short, long, default_value = "medic.yaml")]
         config: PathBuf,
     },
+    /// Write a commented starting config (the fixture example, or your service).
+    Init {
+        /// Where to write it.
+        #[arg(short, long, default_value = "medic.yaml")]
+        config: PathBuf,
+        /// Name of your service (with --url).
+        #[arg(long, requires = "url")]
+        service: Option<String>,
+        /// Its health URL, probed over HTTP (with --service).
+        #[arg(long, requires = "service")]
+        url: Option<String>,
+        /// Let medic start and supervise the service: its command line, after `--`.
+        #[arg(last = true)]
+        command: Vec<String>,
+        /// Overwrite an existing file.
+        #[arg(long)]
+        force: bool,
+    },
     /// Run the self-contained demo: a supervised fixture, faults injected one after another.
     Demo {
         /// Keep everything in DIR (database at DIR/medic.db) instead of a temporary directory.
@@ -132,6 +153,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: token::TokenCmd,
     },
+    /// Chaos drills: inject a declared fault, watch medic heal it (issue 14).
+    Drill {
+        #[command(subcommand)]
+        cmd: drill::DrillCmd,
+    },
     /// Benchmarks that print figures.
     Bench {
         #[command(subcommand)]
@@ -160,6 +186,12 @@ enum BenchCmd {
     Detect(medic_nab::cli::BenchDetectArgs),
     /// Incident list latency through the HTTP API (p99 goal < 20 ms with 10,000 incidents).
     Api(bench_api::BenchApiArgs),
+    /// Time to recover from injected faults: medic vs supervisord vs monit.
+    Mttr(bench::mttr::MttrArgs),
+    /// medic's CPU, RSS and probe latency for many targets, series and alerts.
+    Scale(bench::scale::ScaleArgs),
+    /// medic's idle CPU and RSS while it watches 10 services.
+    Overhead(bench::overhead::OverheadArgs),
 }
 
 fn main() -> ExitCode {
@@ -273,6 +305,26 @@ fn run(cmd: Cmd, api: &str) -> Result<ExitCode, CliError> {
                 Ok(ExitCode::SUCCESS)
             })
         }
+        Cmd::Init {
+            config,
+            service,
+            url,
+            command,
+            force,
+        } => {
+            let opts = init::InitOptions {
+                service,
+                url,
+                command: (!command.is_empty()).then_some(command),
+                force,
+            };
+            init::write(&config, &opts)?;
+            println!(
+                "wrote {0}; next: medic check -c {0} && medic run -c {0}",
+                config.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Demo { dir, json } => {
             let rt = runtime()?;
             let ok = rt
@@ -354,6 +406,10 @@ fn run(cmd: Cmd, api: &str) -> Result<ExitCode, CliError> {
             let rt = runtime()?;
             rt.block_on(ops::run(api, cmd))
         }
+        Cmd::Drill { cmd } => {
+            let rt = runtime()?;
+            rt.block_on(drill::cli(api, cmd))
+        }
         Cmd::Sim(args) => {
             let code = medic_sim::cli::run(&args)
                 .map_err(|e| CliError::new(Code::Eval, format!("{e:#}")))?;
@@ -376,6 +432,48 @@ fn run(cmd: Cmd, api: &str) -> Result<ExitCode, CliError> {
             } else {
                 ExitCode::from(1)
             })
+        }
+        Cmd::Bench {
+            cmd: BenchCmd::Mttr(args),
+        } => {
+            let rt = runtime()?;
+            let results = rt
+                .block_on(bench::interruptible(bench::mttr::run(&args)))
+                .map_err(|e| CliError::new(Code::BenchFailed, format!("bench mttr: {e:#}")))?;
+            if args.json {
+                println!("{}", serde_json::json!({ "results": results }));
+            } else {
+                print!("{}", bench::mttr::render(&results, &args));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Bench {
+            cmd: BenchCmd::Scale(args),
+        } => {
+            let rt = runtime()?;
+            let results = rt
+                .block_on(bench::interruptible(bench::scale::run(&args)))
+                .map_err(|e| CliError::new(Code::BenchFailed, format!("bench scale: {e:#}")))?;
+            if args.json {
+                println!("{}", serde_json::json!({ "results": results }));
+            } else {
+                print!("{}", bench::scale::render(&results, &args));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Bench {
+            cmd: BenchCmd::Overhead(args),
+        } => {
+            let rt = runtime()?;
+            let r = rt
+                .block_on(bench::interruptible(bench::overhead::run(&args)))
+                .map_err(|e| CliError::new(Code::BenchFailed, format!("bench overhead: {e:#}")))?;
+            if args.json {
+                println!("{}", serde_json::json!(r));
+            } else {
+                print!("{}", bench::overhead::render(&r));
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::Bench {
             cmd: BenchCmd::Detect(args),

@@ -1,6 +1,13 @@
 //! Probe loops: one task per configured probe, on a fixed schedule.
 //!
-//! Runs start at `start + k·interval` (tokio interval, missed ticks skipped):
+//! Runs start at `start + offset + k·interval` (tokio interval, missed ticks
+//! skipped, counted in `medic_probe_missed_intervals_total`). The offset is a
+//! hash of the service and probe name within one interval, so thousands of
+//! probes with the same interval are spread over it instead of all firing at
+//! once; process probes (free, push-based) start at once. At most
+//! [`MAX_CONCURRENT_PROBES`] network/exec probes run at the same time (one
+//! shared HTTP client): a hung fleet cannot exhaust file descriptors.
+//! Runs are on the grid:
 //! a probe that takes its whole timeout does not push the next one back, so
 //! `consecutive` failures are detected after `consecutive × interval`, not
 //! `consecutive × (interval + timeout)`. A run still going when its next tick
@@ -16,8 +23,25 @@ use medic_config::{Config, ProbeConfig, ProbeKind};
 use medic_core::{ProbeFailure, ProbeReport};
 use medic_exec::{ProcessState, Supervisor};
 use medic_probe::{ProbeOutcome, Prober};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::time::MissedTickBehavior;
+
+/// Most HTTP/TCP/exec probes in flight at once, all services together.
+pub const MAX_CONCURRENT_PROBES: usize = 1024;
+
+/// Where in its interval a probe runs: a stable hash (FNV-1a) of service
+/// and probe name, spread over `[0, interval)`.
+pub fn spread_offset(service: &str, probe: &str, interval: Duration) -> Duration {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in service.bytes().chain([0u8]).chain(probe.bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    let ms = u64::try_from(interval.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1);
+    Duration::from_millis(h % ms)
+}
 
 use crate::lifecycle::Hints;
 
@@ -31,6 +55,7 @@ pub fn spawn_all(
     hints: &Hints,
     shutdown: &watch::Receiver<bool>,
 ) {
+    let permits = Arc::new(Semaphore::new(MAX_CONCURRENT_PROBES));
     for svc in &config.services {
         for probe in &svc.probes {
             tokio::spawn(probe_loop(
@@ -41,6 +66,7 @@ pub fn spawn_all(
                 reports.clone(),
                 metrics.clone(),
                 hints.clone(),
+                permits.clone(),
                 shutdown.clone(),
             ));
         }
@@ -77,18 +103,35 @@ async fn probe_loop(
     tx: mpsc::Sender<ProbeReport>,
     metrics: Arc<Metrics>,
     hints: Hints,
+    permits: Arc<Semaphore>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut state_rx = match (&probe.kind, &sup) {
         (ProbeKind::Process, Some(s)) => Some(s.watch()),
         _ => None,
     };
-    let mut ticks = tokio::time::interval(probe.interval.max(Duration::from_millis(1)));
+    let interval = probe.interval.max(Duration::from_millis(1));
+    let offset = match probe.kind {
+        ProbeKind::Process => Duration::ZERO,
+        _ => spread_offset(&service, &probe.name, interval),
+    };
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + offset, interval);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    let mut next_due: Option<tokio::time::Instant> = None;
     loop {
-        // The first tick completes at once: probe at start, then on the grid.
+        // The first tick is at the probe's offset, then on the grid.
         tokio::select! {
-            _ = ticks.tick() => {}
+            at = ticks.tick() => {
+                if let Some(due) = next_due {
+                    // Skipped ticks: the scheduler or the last run was late.
+                    let late = at.saturating_duration_since(due);
+                    let n = (late.as_millis() / interval.as_millis().max(1)) as u64;
+                    if n > 0 {
+                        metrics.inc_probe_missed(n);
+                    }
+                }
+                next_due = Some(at + interval);
+            }
             r = async {
                 match state_rx.as_mut() {
                     Some(rx) => rx.changed().await,
@@ -104,10 +147,14 @@ async fn probe_loop(
             (ProbeKind::Process, Some(s)) => process_outcome(&s.state()),
             (ProbeKind::Process, None) => None,
             (kind, _) => {
-                tokio::select! {
+                let Ok(_permit) = permits.acquire().await else {
+                    return;
+                };
+                let o = tokio::select! {
                     o = prober.run(kind, probe.timeout) => o,
                     _ = shutdown.changed() => return,
-                }
+                };
+                o
             }
         };
         let Some(o) = outcome else { continue };
@@ -161,22 +208,25 @@ mod tests {
         let (tx, mut rx) = mpsc::channel(16);
         let (_stop, shutdown) = watch::channel(false);
         let hints = Hints::default();
-        let start = Instant::now();
+        let offset = spread_offset("web", "healthz", Duration::from_secs(1));
+        let start = Instant::now() + offset;
+        let metrics = Arc::new(Metrics::new());
         tokio::spawn(probe_loop(
             "web".into(),
             probe,
             Prober::new().unwrap(),
             None,
             tx,
-            Arc::new(Metrics::new()),
+            metrics.clone(),
             hints.clone(),
+            Arc::new(Semaphore::new(4)),
             shutdown,
         ));
         let mut at = Vec::new();
         for _ in 0..4 {
             let r = rx.recv().await.unwrap();
             assert_eq!(r.failure, Some(ProbeFailure::Timeout), "{r:?}");
-            at.push(start.elapsed());
+            at.push(Instant::now().saturating_duration_since(start));
         }
         // Reports at ~1s, 2s, 3s, 4s (each run ends at its timeout, the next
         // starts on its tick); a drifting loop would report at 1, 3, 5, 7.
@@ -188,5 +238,26 @@ mod tests {
             );
         }
         assert!(hints.unresponsive("web"));
+        let text = metrics.encode();
+        assert!(
+            text.contains("medic_probe_duration_seconds_count 4"),
+            "{text}"
+        );
+        assert!(
+            text.contains("medic_probe_missed_intervals_total 0"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn offsets_are_stable_and_spread_over_the_interval() {
+        let i = Duration::from_secs(1);
+        assert_eq!(spread_offset("a", "h", i), spread_offset("a", "h", i));
+        let offs: std::collections::BTreeSet<u128> = (0..1000)
+            .map(|k| spread_offset(&format!("t{k}"), "h", i).as_millis() / 100)
+            .collect();
+        // 1000 probes land in every tenth of the interval.
+        assert_eq!(offs.len(), 10);
+        assert!((0..1000).all(|k| spread_offset(&format!("t{k}"), "h", i) < i));
     }
 }

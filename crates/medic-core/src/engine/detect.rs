@@ -13,27 +13,41 @@ impl Engine {
         let Some(svc) = self.services.get_mut(&r.service) else {
             return;
         };
-        // Startup grace: until the first success, failures within the grace
-        // are recorded once per probe but count for nothing. An exit is
-        // never excused.
+        // Startup grace: until a probe's own first success, its failures
+        // within the grace are recorded once but count for nothing. Each
+        // probe's start phase ends with its own success: a process probe
+        // says "running" the moment the process is spawned, which says
+        // nothing about whether it answers HTTP yet (issue 14: that ended
+        // the HTTP probe's grace, so a refusal while the new process bound
+        // its port failed the verification and restarted it again). An exit
+        // is never excused.
         match svc.starting_until {
-            Some(_) if r.ok => svc.starting_until = None,
-            Some(t) if now < t && r.failure != Some(ProbeFailure::Exited) => {
+            Some(t) if now >= t => svc.starting_until = None,
+            Some(_) if r.ok => {
                 if let Some(st) = svc.probes.get_mut(&r.probe) {
-                    st.seen = true;
-                    if !st.startup_noted {
-                        st.startup_noted = true;
-                        self.notice(Notice::StartupProbeFailed {
-                            service: r.service.clone(),
-                            probe: r.probe.clone(),
-                            detail: r.detail.clone(),
-                        });
+                    st.started = true;
+                }
+                if svc.probes.values().all(|st| st.started) {
+                    svc.starting_until = None;
+                }
+            }
+            Some(_) if r.failure != Some(ProbeFailure::Exited) => {
+                if let Some(st) = svc.probes.get_mut(&r.probe) {
+                    if !st.started {
+                        st.seen = true;
+                        if !st.startup_noted {
+                            st.startup_noted = true;
+                            self.notice(Notice::StartupProbeFailed {
+                                service: r.service.clone(),
+                                probe: r.probe.clone(),
+                                detail: r.detail.clone(),
+                            });
+                        }
+                        return;
                     }
                 }
-                return;
             }
-            Some(_) => svc.starting_until = None,
-            None => {}
+            Some(_) | None => {}
         }
         let Some(spec) = svc.spec.probes.iter().find(|p| p.name == r.probe) else {
             return;

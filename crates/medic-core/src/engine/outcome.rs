@@ -48,6 +48,7 @@ impl Engine {
             svc.starting_until = Some(now.plus(svc.spec.startup.grace));
             for st in svc.probes.values_mut() {
                 st.startup_noted = false;
+                st.started = false;
             }
         }
         self.notice(Notice::ActionOutcome {

@@ -18,6 +18,9 @@ pub(crate) struct ProbeState {
     pub seen: bool,
     /// A startup failure of this probe was already recorded in this grace.
     pub startup_noted: bool,
+    /// This probe succeeded since the process (re)started: its start phase
+    /// is over, its failures count again.
+    pub started: bool,
 }
 
 /// The one deadline an open incident waits for; which one depends on its

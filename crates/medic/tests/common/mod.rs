@@ -124,6 +124,11 @@ pub fn tagged(tag: &str) -> Vec<u32> {
 pub struct Daemon(Option<Child>);
 
 impl Daemon {
+    /// Spawn `cmd` (a prepared `medic run`) under this guard.
+    pub fn spawn(mut cmd: Command) -> Daemon {
+        Daemon(Some(cmd.spawn().unwrap()))
+    }
+
     pub fn pid(&self) -> u32 {
         self.0.as_ref().map_or(0, Child::id)
     }

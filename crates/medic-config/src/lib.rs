@@ -5,6 +5,7 @@
 //! problems (undefined references, missing probe kinds, ...) are all collected.
 #![forbid(unsafe_code)]
 
+mod deps;
 mod governance;
 mod raw;
 mod signals;
@@ -22,6 +23,7 @@ use medic_core::{
 };
 use serde_saphyr::{Location, Spanned};
 
+pub use deps::{DepKind, Dependency};
 pub use governance::FreezeSpec;
 pub use raw::Dur;
 use raw::*;
@@ -148,6 +150,8 @@ pub struct Config {
     /// Cron-scheduled freeze windows; the daemon expands them with
     /// [`FreezeSpec::windows`] and passes the intervals to the engine.
     pub freeze_windows: Vec<FreezeSpec>,
+    /// `depends_on` edges (caller → callee), validated: known names, no cycles.
+    pub dependencies: Vec<Dependency>,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9090";
@@ -268,7 +272,7 @@ impl Validator {
         }
     }
 
-    fn config(&mut self, raw: RawConfig) -> Option<Config> {
+    fn config(&mut self, mut raw: RawConfig) -> Option<Config> {
         let mode = raw.mode.as_ref().and_then(|m| self.mode(m));
         let listen = match &raw.listen {
             Some(l) => match l.value.parse::<SocketAddr>() {
@@ -311,6 +315,12 @@ impl Validator {
             .map(|(n, s)| (n.clone(), s.value.actions.keys().cloned().collect()))
             .collect();
         let (governance, freeze_windows) = self.governance(raw.governance, &actions_by_service);
+        let raw_deps: BTreeMap<String, Vec<Spanned<deps::RawDep>>> = raw
+            .services
+            .iter_mut()
+            .map(|(n, s)| (n.clone(), std::mem::take(&mut s.value.depends_on)))
+            .collect();
+        let dependencies = deps::validate(&raw_deps, |loc, msg| self.at(loc, msg));
         let mut specs = Vec::new();
         let mut services = Vec::new();
         for (name, svc) in raw.services {
@@ -334,6 +344,7 @@ impl Validator {
             services,
             signals,
             freeze_windows,
+            dependencies,
         })
     }
 

@@ -69,6 +69,9 @@ pub struct RawService {
     pub remediate: Vec<RawRemediate>,
     pub policy: Option<RawPolicy>,
     pub startup: Option<RawStartup>,
+    /// Services this one calls (issue 9): names, or `{service, kind}`.
+    #[serde(default)]
+    pub depends_on: Vec<Spanned<crate::deps::RawDep>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -5,6 +5,7 @@ mod client;
 mod codes;
 mod daemon;
 mod demo;
+mod graph;
 mod lifecycle;
 mod ops;
 mod probes;
@@ -60,6 +61,14 @@ enum Cmd {
     Check {
         #[arg(short, long, default_value = "medic.yaml")]
         config: PathBuf,
+    },
+    /// Show the `depends_on` graph of a config file (text, or Graphviz DOT with --dot).
+    Graph {
+        #[arg(short, long, default_value = "medic.yaml")]
+        config: PathBuf,
+        /// Print Graphviz DOT.
+        #[arg(long)]
+        dot: bool,
     },
     /// Run the self-contained demo: a supervised fixture, faults injected one after another.
     Demo {
@@ -195,6 +204,18 @@ fn run(cmd: Cmd, api: &str) -> Result<ExitCode, CliError> {
                 plural(cfg.services.iter().map(|s| s.probes.len()).sum::<usize>()),
                 cfg.services.iter().map(|s| s.actions.len()).sum::<usize>(),
                 plural(cfg.services.iter().map(|s| s.actions.len()).sum::<usize>()),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Graph { config, dot } => {
+            let cfg = medic_config::load(&config).map_err(CliError::config)?;
+            print!(
+                "{}",
+                if dot {
+                    graph::dot(&cfg)
+                } else {
+                    graph::text(&cfg)
+                }
             );
             Ok(ExitCode::SUCCESS)
         }

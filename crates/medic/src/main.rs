@@ -142,6 +142,8 @@ enum AuditCmd {
 enum EvalCmd {
     /// Score a detector on a NAB-layout corpus.
     Nab(medic_nab::cli::EvalNabArgs),
+    /// Root-cause ranking on PetShop-layout data (--data) or generated topologies (--seed).
+    Rca(medic_rca_eval::cli::EvalRcaArgs),
 }
 
 #[derive(Subcommand)]
@@ -354,6 +356,13 @@ fn run(cmd: Cmd, api: &str) -> Result<ExitCode, CliError> {
             cmd: EvalCmd::Nab(args),
         } => {
             medic_nab::cli::run(&args).map_err(|e| CliError::new(Code::Eval, format!("{e:#}")))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Eval {
+            cmd: EvalCmd::Rca(args),
+        } => {
+            medic_rca_eval::cli::run(&args)
+                .map_err(|e| CliError::new(Code::EvalRca, format!("{e:#}")))?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Op(cmd) => {

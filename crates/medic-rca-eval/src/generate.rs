@@ -317,6 +317,8 @@ pub struct Report {
     pub root_actions: usize,
     pub approvals: usize,
     pub escalations: usize,
+    /// Missed cases, for --verbose.
+    pub misses: Vec<String>,
 }
 
 /// Runs `cases` generated cases from `seed`.
@@ -357,8 +359,18 @@ pub fn evaluate(seed: u64, cases: usize, params: &Params) -> anyhow::Result<Repo
                     r.healthy_actions += 1;
                 }
             }
-            Some((root, _)) => {
+            Some((root, kind)) => {
                 r.faulty += 1;
+                if ranked.first() != Some(&root) && r.misses.len() < 40 {
+                    let why = match ranked.first() {
+                        None => format!("{:?}", d.verdict),
+                        Some(t) if case.victims.contains(t) => "victim first".into(),
+                        Some(_) => "unrelated first".into(),
+                    };
+                    let root_z = d.candidates.iter().find(|c| c.node == root).map(|c| (c.z, c.threshold, c.root, c.score));
+                    let top = d.candidates.first().map(|c| (c.node, c.z, c.threshold, c.root, c.explains, c.score));
+                    r.misses.push(format!("case {i}: root {root} {kind:?} depth? victims {:?}: {why}; root cand {root_z:?}; top {top:?} conf {}", case.victims, conf.value));
+                }
                 if ranked.first() == Some(&root) {
                     r.top1 += 1;
                 }
@@ -439,5 +451,84 @@ impl Report {
             self.approvals, self.escalations
         );
         s
+    }
+}
+
+/// A benchmark world: `services` services, `signals` latency-like signals
+/// spread over them, a slow root somewhere deep and its callers slowed.
+pub struct BenchWorld {
+    pub topo: Topology,
+    /// (node, history, recent) per signal.
+    pub series: Vec<(usize, Vec<f64>, Vec<f64>)>,
+    pub root: usize,
+    pub target: usize,
+}
+
+impl BenchWorld {
+    pub fn signals(&self) -> (Vec<Signal<'_>>, usize) {
+        let v = self
+            .series
+            .iter()
+            .map(|(n, h, r)| Signal {
+                node: *n,
+                name: "latency",
+                direction: Direction::Up,
+                history: h,
+                recent: r,
+            })
+            .collect();
+        (v, self.target)
+    }
+}
+
+/// Builds a [`BenchWorld`].
+pub fn bench_world(services: usize, signals: usize, seed: u64) -> BenchWorld {
+    let mut rng = Rng::new(seed);
+    let mut edges = Vec::new();
+    for i in 1..services {
+        edges.push((rng.below(i), i));
+    }
+    let names = (0..services).map(|i| format!("svc{i:02}")).collect();
+    let topo = Topology::new(names, &edges).unwrap_or_else(|_| unreachable_topology());
+    let root = services - 1;
+    let mut affected = vec![false; services];
+    let mut v = root;
+    affected[v] = true;
+    // Walk the root's caller chain up to the entry.
+    while v != 0 {
+        let Some(&(c, _)) = edges.iter().find(|&&(_, b)| b == v) else {
+            break;
+        };
+        affected[c] = true;
+        v = c;
+    }
+    let mut series = Vec::with_capacity(signals);
+    let mut target = 0;
+    for s in 0..signals {
+        let node = s % services;
+        let base = rng.range(0.01, 0.2);
+        let h: Vec<f64> = (0..HISTORY)
+            .map(|_| base * (1.0 + 0.1 * rng.normal()))
+            .collect();
+        let r: Vec<f64> = (0..WINDOW)
+            .map(|t| {
+                let x = base * (1.0 + 0.1 * rng.normal());
+                if affected[node] && t >= 3 && s < services {
+                    x + base * 3.0
+                } else {
+                    x
+                }
+            })
+            .collect();
+        if node == 0 && s == 0 {
+            target = series.len();
+        }
+        series.push((node, h, r));
+    }
+    BenchWorld {
+        topo,
+        series,
+        root,
+        target,
     }
 }

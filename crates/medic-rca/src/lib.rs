@@ -142,6 +142,32 @@ impl Topology {
         out
     }
 
+    /// `out[v]`: `node` reaches `v` (or, `reverse`, `v` reaches `node`)
+    /// through services with `allowed[_]` only (`node` itself always).
+    pub fn reach_within(&self, node: usize, allowed: &[bool], reverse: bool) -> Vec<bool> {
+        let mut out = vec![false; self.len()];
+        if node >= self.len() {
+            return out;
+        }
+        let dir = if reverse {
+            petgraph::Direction::Incoming
+        } else {
+            petgraph::Direction::Outgoing
+        };
+        let mut stack = vec![node];
+        out[node] = true;
+        while let Some(v) = stack.pop() {
+            for w in self.graph.neighbors_directed(NodeIndex::new(v), dir) {
+                let w = w.index();
+                if !out[w] && allowed.get(w).copied().unwrap_or(false) {
+                    out[w] = true;
+                    stack.push(w);
+                }
+            }
+        }
+        out
+    }
+
     /// `out[v]`: `v` reaches `node` by calls (`node` itself included).
     pub fn reached_by(&self, node: usize) -> Vec<bool> {
         let mut out = vec![false; self.len()];
@@ -251,6 +277,8 @@ pub struct Candidate {
     pub explains: f64,
     /// Its onset is no later than the symptom's (+ coincidence).
     pub onset_ok: bool,
+    /// The target reaches it through services that show the symptom too.
+    pub connected: bool,
     /// The ranking score.
     pub score: f64,
     /// Anomalous services that call it (transitively): the victims if it is the cause.
@@ -299,6 +327,8 @@ impl Diagnosis {
 /// One signal's judgement.
 struct Judged {
     z: Vec<f64>,
+    /// The baseline's scale (z back to the signal's units).
+    scale: f64,
     threshold: f64,
     /// Steps covered by a persistent run above the threshold.
     anomalous: Vec<bool>,
@@ -335,6 +365,7 @@ fn judge(s: &Signal<'_>, p: &Params) -> Option<Judged> {
     }
     Some(Judged {
         z,
+        scale: base.scale,
         threshold,
         anomalous,
         peak,
@@ -422,11 +453,36 @@ pub fn diagnose(
     };
     let tnode = signals[target].node;
     let closure = topo.reaches(tnode);
-    // Per service: its most anomalous signal that coincides with the symptom.
-    let mut best: Vec<Option<(usize, f64)>> = vec![None; topo.len()];
+    // Kinds of signal (by name): a fault propagates in kind (a slow callee
+    // makes its callers slow, failing calls make them fail).
+    let mut kinds: Vec<&str> = Vec::new();
+    for s in signals {
+        if !kinds.contains(&s.name) {
+            kinds.push(s.name);
+        }
+    }
+    let kind_of = |i: usize| kinds.iter().position(|k| *k == signals[i].name).unwrap_or(0);
+    let n = topo.len();
+    // strong[k][v]: v has a kind-k signal anomalous (persistent, unprecedented)
+    // near the symptom; weak[k][v]: some kind-k sample at symptom level near it.
+    let mut strong = vec![vec![false; n]; kinds.len()];
+    let mut weak = vec![vec![false; n]; kinds.len()];
+    let mut best: Vec<Option<(usize, f64)>> = vec![None; n];
     for (i, (s, j)) in signals.iter().zip(&judged).enumerate() {
         let Some(j) = j else { continue };
-        if !closure[s.node] || j.onset.is_none() {
+        if !closure[s.node] {
+            continue;
+        }
+        let k = kind_of(i);
+        if j
+            .z
+            .iter()
+            .enumerate()
+            .any(|(t, &z)| z >= p.symptom_z && near_symptom(t))
+        {
+            weak[k][s.node] = true;
+        }
+        if j.onset.is_none() {
             continue;
         }
         let coincides = j
@@ -437,37 +493,72 @@ pub fn diagnose(
         if !coincides {
             continue;
         }
+        strong[k][s.node] = true;
+        weak[k][s.node] = true;
         let excess = j.peak / j.threshold.max(f64::MIN_POSITIVE);
         match best[s.node] {
             Some((_, e)) if e >= excess => {}
             _ => best[s.node] = Some((i, excess)),
         }
     }
-    let anomalous: Vec<bool> = best.iter().map(Option::is_some).collect();
-    let n_anomalous = anomalous.iter().filter(|&&a| a).count();
+    let n_anomalous = best.iter().filter(|b| b.is_some()).count();
     if n_anomalous == 0 {
         return Ok(none(Verdict::Unexplained, Some(symptom_onset)));
     }
+    // Per kind: the services the target reaches through symptomatic services only.
+    let allowed: Vec<Vec<bool>> = weak
+        .iter()
+        .map(|w| {
+            let mut a = w.clone();
+            a[tnode] = true;
+            a
+        })
+        .collect();
+    let from_target: Vec<Vec<bool>> = allowed
+        .iter()
+        .map(|a| topo.reach_within(tnode, a, false))
+        .collect();
+    let kind_of_best = |v: usize| best[v].map(|(i, _)| kind_of(i));
     let mut candidates = Vec::new();
     for (node, b) in best.iter().enumerate() {
         let Some((sig, excess)) = *b else { continue };
         let Some(j) = &judged[sig] else { continue };
-        let below = topo.reaches(node);
-        let above = topo.reached_by(node);
-        let root = (0..topo.len()).all(|v| v == node || !(below[v] && anomalous[v]));
-        // Anomalous services on a path target → … → node (node included).
-        let on_path = (0..topo.len())
-            .filter(|&v| anomalous[v] && closure[v] && above[v])
+        let k = kind_of(sig);
+        let mut a = allowed[k].clone();
+        a[node] = true;
+        // What it calls through symptomatic services, and who calls it so.
+        let below = topo.reach_within(node, &a, false);
+        let above = topo.reach_within(node, &a, true);
+        // A symptomatic dependency explains this service's anomaly when its own
+        // change, in the signal's units, is at least half of this one's (calls
+        // add latency and lost requests; up to 2× amplification by retries
+        // and queueing is allowed).
+        let delta = |v: usize| {
+            best[v]
+                .and_then(|(i, _)| judged[i].as_ref())
+                .map_or(0.0, |j| j.peak * j.scale)
+        };
+        let own = j.peak * j.scale;
+        let root = (0..n).all(|v| {
+            v == node || !(below[v] && strong[k][v] && kind_of_best(v) == Some(k) && delta(v) >= own / 2.0)
+        });
+        let connected = from_target[k][node];
+        let n_kind = strong[k].iter().filter(|&&x| x).count().max(1);
+        let on_path = (0..n)
+            .filter(|&v| strong[k][v] && from_target[k][v] && above[v])
             .count();
-        let explains = on_path as f64 / n_anomalous as f64;
+        let explains = (on_path as f64 / n_kind as f64).min(1.0);
         let onset = j.onset.unwrap_or(0);
         let onset_ok = onset <= symptom_onset + p.coincidence;
         let mut score = (1.0 + explains) * (1.0 + excess).ln();
         if !onset_ok {
             score *= 0.5;
         }
-        let victims = (0..topo.len())
-            .filter(|&v| v != node && anomalous[v] && above[v])
+        if !connected {
+            score *= 0.5;
+        }
+        let victims = (0..n)
+            .filter(|&v| v != node && above[v] && best[v].is_some())
             .collect();
         candidates.push(Candidate {
             node,
@@ -478,6 +569,7 @@ pub fn diagnose(
             root,
             explains,
             onset_ok,
+            connected,
             score,
             victims,
         });

@@ -4,15 +4,22 @@ use crate::Direction;
 /// Median of the finite values (NaN when there are none).
 pub fn median(xs: &[f64]) -> f64 {
     let mut v: Vec<f64> = xs.iter().copied().filter(|x| x.is_finite()).collect();
-    if v.is_empty() {
+    median_in_place(&mut v)
+}
+
+/// Median of finite `v`, reordering it (linear-time selection, no sort).
+fn median_in_place(v: &mut [f64]) -> f64 {
+    let n = v.len();
+    if n == 0 {
         return f64::NAN;
     }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
+    let (left, mid, _) = v.select_nth_unstable_by(n / 2, f64::total_cmp);
+    let hi = *mid;
     if n % 2 == 1 {
-        v[n / 2]
+        hi
     } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
+        let lo = left.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        (lo + hi) / 2.0
     }
 }
 
@@ -29,17 +36,17 @@ impl Baseline {
     /// `1.2533·mean absolute deviation`; when that is zero too (a constant),
     /// `max(1e-3·|median|, 1e-9)`.
     pub fn of(history: &[f64], min: usize) -> Option<Baseline> {
-        let finite: Vec<f64> = history.iter().copied().filter(|x| x.is_finite()).collect();
+        let mut finite: Vec<f64> = history.iter().copied().filter(|x| x.is_finite()).collect();
         if finite.len() < min.max(1) {
             return None;
         }
-        let med = median(&finite);
-        let dev: Vec<f64> = finite.iter().map(|x| (x - med).abs()).collect();
-        let mad = median(&dev);
+        let med = median_in_place(&mut finite);
+        let mut dev: Vec<f64> = finite.iter().map(|x| (x - med).abs()).collect();
+        let mean_ad = dev.iter().sum::<f64>() / dev.len() as f64;
+        let mad = median_in_place(&mut dev);
         let scale = if mad > 0.0 {
             1.4826 * mad
         } else {
-            let mean_ad = dev.iter().sum::<f64>() / dev.len() as f64;
             if mean_ad > 0.0 {
                 1.2533 * mean_ad
             } else {

@@ -150,6 +150,8 @@ enum EvalCmd {
 enum BenchCmd {
     /// Detector throughput (samples/s per core).
     Detect(medic_nab::cli::BenchDetectArgs),
+    /// Root-cause ranking time for one diagnosis (50 services, 1,000 signals by default).
+    Rca(medic_rca_eval::cli::BenchRcaArgs),
 }
 
 fn main() -> ExitCode {
@@ -373,6 +375,13 @@ fn run(cmd: Cmd, api: &str) -> Result<ExitCode, CliError> {
             let code = medic_sim::cli::run(&args)
                 .map_err(|e| CliError::new(Code::Eval, format!("{e:#}")))?;
             Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+        }
+        Cmd::Bench {
+            cmd: BenchCmd::Rca(args),
+        } => {
+            medic_rca_eval::cli::run_bench(&args)
+                .map_err(|e| CliError::new(Code::EvalRca, format!("{e:#}")))?;
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::Bench {
             cmd: BenchCmd::Detect(args),

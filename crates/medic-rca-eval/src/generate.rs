@@ -367,8 +367,15 @@ pub fn evaluate(seed: u64, cases: usize, params: &Params) -> anyhow::Result<Repo
                         Some(t) if case.victims.contains(t) => "victim first".into(),
                         Some(_) => "unrelated first".into(),
                     };
-                    let root_z = d.candidates.iter().find(|c| c.node == root).map(|c| (c.z, c.threshold, c.root, c.score));
-                    let top = d.candidates.first().map(|c| (c.node, c.z, c.threshold, c.root, c.explains, c.score));
+                    let root_z = d
+                        .candidates
+                        .iter()
+                        .find(|c| c.node == root)
+                        .map(|c| (c.z, c.threshold, c.root, c.score));
+                    let top = d
+                        .candidates
+                        .first()
+                        .map(|c| (c.node, c.z, c.threshold, c.root, c.explains, c.score));
                     r.misses.push(format!("case {i}: root {root} {kind:?} depth? victims {:?}: {why}; root cand {root_z:?}; top {top:?} conf {}", case.victims, conf.value));
                 }
                 if ranked.first() == Some(&root) {

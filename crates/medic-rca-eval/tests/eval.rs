@@ -35,7 +35,10 @@ fn petshop_train_issues_and_normal_slices_meet_the_floors() {
     let r = |a: usize, b: usize| a as f64 / b as f64;
     assert!(r(top1, cases) >= 0.40, "top1 {top1}/{cases}");
     assert!(r(top3, cases) >= 0.75, "top3 {top3}/{cases}");
-    assert!(r(specific, slices) >= 0.80, "specificity {specific}/{slices}");
+    assert!(
+        r(specific, slices) >= 0.80,
+        "specificity {specific}/{slices}"
+    );
 }
 
 #[test]
@@ -55,14 +58,26 @@ fn generated_scenarios_meet_the_goals_and_are_deterministic() {
 
 #[test]
 fn malformed_files_are_named_with_line_and_column() {
-    let e = petshop::parse_metrics("m.csv", "microservice,a\nmetric,latency\nstatistic,Average\n1,0.5\n2,x\n")
+    let e = petshop::parse_metrics(
+        "m.csv",
+        "microservice,a\nmetric,latency\nstatistic,Average\n1,0.5\n2,x\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert_eq!(e, "m.csv:5:2: not a number: \"x\"");
+    let e = petshop::parse_metrics("m.csv", "microservice,a\nmetric,latency\n")
         .unwrap_err()
         .to_string();
-    assert_eq!(e, "m.csv:5:2: not a number: \"x\"");
-    let e = petshop::parse_metrics("m.csv", "microservice,a\nmetric,latency\n").unwrap_err().to_string();
     assert!(e.contains("missing the `statistic` header row"), "{e}");
-    let e = petshop::parse_target("t.json", "{\"target\": {}}").unwrap_err().to_string();
-    assert!(e.contains("t.json: missing string field `target.node`"), "{e}");
-    let e = petshop::load(&PathBuf::from("/nonexistent-dir")).unwrap_err().to_string();
+    let e = petshop::parse_target("t.json", "{\"target\": {}}")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("t.json: missing string field `target.node`"),
+        "{e}"
+    );
+    let e = petshop::load(&PathBuf::from("/nonexistent-dir"))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("/nonexistent-dir: cannot list"), "{e}");
 }

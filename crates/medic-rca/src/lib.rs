@@ -461,7 +461,12 @@ pub fn diagnose(
             kinds.push(s.name);
         }
     }
-    let kind_of = |i: usize| kinds.iter().position(|k| *k == signals[i].name).unwrap_or(0);
+    let kind_of = |i: usize| {
+        kinds
+            .iter()
+            .position(|k| *k == signals[i].name)
+            .unwrap_or(0)
+    };
     let n = topo.len();
     // strong[k][v]: v has a kind-k signal anomalous (persistent, unprecedented)
     // near the symptom; weak[k][v]: some kind-k sample at symptom level near it.
@@ -474,8 +479,7 @@ pub fn diagnose(
             continue;
         }
         let k = kind_of(i);
-        if j
-            .z
+        if j.z
             .iter()
             .enumerate()
             .any(|(t, &z)| z >= p.symptom_z && near_symptom(t))
@@ -540,7 +544,11 @@ pub fn diagnose(
         };
         let own = j.peak * j.scale;
         let root = (0..n).all(|v| {
-            v == node || !(below[v] && strong[k][v] && kind_of_best(v) == Some(k) && delta(v) >= own / 2.0)
+            v == node
+                || !(below[v]
+                    && strong[k][v]
+                    && kind_of_best(v) == Some(k)
+                    && delta(v) >= own / 2.0)
         });
         let connected = from_target[k][node];
         let n_kind = strong[k].iter().filter(|&&x| x).count().max(1);

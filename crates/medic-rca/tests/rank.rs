@@ -35,7 +35,9 @@ fn run(c: &Case) -> (Vec<String>, Verdict, f64) {
         })
         .collect();
     let topo = Topology::new(names.clone(), &edges).unwrap();
-    let hist: Vec<Vec<f64>> = (0..names.len()).map(|i| history(0.01 * (i + 1) as f64)).collect();
+    let hist: Vec<Vec<f64>> = (0..names.len())
+        .map(|i| history(0.01 * (i + 1) as f64))
+        .collect();
     let recent: Vec<Vec<f64>> = c
         .windows
         .iter()
@@ -68,7 +70,11 @@ const CASES: &[Case] = &[
     Case {
         name: "slow database: the callers are victims",
         edges: "web>api api>db",
-        windows: &[("web", "1 1 3 3 3 3"), ("api", "1 1 4 4 4 4"), ("db", "1 1 8 8 8 8")],
+        windows: &[
+            ("web", "1 1 3 3 3 3"),
+            ("api", "1 1 4 4 4 4"),
+            ("db", "1 1 8 8 8 8"),
+        ],
         target: "web",
         want: &["db", "api", "web"],
         verdict: Verdict::Cause,
@@ -76,7 +82,11 @@ const CASES: &[Case] = &[
     Case {
         name: "the front end itself",
         edges: "web>api api>db",
-        windows: &[("web", "1 1 3 3 3 3"), ("api", "1 1 1 1 1 1"), ("db", "1 1 1 1 1 1")],
+        windows: &[
+            ("web", "1 1 3 3 3 3"),
+            ("api", "1 1 1 1 1 1"),
+            ("db", "1 1 1 1 1 1"),
+        ],
         target: "web",
         want: &["web"],
         verdict: Verdict::Cause,
@@ -84,7 +94,11 @@ const CASES: &[Case] = &[
     Case {
         name: "healthy: nothing at the target",
         edges: "web>api api>db",
-        windows: &[("web", "1 1 1 1 1 1"), ("api", "1 1 1 1 1 1"), ("db", "1 1 1 1 1 1")],
+        windows: &[
+            ("web", "1 1 1 1 1 1"),
+            ("api", "1 1 1 1 1 1"),
+            ("db", "1 1 1 1 1 1"),
+        ],
         target: "web",
         want: &[],
         verdict: Verdict::NoSymptom,
@@ -92,7 +106,11 @@ const CASES: &[Case] = &[
     Case {
         name: "a one-sample blip is no cause",
         edges: "web>api api>db",
-        windows: &[("web", "1 1 3 1 1 1"), ("api", "1 1 5 1 1 1"), ("db", "1 1 9 1 1 1")],
+        windows: &[
+            ("web", "1 1 3 1 1 1"),
+            ("api", "1 1 5 1 1 1"),
+            ("db", "1 1 9 1 1 1"),
+        ],
         target: "web",
         want: &[],
         verdict: Verdict::Unexplained,
@@ -100,7 +118,12 @@ const CASES: &[Case] = &[
     Case {
         name: "an anomaly off the target's closure is no cause",
         edges: "web>api batch>db",
-        windows: &[("web", "1 1 3 3 1 1"), ("api", "1 1 1 1 1 1"), ("batch", "1 1 1 1 1 1"), ("db", "1 1 9 9 9 9")],
+        windows: &[
+            ("web", "1 1 3 3 1 1"),
+            ("api", "1 1 1 1 1 1"),
+            ("batch", "1 1 1 1 1 1"),
+            ("db", "1 1 9 9 9 9"),
+        ],
         target: "web",
         want: &["web"],
         verdict: Verdict::Cause,
@@ -108,7 +131,12 @@ const CASES: &[Case] = &[
     Case {
         name: "a noisy neighbour before the fault does not coincide",
         edges: "web>api web>cache api>db",
-        windows: &[("web", "1 1 1 1 3 3"), ("api", "1 1 1 1 4 4"), ("cache", "6 6 1 1 1 1"), ("db", "1 1 1 1 8 8")],
+        windows: &[
+            ("web", "1 1 1 1 3 3"),
+            ("api", "1 1 1 1 4 4"),
+            ("cache", "6 6 1 1 1 1"),
+            ("db", "1 1 1 1 8 8"),
+        ],
         target: "web",
         want: &["db", "api", "web"],
         verdict: Verdict::Cause,
@@ -116,7 +144,11 @@ const CASES: &[Case] = &[
     Case {
         name: "a small slow callee does not explain a much slower caller",
         edges: "web>api api>db",
-        windows: &[("web", "1 1 3 3 3 3"), ("api", "1 1 9 9 9 9"), ("db", "1 1 1.4 1.4 1.4 1.4")],
+        windows: &[
+            ("web", "1 1 3 3 3 3"),
+            ("api", "1 1 9 9 9 9"),
+            ("db", "1 1 1.4 1.4 1.4 1.4"),
+        ],
         target: "web",
         want: &["api", "db", "web"],
         verdict: Verdict::Cause,
@@ -154,15 +186,33 @@ fn bad_inputs_are_refused_not_panicked_on() {
     let topo = Topology::new(vec!["a".into()], &[]).unwrap();
     assert!(Topology::new(vec!["a".into()], &[(0, 3)]).is_err());
     let h = [1.0; 10];
-    let s = |r: &'static [f64]| Signal { node: 0, name: "x", direction: Direction::Up, history: &h, recent: r };
+    let s = |r: &'static [f64]| Signal {
+        node: 0,
+        name: "x",
+        direction: Direction::Up,
+        history: &h,
+        recent: r,
+    };
     let p = Params::default();
     assert!(diagnose(&topo, &[s(&[1.0, 2.0]), s(&[1.0])], Some(0), &p).is_err());
     assert!(diagnose(&topo, &[s(&[1.0])], Some(5), &p).is_err());
-    let bad = Signal { node: 9, ..s(&[1.0]) };
+    let bad = Signal {
+        node: 9,
+        ..s(&[1.0])
+    };
     assert!(diagnose(&topo, &[bad], Some(0), &p).is_err());
     // Empty, NaN-only and too-short inputs give an answer, not a panic.
     let nan = [f64::NAN; 4];
-    let d = diagnose(&topo, &[Signal { history: &nan, recent: &nan, ..s(&[]) }], Some(0), &p);
+    let d = diagnose(
+        &topo,
+        &[Signal {
+            history: &nan,
+            recent: &nan,
+            ..s(&[])
+        }],
+        Some(0),
+        &p,
+    );
     assert!(d.is_err() || d.unwrap().candidates.is_empty());
     let d = diagnose(&topo, &[], None, &p).unwrap();
     assert_eq!(d.verdict, Verdict::NoSymptom);

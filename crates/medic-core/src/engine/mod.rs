@@ -103,6 +103,7 @@ impl Engine {
                         pending_revert: None,
                         error_budget: None,
                         headroom: None,
+                        diagnosis: None,
                         // A start phase begins when the driver starts the
                         // process (`Input::ProcessStarted`) or a restart
                         // action succeeds, not with the engine.
@@ -316,6 +317,7 @@ impl Engine {
                     }
                 }
             }
+            Input::Diagnosis(report) => self.diagnosed(report),
             Input::FreezeWindows(w) => {
                 let names: Vec<String> = w.iter().map(|f| f.name.clone()).collect();
                 if self.gov.freeze_windows != w {

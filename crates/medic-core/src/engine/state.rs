@@ -132,6 +132,8 @@ pub(crate) struct Svc {
     /// Startup grace: until the first success or this time, probe failures
     /// are recorded but open no incident (a process exit still does).
     pub starting_until: Option<MonoTime>,
+    /// What the latest root-cause diagnosis says about this service (issue 9).
+    pub diagnosis: Option<crate::governance::DiagnosisGate>,
     pub dirty: bool,
 }
 

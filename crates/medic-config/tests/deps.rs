@@ -94,3 +94,33 @@ fn self_and_duplicate_dependencies_are_rejected() {
         "{e}"
     );
 }
+
+#[test]
+fn autonomy_bands_are_read_and_checked() {
+    let base = cfg(&[svc("web", "")]);
+    let c = parse(
+        "m.yaml",
+        &format!("{base}governance:\n  autonomy: {{ act_above: 95, armed_from: 75, approval_from: 40, armed_verify_factor: 3 }}\n"),
+    )
+    .unwrap();
+    let a = &c.engine.governance.autonomy;
+    assert_eq!(
+        (a.act, a.armed, a.approve, a.armed_verify_factor),
+        (95, 75, 40, 3)
+    );
+    let d = parse("m.yaml", &base).unwrap();
+    assert_eq!(
+        d.engine.governance.autonomy,
+        medic_core::AutonomyBands::default()
+    );
+    let e = parse(
+        "m.yaml",
+        &format!("{base}governance:\n  autonomy: {{ act_above: 60, armed_from: 75 }}\n"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.starts_with("m.yaml:7:13: autonomy bands must satisfy"),
+        "{e}"
+    );
+}

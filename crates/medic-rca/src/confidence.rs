@@ -52,8 +52,10 @@ pub fn beta_mean(a0: f64, b0: f64, successes: u32, failures: u32) -> f64 {
 /// How well a diagnosis singles out its first candidate, in [0, 1]:
 /// its share of the roots' score (two equal roots give 0.5), times the share
 /// of anomalous services it explains along dependency paths, halved when its
-/// onset comes after the symptom's, when it is no root, and when the target
-/// does not reach it through symptomatic services. 0 without a candidate.
+/// onset comes after the symptom's, when it is no root, when the target
+/// does not reach it through symptomatic services, when something it calls
+/// shows the symptom below the threshold (the origin may be deeper), and when
+/// the symptom itself is a single sample. 0 without a candidate.
 pub fn evidence_match(d: &Diagnosis) -> f64 {
     let Some(top) = d.candidates.first() else {
         return 0.0;
@@ -61,7 +63,9 @@ pub fn evidence_match(d: &Diagnosis) -> f64 {
     let onset = if top.onset_ok { 1.0 } else { 0.5 };
     let root = if top.root { 1.0 } else { 0.5 };
     let path = if top.connected { 1.0 } else { 0.5 };
-    (d.top_share() * top.explains * onset * root * path).clamp(0.0, 1.0)
+    let deeper = if top.weak_below { 0.5 } else { 1.0 };
+    let lasting = if d.symptom_samples >= 2 { 1.0 } else { 0.5 };
+    (d.top_share() * top.explains * onset * root * path * deeper * lasting).clamp(0.0, 1.0)
 }
 
 #[cfg(test)]

@@ -279,6 +279,9 @@ pub struct Candidate {
     pub onset_ok: bool,
     /// The target reaches it through services that show the symptom too.
     pub connected: bool,
+    /// Something it calls shows the symptom too, below the anomaly threshold:
+    /// the origin may lie deeper, unseen.
+    pub weak_below: bool,
     /// The ranking score.
     pub score: f64,
     /// Anomalous services that call it (transitively): the victims if it is the cause.
@@ -294,6 +297,8 @@ pub struct Diagnosis {
     pub symptom_onset: Option<usize>,
     /// Signals judged anomalous (anywhere, before the closure and coincidence filters).
     pub anomalous_signals: usize,
+    /// Samples of the target at symptom level.
+    pub symptom_samples: usize,
 }
 
 impl Diagnosis {
@@ -434,6 +439,7 @@ pub fn diagnose(
         candidates: Vec::new(),
         symptom_onset,
         anomalous_signals,
+        symptom_samples: 0,
     };
     let Some(target) = target else {
         return Ok(none(Verdict::NoSymptom, None));
@@ -568,6 +574,10 @@ pub fn diagnose(
         let victims = (0..n)
             .filter(|&v| v != node && above[v] && best[v].is_some())
             .collect();
+        let weak_below = topo
+            .callees(node)
+            .into_iter()
+            .any(|c| weak[k][c] && !strong[k][c]);
         candidates.push(Candidate {
             node,
             signal: sig,
@@ -578,6 +588,7 @@ pub fn diagnose(
             explains,
             onset_ok,
             connected,
+            weak_below,
             score,
             victims,
         });
@@ -595,5 +606,6 @@ pub fn diagnose(
         candidates,
         symptom_onset: Some(symptom_onset),
         anomalous_signals,
+        symptom_samples: symptom.iter().filter(|&&b| b).count(),
     })
 }

@@ -261,6 +261,7 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
         action_names: BTreeMap::new(),
         running: BTreeMap::new(),
         saved_generation: None,
+        rca: crate::rca::RcaState::new(&opts.config),
     };
     store
         .append_audit(
@@ -506,6 +507,8 @@ struct EngineLoop {
     running: BTreeMap<ActionId, tokio::task::AbortHandle>,
     /// The safety generation last persisted.
     saved_generation: Option<u64>,
+    /// Root-cause diagnosis across `depends_on` (None without dependencies).
+    rca: Option<crate::rca::RcaState>,
 }
 
 impl EngineLoop {
@@ -533,7 +536,14 @@ impl EngineLoop {
                     let Some(msg) = msg else { return Ok(()) };
                     let now = self.clock.now();
                     match msg {
-                        Msg::Probe(r) => self.engine.handle_input(now, Input::Probe(r)),
+                        Msg::Probe(r) => {
+                            // Diagnose across services first, so that the
+                            // probe's decisions see it (issue 9).
+                            if let Some(d) = self.rca.as_mut().and_then(|s| s.observe(now, &r)) {
+                                self.engine.handle_input(now, Input::Diagnosis(d));
+                            }
+                            self.engine.handle_input(now, Input::Probe(r))
+                        }
                         Msg::Outcome { id, result } => {
                             self.running.remove(&id);
                             if let Some((action, stage)) = self.action_names.remove(&id) {

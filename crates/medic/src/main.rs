@@ -9,6 +9,7 @@ mod graph;
 mod lifecycle;
 mod ops;
 mod probes;
+mod rca;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -91,6 +92,9 @@ enum Cmd {
         /// Wait this long (e.g. 5s, 800ms) before binding and answering /healthz.
         #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
         startup_delay: std::time::Duration,
+        /// Base URL of a service this one calls from `/work` (a chain of fixtures).
+        #[arg(long)]
+        downstream: Option<String>,
     },
     /// Audit log tools.
     Audit {
@@ -299,6 +303,7 @@ fn run(cmd: Cmd, api: &str) -> Result<ExitCode, CliError> {
             bind,
             crash_on_start,
             startup_delay,
+            downstream,
         } => {
             let rt = runtime()?;
             rt.block_on(medic_fixture::run(medic_fixture::FixtureOptions {
@@ -306,6 +311,7 @@ fn run(cmd: Cmd, api: &str) -> Result<ExitCode, CliError> {
                 port,
                 crash_on_start,
                 startup_delay,
+                downstream,
             }))
             .map_err(|e| CliError::new(Code::Io, format!("fixture: {e:#}")))?;
             Ok(ExitCode::SUCCESS)

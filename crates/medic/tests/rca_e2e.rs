@@ -1,0 +1,125 @@
+//! Issue 9 end to end: three real fixture processes in a chain web → api → db
+//! (each `/work` calls the next), a `slow` fault on db. medic diagnoses db as
+//! the root cause, restarts db, and holds web and api back as its victims.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+fn audit(api: &str) -> Vec<(String, serde_json::Value)> {
+    let mut out = Vec::new();
+    let mut after = 0;
+    loop {
+        let Some(page) = get_json(&format!("{api}/api/v1/audit?after={after}&limit=1000")) else {
+            return out;
+        };
+        let recs = page["records"].as_array().cloned().unwrap_or_default();
+        if recs.is_empty() {
+            return out;
+        }
+        for r in &recs {
+            after = r["seq"].as_u64().unwrap_or(after);
+            let payload = match &r["payload"] {
+                serde_json::Value::String(s) => serde_json::from_str(s).unwrap_or_default(),
+                v => v.clone(),
+            };
+            out.push((r["kind"].as_str().unwrap_or("").to_string(), payload));
+        }
+    }
+}
+
+#[test]
+fn a_slow_database_is_restarted_and_its_callers_are_held_back() {
+    let dir = TestDir::new();
+    let (pw, pa, pd, aport) = (free_port(), free_port(), free_port(), free_port());
+    let exe = assert_cmd::cargo::cargo_bin("medic");
+    let svc = |name: &str, port: u16, down: Option<u16>, deps: &str| {
+        let down = down
+            .map(|p| format!(", \"--downstream\", \"http://127.0.0.1:{p}\""))
+            .unwrap_or_default();
+        format!(
+            r#"  {name}:
+    process:
+      command: ["{exe}", "fixture", "--port", "{port}"{down}]
+      stop_grace: 2s
+{deps}    probes:
+      work:
+        http: {{ url: "http://127.0.0.1:{port}/work", timeout: 5s }}
+        interval: 250ms
+        latency: {{ over: 300ms, consecutive: 8 }}
+    actions:
+      restart: {{ restart: {{}} }}
+    remediate:
+      - when: {{ probe: work, condition: slow }}
+        action: restart
+      - when: {{ probe: work, condition: failing }}
+        action: restart
+"#,
+            exe = exe.display()
+        )
+    };
+    let cfg = format!(
+        "mode: aggressive\nlisten: 127.0.0.1:{aport}\ndatabase: medic.db\npolicy: {{ cooldown: 1s, verify_window: 5s }}\nservices:\n{}{}{}",
+        svc("web", pw, Some(pa), "    depends_on: [api]\n"),
+        svc("api", pa, Some(pd), "    depends_on: [{ service: db, kind: database }]\n"),
+        svc("db", pd, None, ""),
+    );
+    let cfg = write(dir.path(), "medic.yaml", &cfg);
+    let _daemon = dir.spawn_daemon(&cfg, None);
+    let pid = |p: u16| fixture_pid(&format!("http://127.0.0.1:{p}/healthz"));
+    let (web0, api0, db0) = (pid(pw), pid(pa), pid(pd));
+    // Normal history for the ranking (its baseline), then the fault.
+    std::thread::sleep(Duration::from_secs(8));
+    assert_eq!(
+        post_json(
+            &format!("http://127.0.0.1:{pd}/fault/slow?ms=800"),
+            &serde_json::json!({})
+        ),
+        200
+    );
+    let db1 = new_fixture_pid(
+        &format!("http://127.0.0.1:{pd}/healthz"),
+        db0,
+        Duration::from_secs(60),
+    );
+    assert_ne!(db1, db0);
+    let api = format!("http://127.0.0.1:{aport}");
+    // The diagnosis named db first, with its victims.
+    let records = audit(&api);
+    let diag = records
+        .iter()
+        .find(|(k, p)| k == "rca.diagnosed" && p["service"] == "db")
+        .unwrap_or_else(|| panic!("no rca.diagnosed for db: {records:?}"));
+    let victims = diag.1["victims_held"].as_str().unwrap();
+    assert!(
+        victims.contains("api") && victims.contains("web"),
+        "{diag:?}"
+    );
+    assert!(
+        diag.1["hypotheses"]
+            .as_str()
+            .unwrap()
+            .starts_with("db/latency"),
+        "{diag:?}"
+    );
+    // Every action intent was on db; web and api kept their processes.
+    let intents: Vec<&str> = records
+        .iter()
+        .filter(|(k, _)| k == "action.intent")
+        .map(|(_, p)| p["service"].as_str().unwrap_or(""))
+        .collect();
+    assert!(
+        !intents.is_empty() && intents.iter().all(|s| *s == "db"),
+        "{intents:?}"
+    );
+    assert_eq!(pid(pw), web0, "web was restarted");
+    assert_eq!(pid(pa), api0, "api was restarted");
+    // Held with the reason recorded, when their incidents reached a decision.
+    for (k, p) in &records {
+        if k == "decision" && (p["service"] == "web" || p["service"] == "api") {
+            assert_eq!(p["reason_code"], "upstream_cause", "{p}");
+        }
+    }
+}

@@ -7,6 +7,7 @@
 
 mod deps;
 mod governance;
+mod patterns;
 mod raw;
 mod signals;
 
@@ -25,6 +26,9 @@ use serde_saphyr::{Location, Spanned};
 
 pub use deps::{DepKind, Dependency};
 pub use governance::FreezeSpec;
+pub use patterns::{
+    load_patterns, parse_patterns, On, Pattern, PatternAction, Symptom, DEFAULT_PATTERNS,
+};
 pub use raw::Dur;
 use raw::*;
 pub use signals::{
@@ -152,6 +156,22 @@ pub struct Config {
     pub freeze_windows: Vec<FreezeSpec>,
     /// `depends_on` edges (caller → callee), validated: known names, no cycles.
     pub dependencies: Vec<Dependency>,
+    /// Operator pattern files: as written by [`parse`], resolved against the
+    /// config file's directory by [`load`] (which also checks them).
+    pub pattern_files: Vec<PathBuf>,
+}
+
+impl Config {
+    /// The shipped patterns plus the operator's files, resolved against `dir`
+    /// (the config file's directory).
+    ///
+    /// # Errors
+    /// An unreadable or invalid pattern file.
+    pub fn patterns(&self, dir: &Path) -> Result<Vec<Pattern>, ConfigError> {
+        let files: Vec<PathBuf> = self.pattern_files.iter().map(|f| dir.join(f)).collect();
+        let refs: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
+        load_patterns(&refs)
+    }
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9090";
@@ -168,7 +188,12 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
             message: format!("cannot read config: {e}"),
         }],
     })?;
-    parse_bytes(&file, &bytes)
+    let mut cfg = parse_bytes(&file, &bytes)?;
+    // Pattern files are relative to the config file; resolve them once here.
+    let dir = path.parent().unwrap_or(Path::new("."));
+    cfg.pattern_files = cfg.pattern_files.iter().map(|f| dir.join(f)).collect();
+    cfg.patterns(Path::new(""))?;
+    Ok(cfg)
 }
 
 /// Validate config bytes: text that is not UTF-8 is reported at its first bad byte
@@ -345,6 +370,7 @@ impl Validator {
             signals,
             freeze_windows,
             dependencies,
+            pattern_files: raw.patterns.iter().map(PathBuf::from).collect(),
         })
     }
 

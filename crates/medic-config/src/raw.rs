@@ -32,6 +32,9 @@ pub struct RawConfig {
     pub services: BTreeMap<String, Spanned<RawService>>,
     pub signals: Option<RawSignals>,
     pub governance: Option<crate::governance::RawGovernance>,
+    /// Operator pattern files (issue 9), relative to the config file.
+    #[serde(default)]
+    pub patterns: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]

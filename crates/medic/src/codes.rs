@@ -30,6 +30,7 @@ cli_codes! {
     Demo = ("E0021", "demo_failed", 1, "The demo could not run to the end."),
     Eval = ("E0030", "eval_failed", 1, "An evaluation or benchmark failed (bad data directory or file)."),
     EvalRca = ("E0060", "eval_rca_failed", 1, "`medic eval rca` or `medic bench rca` failed: bad data directory or file (named with line and column), or bad arguments."),
+    PatternNotFound = ("E0061", "pattern_not_found", 2, "`medic patterns show` names no known pattern."),
     Io = ("E0099", "io_error", 1, "An operating-system error."),
 }
 

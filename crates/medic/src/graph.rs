@@ -51,3 +51,39 @@ pub fn dot(cfg: &Config) -> String {
     out.push_str("}\n");
     out
 }
+
+/// `medic patterns list`: one line per pattern.
+pub fn patterns_list(patterns: &[medic_config::Pattern]) -> String {
+    let mut out = format!("{:<28} {:>5}  {:<12} CAUSE\n", "NAME", "PRIOR", "SOURCE");
+    for p in patterns {
+        let _ = writeln!(
+            out,
+            "{:<28} {:>5.2}  {:<12} {}",
+            p.name, p.prior, p.source, p.cause
+        );
+    }
+    out
+}
+
+/// `medic patterns show NAME`.
+pub fn pattern_show(p: &medic_config::Pattern) -> String {
+    let mut out = format!(
+        "{}\n  cause: {}\n  prior: {:.2}\n  source: {}\n  symptoms:\n",
+        p.name, p.cause, p.prior, p.source
+    );
+    for s in &p.symptoms {
+        let _ = write!(out, "    - {} on {}", s.signal, s.on.as_str());
+        if let Some(o) = s.order {
+            let _ = write!(out, ", order {o}");
+        }
+        if let Some(w) = s.within {
+            let _ = write!(out, ", within {}", humantime::format_duration(w));
+        }
+        out.push('\n');
+    }
+    out.push_str("  actions:\n");
+    for a in &p.actions {
+        let _ = writeln!(out, "    - {} ({} tier)", a.action, a.tier.as_str());
+    }
+    out
+}

@@ -71,6 +71,11 @@ enum Cmd {
         #[arg(long)]
         dot: bool,
     },
+    /// The failure-pattern library: shipped patterns plus the config's `patterns:` files.
+    Patterns {
+        #[command(subcommand)]
+        cmd: PatternsCmd,
+    },
     /// Run the self-contained demo: a supervised fixture, faults injected one after another.
     Demo {
         /// Keep everything in DIR (database at DIR/medic.db) instead of a temporary directory.
@@ -130,6 +135,22 @@ enum Cmd {
     Bench {
         #[command(subcommand)]
         cmd: BenchCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum PatternsCmd {
+    /// List every pattern with its prior and source.
+    List {
+        /// Also load the operator pattern files named by this config.
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+    },
+    /// Show one pattern: symptoms, cause, actions with their tier, prior.
+    Show {
+        name: String,
+        #[arg(short, long)]
+        config: Option<PathBuf>,
     },
 }
 
@@ -213,6 +234,29 @@ fn run(cmd: Cmd, api: &str) -> Result<ExitCode, CliError> {
                 cfg.services.iter().map(|s| s.actions.len()).sum::<usize>(),
                 plural(cfg.services.iter().map(|s| s.actions.len()).sum::<usize>()),
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Patterns { cmd } => {
+            let config = match &cmd {
+                PatternsCmd::List { config } | PatternsCmd::Show { config, .. } => config.clone(),
+            };
+            let patterns = match config {
+                Some(c) => {
+                    let cfg = medic_config::load(&c).map_err(CliError::config)?;
+                    cfg.patterns(c.parent().unwrap_or(std::path::Path::new(".")))
+                        .map_err(CliError::config)?
+                }
+                None => medic_config::load_patterns(&[]).map_err(CliError::config)?,
+            };
+            match cmd {
+                PatternsCmd::List { .. } => print!("{}", graph::patterns_list(&patterns)),
+                PatternsCmd::Show { name, .. } => {
+                    let p = patterns.iter().find(|p| p.name == name).ok_or_else(|| {
+                        CliError::new(Code::PatternNotFound, format!("no pattern named `{name}`"))
+                    })?;
+                    print!("{}", graph::pattern_show(p));
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Graph { config, dot } => {

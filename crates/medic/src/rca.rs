@@ -17,14 +17,16 @@ pub const STEP_MS: u64 = 500;
 pub const HISTORY: usize = 240;
 /// Buckets judged.
 pub const WINDOW: usize = 8;
-/// Pattern prior of "dependency slow" / "slow" (shipped default).
-const PRIOR: f64 = 0.9;
+/// Prior when no pattern matches.
+const NO_PATTERN_PRIOR: f64 = 0.5;
 
 pub struct RcaState {
     topo: Topology,
     names: Vec<String>,
     /// Entry services: nobody calls them (the symptoms users see).
     entries: Vec<usize>,
+    /// The pattern library (shipped + operator files).
+    patterns: Vec<medic_config::Pattern>,
     /// Per service: (bucket, worst latency in ms) in bucket order.
     series: Vec<VecDeque<(u64, f64)>>,
     last_bucket: Option<u64>,
@@ -52,7 +54,12 @@ impl RcaState {
         let entries = (0..names.len())
             .filter(|&v| !edges.iter().any(|&(_, b)| b == v))
             .collect();
+        let patterns = cfg
+            .patterns(std::path::Path::new(""))
+            .or_else(|_| medic_config::load_patterns(&[]))
+            .unwrap_or_default();
         Some(RcaState {
+            patterns,
             topo,
             series: vec![VecDeque::new(); names.len()],
             names,
@@ -167,7 +174,7 @@ impl RcaState {
         if self.episode.is_none() {
             self.episode = Some(split);
         }
-        hypotheses(&self.topo, &d, entry)
+        hypotheses(&self.topo, &d, entry, &self.patterns)
     }
 }
 
@@ -191,7 +198,22 @@ fn fill(v: &mut [f64]) {
 }
 
 /// Turns a ranking into hypotheses with their confidence parts.
-pub fn hypotheses(topo: &Topology, d: &Diagnosis, entry: usize) -> DiagnosisReport {
+///
+/// The pattern: the first whose first symptom is a latency anomaly on the
+/// candidate itself and that expects symptoms on its callers when the
+/// candidate is not the entry (`dependency_slow`), or none when it is.
+pub fn hypotheses(
+    topo: &Topology,
+    d: &Diagnosis,
+    entry: usize,
+    patterns: &[medic_config::Pattern],
+) -> DiagnosisReport {
+    let pattern_for = |own: bool| {
+        patterns.iter().find(|p| {
+            p.matches("latency", medic_config::On::SelfNode)
+                && own != p.symptoms.iter().any(|s| s.on == medic_config::On::Callers)
+        })
+    };
     let learned = beta_mean(9.0, 1.0, 0, 0);
     let total: f64 = d
         .candidates
@@ -212,12 +234,10 @@ pub fn hypotheses(topo: &Topology, d: &Diagnosis, entry: usize) -> DiagnosisRepo
             } else {
                 0.0
             };
-            let conf = Confidence::new(PRIOR, evidence, learned);
-            let pattern = if c.node == entry {
-                "slow"
-            } else {
-                "dependency_slow"
-            };
+            let p = pattern_for(c.node == entry);
+            let prior = p.map_or(NO_PATTERN_PRIOR, |p| p.prior);
+            let conf = Confidence::new(prior, evidence, learned);
+            let pattern = p.map_or("unmatched", |p| p.name.as_str());
             Hypothesis {
                 service: topo.name(c.node).to_string(),
                 signal: "latency".into(),

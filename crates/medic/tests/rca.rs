@@ -70,3 +70,53 @@ fn check_rejects_a_cycle_with_its_location() {
     assert!(err.contains(&want), "{err}");
     assert!(err.contains("error[E0001]"), "{err}");
 }
+
+#[test]
+fn patterns_list_and_show_with_operator_files() {
+    let out = medic().args(["patterns", "list"]).output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    for name in ["crash", "dependency_slow", "certificate_expiry", "overload"] {
+        assert!(text.contains(name), "{text}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = chain_config(dir.path(), "");
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str("patterns: [mine.yaml]\n");
+    std::fs::write(&cfg, &text).unwrap();
+    std::fs::write(
+        dir.path().join("mine.yaml"),
+        "patterns:\n  - name: gc_pause\n    cause: long GC pauses\n    symptoms: [{ signal: gc_ms, on: self, within: 5m }]\n    actions: [{ action: restart, tier: medium }]\n    prior: 0.4\n",
+    )
+    .unwrap();
+    let out = medic()
+        .args(["patterns", "show", "gc_pause", "-c"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let show = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        show.contains("prior: 0.40") && show.contains("gc_ms on self, within 5m"),
+        "{show}"
+    );
+    assert!(show.contains("restart (medium tier)"), "{show}");
+    let out = medic().args(["patterns", "show", "nope"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8(out.stderr)
+        .unwrap()
+        .contains("error[E0061]"));
+    // A bad operator file fails `medic check` with its location.
+    std::fs::write(
+        dir.path().join("mine.yaml"),
+        "patterns:\n  - name: x\n    prior: 2\n",
+    )
+    .unwrap();
+    let out = medic().args(["check", "-c"]).arg(&cfg).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("mine.yaml:3:5: missing field `cause`"),
+        "{err}"
+    );
+}

@@ -275,7 +275,8 @@ pub struct Candidate {
     pub root: bool,
     /// Share of anomalous services on a path from the target to it, in [0, 1].
     pub explains: f64,
-    /// Its onset is no later than the symptom's (+ coincidence).
+    /// Its onset is no later than the start of the symptom run it explains
+    /// (+ coincidence).
     pub onset_ok: bool,
     /// The target reaches it through services that show the symptom too.
     pub connected: bool,
@@ -563,7 +564,19 @@ pub fn diagnose(
             .count();
         let explains = (on_path as f64 / n_kind as f64).min(1.0);
         let onset = j.onset.unwrap_or(0);
-        let onset_ok = onset <= symptom_onset + p.coincidence;
+        // The symptom run it explains: the one under its onset, else the
+        // next one; a cause starts no later than that run (+ coincidence).
+        let run_start = (0..symptom.len())
+            .filter(|&t| symptom[t] && (t == 0 || !symptom[t - 1]))
+            .filter(|&s| {
+                let end = (s..symptom.len())
+                    .take_while(|&t| symptom[t])
+                    .last()
+                    .unwrap_or(s);
+                end >= onset
+            })
+            .min();
+        let onset_ok = run_start.is_none_or(|s| onset <= s + p.coincidence);
         let mut score = (1.0 + explains) * (1.0 + excess).ln();
         if !onset_ok {
             score *= 0.5;

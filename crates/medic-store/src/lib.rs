@@ -205,6 +205,7 @@ const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS incidents(id TEXT PRIMARY KEY, service TEXT NOT NULL, state TEXT NOT NULL, trigger_text TEXT NOT NULL, opened_at TEXT NOT NULL, updated_at TEXT NOT NULL, closed_at TEXT, outcome TEXT, summary TEXT NOT NULL, timeline TEXT NOT NULL)",
     "CREATE INDEX IF NOT EXISTS incidents_opened_at ON incidents(opened_at)",
     "CREATE TABLE IF NOT EXISTS engine_state(id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL, saved_at TEXT NOT NULL, body TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS pattern_outcomes(pattern TEXT NOT NULL, action TEXT NOT NULL, successes INTEGER NOT NULL, failures INTEGER NOT NULL, PRIMARY KEY(pattern, action))",
     "CREATE TABLE IF NOT EXISTS supervised_process(service TEXT PRIMARY KEY, pid INTEGER NOT NULL, pgid INTEGER NOT NULL, start_ticks INTEGER NOT NULL, boot_id TEXT NOT NULL, started_unix_ms INTEGER NOT NULL, command TEXT NOT NULL)",
 ];
 
@@ -528,6 +529,55 @@ impl Store {
         .await
         .map_err(StoreError::db(OP))?;
         rows.iter().map(|r| decode_supervised(r, OP)).collect()
+    }
+
+    /// Learning (issue 9): one verified outcome of `action` run for a
+    /// diagnosis matching `pattern`; success reinforces the pair, a failed
+    /// verification or a rollback weakens it.
+    pub async fn record_pattern_outcome(
+        &self,
+        pattern: &str,
+        action: &str,
+        success: bool,
+    ) -> Result<(), StoreError> {
+        const OP: &str = "record_pattern_outcome";
+        let (s, f) = if success { (1i64, 0i64) } else { (0, 1) };
+        sqlx::query(
+            "INSERT INTO pattern_outcomes(pattern, action, successes, failures) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT(pattern, action) DO UPDATE SET successes = successes + $3, failures = failures + $4",
+        )
+        .bind(pattern)
+        .bind(action)
+        .bind(s)
+        .bind(f)
+        .execute(&self.pool)
+        .await
+        .map_err(StoreError::db(OP))?;
+        Ok(())
+    }
+
+    /// Every learned (pattern, action) pair: `(pattern, action, successes, failures)`.
+    pub async fn pattern_outcomes(&self) -> Result<Vec<(String, String, u32, u32)>, StoreError> {
+        const OP: &str = "pattern_outcomes";
+        let rows = sqlx::query(
+            "SELECT pattern, action, successes, failures FROM pattern_outcomes ORDER BY pattern, action",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::db(OP))?;
+        rows.iter()
+            .map(|r| {
+                let get = |i: usize| -> Result<i64, StoreError> {
+                    r.try_get::<i64, _>(i).map_err(StoreError::db(OP))
+                };
+                Ok((
+                    r.try_get::<String, _>(0).map_err(StoreError::db(OP))?,
+                    r.try_get::<String, _>(1).map_err(StoreError::db(OP))?,
+                    u32::try_from(get(2)?).unwrap_or(u32::MAX),
+                    u32::try_from(get(3)?).unwrap_or(u32::MAX),
+                ))
+            })
+            .collect()
     }
 
     /// Last `(seq, hash)` of the audit chain (`(0, GENESIS_HASH)` when empty).

@@ -420,3 +420,32 @@ async fn corrupt_timeline_is_an_error_not_a_panic() {
     );
     assert!(err.to_string().contains("get_incident"));
 }
+
+#[tokio::test]
+async fn pattern_outcomes_accumulate_and_survive_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.db");
+    let s = Store::open(&path).await.unwrap();
+    assert!(s.pattern_outcomes().await.unwrap().is_empty());
+    s.record_pattern_outcome("dependency_slow", "restart", true)
+        .await
+        .unwrap();
+    s.record_pattern_outcome("dependency_slow", "restart", true)
+        .await
+        .unwrap();
+    s.record_pattern_outcome("dependency_slow", "restart", false)
+        .await
+        .unwrap();
+    s.record_pattern_outcome("crash", "restart", false)
+        .await
+        .unwrap();
+    s.close().await;
+    let s = Store::open(&path).await.unwrap();
+    assert_eq!(
+        s.pattern_outcomes().await.unwrap(),
+        vec![
+            ("crash".to_string(), "restart".to_string(), 0, 1),
+            ("dependency_slow".to_string(), "restart".to_string(), 2, 1),
+        ]
+    );
+}

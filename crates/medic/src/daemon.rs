@@ -261,7 +261,16 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
         action_names: BTreeMap::new(),
         running: BTreeMap::new(),
         saved_generation: None,
-        rca: crate::rca::RcaState::new(&opts.config),
+        rca: match crate::rca::RcaState::new(&opts.config) {
+            Some(mut r) => {
+                match store.pattern_outcomes().await {
+                    Ok(rows) => r.load_learned(rows),
+                    Err(e) => tracing::warn!(error = %e, "reading learned pattern outcomes failed"),
+                }
+                Some(r)
+            }
+            None => None,
+        },
     };
     store
         .append_audit(
@@ -609,6 +618,7 @@ impl EngineLoop {
             if !self.record(&n).await {
                 audit_ok = false;
             }
+            self.learn(&n).await;
         }
         let generation = self.engine.safety_generation();
         if self.saved_generation != Some(generation) {
@@ -682,6 +692,36 @@ impl EngineLoop {
     }
 
     /// Append one notice to the audit log (and the structured log).
+    /// Learning (issue 9): a verified outcome of an action on the diagnosed
+    /// cause updates its (pattern, action) counts, durably, then in memory.
+    async fn learn(&mut self, n: &Notice) {
+        let Some(rca) = self.rca.as_mut() else {
+            return;
+        };
+        let (service, success) = match n {
+            Notice::ActionIntent {
+                service, action, ..
+            } => {
+                rca.note_action(service, action);
+                return;
+            }
+            Notice::VerifyPassed { service, .. } => (service, true),
+            Notice::VerifyFailed { service, .. } => (service, false),
+            _ => return,
+        };
+        let Some((pattern, action)) = rca.outcome_pair(service) else {
+            return;
+        };
+        match self
+            .store
+            .record_pattern_outcome(&pattern, &action, success)
+            .await
+        {
+            Ok(()) => rca.learn(&pattern, &action, success),
+            Err(e) => tracing::warn!(error = %e, "recording a pattern outcome failed"),
+        }
+    }
+
     async fn record(&self, n: &Notice) -> bool {
         let r = medic_store::record::render(n);
         tracing::info!(target: "medic::audit", kind = r.kind, payload = %r.payload, "audit");

@@ -27,6 +27,14 @@ pub struct RcaState {
     entries: Vec<usize>,
     /// The pattern library (shipped + operator files).
     patterns: Vec<medic_config::Pattern>,
+    /// Learned (pattern, action) → (successes, failures), from the store.
+    learned: std::collections::BTreeMap<(String, String), (u32, u32)>,
+    /// Per service, the action a slow condition runs (the pair's action).
+    slow_action: Vec<Option<String>>,
+    /// The last reported top hypothesis: (service, pattern).
+    top: Option<(String, String)>,
+    /// Per service, the last action run on it.
+    last_action: std::collections::BTreeMap<String, String>,
     /// Per service: (bucket, worst latency in ms) in bucket order.
     series: Vec<VecDeque<(u64, f64)>>,
     last_bucket: Option<u64>,
@@ -58,8 +66,22 @@ impl RcaState {
             .patterns(std::path::Path::new(""))
             .or_else(|_| medic_config::load_patterns(&[]))
             .unwrap_or_default();
+        let slow_action = names
+            .iter()
+            .map(|n| {
+                let spec = cfg.engine.services.iter().find(|s| &s.name == n)?;
+                spec.remediations
+                    .iter()
+                    .find(|r| r.condition == medic_core::Condition::Slow)
+                    .map(|r| r.action.clone())
+            })
+            .collect();
         Some(RcaState {
             patterns,
+            learned: std::collections::BTreeMap::new(),
+            slow_action,
+            top: None,
+            last_action: std::collections::BTreeMap::new(),
             topo,
             series: vec![VecDeque::new(); names.len()],
             names,
@@ -68,6 +90,44 @@ impl RcaState {
             last_key: None,
             episode: None,
         })
+    }
+
+    /// Loads learned counts (from the store at start).
+    pub fn load_learned(&mut self, rows: Vec<(String, String, u32, u32)>) {
+        for (p, a, s, f) in rows {
+            self.learned.insert((p, a), (s, f));
+        }
+    }
+
+    /// An action ran on `service`.
+    pub fn note_action(&mut self, service: &str, action: &str) {
+        if self.names.iter().any(|n| n == service) {
+            self.last_action
+                .insert(service.to_string(), action.to_string());
+        }
+    }
+
+    /// The (pattern, action) pair a verified outcome on `service` belongs to:
+    /// the diagnosed cause's pattern and the last action run on it.
+    pub fn outcome_pair(&self, service: &str) -> Option<(String, String)> {
+        let (top, pattern) = self.top.as_ref()?;
+        if top != service {
+            return None;
+        }
+        Some((pattern.clone(), self.last_action.get(service)?.clone()))
+    }
+
+    /// One outcome, in memory.
+    pub fn learn(&mut self, pattern: &str, action: &str, success: bool) {
+        let e = self
+            .learned
+            .entry((pattern.to_string(), action.to_string()))
+            .or_insert((0, 0));
+        if success {
+            e.0 = e.0.saturating_add(1);
+        } else {
+            e.1 = e.1.saturating_add(1);
+        }
     }
 
     /// Records a probe report; when a new bucket begins, diagnoses the
@@ -174,7 +234,23 @@ impl RcaState {
         if self.episode.is_none() {
             self.episode = Some(split);
         }
-        hypotheses(&self.topo, &d, entry, &self.patterns)
+        let learned = |pattern: &str, node: usize| {
+            let (s, f) = self
+                .slow_action
+                .get(node)
+                .cloned()
+                .flatten()
+                .and_then(|a| self.learned.get(&(pattern.to_string(), a)).copied())
+                .unwrap_or((0, 0));
+            beta_mean(9.0, 1.0, s, f)
+        };
+        let report = hypotheses(&self.topo, &d, entry, &self.patterns, &learned);
+        // Keep the cause's pattern while the episode lasts (outcomes arrive
+        // after the diagnosis may have cleared).
+        if let Some(h) = report.hypotheses.first() {
+            self.top = Some((h.service.clone(), h.pattern.clone()));
+        }
+        report
     }
 }
 
@@ -207,6 +283,7 @@ pub fn hypotheses(
     d: &Diagnosis,
     entry: usize,
     patterns: &[medic_config::Pattern],
+    learned_for: &dyn Fn(&str, usize) -> f64,
 ) -> DiagnosisReport {
     let pattern_for = |own: bool| {
         patterns.iter().find(|p| {
@@ -214,7 +291,6 @@ pub fn hypotheses(
                 && own != p.symptoms.iter().any(|s| s.on == medic_config::On::Callers)
         })
     };
-    let learned = beta_mean(9.0, 1.0, 0, 0);
     let total: f64 = d
         .candidates
         .iter()
@@ -236,8 +312,8 @@ pub fn hypotheses(
             };
             let p = pattern_for(c.node == entry);
             let prior = p.map_or(NO_PATTERN_PRIOR, |p| p.prior);
-            let conf = Confidence::new(prior, evidence, learned);
             let pattern = p.map_or("unmatched", |p| p.name.as_str());
+            let conf = Confidence::new(prior, evidence, learned_for(pattern, c.node));
             Hypothesis {
                 service: topo.name(c.node).to_string(),
                 signal: "latency".into(),

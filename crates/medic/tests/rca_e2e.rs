@@ -90,7 +90,7 @@ fn a_slow_database_is_restarted_and_its_callers_are_held_back() {
     let records = audit(&api);
     let diag = records
         .iter()
-        .find(|(k, p)| k == "rca.diagnosed" && p["service"] == "db")
+        .find(|(k, p)| k == "rca.diagnosed" && p["service"] == "db" && p["victims_held"] != "")
         .unwrap_or_else(|| panic!("no rca.diagnosed for db: {records:?}"));
     let victims = diag.1["victims_held"].as_str().unwrap();
     assert!(
@@ -116,6 +116,22 @@ fn a_slow_database_is_restarted_and_its_callers_are_held_back() {
     );
     assert_eq!(pid(pw), web0, "web was restarted");
     assert_eq!(pid(pa), api0, "api was restarted");
+    // Learning: the verified restart reinforced (dependency_slow, restart),
+    // durably in the store.
+    let db = dir.path().join("medic.db");
+    let learned = wait_for("the outcome to be learned", Duration::from_secs(30), || {
+        let rows = tokio::runtime::Runtime::new().unwrap().block_on(async {
+            let s = medic_store::Store::open(&db).await.ok()?;
+            let rows = s.pattern_outcomes().await.ok();
+            s.close().await;
+            rows
+        })?;
+        (!rows.is_empty()).then_some(rows)
+    });
+    assert_eq!(
+        learned,
+        vec![("dependency_slow".to_string(), "restart".to_string(), 1, 0)]
+    );
     // Held with the reason recorded, when their incidents reached a decision.
     for (k, p) in &records {
         if k == "decision" && (p["service"] == "web" || p["service"] == "api") {

@@ -121,12 +121,14 @@ fn a_weak_upstream_diagnosis_holds_nobody_and_bands_are_configurable() {
         decisions(&script, GovernanceConfig::default()),
         ["rca db approval held=", "api run -"]
     );
-    let mut gov = GovernanceConfig::default();
-    gov.autonomy = AutonomyBands {
-        act: 50,
-        armed: 40,
-        approve: 10,
-        armed_verify_factor: 3,
+    let gov = GovernanceConfig {
+        autonomy: AutonomyBands {
+            act: 50,
+            armed: 40,
+            approve: 10,
+            armed_verify_factor: 3,
+        },
+        ..GovernanceConfig::default()
     };
     let script = format!("0s diagnose db 60 -\n{}", fail3("db", 1));
     assert_eq!(

@@ -160,7 +160,7 @@ fn ranked_causes_per_scenario() {
     for c in CASES {
         let (ranked, verdict, _) = run(c);
         assert_eq!(verdict, c.verdict, "{}: {ranked:?}", c.name);
-        assert_eq!(ranked.len() >= c.want.len(), true, "{}: {ranked:?}", c.name);
+        assert!(ranked.len() >= c.want.len(), "{}: {ranked:?}", c.name);
         assert_eq!(&ranked[..c.want.len()], c.want, "{}", c.name);
         if c.want.is_empty() {
             assert!(ranked.is_empty(), "{}: {ranked:?}", c.name);

@@ -409,4 +409,6 @@ pub struct Explanation {
     pub outcome: Option<IncidentOutcome>,
     pub decisions: Vec<DecisionRecord>,
     pub pending_approval: Option<ApprovalView>,
+    /// Ranked hypotheses of the diagnosis that concerned it (issue 9).
+    pub hypotheses: Vec<Hypothesis>,
 }

@@ -132,6 +132,35 @@ fn a_slow_database_is_restarted_and_its_callers_are_held_back() {
         learned,
         vec![("dependency_slow".to_string(), "restart".to_string(), 1, 0)]
     );
+    // Explain: the db incident shows the ranked hypotheses with their parts,
+    // and why the others were not taken.
+    let db_incident = records
+        .iter()
+        .find(|(k, p)| k == "incident.opened" && p["service"] == "db")
+        .map(|(_, p)| p["incident"].as_str().unwrap().to_string())
+        .unwrap();
+    let ex = get_json(&format!("{api}/api/v1/explain/{db_incident}")).unwrap();
+    let hyps = ex["hypotheses"].as_array().unwrap();
+    assert_eq!(hyps[0]["service"], "db", "{ex}");
+    assert_eq!(hyps[0]["pattern"], "dependency_slow", "{ex}");
+    assert!(hyps[0]["prior"].as_f64().unwrap() > 0.0, "{ex}");
+    assert!(hyps[0]["not_taken"].is_null(), "{ex}");
+    assert!(
+        hyps.len() > 1
+            && hyps[1]["not_taken"]
+                .as_str()
+                .unwrap()
+                .contains("victim of db"),
+        "{ex}"
+    );
+    assert!(
+        ex["decisions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["reason_code"] == "confidence_armed" || d["reason_code"] == "confidence_act"),
+        "{ex}"
+    );
     // Held with the reason recorded, when their incidents reached a decision.
     for (k, p) in &records {
         if k == "decision" && (p["service"] == "web" || p["service"] == "api") {

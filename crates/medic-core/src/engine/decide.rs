@@ -191,6 +191,13 @@ impl Engine {
         report.hypotheses.truncate(crate::types::MAX_HYPOTHESES);
         let top = report.hypotheses.first();
         for (name, svc) in self.services.iter_mut() {
+            let concerned = report
+                .hypotheses
+                .iter()
+                .any(|h| &h.service == name || h.victims.iter().any(|v| v == name));
+            if let Some(inc) = svc.incident.as_mut().filter(|_| concerned) {
+                inc.hypotheses = report.hypotheses.clone();
+            }
             svc.diagnosis = match top {
                 Some(h) if &h.service == name => Some(crate::governance::DiagnosisGate {
                     confidence: h.confidence,
@@ -243,6 +250,7 @@ impl Engine {
             },
         };
         self.notice(n);
+        self.last_diagnosis = report;
         self.replan_all();
     }
 

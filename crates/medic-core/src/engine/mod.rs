@@ -62,6 +62,8 @@ pub struct Engine {
     pub(crate) next_approval: u64,
     pub(crate) explained: BTreeMap<String, Explanation>,
     pub(crate) explained_order: VecDeque<String>,
+    /// The latest root-cause diagnosis (issue 9), at most MAX_HYPOTHESES.
+    pub(crate) last_diagnosis: crate::types::DiagnosisReport,
     /// Bumped by every change to the durable safety state.
     safety_gen: u64,
     /// A deliberate policy bug (simulator self-tests only).
@@ -136,6 +138,7 @@ impl Engine {
             next_approval: 1,
             explained: BTreeMap::new(),
             explained_order: VecDeque::new(),
+            last_diagnosis: crate::types::DiagnosisReport::default(),
             safety_gen: 0,
             fault: PolicyFault::None,
         }
@@ -261,6 +264,7 @@ impl Engine {
                         .approval
                         .and_then(|a| self.approvals.get(&a))
                         .map(approval_view),
+                    hypotheses: inc.hypotheses.clone(),
                 });
             }
         }

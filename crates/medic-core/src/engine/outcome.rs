@@ -441,6 +441,7 @@ impl Engine {
             outcome: Some(outcome),
             decisions: inc.decisions.into_iter().collect(),
             pending_approval: None,
+            hypotheses: inc.hypotheses,
         };
         self.explained.insert(inc.id.0.clone(), ex);
         self.explained_order.push_back(inc.id.0);

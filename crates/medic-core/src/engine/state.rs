@@ -78,6 +78,10 @@ pub(crate) struct Incident {
     /// The action humans approved for this incident, and by whom.
     pub approved: Option<(String, Vec<String>)>,
     pub decisions: VecDeque<DecisionRecord>,
+    /// The ranked hypotheses of the diagnosis that concerned this incident
+    /// (issue 9), for `explain`; not durable (the daemon diagnoses again).
+    #[serde(skip)]
+    pub hypotheses: Vec<crate::types::Hypothesis>,
 }
 
 impl Incident {

@@ -206,8 +206,27 @@ const SCHEMA: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS incidents_opened_at ON incidents(opened_at)",
     "CREATE TABLE IF NOT EXISTS engine_state(id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL, saved_at TEXT NOT NULL, body TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS pattern_outcomes(pattern TEXT NOT NULL, action TEXT NOT NULL, successes INTEGER NOT NULL, failures INTEGER NOT NULL, PRIMARY KEY(pattern, action))",
+    "CREATE TABLE IF NOT EXISTS candidate_patterns(id INTEGER PRIMARY KEY, incident TEXT NOT NULL, service TEXT NOT NULL, trigger_text TEXT NOT NULL, action TEXT NOT NULL, by TEXT NOT NULL, note TEXT NOT NULL, status TEXT NOT NULL, created_at TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS supervised_process(service TEXT PRIMARY KEY, pid INTEGER NOT NULL, pgid INTEGER NOT NULL, start_ticks INTEGER NOT NULL, boot_id TEXT NOT NULL, started_unix_ms INTEGER NOT NULL, command TEXT NOT NULL)",
 ];
+
+/// A candidate pattern learned from a human resolution (issue 9).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CandidatePattern {
+    pub id: i64,
+    pub incident: String,
+    pub service: String,
+    /// What opened the incident (`work slow`, ...): the candidate's symptom.
+    pub trigger: String,
+    /// The action the human ran.
+    pub action: String,
+    pub by: String,
+    /// The human's resolution note.
+    pub note: String,
+    /// `candidate`, `accepted` or `rejected`.
+    pub status: String,
+    pub created_at: String,
+}
 
 /// A process medic supervises, as recorded in `supervised_process`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -554,6 +573,68 @@ impl Store {
         .await
         .map_err(StoreError::db(OP))?;
         Ok(())
+    }
+
+    /// Learning (issue 9): an incident no pattern matched, resolved by a human
+    /// after running `action`, becomes a *candidate* pattern (never automatic:
+    /// only `medic patterns accept` changes its status). Returns its id.
+    pub async fn add_candidate_pattern(&self, c: &CandidatePattern) -> Result<i64, StoreError> {
+        const OP: &str = "add_candidate_pattern";
+        let r = sqlx::query(
+            "INSERT INTO candidate_patterns(incident, service, trigger_text, action, by, note, status, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, 'candidate', $7)",
+        )
+        .bind(&c.incident)
+        .bind(&c.service)
+        .bind(&c.trigger)
+        .bind(&c.action)
+        .bind(&c.by)
+        .bind(&c.note)
+        .bind(&c.created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(StoreError::db(OP))?;
+        Ok(r.last_insert_rowid())
+    }
+
+    /// Every candidate pattern, oldest first.
+    pub async fn candidate_patterns(&self) -> Result<Vec<CandidatePattern>, StoreError> {
+        const OP: &str = "candidate_patterns";
+        let rows = sqlx::query(
+            "SELECT id, incident, service, trigger_text, action, by, note, status, created_at \
+             FROM candidate_patterns ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::db(OP))?;
+        rows.iter()
+            .map(|r| {
+                let t = |i: usize| r.try_get::<String, _>(i).map_err(StoreError::db(OP));
+                Ok(CandidatePattern {
+                    id: r.try_get::<i64, _>(0).map_err(StoreError::db(OP))?,
+                    incident: t(1)?,
+                    service: t(2)?,
+                    trigger: t(3)?,
+                    action: t(4)?,
+                    by: t(5)?,
+                    note: t(6)?,
+                    status: t(7)?,
+                    created_at: t(8)?,
+                })
+            })
+            .collect()
+    }
+
+    /// `accepted` or `rejected` by an operator; `false` when no candidate has `id`.
+    pub async fn set_candidate_status(&self, id: i64, status: &str) -> Result<bool, StoreError> {
+        const OP: &str = "set_candidate_status";
+        let r = sqlx::query("UPDATE candidate_patterns SET status = $1 WHERE id = $2")
+            .bind(status)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(StoreError::db(OP))?;
+        Ok(r.rows_affected() > 0)
     }
 
     /// Every learned (pattern, action) pair: `(pattern, action, successes, failures)`.

@@ -31,6 +31,7 @@ cli_codes! {
     Eval = ("E0030", "eval_failed", 1, "An evaluation or benchmark failed (bad data directory or file)."),
     EvalRca = ("E0060", "eval_rca_failed", 1, "`medic eval rca` or `medic bench rca` failed: bad data directory or file (named with line and column), or bad arguments."),
     PatternNotFound = ("E0061", "pattern_not_found", 2, "`medic patterns show` names no known pattern."),
+    CandidateNotFound = ("E0062", "candidate_not_found", 2, "`medic patterns accept|reject` names no candidate pattern."),
     Io = ("E0099", "io_error", 1, "An operating-system error."),
 }
 

@@ -271,6 +271,8 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
             }
             None => None,
         },
+        opened: BTreeMap::new(),
+        human_action: BTreeMap::new(),
     };
     store
         .append_audit(
@@ -518,6 +520,10 @@ struct EngineLoop {
     saved_generation: Option<u64>,
     /// Root-cause diagnosis across `depends_on` (None without dependencies).
     rca: Option<crate::rca::RcaState>,
+    /// Open incidents' (service, trigger), for candidate patterns (bounded).
+    opened: BTreeMap<String, (String, String)>,
+    /// The last action a human forced per service (bounded).
+    human_action: BTreeMap<String, String>,
 }
 
 impl EngineLoop {
@@ -695,6 +701,7 @@ impl EngineLoop {
     /// Learning (issue 9): a verified outcome of an action on the diagnosed
     /// cause updates its (pattern, action) counts, durably, then in memory.
     async fn learn(&mut self, n: &Notice) {
+        self.learn_candidate(n).await;
         let Some(rca) = self.rca.as_mut() else {
             return;
         };
@@ -719,6 +726,68 @@ impl EngineLoop {
         {
             Ok(()) => rca.learn(&pattern, &action, success),
             Err(e) => tracing::warn!(error = %e, "recording a pattern outcome failed"),
+        }
+    }
+
+    /// An incident no pattern matched, resolved by a human after an action
+    /// they forced, becomes a candidate pattern (issue 9; never automatic).
+    async fn learn_candidate(&mut self, n: &Notice) {
+        const CAP: usize = 1024;
+        match n {
+            Notice::IncidentOpened {
+                incident,
+                service,
+                trigger,
+            } => {
+                if self.opened.len() >= CAP {
+                    self.opened.pop_first();
+                }
+                self.opened
+                    .insert(incident.0.clone(), (service.clone(), trigger.clone()));
+            }
+            Notice::Override {
+                service, action, ..
+            } => {
+                if self.human_action.len() >= CAP {
+                    self.human_action.pop_first();
+                }
+                self.human_action.insert(service.clone(), action.clone());
+            }
+            Notice::IncidentResolvedByOperator {
+                incident,
+                by,
+                reason,
+            } => {
+                let Some((service, trigger)) = self.opened.remove(&incident.0) else {
+                    return;
+                };
+                let Some(action) = self.human_action.remove(&service) else {
+                    return;
+                };
+                let matched = self.engine.explain(&incident.0).is_some_and(|e| {
+                    e.hypotheses
+                        .first()
+                        .is_some_and(|h| h.pattern != "unmatched")
+                });
+                if matched {
+                    return;
+                }
+                let c = medic_store::CandidatePattern {
+                    id: 0,
+                    incident: incident.0.clone(),
+                    service,
+                    trigger,
+                    action,
+                    by: by.clone(),
+                    note: reason.clone(),
+                    status: "candidate".into(),
+                    created_at: now_rfc3339(),
+                };
+                if let Err(e) = self.store.add_candidate_pattern(&c).await {
+                    tracing::warn!(error = %e, "recording a candidate pattern failed");
+                }
+            }
+            _ => {}
         }
     }
 

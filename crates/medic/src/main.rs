@@ -152,6 +152,24 @@ enum PatternsCmd {
         #[arg(short, long)]
         config: Option<PathBuf>,
     },
+    /// Candidate patterns learned from incidents resolved by a human, and the
+    /// learned (pattern, action) success counts.
+    Candidates {
+        #[arg(long)]
+        db: PathBuf,
+    },
+    /// Mark a candidate accepted (medic never does this by itself).
+    Accept {
+        id: i64,
+        #[arg(long)]
+        db: PathBuf,
+    },
+    /// Mark a candidate rejected.
+    Reject {
+        id: i64,
+        #[arg(long)]
+        db: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -236,9 +254,70 @@ fn run(cmd: Cmd, api: &str) -> Result<ExitCode, CliError> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Patterns {
+            cmd: PatternsCmd::Candidates { db },
+        } => {
+            let rt = runtime()?;
+            rt.block_on(async {
+                let store = open_existing(&db).await?;
+                let rows = store
+                    .candidate_patterns()
+                    .await
+                    .map_err(|e| CliError::new(Code::Store, e.to_string()))?;
+                println!(
+                    "{:<4} {:<10} {:<10} {:<16} {:<12} {:<10} NOTE",
+                    "ID", "STATUS", "SERVICE", "SYMPTOM", "ACTION", "BY"
+                );
+                for c in rows {
+                    println!(
+                        "{:<4} {:<10} {:<10} {:<16} {:<12} {:<10} {}",
+                        c.id, c.status, c.service, c.trigger, c.action, c.by, c.note
+                    );
+                }
+                let learned = store
+                    .pattern_outcomes()
+                    .await
+                    .map_err(|e| CliError::new(Code::Store, e.to_string()))?;
+                if !learned.is_empty() {
+                    println!("learned (pattern, action): successes / failures");
+                }
+                for (p, a, s, f) in learned {
+                    println!("  {p} {a}: {s} / {f}");
+                }
+                store.close().await;
+                Ok(ExitCode::SUCCESS)
+            })
+        }
+        Cmd::Patterns {
+            cmd: cmd @ (PatternsCmd::Accept { .. } | PatternsCmd::Reject { .. }),
+        } => {
+            let (id, db, status) = match cmd {
+                PatternsCmd::Accept { id, db } => (id, db, "accepted"),
+                PatternsCmd::Reject { id, db } => (id, db, "rejected"),
+                _ => return Err(CliError::new(Code::Usage, "unreachable")),
+            };
+            let rt = runtime()?;
+            rt.block_on(async {
+                let store = open_existing(&db).await?;
+                let found = store
+                    .set_candidate_status(id, status)
+                    .await
+                    .map_err(|e| CliError::new(Code::Store, e.to_string()))?;
+                store.close().await;
+                if !found {
+                    return Err(CliError::new(
+                        Code::CandidateNotFound,
+                        format!("no candidate pattern with id {id}"),
+                    ));
+                }
+                println!("candidate {id} {status}");
+                Ok(ExitCode::SUCCESS)
+            })
+        }
         Cmd::Patterns { cmd } => {
             let config = match &cmd {
                 PatternsCmd::List { config } | PatternsCmd::Show { config, .. } => config.clone(),
+                _ => None,
             };
             let patterns = match config {
                 Some(c) => {
@@ -250,6 +329,9 @@ fn run(cmd: Cmd, api: &str) -> Result<ExitCode, CliError> {
             };
             match cmd {
                 PatternsCmd::List { .. } => print!("{}", graph::patterns_list(&patterns)),
+                PatternsCmd::Candidates { .. }
+                | PatternsCmd::Accept { .. }
+                | PatternsCmd::Reject { .. } => {}
                 PatternsCmd::Show { name, .. } => {
                     let p = patterns.iter().find(|p| p.name == name).ok_or_else(|| {
                         CliError::new(Code::PatternNotFound, format!("no pattern named `{name}`"))
@@ -441,6 +523,18 @@ fn run(cmd: Cmd, api: &str) -> Result<ExitCode, CliError> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+async fn open_existing(db: &std::path::Path) -> Result<medic_store::Store, CliError> {
+    if !db.exists() {
+        return Err(CliError::new(
+            Code::NotFound,
+            format!("{}: no such database", db.display()),
+        ));
+    }
+    medic_store::Store::open(db)
+        .await
+        .map_err(|e| CliError::new(Code::Store, format!("{}: {e}", db.display())))
 }
 
 fn plural(n: usize) -> &'static str {

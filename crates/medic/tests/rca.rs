@@ -120,3 +120,71 @@ fn patterns_list_and_show_with_operator_files() {
         "{err}"
     );
 }
+
+#[test]
+fn candidate_patterns_are_listed_and_only_a_human_accepts_or_rejects_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("medic.db");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let id = rt.block_on(async {
+        let s = medic_store::Store::open(&db).await.unwrap();
+        let id = s
+            .add_candidate_pattern(&medic_store::CandidatePattern {
+                id: 0,
+                incident: "inc-1".into(),
+                service: "api".into(),
+                trigger: "work slow".into(),
+                action: "flush".into(),
+                by: "alice".into(),
+                note: "cache was stale".into(),
+                status: "candidate".into(),
+                created_at: "2026-01-01T00:00:00Z".into(),
+            })
+            .await
+            .unwrap();
+        s.record_pattern_outcome("dependency_slow", "restart", true)
+            .await
+            .unwrap();
+        s.close().await;
+        id
+    });
+    let list = || {
+        let out = medic()
+            .args(["patterns", "candidates", "--db"])
+            .arg(&db)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let text = list();
+    assert!(text.contains(&format!("{id:<4} candidate  api")), "{text}");
+    assert!(
+        text.contains("flush") && text.contains("cache was stale"),
+        "{text}"
+    );
+    assert!(text.contains("dependency_slow restart: 1 / 0"), "{text}");
+    let out = medic()
+        .args(["patterns", "accept", &id.to_string(), "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(list().contains(&format!("{id:<4} accepted ")));
+    let out = medic()
+        .args(["patterns", "reject", &id.to_string(), "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(list().contains(&format!("{id:<4} rejected ")));
+    let out = medic()
+        .args(["patterns", "accept", "999", "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8(out.stderr)
+        .unwrap()
+        .contains("error[E0062]"));
+}

@@ -168,3 +168,90 @@ fn a_slow_database_is_restarted_and_its_callers_are_held_back() {
         }
     }
 }
+
+/// An incident no pattern matched, resolved by a human after a forced action,
+/// becomes a candidate pattern in the store; nothing promotes it.
+#[test]
+fn a_human_resolution_of_an_unmatched_incident_becomes_a_candidate_pattern() {
+    let dir = TestDir::new();
+    let (port, aport) = (free_port(), free_port());
+    let exe = assert_cmd::cargo::cargo_bin("medic");
+    let cfg = format!(
+        r#"mode: dry-run
+listen: 127.0.0.1:{aport}
+database: medic.db
+services:
+  api:
+    process:
+      command: ["{exe}", "fixture", "--port", "{port}"]
+      stop_grace: 2s
+    probes:
+      work:
+        http: {{ url: "http://127.0.0.1:{port}/work", timeout: 2s }}
+        interval: 250ms
+        failure: {{ consecutive: 2 }}
+    actions:
+      clear: {{ http: {{ url: "http://127.0.0.1:{port}/fault/clear", method: POST }} }}
+    remediate:
+      - when: {{ probe: work, condition: failing }}
+        action: clear
+"#,
+        exe = exe.display()
+    );
+    let cfg = write(dir.path(), "medic.yaml", &cfg);
+    let _daemon = dir.spawn_daemon(&cfg, None);
+    fixture_pid(&format!("http://127.0.0.1:{port}/healthz"));
+    let api = format!("http://127.0.0.1:{aport}");
+    assert_eq!(
+        post_json(
+            &format!("http://127.0.0.1:{port}/fault/error"),
+            &serde_json::json!({})
+        ),
+        200
+    );
+    let incident = wait_for("an open incident", Duration::from_secs(20), || {
+        let list = get_json(&format!("{api}/api/v1/incidents"))?;
+        list["incidents"]
+            .as_array()?
+            .iter()
+            .find(|i| i["service"] == "api")
+            .and_then(|i| i["id"].as_str().map(String::from))
+    });
+    let force =
+        serde_json::json!({"service": "api", "action": "clear", "reason": "clearing by hand"});
+    assert_eq!(
+        post_json(&format!("{api}/api/v1/actions/force"), &force),
+        200
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let resolve = serde_json::json!({"reason": "a stuck error flag; cleared it"});
+    assert_eq!(
+        post_json(
+            &format!("{api}/api/v1/incidents/{incident}/resolve"),
+            &resolve
+        ),
+        200
+    );
+    let db = dir.path().join("medic.db");
+    let cands = wait_for("a candidate pattern", Duration::from_secs(10), || {
+        let rows = tokio::runtime::Runtime::new().unwrap().block_on(async {
+            let s = medic_store::Store::open(&db).await.ok()?;
+            let rows = s.candidate_patterns().await.ok();
+            s.close().await;
+            rows
+        })?;
+        (!rows.is_empty()).then_some(rows)
+    });
+    assert_eq!(cands.len(), 1, "{cands:?}");
+    let c = &cands[0];
+    assert_eq!(
+        (
+            c.incident.as_str(),
+            c.service.as_str(),
+            c.action.as_str(),
+            c.status.as_str()
+        ),
+        (incident.as_str(), "api", "clear", "candidate")
+    );
+    assert_eq!(c.note, "a stuck error flag; cleared it");
+}

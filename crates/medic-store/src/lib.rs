@@ -430,6 +430,30 @@ impl Store {
         rows.iter().map(|row| decode_incident(row, OP)).collect()
     }
 
+    /// Closed incidents like `of` (issue 9): same service and trigger first,
+    /// then same trigger elsewhere or same service, newest first.
+    pub async fn similar_incidents(
+        &self,
+        of: &IncidentRecord,
+        limit: u32,
+    ) -> Result<Vec<IncidentRecord>, StoreError> {
+        const OP: &str = "similar_incidents";
+        let sql = format!(
+            "SELECT {INCIDENT_COLUMNS} FROM incidents \
+             WHERE id != $1 AND closed_at IS NOT NULL AND (service = $2 OR trigger_text = $3) \
+             ORDER BY (service = $2 AND trigger_text = $3) DESC, opened_at DESC, id DESC LIMIT $4"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(&of.id)
+            .bind(&of.service)
+            .bind(&of.trigger)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(StoreError::db(OP))?;
+        rows.iter().map(|row| decode_incident(row, OP)).collect()
+    }
+
     /// Fetches one incident by id.
     pub async fn get_incident(&self, id: &str) -> Result<Option<IncidentRecord>, StoreError> {
         const OP: &str = "get_incident";

@@ -449,3 +449,37 @@ async fn pattern_outcomes_accumulate_and_survive_a_reopen() {
         ]
     );
 }
+
+#[tokio::test]
+async fn similar_incidents_are_closed_ones_of_the_same_service_or_trigger() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(&dir.path().join("m.db")).await.unwrap();
+    let closed = |id: &str, at: &str, service: &str, trigger: &str| {
+        let mut r = incident(id, at);
+        r.service = service.into();
+        r.trigger = trigger.into();
+        r.state = "resolved".into();
+        r.closed_at = Some(at.into());
+        r.outcome = Some("healed".into());
+        r
+    };
+    let now = incident("inc-now", "2026-01-03T00:00:00Z");
+    for r in [
+        closed("a", "2026-01-01T00:00:00Z", "web", "healthz failed 3 times"),
+        closed("b", "2026-01-02T00:00:00Z", "web", "other"),
+        closed("c", "2026-01-02T12:00:00Z", "db", "healthz failed 3 times"),
+        closed("d", "2026-01-02T13:00:00Z", "db", "other"),
+        incident("open-one", "2026-01-02T14:00:00Z"),
+        now.clone(),
+    ] {
+        s.upsert_incident(&r).await.unwrap();
+    }
+    let ids: Vec<String> = s
+        .similar_incidents(&now, 5)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(ids, ["a", "c", "b"]);
+}

@@ -161,6 +161,19 @@ fn a_slow_database_is_restarted_and_its_callers_are_held_back() {
             .any(|d| d["reason_code"] == "confidence_armed" || d["reason_code"] == "confidence_act"),
         "{ex}"
     );
+    // History: the db incident lists closed incidents with the same symptom
+    // (its victims' `work slow` incidents), once they are closed.
+    let similar = wait_for("similar incidents", Duration::from_secs(20), || {
+        let d = get_json(&format!("{api}/api/v1/incidents/{db_incident}"))?;
+        let s = d["similar"].as_array()?.clone();
+        (!s.is_empty()).then_some(s)
+    });
+    assert!(
+        similar
+            .iter()
+            .all(|s| s["trigger"] == "work slow" && s["service"] != "db"),
+        "{similar:?}"
+    );
     // Held with the reason recorded, when their incidents reached a decision.
     for (k, p) in &records {
         if k == "decision" && (p["service"] == "web" || p["service"] == "api") {

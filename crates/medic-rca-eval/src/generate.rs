@@ -319,6 +319,8 @@ pub struct Report {
     pub escalations: usize,
     /// Missed cases, for --verbose.
     pub misses: Vec<String>,
+    /// Per fault kind (slow, errors): (cases, top1, top3).
+    pub by_kind: [(usize, usize, usize); 2],
 }
 
 /// Runs `cases` generated cases from `seed`.
@@ -361,6 +363,14 @@ pub fn evaluate(seed: u64, cases: usize, params: &Params) -> anyhow::Result<Repo
             }
             Some((root, kind)) => {
                 r.faulty += 1;
+                let k = &mut r.by_kind[usize::from(kind == Fault::Errors)];
+                k.0 += 1;
+                if ranked.first() == Some(&root) {
+                    k.1 += 1;
+                }
+                if ranked.iter().take(3).any(|&n| n == root) {
+                    k.2 += 1;
+                }
                 if ranked.first() != Some(&root) && r.misses.len() < 40 {
                     let why = match ranked.first() {
                         None => format!("{:?}", d.verdict),
@@ -419,7 +429,10 @@ impl Report {
             "root_actions": self.root_actions,
             "approvals": self.approvals,
             "escalations": self.escalations,
-            "by_scenario": {},
+            "by_scenario": {
+                "slow": {"cases": self.by_kind[0].0, "top1": ratio(self.by_kind[0].1, self.by_kind[0].0), "top3": ratio(self.by_kind[0].2, self.by_kind[0].0)},
+                "errors": {"cases": self.by_kind[1].0, "top1": ratio(self.by_kind[1].1, self.by_kind[1].0), "top3": ratio(self.by_kind[1].2, self.by_kind[1].0)},
+            },
         })
     }
 
@@ -457,6 +470,14 @@ impl Report {
             "  approvals asked {}, escalations {}",
             self.approvals, self.escalations
         );
+        for (name, (n, t1, t3)) in ["slow", "errors"].iter().zip(self.by_kind) {
+            let _ = writeln!(
+                s,
+                "  {name:<7} cases {n}: top1 {:.3}, top3 {:.3}",
+                ratio(t1, n),
+                ratio(t3, n)
+            );
+        }
         s
     }
 }

@@ -41,6 +41,8 @@ pub struct DaemonOptions {
 
 enum Msg {
     Probe(ProbeReport),
+    /// A diagnosis with AI suggestions appended, for diagnosis generation `.0`.
+    Ai(u64, medic_core::DiagnosisReport),
     Outcome {
         id: ActionId,
         result: Result<String, ActionFailure>,
@@ -273,6 +275,15 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
         },
         opened: BTreeMap::new(),
         human_action: BTreeMap::new(),
+        ai: crate::ai::AiConfig::from_env(),
+        diag_generation: 0,
+        services_names: opts
+            .config
+            .services
+            .iter()
+            .map(|s| s.name.clone())
+            .collect(),
+        approve_band: opts.config.engine.governance.autonomy.approve,
     };
     store
         .append_audit(
@@ -520,6 +531,12 @@ struct EngineLoop {
     saved_generation: Option<u64>,
     /// Root-cause diagnosis across `depends_on` (None without dependencies).
     rca: Option<crate::rca::RcaState>,
+    /// Optional AI hypotheses (`MEDIC_AI_URL`, `MEDIC_AI_MODEL`, `MEDIC_AI_KEY`).
+    ai: Option<crate::ai::AiConfig>,
+    /// Bumped by every diagnosis sent to the engine.
+    diag_generation: u64,
+    services_names: Vec<String>,
+    approve_band: u8,
     /// Open incidents' (service, trigger), for candidate patterns (bounded).
     opened: BTreeMap<String, (String, String)>,
     /// The last action a human forced per service (bounded).
@@ -555,6 +572,7 @@ impl EngineLoop {
                             // Diagnose across services first, so that the
                             // probe's decisions see it (issue 9).
                             if let Some(d) = self.rca.as_mut().and_then(|s| s.observe(now, &r)) {
+                                self.ask_ai(&d);
                                 self.engine.handle_input(now, Input::Diagnosis(d));
                             }
                             self.engine.handle_input(now, Input::Probe(r))
@@ -580,6 +598,12 @@ impl EngineLoop {
                         }
                         Msg::WallClock => self.engine.handle_input(now, wall_clock()),
                         Msg::Freeze(w) => self.engine.handle_input(now, Input::FreezeWindows(w)),
+                        Msg::Ai(generation, d) => {
+                            // Only if no newer diagnosis came in meanwhile.
+                            if self.diag_generation == generation {
+                                self.engine.handle_input(now, Input::Diagnosis(d));
+                            }
+                        }
                     }
                 }
                 _ = sleep => {
@@ -727,6 +751,32 @@ impl EngineLoop {
             Ok(()) => rca.learn(&pattern, &action, success),
             Err(e) => tracing::warn!(error = %e, "recording a pattern outcome failed"),
         }
+    }
+
+    /// Asks the AI endpoint (if configured) in the background; its answer
+    /// comes back as `Msg::Ai` and is dropped if a newer diagnosis came first.
+    fn ask_ai(&mut self, d: &medic_core::DiagnosisReport) {
+        self.diag_generation = self.diag_generation.wrapping_add(1);
+        let Some(cfg) = self.ai.clone() else {
+            return;
+        };
+        if d.hypotheses.is_empty() {
+            return;
+        }
+        let generation = self.diag_generation;
+        let http = self.http.clone();
+        let tx = self.tx.clone();
+        let mut report = d.clone();
+        let services = self.services_names.clone();
+        let approve = self.approve_band;
+        tokio::spawn(async move {
+            let extra = crate::ai::suggest(&http, &cfg, &report, &services, approve).await;
+            if extra.is_empty() {
+                return;
+            }
+            crate::ai::merge(&mut report, extra);
+            let _ = tx.try_send(Msg::Ai(generation, report));
+        });
     }
 
     /// An incident no pattern matched, resolved by a human after an action

@@ -1,6 +1,7 @@
 //! medic: a self-healing engine for running services.
 #![forbid(unsafe_code)]
 
+mod ai;
 mod client;
 mod codes;
 mod daemon;

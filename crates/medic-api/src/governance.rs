@@ -162,6 +162,29 @@ pub struct ExplainResponse {
     pub outcome: Option<String>,
     pub decisions: Vec<DecisionEntry>,
     pub pending_approval: Option<ApprovalEntry>,
+    /// Ranked root-cause hypotheses (issue 9), best first.
+    #[serde(default)]
+    pub hypotheses: Vec<HypothesisEntry>,
+}
+
+/// One ranked hypothesis in `explain` (issue 9).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HypothesisEntry {
+    pub rank: u32,
+    pub service: String,
+    pub signal: String,
+    pub pattern: String,
+    /// 0–100 = 100 · prior · evidence · learned.
+    pub confidence: u8,
+    pub prior: f64,
+    pub evidence: f64,
+    pub learned: f64,
+    /// The autonomy band the confidence falls in (default bands).
+    pub band: String,
+    pub victims: Vec<String>,
+    pub evidence_text: String,
+    /// Why it was not the one acted on (`None` for the first).
+    pub not_taken: Option<String>,
 }
 
 // ------------------------------------------------------------- queries
@@ -277,7 +300,44 @@ pub fn explain_response(e: &Explanation, clock: &WallSync) -> ExplainResponse {
             .pending_approval
             .as_ref()
             .map(|a| approval_entry(a, clock)),
+        hypotheses: hypothesis_entries(&e.hypotheses),
     }
+}
+
+/// Ranked hypotheses with their confidence parts and why the others were not taken.
+pub fn hypothesis_entries(h: &[medic_core::Hypothesis]) -> Vec<HypothesisEntry> {
+    let bands = medic_core::AutonomyBands::default();
+    let top = h.first();
+    h.iter()
+        .enumerate()
+        .map(|(i, x)| HypothesisEntry {
+            rank: u32::try_from(i + 1).unwrap_or(u32::MAX),
+            service: x.service.clone(),
+            signal: x.signal.clone(),
+            pattern: x.pattern.clone(),
+            confidence: x.confidence,
+            prior: x.prior,
+            evidence: x.evidence,
+            learned: x.learned,
+            band: medic_core::Band::of(x.confidence, &bands).as_str().to_string(),
+            victims: x.victims.clone(),
+            evidence_text: x.evidence_text.clone(),
+            not_taken: match top {
+                Some(t) if i > 0 => Some(if t.victims.iter().any(|v| v == &x.service) {
+                    format!(
+                        "a victim of {} (ranked first, confidence {}): its symptoms follow from that cause",
+                        t.service, t.confidence
+                    )
+                } else {
+                    format!(
+                        "ranked below {} (confidence {} < {})",
+                        t.service, x.confidence, t.confidence
+                    )
+                }),
+                _ => None,
+            },
+        })
+        .collect()
 }
 
 // ------------------------------------------------------------- commands

@@ -127,6 +127,40 @@ pub struct IncidentDetail {
     #[serde(flatten)]
     pub incident: IncidentSummary,
     pub timeline: Vec<TimelineEntryView>,
+    /// Closed incidents like this one and what worked (issue 9).
+    #[serde(default)]
+    pub similar: Vec<SimilarIncident>,
+}
+
+/// A past incident like this one (issue 9).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SimilarIncident {
+    pub id: String,
+    pub service: String,
+    pub trigger: String,
+    pub outcome: Option<String>,
+    /// The last action of a healed incident (its timeline message).
+    pub what_worked: Option<String>,
+}
+
+impl From<&medic_store::IncidentRecord> for SimilarIncident {
+    fn from(r: &medic_store::IncidentRecord) -> Self {
+        SimilarIncident {
+            id: r.id.clone(),
+            service: r.service.clone(),
+            trigger: r.trigger.clone(),
+            outcome: r.outcome.clone(),
+            what_worked: (r.outcome.as_deref() == Some("healed"))
+                .then(|| {
+                    r.timeline
+                        .iter()
+                        .rev()
+                        .find(|t| t.kind == "action")
+                        .map(|t| t.message.clone())
+                })
+                .flatten(),
+        }
+    }
 }
 
 /// One audit record on the wire. `payload` is the stored JSON text embedded
@@ -162,6 +196,7 @@ impl From<medic_store::IncidentRecord> for IncidentDetail {
                     message: t.message.clone(),
                 })
                 .collect(),
+            similar: Vec::new(),
             incident: IncidentSummary::from(r),
         }
     }
@@ -314,7 +349,12 @@ async fn get_incident(
     let Path(id) =
         id.map_err(|e| ApiError::invalid_field("id", format!("invalid id: {}", e.body_text())))?;
     match state.store.get_incident(&id).await? {
-        Some(r) => Ok(Json(IncidentDetail::from(r))),
+        Some(r) => {
+            let similar = state.store.similar_incidents(&r, 5).await?;
+            let mut d = IncidentDetail::from(r);
+            d.similar = similar.iter().map(SimilarIncident::from).collect();
+            Ok(Json(d))
+        }
         None => Err(ApiError::new(
             ErrorCode::IncidentNotFound,
             format!("no incident with id {id:?}"),

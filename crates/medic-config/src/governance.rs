@@ -20,10 +20,21 @@ pub struct RawGovernance {
     pub approvals: Option<RawApprovals>,
     pub business_hours: Option<RawBusinessHours>,
     pub canary_bake: Option<Dur>,
+    /// Confidence bands (issue 9).
+    pub autonomy: Option<Spanned<RawAutonomy>>,
     #[serde(default)]
     pub freeze_windows: Vec<RawFreeze>,
     #[serde(default)]
     pub services: BTreeMap<String, Spanned<RawServiceGov>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAutonomy {
+    pub act_above: Option<u8>,
+    pub armed_from: Option<u8>,
+    pub approval_from: Option<u8>,
+    pub armed_verify_factor: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -322,6 +333,28 @@ impl Validator {
         }
         if let Some(c) = raw.canary_bake {
             g.canary_bake = c.0;
+        }
+        if let Some(a) = raw.autonomy {
+            let d = &mut g.autonomy;
+            d.act = a.value.act_above.unwrap_or(d.act);
+            d.armed = a.value.armed_from.unwrap_or(d.armed);
+            d.approve = a.value.approval_from.unwrap_or(d.approve);
+            d.armed_verify_factor = a.value.armed_verify_factor.unwrap_or(d.armed_verify_factor);
+            if !(d.approve <= d.armed && d.armed <= d.act && d.act <= 100) {
+                self.at(
+                    a.referenced,
+                    format!(
+                        "autonomy bands must satisfy approval_from <= armed_from <= act_above <= 100 (got {}, {}, {})",
+                        d.approve, d.armed, d.act
+                    ),
+                );
+            }
+            if d.armed_verify_factor == 0 {
+                self.at(
+                    a.referenced,
+                    "autonomy.armed_verify_factor must be at least 1",
+                );
+            }
         }
         let freezes = self.cron_windows(raw.freeze_windows, services);
         for (name, sg) in raw.services {

@@ -6,7 +6,9 @@
 #![forbid(unsafe_code)]
 
 mod drills;
+mod deps;
 mod governance;
+mod patterns;
 mod raw;
 mod signals;
 
@@ -24,7 +26,11 @@ use medic_core::{
 use serde_saphyr::{Location, Spanned};
 
 pub use drills::{DrillSpec, DrillsConfig, DEFAULT_DRILL_TIMEOUT};
+pub use deps::{DepKind, Dependency};
 pub use governance::FreezeSpec;
+pub use patterns::{
+    load_patterns, parse_patterns, On, Pattern, PatternAction, Symptom, DEFAULT_PATTERNS,
+};
 pub use raw::Dur;
 use raw::*;
 pub use signals::{
@@ -155,6 +161,24 @@ pub struct Config {
     pub freeze_windows: Vec<FreezeSpec>,
     /// Chaos drills (`drills:`), see [`DrillsConfig`].
     pub drills: DrillsConfig,
+    /// `depends_on` edges (caller → callee), validated: known names, no cycles.
+    pub dependencies: Vec<Dependency>,
+    /// Operator pattern files: as written by [`parse`], resolved against the
+    /// config file's directory by [`load`] (which also checks them).
+    pub pattern_files: Vec<PathBuf>,
+}
+
+impl Config {
+    /// The shipped patterns plus the operator's files, resolved against `dir`
+    /// (the config file's directory).
+    ///
+    /// # Errors
+    /// An unreadable or invalid pattern file.
+    pub fn patterns(&self, dir: &Path) -> Result<Vec<Pattern>, ConfigError> {
+        let files: Vec<PathBuf> = self.pattern_files.iter().map(|f| dir.join(f)).collect();
+        let refs: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
+        load_patterns(&refs)
+    }
 }
 
 /// `auth:` at the top level.
@@ -182,7 +206,12 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
             message: format!("cannot read config: {e}"),
         }],
     })?;
-    parse_bytes(&file, &bytes)
+    let mut cfg = parse_bytes(&file, &bytes)?;
+    // Pattern files are relative to the config file; resolve them once here.
+    let dir = path.parent().unwrap_or(Path::new("."));
+    cfg.pattern_files = cfg.pattern_files.iter().map(|f| dir.join(f)).collect();
+    cfg.patterns(Path::new(""))?;
+    Ok(cfg)
 }
 
 /// Validate config bytes: text that is not UTF-8 is reported at its first bad byte
@@ -286,7 +315,7 @@ impl Validator {
         }
     }
 
-    fn config(&mut self, raw: RawConfig) -> Option<Config> {
+    fn config(&mut self, mut raw: RawConfig) -> Option<Config> {
         let mode = raw.mode.as_ref().and_then(|m| self.mode(m));
         let listen = match &raw.listen {
             Some(l) => match l.value.parse::<SocketAddr>() {
@@ -341,6 +370,12 @@ impl Validator {
             .collect();
         let (governance, freeze_windows) = self.governance(raw.governance, &actions_by_service);
         let drills = self.drills(raw.drills, &actions_by_service);
+        let raw_deps: BTreeMap<String, Vec<Spanned<deps::RawDep>>> = raw
+            .services
+            .iter_mut()
+            .map(|(n, s)| (n.clone(), std::mem::take(&mut s.value.depends_on)))
+            .collect();
+        let dependencies = deps::validate(&raw_deps, |loc, msg| self.at(loc, msg));
         let mut specs = Vec::new();
         let mut services = Vec::new();
         for (name, svc) in raw.services {
@@ -366,6 +401,8 @@ impl Validator {
             signals,
             freeze_windows,
             drills,
+            dependencies,
+            pattern_files: raw.patterns.iter().map(PathBuf::from).collect(),
         })
     }
 

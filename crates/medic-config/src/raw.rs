@@ -35,6 +35,9 @@ pub struct RawConfig {
     pub signals: Option<RawSignals>,
     pub governance: Option<crate::governance::RawGovernance>,
     pub drills: Option<crate::drills::RawDrills>,
+    /// Operator pattern files (issue 9), relative to the config file.
+    #[serde(default)]
+    pub patterns: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -72,6 +75,9 @@ pub struct RawService {
     pub remediate: Vec<RawRemediate>,
     pub policy: Option<RawPolicy>,
     pub startup: Option<RawStartup>,
+    /// Services this one calls (issue 9): names, or `{service, kind}`.
+    #[serde(default)]
+    pub depends_on: Vec<Spanned<crate::deps::RawDep>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -16,6 +16,8 @@
 //! | 4 | mass incident latch (more than N services affected) | `hold` (`mass_incident`) |
 //! | 5 | operator pause (kill switch) | `hold` (`paused`) |
 //! | 6 | freeze window | `hold` (`frozen`) |
+//! | 6a | diagnosis (issue 9): the target is a victim of an upstream cause diagnosed with confidence ≥ the armed band | `hold` (`upstream_cause`) |
+//! | 6b | diagnosis confidence below the approval band / in it | `escalate` (`confidence_escalate`) / `approval` (`confidence_approval`) |
 //! | 7 | CRITICAL risk, tier above the mode (also for retries and rollouts), or risk score > 0.7 (first attempt only) | `approval` (`critical_risk`, `risk_tier`, `risk_score`) |
 //! | 8 | one action per target | `defer` (`target_busy`) |
 //! | 9 | cooldown per target and action | `defer` until it ends (`cooldown`) |
@@ -239,6 +241,82 @@ impl Default for ApprovalPolicy {
     }
 }
 
+/// Confidence bands that decide autonomy (issue 9). A confidence (0–100) at
+/// or above `act` acts; at or above `armed` acts with a verify window
+/// `armed_verify_factor` times longer and the rollback armed; at or above
+/// `approve` needs approval; below it escalates with the ranked hypotheses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AutonomyBands {
+    pub act: u8,
+    pub armed: u8,
+    pub approve: u8,
+    pub armed_verify_factor: u32,
+}
+
+impl Default for AutonomyBands {
+    fn default() -> Self {
+        AutonomyBands {
+            act: 90,
+            armed: 70,
+            approve: 50,
+            armed_verify_factor: 2,
+        }
+    }
+}
+
+/// The band a confidence falls in.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Band {
+    Escalate,
+    Approval,
+    ActArmed,
+    Act,
+}
+
+impl Band {
+    /// `> act` acts (so 90 itself is armed, as "70–90" reads); `≥ armed`
+    /// acts armed; `≥ approve` needs approval; else escalate.
+    pub fn of(confidence: u8, b: &AutonomyBands) -> Band {
+        if confidence > b.act {
+            Band::Act
+        } else if confidence >= b.armed {
+            Band::ActArmed
+        } else if confidence >= b.approve {
+            Band::Approval
+        } else {
+            Band::Escalate
+        }
+    }
+
+    /// The reason code that names the band.
+    pub fn code(self) -> ReasonCode {
+        match self {
+            Band::Act => ReasonCode::ConfidenceAct,
+            Band::ActArmed => ReasonCode::ConfidenceArmed,
+            Band::Approval => ReasonCode::ConfidenceApproval,
+            Band::Escalate => ReasonCode::ConfidenceEscalate,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Band::Act => "act",
+            Band::ActArmed => "act_armed",
+            Band::Approval => "approval",
+            Band::Escalate => "escalate",
+        }
+    }
+}
+
+/// What a diagnosis says about the target being judged.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct DiagnosisGate {
+    /// Confidence (0–100) that acting on this target fixes the incident.
+    pub confidence: u8,
+    /// The target is a victim of an upstream cause diagnosed with this confidence.
+    pub upstream: Option<u8>,
+}
+
 /// A deliberate policy bug, for proving that the simulator's checkers can
 /// fail. Not part of any configuration: only [`crate::Engine::inject_fault`]
 /// sets it, and only the simulator's self-tests call that.
@@ -275,6 +353,8 @@ pub struct GovernanceConfig {
     pub canary_bake: Duration,
     /// Explanations of closed incidents kept for `explain`.
     pub max_explanations: usize,
+    /// Confidence bands (issue 9).
+    pub autonomy: AutonomyBands,
 }
 
 impl Default for GovernanceConfig {
@@ -288,6 +368,7 @@ impl Default for GovernanceConfig {
             freeze_windows: Vec::new(),
             canary_bake: Duration::from_secs(30),
             max_explanations: 256,
+            autonomy: AutonomyBands::default(),
         }
     }
 }
@@ -346,6 +427,16 @@ pub enum ReasonCode {
     VerifyFailed,
     /// medic stopped while an action ran: its outcome is unknown.
     InterruptedByRestart,
+    /// The target is a victim of a diagnosed upstream cause: held back.
+    UpstreamCause,
+    /// Diagnosis confidence above the act band: acted.
+    ConfidenceAct,
+    /// Diagnosis confidence in the armed band: acted with a longer verify window.
+    ConfidenceArmed,
+    /// Diagnosis confidence in the approval band.
+    ConfidenceApproval,
+    /// Diagnosis confidence below the approval band: escalated with the hypotheses.
+    ConfidenceEscalate,
 }
 
 impl ReasonCode {
@@ -379,6 +470,11 @@ impl ReasonCode {
             ReasonCode::RetriesExhausted => "retries_exhausted",
             ReasonCode::VerifyFailed => "verify_failed",
             ReasonCode::InterruptedByRestart => "interrupted_by_restart",
+            ReasonCode::UpstreamCause => "upstream_cause",
+            ReasonCode::ConfidenceAct => "confidence_act",
+            ReasonCode::ConfidenceArmed => "confidence_armed",
+            ReasonCode::ConfidenceApproval => "confidence_approval",
+            ReasonCode::ConfidenceEscalate => "confidence_escalate",
         }
     }
 }
@@ -452,6 +548,22 @@ impl fmt::Display for Block {
             ReasonCode::InterruptedByRestart => {
                 write!(f, "medic stopped while the action ran")
             }
+            ReasonCode::UpstreamCause => write!(
+                f,
+                "held back: a victim of an upstream cause diagnosed with confidence {v} (>= {l})"
+            ),
+            ReasonCode::ConfidenceAct => write!(f, "confidence {v} > {l}: act"),
+            ReasonCode::ConfidenceArmed => write!(
+                f,
+                "confidence {v} >= {l}: act with a longer verify window, rollback armed"
+            ),
+            ReasonCode::ConfidenceApproval => {
+                write!(f, "confidence {v} >= {l}: approval required")
+            }
+            ReasonCode::ConfidenceEscalate => write!(
+                f,
+                "confidence {v} < {l}: escalated with the ranked hypotheses"
+            ),
         }
     }
 }
@@ -499,6 +611,8 @@ pub struct GateInput {
     pub headroom: Option<f64>,
     pub instances: u32,
     pub canary_capable: bool,
+    /// The diagnosis of the incident, when one was made (issue 9).
+    pub diagnosis: Option<DiagnosisGate>,
 }
 
 /// What to do about a planned action.
@@ -595,6 +709,40 @@ pub fn decide_with(cfg: &GovernanceConfig, g: &GateInput, fault: PolicyFault) ->
     }
     if g.frozen {
         return Decision::Hold(Block::new(R::Frozen, 0.0, 0.0));
+    }
+    if let (Some(d), false) = (g.diagnosis, g.continuation) {
+        let bands = &cfg.autonomy;
+        match d.upstream {
+            Some(up) if up >= bands.armed => {
+                return Decision::Hold(Block::new(
+                    R::UpstreamCause,
+                    f64::from(up),
+                    f64::from(bands.armed),
+                ));
+            }
+            // A victim of a weak upstream diagnosis is gated as without one.
+            Some(_) => {}
+            None => match Band::of(d.confidence, bands) {
+                Band::Escalate => {
+                    return Decision::Escalate(Block::new(
+                        R::ConfidenceEscalate,
+                        f64::from(d.confidence),
+                        f64::from(bands.approve),
+                    ));
+                }
+                Band::Approval if !g.approved => {
+                    return Decision::NeedsApproval {
+                        reason: Block::new(
+                            R::ConfidenceApproval,
+                            f64::from(d.confidence),
+                            f64::from(bands.approve),
+                        ),
+                        approvers: 1,
+                    };
+                }
+                _ => {}
+            },
+        }
     }
     if !g.approved {
         let two = if cfg.approvals.two_person_high && g.risk >= Risk::High {
@@ -735,6 +883,7 @@ mod tests {
             headroom: Some(0.5),
             instances: 1,
             canary_capable: true,
+            diagnosis: None,
         }
     }
 

@@ -64,9 +64,10 @@ mod types;
 
 pub use engine::{DrillBlock, Engine};
 pub use governance::{
-    decide, risk_score, ActionClass, ActionGovernance, ApprovalPolicy, Block, ClassBudget,
-    ClassFacts, Decision, FreezeWindow, GateConfig, GateInput, GovernanceConfig, Limits,
-    ReasonCode, ResolvedAction, ServiceGovernance, TimingConfig, CLASS_TABLE,
+    decide, risk_score, ActionClass, ActionGovernance, ApprovalPolicy, AutonomyBands, Band, Block,
+    ClassBudget, ClassFacts, Decision, DiagnosisGate, FreezeWindow, GateConfig, GateInput,
+    GovernanceConfig, Limits, ReasonCode, ResolvedAction, ServiceGovernance, TimingConfig,
+    CLASS_TABLE,
 };
 pub use notice::{ActionStatus, Notice, NoticeKind, Scope, Verdict};
 pub use operator::{Ack, Actor, OperatorCommand, OperatorError, OperatorErrorCode, Role};
@@ -80,6 +81,7 @@ pub use spec::{
 pub use time::MonoTime;
 pub use types::{
     ActionFailure, ActionFailureKind, ActionId, ActionRequest, ActionStage, ApprovalView, Command,
-    DecisionRecord, Explanation, IncidentId, IncidentOutcome, IncidentView, Input, Notification,
-    PauseView, Phase, ProbeFailure, ProbeReport, ServiceSignals, Severity, TimelineItem,
+    DecisionRecord, DiagnosisReport, Explanation, Hypothesis, IncidentId, IncidentOutcome,
+    IncidentView, Input, Notification, PauseView, Phase, ProbeFailure, ProbeReport, ServiceSignals,
+    Severity, TimelineItem, MAX_HYPOTHESES,
 };

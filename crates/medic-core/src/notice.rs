@@ -93,6 +93,23 @@ pub enum Notice {
         cause: String,
         confidence: f64,
     },
+    /// A root-cause diagnosis across services (issue 9).
+    RootCause {
+        /// The top hypothesis's service, or `None` when the report is empty.
+        service: Option<String>,
+        signal: String,
+        pattern: String,
+        confidence: u8,
+        prior: f64,
+        evidence: f64,
+        learned: f64,
+        band: crate::governance::Band,
+        /// Services held back as its victims.
+        victims: Vec<String>,
+        /// Every hypothesis, best first: `service/signal pattern confidence`.
+        ranked: Vec<String>,
+        evidence_text: String,
+    },
     /// Mass-incident latch: too many services affected at once.
     MassIncidentLatched {
         affected_services: u32,
@@ -329,6 +346,7 @@ pub enum Notice {
 pub enum NoticeKind {
     IncidentOpened,
     Diagnosis,
+    RootCause,
     MassIncidentLatched,
     AutomationPaused,
     AutomationResumed,
@@ -365,9 +383,10 @@ pub enum NoticeKind {
 }
 
 impl NoticeKind {
-    pub const ALL: [NoticeKind; 35] = [
+    pub const ALL: [NoticeKind; 36] = [
         NoticeKind::IncidentOpened,
         NoticeKind::Diagnosis,
+        NoticeKind::RootCause,
         NoticeKind::MassIncidentLatched,
         NoticeKind::AutomationPaused,
         NoticeKind::AutomationResumed,
@@ -408,6 +427,7 @@ impl NoticeKind {
         match self {
             NoticeKind::IncidentOpened => "incident.opened",
             NoticeKind::Diagnosis => "diagnosis",
+            NoticeKind::RootCause => "rca.diagnosed",
             NoticeKind::MassIncidentLatched => "automation.mass_latched",
             NoticeKind::AutomationPaused => "automation.paused",
             NoticeKind::AutomationResumed => "automation.resumed",
@@ -451,6 +471,7 @@ impl Notice {
         match self {
             Notice::IncidentOpened { .. } => K::IncidentOpened,
             Notice::Diagnosis { .. } => K::Diagnosis,
+            Notice::RootCause { .. } => K::RootCause,
             Notice::MassIncidentLatched { .. } => K::MassIncidentLatched,
             Notice::AutomationPaused { .. } => K::AutomationPaused,
             Notice::AutomationResumed { .. } => K::AutomationResumed,

@@ -125,6 +125,36 @@ pub struct ServiceSignals {
     pub capacity_headroom: Option<f64>,
 }
 
+/// One ranked root-cause hypothesis (issue 9), computed at the edge by
+/// medic-rca and a pattern, with its confidence parts.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Hypothesis {
+    pub service: String,
+    /// The signal whose anomaly names it (`latency`, `healthz`, ...).
+    pub signal: String,
+    /// The matched pattern (`dependency_slow`, ...).
+    pub pattern: String,
+    /// 0–100.
+    pub confidence: u8,
+    pub prior: f64,
+    pub evidence: f64,
+    pub learned: f64,
+    /// Services whose symptoms it explains (held back while it is diagnosed).
+    pub victims: Vec<String>,
+    /// What the evidence was, for `explain`.
+    pub evidence_text: String,
+}
+
+/// The latest diagnosis across services: hypotheses best first (the engine
+/// keeps at most [`MAX_HYPOTHESES`]). An empty list clears the diagnosis.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct DiagnosisReport {
+    pub hypotheses: Vec<Hypothesis>,
+}
+
+/// Most hypotheses kept from one [`DiagnosisReport`].
+pub const MAX_HYPOTHESES: usize = 8;
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum Input {
     Probe(ProbeReport),
@@ -151,6 +181,9 @@ pub enum Input {
     Signals(ServiceSignals),
     /// Replace the concrete freeze intervals (expanded from cron at the edge).
     FreezeWindows(Vec<FreezeWindow>),
+    /// A root-cause diagnosis across services (issue 9): the top hypothesis's
+    /// service is gated by its confidence band, its victims are held back.
+    Diagnosis(DiagnosisReport),
 }
 
 /// Why an action runs.
@@ -376,4 +409,6 @@ pub struct Explanation {
     pub outcome: Option<IncidentOutcome>,
     pub decisions: Vec<DecisionRecord>,
     pub pending_approval: Option<ApprovalView>,
+    /// Ranked hypotheses of the diagnosis that concerned it (issue 9).
+    pub hypotheses: Vec<Hypothesis>,
 }

@@ -252,6 +252,25 @@ pub fn parse_line(line: &str) -> (MonoTime, Option<Input>) {
             error_budget_remaining: Some(w[4].parse().unwrap()),
             capacity_headroom: Some(w[5].parse().unwrap()),
         })),
+        // diagnose <svc> <confidence> <victims,comma-separated | ->
+        "diagnose" => Some(Input::Diagnosis(DiagnosisReport {
+            hypotheses: vec![Hypothesis {
+                service: w[2].into(),
+                signal: "latency".into(),
+                pattern: "dependency_slow".into(),
+                confidence: w[3].parse().unwrap(),
+                prior: 0.9,
+                evidence: 1.0,
+                learned: 0.9,
+                victims: w[4]
+                    .split(',')
+                    .filter(|v| *v != "-")
+                    .map(String::from)
+                    .collect(),
+                evidence_text: String::new(),
+            }],
+        })),
+        "undiagnose" => Some(Input::Diagnosis(DiagnosisReport::default())),
         other => panic!("unknown verb {other}"),
     };
     (at, input)
@@ -277,6 +296,7 @@ pub fn notice_field(n: &Notice, key: &str) -> Option<String> {
             Some(reason_code.as_str().into())
         }
         (Notice::MassIncidentLatched { .. }, "reason_code") => Some("mass_incident".into()),
+        (Notice::RootCause { band, .. }, "reason_code") => Some(band.code().as_str().into()),
         (Notice::AutomationPaused { .. }, "reason_code") => Some("paused".into()),
         (Notice::OperatorRejected { error, .. }, "reason_code") => Some(error.as_str().into()),
         (Notice::IncidentResolved { outcome, .. }, "outcome") => Some(outcome.as_str().into()),

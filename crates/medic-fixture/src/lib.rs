@@ -7,7 +7,7 @@
 //! | --- | --- |
 //! | `GET /healthz` | `200 {"status":"ok","pid":…,"started_at":"…"}`; `500 {"status":"error",…}` under the error fault |
 //! | `GET /readyz` | `200 {"status":"ready"}`; `503 {"status":"not_ready"}` under the error fault |
-//! | `GET /work` | `200 {"status":"done"}` after the current latency; `500` under the error fault; `503` for every second request while shedding |
+//! | `GET /work` | `200 {"status":"done"}` after the current latency; `500` under the error fault; `503` for every second request while shedding; with `--downstream URL` it also calls `URL/work` and answers `502` when that fails |
 //! | `GET /metrics` | OpenMetrics text: `fixture_requests_total{path}`, `fixture_request_duration_seconds`, `fixture_errors_total`, `fixture_shed_total` |
 //! | `POST /fault/hang` | healthz, readyz and work never answer until the fault is cleared |
 //! | `POST /fault/error` | healthz and work return 500 (readyz 503) |
@@ -57,6 +57,9 @@ pub struct FixtureOptions {
     /// Wait this long before binding (a slow-starting service): until then
     /// connections are refused and `/healthz` does not answer.
     pub startup_delay: Duration,
+    /// Base URL of a service this one calls: each `/work` also calls
+    /// `DOWNSTREAM/work` and fails with 502 when that fails (issue 9 chains).
+    pub downstream: Option<String>,
 }
 
 /// Current fault and shedding state, as returned by `GET /admin/state`.
@@ -127,6 +130,7 @@ struct Shared {
     work_counter: AtomicU64,
     crash: Notify,
     crash_flag: std::sync::atomic::AtomicBool,
+    downstream: Option<(reqwest::Client, String)>,
 }
 
 /// In-process handle to a fixture router: read or change its state, and
@@ -180,6 +184,11 @@ impl FixtureHandle {
 
 /// Builds the fixture's router and a handle to its state.
 pub fn router() -> (Router, FixtureHandle) {
+    router_with(None)
+}
+
+/// [`router`] whose `/work` also calls `downstream/work`.
+pub fn router_with(downstream: Option<String>) -> (Router, FixtureHandle) {
     let started_at = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|_| "unknown".to_string());
@@ -192,6 +201,13 @@ pub fn router() -> (Router, FixtureHandle) {
         work_counter: AtomicU64::new(0),
         crash: Notify::new(),
         crash_flag: std::sync::atomic::AtomicBool::new(false),
+        downstream: downstream.map(|u| {
+            let client = reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap_or_default();
+            (client, u.trim_end_matches('/').to_string())
+        }),
     });
     let app = Router::new()
         .route("/healthz", get(healthz))
@@ -231,7 +247,7 @@ pub async fn run(opts: FixtureOptions) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("binding {}:{}: {e}", opts.bind, opts.port))?;
     let addr = listener.local_addr()?;
-    let (app, handle) = router();
+    let (app, handle) = router_with(opts.downstream.clone());
     println!("medic-fixture listening on {addr} pid={}", handle.pid());
     let crash = handle.clone();
     tokio::spawn(async move {
@@ -336,6 +352,20 @@ async fn work(State(shared): State<Arc<Shared>>) -> Response {
             StatusCode::INTERNAL_SERVER_ERROR,
             serde_json::json!({"status": "error"}),
         );
+    }
+    if let Some((client, url)) = &shared.downstream {
+        let ok = client
+            .get(format!("{url}/work"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        if !ok {
+            shared.metrics.errors.inc();
+            return json(
+                StatusCode::BAD_GATEWAY,
+                serde_json::json!({"status": "downstream failed"}),
+            );
+        }
     }
     json(StatusCode::OK, serde_json::json!({"status": "done"}))
 }

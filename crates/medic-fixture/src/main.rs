@@ -20,6 +20,9 @@ struct Args {
     /// Wait this long (e.g. 5s, 800ms) before binding and answering /healthz.
     #[arg(long, env = "FIXTURE_STARTUP_DELAY", value_parser = humantime::parse_duration, default_value = "0s")]
     startup_delay: std::time::Duration,
+    /// Base URL of a service this one calls from `/work`.
+    #[arg(long, env = "FIXTURE_DOWNSTREAM")]
+    downstream: Option<String>,
 }
 
 #[tokio::main]
@@ -30,6 +33,7 @@ async fn main() -> anyhow::Result<()> {
         port: args.port,
         crash_on_start: args.crash_on_start,
         startup_delay: args.startup_delay,
+        downstream: args.downstream,
     })
     .await
 }

@@ -294,6 +294,7 @@ pub fn bench_figures(iterations: u32) -> BenchFigures {
             headroom: Some(rng.unit()),
             instances: 1 + rng.below(4) as u32,
             canary_capable: true,
+            diagnosis: None,
         });
     }
     let started = Instant::now();

@@ -208,8 +208,28 @@ const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS incidents(id TEXT PRIMARY KEY, service TEXT NOT NULL, state TEXT NOT NULL, trigger_text TEXT NOT NULL, opened_at TEXT NOT NULL, updated_at TEXT NOT NULL, closed_at TEXT, outcome TEXT, summary TEXT NOT NULL, timeline TEXT NOT NULL)",
     "CREATE INDEX IF NOT EXISTS incidents_opened_at ON incidents(opened_at)",
     "CREATE TABLE IF NOT EXISTS engine_state(id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL, saved_at TEXT NOT NULL, body TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS pattern_outcomes(pattern TEXT NOT NULL, action TEXT NOT NULL, successes INTEGER NOT NULL, failures INTEGER NOT NULL, PRIMARY KEY(pattern, action))",
+    "CREATE TABLE IF NOT EXISTS candidate_patterns(id INTEGER PRIMARY KEY, incident TEXT NOT NULL, service TEXT NOT NULL, trigger_text TEXT NOT NULL, action TEXT NOT NULL, by TEXT NOT NULL, note TEXT NOT NULL, status TEXT NOT NULL, created_at TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS supervised_process(service TEXT PRIMARY KEY, pid INTEGER NOT NULL, pgid INTEGER NOT NULL, start_ticks INTEGER NOT NULL, boot_id TEXT NOT NULL, started_unix_ms INTEGER NOT NULL, command TEXT NOT NULL)",
 ];
+
+/// A candidate pattern learned from a human resolution (issue 9).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CandidatePattern {
+    pub id: i64,
+    pub incident: String,
+    pub service: String,
+    /// What opened the incident (`work slow`, ...): the candidate's symptom.
+    pub trigger: String,
+    /// The action the human ran.
+    pub action: String,
+    pub by: String,
+    /// The human's resolution note.
+    pub note: String,
+    /// `candidate`, `accepted` or `rejected`.
+    pub status: String,
+    pub created_at: String,
+}
 
 /// A process medic supervises, as recorded in `supervised_process`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -413,6 +433,30 @@ impl Store {
         rows.iter().map(|row| decode_incident(row, OP)).collect()
     }
 
+    /// Closed incidents like `of` (issue 9): same service and trigger first,
+    /// then same trigger elsewhere or same service, newest first.
+    pub async fn similar_incidents(
+        &self,
+        of: &IncidentRecord,
+        limit: u32,
+    ) -> Result<Vec<IncidentRecord>, StoreError> {
+        const OP: &str = "similar_incidents";
+        let sql = format!(
+            "SELECT {INCIDENT_COLUMNS} FROM incidents \
+             WHERE id != $1 AND closed_at IS NOT NULL AND (service = $2 OR trigger_text = $3) \
+             ORDER BY (service = $2 AND trigger_text = $3) DESC, opened_at DESC, id DESC LIMIT $4"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(&of.id)
+            .bind(&of.service)
+            .bind(&of.trigger)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(StoreError::db(OP))?;
+        rows.iter().map(|row| decode_incident(row, OP)).collect()
+    }
+
     /// Fetches one incident by id.
     pub async fn get_incident(&self, id: &str) -> Result<Option<IncidentRecord>, StoreError> {
         const OP: &str = "get_incident";
@@ -531,6 +575,117 @@ impl Store {
         .await
         .map_err(StoreError::db(OP))?;
         rows.iter().map(|r| decode_supervised(r, OP)).collect()
+    }
+
+    /// Learning (issue 9): one verified outcome of `action` run for a
+    /// diagnosis matching `pattern`; success reinforces the pair, a failed
+    /// verification or a rollback weakens it.
+    pub async fn record_pattern_outcome(
+        &self,
+        pattern: &str,
+        action: &str,
+        success: bool,
+    ) -> Result<(), StoreError> {
+        const OP: &str = "record_pattern_outcome";
+        let (s, f) = if success { (1i64, 0i64) } else { (0, 1) };
+        sqlx::query(
+            "INSERT INTO pattern_outcomes(pattern, action, successes, failures) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT(pattern, action) DO UPDATE SET successes = successes + $3, failures = failures + $4",
+        )
+        .bind(pattern)
+        .bind(action)
+        .bind(s)
+        .bind(f)
+        .execute(&self.pool)
+        .await
+        .map_err(StoreError::db(OP))?;
+        Ok(())
+    }
+
+    /// Learning (issue 9): an incident no pattern matched, resolved by a human
+    /// after running `action`, becomes a *candidate* pattern (never automatic:
+    /// only `medic patterns accept` changes its status). Returns its id.
+    pub async fn add_candidate_pattern(&self, c: &CandidatePattern) -> Result<i64, StoreError> {
+        const OP: &str = "add_candidate_pattern";
+        let r = sqlx::query(
+            "INSERT INTO candidate_patterns(incident, service, trigger_text, action, by, note, status, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, 'candidate', $7)",
+        )
+        .bind(&c.incident)
+        .bind(&c.service)
+        .bind(&c.trigger)
+        .bind(&c.action)
+        .bind(&c.by)
+        .bind(&c.note)
+        .bind(&c.created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(StoreError::db(OP))?;
+        Ok(r.last_insert_rowid())
+    }
+
+    /// Every candidate pattern, oldest first.
+    pub async fn candidate_patterns(&self) -> Result<Vec<CandidatePattern>, StoreError> {
+        const OP: &str = "candidate_patterns";
+        let rows = sqlx::query(
+            "SELECT id, incident, service, trigger_text, action, by, note, status, created_at \
+             FROM candidate_patterns ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::db(OP))?;
+        rows.iter()
+            .map(|r| {
+                let t = |i: usize| r.try_get::<String, _>(i).map_err(StoreError::db(OP));
+                Ok(CandidatePattern {
+                    id: r.try_get::<i64, _>(0).map_err(StoreError::db(OP))?,
+                    incident: t(1)?,
+                    service: t(2)?,
+                    trigger: t(3)?,
+                    action: t(4)?,
+                    by: t(5)?,
+                    note: t(6)?,
+                    status: t(7)?,
+                    created_at: t(8)?,
+                })
+            })
+            .collect()
+    }
+
+    /// `accepted` or `rejected` by an operator; `false` when no candidate has `id`.
+    pub async fn set_candidate_status(&self, id: i64, status: &str) -> Result<bool, StoreError> {
+        const OP: &str = "set_candidate_status";
+        let r = sqlx::query("UPDATE candidate_patterns SET status = $1 WHERE id = $2")
+            .bind(status)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(StoreError::db(OP))?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    /// Every learned (pattern, action) pair: `(pattern, action, successes, failures)`.
+    pub async fn pattern_outcomes(&self) -> Result<Vec<(String, String, u32, u32)>, StoreError> {
+        const OP: &str = "pattern_outcomes";
+        let rows = sqlx::query(
+            "SELECT pattern, action, successes, failures FROM pattern_outcomes ORDER BY pattern, action",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::db(OP))?;
+        rows.iter()
+            .map(|r| {
+                let get = |i: usize| -> Result<i64, StoreError> {
+                    r.try_get::<i64, _>(i).map_err(StoreError::db(OP))
+                };
+                Ok((
+                    r.try_get::<String, _>(0).map_err(StoreError::db(OP))?,
+                    r.try_get::<String, _>(1).map_err(StoreError::db(OP))?,
+                    u32::try_from(get(2)?).unwrap_or(u32::MAX),
+                    u32::try_from(get(3)?).unwrap_or(u32::MAX),
+                ))
+            })
+            .collect()
     }
 
     /// Last `(seq, hash)` of the audit chain (`(0, GENESIS_HASH)` when empty).

@@ -77,6 +77,31 @@ pub fn render(n: &Notice) -> Rendered {
             .s("service", service)
             .s("cause", cause)
             .s("confidence", format!("{confidence:.2}")),
+        Notice::RootCause {
+            service,
+            signal,
+            pattern,
+            confidence,
+            prior,
+            evidence,
+            learned,
+            band,
+            victims,
+            ranked,
+            evidence_text,
+        } => f
+            .s("service", service.as_deref().unwrap_or("-"))
+            .s("signal", signal)
+            .s("pattern", pattern)
+            .s("confidence", confidence)
+            .s("prior", format!("{prior:.2}"))
+            .s("evidence", format!("{evidence:.2}"))
+            .s("learned", format!("{learned:.2}"))
+            .s("band", band.as_str())
+            .s("reason_code", band.code().as_str())
+            .s("victims_held", victims.join(","))
+            .s("hypotheses", ranked.join("; "))
+            .s("evidence_text", evidence_text),
         Notice::MassIncidentLatched {
             affected_services,
             limit,

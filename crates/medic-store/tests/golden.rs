@@ -35,6 +35,22 @@ fn sample(k: NoticeKind) -> Notice {
             cause: "process exited".into(),
             confidence: 0.95,
         },
+        NoticeKind::RootCause => Notice::RootCause {
+            service: Some("db".into()),
+            signal: "latency".into(),
+            pattern: "dependency_slow".into(),
+            confidence: 81,
+            prior: 0.9,
+            evidence: 1.0,
+            learned: 0.9,
+            band: medic_core::Band::ActArmed,
+            victims: vec!["api".into(), "web".into()],
+            ranked: vec![
+                "db/latency dependency_slow 81".into(),
+                "api/latency overload 20".into(),
+            ],
+            evidence_text: "latency z 41.0 > 5.0 from step 2".into(),
+        },
         NoticeKind::MassIncidentLatched => Notice::MassIncidentLatched {
             affected_services: 11,
             limit: 10,

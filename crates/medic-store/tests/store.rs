@@ -477,3 +477,66 @@ async fn tokens_store_only_a_hash_and_revoke() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn pattern_outcomes_accumulate_and_survive_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.db");
+    let s = Store::open(&path).await.unwrap();
+    assert!(s.pattern_outcomes().await.unwrap().is_empty());
+    s.record_pattern_outcome("dependency_slow", "restart", true)
+        .await
+        .unwrap();
+    s.record_pattern_outcome("dependency_slow", "restart", true)
+        .await
+        .unwrap();
+    s.record_pattern_outcome("dependency_slow", "restart", false)
+        .await
+        .unwrap();
+    s.record_pattern_outcome("crash", "restart", false)
+        .await
+        .unwrap();
+    s.close().await;
+    let s = Store::open(&path).await.unwrap();
+    assert_eq!(
+        s.pattern_outcomes().await.unwrap(),
+        vec![
+            ("crash".to_string(), "restart".to_string(), 0, 1),
+            ("dependency_slow".to_string(), "restart".to_string(), 2, 1),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn similar_incidents_are_closed_ones_of_the_same_service_or_trigger() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(&dir.path().join("m.db")).await.unwrap();
+    let closed = |id: &str, at: &str, service: &str, trigger: &str| {
+        let mut r = incident(id, at);
+        r.service = service.into();
+        r.trigger = trigger.into();
+        r.state = "resolved".into();
+        r.closed_at = Some(at.into());
+        r.outcome = Some("healed".into());
+        r
+    };
+    let now = incident("inc-now", "2026-01-03T00:00:00Z");
+    for r in [
+        closed("a", "2026-01-01T00:00:00Z", "web", "healthz failed 3 times"),
+        closed("b", "2026-01-02T00:00:00Z", "web", "other"),
+        closed("c", "2026-01-02T12:00:00Z", "db", "healthz failed 3 times"),
+        closed("d", "2026-01-02T13:00:00Z", "db", "other"),
+        incident("open-one", "2026-01-02T14:00:00Z"),
+        now.clone(),
+    ] {
+        s.upsert_incident(&r).await.unwrap();
+    }
+    let ids: Vec<String> = s
+        .similar_incidents(&now, 5)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(ids, ["a", "c", "b"]);
+}

@@ -43,6 +43,8 @@ pub struct DaemonOptions {
 
 pub(crate) enum Msg {
     Probe(ProbeReport),
+    /// A diagnosis with AI suggestions appended, for diagnosis generation `.0`.
+    Ai(u64, medic_core::DiagnosisReport),
     Outcome {
         id: ActionId,
         result: Result<String, ActionFailure>,
@@ -350,6 +352,27 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
         saved_generation: None,
         console,
         drills,
+        rca: match crate::rca::RcaState::new(&opts.config) {
+            Some(mut r) => {
+                match store.pattern_outcomes().await {
+                    Ok(rows) => r.load_learned(rows),
+                    Err(e) => tracing::warn!(error = %e, "reading learned pattern outcomes failed"),
+                }
+                Some(r)
+            }
+            None => None,
+        },
+        opened: BTreeMap::new(),
+        human_action: BTreeMap::new(),
+        ai: crate::ai::AiConfig::from_env(),
+        diag_generation: 0,
+        services_names: opts
+            .config
+            .services
+            .iter()
+            .map(|s| s.name.clone())
+            .collect(),
+        approve_band: opts.config.engine.governance.autonomy.approve,
     };
     store
         .append_audit(
@@ -588,6 +611,18 @@ struct EngineLoop {
     /// The web console's probe history.
     console: Arc<medic_api::ui::Console>,
     drills: crate::drill::DrillState,
+    /// Root-cause diagnosis across `depends_on` (None without dependencies).
+    rca: Option<crate::rca::RcaState>,
+    /// Optional AI hypotheses (`MEDIC_AI_URL`, `MEDIC_AI_MODEL`, `MEDIC_AI_KEY`).
+    ai: Option<crate::ai::AiConfig>,
+    /// Bumped by every diagnosis sent to the engine.
+    diag_generation: u64,
+    services_names: Vec<String>,
+    approve_band: u8,
+    /// Open incidents' (service, trigger), for candidate patterns (bounded).
+    opened: BTreeMap<String, (String, String)>,
+    /// The last action a human forced per service (bounded).
+    human_action: BTreeMap<String, String>,
 }
 
 impl EngineLoop {
@@ -677,7 +712,19 @@ impl EngineLoop {
             Msg::Probe(r) => {
                 self.console
                     .record_sample(&r.service, &r.probe, r.ok, r.latency);
+                // Diagnose across services first, so that the probe's
+                // decisions see it (issue 9).
+                if let Some(d) = self.rca.as_mut().and_then(|s| s.observe(now, &r)) {
+                    self.ask_ai(&d);
+                    self.engine.handle_input(now, Input::Diagnosis(d));
+                }
                 self.engine.handle_input(now, Input::Probe(r))
+            }
+            Msg::Ai(generation, d) => {
+                // Only if no newer diagnosis came in meanwhile.
+                if self.diag_generation == generation {
+                    self.engine.handle_input(now, Input::Diagnosis(d));
+                }
             }
             Msg::Outcome { id, result } => {
                 self.running.remove(&id);
@@ -925,6 +972,7 @@ impl EngineLoop {
             if !self.record(&n).await {
                 audit_ok = false;
             }
+            self.learn(&n).await;
         }
         let generation = self.engine.safety_generation();
         if self.saved_generation != Some(generation) {
@@ -998,6 +1046,125 @@ impl EngineLoop {
     }
 
     /// Append one notice to the audit log (and the structured log).
+    /// Learning (issue 9): a verified outcome of an action on the diagnosed
+    /// cause updates its (pattern, action) counts, durably, then in memory.
+    async fn learn(&mut self, n: &Notice) {
+        self.learn_candidate(n).await;
+        let Some(rca) = self.rca.as_mut() else {
+            return;
+        };
+        let (service, success) = match n {
+            Notice::ActionIntent {
+                service, action, ..
+            } => {
+                rca.note_action(service, action);
+                return;
+            }
+            Notice::VerifyPassed { service, .. } => (service, true),
+            Notice::VerifyFailed { service, .. } => (service, false),
+            _ => return,
+        };
+        let Some((pattern, action)) = rca.outcome_pair(service) else {
+            return;
+        };
+        match self
+            .store
+            .record_pattern_outcome(&pattern, &action, success)
+            .await
+        {
+            Ok(()) => rca.learn(&pattern, &action, success),
+            Err(e) => tracing::warn!(error = %e, "recording a pattern outcome failed"),
+        }
+    }
+
+    /// Asks the AI endpoint (if configured) in the background; its answer
+    /// comes back as `Msg::Ai` and is dropped if a newer diagnosis came first.
+    fn ask_ai(&mut self, d: &medic_core::DiagnosisReport) {
+        self.diag_generation = self.diag_generation.wrapping_add(1);
+        let Some(cfg) = self.ai.clone() else {
+            return;
+        };
+        if d.hypotheses.is_empty() {
+            return;
+        }
+        let generation = self.diag_generation;
+        let http = self.http.clone();
+        let tx = self.tx.clone();
+        let mut report = d.clone();
+        let services = self.services_names.clone();
+        let approve = self.approve_band;
+        tokio::spawn(async move {
+            let extra = crate::ai::suggest(&http, &cfg, &report, &services, approve).await;
+            if extra.is_empty() {
+                return;
+            }
+            crate::ai::merge(&mut report, extra);
+            let _ = tx.try_send(Msg::Ai(generation, report));
+        });
+    }
+
+    /// An incident no pattern matched, resolved by a human after an action
+    /// they forced, becomes a candidate pattern (issue 9; never automatic).
+    async fn learn_candidate(&mut self, n: &Notice) {
+        const CAP: usize = 1024;
+        match n {
+            Notice::IncidentOpened {
+                incident,
+                service,
+                trigger,
+            } => {
+                if self.opened.len() >= CAP {
+                    self.opened.pop_first();
+                }
+                self.opened
+                    .insert(incident.0.clone(), (service.clone(), trigger.clone()));
+            }
+            Notice::Override {
+                service, action, ..
+            } => {
+                if self.human_action.len() >= CAP {
+                    self.human_action.pop_first();
+                }
+                self.human_action.insert(service.clone(), action.clone());
+            }
+            Notice::IncidentResolvedByOperator {
+                incident,
+                by,
+                reason,
+            } => {
+                let Some((service, trigger)) = self.opened.remove(&incident.0) else {
+                    return;
+                };
+                let Some(action) = self.human_action.remove(&service) else {
+                    return;
+                };
+                let matched = self.engine.explain(&incident.0).is_some_and(|e| {
+                    e.hypotheses
+                        .first()
+                        .is_some_and(|h| h.pattern != "unmatched")
+                });
+                if matched {
+                    return;
+                }
+                let c = medic_store::CandidatePattern {
+                    id: 0,
+                    incident: incident.0.clone(),
+                    service,
+                    trigger,
+                    action,
+                    by: by.clone(),
+                    note: reason.clone(),
+                    status: "candidate".into(),
+                    created_at: now_rfc3339(),
+                };
+                if let Err(e) = self.store.add_candidate_pattern(&c).await {
+                    tracing::warn!(error = %e, "recording a candidate pattern failed");
+                }
+            }
+            _ => {}
+        }
+    }
+
     async fn record(&self, n: &Notice) -> bool {
         let r = medic_store::record::render(n);
         tracing::info!(target: "medic::audit", kind = r.kind, payload = %r.payload, "audit");

@@ -3,15 +3,18 @@
 
 mod bench;
 mod bench_api;
+mod ai;
 mod client;
 mod codes;
 mod daemon;
 mod demo;
 mod drill;
+mod graph;
 mod init;
 mod lifecycle;
 mod ops;
 mod probes;
+mod rca;
 mod token;
 
 use std::net::{IpAddr, SocketAddr};
@@ -92,6 +95,18 @@ enum Cmd {
         /// Overwrite an existing file.
         #[arg(long)]
         force: bool,
+    /// Show the `depends_on` graph of a config file (text, or Graphviz DOT with --dot).
+    Graph {
+        #[arg(short, long, default_value = "medic.yaml")]
+        config: PathBuf,
+        /// Print Graphviz DOT.
+        #[arg(long)]
+        dot: bool,
+    },
+    /// The failure-pattern library: shipped patterns plus the config's `patterns:` files.
+    Patterns {
+        #[command(subcommand)]
+        cmd: PatternsCmd,
     },
     /// Run the self-contained demo: a supervised fixture, faults injected one after another.
     Demo {
@@ -114,6 +129,9 @@ enum Cmd {
         /// Wait this long (e.g. 5s, 800ms) before binding and answering /healthz.
         #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
         startup_delay: std::time::Duration,
+        /// Base URL of a service this one calls from `/work` (a chain of fixtures).
+        #[arg(long)]
+        downstream: Option<String>,
     },
     /// Audit log tools.
     Audit {
@@ -166,6 +184,40 @@ enum Cmd {
 }
 
 #[derive(Subcommand)]
+enum PatternsCmd {
+    /// List every pattern with its prior and source.
+    List {
+        /// Also load the operator pattern files named by this config.
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+    },
+    /// Show one pattern: symptoms, cause, actions with their tier, prior.
+    Show {
+        name: String,
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+    },
+    /// Candidate patterns learned from incidents resolved by a human, and the
+    /// learned (pattern, action) success counts.
+    Candidates {
+        #[arg(long)]
+        db: PathBuf,
+    },
+    /// Mark a candidate accepted (medic never does this by itself).
+    Accept {
+        id: i64,
+        #[arg(long)]
+        db: PathBuf,
+    },
+    /// Mark a candidate rejected.
+    Reject {
+        id: i64,
+        #[arg(long)]
+        db: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 enum AuditCmd {
     /// Verify the audit hash chain; exit 1 naming the first bad seq.
     Verify {
@@ -178,6 +230,8 @@ enum AuditCmd {
 enum EvalCmd {
     /// Score a detector on a NAB-layout corpus.
     Nab(medic_nab::cli::EvalNabArgs),
+    /// Root-cause ranking on PetShop-layout data (--data) or generated topologies (--seed).
+    Rca(medic_rca_eval::cli::EvalRcaArgs),
 }
 
 #[derive(Subcommand)]
@@ -192,6 +246,8 @@ enum BenchCmd {
     Scale(bench::scale::ScaleArgs),
     /// medic's idle CPU and RSS while it watches 10 services.
     Overhead(bench::overhead::OverheadArgs),
+    /// Root-cause ranking time for one diagnosis (50 services, 1,000 signals by default).
+    Rca(medic_rca_eval::cli::BenchRcaArgs),
 }
 
 fn main() -> ExitCode {
@@ -251,6 +307,105 @@ fn run(cmd: Cmd, api: &str) -> Result<ExitCode, CliError> {
                 plural(cfg.services.iter().map(|s| s.probes.len()).sum::<usize>()),
                 cfg.services.iter().map(|s| s.actions.len()).sum::<usize>(),
                 plural(cfg.services.iter().map(|s| s.actions.len()).sum::<usize>()),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Patterns {
+            cmd: PatternsCmd::Candidates { db },
+        } => {
+            let rt = runtime()?;
+            rt.block_on(async {
+                let store = open_existing(&db).await?;
+                let rows = store
+                    .candidate_patterns()
+                    .await
+                    .map_err(|e| CliError::new(Code::Store, e.to_string()))?;
+                println!(
+                    "{:<4} {:<10} {:<10} {:<16} {:<12} {:<10} NOTE",
+                    "ID", "STATUS", "SERVICE", "SYMPTOM", "ACTION", "BY"
+                );
+                for c in rows {
+                    println!(
+                        "{:<4} {:<10} {:<10} {:<16} {:<12} {:<10} {}",
+                        c.id, c.status, c.service, c.trigger, c.action, c.by, c.note
+                    );
+                }
+                let learned = store
+                    .pattern_outcomes()
+                    .await
+                    .map_err(|e| CliError::new(Code::Store, e.to_string()))?;
+                if !learned.is_empty() {
+                    println!("learned (pattern, action): successes / failures");
+                }
+                for (p, a, s, f) in learned {
+                    println!("  {p} {a}: {s} / {f}");
+                }
+                store.close().await;
+                Ok(ExitCode::SUCCESS)
+            })
+        }
+        Cmd::Patterns {
+            cmd: cmd @ (PatternsCmd::Accept { .. } | PatternsCmd::Reject { .. }),
+        } => {
+            let (id, db, status) = match cmd {
+                PatternsCmd::Accept { id, db } => (id, db, "accepted"),
+                PatternsCmd::Reject { id, db } => (id, db, "rejected"),
+                _ => return Err(CliError::new(Code::Usage, "unreachable")),
+            };
+            let rt = runtime()?;
+            rt.block_on(async {
+                let store = open_existing(&db).await?;
+                let found = store
+                    .set_candidate_status(id, status)
+                    .await
+                    .map_err(|e| CliError::new(Code::Store, e.to_string()))?;
+                store.close().await;
+                if !found {
+                    return Err(CliError::new(
+                        Code::CandidateNotFound,
+                        format!("no candidate pattern with id {id}"),
+                    ));
+                }
+                println!("candidate {id} {status}");
+                Ok(ExitCode::SUCCESS)
+            })
+        }
+        Cmd::Patterns { cmd } => {
+            let config = match &cmd {
+                PatternsCmd::List { config } | PatternsCmd::Show { config, .. } => config.clone(),
+                _ => None,
+            };
+            let patterns = match config {
+                Some(c) => {
+                    let cfg = medic_config::load(&c).map_err(CliError::config)?;
+                    cfg.patterns(c.parent().unwrap_or(std::path::Path::new(".")))
+                        .map_err(CliError::config)?
+                }
+                None => medic_config::load_patterns(&[]).map_err(CliError::config)?,
+            };
+            match cmd {
+                PatternsCmd::List { .. } => print!("{}", graph::patterns_list(&patterns)),
+                PatternsCmd::Candidates { .. }
+                | PatternsCmd::Accept { .. }
+                | PatternsCmd::Reject { .. } => {}
+                PatternsCmd::Show { name, .. } => {
+                    let p = patterns.iter().find(|p| p.name == name).ok_or_else(|| {
+                        CliError::new(Code::PatternNotFound, format!("no pattern named `{name}`"))
+                    })?;
+                    print!("{}", graph::pattern_show(p));
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Graph { config, dot } => {
+            let cfg = medic_config::load(&config).map_err(CliError::config)?;
+            print!(
+                "{}",
+                if dot {
+                    graph::dot(&cfg)
+                } else {
+                    graph::text(&cfg)
+                }
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -341,6 +496,7 @@ fn run(cmd: Cmd, api: &str) -> Result<ExitCode, CliError> {
             bind,
             crash_on_start,
             startup_delay,
+            downstream,
         } => {
             let rt = runtime()?;
             rt.block_on(medic_fixture::run(medic_fixture::FixtureOptions {
@@ -348,6 +504,7 @@ fn run(cmd: Cmd, api: &str) -> Result<ExitCode, CliError> {
                 port,
                 crash_on_start,
                 startup_delay,
+                downstream,
             }))
             .map_err(|e| CliError::new(Code::Io, format!("fixture: {e:#}")))?;
             Ok(ExitCode::SUCCESS)
@@ -400,6 +557,13 @@ fn run(cmd: Cmd, api: &str) -> Result<ExitCode, CliError> {
             cmd: EvalCmd::Nab(args),
         } => {
             medic_nab::cli::run(&args).map_err(|e| CliError::new(Code::Eval, format!("{e:#}")))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Eval {
+            cmd: EvalCmd::Rca(args),
+        } => {
+            medic_rca_eval::cli::run(&args)
+                .map_err(|e| CliError::new(Code::EvalRca, format!("{e:#}")))?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Op(cmd) => {
@@ -476,6 +640,13 @@ fn run(cmd: Cmd, api: &str) -> Result<ExitCode, CliError> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Bench {
+            cmd: BenchCmd::Rca(args),
+        } => {
+            medic_rca_eval::cli::run_bench(&args)
+                .map_err(|e| CliError::new(Code::EvalRca, format!("{e:#}")))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Bench {
             cmd: BenchCmd::Detect(args),
         } => {
             medic_nab::cli::run_bench(&args)
@@ -507,6 +678,16 @@ fn backtest(args: &medic_backtest::cli::BacktestArgs) -> Result<ExitCode, CliErr
             Err(CliError::new(code, e.to_string()))
         }
     }
+async fn open_existing(db: &std::path::Path) -> Result<medic_store::Store, CliError> {
+    if !db.exists() {
+        return Err(CliError::new(
+            Code::NotFound,
+            format!("{}: no such database", db.display()),
+        ));
+    }
+    medic_store::Store::open(db)
+        .await
+        .map_err(|e| CliError::new(Code::Store, format!("{}: {e}", db.display())))
 }
 
 fn plural(n: usize) -> &'static str {

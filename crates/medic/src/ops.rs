@@ -190,6 +190,29 @@ pub async fn run(api: &str, cmd: OpCmd) -> Result<ExitCode, CliError> {
                     s(d, "reason_code")
                 );
             }
+            let hyps = v["hypotheses"].as_array().cloned().unwrap_or_default();
+            if !hyps.is_empty() {
+                println!("  hypotheses (confidence = 100 · prior · evidence · learned):");
+            }
+            for h in &hyps {
+                let f = |k: &str| h[k].as_f64().unwrap_or(0.0);
+                println!(
+                    "  {}. {}/{} {} confidence {} = 100 · {:.2} · {:.2} · {:.2} [{}]: {}",
+                    h["rank"].as_u64().unwrap_or(0),
+                    s(h, "service"),
+                    s(h, "signal"),
+                    s(h, "pattern"),
+                    h["confidence"].as_u64().unwrap_or(0),
+                    f("prior"),
+                    f("evidence"),
+                    f("learned"),
+                    s(h, "band"),
+                    s(h, "evidence_text")
+                );
+                if let Some(w) = h["not_taken"].as_str() {
+                    println!("     not taken: {w}");
+                }
+            }
             return Ok(ExitCode::SUCCESS);
         }
         OpCmd::Cancel { action_id, reason } => {

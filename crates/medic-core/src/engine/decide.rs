@@ -179,8 +179,79 @@ impl Engine {
             headroom: svc.headroom,
             instances: svc.gov.instances,
             canary_capable: ag.canary,
+            diagnosis: svc.diagnosis,
         };
         Some((input, ag))
+    }
+
+    /// A root-cause diagnosis across services (issue 9): the top hypothesis's
+    /// service is gated by its confidence band, the services it explains are
+    /// held back as victims, every other service is gated as before.
+    pub(super) fn diagnosed(&mut self, mut report: crate::types::DiagnosisReport) {
+        report.hypotheses.truncate(crate::types::MAX_HYPOTHESES);
+        let top = report.hypotheses.first();
+        for (name, svc) in self.services.iter_mut() {
+            let concerned = report
+                .hypotheses
+                .iter()
+                .any(|h| &h.service == name || h.victims.iter().any(|v| v == name));
+            if let Some(inc) = svc.incident.as_mut().filter(|_| concerned) {
+                inc.hypotheses = report.hypotheses.clone();
+            }
+            svc.diagnosis = match top {
+                Some(h) if &h.service == name => Some(crate::governance::DiagnosisGate {
+                    confidence: h.confidence,
+                    upstream: None,
+                }),
+                Some(h) if h.victims.iter().any(|v| v == name) => {
+                    Some(crate::governance::DiagnosisGate {
+                        confidence: 0,
+                        upstream: Some(h.confidence),
+                    })
+                }
+                _ => None,
+            };
+        }
+        let bands = self.gov.autonomy.clone();
+        let n = match top {
+            Some(h) => Notice::RootCause {
+                service: Some(h.service.clone()),
+                signal: h.signal.clone(),
+                pattern: h.pattern.clone(),
+                confidence: h.confidence,
+                prior: h.prior,
+                evidence: h.evidence,
+                learned: h.learned,
+                band: crate::governance::Band::of(h.confidence, &bands),
+                victims: if h.confidence >= bands.armed {
+                    h.victims.clone()
+                } else {
+                    Vec::new()
+                },
+                ranked: report
+                    .hypotheses
+                    .iter()
+                    .map(|h| format!("{}/{} {} {}", h.service, h.signal, h.pattern, h.confidence))
+                    .collect(),
+                evidence_text: h.evidence_text.clone(),
+            },
+            None => Notice::RootCause {
+                service: None,
+                signal: String::new(),
+                pattern: String::new(),
+                confidence: 0,
+                prior: 0.0,
+                evidence: 0.0,
+                learned: 0.0,
+                band: crate::governance::Band::Escalate,
+                victims: Vec::new(),
+                ranked: Vec::new(),
+                evidence_text: String::new(),
+            },
+        };
+        self.notice(n);
+        self.last_diagnosis = report;
+        self.replan_all();
     }
 
     /// Judge `action` for the incident of `name` and act on the decision.
@@ -197,6 +268,21 @@ impl Engine {
             return;
         };
         let decision = decide_with(&self.gov, &input, self.fault);
+        // A run under a diagnosis records the band that let it run.
+        let band_block = match (&decision, input.diagnosis) {
+            (Decision::Run { .. }, Some(d)) if !input.continuation && d.upstream.is_none() => {
+                let band = crate::governance::Band::of(d.confidence, &self.gov.autonomy);
+                Some(crate::governance::Block {
+                    code: band.code(),
+                    value: f64::from(d.confidence),
+                    limit: f64::from(match band {
+                        crate::governance::Band::Act => self.gov.autonomy.act,
+                        _ => self.gov.autonomy.armed,
+                    }),
+                })
+            }
+            _ => None,
+        };
         let block = decision.reason();
         let window = match block {
             Some(b) if b.code == ReasonCode::Frozen => self.freeze_window_for(name),
@@ -220,7 +306,14 @@ impl Engine {
             ),
             (Decision::Hold(b), _) => format!("{b}: would run {}", action.name),
             (_, Some(b)) => format!("{}: {b}", action.name),
-            (_, None) => format!("running {} ({})", action.name, decision.verdict().as_str()),
+            (_, None) => match band_block {
+                Some(b) => format!(
+                    "running {} ({}): {b}",
+                    action.name,
+                    decision.verdict().as_str()
+                ),
+                None => format!("running {} ({})", action.name, decision.verdict().as_str()),
+            },
         };
         let rec = DecisionRecord {
             at: self.now,
@@ -229,7 +322,7 @@ impl Engine {
             risk: input.risk,
             score: input.score,
             verdict: decision.verdict(),
-            reason_code: block.map(|b| b.code),
+            reason_code: block.or(band_block).map(|b| b.code),
             window: window.clone(),
             reason: message.clone(),
         };
@@ -241,6 +334,25 @@ impl Engine {
         };
         match decision {
             Decision::Run { canary } => {
+                if let (Some(b), Some(id)) = (
+                    band_block,
+                    self.services
+                        .get(name)
+                        .and_then(|s| s.incident.as_ref())
+                        .map(|i| i.id.clone()),
+                ) {
+                    // The band that let it run, in the audit (issue 9).
+                    self.notice(Notice::Decision {
+                        incident: id,
+                        service: name.to_string(),
+                        action: action.name.clone(),
+                        stage,
+                        verdict: decision.verdict(),
+                        reason_code: Some(b.code),
+                        window: None,
+                        reason: message.clone(),
+                    });
+                }
                 let stage = if canary { ActionStage::Canary } else { stage };
                 self.run(
                     name,

@@ -210,6 +210,16 @@ impl Engine {
             approval: None,
             approved: None,
             decisions: VecDeque::new(),
+            hypotheses: if self
+                .last_diagnosis
+                .hypotheses
+                .iter()
+                .any(|h| h.service == name || h.victims.iter().any(|v| v == name))
+            {
+                self.last_diagnosis.hypotheses.clone()
+            } else {
+                Vec::new()
+            },
         };
         push_timeline(
             &mut inc,

@@ -65,6 +65,8 @@ pub struct Engine {
     pub(crate) next_approval: u64,
     pub(crate) explained: BTreeMap<String, Explanation>,
     pub(crate) explained_order: VecDeque<String>,
+    /// The latest root-cause diagnosis (issue 9), at most MAX_HYPOTHESES.
+    pub(crate) last_diagnosis: crate::types::DiagnosisReport,
     /// Bumped by every change to the durable safety state.
     safety_gen: u64,
     /// `safety_gen` when `publish_dirty` last looked at every service.
@@ -108,6 +110,7 @@ impl Engine {
                         pending_revert: None,
                         error_budget: None,
                         headroom: None,
+                        diagnosis: None,
                         // A start phase begins when the driver starts the
                         // process (`Input::ProcessStarted`) or a restart
                         // action succeeds, not with the engine.
@@ -140,6 +143,7 @@ impl Engine {
             next_approval: 1,
             explained: BTreeMap::new(),
             explained_order: VecDeque::new(),
+            last_diagnosis: crate::types::DiagnosisReport::default(),
             safety_gen: 0,
             published_gen: None,
             fault: PolicyFault::None,
@@ -266,6 +270,7 @@ impl Engine {
                         .approval
                         .and_then(|a| self.approvals.get(&a))
                         .map(approval_view),
+                    hypotheses: inc.hypotheses.clone(),
                 });
             }
         }
@@ -323,6 +328,7 @@ impl Engine {
                     }
                 }
             }
+            Input::Diagnosis(report) => self.diagnosed(report),
             Input::FreezeWindows(w) => {
                 let names: Vec<String> = w.iter().map(|f| f.name.clone()).collect();
                 if self.gov.freeze_windows != w {

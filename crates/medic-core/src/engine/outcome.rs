@@ -99,7 +99,20 @@ impl Engine {
             self.replan_all();
             return;
         }
-        let verify_window = svc.spec.policy.verify_window;
+        // Acting in the armed confidence band verifies longer (issue 9).
+        let armed = svc.diagnosis.is_some_and(|d| {
+            d.upstream.is_none()
+                && crate::governance::Band::of(d.confidence, &self.gov.autonomy)
+                    == crate::governance::Band::ActArmed
+        });
+        let verify_window = if armed {
+            svc.spec
+                .policy
+                .verify_window
+                .saturating_mul(self.gov.autonomy.armed_verify_factor.max(1))
+        } else {
+            svc.spec.policy.verify_window
+        };
         let retry = svc.spec.policy.retry.clone();
         let consecutive = svc.consecutive_failures;
         let Some(inc) = svc.incident.as_mut() else {
@@ -429,6 +442,7 @@ impl Engine {
             outcome: Some(outcome),
             decisions: inc.decisions.into_iter().collect(),
             pending_approval: None,
+            hypotheses: inc.hypotheses,
         };
         self.explained.insert(inc.id.0.clone(), ex);
         self.explained_order.push_back(inc.id.0);

@@ -81,6 +81,10 @@ pub(crate) struct Incident {
     /// The action humans approved for this incident, and by whom.
     pub approved: Option<(String, Vec<String>)>,
     pub decisions: VecDeque<DecisionRecord>,
+    /// The ranked hypotheses of the diagnosis that concerned this incident
+    /// (issue 9), for `explain`; not durable (the daemon diagnoses again).
+    #[serde(skip)]
+    pub hypotheses: Vec<crate::types::Hypothesis>,
 }
 
 impl Incident {
@@ -135,6 +139,8 @@ pub(crate) struct Svc {
     /// Startup grace: until the first success or this time, probe failures
     /// are recorded but open no incident (a process exit still does).
     pub starting_until: Option<MonoTime>,
+    /// What the latest root-cause diagnosis says about this service (issue 9).
+    pub diagnosis: Option<crate::governance::DiagnosisGate>,
     pub dirty: bool,
 }
 

@@ -1,0 +1,68 @@
+//! The pattern library: the shipped YAML parses and has the patterns;
+//! operator files are checked with FILE:LINE:COL and override by name.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+use medic_config::{load_patterns, parse_patterns, On, DEFAULT_PATTERNS};
+
+#[test]
+fn the_shipped_library_has_the_required_patterns() {
+    let p = parse_patterns("<shipped>", DEFAULT_PATTERNS).unwrap();
+    let names: Vec<&str> = p.iter().map(|p| p.name.as_str()).collect();
+    for want in [
+        "crash",
+        "hang",
+        "memory_leak",
+        "connection_pool_exhaustion",
+        "dependency_down",
+        "dependency_slow",
+        "error_spike_after_change",
+        "disk_filling",
+        "queue_filling",
+        "overload",
+        "certificate_expiry",
+    ] {
+        assert!(names.contains(&want), "{want} missing: {names:?}");
+    }
+    for q in &p {
+        assert!((0.0..=1.0).contains(&q.prior), "{}", q.name);
+        assert!(
+            !q.symptoms.is_empty() && !q.actions.is_empty(),
+            "{}",
+            q.name
+        );
+    }
+    let slow = p.iter().find(|q| q.name == "dependency_slow").unwrap();
+    assert!(slow.matches("latency", On::SelfNode));
+    assert!(!slow.matches("latency", On::Callers));
+}
+
+#[test]
+fn operator_files_are_checked_and_override_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("mine.yaml");
+    std::fs::write(
+        &good,
+        "patterns:\n  - name: dependency_slow\n    cause: ours\n    symptoms: [{ signal: latency, on: self }]\n    actions: [{ action: failover, tier: high }]\n    prior: 0.5\n  - name: gc_pause\n    cause: long GC pauses\n    symptoms: [{ signal: gc_ms, on: self, within: 5m }]\n    actions: [{ action: restart, tier: medium }]\n    prior: 0.4\n",
+    )
+    .unwrap();
+    let all = load_patterns(&[good.as_path()]).unwrap();
+    let slow = all.iter().find(|p| p.name == "dependency_slow").unwrap();
+    assert_eq!((slow.cause.as_str(), slow.prior), ("ours", 0.5));
+    assert!(slow.source.ends_with("mine.yaml"));
+    assert!(all.iter().any(|p| p.name == "gc_pause"));
+    let e = parse_patterns(
+        "bad.yaml",
+        "patterns:\n  - name: x\n    cause: c\n    symptoms: [{ signal: s, on: there }]\n    actions: [{ action: a, tier: huge }]\n    prior: 1.5\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("bad.yaml:4:33: unknown `on: there`"), "{e}");
+    assert!(e.contains("bad.yaml:5:34: unknown tier `huge`"), "{e}");
+    assert!(
+        e.contains("bad.yaml:6:12: pattern `x`: prior must be in [0, 1]"),
+        "{e}"
+    );
+    let e = parse_patterns("t.yaml", "patterns:\n  - name: x\n    prio: 1\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("t.yaml:3:5: unknown field `prio`"), "{e}");
+}

@@ -1,0 +1,169 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! Issue 9: a root-cause diagnosis gates by its confidence band, and holds
+//! back the victims of a diagnosed upstream cause. Scripts in, traces out.
+mod common;
+
+use common::*;
+use medic_core::*;
+
+/// web → api → db, each a copy of the test service under its own name.
+fn chain(gov: GovernanceConfig) -> Engine {
+    let svc = |name: &str| {
+        let mut s = web_service(policy());
+        s.name = name.into();
+        s
+    };
+    Engine::new(
+        EngineConfig {
+            seed: 1,
+            instance: "t".into(),
+            mode: Mode::Aggressive,
+            services: vec![svc("web"), svc("api"), svc("db")],
+            max_timeline: 50,
+            governance: gov,
+        },
+        MonoTime::ZERO,
+    )
+}
+
+fn fail3(svc: &str, from: u64) -> String {
+    (0..3)
+        .map(|i| format!("{}s probe {svc} healthz fail exited\n", from + i))
+        .collect()
+}
+
+fn decisions(script: &str, gov: GovernanceConfig) -> Vec<String> {
+    let mut e = chain(gov);
+    let mut out = Vec::new();
+    for line in script.lines().filter(|l| !l.trim().is_empty()) {
+        step(&mut e, line.trim());
+        while let Some(n) = e.poll_notice() {
+            match &n {
+                Notice::Decision {
+                    service,
+                    verdict,
+                    reason_code,
+                    ..
+                } => out.push(format!(
+                    "{service} {} {}",
+                    verdict.as_str(),
+                    reason_code.map_or("-", |c| c.as_str())
+                )),
+                Notice::ActionIntent { service, .. } => out.push(format!("{service} run -")),
+                Notice::IncidentEscalated {
+                    service,
+                    reason_code,
+                    ..
+                } => out.push(format!("{service} escalate {}", reason_code.as_str())),
+                Notice::RootCause {
+                    service,
+                    band,
+                    victims,
+                    ..
+                } => out.push(format!(
+                    "rca {} {} held={}",
+                    service.as_deref().unwrap_or("-"),
+                    band.as_str(),
+                    victims.join(",")
+                )),
+                _ => {}
+            }
+        }
+        while e.poll_command().is_some() {}
+    }
+    out
+}
+
+#[test]
+fn a_slow_database_is_acted_on_and_its_callers_are_held() {
+    let script = format!(
+        "0s diagnose db 81 api,web\n{}{}{}",
+        fail3("web", 1),
+        fail3("api", 1),
+        fail3("db", 1)
+    );
+    assert_eq!(
+        decisions(&script, GovernanceConfig::default()),
+        [
+            "rca db act_armed held=api,web",
+            "web held upstream_cause",
+            "api held upstream_cause",
+            "db run confidence_armed",
+            "db run -",
+        ]
+    );
+}
+
+#[test]
+fn each_band_decides() {
+    let cases = [
+        (95, "db run confidence_act"),
+        (90, "db run confidence_armed"),
+        (70, "db run confidence_armed"),
+        (69, "db pending-approval confidence_approval"),
+        (50, "db pending-approval confidence_approval"),
+        (49, "db escalate confidence_escalate"),
+    ];
+    for (conf, want) in cases {
+        let script = format!("0s diagnose db {conf} -\n{}", fail3("db", 1));
+        let got = decisions(&script, GovernanceConfig::default());
+        assert!(got.iter().any(|g| g == want), "confidence {conf}: {got:?}");
+        let acted = got.iter().any(|g| g == "db run -");
+        assert_eq!(acted, conf >= 70, "confidence {conf}: {got:?}");
+    }
+}
+
+#[test]
+fn a_weak_upstream_diagnosis_holds_nobody_and_bands_are_configurable() {
+    // Below the armed band the victims are gated as before (no diagnosis).
+    let script = format!("0s diagnose db 60 api\n{}", fail3("api", 1));
+    assert_eq!(
+        decisions(&script, GovernanceConfig::default()),
+        ["rca db approval held=", "api run -"]
+    );
+    let gov = GovernanceConfig {
+        autonomy: AutonomyBands {
+            act: 50,
+            armed: 40,
+            approve: 10,
+            armed_verify_factor: 3,
+        },
+        ..GovernanceConfig::default()
+    };
+    let script = format!("0s diagnose db 60 -\n{}", fail3("db", 1));
+    assert_eq!(
+        decisions(&script, gov),
+        ["rca db act held=", "db run confidence_act", "db run -"]
+    );
+}
+
+#[test]
+fn clearing_the_diagnosis_releases_the_victims() {
+    let script = format!("0s diagnose db 85 api\n{}10s undiagnose", fail3("api", 1));
+    assert_eq!(
+        decisions(&script, GovernanceConfig::default()),
+        [
+            "rca db act_armed held=api",
+            "api held upstream_cause",
+            "rca - escalate held=",
+            "api run -"
+        ]
+    );
+}
+
+#[test]
+fn the_armed_band_verifies_longer() {
+    // verify_window 30s; armed doubles it: not resolved at 45s without probes,
+    // and the incident is still verifying then.
+    let mut e = chain(GovernanceConfig::default());
+    feed(
+        &mut e,
+        &format!("0s diagnose db 80 -\n{}4s outcome 1 ok", fail3("db", 1)),
+    );
+    let t = e.poll_timeout().unwrap();
+    assert_eq!(
+        t,
+        MonoTime::ZERO.plus(std::time::Duration::from_secs(4 + 60)),
+        "{t:?}"
+    );
+}

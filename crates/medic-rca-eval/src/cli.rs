@@ -1,0 +1,228 @@
+//! The `medic eval rca` and `medic bench rca` commands (flatten the args into
+//! a clap subcommand and call [`run`] / [`run_bench`]).
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use anyhow::bail;
+use medic_rca::Params;
+use serde_json::json;
+
+use crate::{generate, petshop};
+
+/// `medic eval rca`: root-cause ranking on PetShop-layout data or generated scenarios.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EvalRcaArgs {
+    /// Directory in the PetShop layout (`<scenario>/graph.csv`, `noissue/`, `<split>/issue_N/`).
+    #[arg(long, value_name = "DIR", conflicts_with = "seed")]
+    pub data: Option<PathBuf>,
+    /// Seed of generated scenarios (instead of --data).
+    #[arg(long, value_name = "S")]
+    pub seed: Option<u64>,
+    /// Number of generated scenarios.
+    #[arg(long, value_name = "N", default_value_t = 200, requires = "seed")]
+    pub cases: usize,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// List each issue's truth and ranking (PetShop data only).
+    #[arg(long)]
+    pub verbose: bool,
+}
+
+/// Runs `medic eval rca`.
+///
+/// # Errors
+/// Bad data directory or file, or neither --data nor --seed.
+pub fn run(args: &EvalRcaArgs) -> anyhow::Result<()> {
+    print!("{}", render(args)?);
+    Ok(())
+}
+
+fn ratio(a: usize, b: usize) -> serde_json::Value {
+    if b == 0 {
+        serde_json::Value::Null
+    } else {
+        json!(a as f64 / b as f64)
+    }
+}
+
+fn fmt_ratio(a: usize, b: usize) -> String {
+    if b == 0 {
+        "-".into()
+    } else {
+        format!("{:.2} ({a}/{b})", a as f64 / b as f64)
+    }
+}
+
+/// What [`run`] prints.
+///
+/// # Errors
+/// As [`run`].
+pub fn render(args: &EvalRcaArgs) -> anyhow::Result<String> {
+    let params = Params::default();
+    match (&args.data, args.seed) {
+        (Some(dir), None) => render_petshop(dir, args.json, args.verbose, &params),
+        (None, Some(seed)) => {
+            let r = generate::evaluate(seed, args.cases, &params)?;
+            Ok(if args.json {
+                format!("{}\n", r.to_json())
+            } else {
+                let mut t = r.to_table();
+                if args.verbose {
+                    for m in &r.misses {
+                        t.push_str(m);
+                        t.push('\n');
+                    }
+                }
+                t
+            })
+        }
+        _ => bail!("give --data DIR or --seed S"),
+    }
+}
+
+fn render_petshop(
+    dir: &std::path::Path,
+    json_out: bool,
+    verbose: bool,
+    params: &Params,
+) -> anyhow::Result<String> {
+    let scenarios = petshop::load(dir)?;
+    let mut total = petshop::Cell::default();
+    let mut by = serde_json::Map::new();
+    let mut table = String::new();
+    let _ = writeln!(
+        table,
+        "{:<14} {:<13} {:>5} {:>14} {:>14} {:>14}",
+        "scenario", "metric", "cases", "top1", "top3", "specificity"
+    );
+    for sc in &scenarios {
+        let cells = petshop::evaluate(sc, params)?;
+        let mut per = serde_json::Map::new();
+        for (metric, c) in &cells {
+            let _ = writeln!(
+                table,
+                "{:<14} {:<13} {:>5} {:>14} {:>14} {:>14}",
+                sc.name,
+                metric,
+                c.cases,
+                fmt_ratio(c.top1, c.cases),
+                fmt_ratio(c.top3, c.cases),
+                fmt_ratio(c.specific, c.slices)
+            );
+            if verbose {
+                for (id, truth, ranked, verdict) in &c.details {
+                    let _ = writeln!(
+                        table,
+                        "    {id}: truth {truth}; {verdict}: {}",
+                        ranked
+                            .iter()
+                            .take(3)
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
+                }
+            }
+            per.insert(
+                metric.clone(),
+                json!({
+                    "cases": c.cases,
+                    "top1": ratio(c.top1, c.cases),
+                    "top3": ratio(c.top3, c.cases),
+                    "specificity": ratio(c.specific, c.slices),
+                    "slices": c.slices,
+                }),
+            );
+            total.cases += c.cases;
+            total.top1 += c.top1;
+            total.top3 += c.top3;
+            total.slices += c.slices;
+            total.specific += c.specific;
+        }
+        by.insert(sc.name.clone(), serde_json::Value::Object(per));
+    }
+    let _ = writeln!(
+        table,
+        "{:<14} {:<13} {:>5} {:>14} {:>14} {:>14}",
+        "all",
+        "",
+        total.cases,
+        fmt_ratio(total.top1, total.cases),
+        fmt_ratio(total.top3, total.cases),
+        fmt_ratio(total.specific, total.slices)
+    );
+    if json_out {
+        let v = json!({
+            "cases": total.cases,
+            "top1": ratio(total.top1, total.cases),
+            "top3": ratio(total.top3, total.cases),
+            "specificity": ratio(total.specific, total.slices),
+            "slices": total.slices,
+            "by_scenario": by,
+        });
+        Ok(format!("{v}\n"))
+    } else {
+        Ok(table)
+    }
+}
+
+/// `medic bench rca`: time one diagnosis of a generated incident.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchRcaArgs {
+    /// Services in the generated topology.
+    #[arg(long, default_value_t = 50)]
+    pub services: usize,
+    /// Signals in total (spread over the services).
+    #[arg(long, default_value_t = 1000)]
+    pub signals: usize,
+    /// Diagnoses timed (the median is printed).
+    #[arg(long, default_value_t = 50)]
+    pub iterations: usize,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `medic bench rca`.
+///
+/// # Errors
+/// Bad arguments.
+pub fn run_bench(args: &BenchRcaArgs) -> anyhow::Result<()> {
+    if args.services < 2 || args.signals < args.services || args.iterations == 0 {
+        bail!("need --services >= 2, --signals >= --services and --iterations >= 1");
+    }
+    let w = generate::bench_world(args.services, args.signals, 7);
+    let (signals, target) = w.signals();
+    let params = Params::default();
+    let mut times = Vec::with_capacity(args.iterations);
+    let mut top = None;
+    for _ in 0..args.iterations {
+        let t0 = std::time::Instant::now();
+        let d = medic_rca::diagnose(&w.topo, &signals, Some(target), &params)?;
+        times.push(t0.elapsed().as_secs_f64() * 1e3);
+        top = d.ranked_nodes().first().copied();
+    }
+    times.sort_by(f64::total_cmp);
+    let median = times[times.len() / 2];
+    let max = times[times.len() - 1];
+    let found = top == Some(w.root);
+    if args.json {
+        println!(
+            "{}",
+            json!({"services": args.services, "signals": signals.len(), "history": generate::HISTORY,
+                   "window": generate::WINDOW, "iterations": args.iterations,
+                   "median_ms": median, "max_ms": max, "root_found": found})
+        );
+    } else {
+        println!(
+            "rca: {} services, {} signals ({} history + {} recent samples each): median {median:.3} ms, max {max:.3} ms per diagnosis over {} runs (goal < 10 ms); root found: {found}",
+            args.services,
+            signals.len(),
+            generate::HISTORY,
+            generate::WINDOW,
+            args.iterations
+        );
+    }
+    Ok(())
+}

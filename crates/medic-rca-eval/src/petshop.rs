@@ -1,0 +1,402 @@
+//! The PetShop RCA dataset layout and its protocol (Hardt et al., CLeaR 2024).
+//!
+//! `<scenario>/graph.csv` (adjacency matrix, row calls column),
+//! `<scenario>/noissue/metrics.csv` (normal operation) and
+//! `<scenario>/<split>/issue_N/{metrics.csv,target.json}`. Metrics files have
+//! three header rows (`microservice`, `metric`, `statistic`), then a unix
+//! timestamp and one value per column; empty cells are missing data.
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context};
+use medic_rca::{diagnose, Diagnosis, Direction, Params, Signal, Topology};
+
+/// One metrics file.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    /// (node, metric, statistic) per column.
+    pub columns: Vec<(String, String, String)>,
+    /// `values[col][row]`, NaN when empty.
+    pub values: Vec<Vec<f64>>,
+    pub rows: usize,
+}
+
+impl Metrics {
+    pub fn column(&self, node: &str, metric: &str, stat: &str) -> Option<&[f64]> {
+        self.columns
+            .iter()
+            .position(|(n, m, s)| n == node && m == metric && s == stat)
+            .map(|i| self.values[i].as_slice())
+    }
+}
+
+fn read(path: &Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))
+}
+
+/// Parses a metrics CSV.
+///
+/// # Errors
+/// Missing header rows, rows of the wrong width, or cells that are not numbers
+/// (named with line and column).
+pub fn parse_metrics(file: &str, text: &str) -> anyhow::Result<Metrics> {
+    let mut lines = text.lines();
+    let mut header = |want: &str| -> anyhow::Result<Vec<String>> {
+        let l = lines
+            .next()
+            .ok_or_else(|| anyhow!("{file}: missing the `{want}` header row"))?;
+        let cells: Vec<String> = l.split(',').map(str::to_string).collect();
+        if cells.first().map(String::as_str) != Some(want) {
+            bail!(
+                "{file}: expected the `{want}` header row, found {:?}",
+                cells.first()
+            );
+        }
+        Ok(cells[1..].to_vec())
+    };
+    let nodes = header("microservice")?;
+    let metrics = header("metric")?;
+    let stats = header("statistic")?;
+    if metrics.len() != nodes.len() || stats.len() != nodes.len() {
+        bail!("{file}: header rows differ in width");
+    }
+    let width = nodes.len();
+    let mut values = vec![Vec::new(); width];
+    let mut rows = 0;
+    for (i, l) in lines.enumerate() {
+        if l.trim().is_empty() {
+            continue;
+        }
+        let cells: Vec<&str> = l.split(',').collect();
+        if cells.len() != width + 1 {
+            bail!(
+                "{file}:{}: {} cells, expected {}",
+                i + 4,
+                cells.len(),
+                width + 1
+            );
+        }
+        for (c, cell) in cells[1..].iter().enumerate() {
+            let v = if cell.trim().is_empty() {
+                f64::NAN
+            } else {
+                cell.trim()
+                    .parse::<f64>()
+                    .map_err(|_| anyhow!("{file}:{}:{}: not a number: {cell:?}", i + 4, c + 2))?
+            };
+            values[c].push(v);
+        }
+        rows += 1;
+    }
+    let columns = nodes
+        .into_iter()
+        .zip(metrics)
+        .zip(stats)
+        .map(|((n, m), s)| (n, m, s))
+        .collect();
+    Ok(Metrics {
+        columns,
+        values,
+        rows,
+    })
+}
+
+/// Parses `graph.csv` into a topology (row calls column).
+///
+/// # Errors
+/// A malformed matrix.
+pub fn parse_graph(file: &str, text: &str) -> anyhow::Result<Topology> {
+    let mut lines = text.lines();
+    let head = lines.next().ok_or_else(|| anyhow!("{file}: empty"))?;
+    let names: Vec<String> = head.split(',').skip(1).map(str::to_string).collect();
+    let mut edges = Vec::new();
+    for (i, l) in lines.enumerate() {
+        if l.trim().is_empty() {
+            continue;
+        }
+        let cells: Vec<&str> = l.split(',').collect();
+        let from = names
+            .iter()
+            .position(|n| n == cells[0])
+            .ok_or_else(|| anyhow!("{file}:{}: row {:?} is not a column name", i + 2, cells[0]))?;
+        if cells.len() != names.len() + 1 {
+            bail!(
+                "{file}:{}: {} cells, expected {}",
+                i + 2,
+                cells.len(),
+                names.len() + 1
+            );
+        }
+        for (to, c) in cells[1..].iter().enumerate() {
+            let v: f64 = c
+                .trim()
+                .parse()
+                .map_err(|_| anyhow!("{file}:{}:{}: not a number: {c:?}", i + 2, to + 2))?;
+            if v != 0.0 {
+                edges.push((from, to));
+            }
+        }
+    }
+    Ok(Topology::new(names, &edges)?)
+}
+
+/// The noticed SLO violation and the truth of one issue.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub node: String,
+    pub metric: String,
+    pub agg: String,
+    pub root_cause: String,
+}
+
+/// Parses `target.json`.
+///
+/// # Errors
+/// Invalid JSON or a missing field (named).
+pub fn parse_target(file: &str, text: &str) -> anyhow::Result<Target> {
+    let v: serde_json::Value =
+        serde_json::from_str(text).with_context(|| format!("{file}: invalid JSON"))?;
+    let s = |path: &[&str]| -> anyhow::Result<String> {
+        let mut cur = &v;
+        for p in path {
+            cur = &cur[p];
+        }
+        cur.as_str()
+            .map(str::to_string)
+            .ok_or_else(|| anyhow!("{file}: missing string field `{}`", path.join(".")))
+    };
+    Ok(Target {
+        node: s(&["target", "node"])?,
+        metric: s(&["target", "metric"])?,
+        agg: s(&["target", "agg"])?,
+        root_cause: s(&["root_cause", "node"])?,
+    })
+}
+
+/// Which way a PetShop metric goes bad.
+pub fn direction(metric: &str) -> Direction {
+    match metric {
+        "availability" => Direction::Down,
+        "requests" => Direction::Both,
+        _ => Direction::Up,
+    }
+}
+
+/// Diagnoses one abnormal window against a normal history for `target`
+/// (the target's metric and statistic on every node of the topology).
+///
+/// # Errors
+/// The target column is absent, or the core refuses the input.
+pub fn diagnose_window(
+    topo: &Topology,
+    normal: &Metrics,
+    abnormal: &Metrics,
+    normal_rows: std::ops::Range<usize>,
+    abnormal_rows: std::ops::Range<usize>,
+    target: &Target,
+    params: &Params,
+) -> anyhow::Result<Diagnosis> {
+    let dir = direction(&target.metric);
+    let mut signals = Vec::new();
+    let mut target_idx = None;
+    for node in 0..topo.len() {
+        let name = topo.name(node);
+        let (Some(h), Some(r)) = (
+            normal.column(name, &target.metric, &target.agg),
+            abnormal.column(name, &target.metric, &target.agg),
+        ) else {
+            continue;
+        };
+        let (Some(h), Some(r)) = (h.get(normal_rows.clone()), r.get(abnormal_rows.clone())) else {
+            continue;
+        };
+        if name == target.node {
+            target_idx = Some(signals.len());
+        }
+        signals.push(Signal {
+            node,
+            name: &target.metric,
+            direction: dir,
+            history: h,
+            recent: r,
+        });
+    }
+    let Some(t) = target_idx else {
+        bail!(
+            "target {}/{}/{} has no column in both metrics files (or is not in graph.csv)",
+            target.node,
+            target.metric,
+            target.agg
+        );
+    };
+    Ok(diagnose(topo, &signals, Some(t), params)?)
+}
+
+/// One scenario directory, loaded.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub name: String,
+    pub topo: Topology,
+    pub normal: Metrics,
+    /// (split/issue path, metrics, target), sorted by path.
+    pub issues: Vec<(String, Metrics, Target)>,
+}
+
+/// Loads every scenario under `dir`: subdirectories with a `graph.csv`.
+///
+/// # Errors
+/// No scenario, or any malformed file (named).
+pub fn load(dir: &Path) -> anyhow::Result<Vec<Scenario>> {
+    let mut out = Vec::new();
+    for sdir in sorted_dirs(dir)? {
+        let graph = sdir.join("graph.csv");
+        if !graph.is_file() {
+            continue;
+        }
+        let name = file_name(&sdir);
+        let topo = parse_graph(&graph.display().to_string(), &read(&graph)?)?;
+        let npath = sdir.join("noissue").join("metrics.csv");
+        let normal = parse_metrics(&npath.display().to_string(), &read(&npath)?)?;
+        let mut issues = Vec::new();
+        for split in sorted_dirs(&sdir)? {
+            if file_name(&split) == "noissue" {
+                continue;
+            }
+            for idir in sorted_dirs(&split)? {
+                let m = idir.join("metrics.csv");
+                let t = idir.join("target.json");
+                if !(m.is_file() && t.is_file()) {
+                    continue;
+                }
+                let metrics = parse_metrics(&m.display().to_string(), &read(&m)?)?;
+                let target = parse_target(&t.display().to_string(), &read(&t)?)?;
+                issues.push((
+                    format!("{}/{}", file_name(&split), file_name(&idir)),
+                    metrics,
+                    target,
+                ));
+            }
+        }
+        out.push(Scenario {
+            name,
+            topo,
+            normal,
+            issues,
+        });
+    }
+    if out.is_empty() {
+        bail!(
+            "{}: no scenario (a subdirectory with graph.csv) found",
+            dir.display()
+        );
+    }
+    Ok(out)
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn sorted_dirs(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("{}: cannot list", dir.display()))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
+/// The normal-data cuts of PetShop's specificity protocol.
+pub const SPLITS: [f64; 5] = [0.5, 0.6, 0.7, 0.8, 0.9];
+
+/// Counts for one (scenario, metric) cell.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Cell {
+    pub cases: usize,
+    pub top1: usize,
+    pub top3: usize,
+    pub slices: usize,
+    pub specific: usize,
+    /// (issue, truth, ranked names) for the report.
+    pub details: Vec<(String, String, Vec<String>, &'static str)>,
+}
+
+/// Runs the protocol on one scenario: every issue, then every distinct target
+/// on the normal-data cuts. Returns cells by metric, in metric order.
+///
+/// # Errors
+/// A target missing from the data.
+pub fn evaluate(sc: &Scenario, params: &Params) -> anyhow::Result<Vec<(String, Cell)>> {
+    let mut cells: Vec<(String, Cell)> = Vec::new();
+    fn cell<'a>(cells: &'a mut Vec<(String, Cell)>, m: &str) -> &'a mut Cell {
+        if let Some(i) = cells.iter().position(|(k, _)| k == m) {
+            return &mut cells[i].1;
+        }
+        cells.push((m.to_string(), Cell::default()));
+        let last = cells.len() - 1;
+        &mut cells[last].1
+    }
+    let mut targets: Vec<Target> = Vec::new();
+    for (id, metrics, target) in &sc.issues {
+        let d = diagnose_window(
+            &sc.topo,
+            &sc.normal,
+            metrics,
+            0..sc.normal.rows,
+            0..metrics.rows,
+            target,
+            params,
+        )
+        .with_context(|| format!("{}/{id}", sc.name))?;
+        let ranked: Vec<String> = d
+            .ranked_nodes()
+            .iter()
+            .map(|&n| sc.topo.name(n).to_string())
+            .collect();
+        let c = cell(&mut cells, &target.metric);
+        c.cases += 1;
+        if ranked.first() == Some(&target.root_cause) {
+            c.top1 += 1;
+        }
+        if ranked.iter().take(3).any(|n| n == &target.root_cause) {
+            c.top3 += 1;
+        }
+        c.details.push((
+            id.clone(),
+            target.root_cause.clone(),
+            ranked,
+            d.verdict.name(),
+        ));
+        if !targets
+            .iter()
+            .any(|t| t.node == target.node && t.metric == target.metric && t.agg == target.agg)
+        {
+            targets.push(target.clone());
+        }
+    }
+    for t in &targets {
+        for split in SPLITS {
+            let cut = ((sc.normal.rows as f64) * split).floor() as usize;
+            let d = diagnose_window(
+                &sc.topo,
+                &sc.normal,
+                &sc.normal,
+                0..cut,
+                cut..sc.normal.rows,
+                t,
+                params,
+            )
+            .with_context(|| format!("{}/noissue split {split}", sc.name))?;
+            let c = cell(&mut cells, &t.metric);
+            c.slices += 1;
+            if d.candidates.is_empty() {
+                c.specific += 1;
+            }
+        }
+    }
+    cells.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(cells)
+}

@@ -1,0 +1,624 @@
+//! Root-cause ranking across services (issue 9). Pure: no IO, no clock, no
+//! randomness, no hash maps; the same input gives the same ranking.
+//!
+//! Input: a [`Topology`] (caller → callee edges, so a fault in a callee shows
+//! up in its callers: causes flow against the arrows), and per service some
+//! [`Signal`]s, each with its own normal `history` and a `recent` window whose
+//! indices are aligned time steps across signals. Optionally a target signal:
+//! the symptom that was noticed (an SLO violation on the front end).
+//!
+//! The method ([`diagnose`]), every parameter fixed a priori in [`Params`]:
+//! 1. **Anomaly against its own history.** Each signal is scored as a robust
+//!    z-score against its history: `(x − median) / scale`, scale `1.4826·MAD`,
+//!    falling back to `1.2533·mean absolute deviation` when the MAD is zero
+//!    (Iglewicz & Hoaglin's modified z-score), then to a relative floor for a
+//!    constant history. One-sided by the signal's [`Direction`]. A signal is
+//!    *anomalous* when `persistence` consecutive samples all exceed
+//!    `max(anomaly_z, the largest such run in its own history)`: it must be
+//!    unprecedented in normal operation, so a heavy-tailed signal does not cry
+//!    wolf on its usual spikes.
+//! 2. **Symptom.** With a target, the target's samples at `symptom_z` or more
+//!    are the symptom times; without one, nothing is a symptom → no cause.
+//!    Only anomalies that overlap the symptom times (± `coincidence` steps)
+//!    and lie on the target's dependency closure (what it calls, transitively)
+//!    are evidence.
+//! 3. **Graph position.** A candidate with no anomalous dependency (nothing it
+//!    calls, transitively, is anomalous) is a *root*; roots rank first.
+//! 4. **Explanation.** The share of anomalous services that lie on a
+//!    dependency path from the target to the candidate (so the candidate's
+//!    fault would explain them).
+//! 5. **Onset order.** A candidate whose anomaly starts after the symptom's
+//!    has its score halved (a cause does not start after its effect).
+//!
+//! If nothing on the closure is anomalous, the answer is "no cause", which
+//! matters as much as naming the right one.
+//!
+//! Bounds: at most [`MAX_NODES`] services, [`MAX_SIGNALS`] signals and
+//! [`MAX_SAMPLES`] samples per history or window; larger inputs are refused.
+#![forbid(unsafe_code)]
+
+pub mod confidence;
+mod stats;
+
+use petgraph::graph::{DiGraph, NodeIndex};
+use petgraph::visit::{Dfs, Reversed};
+
+pub use confidence::{beta_mean, evidence_match, Confidence};
+pub use stats::{median, Baseline};
+
+/// Most services in one topology.
+pub const MAX_NODES: usize = 4096;
+/// Most signals in one diagnosis.
+pub const MAX_SIGNALS: usize = 65_536;
+/// Most samples in one history or recent window.
+pub const MAX_SAMPLES: usize = 100_000;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RcaError {
+    #[error("too many services: {0} (at most {MAX_NODES})")]
+    TooManyNodes(usize),
+    #[error("too many signals: {0} (at most {MAX_SIGNALS})")]
+    TooManySignals(usize),
+    #[error("signal {0}: too many samples (at most {MAX_SAMPLES})")]
+    TooManySamples(usize),
+    #[error("edge {0} → {1}: no such service")]
+    BadEdge(usize, usize),
+    #[error("signal {0}: no such service {1}")]
+    BadSignal(usize, usize),
+    #[error("target signal {0}: no such signal")]
+    BadTarget(usize),
+    #[error("signals' recent windows differ in length ({0} and {1})")]
+    Misaligned(usize, usize),
+}
+
+/// The services and who calls whom.
+#[derive(Debug, Clone)]
+pub struct Topology {
+    names: Vec<String>,
+    graph: DiGraph<(), ()>,
+}
+
+impl Topology {
+    /// `edges` are `(caller, callee)` indices into `names`.
+    ///
+    /// # Errors
+    /// More than [`MAX_NODES`] names, or an edge naming no service.
+    pub fn new(names: Vec<String>, edges: &[(usize, usize)]) -> Result<Self, RcaError> {
+        if names.len() > MAX_NODES {
+            return Err(RcaError::TooManyNodes(names.len()));
+        }
+        let mut graph = DiGraph::with_capacity(names.len(), edges.len());
+        for _ in &names {
+            graph.add_node(());
+        }
+        for &(a, b) in edges {
+            if a >= names.len() || b >= names.len() {
+                return Err(RcaError::BadEdge(a, b));
+            }
+            if a != b {
+                graph.update_edge(NodeIndex::new(a), NodeIndex::new(b), ());
+            }
+        }
+        Ok(Topology { names, graph })
+    }
+
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    pub fn name(&self, node: usize) -> &str {
+        self.names.get(node).map_or("?", String::as_str)
+    }
+
+    pub fn index(&self, name: &str) -> Option<usize> {
+        self.names.iter().position(|n| n == name)
+    }
+
+    /// Direct callees of `node`, in index order.
+    pub fn callees(&self, node: usize) -> Vec<usize> {
+        let mut v: Vec<usize> = self
+            .graph
+            .neighbors(NodeIndex::new(node))
+            .map(NodeIndex::index)
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// `out[v]`: `node` reaches `v` by calls (`node` itself included).
+    pub fn reaches(&self, node: usize) -> Vec<bool> {
+        let mut out = vec![false; self.len()];
+        if node >= self.len() {
+            return out;
+        }
+        let mut dfs = Dfs::new(&self.graph, NodeIndex::new(node));
+        while let Some(n) = dfs.next(&self.graph) {
+            out[n.index()] = true;
+        }
+        out
+    }
+
+    /// `out[v]`: `node` reaches `v` (or, `reverse`, `v` reaches `node`)
+    /// through services with `allowed[_]` only (`node` itself always).
+    pub fn reach_within(&self, node: usize, allowed: &[bool], reverse: bool) -> Vec<bool> {
+        let mut out = vec![false; self.len()];
+        if node >= self.len() {
+            return out;
+        }
+        let dir = if reverse {
+            petgraph::Direction::Incoming
+        } else {
+            petgraph::Direction::Outgoing
+        };
+        let mut stack = vec![node];
+        out[node] = true;
+        while let Some(v) = stack.pop() {
+            for w in self.graph.neighbors_directed(NodeIndex::new(v), dir) {
+                let w = w.index();
+                if !out[w] && allowed.get(w).copied().unwrap_or(false) {
+                    out[w] = true;
+                    stack.push(w);
+                }
+            }
+        }
+        out
+    }
+
+    /// `out[v]`: `v` reaches `node` by calls (`node` itself included).
+    pub fn reached_by(&self, node: usize) -> Vec<bool> {
+        let mut out = vec![false; self.len()];
+        if node >= self.len() {
+            return out;
+        }
+        let rev = Reversed(&self.graph);
+        let mut dfs = Dfs::new(rev, NodeIndex::new(node));
+        while let Some(n) = dfs.next(rev) {
+            out[n.index()] = true;
+        }
+        out
+    }
+}
+
+/// Which way a signal goes bad.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Bad when high (latency, error count, queue depth, memory).
+    Up,
+    /// Bad when low (availability, success rate, free disk).
+    Down,
+    /// Bad either way (traffic).
+    Both,
+}
+
+/// One signal of one service.
+#[derive(Debug, Clone, Copy)]
+pub struct Signal<'a> {
+    pub node: usize,
+    /// Label shown in explanations (`latency`, `errors`, ...).
+    pub name: &'a str,
+    pub direction: Direction,
+    /// Normal operation (NaN = no data).
+    pub history: &'a [f64],
+    /// The window judged; index `t` is the same time step in every signal.
+    pub recent: &'a [f64],
+}
+
+/// The method's parameters. The defaults are fixed a priori (see the crate
+/// docs and docs/rca.md), not fitted to any evaluation set.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Params {
+    /// A target sample at or above this robust z is a symptom (the classic 3σ).
+    pub symptom_z: f64,
+    /// Floor of the anomaly threshold (robust z).
+    pub anomaly_z: f64,
+    /// Consecutive samples a signal must exceed its threshold for.
+    pub persistence: usize,
+    /// Steps an anomaly may be away from a symptom and still count.
+    pub coincidence: usize,
+    /// Fewer finite history samples than this: the signal is not judged.
+    pub min_history: usize,
+    /// Longest ranked list returned.
+    pub max_candidates: usize,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params {
+            symptom_z: 3.0,
+            anomaly_z: 5.0,
+            persistence: 2,
+            coincidence: 1,
+            min_history: 8,
+            max_candidates: 10,
+        }
+    }
+}
+
+/// Why there is, or is not, a cause.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// At least one candidate; the first is the most likely cause.
+    Cause,
+    /// The target shows no symptom in the window.
+    NoSymptom,
+    /// A symptom, but nothing on its dependency closure is anomalous.
+    Unexplained,
+}
+
+impl Verdict {
+    pub fn name(self) -> &'static str {
+        match self {
+            Verdict::Cause => "cause",
+            Verdict::NoSymptom => "no_symptom",
+            Verdict::Unexplained => "unexplained",
+        }
+    }
+}
+
+/// One ranked root-cause candidate: a service and its most anomalous signal.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    pub node: usize,
+    /// Index into the signals passed to [`diagnose`].
+    pub signal: usize,
+    /// Largest persistent robust z in the window.
+    pub z: f64,
+    /// The threshold it had to beat (`max(anomaly_z, own history's largest run)`).
+    pub threshold: f64,
+    /// First step of its anomaly.
+    pub onset: usize,
+    /// No anomalous service among what it calls.
+    pub root: bool,
+    /// Share of anomalous services on a path from the target to it, in [0, 1].
+    pub explains: f64,
+    /// Its onset is no later than the start of the symptom run it explains
+    /// (+ coincidence).
+    pub onset_ok: bool,
+    /// The target reaches it through services that show the symptom too.
+    pub connected: bool,
+    /// Something it calls shows the symptom too, below the anomaly threshold:
+    /// the origin may lie deeper, unseen.
+    pub weak_below: bool,
+    /// The ranking score.
+    pub score: f64,
+    /// Anomalous services that call it (transitively): the victims if it is the cause.
+    pub victims: Vec<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Diagnosis {
+    pub verdict: Verdict,
+    /// Best first; roots before non-roots; at most `max_candidates`.
+    pub candidates: Vec<Candidate>,
+    /// First symptom step, when there is a symptom.
+    pub symptom_onset: Option<usize>,
+    /// Signals judged anomalous (anywhere, before the closure and coincidence filters).
+    pub anomalous_signals: usize,
+    /// Samples of the target at symptom level.
+    pub symptom_samples: usize,
+}
+
+impl Diagnosis {
+    /// Distinct services in rank order.
+    pub fn ranked_nodes(&self) -> Vec<usize> {
+        let mut out: Vec<usize> = Vec::new();
+        for c in &self.candidates {
+            if !out.contains(&c.node) {
+                out.push(c.node);
+            }
+        }
+        out
+    }
+
+    /// How much the first candidate stands out from the other roots, in [0, 1]:
+    /// its share of the roots' total score (1 when it is the only root).
+    pub fn top_share(&self) -> f64 {
+        let total: f64 = self
+            .candidates
+            .iter()
+            .filter(|c| c.root)
+            .map(|c| c.score.max(0.0))
+            .sum();
+        match self.candidates.first() {
+            Some(c) if total > 0.0 => (c.score.max(0.0) / total).clamp(0.0, 1.0),
+            _ => 0.0,
+        }
+    }
+}
+
+/// One signal's judgement.
+struct Judged {
+    z: Vec<f64>,
+    /// The baseline's scale (z back to the signal's units).
+    scale: f64,
+    threshold: f64,
+    /// Steps covered by a persistent run above the threshold.
+    anomalous: Vec<bool>,
+    peak: f64,
+    onset: Option<usize>,
+}
+
+fn judge(s: &Signal<'_>, p: &Params) -> Option<Judged> {
+    let base = Baseline::of(s.history, p.min_history)?;
+    let hz: Vec<f64> = s.history.iter().map(|&x| base.z(x, s.direction)).collect();
+    let hist_run = max_run_min(&hz, p.persistence);
+    let threshold = if hist_run.is_finite() {
+        p.anomaly_z.max(hist_run)
+    } else {
+        p.anomaly_z
+    };
+    let z: Vec<f64> = s.recent.iter().map(|&x| base.z(x, s.direction)).collect();
+    let k = p.persistence.max(1);
+    let mut anomalous = vec![false; z.len()];
+    let mut peak = f64::NEG_INFINITY;
+    let mut onset = None;
+    if z.len() >= k {
+        for t in 0..=(z.len() - k) {
+            let run = &z[t..t + k];
+            if run.iter().all(|&v| v > threshold) {
+                let m = run.iter().copied().fold(f64::INFINITY, f64::min);
+                peak = peak.max(m);
+                onset = Some(onset.unwrap_or(t));
+                for a in &mut anomalous[t..t + k] {
+                    *a = true;
+                }
+            }
+        }
+    }
+    Some(Judged {
+        z,
+        scale: base.scale,
+        threshold,
+        anomalous,
+        peak,
+        onset,
+    })
+}
+
+/// The largest value `m` such that some `k` consecutive samples are all ≥ `m`
+/// (NaN breaks a run); −∞ when there is no run of `k` finite samples.
+fn max_run_min(z: &[f64], k: usize) -> f64 {
+    let k = k.max(1);
+    let mut best = f64::NEG_INFINITY;
+    if z.len() < k {
+        return best;
+    }
+    for w in z.windows(k) {
+        if w.iter().all(|v| v.is_finite()) {
+            let m = w.iter().copied().fold(f64::INFINITY, f64::min);
+            best = best.max(m);
+        }
+    }
+    best
+}
+
+/// Ranks root-cause candidates for the symptom on `target` (an index into
+/// `signals`). Without a target there is no symptom and so no cause.
+///
+/// # Errors
+/// Inputs beyond the bounds, a signal naming no service, a bad target, or
+/// recent windows of different lengths.
+pub fn diagnose(
+    topo: &Topology,
+    signals: &[Signal<'_>],
+    target: Option<usize>,
+    p: &Params,
+) -> Result<Diagnosis, RcaError> {
+    if signals.len() > MAX_SIGNALS {
+        return Err(RcaError::TooManySignals(signals.len()));
+    }
+    let mut len = None;
+    for (i, s) in signals.iter().enumerate() {
+        if s.node >= topo.len() {
+            return Err(RcaError::BadSignal(i, s.node));
+        }
+        if s.history.len() > MAX_SAMPLES || s.recent.len() > MAX_SAMPLES {
+            return Err(RcaError::TooManySamples(i));
+        }
+        match len {
+            None => len = Some(s.recent.len()),
+            Some(l) if l != s.recent.len() => return Err(RcaError::Misaligned(l, s.recent.len())),
+            Some(_) => {}
+        }
+    }
+    if let Some(t) = target {
+        if t >= signals.len() {
+            return Err(RcaError::BadTarget(t));
+        }
+    }
+    let judged: Vec<Option<Judged>> = signals.iter().map(|s| judge(s, p)).collect();
+    let anomalous_signals = judged
+        .iter()
+        .filter(|j| j.as_ref().is_some_and(|j| j.onset.is_some()))
+        .count();
+    let none = |verdict, symptom_onset| Diagnosis {
+        verdict,
+        candidates: Vec::new(),
+        symptom_onset,
+        anomalous_signals,
+        symptom_samples: 0,
+    };
+    let Some(target) = target else {
+        return Ok(none(Verdict::NoSymptom, None));
+    };
+    // Symptom times of the target.
+    let symptom: Vec<bool> = match &judged[target] {
+        Some(j) => j.z.iter().map(|&z| z >= p.symptom_z).collect(),
+        None => Vec::new(),
+    };
+    let Some(symptom_onset) = symptom.iter().position(|&b| b) else {
+        return Ok(none(Verdict::NoSymptom, None));
+    };
+    let near_symptom = |t: usize| {
+        let lo = t.saturating_sub(p.coincidence);
+        let hi = (t + p.coincidence).min(symptom.len().saturating_sub(1));
+        (lo..=hi).any(|u| symptom.get(u).copied().unwrap_or(false))
+    };
+    let tnode = signals[target].node;
+    let closure = topo.reaches(tnode);
+    // Kinds of signal (by name): a fault propagates in kind (a slow callee
+    // makes its callers slow, failing calls make them fail).
+    let mut kinds: Vec<&str> = Vec::new();
+    for s in signals {
+        if !kinds.contains(&s.name) {
+            kinds.push(s.name);
+        }
+    }
+    let kind_of = |i: usize| {
+        kinds
+            .iter()
+            .position(|k| *k == signals[i].name)
+            .unwrap_or(0)
+    };
+    let n = topo.len();
+    // strong[k][v]: v has a kind-k signal anomalous (persistent, unprecedented)
+    // near the symptom; weak[k][v]: some kind-k sample at symptom level near it.
+    let mut strong = vec![vec![false; n]; kinds.len()];
+    let mut weak = vec![vec![false; n]; kinds.len()];
+    let mut best: Vec<Option<(usize, f64)>> = vec![None; n];
+    for (i, (s, j)) in signals.iter().zip(&judged).enumerate() {
+        let Some(j) = j else { continue };
+        if !closure[s.node] {
+            continue;
+        }
+        let k = kind_of(i);
+        if j.z
+            .iter()
+            .enumerate()
+            .any(|(t, &z)| z >= p.symptom_z && near_symptom(t))
+        {
+            weak[k][s.node] = true;
+        }
+        if j.onset.is_none() {
+            continue;
+        }
+        let coincides = j
+            .anomalous
+            .iter()
+            .enumerate()
+            .any(|(t, &a)| a && near_symptom(t));
+        if !coincides {
+            continue;
+        }
+        strong[k][s.node] = true;
+        weak[k][s.node] = true;
+        let excess = j.peak / j.threshold.max(f64::MIN_POSITIVE);
+        match best[s.node] {
+            Some((_, e)) if e >= excess => {}
+            _ => best[s.node] = Some((i, excess)),
+        }
+    }
+    let n_anomalous = best.iter().filter(|b| b.is_some()).count();
+    if n_anomalous == 0 {
+        return Ok(none(Verdict::Unexplained, Some(symptom_onset)));
+    }
+    // Per kind: the services the target reaches through symptomatic services only.
+    let allowed: Vec<Vec<bool>> = weak
+        .iter()
+        .map(|w| {
+            let mut a = w.clone();
+            a[tnode] = true;
+            a
+        })
+        .collect();
+    let from_target: Vec<Vec<bool>> = allowed
+        .iter()
+        .map(|a| topo.reach_within(tnode, a, false))
+        .collect();
+    let kind_of_best = |v: usize| best[v].map(|(i, _)| kind_of(i));
+    let mut candidates = Vec::new();
+    for (node, b) in best.iter().enumerate() {
+        let Some((sig, excess)) = *b else { continue };
+        let Some(j) = &judged[sig] else { continue };
+        let k = kind_of(sig);
+        let mut a = allowed[k].clone();
+        a[node] = true;
+        // What it calls through symptomatic services, and who calls it so.
+        let below = topo.reach_within(node, &a, false);
+        let above = topo.reach_within(node, &a, true);
+        // A symptomatic dependency explains this service's anomaly when its own
+        // change, in the signal's units, is at least half of this one's (calls
+        // add latency and lost requests; up to 2× amplification by retries
+        // and queueing is allowed).
+        let delta = |v: usize| {
+            best[v]
+                .and_then(|(i, _)| judged[i].as_ref())
+                .map_or(0.0, |j| j.peak * j.scale)
+        };
+        let own = j.peak * j.scale;
+        let root = (0..n).all(|v| {
+            v == node
+                || !(below[v]
+                    && strong[k][v]
+                    && kind_of_best(v) == Some(k)
+                    && delta(v) >= own / 2.0)
+        });
+        let connected = from_target[k][node];
+        let n_kind = strong[k].iter().filter(|&&x| x).count().max(1);
+        let on_path = (0..n)
+            .filter(|&v| strong[k][v] && from_target[k][v] && above[v])
+            .count();
+        let explains = (on_path as f64 / n_kind as f64).min(1.0);
+        let onset = j.onset.unwrap_or(0);
+        // The symptom run it explains: the one under its onset, else the
+        // next one; a cause starts no later than that run (+ coincidence).
+        let run_start = (0..symptom.len())
+            .filter(|&t| symptom[t] && (t == 0 || !symptom[t - 1]))
+            .filter(|&s| {
+                let end = (s..symptom.len())
+                    .take_while(|&t| symptom[t])
+                    .last()
+                    .unwrap_or(s);
+                end >= onset
+            })
+            .min();
+        let onset_ok = run_start.is_none_or(|s| onset <= s + p.coincidence);
+        let mut score = (1.0 + explains) * (1.0 + excess).ln();
+        if !onset_ok {
+            score *= 0.5;
+        }
+        if !connected {
+            score *= 0.5;
+        }
+        let victims = (0..n)
+            .filter(|&v| v != node && above[v] && best[v].is_some())
+            .collect();
+        let weak_below = topo
+            .callees(node)
+            .into_iter()
+            .any(|c| weak[k][c] && !strong[k][c]);
+        candidates.push(Candidate {
+            node,
+            signal: sig,
+            z: j.peak,
+            threshold: j.threshold,
+            onset,
+            root,
+            explains,
+            onset_ok,
+            connected,
+            weak_below,
+            score,
+            victims,
+        });
+    }
+    candidates.sort_by(|a, b| {
+        b.root
+            .cmp(&a.root)
+            .then(b.score.total_cmp(&a.score))
+            .then(a.onset.cmp(&b.onset))
+            .then(a.node.cmp(&b.node))
+    });
+    candidates.truncate(p.max_candidates.max(1));
+    Ok(Diagnosis {
+        verdict: Verdict::Cause,
+        candidates,
+        symptom_onset: Some(symptom_onset),
+        anomalous_signals,
+        symptom_samples: symptom.iter().filter(|&&b| b).count(),
+    })
+}

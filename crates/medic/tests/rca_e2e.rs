@@ -1,0 +1,272 @@
+//! Issue 9 end to end: three real fixture processes in a chain web → api → db
+//! (each `/work` calls the next), a `slow` fault on db. medic diagnoses db as
+//! the root cause, restarts db, and holds web and api back as its victims.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+fn audit(api: &str) -> Vec<(String, serde_json::Value)> {
+    let mut out = Vec::new();
+    let mut after = 0;
+    loop {
+        let Some(page) = get_json(&format!("{api}/api/v1/audit?after={after}&limit=1000")) else {
+            return out;
+        };
+        let recs = page["records"].as_array().cloned().unwrap_or_default();
+        if recs.is_empty() {
+            return out;
+        }
+        for r in &recs {
+            after = r["seq"].as_u64().unwrap_or(after);
+            let payload = match &r["payload"] {
+                serde_json::Value::String(s) => serde_json::from_str(s).unwrap_or_default(),
+                v => v.clone(),
+            };
+            out.push((r["kind"].as_str().unwrap_or("").to_string(), payload));
+        }
+    }
+}
+
+#[test]
+fn a_slow_database_is_restarted_and_its_callers_are_held_back() {
+    let dir = TestDir::new();
+    let (pw, pa, pd, aport) = (free_port(), free_port(), free_port(), free_port());
+    let exe = assert_cmd::cargo::cargo_bin("medic");
+    let svc = |name: &str, port: u16, down: Option<u16>, deps: &str| {
+        let down = down
+            .map(|p| format!(", \"--downstream\", \"http://127.0.0.1:{p}\""))
+            .unwrap_or_default();
+        format!(
+            r#"  {name}:
+    process:
+      command: ["{exe}", "fixture", "--port", "{port}"{down}]
+      stop_grace: 2s
+{deps}    probes:
+      work:
+        http: {{ url: "http://127.0.0.1:{port}/work", timeout: 5s }}
+        interval: 250ms
+        latency: {{ over: 300ms, consecutive: 8 }}
+    actions:
+      restart: {{ restart: {{}} }}
+    remediate:
+      - when: {{ probe: work, condition: slow }}
+        action: restart
+      - when: {{ probe: work, condition: failing }}
+        action: restart
+"#,
+            exe = exe.display()
+        )
+    };
+    let cfg = format!(
+        "mode: aggressive\nlisten: 127.0.0.1:{aport}\ndatabase: medic.db\npolicy: {{ cooldown: 1s, verify_window: 5s }}\nservices:\n{}{}{}",
+        svc("web", pw, Some(pa), "    depends_on: [api]\n"),
+        svc("api", pa, Some(pd), "    depends_on: [{ service: db, kind: database }]\n"),
+        svc("db", pd, None, ""),
+    );
+    let cfg = write(dir.path(), "medic.yaml", &cfg);
+    let _daemon = dir.spawn_daemon(&cfg, None);
+    let pid = |p: u16| fixture_pid(&format!("http://127.0.0.1:{p}/healthz"));
+    let (web0, api0, db0) = (pid(pw), pid(pa), pid(pd));
+    // Normal history for the ranking (its baseline), then the fault.
+    std::thread::sleep(Duration::from_secs(8));
+    assert_eq!(
+        post_json(
+            &format!("http://127.0.0.1:{pd}/fault/slow?ms=800"),
+            &serde_json::json!({})
+        ),
+        200
+    );
+    let db1 = new_fixture_pid(
+        &format!("http://127.0.0.1:{pd}/healthz"),
+        db0,
+        Duration::from_secs(60),
+    );
+    assert_ne!(db1, db0);
+    let api = format!("http://127.0.0.1:{aport}");
+    // The diagnosis named db first, with its victims.
+    let records = audit(&api);
+    let diag = records
+        .iter()
+        .find(|(k, p)| k == "rca.diagnosed" && p["service"] == "db" && p["victims_held"] != "")
+        .unwrap_or_else(|| panic!("no rca.diagnosed for db: {records:?}"));
+    // Victims are held as they turn anomalous: over the diagnoses of db, both.
+    let held: Vec<&str> = records
+        .iter()
+        .filter(|(k, p)| k == "rca.diagnosed" && p["service"] == "db")
+        .flat_map(|(_, p)| p["victims_held"].as_str().unwrap_or("").split(','))
+        .collect();
+    assert!(held.contains(&"api") && held.contains(&"web"), "{held:?}");
+    assert!(
+        diag.1["hypotheses"]
+            .as_str()
+            .unwrap()
+            .starts_with("db/latency"),
+        "{diag:?}"
+    );
+    // Every action intent was on db; web and api kept their processes.
+    let intents: Vec<&str> = records
+        .iter()
+        .filter(|(k, _)| k == "action.intent")
+        .map(|(_, p)| p["service"].as_str().unwrap_or(""))
+        .collect();
+    assert!(
+        !intents.is_empty() && intents.iter().all(|s| *s == "db"),
+        "{intents:?}"
+    );
+    assert_eq!(pid(pw), web0, "web was restarted");
+    assert_eq!(pid(pa), api0, "api was restarted");
+    // Learning: the verified restart reinforced (dependency_slow, restart),
+    // durably in the store.
+    let db = dir.path().join("medic.db");
+    let learned = wait_for("the outcome to be learned", Duration::from_secs(30), || {
+        let rows = tokio::runtime::Runtime::new().unwrap().block_on(async {
+            let s = medic_store::Store::open(&db).await.ok()?;
+            let rows = s.pattern_outcomes().await.ok();
+            s.close().await;
+            rows
+        })?;
+        (!rows.is_empty()).then_some(rows)
+    });
+    assert_eq!(
+        learned,
+        vec![("dependency_slow".to_string(), "restart".to_string(), 1, 0)]
+    );
+    // Explain: the db incident shows the ranked hypotheses with their parts,
+    // and why the others were not taken.
+    let db_incident = records
+        .iter()
+        .find(|(k, p)| k == "incident.opened" && p["service"] == "db")
+        .map(|(_, p)| p["incident"].as_str().unwrap().to_string())
+        .unwrap();
+    let ex = get_json(&format!("{api}/api/v1/explain/{db_incident}")).unwrap();
+    let hyps = ex["hypotheses"].as_array().unwrap();
+    assert_eq!(hyps[0]["service"], "db", "{ex}");
+    assert_eq!(hyps[0]["pattern"], "dependency_slow", "{ex}");
+    assert!(hyps[0]["prior"].as_f64().unwrap() > 0.0, "{ex}");
+    assert!(hyps[0]["not_taken"].is_null(), "{ex}");
+    assert!(
+        hyps.len() > 1
+            && hyps[1]["not_taken"]
+                .as_str()
+                .unwrap()
+                .contains("victim of db"),
+        "{ex}"
+    );
+    assert!(
+        ex["decisions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["reason_code"] == "confidence_armed" || d["reason_code"] == "confidence_act"),
+        "{ex}"
+    );
+    // History: the db incident lists closed incidents with the same symptom
+    // (its victims' `work slow` incidents), once they are closed.
+    let similar = wait_for("similar incidents", Duration::from_secs(20), || {
+        let d = get_json(&format!("{api}/api/v1/incidents/{db_incident}"))?;
+        let s = d["similar"].as_array()?.clone();
+        (!s.is_empty()).then_some(s)
+    });
+    assert!(
+        similar
+            .iter()
+            .all(|s| s["trigger"] == "work slow" && s["service"] != "db"),
+        "{similar:?}"
+    );
+    // Held with the reason recorded, when their incidents reached a decision.
+    for (k, p) in &records {
+        if k == "decision" && (p["service"] == "web" || p["service"] == "api") {
+            assert_eq!(p["reason_code"], "upstream_cause", "{p}");
+        }
+    }
+}
+
+/// An incident no pattern matched, resolved by a human after a forced action,
+/// becomes a candidate pattern in the store; nothing promotes it.
+#[test]
+fn a_human_resolution_of_an_unmatched_incident_becomes_a_candidate_pattern() {
+    let dir = TestDir::new();
+    let (port, aport) = (free_port(), free_port());
+    let exe = assert_cmd::cargo::cargo_bin("medic");
+    let cfg = format!(
+        r#"mode: dry-run
+listen: 127.0.0.1:{aport}
+database: medic.db
+services:
+  api:
+    process:
+      command: ["{exe}", "fixture", "--port", "{port}"]
+      stop_grace: 2s
+    probes:
+      work:
+        http: {{ url: "http://127.0.0.1:{port}/work", timeout: 2s }}
+        interval: 250ms
+        failure: {{ consecutive: 2 }}
+    actions:
+      clear: {{ http: {{ url: "http://127.0.0.1:{port}/fault/clear", method: POST }} }}
+    remediate:
+      - when: {{ probe: work, condition: failing }}
+        action: clear
+"#,
+        exe = exe.display()
+    );
+    let cfg = write(dir.path(), "medic.yaml", &cfg);
+    let _daemon = dir.spawn_daemon(&cfg, None);
+    fixture_pid(&format!("http://127.0.0.1:{port}/healthz"));
+    let api = format!("http://127.0.0.1:{aport}");
+    assert_eq!(
+        post_json(
+            &format!("http://127.0.0.1:{port}/fault/error"),
+            &serde_json::json!({})
+        ),
+        200
+    );
+    let incident = wait_for("an open incident", Duration::from_secs(20), || {
+        let list = get_json(&format!("{api}/api/v1/incidents"))?;
+        list["incidents"]
+            .as_array()?
+            .iter()
+            .find(|i| i["service"] == "api")
+            .and_then(|i| i["id"].as_str().map(String::from))
+    });
+    let force =
+        serde_json::json!({"service": "api", "action": "clear", "reason": "clearing by hand"});
+    assert_eq!(
+        post_json(&format!("{api}/api/v1/actions/force"), &force),
+        200
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let resolve = serde_json::json!({"reason": "a stuck error flag; cleared it"});
+    assert_eq!(
+        post_json(
+            &format!("{api}/api/v1/incidents/{incident}/resolve"),
+            &resolve
+        ),
+        200
+    );
+    let db = dir.path().join("medic.db");
+    let cands = wait_for("a candidate pattern", Duration::from_secs(10), || {
+        let rows = tokio::runtime::Runtime::new().unwrap().block_on(async {
+            let s = medic_store::Store::open(&db).await.ok()?;
+            let rows = s.candidate_patterns().await.ok();
+            s.close().await;
+            rows
+        })?;
+        (!rows.is_empty()).then_some(rows)
+    });
+    assert_eq!(cands.len(), 1, "{cands:?}");
+    let c = &cands[0];
+    assert_eq!(
+        (
+            c.incident.as_str(),
+            c.service.as_str(),
+            c.action.as_str(),
+            c.status.as_str()
+        ),
+        (incident.as_str(), "api", "clear", "candidate")
+    );
+    assert_eq!(c.note, "a stuck error flag; cleared it");
+}

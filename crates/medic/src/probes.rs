@@ -240,7 +240,7 @@ mod tests {
         assert!(hints.unresponsive("web"));
         let text = metrics.encode();
         assert!(
-            text.contains("medic_probe_duration_seconds_count 4"),
+            text.contains(r#"medic_probe_duration_seconds_count{service="web",probe="healthz"} 4"#),
             "{text}"
         );
         assert!(

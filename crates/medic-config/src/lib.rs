@@ -5,8 +5,8 @@
 //! problems (undefined references, missing probe kinds, ...) are all collected.
 #![forbid(unsafe_code)]
 
-mod drills;
 mod deps;
+mod drills;
 mod governance;
 mod patterns;
 mod raw;
@@ -25,8 +25,8 @@ use medic_core::{
 };
 use serde_saphyr::{Location, Spanned};
 
-pub use drills::{DrillSpec, DrillsConfig, DEFAULT_DRILL_TIMEOUT};
 pub use deps::{DepKind, Dependency};
+pub use drills::{DrillSpec, DrillsConfig, DEFAULT_DRILL_TIMEOUT};
 pub use governance::FreezeSpec;
 pub use patterns::{
     load_patterns, parse_patterns, On, Pattern, PatternAction, Symptom, DEFAULT_PATTERNS,

@@ -1,9 +1,9 @@
 //! medic: a self-healing engine for running services.
 #![forbid(unsafe_code)]
 
+mod ai;
 mod bench;
 mod bench_api;
-mod ai;
 mod client;
 mod codes;
 mod daemon;
@@ -95,6 +95,7 @@ enum Cmd {
         /// Overwrite an existing file.
         #[arg(long)]
         force: bool,
+    },
     /// Show the `depends_on` graph of a config file (text, or Graphviz DOT with --dot).
     Graph {
         #[arg(short, long, default_value = "medic.yaml")]
@@ -678,6 +679,8 @@ fn backtest(args: &medic_backtest::cli::BacktestArgs) -> Result<ExitCode, CliErr
             Err(CliError::new(code, e.to_string()))
         }
     }
+}
+
 async fn open_existing(db: &std::path::Path) -> Result<medic_store::Store, CliError> {
     if !db.exists() {
         return Err(CliError::new(

@@ -265,6 +265,21 @@ pub fn get_text(url: &str) -> Option<String> {
     })
 }
 
+/// POST `body` with `Authorization: Bearer token`; the status (0 if no answer).
+pub fn post_json_as(url: &str, body: &serde_json::Value, token: &str) -> u16 {
+    runtime().block_on(async {
+        reqwest::Client::new()
+            .post(url)
+            .bearer_auth(token)
+            .json(body)
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0)
+    })
+}
+
 pub fn post_json(url: &str, body: &serde_json::Value) -> u16 {
     runtime().block_on(async {
         reqwest::Client::new()

@@ -86,6 +86,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub mod outbox;
 pub mod record;
 
 use serde::{Deserialize, Serialize};
@@ -205,6 +206,8 @@ const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS incidents(id TEXT PRIMARY KEY, service TEXT NOT NULL, state TEXT NOT NULL, trigger_text TEXT NOT NULL, opened_at TEXT NOT NULL, updated_at TEXT NOT NULL, closed_at TEXT, outcome TEXT, summary TEXT NOT NULL, timeline TEXT NOT NULL)",
     "CREATE INDEX IF NOT EXISTS incidents_opened_at ON incidents(opened_at)",
     "CREATE TABLE IF NOT EXISTS engine_state(id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL, saved_at TEXT NOT NULL, body TEXT NOT NULL)",
+    outbox::SCHEMA_TABLE,
+    outbox::SCHEMA_INDEX,
     "CREATE TABLE IF NOT EXISTS supervised_process(service TEXT PRIMARY KEY, pid INTEGER NOT NULL, pgid INTEGER NOT NULL, start_ticks INTEGER NOT NULL, boot_id TEXT NOT NULL, started_unix_ms INTEGER NOT NULL, command TEXT NOT NULL)",
 ];
 

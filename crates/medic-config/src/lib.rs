@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 mod governance;
+mod notify;
 mod raw;
 mod signals;
 
@@ -23,6 +24,9 @@ use medic_core::{
 use serde_saphyr::{Location, Spanned};
 
 pub use governance::FreezeSpec;
+pub use notify::{
+    ChannelSpec, EscalationStep, NotifyConfig, NotifyRetry, RouteSpec, PAGERDUTY_EVENTS_URL,
+};
 pub use raw::Dur;
 use raw::*;
 pub use signals::{
@@ -124,12 +128,6 @@ pub struct ServiceConfig {
     pub process: Option<ProcessConfig>,
     pub probes: Vec<ProbeConfig>,
     pub actions: BTreeMap<String, ActionExec>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NotifyConfig {
-    pub webhook: String,
-    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -283,14 +281,7 @@ impl Validator {
             },
             None => SocketAddr::from(([127, 0, 0, 1], 9090)),
         };
-        let notify = raw.notify.and_then(|n| {
-            let hook = n.webhook?;
-            self.url(&hook);
-            Some(NotifyConfig {
-                webhook: hook.value,
-                timeout: n.timeout.map_or(Duration::from_secs(5), |d| d.0),
-            })
-        });
+        let notify = raw.notify.map(|n| self.notify(n));
         let base = policy(&ServicePolicy::default(), raw.policy.as_ref());
         if raw.services.is_empty() {
             self.problems.push(Problem {

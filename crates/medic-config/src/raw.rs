@@ -34,12 +34,7 @@ pub struct RawConfig {
     pub governance: Option<crate::governance::RawGovernance>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawNotify {
-    pub webhook: Option<Spanned<String>>,
-    pub timeout: Option<Dur>,
-}
+pub use crate::notify::RawNotify;
 
 #[derive(Debug, Default, Deserialize, Clone)]
 #[serde(deny_unknown_fields)]

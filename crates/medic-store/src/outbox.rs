@@ -167,6 +167,40 @@ pub(crate) async fn insert_chained(
     })
 }
 
+async fn insert_message(
+    conn: &mut SqliteConnection,
+    op: &'static str,
+    ts: &str,
+    m: &NewMessage,
+) -> Result<(), StoreError> {
+    let channels = match &m.channels {
+        Some(c) => Some(serde_json::to_string(c).map_err(|e| StoreError::Corrupt {
+            op,
+            reason: format!("channels do not serialize: {e}"),
+        })?),
+        None => None,
+    };
+    sqlx::query(
+        "INSERT INTO outbox (msg_id, dedup_key, created_at, due_ms, severity, service, incident, event, title, message, channels, state) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'pending')",
+    )
+    .bind(&m.msg_id)
+    .bind(&m.dedup_key)
+    .bind(ts)
+    .bind(m.due_ms)
+    .bind(&m.severity)
+    .bind(&m.service)
+    .bind(&m.incident)
+    .bind(&m.event)
+    .bind(&m.title)
+    .bind(&m.message)
+    .bind(channels)
+    .execute(&mut *conn)
+    .await
+    .map_err(StoreError::db(op))?;
+    Ok(())
+}
+
 impl Store {
     /// Appends a step's audit records and queues its messages in ONE
     /// transaction: either all of them are durable or none is. When the
@@ -194,7 +228,11 @@ impl Store {
         let mut cur = tip.clone();
         let mut out = StepWritten::default();
         let result: Result<(), StoreError> = async {
-            let mut tx = self.pool.begin().await.map_err(StoreError::db(OP))?;
+            let mut tx = self
+                .pool
+                .begin_with("BEGIN IMMEDIATE")
+                .await
+                .map_err(StoreError::db(OP))?;
             for (kind, payload) in audit {
                 let rec = insert_chained(&mut tx, OP, &cur, ts, kind, payload).await?;
                 cur = (rec.seq, rec.hash.clone());
@@ -212,31 +250,7 @@ impl Store {
                     out.suppressed += 1;
                     continue;
                 }
-                let channels = match &m.channels {
-                    Some(c) => Some(serde_json::to_string(c).map_err(|e| StoreError::Corrupt {
-                        op: OP,
-                        reason: format!("channels do not serialize: {e}"),
-                    })?),
-                    None => None,
-                };
-                sqlx::query(
-                    "INSERT INTO outbox (msg_id, dedup_key, created_at, due_ms, severity, service, incident, event, title, message, channels, state) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'pending')",
-                )
-                .bind(&m.msg_id)
-                .bind(&m.dedup_key)
-                .bind(ts)
-                .bind(m.due_ms)
-                .bind(&m.severity)
-                .bind(&m.service)
-                .bind(&m.incident)
-                .bind(&m.event)
-                .bind(&m.title)
-                .bind(&m.message)
-                .bind(channels)
-                .execute(&mut *tx)
-                .await
-                .map_err(StoreError::db(OP))?;
+                insert_message(&mut tx, OP, ts, m).await?;
                 out.queued.push(m.msg_id.clone());
             }
             loop {
@@ -417,12 +431,29 @@ impl Store {
         ts: &str,
         incident: &str,
         by: &str,
-        ack: &NewMessage,
+        ack: &[NewMessage],
+    ) -> Result<Option<u64>, StoreError> {
+        self.close_chain(ts, incident, by, ack, ACK_KIND).await
+    }
+
+    /// Like [`Store::acknowledge`] with the audit kind `kind` (e.g.
+    /// `notify.resolved` when the incident closed).
+    pub async fn close_chain(
+        &self,
+        ts: &str,
+        incident: &str,
+        by: &str,
+        ack: &[NewMessage],
+        kind: &str,
     ) -> Result<Option<u64>, StoreError> {
         const OP: &str = "acknowledge";
         let mut tip = self.tip.lock().await;
         let result: Result<(Option<u64>, Option<(u64, String)>), StoreError> = async {
-            let mut tx = self.pool.begin().await.map_err(StoreError::db(OP))?;
+            let mut tx = self
+                .pool
+                .begin_with("BEGIN IMMEDIATE")
+                .await
+                .map_err(StoreError::db(OP))?;
             let known: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE incident = $1")
                 .bind(incident)
                 .fetch_one(&mut *tx)
@@ -447,32 +478,10 @@ impl Store {
                 "cancelled_steps": cancelled,
             })
             .to_string();
-            let rec = insert_chained(&mut tx, OP, &tip, ts, ACK_KIND, &payload).await?;
-            let channels = match &ack.channels {
-                Some(c) => Some(serde_json::to_string(c).map_err(|e| StoreError::Corrupt {
-                    op: OP,
-                    reason: format!("channels do not serialize: {e}"),
-                })?),
-                None => None,
-            };
-            sqlx::query(
-                "INSERT INTO outbox (msg_id, dedup_key, created_at, due_ms, severity, service, incident, event, title, message, channels, state) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'pending')",
-            )
-            .bind(&ack.msg_id)
-            .bind(&ack.dedup_key)
-            .bind(ts)
-            .bind(ack.due_ms)
-            .bind(&ack.severity)
-            .bind(&ack.service)
-            .bind(&ack.incident)
-            .bind(&ack.event)
-            .bind(&ack.title)
-            .bind(&ack.message)
-            .bind(channels)
-            .execute(&mut *tx)
-            .await
-            .map_err(StoreError::db(OP))?;
+            let rec = insert_chained(&mut tx, OP, &tip, ts, kind, &payload).await?;
+            for m in ack {
+                insert_message(&mut tx, OP, ts, m).await?;
+            }
             tx.commit().await.map_err(StoreError::db(OP))?;
             Ok((Some(cancelled), Some((rec.seq, rec.hash))))
         }

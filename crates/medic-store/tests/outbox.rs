@@ -105,8 +105,8 @@ async fn pending_duplicates_suppressed_delivery_and_ack() {
     assert_eq!(store.outbox_due(1_000_000, 10).await.unwrap().len(), 2);
     let mut ack = msg("ack", "info");
     ack.event = "acknowledge".into();
-    let n = store.acknowledge(TS, "inc-1", "alice", &ack).await.unwrap();
+    let n = store.acknowledge(TS, "inc-1", "alice", std::slice::from_ref(&ack)).await.unwrap();
     assert_eq!(n, Some(1));
     assert_eq!(store.outbox_get("s1").await.unwrap().unwrap().state, "cancelled");
-    assert_eq!(store.acknowledge(TS, "inc-404", "alice", &ack).await.unwrap(), None);
+    assert_eq!(store.acknowledge(TS, "inc-404", "alice", std::slice::from_ref(&ack)).await.unwrap(), None);
 }

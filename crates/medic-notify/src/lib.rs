@@ -12,6 +12,7 @@
 //! Every message carries a stable id (`X-Medic-Id`, the email Message-ID,
 //! and in PagerDuty the per-incident dedup key) so receivers can drop the
 //! rare redelivery of a message sent just before a crash.
+pub mod api;
 pub mod bench;
 pub mod channel;
 pub mod deliver;

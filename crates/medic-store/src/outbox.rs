@@ -502,6 +502,20 @@ impl Store {
         }
     }
 
+    /// Whether a message of `event` about `incident` was ever queued (and
+    /// is still kept).
+    pub async fn outbox_has_event(&self, incident: &str, event: &str) -> Result<bool, StoreError> {
+        const OP: &str = "outbox_has_event";
+        let n: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE incident = $1 AND event = $2")
+                .bind(incident)
+                .bind(event)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(StoreError::db(OP))?;
+        Ok(n > 0)
+    }
+
     /// The service of the most recent message about `incident`, if any.
     pub async fn outbox_incident_service(
         &self,

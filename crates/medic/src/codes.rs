@@ -34,6 +34,8 @@ cli_codes! {
     BacktestUnreachable = ("E0052", "backtest_unreachable", 3, "medic backtest: the Prometheus server could not be reached."),
     BacktestSource = ("E0053", "backtest_source", 1, "medic backtest: Prometheus answered with an error or an unexpected shape (its message is printed)."),
     BacktestPlot = ("E0054", "backtest_plot", 1, "medic backtest: a plot could not be written."),
+    NotifyFailed = ("E0080", "notify_failed", 1, "medic notify test: a channel did not accept the test message in time (it stays queued; the error is printed)."),
+    NotifyBench = ("E0081", "notify_bench_failed", 1, "medic bench notify: a notification was lost, duplicated or reordered, or the loopback receivers could not start."),
     Io = ("E0099", "io_error", 1, "An operating-system error."),
 }
 

@@ -169,6 +169,13 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
         &hooks,
     );
 
+    // Notifications: the outbox and its delivery task (issue 12).
+    let outbox = crate::notify::Outbox::start(
+        &store,
+        opts.config.notify.as_ref(),
+        shutdown_rx.clone(),
+    )?;
+
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
         .with_context(|| format!("binding the API to {}", opts.listen))?;
@@ -184,7 +191,8 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
         rep_tx,
         &hooks,
     ))
-    .merge(signal_metrics_router(hooks.metrics.clone()));
+    .merge(signal_metrics_router(hooks.metrics.clone()))
+    .merge(medic_notify::api::router(outbox.api()));
     let app = medic_api::json_errors(app);
     let mut api_shutdown = shutdown_rx.clone();
     tokio::spawn(async move {
@@ -255,8 +263,7 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
         metrics,
         tx: tx.clone(),
         actions: crate::lifecycle::Actions::new(&opts.config, &supervisors, http.clone(), hints),
-        http,
-        notify: opts.config.notify.clone(),
+        outbox,
         incidents: incidents.clone(),
         action_names: BTreeMap::new(),
         running: BTreeMap::new(),
@@ -497,8 +504,8 @@ struct EngineLoop {
     tx: mpsc::Sender<Msg>,
     /// Executors by action kind (see `lifecycle`).
     actions: crate::lifecycle::Actions,
-    http: reqwest::Client,
-    notify: Option<medic_config::NotifyConfig>,
+    /// Audit + notification outbox, written per step (issue 12).
+    outbox: crate::notify::Outbox,
     incidents: Arc<Mutex<BTreeMap<String, IncidentSnapshot>>>,
     /// action id -> (action name, stage) for metrics on completion.
     action_names: BTreeMap<ActionId, (String, ActionStage)>,
@@ -594,12 +601,17 @@ impl EngineLoop {
     /// safety state if it moved, then execute the step's commands in order.
     /// An action whose intent could not be recorded is never run.
     async fn drain(&mut self) {
-        let mut audit_ok = true;
+        let mut notices = Vec::new();
         while let Some(n) = self.engine.poll_notice() {
-            if !self.record(&n).await {
-                audit_ok = false;
-            }
+            notices.push(n);
         }
+        // Polling is not executing: the commands run below, after the
+        // step's records (and its notifications) are durable.
+        let mut commands = Vec::new();
+        while let Some(c) = self.engine.poll_command() {
+            commands.push(c);
+        }
+        let mut audit_ok = self.record(&notices, &commands).await;
         let generation = self.engine.safety_generation();
         if self.saved_generation != Some(generation) {
             match self
@@ -616,7 +628,7 @@ impl EngineLoop {
                 }
             }
         }
-        while let Some(cmd) = self.engine.poll_command() {
+        for cmd in commands {
             match cmd {
                 Command::RunAction(req) => {
                     if !audit_ok {
@@ -671,21 +683,40 @@ impl EngineLoop {
         }
     }
 
-    /// Append one notice to the audit log (and the structured log).
-    async fn record(&self, n: &Notice) -> bool {
-        let r = medic_store::record::render(n);
-        tracing::info!(target: "medic::audit", kind = r.kind, payload = %r.payload, "audit");
+    /// Append a step's notices to the audit log (and the structured log)
+    /// and queue its notifications in the outbox, in one transaction.
+    async fn record(&self, notices: &[Notice], commands: &[Command]) -> bool {
+        let rendered: Vec<_> = notices.iter().map(medic_store::record::render).collect();
+        for r in &rendered {
+            tracing::info!(target: "medic::audit", kind = r.kind, payload = %r.payload, "audit");
+        }
+        let notes: Vec<Notification> = commands
+            .iter()
+            .filter_map(|c| match c {
+                Command::Notify(n) => Some(n.clone()),
+                _ => None,
+            })
+            .collect();
+        if rendered.is_empty() && notes.is_empty() {
+            return true;
+        }
+        let audit: Vec<(&str, &str)> = rendered
+            .iter()
+            .map(|r| (r.kind, r.payload.as_str()))
+            .collect();
         match self
-            .store
-            .append_audit(&now_rfc3339(), r.kind, &r.payload)
+            .outbox
+            .record_step(&now_rfc3339(), &audit, &notes)
             .await
         {
-            Ok(_) => {
-                self.metrics.inc_audit();
+            Ok(w) => {
+                for _ in &w.records {
+                    self.metrics.inc_audit();
+                }
                 true
             }
             Err(e) => {
-                tracing::error!(error = %e, kind = r.kind, "audit append failed");
+                tracing::error!(error = %e, records = audit.len(), "audit append failed");
                 false
             }
         }
@@ -718,31 +749,8 @@ impl EngineLoop {
                 tracing::info!(service = %n.service, incident = ?incident, title = %n.title, message = %n.message, "notification")
             }
         }
-        let Some(cfg) = self.notify.clone() else {
-            return;
-        };
-        let http = self.http.clone();
-        let body = serde_json::json!({
-            "severity": n.severity.as_str(),
-            "service": n.service,
-            "incident": incident,
-            "title": n.title,
-            "message": n.message,
-            "ts": now_rfc3339(),
-        });
-        tokio::spawn(async move {
-            let r = http
-                .post(&cfg.webhook)
-                .timeout(cfg.timeout)
-                .json(&body)
-                .send()
-                .await;
-            match r {
-                Ok(resp) if resp.status().is_success() => {}
-                Ok(resp) => tracing::warn!(status = %resp.status(), "notification webhook refused"),
-                Err(e) => tracing::warn!(error = %e, "notification webhook failed"),
-            }
-        });
+        // Delivery goes through the outbox (queued with the step's audit
+        // records in `record`), never fire-and-forget.
     }
 
     async fn persist(&mut self, v: IncidentView) {
@@ -809,6 +817,9 @@ impl EngineLoop {
         };
         if let Err(e) = self.store.upsert_incident(&rec).await {
             tracing::error!(error = %e, incident = %rec.id, "storing incident failed");
+        }
+        if rec.closed_at.is_some() {
+            self.outbox.incident_closed(&rec.id, &now_rfc3339()).await;
         }
     }
 }

@@ -6,6 +6,8 @@ mod codes;
 mod daemon;
 mod demo;
 mod lifecycle;
+mod notify;
+mod notify_cli;
 mod ops;
 mod probes;
 
@@ -116,6 +118,13 @@ enum Cmd {
     /// Replay recorded metrics (CSV files or Prometheus) through a config's signal rules,
     /// detectors and engine in dry-run: what it would have done.
     Backtest(medic_backtest::cli::BacktestArgs),
+    /// Acknowledge an incident: stops its escalation chain (PagerDuty gets `acknowledge`).
+    Ack(notify_cli::AckArgs),
+    /// Notification tools.
+    Notify {
+        #[command(subcommand)]
+        cmd: notify_cli::NotifyCmd,
+    },
     /// Benchmarks that print figures.
     Bench {
         #[command(subcommand)]
@@ -142,6 +151,8 @@ enum EvalCmd {
 enum BenchCmd {
     /// Detector throughput (samples/s per core).
     Detect(medic_nab::cli::BenchDetectArgs),
+    /// Notification delivery across kill/restart cycles of loopback receivers.
+    Notify(notify_cli::BenchNotifyArgs),
 }
 
 fn main() -> ExitCode {
@@ -348,6 +359,11 @@ fn run(cmd: Cmd, api: &str) -> Result<ExitCode, CliError> {
             Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
         }
         Cmd::Backtest(args) => backtest(&args),
+        Cmd::Ack(args) => runtime()?.block_on(notify_cli::ack(api, &args)),
+        Cmd::Notify { cmd } => runtime()?.block_on(notify_cli::notify(api, &cmd)),
+        Cmd::Bench {
+            cmd: BenchCmd::Notify(args),
+        } => runtime()?.block_on(notify_cli::bench(&args)),
         Cmd::Bench {
             cmd: BenchCmd::Detect(args),
         } => {

@@ -165,7 +165,16 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    init_tracing(cli.log_json, matches!(cli.cmd, Cmd::Demo { .. }));
+    init_tracing(
+        cli.log_json,
+        matches!(
+            cli.cmd,
+            Cmd::Demo { .. }
+                | Cmd::Bench {
+                    cmd: BenchCmd::Notify(_)
+                }
+        ),
+    );
     match run(cli.cmd, &cli.api) {
         Ok(code) => code,
         Err(e) => {

@@ -229,7 +229,10 @@ impl Validator {
         }
         let check_names = |v: &mut Validator, list: &Spanned<Vec<String>>, what: &str| {
             if list.value.is_empty() {
-                v.at(list.referenced, format!("{what}: `channels` must not be empty"));
+                v.at(
+                    list.referenced,
+                    format!("{what}: `channels` must not be empty"),
+                );
             }
             for c in &list.value {
                 if !channels.contains_key(c) {

@@ -84,11 +84,7 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
 /// Acknowledges `incident` for `by`: cancels pending escalation steps and
 /// queues an `acknowledge` message per route (PagerDuty acknowledges its
 /// incident by dedup key), audited as `notify.acknowledged`.
-pub async fn acknowledge(
-    st: &NotifyApi,
-    incident: &str,
-    by: &str,
-) -> Result<AckReply, ApiError> {
+pub async fn acknowledge(st: &NotifyApi, incident: &str, by: &str) -> Result<AckReply, ApiError> {
     let service = st
         .store
         .outbox_incident_service(incident)
@@ -183,10 +179,7 @@ async fn pagerduty_webhook(
     Ok(Json(serde_json::to_value(reply).map_err(internal)?))
 }
 
-async fn test(
-    State(st): State<NotifyApi>,
-    body: Bytes,
-) -> Result<Json<TestReply>, ApiError> {
+async fn test(State(st): State<NotifyApi>, body: Bytes) -> Result<Json<TestReply>, ApiError> {
     let req: TestRequest = if body.is_empty() {
         TestRequest::default()
     } else {

@@ -178,7 +178,12 @@ pub async fn run(cycles: u32, per_cycle: u32) -> Result<BenchReport, BenchError>
             };
             let msgs = plan::messages(&cfg, &n, crate::deliver::unix_ms());
             store
-                .append_step(&crate::deliver::now_rfc3339(), &[], &msgs, cfg.outbox_capacity)
+                .append_step(
+                    &crate::deliver::now_rfc3339(),
+                    &[],
+                    &msgs,
+                    cfg.outbox_capacity,
+                )
                 .await
                 .map_err(|e| BenchError::Setup(e.to_string()))?;
             for m in msgs {

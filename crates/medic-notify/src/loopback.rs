@@ -223,7 +223,9 @@ async fn http_conn(sock: TcpStream, log: Log) -> std::io::Result<()> {
 
 async fn smtp_conn(sock: TcpStream, log: Log) -> std::io::Result<()> {
     let mut r = BufReader::new(sock);
-    r.get_mut().write_all(b"220 medic-loopback ESMTP\r\n").await?;
+    r.get_mut()
+        .write_all(b"220 medic-loopback ESMTP\r\n")
+        .await?;
     loop {
         let mut line = String::new();
         if r.read_line(&mut line).await? == 0 {

@@ -21,7 +21,12 @@ fn note(sev: Severity, inc: &str, title: &str) -> Notification {
 async fn queue(store: &Store, cfg: &medic_config::NotifyConfig, n: &Notification) -> Vec<String> {
     let msgs = plan::messages(cfg, n, unix_ms());
     let w = store
-        .append_step(&now_rfc3339(), &[("incident.escalated", "{}")], &msgs, cfg.outbox_capacity)
+        .append_step(
+            &now_rfc3339(),
+            &[("incident.escalated", "{}")],
+            &msgs,
+            cfg.outbox_capacity,
+        )
         .await
         .unwrap();
     w.queued
@@ -36,7 +41,10 @@ async fn drain(notifier: &mut Notifier, store: &Store) {
         let wait = notifier.round().await;
         tokio::time::sleep(wait.min(Duration::from_millis(10))).await;
     }
-    panic!("outbox not drained: {}", store.outbox_depth().await.unwrap());
+    panic!(
+        "outbox not drained: {}",
+        store.outbox_depth().await.unwrap()
+    );
 }
 
 #[tokio::test]
@@ -55,14 +63,24 @@ async fn every_channel_kind_delivers_with_its_wire_format() {
         })
         .collect();
     let mut notifier = Notifier::new(store.clone(), &cfg, &bench_secret).unwrap();
-    let ids = queue(&store, &cfg, &note(Severity::Critical, "inc-7", "web: escalated to a human")).await;
+    let ids = queue(
+        &store,
+        &cfg,
+        &note(Severity::Critical, "inc-7", "web: escalated to a human"),
+    )
+    .await;
     assert_eq!(ids.len(), 5);
     drain(&mut notifier, &store).await;
 
     let hook = &rig.hook.received()[0];
     let ts = hook.header("x-medic-timestamp").unwrap();
     let sig = hook.header("x-medic-signature").unwrap();
-    assert!(channel::verify(BENCH_SECRET.as_bytes(), ts, hook.body.as_bytes(), sig));
+    assert!(channel::verify(
+        BENCH_SECRET.as_bytes(),
+        ts,
+        hook.body.as_bytes(),
+        sig
+    ));
     assert!(!channel::verify(b"other", ts, hook.body.as_bytes(), sig));
     let body: serde_json::Value = serde_json::from_str(&hook.body).unwrap();
     assert_eq!(body["severity"], "critical");
@@ -76,16 +94,36 @@ async fn every_channel_kind_delivers_with_its_wire_format() {
     assert_eq!(pd["payload"]["severity"], "critical");
 
     let slack: serde_json::Value = serde_json::from_str(&rig.slack.received()[0].body).unwrap();
-    assert!(slack["text"].as_str().unwrap().contains("escalated to a human"));
+    assert!(slack["text"]
+        .as_str()
+        .unwrap()
+        .contains("escalated to a human"));
     let teams: serde_json::Value = serde_json::from_str(&rig.teams.received()[0].body).unwrap();
     assert_eq!(teams["@type"], "MessageCard");
     let mail = &rig.smtp.received()[0];
-    assert!(mail.body.contains("Subject: [medic CRITICAL] web: escalated to a human"));
+    assert!(mail
+        .body
+        .contains("Subject: [medic CRITICAL] web: escalated to a human"));
     assert!(ids.contains(&mail.id), "Message-ID carries the outbox id");
 
     // An acknowledgement reaches PagerDuty as `acknowledge` with the same key.
-    let ack = plan::event_messages(&cfg, "acknowledge", Severity::Critical, "web", Some("inc-7"), "ack", "by alice", Some("pd"));
-    assert_eq!(store.acknowledge(&now_rfc3339(), "inc-7", "alice", &ack).await.unwrap(), Some(0));
+    let ack = plan::event_messages(
+        &cfg,
+        "acknowledge",
+        Severity::Critical,
+        "web",
+        Some("inc-7"),
+        "ack",
+        "by alice",
+        Some("pd"),
+    );
+    assert_eq!(
+        store
+            .acknowledge(&now_rfc3339(), "inc-7", "alice", &ack)
+            .await
+            .unwrap(),
+        Some(0)
+    );
     drain(&mut notifier, &store).await;
     let pd: serde_json::Value = serde_json::from_str(&rig.pagerduty.received()[1].body).unwrap();
     assert_eq!(pd["event_action"], "acknowledge");
@@ -118,7 +156,14 @@ async fn failover_then_all_down_then_in_order_replay_once() {
     }
     let mut ids = Vec::new();
     for k in 0..10 {
-        ids.extend(queue(&store, &cfg, &note(Severity::Warning, &format!("inc-{k}"), &format!("down {k}"))).await);
+        ids.extend(
+            queue(
+                &store,
+                &cfg,
+                &note(Severity::Warning, &format!("inc-{k}"), &format!("down {k}")),
+            )
+            .await,
+        );
     }
     for _ in 0..5 {
         notifier.round().await;
@@ -145,11 +190,22 @@ async fn escalation_steps_wait_for_their_time_and_an_ack_stops_them() {
     let rig = Rig::start().await.unwrap();
     let mut cfg = rig.config();
     cfg.escalation = vec![
-        medic_config::EscalationStep { after: Duration::from_millis(200), channels: vec!["teams".into()] },
-        medic_config::EscalationStep { after: Duration::from_secs(3600), channels: vec!["mail".into()] },
+        medic_config::EscalationStep {
+            after: Duration::from_millis(200),
+            channels: vec!["teams".into()],
+        },
+        medic_config::EscalationStep {
+            after: Duration::from_secs(3600),
+            channels: vec!["mail".into()],
+        },
     ];
     let mut notifier = Notifier::new(store.clone(), &cfg, &bench_secret).unwrap();
-    let ids = queue(&store, &cfg, &note(Severity::Critical, "inc-9", "web: escalated to a human")).await;
+    let ids = queue(
+        &store,
+        &cfg,
+        &note(Severity::Critical, "inc-9", "web: escalated to a human"),
+    )
+    .await;
     assert_eq!(ids.len(), 4, "2 routes + 2 escalation steps");
     for _ in 0..3 {
         notifier.round().await;
@@ -166,7 +222,10 @@ async fn escalation_steps_wait_for_their_time_and_an_ack_stops_them() {
     assert_eq!(rig.teams.count(), 1);
     assert!(rig.teams.received()[0].body.contains("escalation level 1"));
     // Acknowledged: the second step never goes out.
-    let n = store.acknowledge(&now_rfc3339(), "inc-9", "alice", &[]).await.unwrap();
+    let n = store
+        .acknowledge(&now_rfc3339(), "inc-9", "alice", &[])
+        .await
+        .unwrap();
     assert_eq!(n, Some(1));
     assert_eq!(store.outbox_depth().await.unwrap(), 0);
 }
@@ -176,9 +235,16 @@ async fn fifty_kill_restart_cycles_lose_and_duplicate_nothing() {
     let r = medic_notify::bench::run(50, 4).await.unwrap();
     eprintln!("{r:?}");
     assert_eq!(r.cycles, 50);
-    assert_eq!(r.sent, 50 * 4 + 50 * 2, "4 messages per cycle, 2 of them critical on 2 lanes");
+    assert_eq!(
+        r.sent,
+        50 * 4 + 50 * 2,
+        "4 messages per cycle, 2 of them critical on 2 lanes"
+    );
     assert_eq!(r.lost, 0);
     assert_eq!(r.duplicate, 0);
     assert_eq!(r.out_of_order, 0);
-    assert!(r.retried > 0, "receivers were down while messages were queued");
+    assert!(
+        r.retried > 0,
+        "receivers were down while messages were queued"
+    );
 }

@@ -26,7 +26,12 @@ async fn step_writes_audit_and_outbox_together() {
     let path = dir.path().join("m.db");
     let store = Store::open(&path).await.unwrap();
     let w = store
-        .append_step(TS, &[("incident.escalated", "{}")], &[msg("a", "critical")], 10)
+        .append_step(
+            TS,
+            &[("incident.escalated", "{}")],
+            &[msg("a", "critical")],
+            10,
+        )
         .await
         .unwrap();
     assert_eq!(w.records.len(), 1);
@@ -49,7 +54,16 @@ async fn full_outbox_drops_oldest_non_critical_and_audits_it() {
     let path = dir.path().join("m.db");
     let store = Store::open(&path).await.unwrap();
     store
-        .append_step(TS, &[], &[msg("c1", "critical"), msg("i1", "info"), msg("w1", "warning")], 3)
+        .append_step(
+            TS,
+            &[],
+            &[
+                msg("c1", "critical"),
+                msg("i1", "info"),
+                msg("w1", "warning"),
+            ],
+            3,
+        )
         .await
         .unwrap();
     let w = store
@@ -69,7 +83,10 @@ async fn full_outbox_drops_oldest_non_critical_and_audits_it() {
         .collect();
     assert_eq!(due, vec!["c1", "c2", "c3"]);
     // All critical and full: the oldest critical goes, still audited.
-    let w = store.append_step(TS, &[], &[msg("c4", "critical")], 3).await.unwrap();
+    let w = store
+        .append_step(TS, &[], &[msg("c4", "critical")], 3)
+        .await
+        .unwrap();
     assert_eq!(w.dropped[0].msg_id, "c1");
     store.close().await;
     let report = verify_audit(&path).await.unwrap();
@@ -84,7 +101,10 @@ async fn pending_duplicates_suppressed_delivery_and_ack() {
     let mut a = msg("a", "warning");
     let mut b = msg("b", "warning");
     b.dedup_key = a.dedup_key.clone();
-    let w = store.append_step(TS, &[], &[a.clone(), b], 10).await.unwrap();
+    let w = store
+        .append_step(TS, &[], &[a.clone(), b], 10)
+        .await
+        .unwrap();
     assert_eq!(w.suppressed, 1);
     let m = &store.outbox_due(0, 10).await.unwrap()[0];
     store.outbox_failed(m.id, "refused").await.unwrap();
@@ -94,19 +114,44 @@ async fn pending_duplicates_suppressed_delivery_and_ack() {
     assert_eq!(got.channel.as_deref(), Some("hook"));
     // Delivered: the same content may be queued again.
     a.msg_id = "a2".into();
-    assert_eq!(store.append_step(TS, &[], &[a], 10).await.unwrap().queued.len(), 1);
+    assert_eq!(
+        store
+            .append_step(TS, &[], &[a], 10)
+            .await
+            .unwrap()
+            .queued
+            .len(),
+        1
+    );
 
     // Escalation steps in the future are not due yet; an ack cancels them.
     let mut step = msg("s1", "critical");
     step.event = "escalate".into();
     step.due_ms = 1_000_000;
     store.append_step(TS, &[], &[step], 10).await.unwrap();
-    assert!(store.outbox_due(10, 10).await.unwrap().iter().all(|m| m.msg_id != "s1"));
+    assert!(store
+        .outbox_due(10, 10)
+        .await
+        .unwrap()
+        .iter()
+        .all(|m| m.msg_id != "s1"));
     assert_eq!(store.outbox_due(1_000_000, 10).await.unwrap().len(), 2);
     let mut ack = msg("ack", "info");
     ack.event = "acknowledge".into();
-    let n = store.acknowledge(TS, "inc-1", "alice", std::slice::from_ref(&ack)).await.unwrap();
+    let n = store
+        .acknowledge(TS, "inc-1", "alice", std::slice::from_ref(&ack))
+        .await
+        .unwrap();
     assert_eq!(n, Some(1));
-    assert_eq!(store.outbox_get("s1").await.unwrap().unwrap().state, "cancelled");
-    assert_eq!(store.acknowledge(TS, "inc-404", "alice", std::slice::from_ref(&ack)).await.unwrap(), None);
+    assert_eq!(
+        store.outbox_get("s1").await.unwrap().unwrap().state,
+        "cancelled"
+    );
+    assert_eq!(
+        store
+            .acknowledge(TS, "inc-404", "alice", std::slice::from_ref(&ack))
+            .await
+            .unwrap(),
+        None
+    );
 }

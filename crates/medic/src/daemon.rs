@@ -170,11 +170,8 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
     );
 
     // Notifications: the outbox and its delivery task (issue 12).
-    let outbox = crate::notify::Outbox::start(
-        &store,
-        opts.config.notify.as_ref(),
-        shutdown_rx.clone(),
-    )?;
+    let outbox =
+        crate::notify::Outbox::start(&store, opts.config.notify.as_ref(), shutdown_rx.clone())?;
 
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await

@@ -60,7 +60,10 @@ pub async fn ack(api: &str, args: &AckArgs) -> Result<ExitCode, CliError> {
 pub async fn notify(api: &str, cmd: &NotifyCmd) -> Result<ExitCode, CliError> {
     let NotifyCmd::Test { channel, json } = cmd;
     let v = ApiClient::new(api)
-        .post("/api/v1/notify/test", &serde_json::json!({ "channel": channel }))
+        .post(
+            "/api/v1/notify/test",
+            &serde_json::json!({ "channel": channel }),
+        )
         .await?;
     let results = v["results"].as_array().cloned().unwrap_or_default();
     if *json {

@@ -70,7 +70,9 @@ services:
     // No remediation for `up`: the incident escalates to a human, paged on
     // the webhook (primary of the first route) and PagerDuty.
     let trigger = wait_for("a PagerDuty trigger", Duration::from_secs(30), || {
-        pd.received().into_iter().find(|r| r.body.contains("\"trigger\""))
+        pd.received()
+            .into_iter()
+            .find(|r| r.body.contains("\"trigger\""))
     });
     let body: serde_json::Value = serde_json::from_str(&trigger.body).unwrap();
     let incident = body["dedup_key"]
@@ -103,7 +105,11 @@ services:
     // Back up: the queued test message is replayed, and a new test passes.
     rt.block_on(hook.restart()).unwrap();
     let out = cli(&api, &["notify", "test", "--channel", "chat"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("chat: delivered"));
     wait_for("the replayed test message", Duration::from_secs(10), || {
         hook.received()
@@ -116,7 +122,11 @@ services:
 
     // Acknowledge: the chain stops, PagerDuty acknowledges the same key.
     let out = cli(&api, &["ack", &incident, "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let reply: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(reply["cancelled_steps"], 1);
     assert_eq!(reply["acknowledged_by"], "alice");
@@ -145,5 +155,9 @@ services:
         .arg(dir.path().join("medic.db"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }

@@ -99,12 +99,14 @@ pub async fn acknowledge(st: &NotifyApi, incident: &str, by: &str) -> Result<Ack
     let msgs = match &st.cfg {
         Some(cfg) => plan::event_messages(
             cfg,
-            "acknowledge",
-            Severity::Critical,
-            &service,
-            Some(incident),
-            &format!("{service}: incident {incident} acknowledged by {by}"),
-            "escalation stopped",
+            &plan::Event {
+                event: "acknowledge",
+                severity: Severity::Critical,
+                service: &service,
+                incident: Some(incident),
+                title: &format!("{service}: incident {incident} acknowledged by {by}"),
+                message: "escalation stopped",
+            },
             None,
         ),
         None => Vec::new(),
@@ -222,12 +224,14 @@ pub async fn send_test(
     for name in &names {
         msgs.extend(plan::event_messages(
             cfg,
-            "test",
-            Severity::Info,
-            "medic",
-            None,
-            &format!("medic test message for channel {name}"),
-            "sent by `medic notify test`; no action needed",
+            &plan::Event {
+                event: "test",
+                severity: Severity::Info,
+                service: "medic",
+                incident: None,
+                title: &format!("medic test message for channel {name}"),
+                message: "sent by `medic notify test`; no action needed",
+            },
             Some(name),
         ));
     }

@@ -75,19 +75,30 @@ pub fn messages(cfg: &NotifyConfig, n: &Notification, now_ms: i64) -> Vec<NewMes
     out
 }
 
+/// An incident event without an engine notification.
+#[derive(Debug, Clone, Copy)]
+pub struct Event<'a> {
+    /// `acknowledge`, `resolve` or `test`.
+    pub event: &'a str,
+    pub severity: Severity,
+    pub service: &'a str,
+    pub incident: Option<&'a str>,
+    pub title: &'a str,
+    pub message: &'a str,
+}
+
 /// Rows for an incident event without an engine notification
 /// (`acknowledge`, `resolve`, `test`): one per route matching `severity`
 /// and `service`, or one on exactly `only` when given.
-pub fn event_messages(
-    cfg: &NotifyConfig,
-    event: &str,
-    severity: Severity,
-    service: &str,
-    incident: Option<&str>,
-    title: &str,
-    message: &str,
-    only: Option<&str>,
-) -> Vec<NewMessage> {
+pub fn event_messages(cfg: &NotifyConfig, e: &Event<'_>, only: Option<&str>) -> Vec<NewMessage> {
+    let Event {
+        event,
+        severity,
+        service,
+        incident,
+        title,
+        message,
+    } = *e;
     let lanes = match only {
         Some(c) => vec![vec![c.to_string()]],
         None => cfg.route(severity, service),
@@ -114,9 +125,9 @@ pub fn event_messages(
 
 fn humantime_short(d: std::time::Duration) -> String {
     let s = d.as_secs();
-    if s % 3600 == 0 && s > 0 {
+    if s > 0 && s.is_multiple_of(3600) {
         format!("{}h", s / 3600)
-    } else if s % 60 == 0 && s > 0 {
+    } else if s > 0 && s.is_multiple_of(60) {
         format!("{}m", s / 60)
     } else {
         format!("{}s", s)

@@ -1,5 +1,6 @@
 //! Delivery against real loopback receivers (HTTP and SMTP) that the tests
 //! kill and restart; a real SQLite store underneath.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 use std::time::Duration;
 
 use medic_core::{IncidentId, Notification, Severity};
@@ -109,12 +110,14 @@ async fn every_channel_kind_delivers_with_its_wire_format() {
     // An acknowledgement reaches PagerDuty as `acknowledge` with the same key.
     let ack = plan::event_messages(
         &cfg,
-        "acknowledge",
-        Severity::Critical,
-        "web",
-        Some("inc-7"),
-        "ack",
-        "by alice",
+        &plan::Event {
+            event: "acknowledge",
+            severity: Severity::Critical,
+            service: "web",
+            incident: Some("inc-7"),
+            title: "ack",
+            message: "by alice",
+        },
         Some("pd"),
     );
     assert_eq!(

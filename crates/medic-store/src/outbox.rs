@@ -37,6 +37,9 @@ pub(crate) const SCHEMA_TABLE: &str = "CREATE TABLE IF NOT EXISTS outbox(id INTE
 pub(crate) const SCHEMA_INDEX: &str =
     "CREATE INDEX IF NOT EXISTS outbox_state ON outbox(state, id)";
 
+/// `(seq, hash)` of the audit chain's last record.
+type Tip = (u64, String);
+
 /// Finished (delivered, dropped, cancelled) rows kept before pruning.
 pub const KEEP_FINISHED: u32 = 1000;
 
@@ -448,7 +451,7 @@ impl Store {
     ) -> Result<Option<u64>, StoreError> {
         const OP: &str = "acknowledge";
         let mut tip = self.tip.lock().await;
-        let result: Result<(Option<u64>, Option<(u64, String)>), StoreError> = async {
+        let result: Result<(Option<u64>, Option<Tip>), StoreError> = async {
             let mut tx = self
                 .pool
                 .begin_with("BEGIN IMMEDIATE")

@@ -1,5 +1,6 @@
 //! The outbox commits with the audit records of its step, is bounded (oldest
 //! non-critical dropped first, audited) and suppresses pending duplicates.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 use medic_store::outbox::NewMessage;
 use medic_store::{verify_audit, Store};
 

@@ -116,12 +116,14 @@ impl Outbox {
         }
         let msgs = plan::event_messages(
             cfg,
-            "resolve",
-            Severity::Critical,
-            &service,
-            Some(id),
-            &format!("{service}: incident {id} closed"),
-            "medic closed the incident",
+            &plan::Event {
+                event: "resolve",
+                severity: Severity::Critical,
+                service: &service,
+                incident: Some(id),
+                title: &format!("{service}: incident {id} closed"),
+                message: "medic closed the incident",
+            },
             None,
         );
         match self

@@ -161,3 +161,65 @@ services:
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+/// A page queued while its only channel is down survives `kill -9` of
+/// medic: the next medic delivers it once the channel is back, exactly once.
+#[test]
+fn a_queued_page_survives_kill_9_of_medic() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut hook = rt.block_on(Receiver::http()).unwrap();
+    rt.block_on(hook.kill());
+
+    let dir = TestDir::new();
+    let (dead, api_port) = (free_port(), free_port());
+    let api = format!("http://127.0.0.1:{api_port}");
+    let cfg = format!(
+        r#"listen: 127.0.0.1:{api_port}
+database: medic.db
+notify:
+  timeout: 1s
+  retry: {{ base: 50ms, cap: 200ms, jitter: 20ms }}
+  channels:
+    hook: {{ webhook: {{ url: "{hook}" }} }}
+services:
+  web:
+    probes:
+      up:
+        http: {{ url: "http://127.0.0.1:{dead}/healthz", timeout: 200ms }}
+        interval: 200ms
+        failure: {{ consecutive: 1 }}
+"#,
+        hook = hook.url("/hook"),
+    );
+    let cfg = write(dir.path(), "medic.yaml", &cfg);
+    let d = dir.spawn_daemon(&cfg, Some("aggressive"));
+    let first = wait_for("an escalated incident", Duration::from_secs(30), || {
+        let m = get_text(&format!("{api}/metrics/notify"))?;
+        if m.contains("medic_notify_outbox_depth 0") {
+            return None;
+        }
+        let list = get_json(&format!("{api}/api/v1/incidents"))?;
+        list["incidents"][0]["id"].as_str().map(str::to_string)
+    });
+    d.kill9();
+
+    rt.block_on(hook.restart()).unwrap();
+    let d = dir.spawn_daemon(&cfg, Some("aggressive"));
+    let page = wait_for("the page queued before the kill", Duration::from_secs(30), || {
+        hook.received().into_iter().find(|r| {
+            serde_json::from_str::<serde_json::Value>(&r.body)
+                .is_ok_and(|b| b["incident"] == first.as_str() && b["event"] == "notify")
+        })
+    });
+    assert!(page.body.contains("critical"), "{}", page.body);
+    // Let the new medic run on a while, then check for duplicates.
+    std::thread::sleep(Duration::from_secs(2));
+    drop(d);
+    let ids: Vec<String> = hook.received().into_iter().map(|r| r.id).collect();
+    let unique: std::collections::BTreeSet<&String> = ids.iter().collect();
+    assert_eq!(unique.len(), ids.len(), "a message was delivered twice: {ids:?}");
+}

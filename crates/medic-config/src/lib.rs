@@ -7,6 +7,7 @@
 
 mod governance;
 mod notify;
+mod otlp;
 mod raw;
 mod signals;
 
@@ -27,6 +28,7 @@ pub use governance::FreezeSpec;
 pub use notify::{
     ChannelSpec, EscalationStep, NotifyConfig, NotifyRetry, RouteSpec, PAGERDUTY_EVENTS_URL,
 };
+pub use otlp::OtlpConfig;
 pub use raw::Dur;
 use raw::*;
 pub use signals::{
@@ -139,6 +141,8 @@ pub struct Config {
     pub listen: SocketAddr,
     pub database: PathBuf,
     pub notify: Option<NotifyConfig>,
+    /// Incident traces over OTLP (issue 12), when configured.
+    pub otlp: Option<OtlpConfig>,
     pub services: Vec<ServiceConfig>,
     /// Metric, log and alert signals (empty when the file has no `signals:`).
     /// Their rules are already virtual probes in `engine.services`.
@@ -282,6 +286,7 @@ impl Validator {
             None => SocketAddr::from(([127, 0, 0, 1], 9090)),
         };
         let notify = raw.notify.map(|n| self.notify(n));
+        let otlp = raw.otlp.map(|o| self.otlp(o));
         let base = policy(&ServicePolicy::default(), raw.policy.as_ref());
         if raw.services.is_empty() {
             self.problems.push(Problem {
@@ -322,6 +327,7 @@ impl Validator {
             listen,
             database: PathBuf::from(raw.database.unwrap_or_else(|| DEFAULT_DATABASE.into())),
             notify,
+            otlp,
             services,
             signals,
             freeze_windows,

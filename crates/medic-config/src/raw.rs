@@ -28,6 +28,7 @@ pub struct RawConfig {
     pub listen: Option<Spanned<String>>,
     pub database: Option<String>,
     pub notify: Option<RawNotify>,
+    pub otlp: Option<crate::otlp::RawOtlp>,
     pub policy: Option<RawPolicy>,
     pub services: BTreeMap<String, Spanned<RawService>>,
     pub signals: Option<RawSignals>,

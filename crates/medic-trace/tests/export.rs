@@ -47,15 +47,28 @@ fn one_span_per_stage_under_an_incident_root() {
         .as_array()
         .unwrap();
     let names: Vec<&str> = spans.iter().map(|s| s["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["incident", "detect", "diagnose", "decide", "act", "verify"]);
+    assert_eq!(
+        names,
+        ["incident", "detect", "diagnose", "decide", "act", "verify"]
+    );
     let root = &spans[0];
-    assert!(spans[1..].iter().all(|s| s["parentSpanId"] == root["spanId"]
-        && s["traceId"] == root["traceId"]));
+    assert!(spans[1..]
+        .iter()
+        .all(|s| s["parentSpanId"] == root["spanId"] && s["traceId"] == root["traceId"]));
     assert_eq!(root["traceId"].as_str().unwrap().len(), 32);
     // act runs from the action to verification; verify to the close.
-    assert_eq!(spans[4]["startTimeUnixNano"], ns(MonoTime::from_millis(1_600)).to_string());
-    assert_eq!(spans[4]["endTimeUnixNano"], ns(MonoTime::from_millis(3_000)).to_string());
-    assert_eq!(spans[5]["endTimeUnixNano"], ns(MonoTime::from_millis(9_000)).to_string());
+    assert_eq!(
+        spans[4]["startTimeUnixNano"],
+        ns(MonoTime::from_millis(1_600)).to_string()
+    );
+    assert_eq!(
+        spans[4]["endTimeUnixNano"],
+        ns(MonoTime::from_millis(3_000)).to_string()
+    );
+    assert_eq!(
+        spans[5]["endTimeUnixNano"],
+        ns(MonoTime::from_millis(9_000)).to_string()
+    );
     assert_eq!(root["status"]["code"], 1);
     // Stable ids: a replay is the same trace.
     assert_eq!(incident_trace(&incident("inc-1"), &ns), body);
@@ -76,14 +89,26 @@ async fn failover_buffer_and_in_order_replay() {
 
     // Primary down: the secondary takes it.
     primary.kill().await;
-    assert_eq!(exporter.export(&incident_trace(&incident("a"), &ns)).await.unwrap(), 1);
+    assert_eq!(
+        exporter
+            .export(&incident_trace(&incident("a"), &ns))
+            .await
+            .unwrap(),
+        1
+    );
     assert_eq!(secondary.count(), 1);
     assert_eq!(secondary.received()[0].path, "/v1/traces");
 
     // Both down: buffered on disk, nothing lost.
     secondary.kill().await;
     for id in ["b", "c", "d"] {
-        assert_eq!(exporter.export(&incident_trace(&incident(id), &ns)).await.unwrap(), 0);
+        assert_eq!(
+            exporter
+                .export(&incident_trace(&incident(id), &ns))
+                .await
+                .unwrap(),
+            0
+        );
     }
     assert_eq!(exporter.buffered(), 3);
     // A new exporter on the same buffer (a restart of medic) replays it.

@@ -173,6 +173,12 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
     let outbox =
         crate::notify::Outbox::start(&store, opts.config.notify.as_ref(), shutdown_rx.clone())?;
 
+    let traces = crate::trace::Traces::start(
+        opts.config.otlp.as_ref(),
+        opts.db.parent().unwrap_or(std::path::Path::new(".")),
+        shutdown_rx.clone(),
+    )?;
+
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
         .with_context(|| format!("binding the API to {}", opts.listen))?;
@@ -261,6 +267,7 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
         tx: tx.clone(),
         actions: crate::lifecycle::Actions::new(&opts.config, &supervisors, http.clone(), hints),
         outbox,
+        traces,
         incidents: incidents.clone(),
         action_names: BTreeMap::new(),
         running: BTreeMap::new(),
@@ -503,6 +510,8 @@ struct EngineLoop {
     actions: crate::lifecycle::Actions,
     /// Audit + notification outbox, written per step (issue 12).
     outbox: crate::notify::Outbox,
+    /// OTLP incident traces, when configured.
+    traces: Option<crate::trace::Traces>,
     incidents: Arc<Mutex<BTreeMap<String, IncidentSnapshot>>>,
     /// action id -> (action name, stage) for metrics on completion.
     action_names: BTreeMap<ActionId, (String, ActionStage)>,
@@ -817,6 +826,13 @@ impl EngineLoop {
         }
         if rec.closed_at.is_some() {
             self.outbox.incident_closed(&rec.id, &now_rfc3339()).await;
+            if let Some(t) = &self.traces {
+                let wall = self.clock.wall;
+                t.incident_closed(&v, &|m: MonoTime| {
+                    let at = wall + Duration::from_millis(m.as_millis());
+                    u64::try_from(at.unix_timestamp_nanos()).unwrap_or(0)
+                });
+            }
         }
     }
 }

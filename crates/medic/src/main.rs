@@ -10,6 +10,7 @@ mod notify;
 mod notify_cli;
 mod ops;
 mod probes;
+mod trace;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;

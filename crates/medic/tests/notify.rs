@@ -31,6 +31,10 @@ fn pages_go_through_the_outbox_and_an_ack_stops_the_chain() {
     let mut hook = rt.block_on(Receiver::http()).unwrap();
     let slack = rt.block_on(Receiver::http()).unwrap();
     let pd = rt.block_on(Receiver::http()).unwrap();
+    // OTLP collectors: the primary is down, the secondary takes the traces.
+    let mut otlp_a = rt.block_on(Receiver::http()).unwrap();
+    rt.block_on(otlp_a.kill());
+    let otlp_b = rt.block_on(Receiver::http()).unwrap();
 
     let dir = TestDir::new();
     let (dead, api_port) = (free_port(), free_port());
@@ -52,6 +56,10 @@ notify:
   escalation:
     - after: 1h
       channels: [hook]
+otlp:
+  endpoints: ["{otlp_a}", "{otlp_b}"]
+  timeout: 1s
+  flush_interval: 200ms
 services:
   web:
     probes:
@@ -63,6 +71,8 @@ services:
         hook = hook.url("/hook"),
         slack = slack.url("/slack"),
         pd = pd.url("/v2/enqueue"),
+        otlp_a = otlp_a.url(""),
+        otlp_b = otlp_b.url(""),
     );
     let cfg = write(dir.path(), "medic.yaml", &cfg);
     let d = dir.spawn_daemon(&cfg, Some("aggressive"));
@@ -139,6 +149,38 @@ services:
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("E0460"));
 
+    // Resolved by hand: PagerDuty resolves, and the incident is exported
+    // as one trace (via the secondary collector).
+    let out = cli(&api, &["resolve", &incident, "--reason", "fixed by hand"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for("a PagerDuty resolve", Duration::from_secs(10), || {
+        pd.received()
+            .into_iter()
+            .find(|r| r.body.contains("\"resolve\"") && r.body.contains(&incident))
+    });
+    let trace = wait_for("the incident's trace", Duration::from_secs(10), || {
+        otlp_b
+            .received()
+            .into_iter()
+            .find(|r| r.path == "/v1/traces" && r.body.contains(&incident))
+    });
+    let t: serde_json::Value = serde_json::from_str(&trace.body).unwrap();
+    let names: Vec<&str> = t["resourceSpans"][0]["scopeSpans"][0]["spans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names[0], "incident", "{names:?}");
+    assert!(
+        names.contains(&"detect") && names.contains(&"verify"),
+        "{names:?}"
+    );
+
     let audit = get_json(&format!("{api}/api/v1/audit?limit=1000")).unwrap();
     let kinds: Vec<&str> = audit["records"]
         .as_array()
@@ -209,17 +251,25 @@ services:
 
     rt.block_on(hook.restart()).unwrap();
     let d = dir.spawn_daemon(&cfg, Some("aggressive"));
-    let page = wait_for("the page queued before the kill", Duration::from_secs(30), || {
-        hook.received().into_iter().find(|r| {
-            serde_json::from_str::<serde_json::Value>(&r.body)
-                .is_ok_and(|b| b["incident"] == first.as_str() && b["event"] == "notify")
-        })
-    });
+    let page = wait_for(
+        "the page queued before the kill",
+        Duration::from_secs(30),
+        || {
+            hook.received().into_iter().find(|r| {
+                serde_json::from_str::<serde_json::Value>(&r.body)
+                    .is_ok_and(|b| b["incident"] == first.as_str() && b["event"] == "notify")
+            })
+        },
+    );
     assert!(page.body.contains("critical"), "{}", page.body);
     // Let the new medic run on a while, then check for duplicates.
     std::thread::sleep(Duration::from_secs(2));
     drop(d);
     let ids: Vec<String> = hook.received().into_iter().map(|r| r.id).collect();
     let unique: std::collections::BTreeSet<&String> = ids.iter().collect();
-    assert_eq!(unique.len(), ids.len(), "a message was delivered twice: {ids:?}");
+    assert_eq!(
+        unique.len(),
+        ids.len(),
+        "a message was delivered twice: {ids:?}"
+    );
 }

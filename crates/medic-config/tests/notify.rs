@@ -110,3 +110,18 @@ fn problems_are_located() {
         assert!(err.contains(want), "missing {want:?} in:\n{err}");
     }
 }
+
+#[test]
+fn otlp_section() {
+    let text = format!(
+        "otlp:\n  endpoints: [\"http://a:4318\", \"http://b:4318\"]\n  buffer_max_bytes: 100000\n{SERVICES}"
+    );
+    let o = parse("m.yaml", &text).unwrap().otlp.unwrap();
+    assert_eq!(o.endpoints.len(), 2);
+    assert_eq!(o.buffer_max_bytes, 100_000);
+    assert_eq!(o.buffer_dir, std::path::PathBuf::from("otlp-buffer"));
+    let text = format!("otlp:\n  endpoints: []\n  buffer_max_bytes: 10\n{SERVICES}");
+    let err = parse("m.yaml", &text).unwrap_err().to_string();
+    assert!(err.contains("m.yaml:2:14: otlp.endpoints must not be empty"), "{err}");
+    assert!(err.contains("m.yaml:3:21: otlp.buffer_max_bytes must be at least 4096"), "{err}");
+}

@@ -122,6 +122,12 @@ fn otlp_section() {
     assert_eq!(o.buffer_dir, std::path::PathBuf::from("otlp-buffer"));
     let text = format!("otlp:\n  endpoints: []\n  buffer_max_bytes: 10\n{SERVICES}");
     let err = parse("m.yaml", &text).unwrap_err().to_string();
-    assert!(err.contains("m.yaml:2:14: otlp.endpoints must not be empty"), "{err}");
-    assert!(err.contains("m.yaml:3:21: otlp.buffer_max_bytes must be at least 4096"), "{err}");
+    assert!(
+        err.contains("m.yaml:2:14: otlp.endpoints must not be empty"),
+        "{err}"
+    );
+    assert!(
+        err.contains("m.yaml:3:21: otlp.buffer_max_bytes must be at least 4096"),
+        "{err}"
+    );
 }

@@ -133,3 +133,43 @@ fn humantime_short(d: std::time::Duration) -> String {
         format!("{}s", s)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use medic_core::IncidentId;
+
+    fn n(severity: Severity, incident: bool, title: &str) -> Notification {
+        Notification {
+            severity,
+            service: "web".into(),
+            incident: incident.then(|| IncidentId("i".into())),
+            title: title.into(),
+            message: String::new(),
+        }
+    }
+
+    #[test]
+    fn chains_start_for_escalations_and_pending_approvals_only() {
+        assert!(starts_chain(&n(
+            Severity::Critical,
+            true,
+            "web: escalated to a human"
+        )));
+        assert!(starts_chain(&n(
+            Severity::Warning,
+            true,
+            "web: pending-approval"
+        )));
+        assert!(!starts_chain(&n(
+            Severity::Warning,
+            true,
+            "web: heal failed, trying again"
+        )));
+        assert!(!starts_chain(&n(
+            Severity::Critical,
+            false,
+            "3 services affected"
+        )));
+    }
+}

@@ -117,57 +117,52 @@ impl Notifier {
         }
     }
 
-    /// One pass over every lane; returns how long to wait before the next.
+    /// One pass over every lane (its head message only); returns how long
+    /// to wait before the next pass (zero after any progress).
     pub async fn round(&mut self) -> Duration {
         const IDLE: Duration = Duration::from_secs(1);
-        let now_ms = unix_ms();
-        let due = match self.store.outbox_due(now_ms, 256).await {
+        let heads = match self.store.outbox_lane_heads(unix_ms()).await {
             Ok(d) => d,
             Err(e) => {
                 tracing::error!(error = %e, "notify: reading the outbox failed");
                 return IDLE;
             }
         };
-        // Lanes in order of their head message.
-        let mut lanes: Vec<(String, Vec<OutboxMessage>)> = Vec::new();
-        for m in due {
-            let lane = self.lane_of(&m).join(",");
-            match lanes.iter_mut().find(|(l, _)| *l == lane) {
-                Some((_, v)) => v.push(m),
-                None => lanes.push((lane, vec![m])),
-            }
-        }
         let now = Instant::now();
         let mut wait = IDLE;
-        for (lane, msgs) in lanes {
+        let mut progress = false;
+        for m in heads {
+            let lane = self.lane_of(&m).join(",");
             if let Some((_, next)) = self.backoff.get(&lane) {
                 if *next > now {
                     wait = wait.min(*next - now);
                     continue;
                 }
             }
-            for m in msgs {
-                match self.deliver(&m).await {
-                    Outcome::Delivered { .. } => {
-                        self.backoff.remove(&lane);
-                    }
-                    Outcome::Failed { errors } => {
-                        let n = self.backoff.get(&lane).map_or(0, |b| b.0);
-                        let delay = self.delay(n);
-                        tracing::warn!(
-                            msg_id = %m.msg_id, lane = %lane, retry_in_ms = delay.as_millis() as u64,
-                            errors = %errors.join("; "), "notification not delivered, will retry"
-                        );
-                        self.backoff
-                            .insert(lane.clone(), (n.saturating_add(1), Instant::now() + delay));
-                        wait = wait.min(delay);
-                        break; // in order: the rest of the lane waits
-                    }
+            match self.deliver(&m).await {
+                Outcome::Delivered { .. } => {
+                    self.backoff.remove(&lane);
+                    progress = true;
+                }
+                Outcome::Failed { errors } => {
+                    let n = self.backoff.get(&lane).map_or(0, |b| b.0);
+                    let delay = self.delay(n);
+                    tracing::warn!(
+                        msg_id = %m.msg_id, lane = %lane, retry_in_ms = delay.as_millis() as u64,
+                        errors = %errors.join("; "), "notification not delivered, will retry"
+                    );
+                    // In order: the rest of the lane waits behind its head.
+                    self.backoff
+                        .insert(lane.clone(), (n.saturating_add(1), Instant::now() + delay));
+                    wait = wait.min(delay);
                 }
             }
         }
         if let Ok(d) = self.store.outbox_depth().await {
             self.stats.depth.store(d, Ordering::Relaxed);
+        }
+        if progress {
+            return Duration::ZERO;
         }
         if let Ok(Some(next_due)) = self.store.outbox_next_due().await {
             let ms = next_due.saturating_sub(unix_ms());

@@ -336,6 +336,23 @@ impl Store {
         rows.iter().map(|r| decode(r, OP)).collect()
     }
 
+    /// The first due pending message of every lane (distinct `channels`),
+    /// in delivery order: a blocked lane never hides another lane's head.
+    pub async fn outbox_lane_heads(&self, now_ms: i64) -> Result<Vec<OutboxMessage>, StoreError> {
+        const OP: &str = "outbox_lane_heads";
+        let sql = format!(
+            "SELECT {COLUMNS} FROM outbox WHERE id IN \
+             (SELECT MIN(id) FROM outbox WHERE state = 'pending' AND due_ms <= $1 GROUP BY channels) \
+             ORDER BY id"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(now_ms)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(StoreError::db(OP))?;
+        rows.iter().map(|r| decode(r, OP)).collect()
+    }
+
     /// The earliest `due_ms` of a pending message, if any.
     pub async fn outbox_next_due(&self) -> Result<Option<i64>, StoreError> {
         const OP: &str = "outbox_next_due";

@@ -156,3 +156,28 @@ async fn pending_duplicates_suppressed_delivery_and_ack() {
         None
     );
 }
+
+#[tokio::test]
+async fn every_lane_shows_its_head_however_long_another_lane_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("m.db")).await.unwrap();
+    let mut msgs: Vec<NewMessage> = (0..300)
+        .map(|i| {
+            let mut m = msg(&format!("a{i}"), "warning");
+            m.channels = Some(vec!["a".into()]);
+            m
+        })
+        .collect();
+    let mut b = msg("b0", "warning");
+    b.channels = Some(vec!["b".into(), "c".into()]);
+    msgs.push(b);
+    store.append_step(TS, &[], &msgs, 1000).await.unwrap();
+    let heads: Vec<String> = store
+        .outbox_lane_heads(0)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.msg_id)
+        .collect();
+    assert_eq!(heads, vec!["a0", "b0"]);
+}

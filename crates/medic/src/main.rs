@@ -166,16 +166,15 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    init_tracing(
-        cli.log_json,
-        matches!(
-            cli.cmd,
-            Cmd::Demo { .. }
-                | Cmd::Bench {
-                    cmd: BenchCmd::Notify(_)
-                }
-        ),
-    );
+    let level = match &cli.cmd {
+        Cmd::Demo { .. } => "warn",
+        // The bench kills receivers on purpose: its retries are not news.
+        Cmd::Bench {
+            cmd: BenchCmd::Notify(_),
+        } => "error",
+        _ => "info",
+    };
+    init_tracing(cli.log_json, level);
     match run(cli.cmd, &cli.api) {
         Ok(code) => code,
         Err(e) => {
@@ -185,8 +184,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_tracing(json: bool, quiet: bool) {
-    let default = if quiet { "warn" } else { "info" };
+fn init_tracing(json: bool, default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("MEDIC_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let b = tracing_subscriber::fmt()

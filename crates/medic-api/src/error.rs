@@ -68,6 +68,10 @@ error_codes! {
     InvalidField = ("E0422", "invalid_field", 422, "A field of the body or query is missing, has the wrong type or an invalid value."),
     DrillRefused = ("E0440", "drill_refused", 409, "A drill was not started: outside its window, blocked by governance (kill switch, freeze, mode), another drill running, or drills stopped after a failed one (`reason_code` says which)."),
     DrillNotFound = ("E0441", "drill_not_found", 404, "No drill has this name in the config's `drills.list`."),
+    // issue 12 (notifications): E0460–E0469
+    NothingToAcknowledge = ("E0460", "nothing_to_acknowledge", 409, "No notification was ever queued for this incident, so there is nothing to acknowledge."),
+    UnknownChannel = ("E0461", "unknown_channel", 422, "No notification channel has this name (see notify.channels)."),
+    NotifyDisabled = ("E0462", "notify_disabled", 409, "The configuration has no notify section, so nothing can be sent."),
     Internal = ("E0500", "internal", 500, "An internal error, e.g. the store failed."),
     ControlUnavailable = ("E0502", "control_unavailable", 503, "The control loop is not accepting requests."),
     NotReady = ("E0503", "not_ready", 503, "medic is starting up or shutting down and not ready."),

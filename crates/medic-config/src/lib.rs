@@ -8,6 +8,8 @@
 mod deps;
 mod drills;
 mod governance;
+mod notify;
+mod otlp;
 mod patterns;
 mod raw;
 mod signals;
@@ -28,6 +30,10 @@ use serde_saphyr::{Location, Spanned};
 pub use deps::{DepKind, Dependency};
 pub use drills::{DrillSpec, DrillsConfig, DEFAULT_DRILL_TIMEOUT};
 pub use governance::FreezeSpec;
+pub use notify::{
+    ChannelSpec, EscalationStep, NotifyConfig, NotifyRetry, RouteSpec, PAGERDUTY_EVENTS_URL,
+};
+pub use otlp::OtlpConfig;
 pub use patterns::{
     load_patterns, parse_patterns, On, Pattern, PatternAction, Symptom, DEFAULT_PATTERNS,
 };
@@ -134,12 +140,6 @@ pub struct ServiceConfig {
     pub actions: BTreeMap<String, ActionExec>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NotifyConfig {
-    pub webhook: String,
-    pub timeout: Duration,
-}
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// The engine's configuration (seed and instance are set by the driver).
@@ -152,6 +152,8 @@ pub struct Config {
     pub auth: AuthMode,
     pub database: PathBuf,
     pub notify: Option<NotifyConfig>,
+    /// Incident traces over OTLP (issue 12), when configured.
+    pub otlp: Option<OtlpConfig>,
     pub services: Vec<ServiceConfig>,
     /// Metric, log and alert signals (empty when the file has no `signals:`).
     /// Their rules are already virtual probes in `engine.services`.
@@ -341,14 +343,8 @@ impl Validator {
                 AuthMode::Tokens
             }
         };
-        let notify = raw.notify.and_then(|n| {
-            let hook = n.webhook?;
-            self.url(&hook);
-            Some(NotifyConfig {
-                webhook: hook.value,
-                timeout: n.timeout.map_or(Duration::from_secs(5), |d| d.0),
-            })
-        });
+        let notify = raw.notify.map(|n| self.notify(n));
+        let otlp = raw.otlp.map(|o| self.otlp(o));
         let base = policy(&ServicePolicy::default(), raw.policy.as_ref());
         if raw.services.is_empty() {
             self.problems.push(Problem {
@@ -397,6 +393,7 @@ impl Validator {
             auth,
             database: PathBuf::from(raw.database.unwrap_or_else(|| DEFAULT_DATABASE.into())),
             notify,
+            otlp,
             services,
             signals,
             freeze_windows,

@@ -30,6 +30,7 @@ pub struct RawConfig {
     pub auth: Option<Spanned<String>>,
     pub database: Option<String>,
     pub notify: Option<RawNotify>,
+    pub otlp: Option<crate::otlp::RawOtlp>,
     pub policy: Option<RawPolicy>,
     pub services: BTreeMap<String, Spanned<RawService>>,
     pub signals: Option<RawSignals>,
@@ -40,12 +41,7 @@ pub struct RawConfig {
     pub patterns: Vec<String>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawNotify {
-    pub webhook: Option<Spanned<String>>,
-    pub timeout: Option<Dur>,
-}
+pub use crate::notify::RawNotify;
 
 #[derive(Debug, Default, Deserialize, Clone)]
 #[serde(deny_unknown_fields)]

@@ -25,6 +25,7 @@ use medic_core::{ProbeFailure, ProbeReport};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
+use crate::shed::{admit, Priority, MAX_CONCURRENT_WEBHOOKS};
 use crate::SignalHooks;
 
 /// The route the receiver answers on.
@@ -150,6 +151,15 @@ pub fn alert_reports(
     cfg: &AlertmanagerConfig,
     payload: &WebhookPayload,
 ) -> (Vec<ProbeReport>, usize) {
+    let (reports, ignored) = prioritized_reports(cfg, payload);
+    (reports.into_iter().map(|(r, _)| r).collect(), ignored)
+}
+
+/// [`alert_reports`] with each report's [`Priority`] (from its labels).
+pub fn prioritized_reports(
+    cfg: &AlertmanagerConfig,
+    payload: &WebhookPayload,
+) -> (Vec<(ProbeReport, Priority)>, usize) {
     let mut reports = Vec::new();
     let mut ignored = 0;
     for a in &payload.alerts {
@@ -170,17 +180,21 @@ pub fn alert_reports(
             .map(|s| format!(": {}", truncate(s, 200)))
             .unwrap_or_default();
         let firing = a.status == AlertStatus::Firing;
-        reports.push(ProbeReport {
-            service: service.clone(),
-            probe: name.clone(),
-            ok: !firing,
-            latency: Duration::ZERO,
-            failure: firing.then_some(ProbeFailure::Other),
-            detail: format!(
-                "alert {name} {}{summary}",
-                if firing { "firing" } else { "resolved" }
-            ),
-        });
+        let priority = Priority::of(&a.labels);
+        reports.push((
+            ProbeReport {
+                service: service.clone(),
+                probe: name.clone(),
+                ok: !firing,
+                latency: Duration::ZERO,
+                failure: firing.then_some(ProbeFailure::Other),
+                detail: format!(
+                    "alert {name} {}{summary}",
+                    if firing { "firing" } else { "resolved" }
+                ),
+            },
+            priority,
+        ));
     }
     (reports, ignored)
 }
@@ -217,6 +231,10 @@ impl<T> Clone for AmState<T> {
 pub struct WebhookAnswer {
     pub accepted: usize,
     pub ignored: usize,
+    /// Low-priority alerts dropped because the engine's queue was more than
+    /// half full (see [`crate::shed`]).
+    #[serde(default)]
+    pub shed: usize,
 }
 
 /// The API error (from medic-api's one code table) for a rejected body.
@@ -258,12 +276,19 @@ where
             return err.into_response();
         }
     };
-    let (reports, ignored) = alert_reports(&st.cfg, &payload);
+    let (reports, ignored) = prioritized_reports(&st.cfg, &payload);
     let m = &st.hooks.metrics;
     m.add(&m.alerts_received, payload.alerts.len() as u64);
     m.add(&m.alerts_ignored, ignored as u64);
-    let accepted = reports.len();
-    for r in reports {
+    let mut accepted = 0;
+    let mut shed = 0;
+    for (r, priority) in reports {
+        if !admit(priority, st.tx.capacity(), st.tx.max_capacity()) {
+            shed += 1;
+            m.inc(&m.alerts_shed);
+            continue;
+        }
+        accepted += 1;
         let ok = r.ok;
         match tokio::time::timeout(QUEUE_WAIT, st.tx.send(T::from(r))).await {
             Ok(Ok(())) => m.count_report(ok),
@@ -276,7 +301,22 @@ where
             }
         }
     }
-    (StatusCode::OK, Json(WebhookAnswer { accepted, ignored })).into_response()
+    if shed > 0 {
+        tracing::debug!(
+            shed,
+            accepted,
+            "low-priority alerts shed: the engine queue is busy"
+        );
+    }
+    (
+        StatusCode::OK,
+        Json(WebhookAnswer {
+            accepted,
+            ignored,
+            shed,
+        }),
+    )
+        .into_response()
 }
 
 /// The receiver's router (`POST /api/v1/alerts/alertmanager`): merge it into
@@ -295,7 +335,12 @@ where
 {
     let receiver = Router::new()
         .route(WEBHOOK_PATH, post(receive::<T>))
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY));
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        // Bounded memory under a flood: further requests wait here, before
+        // their bodies are read.
+        .route_layer(tower::limit::ConcurrencyLimitLayer::new(
+            MAX_CONCURRENT_WEBHOOKS,
+        ));
     // Wrong methods and any error no handler wrote are JSON errors too.
     medic_api::json_errors(receiver).with_state(AmState {
         cfg: Arc::new(cfg.alertmanager.clone()),

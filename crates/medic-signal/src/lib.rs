@@ -23,6 +23,7 @@ pub mod breaker;
 pub mod expo;
 pub mod logtail;
 pub mod rule;
+pub mod shed;
 pub mod sources;
 
 use std::collections::BTreeMap;
@@ -114,6 +115,8 @@ pub struct SignalMetrics {
     pub alerts_ignored: AtomicU64,
     pub webhook_rejected: AtomicU64,
     pub events_dropped: AtomicU64,
+    /// Low-priority alerts shed under load (issue 12).
+    pub alerts_shed: AtomicU64,
 }
 
 impl SignalMetrics {
@@ -176,6 +179,11 @@ impl SignalMetrics {
                 "medic_signal_webhook_rejected_total",
                 "Alertmanager webhook bodies rejected",
                 g(&self.webhook_rejected),
+            ),
+            (
+                "medic_signal_alerts_shed_total",
+                "Low-priority alerts dropped because the engine queue was more than half full",
+                g(&self.alerts_shed),
             ),
             (
                 "medic_signal_events_dropped_total",

@@ -287,7 +287,7 @@ signals:
     let bytes = axum::body::to_bytes(resp.into_body(), 1 << 16)
         .await
         .unwrap();
-    assert_eq!(&bytes[..], br#"{"accepted":1,"ignored":1}"#);
+    assert_eq!(&bytes[..], br#"{"accepted":1,"ignored":1,"shed":0}"#);
     let Msg::Probe(r) = rx.try_recv().unwrap();
     assert_eq!(
         (r.service.as_str(), r.probe.as_str(), r.ok),

@@ -86,6 +86,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub mod outbox;
 pub mod record;
 pub mod tokens;
 
@@ -210,6 +211,8 @@ const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS engine_state(id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL, saved_at TEXT NOT NULL, body TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS pattern_outcomes(pattern TEXT NOT NULL, action TEXT NOT NULL, successes INTEGER NOT NULL, failures INTEGER NOT NULL, PRIMARY KEY(pattern, action))",
     "CREATE TABLE IF NOT EXISTS candidate_patterns(id INTEGER PRIMARY KEY, incident TEXT NOT NULL, service TEXT NOT NULL, trigger_text TEXT NOT NULL, action TEXT NOT NULL, by TEXT NOT NULL, note TEXT NOT NULL, status TEXT NOT NULL, created_at TEXT NOT NULL)",
+    outbox::SCHEMA_TABLE,
+    outbox::SCHEMA_INDEX,
     "CREATE TABLE IF NOT EXISTS supervised_process(service TEXT PRIMARY KEY, pid INTEGER NOT NULL, pgid INTEGER NOT NULL, start_ticks INTEGER NOT NULL, boot_id TEXT NOT NULL, started_unix_ms INTEGER NOT NULL, command TEXT NOT NULL)",
 ];
 

@@ -42,6 +42,8 @@ cli_codes! {
     BenchFailed = ("E0071", "bench_failed", 1, "A `medic bench mttr|scale|overhead` run could not set up or run (a peer missing, a port, a process)."),
     DrillRefused = ("E0072", "drill_refused", 1, "`medic drill` did not inject: outside the drill window, blocked by governance (kill switch, freeze, pause, mode), or drills stopped after a failed drill."),
     DrillFailed = ("E0073", "drill_failed", 1, "A drill ran but medic did not heal the injected fault in time; drills are stopped until an operator resets them."),
+    NotifyFailed = ("E0080", "notify_failed", 1, "medic notify test: a channel did not accept the test message in time (it stays queued; the error is printed)."),
+    NotifyBench = ("E0081", "notify_bench_failed", 1, "medic bench notify: a notification was lost, duplicated or reordered, or the loopback receivers could not start."),
     Io = ("E0099", "io_error", 1, "An operating-system error."),
 }
 

@@ -225,6 +225,16 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
         &hooks,
     );
 
+    // Notifications: the outbox and its delivery task (issue 12).
+    let outbox =
+        crate::notify::Outbox::start(&store, opts.config.notify.as_ref(), shutdown_rx.clone())?;
+
+    let traces = crate::trace::Traces::start(
+        opts.config.otlp.as_ref(),
+        opts.db.parent().unwrap_or(std::path::Path::new(".")),
+        shutdown_rx.clone(),
+    )?;
+
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
         .with_context(|| format!("binding the API to {}", opts.listen))?;
@@ -261,11 +271,30 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
             rep_tx,
             &hooks,
         ))
-        .merge(crate::drill::router(tx.clone(), api_state.clone()));
+        .merge(crate::drill::router(tx.clone(), api_state.clone()))
+        .merge(medic_notify::api::router(outbox.api(), api_state.clone()));
     let app = medic_api::json_errors(app)
         // The web console answers HTML, also for its errors: outside the
         // JSON error layer.
         .merge(medic_api::ui::router(api_state, console.clone()));
+    // The outbox's depth, read by `/metrics` (medic_outbox_depth).
+    {
+        let stats = outbox.api().stats;
+        let gauge = metrics.outbox();
+        let mut stop = shutdown_rx.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => gauge.store(
+                        stats.depth.load(Ordering::Relaxed),
+                        Ordering::Relaxed,
+                    ),
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+            }
+        });
+    }
     let mut api_shutdown = shutdown_rx.clone();
     tokio::spawn(async move {
         let r = axum::serve(listener, app)
@@ -345,7 +374,8 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
         tx: tx.clone(),
         actions: crate::lifecycle::Actions::new(&opts.config, &supervisors, http.clone(), hints),
         http,
-        notify: opts.config.notify.clone(),
+        outbox,
+        traces,
         incidents: incidents.clone(),
         action_names: BTreeMap::new(),
         running: BTreeMap::new(),
@@ -599,8 +629,12 @@ struct EngineLoop {
     tx: mpsc::Sender<Msg>,
     /// Executors by action kind (see `lifecycle`).
     actions: crate::lifecycle::Actions,
+    /// For the optional AI hypotheses (issue 9).
     http: reqwest::Client,
-    notify: Option<medic_config::NotifyConfig>,
+    /// Audit + notification outbox, written per step (issue 12).
+    outbox: crate::notify::Outbox,
+    /// OTLP incident traces, when configured.
+    traces: Option<crate::trace::Traces>,
     incidents: Arc<Mutex<BTreeMap<String, IncidentSnapshot>>>,
     /// action id -> (action name, stage) for metrics on completion.
     action_names: BTreeMap<ActionId, (String, ActionStage)>,
@@ -967,12 +1001,19 @@ impl EngineLoop {
     /// safety state if it moved, then execute the step's commands in order.
     /// An action whose intent could not be recorded is never run.
     async fn drain(&mut self) {
-        let mut audit_ok = true;
+        let mut notices = Vec::new();
         while let Some(n) = self.engine.poll_notice() {
-            if !self.record(&n).await {
-                audit_ok = false;
-            }
-            self.learn(&n).await;
+            notices.push(n);
+        }
+        // Polling is not executing: the commands run below, after the
+        // step's records (and its notifications) are durable.
+        let mut commands = Vec::new();
+        while let Some(c) = self.engine.poll_command() {
+            commands.push(c);
+        }
+        let mut audit_ok = self.record(&notices, &commands).await;
+        for n in &notices {
+            self.learn(n).await;
         }
         let generation = self.engine.safety_generation();
         if self.saved_generation != Some(generation) {
@@ -990,7 +1031,7 @@ impl EngineLoop {
                 }
             }
         }
-        while let Some(cmd) = self.engine.poll_command() {
+        for cmd in commands {
             match cmd {
                 Command::RunAction(req) => {
                     if !audit_ok {
@@ -1045,7 +1086,6 @@ impl EngineLoop {
         }
     }
 
-    /// Append one notice to the audit log (and the structured log).
     /// Learning (issue 9): a verified outcome of an action on the diagnosed
     /// cause updates its (pattern, action) counts, durably, then in memory.
     async fn learn(&mut self, n: &Notice) {
@@ -1165,21 +1205,43 @@ impl EngineLoop {
         }
     }
 
-    async fn record(&self, n: &Notice) -> bool {
-        let r = medic_store::record::render(n);
-        tracing::info!(target: "medic::audit", kind = r.kind, payload = %r.payload, "audit");
-        self.metrics.observe_notice(n);
+    /// Append a step's notices to the audit log (and the structured log)
+    /// and queue its notifications in the outbox, in one transaction.
+    async fn record(&self, notices: &[Notice], commands: &[Command]) -> bool {
+        let rendered: Vec<_> = notices.iter().map(medic_store::record::render).collect();
+        for r in &rendered {
+            tracing::info!(target: "medic::audit", kind = r.kind, payload = %r.payload, "audit");
+        }
+        for n in notices {
+            self.metrics.observe_notice(n);
+        }
+        let notes: Vec<Notification> = commands
+            .iter()
+            .filter_map(|c| match c {
+                Command::Notify(n) => Some(n.clone()),
+                _ => None,
+            })
+            .collect();
+        if rendered.is_empty() && notes.is_empty() {
+            return true;
+        }
+        let audit: Vec<(&str, &str)> = rendered
+            .iter()
+            .map(|r| (r.kind, r.payload.as_str()))
+            .collect();
         match self
-            .store
-            .append_audit(&now_rfc3339(), r.kind, &r.payload)
+            .outbox
+            .record_step(&now_rfc3339(), &audit, &notes)
             .await
         {
-            Ok(_) => {
-                self.metrics.inc_audit();
+            Ok(w) => {
+                for _ in &w.records {
+                    self.metrics.inc_audit();
+                }
                 true
             }
             Err(e) => {
-                tracing::error!(error = %e, kind = r.kind, "audit append failed");
+                tracing::error!(error = %e, records = audit.len(), "audit append failed");
                 false
             }
         }
@@ -1212,34 +1274,8 @@ impl EngineLoop {
                 tracing::info!(service = %n.service, incident = ?incident, title = %n.title, message = %n.message, "notification")
             }
         }
-        let Some(cfg) = self.notify.clone() else {
-            return;
-        };
-        let http = self.http.clone();
-        let body = serde_json::json!({
-            "severity": n.severity.as_str(),
-            "service": n.service,
-            "incident": incident,
-            "title": n.title,
-            "message": n.message,
-            "ts": now_rfc3339(),
-        });
-        let outbox = self.metrics.outbox();
-        outbox.fetch_add(1, Ordering::Relaxed);
-        tokio::spawn(async move {
-            let r = http
-                .post(&cfg.webhook)
-                .timeout(cfg.timeout)
-                .json(&body)
-                .send()
-                .await;
-            match r {
-                Ok(resp) if resp.status().is_success() => {}
-                Ok(resp) => tracing::warn!(status = %resp.status(), "notification webhook refused"),
-                Err(e) => tracing::warn!(error = %e, "notification webhook failed"),
-            }
-            outbox.fetch_sub(1, Ordering::Relaxed);
-        });
+        // Delivery goes through the outbox (queued with the step's audit
+        // records in `record`), never fire-and-forget.
     }
 
     async fn persist(&mut self, v: IncidentView) {
@@ -1306,6 +1342,16 @@ impl EngineLoop {
         };
         if let Err(e) = self.store.upsert_incident(&rec).await {
             tracing::error!(error = %e, incident = %rec.id, "storing incident failed");
+        }
+        if rec.closed_at.is_some() {
+            self.outbox.incident_closed(&rec.id, &now_rfc3339()).await;
+            if let Some(t) = &self.traces {
+                let wall = self.clock.wall;
+                t.incident_closed(&v, &|m: MonoTime| {
+                    let at = wall + Duration::from_millis(m.as_millis());
+                    u64::try_from(at.unix_timestamp_nanos()).unwrap_or(0)
+                });
+            }
         }
     }
 }

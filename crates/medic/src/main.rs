@@ -12,10 +12,13 @@ mod drill;
 mod graph;
 mod init;
 mod lifecycle;
+mod notify;
+mod notify_cli;
 mod ops;
 mod probes;
 mod rca;
 mod token;
+mod trace;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -177,6 +180,13 @@ enum Cmd {
         #[command(subcommand)]
         cmd: drill::DrillCmd,
     },
+    /// Acknowledge an incident: stops its escalation chain (PagerDuty gets `acknowledge`).
+    Ack(notify_cli::AckArgs),
+    /// Notification tools.
+    Notify {
+        #[command(subcommand)]
+        cmd: notify_cli::NotifyCmd,
+    },
     /// Benchmarks that print figures.
     Bench {
         #[command(subcommand)]
@@ -249,6 +259,8 @@ enum BenchCmd {
     Overhead(bench::overhead::OverheadArgs),
     /// Root-cause ranking time for one diagnosis (50 services, 1,000 signals by default).
     Rca(medic_rca_eval::cli::BenchRcaArgs),
+    /// Notification delivery across kill/restart cycles of loopback receivers.
+    Notify(notify_cli::BenchNotifyArgs),
 }
 
 fn main() -> ExitCode {
@@ -261,10 +273,15 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    init_tracing(
-        cli.log_json || cli.log_format == LogFormat::Json,
-        matches!(cli.cmd, Cmd::Demo { .. }),
-    );
+    let level = match &cli.cmd {
+        Cmd::Demo { .. } => "warn",
+        // The bench kills receivers on purpose: its retries are not news.
+        Cmd::Bench {
+            cmd: BenchCmd::Notify(_),
+        } => "error",
+        _ => "info",
+    };
+    init_tracing(cli.log_json || cli.log_format == LogFormat::Json, level);
     match run(cli.cmd, &cli.api) {
         Ok(code) => code,
         Err(e) => {
@@ -274,8 +291,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_tracing(json: bool, quiet: bool) {
-    let default = if quiet { "warn" } else { "info" };
+fn init_tracing(json: bool, default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("MEDIC_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let b = tracing_subscriber::fmt()
@@ -647,6 +663,11 @@ fn run(cmd: Cmd, api: &str) -> Result<ExitCode, CliError> {
                 .map_err(|e| CliError::new(Code::EvalRca, format!("{e:#}")))?;
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Ack(args) => runtime()?.block_on(notify_cli::ack(api, &args)),
+        Cmd::Notify { cmd } => runtime()?.block_on(notify_cli::notify(api, &cmd)),
+        Cmd::Bench {
+            cmd: BenchCmd::Notify(args),
+        } => runtime()?.block_on(notify_cli::bench(&args)),
         Cmd::Bench {
             cmd: BenchCmd::Detect(args),
         } => {

@@ -16,7 +16,7 @@ fn cli(api: &str, args: &[&str]) -> std::process::Output {
         .arg("--api")
         .arg(api)
         .args(args)
-        .env("MEDIC_OPERATOR", "alice")
+        .env("MEDIC_TOKEN", common::token_as(api, "alice", "operator"))
         .output()
         .unwrap()
 }

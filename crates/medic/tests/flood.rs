@@ -139,7 +139,7 @@ signals:
         s.join().unwrap();
     }
     let m = wait_for("signal metrics", Duration::from_secs(10), || {
-        get_text(&format!("{api}/metrics/signals"))
+        get_text(&format!("{api}/metrics"))
     });
     let received = metric(&m, "medic_signal_alerts_received_total");
     let shed = metric(&m, "medic_signal_alerts_shed_total");

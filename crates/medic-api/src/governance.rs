@@ -289,6 +289,7 @@ pub fn parse_kind(s: &str) -> Result<Option<ActionKind>, ApiError> {
         "restart" => Ok(Some(ActionKind::Restart)),
         "exec" => Ok(Some(ActionKind::Exec)),
         "http" => Ok(Some(ActionKind::Http)),
+        "docker" => Ok(Some(ActionKind::Docker)),
         other => Err(ApiError::invalid_field(
             "kind",
             format!("unknown action kind {other:?} (expected restart, exec or http)"),

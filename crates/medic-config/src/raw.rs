@@ -98,6 +98,7 @@ pub struct RawProbe {
     pub tcp: Option<RawTcpProbe>,
     pub exec: Option<RawExecProbe>,
     pub process: Option<RawEmpty>,
+    pub docker: Option<RawDockerProbe>,
     pub interval: Option<Dur>,
     pub failure: Option<RawFailure>,
     pub latency: Option<RawLatency>,
@@ -133,6 +134,13 @@ pub struct RawExecProbe {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct RawDockerProbe {
+    pub label: Spanned<String>,
+    pub timeout: Option<Dur>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RawFailure {
     pub consecutive: Spanned<u32>,
     pub within: Option<Dur>,
@@ -157,6 +165,7 @@ pub struct RawAction {
     pub restart: Option<RawEmpty>,
     pub exec: Option<RawExecAction>,
     pub http: Option<RawHttpAction>,
+    pub docker: Option<RawDockerAction>,
     pub risk: Option<Spanned<String>>,
     pub revert: Option<RawRevert>,
 }
@@ -169,6 +178,16 @@ pub struct RawExecAction {
     #[serde(default)]
     pub env: BTreeMap<String, String>,
     pub cwd: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDockerAction {
+    pub op: Spanned<String>,
+    pub label: Spanned<String>,
+    pub signal: Option<Spanned<String>>,
+    pub grace: Option<Dur>,
+    pub timeout: Option<Dur>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -141,6 +141,9 @@ pub enum ActionKind {
     Exec,
     /// Call an HTTP endpoint.
     Http,
+    /// Act on the Docker containers of a labelled group (restart, stop,
+    /// start, kill); counts as a restart unless a class says otherwise.
+    Docker,
 }
 
 impl ActionKind {
@@ -149,6 +152,7 @@ impl ActionKind {
             ActionKind::Restart => "restart",
             ActionKind::Exec => "exec",
             ActionKind::Http => "http",
+            ActionKind::Docker => "docker",
         }
     }
 }

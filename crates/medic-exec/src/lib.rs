@@ -14,6 +14,7 @@
 //! engine unchanged.
 #![forbid(unsafe_code)]
 
+pub mod docker;
 mod executor;
 pub mod procfs;
 mod supervisor;
@@ -28,6 +29,7 @@ pub use executor::{
     CancelOnDrop, CancelToken, CommandExecutor, ExecError, ExecOutput, ExecRequest, ExecResult,
     Executor, HttpExecutor, Registry, RestartExecutor, TIMEOUT_SLACK,
 };
+pub use docker::{ContainerInfo, DockerClient, DockerExecutor};
 pub use supervisor::{
     Adoption, BoxFuture, ProcessJournal, ProcessRecord, ProcessState, Supervisor, SupervisorError,
     ADOPTED_POLL,

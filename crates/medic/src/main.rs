@@ -6,6 +6,7 @@ mod client;
 mod codes;
 mod daemon;
 mod demo;
+mod healthcheck;
 mod lifecycle;
 mod ops;
 mod probes;
@@ -80,6 +81,16 @@ enum Cmd {
         /// Print one JSON object instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// GET http://127.0.0.1:PORT/PATH once; exit 0 on a 2xx answer within
+    /// the timeout, 1 otherwise (a container HEALTHCHECK needing no shell).
+    Healthcheck {
+        #[arg(long)]
+        port: u16,
+        #[arg(long, default_value = "/healthz")]
+        path: String,
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "2s")]
+        timeout: std::time::Duration,
     },
     /// Run the fault-injectable fixture service used by the demo and tests.
     Fixture {
@@ -283,6 +294,24 @@ fn run(cmd: Cmd, api: &str) -> Result<ExitCode, CliError> {
             } else {
                 ExitCode::from(1)
             })
+        }
+        Cmd::Healthcheck {
+            port,
+            path,
+            timeout,
+        } => {
+            let rt = runtime()?;
+            match rt.block_on(healthcheck::get(port, &path, timeout)) {
+                Ok(status) if (200..300).contains(&status) => Ok(ExitCode::SUCCESS),
+                Ok(status) => {
+                    eprintln!("healthcheck: status {status}");
+                    Ok(ExitCode::from(1))
+                }
+                Err(e) => {
+                    eprintln!("healthcheck: {e}");
+                    Ok(ExitCode::from(1))
+                }
+            }
         }
         Cmd::Fixture {
             port,

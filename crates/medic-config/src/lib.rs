@@ -137,7 +137,9 @@ pub enum DockerOp {
     Stop,
     Start,
     /// Send `signal` (e.g. `SIGKILL`, `SIGHUP` for a reload).
-    Kill { signal: String },
+    Kill {
+        signal: String,
+    },
 }
 
 impl DockerOp {
@@ -649,9 +651,17 @@ impl Validator {
                 if let Some(s) = &d.signal {
                     let ok = s.value.starts_with("SIG")
                         && s.value.len() > 3
-                        && s.value[3..].chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
+                        && s.value[3..]
+                            .chars()
+                            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
                     if !ok {
-                        self.at(s.referenced, format!("bad signal `{}` (expected a name like SIGKILL or SIGHUP)", s.value));
+                        self.at(
+                            s.referenced,
+                            format!(
+                                "bad signal `{}` (expected a name like SIGKILL or SIGHUP)",
+                                s.value
+                            ),
+                        );
                     } else if !matches!(op, Some(DockerOp::Kill { .. })) {
                         self.at(s.referenced, "signal is only used by op: kill");
                     }

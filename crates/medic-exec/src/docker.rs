@@ -11,8 +11,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use bollard::query_parameters::{
-    InspectContainerOptions, KillContainerOptions, ListContainersOptions,
-    RestartContainerOptions, StartContainerOptions, StopContainerOptions,
+    InspectContainerOptions, KillContainerOptions, ListContainersOptions, RestartContainerOptions,
+    StartContainerOptions, StopContainerOptions,
 };
 use bollard::Docker;
 use medic_config::{ActionExec, DockerOp};
@@ -131,7 +131,12 @@ impl DockerClient {
     }
 
     /// Apply `op` to one container. `grace` bounds stop/restart's SIGTERM wait.
-    pub async fn apply_one(&self, id: &str, op: &DockerOp, grace: Duration) -> Result<(), ExecError> {
+    pub async fn apply_one(
+        &self,
+        id: &str,
+        op: &DockerOp,
+        grace: Duration,
+    ) -> Result<(), ExecError> {
         let t = i32::try_from(grace.as_secs()).unwrap_or(i32::MAX);
         let r = match op {
             DockerOp::Restart => {

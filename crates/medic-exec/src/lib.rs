@@ -25,11 +25,11 @@ use std::time::Duration;
 use medic_core::ActionFailure;
 use tokio::io::AsyncReadExt;
 
+pub use docker::{ContainerInfo, DockerClient, DockerExecutor};
 pub use executor::{
     CancelOnDrop, CancelToken, CommandExecutor, ExecError, ExecOutput, ExecRequest, ExecResult,
     Executor, HttpExecutor, Registry, RestartExecutor, TIMEOUT_SLACK,
 };
-pub use docker::{ContainerInfo, DockerClient, DockerExecutor};
 pub use supervisor::{
     Adoption, BoxFuture, ProcessJournal, ProcessRecord, ProcessState, Supervisor, SupervisorError,
     ADOPTED_POLL,

@@ -88,18 +88,35 @@ async fn docker_outcome(
         detail,
     };
     let group = match tokio::time::timeout(timeout, run).await {
-        Err(_) => return fail(ProbeFailure::Timeout, format!("docker: no answer within {}ms", timeout.as_millis())),
+        Err(_) => {
+            return fail(
+                ProbeFailure::Timeout,
+                format!("docker: no answer within {}ms", timeout.as_millis()),
+            )
+        }
         Ok(Err(e)) => return fail(ProbeFailure::Other, e.to_string()),
         Ok(Ok(g)) => g,
     };
     if group.is_empty() {
-        return fail(ProbeFailure::Other, format!("no container carries the label {label}"));
+        return fail(
+            ProbeFailure::Other,
+            format!("no container carries the label {label}"),
+        );
     }
     if let Some(c) = group.iter().find(|c| !c.running()) {
-        return fail(ProbeFailure::Exited, format!("container {} is {}", c.name, c.state));
+        return fail(
+            ProbeFailure::Exited,
+            format!("container {} is {}", c.name, c.state),
+        );
     }
-    if let Some(c) = group.iter().find(|c| c.health.as_deref() == Some("unhealthy")) {
-        return fail(ProbeFailure::ExecFailed(None), format!("container {} is unhealthy", c.name));
+    if let Some(c) = group
+        .iter()
+        .find(|c| c.health.as_deref() == Some("unhealthy"))
+    {
+        return fail(
+            ProbeFailure::ExecFailed(None),
+            format!("container {} is unhealthy", c.name),
+        );
     }
     ProbeOutcome {
         ok: true,
@@ -110,7 +127,11 @@ async fn docker_outcome(
             group.len(),
             group
                 .iter()
-                .map(|c| format!("{} ({})", c.name, c.health.as_deref().unwrap_or("no healthcheck")))
+                .map(|c| format!(
+                    "{} ({})",
+                    c.name,
+                    c.health.as_deref().unwrap_or("no healthcheck")
+                ))
                 .collect::<Vec<_>>()
                 .join(", ")
         ),

@@ -134,14 +134,10 @@ fn docker_health(name: &str) -> String {
 /// Wait until the container answers healthz with a `started_at` other than
 /// `old`, and Docker says running/healthy; returns the new start.
 fn healed(health: &str, name: &str, old: &str, within: Duration) -> String {
-    wait_for(
-        &format!("{name} restarted and healthy"),
-        within,
-        || {
-            let s = started_at(health)?;
-            (s != old && docker_health(name) == "running/healthy").then_some(s)
-        },
-    )
+    wait_for(&format!("{name} restarted and healthy"), within, || {
+        let s = started_at(health)?;
+        (s != old && docker_health(name) == "running/healthy").then_some(s)
+    })
 }
 
 fn restarts(api: &str) -> usize {
@@ -187,9 +183,11 @@ fn a_labelled_container_medic_did_not_start_is_healed_after_kill_hang_and_unheal
     let first = wait_for("the container answering", Duration::from_secs(30), || {
         started_at(&health)
     });
-    wait_for("Docker's healthcheck green", Duration::from_secs(30), || {
-        (docker_health(&name) == "running/healthy").then_some(())
-    });
+    wait_for(
+        "Docker's healthcheck green",
+        Duration::from_secs(30),
+        || (docker_health(&name) == "running/healthy").then_some(()),
+    );
 
     let aport = free_port();
     let cfg = write(
@@ -218,7 +216,10 @@ services:
     );
     let (ok, out) = {
         let o = medic().args(["check", "-c"]).arg(&cfg).output().unwrap();
-        (o.status.success(), String::from_utf8_lossy(&o.stderr).to_string())
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stderr).to_string(),
+        )
     };
     assert!(ok, "medic check: {out}");
     let _daemon = dir.spawn_daemon(&cfg, None);
@@ -245,9 +246,11 @@ services:
         ),
         200
     );
-    wait_for("Docker's healthcheck red (hang)", Duration::from_secs(30), || {
-        docker_health(&name).ends_with("unhealthy").then_some(())
-    });
+    wait_for(
+        "Docker's healthcheck red (hang)",
+        Duration::from_secs(30),
+        || docker_health(&name).ends_with("unhealthy").then_some(()),
+    );
     let third = healed(&health, &name, &second, Duration::from_secs(60));
 
     // 3. Unhealthy: healthz answers 500.
@@ -258,9 +261,11 @@ services:
         ),
         200
     );
-    wait_for("Docker's healthcheck red (error)", Duration::from_secs(30), || {
-        docker_health(&name).ends_with("unhealthy").then_some(())
-    });
+    wait_for(
+        "Docker's healthcheck red (error)",
+        Duration::from_secs(30),
+        || docker_health(&name).ends_with("unhealthy").then_some(()),
+    );
     healed(&health, &name, &third, Duration::from_secs(60));
 
     // Three incidents, each healed by the docker executor (audited).
@@ -299,4 +304,127 @@ fn audit(api: &str) -> Vec<(String, serde_json::Value)> {
             ));
         }
     }
+}
+
+/// The executor's operations on a group of two replicas found by label:
+/// kill with a signal, start, stop, restart, idempotent start/stop, and a
+/// label that selects nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_docker_client_acts_on_every_replica_of_a_labelled_group() {
+    use medic_config::DockerOp;
+    use medic_exec::{CancelToken, DockerClient, ExecError};
+    if !engine_available() {
+        return;
+    }
+    let dir = TestDir::new();
+    let tag = dir.tag().replace(['.', '_'], "-").to_lowercase();
+    let image = format!("medic-test-fixture:{tag}");
+    let label = format!("medic.service=group-{tag}");
+    let mut cleanup = Cleanup {
+        image: image.clone(),
+        containers: Vec::new(),
+    };
+    build_image(dir.path(), &image);
+    for i in 0..2 {
+        let name = format!("medic-test-group-{i}-{tag}");
+        cleanup.containers.push(name.clone());
+        let (ok, out) = docker(&["run", "-d", "--name", &name, "--label", &label, &image]);
+        assert!(ok, "docker run: {out}");
+    }
+    let client = DockerClient::connect().await.unwrap();
+    let cancel = CancelToken::new();
+    let grace = Duration::from_secs(1);
+    let group = client.group(&label).await.unwrap();
+    assert_eq!(group.len(), 2);
+    assert!(group.iter().all(|c| c.running()), "{group:?}");
+    let starts: Vec<_> = group.iter().map(|c| c.started_at.clone()).collect();
+
+    // PID 1 in a container ignores SIGTERM it has no handler for; SIGKILL ends it.
+    let out = client
+        .apply(
+            &label,
+            &DockerOp::Kill {
+                signal: "SIGKILL".into(),
+            },
+            grace,
+            &cancel,
+        )
+        .await
+        .unwrap();
+    assert!(out.detail.contains("kill on 2 of 2"), "{}", out.detail);
+    let group = client.group(&label).await.unwrap();
+    assert!(group.iter().all(|c| !c.running()), "{group:?}");
+    // Killing a stopped group touches nothing.
+    let out = client
+        .apply(
+            &label,
+            &DockerOp::Kill {
+                signal: "SIGKILL".into(),
+            },
+            grace,
+            &cancel,
+        )
+        .await
+        .unwrap();
+    assert!(out.detail.contains("kill on 0 of 2"), "{}", out.detail);
+
+    let out = client
+        .apply(&label, &DockerOp::Start, grace, &cancel)
+        .await
+        .unwrap();
+    assert!(out.detail.contains("start on 2 of 2"), "{}", out.detail);
+    let group = client.group(&label).await.unwrap();
+    assert!(group.iter().all(|c| c.running()), "{group:?}");
+    for (c, old) in group.iter().zip(&starts) {
+        assert_ne!(&c.started_at, old, "{} started again", c.name);
+    }
+    // Starting a running group touches nothing.
+    let out = client
+        .apply(&label, &DockerOp::Start, grace, &cancel)
+        .await
+        .unwrap();
+    assert!(out.detail.contains("start on 0 of 2"), "{}", out.detail);
+
+    let before: Vec<_> = group.iter().map(|c| c.started_at.clone()).collect();
+    let out = client
+        .apply(&label, &DockerOp::Restart, grace, &cancel)
+        .await
+        .unwrap();
+    assert!(out.detail.contains("restart on 2 of 2"), "{}", out.detail);
+    let group = client.group(&label).await.unwrap();
+    for (c, old) in group.iter().zip(&before) {
+        assert!(c.running(), "{c:?}");
+        assert_ne!(&c.started_at, old, "{} restarted", c.name);
+    }
+
+    // Stop: SIGTERM is ignored by PID 1, so SIGKILL follows after `grace`.
+    let out = client
+        .apply(&label, &DockerOp::Stop, grace, &cancel)
+        .await
+        .unwrap();
+    assert!(out.detail.contains("stop on 2 of 2"), "{}", out.detail);
+    let group = client.group(&label).await.unwrap();
+    assert!(group.iter().all(|c| !c.running()), "{group:?}");
+
+    // A label nobody carries is an error, not a silent success.
+    let none = format!("medic.service=nobody-{tag}");
+    let err = client
+        .apply(&none, &DockerOp::Restart, grace, &cancel)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ExecError::NoExecutor { .. }), "{err:?}");
+    // A cancelled token stops before the first container.
+    let cancelled = CancelToken::new();
+    cancelled.cancel();
+    let err = client
+        .apply(&label, &DockerOp::Start, grace, &cancelled)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ExecError::Cancelled(_)), "{err:?}");
+    assert!(client
+        .group(&label)
+        .await
+        .unwrap()
+        .iter()
+        .all(|c| !c.running()));
 }

@@ -16,6 +16,7 @@
 
 pub mod docker;
 mod executor;
+pub mod failpoint;
 pub mod procfs;
 mod supervisor;
 

@@ -35,6 +35,7 @@ cli_codes! {
     BacktestUnreachable = ("E0052", "backtest_unreachable", 3, "medic backtest: the Prometheus server could not be reached."),
     BacktestSource = ("E0053", "backtest_source", 1, "medic backtest: Prometheus answered with an error or an unexpected shape (its message is printed)."),
     BacktestPlot = ("E0054", "backtest_plot", 1, "medic backtest: a plot could not be written."),
+    BenchRecovery = ("E0090", "bench_recovery", 1, "medic bench recovery: a trial could not run (medic or the fixture did not start, or medic did not reach its failure point)."),
     Io = ("E0099", "io_error", 1, "An operating-system error."),
 }
 

@@ -19,7 +19,7 @@ use medic_core::{
     Actor, Command, Engine, IncidentView, Input, Mode, MonoTime, Notice, Notification,
     OperatorCommand, OperatorError, ProbeReport, Role,
 };
-use medic_exec::Supervisor;
+use medic_exec::{failpoint, Supervisor};
 use medic_store::{IncidentRecord, Store, TimelineEntry};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -692,8 +692,14 @@ impl EngineLoop {
     async fn drain(&mut self) {
         let mut audit_ok = true;
         while let Some(n) = self.engine.poll_notice() {
+            if matches!(n, Notice::ActionIntent { .. }) {
+                failpoint::hit("before_intent");
+            }
             if !self.record(&n).await {
                 audit_ok = false;
+            }
+            if matches!(n, Notice::ActionOutcome { .. }) {
+                failpoint::hit("after_outcome");
             }
         }
         let generation = self.engine.safety_generation();
@@ -733,6 +739,7 @@ impl EngineLoop {
                         });
                         continue;
                     }
+                    failpoint::hit("after_intent");
                     self.spawn_action(req);
                 }
                 Command::Notify(n) => self.notify(n),
@@ -797,6 +804,7 @@ impl EngineLoop {
         let id = req.id;
         let task = tokio::spawn(async move {
             let result = run.await;
+            failpoint::hit("before_outcome");
             let _ = tx.send(Msg::Outcome { id: req.id, result }).await;
         });
         self.running.insert(id, task.abort_handle());

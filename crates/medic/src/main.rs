@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod bench_api;
+mod bench_recovery;
 mod client;
 mod codes;
 mod daemon;
@@ -171,6 +172,8 @@ enum BenchCmd {
     Detect(medic_nab::cli::BenchDetectArgs),
     /// Incident list latency through the HTTP API (p99 goal < 20 ms with 10,000 incidents).
     Api(bench_api::BenchApiArgs),
+    /// Kill medic at random failure points mid-heal; count duplicate and lost actions.
+    Recovery(bench_recovery::BenchRecoveryArgs),
 }
 
 fn main() -> ExitCode {
@@ -400,6 +403,19 @@ fn run(cmd: Cmd, api: &str) -> Result<ExitCode, CliError> {
             let ok = rt
                 .block_on(bench_api::run(&args))
                 .map_err(|e| CliError::new(Code::Eval, format!("{e:#}")))?;
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Cmd::Bench {
+            cmd: BenchCmd::Recovery(args),
+        } => {
+            let rt = runtime()?;
+            let ok = rt
+                .block_on(bench_recovery::run(&args))
+                .map_err(|e| CliError::new(Code::BenchRecovery, format!("{e:#}")))?;
             Ok(if ok {
                 ExitCode::SUCCESS
             } else {

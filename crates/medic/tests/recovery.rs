@@ -53,6 +53,24 @@ fn a_kill_at_every_failure_point_neither_repeats_nor_loses_the_action() {
             point != "before_intent",
             "{point}: reconciliation in the log"
         );
+        // The restarted medic read the target's actual state against the
+        // journal: the process is the old one when the kill came before
+        // the restart began, a new one after.
+        let expected = match point {
+            "before_intent" => None,
+            "after_intent" => Some("the restart did not happen"),
+            _ => Some("the restart took effect"),
+        };
+        match expected {
+            Some(finding) => assert!(
+                log.contains(finding),
+                "{point}: expected `{finding}`: {log}"
+            ),
+            None => assert!(
+                !log.contains("reconciling an action found in flight"),
+                "{point}: {log}"
+            ),
+        }
     }
     assert!(
         dir.tagged().is_empty(),

@@ -128,6 +128,34 @@ pub enum ActionExec {
         grace: Duration,
         timeout: Duration,
     },
+    /// `systemctl [--user] <op> -- <unit>`.
+    Systemd {
+        op: SystemdOp,
+        unit: String,
+        /// The user's service manager (`--user`) instead of the system's.
+        user: bool,
+        timeout: Duration,
+    },
+}
+
+/// What a systemd action asks the service manager to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SystemdOp {
+    Restart,
+    Reload,
+    Start,
+    Stop,
+}
+
+impl SystemdOp {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SystemdOp::Restart => "restart",
+            SystemdOp::Reload => "reload",
+            SystemdOp::Start => "start",
+            SystemdOp::Stop => "stop",
+        }
+    }
 }
 
 /// What a docker action does to each container of its group.
@@ -682,11 +710,51 @@ impl Validator {
                     ));
                 }
             }
-            if kinds.len() != 1 && !(kinds.is_empty() && a.docker.is_some()) {
+            if let Some(sd) = &a.systemd {
+                let op = match sd.op.value.as_str() {
+                    "restart" => Some(SystemdOp::Restart),
+                    "reload" => Some(SystemdOp::Reload),
+                    "start" => Some(SystemdOp::Start),
+                    "stop" => Some(SystemdOp::Stop),
+                    other => {
+                        self.at(
+                            sd.op.referenced,
+                            format!("unknown systemd op `{other}` (expected restart, reload, start or stop)"),
+                        );
+                        None
+                    }
+                };
+                let unit = sd.unit.value.trim();
+                let ok = !unit.is_empty()
+                    && !unit.starts_with('-')
+                    && unit
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || ":_.@-\\".contains(c));
+                if !ok {
+                    self.at(
+                        sd.unit.referenced,
+                        format!("invalid unit name `{}` (letters, digits and :_.@-\\ only, not starting with -)", sd.unit.value),
+                    );
+                }
+                if let Some(op) = op {
+                    kinds.push((
+                        ActionKind::Systemd,
+                        ActionExec::Systemd {
+                            op,
+                            unit: unit.to_string(),
+                            user: sd.user,
+                            timeout: sd.timeout.map_or(Duration::from_secs(90), |t| t.0),
+                        },
+                    ));
+                }
+            }
+            if kinds.len() != 1
+                && !(kinds.is_empty() && (a.docker.is_some() || a.systemd.is_some()))
+            {
                 self.at(
                     aloc,
                     format!(
-                        "action {name}.{aname}: exactly one of restart, exec, http or docker is required (found {})",
+                        "action {name}.{aname}: exactly one of restart, exec, http, docker or systemd is required (found {})",
                         kinds.len()
                     ),
                 );

@@ -166,6 +166,7 @@ pub struct RawAction {
     pub exec: Option<RawExecAction>,
     pub http: Option<RawHttpAction>,
     pub docker: Option<RawDockerAction>,
+    pub systemd: Option<RawSystemdAction>,
     pub risk: Option<Spanned<String>>,
     pub revert: Option<RawRevert>,
 }
@@ -178,6 +179,16 @@ pub struct RawExecAction {
     #[serde(default)]
     pub env: BTreeMap<String, String>,
     pub cwd: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSystemdAction {
+    pub op: Spanned<String>,
+    pub unit: Spanned<String>,
+    #[serde(default)]
+    pub user: bool,
+    pub timeout: Option<Dur>,
 }
 
 #[derive(Debug, Deserialize)]

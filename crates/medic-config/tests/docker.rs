@@ -76,7 +76,52 @@ fn bad_docker_fields_are_located() {
     );
     let e = parse("m.yaml", &two).unwrap_err().to_string();
     assert!(
-        e.contains("exactly one of restart, exec, http or docker is required (found 2)"),
+        e.contains("exactly one of restart, exec, http, docker or systemd is required (found 2)"),
         "{e}"
     );
+}
+
+#[test]
+fn systemd_actions_parse_and_bad_units_are_located() {
+    let text = r#"services:
+  web:
+    probes: { active: { exec: { command: [systemctl, is-active, web.service] } } }
+    actions:
+      bounce: { systemd: { op: restart, unit: web.service } }
+      reload: { systemd: { op: reload, unit: "app@1.service", user: true, timeout: 20s } }
+"#;
+    let cfg = medic_config::parse("m.yaml", text).unwrap();
+    let web = &cfg.services[0];
+    assert_eq!(
+        web.actions["bounce"],
+        ActionExec::Systemd {
+            op: medic_config::SystemdOp::Restart,
+            unit: "web.service".into(),
+            user: false,
+            timeout: Duration::from_secs(90),
+        }
+    );
+    assert_eq!(
+        web.actions["reload"],
+        ActionExec::Systemd {
+            op: medic_config::SystemdOp::Reload,
+            unit: "app@1.service".into(),
+            user: true,
+            timeout: Duration::from_secs(20),
+        }
+    );
+    let e = parse(
+        "m.yaml",
+        &text.replace("unit: web.service", "unit: \"--force\""),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("m.yaml:5:47: invalid unit name `--force`"),
+        "{e}"
+    );
+    let e = parse("m.yaml", &text.replace("op: reload", "op: kick"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("m.yaml:6:32: unknown systemd op `kick`"), "{e}");
 }

@@ -144,6 +144,8 @@ pub enum ActionKind {
     /// Act on the Docker containers of a labelled group (restart, stop,
     /// start, kill); counts as a restart unless a class says otherwise.
     Docker,
+    /// Restart, reload, start or stop a systemd unit (`systemctl`).
+    Systemd,
 }
 
 impl ActionKind {
@@ -153,6 +155,7 @@ impl ActionKind {
             ActionKind::Exec => "exec",
             ActionKind::Http => "http",
             ActionKind::Docker => "docker",
+            ActionKind::Systemd => "systemd",
         }
     }
 }

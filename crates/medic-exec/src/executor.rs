@@ -86,7 +86,8 @@ impl ExecRequest {
         let timeout = match &spec {
             ActionExec::Exec { timeout, .. }
             | ActionExec::Http { timeout, .. }
-            | ActionExec::Docker { timeout, .. } => *timeout,
+            | ActionExec::Docker { timeout, .. }
+            | ActionExec::Systemd { timeout, .. } => *timeout,
             ActionExec::Restart => default,
         };
         ExecRequest {
@@ -104,6 +105,7 @@ impl ExecRequest {
             ActionExec::Exec { .. } => ActionKind::Exec,
             ActionExec::Http { .. } => ActionKind::Http,
             ActionExec::Docker { .. } => ActionKind::Docker,
+            ActionExec::Systemd { .. } => ActionKind::Systemd,
         }
     }
 }
@@ -194,6 +196,7 @@ impl Registry {
         r.register(Arc::new(CommandExecutor));
         r.register(Arc::new(HttpExecutor { client: http }));
         r.register(Arc::new(crate::docker::DockerExecutor::new()));
+        r.register(Arc::new(crate::systemd::SystemdExecutor::default()));
         r
     }
 

@@ -19,6 +19,7 @@ mod executor;
 pub mod failpoint;
 pub mod procfs;
 mod supervisor;
+pub mod systemd;
 
 use std::process::Stdio;
 use std::time::Duration;

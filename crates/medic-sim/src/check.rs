@@ -390,7 +390,11 @@ impl Checker {
             .and_then(|g| g.actions.get(action));
         let class = match entry.and_then(|e| e.class) {
             Some(c) => c,
-            None if matches!(spec.kind, ActionKind::Restart | ActionKind::Docker) => {
+            None if matches!(
+                spec.kind,
+                ActionKind::Restart | ActionKind::Docker | ActionKind::Systemd
+            ) =>
+            {
                 ActionClass::RestartService
             }
             None => ActionClass::Other,

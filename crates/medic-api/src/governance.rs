@@ -349,6 +349,8 @@ pub fn parse_kind(s: &str) -> Result<Option<ActionKind>, ApiError> {
         "restart" => Ok(Some(ActionKind::Restart)),
         "exec" => Ok(Some(ActionKind::Exec)),
         "http" => Ok(Some(ActionKind::Http)),
+        "docker" => Ok(Some(ActionKind::Docker)),
+        "systemd" => Ok(Some(ActionKind::Systemd)),
         other => Err(ApiError::invalid_field(
             "kind",
             format!("unknown action kind {other:?} (expected restart, exec or http)"),

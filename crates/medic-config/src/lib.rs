@@ -103,6 +103,11 @@ pub enum ProbeKind {
     },
     /// Liveness of the service's supervised process.
     Process,
+    /// State and health status of the Docker containers carrying `label`:
+    /// failing while any is not running or its healthcheck says unhealthy.
+    Docker {
+        label: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,6 +134,65 @@ pub enum ActionExec {
         expect_status: Option<u16>,
         timeout: Duration,
     },
+    /// `op` on every container carrying `label` (`key=value`), one by one.
+    Docker {
+        op: DockerOp,
+        label: String,
+        /// SIGTERM → SIGKILL wait of stop and restart.
+        grace: Duration,
+        timeout: Duration,
+    },
+    /// `systemctl [--user] <op> -- <unit>`.
+    Systemd {
+        op: SystemdOp,
+        unit: String,
+        /// The user's service manager (`--user`) instead of the system's.
+        user: bool,
+        timeout: Duration,
+    },
+}
+
+/// What a systemd action asks the service manager to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SystemdOp {
+    Restart,
+    Reload,
+    Start,
+    Stop,
+}
+
+impl SystemdOp {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SystemdOp::Restart => "restart",
+            SystemdOp::Reload => "reload",
+            SystemdOp::Start => "start",
+            SystemdOp::Stop => "stop",
+        }
+    }
+}
+
+/// What a docker action does to each container of its group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DockerOp {
+    Restart,
+    Stop,
+    Start,
+    /// Send `signal` (e.g. `SIGKILL`, `SIGHUP` for a reload).
+    Kill {
+        signal: String,
+    },
+}
+
+impl DockerOp {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            DockerOp::Restart => "restart",
+            DockerOp::Stop => "stop",
+            DockerOp::Start => "start",
+            DockerOp::Kill { .. } => "kill",
+        }
+    }
 }
 
 /// Everything the daemon needs to run one service.
@@ -493,18 +557,28 @@ impl Validator {
                 }
                 kinds.push(ProbeKind::Process);
             }
+            if let Some(d) = &p.docker {
+                let label = d.label.value.trim();
+                if label.is_empty() || label.starts_with('=') {
+                    self.at(d.label.referenced, "label must be `key` or `key=value`");
+                }
+                kinds.push(ProbeKind::Docker {
+                    label: label.to_string(),
+                });
+            }
             let timeout = p
                 .http
                 .as_ref()
                 .and_then(|h| h.timeout)
                 .or(p.tcp.as_ref().and_then(|t| t.timeout))
                 .or(p.exec.as_ref().and_then(|e| e.timeout))
+                .or(p.docker.as_ref().and_then(|d| d.timeout))
                 .map_or(Duration::from_secs(5), |d| d.0);
             if kinds.len() != 1 {
                 self.at(
                     ploc,
                     format!(
-                        "probe {name}.{pname}: exactly one of http, tcp, exec or process is required (found {})",
+                        "probe {name}.{pname}: exactly one of http, tcp, exec, process or docker is required (found {})",
                         kinds.len()
                     ),
                 );
@@ -623,11 +697,104 @@ impl Validator {
                     },
                 ));
             }
-            if kinds.len() != 1 {
+            if let Some(d) = &a.docker {
+                let op = match d.op.value.as_str() {
+                    "restart" => Some(DockerOp::Restart),
+                    "stop" => Some(DockerOp::Stop),
+                    "start" => Some(DockerOp::Start),
+                    "kill" => Some(DockerOp::Kill {
+                        signal: d
+                            .signal
+                            .as_ref()
+                            .map_or("SIGKILL".to_string(), |s| s.value.clone()),
+                    }),
+                    other => {
+                        self.at(
+                            d.op.referenced,
+                            format!("unknown docker op `{other}` (expected restart, stop, start or kill)"),
+                        );
+                        None
+                    }
+                };
+                if let Some(s) = &d.signal {
+                    let ok = s.value.starts_with("SIG")
+                        && s.value.len() > 3
+                        && s.value[3..]
+                            .chars()
+                            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
+                    if !ok {
+                        self.at(
+                            s.referenced,
+                            format!(
+                                "bad signal `{}` (expected a name like SIGKILL or SIGHUP)",
+                                s.value
+                            ),
+                        );
+                    } else if !matches!(op, Some(DockerOp::Kill { .. })) {
+                        self.at(s.referenced, "signal is only used by op: kill");
+                    }
+                }
+                let label = d.label.value.trim();
+                if label.is_empty() || label.starts_with('=') {
+                    self.at(d.label.referenced, "label must be `key` or `key=value`");
+                }
+                if let Some(op) = op {
+                    kinds.push((
+                        ActionKind::Docker,
+                        ActionExec::Docker {
+                            op,
+                            label: label.to_string(),
+                            grace: d.grace.map_or(Duration::from_secs(10), |g| g.0),
+                            timeout: d.timeout.map_or(Duration::from_secs(60), |t| t.0),
+                        },
+                    ));
+                }
+            }
+            if let Some(sd) = &a.systemd {
+                let op = match sd.op.value.as_str() {
+                    "restart" => Some(SystemdOp::Restart),
+                    "reload" => Some(SystemdOp::Reload),
+                    "start" => Some(SystemdOp::Start),
+                    "stop" => Some(SystemdOp::Stop),
+                    other => {
+                        self.at(
+                            sd.op.referenced,
+                            format!("unknown systemd op `{other}` (expected restart, reload, start or stop)"),
+                        );
+                        None
+                    }
+                };
+                let unit = sd.unit.value.trim();
+                let ok = !unit.is_empty()
+                    && !unit.starts_with('-')
+                    && unit
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || ":_.@-\\".contains(c));
+                if !ok {
+                    self.at(
+                        sd.unit.referenced,
+                        format!("invalid unit name `{}` (letters, digits and :_.@-\\ only, not starting with -)", sd.unit.value),
+                    );
+                }
+                if let Some(op) = op {
+                    kinds.push((
+                        ActionKind::Systemd,
+                        ActionExec::Systemd {
+                            op,
+                            unit: unit.to_string(),
+                            user: sd.user,
+                            timeout: sd.timeout.map_or(Duration::from_secs(90), |t| t.0),
+                        },
+                    ));
+                }
+            }
+            if kinds.len() != 1
+                && !(kinds.is_empty() && (a.docker.is_some() || a.systemd.is_some()))
+            {
                 self.at(
                     aloc,
                     format!(
-                        "action {name}.{aname}: exactly one of restart, exec or http is required (found {})",
+                        "action {name}.{aname}: exactly one of restart, exec, http, docker or systemd is required (found {})",
                         kinds.len()
                     ),
                 );

@@ -101,6 +101,7 @@ pub struct RawProbe {
     pub tcp: Option<RawTcpProbe>,
     pub exec: Option<RawExecProbe>,
     pub process: Option<RawEmpty>,
+    pub docker: Option<RawDockerProbe>,
     pub interval: Option<Dur>,
     pub failure: Option<RawFailure>,
     pub latency: Option<RawLatency>,
@@ -136,6 +137,13 @@ pub struct RawExecProbe {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct RawDockerProbe {
+    pub label: Spanned<String>,
+    pub timeout: Option<Dur>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RawFailure {
     pub consecutive: Spanned<u32>,
     pub within: Option<Dur>,
@@ -160,6 +168,8 @@ pub struct RawAction {
     pub restart: Option<RawEmpty>,
     pub exec: Option<RawExecAction>,
     pub http: Option<RawHttpAction>,
+    pub docker: Option<RawDockerAction>,
+    pub systemd: Option<RawSystemdAction>,
     pub risk: Option<Spanned<String>>,
     pub revert: Option<RawRevert>,
 }
@@ -172,6 +182,26 @@ pub struct RawExecAction {
     #[serde(default)]
     pub env: BTreeMap<String, String>,
     pub cwd: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSystemdAction {
+    pub op: Spanned<String>,
+    pub unit: Spanned<String>,
+    #[serde(default)]
+    pub user: bool,
+    pub timeout: Option<Dur>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDockerAction {
+    pub op: Spanned<String>,
+    pub label: Spanned<String>,
+    pub signal: Option<Spanned<String>>,
+    pub grace: Option<Dur>,
+    pub timeout: Option<Dur>,
 }
 
 #[derive(Debug, Deserialize)]

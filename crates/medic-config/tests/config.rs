@@ -123,7 +123,7 @@ services:
     assert!(e.contains("invalid URL `ftp://x/`"), "{e}");
     assert!(e.contains("invalid tcp address `nohost`"), "{e}");
     assert!(
-        e.contains("exactly one of http, tcp, exec or process is required (found 2)"),
+        e.contains("exactly one of http, tcp, exec, process or docker is required (found 2)"),
         "{e}"
     );
     assert!(

@@ -92,7 +92,9 @@ impl ActionClass {
     /// Class implied by an engine action kind when none is configured.
     pub fn from_kind(kind: ActionKind) -> ActionClass {
         match kind {
-            ActionKind::Restart => ActionClass::RestartService,
+            ActionKind::Restart | ActionKind::Docker | ActionKind::Systemd => {
+                ActionClass::RestartService
+            }
             ActionKind::Exec | ActionKind::Http => ActionClass::Other,
         }
     }

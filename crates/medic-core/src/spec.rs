@@ -141,6 +141,11 @@ pub enum ActionKind {
     Exec,
     /// Call an HTTP endpoint.
     Http,
+    /// Act on the Docker containers of a labelled group (restart, stop,
+    /// start, kill); counts as a restart unless a class says otherwise.
+    Docker,
+    /// Restart, reload, start or stop a systemd unit (`systemctl`).
+    Systemd,
 }
 
 impl ActionKind {
@@ -149,6 +154,8 @@ impl ActionKind {
             ActionKind::Restart => "restart",
             ActionKind::Exec => "exec",
             ActionKind::Http => "http",
+            ActionKind::Docker => "docker",
+            ActionKind::Systemd => "systemd",
         }
     }
 }

@@ -84,7 +84,10 @@ impl ExecRequest {
     /// A request bounded by the spec's own timeout (exec, http) or `default`.
     pub fn new(service: &str, action: &str, spec: ActionExec, default: Duration) -> Self {
         let timeout = match &spec {
-            ActionExec::Exec { timeout, .. } | ActionExec::Http { timeout, .. } => *timeout,
+            ActionExec::Exec { timeout, .. }
+            | ActionExec::Http { timeout, .. }
+            | ActionExec::Docker { timeout, .. }
+            | ActionExec::Systemd { timeout, .. } => *timeout,
             ActionExec::Restart => default,
         };
         ExecRequest {
@@ -101,6 +104,8 @@ impl ExecRequest {
             ActionExec::Restart => ActionKind::Restart,
             ActionExec::Exec { .. } => ActionKind::Exec,
             ActionExec::Http { .. } => ActionKind::Http,
+            ActionExec::Docker { .. } => ActionKind::Docker,
+            ActionExec::Systemd { .. } => ActionKind::Systemd,
         }
     }
 }
@@ -183,12 +188,15 @@ impl Registry {
         Self::default()
     }
 
-    /// Restart (for `supervisors`), exec and http.
+    /// Restart (for `supervisors`), exec, http and docker (which connects to
+    /// the engine on its first action).
     pub fn standard(supervisors: BTreeMap<String, Supervisor>, http: reqwest::Client) -> Self {
         let mut r = Registry::new();
         r.register(Arc::new(RestartExecutor { supervisors }));
         r.register(Arc::new(CommandExecutor));
         r.register(Arc::new(HttpExecutor { client: http }));
+        r.register(Arc::new(crate::docker::DockerExecutor::new()));
+        r.register(Arc::new(crate::systemd::SystemdExecutor::default()));
         r
     }
 

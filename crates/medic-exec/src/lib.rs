@@ -14,9 +14,12 @@
 //! engine unchanged.
 #![forbid(unsafe_code)]
 
+pub mod docker;
 mod executor;
+pub mod failpoint;
 pub mod procfs;
 mod supervisor;
+pub mod systemd;
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -24,6 +27,7 @@ use std::time::Duration;
 use medic_core::ActionFailure;
 use tokio::io::AsyncReadExt;
 
+pub use docker::{ContainerInfo, DockerClient, DockerExecutor};
 pub use executor::{
     CancelOnDrop, CancelToken, CommandExecutor, ExecError, ExecOutput, ExecRequest, ExecResult,
     Executor, HttpExecutor, Registry, RestartExecutor, TIMEOUT_SLACK,

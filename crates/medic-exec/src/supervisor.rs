@@ -388,6 +388,7 @@ impl Supervisor {
     /// [`Supervisor::stop_with`] then [`Supervisor::start`].
     pub async fn restart_with(&self, unresponsive: bool) -> Result<u32, SupervisorError> {
         self.stop_with(unresponsive).await;
+        crate::failpoint::hit("mid_execution");
         self.start().await
     }
 }

@@ -55,7 +55,8 @@ impl Prober {
         Ok(Prober { http })
     }
 
-    /// Run one probe. `Process` kinds return `None`: the caller asks its supervisor.
+    /// Run one probe. `Process` and `Docker` kinds return `None`: the caller
+    /// asks its supervisor or the Docker Engine (medic-exec).
     pub async fn run(&self, kind: &ProbeKind, timeout: Duration) -> Option<ProbeOutcome> {
         Some(match kind {
             ProbeKind::Http {
@@ -68,7 +69,7 @@ impl Prober {
             }
             ProbeKind::Tcp { address } => tcp(address, timeout).await,
             ProbeKind::Exec { command } => exec(command, timeout).await,
-            ProbeKind::Process => return None,
+            ProbeKind::Process | ProbeKind::Docker { .. } => return None,
         })
     }
 

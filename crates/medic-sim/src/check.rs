@@ -390,7 +390,13 @@ impl Checker {
             .and_then(|g| g.actions.get(action));
         let class = match entry.and_then(|e| e.class) {
             Some(c) => c,
-            None if spec.kind == ActionKind::Restart => ActionClass::RestartService,
+            None if matches!(
+                spec.kind,
+                ActionKind::Restart | ActionKind::Docker | ActionKind::Systemd
+            ) =>
+            {
+                ActionClass::RestartService
+            }
             None => ActionClass::Other,
         };
         let tier = spec.risk.unwrap_or(default_tier(class));

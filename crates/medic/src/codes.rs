@@ -44,6 +44,7 @@ cli_codes! {
     DrillFailed = ("E0073", "drill_failed", 1, "A drill ran but medic did not heal the injected fault in time; drills are stopped until an operator resets them."),
     NotifyFailed = ("E0080", "notify_failed", 1, "medic notify test: a channel did not accept the test message in time (it stays queued; the error is printed)."),
     NotifyBench = ("E0081", "notify_bench_failed", 1, "medic bench notify: a notification was lost, duplicated or reordered, or the loopback receivers could not start."),
+    BenchRecovery = ("E0090", "bench_recovery", 1, "medic bench recovery: a trial could not run (medic or the fixture did not start, or medic did not reach its failure point)."),
     Io = ("E0099", "io_error", 1, "An operating-system error."),
 }
 

@@ -19,7 +19,7 @@ use medic_core::{
     Actor, Command, Engine, IncidentView, Input, Mode, MonoTime, Notice, Notification,
     OperatorCommand, OperatorError, ProbeReport, Role,
 };
-use medic_exec::Supervisor;
+use medic_exec::{failpoint, procfs, ProcessState, Supervisor};
 use medic_store::{IncidentRecord, Store, TimelineEntry};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -403,6 +403,7 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
             .map(|s| s.name.clone())
             .collect(),
         approve_band: opts.config.engine.governance.autonomy.approve,
+        supervisors: supervisors.clone(),
     };
     store
         .append_audit(
@@ -657,6 +658,8 @@ struct EngineLoop {
     opened: BTreeMap<String, (String, String)>,
     /// The last action a human forced per service (bounded).
     human_action: BTreeMap<String, String>,
+    /// Supervised processes, to journal and reconcile a restart's target.
+    supervisors: BTreeMap<String, Supervisor>,
 }
 
 impl EngineLoop {
@@ -1011,8 +1014,23 @@ impl EngineLoop {
         while let Some(c) = self.engine.poll_command() {
             commands.push(c);
         }
+        if notices
+            .iter()
+            .any(|n| matches!(n, Notice::ActionIntent { .. }))
+        {
+            failpoint::hit("before_intent");
+        }
         let mut audit_ok = self.record(&notices, &commands).await;
         for n in &notices {
+            if matches!(n, Notice::ActionOutcome { .. }) {
+                failpoint::hit("after_outcome");
+            }
+            if let Notice::ActionReconciled {
+                action_id, service, ..
+            } = n
+            {
+                self.observe_reconciled(*action_id, service).await;
+            }
             self.learn(n).await;
         }
         let generation = self.engine.safety_generation();
@@ -1052,6 +1070,24 @@ impl EngineLoop {
                         });
                         continue;
                     }
+                    if !self.journal(&req).await {
+                        let tx = self.tx.clone();
+                        let id = req.id;
+                        tokio::spawn(async move {
+                            let _ = tx
+                                .send(Msg::Outcome {
+                                    id,
+                                    result: Err(ActionFailure {
+                                        kind: ActionFailureKind::Other,
+                                        message: "not run: its journal record could not be written"
+                                            .into(),
+                                    }),
+                                })
+                                .await;
+                        });
+                        continue;
+                    }
+                    failpoint::hit("after_intent");
                     self.spawn_action(req);
                 }
                 Command::Notify(n) => self.notify(n),
@@ -1083,6 +1119,107 @@ impl EngineLoop {
                     }
                 }
             }
+        }
+    }
+
+    /// The supervised process's identity (pid, start ticks) if it runs.
+    fn identity(&self, service: &str) -> Option<(u32, u64)> {
+        match self.supervisors.get(service)?.state() {
+            ProcessState::Running { pid, .. } => Some((pid, procfs::stat(pid)?.start_ticks)),
+            _ => None,
+        }
+    }
+
+    /// Journal a restart's target before it runs (`action.journal`, after
+    /// the `action.intent` and the saved in-flight state): its idempotency
+    /// key and the supervised process's identity, so a medic restarted
+    /// mid-action can tell whether the restart happened. Other kinds carry
+    /// no identity medic can read back; the intent is their journal.
+    async fn journal(&self, req: &ActionRequest) -> bool {
+        if req.kind != medic_core::ActionKind::Restart {
+            return true;
+        }
+        let target = self
+            .identity(&req.service)
+            .map(|(pid, start)| serde_json::json!({"pid": pid, "start_ticks": start}));
+        let payload = serde_json::json!({
+            "action_id": req.id.to_string(),
+            "key": format!("{}/{}/{}", req.service, req.action, req.id),
+            "service": req.service,
+            "action": req.action,
+            "target": target,
+            "v": 1,
+        });
+        match self
+            .store
+            .append_audit(&now_rfc3339(), "action.journal", &payload.to_string())
+            .await
+        {
+            Ok(_) => {
+                self.metrics.inc_audit();
+                true
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "journaling the action failed");
+                false
+            }
+        }
+    }
+
+    /// An action found in flight at start: compare the target's identity
+    /// now with the one journaled before the action ran, and record what
+    /// that says (`action.observed`). The engine verifies the heal (and
+    /// tries again only after verification fails) or escalates; it never
+    /// re-runs the action blindly.
+    async fn observe_reconciled(&self, id: ActionId, service: &str) {
+        let key = id.to_string();
+        let (tip, _) = self.store.audit_tip().await;
+        let journal = match self.store.list_audit(tip.saturating_sub(5000), 5000).await {
+            Ok(recs) => recs
+                .into_iter()
+                .rev()
+                .filter(|r| r.kind == "action.journal")
+                .filter_map(|r| serde_json::from_str::<serde_json::Value>(&r.payload).ok())
+                .find(|v| v["action_id"] == key.as_str() && v["service"] == service),
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the action journal failed");
+                None
+            }
+        };
+        let now = self.identity(service);
+        let before = journal.as_ref().and_then(|j| {
+            Some((
+                j["target"]["pid"].as_u64()?,
+                j["target"]["start_ticks"].as_u64()?,
+            ))
+        });
+        let finding = match (&journal, before, now) {
+            (None, _, _) => "no journal: the action had not started",
+            (Some(_), _, None) => "the process is not running",
+            (Some(_), None, Some(_)) => "the process runs; it did not before the action",
+            (Some(_), Some(b), Some((pid, start))) if b == (u64::from(pid), start) => {
+                "the same process as before the action: the restart did not happen"
+            }
+            (Some(_), Some(_), Some(_)) => {
+                "a new process since the journal: the restart took effect"
+            }
+        };
+        tracing::warn!(%service, action_id = %key, finding, "reconciling an action found in flight");
+        let payload = serde_json::json!({
+            "action_id": key,
+            "service": service,
+            "journaled": journal.as_ref().map(|j| j["target"].clone()),
+            "now": now.map(|(pid, start)| serde_json::json!({"pid": pid, "start_ticks": start})),
+            "finding": finding,
+            "v": 1,
+        });
+        match self
+            .store
+            .append_audit(&now_rfc3339(), "action.observed", &payload.to_string())
+            .await
+        {
+            Ok(_) => self.metrics.inc_audit(),
+            Err(e) => tracing::error!(error = %e, "audit append failed"),
         }
     }
 
@@ -1256,6 +1393,7 @@ impl EngineLoop {
         let id = req.id;
         let task = tokio::spawn(async move {
             let result = run.await;
+            failpoint::hit("before_outcome");
             let _ = tx.send(Msg::Outcome { id: req.id, result }).await;
         });
         self.running.insert(id, task.abort_handle());

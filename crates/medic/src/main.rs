@@ -4,12 +4,14 @@
 mod ai;
 mod bench;
 mod bench_api;
+mod bench_recovery;
 mod client;
 mod codes;
 mod daemon;
 mod demo;
 mod drill;
 mod graph;
+mod healthcheck;
 mod init;
 mod lifecycle;
 mod notify;
@@ -120,6 +122,16 @@ enum Cmd {
         /// Print one JSON object instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// GET http://127.0.0.1:PORT/PATH once; exit 0 on a 2xx answer within
+    /// the timeout, 1 otherwise (a container HEALTHCHECK needing no shell).
+    Healthcheck {
+        #[arg(long)]
+        port: u16,
+        #[arg(long, default_value = "/healthz")]
+        path: String,
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "2s")]
+        timeout: std::time::Duration,
     },
     /// Run the fault-injectable fixture service used by the demo and tests.
     Fixture {
@@ -261,6 +273,8 @@ enum BenchCmd {
     Rca(medic_rca_eval::cli::BenchRcaArgs),
     /// Notification delivery across kill/restart cycles of loopback receivers.
     Notify(notify_cli::BenchNotifyArgs),
+    /// Kill medic at random failure points mid-heal; count duplicate and lost actions.
+    Recovery(bench_recovery::BenchRecoveryArgs),
 }
 
 fn main() -> ExitCode {
@@ -508,6 +522,24 @@ fn run(cmd: Cmd, api: &str) -> Result<ExitCode, CliError> {
                 ExitCode::from(1)
             })
         }
+        Cmd::Healthcheck {
+            port,
+            path,
+            timeout,
+        } => {
+            let rt = runtime()?;
+            match rt.block_on(healthcheck::get(port, &path, timeout)) {
+                Ok(status) if (200..300).contains(&status) => Ok(ExitCode::SUCCESS),
+                Ok(status) => {
+                    eprintln!("healthcheck: status {status}");
+                    Ok(ExitCode::from(1))
+                }
+                Err(e) => {
+                    eprintln!("healthcheck: {e}");
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
         Cmd::Fixture {
             port,
             bind,
@@ -668,6 +700,19 @@ fn run(cmd: Cmd, api: &str) -> Result<ExitCode, CliError> {
         Cmd::Bench {
             cmd: BenchCmd::Notify(args),
         } => runtime()?.block_on(notify_cli::bench(&args)),
+        Cmd::Bench {
+            cmd: BenchCmd::Recovery(args),
+        } => {
+            let rt = runtime()?;
+            let ok = rt
+                .block_on(bench_recovery::run(&args))
+                .map_err(|e| CliError::new(Code::BenchRecovery, format!("{e:#}")))?;
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
         Cmd::Bench {
             cmd: BenchCmd::Detect(args),
         } => {

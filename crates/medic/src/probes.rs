@@ -21,7 +21,7 @@ use std::time::Duration;
 use medic_api::Metrics;
 use medic_config::{Config, ProbeConfig, ProbeKind};
 use medic_core::{ProbeFailure, ProbeReport};
-use medic_exec::{ProcessState, Supervisor};
+use medic_exec::{DockerClient, ProcessState, Supervisor};
 use medic_probe::{ProbeOutcome, Prober};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::time::MissedTickBehavior;
@@ -94,6 +94,76 @@ fn process_outcome(state: &ProcessState) -> Option<ProbeOutcome> {
     }
 }
 
+/// The Docker group `label` as a probe result: failing when it is empty,
+/// when a container is not running (`Exited`) or when a healthcheck says
+/// unhealthy (`ExecFailed`: the healthcheck is a command in the container).
+async fn docker_outcome(
+    cell: &tokio::sync::OnceCell<DockerClient>,
+    label: &str,
+    timeout: Duration,
+) -> ProbeOutcome {
+    let started = std::time::Instant::now();
+    let run = async {
+        let client = cell.get_or_try_init(DockerClient::connect).await?;
+        client.group(label).await
+    };
+    let fail = |failure, detail: String| ProbeOutcome {
+        ok: false,
+        latency: started.elapsed(),
+        failure: Some(failure),
+        detail,
+    };
+    let group = match tokio::time::timeout(timeout, run).await {
+        Err(_) => {
+            return fail(
+                ProbeFailure::Timeout,
+                format!("docker: no answer within {}ms", timeout.as_millis()),
+            )
+        }
+        Ok(Err(e)) => return fail(ProbeFailure::Other, e.to_string()),
+        Ok(Ok(g)) => g,
+    };
+    if group.is_empty() {
+        return fail(
+            ProbeFailure::Other,
+            format!("no container carries the label {label}"),
+        );
+    }
+    if let Some(c) = group.iter().find(|c| !c.running()) {
+        return fail(
+            ProbeFailure::Exited,
+            format!("container {} is {}", c.name, c.state),
+        );
+    }
+    if let Some(c) = group
+        .iter()
+        .find(|c| c.health.as_deref() == Some("unhealthy"))
+    {
+        return fail(
+            ProbeFailure::ExecFailed(None),
+            format!("container {} is unhealthy", c.name),
+        );
+    }
+    ProbeOutcome {
+        ok: true,
+        latency: started.elapsed(),
+        failure: None,
+        detail: format!(
+            "{} container(s) running: {}",
+            group.len(),
+            group
+                .iter()
+                .map(|c| format!(
+                    "{} ({})",
+                    c.name,
+                    c.health.as_deref().unwrap_or("no healthcheck")
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn probe_loop(
     service: String,
@@ -110,6 +180,8 @@ async fn probe_loop(
         (ProbeKind::Process, Some(s)) => Some(s.watch()),
         _ => None,
     };
+    // Connected on first use and again after an error.
+    let docker = tokio::sync::OnceCell::<DockerClient>::new();
     let interval = probe.interval.max(Duration::from_millis(1));
     let offset = match probe.kind {
         ProbeKind::Process => Duration::ZERO,
@@ -146,6 +218,12 @@ async fn probe_loop(
         let outcome = match (&probe.kind, &sup) {
             (ProbeKind::Process, Some(s)) => process_outcome(&s.state()),
             (ProbeKind::Process, None) => None,
+            (ProbeKind::Docker { label }, _) => {
+                tokio::select! {
+                    o = docker_outcome(&docker, label, probe.timeout) => Some(o),
+                    _ = shutdown.changed() => return,
+                }
+            }
             (kind, _) => {
                 let Ok(_permit) = permits.acquire().await else {
                     return;

@@ -39,6 +39,12 @@ use chart::Sample;
 pub const SESSION_COOKIE: &str = "medic_session";
 /// Probe runs kept per (service, probe) for the incident chart.
 pub const HISTORY_SAMPLES: usize = 900;
+/// Samples kept over all probes together (about 24 MB): with many probes each
+/// keeps fewer ([`HISTORY_SAMPLES`] down to [`MIN_HISTORY_SAMPLES`]), so the
+/// console's memory does not grow with the number of targets.
+pub const TOTAL_HISTORY_SAMPLES: usize = 1_000_000;
+/// The fewest samples a probe keeps however many probes there are.
+pub const MIN_HISTORY_SAMPLES: usize = 16;
 /// Incidents on the console's list.
 const LIST_LIMIT: u32 = 50;
 /// Live (SSE) streams served at once; more get `503` (the browser retries).
@@ -112,14 +118,17 @@ impl Console {
         }
     }
 
-    /// One probe run of a configured probe (bounded: [`HISTORY_SAMPLES`]).
+    /// One probe run of a configured probe (bounded: [`HISTORY_SAMPLES`] per
+    /// probe and [`TOTAL_HISTORY_SAMPLES`] over all of them).
     pub fn record_sample(&self, service: &str, probe: &str, ok: bool, latency: Duration) {
         let unix_ms = unix_ms_now();
         let mut h = lock(&self.history);
+        let cap =
+            (TOTAL_HISTORY_SAMPLES / h.len().max(1)).clamp(MIN_HISTORY_SAMPLES, HISTORY_SAMPLES);
         let q = h
             .entry((service.to_string(), probe.to_string()))
             .or_default();
-        if q.len() >= HISTORY_SAMPLES {
+        while q.len() >= cap {
             q.pop_front();
         }
         q.push_back(Sample {
@@ -733,5 +742,29 @@ async fn asset(Path(file): Path<String>) -> Response {
                 .into_response()
         }
         None => error_page(StatusCode::NOT_FOUND, "no such asset"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn probe_history_shrinks_per_probe_as_probes_grow() {
+        let c = Console::new(Vec::new(), Vec::new(), None);
+        let ms = Duration::from_millis(1);
+        for _ in 0..HISTORY_SAMPLES + 50 {
+            c.record_sample("a", "h", true, ms);
+        }
+        assert_eq!(c.samples("a", "h").len(), HISTORY_SAMPLES);
+        // 4,000 probes: each keeps at most 1,000,000 / 4,000 = 250.
+        for k in 0..3_999 {
+            c.record_sample(&format!("s{k}"), "h", true, ms);
+        }
+        c.record_sample("a", "h", true, ms);
+        assert_eq!(c.samples("a", "h").len(), 250);
+        let total: usize = lock(&c.history).values().map(VecDeque::len).sum();
+        assert!(total <= TOTAL_HISTORY_SAMPLES, "{total}");
     }
 }

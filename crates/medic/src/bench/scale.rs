@@ -74,19 +74,46 @@ pub fn sample(text: &str, series: &str) -> Option<f64> {
 
 /// Cumulative histogram buckets `(le, count)` of `name` in exposition text.
 pub fn buckets(text: &str, name: &str) -> Vec<(f64, f64)> {
-    let prefix = format!("{name}_bucket{{le=\"");
-    text.lines()
-        .filter_map(|l| {
-            let rest = l.strip_prefix(&prefix)?;
-            let (le, rest) = rest.split_once("\"}")?;
-            let le = if le == "+Inf" {
-                f64::INFINITY
-            } else {
-                le.parse().ok()?
-            };
-            Some((le, rest.split_whitespace().next()?.parse().ok()?))
-        })
-        .collect()
+    // Summed over every label set (the histogram is per service and probe),
+    // like `sum by (le)`.
+    let prefix = format!("{name}_bucket{{");
+    let mut sums: Vec<(f64, f64)> = Vec::new();
+    for l in text.lines() {
+        let Some(rest) = l.strip_prefix(&prefix) else {
+            continue;
+        };
+        let Some((labels, value)) = rest.split_once('}') else {
+            continue;
+        };
+        let Some(le) = labels
+            .split(',')
+            .find_map(|kv| kv.trim().strip_prefix("le=\""))
+            .and_then(|v| v.strip_suffix('"'))
+        else {
+            continue;
+        };
+        let le = if le == "+Inf" {
+            f64::INFINITY
+        } else {
+            match le.parse() {
+                Ok(v) => v,
+                Err(_) => continue,
+            }
+        };
+        let Some(count) = value
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<f64>().ok())
+        else {
+            continue;
+        };
+        match sums.iter_mut().find(|(l, _)| *l == le) {
+            Some((_, c)) => *c += count,
+            None => sums.push((le, count)),
+        }
+    }
+    sums.sort_by(|a, b| a.0.total_cmp(&b.0));
+    sums
 }
 
 /// The `q` quantile of the observations between two readings of the same
@@ -553,6 +580,12 @@ mod tests {
         let t = "# TYPE x histogram\nx_bucket{le=\"0.5\"} 3\nx_bucket{le=\"+Inf\"} 4\nx_count 4\n\
                  fixture_requests_total{path=\"/healthz\"} 12\n";
         assert_eq!(buckets(t, "x"), vec![(0.5, 3.0), (f64::INFINITY, 4.0)]);
+        // Per-label-set histograms are summed by `le`.
+        let t2 = "x_bucket{service=\"a\",probe=\"h\",le=\"0.5\"} 3\n\
+                  x_bucket{service=\"a\",probe=\"h\",le=\"+Inf\"} 4\n\
+                  x_bucket{service=\"b\",probe=\"h\",le=\"0.5\"} 1\n\
+                  x_bucket{service=\"b\",probe=\"h\",le=\"+Inf\"} 5\n";
+        assert_eq!(buckets(t2, "x"), vec![(0.5, 4.0), (f64::INFINITY, 9.0)]);
         assert_eq!(sample(t, "x_count"), Some(4.0));
         assert_eq!(
             sample(t, "fixture_requests_total{path=\"/healthz\"}"),

@@ -380,6 +380,7 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
         action_names: BTreeMap::new(),
         running: BTreeMap::new(),
         saved_generation: None,
+        gauges_at: None,
         console,
         drills,
         rca: match crate::rca::RcaState::new(&opts.config) {
@@ -643,6 +644,9 @@ struct EngineLoop {
     running: BTreeMap<ActionId, tokio::task::AbortHandle>,
     /// The safety generation last persisted.
     saved_generation: Option<u64>,
+    /// When the `/metrics` gauges were last computed (at most once a second:
+    /// computing them looks at every service).
+    gauges_at: Option<Instant>,
     /// The web console's probe history.
     console: Arc<medic_api::ui::Console>,
     drills: crate::drill::DrillState,
@@ -694,6 +698,8 @@ impl EngineLoop {
                 let now = self.clock.now();
                 self.engine.handle_timeout(now);
                 self.drain().await;
+                // Timers (pause or approval expiry) change what the gauges show.
+                self.gauges_at = None;
                 self.publish_gauges();
                 continue;
             };
@@ -713,7 +719,14 @@ impl EngineLoop {
     }
 
     /// The engine's state and the input queue's depth, for `/metrics`.
-    fn publish_gauges(&self) {
+    fn publish_gauges(&mut self) {
+        if self
+            .gauges_at
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
+        {
+            return;
+        }
+        self.gauges_at = Some(Instant::now());
         let phases: Vec<medic_core::Phase> = self
             .engine
             .open_incidents()
@@ -777,6 +790,8 @@ impl EngineLoop {
                     .handle_input(now, Input::ActionOutcome { id, result })
             }
             Msg::Operate(actor, cmd, r) => {
+                // Operator commands change mode, pauses, approvals: fresh gauges.
+                self.gauges_at = None;
                 let answer = self.engine.operate(now, &actor, cmd);
                 reply = Some((r, answer));
             }

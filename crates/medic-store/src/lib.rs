@@ -297,68 +297,31 @@ impl Store {
         payload: &str,
     ) -> Result<AuditRecord, StoreError> {
         const OP: &str = "append_audit";
-        check_ts(ts).map_err(|reason| StoreError::InvalidInput {
-            op: OP,
-            field: "ts",
-            reason,
-        })?;
-        check_kind(kind).map_err(|reason| StoreError::InvalidInput {
-            op: OP,
-            field: "kind",
-            reason,
-        })?;
-        check_payload(payload).map_err(|reason| StoreError::InvalidInput {
-            op: OP,
-            field: "payload",
-            reason,
-        })?;
-
         let mut tip = self.tip.lock().await;
-        let seq = tip.0.checked_add(1).ok_or_else(|| StoreError::Corrupt {
-            op: OP,
-            reason: "audit seq overflow".into(),
-        })?;
-        let seq_i = i64::try_from(seq).map_err(|_| StoreError::Corrupt {
-            op: OP,
-            reason: "audit seq overflow".into(),
-        })?;
-        let prev_hash = tip.1.clone();
-        let hash = compute_hash(&prev_hash, seq, ts, kind, payload);
-
         let written = async {
-            let mut tx = self.pool.begin().await?;
-            sqlx::query(
-                "INSERT INTO audit_log (seq, ts, kind, payload, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(seq_i)
-            .bind(ts)
-            .bind(kind)
-            .bind(payload)
-            .bind(&prev_hash)
-            .bind(&hash)
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await
+            let mut tx = self.pool.begin().await.map_err(StoreError::db(OP))?;
+            let rec = outbox::insert_chained(&mut tx, OP, &tip, ts, kind, payload).await?;
+            tx.commit().await.map_err(StoreError::db(OP))?;
+            Ok::<_, StoreError>(rec)
         }
         .await;
-        if let Err(source) = written {
-            // The outcome of a failed commit can be ambiguous; re-read the
-            // tip so the next append continues whatever is really on disk.
-            if let Ok(actual) = load_tip(&self.pool, OP).await {
-                *tip = actual;
+        match written {
+            Ok(rec) => {
+                *tip = (rec.seq, rec.hash.clone());
+                Ok(rec)
             }
-            return Err(StoreError::Database { op: OP, source });
+            Err(e) => {
+                if matches!(e, StoreError::Database { .. }) {
+                    // The outcome of a failed commit can be ambiguous; re-read
+                    // the tip so the next append continues whatever is really
+                    // on disk.
+                    if let Ok(actual) = load_tip(&self.pool, OP).await {
+                        *tip = actual;
+                    }
+                }
+                Err(e)
+            }
         }
-
-        *tip = (seq, hash.clone());
-        Ok(AuditRecord {
-            seq,
-            ts: ts.to_string(),
-            kind: kind.to_string(),
-            payload: payload.to_string(),
-            prev_hash,
-            hash,
-        })
     }
 
     /// Lists up to `limit` audit records with `seq > after_seq`, ascending.

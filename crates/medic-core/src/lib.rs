@@ -54,6 +54,7 @@
 mod class;
 mod engine;
 pub mod governance;
+pub mod locks;
 mod notice;
 mod operator;
 mod rng;
@@ -68,6 +69,10 @@ pub use governance::{
     ClassBudget, ClassFacts, Decision, DiagnosisGate, FreezeWindow, GateConfig, GateInput,
     GovernanceConfig, Limits, ReasonCode, ResolvedAction, ServiceGovernance, TimingConfig,
     CLASS_TABLE,
+};
+pub use locks::{
+    Acquire, Conflict, Lock, LockConfig, LockEvent, LockKey, LockReason, LockRequest, LockScope,
+    LockTable, OnConflict, Topology,
 };
 pub use notice::{ActionStatus, Notice, NoticeKind, Scope, Verdict};
 pub use operator::{Ack, Actor, OperatorCommand, OperatorError, OperatorErrorCode, Role};

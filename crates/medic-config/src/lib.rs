@@ -142,6 +142,21 @@ pub enum ActionExec {
         grace: Duration,
         timeout: Duration,
     },
+    /// `op` on a deployment, pod or node of a Kubernetes cluster.
+    Kubernetes {
+        op: KubeOp,
+        /// Namespace of the deployment or pod (unused for a node).
+        namespace: String,
+        /// The deployment, pod or node name, as the op needs.
+        target: String,
+        /// A kubeconfig file; `None`: `KUBECONFIG`, `~/.kube/config`, or the
+        /// in-cluster service account.
+        kubeconfig: Option<PathBuf>,
+        /// A context of the kubeconfig; `None`: its current context.
+        context: Option<String>,
+        /// Bounds the call and the wait for the rollout.
+        timeout: Duration,
+    },
     /// `systemctl [--user] <op> -- <unit>`.
     Systemd {
         op: SystemdOp,
@@ -150,6 +165,35 @@ pub enum ActionExec {
         user: bool,
         timeout: Duration,
     },
+}
+
+/// A Kubernetes operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KubeOp {
+    /// `kubectl rollout restart deployment/<name>`: patch the pod template's
+    /// `kubectl.kubernetes.io/restartedAt` annotation, wait for the rollout.
+    RolloutRestart,
+    /// Set the deployment's replicas (scale subresource), wait for the rollout.
+    Scale { replicas: u32 },
+    /// `kubectl rollout undo`: the previous ReplicaSet's pod template back
+    /// on the deployment, wait for the rollout.
+    RolloutUndo,
+    /// Delete one pod (its controller replaces it).
+    DeletePod,
+    /// Mark a node unschedulable.
+    Cordon,
+}
+
+impl KubeOp {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KubeOp::RolloutRestart => "rollout-restart",
+            KubeOp::Scale { .. } => "scale",
+            KubeOp::RolloutUndo => "rollout-undo",
+            KubeOp::DeletePod => "delete-pod",
+            KubeOp::Cordon => "cordon",
+        }
+    }
 }
 
 /// What a systemd action asks the service manager to do.
@@ -479,6 +523,115 @@ impl Validator {
         }
     }
 
+    /// A `kubernetes:` action; problems are collected, `None` when invalid.
+    fn kubernetes_action(&mut self, k: &RawKubernetesAction) -> Option<ActionExec> {
+        // RFC 1123 names: what the API server accepts for deployments, pods, nodes.
+        fn dns_name(s: &str) -> bool {
+            !s.is_empty()
+                && s.len() <= 253
+                && s.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+                && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+                && s.ends_with(|c: char| c.is_ascii_alphanumeric())
+        }
+        let op = match k.op.value.as_str() {
+            "rollout-restart" => Some(KubeOp::RolloutRestart),
+            "scale" => match &k.replicas {
+                Some(r) => Some(KubeOp::Scale { replicas: r.value }),
+                None => {
+                    self.at(k.op.referenced, "op: scale needs `replicas`");
+                    None
+                }
+            },
+            "rollout-undo" => Some(KubeOp::RolloutUndo),
+            "delete-pod" => Some(KubeOp::DeletePod),
+            "cordon" => Some(KubeOp::Cordon),
+            other => {
+                self.at(
+                    k.op.referenced,
+                    format!("unknown kubernetes op `{other}` (expected rollout-restart, scale, rollout-undo, delete-pod or cordon)"),
+                );
+                None
+            }
+        };
+        if let (Some(r), false) = (&k.replicas, matches!(op, Some(KubeOp::Scale { .. }))) {
+            self.at(r.referenced, "replicas is only used by op: scale");
+        }
+        let op = op?;
+        // Which target field the op needs; the others must be absent.
+        let (field, target, others) = match op {
+            KubeOp::RolloutRestart | KubeOp::Scale { .. } | KubeOp::RolloutUndo => (
+                "deployment",
+                &k.deployment,
+                [("pod", &k.pod), ("node", &k.node)],
+            ),
+            KubeOp::DeletePod => (
+                "pod",
+                &k.pod,
+                [("deployment", &k.deployment), ("node", &k.node)],
+            ),
+            KubeOp::Cordon => (
+                "node",
+                &k.node,
+                [("deployment", &k.deployment), ("pod", &k.pod)],
+            ),
+        };
+        let mut ok = true;
+        for (name, v) in others {
+            if let Some(v) = v {
+                self.at(
+                    v.referenced,
+                    format!("{name} is not used by op: {}", op.as_str()),
+                );
+                ok = false;
+            }
+        }
+        let Some(target) = target else {
+            self.at(
+                k.op.referenced,
+                format!("op: {} needs `{field}`", op.as_str()),
+            );
+            return None;
+        };
+        if !dns_name(&target.value) {
+            self.at(
+                target.referenced,
+                format!(
+                    "invalid {field} name `{}` (lowercase letters, digits, '-' and '.')",
+                    target.value
+                ),
+            );
+            ok = false;
+        }
+        let namespace = match &k.namespace {
+            Some(ns) if op == KubeOp::Cordon => {
+                self.at(
+                    ns.referenced,
+                    "namespace is not used by op: cordon (nodes are cluster-wide)",
+                );
+                ok = false;
+                String::new()
+            }
+            Some(ns) => {
+                if !dns_name(&ns.value) || ns.value.contains('.') || ns.value.len() > 63 {
+                    self.at(ns.referenced, format!("invalid namespace `{}`", ns.value));
+                    ok = false;
+                }
+                ns.value.clone()
+            }
+            None if op == KubeOp::Cordon => String::new(),
+            None => "default".to_string(),
+        };
+        ok.then(|| ActionExec::Kubernetes {
+            op,
+            namespace,
+            target: target.value.clone(),
+            kubeconfig: k.kubeconfig.as_ref().map(PathBuf::from),
+            context: k.context.clone(),
+            timeout: k.timeout.map_or(Duration::from_secs(300), |t| t.0),
+        })
+    }
+
     fn command(&mut self, c: &Spanned<Vec<String>>, what: &str) {
         if c.value.is_empty() || c.value[0].trim().is_empty() {
             self.at(c.referenced, format!("{what}: command must not be empty"));
@@ -788,13 +941,19 @@ impl Validator {
                     ));
                 }
             }
+            if let Some(k) = &a.kubernetes {
+                if let Some(exec) = self.kubernetes_action(k) {
+                    kinds.push((ActionKind::Kubernetes, exec));
+                }
+            }
             if kinds.len() != 1
-                && !(kinds.is_empty() && (a.docker.is_some() || a.systemd.is_some()))
+                && !(kinds.is_empty()
+                    && (a.docker.is_some() || a.systemd.is_some() || a.kubernetes.is_some()))
             {
                 self.at(
                     aloc,
                     format!(
-                        "action {name}.{aname}: exactly one of restart, exec, http, docker or systemd is required (found {})",
+                        "action {name}.{aname}: exactly one of restart, exec, http, docker, systemd or kubernetes is required (found {})",
                         kinds.len()
                     ),
                 );

@@ -170,6 +170,7 @@ pub struct RawAction {
     pub http: Option<RawHttpAction>,
     pub docker: Option<RawDockerAction>,
     pub systemd: Option<RawSystemdAction>,
+    pub kubernetes: Option<RawKubernetesAction>,
     pub risk: Option<Spanned<String>>,
     pub revert: Option<RawRevert>,
 }
@@ -191,6 +192,20 @@ pub struct RawSystemdAction {
     pub unit: Spanned<String>,
     #[serde(default)]
     pub user: bool,
+    pub timeout: Option<Dur>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKubernetesAction {
+    pub op: Spanned<String>,
+    pub namespace: Option<Spanned<String>>,
+    pub deployment: Option<Spanned<String>>,
+    pub pod: Option<Spanned<String>>,
+    pub node: Option<Spanned<String>>,
+    pub replicas: Option<Spanned<u32>>,
+    pub kubeconfig: Option<String>,
+    pub context: Option<String>,
     pub timeout: Option<Dur>,
 }
 

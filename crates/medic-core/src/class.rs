@@ -92,9 +92,10 @@ impl ActionClass {
     /// Class implied by an engine action kind when none is configured.
     pub fn from_kind(kind: ActionKind) -> ActionClass {
         match kind {
-            ActionKind::Restart | ActionKind::Docker | ActionKind::Systemd => {
-                ActionClass::RestartService
-            }
+            ActionKind::Restart
+            | ActionKind::Docker
+            | ActionKind::Systemd
+            | ActionKind::Kubernetes => ActionClass::RestartService,
             ActionKind::Exec | ActionKind::Http => ActionClass::Other,
         }
     }

@@ -146,6 +146,9 @@ pub enum ActionKind {
     Docker,
     /// Restart, reload, start or stop a systemd unit (`systemctl`).
     Systemd,
+    /// A Kubernetes operation: rollout restart, scale, rollout undo, delete
+    /// pod, cordon node; counts as a restart unless a class says otherwise.
+    Kubernetes,
 }
 
 impl ActionKind {
@@ -156,6 +159,7 @@ impl ActionKind {
             ActionKind::Http => "http",
             ActionKind::Docker => "docker",
             ActionKind::Systemd => "systemd",
+            ActionKind::Kubernetes => "kubernetes",
         }
     }
 }

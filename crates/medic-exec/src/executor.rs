@@ -87,7 +87,8 @@ impl ExecRequest {
             ActionExec::Exec { timeout, .. }
             | ActionExec::Http { timeout, .. }
             | ActionExec::Docker { timeout, .. }
-            | ActionExec::Systemd { timeout, .. } => *timeout,
+            | ActionExec::Systemd { timeout, .. }
+            | ActionExec::Kubernetes { timeout, .. } => *timeout,
             ActionExec::Restart => default,
         };
         ExecRequest {
@@ -106,6 +107,7 @@ impl ExecRequest {
             ActionExec::Http { .. } => ActionKind::Http,
             ActionExec::Docker { .. } => ActionKind::Docker,
             ActionExec::Systemd { .. } => ActionKind::Systemd,
+            ActionExec::Kubernetes { .. } => ActionKind::Kubernetes,
         }
     }
 }
@@ -197,6 +199,7 @@ impl Registry {
         r.register(Arc::new(HttpExecutor { client: http }));
         r.register(Arc::new(crate::docker::DockerExecutor::new()));
         r.register(Arc::new(crate::systemd::SystemdExecutor::default()));
+        r.register(Arc::new(crate::kubernetes::KubernetesExecutor::default()));
         r
     }
 

@@ -17,6 +17,7 @@
 pub mod docker;
 mod executor;
 pub mod failpoint;
+pub mod kubernetes;
 pub mod procfs;
 mod supervisor;
 pub mod systemd;

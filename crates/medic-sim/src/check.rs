@@ -392,7 +392,10 @@ impl Checker {
             Some(c) => c,
             None if matches!(
                 spec.kind,
-                ActionKind::Restart | ActionKind::Docker | ActionKind::Systemd
+                ActionKind::Restart
+                    | ActionKind::Docker
+                    | ActionKind::Systemd
+                    | ActionKind::Kubernetes
             ) =>
             {
                 ActionClass::RestartService

@@ -416,7 +416,8 @@ pub fn refusal(e: &OperatorError) -> ApiError {
         | OperatorError::ApprovalNotFound(_)
         | OperatorError::SameApprover { .. }
         | OperatorError::ActionNotRunning(_)
-        | OperatorError::TargetBusy(_) => ApiError::new(ErrorCode::Conflict, msg),
+        | OperatorError::TargetBusy(_)
+        | OperatorError::LockNotHeld(_) => ApiError::new(ErrorCode::Conflict, msg),
     };
     api.with_reason_code(e.code().as_str())
 }

@@ -20,6 +20,7 @@
 //! | 6b | diagnosis confidence below the approval band / in it | `escalate` (`confidence_escalate`) / `approval` (`confidence_approval`) |
 //! | 7 | CRITICAL risk, tier above the mode (also for retries and rollouts), or risk score > 0.7 (first attempt only) | `approval` (`critical_risk`, `risk_tier`, `risk_score`) |
 //! | 8 | one action per target | `defer` (`target_busy`) |
+//! | 8a | locks and conflicts (issue 10, `crate::locks`): the target's lock, or a lock on a direct dependency/dependent or with an overlapping blast radius, is held by another action, or an earlier waiter conflicts | `defer` in a bounded FIFO queue (`lock_held`, `conflict_dependency`, `conflict_blast_radius`); `escalate` after `locks.max_wait` (`lock_timeout`) or when the queue is full (`lock_queue_full`) |
 //! | 9 | cooldown per target and action | `defer` until it ends (`cooldown`) |
 //! | 10 | max concurrent actions | `defer` until a slot frees (`max_concurrent`) |
 //! | 11 | max actions per hour | `defer` until the window frees (`max_actions_per_hour`) |
@@ -32,7 +33,8 @@
 //!
 //! When nothing blocks: run directly, or as a canary first when the risk score
 //! is above 0.4 and the target has more than one instance.
-//! A forced action (operator override) skips every gate but the target lock.
+//! A forced action (operator override) skips every gate but the target lock
+//! and the lock gate (8a); those two are checked first.
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
@@ -355,6 +357,10 @@ pub struct GovernanceConfig {
     pub max_explanations: usize,
     /// Confidence bands (issue 9).
     pub autonomy: AutonomyBands,
+    /// Lock TTL, wait bound and queue bound (issue 10).
+    pub locks: crate::locks::LockConfig,
+    /// `depends_on` edges for conflict detection (issue 10).
+    pub topology: crate::locks::Topology,
 }
 
 impl Default for GovernanceConfig {
@@ -369,6 +375,8 @@ impl Default for GovernanceConfig {
             canary_bake: Duration::from_secs(30),
             max_explanations: 256,
             autonomy: AutonomyBands::default(),
+            locks: crate::locks::LockConfig::default(),
+            topology: crate::locks::Topology::default(),
         }
     }
 }
@@ -437,6 +445,16 @@ pub enum ReasonCode {
     ConfidenceApproval,
     /// Diagnosis confidence below the approval band: escalated with the hypotheses.
     ConfidenceEscalate,
+    /// Another action holds the lock on the target (issue 10).
+    LockHeld,
+    /// Another action runs on a direct dependency or dependent of the target.
+    ConflictDependency,
+    /// Another running action's blast radius overlaps this one's.
+    ConflictBlastRadius,
+    /// Waited for a lock longer than `governance.locks.max_wait`.
+    LockTimeout,
+    /// The lock wait queue is full.
+    LockQueueFull,
 }
 
 impl ReasonCode {
@@ -475,6 +493,11 @@ impl ReasonCode {
             ReasonCode::ConfidenceArmed => "confidence_armed",
             ReasonCode::ConfidenceApproval => "confidence_approval",
             ReasonCode::ConfidenceEscalate => "confidence_escalate",
+            ReasonCode::LockHeld => "lock_held",
+            ReasonCode::ConflictDependency => "conflict_dependency",
+            ReasonCode::ConflictBlastRadius => "conflict_blast_radius",
+            ReasonCode::LockTimeout => "lock_timeout",
+            ReasonCode::LockQueueFull => "lock_queue_full",
         }
     }
 }
@@ -564,6 +587,16 @@ impl fmt::Display for Block {
                 f,
                 "confidence {v} < {l}: escalated with the ranked hypotheses"
             ),
+            ReasonCode::LockHeld => write!(f, "another action holds the lock on the target"),
+            ReasonCode::ConflictDependency => write!(
+                f,
+                "another action runs on a dependency or dependent of the target"
+            ),
+            ReasonCode::ConflictBlastRadius => {
+                write!(f, "another action's blast radius overlaps this one's")
+            }
+            ReasonCode::LockTimeout => write!(f, "waited for a lock longer than {l}s"),
+            ReasonCode::LockQueueFull => write!(f, "the lock wait queue is full ({l} waiting)"),
         }
     }
 }
@@ -596,6 +629,9 @@ pub struct GateInput {
     pub paused: bool,
     pub frozen: bool,
     pub target_busy: bool,
+    /// The target's locks are held by, or conflict with, another action's
+    /// (a lock reason code), issue 10.
+    pub lock: Option<ReasonCode>,
     pub cooldown_until: Option<MonoTime>,
     pub inflight_total: u32,
     pub actions_last_hour: u32,
@@ -678,6 +714,13 @@ pub fn decide_with(cfg: &GovernanceConfig, g: &GateInput, fault: PolicyFault) ->
     if g.target_busy {
         return Decision::Defer {
             reason: Block::new(R::TargetBusy, 1.0, 0.0),
+            until: None,
+        };
+    }
+    // Locks bind operator overrides too: serialised, never run at once.
+    if let Some(code) = g.lock {
+        return Decision::Defer {
+            reason: Block::new(code, 1.0, 0.0),
             until: None,
         };
     }
@@ -869,6 +912,7 @@ mod tests {
             paused: false,
             frozen: false,
             target_busy: false,
+            lock: None,
             cooldown_until: None,
             inflight_total: 0,
             actions_last_hour: 0,

@@ -372,6 +372,13 @@ impl LockTable {
         }
     }
 
+    /// The same locks and waiters under other limits (a restored table
+    /// under the current config).
+    pub fn with_config(mut self, cfg: LockConfig) -> LockTable {
+        self.cfg = cfg;
+        self
+    }
+
     pub fn config(&self) -> &LockConfig {
         &self.cfg
     }
@@ -526,6 +533,77 @@ impl LockTable {
         }
     }
 
+    /// Whether `req` would get its locks now, without changing the table:
+    /// its first conflict with a held lock or with a waiter ahead of it (all
+    /// waiters when it is not queued). `None`: [`LockTable::acquire`] grants.
+    pub fn check(&self, now: MonoTime, topo: &Topology, req: &LockRequest) -> Option<Conflict> {
+        let live = LockTable {
+            cfg: self.cfg.clone(),
+            locks: self
+                .locks
+                .iter()
+                .filter(|l| l.expires > now)
+                .cloned()
+                .collect(),
+            waiters: VecDeque::new(),
+        };
+        let pos = self
+            .waiters
+            .iter()
+            .position(|w| w.req.holder == req.holder)
+            .unwrap_or(self.waiters.len());
+        let ahead: Vec<&Waiter> = self.waiters.iter().take(pos).collect();
+        live.conflict(topo, req, &ahead)
+    }
+
+    /// Reclaim expired locks and drop timed-out waiters, granting nothing
+    /// (for a driver that grants by asking again, as the engine does).
+    pub fn expire(&mut self, now: MonoTime, topo: &Topology) -> Vec<LockEvent> {
+        let mut events = Vec::new();
+        let (expired, live): (Vec<Lock>, Vec<Lock>) = std::mem::take(&mut self.locks)
+            .into_iter()
+            .partition(|l| l.expires <= now);
+        self.locks = live;
+        events.extend(expired.into_iter().map(LockEvent::Reclaimed));
+        let mut i = 0;
+        while i < self.waiters.len() {
+            if self.waiters[i].deadline > now {
+                i += 1;
+                continue;
+            }
+            let ahead: Vec<&Waiter> = self.waiters.iter().take(i).collect();
+            let conflict = self
+                .conflict(topo, &self.waiters[i].req, &ahead)
+                .unwrap_or(Conflict::bare(LockReason::LockTimeout));
+            if let Some(w) = self.waiters.remove(i) {
+                events.push(LockEvent::TimedOut {
+                    holder: w.req.holder,
+                    conflict: Conflict {
+                        reason: LockReason::LockTimeout,
+                        ..conflict
+                    },
+                });
+            }
+        }
+        events
+    }
+
+    /// Release the locks of `holder`, keeping its place in the queue.
+    pub fn release_locks(&mut self, holder: &str) -> Vec<Lock> {
+        let (gone, kept): (Vec<Lock>, Vec<Lock>) = std::mem::take(&mut self.locks)
+            .into_iter()
+            .partition(|l| l.holder == holder);
+        self.locks = kept;
+        gone
+    }
+
+    /// Take `holder` out of the queue; whether it was there.
+    pub fn withdraw(&mut self, holder: &str) -> bool {
+        let before = self.waiters.len();
+        self.waiters.retain(|w| w.req.holder != holder);
+        before != self.waiters.len()
+    }
+
     /// Reclaim expired locks, drop timed-out waiters, then grant the queue
     /// in order.
     pub fn tick(&mut self, now: MonoTime, topo: &Topology) -> Vec<LockEvent> {
@@ -611,7 +689,11 @@ impl LockTable {
     /// (reclaimed by the first tick).
     pub fn rebase(&mut self, saved_now: MonoTime, downtime: Duration) {
         let shift = saved_now.plus(downtime).as_millis();
-        let at = |t: MonoTime| MonoTime(t.as_millis().saturating_sub(shift));
+        self.map_times(|t| MonoTime(t.as_millis().saturating_sub(shift)));
+    }
+
+    /// Move every time in the table to another clock.
+    pub fn map_times(&mut self, at: impl Fn(MonoTime) -> MonoTime) {
         for l in &mut self.locks {
             l.acquired = at(l.acquired);
             l.expires = at(l.expires);

@@ -293,6 +293,18 @@ pub enum Notice {
         service: String,
         by: String,
     },
+    /// An operator removed a lock (issue 10).
+    LockForceReleased {
+        key: String,
+        holder: String,
+        by: String,
+        reason: String,
+    },
+    /// A lock outlived its TTL and was reclaimed (issue 10).
+    LockReclaimed {
+        key: String,
+        holder: String,
+    },
     RevertDeferred {
         service: String,
         action: String,
@@ -373,6 +385,8 @@ pub enum NoticeKind {
     IncidentResolved,
     AutohealDisabled,
     AutohealEnabled,
+    LockForceReleased,
+    LockReclaimed,
     RevertDeferred,
     RevertDropped,
     ModeChanged,
@@ -383,7 +397,7 @@ pub enum NoticeKind {
 }
 
 impl NoticeKind {
-    pub const ALL: [NoticeKind; 36] = [
+    pub const ALL: [NoticeKind; 38] = [
         NoticeKind::IncidentOpened,
         NoticeKind::Diagnosis,
         NoticeKind::RootCause,
@@ -413,6 +427,8 @@ impl NoticeKind {
         NoticeKind::IncidentResolved,
         NoticeKind::AutohealDisabled,
         NoticeKind::AutohealEnabled,
+        NoticeKind::LockForceReleased,
+        NoticeKind::LockReclaimed,
         NoticeKind::RevertDeferred,
         NoticeKind::RevertDropped,
         NoticeKind::ModeChanged,
@@ -454,6 +470,8 @@ impl NoticeKind {
             NoticeKind::IncidentResolved => "incident.resolved",
             NoticeKind::AutohealDisabled => "autoheal.disabled",
             NoticeKind::AutohealEnabled => "autoheal.enabled",
+            NoticeKind::LockForceReleased => "lock.force_released",
+            NoticeKind::LockReclaimed => "lock.reclaimed",
             NoticeKind::RevertDeferred => "revert.deferred",
             NoticeKind::RevertDropped => "revert.dropped",
             NoticeKind::ModeChanged => "mode.changed",
@@ -498,6 +516,8 @@ impl Notice {
             Notice::IncidentResolved { .. } => K::IncidentResolved,
             Notice::AutohealDisabled { .. } => K::AutohealDisabled,
             Notice::AutohealEnabled { .. } => K::AutohealEnabled,
+            Notice::LockForceReleased { .. } => K::LockForceReleased,
+            Notice::LockReclaimed { .. } => K::LockReclaimed,
             Notice::RevertDeferred { .. } => K::RevertDeferred,
             Notice::RevertDropped { .. } => K::RevertDropped,
             Notice::ModeChanged { .. } => K::ModeChanged,

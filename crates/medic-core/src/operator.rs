@@ -99,13 +99,21 @@ pub enum OperatorCommand {
         action: String,
         reason: String,
     },
+    /// Remove the lock on `key` (`scope:target`), whoever holds it (issue
+    /// 10). `reason` is mandatory; audited as `lock.force_released`.
+    ReleaseLock {
+        key: crate::locks::LockKey,
+        reason: String,
+    },
 }
 
 impl OperatorCommand {
     /// The least role that may issue this command.
     pub fn required_role(&self) -> Role {
         match self {
-            OperatorCommand::SetMode { .. } | OperatorCommand::ForceAction { .. } => Role::Admin,
+            OperatorCommand::SetMode { .. }
+            | OperatorCommand::ForceAction { .. }
+            | OperatorCommand::ReleaseLock { .. } => Role::Admin,
             OperatorCommand::Approve { .. } | OperatorCommand::Reject { .. } => Role::Approver,
             OperatorCommand::ResolveIncident { .. }
             | OperatorCommand::EnableAutoheal { .. }
@@ -127,6 +135,7 @@ impl OperatorCommand {
             OperatorCommand::Reject { .. } => "reject",
             OperatorCommand::CancelAction { .. } => "cancel",
             OperatorCommand::ForceAction { .. } => "force",
+            OperatorCommand::ReleaseLock { .. } => "release_lock",
         }
     }
 }
@@ -141,15 +150,26 @@ pub struct Ack {
 /// one error code and HTTP status without reading its text.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum OperatorError {
-    Forbidden { needed: Role, have: Role },
+    Forbidden {
+        needed: Role,
+        have: Role,
+    },
     UnknownService(String),
-    UnknownAction { service: String, action: String },
+    UnknownAction {
+        service: String,
+        action: String,
+    },
     IncidentNotOpen(String),
     ApprovalNotFound(String),
-    SameApprover { approval: String, by: String },
+    SameApprover {
+        approval: String,
+        by: String,
+    },
     ActionNotRunning(ActionId),
     ReasonRequired,
     TargetBusy(String),
+    /// No lock is held on this key.
+    LockNotHeld(String),
 }
 
 /// The stable code of an [`OperatorError`] (audit `reason_code`, API code).
@@ -164,10 +184,11 @@ pub enum OperatorErrorCode {
     ActionNotRunning,
     ReasonRequired,
     TargetBusy,
+    LockNotHeld,
 }
 
 impl OperatorErrorCode {
-    pub const ALL: [OperatorErrorCode; 9] = [
+    pub const ALL: [OperatorErrorCode; 10] = [
         OperatorErrorCode::Forbidden,
         OperatorErrorCode::UnknownService,
         OperatorErrorCode::UnknownAction,
@@ -177,6 +198,7 @@ impl OperatorErrorCode {
         OperatorErrorCode::ActionNotRunning,
         OperatorErrorCode::ReasonRequired,
         OperatorErrorCode::TargetBusy,
+        OperatorErrorCode::LockNotHeld,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -190,6 +212,7 @@ impl OperatorErrorCode {
             OperatorErrorCode::ActionNotRunning => "action_not_running",
             OperatorErrorCode::ReasonRequired => "reason_required",
             OperatorErrorCode::TargetBusy => "target_busy",
+            OperatorErrorCode::LockNotHeld => "lock_not_held",
         }
     }
 }
@@ -207,6 +230,7 @@ impl OperatorError {
             OperatorError::ActionNotRunning(_) => C::ActionNotRunning,
             OperatorError::ReasonRequired => C::ReasonRequired,
             OperatorError::TargetBusy(_) => C::TargetBusy,
+            OperatorError::LockNotHeld(_) => C::LockNotHeld,
         }
     }
 }
@@ -233,6 +257,7 @@ impl fmt::Display for OperatorError {
             OperatorError::ActionNotRunning(id) => write!(f, "{id} is not running"),
             OperatorError::ReasonRequired => write!(f, "an override needs a reason"),
             OperatorError::TargetBusy(s) => write!(f, "an action is already running on {s}"),
+            OperatorError::LockNotHeld(k) => write!(f, "no lock is held on {k}"),
         }
     }
 }

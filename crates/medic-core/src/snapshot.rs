@@ -49,6 +49,9 @@ pub struct Snapshot {
     feature_toggles: Vec<MonoTime>,
     approvals: Vec<Approval>,
     services: Vec<ServiceSnapshot>,
+    /// Held locks and waiters (issue 10); absent in older snapshots.
+    #[serde(default)]
+    locks: crate::locks::LockTable,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -144,6 +147,7 @@ impl Engine {
                     inflight: s.inflight.clone(),
                 })
                 .collect(),
+            locks: self.locks.clone(),
         }
     }
 
@@ -195,6 +199,12 @@ impl Engine {
         self.failed_actions = shift_all(snap.failed_actions);
         self.action_starts = shift_all(snap.action_starts);
         self.feature_toggles = shift_all(snap.feature_toggles);
+        // The saved locks on the new clock, under this config's limits. The
+        // locks of actions that were in flight are released after this step
+        // (they are reconciled, never re-run).
+        let mut locks = snap.locks;
+        locks.map_times(shift);
+        self.locks = locks.with_config(self.gov.locks.clone());
 
         let mut n_incidents = 0u32;
         let mut n_inflight = 0u32;

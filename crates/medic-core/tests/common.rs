@@ -271,6 +271,14 @@ pub fn parse_line(line: &str) -> (MonoTime, Option<Input>) {
             }],
         })),
         "undiagnose" => Some(Input::Diagnosis(DiagnosisReport::default())),
+        // release <scope:target> [reason...]: an admin force-releases a lock
+        "release" => Some(op_input(
+            "admin".into(),
+            OperatorCommand::ReleaseLock {
+                key: LockKey::parse(w[2]).unwrap(),
+                reason: w[3..].join(" "),
+            },
+        )),
         other => panic!("unknown verb {other}"),
     };
     (at, input)
@@ -312,6 +320,7 @@ pub fn notice_field(n: &Notice, key: &str) -> Option<String> {
         | (Notice::Override { by, .. }, "by")
         | (Notice::ActionCancelRequested { by, .. }, "by")
         | (Notice::AutohealEnabled { by, .. }, "by")
+        | (Notice::LockForceReleased { by, .. }, "by")
         | (Notice::OperatorRejected { by, .. }, "by")
         | (Notice::IncidentResolvedByOperator { by, .. }, "by") => Some(by.clone()),
         (Notice::MassIncidentLatched { .. }, "by") => Some("medic".into()),

@@ -280,6 +280,7 @@ pub fn bench_figures(iterations: u32) -> BenchFigures {
             paused: rng.below(10) == 0,
             frozen: rng.below(10) == 0,
             target_busy: false,
+            lock: None,
             cooldown_until: None,
             inflight_total: rng.below(6) as u32,
             actions_last_hour: rng.below(22) as u32,

@@ -384,6 +384,17 @@ pub fn render(n: &Notice) -> Rendered {
             .s("reason_code", reason_code.as_str())
             .s("consecutive_failures", consecutive_failures),
         Notice::AutohealEnabled { service, by } => f.s("service", service).s("by", by),
+        Notice::LockForceReleased {
+            key,
+            holder,
+            by,
+            reason,
+        } => f
+            .s("key", key)
+            .s("holder", holder)
+            .s("by", by)
+            .s("reason", reason),
+        Notice::LockReclaimed { key, holder } => f.s("key", key).s("holder", holder),
         Notice::RevertDeferred {
             service,
             action,

@@ -224,6 +224,16 @@ fn sample(k: NoticeKind) -> Notice {
             service: s(),
             by: "alice".into(),
         },
+        NoticeKind::LockForceReleased => Notice::LockForceReleased {
+            key: "service:web".into(),
+            holder: "web".into(),
+            by: "alice".into(),
+            reason: "executor hung; lock left behind".into(),
+        },
+        NoticeKind::LockReclaimed => Notice::LockReclaimed {
+            key: "service:web".into(),
+            holder: "web".into(),
+        },
         NoticeKind::RevertDeferred => Notice::RevertDeferred {
             service: s(),
             action: "restore-load".into(),

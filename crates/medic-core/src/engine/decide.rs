@@ -95,6 +95,7 @@ impl Engine {
         let incidents_last_hour = self.incident_opens.len() as u32;
         let mass_paused = self.mass_paused;
         let fault = self.fault;
+        let lock = self.lock_gate(name).map(|(code, _)| code);
         let svc = self.services.get_mut(name)?;
         let mut ag = svc.resolved(action);
         if fault == PolicyFault::TierFromKind {
@@ -165,6 +166,7 @@ impl Engine {
             paused,
             frozen,
             target_busy: svc.inflight.is_some(),
+            lock,
             cooldown_until,
             inflight_total,
             actions_last_hour,
@@ -264,6 +266,8 @@ impl Engine {
         reason: String,
         forced: Option<(String, String)>,
     ) {
+        // Locks of actions that are no longer in flight are free.
+        self.sync_locks();
         let Some((input, ag)) = self.gate_input(name, action, stage, forced.is_some()) else {
             return;
         };
@@ -305,6 +309,10 @@ impl Engine {
                 action.name
             ),
             (Decision::Hold(b), _) => format!("{b}: would run {}", action.name),
+            (Decision::Defer { .. }, Some(b)) if input.lock.is_some() => {
+                let detail = self.lock_gate(name).map(|(_, d)| d).unwrap_or_default();
+                format!("{}: {b}: {detail}", action.name)
+            }
             (_, Some(b)) => format!("{}: {b}", action.name),
             (_, None) => match band_block {
                 Some(b) => format!(
@@ -387,6 +395,9 @@ impl Engine {
                 self.wait(name, w, verdict, b.code, message, Severity::Info);
             }
             Decision::Defer { reason: b, until } => {
+                if input.lock.is_some() && !self.lock_wait(name) {
+                    return;
+                }
                 if let Some(inc) = self
                     .services
                     .get_mut(name)
@@ -543,6 +554,7 @@ impl Engine {
         score: f64,
         forced: Option<(String, String)>,
     ) {
+        self.lock_take(name);
         let now = self.now;
         let id = ActionId(self.next_action);
         self.next_action += 1;

@@ -20,6 +20,7 @@
 mod decide;
 mod detect;
 mod drill;
+mod locking;
 mod operate;
 mod outcome;
 pub(crate) mod state;
@@ -73,11 +74,14 @@ pub struct Engine {
     published_gen: Option<u64>,
     /// A deliberate policy bug (simulator self-tests only).
     pub(crate) fault: PolicyFault,
+    /// Locks of the actions in flight and the queue of those waiting (issue 10).
+    pub(crate) locks: crate::locks::LockTable,
 }
 
 impl Engine {
     pub fn new(cfg: EngineConfig, now: MonoTime) -> Engine {
         let gov_cfg = cfg.governance;
+        let gov_cfg_locks = gov_cfg.locks.clone();
         let services = cfg
             .services
             .into_iter()
@@ -147,6 +151,7 @@ impl Engine {
             safety_gen: 0,
             published_gen: None,
             fault: PolicyFault::None,
+            locks: crate::locks::LockTable::new(gov_cfg_locks),
         }
     }
 
@@ -277,6 +282,11 @@ impl Engine {
         self.explained.get(incident).cloned()
     }
 
+    /// Held locks and the queue of actions waiting for one (issue 10).
+    pub fn locks(&self) -> &crate::locks::LockTable {
+        &self.locks
+    }
+
     /// A counter that moves whenever the durable safety state changes: the
     /// driver persists [`Engine::snapshot`] when it differs from the last
     /// one it saved.
@@ -338,6 +348,7 @@ impl Engine {
                 self.replan_all();
             }
         }
+        self.sync_locks();
         self.publish_dirty();
     }
 
@@ -351,6 +362,7 @@ impl Engine {
     ) -> Result<Ack, OperatorError> {
         self.advance(now);
         let answer = self.operate_recorded(actor, cmd);
+        self.sync_locks();
         self.publish_dirty();
         answer
     }
@@ -378,12 +390,15 @@ impl Engine {
         self.advance(now);
         self.expire_pauses();
         self.expire_approvals();
+        self.sync_locks();
+        self.expire_locks();
         let names: Vec<String> = self.services.keys().cloned().collect();
         for name in &names {
             self.timers(name);
         }
         // Freeze boundaries and freed limits are level-triggered: look again.
         self.replan_all();
+        self.sync_locks();
         self.publish_dirty();
     }
 
@@ -422,6 +437,7 @@ impl Engine {
         for p in &self.pauses {
             consider(p.until);
         }
+        consider(self.locks.next_deadline());
         for a in self.approvals.values() {
             consider(Some(a.expires_at));
         }

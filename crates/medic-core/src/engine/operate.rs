@@ -206,6 +206,23 @@ impl Engine {
                 });
                 ack(format!("cancel of {id} requested"))
             }
+            OperatorCommand::ReleaseLock { key, reason } => {
+                if reason.trim().is_empty() {
+                    return Err(OperatorError::ReasonRequired);
+                }
+                let Some(holder) = self.force_release_lock(&key) else {
+                    return Err(OperatorError::LockNotHeld(key.to_string()));
+                };
+                self.notice(Notice::LockForceReleased {
+                    key: key.to_string(),
+                    holder: holder.clone(),
+                    by,
+                    reason,
+                });
+                // Waiters may go now.
+                self.replan_all();
+                ack(format!("lock {key} of {holder} released"))
+            }
             OperatorCommand::ForceAction {
                 service,
                 action,

@@ -22,10 +22,20 @@ pub struct RawGovernance {
     pub canary_bake: Option<Dur>,
     /// Confidence bands (issue 9).
     pub autonomy: Option<Spanned<RawAutonomy>>,
+    /// Locks and conflicts (issue 10).
+    pub locks: Option<RawLocks>,
     #[serde(default)]
     pub freeze_windows: Vec<RawFreeze>,
     #[serde(default)]
     pub services: BTreeMap<String, Spanned<RawServiceGov>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLocks {
+    pub ttl: Option<Spanned<Dur>>,
+    pub max_wait: Option<Spanned<Dur>>,
+    pub max_waiters: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -354,6 +364,24 @@ impl Validator {
                     a.referenced,
                     "autonomy.armed_verify_factor must be at least 1",
                 );
+            }
+        }
+        if let Some(l) = raw.locks {
+            let d = &mut g.locks;
+            if let Some(t) = l.ttl {
+                if t.value.0 < Duration::from_secs(1) {
+                    self.at(t.referenced, "locks.ttl must be at least 1s");
+                }
+                d.ttl = t.value.0;
+            }
+            if let Some(w) = l.max_wait {
+                d.max_wait = w.value.0;
+            }
+            if let Some(n) = l.max_waiters {
+                if !(1..=4096).contains(&n.value) {
+                    self.at(n.referenced, "locks.max_waiters must be between 1 and 4096");
+                }
+                d.max_waiters = n.value as usize;
             }
         }
         let freezes = self.cron_windows(raw.freeze_windows, services);

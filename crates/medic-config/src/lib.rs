@@ -480,6 +480,10 @@ impl Validator {
             .map(|(n, s)| (n.clone(), std::mem::take(&mut s.value.depends_on)))
             .collect();
         let dependencies = deps::validate(&raw_deps, |loc, msg| self.at(loc, msg));
+        // Conflict detection (issue 10) reads the same edges.
+        let mut governance = governance;
+        governance.topology =
+            medic_core::Topology::new(dependencies.iter().map(|d| (d.from.clone(), d.to.clone())));
         let mut specs = Vec::new();
         let mut services = Vec::new();
         for (name, svc) in raw.services {

@@ -138,3 +138,46 @@ fn freeze_windows_follow_daylight_saving_time() {
     // 09:00 local is 08:00 UTC on the 28th (CET), 07:00 UTC from the 29th (CEST).
     assert_eq!(utc_hours, vec![8, 7, 7, 7], "{ws:?}");
 }
+
+#[test]
+fn locks_section_and_depends_on_reach_the_engine() {
+    let text = "services:
+  web:
+    probes: { up: { tcp: { address: '127.0.0.1:1' } } }
+    depends_on: [db]
+  db:
+    probes: { up: { tcp: { address: '127.0.0.1:2' } } }
+governance:
+  locks: { ttl: 2m, max_wait: 30s, max_waiters: 5 }
+";
+    let cfg = parse("m.yaml", text).unwrap();
+    let g = &cfg.engine.governance;
+    assert_eq!(g.locks.ttl, Duration::from_secs(120));
+    assert_eq!(g.locks.max_wait, Duration::from_secs(30));
+    assert_eq!(g.locks.max_waiters, 5);
+    assert!(g.topology.adjacent("db", "web"));
+    // Defaults: 300 s TTL.
+    let cfg = parse(
+        "m.yaml",
+        &text.replace(
+            "  locks: { ttl: 2m, max_wait: 30s, max_waiters: 5 }\n",
+            "  canary_bake: 1s\n",
+        ),
+    )
+    .unwrap();
+    assert_eq!(cfg.engine.governance.locks.ttl, Duration::from_secs(300));
+    let e = parse("m.yaml", &text.replace("max_waiters: 5", "max_waiters: 0"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("m.yaml:8:49: locks.max_waiters must be between 1 and 4096"),
+        "{e}"
+    );
+    let e = parse("m.yaml", &text.replace("ttl: 2m", "ttl: 0s"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("m.yaml:8:17: locks.ttl must be at least 1s"),
+        "{e}"
+    );
+}

@@ -165,6 +165,18 @@ pub const ROUTES: &[RouteInfo] = &[
     ),
     r(
         "GET",
+        "/api/v1/locks",
+        Some(Role::Viewer),
+        "held locks (key, holder, expiry, blast radius) and the actions waiting for one",
+    ),
+    r(
+        "POST",
+        "/api/v1/locks/release",
+        Some(Role::Admin),
+        "force-release the lock on `key` (`scope:target`) with a reason (audited `lock.force_released`)",
+    ),
+    r(
+        "GET",
         "/api/v1/tokens",
         Some(Role::Admin),
         "API tokens (names, roles, dates; never the tokens)",

@@ -72,6 +72,8 @@ error_codes! {
     NothingToAcknowledge = ("E0460", "nothing_to_acknowledge", 409, "No notification was ever queued for this incident, so there is nothing to acknowledge."),
     UnknownChannel = ("E0461", "unknown_channel", 422, "No notification channel has this name (see notify.channels)."),
     NotifyDisabled = ("E0462", "notify_disabled", 409, "The configuration has no notify section, so nothing can be sent."),
+    // issue 10 (locks): E0490–E0494
+    LockNotHeld = ("E0490", "lock_not_held", 404, "No lock is held on this key (`scope:target`, see `medic locks`)."),
     Internal = ("E0500", "internal", 500, "An internal error, e.g. the store failed."),
     ControlUnavailable = ("E0502", "control_unavailable", 503, "The control loop is not accepting requests."),
     NotReady = ("E0503", "not_ready", 503, "medic is starting up or shutting down and not ready."),

@@ -71,6 +71,85 @@ pub struct ResumeRequest {
     pub kind: Option<String>,
 }
 
+/// `POST /api/v1/locks/release`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseLockRequest {
+    /// `scope:target`, e.g. `service:web`.
+    pub key: String,
+    pub reason: String,
+}
+
+/// A held lock on the wire (`GET /api/v1/locks`). Times are RFC 3339, or
+/// null without a wall clock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockEntry {
+    pub key: String,
+    pub holder: String,
+    pub acquired: Option<String>,
+    pub expires: Option<String>,
+    /// Services the holder's action affects.
+    pub radius: Vec<String>,
+}
+
+/// A request waiting for locks, in queue order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockWaiter {
+    pub holder: String,
+    pub keys: Vec<String>,
+    pub since: Option<String>,
+}
+
+/// `GET /api/v1/locks`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocksResponse {
+    pub locks: Vec<LockEntry>,
+    pub waiting: Vec<LockWaiter>,
+}
+
+/// The engine's lock table on the wire.
+pub fn locks_response(
+    held: &[medic_core::Lock],
+    waiting: &[(medic_core::LockRequest, MonoTime)],
+    clock: &WallSync,
+) -> LocksResponse {
+    LocksResponse {
+        locks: held
+            .iter()
+            .map(|l| LockEntry {
+                key: l.key.to_string(),
+                holder: l.holder.clone(),
+                acquired: clock.rfc3339(l.acquired),
+                expires: clock.rfc3339(l.expires),
+                radius: l.radius.clone(),
+            })
+            .collect(),
+        waiting: waiting
+            .iter()
+            .map(|(r, since)| LockWaiter {
+                holder: r.holder.clone(),
+                keys: r.keys.iter().map(|k| k.to_string()).collect(),
+                since: clock.rfc3339(*since),
+            })
+            .collect(),
+    }
+}
+
+/// `POST /api/v1/locks/release` → command.
+pub fn release_lock_command(req: &ReleaseLockRequest) -> Result<OperatorCommand, ApiError> {
+    let raw = required("key", &req.key)?;
+    let key = medic_core::LockKey::parse(&raw).ok_or_else(|| {
+        ApiError::invalid_field(
+            "key",
+            format!("invalid lock key {raw:?} (expected scope:target, scope one of system, service, incident, deployment)"),
+        )
+    })?;
+    Ok(OperatorCommand::ReleaseLock {
+        key,
+        reason: required("reason", &req.reason)?,
+    })
+}
+
 /// `POST /api/v1/actions/force`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -199,6 +278,8 @@ pub enum Query {
     /// The global mode and each service's effective mode and autoheal state
     /// (the web console's header and service table).
     Status,
+    /// Held locks and waiters (issue 10).
+    Locks,
 }
 
 /// One service in [`QueryAnswer::Status`].
@@ -241,6 +322,11 @@ pub enum QueryAnswer {
     Status {
         mode: medic_core::Mode,
         services: Vec<ServiceStatus>,
+    },
+    Locks {
+        held: Vec<medic_core::Lock>,
+        waiting: Vec<(medic_core::LockRequest, MonoTime)>,
+        clock: WallSync,
     },
 }
 
@@ -416,8 +502,10 @@ pub fn refusal(e: &OperatorError) -> ApiError {
         | OperatorError::ApprovalNotFound(_)
         | OperatorError::SameApprover { .. }
         | OperatorError::ActionNotRunning(_)
-        | OperatorError::TargetBusy(_)
-        | OperatorError::LockNotHeld(_) => ApiError::new(ErrorCode::Conflict, msg),
+        | OperatorError::TargetBusy(_) => ApiError::new(ErrorCode::Conflict, msg),
+        OperatorError::LockNotHeld(_) => {
+            ApiError::new(ErrorCode::LockNotHeld, msg).with_field("key")
+        }
     };
     api.with_reason_code(e.code().as_str())
 }

@@ -254,6 +254,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/explain/{incident}", get(explain))
         .route("/api/v1/actions/{id}/cancel", post(cancel_action))
         .route("/api/v1/actions/force", post(force_action))
+        .route("/api/v1/locks", get(list_locks))
+        .route("/api/v1/locks/release", post(release_lock))
         .route("/api/v1/incidents/{id}/resolve", post(resolve_incident))
         .route("/api/v1/services/{name}/autoheal", post(enable_autoheal))
         .route("/api/v1/whoami", get(whoami))
@@ -681,6 +683,30 @@ async fn enable_autoheal(
     let service = path_param(name, "name")?;
     let _: governance::EmptyRequest = parse_json(&headers, body)?;
     operate(&state, actor, OperatorCommand::EnableAutoheal { service }).await
+}
+
+async fn list_locks(
+    State(state): State<ApiState>,
+) -> Result<Json<governance::LocksResponse>, ApiError> {
+    match query(&state, governance::Query::Locks).await? {
+        governance::QueryAnswer::Locks {
+            held,
+            waiting,
+            clock,
+        } => Ok(Json(governance::locks_response(&held, &waiting, &clock))),
+        other => Err(ApiError::internal(format!("unexpected answer {other:?}"))),
+    }
+}
+
+async fn release_lock(
+    State(state): State<ApiState>,
+    Extension(actor): Extension<Actor>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<governance::OperatorReply>, ApiError> {
+    let req: governance::ReleaseLockRequest = parse_json(&headers, body)?;
+    let cmd = governance::release_lock_command(&req)?;
+    operate(&state, actor, cmd).await
 }
 
 async fn force_action(

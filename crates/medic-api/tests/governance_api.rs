@@ -145,6 +145,11 @@ async fn start() -> (String, Client, tempfile::TempDir, mpsc::Receiver<Step>) {
                             mode: e.mode(),
                             services: Vec::new(),
                         },
+                        Query::Locks => QueryAnswer::Locks {
+                            held: e.locks().held().to_vec(),
+                            waiting: Vec::new(),
+                            clock,
+                        },
                     };
                     let _ = reply.send(a);
                 }

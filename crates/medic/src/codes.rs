@@ -45,6 +45,8 @@ cli_codes! {
     NotifyFailed = ("E0080", "notify_failed", 1, "medic notify test: a channel did not accept the test message in time (it stays queued; the error is printed)."),
     NotifyBench = ("E0081", "notify_bench_failed", 1, "medic bench notify: a notification was lost, duplicated or reordered, or the loopback receivers could not start."),
     BenchRecovery = ("E0090", "bench_recovery", 1, "medic bench recovery: a trial could not run (medic or the fixture did not start, or medic did not reach its failure point)."),
+    LockKey = ("E0130", "lock_key_invalid", 2, "`medic locks release`: the key is not `scope:target` (scope: system, service, incident or deployment)."),
+    LockNotHeld = ("E0131", "lock_not_held", 1, "`medic locks release`: no lock is held on this key (the API answered E0490)."),
     Io = ("E0099", "io_error", 1, "An operating-system error."),
 }
 

@@ -1012,6 +1012,16 @@ impl EngineLoop {
                     })
                     .collect(),
             },
+            Query::Locks => QueryAnswer::Locks {
+                held: self.engine.locks().held().to_vec(),
+                waiting: self
+                    .engine
+                    .locks()
+                    .waiting()
+                    .map(|(r, t)| (r.clone(), t))
+                    .collect(),
+                clock,
+            },
         }
     }
 

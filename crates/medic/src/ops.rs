@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Subcommand;
 
 use medic_api::governance::{
-    EmptyRequest, ForceRequest, PauseRequest, ReasonRequest, ResumeRequest,
+    EmptyRequest, ForceRequest, PauseRequest, ReasonRequest, ReleaseLockRequest, ResumeRequest,
 };
 
 use crate::client::ApiClient;
@@ -66,12 +66,30 @@ pub enum OpCmd {
     },
     /// Re-enable automation for a service after it was disabled by repeated failures.
     EnableAutoheal { service: String },
+    /// Locks held by running actions and the actions waiting for one;
+    /// `release` force-releases one (admin, audited).
+    Locks {
+        #[command(subcommand)]
+        cmd: Option<LocksCmd>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Run an action now, past the gates (audited as an override).
     Force {
         #[arg(long)]
         service: String,
         #[arg(long)]
         action: String,
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum LocksCmd {
+    /// Remove the lock on KEY (`scope:target`, e.g. `service:db`), whoever holds it.
+    Release {
+        key: String,
         #[arg(long)]
         reason: String,
     },
@@ -238,6 +256,73 @@ pub async fn run(api: &str, cmd: OpCmd) -> Result<ExitCode, CliError> {
                 &EmptyRequest {},
             )
             .await?
+        }
+        OpCmd::Locks { cmd: None, json } => {
+            let v = c.get("/api/v1/locks").await?;
+            if json {
+                println!("{v}");
+                return Ok(ExitCode::SUCCESS);
+            }
+            let s = |v: &serde_json::Value, k: &str| v[k].as_str().unwrap_or("-").to_string();
+            let locks = v["locks"].as_array().cloned().unwrap_or_default();
+            if locks.is_empty() {
+                println!("no locks held");
+            }
+            for l in &locks {
+                let radius: Vec<&str> = l["radius"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|r| r.as_str())
+                    .collect();
+                println!(
+                    "{}  held by {} since {} until {} (radius {})",
+                    s(l, "key"),
+                    s(l, "holder"),
+                    s(l, "acquired"),
+                    s(l, "expires"),
+                    radius.join(",")
+                );
+            }
+            for (i, w) in v["waiting"].as_array().into_iter().flatten().enumerate() {
+                let keys: Vec<&str> = w["keys"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|r| r.as_str())
+                    .collect();
+                println!(
+                    "waiting {}: {} for {} since {}",
+                    i + 1,
+                    s(w, "holder"),
+                    keys.join(","),
+                    s(w, "since")
+                );
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        OpCmd::Locks {
+            cmd: Some(LocksCmd::Release { key, reason }),
+            ..
+        } => {
+            nonempty("reason", &reason)?;
+            if medic_core::LockKey::parse(key.trim()).is_none() {
+                return Err(CliError::new(
+                    Code::LockKey,
+                    format!("invalid lock key {key:?}: expected scope:target (scope: system, service, incident or deployment)"),
+                ));
+            }
+            let body = ReleaseLockRequest {
+                key: key.trim().to_string(),
+                reason,
+            };
+            match c.post("/api/v1/locks/release", &body).await {
+                Ok(v) => v,
+                Err(e) if e.message.contains("E0490") => {
+                    return Err(CliError::new(Code::LockNotHeld, e.message));
+                }
+                Err(e) => return Err(e),
+            }
         }
         OpCmd::Force {
             service,

@@ -275,6 +275,9 @@ enum BenchCmd {
     Notify(notify_cli::BenchNotifyArgs),
     /// Kill medic at random failure points mid-heal; count duplicate and lost actions.
     Recovery(bench_recovery::BenchRecoveryArgs),
+    /// N services healed at once (100 by default): completion, engine-loop latency
+    /// while the executors run, probe rate, peak RSS.
+    Concurrent(bench::concurrent::ConcurrentArgs),
 }
 
 fn main() -> ExitCode {
@@ -671,6 +674,22 @@ fn run(cmd: Cmd, api: &str) -> Result<ExitCode, CliError> {
                 println!("{}", serde_json::json!({ "results": results }));
             } else {
                 print!("{}", bench::scale::render(&results, &args));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Bench {
+            cmd: BenchCmd::Concurrent(args),
+        } => {
+            let rt = runtime()?;
+            let r = rt
+                .block_on(bench::interruptible(bench::concurrent::run(&args)))
+                .map_err(|e| {
+                    CliError::new(Code::BenchFailed, format!("bench concurrent: {e:#}"))
+                })?;
+            if args.json {
+                println!("{}", serde_json::json!(r));
+            } else {
+                print!("{}", bench::concurrent::render(&r));
             }
             Ok(ExitCode::SUCCESS)
         }

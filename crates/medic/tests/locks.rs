@@ -215,3 +215,75 @@ fn a_lock_wait_past_max_wait_escalates_and_an_admin_can_force_release() {
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("E0131") && err.contains("E0490"), "{err}");
 }
+
+/// Two probes of one service fail at once (two failure signals, e.g. an
+/// error-rate alert and a failing health check): one incident, one action
+/// at a time. A forced action on the busy service is refused (`409`
+/// `target_busy`), and the heal runs exactly once.
+#[test]
+fn two_failures_of_one_service_run_one_action_at_a_time() {
+    let dir = TestDir::new();
+    let api_port = free_port();
+    let api = format!("http://127.0.0.1:{api_port}");
+    let d = dir.path().display();
+    let text = format!(
+        r#"listen: 127.0.0.1:{api_port}
+database: medic.db
+policy: {{ cooldown: 1s, verify_window: 2s }}
+services:
+  web:
+    probes:
+      health: {{ exec: {{ command: [sh, -c, "test ! -e {d}/health.down"] }}, interval: 200ms }}
+      errors: {{ exec: {{ command: [sh, -c, "test ! -e {d}/errors.down"] }}, interval: 200ms }}
+    actions:
+      fix: {{ exec: {{ command: [sh, -c, "echo run >> {d}/runs; sleep 3; rm -f {d}/health.down {d}/errors.down"], timeout: 60s }} }}
+    remediate:
+      - when: {{ probe: health }}
+        action: fix
+      - when: {{ probe: errors }}
+        action: fix
+"#
+    );
+    let cfg = write(dir.path(), "medic.yaml", &text);
+    let _d = dir.spawn_daemon(&cfg, Some("aggressive"));
+    wait_for("medic ready", Duration::from_secs(20), || {
+        common::get_text(&format!("{api}/readyz")).filter(|t| t.trim() == "ok")
+    });
+    std::thread::sleep(Duration::from_millis(1000));
+    std::fs::write(dir.path().join("health.down"), "").unwrap();
+    std::fs::write(dir.path().join("errors.down"), "").unwrap();
+    wait_for("the heal to start", Duration::from_secs(20), || {
+        position(&audit(&api), |k, p| {
+            k == "action.intent" && p["service"] == "web"
+        })
+    });
+    let admin = token_as(&api, "alice", "admin");
+    let status = common::post_json_as(
+        &format!("{api}/api/v1/actions/force"),
+        &serde_json::json!({"service": "web", "action": "fix", "reason": "second opinion"}),
+        &admin,
+    );
+    assert_eq!(status, 409, "a forced action on a busy service is refused");
+    wait_for("the incident to resolve", Duration::from_secs(30), || {
+        position(&audit(&api), |k, p| {
+            k == "incident.resolved" && p["service"] == "web"
+        })
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    let recs = audit(&api);
+    let count = |kind: &str| {
+        recs.iter()
+            .filter(|(k, p)| k == kind && p["service"] == "web")
+            .count()
+    };
+    assert_eq!(count("incident.opened"), 1, "{recs:?}");
+    assert_eq!(count("action.intent"), 1, "{recs:?}");
+    let runs = std::fs::read_to_string(dir.path().join("runs")).unwrap();
+    assert_eq!(runs.lines().count(), 1, "the heal ran {runs:?}");
+    let rejected = recs
+        .iter()
+        .find(|(k, _)| k == "operator.rejected")
+        .map(|(_, p)| p.clone())
+        .unwrap();
+    assert_eq!(rejected["reason_code"], "target_busy", "{rejected}");
+}

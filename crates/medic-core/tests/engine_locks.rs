@@ -18,11 +18,13 @@ fn fleet(max_wait: Duration, max_waiters: usize) -> Engine {
             s
         })
         .collect();
-    let mut governance = GovernanceConfig::default();
-    governance.topology = Topology::new([
-        ("web".to_string(), "db".to_string()),
-        ("web".to_string(), "cache".to_string()),
-    ]);
+    let mut governance = GovernanceConfig {
+        topology: Topology::new([
+            ("web".to_string(), "db".to_string()),
+            ("web".to_string(), "cache".to_string()),
+        ]),
+        ..GovernanceConfig::default()
+    };
     // The fleet-wide in-flight share (gate 16) stays out of the way.
     governance.gates.max_blast_radius = 1.0;
     governance.locks.max_wait = max_wait;

@@ -360,6 +360,26 @@ fn key_of(scope: u8, target: u8) -> LockKey {
     LockKey::new(scope, target)
 }
 
+/// The test's own conflict rule: same key, a SYSTEM lock, two SERVICE locks
+/// on services one of which calls the other (web → api → db), or two
+/// SERVICE locks whose holders' radii share a service.
+fn conflicting(a: &medic_core::Lock, b: &medic_core::Lock) -> bool {
+    const CALLS: &[(&str, &str)] = &[("web", "api"), ("api", "db")];
+    let sys = LockScope::System;
+    if a.key == b.key || a.key.scope == sys || b.key.scope == sys {
+        return true;
+    }
+    let svc = LockScope::Service;
+    if a.key.scope != svc || b.key.scope != svc {
+        return false;
+    }
+    let (x, y) = (a.key.target.as_str(), b.key.target.as_str());
+    CALLS
+        .iter()
+        .any(|&(c, d)| (c, d) == (x, y) || (c, d) == (y, x))
+        || a.radius.iter().any(|r| b.radius.contains(r))
+}
+
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => (
@@ -452,6 +472,13 @@ proptest! {
                 }
             }
             prop_assert!(!table.has_conflicting_locks(&topo), "conflicting locks: {:?}", table.held());
+            // The same, by the test's own rule (independent of the table's code).
+            let held = table.held();
+            for (i, a) in held.iter().enumerate() {
+                for b in &held[i + 1..] {
+                    prop_assert!(a.holder == b.holder || !conflicting(a, b), "{a:?} and {b:?} both held");
+                }
+            }
             prop_assert!(table.waiting().count() <= 4);
             prop_assert!(table.held().len() <= 6);
             prop_assert!(table.held().iter().all(|l| l.expires > l.acquired));

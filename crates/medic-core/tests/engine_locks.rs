@@ -262,3 +262,16 @@ fn locks_survive_the_snapshot_and_in_flight_ones_are_released_on_restore() {
     assert_eq!(runs, ["web"]);
     assert!(back.locks().held().iter().all(|l| l.holder == "web"));
 }
+
+#[test]
+fn a_snapshot_from_before_locks_restores_with_an_empty_table() {
+    let mut e = fleet(Duration::from_secs(300), 8);
+    feed(&mut e, &fail("db", 0));
+    let mut v = serde_json::to_value(e.snapshot()).unwrap();
+    assert!(v.as_object_mut().unwrap().remove("locks").is_some());
+    let snap: Snapshot = serde_json::from_value(v).unwrap();
+    let mut back = fleet(Duration::from_secs(300), 8);
+    back.restore(snap, Duration::from_secs(1)).unwrap();
+    assert!(back.locks().held().is_empty());
+    assert_eq!(back.locks().config().ttl, Duration::from_secs(300));
+}

@@ -22,10 +22,19 @@ pub struct RawGovernance {
     pub canary_bake: Option<Dur>,
     /// Confidence bands (issue 9).
     pub autonomy: Option<Spanned<RawAutonomy>>,
+    /// Executor circuit breakers (issue 10).
+    pub breaker: Option<Spanned<RawBreaker>>,
     #[serde(default)]
     pub freeze_windows: Vec<RawFreeze>,
     #[serde(default)]
     pub services: BTreeMap<String, Spanned<RawServiceGov>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBreaker {
+    pub failures: Option<u32>,
+    pub cooldown: Option<crate::raw::Dur>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -353,6 +362,17 @@ impl Validator {
                 self.at(
                     a.referenced,
                     "autonomy.armed_verify_factor must be at least 1",
+                );
+            }
+        }
+        if let Some(b) = raw.breaker {
+            let d = &mut g.breaker;
+            d.failures = b.value.failures.unwrap_or(d.failures);
+            d.cooldown = b.value.cooldown.map_or(d.cooldown, |c| c.0);
+            if d.failures == 0 || d.cooldown.is_zero() {
+                self.at(
+                    b.referenced,
+                    "breaker.failures and breaker.cooldown must be above zero",
                 );
             }
         }

@@ -838,11 +838,45 @@ impl Validator {
                     after: r.after.0,
                 }
             });
+            let verify = a.verify.as_ref().map(|v| {
+                let d = medic_core::VerifySpec::default();
+                let r = &v.value;
+                let spec = medic_core::VerifySpec {
+                    window: r.window.as_ref().map(|w| w.0),
+                    max_latency_ratio: r.max_latency_ratio.unwrap_or(d.max_latency_ratio),
+                    max_failure_increase: r
+                        .max_failure_increase
+                        .unwrap_or(d.max_failure_increase),
+                    better_latency_ratio: r
+                        .better_latency_ratio
+                        .unwrap_or(d.better_latency_ratio),
+                    latency_slack: r.latency_slack.as_ref().map_or(d.latency_slack, |s| s.0),
+                    min_samples: r.min_samples.unwrap_or(d.min_samples),
+                };
+                let ok = spec.window.is_none_or(|w| !w.is_zero())
+                    && spec.max_latency_ratio >= 1.0
+                    && (0.0..=1.0).contains(&spec.max_failure_increase)
+                    && spec.better_latency_ratio > 0.0
+                    && spec.better_latency_ratio <= 1.0
+                    && spec.min_samples >= 1;
+                if !ok {
+                    self.at(
+                        v.referenced,
+                        format!(
+                            "action {name}.{aname}: verify needs window > 0, max_latency_ratio >= 1, \
+                             max_failure_increase in [0, 1], better_latency_ratio in (0, 1], \
+                             min_samples >= 1"
+                        ),
+                    );
+                }
+                spec
+            });
             action_specs.push(ActionSpec {
                 name: aname.clone(),
                 kind,
                 risk,
                 revert,
+                verify,
             });
             actions.insert(aname.clone(), exec);
         }

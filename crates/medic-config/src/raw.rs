@@ -172,6 +172,19 @@ pub struct RawAction {
     pub systemd: Option<RawSystemdAction>,
     pub risk: Option<Spanned<String>>,
     pub revert: Option<RawRevert>,
+    /// Verification against the baseline (issue 10).
+    pub verify: Option<Spanned<RawVerify>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawVerify {
+    pub window: Option<Dur>,
+    pub max_latency_ratio: Option<f64>,
+    pub max_failure_increase: Option<f64>,
+    pub better_latency_ratio: Option<f64>,
+    pub latency_slack: Option<Dur>,
+    pub min_samples: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]

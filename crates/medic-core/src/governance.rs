@@ -355,6 +355,8 @@ pub struct GovernanceConfig {
     pub max_explanations: usize,
     /// Confidence bands (issue 9).
     pub autonomy: AutonomyBands,
+    /// Executor circuit breakers (issue 10).
+    pub breaker: crate::breaker::BreakerConfig,
 }
 
 impl Default for GovernanceConfig {
@@ -369,6 +371,7 @@ impl Default for GovernanceConfig {
             canary_bake: Duration::from_secs(30),
             max_explanations: 256,
             autonomy: AutonomyBands::default(),
+            breaker: crate::breaker::BreakerConfig::default(),
         }
     }
 }
@@ -437,6 +440,15 @@ pub enum ReasonCode {
     ConfidenceApproval,
     /// Diagnosis confidence below the approval band: escalated with the hypotheses.
     ConfidenceEscalate,
+    /// A change made the triggering signals worse than its baseline: undone.
+    VerifyWorse,
+    /// A change did not make the triggering signals better than its
+    /// baseline by the end of its verify window: undone.
+    VerifyNotBetter,
+    /// The undo of a failed change failed: automation disabled.
+    UndoFailed,
+    /// The executor target's circuit breaker is open.
+    BreakerOpen,
 }
 
 impl ReasonCode {
@@ -475,6 +487,10 @@ impl ReasonCode {
             ReasonCode::ConfidenceArmed => "confidence_armed",
             ReasonCode::ConfidenceApproval => "confidence_approval",
             ReasonCode::ConfidenceEscalate => "confidence_escalate",
+            ReasonCode::VerifyWorse => "verify_worse",
+            ReasonCode::VerifyNotBetter => "verify_not_better",
+            ReasonCode::UndoFailed => "undo_failed",
+            ReasonCode::BreakerOpen => "breaker_open",
         }
     }
 }
@@ -563,6 +579,15 @@ impl fmt::Display for Block {
             ReasonCode::ConfidenceEscalate => write!(
                 f,
                 "confidence {v} < {l}: escalated with the ranked hypotheses"
+            ),
+            ReasonCode::VerifyWorse => write!(f, "worse than the baseline: undone"),
+            ReasonCode::VerifyNotBetter => {
+                write!(f, "not better than the baseline by the end of the window: undone")
+            }
+            ReasonCode::UndoFailed => write!(f, "the undo failed: automation disabled"),
+            ReasonCode::BreakerOpen => write!(
+                f,
+                "executor circuit breaker open after {v} consecutive failures (opens at {l})"
             ),
         }
     }

@@ -51,6 +51,7 @@
 #![deny(clippy::disallowed_methods, clippy::disallowed_types)]
 #![forbid(unsafe_code)]
 
+mod breaker;
 mod class;
 mod engine;
 pub mod governance;
@@ -61,7 +62,10 @@ mod snapshot;
 mod spec;
 mod time;
 mod types;
+mod verify;
 
+pub use breaker::{Breaker, BreakerConfig, BreakerState, Refused, Transition};
+pub use class::{Undo, Verification, CHANGE_VERIFY_WINDOW};
 pub use engine::{DrillBlock, Engine};
 pub use governance::{
     decide, risk_score, ActionClass, ActionGovernance, ApprovalPolicy, AutonomyBands, Band, Block,
@@ -79,6 +83,7 @@ pub use spec::{
     ServicePolicy, ServiceSpec, StartupSpec,
 };
 pub use time::MonoTime;
+pub use verify::{judge, Judgement, Sample, Stats, VerifySpec, MAX_SAMPLES};
 pub use types::{
     ActionFailure, ActionFailureKind, ActionId, ActionRequest, ActionStage, ApprovalView, Command,
     DecisionRecord, DiagnosisReport, Explanation, Hypothesis, IncidentId, IncidentOutcome,

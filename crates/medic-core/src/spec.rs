@@ -210,7 +210,7 @@ pub struct RevertSpec {
     pub after: Duration,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ActionSpec {
     pub name: String,
     pub kind: ActionKind,
@@ -218,6 +218,10 @@ pub struct ActionSpec {
     /// ([`crate::governance::CLASS_TABLE`]) via [`crate::ResolvedAction`].
     pub risk: Option<Risk>,
     pub revert: Option<RevertSpec>,
+    /// Success criteria of its verification against the baseline (issue 10);
+    /// `None`: the class's defaults. Stating it makes any action verified as
+    /// a change.
+    pub verify: Option<crate::verify::VerifySpec>,
 }
 
 /// Which probe condition a remediation answers.
@@ -325,7 +329,7 @@ impl Default for StartupSpec {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ServiceSpec {
     pub name: String,
     pub startup: StartupSpec,

@@ -52,6 +52,7 @@ pub fn web_service(policy: ServicePolicy) -> ServiceSpec {
                 kind: ActionKind::Restart,
                 risk: Some(Risk::Medium),
                 revert: None,
+                verify: None,
             },
             ActionSpec {
                 name: "shed".into(),
@@ -61,12 +62,14 @@ pub fn web_service(policy: ServicePolicy) -> ServiceSpec {
                     action: "unshed".into(),
                     after: Duration::from_secs(10),
                 }),
+                verify: None,
             },
             ActionSpec {
                 name: "unshed".into(),
                 kind: ActionKind::Http,
                 risk: Some(Risk::Low),
                 revert: None,
+                verify: None,
             },
         ],
         remediations: vec![

@@ -314,12 +314,14 @@ impl Scenario {
                     kind,
                     risk,
                     revert,
+                    verify: None,
                 },
                 ActionSpec {
                     name: "undo".into(),
                     kind: ActionKind::Http,
                     risk: undo_risk,
                     revert: None,
+                    verify: None,
                 },
                 ActionSpec {
                     name: "shed".into(),
@@ -329,12 +331,14 @@ impl Scenario {
                         action: "unshed".into(),
                         after: Duration::from_secs(30),
                     }),
+                    verify: None,
                 },
                 ActionSpec {
                     name: "unshed".into(),
                     kind: ActionKind::Http,
                     risk: Some(Risk::Low),
                     revert: None,
+                    verify: None,
                 },
             ];
             let probe = ProbeSpec {

@@ -58,6 +58,14 @@ impl Engine {
             return;
         };
         st.seen = true;
+        let sample = crate::verify::Sample {
+            ok: r.ok,
+            latency_ms: u64::try_from(r.latency.as_millis()).unwrap_or(u64::MAX),
+        };
+        st.history.push_back((now, sample));
+        while st.history.len() > crate::verify::MAX_SAMPLES {
+            st.history.pop_front();
+        }
         if r.ok {
             st.fail_times.clear();
             st.recent_failures.clear();
@@ -80,6 +88,19 @@ impl Engine {
                 .push_back(r.failure.clone().unwrap_or(ProbeFailure::Other));
             while st.recent_failures.len() > n_keep {
                 st.recent_failures.pop_front();
+            }
+        }
+        // A change under verification: this is an observed sample.
+        if let Some(v) = svc
+            .incident
+            .as_mut()
+            .filter(|i| i.phase == Phase::Verifying)
+            .and_then(|i| i.verify.as_mut())
+            .filter(|v| v.since.is_some() && v.probe == r.probe)
+        {
+            v.observed.push_back(sample);
+            while v.observed.len() > crate::verify::MAX_SAMPLES {
+                v.observed.pop_front();
             }
         }
         self.evaluate(&r.service);
@@ -107,6 +128,14 @@ impl Engine {
                 } else {
                     self.plan(name);
                 }
+            }
+            Some((Phase::Verifying, _))
+                if svc
+                    .incident
+                    .as_ref()
+                    .is_some_and(|i| i.verify.as_ref().is_some_and(|v| v.since.is_some())) =>
+            {
+                self.judge_change(name, false);
             }
             Some((Phase::Verifying, probe)) => {
                 let failed_again = match (svc.probe_spec(&probe), svc.probes.get(&probe)) {
@@ -220,6 +249,7 @@ impl Engine {
             } else {
                 Vec::new()
             },
+            verify: None,
         };
         push_timeline(
             &mut inc,

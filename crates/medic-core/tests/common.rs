@@ -299,6 +299,11 @@ pub fn notice_field(n: &Notice, key: &str) -> Option<String> {
             Some(reason_code.as_str().into())
         }
         (Notice::MassIncidentLatched { .. }, "reason_code") => Some("mass_incident".into()),
+        (Notice::VerifyJudged { reason_code, .. }, "reason_code") => {
+            reason_code.map(|c| c.as_str().into())
+        }
+        (Notice::VerifyJudged { judgement, .. }, "judgement") => Some(judgement.to_string()),
+        (Notice::BreakerChanged { to, .. }, "to") => Some(to.to_string()),
         (Notice::RootCause { band, .. }, "reason_code") => Some(band.code().as_str().into()),
         (Notice::AutomationPaused { .. }, "reason_code") => Some("paused".into()),
         (Notice::OperatorRejected { error, .. }, "reason_code") => Some(error.as_str().into()),
@@ -332,6 +337,8 @@ pub fn render_notice(n: &Notice, verbose: bool) -> String {
             "attempt",
             "stage",
             "by",
+            "judgement",
+            "to",
         ]
     } else {
         &["verdict", "outcome", "status", "attempt"]

@@ -1,6 +1,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 //! docs/governance.md's class table must say what `medic_core::CLASS_TABLE` says.
-use medic_core::{ClassBudget, CLASS_TABLE};
+use medic_core::{ClassBudget, Undo, CLASS_TABLE};
 
 #[test]
 fn the_documented_class_table_is_the_code_table() {
@@ -32,6 +32,12 @@ fn the_documented_class_table_is_the_code_table() {
                     Some(ClassBudget::Fallback) => "fallback",
                 }
                 .to_string(),
+                match r.undo {
+                    Undo::None => "-",
+                    Undo::Inverse(u) => u,
+                }
+                .to_string(),
+                r.verification.as_str().to_string(),
             ]
         })
         .collect();

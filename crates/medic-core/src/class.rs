@@ -326,3 +326,32 @@ impl FromStr for ActionClass {
             .ok_or_else(|| format!("unknown action class `{s}`"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The catalogue's rule: a change that declares no undo is not
+    /// reversible, so it is never automatic below approval (HIGH or
+    /// CRITICAL); every reversible change names its inverse.
+    #[test]
+    fn irreversible_changes_need_approval() {
+        for row in CLASS_TABLE {
+            if row.verification == Verification::Change && row.undo == Undo::None {
+                assert!(
+                    row.default_risk >= Risk::High,
+                    "{} is an irreversible change below HIGH",
+                    row.name
+                );
+            }
+        }
+        assert_eq!(
+            ActionClass::ReloadConfig.undo(),
+            Undo::Inverse("reload_previous_config")
+        );
+        assert_eq!(
+            ActionClass::RestartService.verification(),
+            Verification::Heal
+        );
+    }
+}

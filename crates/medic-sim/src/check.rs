@@ -95,8 +95,11 @@ pub fn default_tier(class: ActionClass) -> Risk {
         | C::ToggleFeatureFlag
         | C::ReloadConfig
         | C::Fallback
+        | C::ScaleIn
         | C::Other => Risk::Medium,
-        C::DatabaseFailover | C::TrafficRedirect | C::Deploy | C::Rollback => Risk::High,
+        C::DatabaseFailover | C::TrafficRedirect | C::Deploy | C::Rollback | C::Failover => {
+            Risk::High
+        }
         C::DataMigration => Risk::Critical,
     }
 }

@@ -247,6 +247,7 @@ impl Engine {
                 if let Some(v) = inc.verify.as_mut() {
                     v.since = v.since.map(shift);
                 }
+                inc.evidence_since = inc.evidence_since.map(shift);
                 inc
             });
             svc.breakers = ss

@@ -320,3 +320,39 @@ fn verification_survives_a_restart() {
         "{trace}"
     );
 }
+
+/// The baseline is the evidence that opened the incident, not the healthy
+/// time before it: a change that brings latency from 1.5s to 100ms is
+/// better, though 100ms is slower than the 5ms before the incident.
+#[test]
+fn the_baseline_starts_with_the_evidence() {
+    let mut e = change_engine(GovernanceConfig::default());
+    feed(
+        &mut e,
+        "0s probe web healthz ok 5ms
+         1s probe web healthz ok 5ms
+         2s probe web healthz ok 5ms
+         3s probe web healthz ok 1500ms
+         4s probe web healthz ok 1500ms",
+    );
+    let mut baseline = None;
+    while let Some(n) = e.poll_notice() {
+        if let medic_core::Notice::VerifyBaseline { baseline: b, .. } = n {
+            baseline = b;
+        }
+    }
+    let b = baseline.expect("a baseline");
+    assert_eq!((b.samples, b.p50_ms), (2, Some(1500)));
+    while e.poll_command().is_some() {}
+    let trace = run_with(
+        e,
+        "5s outcome 1 ok
+         6s probe web healthz ok 100ms
+         7s probe web healthz ok 100ms",
+        true,
+    );
+    assert!(
+        trace.contains("t=7s audit verify.judged judgement=better"),
+        "{trace}"
+    );
+}

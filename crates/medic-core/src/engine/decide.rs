@@ -620,7 +620,8 @@ impl Engine {
                 Some(probe) if change && !keep => {
                     let spec = action.verify.clone().unwrap_or_default();
                     let window = spec.window.unwrap_or(crate::class::CHANGE_VERIFY_WINDOW);
-                    let baseline = svc.baseline(&probe, now, window);
+                    let since = svc.incident.as_ref().and_then(|i| i.evidence_since);
+                    let baseline = svc.baseline(&probe, since, now, window);
                     if let Some(inc) = svc.incident.as_mut() {
                         baseline_notice = Some(Notice::VerifyBaseline {
                             incident: inc.id.clone(),

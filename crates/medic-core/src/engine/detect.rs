@@ -220,6 +220,7 @@ impl Engine {
             }
         };
         let trigger = format!("{probe} {}", condition.as_str());
+        let evidence_since = svc.evidence_since(&probe, condition);
         let mut inc = Incident {
             id: id.clone(),
             probe: probe.clone(),
@@ -250,6 +251,7 @@ impl Engine {
                 Vec::new()
             },
             verify: None,
+            evidence_since,
         };
         push_timeline(
             &mut inc,

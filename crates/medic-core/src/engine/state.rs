@@ -91,6 +91,10 @@ pub(crate) struct Incident {
     /// Verification of a change against its baseline (issue 10).
     #[serde(default)]
     pub verify: Option<VerifyState>,
+    /// The first sample of the run of results that opened the incident: a
+    /// change's baseline starts here (not in the healthy time before).
+    #[serde(default)]
+    pub evidence_since: Option<MonoTime>,
 }
 
 /// A change's verification: the baseline from before the action, the
@@ -210,10 +214,12 @@ impl Svc {
             || self.resolved(action).class.verification() == crate::class::Verification::Change
     }
 
-    /// The baseline of `probe` over the last `window` before `now`.
+    /// The baseline of `probe`: its samples from `since` (the start of the
+    /// evidence that opened the incident) to `now`, at most `window` old.
     pub fn baseline(
         &self,
         probe: &str,
+        since: Option<MonoTime>,
         now: MonoTime,
         window: Duration,
     ) -> Option<crate::verify::Stats> {
@@ -221,9 +227,30 @@ impl Svc {
         crate::verify::Stats::of(
             st.history
                 .iter()
-                .filter(|(t, _)| now.since(*t) <= window)
+                .filter(|(t, _)| now.since(*t) <= window && since.is_none_or(|s| *t >= s))
                 .map(|(_, s)| s),
         )
+    }
+
+    /// When the run of results that makes `probe`'s `condition` fire began.
+    pub fn evidence_since(&self, probe: &str, condition: Condition) -> Option<MonoTime> {
+        let (spec, st) = (self.probe_spec(probe)?, self.probes.get(probe)?);
+        match condition {
+            Condition::Failing => {
+                let n = spec.failure.consecutive.max(1) as usize;
+                st.fail_times
+                    .len()
+                    .checked_sub(n)
+                    .and_then(|i| st.fail_times.get(i))
+                    .copied()
+            }
+            Condition::Slow => st
+                .history
+                .iter()
+                .rev()
+                .nth(st.slow_run.max(1) as usize - 1)
+                .map(|(t, _)| *t),
+        }
     }
 
     /// The first (probe, condition) whose rule currently fires.

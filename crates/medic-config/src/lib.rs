@@ -833,9 +833,25 @@ impl Validator {
                         ),
                     );
                 }
+                if let Some(g) = r.green_checks.as_ref().filter(|g| g.value == 0) {
+                    self.at(g.referenced, "revert.green_checks must be at least 1");
+                }
+                if let Some(p) = &r.probe {
+                    if !svc.probes.contains_key(&p.value) {
+                        self.at(
+                            p.referenced,
+                            format!(
+                                "revert.probe names undefined probe `{}` in service {name}",
+                                p.value
+                            ),
+                        );
+                    }
+                }
                 RevertSpec {
                     action: r.action.value.clone(),
                     after: r.after.0,
+                    green_checks: r.green_checks.as_ref().map(|g| g.value),
+                    green_probe: r.probe.as_ref().map(|p| p.value.clone()),
                 }
             });
             let verify = a.verify.as_ref().map(|v| {

@@ -232,6 +232,8 @@ pub struct RawHttpAction {
 pub struct RawRevert {
     pub action: Spanned<String>,
     pub after: Dur,
+    pub green_checks: Option<Spanned<u32>>,
+    pub probe: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

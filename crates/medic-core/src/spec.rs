@@ -204,10 +204,17 @@ pub struct ProbeSpec {
 }
 
 /// Undo an action after it has held for `after` (e.g. stop shedding load).
+/// With `green_checks`, it is undone earlier: after that many healthy
+/// results in a row of `green_probe` (default: the incident's trigger) once
+/// the incident resolved; `after` is then the expiry (issue 10: a feature
+/// flag restores itself after 3 green checks or at expiry; a circuit to a
+/// fallback closes after 3 successes of its half-open probe).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RevertSpec {
     pub action: String,
     pub after: Duration,
+    pub green_checks: Option<u32>,
+    pub green_probe: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]

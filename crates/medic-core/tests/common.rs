@@ -61,6 +61,8 @@ pub fn web_service(policy: ServicePolicy) -> ServiceSpec {
                 revert: Some(RevertSpec {
                     action: "unshed".into(),
                     after: Duration::from_secs(10),
+                    green_checks: None,
+                    green_probe: None,
                 }),
                 verify: None,
             },

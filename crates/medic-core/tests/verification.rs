@@ -356,3 +356,55 @@ fn the_baseline_starts_with_the_evidence() {
         "{trace}"
     );
 }
+
+/// A flag (or circuit) restores itself after 3 green checks once the
+/// incident resolved, before its expiry; a bad result restarts the count.
+#[test]
+fn a_revert_with_green_checks_runs_after_three_healthy_results() {
+    let mut svc = web_service(policy());
+    for a in &mut svc.actions {
+        if a.name == "shed" {
+            a.verify = Some(VerifySpec {
+                window: Some(Duration::from_secs(20)),
+                ..VerifySpec::default()
+            });
+            if let Some(r) = a.revert.as_mut() {
+                r.after = Duration::from_secs(600);
+                r.green_checks = Some(3);
+            }
+        }
+    }
+    let e = Engine::new(
+        EngineConfig {
+            seed: 42,
+            instance: "t".into(),
+            mode: Mode::Aggressive,
+            services: vec![svc],
+            max_timeline: 50,
+            governance: GovernanceConfig::default(),
+        },
+        MonoTime::ZERO,
+    );
+    check_v(
+        e,
+        &script(
+            "3s probe web healthz ok 100ms
+             4s probe web healthz ok 100ms
+             5s probe web healthz ok 100ms
+             6s probe web healthz ok 1500ms
+             7s probe web healthz ok 100ms
+             8s probe web healthz ok 100ms
+             9s probe web healthz ok 100ms",
+        ),
+        &want(
+            "t=4s audit verify.judged judgement=better
+             t=4s audit verify.passed
+             t=4s audit incident.resolved outcome=healed
+             t=4s phase monitoring
+             t=6s phase detecting_failure
+             t=7s phase monitoring
+             t=9s audit action.intent attempt=1 stage=revert
+             t=9s run act-2 web unshed attempt=0",
+        ),
+    );
+}

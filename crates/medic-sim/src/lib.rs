@@ -306,6 +306,8 @@ impl Scenario {
             let revert = (rng.below(3) == 0).then(|| RevertSpec {
                 action: "undo".into(),
                 after: Duration::from_secs(10 + rng.below(110)),
+                green_checks: None,
+                green_probe: None,
             });
             let undo_risk = (rng.below(4) != 0).then_some(Risk::Low);
             let actions = vec![
@@ -330,6 +332,8 @@ impl Scenario {
                     revert: Some(RevertSpec {
                         action: "unshed".into(),
                         after: Duration::from_secs(30),
+                        green_checks: None,
+                        green_probe: None,
                     }),
                     verify: None,
                 },

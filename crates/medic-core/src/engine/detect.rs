@@ -90,6 +90,28 @@ impl Engine {
                 st.recent_failures.pop_front();
             }
         }
+        // A revert waiting for green checks (a flag restoring itself, a
+        // circuit's half-open probe): count healthy results in a row.
+        let healthy = r.ok && over.is_none_or(|o| r.latency <= o);
+        let mut green_due = false;
+        if svc.incident.is_none() {
+            if let Some(g) = svc
+                .pending_revert
+                .as_mut()
+                .filter(|p| p.stage == ActionStage::Revert)
+                .and_then(|p| p.green.as_mut())
+                .filter(|g| g.probe == r.probe)
+            {
+                g.seen = if healthy { g.seen.saturating_add(1) } else { 0 };
+                green_due = g.seen >= g.needed.max(1);
+            }
+            if green_due {
+                if let Some(p) = svc.pending_revert.as_mut() {
+                    p.due = p.due.min(now);
+                    p.green = None;
+                }
+            }
+        }
         // A change under verification: this is an observed sample.
         if let Some(v) = svc
             .incident
@@ -104,6 +126,9 @@ impl Engine {
             }
         }
         self.evaluate(&r.service);
+        if green_due {
+            self.timers(&r.service);
+        }
     }
 
     /// Level-triggered: look at the service's current state and move it on.

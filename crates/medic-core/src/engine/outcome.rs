@@ -322,6 +322,7 @@ impl Engine {
                 of,
                 stage: ActionStage::Rollback,
                 blocked: None,
+                green: None,
             });
         }
         if n >= max || consecutive >= max_consecutive {
@@ -514,6 +515,7 @@ impl Engine {
                 of,
                 stage: ActionStage::Rollback,
                 blocked: None,
+                green: None,
             });
         }
         if n >= max || consecutive >= max_consecutive {
@@ -645,6 +647,11 @@ impl Engine {
                         of: spec.name.clone(),
                         stage: ActionStage::Revert,
                         blocked: None,
+                        green: rv.green_checks.map(|needed| GreenChecks {
+                            probe: rv.green_probe.clone().unwrap_or_else(|| inc.probe.clone()),
+                            needed,
+                            seen: 0,
+                        }),
                     });
                 }
             }

@@ -138,6 +138,17 @@ pub(crate) struct PendingRevert {
     pub of: String,
     pub stage: ActionStage,
     pub blocked: Option<ReasonCode>,
+    /// Undo earlier, after this many healthy results of a probe (issue 10).
+    #[serde(default)]
+    pub green: Option<GreenChecks>,
+}
+
+/// Healthy results in a row of `probe` that make a revert due now.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct GreenChecks {
+    pub probe: String,
+    pub needed: u32,
+    pub seen: u32,
 }
 
 #[derive(Debug)]

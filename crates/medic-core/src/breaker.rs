@@ -32,9 +32,13 @@ impl Default for BreakerConfig {
 pub enum BreakerState {
     Closed,
     /// Refusing until this time.
-    Open { until: MonoTime },
+    Open {
+        until: MonoTime,
+    },
     /// One trial call allowed (`trial`: it is running).
-    HalfOpen { trial: bool },
+    HalfOpen {
+        trial: bool,
+    },
 }
 
 impl BreakerState {

@@ -582,7 +582,10 @@ impl fmt::Display for Block {
             ),
             ReasonCode::VerifyWorse => write!(f, "worse than the baseline: undone"),
             ReasonCode::VerifyNotBetter => {
-                write!(f, "not better than the baseline by the end of the window: undone")
+                write!(
+                    f,
+                    "not better than the baseline by the end of the window: undone"
+                )
             }
             ReasonCode::UndoFailed => write!(f, "the undo failed: automation disabled"),
             ReasonCode::BreakerOpen => write!(

@@ -83,10 +83,10 @@ pub use spec::{
     ServicePolicy, ServiceSpec, StartupSpec,
 };
 pub use time::MonoTime;
-pub use verify::{judge, Judgement, Sample, Stats, VerifySpec, MAX_SAMPLES};
 pub use types::{
     ActionFailure, ActionFailureKind, ActionId, ActionRequest, ActionStage, ApprovalView, Command,
     DecisionRecord, DiagnosisReport, Explanation, Hypothesis, IncidentId, IncidentOutcome,
     IncidentView, Input, Notification, PauseView, Phase, ProbeFailure, ProbeReport, ServiceSignals,
     Severity, TimelineItem, MAX_HYPOTHESES,
 };
+pub use verify::{judge, Judgement, Sample, Stats, VerifySpec, MAX_SAMPLES};

@@ -288,8 +288,10 @@ fn explain_shows_the_baseline_and_the_observed_figures() {
         .find(|d| d.reason_code == Some(medic_core::ReasonCode::VerifyWorse))
         .expect("a verify_worse decision");
     assert!(
-        d.reason.contains("baseline 2 samples, 0% failed, p50 1500ms")
-            && d.reason.contains("observed 3 samples, 0% failed, p50 3000ms")
+        d.reason
+            .contains("baseline 2 samples, 0% failed, p50 1500ms")
+            && d.reason
+                .contains("observed 3 samples, 0% failed, p50 3000ms")
             && d.reason.contains("undo unshed runs now"),
         "{}",
         d.reason

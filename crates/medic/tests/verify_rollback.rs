@@ -127,7 +127,9 @@ fn a_config_reload_that_makes_the_fixture_slow_is_rolled_back_within_its_verify_
             .map(|(_, r)| r.clone())
             .unwrap_or_else(|| panic!("no {kind} in {recs:#?}"))
     };
-    let baseline = find("verify.baseline", &|r| field(r, "action") == "reload-config");
+    let baseline = find("verify.baseline", &|r| {
+        field(r, "action") == "reload-config"
+    });
     let base_p50: u64 = field(&baseline, "baseline_p50_ms").parse().unwrap();
     assert!(
         (300..1200).contains(&base_p50),

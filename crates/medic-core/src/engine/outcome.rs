@@ -67,10 +67,11 @@ impl Engine {
         if !cancelled {
             let cfg = self.gov.breaker;
             let moved = self.services.get_mut(&name).and_then(|s| {
-                s.breakers
-                    .entry(flight.action.clone())
-                    .or_default()
-                    .record(now, result.is_ok(), &cfg)
+                s.breakers.entry(flight.action.clone()).or_default().record(
+                    now,
+                    result.is_ok(),
+                    &cfg,
+                )
             });
             if let Some(t) = moved {
                 self.breaker_notice(&name, &flight.action, t);
@@ -440,10 +441,9 @@ impl Engine {
             }
             Err((code, j)) => {
                 let what = match code {
-                    ReasonCode::VerifyWorse => format!(
-                        "{action} made {probe} worse than before ({})",
-                        j.as_str()
-                    ),
+                    ReasonCode::VerifyWorse => {
+                        format!("{action} made {probe} worse than before ({})", j.as_str())
+                    }
                     _ => format!(
                         "{probe} not better than before {action} by the end of its {}s window",
                         window.as_secs()

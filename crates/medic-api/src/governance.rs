@@ -351,6 +351,7 @@ pub fn parse_kind(s: &str) -> Result<Option<ActionKind>, ApiError> {
         "http" => Ok(Some(ActionKind::Http)),
         "docker" => Ok(Some(ActionKind::Docker)),
         "systemd" => Ok(Some(ActionKind::Systemd)),
+        "signal" => Ok(Some(ActionKind::Signal)),
         other => Err(ApiError::invalid_field(
             "kind",
             format!("unknown action kind {other:?} (expected restart, exec or http)"),

@@ -121,6 +121,10 @@ pub struct ProbeConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ActionExec {
     Restart,
+    /// Send `signal` (e.g. `SIGHUP`) to the supervised process (its leader).
+    Signal {
+        signal: String,
+    },
     Exec {
         command: Vec<String>,
         timeout: Duration,
@@ -660,6 +664,29 @@ impl Validator {
                 }
                 kinds.push((ActionKind::Restart, ActionExec::Restart));
             }
+            if let Some(sg) = &a.signal {
+                if process.is_none() {
+                    self.at(
+                        aloc,
+                        format!(
+                            "action {name}.{aname}: signal needs the service's `process:` section"
+                        ),
+                    );
+                }
+                let v = &sg.signal.value;
+                let ok = v.starts_with("SIG")
+                    && v.len() > 3
+                    && v[3..]
+                        .chars()
+                        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
+                if !ok {
+                    self.at(
+                        sg.signal.referenced,
+                        format!("unknown signal `{v}` (expected a name like SIGHUP or SIGUSR1)"),
+                    );
+                }
+                kinds.push((ActionKind::Signal, ActionExec::Signal { signal: v.clone() }));
+            }
             if let Some(e) = &a.exec {
                 self.command(&e.command, &format!("action {name}.{aname}"));
                 kinds.push((
@@ -794,7 +821,7 @@ impl Validator {
                 self.at(
                     aloc,
                     format!(
-                        "action {name}.{aname}: exactly one of restart, exec, http, docker or systemd is required (found {})",
+                        "action {name}.{aname}: exactly one of restart, signal, exec, http, docker or systemd is required (found {})",
                         kinds.len()
                     ),
                 );

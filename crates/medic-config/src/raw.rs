@@ -166,6 +166,7 @@ pub struct RawRecovery {
 #[serde(deny_unknown_fields)]
 pub struct RawAction {
     pub restart: Option<RawEmpty>,
+    pub signal: Option<RawSignalAction>,
     pub exec: Option<RawExecAction>,
     pub http: Option<RawHttpAction>,
     pub docker: Option<RawDockerAction>,
@@ -185,6 +186,12 @@ pub struct RawVerify {
     pub better_latency_ratio: Option<f64>,
     pub latency_slack: Option<Dur>,
     pub min_samples: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSignalAction {
+    pub signal: Spanned<String>,
 }
 
 #[derive(Debug, Deserialize)]

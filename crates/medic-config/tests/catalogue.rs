@@ -88,3 +88,46 @@ governance:
         "{unknown}"
     );
 }
+
+/// `signal:` sends a signal to the supervised process: kind `signal`,
+/// class `reload_config` (a change, verified against the baseline) unless
+/// governance says otherwise; it needs a `process:` and a signal name.
+#[test]
+fn a_signal_action_is_a_reload_of_the_supervised_process() {
+    let text = format!(
+        "{BASE}      reload: {{ signal: {{ signal: SIGHUP }}, revert: {{ action: restart, after: 1h }} }}
+      restart: {{ restart: {{}} }}
+"
+    );
+    let c = parse("c.yaml", &text).unwrap();
+    let svc = &c.engine.services[0];
+    let reload = svc.actions.iter().find(|a| a.name == "reload").unwrap();
+    assert_eq!(reload.kind, medic_core::ActionKind::Signal);
+    let r = medic_core::ResolvedAction::of(reload, None);
+    assert_eq!(r.class, medic_core::ActionClass::ReloadConfig);
+    assert_eq!(r.class.verification(), medic_core::Verification::Change);
+    assert_eq!(
+        c.services[0].actions["reload"],
+        medic_config::ActionExec::Signal {
+            signal: "SIGHUP".into()
+        }
+    );
+    let bad = parse(
+        "c.yaml",
+        "services:
+  web:
+    probes:
+      h: { http: { url: 'http://127.0.0.1:1/' } }
+    actions:
+      reload: { signal: { signal: hup } }
+",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        bad.contains("signal needs the service's `process:` section")
+            && bad.contains("c.yaml:6:")
+            && bad.contains("unknown signal `hup`"),
+        "{bad}"
+    );
+}

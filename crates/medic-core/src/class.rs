@@ -111,6 +111,7 @@ impl ActionClass {
             ActionKind::Restart | ActionKind::Docker | ActionKind::Systemd => {
                 ActionClass::RestartService
             }
+            ActionKind::Signal => ActionClass::ReloadConfig,
             ActionKind::Exec | ActionKind::Http => ActionClass::Other,
         }
     }

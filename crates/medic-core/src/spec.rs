@@ -146,6 +146,9 @@ pub enum ActionKind {
     Docker,
     /// Restart, reload, start or stop a systemd unit (`systemctl`).
     Systemd,
+    /// Send a signal (e.g. `SIGHUP`: reload its config) to the service's
+    /// supervised process; class `reload_config` unless one is configured.
+    Signal,
 }
 
 impl ActionKind {
@@ -156,6 +159,7 @@ impl ActionKind {
             ActionKind::Http => "http",
             ActionKind::Docker => "docker",
             ActionKind::Systemd => "systemd",
+            ActionKind::Signal => "signal",
         }
     }
 }

@@ -400,6 +400,7 @@ impl Checker {
             {
                 ActionClass::RestartService
             }
+            None if spec.kind == ActionKind::Signal => ActionClass::ReloadConfig,
             None => ActionClass::Other,
         };
         let tier = spec.risk.unwrap_or(default_tier(class));

@@ -337,7 +337,8 @@ pub const CLASS_TABLE: [ClassFacts; 17] = {
 
 /// The facts the engine acts on for one action, resolved in one place: the
 /// class from governance or else the action's kind, the tier from the
-/// action's explicit `risk` or else the class's default.
+/// action's explicit `risk` or else the class's default (at least HIGH for a
+/// change that declares no undo).
 #[derive(Clone, Debug, PartialEq)]
 pub struct ResolvedAction {
     pub class: ActionClass,
@@ -352,7 +353,16 @@ impl ResolvedAction {
         let class = gov
             .and_then(|g| g.class)
             .unwrap_or(ActionClass::from_kind(action.kind));
-        let risk = action.risk.unwrap_or(class.default_risk());
+        // The catalogue: a change with no declared undo (`revert`) is not
+        // reversible, so it needs a human (at least HIGH) unless the action
+        // states its tier itself.
+        let change = action.verify.is_some() || class.verification() == Verification::Change;
+        let default = if change && action.revert.is_none() {
+            class.default_risk().max(Risk::High)
+        } else {
+            class.default_risk()
+        };
+        let risk = action.risk.unwrap_or(default);
         ResolvedAction {
             class,
             risk,
@@ -409,6 +419,57 @@ mod tests {
         assert_eq!(
             ActionClass::RestartService.verification(),
             Verification::Heal
+        );
+    }
+}
+
+#[cfg(test)]
+mod resolve_tests {
+    use super::*;
+    use crate::spec::{ActionKind, ActionSpec, RevertSpec};
+    use crate::ActionGovernance;
+
+    fn spec(revert: bool, risk: Option<Risk>) -> ActionSpec {
+        ActionSpec {
+            name: "reload".into(),
+            kind: ActionKind::Http,
+            risk,
+            revert: revert.then(|| RevertSpec {
+                action: "previous".into(),
+                after: std::time::Duration::from_secs(60),
+                green_checks: None,
+                green_probe: None,
+            }),
+            verify: None,
+        }
+    }
+
+    /// A change without a declared undo is not reversible: at least HIGH,
+    /// unless the action states its tier; a heal is unaffected.
+    #[test]
+    fn an_irreversible_change_needs_approval() {
+        let g = ActionGovernance {
+            class: Some(ActionClass::ReloadConfig),
+            change_size: None,
+            removes_capacity: None,
+            canary: true,
+        };
+        assert_eq!(
+            ResolvedAction::of(&spec(true, None), Some(&g)).risk,
+            Risk::Medium
+        );
+        assert_eq!(
+            ResolvedAction::of(&spec(false, None), Some(&g)).risk,
+            Risk::High
+        );
+        assert_eq!(
+            ResolvedAction::of(&spec(false, Some(Risk::Low)), Some(&g)).risk,
+            Risk::Low
+        );
+        // No class: an http action is `other`, a heal.
+        assert_eq!(
+            ResolvedAction::of(&spec(false, None), None).risk,
+            Risk::Medium
         );
     }
 }

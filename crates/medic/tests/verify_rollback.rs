@@ -47,7 +47,6 @@ governance:
     web:
       actions:
         reload-config: {{ class: reload_config }}
-        reload-previous: {{ class: reload_config }}
 "#,
         exe = exe.display()
     );

@@ -428,7 +428,7 @@ pub fn hypothesis_entries(h: &[medic_core::Hypothesis]) -> Vec<HypothesisEntry> 
 
 // ------------------------------------------------------------- commands
 
-/// Parses an action kind filter (`restart`, `exec`, `http`; `*` or empty = all).
+/// Parses an action kind filter (`restart`, `signal`, `exec`, `http`, `docker`, `systemd`; `*` or empty = all).
 pub fn parse_kind(s: &str) -> Result<Option<ActionKind>, ApiError> {
     match s.trim() {
         "" | "*" => Ok(None),
@@ -438,9 +438,10 @@ pub fn parse_kind(s: &str) -> Result<Option<ActionKind>, ApiError> {
         "docker" => Ok(Some(ActionKind::Docker)),
         "systemd" => Ok(Some(ActionKind::Systemd)),
         "kubernetes" => Ok(Some(ActionKind::Kubernetes)),
+        "signal" => Ok(Some(ActionKind::Signal)),
         other => Err(ApiError::invalid_field(
             "kind",
-            format!("unknown action kind {other:?} (expected restart, exec or http)"),
+            format!("unknown action kind {other:?} (expected restart, signal, exec, http, docker or systemd)"),
         )),
     }
 }

@@ -83,6 +83,24 @@ struct OutcomeLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BreakerLabels {
+    service: String,
+    action: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BreakerTransitionLabels {
+    service: String,
+    action: String,
+    to: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct JudgementLabel {
+    judgement: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct QueueLabel {
     queue: &'static str,
 }
@@ -112,6 +130,9 @@ pub struct Metrics {
     probe_failures: Family<ProbeLabels, Counter>,
     probe_duration: Family<ProbeLabels, Histogram>,
     verifications: Family<OutcomeLabel, Counter>,
+    change_judgements: Family<JudgementLabel, Counter>,
+    breaker_state: Family<BreakerLabels, Gauge>,
+    breaker_transitions: Family<BreakerTransitionLabels, Counter>,
     audit: Counter,
     mode: Family<ModeLabel, Gauge>,
     paused_all: Gauge,
@@ -237,6 +258,21 @@ impl Metrics {
             "Heal verifications, by outcome (passed, failed)",
             Family::<OutcomeLabel, Counter>::default()
         );
+        let change_judgements = reg!(
+            "medic_change_verifications",
+            "Changes verified against their baseline, by judgement (better, not_better, worse_failures, worse_latency)",
+            Family::<JudgementLabel, Counter>::default()
+        );
+        let breaker_state = reg!(
+            "medic_executor_breaker_state",
+            "Executor circuit breaker per service and action: 0 closed, 1 half-open, 2 open (set on each transition)",
+            Family::<BreakerLabels, Gauge>::default()
+        );
+        let breaker_transitions = reg!(
+            "medic_executor_breaker_transitions",
+            "Executor circuit breaker transitions, by service, action and new state",
+            Family::<BreakerTransitionLabels, Counter>::default()
+        );
         let audit = reg!(
             "medic_audit_records",
             "Audit records appended",
@@ -309,6 +345,9 @@ impl Metrics {
             probe_duration,
             probe_missed,
             verifications,
+            change_judgements,
+            breaker_state,
+            breaker_transitions,
             audit,
             mode,
             paused_all,
@@ -405,6 +444,36 @@ impl Metrics {
                 ..
             } => {
                 self.rollbacks.inc();
+            }
+            Notice::VerifyJudged { judgement, .. } => {
+                self.change_judgements
+                    .get_or_create(&JudgementLabel { judgement })
+                    .inc();
+            }
+            Notice::BreakerChanged {
+                service,
+                action,
+                to,
+                ..
+            } => {
+                let level = match *to {
+                    "open" => 2,
+                    "half_open" => 1,
+                    _ => 0,
+                };
+                self.breaker_state
+                    .get_or_create(&BreakerLabels {
+                        service: service.clone(),
+                        action: action.clone(),
+                    })
+                    .set(level);
+                self.breaker_transitions
+                    .get_or_create(&BreakerTransitionLabels {
+                        service: service.clone(),
+                        action: action.clone(),
+                        to,
+                    })
+                    .inc();
             }
             _ => {}
         }

@@ -33,6 +33,7 @@ fn engine() -> Engine {
             kind: ActionKind::Restart,
             risk: Some(Risk::Medium),
             revert: None,
+            verify: None,
         }],
         remediations: vec![Remediation {
             probe: "healthz".into(),

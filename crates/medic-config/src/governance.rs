@@ -24,6 +24,8 @@ pub struct RawGovernance {
     pub autonomy: Option<Spanned<RawAutonomy>>,
     /// Locks and conflicts (issue 10).
     pub locks: Option<RawLocks>,
+    /// Executor circuit breakers (issue 10).
+    pub breaker: Option<Spanned<RawBreaker>>,
     #[serde(default)]
     pub freeze_windows: Vec<RawFreeze>,
     #[serde(default)]
@@ -36,6 +38,13 @@ pub struct RawLocks {
     pub ttl: Option<Spanned<Dur>>,
     pub max_wait: Option<Spanned<Dur>>,
     pub max_waiters: Option<Spanned<u32>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBreaker {
+    pub failures: Option<u32>,
+    pub cooldown: Option<crate::raw::Dur>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -382,6 +391,17 @@ impl Validator {
                     self.at(n.referenced, "locks.max_waiters must be between 1 and 4096");
                 }
                 d.max_waiters = n.value as usize;
+            }
+        }
+        if let Some(b) = raw.breaker {
+            let d = &mut g.breaker;
+            d.failures = b.value.failures.unwrap_or(d.failures);
+            d.cooldown = b.value.cooldown.map_or(d.cooldown, |c| c.0);
+            if d.failures == 0 || d.cooldown.is_zero() {
+                self.at(
+                    b.referenced,
+                    "breaker.failures and breaker.cooldown must be above zero",
+                );
             }
         }
         let freezes = self.cron_windows(raw.freeze_windows, services);

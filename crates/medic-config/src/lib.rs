@@ -121,6 +121,10 @@ pub struct ProbeConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ActionExec {
     Restart,
+    /// Send `signal` (e.g. `SIGHUP`) to the supervised process (its leader).
+    Signal {
+        signal: String,
+    },
     Exec {
         command: Vec<String>,
         timeout: Duration,
@@ -817,6 +821,29 @@ impl Validator {
                 }
                 kinds.push((ActionKind::Restart, ActionExec::Restart));
             }
+            if let Some(sg) = &a.signal {
+                if process.is_none() {
+                    self.at(
+                        aloc,
+                        format!(
+                            "action {name}.{aname}: signal needs the service's `process:` section"
+                        ),
+                    );
+                }
+                let v = &sg.signal.value;
+                let ok = v.starts_with("SIG")
+                    && v.len() > 3
+                    && v[3..]
+                        .chars()
+                        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
+                if !ok {
+                    self.at(
+                        sg.signal.referenced,
+                        format!("unknown signal `{v}` (expected a name like SIGHUP or SIGUSR1)"),
+                    );
+                }
+                kinds.push((ActionKind::Signal, ActionExec::Signal { signal: v.clone() }));
+            }
             if let Some(e) = &a.exec {
                 self.command(&e.command, &format!("action {name}.{aname}"));
                 kinds.push((
@@ -957,7 +984,7 @@ impl Validator {
                 self.at(
                     aloc,
                     format!(
-                        "action {name}.{aname}: exactly one of restart, exec, http, docker, systemd or kubernetes is required (found {})",
+                        "action {name}.{aname}: exactly one of restart, signal, exec, http, docker, systemd or kubernetes is required (found {})",
                         kinds.len()
                     ),
                 );
@@ -996,16 +1023,66 @@ impl Validator {
                         ),
                     );
                 }
+                if let Some(g) = r.green_checks.as_ref().filter(|g| g.value == 0) {
+                    self.at(g.referenced, "revert.green_checks must be at least 1");
+                }
+                if let Some(p) = &r.probe {
+                    if !svc.probes.contains_key(&p.value) {
+                        self.at(
+                            p.referenced,
+                            format!(
+                                "revert.probe names undefined probe `{}` in service {name}",
+                                p.value
+                            ),
+                        );
+                    }
+                }
                 RevertSpec {
                     action: r.action.value.clone(),
                     after: r.after.0,
+                    green_checks: r.green_checks.as_ref().map(|g| g.value),
+                    green_probe: r.probe.as_ref().map(|p| p.value.clone()),
                 }
+            });
+            let verify = a.verify.as_ref().map(|v| {
+                let d = medic_core::VerifySpec::default();
+                let r = &v.value;
+                let spec = medic_core::VerifySpec {
+                    window: r.window.as_ref().map(|w| w.0),
+                    max_latency_ratio: r.max_latency_ratio.unwrap_or(d.max_latency_ratio),
+                    max_failure_increase: r
+                        .max_failure_increase
+                        .unwrap_or(d.max_failure_increase),
+                    better_latency_ratio: r
+                        .better_latency_ratio
+                        .unwrap_or(d.better_latency_ratio),
+                    latency_slack: r.latency_slack.as_ref().map_or(d.latency_slack, |s| s.0),
+                    min_samples: r.min_samples.unwrap_or(d.min_samples),
+                };
+                let ok = spec.window.is_none_or(|w| !w.is_zero())
+                    && spec.max_latency_ratio >= 1.0
+                    && (0.0..=1.0).contains(&spec.max_failure_increase)
+                    && spec.better_latency_ratio > 0.0
+                    && spec.better_latency_ratio <= 1.0
+                    && spec.min_samples >= 1;
+                if !ok {
+                    self.at(
+                        v.referenced,
+                        format!(
+                            "action {name}.{aname}: verify needs window > 0, max_latency_ratio >= 1, \
+                             max_failure_increase in [0, 1], better_latency_ratio in (0, 1], \
+                             min_samples >= 1"
+                        ),
+                    );
+                }
+                spec
             });
             action_specs.push(ActionSpec {
                 name: aname.clone(),
                 kind,
                 risk,
                 revert,
+                verify,
             });
             actions.insert(aname.clone(), exec);
         }

@@ -166,6 +166,7 @@ pub struct RawRecovery {
 #[serde(deny_unknown_fields)]
 pub struct RawAction {
     pub restart: Option<RawEmpty>,
+    pub signal: Option<RawSignalAction>,
     pub exec: Option<RawExecAction>,
     pub http: Option<RawHttpAction>,
     pub docker: Option<RawDockerAction>,
@@ -173,6 +174,25 @@ pub struct RawAction {
     pub kubernetes: Option<RawKubernetesAction>,
     pub risk: Option<Spanned<String>>,
     pub revert: Option<RawRevert>,
+    /// Verification against the baseline (issue 10).
+    pub verify: Option<Spanned<RawVerify>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawVerify {
+    pub window: Option<Dur>,
+    pub max_latency_ratio: Option<f64>,
+    pub max_failure_increase: Option<f64>,
+    pub better_latency_ratio: Option<f64>,
+    pub latency_slack: Option<Dur>,
+    pub min_samples: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSignalAction {
+    pub signal: Spanned<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -234,6 +254,8 @@ pub struct RawHttpAction {
 pub struct RawRevert {
     pub action: Spanned<String>,
     pub after: Dur,
+    pub green_checks: Option<Spanned<u32>>,
+    pub probe: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -76,7 +76,9 @@ fn bad_docker_fields_are_located() {
     );
     let e = parse("m.yaml", &two).unwrap_err().to_string();
     assert!(
-        e.contains("exactly one of restart, exec, http, docker, systemd or kubernetes is required (found 2)"),
+        e.contains(
+            "exactly one of restart, signal, exec, http, docker, systemd or kubernetes is required (found 2)"
+        ),
         "{e}"
     );
 }

@@ -26,6 +26,8 @@ use crate::spec::{ActionKind, Risk};
 )]
 pub enum ActionClass {
     ScaleOut,
+    /// Remove instances (the undo of a scale-out, or shedding cost).
+    ScaleIn,
     ClearCache,
     RollingRestart,
     RateLimit,
@@ -40,13 +42,16 @@ pub enum ActionClass {
     Deploy,
     Rollback,
     DataMigration,
+    /// A high-risk failover hook (to a standby, another region, ...).
+    Failover,
     #[default]
     Other,
 }
 
 impl ActionClass {
-    pub const ALL: [ActionClass; 15] = [
+    pub const ALL: [ActionClass; 17] = [
         ActionClass::ScaleOut,
+        ActionClass::ScaleIn,
         ActionClass::ClearCache,
         ActionClass::RollingRestart,
         ActionClass::RateLimit,
@@ -60,6 +65,7 @@ impl ActionClass {
         ActionClass::Deploy,
         ActionClass::Rollback,
         ActionClass::DataMigration,
+        ActionClass::Failover,
         ActionClass::Other,
     ];
 
@@ -89,6 +95,16 @@ impl ActionClass {
         self.facts().budget
     }
 
+    /// The undo this class declares (catalogue), from [`CLASS_TABLE`].
+    pub fn undo(self) -> Undo {
+        self.facts().undo
+    }
+
+    /// How an action of this class is verified, from [`CLASS_TABLE`].
+    pub fn verification(self) -> Verification {
+        self.facts().verification
+    }
+
     /// Class implied by an engine action kind when none is configured.
     pub fn from_kind(kind: ActionKind) -> ActionClass {
         match kind {
@@ -96,6 +112,7 @@ impl ActionClass {
             | ActionKind::Docker
             | ActionKind::Systemd
             | ActionKind::Kubernetes => ActionClass::RestartService,
+            ActionKind::Signal => ActionClass::ReloadConfig,
             ActionKind::Exec | ActionKind::Http => ActionClass::Other,
         }
     }
@@ -112,6 +129,44 @@ pub enum ClassBudget {
     Fallback,
 }
 
+/// What undoes an action of a class (the action catalogue, issue 10). The
+/// concrete undo is the action's `revert.action`; the class says whether one
+/// is expected.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Undo {
+    /// Not reversible: an action of this class is High or Critical (approval
+    /// or never automatic), or a heal with nothing to undo (a restart).
+    None,
+    /// Undone by the named inverse change.
+    Inverse(&'static str),
+}
+
+/// How the outcome of an action of a class is verified.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Verification {
+    /// A heal (restart and the like): `policy.verify_window` (default 60s);
+    /// the triggering probe must recover; a failed verification retries the
+    /// heal through every gate.
+    Heal,
+    /// A change (reload, flag, scale, shed, circuit, rollback, ...): compared
+    /// with the baseline from before the action over the change's window
+    /// (default 5m); worse, or not better by its end, runs the undo and
+    /// escalates.
+    Change,
+}
+
+impl Verification {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verification::Heal => "heal",
+            Verification::Change => "change",
+        }
+    }
+}
+
+/// The verify window of a change when its action states none.
+pub const CHANGE_VERIFY_WINDOW: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// One row of the action-class table: every fact about a class, in one place.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct ClassFacts {
@@ -123,6 +178,9 @@ pub struct ClassFacts {
     /// Takes capacity away while it runs (headroom gate).
     pub removes_capacity: bool,
     pub budget: Option<ClassBudget>,
+    /// The undo this class declares (catalogue).
+    pub undo: Undo,
+    pub verification: Verification,
 }
 
 const fn row(
@@ -131,6 +189,8 @@ const fn row(
     default_risk: Risk,
     removes_capacity: bool,
     budget: Option<ClassBudget>,
+    undo: Undo,
+    verification: Verification,
 ) -> ClassFacts {
     ClassFacts {
         class,
@@ -138,26 +198,65 @@ const fn row(
         default_risk,
         removes_capacity,
         budget,
+        undo,
+        verification,
     }
 }
 
 /// The one table of action classes. Config, engine, simulator docs and API
 /// read it; `docs/governance.md` is checked against it by a test.
-pub const CLASS_TABLE: [ClassFacts; 15] = {
+pub const CLASS_TABLE: [ClassFacts; 17] = {
     use ActionClass as C;
     use ClassBudget as B;
     use Risk::{Critical, High, Low, Medium};
+    use Undo::{Inverse, None as No};
+    use Verification::{Change, Heal};
     [
-        row(C::ScaleOut, "scale_out", Low, false, None),
-        row(C::ClearCache, "clear_cache", Low, false, None),
-        row(C::RollingRestart, "rolling_restart", Low, true, None),
-        row(C::RateLimit, "rate_limit", Low, false, None),
+        row(
+            C::ScaleOut,
+            "scale_out",
+            Low,
+            false,
+            None,
+            Inverse("scale_in"),
+            Change,
+        ),
+        row(
+            C::ScaleIn,
+            "scale_in",
+            Medium,
+            true,
+            None,
+            Inverse("scale_out"),
+            Change,
+        ),
+        row(C::ClearCache, "clear_cache", Low, false, None, No, Heal),
+        row(
+            C::RollingRestart,
+            "rolling_restart",
+            Low,
+            true,
+            None,
+            No,
+            Heal,
+        ),
+        row(
+            C::RateLimit,
+            "rate_limit",
+            Low,
+            false,
+            None,
+            Inverse("lift_limit"),
+            Change,
+        ),
         row(
             C::RestartService,
             "restart_service",
             Medium,
             true,
             Some(B::Restart),
+            No,
+            Heal,
         ),
         row(
             C::ResetConnectionPool,
@@ -165,6 +264,8 @@ pub const CLASS_TABLE: [ClassFacts; 15] = {
             Medium,
             true,
             None,
+            No,
+            Heal,
         ),
         row(
             C::ToggleFeatureFlag,
@@ -172,21 +273,73 @@ pub const CLASS_TABLE: [ClassFacts; 15] = {
             Medium,
             false,
             Some(B::FeatureFlag),
+            Inverse("restore_flag"),
+            Change,
         ),
-        row(C::ReloadConfig, "reload_config", Medium, false, None),
-        row(C::Fallback, "fallback", Medium, false, Some(B::Fallback)),
-        row(C::DatabaseFailover, "database_failover", High, true, None),
-        row(C::TrafficRedirect, "traffic_redirect", High, false, None),
-        row(C::Deploy, "deploy", High, true, None),
-        row(C::Rollback, "rollback", High, true, None),
-        row(C::DataMigration, "data_migration", Critical, false, None),
-        row(C::Other, "other", Medium, false, None),
+        row(
+            C::ReloadConfig,
+            "reload_config",
+            Medium,
+            false,
+            None,
+            Inverse("reload_previous_config"),
+            Change,
+        ),
+        row(
+            C::Fallback,
+            "fallback",
+            Medium,
+            false,
+            Some(B::Fallback),
+            Inverse("close_circuit"),
+            Change,
+        ),
+        row(
+            C::DatabaseFailover,
+            "database_failover",
+            High,
+            true,
+            None,
+            No,
+            Change,
+        ),
+        row(
+            C::TrafficRedirect,
+            "traffic_redirect",
+            High,
+            false,
+            None,
+            Inverse("redirect_back"),
+            Change,
+        ),
+        row(
+            C::Deploy,
+            "deploy",
+            High,
+            true,
+            None,
+            Inverse("rollback"),
+            Change,
+        ),
+        row(C::Rollback, "rollback", High, true, None, No, Change),
+        row(
+            C::DataMigration,
+            "data_migration",
+            Critical,
+            false,
+            None,
+            No,
+            Change,
+        ),
+        row(C::Failover, "failover", High, true, None, No, Change),
+        row(C::Other, "other", Medium, false, None, No, Heal),
     ]
 };
 
 /// The facts the engine acts on for one action, resolved in one place: the
 /// class from governance or else the action's kind, the tier from the
-/// action's explicit `risk` or else the class's default.
+/// action's explicit `risk` or else the class's default (at least HIGH for a
+/// change that declares no undo).
 #[derive(Clone, Debug, PartialEq)]
 pub struct ResolvedAction {
     pub class: ActionClass,
@@ -201,7 +354,16 @@ impl ResolvedAction {
         let class = gov
             .and_then(|g| g.class)
             .unwrap_or(ActionClass::from_kind(action.kind));
-        let risk = action.risk.unwrap_or(class.default_risk());
+        // The catalogue: a change with no declared undo (`revert`) is not
+        // reversible, so it needs a human (at least HIGH) unless the action
+        // states its tier itself.
+        let change = action.verify.is_some() || class.verification() == Verification::Change;
+        let default = if change && action.revert.is_none() {
+            class.default_risk().max(Risk::High)
+        } else {
+            class.default_risk()
+        };
+        let risk = action.risk.unwrap_or(default);
         ResolvedAction {
             class,
             risk,
@@ -230,5 +392,85 @@ impl FromStr for ActionClass {
             .copied()
             .find(|c| c.as_str() == s || c.as_str().replace('_', "-") == s)
             .ok_or_else(|| format!("unknown action class `{s}`"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The catalogue's rule: a change that declares no undo is not
+    /// reversible, so it is never automatic below approval (HIGH or
+    /// CRITICAL); every reversible change names its inverse.
+    #[test]
+    fn irreversible_changes_need_approval() {
+        for row in CLASS_TABLE {
+            if row.verification == Verification::Change && row.undo == Undo::None {
+                assert!(
+                    row.default_risk >= Risk::High,
+                    "{} is an irreversible change below HIGH",
+                    row.name
+                );
+            }
+        }
+        assert_eq!(
+            ActionClass::ReloadConfig.undo(),
+            Undo::Inverse("reload_previous_config")
+        );
+        assert_eq!(
+            ActionClass::RestartService.verification(),
+            Verification::Heal
+        );
+    }
+}
+
+#[cfg(test)]
+mod resolve_tests {
+    use super::*;
+    use crate::spec::{ActionKind, ActionSpec, RevertSpec};
+    use crate::ActionGovernance;
+
+    fn spec(revert: bool, risk: Option<Risk>) -> ActionSpec {
+        ActionSpec {
+            name: "reload".into(),
+            kind: ActionKind::Http,
+            risk,
+            revert: revert.then(|| RevertSpec {
+                action: "previous".into(),
+                after: std::time::Duration::from_secs(60),
+                green_checks: None,
+                green_probe: None,
+            }),
+            verify: None,
+        }
+    }
+
+    /// A change without a declared undo is not reversible: at least HIGH,
+    /// unless the action states its tier; a heal is unaffected.
+    #[test]
+    fn an_irreversible_change_needs_approval() {
+        let g = ActionGovernance {
+            class: Some(ActionClass::ReloadConfig),
+            change_size: None,
+            removes_capacity: None,
+            canary: true,
+        };
+        assert_eq!(
+            ResolvedAction::of(&spec(true, None), Some(&g)).risk,
+            Risk::Medium
+        );
+        assert_eq!(
+            ResolvedAction::of(&spec(false, None), Some(&g)).risk,
+            Risk::High
+        );
+        assert_eq!(
+            ResolvedAction::of(&spec(false, Some(Risk::Low)), Some(&g)).risk,
+            Risk::Low
+        );
+        // No class: an http action is `other`, a heal.
+        assert_eq!(
+            ResolvedAction::of(&spec(false, None), None).risk,
+            Risk::Medium
+        );
     }
 }

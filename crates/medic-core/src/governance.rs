@@ -361,6 +361,8 @@ pub struct GovernanceConfig {
     pub locks: crate::locks::LockConfig,
     /// `depends_on` edges for conflict detection (issue 10).
     pub topology: crate::locks::Topology,
+    /// Executor circuit breakers (issue 10).
+    pub breaker: crate::breaker::BreakerConfig,
 }
 
 impl Default for GovernanceConfig {
@@ -377,6 +379,7 @@ impl Default for GovernanceConfig {
             autonomy: AutonomyBands::default(),
             locks: crate::locks::LockConfig::default(),
             topology: crate::locks::Topology::default(),
+            breaker: crate::breaker::BreakerConfig::default(),
         }
     }
 }
@@ -455,6 +458,15 @@ pub enum ReasonCode {
     LockTimeout,
     /// The lock wait queue is full.
     LockQueueFull,
+    /// A change made the triggering signals worse than its baseline: undone.
+    VerifyWorse,
+    /// A change did not make the triggering signals better than its
+    /// baseline by the end of its verify window: undone.
+    VerifyNotBetter,
+    /// The undo of a failed change failed: automation disabled.
+    UndoFailed,
+    /// The executor target's circuit breaker is open.
+    BreakerOpen,
 }
 
 impl ReasonCode {
@@ -498,6 +510,10 @@ impl ReasonCode {
             ReasonCode::ConflictBlastRadius => "conflict_blast_radius",
             ReasonCode::LockTimeout => "lock_timeout",
             ReasonCode::LockQueueFull => "lock_queue_full",
+            ReasonCode::VerifyWorse => "verify_worse",
+            ReasonCode::VerifyNotBetter => "verify_not_better",
+            ReasonCode::UndoFailed => "undo_failed",
+            ReasonCode::BreakerOpen => "breaker_open",
         }
     }
 }
@@ -597,6 +613,18 @@ impl fmt::Display for Block {
             }
             ReasonCode::LockTimeout => write!(f, "waited for a lock longer than {l}s"),
             ReasonCode::LockQueueFull => write!(f, "the lock wait queue is full ({l} waiting)"),
+            ReasonCode::VerifyWorse => write!(f, "worse than the baseline: undone"),
+            ReasonCode::VerifyNotBetter => {
+                write!(
+                    f,
+                    "not better than the baseline by the end of the window: undone"
+                )
+            }
+            ReasonCode::UndoFailed => write!(f, "the undo failed: automation disabled"),
+            ReasonCode::BreakerOpen => write!(
+                f,
+                "executor circuit breaker open after {v} consecutive failures (opens at {l})"
+            ),
         }
     }
 }

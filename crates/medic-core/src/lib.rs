@@ -51,6 +51,7 @@
 #![deny(clippy::disallowed_methods, clippy::disallowed_types)]
 #![forbid(unsafe_code)]
 
+mod breaker;
 mod class;
 mod engine;
 pub mod governance;
@@ -62,7 +63,10 @@ mod snapshot;
 mod spec;
 mod time;
 mod types;
+mod verify;
 
+pub use breaker::{Breaker, BreakerConfig, BreakerState, Refused, Transition};
+pub use class::{Undo, Verification, CHANGE_VERIFY_WINDOW};
 pub use engine::{DrillBlock, Engine};
 pub use governance::{
     decide, risk_score, ActionClass, ActionGovernance, ApprovalPolicy, AutonomyBands, Band, Block,
@@ -90,3 +94,4 @@ pub use types::{
     IncidentView, Input, Notification, PauseView, Phase, ProbeFailure, ProbeReport, ServiceSignals,
     Severity, TimelineItem, MAX_HYPOTHESES,
 };
+pub use verify::{judge, Judgement, Sample, Stats, VerifySpec, MAX_SAMPLES};

@@ -265,6 +265,38 @@ pub enum Notice {
         service: String,
         probe: String,
     },
+    /// A change's baseline, taken when it starts (issue 10).
+    VerifyBaseline {
+        incident: IncidentId,
+        service: String,
+        probe: String,
+        action: String,
+        window: Duration,
+        baseline: Option<crate::verify::Stats>,
+    },
+    /// A change's verification compared with its baseline: `judgement` is
+    /// `better`, `not_better`, `worse_failures` or `worse_latency`;
+    /// `reason_code` is set when it failed.
+    VerifyJudged {
+        incident: IncidentId,
+        service: String,
+        probe: String,
+        action: String,
+        judgement: &'static str,
+        reason_code: Option<ReasonCode>,
+        baseline: Option<crate::verify::Stats>,
+        observed: Option<crate::verify::Stats>,
+        /// The declared undo that runs now (`None`: none declared or passed).
+        undo: Option<String>,
+    },
+    /// An executor target's circuit breaker changed state (issue 10).
+    BreakerChanged {
+        service: String,
+        action: String,
+        from: &'static str,
+        to: &'static str,
+        consecutive_failures: u32,
+    },
     HealRetrying {
         incident: IncidentId,
         service: String,
@@ -380,6 +412,9 @@ pub enum NoticeKind {
     ActionReconciled,
     VerifyPassed,
     VerifyFailed,
+    VerifyBaseline,
+    VerifyJudged,
+    BreakerChanged,
     HealRetrying,
     IncidentEscalated,
     IncidentResolved,
@@ -397,7 +432,7 @@ pub enum NoticeKind {
 }
 
 impl NoticeKind {
-    pub const ALL: [NoticeKind; 38] = [
+    pub const ALL: [NoticeKind; 41] = [
         NoticeKind::IncidentOpened,
         NoticeKind::Diagnosis,
         NoticeKind::RootCause,
@@ -422,6 +457,9 @@ impl NoticeKind {
         NoticeKind::ActionReconciled,
         NoticeKind::VerifyPassed,
         NoticeKind::VerifyFailed,
+        NoticeKind::VerifyBaseline,
+        NoticeKind::VerifyJudged,
+        NoticeKind::BreakerChanged,
         NoticeKind::HealRetrying,
         NoticeKind::IncidentEscalated,
         NoticeKind::IncidentResolved,
@@ -465,6 +503,9 @@ impl NoticeKind {
             NoticeKind::ActionReconciled => "action.reconciled",
             NoticeKind::VerifyPassed => "verify.passed",
             NoticeKind::VerifyFailed => "verify.failed",
+            NoticeKind::VerifyBaseline => "verify.baseline",
+            NoticeKind::VerifyJudged => "verify.judged",
+            NoticeKind::BreakerChanged => "executor.breaker",
             NoticeKind::HealRetrying => "heal.retrying",
             NoticeKind::IncidentEscalated => "incident.escalated",
             NoticeKind::IncidentResolved => "incident.resolved",
@@ -511,6 +552,9 @@ impl Notice {
             Notice::ActionReconciled { .. } => K::ActionReconciled,
             Notice::VerifyPassed { .. } => K::VerifyPassed,
             Notice::VerifyFailed { .. } => K::VerifyFailed,
+            Notice::VerifyBaseline { .. } => K::VerifyBaseline,
+            Notice::VerifyJudged { .. } => K::VerifyJudged,
+            Notice::BreakerChanged { .. } => K::BreakerChanged,
             Notice::HealRetrying { .. } => K::HealRetrying,
             Notice::IncidentEscalated { .. } => K::IncidentEscalated,
             Notice::IncidentResolved { .. } => K::IncidentResolved,

@@ -67,6 +67,9 @@ struct ServiceSnapshot {
     pending_revert: Option<PendingRevert>,
     incident: Option<Incident>,
     inflight: Option<InFlight>,
+    /// Executor circuit breakers that are not closed (issue 10).
+    #[serde(default)]
+    breakers: Vec<(String, crate::breaker::Breaker)>,
 }
 
 impl Snapshot {
@@ -145,6 +148,12 @@ impl Engine {
                     pending_revert: s.pending_revert.clone(),
                     incident: s.incident.clone(),
                     inflight: s.inflight.clone(),
+                    breakers: s
+                        .breakers
+                        .iter()
+                        .filter(|(_, b)| **b != crate::breaker::Breaker::default())
+                        .map(|(a, b)| (a.clone(), *b))
+                        .collect(),
                 })
                 .collect(),
             locks: self.locks.clone(),
@@ -245,8 +254,32 @@ impl Engine {
                 for d in inc.decisions.iter_mut() {
                     d.at = shift(d.at);
                 }
+                if let Some(v) = inc.verify.as_mut() {
+                    v.since = v.since.map(shift);
+                }
+                inc.evidence_since = inc.evidence_since.map(shift);
                 inc
             });
+            svc.breakers = ss
+                .breakers
+                .into_iter()
+                .map(|(a, mut b)| {
+                    b.state = match b.state {
+                        crate::breaker::BreakerState::Open { until } => {
+                            crate::breaker::BreakerState::Open {
+                                until: shift(until),
+                            }
+                        }
+                        // A trial whose outcome was lost with the restart:
+                        // the breaker lets the next call be the trial.
+                        crate::breaker::BreakerState::HalfOpen { .. } => {
+                            crate::breaker::BreakerState::HalfOpen { trial: false }
+                        }
+                        s => s,
+                    };
+                    (a, b)
+                })
+                .collect();
             if let Some(flight) = ss.inflight {
                 n_inflight += 1;
                 reconciled.push((ss.name.clone(), flight));
@@ -290,7 +323,13 @@ impl Engine {
         let Some(svc) = self.services.get_mut(name) else {
             return;
         };
-        let verify_window = svc.spec.policy.verify_window;
+        // A change watches its own window against its baseline.
+        let verify_window = svc
+            .incident
+            .as_ref()
+            .and_then(|i| i.verify.as_ref())
+            .filter(|v| v.action == flight.action)
+            .map_or(svc.spec.policy.verify_window, |v| v.window);
         let incident = svc.incident.as_ref().map(|i| i.id.clone());
         // Verified only against the incident it was run for.
         let heal = flight.revert_of.is_none() && incident.is_some() && flight.incident == incident;
@@ -299,6 +338,10 @@ impl Engine {
                 inc.phase = Phase::Verifying;
                 inc.timer = Some(IncidentTimer::Verify(now.plus(verify_window)));
                 inc.healed_by = Some(flight.action.clone());
+                if let Some(v) = inc.verify.as_mut().filter(|v| v.action == flight.action) {
+                    v.since = Some(now);
+                    v.observed.clear();
+                }
                 crate::engine::state::push_timeline(
                     inc,
                     max_timeline,

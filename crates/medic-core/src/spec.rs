@@ -149,6 +149,9 @@ pub enum ActionKind {
     /// A Kubernetes operation: rollout restart, scale, rollout undo, delete
     /// pod, cordon node; counts as a restart unless a class says otherwise.
     Kubernetes,
+    /// Send a signal (e.g. `SIGHUP`: reload its config) to the service's
+    /// supervised process; class `reload_config` unless one is configured.
+    Signal,
 }
 
 impl ActionKind {
@@ -160,6 +163,7 @@ impl ActionKind {
             ActionKind::Docker => "docker",
             ActionKind::Systemd => "systemd",
             ActionKind::Kubernetes => "kubernetes",
+            ActionKind::Signal => "signal",
         }
     }
 }
@@ -208,13 +212,20 @@ pub struct ProbeSpec {
 }
 
 /// Undo an action after it has held for `after` (e.g. stop shedding load).
+/// With `green_checks`, it is undone earlier: after that many healthy
+/// results in a row of `green_probe` (default: the incident's trigger) once
+/// the incident resolved; `after` is then the expiry (issue 10: a feature
+/// flag restores itself after 3 green checks or at expiry; a circuit to a
+/// fallback closes after 3 successes of its half-open probe).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RevertSpec {
     pub action: String,
     pub after: Duration,
+    pub green_checks: Option<u32>,
+    pub green_probe: Option<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ActionSpec {
     pub name: String,
     pub kind: ActionKind,
@@ -222,6 +233,10 @@ pub struct ActionSpec {
     /// ([`crate::governance::CLASS_TABLE`]) via [`crate::ResolvedAction`].
     pub risk: Option<Risk>,
     pub revert: Option<RevertSpec>,
+    /// Success criteria of its verification against the baseline (issue 10);
+    /// `None`: the class's defaults. Stating it makes any action verified as
+    /// a change.
+    pub verify: Option<crate::verify::VerifySpec>,
 }
 
 /// Which probe condition a remediation answers.
@@ -329,7 +344,7 @@ impl Default for StartupSpec {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ServiceSpec {
     pub name: String,
     pub startup: StartupSpec,

@@ -52,6 +52,7 @@ pub fn web_service(policy: ServicePolicy) -> ServiceSpec {
                 kind: ActionKind::Restart,
                 risk: Some(Risk::Medium),
                 revert: None,
+                verify: None,
             },
             ActionSpec {
                 name: "shed".into(),
@@ -60,13 +61,17 @@ pub fn web_service(policy: ServicePolicy) -> ServiceSpec {
                 revert: Some(RevertSpec {
                     action: "unshed".into(),
                     after: Duration::from_secs(10),
+                    green_checks: None,
+                    green_probe: None,
                 }),
+                verify: None,
             },
             ActionSpec {
                 name: "unshed".into(),
                 kind: ActionKind::Http,
                 risk: Some(Risk::Low),
                 revert: None,
+                verify: None,
             },
         ],
         remediations: vec![
@@ -304,6 +309,11 @@ pub fn notice_field(n: &Notice, key: &str) -> Option<String> {
             Some(reason_code.as_str().into())
         }
         (Notice::MassIncidentLatched { .. }, "reason_code") => Some("mass_incident".into()),
+        (Notice::VerifyJudged { reason_code, .. }, "reason_code") => {
+            reason_code.map(|c| c.as_str().into())
+        }
+        (Notice::VerifyJudged { judgement, .. }, "judgement") => Some(judgement.to_string()),
+        (Notice::BreakerChanged { to, .. }, "to") => Some(to.to_string()),
         (Notice::RootCause { band, .. }, "reason_code") => Some(band.code().as_str().into()),
         (Notice::AutomationPaused { .. }, "reason_code") => Some("paused".into()),
         (Notice::OperatorRejected { error, .. }, "reason_code") => Some(error.as_str().into()),
@@ -338,6 +348,8 @@ pub fn render_notice(n: &Notice, verbose: bool) -> String {
             "attempt",
             "stage",
             "by",
+            "judgement",
+            "to",
         ]
     } else {
         &["verdict", "outcome", "status", "attempt"]

@@ -488,6 +488,7 @@ fn an_exec_action_of_a_high_class_without_risk_waits_for_approval() {
         kind: ActionKind::Exec,
         risk: None,
         revert: None,
+        verify: None,
     };
     svc.remediations[0].action = "failover".into();
     let mut gov = GovernanceConfig::default();

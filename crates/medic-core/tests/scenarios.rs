@@ -429,6 +429,7 @@ fn five_failed_executions_escalate_when_limits_allow_them() {
          t=15s audit action.intent attempt=5 stage=retry
          t=15s run act-5 web restart attempt=4
          t=16s audit action.outcome status=failed stage=retry
+         t=16s audit executor.breaker to=open
          t=16s audit incident.escalated reason_code=retries_exhausted
          t=16s notify critical web: escalated to a human
          t=16s phase manual_intervention",

@@ -89,7 +89,7 @@ impl ExecRequest {
             | ActionExec::Docker { timeout, .. }
             | ActionExec::Systemd { timeout, .. }
             | ActionExec::Kubernetes { timeout, .. } => *timeout,
-            ActionExec::Restart => default,
+            ActionExec::Restart | ActionExec::Signal { .. } => default,
         };
         ExecRequest {
             service: service.to_string(),
@@ -103,6 +103,7 @@ impl ExecRequest {
     pub fn kind(&self) -> ActionKind {
         match self.spec {
             ActionExec::Restart => ActionKind::Restart,
+            ActionExec::Signal { .. } => ActionKind::Signal,
             ActionExec::Exec { .. } => ActionKind::Exec,
             ActionExec::Http { .. } => ActionKind::Http,
             ActionExec::Docker { .. } => ActionKind::Docker,
@@ -194,6 +195,9 @@ impl Registry {
     /// the engine on its first action).
     pub fn standard(supervisors: BTreeMap<String, Supervisor>, http: reqwest::Client) -> Self {
         let mut r = Registry::new();
+        r.register(Arc::new(SignalExecutor {
+            supervisors: supervisors.clone(),
+        }));
         r.register(Arc::new(RestartExecutor { supervisors }));
         r.register(Arc::new(CommandExecutor));
         r.register(Arc::new(HttpExecutor { client: http }));
@@ -275,6 +279,42 @@ impl Executor for RestartExecutor {
                 }),
                 Ok(Err(e)) => Err(ExecError::Spawn(e.to_string())),
                 Err(e) => Err(ExecError::Other(format!("restart task failed: {e}"))),
+            }
+        })
+    }
+}
+
+/// Sends a signal (a reload: `SIGHUP`) to a service's supervised process.
+pub struct SignalExecutor {
+    pub supervisors: BTreeMap<String, Supervisor>,
+}
+
+impl Executor for SignalExecutor {
+    fn kind(&self) -> ActionKind {
+        ActionKind::Signal
+    }
+
+    fn execute(&self, req: ExecRequest, cancel: CancelToken) -> BoxFuture<'static, ExecResult> {
+        let sup = self.supervisors.get(&req.service).cloned();
+        Box::pin(async move {
+            let Some(sup) = sup else {
+                return Err(ExecError::NoExecutor {
+                    service: req.service,
+                    action: req.action,
+                    why: "the service has no supervised process".into(),
+                });
+            };
+            let ActionExec::Signal { signal } = &req.spec else {
+                return Err(ExecError::Other("not a signal action".into()));
+            };
+            if cancel.is_cancelled() {
+                return Err(ExecError::Cancelled("signal not sent".into()));
+            }
+            match sup.signal(signal).await {
+                Ok(pid) => Ok(ExecOutput {
+                    detail: format!("sent {signal} to pid {pid}"),
+                }),
+                Err(why) => Err(ExecError::Spawn(why)),
             }
         })
     }

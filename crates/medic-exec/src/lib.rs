@@ -405,6 +405,78 @@ mod tests {
         wait_gone(child).await;
     }
 
+    /// A reload: SIGHUP reaches the supervised process, which lives on.
+    #[tokio::test]
+    async fn signal_executor_sends_a_reload_signal_to_the_supervised_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("hups");
+        let script = format!(
+            "trap 'echo hup >> {}' HUP; while :; do sleep 0.05; done",
+            f.display()
+        );
+        let cfg = medic_config::ProcessConfig {
+            command: vec!["sh".into(), "-c".into(), script],
+            env: BTreeMap::new(),
+            cwd: None,
+            stop_grace: Duration::from_secs(5),
+            unresponsive_stop_grace: Duration::from_secs(1),
+            autostart: true,
+        };
+        let sup = Supervisor::new("svc", cfg, None);
+        let pid = sup.start().await.unwrap();
+        // Let the shell install its trap.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let reg = Registry::standard(
+            BTreeMap::from([("svc".to_string(), sup.clone())]),
+            reqwest::Client::new(),
+        );
+        let req = ExecRequest::new(
+            "svc",
+            "reload",
+            ActionExec::Signal {
+                signal: "SIGHUP".into(),
+            },
+            Duration::from_secs(5),
+        );
+        assert_eq!(req.kind(), ActionKind::Signal);
+        let out = reg.execute(req, CancelToken::new()).await.unwrap();
+        assert_eq!(out.detail, format!("sent SIGHUP to pid {pid}"));
+        let mut seen = String::new();
+        for _ in 0..100 {
+            seen = std::fs::read_to_string(&f).unwrap_or_default();
+            if !seen.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(seen, "hup\n");
+        let ProcessState::Running { pid: now, .. } = sup.state() else {
+            panic!("not running after the reload: {:?}", sup.state());
+        };
+        assert_eq!(now, pid);
+        // A bad signal name and a stopped process fail, typed.
+        let bad = ExecRequest::new(
+            "svc",
+            "reload",
+            ActionExec::Signal {
+                signal: "SIGNOPE".into(),
+            },
+            Duration::from_secs(5),
+        );
+        assert!(reg.execute(bad, CancelToken::new()).await.is_err());
+        sup.stop().await;
+        let again = ExecRequest::new(
+            "svc",
+            "reload",
+            ActionExec::Signal {
+                signal: "SIGHUP".into(),
+            },
+            Duration::from_secs(5),
+        );
+        let err = reg.execute(again, CancelToken::new()).await.unwrap_err();
+        assert!(err.to_string().contains("no running process"), "{err}");
+    }
+
     #[tokio::test]
     async fn restart_executor_restarts_the_supervised_process() {
         let cfg = medic_config::ProcessConfig {

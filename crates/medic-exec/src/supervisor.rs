@@ -180,6 +180,26 @@ impl Supervisor {
         self.inner.lock().await.current.clone()
     }
 
+    /// Send `signal` (a name like `SIGHUP`) to the running process (the
+    /// group's leader only: a reload, not a stop). Returns its pid.
+    pub async fn signal(&self, signal: &str) -> Result<u32, String> {
+        let sig: Signal = signal
+            .parse()
+            .map_err(|_| format!("unknown signal `{signal}`"))?;
+        let inner = self.inner.lock().await;
+        let Some(rec) = inner.current.as_ref().filter(|_| self.state().is_running()) else {
+            return Err(format!("{}: no running process to signal", self.name));
+        };
+        // The pid must still name the process we started (not a reused pid).
+        if procfs::stat(rec.pid).is_none_or(|s| s.start_ticks != rec.start_ticks || s.is_dead()) {
+            return Err(format!("{}: process {} is gone", self.name, rec.pid));
+        }
+        let raw = i32::try_from(rec.pid).map_err(|_| format!("bad pid {}", rec.pid))?;
+        nix::sys::signal::kill(Pid::from_raw(raw), sig)
+            .map_err(|e| format!("{signal} to pid {}: {e}", rec.pid))?;
+        Ok(rec.pid)
+    }
+
     /// Upper bound for a restart: SIGTERM grace, SIGKILL wait, group wait, start.
     pub fn restart_timeout(&self) -> Duration {
         self.cfg.stop_grace.max(self.cfg.unresponsive_stop_grace)

@@ -95,10 +95,22 @@ pub fn default_tier(class: ActionClass) -> Risk {
         | C::ToggleFeatureFlag
         | C::ReloadConfig
         | C::Fallback
+        | C::ScaleIn
         | C::Other => Risk::Medium,
-        C::DatabaseFailover | C::TrafficRedirect | C::Deploy | C::Rollback => Risk::High,
+        C::DatabaseFailover | C::TrafficRedirect | C::Deploy | C::Rollback | C::Failover => {
+            Risk::High
+        }
         C::DataMigration => Risk::Critical,
     }
+}
+
+/// Classes verified as changes (issue 10), written out here on purpose.
+fn is_change(class: ActionClass) -> bool {
+    use ActionClass as C;
+    !matches!(
+        class,
+        C::RestartService | C::RollingRestart | C::ResetConnectionPool | C::ClearCache | C::Other
+    )
 }
 
 /// Change size by tier, when the configuration states none.
@@ -400,9 +412,17 @@ impl Checker {
             {
                 ActionClass::RestartService
             }
+            None if spec.kind == ActionKind::Signal => ActionClass::ReloadConfig,
             None => ActionClass::Other,
         };
-        let tier = spec.risk.unwrap_or(default_tier(class));
+        // Issue 10's catalogue: a change without a declared undo needs a
+        // human (at least HIGH) unless the action states its tier.
+        let change = spec.verify.is_some() || is_change(class);
+        let tier = spec.risk.unwrap_or(if change && spec.revert.is_none() {
+            default_tier(class).max(Risk::High)
+        } else {
+            default_tier(class)
+        });
         Some(Resolved {
             kind: spec.kind,
             class,

@@ -306,6 +306,8 @@ impl Scenario {
             let revert = (rng.below(3) == 0).then(|| RevertSpec {
                 action: "undo".into(),
                 after: Duration::from_secs(10 + rng.below(110)),
+                green_checks: None,
+                green_probe: None,
             });
             let undo_risk = (rng.below(4) != 0).then_some(Risk::Low);
             let actions = vec![
@@ -314,12 +316,14 @@ impl Scenario {
                     kind,
                     risk,
                     revert,
+                    verify: None,
                 },
                 ActionSpec {
                     name: "undo".into(),
                     kind: ActionKind::Http,
                     risk: undo_risk,
                     revert: None,
+                    verify: None,
                 },
                 ActionSpec {
                     name: "shed".into(),
@@ -328,13 +332,17 @@ impl Scenario {
                     revert: Some(RevertSpec {
                         action: "unshed".into(),
                         after: Duration::from_secs(30),
+                        green_checks: None,
+                        green_probe: None,
                     }),
+                    verify: None,
                 },
                 ActionSpec {
                     name: "unshed".into(),
                     kind: ActionKind::Http,
                     risk: Some(Risk::Low),
                     revert: None,
+                    verify: None,
                 },
             ];
             let probe = ProbeSpec {

@@ -40,6 +40,19 @@ impl Fields {
     fn list(self, k: &str, v: &[String]) -> Fields {
         self.s(k, v.join(","))
     }
+    /// Verification figures under `prefix_` (issue 10), absent when unknown.
+    fn stats(self, prefix: &str, st: Option<&medic_core::Stats>) -> Fields {
+        let Some(st) = st else {
+            return self;
+        };
+        self.s(&format!("{prefix}_samples"), st.samples)
+            .s(
+                &format!("{prefix}_failure_share"),
+                format!("{:.3}", st.failure_share),
+            )
+            .opt(&format!("{prefix}_p50_ms"), st.p50_ms)
+            .opt(&format!("{prefix}_p90_ms"), st.p90_ms)
+    }
 }
 
 /// RFC 3339 (UTC, ms precision) of a unix time in ms.
@@ -343,6 +356,52 @@ pub fn render(n: &Notice) -> Rendered {
             .s("incident", incident)
             .s("service", service)
             .s("probe", probe),
+        Notice::VerifyBaseline {
+            incident,
+            service,
+            probe,
+            action,
+            window,
+            baseline,
+        } => f
+            .s("incident", incident)
+            .s("service", service)
+            .s("probe", probe)
+            .s("action", action)
+            .s("window_ms", window.as_millis())
+            .stats("baseline", baseline.as_ref()),
+        Notice::VerifyJudged {
+            incident,
+            service,
+            probe,
+            action,
+            judgement,
+            reason_code,
+            baseline,
+            observed,
+            undo,
+        } => f
+            .s("incident", incident)
+            .s("service", service)
+            .s("probe", probe)
+            .s("action", action)
+            .s("judgement", judgement)
+            .opt("reason_code", reason_code.map(|c| c.as_str()))
+            .stats("baseline", baseline.as_ref())
+            .stats("observed", observed.as_ref())
+            .opt("undo", undo.as_ref()),
+        Notice::BreakerChanged {
+            service,
+            action,
+            from,
+            to,
+            consecutive_failures,
+        } => f
+            .s("service", service)
+            .s("action", action)
+            .s("from", from)
+            .s("to", to)
+            .s("consecutive_failures", consecutive_failures),
         Notice::HealRetrying {
             incident,
             service,

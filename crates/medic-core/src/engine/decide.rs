@@ -271,6 +271,18 @@ impl Engine {
         let Some((input, ag)) = self.gate_input(name, action, stage, forced.is_some()) else {
             return;
         };
+        // An open executor breaker refuses the action and escalates (issue
+        // 10); an operator's override is not refused.
+        if forced.is_none() {
+            if let Some(b) = self.breaker_refuses(name, &action.name) {
+                self.escalate(
+                    name,
+                    ReasonCode::BreakerOpen,
+                    format!("{}: {b}", action.name),
+                );
+                return;
+            }
+        }
         let decision = decide_with(&self.gov, &input, self.fault);
         // A run under a diagnosis records the band that let it run.
         let band_block = match (&decision, input.diagnosis) {
@@ -592,6 +604,75 @@ impl Engine {
             Some(_) => None,
             None => svc.incident.as_ref().map(|i| i.id.clone()),
         };
+        // The executor target's breaker: a half-open one lets this run as
+        // its one trial (an override bypasses it; its result still counts).
+        let mut breaker_moved = None;
+        if forced.is_none() {
+            let (_, moved) = svc
+                .breakers
+                .entry(action.name.clone())
+                .or_default()
+                .admit(now);
+            breaker_moved = moved;
+        }
+        // A change is verified against the baseline from before it (issue
+        // 10): taken now, over one verify window of the triggering probe. A
+        // retry or the rollout after a canary keeps the first baseline.
+        let mut baseline_notice = None;
+        if revert_of.is_none() {
+            let change = svc.verified_as_change(action);
+            let keep = matches!(stage, ActionStage::Retry | ActionStage::Rollout)
+                && svc
+                    .incident
+                    .as_ref()
+                    .and_then(|i| i.verify.as_ref())
+                    .is_some_and(|v| v.action == action.name);
+            let probe = svc.incident.as_ref().map(|i| i.probe.clone());
+            match probe {
+                Some(probe) if change && !keep => {
+                    let spec = action.verify.clone().unwrap_or_default();
+                    let window = spec.window.unwrap_or(crate::class::CHANGE_VERIFY_WINDOW);
+                    let since = svc.incident.as_ref().and_then(|i| i.evidence_since);
+                    let baseline = svc.baseline(&probe, since, now, window);
+                    if let Some(inc) = svc.incident.as_mut() {
+                        baseline_notice = Some(Notice::VerifyBaseline {
+                            incident: inc.id.clone(),
+                            service: name.to_string(),
+                            probe: probe.clone(),
+                            action: action.name.clone(),
+                            window,
+                            baseline,
+                        });
+                        push_timeline(
+                            inc,
+                            max_timeline,
+                            now,
+                            "baseline",
+                            format!(
+                                "baseline of {probe} before {}: {}",
+                                action.name,
+                                baseline.map_or("no samples".to_string(), |b| b.to_string())
+                            ),
+                        );
+                        inc.verify = Some(VerifyState {
+                            action: action.name.clone(),
+                            probe,
+                            spec,
+                            window,
+                            baseline,
+                            since: None,
+                            observed: std::collections::VecDeque::new(),
+                        });
+                    }
+                }
+                Some(_) if !change => {
+                    if let Some(inc) = svc.incident.as_mut() {
+                        inc.verify = None;
+                    }
+                }
+                _ => {}
+            }
+        }
         svc.inflight = Some(InFlight {
             id,
             incident: for_incident,
@@ -638,6 +719,9 @@ impl Engine {
                 reason: why.clone(),
             });
         }
+        if let Some(t) = breaker_moved {
+            self.breaker_notice(name, &action.name, t);
+        }
         self.notice(Notice::ActionIntent {
             action_id: id,
             incident: incident.clone(),
@@ -654,6 +738,9 @@ impl Engine {
             revert_of,
             override_by: forced.map(|(by, _)| by),
         });
+        if let Some(n) = baseline_notice {
+            self.notice(n);
+        }
         self.command(Command::RunAction(ActionRequest {
             id,
             incident,
@@ -665,6 +752,34 @@ impl Engine {
             risk: ag.risk,
             stage,
         }));
+    }
+
+    /// Why the breaker of `action` on `name` refuses a call now, if it does.
+    pub(super) fn breaker_refuses(&self, name: &str, action: &str) -> Option<Block> {
+        let b = self.services.get(name)?.breakers.get(action)?;
+        if b.would_admit(self.now) {
+            return None;
+        }
+        Some(Block {
+            code: ReasonCode::BreakerOpen,
+            value: f64::from(b.consecutive_failures),
+            limit: f64::from(self.gov.breaker.failures.max(1)),
+        })
+    }
+
+    pub(super) fn breaker_notice(
+        &mut self,
+        name: &str,
+        action: &str,
+        t: crate::breaker::Transition,
+    ) {
+        self.notice(Notice::BreakerChanged {
+            service: name.to_string(),
+            action: action.to_string(),
+            from: t.from.as_str(),
+            to: t.to.as_str(),
+            consecutive_failures: t.consecutive_failures,
+        });
     }
 
     /// Record a waiting decision once per distinct reason.

@@ -58,6 +58,14 @@ impl Engine {
             return;
         };
         st.seen = true;
+        let sample = crate::verify::Sample {
+            ok: r.ok,
+            latency_ms: u64::try_from(r.latency.as_millis()).unwrap_or(u64::MAX),
+        };
+        st.history.push_back((now, sample));
+        while st.history.len() > crate::verify::MAX_SAMPLES {
+            st.history.pop_front();
+        }
         if r.ok {
             st.fail_times.clear();
             st.recent_failures.clear();
@@ -82,7 +90,45 @@ impl Engine {
                 st.recent_failures.pop_front();
             }
         }
+        // A revert waiting for green checks (a flag restoring itself, a
+        // circuit's half-open probe): count healthy results in a row.
+        let healthy = r.ok && over.is_none_or(|o| r.latency <= o);
+        let mut green_due = false;
+        if svc.incident.is_none() {
+            if let Some(g) = svc
+                .pending_revert
+                .as_mut()
+                .filter(|p| p.stage == ActionStage::Revert)
+                .and_then(|p| p.green.as_mut())
+                .filter(|g| g.probe == r.probe)
+            {
+                g.seen = if healthy { g.seen.saturating_add(1) } else { 0 };
+                green_due = g.seen >= g.needed.max(1);
+            }
+            if green_due {
+                if let Some(p) = svc.pending_revert.as_mut() {
+                    p.due = p.due.min(now);
+                    p.green = None;
+                }
+            }
+        }
+        // A change under verification: this is an observed sample.
+        if let Some(v) = svc
+            .incident
+            .as_mut()
+            .filter(|i| i.phase == Phase::Verifying)
+            .and_then(|i| i.verify.as_mut())
+            .filter(|v| v.since.is_some() && v.probe == r.probe)
+        {
+            v.observed.push_back(sample);
+            while v.observed.len() > crate::verify::MAX_SAMPLES {
+                v.observed.pop_front();
+            }
+        }
         self.evaluate(&r.service);
+        if green_due {
+            self.timers(&r.service);
+        }
     }
 
     /// Level-triggered: look at the service's current state and move it on.
@@ -107,6 +153,14 @@ impl Engine {
                 } else {
                     self.plan(name);
                 }
+            }
+            Some((Phase::Verifying, _))
+                if svc
+                    .incident
+                    .as_ref()
+                    .is_some_and(|i| i.verify.as_ref().is_some_and(|v| v.since.is_some())) =>
+            {
+                self.judge_change(name, false);
             }
             Some((Phase::Verifying, probe)) => {
                 let failed_again = match (svc.probe_spec(&probe), svc.probes.get(&probe)) {
@@ -191,6 +245,7 @@ impl Engine {
             }
         };
         let trigger = format!("{probe} {}", condition.as_str());
+        let evidence_since = svc.evidence_since(&probe, condition);
         let mut inc = Incident {
             id: id.clone(),
             probe: probe.clone(),
@@ -220,6 +275,8 @@ impl Engine {
             } else {
                 Vec::new()
             },
+            verify: None,
+            evidence_since,
         };
         push_timeline(
             &mut inc,

@@ -119,6 +119,7 @@ impl Engine {
                         // process (`Input::ProcessStarted`) or a restart
                         // action succeeds, not with the engine.
                         starting_until: None,
+                        breakers: BTreeMap::new(),
                         dirty: false,
                     },
                 )

@@ -62,6 +62,21 @@ impl Engine {
         });
         let cancelled = flight.cancel_requested
             || matches!(&result, Err(f) if f.kind == ActionFailureKind::Cancelled);
+        // The executor target's breaker counts every execution that was not
+        // cancelled (issue 10).
+        if !cancelled {
+            let cfg = self.gov.breaker;
+            let moved = self.services.get_mut(&name).and_then(|s| {
+                s.breakers.entry(flight.action.clone()).or_default().record(
+                    now,
+                    result.is_ok(),
+                    &cfg,
+                )
+            });
+            if let Some(t) = moved {
+                self.breaker_notice(&name, &flight.action, t);
+            }
+        }
         if result.is_err() && !cancelled {
             let window = self.gov.limits.window;
             prune(&mut self.failed_actions, now, window);
@@ -86,6 +101,30 @@ impl Engine {
             return;
         }
         if let Some(of) = flight.revert_of {
+            if result.is_err() && flight.stage == ActionStage::Rollback && !cancelled {
+                // The undo of a change that failed verification failed: the
+                // service is in an unknown state, automation stops for it.
+                let consecutive = self
+                    .services
+                    .get(&name)
+                    .map_or(0, |s| s.consecutive_failures);
+                self.disable_autoheal(&name, consecutive, ReasonCode::UndoFailed);
+                let msg = format!(
+                    "undo {} of {of} failed ({detail}); automation disabled for {name}",
+                    flight.action
+                );
+                self.escalate(&name, ReasonCode::UndoFailed, msg.clone());
+                self.notify(Notification {
+                    severity: Severity::Critical,
+                    service: name.clone(),
+                    incident: None,
+                    title: format!("{name}: undo of {of} failed"),
+                    message: msg,
+                });
+                self.evaluate(&name);
+                self.replan_all();
+                return;
+            }
             if result.is_err() {
                 self.notify(Notification {
                     severity: Severity::Warning,
@@ -105,13 +144,17 @@ impl Engine {
                 && crate::governance::Band::of(d.confidence, &self.gov.autonomy)
                     == crate::governance::Band::ActArmed
         });
+        // A change watches its own window (default 5m); a heal the policy's.
+        let base_window = svc
+            .incident
+            .as_ref()
+            .and_then(|i| i.verify.as_ref())
+            .filter(|v| v.action == flight.action)
+            .map_or(svc.spec.policy.verify_window, |v| v.window);
         let verify_window = if armed {
-            svc.spec
-                .policy
-                .verify_window
-                .saturating_mul(self.gov.autonomy.armed_verify_factor.max(1))
+            base_window.saturating_mul(self.gov.autonomy.armed_verify_factor.max(1))
         } else {
-            svc.spec.policy.verify_window
+            base_window
         };
         let retry = svc.spec.policy.retry.clone();
         let consecutive = svc.consecutive_failures;
@@ -140,6 +183,10 @@ impl Engine {
                 inc.phase = Phase::Verifying;
                 inc.timer = Some(IncidentTimer::Verify(now.plus(verify_window)));
                 inc.healed_by = Some(flight.action.clone());
+                if let Some(v) = inc.verify.as_mut().filter(|v| v.action == flight.action) {
+                    v.since = Some(now);
+                    v.observed.clear();
+                }
                 push_timeline(
                     inc,
                     self.max_timeline,
@@ -184,7 +231,7 @@ impl Engine {
                         "action_failed",
                         format!("{} failed: {detail}", flight.action),
                     );
-                    self.disable_autoheal(&name, consecutive);
+                    self.disable_autoheal(&name, consecutive, ReasonCode::ConsecutiveFailures);
                     self.escalate(
                         &name,
                         ReasonCode::ConsecutiveFailures,
@@ -229,7 +276,7 @@ impl Engine {
         self.replan_all();
     }
 
-    pub(super) fn disable_autoheal(&mut self, name: &str, consecutive: u32) {
+    pub(super) fn disable_autoheal(&mut self, name: &str, consecutive: u32, code: ReasonCode) {
         let Some(svc) = self.services.get_mut(name) else {
             return;
         };
@@ -239,7 +286,7 @@ impl Engine {
         svc.autoheal_disabled = true;
         self.notice(Notice::AutohealDisabled {
             service: name.to_string(),
-            reason_code: ReasonCode::ConsecutiveFailures,
+            reason_code: code,
             consecutive_failures: consecutive,
         });
     }
@@ -276,10 +323,11 @@ impl Engine {
                 of,
                 stage: ActionStage::Rollback,
                 blocked: None,
+                green: None,
             });
         }
         if n >= max || consecutive >= max_consecutive {
-            self.disable_autoheal(name, consecutive);
+            self.disable_autoheal(name, consecutive, ReasonCode::ConsecutiveFailures);
             self.escalate(
                 name,
                 ReasonCode::ConsecutiveFailures,
@@ -292,6 +340,188 @@ impl Engine {
         } else {
             self.retry_heal(name, reason, consecutive, max_consecutive);
         }
+        self.timers(name);
+    }
+
+    /// Judge a change against its baseline (issue 10): worse (with enough
+    /// samples) fails at once; better with the trigger recovered passes at
+    /// once; at the end of the window (`at_end`) it passes only if better
+    /// and the trigger's rule no longer fires, else it fails as not better.
+    pub(super) fn judge_change(&mut self, name: &str, at_end: bool) {
+        use crate::verify::{judge, Judgement, Stats};
+        let Some(svc) = self.services.get(name) else {
+            return;
+        };
+        let Some(inc) = svc.incident.as_ref() else {
+            return;
+        };
+        let Some(v) = inc.verify.as_ref().filter(|v| v.since.is_some()) else {
+            return;
+        };
+        let observed = Stats::of(&v.observed);
+        let judgement = match (v.baseline, observed) {
+            (Some(b), Some(o)) => Some(judge(&b, &o, &v.spec)),
+            _ => None,
+        };
+        let enough = observed.is_some_and(|o| o.samples >= v.spec.min_samples.max(1));
+        let probe = inc.probe.clone();
+        let firing = match (svc.probe_spec(&probe), svc.probes.get(&probe)) {
+            (Some(p), Some(st)) => failing(p, st) || slow(p, st),
+            _ => false,
+        };
+        let recovered = svc.recovered(&probe);
+        // No baseline (nothing seen before the action): the recovery rule.
+        let better = match judgement {
+            Some(j) => j == Judgement::Better,
+            None => v.baseline.is_none() && observed.is_some(),
+        };
+        let verdict = match judgement {
+            Some(j) if j.worse() && enough => Some(Err((ReasonCode::VerifyWorse, j))),
+            _ if better && recovered => Some(Ok(())),
+            _ if !at_end => None,
+            _ if better && !firing => Some(Ok(())),
+            _ => Some(Err((
+                ReasonCode::VerifyNotBetter,
+                judgement.unwrap_or(Judgement::Same),
+            ))),
+        };
+        let Some(verdict) = verdict else {
+            return;
+        };
+        let (action, baseline, window) = (v.action.clone(), v.baseline, v.window);
+        let undo = svc
+            .action_spec(&action)
+            .and_then(|a| a.revert.as_ref())
+            .map(|r| r.action.clone());
+        let id = inc.id.clone();
+        let now = self.now;
+        let max_timeline = self.max_timeline;
+        let fmt = |s: Option<Stats>| s.map_or("no samples".to_string(), |s| s.to_string());
+        let figures = format!("baseline {}; observed {}", fmt(baseline), fmt(observed));
+        match verdict {
+            Ok(()) => {
+                if let Some(inc) = self
+                    .services
+                    .get_mut(name)
+                    .and_then(|s| s.incident.as_mut())
+                {
+                    inc.timer = None;
+                    push_timeline(
+                        inc,
+                        max_timeline,
+                        now,
+                        "verify_judged",
+                        format!("{action}: better than the baseline ({figures})"),
+                    );
+                }
+                self.notice(Notice::VerifyJudged {
+                    incident: id.clone(),
+                    service: name.to_string(),
+                    probe: probe.clone(),
+                    action: action.clone(),
+                    judgement: Judgement::Better.as_str(),
+                    reason_code: None,
+                    baseline,
+                    observed,
+                    undo: None,
+                });
+                if let Some(svc) = self.services.get_mut(name) {
+                    svc.consecutive_failures = 0;
+                }
+                self.notice(Notice::VerifyPassed {
+                    incident: id,
+                    service: name.to_string(),
+                    probe: probe.clone(),
+                });
+                self.resolve(
+                    name,
+                    IncidentOutcome::Healed,
+                    format!("{probe} better than before {action}"),
+                );
+            }
+            Err((code, j)) => {
+                let what = match code {
+                    ReasonCode::VerifyWorse => {
+                        format!("{action} made {probe} worse than before ({})", j.as_str())
+                    }
+                    _ => format!(
+                        "{probe} not better than before {action} by the end of its {}s window",
+                        window.as_secs()
+                    ),
+                };
+                let then = match &undo {
+                    Some(u) => format!("undo {u} runs now"),
+                    None => "no undo declared: not reversible".to_string(),
+                };
+                let reason = format!("{what}: {figures}; {then}");
+                if let Some(inc) = self
+                    .services
+                    .get_mut(name)
+                    .and_then(|s| s.incident.as_mut())
+                {
+                    inc.timer = None;
+                    push_timeline(inc, max_timeline, now, "verify_judged", reason.clone());
+                }
+                self.notice(Notice::VerifyJudged {
+                    incident: id.clone(),
+                    service: name.to_string(),
+                    probe: probe.clone(),
+                    action: action.clone(),
+                    judgement: j.as_str(),
+                    reason_code: Some(code),
+                    baseline,
+                    observed,
+                    undo: undo.clone(),
+                });
+                self.notice(Notice::VerifyFailed {
+                    incident: id,
+                    service: name.to_string(),
+                    probe,
+                });
+                self.change_failed(name, code, reason);
+            }
+        }
+    }
+
+    /// A change failed its verification: count it as a failed heal, run its
+    /// declared undo now (a rollback, through the gates) and escalate; too
+    /// many failures also disable automation.
+    pub(super) fn change_failed(&mut self, name: &str, code: ReasonCode, reason: String) {
+        let now = self.now;
+        let window = self.gov.limits.window;
+        prune(&mut self.failed_actions, now, window);
+        self.failed_actions.push_back(now);
+        let max_consecutive = self.gov.limits.max_consecutive_failures.max(1);
+        let Some(svc) = self.services.get_mut(name) else {
+            return;
+        };
+        let fwindow = svc.spec.policy.failed_window;
+        svc.failed_heals.push_back(now);
+        prune(&mut svc.failed_heals, now, fwindow);
+        svc.consecutive_failures = svc.consecutive_failures.saturating_add(1);
+        let consecutive = svc.consecutive_failures;
+        let n = svc.failed_heals.len();
+        let max = svc.spec.policy.max_failed_heals.max(1) as usize;
+        let rollback = svc
+            .incident
+            .as_ref()
+            .and_then(|i| i.healed_by.clone())
+            .and_then(|a| svc.action_spec(&a).cloned())
+            .and_then(|spec| spec.revert.map(|rv| (rv.action, spec.name)));
+        if let Some((action, of)) = rollback {
+            svc.pending_revert = Some(PendingRevert {
+                due: now,
+                action,
+                of,
+                stage: ActionStage::Rollback,
+                blocked: None,
+                green: None,
+            });
+        }
+        if n >= max || consecutive >= max_consecutive {
+            self.disable_autoheal(name, consecutive, ReasonCode::ConsecutiveFailures);
+        }
+        self.escalate(name, code, reason);
         self.timers(name);
     }
 
@@ -417,6 +647,11 @@ impl Engine {
                         of: spec.name.clone(),
                         stage: ActionStage::Revert,
                         blocked: None,
+                        green: rv.green_checks.map(|needed| GreenChecks {
+                            probe: rv.green_probe.clone().unwrap_or_else(|| inc.probe.clone()),
+                            needed,
+                            seen: 0,
+                        }),
                     });
                 }
             }

@@ -21,6 +21,9 @@ pub(crate) struct ProbeState {
     /// This probe succeeded since the process (re)started: its start phase
     /// is over, its failures count again.
     pub started: bool,
+    /// Recent results (at most [`crate::verify::MAX_SAMPLES`]): the
+    /// baseline an action is verified against. Not durable.
+    pub history: VecDeque<(MonoTime, crate::verify::Sample)>,
 }
 
 /// The one deadline an open incident waits for; which one depends on its
@@ -85,6 +88,27 @@ pub(crate) struct Incident {
     /// (issue 9), for `explain`; not durable (the daemon diagnoses again).
     #[serde(skip)]
     pub hypotheses: Vec<crate::types::Hypothesis>,
+    /// Verification of a change against its baseline (issue 10).
+    #[serde(default)]
+    pub verify: Option<VerifyState>,
+    /// The first sample of the run of results that opened the incident: a
+    /// change's baseline starts here (not in the healthy time before).
+    #[serde(default)]
+    pub evidence_since: Option<MonoTime>,
+}
+
+/// A change's verification: the baseline from before the action, the
+/// samples seen since it succeeded, and the criteria.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct VerifyState {
+    pub action: String,
+    pub probe: String,
+    pub spec: crate::verify::VerifySpec,
+    pub window: Duration,
+    pub baseline: Option<crate::verify::Stats>,
+    /// When the action succeeded (the window's start); `None` while it runs.
+    pub since: Option<MonoTime>,
+    pub observed: VecDeque<crate::verify::Sample>,
 }
 
 impl Incident {
@@ -114,6 +138,17 @@ pub(crate) struct PendingRevert {
     pub of: String,
     pub stage: ActionStage,
     pub blocked: Option<ReasonCode>,
+    /// Undo earlier, after this many healthy results of a probe (issue 10).
+    #[serde(default)]
+    pub green: Option<GreenChecks>,
+}
+
+/// Healthy results in a row of `probe` that make a revert due now.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct GreenChecks {
+    pub probe: String,
+    pub needed: u32,
+    pub seen: u32,
 }
 
 #[derive(Debug)]
@@ -141,6 +176,8 @@ pub(crate) struct Svc {
     pub starting_until: Option<MonoTime>,
     /// What the latest root-cause diagnosis says about this service (issue 9).
     pub diagnosis: Option<crate::governance::DiagnosisGate>,
+    /// Executor circuit breakers, per action (executor target) (issue 10).
+    pub breakers: BTreeMap<String, crate::breaker::Breaker>,
     pub dirty: bool,
 }
 
@@ -179,6 +216,52 @@ impl Svc {
 
     pub fn resolved(&self, action: &ActionSpec) -> ResolvedAction {
         ResolvedAction::of(action, self.gov.actions.get(&action.name))
+    }
+
+    /// Whether `action` is verified as a change (against the baseline): its
+    /// class says so, or it states `verify:` criteria.
+    pub fn verified_as_change(&self, action: &ActionSpec) -> bool {
+        action.verify.is_some()
+            || self.resolved(action).class.verification() == crate::class::Verification::Change
+    }
+
+    /// The baseline of `probe`: its samples from `since` (the start of the
+    /// evidence that opened the incident) to `now`, at most `window` old.
+    pub fn baseline(
+        &self,
+        probe: &str,
+        since: Option<MonoTime>,
+        now: MonoTime,
+        window: Duration,
+    ) -> Option<crate::verify::Stats> {
+        let st = self.probes.get(probe)?;
+        crate::verify::Stats::of(
+            st.history
+                .iter()
+                .filter(|(t, _)| now.since(*t) <= window && since.is_none_or(|s| *t >= s))
+                .map(|(_, s)| s),
+        )
+    }
+
+    /// When the run of results that makes `probe`'s `condition` fire began.
+    pub fn evidence_since(&self, probe: &str, condition: Condition) -> Option<MonoTime> {
+        let (spec, st) = (self.probe_spec(probe)?, self.probes.get(probe)?);
+        match condition {
+            Condition::Failing => {
+                let n = spec.failure.consecutive.max(1) as usize;
+                st.fail_times
+                    .len()
+                    .checked_sub(n)
+                    .and_then(|i| st.fail_times.get(i))
+                    .copied()
+            }
+            Condition::Slow => st
+                .history
+                .iter()
+                .rev()
+                .nth(st.slow_run.max(1) as usize - 1)
+                .map(|(t, _)| *t),
+        }
     }
 
     /// The first (probe, condition) whose rule currently fires.

@@ -78,6 +78,12 @@ impl Engine {
             match inc.timer {
                 Some(t) if t.at() > now => {}
                 None => {}
+                Some(IncidentTimer::Verify(_))
+                    if inc.verify.as_ref().is_some_and(|v| v.since.is_some()) =>
+                {
+                    self.judge_change(name, true);
+                    return;
+                }
                 Some(IncidentTimer::Verify(_)) => {
                     inc.timer = None;
                     let id = inc.id.clone();
@@ -144,6 +150,23 @@ impl Engine {
             svc.pending_revert = None;
             return;
         };
+        if let Some(b) = self.breaker_refuses(name, &spec.name) {
+            let until = self
+                .services
+                .get(name)
+                .and_then(|s| s.breakers.get(&spec.name))
+                .and_then(|b| match b.state {
+                    crate::breaker::BreakerState::Open { until } => Some(until),
+                    _ => None,
+                });
+            self.revert_blocked(
+                name,
+                &pr,
+                b,
+                until.unwrap_or(now.plus(Duration::from_secs(30))),
+            );
+            return;
+        }
         let Some((input, ag)) = self.gate_input(name, &spec, pr.stage, false) else {
             return;
         };

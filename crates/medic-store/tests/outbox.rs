@@ -6,7 +6,6 @@ mod common;
 
 use common::TestDb;
 
-
 const TS: &str = "2026-01-01T00:00:00Z";
 
 fn msg(id: &str, severity: &str) -> NewMessage {

@@ -46,6 +46,7 @@ cli_codes! {
     NotifyBench = ("E0081", "notify_bench_failed", 1, "medic bench notify: a notification was lost, duplicated or reordered, or the loopback receivers could not start."),
     BenchRecovery = ("E0090", "bench_recovery", 1, "medic bench recovery: a trial could not run (medic or the fixture did not start, or medic did not reach its failure point)."),
     Io = ("E0099", "io_error", 1, "An operating-system error."),
+    StoreUrl = ("E0100", "store_url_invalid", 2, "A Postgres store URL on the command line is invalid (expected postgres://user@host:port/database); the password is never printed."),
 }
 
 #[derive(Debug)]

@@ -244,8 +244,12 @@ enum PatternsCmd {
 enum AuditCmd {
     /// Verify the audit hash chain; exit 1 naming the first bad seq.
     Verify {
+        /// The SQLite database file.
+        #[arg(long, required_unless_present = "url", conflicts_with = "url")]
+        db: Option<PathBuf>,
+        /// A Postgres store (`store.url`), e.g. postgres://medic@db:5432/medic.
         #[arg(long)]
-        db: PathBuf,
+        url: Option<String>,
     },
 }
 
@@ -559,18 +563,31 @@ fn run(cmd: Cmd, api: &str) -> Result<ExitCode, CliError> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Audit {
-            cmd: AuditCmd::Verify { db },
+            cmd: AuditCmd::Verify { db, url },
         } => {
-            if !db.exists() {
-                return Err(CliError::new(
-                    Code::NotFound,
-                    format!("{}: no such database", db.display()),
-                ));
-            }
+            let target = match (db, url) {
+                (_, Some(url)) => {
+                    medic_store::check_postgres_url(&url)
+                        .map_err(|e| CliError::new(Code::StoreUrl, e))?;
+                    medic_store::StoreTarget::Postgres(url)
+                }
+                (Some(db), None) => {
+                    if !db.exists() {
+                        return Err(CliError::new(
+                            Code::NotFound,
+                            format!("{}: no such database", db.display()),
+                        ));
+                    }
+                    medic_store::StoreTarget::Sqlite(db)
+                }
+                (None, None) => {
+                    return Err(CliError::new(Code::Usage, "give --db FILE or --url URL"))
+                }
+            };
             let rt = runtime()?;
             let report = rt
-                .block_on(medic_store::verify_audit(&db))
-                .map_err(|e| CliError::new(Code::Store, format!("{}: {e}", db.display())))?;
+                .block_on(medic_store::verify_audit_target(&target))
+                .map_err(|e| CliError::new(Code::Store, format!("{}: {e}", target.describe())))?;
             match report.first_bad {
                 None => {
                     println!("audit chain ok: {} records", report.records);

@@ -47,6 +47,7 @@ cli_codes! {
     BenchRecovery = ("E0090", "bench_recovery", 1, "medic bench recovery: a trial could not run (medic or the fixture did not start, or medic did not reach its failure point)."),
     Io = ("E0099", "io_error", 1, "An operating-system error."),
     StoreUrl = ("E0100", "store_url_invalid", 2, "A Postgres store URL on the command line is invalid (expected postgres://user@host:port/database); the password is never printed."),
+    BenchStore = ("E0101", "bench_store_failed", 1, "medic bench store: a run could not set up or finish (no Postgres binaries, initdb/postgres failed, or the audit chain did not verify afterwards)."),
 }
 
 #[derive(Debug)]

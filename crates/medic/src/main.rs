@@ -5,6 +5,7 @@ mod ai;
 mod bench;
 mod bench_api;
 mod bench_recovery;
+mod bench_store;
 mod client;
 mod codes;
 mod daemon;
@@ -17,6 +18,7 @@ mod lifecycle;
 mod notify;
 mod notify_cli;
 mod ops;
+mod pg_server;
 mod probes;
 mod rca;
 mod token;
@@ -279,6 +281,8 @@ enum BenchCmd {
     Notify(notify_cli::BenchNotifyArgs),
     /// Kill medic at random failure points mid-heal; count duplicate and lost actions.
     Recovery(bench_recovery::BenchRecoveryArgs),
+    /// Time of N audit appends on SQLite vs Postgres (a server of its own), unfenced and fenced.
+    Store(bench_store::BenchStoreArgs),
 }
 
 fn main() -> ExitCode {
@@ -717,6 +721,14 @@ fn run(cmd: Cmd, api: &str) -> Result<ExitCode, CliError> {
         Cmd::Bench {
             cmd: BenchCmd::Notify(args),
         } => runtime()?.block_on(notify_cli::bench(&args)),
+        Cmd::Bench {
+            cmd: BenchCmd::Store(args),
+        } => {
+            let rt = runtime()?;
+            rt.block_on(bench_store::run(&args))
+                .map_err(|e| CliError::new(Code::BenchStore, format!("{e:#}")))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Bench {
             cmd: BenchCmd::Recovery(args),
         } => {

@@ -87,7 +87,11 @@ pub async fn run(args: &BenchStoreArgs) -> anyhow::Result<()> {
     if std::fs::read_dir(&dir)?.next().is_some() {
         bail!("{} is not empty", dir.display());
     }
-    let sqlite = measure(&StoreTarget::Sqlite(dir.join("bench-store.db")), args.appends).await?;
+    let sqlite = measure(
+        &StoreTarget::Sqlite(dir.join("bench-store.db")),
+        args.appends,
+    )
+    .await?;
     let pg = crate::pg_server::PgServer::start(&dir.join("postgres")).await?;
     let postgres = measure(&StoreTarget::Postgres(pg.url()), args.appends).await?;
     drop(pg);

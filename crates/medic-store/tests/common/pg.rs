@@ -1,6 +1,6 @@
 //! A throwaway Postgres server for tests: `initdb` into a temp dir, `postgres`
 //! on a free loopback port (socket in the same dir), one database `medic`,
-//! stopped on Drop (SIGINT to the pid we started, then SIGKILL).
+//! stopped on Drop (SIGQUIT to the pid we started, then SIGKILL).
 //!
 //! Binaries: `$MEDIC_PG_BIN` or `/usr/lib/postgresql/<version>/bin` (the
 //! Debian `postgresql` package). Postgres refuses to run as root, so when the
@@ -249,14 +249,15 @@ async fn wait_ready(child: &mut Child, port: u16, log: &Path) -> Result<(), Stri
     }
 }
 
-/// Fast shutdown (SIGINT) of the postmaster we started (it stops its
-/// backends); SIGKILL if it is still there after 5 s.
+/// Immediate shutdown (SIGQUIT) of the postmaster we started: it stops its
+/// backends without a checkpoint (the data dir is thrown away anyway);
+/// SIGKILL if it is still there after 5 s.
 fn stop(child: &mut Child) {
     if matches!(child.try_wait(), Ok(Some(_))) {
         return;
     }
     let _ = Command::new("kill")
-        .arg("-INT")
+        .arg("-QUIT")
         .arg(child.id().to_string())
         .status();
     let deadline = Instant::now() + Duration::from_secs(5);

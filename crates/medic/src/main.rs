@@ -225,20 +225,32 @@ enum PatternsCmd {
     /// Candidate patterns learned from incidents resolved by a human, and the
     /// learned (pattern, action) success counts.
     Candidates {
+        /// The SQLite database file.
+        #[arg(long, required_unless_present = "url", conflicts_with = "url")]
+        db: Option<PathBuf>,
+        /// A Postgres store (`store.url`) instead.
         #[arg(long)]
-        db: PathBuf,
+        url: Option<String>,
     },
     /// Mark a candidate accepted (medic never does this by itself).
     Accept {
         id: i64,
+        /// The SQLite database file.
+        #[arg(long, required_unless_present = "url", conflicts_with = "url")]
+        db: Option<PathBuf>,
+        /// A Postgres store (`store.url`) instead.
         #[arg(long)]
-        db: PathBuf,
+        url: Option<String>,
     },
     /// Mark a candidate rejected.
     Reject {
         id: i64,
+        /// The SQLite database file.
+        #[arg(long, required_unless_present = "url", conflicts_with = "url")]
+        db: Option<PathBuf>,
+        /// A Postgres store (`store.url`) instead.
         #[arg(long)]
-        db: PathBuf,
+        url: Option<String>,
     },
 }
 
@@ -350,11 +362,12 @@ fn run(cmd: Cmd, api: &str) -> Result<ExitCode, CliError> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Patterns {
-            cmd: PatternsCmd::Candidates { db },
+            cmd: PatternsCmd::Candidates { db, url },
         } => {
+            let target = store_arg(db, url)?;
             let rt = runtime()?;
             rt.block_on(async {
-                let store = open_existing(&db).await?;
+                let store = open_existing(&target).await?;
                 let rows = store
                     .candidate_patterns()
                     .await
@@ -386,14 +399,15 @@ fn run(cmd: Cmd, api: &str) -> Result<ExitCode, CliError> {
         Cmd::Patterns {
             cmd: cmd @ (PatternsCmd::Accept { .. } | PatternsCmd::Reject { .. }),
         } => {
-            let (id, db, status) = match cmd {
-                PatternsCmd::Accept { id, db } => (id, db, "accepted"),
-                PatternsCmd::Reject { id, db } => (id, db, "rejected"),
+            let (id, db, url, status) = match cmd {
+                PatternsCmd::Accept { id, db, url } => (id, db, url, "accepted"),
+                PatternsCmd::Reject { id, db, url } => (id, db, url, "rejected"),
                 _ => return Err(CliError::new(Code::Usage, "unreachable")),
             };
+            let target = store_arg(db, url)?;
             let rt = runtime()?;
             rt.block_on(async {
-                let store = open_existing(&db).await?;
+                let store = open_existing(&target).await?;
                 let found = store
                     .set_candidate_status(id, status)
                     .await
@@ -569,25 +583,7 @@ fn run(cmd: Cmd, api: &str) -> Result<ExitCode, CliError> {
         Cmd::Audit {
             cmd: AuditCmd::Verify { db, url },
         } => {
-            let target = match (db, url) {
-                (_, Some(url)) => {
-                    medic_store::check_postgres_url(&url)
-                        .map_err(|e| CliError::new(Code::StoreUrl, e))?;
-                    medic_store::StoreTarget::Postgres(url)
-                }
-                (Some(db), None) => {
-                    if !db.exists() {
-                        return Err(CliError::new(
-                            Code::NotFound,
-                            format!("{}: no such database", db.display()),
-                        ));
-                    }
-                    medic_store::StoreTarget::Sqlite(db)
-                }
-                (None, None) => {
-                    return Err(CliError::new(Code::Usage, "give --db FILE or --url URL"))
-                }
-            };
+            let target = store_arg(db, url)?;
             let rt = runtime()?;
             let report = rt
                 .block_on(medic_store::verify_audit_target(&target))
@@ -776,16 +772,33 @@ fn backtest(args: &medic_backtest::cli::BacktestArgs) -> Result<ExitCode, CliErr
     }
 }
 
-async fn open_existing(db: &std::path::Path) -> Result<medic_store::Store, CliError> {
-    if !db.exists() {
-        return Err(CliError::new(
-            Code::NotFound,
-            format!("{}: no such database", db.display()),
-        ));
+/// `--db FILE` (an existing SQLite file) or `--url URL` (a Postgres store).
+fn store_arg(
+    db: Option<PathBuf>,
+    url: Option<String>,
+) -> Result<medic_store::StoreTarget, CliError> {
+    match (db, url) {
+        (_, Some(url)) => {
+            medic_store::check_postgres_url(&url).map_err(|e| CliError::new(Code::StoreUrl, e))?;
+            Ok(medic_store::StoreTarget::Postgres(url))
+        }
+        (Some(db), None) => {
+            if !db.exists() {
+                return Err(CliError::new(
+                    Code::NotFound,
+                    format!("{}: no such database", db.display()),
+                ));
+            }
+            Ok(medic_store::StoreTarget::Sqlite(db))
+        }
+        (None, None) => Err(CliError::new(Code::Usage, "give --db FILE or --url URL")),
     }
-    medic_store::Store::open(db)
+}
+
+async fn open_existing(target: &medic_store::StoreTarget) -> Result<medic_store::Store, CliError> {
+    medic_store::Store::open_target(target)
         .await
-        .map_err(|e| CliError::new(Code::Store, format!("{}: {e}", db.display())))
+        .map_err(|e| CliError::new(Code::Store, format!("{}: {e}", target.describe())))
 }
 
 fn plural(n: usize) -> &'static str {

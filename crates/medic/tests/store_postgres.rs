@@ -103,6 +103,23 @@ services:
         format!("audit chain ok: {} records", records.len())
     );
 
+    // The learning commands read the same store.
+    let out = medic()
+        .args(["patterns", "candidates", "--url", &url])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("ID "));
+    let out = medic()
+        .args(["patterns", "accept", "7", "--url", &url])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "no candidate 7: E0062");
+
     // An edited row is named by seq, as with SQLite.
     rt.block_on(server.exec("UPDATE audit_log SET payload = '{\"x\":1}' WHERE seq = 2"));
     let bad = medic()

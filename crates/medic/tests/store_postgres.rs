@@ -4,11 +4,10 @@
 //! started on a loopback port, stopped on drop; fails under CI=1 without it).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 mod common;
-#[path = "../../medic-store/tests/common/pg.rs"]
-mod pg;
 
 use std::time::Duration;
 
+use common::pg;
 use common::*;
 
 fn rt() -> tokio::runtime::Runtime {

@@ -12,8 +12,8 @@
 //! Missing binaries: [`PgServer::start`] returns `None` and says so on
 //! stderr, except under `CI` (set), where it panics: the test fails.
 //!
-//! Reusable from other crates' tests with
-//! `#[path = "../../medic-store/tests/common/pg.rs"] mod pg;`.
+//! Reused by medic's binary tests as `common::pg` (a `#[path]` module in
+//! `crates/medic/tests/common/mod.rs`).
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::os::unix::fs::MetadataExt;

@@ -26,6 +26,7 @@ pub struct PgServer {
     child: Child,
     port: u16,
     dir: tempfile::TempDir,
+    bin: PathBuf,
 }
 
 /// The directory holding `initdb` and `postgres`, if any.
@@ -125,37 +126,18 @@ impl PgServer {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        let log_path = dir.path().join("postgres.log");
         let mut last_err = String::new();
         for _ in 0..3 {
             let port = free_port();
-            let log = std::fs::File::create(&log_path).unwrap();
-            let port_s = port.to_string();
-            let mut child = as_pg_user(
-                &bin.join("postgres"),
-                &[
-                    "-D",
-                    data.to_str().unwrap(),
-                    "-k",
-                    dir.path().to_str().unwrap(),
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    &port_s,
-                    "-c",
-                    "fsync=off",
-                    "-c",
-                    "max_connections=60",
-                ],
-            )
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-            match wait_ready(&mut child, port, &log_path).await {
+            let mut child = spawn_postgres(&bin, dir.path(), port);
+            match wait_ready(&mut child, port, &dir.path().join("postgres.log")).await {
                 Ok(()) => {
-                    let server = PgServer { child, port, dir };
+                    let server = PgServer {
+                        child,
+                        port,
+                        dir,
+                        bin,
+                    };
                     server.create_db("medic").await;
                     return Some(server);
                 }
@@ -166,6 +148,22 @@ impl PgServer {
             }
         }
         panic!("postgres did not start: {last_err}");
+    }
+
+    /// Stops the server (an outage); [`PgServer::restart`] brings it back
+    /// with the same data on the same port.
+    pub fn stop_now(&mut self) {
+        stop(&mut self.child);
+    }
+
+    /// Starts the server again after [`PgServer::stop_now`].
+    pub async fn restart(&mut self) {
+        stop(&mut self.child);
+        self.child = spawn_postgres(&self.bin, self.dir.path(), self.port);
+        let log = self.dir.path().join("postgres.log");
+        wait_ready(&mut self.child, self.port, &log)
+            .await
+            .unwrap_or_else(|e| panic!("postgres did not restart: {e}"));
     }
 
     /// The server's log so far.
@@ -221,6 +219,40 @@ impl PgServer {
         sqlx::raw_sql(sql).execute(&mut c).await.unwrap();
         sqlx::Connection::close(c).await.unwrap();
     }
+}
+
+/// `postgres` on `port`, data in `dir/data`, socket in `dir`, log appended
+/// to `dir/postgres.log`.
+fn spawn_postgres(bin: &Path, dir: &Path, port: u16) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("postgres.log"))
+        .unwrap();
+    let data = dir.join("data");
+    let port_s = port.to_string();
+    as_pg_user(
+        &bin.join("postgres"),
+        &[
+            "-D",
+            data.to_str().unwrap(),
+            "-k",
+            dir.to_str().unwrap(),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port_s,
+            "-c",
+            "fsync=off",
+            "-c",
+            "max_connections=60",
+        ],
+    )
+    .stdin(Stdio::null())
+    .stdout(log.try_clone().unwrap())
+    .stderr(log)
+    .spawn()
+    .unwrap()
 }
 
 async fn wait_ready(child: &mut Child, port: u16, log: &Path) -> Result<(), String> {

@@ -275,3 +275,24 @@ async fn a_postgres_outage_is_an_error_and_the_chain_continues_after_it() {
     store.close().await;
     assert!(db.verify().await.is_ok());
 }
+
+#[tokio::test]
+async fn several_instances_can_create_the_schema_at_once() {
+    for db in TestDb::all().await {
+        eprintln!("backend: {}", db.name);
+        let target = db.target();
+        let opens: Vec<_> = (0..4)
+            .map(|_| {
+                let t = target.clone();
+                tokio::spawn(async move { medic_store::Store::open_target(&t).await })
+            })
+            .collect();
+        for o in opens {
+            let s = o.await.unwrap().unwrap();
+            s.append_audit(TS, "opened", "{}").await.unwrap();
+            s.close().await;
+        }
+        let report = db.verify().await;
+        assert!(report.is_ok() && report.records == 4, "{report:?}");
+    }
+}

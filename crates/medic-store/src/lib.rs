@@ -60,8 +60,10 @@
 //!
 //! # Verification semantics
 //!
-//! [`verify_audit`] opens the file read-only (it never creates it), walks all
-//! rows in `seq` order and reports the first bad record, if any:
+//! [`verify_audit`] opens the file read-only (it never creates it);
+//! [`verify_audit_postgres`] connects with read-only transactions. Both walk
+//! all rows in `seq` order with the same checks and report the first bad
+//! record, if any:
 //!
 //! * `seq` must be contiguous starting at 1. A deleted row shows up as a gap:
 //!   the report names the **missing** seq (reason starts with `missing`).

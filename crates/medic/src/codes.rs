@@ -48,6 +48,8 @@ cli_codes! {
     LockKey = ("E0130", "lock_key_invalid", 2, "`medic locks release`: the key is not `scope:target` (scope: system, service, incident or deployment)."),
     LockNotHeld = ("E0131", "lock_not_held", 1, "`medic locks release`: no lock is held on this key (the API answered E0490)."),
     Io = ("E0099", "io_error", 1, "An operating-system error."),
+    StoreUrl = ("E0100", "store_url_invalid", 2, "A Postgres store URL on the command line is invalid (expected postgres://user@host:port/database); the password is never printed."),
+    BenchStore = ("E0101", "bench_store_failed", 1, "medic bench store: a run could not set up or finish (no Postgres binaries, initdb/postgres failed, or the audit chain did not verify afterwards)."),
 }
 
 #[derive(Debug)]

@@ -277,9 +277,12 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
         // The web console answers HTML, also for its errors: outside the
         // JSON error layer.
         .merge(medic_api::ui::router(api_state, console.clone()));
-    // The outbox's depth, read by `/metrics` (medic_outbox_depth).
+    // The notifier's counters (per channel) in the one registry, and the
+    // outbox's depth (medic_outbox_depth).
     {
         let stats = outbox.api().stats;
+        let s = stats.clone();
+        metrics.add_source(Arc::new(move || s.families()));
         let gauge = metrics.outbox();
         let mut stop = shutdown_rx.clone();
         tokio::spawn(async move {

@@ -420,7 +420,7 @@ pub async fn run_outage(outage: Duration, every: Duration) -> Result<OutageRepor
 
     // Before: everything up, a few messages go through.
     for _ in 0..4 {
-        queued.extend(queue_one(&store, &cfg, "before", k, k % 2 == 0).await?);
+        queued.extend(queue_one(&store, &cfg, "before", k, k.is_multiple_of(2)).await?);
         k += 1;
     }
     wake.notify_one();
@@ -433,7 +433,7 @@ pub async fn run_outage(outage: Duration, every: Duration) -> Result<OutageRepor
     let before_outage = queued.len();
     let down = tokio::time::Instant::now();
     while down.elapsed() < outage {
-        queued.extend(queue_one(&store, &cfg, "outage", k, k % 2 == 0).await?);
+        queued.extend(queue_one(&store, &cfg, "outage", k, k.is_multiple_of(2)).await?);
         k += 1;
         wake.notify_one();
         tokio::time::sleep(every.min(outage.saturating_sub(down.elapsed()))).await;
@@ -450,7 +450,7 @@ pub async fn run_outage(outage: Duration, every: Duration) -> Result<OutageRepor
     let count = |rig: &mut Rig| rig.all().iter().map(|r| r.count()).sum::<usize>();
     let at_back = count(&mut rig);
     for _ in 0..4 {
-        queued.extend(queue_one(&store, &cfg, "after", k, k % 2 == 0).await?);
+        queued.extend(queue_one(&store, &cfg, "after", k, k.is_multiple_of(2)).await?);
         k += 1;
     }
     let limit = cfg.retry.cap + cfg.retry.jitter + Duration::from_secs(120);

@@ -43,8 +43,10 @@ cli_codes! {
     DrillRefused = ("E0072", "drill_refused", 1, "`medic drill` did not inject: outside the drill window, blocked by governance (kill switch, freeze, pause, mode), or drills stopped after a failed drill."),
     DrillFailed = ("E0073", "drill_failed", 1, "A drill ran but medic did not heal the injected fault in time; drills are stopped until an operator resets them."),
     NotifyFailed = ("E0080", "notify_failed", 1, "medic notify test: a channel did not accept the test message in time (it stays queued; the error is printed)."),
-    NotifyBench = ("E0081", "notify_bench_failed", 1, "medic bench notify: a notification was lost, duplicated or reordered, or the loopback receivers could not start."),
+    NotifyBench = ("E0081", "notify_bench_failed", 1, "medic bench notify: a notification was lost, duplicated or reordered, delivery did not resume within one capped retry after `--outage`, or the loopback receivers could not start."),
     BenchRecovery = ("E0090", "bench_recovery", 1, "medic bench recovery: a trial could not run (medic or the fixture did not start, or medic did not reach its failure point)."),
+    FloodFailed = ("E0140", "bench_flood_failed", 1, "medic bench flood could not set up or run (medic or the fixture did not start, bad arguments)."),
+    FloodGoal = ("E0141", "bench_flood_goal_missed", 1, "medic bench flood ran but a goal was missed: a critical or high alert did not reach the engine, the fault was not healed, RSS exceeded the bound, or the API or the receiver refused a request."),
     Io = ("E0099", "io_error", 1, "An operating-system error."),
 }
 

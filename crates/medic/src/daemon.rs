@@ -168,9 +168,12 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
     // scrape time.
     let metrics = {
         let sig = hooks.metrics.clone();
-        Arc::new(Metrics::with_sources(vec![Arc::new(move || {
+        let m = Arc::new(Metrics::with_sources(vec![Arc::new(move || {
             sig.snapshot()
-        })]))
+        })]));
+        let sig = hooks.metrics.clone();
+        m.add_source(Arc::new(move || sig.families()));
+        m
     };
     let (rep_tx, mut rep_rx) = mpsc::channel::<ProbeReport>(INPUT_QUEUE);
     let probe_reports = rep_tx.clone();

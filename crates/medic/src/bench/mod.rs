@@ -5,6 +5,7 @@
 //! [`Group`] guard that stops the group (SIGTERM, then SIGKILL) when dropped,
 //! also on error. Fixture pids seen during a run are killed at the end if
 //! still alive (a peer may start them outside its own group).
+pub mod flood;
 pub mod mttr;
 pub mod overhead;
 pub mod scale;

@@ -90,6 +90,8 @@ pub struct FloodResult {
     pub rss_peak_mb: f64,
     pub rss_bound_mb: u64,
     pub rss_samples: u64,
+    /// medic's CPU time during the flood, in % of one core.
+    pub cpu_percent: f64,
     /// `GET /api/v1/incidents` every 200 ms during the flood.
     pub api_requests: u64,
     pub api_errors: u64,
@@ -353,6 +355,7 @@ signals:
             (lat, errors)
         })
     };
+    let cpu0 = proc_usage(medic_pid)?.cpu;
     let t0 = Instant::now();
     tokio::time::sleep(args.duration / 2).await;
     // The fault: kill the supervised fixture mid-flood.
@@ -371,6 +374,10 @@ signals:
     }
     stop.store(true, Ordering::Relaxed);
     let flood_s = t0.elapsed().as_secs_f64();
+    let cpu = proc_usage(medic_pid)?
+        .cpu
+        .saturating_sub(cpu0)
+        .as_secs_f64();
     held_back += sender.await.context("flood sender")?;
     let (rss_peak, rss_samples) = rss_task.await.context("RSS sampler")?;
     let (mut lat, api_errors) = api_task.await.context("API prober")?;
@@ -425,6 +432,7 @@ signals:
         rss_peak_mb: mb(rss_peak),
         rss_bound_mb: args.rss_bound_mb,
         rss_samples,
+        cpu_percent: (cpu / flood_s * 1000.0).round() / 10.0,
         api_requests: lat.len() as u64 + api_errors,
         api_errors,
         api_p50_ms: r2(quantile(&lat, 0.5).unwrap_or(0.0)),
@@ -455,7 +463,7 @@ pub fn render(r: &FloodResult) -> String {
          reached the engine         critical {}  high {}  low {}   low shed {}\n\
          refused batches {}   batches held back by backpressure {}\n\
          fault healed: {}{}\n\
-         RSS: {:.1} MiB before, peak {:.1} MiB ({} samples), bound {} MiB\n\
+         RSS: {:.1} MiB before, peak {:.1} MiB ({} samples), bound {} MiB; medic CPU {:.1} % of one core\n\
          API GET /api/v1/incidents during the flood: {} requests, {} errors, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms\n\
          {}\n",
         r.normal_rate,
@@ -478,6 +486,7 @@ pub fn render(r: &FloodResult) -> String {
         r.rss_peak_mb,
         r.rss_samples,
         r.rss_bound_mb,
+        r.cpu_percent,
         r.api_requests,
         r.api_errors,
         r.api_p50_ms,

@@ -12,9 +12,16 @@
 //! re-run**: a heal is judged by verification (the incident goes to
 //! `Verifying`), a revert whose outcome is unknown is reported to a human.
 //!
+//! The latest root-cause diagnosis is kept too (version 2): the ranked
+//! hypotheses with their confidence and parts (per open incident and the
+//! engine's latest report) and what it says about each service (the gate
+//! that holds victims back), so `explain` and the autonomy bands see the
+//! same diagnosis after a restart.
+//!
 //! The on-disk form is this type serialised by the store (JSON), versioned by
-//! [`SNAPSHOT_VERSION`]; a snapshot of another version is refused, and the
-//! driver then starts with a fresh engine and says so.
+//! [`SNAPSHOT_VERSION`]; version 1 (no diagnosis) is still read, any other
+//! version is refused, and the driver then starts with a fresh engine and
+//! says so.
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -28,7 +35,10 @@ use crate::time::MonoTime;
 use crate::types::{ActionStage, Notification, Phase, Severity};
 
 /// Version of the snapshot format. Bump on any change to its fields.
-pub const SNAPSHOT_VERSION: u32 = 1;
+pub const SNAPSHOT_VERSION: u32 = 2;
+/// The oldest version [`Engine::restore`] still reads (its missing fields
+/// take their defaults).
+pub const OLDEST_SNAPSHOT_VERSION: u32 = 1;
 
 /// A serialisable copy of the engine's safety state. Opaque: persist it and
 /// hand it back to [`Engine::restore`].
@@ -49,6 +59,9 @@ pub struct Snapshot {
     feature_toggles: Vec<MonoTime>,
     approvals: Vec<Approval>,
     services: Vec<ServiceSnapshot>,
+    /// The latest diagnosis, best first (since version 2).
+    #[serde(default)]
+    last_diagnosis: Vec<crate::types::Hypothesis>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -64,6 +77,9 @@ struct ServiceSnapshot {
     pending_revert: Option<PendingRevert>,
     incident: Option<Incident>,
     inflight: Option<InFlight>,
+    /// What the latest diagnosis says about this service (since version 2).
+    #[serde(default)]
+    diagnosis: Option<crate::governance::DiagnosisGate>,
 }
 
 impl Snapshot {
@@ -142,8 +158,10 @@ impl Engine {
                     pending_revert: s.pending_revert.clone(),
                     incident: s.incident.clone(),
                     inflight: s.inflight.clone(),
+                    diagnosis: s.diagnosis,
                 })
                 .collect(),
+            last_diagnosis: self.last_diagnosis.hypotheses.clone(),
         }
     }
 
@@ -152,7 +170,7 @@ impl Engine {
     /// every ledger and deadline. Services no longer configured are dropped;
     /// their incidents are not carried on.
     pub fn restore(&mut self, snap: Snapshot, downtime: Duration) -> Result<(), RestoreError> {
-        if snap.version != SNAPSHOT_VERSION {
+        if !(OLDEST_SNAPSHOT_VERSION..=SNAPSHOT_VERSION).contains(&snap.version) {
             return Err(RestoreError::Version {
                 found: snap.version,
                 expected: SNAPSHOT_VERSION,
@@ -241,8 +259,12 @@ impl Engine {
                 n_inflight += 1;
                 reconciled.push((ss.name.clone(), flight));
             }
+            svc.diagnosis = ss.diagnosis;
             svc.dirty = svc.incident.is_some();
         }
+        let mut last = snap.last_diagnosis;
+        last.truncate(crate::types::MAX_HYPOTHESES);
+        self.last_diagnosis = crate::types::DiagnosisReport { hypotheses: last };
         let mut n_approvals = 0u32;
         for mut a in snap.approvals {
             let open = self

@@ -127,7 +127,7 @@ pub struct ServiceSignals {
 
 /// One ranked root-cause hypothesis (issue 9), computed at the edge by
 /// medic-rca and a pattern, with its confidence parts.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Hypothesis {
     pub service: String,
     /// The signal whose anomaly names it (`latency`, `healthz`, ...).

@@ -82,8 +82,9 @@ pub(crate) struct Incident {
     pub approved: Option<(String, Vec<String>)>,
     pub decisions: VecDeque<DecisionRecord>,
     /// The ranked hypotheses of the diagnosis that concerned this incident
-    /// (issue 9), for `explain`; not durable (the daemon diagnoses again).
-    #[serde(skip)]
+    /// (issue 9), for `explain`; kept in the snapshot (version 2), so they
+    /// survive a restart.
+    #[serde(default)]
     pub hypotheses: Vec<crate::types::Hypothesis>,
 }
 

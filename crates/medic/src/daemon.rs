@@ -970,8 +970,15 @@ impl EngineLoop {
         } else {
             "drill.failed"
         };
-        self.audit_kind(kind, crate::drill::outcome_payload(&o))
-            .await;
+        let learned = self.learn_from_drill(&o).await;
+        let mut payload = crate::drill::outcome_payload(&o);
+        if let (Some((pattern, action)), Some(obj)) = (learned, payload.as_object_mut()) {
+            obj.insert(
+                "learned".into(),
+                serde_json::json!({"pattern": pattern, "action": action, "success": o.passed}),
+            );
+        }
+        self.audit_kind(kind, payload).await;
         if !o.passed {
             self.notify(Notification {
                 severity: medic_core::Severity::Critical,
@@ -1262,6 +1269,16 @@ impl EngineLoop {
             Notice::VerifyFailed { service, .. } => (service, false),
             _ => return,
         };
+        // A drill's incident is counted once, when the drill finishes.
+        let drilled = self
+            .drills
+            .running
+            .as_ref()
+            .and_then(|d| self.drills.cfg.get(d))
+            .is_some_and(|d| &d.service == service);
+        if drilled {
+            return;
+        }
         let Some((pattern, action)) = rca.outcome_pair(service) else {
             return;
         };
@@ -1272,6 +1289,43 @@ impl EngineLoop {
         {
             Ok(()) => rca.learn(&pattern, &action, success),
             Err(e) => tracing::warn!(error = %e, "recording a pattern outcome failed"),
+        }
+    }
+
+    /// A drill's outcome counts like a real incident's (issue 9): the
+    /// (pattern, action) pair of the action that ran last for its incident,
+    /// success when the drill passed. The pattern is the one diagnosed for
+    /// the service if any, else the one the fault kind stands for
+    /// ([`crate::drill::pattern_of_fault`]). The real incident's own
+    /// verification is not counted while its drill runs, so a drill counts
+    /// once. Returns the pair recorded.
+    async fn learn_from_drill(
+        &mut self,
+        o: &crate::drill::DrillOutcome,
+    ) -> Option<(String, String)> {
+        let action = o.actions.last()?.clone();
+        let diagnosed = self
+            .rca
+            .as_ref()
+            .and_then(|r| r.outcome_pair(&o.service))
+            .map(|(p, _)| p);
+        let pattern =
+            diagnosed.or_else(|| crate::drill::pattern_of_fault(&o.fault).map(String::from))?;
+        match self
+            .store
+            .record_pattern_outcome(&pattern, &action, o.passed)
+            .await
+        {
+            Ok(()) => {
+                if let Some(r) = self.rca.as_mut() {
+                    r.learn(&pattern, &action, o.passed);
+                }
+                Some((pattern, action))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "recording a drill's pattern outcome failed");
+                None
+            }
         }
     }
 

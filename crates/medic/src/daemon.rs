@@ -45,6 +45,9 @@ pub(crate) enum Msg {
     Probe(ProbeReport),
     /// A diagnosis with AI suggestions appended, for diagnosis generation `.0`.
     Ai(u64, medic_core::DiagnosisReport),
+    /// The accepted candidate patterns in the store (at start, and after
+    /// `medic patterns accept|reject` changed them), for the ranking.
+    Accepted(Vec<medic_config::Pattern>),
     Outcome {
         id: ActionId,
         result: Result<String, ActionFailure>,
@@ -412,6 +415,41 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
         approve_band: opts.config.engine.governance.autonomy.approve,
         supervisors: supervisors.clone(),
     };
+    // Accepted candidate patterns (issue 9): loaded at start, and again
+    // whenever `medic patterns accept|reject` changes the accepted set (the
+    // CLI writes the store; this looks every 2 s).
+    if !opts.config.dependencies.is_empty() {
+        let (store, tx, mut stop) = (store.clone(), tx.clone(), shutdown_rx.clone());
+        tokio::spawn(async move {
+            let mut last: Option<Vec<i64>> = None;
+            let mut tick = tokio::time::interval(Duration::from_secs(2));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+                let all = match store.candidate_patterns().await {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "reading candidate patterns failed");
+                        continue;
+                    }
+                };
+                let ids: Vec<i64> = all
+                    .iter()
+                    .filter(|c| c.status == "accepted")
+                    .map(|c| c.id)
+                    .collect();
+                if last.as_ref() != Some(&ids) {
+                    last = Some(ids);
+                    let p = crate::rca::accepted_patterns(&all);
+                    if tx.send(Msg::Accepted(p)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+    }
     store
         .append_audit(
             &now_rfc3339(),
@@ -775,6 +813,15 @@ impl EngineLoop {
                     self.engine.handle_input(now, Input::Diagnosis(d));
                 }
                 self.engine.handle_input(now, Input::Probe(r))
+            }
+            Msg::Accepted(patterns) => {
+                if let Some(r) = self.rca.as_mut() {
+                    r.set_accepted(patterns);
+                    tracing::info!(
+                        "accepted candidate patterns loaded: [{}]",
+                        r.accepted_names().join(", ")
+                    );
+                }
             }
             Msg::Ai(generation, d) => {
                 // Only if no newer diagnosis came in meanwhile.

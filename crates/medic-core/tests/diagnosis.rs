@@ -33,10 +33,13 @@ fn fail3(svc: &str, from: u64) -> String {
 }
 
 fn decisions(script: &str, gov: GovernanceConfig) -> Vec<String> {
-    let mut e = chain(gov);
+    decisions_on(&mut chain(gov), script)
+}
+
+fn decisions_on(e: &mut Engine, script: &str) -> Vec<String> {
     let mut out = Vec::new();
     for line in script.lines().filter(|l| !l.trim().is_empty()) {
-        step(&mut e, line.trim());
+        step(e, line.trim());
         while let Some(n) = e.poll_notice() {
             match &n {
                 Notice::Decision {
@@ -50,6 +53,12 @@ fn decisions(script: &str, gov: GovernanceConfig) -> Vec<String> {
                     reason_code.map_or("-", |c| c.as_str())
                 )),
                 Notice::ActionIntent { service, .. } => out.push(format!("{service} run -")),
+                Notice::IncidentMerged {
+                    service,
+                    cause,
+                    trigger,
+                    ..
+                } => out.push(format!("{service} merged into {cause}: {trigger}")),
                 Notice::IncidentEscalated {
                     service,
                     reason_code,
@@ -166,4 +175,43 @@ fn the_armed_band_verifies_longer() {
         MonoTime::ZERO.plus(std::time::Duration::from_secs(4 + 60)),
         "{t:?}"
     );
+}
+
+#[test]
+fn a_cascade_makes_one_incident_whose_top_hypothesis_is_the_cause() {
+    // db's incident is open and diagnosed as the cause of api and web: their
+    // symptoms join it (once each) instead of opening incidents of their own.
+    let mut e = chain(GovernanceConfig::default());
+    let script = format!(
+        "0s diagnose db 81 api,web\n{}{}{}",
+        fail3("db", 1),
+        fail3("api", 5),
+        fail3("web", 8)
+    );
+    assert_eq!(
+        decisions_on(&mut e, &script),
+        [
+            "rca db act_armed held=api,web",
+            "db run confidence_armed",
+            "db run -",
+            "api merged into db: healthz failing",
+            "web merged into db: healthz failing",
+        ]
+    );
+    let open = e.open_incidents();
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(open[0].service, "db");
+    let ex = e.explain(&open[0].id.0).unwrap();
+    assert_eq!(ex.hypotheses[0].service, "db");
+    assert_eq!(ex.hypotheses[0].victims, ["api", "web"]);
+    // Below the armed band nothing is merged: each service keeps its own.
+    let mut e = chain(GovernanceConfig::default());
+    let script = format!(
+        "0s diagnose db 60 api\n{}{}",
+        fail3("db", 1),
+        fail3("api", 5)
+    );
+    let out = decisions_on(&mut e, &script);
+    assert!(!out.iter().any(|l| l.contains("merged")), "{out:?}");
+    assert_eq!(e.open_incidents().len(), 2);
 }

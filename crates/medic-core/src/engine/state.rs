@@ -86,6 +86,11 @@ pub(crate) struct Incident {
     /// survive a restart.
     #[serde(default)]
     pub hypotheses: Vec<crate::types::Hypothesis>,
+    /// Victims whose symptoms joined this incident (its service is their
+    /// diagnosed upstream cause): one incident per cascade. Bounded by the
+    /// number of services.
+    #[serde(default)]
+    pub merged: Vec<String>,
 }
 
 impl Incident {

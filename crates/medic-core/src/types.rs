@@ -343,6 +343,9 @@ pub enum IncidentOutcome {
     /// The probe recovered without an action.
     Recovered,
     ResolvedByOperator,
+    /// A victim's incident joined the incident of its diagnosed upstream
+    /// cause (issue 9: one incident per cascade).
+    Merged,
 }
 
 impl IncidentOutcome {
@@ -353,6 +356,7 @@ impl IncidentOutcome {
             IncidentOutcome::Escalated => "escalated",
             IncidentOutcome::Recovered => "recovered",
             IncidentOutcome::ResolvedByOperator => "resolved-by-operator",
+            IncidentOutcome::Merged => "merged",
         }
     }
 }

@@ -98,6 +98,9 @@ impl Engine {
                     }
                     self.open_incident(name, probe, condition);
                     self.plan(name);
+                    // The cause's incident is open now: victims' incidents
+                    // opened before it join it.
+                    self.merge_victims();
                 }
             }
             Some((Phase::ConfirmingPattern, probe)) => {
@@ -213,6 +216,53 @@ impl Engine {
             trigger,
         });
         true
+    }
+
+    /// Victims of the diagnosed upstream cause (confidence at or above the
+    /// armed band) whose incidents opened before the cause's: each is closed
+    /// as `merged` and its trigger joins the cause's incident (see
+    /// [`Engine::merge_into_cause`]). A victim with an action in flight or a
+    /// pending approval is left alone.
+    pub(super) fn merge_victims(&mut self) {
+        let Some(top) = self.last_diagnosis.hypotheses.first() else {
+            return;
+        };
+        if top.confidence < self.gov.autonomy.armed {
+            return;
+        }
+        let cause = top.service.clone();
+        let cause_open = self
+            .services
+            .get(&cause)
+            .is_some_and(|s| s.incident.is_some());
+        if !cause_open {
+            return;
+        }
+        let victims: Vec<(String, String, Condition)> = top
+            .victims
+            .iter()
+            .filter(|v| **v != cause)
+            .filter_map(|v| {
+                let s = self.services.get(v)?;
+                let inc = s.incident.as_ref()?;
+                (s.inflight.is_none() && inc.approval.is_none())
+                    .then(|| (v.clone(), inc.probe.clone(), inc.condition))
+            })
+            .collect();
+        for (victim, probe, condition) in victims {
+            let cause_id = self
+                .services
+                .get(&cause)
+                .and_then(|s| s.incident.as_ref())
+                .map(|i| i.id.0.clone())
+                .unwrap_or_default();
+            self.resolve(
+                &victim,
+                IncidentOutcome::Merged,
+                format!("merged into {cause_id} (a victim of {cause})"),
+            );
+            self.merge_into_cause(&victim, &probe, condition);
+        }
     }
 
     pub(super) fn open_incident(&mut self, name: &str, probe: String, condition: Condition) {

@@ -32,6 +32,30 @@ pub const OPENMETRICS_CONTENT_TYPE: &str =
 /// Counters read at scrape time: `(name ending in _total, help, value)`.
 pub type CounterSource = Arc<dyn Fn() -> Vec<(&'static str, &'static str, u64)> + Send + Sync>;
 
+/// Whether a [`SourceFamily`] is a counter or a gauge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceKind {
+    Counter,
+    Gauge,
+}
+
+/// One metric family read at scrape time from a subsystem that keeps its
+/// own atomics (the notifier, the signal receiver). A counter's `name` ends
+/// in `_total`. With a `label`, `values` holds one `(label value, value)`
+/// per series (the label values come from a bounded set: configured channel
+/// names, priorities, severities); without one, a single `("", value)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceFamily {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub kind: SourceKind,
+    pub label: Option<&'static str>,
+    pub values: Vec<(String, u64)>,
+}
+
+/// Families read at scrape time (see [`Metrics::add_source`]).
+pub type FamilySource = Arc<dyn Fn() -> Vec<SourceFamily> + Send + Sync>;
+
 const MODES: [Mode; 4] = [
     Mode::Disabled,
     Mode::DryRun,
@@ -144,6 +168,7 @@ pub struct Metrics {
     queue_depth: Family<QueueLabel, Gauge>,
     probe_missed: Counter,
     outbox: Arc<AtomicU64>,
+    families: Arc<std::sync::Mutex<Vec<NamedFamilySource>>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -167,7 +192,49 @@ fn probe_buckets() -> Histogram {
 #[derive(Debug)]
 struct Sources {
     counters: Vec<NamedSource>,
+    families: Arc<std::sync::Mutex<Vec<NamedFamilySource>>>,
     outbox: Arc<AtomicU64>,
+}
+
+struct NamedFamilySource(FamilySource);
+
+impl std::fmt::Debug for NamedFamilySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FamilySource")
+    }
+}
+
+fn encode_family(
+    encoder: &mut DescriptorEncoder,
+    fam: &SourceFamily,
+) -> Result<(), std::fmt::Error> {
+    use prometheus_client::metrics::gauge::ConstGauge;
+    use prometheus_client::metrics::MetricType;
+    let (base, ty) = match fam.kind {
+        SourceKind::Counter => (
+            fam.name.strip_suffix("_total").unwrap_or(fam.name),
+            MetricType::Counter,
+        ),
+        SourceKind::Gauge => (fam.name, MetricType::Gauge),
+    };
+    let mut desc = encoder.encode_descriptor(base, fam.help, None, ty)?;
+    let encode_one = |m: prometheus_client::encoding::MetricEncoder<'_>, v: u64| match fam.kind {
+        SourceKind::Counter => ConstCounter::new(v).encode(m),
+        SourceKind::Gauge => ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX)).encode(m),
+    };
+    match fam.label {
+        None => {
+            let v = fam.values.first().map_or(0, |(_, v)| *v);
+            encode_one(desc, v)
+        }
+        Some(key) => {
+            for (label_value, v) in &fam.values {
+                let labels = [(key, label_value.as_str())];
+                encode_one(desc.encode_family(&labels.as_slice())?, *v)?;
+            }
+            Ok(())
+        }
+    }
 }
 
 struct NamedSource(CounterSource);
@@ -188,12 +255,22 @@ impl Collector for Sources {
                 c.encode(m)?;
             }
         }
+        let families = self
+            .families
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for src in families.iter() {
+            for fam in (src.0)() {
+                encode_family(&mut encoder, &fam)?;
+            }
+        }
+        drop(families);
         let g = prometheus_client::metrics::gauge::ConstGauge::new(
             i64::try_from(self.outbox.load(Ordering::Relaxed)).unwrap_or(i64::MAX),
         );
         let m = encoder.encode_descriptor(
             "medic_outbox_depth",
-            "Notifications (escalations, warnings) accepted but not yet delivered to the webhook",
+            "Notifications waiting in the outbox (not yet accepted by a channel)",
             None,
             g.metric_type(),
         )?;
@@ -319,8 +396,10 @@ impl Metrics {
             Family::<QueueLabel, Gauge>::default()
         );
         let outbox = Arc::new(AtomicU64::new(0));
+        let families = Arc::new(std::sync::Mutex::new(Vec::new()));
         r.register_collector(Box::new(Sources {
             counters: sources.into_iter().map(NamedSource).collect(),
+            families: families.clone(),
             outbox: outbox.clone(),
         }));
         for m in MODES {
@@ -358,7 +437,18 @@ impl Metrics {
             actions_running,
             queue_depth,
             outbox,
+            families,
         }
+    }
+
+    /// Adds metric families read at scrape time from another subsystem's
+    /// own counters (the notifier's, the signal receiver's by priority), so
+    /// they are served by this one registry and `/metrics`.
+    pub fn add_source(&self, src: FamilySource) {
+        self.families
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(NamedFamilySource(src));
     }
 
     /// `medic_actions_total{action,reason,outcome}` += 1. Every label comes
@@ -632,5 +722,46 @@ mod tests {
         assert!(text.contains("medic_audit_records_total 1"));
         assert!(!text.contains("# EOF"));
         assert!(text.contains("# TYPE medic_probe_duration_seconds histogram"));
+    }
+
+    #[test]
+    fn families_from_a_source_are_served_with_their_labels() {
+        let m = Metrics::new();
+        m.add_source(Arc::new(|| {
+            vec![
+                SourceFamily {
+                    name: "medic_notify_delivered_total",
+                    help: "Notifications accepted, by channel",
+                    kind: SourceKind::Counter,
+                    label: Some("channel"),
+                    values: vec![("hook".into(), 3), ("slack".into(), 1)],
+                },
+                SourceFamily {
+                    name: "medic_notify_outbox_capacity",
+                    help: "Most notifications the outbox holds",
+                    kind: SourceKind::Gauge,
+                    label: None,
+                    values: vec![(String::new(), 100)],
+                },
+            ]
+        }));
+        let text = m.encode_prometheus();
+        assert!(
+            text.contains("# TYPE medic_notify_delivered_total counter"),
+            "{text}"
+        );
+        assert!(
+            text.contains("medic_notify_delivered_total{channel=\"hook\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("medic_notify_delivered_total{channel=\"slack\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE medic_notify_outbox_capacity gauge"));
+        assert!(text.contains("medic_notify_outbox_capacity 100"), "{text}");
+        let om = m.encode();
+        assert!(om.contains("# TYPE medic_notify_delivered counter"), "{om}");
+        assert!(om.ends_with("# EOF\n"));
     }
 }

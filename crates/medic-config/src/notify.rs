@@ -120,6 +120,18 @@ pub struct NotifyRetry {
     pub jitter: Duration,
 }
 
+impl Default for NotifyRetry {
+    /// base 1s, cap 30s, jitter 1s: after an outage of any length a lane
+    /// retries its head at most ~31 s after the channel is back.
+    fn default() -> Self {
+        NotifyRetry {
+            base: Duration::from_secs(1),
+            cap: Duration::from_secs(30),
+            jitter: Duration::from_secs(1),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChannelSpec {
     Webhook {
@@ -286,16 +298,13 @@ impl Validator {
         NotifyConfig {
             timeout: raw.timeout.map_or(Duration::from_secs(5), |d| d.0),
             outbox_capacity,
-            retry: NotifyRetry {
-                base: retry
-                    .and_then(|r| r.base)
-                    .map_or(Duration::from_secs(1), |d| d.0),
-                cap: retry
-                    .and_then(|r| r.cap)
-                    .map_or(Duration::from_secs(300), |d| d.0),
-                jitter: retry
-                    .and_then(|r| r.jitter)
-                    .map_or(Duration::from_secs(1), |d| d.0),
+            retry: {
+                let d = NotifyRetry::default();
+                NotifyRetry {
+                    base: retry.and_then(|r| r.base).map_or(d.base, |x| x.0),
+                    cap: retry.and_then(|r| r.cap).map_or(d.cap, |x| x.0),
+                    jitter: retry.and_then(|r| r.jitter).map_or(d.jitter, |x| x.0),
+                }
             },
             channels,
             routes,

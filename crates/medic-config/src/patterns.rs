@@ -91,8 +91,12 @@ pub struct Pattern {
     pub actions: Vec<PatternAction>,
     /// In [0, 1].
     pub prior: f64,
-    /// The file it came from (`<shipped>` for the embedded library).
+    /// The file it came from (`<shipped>` for the embedded library;
+    /// `candidate #ID` for an accepted candidate).
     pub source: String,
+    /// Only for this service (an accepted candidate pattern, learned from
+    /// one service's incident); `None`: any service.
+    pub service: Option<String>,
 }
 
 impl Pattern {
@@ -205,6 +209,7 @@ pub fn parse_patterns(file: &str, text: &str) -> Result<Vec<Pattern>, ConfigErro
             actions,
             prior: p.prior.value,
             source: file.to_string(),
+            service: None,
         });
     }
     if problems.is_empty() {

@@ -311,7 +311,7 @@ impl Band {
 }
 
 /// What a diagnosis says about the target being judged.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DiagnosisGate {
     /// Confidence (0–100) that acting on this target fixes the incident.
     pub confidence: u8,

@@ -81,7 +81,7 @@ pub use locks::{
 pub use notice::{ActionStatus, Notice, NoticeKind, Scope, Verdict};
 pub use operator::{Ack, Actor, OperatorCommand, OperatorError, OperatorErrorCode, Role};
 pub use rng::SplitMix64;
-pub use snapshot::{RestoreError, Snapshot, SNAPSHOT_VERSION};
+pub use snapshot::{RestoreError, Snapshot, OLDEST_SNAPSHOT_VERSION, SNAPSHOT_VERSION};
 pub use spec::{
     ActionKind, ActionSpec, Condition, EngineConfig, FailureRule, LatencyRule, Mode,
     ParseModeError, ProbeSpec, RecoveryRule, Remediation, RetryPolicy, RevertSpec, Risk,

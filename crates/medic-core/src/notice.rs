@@ -93,6 +93,18 @@ pub enum Notice {
         cause: String,
         confidence: f64,
     },
+    /// A victim's symptom joined the incident of its diagnosed upstream
+    /// cause instead of opening an incident of its own (issue 9: one
+    /// incident per cascade).
+    IncidentMerged {
+        /// The cause's incident.
+        incident: IncidentId,
+        /// The cause's service.
+        cause: String,
+        /// The victim whose symptom joined it.
+        service: String,
+        trigger: String,
+    },
     /// A root-cause diagnosis across services (issue 9).
     RootCause {
         /// The top hypothesis's service, or `None` when the report is empty.
@@ -390,6 +402,7 @@ pub enum Notice {
 pub enum NoticeKind {
     IncidentOpened,
     Diagnosis,
+    IncidentMerged,
     RootCause,
     MassIncidentLatched,
     AutomationPaused,
@@ -432,9 +445,10 @@ pub enum NoticeKind {
 }
 
 impl NoticeKind {
-    pub const ALL: [NoticeKind; 41] = [
+    pub const ALL: [NoticeKind; 42] = [
         NoticeKind::IncidentOpened,
         NoticeKind::Diagnosis,
+        NoticeKind::IncidentMerged,
         NoticeKind::RootCause,
         NoticeKind::MassIncidentLatched,
         NoticeKind::AutomationPaused,
@@ -481,6 +495,7 @@ impl NoticeKind {
         match self {
             NoticeKind::IncidentOpened => "incident.opened",
             NoticeKind::Diagnosis => "diagnosis",
+            NoticeKind::IncidentMerged => "incident.merged",
             NoticeKind::RootCause => "rca.diagnosed",
             NoticeKind::MassIncidentLatched => "automation.mass_latched",
             NoticeKind::AutomationPaused => "automation.paused",
@@ -529,6 +544,7 @@ impl Notice {
         use NoticeKind as K;
         match self {
             Notice::IncidentOpened { .. } => K::IncidentOpened,
+            Notice::IncidentMerged { .. } => K::IncidentMerged,
             Notice::Diagnosis { .. } => K::Diagnosis,
             Notice::RootCause { .. } => K::RootCause,
             Notice::MassIncidentLatched { .. } => K::MassIncidentLatched,

@@ -12,9 +12,16 @@
 //! re-run**: a heal is judged by verification (the incident goes to
 //! `Verifying`), a revert whose outcome is unknown is reported to a human.
 //!
+//! The latest root-cause diagnosis is kept too (version 2): the ranked
+//! hypotheses with their confidence and parts (per open incident and the
+//! engine's latest report) and what it says about each service (the gate
+//! that holds victims back), so `explain` and the autonomy bands see the
+//! same diagnosis after a restart.
+//!
 //! The on-disk form is this type serialised by the store (JSON), versioned by
-//! [`SNAPSHOT_VERSION`]; a snapshot of another version is refused, and the
-//! driver then starts with a fresh engine and says so.
+//! [`SNAPSHOT_VERSION`]; version 1 (no diagnosis) is still read, any other
+//! version is refused, and the driver then starts with a fresh engine and
+//! says so.
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -28,7 +35,10 @@ use crate::time::MonoTime;
 use crate::types::{ActionStage, Notification, Phase, Severity};
 
 /// Version of the snapshot format. Bump on any change to its fields.
-pub const SNAPSHOT_VERSION: u32 = 1;
+pub const SNAPSHOT_VERSION: u32 = 2;
+/// The oldest version [`Engine::restore`] still reads (its missing fields
+/// take their defaults).
+pub const OLDEST_SNAPSHOT_VERSION: u32 = 1;
 
 /// A serialisable copy of the engine's safety state. Opaque: persist it and
 /// hand it back to [`Engine::restore`].
@@ -52,6 +62,9 @@ pub struct Snapshot {
     /// Held locks and waiters (issue 10); absent in older snapshots.
     #[serde(default)]
     locks: crate::locks::LockTable,
+    /// The latest diagnosis, best first (since version 2).
+    #[serde(default)]
+    last_diagnosis: Vec<crate::types::Hypothesis>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -70,6 +83,9 @@ struct ServiceSnapshot {
     /// Executor circuit breakers that are not closed (issue 10).
     #[serde(default)]
     breakers: Vec<(String, crate::breaker::Breaker)>,
+    /// What the latest diagnosis says about this service (since version 2).
+    #[serde(default)]
+    diagnosis: Option<crate::governance::DiagnosisGate>,
 }
 
 impl Snapshot {
@@ -154,9 +170,11 @@ impl Engine {
                         .filter(|(_, b)| **b != crate::breaker::Breaker::default())
                         .map(|(a, b)| (a.clone(), *b))
                         .collect(),
+                    diagnosis: s.diagnosis,
                 })
                 .collect(),
             locks: self.locks.clone(),
+            last_diagnosis: self.last_diagnosis.hypotheses.clone(),
         }
     }
 
@@ -165,7 +183,7 @@ impl Engine {
     /// every ledger and deadline. Services no longer configured are dropped;
     /// their incidents are not carried on.
     pub fn restore(&mut self, snap: Snapshot, downtime: Duration) -> Result<(), RestoreError> {
-        if snap.version != SNAPSHOT_VERSION {
+        if !(OLDEST_SNAPSHOT_VERSION..=SNAPSHOT_VERSION).contains(&snap.version) {
             return Err(RestoreError::Version {
                 found: snap.version,
                 expected: SNAPSHOT_VERSION,
@@ -284,8 +302,12 @@ impl Engine {
                 n_inflight += 1;
                 reconciled.push((ss.name.clone(), flight));
             }
+            svc.diagnosis = ss.diagnosis;
             svc.dirty = svc.incident.is_some();
         }
+        let mut last = snap.last_diagnosis;
+        last.truncate(crate::types::MAX_HYPOTHESES);
+        self.last_diagnosis = crate::types::DiagnosisReport { hypotheses: last };
         let mut n_approvals = 0u32;
         for mut a in snap.approvals {
             let open = self

@@ -127,7 +127,7 @@ pub struct ServiceSignals {
 
 /// One ranked root-cause hypothesis (issue 9), computed at the edge by
 /// medic-rca and a pattern, with its confidence parts.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Hypothesis {
     pub service: String,
     /// The signal whose anomaly names it (`latency`, `healthz`, ...).
@@ -343,6 +343,9 @@ pub enum IncidentOutcome {
     /// The probe recovered without an action.
     Recovered,
     ResolvedByOperator,
+    /// A victim's incident joined the incident of its diagnosed upstream
+    /// cause (issue 9: one incident per cascade).
+    Merged,
 }
 
 impl IncidentOutcome {
@@ -353,6 +356,7 @@ impl IncidentOutcome {
             IncidentOutcome::Escalated => "escalated",
             IncidentOutcome::Recovered => "recovered",
             IncidentOutcome::ResolvedByOperator => "resolved-by-operator",
+            IncidentOutcome::Merged => "merged",
         }
     }
 }

@@ -33,10 +33,13 @@ fn fail3(svc: &str, from: u64) -> String {
 }
 
 fn decisions(script: &str, gov: GovernanceConfig) -> Vec<String> {
-    let mut e = chain(gov);
+    decisions_on(&mut chain(gov), script)
+}
+
+fn decisions_on(e: &mut Engine, script: &str) -> Vec<String> {
     let mut out = Vec::new();
     for line in script.lines().filter(|l| !l.trim().is_empty()) {
-        step(&mut e, line.trim());
+        step(e, line.trim());
         while let Some(n) = e.poll_notice() {
             match &n {
                 Notice::Decision {
@@ -50,6 +53,12 @@ fn decisions(script: &str, gov: GovernanceConfig) -> Vec<String> {
                     reason_code.map_or("-", |c| c.as_str())
                 )),
                 Notice::ActionIntent { service, .. } => out.push(format!("{service} run -")),
+                Notice::IncidentMerged {
+                    service,
+                    cause,
+                    trigger,
+                    ..
+                } => out.push(format!("{service} merged into {cause}: {trigger}")),
                 Notice::IncidentEscalated {
                     service,
                     reason_code,
@@ -90,6 +99,10 @@ fn a_slow_database_is_acted_on_and_its_callers_are_held() {
             "api held upstream_cause",
             "db run confidence_armed",
             "db run -",
+            // Their incidents opened before db's: once db's is open they
+            // join it, closed as `merged`.
+            "api merged into db: healthz failing",
+            "web merged into db: healthz failing",
         ]
     );
 }
@@ -166,4 +179,85 @@ fn the_armed_band_verifies_longer() {
         MonoTime::ZERO.plus(std::time::Duration::from_secs(4 + 60)),
         "{t:?}"
     );
+}
+
+#[test]
+fn a_cascade_makes_one_incident_whose_top_hypothesis_is_the_cause() {
+    // db's incident is open and diagnosed as the cause of api and web: their
+    // symptoms join it (once each) instead of opening incidents of their own.
+    let mut e = chain(GovernanceConfig::default());
+    let script = format!(
+        "0s diagnose db 81 api,web\n{}{}{}",
+        fail3("db", 1),
+        fail3("api", 5),
+        fail3("web", 8)
+    );
+    assert_eq!(
+        decisions_on(&mut e, &script),
+        [
+            "rca db act_armed held=api,web",
+            "db run confidence_armed",
+            "db run -",
+            "api merged into db: healthz failing",
+            "web merged into db: healthz failing",
+        ]
+    );
+    let open = e.open_incidents();
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(open[0].service, "db");
+    let ex = e.explain(&open[0].id.0).unwrap();
+    assert_eq!(ex.hypotheses[0].service, "db");
+    assert_eq!(ex.hypotheses[0].victims, ["api", "web"]);
+    // Below the armed band nothing is merged: each service keeps its own.
+    let mut e = chain(GovernanceConfig::default());
+    let script = format!(
+        "0s diagnose db 60 api\n{}{}",
+        fail3("db", 1),
+        fail3("api", 5)
+    );
+    let out = decisions_on(&mut e, &script);
+    assert!(!out.iter().any(|l| l.contains("merged")), "{out:?}");
+    assert_eq!(e.open_incidents().len(), 2);
+}
+
+#[test]
+fn victims_opened_before_the_cause_are_merged_into_its_incident() {
+    let mut e = chain(GovernanceConfig::default());
+    let script = format!(
+        "0s diagnose db 81 api,web\n{}{}{}",
+        fail3("web", 1),
+        fail3("api", 1),
+        fail3("db", 5)
+    );
+    let mut resolved = Vec::new();
+    for line in script.lines().filter(|l| !l.trim().is_empty()) {
+        step(&mut e, line.trim());
+        while let Some(n) = e.poll_notice() {
+            if let Notice::IncidentResolved {
+                service,
+                outcome,
+                reason,
+                ..
+            } = n
+            {
+                resolved.push((service, outcome, reason));
+            }
+        }
+        while e.poll_command().is_some() {}
+    }
+    let open = e.open_incidents();
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(open[0].service, "db");
+    // The victims' incidents are closed as merged, naming db's incident.
+    assert_eq!(resolved.len(), 2, "{resolved:?}");
+    for (service, outcome, reason) in &resolved {
+        assert!(service == "api" || service == "web", "{resolved:?}");
+        assert_eq!(*outcome, IncidentOutcome::Merged);
+        assert!(
+            reason.contains(&format!("merged into {}", open[0].id.0)),
+            "{reason}"
+        );
+    }
+    let db = e.explain(&open[0].id.0).unwrap();
+    assert_eq!(db.hypotheses[0].service, "db");
 }

@@ -352,3 +352,95 @@ fn a_late_outcome_does_not_move_a_newer_incident() {
     )));
     assert_ne!(e.phase("web"), Some(Phase::Verifying));
 }
+
+fn diagnosis(service: &str, confidence: u8, victims: &[&str]) -> Input {
+    Input::Diagnosis(DiagnosisReport {
+        hypotheses: vec![
+            Hypothesis {
+                service: service.into(),
+                signal: "latency".into(),
+                pattern: "dependency_slow".into(),
+                confidence,
+                prior: 0.8,
+                evidence: 0.7,
+                learned: 0.6,
+                victims: victims.iter().map(|v| v.to_string()).collect(),
+                evidence_text: "latency 12x its median".into(),
+            },
+            Hypothesis {
+                service: "web".into(),
+                signal: "healthz".into(),
+                pattern: "crash".into(),
+                confidence: 20,
+                prior: 0.5,
+                evidence: 0.2,
+                learned: 0.5,
+                victims: vec![],
+                evidence_text: "exited".into(),
+            },
+        ],
+    })
+}
+
+#[test]
+fn the_diagnosis_survives_a_restart() {
+    let c = cfg(Mode::Conservative, policy());
+    let mut e = Engine::new(c.clone(), MonoTime::ZERO);
+    for t in [0, 1_000, 2_000] {
+        fail(&mut e, t);
+    }
+    e.handle_input(MonoTime(2_500), diagnosis("web", 64, &[]));
+    drain(&mut e);
+    let id = e.open_incidents()[0].id.0.clone();
+    let before = e.explain(&id).unwrap().hypotheses;
+    assert_eq!(before.len(), 2);
+    assert_eq!(before[0].confidence, 64);
+    let snap_before = serde_json::to_value(e.snapshot()).unwrap();
+    assert_eq!(snap_before["version"], 2);
+
+    let mut e = restart(&e, c.clone(), Duration::from_secs(5));
+    drain(&mut e);
+    // The ranked hypotheses with their confidence and parts.
+    assert_eq!(e.explain(&id).unwrap().hypotheses, before);
+    // The engine's latest report and each service's gate.
+    let snap_after = serde_json::to_value(e.snapshot()).unwrap();
+    assert_eq!(snap_after["last_diagnosis"], snap_before["last_diagnosis"]);
+    assert_eq!(
+        snap_after["services"][0]["diagnosis"],
+        serde_json::json!({"confidence": 64, "upstream": null})
+    );
+
+    // A victim's hold survives too: web is explained by an upstream db.
+    let mut e2 = Engine::new(c.clone(), MonoTime::ZERO);
+    e2.handle_input(MonoTime(0), diagnosis("db", 95, &["web"]));
+    let e2 = restart(&e2, c, Duration::from_secs(1));
+    let v = serde_json::to_value(e2.snapshot()).unwrap();
+    assert_eq!(
+        v["services"][0]["diagnosis"],
+        serde_json::json!({"confidence": 0, "upstream": 95})
+    );
+}
+
+#[test]
+fn a_version_1_snapshot_without_a_diagnosis_still_restores() {
+    let c = cfg(Mode::Conservative, policy());
+    let mut e = Engine::new(c.clone(), MonoTime::ZERO);
+    for t in [0, 1_000, 2_000] {
+        fail(&mut e, t);
+    }
+    drain(&mut e);
+    let mut v = serde_json::to_value(e.snapshot()).unwrap();
+    v["version"] = serde_json::json!(1);
+    v.as_object_mut().unwrap().remove("last_diagnosis");
+    for s in v["services"].as_array_mut().unwrap() {
+        s.as_object_mut().unwrap().remove("diagnosis");
+        if let Some(inc) = s["incident"].as_object_mut() {
+            inc.remove("hypotheses");
+        }
+    }
+    let snap: Snapshot = serde_json::from_value(v).unwrap();
+    let mut fresh = Engine::new(c, MonoTime::ZERO);
+    fresh.restore(snap, Duration::ZERO).unwrap();
+    assert_eq!(fresh.open_incidents().len(), 1);
+    assert_eq!(fresh.pending_approvals().len(), 1);
+}

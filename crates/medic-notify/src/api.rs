@@ -5,16 +5,16 @@
 //! - `POST /api/v1/notify/pagerduty`: PagerDuty v3 webhook; an
 //!   `incident.acknowledged` event for a medic dedup key acknowledges too;
 //! - `POST /api/v1/notify/test`: queue a test message per channel (or one
-//!   channel) through the real outbox and report what happened to each;
-//! - `GET /metrics/notify`: outbox depth and delivery counters.
-use std::sync::atomic::Ordering;
+//!   channel) through the real outbox and report what happened to each.
+//!
+//! The notifier's counters are served by medic's one `/metrics`
+//! ([`crate::Stats::families`]).
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
-use axum::routing::{get, post};
+use axum::routing::post;
 use axum::Extension;
 use axum::{Json, Router};
 use medic_api::{ApiError, ApiState, ErrorCode, RouteInfo};
@@ -93,12 +93,6 @@ pub const NOTIFY_ROUTES: &[RouteInfo] = &[
         role: Some(Role::Operator),
         summary: "send a test message through the real outbox",
     },
-    RouteInfo {
-        method: "GET",
-        path: "/metrics/notify",
-        role: Some(Role::Viewer),
-        summary: "outbox depth and delivery counters",
-    },
 ];
 
 pub fn router(state: NotifyApi, api: ApiState) -> Router {
@@ -106,7 +100,6 @@ pub fn router(state: NotifyApi, api: ApiState) -> Router {
         .route("/api/v1/incidents/{id}/ack", post(ack))
         .route("/api/v1/notify/pagerduty", post(pagerduty_webhook))
         .route("/api/v1/notify/test", post(test))
-        .route("/metrics/notify", get(metrics))
         .route_layer(axum::middleware::from_fn_with_state(
             (api, NOTIFY_ROUTES),
             medic_api::auth::authenticate_in,
@@ -306,48 +299,4 @@ pub async fn send_test(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-async fn metrics(State(st): State<NotifyApi>) -> (HeaderMap, String) {
-    let depth = st
-        .store
-        .outbox_depth()
-        .await
-        .unwrap_or_else(|_| st.stats.depth.load(Ordering::Relaxed));
-    let s = &st.stats;
-    let capacity = st.cfg.as_ref().map_or(0, |c| c.outbox_capacity);
-    let text = format!(
-        "# HELP medic_notify_outbox_depth Notifications waiting in the outbox.\n\
-         # TYPE medic_notify_outbox_depth gauge\n\
-         medic_notify_outbox_depth {depth}\n\
-         # HELP medic_notify_outbox_capacity Most notifications the outbox holds.\n\
-         # TYPE medic_notify_outbox_capacity gauge\n\
-         medic_notify_outbox_capacity {capacity}\n\
-         # HELP medic_notify_delivered_total Notifications accepted by a channel.\n\
-         # TYPE medic_notify_delivered_total counter\n\
-         medic_notify_delivered_total {}\n\
-         # HELP medic_notify_failed_attempts_total Delivery attempts that failed.\n\
-         # TYPE medic_notify_failed_attempts_total counter\n\
-         medic_notify_failed_attempts_total {}\n\
-         # HELP medic_notify_failovers_total Notifications delivered by a secondary channel.\n\
-         # TYPE medic_notify_failovers_total counter\n\
-         medic_notify_failovers_total {}\n\
-         # HELP medic_notify_dropped_total Notifications dropped because the outbox was full.\n\
-         # TYPE medic_notify_dropped_total counter\n\
-         medic_notify_dropped_total {}\n\
-         # HELP medic_notify_suppressed_total Notifications suppressed as duplicates of a pending one.\n\
-         # TYPE medic_notify_suppressed_total counter\n\
-         medic_notify_suppressed_total {}\n",
-        s.delivered.load(Ordering::Relaxed),
-        s.failed_attempts.load(Ordering::Relaxed),
-        s.failovers.load(Ordering::Relaxed),
-        s.dropped.load(Ordering::Relaxed),
-        s.suppressed.load(Ordering::Relaxed),
-    );
-    let mut h = HeaderMap::new();
-    h.insert(
-        axum::http::header::CONTENT_TYPE,
-        axum::http::HeaderValue::from_static("text/plain; version=0.0.4"),
-    );
-    (h, text)
 }

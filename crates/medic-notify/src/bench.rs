@@ -58,6 +58,18 @@ impl Rig {
         })
     }
 
+    /// The five receivers on `ip` (another loopback address, see
+    /// [`Receiver::on`]).
+    pub async fn start_on(ip: std::net::Ipv4Addr) -> std::io::Result<Rig> {
+        Ok(Rig {
+            hook: Receiver::on(ip, false).await?,
+            slack: Receiver::on(ip, false).await?,
+            pagerduty: Receiver::on(ip, false).await?,
+            teams: Receiver::on(ip, false).await?,
+            smtp: Receiver::on(ip, true).await?,
+        })
+    }
+
     /// A config whose channels point at the receivers; retries are fast.
     pub fn config(&self) -> NotifyConfig {
         let mut channels = BTreeMap::new();
@@ -90,7 +102,7 @@ impl Rig {
         channels.insert(
             "mail".to_string(),
             ChannelSpec::Email {
-                host: "127.0.0.1".into(),
+                host: self.smtp.addr().ip().to_string(),
                 port: self.smtp.addr().port(),
                 starttls: false,
                 from: "medic@localhost".into(),
@@ -233,6 +245,31 @@ pub async fn run(cycles: u32, per_cycle: u32) -> Result<BenchReport, BenchError>
     let _ = stop_tx.send(true);
     let _ = task.await;
 
+    let report = tally(
+        &mut rig,
+        &queued,
+        &store,
+        cycles,
+        stats.failovers.load(std::sync::atomic::Ordering::Relaxed),
+    )
+    .await;
+    for r in rig.all() {
+        r.kill().await;
+    }
+    store.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(report)
+}
+
+/// Counts, from what the receivers recorded: lost, duplicated and
+/// out-of-order messages of `queued` (msg_id, lane).
+async fn tally(
+    rig: &mut Rig,
+    queued: &[(String, Vec<String>)],
+    store: &Store,
+    cycles: u32,
+    failovers: u64,
+) -> BenchReport {
     // Count by lane: what each lane's receivers accepted, in order.
     let lane_of_receiver = |i: usize| if i < 2 { 0 } else { 1 };
     let mut got: [Vec<String>; 2] = [Vec::new(), Vec::new()];
@@ -253,10 +290,10 @@ pub async fn run(cycles: u32, per_cycle: u32) -> Result<BenchReport, BenchError>
         lost: 0,
         duplicate: 0,
         retried: 0,
-        failovers: stats.failovers.load(std::sync::atomic::Ordering::Relaxed),
+        failovers,
         out_of_order: 0,
     };
-    for (id, _) in &queued {
+    for (id, _) in queued {
         match counts.get(id.as_str()) {
             None | Some(0) => report.lost += 1,
             Some(1) => {}
@@ -287,16 +324,178 @@ pub async fn run(cycles: u32, per_cycle: u32) -> Result<BenchReport, BenchError>
             report.out_of_order += seq.windows(2).filter(|w| w[1] < w[0]).count() as u64;
         }
     }
-    for r in rig.all() {
-        r.kill().await;
-    }
-    store.close().await;
-    let _ = std::fs::remove_dir_all(&dir);
-    Ok(report)
+    report
 }
 
 fn tempfile_dir() -> Result<std::path::PathBuf, BenchError> {
     let dir = std::env::temp_dir().join(format!("medic-bench-notify-{}", plan::new_id()));
     std::fs::create_dir_all(&dir).map_err(|e| BenchError::Setup(format!("temp dir: {e}")))?;
     Ok(dir)
+}
+
+/// Result of [`run_outage`]: every channel down for `outage_s` while
+/// notifications keep coming, then back.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct OutageReport {
+    pub outage_s: f64,
+    /// Outbox rows queued (a critical notification is queued on both lanes).
+    pub sent: u64,
+    /// Of those, queued while every channel was down.
+    pub sent_during_outage: u64,
+    /// Rows accepted by exactly one receiver of their lane.
+    pub delivered: u64,
+    pub lost: u64,
+    pub duplicate: u64,
+    pub out_of_order: u64,
+    /// The retry backoff in force: `min(cap, base·2^n) + random(0..jitter)`.
+    pub retry_base_s: f64,
+    pub retry_cap_s: f64,
+    pub retry_jitter_s: f64,
+    /// From the receivers' restart to the first message accepted.
+    pub resume_s: f64,
+    /// From the receivers' restart to an empty outbox.
+    pub drain_s: f64,
+}
+
+/// Queues one notification (critical when `critical`): one row on lane A,
+/// and on lane B too when critical. Returns `(msg_id, lane)` per row.
+async fn queue_one(
+    store: &Store,
+    cfg: &NotifyConfig,
+    tag: &str,
+    k: u64,
+    critical: bool,
+) -> Result<Vec<(String, Vec<String>)>, BenchError> {
+    let n = Notification {
+        severity: if critical {
+            Severity::Critical
+        } else {
+            Severity::Warning
+        },
+        service: format!("svc{}", k % 3),
+        incident: Some(IncidentId(format!("inc-{tag}-{k}"))),
+        title: format!("{tag} message {k}"),
+        message: "bench".into(),
+    };
+    let msgs = plan::messages(cfg, &n, crate::deliver::unix_ms());
+    store
+        .append_step(
+            &crate::deliver::now_rfc3339(),
+            &[],
+            &msgs,
+            cfg.outbox_capacity,
+        )
+        .await
+        .map_err(|e| BenchError::Setup(e.to_string()))?;
+    Ok(msgs
+        .into_iter()
+        .map(|m| (m.msg_id, m.channels.unwrap_or_default()))
+        .collect())
+}
+
+/// Every channel (webhook, Slack, Teams, PagerDuty fakes on loopback and the
+/// SMTP server) down for `outage` while one notification is queued every
+/// `every` (every other one critical), then all back. Uses the production
+/// retry backoff ([`NotifyRetry::default`]), so `resume_s` shows how soon
+/// delivery resumes after an outage of that length. Then waits for the
+/// outbox to drain and counts lost, duplicate and out-of-order rows.
+pub async fn run_outage(outage: Duration, every: Duration) -> Result<OutageReport, BenchError> {
+    let dir = tempfile_dir()?;
+    let store = Store::open(&dir.join("bench.db"))
+        .await
+        .map_err(|e| BenchError::Setup(e.to_string()))?;
+    // On their own loopback address: the outage may run for minutes beside
+    // other tests, which must not take the receivers' ports while they are down.
+    let mut rig = Rig::start_on(std::net::Ipv4Addr::new(127, 77, 12, 1))
+        .await
+        .map_err(|e| BenchError::Setup(format!("receivers: {e}")))?;
+    let mut cfg = rig.config();
+    cfg.retry = NotifyRetry::default();
+    let notifier = Notifier::new(store.clone(), &cfg, &bench_secret).map_err(BenchError::Setup)?;
+    let wake = notifier.waker();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(notifier.run(stop_rx));
+    let mut queued: Vec<(String, Vec<String>)> = Vec::new();
+    let mut k = 0u64;
+
+    // Before: everything up, a few messages go through.
+    for _ in 0..4 {
+        queued.extend(queue_one(&store, &cfg, "before", k, k.is_multiple_of(2)).await?);
+        k += 1;
+    }
+    wake.notify_one();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // The outage: all five receivers down, notifications keep coming.
+    for r in rig.all() {
+        r.kill().await;
+    }
+    let before_outage = queued.len();
+    let down = tokio::time::Instant::now();
+    while down.elapsed() < outage {
+        queued.extend(queue_one(&store, &cfg, "outage", k, k.is_multiple_of(2)).await?);
+        k += 1;
+        wake.notify_one();
+        tokio::time::sleep(every.min(outage.saturating_sub(down.elapsed()))).await;
+    }
+    let sent_during_outage = (queued.len() - before_outage) as u64;
+
+    // Back: restart everything; a few more messages arrive meanwhile.
+    for r in rig.all() {
+        r.restart()
+            .await
+            .map_err(|e| BenchError::Setup(format!("restart: {e}")))?;
+    }
+    let back = tokio::time::Instant::now();
+    let count = |rig: &mut Rig| rig.all().iter().map(|r| r.count()).sum::<usize>();
+    let at_back = count(&mut rig);
+    for _ in 0..4 {
+        queued.extend(queue_one(&store, &cfg, "after", k, k.is_multiple_of(2)).await?);
+        k += 1;
+    }
+    let limit = cfg.retry.cap + cfg.retry.jitter + Duration::from_secs(120);
+    let mut resume = None;
+    loop {
+        if resume.is_none() && count(&mut rig) > at_back {
+            resume = Some(back.elapsed());
+        }
+        let depth = store
+            .outbox_depth()
+            .await
+            .map_err(|e| BenchError::Setup(e.to_string()))?;
+        if depth == 0 {
+            break;
+        }
+        if back.elapsed() > limit {
+            let _ = stop_tx.send(true);
+            let _ = task.await;
+            return Err(BenchError::Timeout(limit, depth));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let drain = back.elapsed();
+    let resume = resume.unwrap_or(drain);
+    let _ = stop_tx.send(true);
+    let _ = task.await;
+    let t = tally(&mut rig, &queued, &store, 1, 0).await;
+    for r in rig.all() {
+        r.kill().await;
+    }
+    store.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    let secs = |d: Duration| (d.as_secs_f64() * 1000.0).round() / 1000.0;
+    Ok(OutageReport {
+        outage_s: secs(outage),
+        sent: t.sent,
+        sent_during_outage,
+        delivered: t.sent - t.lost,
+        lost: t.lost,
+        duplicate: t.duplicate,
+        out_of_order: t.out_of_order,
+        retry_base_s: secs(cfg.retry.base),
+        retry_cap_s: secs(cfg.retry.cap),
+        retry_jitter_s: secs(cfg.retry.jitter),
+        resume_s: secs(resume),
+        drain_s: secs(drain),
+    })
 }

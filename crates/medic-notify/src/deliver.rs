@@ -17,7 +17,18 @@ use tokio::time::Instant;
 
 use crate::channel::{Channel, SecretLookup};
 
-/// Counters shared with the metrics endpoint.
+/// Counters of one channel.
+#[derive(Debug, Default)]
+pub struct ChannelStats {
+    /// Messages this channel accepted.
+    pub delivered: AtomicU64,
+    /// Attempts on this channel that failed.
+    pub failed_attempts: AtomicU64,
+    /// Messages this channel accepted after the lane's earlier channels failed.
+    pub failovers: AtomicU64,
+}
+
+/// Counters read by the one `/metrics` registry ([`Stats::families`]).
 #[derive(Debug, Default)]
 pub struct Stats {
     /// Messages accepted by a channel.
@@ -32,6 +43,104 @@ pub struct Stats {
     pub dropped: AtomicU64,
     /// Messages suppressed as duplicates of a pending one.
     pub suppressed: AtomicU64,
+    /// Dropped messages by severity (`info`, `warning`, `critical`).
+    pub dropped_by_severity: [AtomicU64; 3],
+    /// The outbox's bound (`notify.outbox_capacity`).
+    pub capacity: AtomicU64,
+    /// Per configured channel, plus `log` (a message with no channel).
+    /// Fixed when the notifier is built: a bounded label set.
+    pub channels: BTreeMap<String, ChannelStats>,
+}
+
+const SEVERITIES: [&str; 3] = ["info", "warning", "critical"];
+
+impl Stats {
+    /// Counters for these channel names (and `log`).
+    pub fn for_channels<'a>(names: impl IntoIterator<Item = &'a String>, capacity: u32) -> Stats {
+        let mut channels: BTreeMap<String, ChannelStats> = names
+            .into_iter()
+            .map(|n| (n.clone(), ChannelStats::default()))
+            .collect();
+        channels.entry("log".to_string()).or_default();
+        Stats {
+            channels,
+            capacity: AtomicU64::new(u64::from(capacity)),
+            ..Stats::default()
+        }
+    }
+
+    /// Counts `n` messages of `severity` dropped because the outbox was full.
+    pub fn count_dropped(&self, severity: &str) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+        if let Some(i) = SEVERITIES.iter().position(|s| *s == severity) {
+            self.dropped_by_severity[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn channel(&self, name: &str) -> Option<&ChannelStats> {
+        self.channels.get(name)
+    }
+
+    /// The notifier's metric families, served by medic's one `/metrics`
+    /// (the outbox depth itself is `medic_outbox_depth` there).
+    pub fn families(&self) -> Vec<medic_api::SourceFamily> {
+        use medic_api::{SourceFamily, SourceKind};
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let per = |f: fn(&ChannelStats) -> &AtomicU64| -> Vec<(String, u64)> {
+            self.channels
+                .iter()
+                .map(|(n, c)| (n.clone(), g(f(c))))
+                .collect()
+        };
+        vec![
+            SourceFamily {
+                name: "medic_notify_outbox_capacity",
+                help: "Most notifications the outbox holds (notify.outbox_capacity)",
+                kind: SourceKind::Gauge,
+                label: None,
+                values: vec![(String::new(), g(&self.capacity))],
+            },
+            SourceFamily {
+                name: "medic_notify_delivered_total",
+                help: "Notifications accepted, by the channel that accepted them",
+                kind: SourceKind::Counter,
+                label: Some("channel"),
+                values: per(|c| &c.delivered),
+            },
+            SourceFamily {
+                name: "medic_notify_failed_attempts_total",
+                help: "Delivery attempts that failed, by channel",
+                kind: SourceKind::Counter,
+                label: Some("channel"),
+                values: per(|c| &c.failed_attempts),
+            },
+            SourceFamily {
+                name: "medic_notify_failovers_total",
+                help: "Notifications a secondary channel accepted after the lane's earlier channels failed, by that channel",
+                kind: SourceKind::Counter,
+                label: Some("channel"),
+                values: per(|c| &c.failovers),
+            },
+            SourceFamily {
+                name: "medic_notify_dropped_total",
+                help: "Notifications dropped because the outbox was full (oldest non-critical first), by severity",
+                kind: SourceKind::Counter,
+                label: Some("severity"),
+                values: SEVERITIES
+                    .iter()
+                    .zip(&self.dropped_by_severity)
+                    .map(|(s, c)| (s.to_string(), g(c)))
+                    .collect(),
+            },
+            SourceFamily {
+                name: "medic_notify_suppressed_total",
+                help: "Notifications not queued because an identical one was still pending (dedup)",
+                kind: SourceKind::Counter,
+                label: None,
+                values: vec![(String::new(), g(&self.suppressed))],
+            },
+        ]
+    }
 }
 
 /// What happened to one message in one round.
@@ -85,7 +194,10 @@ impl Notifier {
             http,
             timeout: cfg.timeout,
             retry: cfg.retry,
-            stats: Arc::new(Stats::default()),
+            stats: Arc::new(Stats::for_channels(
+                cfg.channels.keys(),
+                cfg.outbox_capacity,
+            )),
             wake: Arc::new(Notify::new()),
             backoff: BTreeMap::new(),
             rng: seed | 1,
@@ -213,6 +325,9 @@ impl Notifier {
                 }
                 Err(e) => {
                     self.stats.failed_attempts.fetch_add(1, Ordering::Relaxed);
+                    if let Some(c) = self.stats.channel(name) {
+                        c.failed_attempts.fetch_add(1, Ordering::Relaxed);
+                    }
                     errors.push(e.to_string());
                     failed.push(name.clone());
                 }
@@ -220,10 +335,17 @@ impl Notifier {
         }
         match accepted {
             Some(channel) => {
+                let per = self.stats.channel(&channel);
                 if !failed.is_empty() {
                     self.stats.failovers.fetch_add(1, Ordering::Relaxed);
+                    if let Some(c) = per {
+                        c.failovers.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
                 self.stats.delivered.fetch_add(1, Ordering::Relaxed);
+                if let Some(c) = per {
+                    c.delivered.fetch_add(1, Ordering::Relaxed);
+                }
                 tracing::info!(target: "medic::notify", msg_id = %m.msg_id, channel = %channel,
                     severity = %m.severity, service = %m.service, event = %m.event, title = %m.title,
                     "notification delivered");

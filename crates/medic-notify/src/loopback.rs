@@ -67,8 +67,20 @@ impl Receiver {
         Self::start(Proto::Smtp).await
     }
 
+    /// An HTTP or SMTP receiver on a free port of another loopback address
+    /// (e.g. `127.77.0.1`): its port cannot be taken, while it is down, by
+    /// the many servers other tests start on 127.0.0.1.
+    pub async fn on(ip: std::net::Ipv4Addr, smtp: bool) -> std::io::Result<Receiver> {
+        let proto = if smtp { Proto::Smtp } else { Proto::Http };
+        Self::start_at(proto, SocketAddr::from((ip, 0))).await
+    }
+
     async fn start(proto: Proto) -> std::io::Result<Receiver> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        Self::start_at(proto, SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    async fn start_at(proto: Proto, at: SocketAddr) -> std::io::Result<Receiver> {
+        let listener = TcpListener::bind(at).await?;
         let addr = listener.local_addr()?;
         let mut r = Receiver {
             addr,

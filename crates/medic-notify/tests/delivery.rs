@@ -251,3 +251,23 @@ async fn fifty_kill_restart_cycles_lose_and_duplicate_nothing() {
         "receivers were down while messages were queued"
     );
 }
+
+#[tokio::test]
+async fn every_channel_down_then_back_delivers_everything_in_order_once() {
+    // The short form of `medic bench notify --outage 10m`, with the default
+    // retry backoff: all five receivers down while notifications keep
+    // coming, then back.
+    let r = medic_notify::bench::run_outage(Duration::from_secs(4), Duration::from_millis(100))
+        .await
+        .unwrap();
+    assert!(r.sent_during_outage >= 20, "{r:?}");
+    assert_eq!(r.lost, 0, "{r:?}");
+    assert_eq!(r.duplicate, 0, "{r:?}");
+    assert_eq!(r.out_of_order, 0, "{r:?}");
+    assert_eq!(r.delivered, r.sent, "{r:?}");
+    // Delivery resumes within one capped retry of the channels coming back.
+    assert!(
+        r.resume_s <= r.retry_cap_s + r.retry_jitter_s + 5.0,
+        "{r:?}"
+    );
+}

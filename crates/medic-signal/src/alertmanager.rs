@@ -283,6 +283,8 @@ where
     let mut accepted = 0;
     let mut shed = 0;
     for (r, priority) in reports {
+        let p = priority as usize;
+        m.inc(&m.alerts_by_priority[p]);
         if !admit(priority, st.tx.capacity(), st.tx.max_capacity()) {
             shed += 1;
             m.inc(&m.alerts_shed);
@@ -291,7 +293,10 @@ where
         accepted += 1;
         let ok = r.ok;
         match tokio::time::timeout(QUEUE_WAIT, st.tx.send(T::from(r))).await {
-            Ok(Ok(())) => m.count_report(ok),
+            Ok(Ok(())) => {
+                m.count_report(ok);
+                m.inc(&m.alerts_admitted[p]);
+            }
             Ok(Err(_)) | Err(_) => {
                 return ApiError::new(
                     ErrorCode::ControlUnavailable,

@@ -117,6 +117,11 @@ pub struct SignalMetrics {
     pub events_dropped: AtomicU64,
     /// Low-priority alerts shed under load (issue 12).
     pub alerts_shed: AtomicU64,
+    /// Alerts that reached the engine's queue, by priority (low, high,
+    /// critical): [`SignalMetrics::families`].
+    pub alerts_admitted: [AtomicU64; 3],
+    /// Alerts received for a configured alert and service, by priority.
+    pub alerts_by_priority: [AtomicU64; 3],
 }
 
 impl SignalMetrics {
@@ -134,6 +139,35 @@ impl SignalMetrics {
         } else {
             self.inc(&self.reports_failing);
         }
+    }
+
+    /// The per-priority counters as labeled families for medic's one
+    /// `/metrics` (`medic_api::Metrics::add_source`).
+    pub fn families(&self) -> Vec<medic_api::SourceFamily> {
+        use medic_api::{SourceFamily, SourceKind};
+        let by = |a: &[AtomicU64; 3]| -> Vec<(String, u64)> {
+            ["low", "high", "critical"]
+                .iter()
+                .zip(a)
+                .map(|(p, c)| (p.to_string(), c.load(Ordering::Relaxed)))
+                .collect()
+        };
+        vec![
+            SourceFamily {
+                name: "medic_signal_alerts_by_priority_total",
+                help: "Alerts received for a configured alert and service, by priority (from the severity label)",
+                kind: SourceKind::Counter,
+                label: Some("priority"),
+                values: by(&self.alerts_by_priority),
+            },
+            SourceFamily {
+                name: "medic_signal_alerts_admitted_total",
+                help: "Alerts that reached the engine's queue, by priority (critical and high are never shed)",
+                kind: SourceKind::Counter,
+                label: Some("priority"),
+                values: by(&self.alerts_admitted),
+            },
+        ]
     }
 
     /// `(metric name, help, value)` for every counter.

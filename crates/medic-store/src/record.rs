@@ -80,6 +80,16 @@ pub fn render(n: &Notice) -> Rendered {
             .s("incident", incident)
             .s("service", service)
             .s("trigger", trigger),
+        Notice::IncidentMerged {
+            incident,
+            cause,
+            service,
+            trigger,
+        } => f
+            .s("incident", incident)
+            .s("cause", cause)
+            .s("service", service)
+            .s("trigger", trigger),
         Notice::Diagnosis {
             incident,
             service,

@@ -32,6 +32,12 @@ fn sample(k: NoticeKind) -> Notice {
             service: s(),
             trigger: "healthz failing".into(),
         },
+        NoticeKind::IncidentMerged => Notice::IncidentMerged {
+            incident: inc(),
+            cause: "db".into(),
+            service: s(),
+            trigger: "work slow".into(),
+        },
         NoticeKind::Diagnosis => Notice::Diagnosis {
             incident: inc(),
             service: s(),

@@ -99,7 +99,7 @@ pub fn incident_trace(v: &IncidentView, unix_ns: &dyn Fn(MonoTime) -> u64) -> se
             attr("medic.cause", &v.cause),
             attr("medic.outcome", v.outcome.map_or("open", |o| o.as_str())),
         ],
-        "status": {"code": if matches!(v.outcome, Some(IncidentOutcome::Healed | IncidentOutcome::Recovered | IncidentOutcome::ResolvedByOperator)) { 1 } else { 2 }},
+        "status": {"code": if matches!(v.outcome, Some(IncidentOutcome::Healed | IncidentOutcome::Recovered | IncidentOutcome::ResolvedByOperator | IncidentOutcome::Merged)) { 1 } else { 2 }},
     })];
     for (i, (stage, start)) in firsts.iter().enumerate() {
         let stop = firsts.get(i + 1).map_or(end, |(_, at)| *at).max(*start);

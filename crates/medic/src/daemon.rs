@@ -45,6 +45,9 @@ pub(crate) enum Msg {
     Probe(ProbeReport),
     /// A diagnosis with AI suggestions appended, for diagnosis generation `.0`.
     Ai(u64, medic_core::DiagnosisReport),
+    /// The accepted candidate patterns in the store (at start, and after
+    /// `medic patterns accept|reject` changed them), for the ranking.
+    Accepted(Vec<medic_config::Pattern>),
     Outcome {
         id: ActionId,
         result: Result<String, ActionFailure>,
@@ -173,9 +176,12 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
     // scrape time.
     let metrics = {
         let sig = hooks.metrics.clone();
-        Arc::new(Metrics::with_sources(vec![Arc::new(move || {
+        let m = Arc::new(Metrics::with_sources(vec![Arc::new(move || {
             sig.snapshot()
-        })]))
+        })]));
+        let sig = hooks.metrics.clone();
+        m.add_source(Arc::new(move || sig.families()));
+        m
     };
     let (rep_tx, mut rep_rx) = mpsc::channel::<ProbeReport>(INPUT_QUEUE);
     let probe_reports = rep_tx.clone();
@@ -282,9 +288,12 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
         // The web console answers HTML, also for its errors: outside the
         // JSON error layer.
         .merge(medic_api::ui::router(api_state, console.clone()));
-    // The outbox's depth, read by `/metrics` (medic_outbox_depth).
+    // The notifier's counters (per channel) in the one registry, and the
+    // outbox's depth (medic_outbox_depth).
     {
         let stats = outbox.api().stats;
+        let s = stats.clone();
+        metrics.add_source(Arc::new(move || s.families()));
         let gauge = metrics.outbox();
         let mut stop = shutdown_rx.clone();
         tokio::spawn(async move {
@@ -411,6 +420,41 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
         approve_band: opts.config.engine.governance.autonomy.approve,
         supervisors: supervisors.clone(),
     };
+    // Accepted candidate patterns (issue 9): loaded at start, and again
+    // whenever `medic patterns accept|reject` changes the accepted set (the
+    // CLI writes the store; this looks every 2 s).
+    if !opts.config.dependencies.is_empty() {
+        let (store, tx, mut stop) = (store.clone(), tx.clone(), shutdown_rx.clone());
+        tokio::spawn(async move {
+            let mut last: Option<Vec<i64>> = None;
+            let mut tick = tokio::time::interval(Duration::from_secs(2));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+                let all = match store.candidate_patterns().await {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "reading candidate patterns failed");
+                        continue;
+                    }
+                };
+                let ids: Vec<i64> = all
+                    .iter()
+                    .filter(|c| c.status == "accepted")
+                    .map(|c| c.id)
+                    .collect();
+                if last.as_ref() != Some(&ids) {
+                    last = Some(ids);
+                    let p = crate::rca::accepted_patterns(&all);
+                    if tx.send(Msg::Accepted(p)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+    }
     store
         .append_audit(
             &now_rfc3339(),
@@ -775,6 +819,15 @@ impl EngineLoop {
                 }
                 self.engine.handle_input(now, Input::Probe(r))
             }
+            Msg::Accepted(patterns) => {
+                if let Some(r) = self.rca.as_mut() {
+                    r.set_accepted(patterns);
+                    tracing::info!(
+                        "accepted candidate patterns loaded: [{}]",
+                        r.accepted_names().join(", ")
+                    );
+                }
+            }
             Msg::Ai(generation, d) => {
                 // Only if no newer diagnosis came in meanwhile.
                 if self.diag_generation == generation {
@@ -969,8 +1022,15 @@ impl EngineLoop {
         } else {
             "drill.failed"
         };
-        self.audit_kind(kind, crate::drill::outcome_payload(&o))
-            .await;
+        let learned = self.learn_from_drill(&o).await;
+        let mut payload = crate::drill::outcome_payload(&o);
+        if let (Some((pattern, action)), Some(obj)) = (learned, payload.as_object_mut()) {
+            obj.insert(
+                "learned".into(),
+                serde_json::json!({"pattern": pattern, "action": action, "success": o.passed}),
+            );
+        }
+        self.audit_kind(kind, payload).await;
         if !o.passed {
             self.notify(Notification {
                 severity: medic_core::Severity::Critical,
@@ -1271,6 +1331,16 @@ impl EngineLoop {
             Notice::VerifyFailed { service, .. } => (service, false),
             _ => return,
         };
+        // A drill's incident is counted once, when the drill finishes.
+        let drilled = self
+            .drills
+            .running
+            .as_ref()
+            .and_then(|d| self.drills.cfg.get(d))
+            .is_some_and(|d| &d.service == service);
+        if drilled {
+            return;
+        }
         let Some((pattern, action)) = rca.outcome_pair(service) else {
             return;
         };
@@ -1281,6 +1351,43 @@ impl EngineLoop {
         {
             Ok(()) => rca.learn(&pattern, &action, success),
             Err(e) => tracing::warn!(error = %e, "recording a pattern outcome failed"),
+        }
+    }
+
+    /// A drill's outcome counts like a real incident's (issue 9): the
+    /// (pattern, action) pair of the action that ran last for its incident,
+    /// success when the drill passed. The pattern is the one diagnosed for
+    /// the service if any, else the one the fault kind stands for
+    /// ([`crate::drill::pattern_of_fault`]). The real incident's own
+    /// verification is not counted while its drill runs, so a drill counts
+    /// once. Returns the pair recorded.
+    async fn learn_from_drill(
+        &mut self,
+        o: &crate::drill::DrillOutcome,
+    ) -> Option<(String, String)> {
+        let action = o.actions.last()?.clone();
+        let diagnosed = self
+            .rca
+            .as_ref()
+            .and_then(|r| r.outcome_pair(&o.service))
+            .map(|(p, _)| p);
+        let pattern =
+            diagnosed.or_else(|| crate::drill::pattern_of_fault(&o.fault).map(String::from))?;
+        match self
+            .store
+            .record_pattern_outcome(&pattern, &action, o.passed)
+            .await
+        {
+            Ok(()) => {
+                if let Some(r) = self.rca.as_mut() {
+                    r.learn(&pattern, &action, o.passed);
+                }
+                Some((pattern, action))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "recording a drill's pattern outcome failed");
+                None
+            }
         }
     }
 

@@ -58,6 +58,19 @@ pub struct DrillOutcome {
     pub reason: String,
 }
 
+/// The shipped pattern a drill's fault kind stands for, when the service
+/// was not diagnosed otherwise: `kill`, `crash`, `exit` → `crash`; `hang`,
+/// `sigstop`, `stop`, `deadlock` → `hang`. Other kinds (`slow`, `error`, ...)
+/// name no single pattern, and such a drill teaches nothing unless the
+/// ranking diagnosed its service.
+pub fn pattern_of_fault(fault: &str) -> Option<&'static str> {
+    match fault.trim().to_ascii_lowercase().as_str() {
+        "kill" | "crash" | "exit" => Some("crash"),
+        "hang" | "sigstop" | "stop" | "deadlock" => Some("hang"),
+        _ => None,
+    }
+}
+
 /// Why a drill was not started.
 #[derive(Debug, Clone)]
 pub struct Refusal {

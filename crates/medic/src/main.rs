@@ -298,6 +298,8 @@ enum BenchCmd {
     Concurrent(bench::concurrent::ConcurrentArgs),
     /// Time of N audit appends on SQLite vs Postgres (a server of its own), unfenced and fenced.
     Store(bench_store::BenchStoreArgs),
+    /// 100× the normal alert rate for 60 s with a fault mid-flood: RSS, critical alerts, healing, API p99.
+    Flood(bench::flood::FloodArgs),
 }
 
 fn main() -> ExitCode {
@@ -707,6 +709,38 @@ fn run(cmd: Cmd, api: &str) -> Result<ExitCode, CliError> {
                 println!("{}", serde_json::json!(r));
             } else {
                 print!("{}", bench::concurrent::render(&r));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Bench {
+            cmd: BenchCmd::Flood(args),
+        } => {
+            let rt = runtime()?;
+            let r = rt
+                .block_on(bench::interruptible(bench::flood::run(&args)))
+                .map_err(|e| CliError::new(Code::FloodFailed, format!("bench flood: {e:#}")))?;
+            if args.json {
+                println!("{}", serde_json::json!(r));
+            } else {
+                print!("{}", bench::flood::render(&r));
+            }
+            if !r.ok {
+                return Err(CliError::new(
+                    Code::FloodGoal,
+                    format!(
+                        "bench flood: a goal was missed (critical {}/{} and high {}/{} reached the engine, \
+                         fault healed: {}, RSS peak {} MiB of {} MiB, {} API errors, {} refused batches)",
+                        r.admitted.critical,
+                        r.sent.critical,
+                        r.admitted.high,
+                        r.sent.high,
+                        r.fault_healed,
+                        r.rss_peak_mb,
+                        r.rss_bound_mb,
+                        r.api_errors,
+                        r.refused_batches
+                    ),
+                ));
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -82,9 +82,9 @@ impl Outbox {
             tracing::warn!(msg_id = %d.msg_id, severity = %d.severity, title = %d.title,
                 "notification dropped: outbox full");
         }
-        self.stats
-            .dropped
-            .fetch_add(w.dropped.len() as u64, Ordering::Relaxed);
+        for d in &w.dropped {
+            self.stats.count_dropped(&d.severity);
+        }
         self.stats
             .suppressed
             .fetch_add(u64::from(w.suppressed), Ordering::Relaxed);

@@ -92,6 +92,22 @@ impl RcaState {
         })
     }
 
+    /// Replaces the accepted candidate patterns in the library (at start
+    /// and whenever the set of accepted candidates in the store changes).
+    pub fn set_accepted(&mut self, accepted: Vec<medic_config::Pattern>) {
+        self.patterns.retain(|p| p.service.is_none());
+        self.patterns.extend(accepted);
+    }
+
+    /// Names of the accepted candidate patterns loaded.
+    pub fn accepted_names(&self) -> Vec<String> {
+        self.patterns
+            .iter()
+            .filter(|p| p.service.is_some())
+            .map(|p| p.name.clone())
+            .collect()
+    }
+
     /// Loads learned counts (from the store at start).
     pub fn load_learned(&mut self, rows: Vec<(String, String, u32, u32)>) {
         for (p, a, s, f) in rows {
@@ -285,11 +301,20 @@ pub fn hypotheses(
     patterns: &[medic_config::Pattern],
     learned_for: &dyn Fn(&str, usize) -> f64,
 ) -> DiagnosisReport {
-    let pattern_for = |own: bool| {
-        patterns.iter().find(|p| {
+    // An accepted candidate pattern learned on this very service comes
+    // first; then the library's general patterns.
+    let pattern_for = |own: bool, service: &str| {
+        let fits = |p: &&medic_config::Pattern| {
             p.matches("latency", medic_config::On::SelfNode)
                 && own != p.symptoms.iter().any(|s| s.on == medic_config::On::Callers)
-        })
+        };
+        // (learned from this service's own incidents: whether its callers
+        // suffer too is not part of it)
+        patterns
+            .iter()
+            .filter(|p| p.service.as_deref() == Some(service))
+            .find(|p| p.matches("latency", medic_config::On::SelfNode))
+            .or_else(|| patterns.iter().filter(|p| p.service.is_none()).find(fits))
     };
     let total: f64 = d
         .candidates
@@ -310,7 +335,7 @@ pub fn hypotheses(
             } else {
                 0.0
             };
-            let p = pattern_for(c.node == entry);
+            let p = pattern_for(c.node == entry, topo.name(c.node));
             let prior = p.map_or(NO_PATTERN_PRIOR, |p| p.prior);
             let pattern = p.map_or("unmatched", |p| p.name.as_str());
             let conf = Confidence::new(prior, evidence, learned_for(pattern, c.node));
@@ -336,4 +361,138 @@ pub fn hypotheses(
         })
         .collect();
     DiagnosisReport { hypotheses: hyps }
+}
+
+/// An accepted candidate pattern (issue 9) as a pattern of the library:
+/// named `candidate-ID`, scoped to the service whose incident it was learned
+/// from, with the human's action (tier medium) and the no-pattern prior. Its
+/// symptom is the incident's trigger: a `... slow` trigger is a latency
+/// anomaly of the service itself, anything else its availability.
+pub fn candidate_pattern(c: &medic_store::CandidatePattern) -> medic_config::Pattern {
+    let signal = if c.trigger.trim_end().ends_with("slow") {
+        "latency"
+    } else {
+        "availability"
+    };
+    medic_config::Pattern {
+        name: format!("candidate-{}", c.id),
+        cause: if c.note.trim().is_empty() {
+            format!(
+                "{} on {}, resolved by {} ({})",
+                c.trigger, c.service, c.action, c.by
+            )
+        } else {
+            c.note.clone()
+        },
+        symptoms: vec![medic_config::Symptom {
+            signal: signal.into(),
+            on: medic_config::On::SelfNode,
+            order: None,
+            within: None,
+        }],
+        actions: vec![medic_config::PatternAction {
+            action: c.action.clone(),
+            tier: medic_core::Risk::Medium,
+        }],
+        prior: NO_PATTERN_PRIOR,
+        source: format!("candidate #{} (accepted)", c.id),
+        service: Some(c.service.clone()),
+    }
+}
+
+/// The accepted candidates of `all`, as patterns.
+pub fn accepted_patterns(all: &[medic_store::CandidatePattern]) -> Vec<medic_config::Pattern> {
+    all.iter()
+        .filter(|c| c.status == "accepted")
+        .map(candidate_pattern)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn candidate(
+        id: i64,
+        service: &str,
+        trigger: &str,
+        status: &str,
+    ) -> medic_store::CandidatePattern {
+        medic_store::CandidatePattern {
+            id,
+            incident: format!("inc-{id}"),
+            service: service.into(),
+            trigger: trigger.into(),
+            action: "flush_cache".into(),
+            by: "alice".into(),
+            note: "cache went cold".into(),
+            status: status.into(),
+            created_at: String::new(),
+        }
+    }
+
+    #[test]
+    fn only_accepted_candidates_become_patterns_scoped_to_their_service() {
+        let all = [
+            candidate(1, "api", "work slow", "accepted"),
+            candidate(2, "api", "healthz failing", "candidate"),
+            candidate(3, "db", "healthz failing", "rejected"),
+            candidate(4, "db", "healthz failing", "accepted"),
+        ];
+        let p = accepted_patterns(&all);
+        assert_eq!(p.len(), 2);
+        assert_eq!(p[0].name, "candidate-1");
+        assert_eq!(p[0].service.as_deref(), Some("api"));
+        assert!(p[0].matches("latency", medic_config::On::SelfNode));
+        assert_eq!(p[0].actions[0].action, "flush_cache");
+        assert_eq!(p[0].cause, "cache went cold");
+        assert!(p[1].matches("availability", medic_config::On::SelfNode));
+    }
+
+    #[test]
+    fn a_latency_diagnosis_of_that_service_names_the_accepted_pattern() {
+        // web -> api -> db; api is slow and nothing it calls is.
+        let names = vec!["web".to_string(), "api".to_string(), "db".to_string()];
+        let topo = Topology::new(names, &[(0, 1), (1, 2)]).unwrap();
+        let history: Vec<f64> = (0..60).map(|i| 10.0 + f64::from(i % 3)).collect();
+        let recent = [vec![210.0; 8], vec![200.0; 8], vec![10.0; 8]];
+        let signals: Vec<Signal<'_>> = recent
+            .iter()
+            .enumerate()
+            .map(|(node, w)| Signal {
+                node,
+                name: "latency",
+                direction: Direction::Up,
+                history: &history,
+                recent: w,
+            })
+            .collect();
+        let d = diagnose(&topo, &signals, Some(0), &Params::default()).unwrap();
+        let mut lib = medic_config::load_patterns(&[]).unwrap();
+        let rank = |lib: &[medic_config::Pattern]| {
+            hypotheses(&topo, &d, 0, lib, &|_, _| 0.9).hypotheses[0].clone()
+        };
+        let before = rank(&lib);
+        assert_eq!(before.service, "api");
+        assert_eq!(before.pattern, "dependency_slow");
+        lib.extend(accepted_patterns(&[candidate(
+            7,
+            "api",
+            "work slow",
+            "accepted",
+        )]));
+        let after = rank(&lib);
+        assert_eq!(after.service, "api");
+        assert_eq!(after.pattern, "candidate-7");
+        // Scoped: a candidate learned on db does not name api's diagnosis.
+        let mut other = medic_config::load_patterns(&[]).unwrap();
+        other.extend(accepted_patterns(&[candidate(
+            8,
+            "db",
+            "work slow",
+            "accepted",
+        )]));
+        assert_eq!(rank(&other).pattern, "dependency_slow");
+    }
 }

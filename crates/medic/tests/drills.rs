@@ -170,6 +170,17 @@ fn a_drill_is_healed_gated_recorded_and_a_failed_one_stops_drills() {
     assert_eq!(v["stopped_by"], serde_json::Value::Null, "{v}");
     // restart is proven by the crash drills; no remediation is unproven.
     assert_eq!(v["unproven"], serde_json::json!([]), "{v}");
+    // Drill outcomes feed the same (pattern, action) learning counts as real
+    // incidents (issue 9): two passed crash drills healed by restart, counted
+    // once each; the failed slow drill ran no action and teaches nothing.
+    let out = medic()
+        .args(["patterns", "candidates", "--db"])
+        .arg(dir.path().join("medic.db"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(text.contains("crash restart: 2 / 0"), "{text}");
     // The audit chain holds the drill records and still verifies.
     let out = medic()
         .args(["audit", "verify", "--db"])

@@ -28,11 +28,14 @@ fn rss_kb(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// The value of the sample named exactly `name` (labels included).
 fn metric(text: &str, name: &str) -> u64 {
     text.lines()
-        .find(|l| l.starts_with(name) && !l.starts_with('#'))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| {
+            let (n, v) = l.rsplit_once(' ')?;
+            (n == name).then(|| v.parse().ok())?
+        })
         .unwrap_or(0)
 }
 
@@ -145,6 +148,11 @@ signals:
     let shed = metric(&m, "medic_signal_alerts_shed_total");
     let failing = metric(&m, "medic_signal_reports_failing_total");
     let critical = critical_sent.load(Ordering::Relaxed);
+    let critical_admitted = metric(
+        &m,
+        "medic_signal_alerts_admitted_total{priority=\"critical\"}",
+    );
+    let low_admitted = metric(&m, "medic_signal_alerts_admitted_total{priority=\"low\"}");
     eprintln!(
         "flood: {received} alerts received, {critical} critical, {shed} low shed, \
          {failing} reports to the engine, {} requests refused, max RSS {max_rss} kB",
@@ -156,6 +164,52 @@ signals:
     // failing report: all critical ones plus the low ones not shed.
     assert_eq!(failing, received - shed, "{m}");
     assert!(failing >= critical, "{m}");
+    // Counted by priority: every critical alert of an accepted batch reached
+    // the engine's queue; low ones either reached it or were shed.
+    assert_eq!(critical_admitted, critical, "{m}");
+    assert_eq!(low_admitted + shed, received - critical, "{m}");
     assert!(max_rss > 0 && max_rss < RSS_BOUND_KB, "RSS {max_rss} kB");
     drop(d);
+}
+
+/// `medic bench flood`, short: 100× a normal rate of 10 alerts/s for 4 s
+/// with the fixture killed half way; its JSON carries the goals' figures.
+#[test]
+fn bench_flood_reports_the_goals() {
+    let dir = TestDir::new();
+    let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("medic"))
+        .args([
+            "bench",
+            "flood",
+            "--duration",
+            "4s",
+            "--warmup",
+            "1s",
+            "--json",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(r["flood_rate"], 1000, "{r}");
+    assert!(r["sent"]["critical"].as_u64().unwrap() > 0, "{r}");
+    assert_eq!(r["admitted"]["critical"], r["sent"]["critical"], "{r}");
+    assert_eq!(r["admitted"]["high"], r["sent"]["high"], "{r}");
+    assert_eq!(
+        r["admitted"]["low"].as_u64().unwrap() + r["shed"].as_u64().unwrap(),
+        r["sent"]["low"].as_u64().unwrap(),
+        "{r}"
+    );
+    assert_eq!(r["fault_healed"], true, "{r}");
+    assert_eq!(r["api_errors"], 0, "{r}");
+    assert!(r["api_requests"].as_u64().unwrap() > 0, "{r}");
+    let peak = r["rss_peak_mb"].as_f64().unwrap();
+    assert!(peak > 0.0 && peak < 256.0, "{r}");
 }

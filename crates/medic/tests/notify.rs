@@ -102,8 +102,29 @@ services:
     assert_eq!(slack.count(), 0, "the secondary is only for failover");
 
     // The escalation step (after 1h) is waiting in the outbox.
-    let metrics = get_text(&format!("{api}/metrics/notify")).unwrap();
-    assert!(metrics.contains("medic_notify_outbox_depth 1"), "{metrics}");
+    // The notifier's counters are in the one /metrics (per channel), which
+    // still passes promtool.
+    let metrics = wait_for(
+        "outbox depth 1 in /metrics",
+        Duration::from_secs(10),
+        || get_text(&format!("{api}/metrics")).filter(|m| m.contains("medic_outbox_depth 1")),
+    );
+    assert!(
+        metrics.contains("medic_notify_delivered_total{channel=\"hook\"} ")
+            && !metrics.contains("medic_notify_delivered_total{channel=\"hook\"} 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("medic_notify_failed_attempts_total{channel=\"chat\"} 0"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("# TYPE medic_notify_dropped_total counter"));
+    if let Some(promtool) = common::require_binary(&["promtool"], "prometheus") {
+        let (ok, out) = common::promtool_check_metrics(&promtool, &metrics);
+        assert!(ok, "promtool check metrics:\n{out}\n{metrics}");
+    }
+    let gone = get_text(&format!("{api}/metrics/notify")).unwrap();
+    assert!(gone.contains("E0401"), "/metrics/notify is gone: {gone}");
 
     // A dead channel: `notify test` says so and fails with E0080.
     rt.block_on(hook.kill());
@@ -240,8 +261,8 @@ services:
     let cfg = write(dir.path(), "medic.yaml", &cfg);
     let d = dir.spawn_daemon(&cfg, Some("aggressive"));
     let first = wait_for("an escalated incident", Duration::from_secs(30), || {
-        let m = get_text(&format!("{api}/metrics/notify"))?;
-        if m.contains("medic_notify_outbox_depth 0") {
+        let m = get_text(&format!("{api}/metrics"))?;
+        if m.contains("medic_outbox_depth 0") {
             return None;
         }
         let list = get_json(&format!("{api}/api/v1/incidents"))?;

@@ -1,6 +1,7 @@
 //! Issue 9 end to end: three real fixture processes in a chain web → api → db
 //! (each `/work` calls the next), a `slow` fault on db. medic diagnoses db as
-//! the root cause, restarts db, and holds web and api back as its victims.
+//! the root cause, restarts db, and holds web and api back as its victims;
+//! their symptoms join db's incident (one incident for the cascade).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 mod common;
 
@@ -106,6 +107,26 @@ fn a_slow_database_is_restarted_and_its_callers_are_held_back() {
             .starts_with("db/latency"),
         "{diag:?}"
     );
+    // One incident for the cascade: db's. A victim's symptom joins it
+    // (`incident.merged`); a victim incident opened before db's is closed as
+    // `merged`. No web or api incident stays open on its own.
+    let merged_victims: Vec<&str> = records
+        .iter()
+        .filter(|(k, p)| k == "incident.merged" && p["cause"] == "db")
+        .filter_map(|(_, p)| p["service"].as_str())
+        .collect();
+    for (k, p) in &records {
+        if k == "incident.opened" && p["service"] != "db" {
+            let id = &p["incident"];
+            assert!(
+                records.iter().any(|(k2, q)| k2 == "incident.resolved"
+                    && &q["incident"] == id
+                    && q["outcome"] == "merged"),
+                "victim incident {p} was not merged into db's: {records:?}"
+            );
+        }
+    }
+    eprintln!("cascade: victims merged into db's incident: {merged_victims:?}");
     // Every action intent was on db; web and api kept their processes.
     let intents: Vec<&str> = records
         .iter()

@@ -253,6 +253,7 @@ impl Engine {
         };
         self.notice(n);
         self.last_diagnosis = report;
+        self.merge_victims();
         self.replan_all();
     }
 

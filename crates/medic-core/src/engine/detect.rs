@@ -139,8 +139,14 @@ impl Engine {
         match svc.incident.as_ref().map(|i| (i.phase, i.probe.clone())) {
             None => {
                 if let Some((probe, condition)) = svc.firing() {
+                    if self.merge_into_cause(name, &probe, condition) {
+                        return;
+                    }
                     self.open_incident(name, probe, condition);
                     self.plan(name);
+                    // The cause's incident is open now: victims' incidents
+                    // opened before it join it.
+                    self.merge_victims();
                 }
             }
             Some((Phase::ConfirmingPattern, probe)) => {
@@ -214,6 +220,105 @@ impl Engine {
         }
     }
 
+    /// A cascade makes one incident (issue 9): when the latest diagnosis
+    /// names an upstream cause with confidence at or above the armed band,
+    /// `name` is one of its victims and the cause has an open incident, the
+    /// victim's symptom joins that incident (timeline `merged`, notice
+    /// `IncidentMerged`, once per victim) instead of opening its own. The
+    /// victim is not acted on; once the cause's incident closes, a symptom
+    /// that remains opens an incident as usual.
+    fn merge_into_cause(&mut self, name: &str, probe: &str, condition: Condition) -> bool {
+        let Some(top) = self.last_diagnosis.hypotheses.first() else {
+            return false;
+        };
+        if top.confidence < self.gov.autonomy.armed
+            || top.service == name
+            || !top.victims.iter().any(|v| v == name)
+        {
+            return false;
+        }
+        let cause = top.service.clone();
+        let max_timeline = self.max_timeline;
+        let now = self.now;
+        let Some(inc) = self
+            .services
+            .get_mut(&cause)
+            .and_then(|s| s.incident.as_mut())
+        else {
+            return false;
+        };
+        if inc.merged.iter().any(|m| m == name) {
+            return true;
+        }
+        let trigger = format!("{probe} {}", condition.as_str());
+        inc.merged.push(name.to_string());
+        push_timeline(
+            inc,
+            max_timeline,
+            now,
+            "merged",
+            format!("{name}: {trigger} (a victim of {cause})"),
+        );
+        let id = inc.id.clone();
+        if let Some(s) = self.services.get_mut(&cause) {
+            s.dirty = true;
+        }
+        self.notice(Notice::IncidentMerged {
+            incident: id,
+            cause,
+            service: name.to_string(),
+            trigger,
+        });
+        true
+    }
+
+    /// Victims of the diagnosed upstream cause (confidence at or above the
+    /// armed band) whose incidents opened before the cause's: each is closed
+    /// as `merged` and its trigger joins the cause's incident (see
+    /// [`Engine::merge_into_cause`]). A victim with an action in flight or a
+    /// pending approval is left alone.
+    pub(super) fn merge_victims(&mut self) {
+        let Some(top) = self.last_diagnosis.hypotheses.first() else {
+            return;
+        };
+        if top.confidence < self.gov.autonomy.armed {
+            return;
+        }
+        let cause = top.service.clone();
+        let cause_open = self
+            .services
+            .get(&cause)
+            .is_some_and(|s| s.incident.is_some());
+        if !cause_open {
+            return;
+        }
+        let victims: Vec<(String, String, Condition)> = top
+            .victims
+            .iter()
+            .filter(|v| **v != cause)
+            .filter_map(|v| {
+                let s = self.services.get(v)?;
+                let inc = s.incident.as_ref()?;
+                (s.inflight.is_none() && inc.approval.is_none())
+                    .then(|| (v.clone(), inc.probe.clone(), inc.condition))
+            })
+            .collect();
+        for (victim, probe, condition) in victims {
+            let cause_id = self
+                .services
+                .get(&cause)
+                .and_then(|s| s.incident.as_ref())
+                .map(|i| i.id.0.clone())
+                .unwrap_or_default();
+            self.resolve(
+                &victim,
+                IncidentOutcome::Merged,
+                format!("merged into {cause_id} (a victim of {cause})"),
+            );
+            self.merge_into_cause(&victim, &probe, condition);
+        }
+    }
+
     pub(super) fn open_incident(&mut self, name: &str, probe: String, condition: Condition) {
         let now = self.now;
         let id = IncidentId(format!("inc-{}-{}", self.instance, self.next_incident));
@@ -277,6 +382,7 @@ impl Engine {
             },
             verify: None,
             evidence_since,
+            merged: Vec::new(),
         };
         push_timeline(
             &mut inc,

@@ -85,9 +85,15 @@ pub(crate) struct Incident {
     pub approved: Option<(String, Vec<String>)>,
     pub decisions: VecDeque<DecisionRecord>,
     /// The ranked hypotheses of the diagnosis that concerned this incident
-    /// (issue 9), for `explain`; not durable (the daemon diagnoses again).
-    #[serde(skip)]
+    /// (issue 9), for `explain`; kept in the snapshot (version 2), so they
+    /// survive a restart.
+    #[serde(default)]
     pub hypotheses: Vec<crate::types::Hypothesis>,
+    /// Victims whose symptoms joined this incident (its service is their
+    /// diagnosed upstream cause): one incident per cascade. Bounded by the
+    /// number of services.
+    #[serde(default)]
+    pub merged: Vec<String>,
     /// Verification of a change against its baseline (issue 10).
     #[serde(default)]
     pub verify: Option<VerifyState>,

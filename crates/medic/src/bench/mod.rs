@@ -6,6 +6,7 @@
 //! also on error. Fixture pids seen during a run are killed at the end if
 //! still alive (a peer may start them outside its own group).
 pub mod concurrent;
+pub mod flood;
 pub mod mttr;
 pub mod overhead;
 pub mod scale;

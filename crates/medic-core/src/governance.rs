@@ -355,6 +355,8 @@ pub struct GovernanceConfig {
     pub max_explanations: usize,
     /// Confidence bands (issue 9).
     pub autonomy: AutonomyBands,
+    /// Staged canaries (issue 10), per service name.
+    pub canaries: BTreeMap<String, crate::canary::CanaryPlan>,
 }
 
 impl Default for GovernanceConfig {
@@ -369,6 +371,7 @@ impl Default for GovernanceConfig {
             canary_bake: Duration::from_secs(30),
             max_explanations: 256,
             autonomy: AutonomyBands::default(),
+            canaries: BTreeMap::new(),
         }
     }
 }
@@ -437,6 +440,8 @@ pub enum ReasonCode {
     ConfidenceApproval,
     /// Diagnosis confidence below the approval band: escalated with the hypotheses.
     ConfidenceEscalate,
+    /// The canary judge failed a stage of a staged canary (issue 10).
+    CanaryFailed,
 }
 
 impl ReasonCode {
@@ -469,6 +474,7 @@ impl ReasonCode {
             ReasonCode::Cancelled => "cancelled",
             ReasonCode::RetriesExhausted => "retries_exhausted",
             ReasonCode::VerifyFailed => "verify_failed",
+            ReasonCode::CanaryFailed => "canary_failed",
             ReasonCode::InterruptedByRestart => "interrupted_by_restart",
             ReasonCode::UpstreamCause => "upstream_cause",
             ReasonCode::ConfidenceAct => "confidence_act",
@@ -545,6 +551,7 @@ impl fmt::Display for Block {
             ReasonCode::Cancelled => write!(f, "cancelled by an operator"),
             ReasonCode::RetriesExhausted => write!(f, "the action failed on every attempt"),
             ReasonCode::VerifyFailed => write!(f, "the service did not recover"),
+            ReasonCode::CanaryFailed => write!(f, "the canary judge failed a stage"),
             ReasonCode::InterruptedByRestart => {
                 write!(f, "medic stopped while the action ran")
             }

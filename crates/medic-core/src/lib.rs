@@ -51,6 +51,7 @@
 #![deny(clippy::disallowed_methods, clippy::disallowed_types)]
 #![forbid(unsafe_code)]
 
+pub mod canary;
 mod class;
 mod engine;
 pub mod governance;
@@ -62,6 +63,7 @@ mod spec;
 mod time;
 mod types;
 
+pub use canary::{CanaryPlan, CanaryRecord, CanarySamples, CanaryWindow};
 pub use engine::{DrillBlock, Engine};
 pub use governance::{
     decide, risk_score, ActionClass, ActionGovernance, ApprovalPolicy, AutonomyBands, Band, Block,
@@ -69,6 +71,7 @@ pub use governance::{
     GovernanceConfig, Limits, ReasonCode, ResolvedAction, ServiceGovernance, TimingConfig,
     CLASS_TABLE,
 };
+pub use medic_canary;
 pub use notice::{ActionStatus, Notice, NoticeKind, Scope, Verdict};
 pub use operator::{Ack, Actor, OperatorCommand, OperatorError, OperatorErrorCode, Role};
 pub use rng::SplitMix64;

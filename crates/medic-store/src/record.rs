@@ -255,6 +255,7 @@ pub fn render(n: &Notice) -> Rendered {
             approved_by,
             revert_of,
             override_by,
+            instances,
         } => {
             let f = f
                 .s("action_id", action_id)
@@ -273,8 +274,14 @@ pub fn render(n: &Notice) -> Rendered {
             } else {
                 f.list("approved_by", approved_by)
             };
-            f.opt("revert_of", revert_of.as_ref())
-                .opt("override_by", override_by.as_ref())
+            let f = f
+                .opt("revert_of", revert_of.as_ref())
+                .opt("override_by", override_by.as_ref());
+            if instances.is_empty() {
+                f
+            } else {
+                f.list("instances", instances)
+            }
         }
         Notice::ActionOutcome {
             action_id,

@@ -152,6 +152,7 @@ fn sample(k: NoticeKind) -> Notice {
             approved_by: vec!["alice".into(), "bob".into()],
             revert_of: None,
             override_by: Some("carol".into()),
+            instances: Vec::new(),
         },
         NoticeKind::ActionOutcome => Notice::ActionOutcome {
             action_id: ActionId(7),

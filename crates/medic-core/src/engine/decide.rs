@@ -546,6 +546,12 @@ impl Engine {
         let now = self.now;
         let id = ActionId(self.next_action);
         self.next_action += 1;
+        // A staged canary (issue 10) picks the instances and the stage.
+        let (instances, stage) = if forced.is_some() {
+            (Vec::new(), stage)
+        } else {
+            self.canary_targets(name, &action.name, stage)
+        };
         let stage = if forced.is_some() {
             ActionStage::Forced
         } else {
@@ -641,6 +647,7 @@ impl Engine {
             approved_by,
             revert_of,
             override_by: forced.map(|(by, _)| by),
+            instances: instances.clone(),
         });
         self.command(Command::RunAction(ActionRequest {
             id,
@@ -652,6 +659,7 @@ impl Engine {
             reason,
             risk: ag.risk,
             stage,
+            instances,
         }));
     }
 

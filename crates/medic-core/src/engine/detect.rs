@@ -220,6 +220,7 @@ impl Engine {
             } else {
                 Vec::new()
             },
+            canary: Vec::new(),
         };
         push_timeline(
             &mut inc,

@@ -17,6 +17,7 @@
 //!                                          |                  |              |
 //!                                          +------------------+--------------+--> ManualIntervention
 //! ```
+mod canary;
 mod decide;
 mod detect;
 mod drill;
@@ -115,6 +116,7 @@ impl Engine {
                         // process (`Input::ProcessStarted`) or a restart
                         // action succeeds, not with the engine.
                         starting_until: None,
+                        canary: None,
                         dirty: false,
                     },
                 )
@@ -271,6 +273,7 @@ impl Engine {
                         .and_then(|a| self.approvals.get(&a))
                         .map(approval_view),
                     hypotheses: inc.hypotheses.clone(),
+                    canary: inc.canary.clone(),
                 });
             }
         }
@@ -329,6 +332,7 @@ impl Engine {
                 }
             }
             Input::Diagnosis(report) => self.diagnosed(report),
+            Input::CanarySamples(s) => self.canary_samples(s),
             Input::FreezeWindows(w) => {
                 let names: Vec<String> = w.iter().map(|f| f.name.clone()).collect();
                 if self.gov.freeze_windows != w {

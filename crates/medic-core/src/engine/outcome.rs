@@ -115,12 +115,18 @@ impl Engine {
         };
         let retry = svc.spec.policy.retry.clone();
         let consecutive = svc.consecutive_failures;
+        let staged = self.canary_staged(&name, flight.stage);
+        let Some(svc) = self.services.get_mut(&name) else {
+            return;
+        };
         let Some(inc) = svc.incident.as_mut() else {
             self.replan_all();
             return;
         };
         svc.dirty = true;
         match result {
+            // A stage of a staged canary (issue 10): judge it.
+            Ok(_) if staged => self.canary_applied(&name),
             Ok(_) if flight.stage == ActionStage::Canary => {
                 let at = now.plus(bake);
                 inc.timer = Some(IncidentTimer::Rollout(at));
@@ -443,6 +449,7 @@ impl Engine {
             decisions: inc.decisions.into_iter().collect(),
             pending_approval: None,
             hypotheses: inc.hypotheses,
+            canary: inc.canary,
         };
         self.explained.insert(inc.id.0.clone(), ex);
         self.explained_order.push_back(inc.id.0);

@@ -35,6 +35,8 @@ pub(crate) enum IncidentTimer {
     Defer(MonoTime),
     /// Full rollout after a good canary.
     Rollout(MonoTime),
+    /// Deadline for the samples of a staged canary's stage (issue 10).
+    Judge(MonoTime),
 }
 
 impl IncidentTimer {
@@ -43,7 +45,8 @@ impl IncidentTimer {
             IncidentTimer::Retry(t)
             | IncidentTimer::Verify(t)
             | IncidentTimer::Defer(t)
-            | IncidentTimer::Rollout(t) => t,
+            | IncidentTimer::Rollout(t)
+            | IncidentTimer::Judge(t) => t,
         }
     }
 
@@ -53,6 +56,7 @@ impl IncidentTimer {
             IncidentTimer::Verify(t) => IncidentTimer::Verify(f(t)),
             IncidentTimer::Defer(t) => IncidentTimer::Defer(f(t)),
             IncidentTimer::Rollout(t) => IncidentTimer::Rollout(f(t)),
+            IncidentTimer::Judge(t) => IncidentTimer::Judge(f(t)),
         }
     }
 }
@@ -85,6 +89,9 @@ pub(crate) struct Incident {
     /// (issue 9), for `explain`; not durable (the daemon diagnoses again).
     #[serde(skip)]
     pub hypotheses: Vec<crate::types::Hypothesis>,
+    /// Judged canary stages (issue 10), for `explain`; not durable.
+    #[serde(skip)]
+    pub canary: Vec<crate::canary::CanaryRecord>,
 }
 
 impl Incident {
@@ -141,6 +148,8 @@ pub(crate) struct Svc {
     pub starting_until: Option<MonoTime>,
     /// What the latest root-cause diagnosis says about this service (issue 9).
     pub diagnosis: Option<crate::governance::DiagnosisGate>,
+    /// The staged canary in progress (issue 10); not durable.
+    pub canary: Option<super::canary::CanaryRun>,
     pub dirty: bool,
 }
 

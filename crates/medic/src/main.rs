@@ -5,6 +5,7 @@ mod ai;
 mod bench;
 mod bench_api;
 mod bench_recovery;
+mod canary;
 mod client;
 mod codes;
 mod daemon;

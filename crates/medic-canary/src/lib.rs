@@ -306,7 +306,7 @@ pub fn judge(cfg: &JudgeConfig, metrics: &[MetricConfig], samples: &[MetricSampl
     };
     let hard = verdicts
         .iter()
-        .find(|v| v.fail.is_some_and(FailReason::is_hard));
+        .find(|v| v.fail.is_some_and(FailReason::is_hard) || v.spread.failed);
     let (outcome, why) = if verdicts.is_empty() {
         (Outcome::Fail, "no metrics to judge".to_string())
     } else if let Some(h) = hard {
@@ -315,7 +315,11 @@ pub fn judge(cfg: &JudgeConfig, metrics: &[MetricConfig], samples: &[MetricSampl
             format!(
                 "{} failed ({}), which fails the canary whatever the score",
                 h.metric,
-                h.fail.map(FailReason::as_str).unwrap_or_default()
+                if h.spread.failed {
+                    FailReason::SpreadIncrease.as_str()
+                } else {
+                    h.fail.map(FailReason::as_str).unwrap_or_default()
+                }
             ),
         )
     } else if score >= cfg.pass_score {
@@ -423,10 +427,12 @@ pub fn judge_metric(
     v.effect = effect;
     v.allowed_effect = allowed;
     v.spread = spread;
-    v.fail = if spread.failed {
-        Some(FailReason::SpreadIncrease)
-    } else if worse {
+    // A shifted metric usually spreads more in absolute terms too: the
+    // shift is named first; the spread failure still fails the canary.
+    v.fail = if worse {
         Some(FailReason::Worse)
+    } else if spread.failed {
+        Some(FailReason::SpreadIncrease)
     } else {
         None
     };

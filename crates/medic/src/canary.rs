@@ -3,9 +3,11 @@
 //! samples back to the engine (`Input::CanarySamples`), which judges them.
 //!
 //! Every `interval` during the window each instance's `url` gets one GET
-//! (all instances at once, each bounded by `timeout`): a 2xx answer gives a
-//! latency sample (ms) and an error sample 0; anything else (status, refused,
-//! timeout) gives an error sample 1 and no latency sample. Sampling never
+//! (every instance on the same fixed schedule, requests to a slow instance
+//! overlap, each bounded by `timeout`): a 2xx answer gives a latency sample
+//! (ms) and an error sample 0; anything else (status, refused, timeout)
+//! gives an error sample 1 and no latency sample. A request still running
+//! when the window ends is dropped. Sampling never
 //! blocks the engine loop: it runs in its own task and answers through the
 //! loop's bounded input queue.
 use std::collections::BTreeMap;
@@ -21,6 +23,9 @@ use crate::daemon::Msg;
 /// Most samples kept per instance and metric in one window (a bound on
 /// memory whatever `window / interval` is).
 const MAX_SAMPLES_PER_INSTANCE: usize = 4096;
+
+/// Most sample requests in flight to one instance.
+const MAX_IN_FLIGHT: usize = 16;
 
 /// One sample of one instance: latency in ms when it answered 2xx.
 async fn sample(http: &reqwest::Client, url: &str, timeout: Duration) -> Option<f64> {
@@ -54,40 +59,65 @@ pub(crate) fn collect(
 }
 
 async fn window(http: &reqwest::Client, cfg: &CanaryConfig, w: &CanaryWindow) -> CanarySamples {
-    let mut latency: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
-    let mut errors: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
-    let targets: Vec<(&str, &str)> = w
-        .canary
-        .iter()
-        .chain(w.baseline.iter())
-        .filter_map(|n| cfg.url(n).map(|u| (n.as_str(), u)))
-        .collect();
     let end = tokio::time::Instant::now() + w.window;
-    let mut tick = tokio::time::interval(cfg.interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        if tokio::time::Instant::now() >= end {
-            break;
-        }
-        let round = futures_join(http, &targets, cfg.timeout).await;
-        for (name, s) in round {
-            let e = errors.entry(name).or_default();
-            if e.len() < MAX_SAMPLES_PER_INSTANCE {
-                e.push(if s.is_some() { 0.0 } else { 1.0 });
+    // Each instance on its own schedule, so a slow canary does not thin out
+    // the baseline's samples (or the other way round).
+    let mut set = tokio::task::JoinSet::new();
+    for name in w.canary.iter().chain(w.baseline.iter()) {
+        let Some(url) = cfg.url(name) else {
+            continue;
+        };
+        let (http, url, name) = (http.clone(), url.to_string(), name.clone());
+        let (interval, timeout) = (cfg.interval, cfg.timeout);
+        set.spawn(async move {
+            // A fixed schedule (start + k·interval): a slow instance is
+            // sampled as often as a fast one, its requests overlap (at most
+            // MAX_IN_FLIGHT at once).
+            let mut inflight = tokio::task::JoinSet::new();
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            let mut started = 0;
+            loop {
+                tick.tick().await;
+                if tokio::time::Instant::now() >= end || started >= MAX_SAMPLES_PER_INSTANCE {
+                    break;
+                }
+                if inflight.len() >= MAX_IN_FLIGHT {
+                    continue;
+                }
+                started += 1;
+                let (http, url) = (http.clone(), url.clone());
+                // Still running at the end of the window: dropped (it would
+                // bias the slower group towards errors).
+                inflight.spawn(async move {
+                    tokio::time::timeout_at(end, sample(&http, &url, timeout)).await
+                });
             }
-            if let Some(ms) = s {
-                let l = latency.entry(name).or_default();
-                if l.len() < MAX_SAMPLES_PER_INSTANCE {
-                    l.push(ms);
+            let mut latency = Vec::new();
+            let mut errors = Vec::new();
+            while let Some(r) = inflight.join_next().await {
+                if let Ok(Ok(s)) = r {
+                    errors.push(if s.is_some() { 0.0 } else { 1.0 });
+                    if let Some(ms) = s {
+                        latency.push(ms);
+                    }
                 }
             }
+            (name, latency, errors)
+        });
+    }
+    let mut latency: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    let mut errors: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    while let Some(r) = set.join_next().await {
+        if let Ok((name, l, e)) = r {
+            latency.insert(name.clone(), l);
+            errors.insert(name, e);
         }
     }
-    let pool = |m: &BTreeMap<&str, Vec<f64>>, names: &[String]| -> Vec<f64> {
+    let pool = |m: &BTreeMap<String, Vec<f64>>, names: &[String]| -> Vec<f64> {
         names
             .iter()
-            .filter_map(|n| m.get(n.as_str()))
+            .filter_map(|n| m.get(n))
             .flatten()
             .copied()
             .collect()
@@ -108,27 +138,4 @@ async fn window(http: &reqwest::Client, cfg: &CanaryConfig, w: &CanaryWindow) ->
             },
         ],
     }
-}
-
-/// One sample of every target, concurrently.
-async fn futures_join<'a>(
-    http: &reqwest::Client,
-    targets: &[(&'a str, &str)],
-    timeout: Duration,
-) -> Vec<(&'a str, Option<f64>)> {
-    let mut set = tokio::task::JoinSet::new();
-    for (i, (_, url)) in targets.iter().enumerate() {
-        let http = http.clone();
-        let url = url.to_string();
-        set.spawn(async move { (i, sample(&http, &url, timeout).await) });
-    }
-    let mut out: Vec<(&'a str, Option<f64>)> = targets.iter().map(|(n, _)| (*n, None)).collect();
-    while let Some(r) = set.join_next().await {
-        if let Ok((i, s)) = r {
-            if let Some(slot) = out.get_mut(i) {
-                slot.1 = s;
-            }
-        }
-    }
-    out
 }

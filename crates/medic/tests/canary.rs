@@ -77,7 +77,9 @@ fn config(dir: &Path, api_port: u16, ports: &[u16], change: &str) -> PathBuf {
     let instances: String = ports
         .iter()
         .enumerate()
-        .map(|(i, p)| format!("        - {{ name: web-{i}, url: \"http://127.0.0.1:{p}/healthz\" }}\n"))
+        .map(|(i, p)| {
+            format!("        - {{ name: web-{i}, url: \"http://127.0.0.1:{p}/healthz\" }}\n")
+        })
         .collect();
     let cfg = format!(
         r#"listen: 127.0.0.1:{api_port}
@@ -175,7 +177,11 @@ fn a_bad_change_stops_at_ten_percent_and_is_undone() {
     let effect: f64 = v["latency_ms.effect"].as_str().unwrap().parse().unwrap();
     assert!(effect > 250.0, "about the 300 ms of the fault: {v}");
     let n_canary: usize = v["latency_ms.n_canary"].as_str().unwrap().parse().unwrap();
-    let n_baseline: usize = v["latency_ms.n_baseline"].as_str().unwrap().parse().unwrap();
+    let n_baseline: usize = v["latency_ms.n_baseline"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(n_canary >= 10 && n_baseline >= 9 * 10, "{v}");
     let esc = &of_kind(&recs, "incident.escalated")[0];
     assert_eq!(esc["reason_code"], "canary_failed", "{esc}");
@@ -209,7 +215,10 @@ fn a_bad_change_stops_at_ten_percent_and_is_undone() {
         .iter()
         .find(|m| m["metric"] == "latency_ms")
         .unwrap();
-    assert!(lat["u"].as_f64().unwrap() > 0.9 * (n_canary * n_baseline) as f64, "{lat}");
+    assert!(
+        lat["u"].as_f64().unwrap() > 0.9 * (n_canary * n_baseline) as f64,
+        "{lat}"
+    );
     assert!(lat["p_value"].as_f64().unwrap() < 0.02, "{lat}");
     assert!(lat["effect"].as_f64().unwrap() > lat["allowed_effect"].as_f64().unwrap());
     let text = cli(&api, &["explain", incident]);
@@ -234,18 +243,28 @@ fn a_good_change_reaches_one_hundred_percent() {
     assert_eq!(stages[1]["instances"], "web-1,web-2,web-3,web-4");
     assert_eq!(stages[2]["baseline"], "");
     let verdicts = of_kind(&recs, "canary.verdict");
-    assert_eq!(verdicts.len(), 2, "judged after 10 % and 50 %: {verdicts:?}");
+    assert_eq!(
+        verdicts.len(),
+        2,
+        "judged after 10 % and 50 %: {verdicts:?}"
+    );
     for v in &verdicts {
         assert_eq!(v["outcome"], "pass", "{v}");
         assert_eq!(v["score"], "1.000000", "{v}");
         for m in ["latency_ms", "error"] {
             assert_eq!(v[format!("{m}.outcome")], "pass", "{v}");
-            assert!(v[format!("{m}.explanation")].as_str().unwrap().contains("U="));
+            assert!(v[format!("{m}.explanation")]
+                .as_str()
+                .unwrap()
+                .contains("U="));
             assert_eq!(v[format!("{m}.spread_failed")], "false", "{v}");
         }
     }
     for i in 0..N {
-        assert!(dir.path().join(format!("done-web-{i}")).exists(), "web-{i} changed");
+        assert!(
+            dir.path().join(format!("done-web-{i}")).exists(),
+            "web-{i} changed"
+        );
     }
     for p in &ports {
         assert_eq!(slow_ms(*p), None);

@@ -52,22 +52,38 @@ fn of_kind(records: &[(String, serde_json::Value)], kind: &str) -> Vec<serde_jso
         .collect()
 }
 
-/// Ten fixtures started by the test (tagged, so `TestDir` kills them).
-fn fixtures(dir: &TestDir) -> Vec<u16> {
+/// Fixtures started by the test: killed and reaped on drop (the `TestDir`
+/// tag is a second net).
+struct Fixtures(Vec<std::process::Child>);
+
+impl Drop for Fixtures {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Ten fixtures, each `medic fixture --port P`.
+fn fixtures(dir: &TestDir) -> (Vec<u16>, Fixtures) {
     let ports: Vec<u16> = (0..N).map(|_| free_port()).collect();
+    let mut children = Fixtures(Vec::new());
     for p in &ports {
-        Command::new(exe())
-            .args(["fixture", "--port", &p.to_string()])
-            .env(TAG_VAR, dir.tag())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        children.0.push(
+            Command::new(exe())
+                .args(["fixture", "--port", &p.to_string()])
+                .env(TAG_VAR, dir.tag())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
     }
     for p in &ports {
         common::fixture_pid(&format!("http://127.0.0.1:{p}/healthz"));
     }
-    ports
+    (ports, children)
 }
 
 /// `change` runs per instance with `MEDIC_INSTANCE(_URL)`; `undo` reverts it.
@@ -134,8 +150,8 @@ fn slow_ms(port: u16) -> Option<u64> {
     get_json(&format!("http://127.0.0.1:{port}/admin/state")).unwrap()["slow_ms"].as_u64()
 }
 
-fn start(dir: &TestDir, change: &str) -> (Vec<u16>, String, common::Daemon) {
-    let ports = fixtures(dir);
+fn start(dir: &TestDir, change: &str) -> (Vec<u16>, String, common::Daemon, Fixtures) {
+    let (ports, children) = fixtures(dir);
     let api_port = free_port();
     let cfg = config(dir.path(), api_port, &ports, change);
     let d = dir.spawn_daemon(&cfg, Some("aggressive"));
@@ -145,13 +161,13 @@ fn start(dir: &TestDir, change: &str) -> (Vec<u16>, String, common::Daemon) {
     });
     // The release starts: the trigger opens an incident whose heal is the change.
     std::fs::write(dir.path().join("trigger"), b"").unwrap();
-    (ports, api, d)
+    (ports, api, d, children)
 }
 
 #[test]
 fn a_bad_change_stops_at_ten_percent_and_is_undone() {
     let dir = TestDir::new();
-    let (ports, api, _d) = start(&dir, "slow?ms=300");
+    let (ports, api, _d, _f) = start(&dir, "slow?ms=300");
     let escalated = wait_for("the escalation", Duration::from_secs(40), || {
         let recs = audit(&api);
         let e = of_kind(&recs, "incident.escalated");
@@ -229,7 +245,7 @@ fn a_bad_change_stops_at_ten_percent_and_is_undone() {
 #[test]
 fn a_good_change_reaches_one_hundred_percent() {
     let dir = TestDir::new();
-    let (ports, api, _d) = start(&dir, "clear");
+    let (ports, api, _d, _f) = start(&dir, "clear");
     let recs = wait_for("the incident to heal", Duration::from_secs(50), || {
         let recs = audit(&api);
         of_kind(&recs, "incident.resolved")

@@ -46,6 +46,7 @@ cli_codes! {
     NotifyBench = ("E0081", "notify_bench_failed", 1, "medic bench notify: a notification was lost, duplicated or reordered, or the loopback receivers could not start."),
     BenchRecovery = ("E0090", "bench_recovery", 1, "medic bench recovery: a trial could not run (medic or the fixture did not start, or medic did not reach its failure point)."),
     Io = ("E0099", "io_error", 1, "An operating-system error."),
+    BenchCanary = ("E0125", "bench_canary_usage", 2, "medic bench canary: a bad argument (--iterations, --trials and --canary must be at least 1)."),
 }
 
 #[derive(Debug)]

@@ -4,6 +4,7 @@
 mod ai;
 mod bench;
 mod bench_api;
+mod bench_canary;
 mod bench_recovery;
 mod canary;
 mod client;
@@ -276,6 +277,8 @@ enum BenchCmd {
     Notify(notify_cli::BenchNotifyArgs),
     /// Kill medic at random failure points mid-heal; count duplicate and lost actions.
     Recovery(bench_recovery::BenchRecoveryArgs),
+    /// The canary judge: time per judgement, failure rates on seeded synthetic canaries.
+    Canary(bench_canary::BenchCanaryArgs),
 }
 
 fn main() -> ExitCode {
@@ -713,6 +716,12 @@ fn run(cmd: Cmd, api: &str) -> Result<ExitCode, CliError> {
             } else {
                 ExitCode::from(1)
             })
+        }
+        Cmd::Bench {
+            cmd: BenchCmd::Canary(args),
+        } => {
+            bench_canary::run(&args)?;
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::Bench {
             cmd: BenchCmd::Detect(args),

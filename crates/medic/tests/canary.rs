@@ -238,6 +238,7 @@ fn a_bad_change_stops_at_ten_percent_and_is_undone() {
     assert!(lat["p_value"].as_f64().unwrap() < 0.02, "{lat}");
     assert!(lat["effect"].as_f64().unwrap() > lat["allowed_effect"].as_f64().unwrap());
     let text = cli(&api, &["explain", incident]);
+    eprintln!("{text}");
     assert!(text.contains("canary change stage 1 (10%): fail"), "{text}");
     assert!(text.contains("latency_ms: fail (worse); U="), "{text}");
 }

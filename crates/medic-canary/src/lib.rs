@@ -315,10 +315,11 @@ pub fn judge(cfg: &JudgeConfig, metrics: &[MetricConfig], samples: &[MetricSampl
             format!(
                 "{} failed ({}), which fails the canary whatever the score",
                 h.metric,
-                if h.spread.failed {
-                    FailReason::SpreadIncrease.as_str()
-                } else {
-                    h.fail.map(FailReason::as_str).unwrap_or_default()
+                match h.fail {
+                    Some(f) if h.spread.failed && f != FailReason::SpreadIncrease =>
+                        format!("{}; spread_increase", f.as_str()),
+                    Some(f) => f.as_str().to_string(),
+                    None => FailReason::SpreadIncrease.as_str().to_string(),
                 }
             ),
         )

@@ -219,6 +219,27 @@ fn a_good_change_goes_ten_fifty_hundred_percent() {
     let ex = e.explain(&inc.id.0).unwrap();
     assert_eq!(ex.canary.len(), 2);
     assert!(ex.canary.iter().all(|c| c.verdict.outcome == Outcome::Pass));
+    // Healed; its revert, an hour later, undoes every changed instance.
+    e.handle_input(
+        at(15),
+        Input::Probe(ProbeReport {
+            service: "web".into(),
+            probe: "healthz".into(),
+            ok: true,
+            latency: Duration::from_millis(5),
+            failure: None,
+            detail: String::new(),
+        }),
+    );
+    let (n, _) = drain(&mut e);
+    assert!(n
+        .iter()
+        .any(|n| matches!(n, Notice::IncidentResolved { .. })));
+    e.handle_timeout(at(15 + 3600));
+    let (_, c) = drain(&mut e);
+    let r = run_action(&c);
+    assert_eq!((r.action.as_str(), r.stage), ("undo", ActionStage::Revert));
+    assert_eq!(r.instances, names());
 }
 
 #[test]

@@ -26,6 +26,18 @@ pub(crate) struct CanaryRun {
     pub marginal: u32,
 }
 
+impl Svc {
+    /// The instances a staged canary of `action` changed (empty: none, or
+    /// no staged canary).
+    pub(crate) fn canary_changed(&self, action: &str) -> Vec<String> {
+        self.canary
+            .as_ref()
+            .filter(|r| r.action == action)
+            .map(|r| r.changed.clone())
+            .unwrap_or_default()
+    }
+}
+
 impl Engine {
     /// The instances `action` runs on now, and the stage it runs as: a stage
     /// of a staged canary (the last one runs as `Rollout`), a retry of one,
@@ -53,7 +65,14 @@ impl Engine {
                 let Some(incident) = incident.clone() else {
                     return (Vec::new(), stage);
                 };
-                if !svc.canary.as_ref().is_some_and(ours) {
+                // A run that changed every instance is over: a new heal
+                // starts a new canary.
+                let n = plan.instances.len();
+                if !svc
+                    .canary
+                    .as_ref()
+                    .is_some_and(|r| ours(r) && r.changed.len() < n)
+                {
                     if stage == ActionStage::Rollout {
                         return (Vec::new(), stage);
                     }
@@ -113,21 +132,16 @@ impl Engine {
                 Some(r) => (r.current.clone(), stage),
                 None => (Vec::new(), stage),
             },
-            ActionStage::Rollback => {
-                // The rollback of the canary's action undoes what it changed.
-                let undoes = svc.canary.as_ref().is_some_and(|r| {
-                    svc.spec
-                        .actions
-                        .iter()
-                        .find(|a| a.name == r.action)
-                        .and_then(|a| a.revert.as_ref())
-                        .is_some_and(|rv| rv.action == action)
-                });
-                match if undoes { svc.canary.take() } else { None } {
-                    Some(r) => (r.changed, stage),
-                    None => (Vec::new(), stage),
-                }
-            }
+            // An undo of what a staged canary changed (chosen when the undo
+            // was planned: a failed stage, a failed verification, a revert).
+            ActionStage::Rollback | ActionStage::Revert => match svc
+                .pending_revert
+                .as_ref()
+                .filter(|p| p.action == action && p.stage == stage)
+            {
+                Some(p) => (p.instances.clone(), stage),
+                None => (Vec::new(), stage),
+            },
             _ => (Vec::new(), stage),
         }
     }
@@ -346,6 +360,7 @@ impl Engine {
                     of: action.to_string(),
                     stage: ActionStage::Rollback,
                     blocked: None,
+                    instances: svc.canary_changed(action),
                 });
                 format!("rolling {changed} back with {rv}")
             }

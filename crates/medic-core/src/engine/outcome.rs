@@ -276,12 +276,14 @@ impl Engine {
             .and_then(|a| svc.action_spec(&a).cloned())
             .and_then(|spec| spec.revert.map(|rv| (rv.action, spec.name)));
         if let Some((action, of)) = rollback {
+            let instances = svc.canary_changed(&of);
             svc.pending_revert = Some(PendingRevert {
                 due: now,
                 action,
                 of,
                 stage: ActionStage::Rollback,
                 blocked: None,
+                instances,
             });
         }
         if n >= max || consecutive >= max_consecutive {
@@ -423,6 +425,7 @@ impl Engine {
                         of: spec.name.clone(),
                         stage: ActionStage::Revert,
                         blocked: None,
+                        instances: svc.canary_changed(&spec.name),
                     });
                 }
             }

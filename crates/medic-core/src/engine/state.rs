@@ -121,6 +121,10 @@ pub(crate) struct PendingRevert {
     pub of: String,
     pub stage: ActionStage,
     pub blocked: Option<ReasonCode>,
+    /// The instances to undo (those a staged canary changed); empty: the
+    /// whole target.
+    #[serde(default)]
+    pub instances: Vec<String>,
 }
 
 #[derive(Debug)]

@@ -12,6 +12,10 @@ fn names() -> Vec<String> {
 }
 
 fn engine() -> Engine {
+    engine_with(|_| {})
+}
+
+fn engine_with(tune: impl FnOnce(&mut CanaryPlan)) -> Engine {
     let spec = ServiceSpec {
         name: "web".into(),
         startup: StartupSpec {
@@ -65,6 +69,7 @@ fn engine() -> Engine {
     let mut plan = CanaryPlan::new(names());
     plan.window = Duration::from_secs(5);
     plan.grace = Duration::from_secs(5);
+    tune(&mut plan);
     gov.canaries.insert("web".into(), plan);
     Engine::new(
         EngineConfig {
@@ -318,4 +323,46 @@ fn no_samples_by_the_deadline_fail_the_canary() {
     let (n, c) = drain(&mut e);
     assert!(!n.iter().any(|n| matches!(n, Notice::CanaryVerdict { .. })));
     assert!(c.iter().all(|c| !matches!(c, Command::RunAction(_))));
+}
+
+#[test]
+fn a_marginal_verdict_is_judged_again_then_fails() {
+    // Two metrics; one worse gives a score of 0.5: marginal here.
+    let mut e = engine_with(|p| p.judge.marginal_score = 0.5);
+    let r = open_incident(&mut e);
+    e.handle_input(
+        at(2),
+        Input::ActionOutcome {
+            id: r.id,
+            result: Ok(String::new()),
+        },
+    );
+    drain(&mut e);
+    e.handle_input(at(7), Input::CanarySamples(samples(1, 2020.0)));
+    let (n, c) = drain(&mut e);
+    assert!(n.iter().any(|n| matches!(
+        n,
+        Notice::CanaryVerdict { verdict, .. } if verdict.outcome == Outcome::Marginal
+    )));
+    let w = window(&c);
+    assert_eq!(
+        (w.stage, w.canary.len()),
+        (1, 1),
+        "the same stage, sampled again"
+    );
+    assert!(c.iter().all(|c| !matches!(c, Command::RunAction(_))));
+    e.handle_input(at(13), Input::CanarySamples(samples(1, 2020.0)));
+    let (n, c) = drain(&mut e);
+    assert!(n.iter().any(|n| matches!(
+        n,
+        Notice::IncidentEscalated {
+            reason_code: ReasonCode::CanaryFailed,
+            ..
+        }
+    )));
+    let r = run_action(&c);
+    assert_eq!(
+        (r.action.as_str(), r.instances.clone()),
+        ("undo", vec!["web-0".to_string()])
+    );
 }

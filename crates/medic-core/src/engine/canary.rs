@@ -149,16 +149,21 @@ impl Engine {
     /// Whether a successful execution at `stage` is a stage of a staged
     /// canary that is judged next (a canary stage or its retry, not the
     /// last stage): then [`Engine::canary_applied`] takes it.
-    pub(super) fn canary_staged(&self, name: &str, stage: ActionStage) -> bool {
+    pub(super) fn canary_staged(&self, name: &str, action: &str, stage: ActionStage) -> bool {
         let Some(plan) = self.gov.canaries.get(name) else {
             return false;
         };
+        let Some(svc) = self.services.get(name) else {
+            return false;
+        };
+        let incident = svc.incident.as_ref().map(|i| &i.id);
         matches!(stage, ActionStage::Canary | ActionStage::Retry)
-            && self
-                .services
-                .get(name)
-                .and_then(|s| s.canary.as_ref())
-                .is_some_and(|r| !r.judging && r.stage + 1 < plan.stages.len())
+            && svc.canary.as_ref().is_some_and(|r| {
+                !r.judging
+                    && r.action == action
+                    && Some(&r.incident) == incident
+                    && r.stage + 1 < plan.stages.len()
+            })
     }
 
     /// A stage ran: sample it against the unchanged instances.

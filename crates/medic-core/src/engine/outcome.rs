@@ -115,7 +115,7 @@ impl Engine {
         };
         let retry = svc.spec.policy.retry.clone();
         let consecutive = svc.consecutive_failures;
-        let staged = self.canary_staged(&name, flight.stage);
+        let staged = self.canary_staged(&name, &flight.action, flight.stage);
         let Some(svc) = self.services.get_mut(&name) else {
             return;
         };

@@ -244,6 +244,93 @@ pub struct ExplainResponse {
     /// Ranked root-cause hypotheses (issue 9), best first.
     #[serde(default)]
     pub hypotheses: Vec<HypothesisEntry>,
+    /// The canary judge's verdicts (issue 10), oldest first.
+    #[serde(default)]
+    pub canary: Vec<CanaryEntry>,
+}
+
+/// One judged stage of a staged canary in `explain` (issue 10).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CanaryEntry {
+    pub at: Option<String>,
+    pub action: String,
+    pub stage: u32,
+    pub percent: u8,
+    /// `pass`, `marginal` or `fail`.
+    pub outcome: String,
+    /// Share of metrics that passed.
+    pub score: f64,
+    pub explanation: String,
+    pub canary: Vec<String>,
+    pub baseline: Vec<String>,
+    pub metrics: Vec<CanaryMetricEntry>,
+}
+
+/// One metric of a canary verdict. Numbers that could not be computed (too
+/// few samples) or are infinite are `null`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CanaryMetricEntry {
+    pub metric: String,
+    pub outcome: String,
+    /// `too_few_canary_samples`, `too_few_baseline_samples`, `worse`,
+    /// `spread_increase`.
+    pub fail: Option<String>,
+    pub n_canary: usize,
+    pub n_baseline: usize,
+    pub dropped: usize,
+    /// Mann-Whitney U of the canary.
+    pub u: Option<f64>,
+    pub p_value: Option<f64>,
+    /// `exact`, `normal` or `none`.
+    pub method: String,
+    pub effect_measure: String,
+    pub effect: Option<f64>,
+    pub allowed_effect: Option<f64>,
+    pub spread_ratio: Option<f64>,
+    pub spread_p_value: Option<f64>,
+    pub spread_failed: bool,
+    pub explanation: String,
+}
+
+fn finite(x: f64) -> Option<f64> {
+    x.is_finite().then_some(x)
+}
+
+pub fn canary_entry(c: &medic_core::CanaryRecord, clock: &WallSync) -> CanaryEntry {
+    CanaryEntry {
+        at: clock.rfc3339(c.at),
+        action: c.action.clone(),
+        stage: c.stage,
+        percent: c.percent,
+        outcome: c.verdict.outcome.as_str().to_string(),
+        score: c.verdict.score,
+        explanation: c.verdict.explanation.clone(),
+        canary: c.canary.clone(),
+        baseline: c.baseline.clone(),
+        metrics: c
+            .verdict
+            .metrics
+            .iter()
+            .map(|m| CanaryMetricEntry {
+                metric: m.metric.clone(),
+                outcome: m.outcome.as_str().to_string(),
+                fail: m.fail.map(|f| f.as_str().to_string()),
+                n_canary: m.n_canary,
+                n_baseline: m.n_baseline,
+                dropped: m.dropped,
+                u: finite(m.test.u),
+                p_value: finite(m.test.p_value),
+                method: m.test.method.as_str().to_string(),
+                effect_measure: m.effect_measure.as_str().to_string(),
+                effect: finite(m.effect),
+                allowed_effect: finite(m.allowed_effect),
+                spread_ratio: finite(m.spread.ratio),
+                spread_p_value: finite(m.spread.p_value),
+                spread_failed: m.spread.failed,
+                explanation: m.explanation.clone(),
+            })
+            .collect(),
+    }
 }
 
 /// One ranked hypothesis in `explain` (issue 9).
@@ -387,6 +474,7 @@ pub fn explain_response(e: &Explanation, clock: &WallSync) -> ExplainResponse {
             .as_ref()
             .map(|a| approval_entry(a, clock)),
         hypotheses: hypothesis_entries(&e.hypotheses),
+        canary: e.canary.iter().map(|c| canary_entry(c, clock)).collect(),
     }
 }
 

@@ -259,7 +259,9 @@ impl Driver {
                 }
                 Command::Notify(n) => self.notifications.push((at_ms, n.title)),
                 // Dry-run never runs or cancels an action; nothing to execute in a replay.
-                Command::RunAction(_) | Command::CancelAction { .. } => {}
+                Command::RunAction(_)
+                | Command::CancelAction { .. }
+                | Command::CollectCanary(_) => {}
             }
         }
     }

@@ -195,7 +195,7 @@ fn class(s: &str) -> Option<ActionClass> {
 }
 
 impl Validator {
-    fn ratio(&mut self, v: &Option<Spanned<f64>>, name: &str, default: f64) -> f64 {
+    pub(crate) fn ratio(&mut self, v: &Option<Spanned<f64>>, name: &str, default: f64) -> f64 {
         match v {
             Some(x) if (0.0..=1.0).contains(&x.value) => x.value,
             Some(x) => {

@@ -5,6 +5,7 @@
 //! problems (undefined references, missing probe kinds, ...) are all collected.
 #![forbid(unsafe_code)]
 
+mod canary;
 mod deps;
 mod drills;
 mod governance;
@@ -28,6 +29,7 @@ use medic_core::{
 };
 use serde_saphyr::{Location, Spanned};
 
+pub use canary::CanaryConfig;
 pub use deps::{DepKind, Dependency};
 pub use drills::{DrillSpec, DrillsConfig, DEFAULT_DRILL_TIMEOUT};
 pub use governance::FreezeSpec;
@@ -251,6 +253,8 @@ pub struct ServiceConfig {
     pub process: Option<ProcessConfig>,
     pub probes: Vec<ProbeConfig>,
     pub actions: BTreeMap<String, ActionExec>,
+    /// The instances a staged canary samples (issue 10), when configured.
+    pub canary: Option<CanaryConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -506,9 +510,21 @@ impl Validator {
             medic_core::Topology::new(dependencies.iter().map(|d| (d.from.clone(), d.to.clone())));
         let mut specs = Vec::new();
         let mut services = Vec::new();
-        for (name, svc) in raw.services {
+        for (name, mut svc) in raw.services {
             let extra = virt.get(&name).map(Vec::as_slice).unwrap_or(&[]);
-            if let Some((spec, svc_cfg)) = self.service(&name, svc, &base, extra) {
+            let canary = svc.value.canary.take().map(|c| {
+                let (plan, cfg) = self.canary(&name, c);
+                // The canary's instances are the service's instances.
+                governance
+                    .services
+                    .entry(name.clone())
+                    .or_default()
+                    .instances = u32::try_from(plan.instances.len()).unwrap_or(u32::MAX);
+                governance.canaries.insert(name.clone(), plan);
+                cfg
+            });
+            if let Some((spec, mut svc_cfg)) = self.service(&name, svc, &base, extra) {
+                svc_cfg.canary = canary;
                 specs.push(spec);
                 services.push(svc_cfg);
             }
@@ -1179,6 +1195,7 @@ impl Validator {
                 process,
                 probes,
                 actions,
+                canary: None,
             },
         ))
     }

@@ -76,6 +76,8 @@ pub struct RawService {
     /// Services this one calls (issue 9): names, or `{service, kind}`.
     #[serde(default)]
     pub depends_on: Vec<Spanned<crate::deps::RawDep>>,
+    /// Staged canary over the service's instances (issue 10).
+    pub canary: Option<crate::canary::RawCanary>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -363,6 +363,8 @@ pub struct GovernanceConfig {
     pub topology: crate::locks::Topology,
     /// Executor circuit breakers (issue 10).
     pub breaker: crate::breaker::BreakerConfig,
+    /// Staged canaries (issue 10), per service name.
+    pub canaries: BTreeMap<String, crate::canary::CanaryPlan>,
 }
 
 impl Default for GovernanceConfig {
@@ -380,6 +382,7 @@ impl Default for GovernanceConfig {
             locks: crate::locks::LockConfig::default(),
             topology: crate::locks::Topology::default(),
             breaker: crate::breaker::BreakerConfig::default(),
+            canaries: BTreeMap::new(),
         }
     }
 }
@@ -467,6 +470,8 @@ pub enum ReasonCode {
     UndoFailed,
     /// The executor target's circuit breaker is open.
     BreakerOpen,
+    /// The canary judge failed a stage of a staged canary (issue 10).
+    CanaryFailed,
 }
 
 impl ReasonCode {
@@ -499,6 +504,7 @@ impl ReasonCode {
             ReasonCode::Cancelled => "cancelled",
             ReasonCode::RetriesExhausted => "retries_exhausted",
             ReasonCode::VerifyFailed => "verify_failed",
+            ReasonCode::CanaryFailed => "canary_failed",
             ReasonCode::InterruptedByRestart => "interrupted_by_restart",
             ReasonCode::UpstreamCause => "upstream_cause",
             ReasonCode::ConfidenceAct => "confidence_act",
@@ -584,6 +590,7 @@ impl fmt::Display for Block {
             ReasonCode::Cancelled => write!(f, "cancelled by an operator"),
             ReasonCode::RetriesExhausted => write!(f, "the action failed on every attempt"),
             ReasonCode::VerifyFailed => write!(f, "the service did not recover"),
+            ReasonCode::CanaryFailed => write!(f, "the canary judge failed a stage"),
             ReasonCode::InterruptedByRestart => {
                 write!(f, "medic stopped while the action ran")
             }

@@ -52,6 +52,7 @@
 #![forbid(unsafe_code)]
 
 mod breaker;
+pub mod canary;
 mod class;
 mod engine;
 pub mod governance;
@@ -67,6 +68,7 @@ mod verify;
 
 pub use breaker::{Breaker, BreakerConfig, BreakerState, Refused, Transition};
 pub use class::{Undo, Verification, CHANGE_VERIFY_WINDOW};
+pub use canary::{CanaryPlan, CanaryRecord, CanarySamples, CanaryWindow};
 pub use engine::{DrillBlock, Engine};
 pub use governance::{
     decide, risk_score, ActionClass, ActionGovernance, ApprovalPolicy, AutonomyBands, Band, Block,
@@ -78,6 +80,7 @@ pub use locks::{
     Acquire, Conflict, Lock, LockConfig, LockEvent, LockKey, LockReason, LockRequest, LockScope,
     LockTable, OnConflict, Topology,
 };
+pub use medic_canary;
 pub use notice::{ActionStatus, Notice, NoticeKind, Scope, Verdict};
 pub use operator::{Ack, Actor, OperatorCommand, OperatorError, OperatorErrorCode, Role};
 pub use rng::SplitMix64;

@@ -228,6 +228,9 @@ pub enum Notice {
         approved_by: Vec<String>,
         revert_of: Option<String>,
         override_by: Option<String>,
+        /// The instances it acts on (a staged canary's stage or rollback);
+        /// empty: the whole target.
+        instances: Vec<String>,
     },
     ActionOutcome {
         action_id: ActionId,
@@ -385,6 +388,28 @@ pub enum Notice {
         probe: String,
         detail: String,
     },
+    /// A staged canary starts a stage (issue 10): the action runs on
+    /// `instances`, `baseline` stays unchanged.
+    CanaryStage {
+        incident: IncidentId,
+        service: String,
+        action: String,
+        /// 1-based.
+        stage: u32,
+        /// Share of instances changed once this stage ran.
+        percent: u8,
+        instances: Vec<String>,
+        baseline: Vec<String>,
+    },
+    /// The judge's verdict on a canary stage, metric by metric (issue 10).
+    CanaryVerdict {
+        incident: IncidentId,
+        service: String,
+        action: String,
+        stage: u32,
+        percent: u8,
+        verdict: medic_canary::Verdict,
+    },
     /// The safety state was restored from the store at start.
     StateRestored {
         /// Time medic was away (wall clock), as measured by the driver.
@@ -442,10 +467,12 @@ pub enum NoticeKind {
     IncidentResolvedByOperator,
     StartupProbeFailed,
     StateRestored,
+    CanaryStage,
+    CanaryVerdict,
 }
 
 impl NoticeKind {
-    pub const ALL: [NoticeKind; 42] = [
+    pub const ALL: [NoticeKind; 44] = [
         NoticeKind::IncidentOpened,
         NoticeKind::Diagnosis,
         NoticeKind::IncidentMerged,
@@ -488,6 +515,8 @@ impl NoticeKind {
         NoticeKind::IncidentResolvedByOperator,
         NoticeKind::StartupProbeFailed,
         NoticeKind::StateRestored,
+        NoticeKind::CanaryStage,
+        NoticeKind::CanaryVerdict,
     ];
 
     /// The stable record kind in the audit log. Never change a string here.
@@ -535,6 +564,8 @@ impl NoticeKind {
             NoticeKind::IncidentResolvedByOperator => "operator.resolve",
             NoticeKind::StartupProbeFailed => "probe.startup_failed",
             NoticeKind::StateRestored => "state.restored",
+            NoticeKind::CanaryStage => "canary.stage",
+            NoticeKind::CanaryVerdict => "canary.verdict",
         }
     }
 }
@@ -585,6 +616,8 @@ impl Notice {
             Notice::IncidentResolvedByOperator { .. } => K::IncidentResolvedByOperator,
             Notice::StartupProbeFailed { .. } => K::StartupProbeFailed,
             Notice::StateRestored { .. } => K::StateRestored,
+            Notice::CanaryStage { .. } => K::CanaryStage,
+            Notice::CanaryVerdict { .. } => K::CanaryVerdict,
         }
     }
 }

@@ -184,6 +184,9 @@ pub enum Input {
     /// A root-cause diagnosis across services (issue 9): the top hypothesis's
     /// service is gated by its confidence band, its victims are held back.
     Diagnosis(DiagnosisReport),
+    /// The samples of a staged canary's judge window (issue 10), answering
+    /// [`Command::CollectCanary`].
+    CanarySamples(crate::canary::CanarySamples),
 }
 
 /// Why an action runs.
@@ -234,6 +237,9 @@ pub struct ActionRequest {
     pub reason: String,
     pub risk: Risk,
     pub stage: ActionStage,
+    /// The instances to act on, in order (a stage of a staged canary, or
+    /// its rollback); empty: the whole target.
+    pub instances: Vec<String>,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -323,6 +329,9 @@ pub enum Command {
     Notify(Notification),
     /// An incident changed; persist and publish this snapshot.
     IncidentChanged(IncidentView),
+    /// Sample the canary and baseline instances of a staged canary for
+    /// `window` and answer with [`Input::CanarySamples`] (issue 10).
+    CollectCanary(crate::canary::CanaryWindow),
     /// Cancel a running action (operator request). The executor stops it if
     /// it can and reports its outcome as usual (`Cancelled` when stopped).
     CancelAction {
@@ -415,4 +424,6 @@ pub struct Explanation {
     pub pending_approval: Option<ApprovalView>,
     /// Ranked hypotheses of the diagnosis that concerned it (issue 9).
     pub hypotheses: Vec<Hypothesis>,
+    /// The canary judge's verdicts (issue 10), oldest first.
+    pub canary: Vec<crate::canary::CanaryRecord>,
 }

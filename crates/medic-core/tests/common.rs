@@ -370,6 +370,9 @@ pub fn render(cmd: &Command, _verbose: bool) -> Option<String> {
         Command::Notify(n) => Some(format!("notify {} {}", n.severity.as_str(), n.title)),
         Command::IncidentChanged(_) => None,
         Command::CancelAction { id, .. } => Some(format!("cancel {id}")),
+        Command::CollectCanary(w) => {
+            Some(format!("collect-canary {} stage={}", w.service, w.stage))
+        }
     }
 }
 

@@ -804,6 +804,8 @@ impl<'a> Sim<'a> {
         let now = self.now;
         let world = &mut self.world;
         match c {
+            // No staged canaries in simulated scenarios (no `canaries` plan).
+            Command::CollectCanary(_) => {}
             Command::RunAction(r) => {
                 self.out.actions += 1;
                 let mut rr = SplitMix64::new(mix(world.seed, r.id.0));
@@ -1429,6 +1431,9 @@ fn describe_command(c: &Command) -> Option<String> {
         Command::Notify(n) => Some(format!("notify {} {}", n.severity.as_str(), n.title)),
         Command::IncidentChanged(_) => None,
         Command::CancelAction { id, .. } => Some(format!("cancel {id}")),
+        Command::CollectCanary(w) => {
+            Some(format!("collect-canary {} stage={}", w.service, w.stage))
+        }
     }
 }
 

@@ -68,6 +68,52 @@ fn scope(f: Fields, service: &Option<String>, kind: &Option<medic_core::ActionKi
         .s("kind", kind.map(|k| k.as_str()).unwrap_or("*"))
 }
 
+/// A number as the audit writes it: up to 6 significant decimals, `nan` or
+/// `inf` when not finite.
+fn num(x: f64) -> String {
+    if x.is_finite() {
+        format!("{x:.6}")
+    } else if x.is_nan() {
+        "nan".into()
+    } else if x > 0.0 {
+        "inf".into()
+    } else {
+        "-inf".into()
+    }
+}
+
+/// The judge's verdict: `outcome`, `score`, `explanation`, `metrics` (the
+/// names), then per metric `<name>.<field>` (metric names come from the
+/// configuration, a bounded set).
+fn canary_verdict(f: Fields, v: &medic_core::medic_canary::Verdict) -> Fields {
+    let names: Vec<String> = v.metrics.iter().map(|m| m.metric.clone()).collect();
+    let mut f = f
+        .s("outcome", v.outcome.as_str())
+        .s("score", num(v.score))
+        .s("explanation", &v.explanation)
+        .list("metrics", &names);
+    for m in &v.metrics {
+        let k = |field: &str| format!("{}.{field}", m.metric);
+        f = f
+            .s(&k("outcome"), m.outcome.as_str())
+            .opt(&k("fail"), m.fail.map(|r| r.as_str()))
+            .s(&k("n_canary"), m.n_canary)
+            .s(&k("n_baseline"), m.n_baseline)
+            .s(&k("dropped"), m.dropped)
+            .s(&k("u"), num(m.test.u))
+            .s(&k("p_value"), num(m.test.p_value))
+            .s(&k("method"), m.test.method.as_str())
+            .s(&k("effect_measure"), m.effect_measure.as_str())
+            .s(&k("effect"), num(m.effect))
+            .s(&k("allowed_effect"), num(m.allowed_effect))
+            .s(&k("spread_ratio"), num(m.spread.ratio))
+            .s(&k("spread_p_value"), num(m.spread.p_value))
+            .s(&k("spread_failed"), m.spread.failed)
+            .s(&k("explanation"), &m.explanation);
+    }
+    f
+}
+
 /// Render `n` as an audit record.
 pub fn render(n: &Notice) -> Rendered {
     let f = Fields::new();
@@ -278,6 +324,7 @@ pub fn render(n: &Notice) -> Rendered {
             approved_by,
             revert_of,
             override_by,
+            instances,
         } => {
             let f = f
                 .s("action_id", action_id)
@@ -296,8 +343,14 @@ pub fn render(n: &Notice) -> Rendered {
             } else {
                 f.list("approved_by", approved_by)
             };
-            f.opt("revert_of", revert_of.as_ref())
-                .opt("override_by", override_by.as_ref())
+            let f = f
+                .opt("revert_of", revert_of.as_ref())
+                .opt("override_by", override_by.as_ref());
+            if instances.is_empty() {
+                f
+            } else {
+                f.list("instances", instances)
+            }
         }
         Notice::ActionOutcome {
             action_id,
@@ -527,6 +580,37 @@ pub fn render(n: &Notice) -> Rendered {
             .s("pauses", pauses)
             .s("inflight_reconciled", inflight)
             .s("mass_incident_latch", mass_latched),
+        Notice::CanaryStage {
+            incident,
+            service,
+            action,
+            stage,
+            percent,
+            instances,
+            baseline,
+        } => f
+            .s("incident", incident)
+            .s("service", service)
+            .s("action", action)
+            .s("stage", stage)
+            .s("percent", percent)
+            .list("instances", instances)
+            .list("baseline", baseline),
+        Notice::CanaryVerdict {
+            incident,
+            service,
+            action,
+            stage,
+            percent,
+            verdict,
+        } => canary_verdict(
+            f.s("incident", incident)
+                .s("service", service)
+                .s("action", action)
+                .s("stage", stage)
+                .s("percent", percent),
+            verdict,
+        ),
     };
     Rendered {
         kind: n.kind().as_str(),

@@ -161,6 +161,7 @@ fn sample(k: NoticeKind) -> Notice {
             approved_by: vec!["alice".into(), "bob".into()],
             revert_of: None,
             override_by: Some("carol".into()),
+            instances: Vec::new(),
         },
         NoticeKind::ActionOutcome => Notice::ActionOutcome {
             action_id: ActionId(7),
@@ -326,6 +327,39 @@ fn sample(k: NoticeKind) -> Notice {
             inflight: 0,
             mass_latched: false,
         },
+        NoticeKind::CanaryStage => Notice::CanaryStage {
+            incident: inc(),
+            service: s(),
+            action: "deploy".into(),
+            stage: 1,
+            percent: 10,
+            instances: vec!["web-0".into()],
+            baseline: vec!["web-1".into(), "web-2".into()],
+        },
+        NoticeKind::CanaryVerdict => {
+            use medic_core::medic_canary::*;
+            let cfg = JudgeConfig {
+                min_samples: 3,
+                ..JudgeConfig::default()
+            };
+            let verdict = judge(
+                &cfg,
+                &[MetricConfig::latency_ms("latency_ms")],
+                &[MetricSamples {
+                    metric: "latency_ms".into(),
+                    canary: vec![210.0, 220.0, 230.0, 240.0, 250.0],
+                    baseline: vec![10.0, 11.0, 12.0, 13.0, 14.0, 15.0],
+                }],
+            );
+            Notice::CanaryVerdict {
+                incident: inc(),
+                service: s(),
+                action: "deploy".into(),
+                stage: 1,
+                percent: 10,
+                verdict,
+            }
+        }
     }
 }
 

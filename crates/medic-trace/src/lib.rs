@@ -42,6 +42,8 @@ pub const STAGES: &[(&str, &[&str])] = &[
             "retry_scheduled",
             "cancelled",
             "canary_ok",
+            "canary_judging",
+            "canary_verdict",
         ],
     ),
     (

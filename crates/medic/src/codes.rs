@@ -52,6 +52,7 @@ cli_codes! {
     Io = ("E0099", "io_error", 1, "An operating-system error."),
     StoreUrl = ("E0100", "store_url_invalid", 2, "A Postgres store URL on the command line is invalid (expected postgres://user@host:port/database); the password is never printed."),
     BenchStore = ("E0101", "bench_store_failed", 1, "medic bench store: a run could not set up or finish (no Postgres binaries, initdb/postgres failed, or the audit chain did not verify afterwards)."),
+    BenchCanary = ("E0125", "bench_canary_usage", 2, "medic bench canary: a bad argument (--iterations, --trials and --canary must be at least 1)."),
 }
 
 #[derive(Debug)]

@@ -80,6 +80,8 @@ pub(crate) enum Msg {
     /// Resume drills after a failed one, as the named actor.
     DrillReset(String, oneshot::Sender<String>),
     DrillList(oneshot::Sender<crate::drill::DrillsView>),
+    /// The samples of a staged canary's judge window (issue 10).
+    Canary(medic_core::CanarySamples),
 }
 
 /// An incident as last published by the engine, with host times.
@@ -409,6 +411,12 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
         },
         opened: BTreeMap::new(),
         human_action: BTreeMap::new(),
+        canaries: opts
+            .config
+            .services
+            .iter()
+            .filter_map(|s| s.canary.clone().map(|c| (s.name.clone(), c)))
+            .collect(),
         ai: crate::ai::AiConfig::from_env(),
         diag_generation: 0,
         services_names: opts
@@ -713,6 +721,8 @@ struct EngineLoop {
     human_action: BTreeMap<String, String>,
     /// Supervised processes, to journal and reconcile a restart's target.
     supervisors: BTreeMap<String, Supervisor>,
+    /// The instances each staged canary samples (issue 10).
+    canaries: BTreeMap<String, medic_config::CanaryConfig>,
 }
 
 impl EngineLoop {
@@ -828,6 +838,7 @@ impl EngineLoop {
                     );
                 }
             }
+            Msg::Canary(s) => self.engine.handle_input(now, Input::CanarySamples(s)),
             Msg::Ai(generation, d) => {
                 // Only if no newer diagnosis came in meanwhile.
                 if self.diag_generation == generation {
@@ -1182,6 +1193,15 @@ impl EngineLoop {
                 }
                 Command::Notify(n) => self.notify(n),
                 Command::IncidentChanged(v) => self.persist(v).await,
+                Command::CollectCanary(w) => {
+                    tracing::info!(service = %w.service, stage = w.stage, canary = ?w.canary, "canary judge window");
+                    crate::canary::collect(
+                        self.http.clone(),
+                        self.canaries.get(&w.service).cloned(),
+                        w,
+                        self.tx.clone(),
+                    );
+                }
                 Command::CancelAction {
                     id,
                     service,

@@ -215,6 +215,8 @@ struct Named {
 /// Runs the engine's actions on the executor registry.
 pub struct Actions {
     registry: Registry,
+    /// Instance name → URL per service, for per-instance actions (issue 10).
+    instances: BTreeMap<String, BTreeMap<String, String>>,
     specs: BTreeMap<String, BTreeMap<String, ActionExec>>,
     restart_timeouts: BTreeMap<String, Duration>,
     hints: Hints,
@@ -229,6 +231,14 @@ impl Actions {
     ) -> Self {
         Actions {
             registry: Registry::standard(supervisors.clone(), http),
+            instances: config
+                .services
+                .iter()
+                .filter_map(|s| {
+                    let c = s.canary.as_ref()?;
+                    Some((s.name.clone(), c.instances.iter().cloned().collect()))
+                })
+                .collect(),
             specs: config
                 .services
                 .iter()
@@ -256,8 +266,78 @@ impl Actions {
     pub fn run(
         &self,
         req: &ActionRequest,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<String, ActionFailure>> + Send + 'static>>
+    {
+        if req.instances.is_empty() {
+            return Box::pin(self.run_named(&req.service, &req.action));
+        }
+        Box::pin(self.run_instances(req))
+    }
+
+    /// A stage of a staged canary or its rollback (issue 10): the `exec`
+    /// action once per instance, in order, with `MEDIC_INSTANCE` and
+    /// `MEDIC_INSTANCE_URL` set; the first failure stops it (naming the
+    /// instance). Other kinds cannot address one instance: they fail.
+    fn run_instances(
+        &self,
+        req: &ActionRequest,
     ) -> impl Future<Output = Result<String, ActionFailure>> + Send + 'static {
-        self.run_named(&req.service, &req.action)
+        let spec = self
+            .specs
+            .get(&req.service)
+            .and_then(|m| m.get(&req.action))
+            .cloned();
+        let urls = self
+            .instances
+            .get(&req.service)
+            .cloned()
+            .unwrap_or_default();
+        let what = format!("{}/{}", req.service, req.action);
+        let instances = req.instances.clone();
+        let registry = self.registry.clone();
+        let service = req.service.clone();
+        let action = req.action.clone();
+        async move {
+            let Some(spec @ ActionExec::Exec { .. }) = spec else {
+                return Err(ActionFailure {
+                    kind: ActionFailureKind::Other,
+                    message: format!(
+                        "{what}: acting on single instances ({}) needs an exec action",
+                        instances.join(",")
+                    ),
+                });
+            };
+            let mut out = Vec::new();
+            for inst in &instances {
+                let mut s = spec.clone();
+                if let ActionExec::Exec { env, .. } = &mut s {
+                    env.insert("MEDIC_INSTANCE".into(), inst.clone());
+                    if let Some(u) = urls.get(inst) {
+                        env.insert("MEDIC_INSTANCE_URL".into(), u.clone());
+                    }
+                }
+                let exec = ExecRequest::new(&service, &action, s, Duration::from_secs(60));
+                let token = CancelToken::new();
+                let _guard = token.drop_guard();
+                match tokio::spawn(registry.execute(exec, token)).await {
+                    Ok(Ok(o)) => out.push(format!("{inst}: {}", o.detail.trim())),
+                    Ok(Err(e)) => {
+                        let f = ActionFailure::from(e);
+                        return Err(ActionFailure {
+                            kind: f.kind,
+                            message: format!("instance {inst}: {}", f.message),
+                        });
+                    }
+                    Err(e) => {
+                        return Err(ActionFailure {
+                            kind: ActionFailureKind::Other,
+                            message: format!("executor for {what} on {inst} failed: {e}"),
+                        })
+                    }
+                }
+            }
+            Ok(out.join("; "))
+        }
     }
 
     /// [`Actions::run`] by service and action name (a drill's fault action).

@@ -4,8 +4,10 @@
 mod ai;
 mod bench;
 mod bench_api;
+mod bench_canary;
 mod bench_recovery;
 mod bench_store;
+mod canary;
 mod client;
 mod codes;
 mod daemon;
@@ -300,6 +302,8 @@ enum BenchCmd {
     Store(bench_store::BenchStoreArgs),
     /// 100× the normal alert rate for 60 s with a fault mid-flood: RSS, critical alerts, healing, API p99.
     Flood(bench::flood::FloodArgs),
+    /// The canary judge: time per judgement, failure rates on seeded synthetic canaries.
+    Canary(bench_canary::BenchCanaryArgs),
 }
 
 fn main() -> ExitCode {
@@ -790,6 +794,12 @@ fn run(cmd: Cmd, api: &str) -> Result<ExitCode, CliError> {
             } else {
                 ExitCode::from(1)
             })
+        }
+        Cmd::Bench {
+            cmd: BenchCmd::Canary(args),
+        } => {
+            bench_canary::run(&args)?;
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::Bench {
             cmd: BenchCmd::Detect(args),

@@ -208,6 +208,19 @@ pub async fn run(api: &str, cmd: OpCmd) -> Result<ExitCode, CliError> {
                     s(d, "reason_code")
                 );
             }
+            for c in v["canary"].as_array().into_iter().flatten() {
+                println!(
+                    "  {} canary {} stage {} ({}%): {}",
+                    s(c, "at"),
+                    s(c, "action"),
+                    c["stage"].as_u64().unwrap_or(0),
+                    c["percent"].as_u64().unwrap_or(0),
+                    s(c, "explanation")
+                );
+                for m in c["metrics"].as_array().into_iter().flatten() {
+                    println!("     {}", s(m, "explanation"));
+                }
+            }
             let hyps = v["hypotheses"].as_array().cloned().unwrap_or_default();
             if !hyps.is_empty() {
                 println!("  hypotheses (confidence = 100 · prior · evidence · learned):");

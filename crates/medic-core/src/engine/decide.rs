@@ -571,6 +571,12 @@ impl Engine {
         let now = self.now;
         let id = ActionId(self.next_action);
         self.next_action += 1;
+        // A staged canary (issue 10) picks the instances and the stage.
+        let (instances, stage) = if forced.is_some() {
+            (Vec::new(), stage)
+        } else {
+            self.canary_targets(name, &action.name, stage)
+        };
         let stage = if forced.is_some() {
             ActionStage::Forced
         } else {
@@ -738,6 +744,7 @@ impl Engine {
             approved_by,
             revert_of,
             override_by: forced.map(|(by, _)| by),
+            instances: instances.clone(),
         });
         if let Some(n) = baseline_notice {
             self.notice(n);
@@ -752,6 +759,7 @@ impl Engine {
             reason,
             risk: ag.risk,
             stage,
+            instances,
         }));
     }
 

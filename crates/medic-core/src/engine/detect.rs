@@ -383,6 +383,7 @@ impl Engine {
             verify: None,
             evidence_since,
             merged: Vec::new(),
+            canary: Vec::new(),
         };
         push_timeline(
             &mut inc,

@@ -17,6 +17,7 @@
 //!                                          |                  |              |
 //!                                          +------------------+--------------+--> ManualIntervention
 //! ```
+mod canary;
 mod decide;
 mod detect;
 mod drill;
@@ -120,6 +121,7 @@ impl Engine {
                         // action succeeds, not with the engine.
                         starting_until: None,
                         breakers: BTreeMap::new(),
+                        canary: None,
                         dirty: false,
                     },
                 )
@@ -277,6 +279,7 @@ impl Engine {
                         .and_then(|a| self.approvals.get(&a))
                         .map(approval_view),
                     hypotheses: inc.hypotheses.clone(),
+                    canary: inc.canary.clone(),
                 });
             }
         }
@@ -340,6 +343,7 @@ impl Engine {
                 }
             }
             Input::Diagnosis(report) => self.diagnosed(report),
+            Input::CanarySamples(s) => self.canary_samples(s),
             Input::FreezeWindows(w) => {
                 let names: Vec<String> = w.iter().map(|f| f.name.clone()).collect();
                 if self.gov.freeze_windows != w {

@@ -158,12 +158,18 @@ impl Engine {
         };
         let retry = svc.spec.policy.retry.clone();
         let consecutive = svc.consecutive_failures;
+        let staged = self.canary_staged(&name, &flight.action, flight.stage);
+        let Some(svc) = self.services.get_mut(&name) else {
+            return;
+        };
         let Some(inc) = svc.incident.as_mut() else {
             self.replan_all();
             return;
         };
         svc.dirty = true;
         match result {
+            // A stage of a staged canary (issue 10): judge it.
+            Ok(_) if staged => self.canary_applied(&name),
             Ok(_) if flight.stage == ActionStage::Canary => {
                 let at = now.plus(bake);
                 inc.timer = Some(IncidentTimer::Rollout(at));
@@ -317,6 +323,7 @@ impl Engine {
             .and_then(|a| svc.action_spec(&a).cloned())
             .and_then(|spec| spec.revert.map(|rv| (rv.action, spec.name)));
         if let Some((action, of)) = rollback {
+            let instances = svc.canary_changed(&of);
             svc.pending_revert = Some(PendingRevert {
                 due: now,
                 action,
@@ -324,6 +331,7 @@ impl Engine {
                 stage: ActionStage::Rollback,
                 blocked: None,
                 green: None,
+                instances,
             });
         }
         if n >= max || consecutive >= max_consecutive {
@@ -509,6 +517,7 @@ impl Engine {
             .and_then(|a| svc.action_spec(&a).cloned())
             .and_then(|spec| spec.revert.map(|rv| (rv.action, spec.name)));
         if let Some((action, of)) = rollback {
+            let instances = svc.canary_changed(&of);
             svc.pending_revert = Some(PendingRevert {
                 due: now,
                 action,
@@ -516,6 +525,7 @@ impl Engine {
                 stage: ActionStage::Rollback,
                 blocked: None,
                 green: None,
+                instances,
             });
         }
         if n >= max || consecutive >= max_consecutive {
@@ -652,6 +662,7 @@ impl Engine {
                             needed,
                             seen: 0,
                         }),
+                        instances: svc.canary_changed(&spec.name),
                     });
                 }
             }
@@ -678,6 +689,7 @@ impl Engine {
             decisions: inc.decisions.into_iter().collect(),
             pending_approval: None,
             hypotheses: inc.hypotheses,
+            canary: inc.canary,
         };
         self.explained.insert(inc.id.0.clone(), ex);
         self.explained_order.push_back(inc.id.0);

@@ -38,6 +38,8 @@ pub(crate) enum IncidentTimer {
     Defer(MonoTime),
     /// Full rollout after a good canary.
     Rollout(MonoTime),
+    /// Deadline for the samples of a staged canary's stage (issue 10).
+    Judge(MonoTime),
 }
 
 impl IncidentTimer {
@@ -46,7 +48,8 @@ impl IncidentTimer {
             IncidentTimer::Retry(t)
             | IncidentTimer::Verify(t)
             | IncidentTimer::Defer(t)
-            | IncidentTimer::Rollout(t) => t,
+            | IncidentTimer::Rollout(t)
+            | IncidentTimer::Judge(t) => t,
         }
     }
 
@@ -56,6 +59,7 @@ impl IncidentTimer {
             IncidentTimer::Verify(t) => IncidentTimer::Verify(f(t)),
             IncidentTimer::Defer(t) => IncidentTimer::Defer(f(t)),
             IncidentTimer::Rollout(t) => IncidentTimer::Rollout(f(t)),
+            IncidentTimer::Judge(t) => IncidentTimer::Judge(f(t)),
         }
     }
 }
@@ -89,6 +93,9 @@ pub(crate) struct Incident {
     /// survive a restart.
     #[serde(default)]
     pub hypotheses: Vec<crate::types::Hypothesis>,
+    /// Judged canary stages (issue 10), for `explain`; not durable.
+    #[serde(skip)]
+    pub canary: Vec<crate::canary::CanaryRecord>,
     /// Victims whose symptoms joined this incident (its service is their
     /// diagnosed upstream cause): one incident per cascade. Bounded by the
     /// number of services.
@@ -144,6 +151,10 @@ pub(crate) struct PendingRevert {
     pub of: String,
     pub stage: ActionStage,
     pub blocked: Option<ReasonCode>,
+    /// The instances to undo (those a staged canary changed); empty: the
+    /// whole target.
+    #[serde(default)]
+    pub instances: Vec<String>,
     /// Undo earlier, after this many healthy results of a probe (issue 10).
     #[serde(default)]
     pub green: Option<GreenChecks>,
@@ -184,6 +195,8 @@ pub(crate) struct Svc {
     pub diagnosis: Option<crate::governance::DiagnosisGate>,
     /// Executor circuit breakers, per action (executor target) (issue 10).
     pub breakers: BTreeMap<String, crate::breaker::Breaker>,
+    /// The staged canary in progress (issue 10); not durable.
+    pub canary: Option<super::canary::CanaryRun>,
     pub dirty: bool,
 }
 

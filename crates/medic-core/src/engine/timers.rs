@@ -126,6 +126,12 @@ impl Engine {
                     self.act(name, &action, ActionStage::Rollout, 0, reason, None);
                     return;
                 }
+                Some(IncidentTimer::Judge(_)) => {
+                    inc.timer = None;
+                    // No samples in time: judged without canary data (fails).
+                    self.canary_judge(name, &[]);
+                    return;
+                }
                 Some(IncidentTimer::Defer(_)) => {
                     inc.timer = None;
                     inc.waiting_reason = None;

@@ -56,7 +56,7 @@ async fn one_leader_then_a_higher_token_after_it_leaves() {
         Verdict::Act { .. }
     ));
     let status = medic_ha::cluster_status(
-        &[e.client_url.clone()],
+        std::slice::from_ref(&e.client_url),
         "t/leader",
         "t",
         Duration::from_secs(2),

@@ -72,6 +72,9 @@ error_codes! {
     NothingToAcknowledge = ("E0460", "nothing_to_acknowledge", 409, "No notification was ever queued for this incident, so there is nothing to acknowledge."),
     UnknownChannel = ("E0461", "unknown_channel", 422, "No notification channel has this name (see notify.channels)."),
     NotifyDisabled = ("E0462", "notify_disabled", 409, "The configuration has no notify section, so nothing can be sent."),
+    // issue 13 (high availability): E0475–E0479
+    NotActing = ("E0475", "not_acting", 503, "This instance does not act: it is a follower, lost its lease, or cannot reach etcd or the store (`reason_code` says which; the message names the leader)."),
+    NotLeader = ("E0476", "not_leader", 409, "Operator commands go to the leader; this instance is a follower (the message names the leader)."),
     Internal = ("E0500", "internal", 500, "An internal error, e.g. the store failed."),
     ControlUnavailable = ("E0502", "control_unavailable", 503, "The control loop is not accepting requests."),
     NotReady = ("E0503", "not_ready", 503, "medic is starting up or shutting down and not ready."),

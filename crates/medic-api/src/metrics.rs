@@ -123,6 +123,7 @@ pub struct Metrics {
     queue_depth: Family<QueueLabel, Gauge>,
     probe_missed: Counter,
     outbox: Arc<AtomicU64>,
+    ha: crate::ha::HaCell,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -287,6 +288,8 @@ impl Metrics {
             counters: sources.into_iter().map(NamedSource).collect(),
             outbox: outbox.clone(),
         }));
+        let ha = crate::ha::HaCell::default();
+        r.register_collector(Box::new(ha.clone()));
         for m in MODES {
             mode.get_or_create(&ModeLabel { mode: m.as_str() }).set(0);
         }
@@ -319,6 +322,7 @@ impl Metrics {
             actions_running,
             queue_depth,
             outbox,
+            ha,
         }
     }
 
@@ -451,6 +455,12 @@ impl Metrics {
     /// The notification outbox's depth, shared with the sender.
     pub fn outbox(&self) -> Arc<AtomicU64> {
         self.outbox.clone()
+    }
+
+    /// This instance's place in its HA cluster (`ha:`), for `/readyz` and
+    /// the `medic_ha_*` gauges (none without `ha:`).
+    pub fn ha(&self) -> &crate::ha::HaCell {
+        &self.ha
     }
 
     /// The registry, e.g. for encoding elsewhere.

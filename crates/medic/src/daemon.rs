@@ -77,6 +77,8 @@ pub(crate) enum Msg {
     /// Resume drills after a failed one, as the named actor.
     DrillReset(String, oneshot::Sender<String>),
     DrillList(oneshot::Sender<crate::drill::DrillsView>),
+    /// The election state changed, or its periodic re-check (issue 13).
+    Ha,
 }
 
 /// An incident as last published by the engine, with host times.
@@ -333,26 +335,66 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
     engine_cfg.mode = opts.mode;
     engine_cfg.seed = opts.seed;
     engine_cfg.instance = instance[..12.min(instance.len())].to_string();
-    let mut engine = Engine::new(engine_cfg, clock.now());
-    engine.handle_input(clock.now(), wall_clock());
-    // The start phase of each process medic started just now.
-    for svc in &opts.config.services {
-        if svc.process.as_ref().is_some_and(|p| p.autostart) {
-            engine.handle_input(
-                clock.now(),
-                Input::ProcessStarted {
-                    service: svc.name.clone(),
-                },
+    let autostarted: Vec<String> = opts
+        .config
+        .services
+        .iter()
+        .filter(|s| s.process.as_ref().is_some_and(|p| p.autostart))
+        .map(|s| s.name.clone())
+        .collect();
+    // High availability (issue 13): an election loop on etcd; the engine
+    // starts as a follower (dry-run, no shared writes) and is rebuilt from
+    // the shared store when this instance is elected.
+    let ha = opts.config.ha.as_ref().map(|h| {
+        let member = h
+            .member
+            .clone()
+            .unwrap_or_else(|| format!("medic-{}", &instance[..12.min(instance.len())]));
+        let (state, _join) = medic_ha::spawn(
+            medic_ha::ElectorConfig {
+                endpoints: h.etcd.clone(),
+                election: h.election.clone(),
+                prefix: h.prefix.clone(),
+                member,
+                api: api_addr.to_string(),
+                ttl: h.lease_ttl,
+                margin: h.drift_margin,
+            },
+            shutdown_rx.clone(),
+        );
+        let base = opts.db.parent().unwrap_or(std::path::Path::new("."));
+        let ctl = crate::ha::HaCtl {
+            cfg: h.clone(),
+            state,
+            acting: None,
+            fence_file: base.join(&h.fence_file),
+            no_fence: std::env::var(crate::ha::UNSAFE_NO_FENCE).is_ok_and(|v| v == "1"),
+            store_down: false,
+            cell: metrics.ha().clone(),
+        };
+        if ctl.no_fence {
+            tracing::error!(
+                "{}=1: fencing is OFF (a deliberate bug for tests); a stale leader can act",
+                crate::ha::UNSAFE_NO_FENCE
             );
         }
+        ctl.publish();
+        ctl
+    });
+    let first_mode = if ha.is_some() {
+        Mode::DryRun
+    } else {
+        opts.mode
+    };
+    let engine = build_engine(&store, &engine_cfg, &autostarted, first_mode, clock.now()).await;
+    if ha.is_none() {
+        let open: Vec<String> = engine
+            .open_incidents()
+            .iter()
+            .map(|v| v.id.0.clone())
+            .collect();
+        close_interrupted(&store, &open, &metrics).await?;
     }
-    restore_state(&store, &mut engine, opts.mode, clock.now()).await;
-    let open: Vec<String> = engine
-        .open_incidents()
-        .iter()
-        .map(|v| v.id.0.clone())
-        .collect();
-    close_interrupted(&store, &open, &metrics).await?;
     let incidents = Arc::new(Mutex::new(BTreeMap::new()));
     let drills = crate::drill::DrillState::new(
         opts.config.drills.clone(),
@@ -366,8 +408,31 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
     let http = reqwest::Client::builder()
         .build()
         .context("building the HTTP client")?;
+    if let Some(h) = &ha {
+        let mut state = h.state.clone();
+        let every = h.cfg.lease_ttl / 10;
+        let tx = tx.clone();
+        let mut stop = shutdown_rx.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    r = state.changed() => if r.is_err() { return },
+                    _ = tokio::time::sleep(every) => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+                if tx.send(Msg::Ha).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    let is_ha = ha.is_some();
     let lp = EngineLoop {
         engine,
+        ha,
+        engine_cfg,
+        autostarted,
+        start_mode: opts.mode,
         clock,
         store: store.clone(),
         metrics,
@@ -406,15 +471,18 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
         approve_band: opts.config.engine.governance.autonomy.approve,
         supervisors: supervisors.clone(),
     };
-    store
-        .append_audit(
-            &now_rfc3339(),
-            "medic.started",
-            &serde_json::json!({"mode": opts.mode.as_str(), "services": opts.config.services.len()})
-                .to_string(),
-        )
-        .await?;
-    lp.metrics.inc_audit();
+    // With `ha:` only the leader writes to the shared store (`ha.elected`).
+    if !is_ha {
+        store
+            .append_audit(
+                &now_rfc3339(),
+                "medic.started",
+                &serde_json::json!({"mode": opts.mode.as_str(), "services": opts.config.services.len()})
+                    .to_string(),
+            )
+            .await?;
+        lp.metrics.inc_audit();
+    }
     // The engine extrapolates wall time from monotonic time; resend it every
     // minute so clock jumps (NTP, DST) are picked up, and the freeze windows
     // of the next 8 days (expanded from cron in their time zones) every hour.
@@ -458,9 +526,11 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
         for s in sups.values() {
             s.stop().await;
         }
-        let _ = store
-            .append_audit(&now_rfc3339(), "medic.stopped", "{}")
-            .await;
+        if !is_ha {
+            let _ = store
+                .append_audit(&now_rfc3339(), "medic.stopped", "{}")
+                .await;
+        }
         store.close().await;
         r
     });
@@ -519,6 +589,32 @@ async fn audit_signal_events(
             Err(e) => tracing::error!(error = %e, kind, "audit append failed"),
         }
     }
+}
+
+/// A fresh engine: the wall clock, the start phase of each process medic
+/// started, then the safety state restored from the store (see
+/// [`restore_state`]) in `mode` or a more restrictive saved one.
+async fn build_engine(
+    store: &Store,
+    cfg: &medic_core::EngineConfig,
+    autostarted: &[String],
+    mode: Mode,
+    now: MonoTime,
+) -> Engine {
+    let mut cfg = cfg.clone();
+    cfg.mode = mode;
+    let mut engine = Engine::new(cfg, now);
+    engine.handle_input(now, wall_clock());
+    for service in autostarted {
+        engine.handle_input(
+            now,
+            Input::ProcessStarted {
+                service: service.clone(),
+            },
+        );
+    }
+    restore_state(store, &mut engine, mode, now).await;
+    engine
 }
 
 /// Restore the safety state saved by the previous run: pauses, approvals,
@@ -625,6 +721,12 @@ async fn forward_control(mut rx: mpsc::Receiver<ControlRequest>, tx: mpsc::Sende
 
 struct EngineLoop {
     engine: Engine,
+    /// Leader election and fencing (`ha:`, issue 13).
+    ha: Option<crate::ha::HaCtl>,
+    /// To rebuild the engine at a takeover or a step-down.
+    engine_cfg: medic_core::EngineConfig,
+    autostarted: Vec<String>,
+    start_mode: Mode,
     clock: Arc<Clock>,
     store: Store,
     metrics: Arc<Metrics>,
@@ -815,6 +917,7 @@ impl EngineLoop {
                     recent: self.drills.recent.iter().cloned().collect(),
                 });
             }
+            Msg::Ha => self.ha_step().await,
             m @ (Msg::Drill(..)
             | Msg::DrillScheduled(..)
             | Msg::DrillDone(..)
@@ -862,6 +965,10 @@ impl EngineLoop {
 
     /// An audit record written by the edge (drills), not from a notice.
     async fn audit_kind(&self, kind: &str, payload: serde_json::Value) {
+        if !self.writes_allowed() {
+            tracing::info!(target: "medic::audit", kind, payload = %payload, "audit (not leader: local only)");
+            return;
+        }
         match self
             .store
             .append_audit(&now_rfc3339(), kind, &payload.to_string())
@@ -1036,7 +1143,8 @@ impl EngineLoop {
             failpoint::hit("before_intent");
         }
         let mut audit_ok = self.record(&notices, &commands).await;
-        for n in &notices {
+        let shared = self.writes_allowed();
+        for n in notices.iter().filter(|_| shared) {
             if matches!(n, Notice::ActionOutcome { .. }) {
                 failpoint::hit("after_outcome");
             }
@@ -1049,7 +1157,7 @@ impl EngineLoop {
             self.learn(n).await;
         }
         let generation = self.engine.safety_generation();
-        if self.saved_generation != Some(generation) {
+        if shared && self.saved_generation != Some(generation) {
             match self
                 .store
                 .save_snapshot(&self.engine.snapshot(), &now_rfc3339())
@@ -1060,6 +1168,9 @@ impl EngineLoop {
                     // Acting on state that would not survive a restart could
                     // repeat the action after one: hold this step's actions.
                     audit_ok = false;
+                    if let Some(h) = self.ha.as_mut() {
+                        h.store_down = true;
+                    }
                     tracing::error!(error = %e, "saving the safety state failed");
                 }
             }
@@ -1103,7 +1214,28 @@ impl EngineLoop {
                         continue;
                     }
                     failpoint::hit("after_intent");
-                    self.spawn_action(req);
+                    let Some(h) = self.ha.as_ref() else {
+                        self.spawn_action(req, None);
+                        continue;
+                    };
+                    // The gate: a leader whose lease may have expired in
+                    // etcd's view starts nothing (docs/ha.md).
+                    let Some(token) = h.may_write() else {
+                        tracing::warn!(id = %req.id, service = %req.service,
+                            "not acting: this instance's lease is not confirmed; stepping down");
+                        self.demote("lost_lease").await;
+                        break;
+                    };
+                    crate::ha::stop_point("before_execute");
+                    // The target's own check: the process executor's token
+                    // file refuses a token older than the newest that acted.
+                    if let Err(e) = h.fence(token) {
+                        tracing::error!(id = %req.id, service = %req.service, token, error = %e,
+                            "fenced off: a newer leader has acted; not running the action, stepping down");
+                        self.demote("fenced").await;
+                        break;
+                    }
+                    self.spawn_action(req, Some(token));
                 }
                 Command::Notify(n) => self.notify(n),
                 Command::IncidentChanged(v) => self.persist(v).await,
@@ -1137,6 +1269,111 @@ impl EngineLoop {
         }
     }
 
+    /// Without `ha:`, always; with it, only while this instance leads under
+    /// the token its engine runs with and its lease is confirmed.
+    fn writes_allowed(&self) -> bool {
+        self.ha.as_ref().is_none_or(|h| h.may_write().is_some())
+    }
+
+    fn set_store_down(&mut self, down: bool) {
+        if let Some(h) = self.ha.as_mut() {
+            if h.store_down != down {
+                h.store_down = down;
+                h.publish();
+            }
+        }
+    }
+
+    /// The election state moved (or its periodic re-check): take over,
+    /// step down, or stay; then publish what `/readyz` and `/metrics` say.
+    async fn ha_step(&mut self) {
+        let Some(h) = self.ha.as_ref() else {
+            return;
+        };
+        match (h.verdict(), h.acting) {
+            (medic_ha::Verdict::Act { token, .. }, Some(a)) if a == token => {}
+            (medic_ha::Verdict::Act { token, .. }, _) => self.promote(token).await,
+            (medic_ha::Verdict::Hold(hold), Some(_)) => self.demote(hold.as_str()).await,
+            (medic_ha::Verdict::Hold(_), None) => {}
+        }
+        if let Some(h) = self.ha.as_ref() {
+            h.publish();
+        }
+    }
+
+    /// Takeover: a fresh engine restores the durable safety state the last
+    /// leader saved in the shared store and reconciles its in-flight actions
+    /// from the journal (verify a heal, escalate a revert, never re-run: the
+    /// crash-recovery path of docs/recovery.md).
+    async fn promote(&mut self, token: u64) {
+        self.abort_running();
+        let Some(h) = self.ha.as_mut() else {
+            return;
+        };
+        let member = h.state.borrow().member.clone();
+        h.acting = Some(token);
+        let now = self.clock.now();
+        self.engine = build_engine(
+            &self.store,
+            &self.engine_cfg,
+            &self.autostarted,
+            self.start_mode,
+            now,
+        )
+        .await;
+        self.saved_generation = None;
+        self.gauges_at = None;
+        tracing::warn!(%member, token, "ha: leader; safety state restored from the store");
+        let open: Vec<String> = self
+            .engine
+            .open_incidents()
+            .iter()
+            .map(|v| v.id.0.clone())
+            .collect();
+        if let Err(e) = close_interrupted(&self.store, &open, &self.metrics).await {
+            tracing::error!(error = %e, "closing interrupted incidents failed");
+        }
+        self.audit_kind(
+            "ha.elected",
+            serde_json::json!({"member": member, "token": token, "v": 1}),
+        )
+        .await;
+    }
+
+    /// Step down: actions in flight are aborted, the engine becomes a
+    /// follower's again (dry-run, rebuilt from the shared store), nothing more
+    /// is written to the shared store.
+    async fn demote(&mut self, why: &str) {
+        self.abort_running();
+        let Some(h) = self.ha.as_mut() else {
+            return;
+        };
+        let was = h.acting.take();
+        tracing::warn!(token = ?was, why, "ha: stepping down; follower (no actions, no shared writes)");
+        let now = self.clock.now();
+        self.engine = build_engine(
+            &self.store,
+            &self.engine_cfg,
+            &self.autostarted,
+            Mode::DryRun,
+            now,
+        )
+        .await;
+        self.saved_generation = None;
+        self.gauges_at = None;
+        if let Some(h) = self.ha.as_ref() {
+            h.publish();
+        }
+    }
+
+    fn abort_running(&mut self) {
+        for (id, h) in std::mem::take(&mut self.running) {
+            tracing::warn!(%id, "ha: aborting an action in flight");
+            h.abort();
+        }
+        self.action_names.clear();
+    }
+
     /// The supervised process's identity (pid, start ticks) if it runs.
     fn identity(&self, service: &str) -> Option<(u32, u64)> {
         match self.supervisors.get(service)?.state() {
@@ -1153,6 +1390,9 @@ impl EngineLoop {
     async fn journal(&self, req: &ActionRequest) -> bool {
         if req.kind != medic_core::ActionKind::Restart {
             return true;
+        }
+        if !self.writes_allowed() {
+            return false;
         }
         let target = self
             .identity(&req.service)
@@ -1359,7 +1599,7 @@ impl EngineLoop {
 
     /// Append a step's notices to the audit log (and the structured log)
     /// and queue its notifications in the outbox, in one transaction.
-    async fn record(&self, notices: &[Notice], commands: &[Command]) -> bool {
+    async fn record(&mut self, notices: &[Notice], commands: &[Command]) -> bool {
         let rendered: Vec<_> = notices.iter().map(medic_store::record::render).collect();
         for r in &rendered {
             tracing::info!(target: "medic::audit", kind = r.kind, payload = %r.payload, "audit");
@@ -1377,6 +1617,11 @@ impl EngineLoop {
         if rendered.is_empty() && notes.is_empty() {
             return true;
         }
+        // A follower (or a leader past its lease) records locally only: the
+        // structured log above, never the shared store.
+        if !self.writes_allowed() {
+            return false;
+        }
         let audit: Vec<(&str, &str)> = rendered
             .iter()
             .map(|r| (r.kind, r.payload.as_str()))
@@ -1390,17 +1635,29 @@ impl EngineLoop {
                 for _ in &w.records {
                     self.metrics.inc_audit();
                 }
+                if let Some(h) = &self.ha {
+                    if h.store_down {
+                        tracing::info!("ha: the store answers again");
+                    }
+                }
+                self.set_store_down(false);
                 true
             }
             Err(e) => {
                 tracing::error!(error = %e, records = audit.len(), "audit append failed");
+                self.set_store_down(true);
                 false
             }
         }
     }
 
-    fn spawn_action(&mut self, req: ActionRequest) {
-        let run = self.actions.run(&req);
+    fn spawn_action(&mut self, req: ActionRequest, token: Option<u64>) {
+        let run: std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<String, ActionFailure>> + Send>,
+        > = match token {
+            Some(t) => Box::pin(self.actions.run_fenced(&req, t)),
+            None => Box::pin(self.actions.run(&req)),
+        };
         let tx = self.tx.clone();
         self.action_names
             .insert(req.id, (req.action.clone(), req.stage));
@@ -1493,6 +1750,10 @@ impl EngineLoop {
                 })
                 .collect(),
         };
+        // A follower's incidents are its own view; the leader's are stored.
+        if !self.writes_allowed() {
+            return;
+        }
         if let Err(e) = self.store.upsert_incident(&rec).await {
             tracing::error!(error = %e, incident = %rec.id, "storing incident failed");
         }

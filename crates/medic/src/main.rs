@@ -11,6 +11,7 @@ mod daemon;
 mod demo;
 mod drill;
 mod graph;
+mod ha;
 mod healthcheck;
 mod init;
 mod lifecycle;

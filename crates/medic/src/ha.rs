@@ -1,0 +1,96 @@
+//! The daemon's side of high availability (issue 13, docs/ha.md): the
+//! election loop's state, the gate before every shared write and action, the
+//! process executor's fence, and what `/readyz` and `/metrics` say.
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use medic_api::ha::{HaCell, HaView};
+use medic_config::HaConfig;
+use medic_ha::{HaState, Hold, Verdict};
+use tokio::sync::watch;
+
+/// The deliberate-bug switch of the HA tests: skip the fence checks (the
+/// process executor's token file). Never set it in production.
+pub const UNSAFE_NO_FENCE: &str = "MEDIC_HA_UNSAFE_NO_FENCE";
+
+/// Test hook: `MEDIC_HA_STOP_AT=before_execute` makes medic stop itself
+/// (SIGSTOP) once, after the gate let an action through and before its fence
+/// check and executor call: the pause a stale leader suffers.
+pub const STOP_AT: &str = "MEDIC_HA_STOP_AT";
+
+pub fn stop_point(point: &str) {
+    static ARMED: OnceLock<Option<String>> = OnceLock::new();
+    static DONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let armed = ARMED.get_or_init(|| std::env::var(STOP_AT).ok().filter(|v| !v.is_empty()));
+    if armed.as_deref() == Some(point) && !DONE.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        eprintln!(
+            "{STOP_AT}={point}: stopping medic (pid {})",
+            std::process::id()
+        );
+        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGSTOP);
+    }
+}
+
+pub(crate) struct HaCtl {
+    pub cfg: HaConfig,
+    pub state: watch::Receiver<HaState>,
+    /// The token the engine runs under as leader; `None`: a follower engine
+    /// (dry-run, writes nothing to the shared store).
+    pub acting: Option<u64>,
+    pub fence_file: PathBuf,
+    pub no_fence: bool,
+    /// The last write to the shared store failed.
+    pub store_down: bool,
+    pub cell: HaCell,
+}
+
+impl HaCtl {
+    pub fn verdict(&self) -> Verdict {
+        self.state
+            .borrow()
+            .verdict(Instant::now(), self.cfg.lease_ttl, self.cfg.drift_margin)
+    }
+
+    /// May this instance write to the shared store and act now, under the
+    /// token its engine runs with?
+    pub fn may_write(&self) -> Option<u64> {
+        match (self.verdict(), self.acting) {
+            (Verdict::Act { token, .. }, Some(a)) if a == token => Some(token),
+            _ => None,
+        }
+    }
+
+    pub fn publish(&self) {
+        let s = self.state.borrow().clone();
+        let verdict = self.verdict();
+        let reason = match verdict {
+            Verdict::Act { .. } if self.store_down => Some("store_unreachable"),
+            Verdict::Act { token, .. } if self.acting == Some(token) => None,
+            // Elected, the engine not switched over yet.
+            Verdict::Act { .. } => Some("follower"),
+            Verdict::Hold(Hold::Follower) => Some("follower"),
+            Verdict::Hold(Hold::LostLease) => Some("lost_lease"),
+            Verdict::Hold(Hold::EtcdUnreachable) => Some("etcd_unreachable"),
+        };
+        self.cell.set(HaView {
+            member: s.member.clone(),
+            acting: reason.is_none(),
+            reason,
+            token: self.acting,
+            leader: s.leader.clone(),
+            terms: s.terms,
+            last_renew_unix_ms: s.renewed_unix_ms,
+        });
+    }
+
+    /// The process executor's fence: refuse an action whose token is older
+    /// than the newest that acted on this host (skipped by the deliberate-bug
+    /// switch).
+    pub fn fence(&self, token: u64) -> Result<(), String> {
+        if self.no_fence {
+            return Ok(());
+        }
+        medic_ha::fence::admit(&self.fence_file, token).map_err(|e| e.to_string())
+    }
+}

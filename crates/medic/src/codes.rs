@@ -45,6 +45,8 @@ cli_codes! {
     NotifyFailed = ("E0080", "notify_failed", 1, "medic notify test: a channel did not accept the test message in time (it stays queued; the error is printed)."),
     NotifyBench = ("E0081", "notify_bench_failed", 1, "medic bench notify: a notification was lost, duplicated or reordered, or the loopback receivers could not start."),
     BenchRecovery = ("E0090", "bench_recovery", 1, "medic bench recovery: a trial could not run (medic or the fixture did not start, or medic did not reach its failure point)."),
+    HaNotConfigured = ("E0110", "ha_not_configured", 2, "`medic cluster`: the config has no `ha:` section."),
+    EtcdUnreachable = ("E0111", "etcd_unreachable", 3, "`medic cluster`: no etcd endpoint of `ha.etcd` answered in time."),
     Io = ("E0099", "io_error", 1, "An operating-system error."),
 }
 

@@ -6,6 +6,7 @@ mod bench;
 mod bench_api;
 mod bench_recovery;
 mod client;
+mod cluster;
 mod codes;
 mod daemon;
 mod demo;
@@ -56,6 +57,18 @@ struct Cli {
     cmd: Cmd,
 }
 
+#[derive(Subcommand)]
+enum ClusterCmd {
+    /// Members (last renewal, lag), the leader and its fencing token, from etcd.
+    Status {
+        #[arg(short, long, default_value = "medic.yaml")]
+        config: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum LogFormat {
     Text,
@@ -78,6 +91,11 @@ enum Cmd {
         /// API listen address (overrides the config).
         #[arg(long)]
         listen: Option<SocketAddr>,
+    },
+    /// A high-availability cluster (`ha:`): members, leader, fencing token.
+    Cluster {
+        #[command(subcommand)]
+        cmd: ClusterCmd,
     },
     /// Validate a config file without side effects.
     Check {
@@ -328,6 +346,9 @@ fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
 
 fn run(cmd: Cmd, api: &str) -> Result<ExitCode, CliError> {
     match cmd {
+        Cmd::Cluster {
+            cmd: ClusterCmd::Status { config, json },
+        } => cluster::status(&config, json),
         Cmd::Check { config } => {
             let cfg = medic_config::load(&config).map_err(CliError::config)?;
             println!(

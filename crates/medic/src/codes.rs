@@ -47,6 +47,7 @@ cli_codes! {
     BenchRecovery = ("E0090", "bench_recovery", 1, "medic bench recovery: a trial could not run (medic or the fixture did not start, or medic did not reach its failure point)."),
     HaNotConfigured = ("E0110", "ha_not_configured", 2, "`medic cluster`: the config has no `ha:` section."),
     EtcdUnreachable = ("E0111", "etcd_unreachable", 3, "`medic cluster`: no etcd endpoint of `ha.etcd` answered in time."),
+    BenchFailover = ("E0112", "bench_failover", 1, "medic bench failover: a trial could not run (etcd, the fixture or a medic did not start, no leader was elected, or the leader started no action)."),
     Io = ("E0099", "io_error", 1, "An operating-system error."),
 }
 

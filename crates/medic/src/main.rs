@@ -4,6 +4,7 @@
 mod ai;
 mod bench;
 mod bench_api;
+mod bench_failover;
 mod bench_recovery;
 mod client;
 mod cluster;
@@ -294,6 +295,8 @@ enum BenchCmd {
     Notify(notify_cli::BenchNotifyArgs),
     /// Kill medic at random failure points mid-heal; count duplicate and lost actions.
     Recovery(bench_recovery::BenchRecoveryArgs),
+    /// Three medics with `ha:` on a local etcd: kill (or pause) the leader mid-action; takeover time, duplicate and lost actions.
+    Failover(bench_failover::BenchFailoverArgs),
 }
 
 fn main() -> ExitCode {
@@ -729,6 +732,19 @@ fn run(cmd: Cmd, api: &str) -> Result<ExitCode, CliError> {
             let ok = rt
                 .block_on(bench_recovery::run(&args))
                 .map_err(|e| CliError::new(Code::BenchRecovery, format!("{e:#}")))?;
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Cmd::Bench {
+            cmd: BenchCmd::Failover(args),
+        } => {
+            let rt = runtime()?;
+            let ok = rt
+                .block_on(bench::interruptible(bench_failover::run(&args)))
+                .map_err(|e| CliError::new(Code::BenchFailover, format!("bench failover: {e:#}")))?;
             Ok(if ok {
                 ExitCode::SUCCESS
             } else {

@@ -19,7 +19,10 @@
 //! start it again; `--trials` times) and `pause` (the first leader stops
 //! itself with SIGSTOP between its gate and its executor call, the others
 //! take over and heal, then it is continued: with fencing it must refuse
-//! the stale action and step down; `--unsafe-no-fence` shows the bug).
+//! the stale action and step down; `--unsafe-no-fence` shows the bug: the
+//! stale leader calls its executor (`stale_executor_calls`), and whether the
+//! action's first effect lands before the step-down aborts it
+//! (`stale_actions`) is a race).
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -312,9 +315,9 @@ impl Cluster {
         let Ok(v) = r.json::<serde_json::Value>().await else {
             return false;
         };
-        v["incidents"].as_array().is_some_and(|a| {
-            !a.is_empty() && a.iter().all(|i| !i["closed_at"].is_null())
-        })
+        v["incidents"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty() && a.iter().all(|i| !i["closed_at"].is_null()))
     }
 
     fn actions(&self) -> Vec<(String, u64, bool)> {
@@ -436,12 +439,10 @@ async fn kill_trials(c: &mut Cluster, args: &BenchFailoverArgs) -> anyhow::Resul
     }
     let db = c.base.join("shared").join("medic.db");
     let mut results = Vec::new();
-    let mut token = 0;
     for n in 0..args.trials {
-        let Some((leader, t0)) = wait_leader(c, None, token, Duration::from_secs(30)).await else {
+        let Some((leader, t0)) = wait_leader(c, None, 0, Duration::from_secs(30)).await else {
             bail!("trial {n}: no leader within 30s");
         };
-        token = t0;
         // Every member up (the one killed last trial restarted), past its
         // start phase.
         for i in 0..MEMBERS {
@@ -463,12 +464,10 @@ async fn kill_trials(c: &mut Cluster, args: &BenchFailoverArgs) -> anyhow::Resul
         if let Some(mut child) = c.members[leader].child.take() {
             let _ = child.kill().await;
         }
-        let Some((_, t1)) = wait_leader(c, Some(leader), token, Duration::from_secs(30)).await
-        else {
+        let Some((_, t1)) = wait_leader(c, Some(leader), t0, Duration::from_secs(30)).await else {
             bail!("trial {n}: no new leader within 30s of the kill");
         };
         let takeover_ms = u64::try_from(killed.elapsed().as_millis()).unwrap_or(u64::MAX);
-        token = t1;
         let new_leader = c.leader(None, 0).await.map_or(leader, |(i, _)| i);
         let settled = wait_until(Duration::from_secs(60), || async {
             c.settled(new_leader).await
@@ -491,7 +490,9 @@ async fn kill_trials(c: &mut Cluster, args: &BenchFailoverArgs) -> anyhow::Resul
             why.push("the first action never finished".into());
         }
         if !unmatched.is_empty() {
-            why.push(format!("intents without outcome or reconciliation: {unmatched:?}"));
+            why.push(format!(
+                "intents without outcome or reconciliation: {unmatched:?}"
+            ));
         }
         if let Err(e) = &audit {
             why.push(format!("audit chain: {e}"));
@@ -601,16 +602,19 @@ async fn pause(c: &mut Cluster, args: &BenchFailoverArgs) -> anyhow::Result<bool
     let takeover_ms = u64::try_from(paused.elapsed().as_millis()).unwrap_or(u64::MAX);
     let settled = wait_until(Duration::from_secs(60), || async { c.settled(l1).await }).await;
     // The stale leader resumes where it stopped: right before its executor.
-    signal(
-        u32::try_from(pid0).ok(),
-        nix::sys::signal::Signal::SIGCONT,
-    );
+    signal(u32::try_from(pid0).ok(), nix::sys::signal::Signal::SIGCONT);
     tokio::time::sleep(Duration::from_secs(3) + c.ttl).await;
     let lines = c.actions();
     let stale: Vec<_> = lines.iter().filter(|l| l.2 && l.1 == t0).collect();
     let stepped_down = c.answers(0).await && c.acting(0).await.is_none();
     let log0 = std::fs::read_to_string(c.members[0].dir.join("medic.stderr")).unwrap_or_default();
     let fenced_off = log0.contains("fenced off");
+    // m0 reached no executor before its pause (the stop point is before its
+    // first one): every executor call it logs is a stale leader's.
+    let stale_calls = log0
+        .lines()
+        .filter(|l| l.contains("running action"))
+        .count();
     let leaders = c.leaders().await;
     let unmatched = unmatched_intents(&db).await?;
     let audit_valid = medic_store::verify_audit(&db).await.is_ok();
@@ -622,6 +626,7 @@ async fn pause(c: &mut Cluster, args: &BenchFailoverArgs) -> anyhow::Result<bool
         "new_token": t1,
         "takeover_ms": takeover_ms,
         "settled": settled,
+        "stale_executor_calls": stale_calls,
         "stale_actions": stale.len(),
         "new_leader_actions": starts_new,
         "fenced_off": fenced_off,
@@ -636,6 +641,7 @@ async fn pause(c: &mut Cluster, args: &BenchFailoverArgs) -> anyhow::Result<bool
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     }
     Ok(stale.is_empty()
+        && stale_calls == 0
         && stepped_down
         && fenced_off
         && leaders == 1

@@ -1661,7 +1661,7 @@ impl EngineLoop {
         let tx = self.tx.clone();
         self.action_names
             .insert(req.id, (req.action.clone(), req.stage));
-        tracing::info!(service = %req.service, action = %req.action, id = %req.id, attempt = req.attempt + 1, "running action");
+        tracing::info!(service = %req.service, action = %req.action, id = %req.id, attempt = req.attempt + 1, token = ?token, "running action");
         let id = req.id;
         let task = tokio::spawn(async move {
             let result = run.await;

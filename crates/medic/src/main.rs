@@ -744,7 +744,9 @@ fn run(cmd: Cmd, api: &str) -> Result<ExitCode, CliError> {
             let rt = runtime()?;
             let ok = rt
                 .block_on(bench::interruptible(bench_failover::run(&args)))
-                .map_err(|e| CliError::new(Code::BenchFailover, format!("bench failover: {e:#}")))?;
+                .map_err(|e| {
+                    CliError::new(Code::BenchFailover, format!("bench failover: {e:#}"))
+                })?;
             Ok(if ok {
                 ExitCode::SUCCESS
             } else {

@@ -14,6 +14,7 @@ mod otlp;
 mod patterns;
 mod raw;
 mod signals;
+mod store;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -217,6 +218,9 @@ pub struct Config {
     /// says `none`).
     pub auth: AuthMode,
     pub database: PathBuf,
+    /// `store.url`: a Postgres database instead of the SQLite `database`
+    /// (validated; shared by several instances).
+    pub store_url: Option<String>,
     pub notify: Option<NotifyConfig>,
     /// Incident traces over OTLP (issue 12), when configured.
     pub otlp: Option<OtlpConfig>,
@@ -411,6 +415,18 @@ impl Validator {
                 AuthMode::Tokens
             }
         };
+        let store_url = raw.store.as_ref().map(|st| {
+            if let Err(e) = store::check_postgres_url(&st.url.value) {
+                self.at(st.url.referenced, e);
+            }
+            if raw.database.is_some() {
+                self.at(
+                    st.url.referenced,
+                    "set either `database` (SQLite) or `store.url` (Postgres), not both",
+                );
+            }
+            st.url.value.clone()
+        });
         let notify = raw.notify.map(|n| self.notify(n));
         let otlp = raw.otlp.map(|o| self.otlp(o));
         let base = policy(&ServicePolicy::default(), raw.policy.as_ref());
@@ -461,6 +477,7 @@ impl Validator {
             listen,
             auth,
             database: PathBuf::from(raw.database.unwrap_or_else(|| DEFAULT_DATABASE.into())),
+            store_url,
             notify,
             otlp,
             services,

@@ -29,6 +29,8 @@ pub struct RawConfig {
     /// `tokens` (default) or `none`.
     pub auth: Option<Spanned<String>>,
     pub database: Option<String>,
+    /// `store: { url: postgres://… }` instead of the SQLite `database`.
+    pub store: Option<crate::store::RawStore>,
     pub notify: Option<RawNotify>,
     pub otlp: Option<crate::otlp::RawOtlp>,
     pub policy: Option<RawPolicy>,

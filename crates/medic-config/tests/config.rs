@@ -214,3 +214,30 @@ fn auth_is_tokens_unless_the_file_says_none() {
         "{e}"
     );
 }
+
+#[test]
+fn store_url_selects_postgres_and_a_bad_one_is_located() {
+    let cfg = parse("m.yaml", MIN).unwrap();
+    assert_eq!(cfg.store_url, None);
+    assert_eq!(cfg.database.to_str(), Some("medic.db"));
+    let ok = format!("store:\n  url: postgres://medic:pw@db.example:5432/medic\n{MIN}");
+    let cfg = parse("m.yaml", &ok).unwrap();
+    assert_eq!(
+        cfg.store_url.as_deref(),
+        Some("postgres://medic:pw@db.example:5432/medic")
+    );
+    let e = errs(&format!("store:\n  url: mysql://db/medic\n{MIN}"));
+    assert!(
+        e.starts_with("medic.yaml:2:8: store.url scheme `mysql` is not supported"),
+        "{e}"
+    );
+    let e = errs(&format!("store:\n  url: postgres://u:pw@db:70000/m\n{MIN}"));
+    assert!(e.starts_with("medic.yaml:2:8: store.url port `70000`"), "{e}");
+    assert!(!e.contains("pw"), "{e}");
+    let e = errs(&format!(
+        "database: m.db\nstore:\n  url: postgres://db/medic\n{MIN}"
+    ));
+    assert!(e.starts_with("medic.yaml:3:8: set either `database`"), "{e}");
+    let e = errs(&format!("store:\n  uri: postgres://db/medic\n{MIN}"));
+    assert!(e.starts_with("medic.yaml:2:3: unknown field `uri`"), "{e}");
+}

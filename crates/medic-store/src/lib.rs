@@ -83,26 +83,30 @@
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+mod db;
 pub mod outbox;
 pub mod record;
 pub mod tokens;
 
 pub use tokens::{TokenInfo, TOKEN_PREFIX};
 
+use db::{Arg, Db, DbRow, Tx};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteRow, SqliteSynchronous,
-};
-use sqlx::{Connection, Row};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use tokio::sync::Mutex;
 
 /// `prev_hash` of the first audit record: 64 ASCII zeros.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Environment variable that switches the fencing check off (**tests only**:
+/// the deliberate bug that shows a stale leader's writes land without it).
+pub const UNSAFE_NO_FENCE_ENV: &str = "MEDIC_HA_UNSAFE_NO_FENCE";
 
 /// Errors from the store. Every variant names the operation that failed.
 #[derive(Debug, thiserror::Error)]
@@ -128,12 +132,76 @@ pub enum StoreError {
     /// Stored data could not be decoded (e.g. a corrupt timeline JSON).
     #[error("store: {op}: corrupt data: {reason}")]
     Corrupt { op: &'static str, reason: String },
+    /// A fenced write presented a token older than the highest one the
+    /// store has seen: a newer leader exists. Nothing was written.
+    #[error("store: {op}: fenced: token {presented} is older than the store's token {current} (a newer leader exists); nothing was written")]
+    Fenced {
+        op: &'static str,
+        /// The token this handle presented.
+        presented: u64,
+        /// The highest token the store has accepted.
+        current: u64,
+    },
 }
 
 impl StoreError {
     fn db(op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
         move |source| StoreError::Database { op, source }
     }
+
+    /// True for [`StoreError::Fenced`].
+    pub fn is_fenced(&self) -> bool {
+        matches!(self, StoreError::Fenced { .. })
+    }
+}
+
+/// Where a store lives: a SQLite file (the default) or a Postgres database
+/// shared by several medic instances.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreTarget {
+    Sqlite(PathBuf),
+    /// A `postgres://` (or `postgresql://`) connection URL.
+    Postgres(String),
+}
+
+impl StoreTarget {
+    /// For messages: the file path, or the URL with any password replaced by `***`.
+    pub fn describe(&self) -> String {
+        match self {
+            StoreTarget::Sqlite(p) => p.display().to_string(),
+            StoreTarget::Postgres(url) => redact_url(url),
+        }
+    }
+}
+
+/// `url` with the password of its user-info part (if any) replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let auth_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (auth, tail) = rest.split_at(auth_end);
+    match auth.rsplit_once('@') {
+        Some((user_info, host)) => match user_info.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}{tail}"),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
+/// Checks that `url` is a Postgres connection URL the store can use
+/// (`postgres://` or `postgresql://`, parsed by the Postgres driver).
+pub fn check_postgres_url(url: &str) -> Result<(), String> {
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err(format!(
+            "{:?} is not a Postgres URL (expected postgres://user@host:port/database)",
+            redact_url(url)
+        ));
+    }
+    PgConnectOptions::from_str(url)
+        .map(|_| ())
+        .map_err(|e| format!("{:?} is not a valid Postgres URL: {e}", redact_url(url)))
 }
 
 /// One row of the audit log.
@@ -204,18 +272,6 @@ pub fn compute_hash(prev_hash: &str, seq: u64, ts: &str, kind: &str, payload: &s
     hex::encode(h.finalize())
 }
 
-const SCHEMA: &[&str] = &[
-    "CREATE TABLE IF NOT EXISTS audit_log(seq INTEGER PRIMARY KEY, ts TEXT, kind TEXT, payload TEXT, prev_hash TEXT, hash TEXT)",
-    "CREATE TABLE IF NOT EXISTS incidents(id TEXT PRIMARY KEY, service TEXT NOT NULL, state TEXT NOT NULL, trigger_text TEXT NOT NULL, opened_at TEXT NOT NULL, updated_at TEXT NOT NULL, closed_at TEXT, outcome TEXT, summary TEXT NOT NULL, timeline TEXT NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS incidents_opened_at ON incidents(opened_at)",
-    "CREATE TABLE IF NOT EXISTS engine_state(id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL, saved_at TEXT NOT NULL, body TEXT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS pattern_outcomes(pattern TEXT NOT NULL, action TEXT NOT NULL, successes INTEGER NOT NULL, failures INTEGER NOT NULL, PRIMARY KEY(pattern, action))",
-    "CREATE TABLE IF NOT EXISTS candidate_patterns(id INTEGER PRIMARY KEY, incident TEXT NOT NULL, service TEXT NOT NULL, trigger_text TEXT NOT NULL, action TEXT NOT NULL, by TEXT NOT NULL, note TEXT NOT NULL, status TEXT NOT NULL, created_at TEXT NOT NULL)",
-    outbox::SCHEMA_TABLE,
-    outbox::SCHEMA_INDEX,
-    "CREATE TABLE IF NOT EXISTS supervised_process(service TEXT PRIMARY KEY, pid INTEGER NOT NULL, pgid INTEGER NOT NULL, start_ticks INTEGER NOT NULL, boot_id TEXT NOT NULL, started_unix_ms INTEGER NOT NULL, command TEXT NOT NULL)",
-];
-
 /// A candidate pattern learned from a human resolution (issue 9).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CandidatePattern {
@@ -250,18 +306,28 @@ pub struct SupervisedProcess {
 const INCIDENT_COLUMNS: &str =
     "id, service, state, trigger_text, opened_at, updated_at, closed_at, outcome, summary, timeline";
 
-/// Handle to the store. Cloning is cheap (shares the pool and the chain tip).
+/// `fence` value meaning "no token": this handle does not fence.
+const NO_FENCE: u64 = u64::MAX;
+
+/// Handle to the store. Cloning is cheap (shares the pool, the chain tip and
+/// the fencing token).
 #[derive(Clone, Debug)]
 pub struct Store {
-    pool: SqlitePool,
-    /// Last `(seq, hash)` of the audit chain; also serializes appends.
+    db: Db,
+    /// Last `(seq, hash)` of the audit chain this handle knows; also
+    /// serializes this process's appends (each append re-reads the tip from
+    /// the database inside its transaction, so other writers are fine).
     tip: Arc<Mutex<(u64, String)>>,
+    /// The fencing token presented with every fenced write ([`NO_FENCE`]: none).
+    fence: Arc<AtomicU64>,
+    /// [`UNSAFE_NO_FENCE_ENV`] was set when the store was opened (tests only).
+    unsafe_no_fence: bool,
 }
 
 impl Store {
-    /// Opens (creating if missing) the database at `path` in WAL mode with
-    /// `synchronous=FULL`, creates the tables and loads the chain tip so new
-    /// appends continue an existing chain.
+    /// Opens (creating if missing) the SQLite database at `path` in WAL mode
+    /// with `synchronous=FULL`, creates the tables and loads the chain tip so
+    /// new appends continue an existing chain.
     pub async fn open(path: &Path) -> Result<Store, StoreError> {
         const OP: &str = "open";
         let opts = SqliteConnectOptions::new()
@@ -275,21 +341,144 @@ impl Store {
             .connect_with(opts)
             .await
             .map_err(StoreError::db(OP))?;
-        for stmt in SCHEMA.iter().chain(tokens::SCHEMA) {
-            sqlx::query(stmt)
-                .execute(&pool)
-                .await
-                .map_err(StoreError::db(OP))?;
+        Store::start(Db::Sqlite(pool), OP).await
+    }
+
+    /// Connects to the Postgres database at `url` (`postgres://…`), creates
+    /// the tables if they do not exist (several instances may start at once)
+    /// and loads the chain tip.
+    pub async fn open_postgres(url: &str) -> Result<Store, StoreError> {
+        const OP: &str = "open";
+        check_postgres_url(url).map_err(|reason| StoreError::InvalidInput {
+            op: OP,
+            field: "url",
+            reason,
+        })?;
+        let opts = PgConnectOptions::from_str(url).map_err(StoreError::db(OP))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(opts)
+            .await
+            .map_err(StoreError::db(OP))?;
+        Store::start(Db::Postgres(pool), OP).await
+    }
+
+    /// Opens the store at `target` ([`Store::open`] or [`Store::open_postgres`]).
+    pub async fn open_target(target: &StoreTarget) -> Result<Store, StoreError> {
+        match target {
+            StoreTarget::Sqlite(path) => Store::open(path).await,
+            StoreTarget::Postgres(url) => Store::open_postgres(url).await,
         }
-        let tip = load_tip(&pool, OP).await?;
+    }
+
+    async fn start(db: Db, op: &'static str) -> Result<Store, StoreError> {
+        db.create_schema().await.map_err(StoreError::db(op))?;
+        let tip = load_tip(&db, op).await?;
+        let unsafe_no_fence = std::env::var(UNSAFE_NO_FENCE_ENV).is_ok_and(|v| v == "1");
         Ok(Store {
-            pool,
+            db,
             tip: Arc::new(Mutex::new(tip)),
+            fence: Arc::new(AtomicU64::new(NO_FENCE)),
+            unsafe_no_fence,
+        })
+    }
+
+    /// `"sqlite"` or `"postgres"`.
+    pub fn backend(&self) -> &'static str {
+        self.db.backend()
+    }
+
+    /// Sets the fencing token every later write of this handle (and of its
+    /// clones) presents: audit appends, steps, outbox changes, snapshots,
+    /// incidents and learning. `None` (the default) is a single instance:
+    /// no check. Tokens above `i64::MAX` are rejected at write time.
+    pub fn set_fence(&self, token: Option<u64>) {
+        self.fence
+            .store(token.unwrap_or(NO_FENCE), Ordering::SeqCst);
+    }
+
+    /// The token this handle presents, if any.
+    pub fn fence(&self) -> Option<u64> {
+        match self.fence.load(Ordering::SeqCst) {
+            NO_FENCE => None,
+            t => Some(t),
+        }
+    }
+
+    /// The highest fencing token the store has accepted (0 before any).
+    pub async fn fence_current(&self) -> Result<u64, StoreError> {
+        const OP: &str = "fence_current";
+        let row = self
+            .db
+            .fetch_one("SELECT token FROM fence WHERE id = 1", &[])
+            .await
+            .map_err(StoreError::db(OP))?;
+        let t = row.int(0).map_err(StoreError::db(OP))?;
+        Ok(u64::try_from(t).unwrap_or(0))
+    }
+
+    /// Presents `token` without writing anything else: a new leader claims
+    /// the store at once, so a stale leader's next write is rejected even
+    /// before the new leader writes. Returns the stored token (= `token`).
+    pub async fn claim_fence(&self, token: u64) -> Result<u64, StoreError> {
+        const OP: &str = "claim_fence";
+        let mut tx = self.db.begin().await.map_err(StoreError::db(OP))?;
+        self.check_fence_with(&mut tx, OP, Some(token)).await?;
+        tx.commit().await.map_err(StoreError::db(OP))?;
+        Ok(token)
+    }
+
+    /// Begins a write transaction and checks this handle's fence in it.
+    pub(crate) async fn begin_write(&self, op: &'static str) -> Result<Tx, StoreError> {
+        let mut tx = self.db.begin().await.map_err(StoreError::db(op))?;
+        self.check_fence_with(&mut tx, op, self.fence()).await?;
+        Ok(tx)
+    }
+
+    /// Compare-and-set of the store's token inside `tx`: accepted when
+    /// `token` ≥ the stored one (which becomes `token`), otherwise
+    /// [`StoreError::Fenced`] and the caller drops (rolls back) `tx`.
+    async fn check_fence_with(
+        &self,
+        tx: &mut Tx,
+        op: &'static str,
+        token: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let Some(token) = token else { return Ok(()) };
+        if self.unsafe_no_fence {
+            return Ok(());
+        }
+        let t = i64::try_from(token).map_err(|_| StoreError::InvalidInput {
+            op,
+            field: "fence",
+            reason: format!("token {token} is above {}", i64::MAX),
+        })?;
+        let n = tx
+            .execute(
+                "UPDATE fence SET token = $1 WHERE id = 1 AND token <= $1",
+                &[Arg::Int(t)],
+            )
+            .await
+            .map_err(StoreError::db(op))?;
+        if n == 1 {
+            return Ok(());
+        }
+        let current = tx
+            .fetch_one("SELECT token FROM fence WHERE id = 1", &[])
+            .await
+            .and_then(|r| r.int(0))
+            .map_err(StoreError::db(op))?;
+        Err(StoreError::Fenced {
+            op,
+            presented: token,
+            current: u64::try_from(current).unwrap_or(0),
         })
     }
 
     /// Appends one audit record. `ts` must be RFC 3339 in UTC, `kind` a
     /// non-empty string of `[A-Za-z0-9_.:-]`, `payload` valid JSON text.
+    /// Fenced (see [`Store::set_fence`]).
     pub async fn append_audit(
         &self,
         ts: &str,
@@ -299,8 +488,9 @@ impl Store {
         const OP: &str = "append_audit";
         let mut tip = self.tip.lock().await;
         let written = async {
-            let mut tx = self.pool.begin().await.map_err(StoreError::db(OP))?;
-            let rec = outbox::insert_chained(&mut tx, OP, &tip, ts, kind, payload).await?;
+            let mut tx = self.begin_write(OP).await?;
+            let cur = lock_tip(&mut tx, OP).await?;
+            let rec = outbox::insert_chained(&mut tx, OP, &cur, ts, kind, payload).await?;
             tx.commit().await.map_err(StoreError::db(OP))?;
             Ok::<_, StoreError>(rec)
         }
@@ -313,9 +503,8 @@ impl Store {
             Err(e) => {
                 if matches!(e, StoreError::Database { .. }) {
                     // The outcome of a failed commit can be ambiguous; re-read
-                    // the tip so the next append continues whatever is really
-                    // on disk.
-                    if let Ok(actual) = load_tip(&self.pool, OP).await {
+                    // the tip so `audit_tip` shows what is really stored.
+                    if let Ok(actual) = load_tip(&self.db, OP).await {
                         *tip = actual;
                     }
                 }
@@ -332,21 +521,21 @@ impl Store {
     ) -> Result<Vec<AuditRecord>, StoreError> {
         const OP: &str = "list_audit";
         let after = i64::try_from(after_seq).unwrap_or(i64::MAX);
-        let rows = sqlx::query(
-            "SELECT seq, ts, kind, payload, prev_hash, hash FROM audit_log WHERE seq > $1 ORDER BY seq ASC LIMIT $2",
-        )
-        .bind(after)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(StoreError::db(OP))?;
+        let rows = self
+            .db
+            .fetch_all(
+                "SELECT seq, ts, kind, payload, prev_hash, hash FROM audit_log WHERE seq > $1 ORDER BY seq ASC LIMIT $2",
+                &[Arg::Int(after), Arg::Int(i64::from(limit))],
+            )
+            .await
+            .map_err(StoreError::db(OP))?;
         rows.iter()
             .map(|row| decode_audit(row).map_err(|reason| StoreError::Corrupt { op: OP, reason }))
             .collect()
     }
 
     /// Inserts the incident or replaces every field of the existing one with
-    /// the same `id`.
+    /// the same `id`. Fenced.
     pub async fn upsert_incident(&self, incident: &IncidentRecord) -> Result<(), StoreError> {
         const OP: &str = "upsert_incident";
         if incident.id.is_empty() {
@@ -361,28 +550,30 @@ impl Store {
                 op: OP,
                 reason: format!("timeline does not serialize: {e}"),
             })?;
-        sqlx::query(
+        let mut tx = self.begin_write(OP).await?;
+        tx.execute(
             "INSERT INTO incidents (id, service, state, trigger_text, opened_at, updated_at, closed_at, outcome, summary, timeline) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
              ON CONFLICT (id) DO UPDATE SET service = excluded.service, state = excluded.state, \
              trigger_text = excluded.trigger_text, opened_at = excluded.opened_at, updated_at = excluded.updated_at, \
              closed_at = excluded.closed_at, outcome = excluded.outcome, summary = excluded.summary, \
              timeline = excluded.timeline",
+            &[
+                Arg::Text(&incident.id),
+                Arg::Text(&incident.service),
+                Arg::Text(&incident.state),
+                Arg::Text(&incident.trigger),
+                Arg::Text(&incident.opened_at),
+                Arg::Text(&incident.updated_at),
+                Arg::OptText(incident.closed_at.as_deref()),
+                Arg::OptText(incident.outcome.as_deref()),
+                Arg::Text(&incident.summary),
+                Arg::Text(&timeline),
+            ],
         )
-        .bind(&incident.id)
-        .bind(&incident.service)
-        .bind(&incident.state)
-        .bind(&incident.trigger)
-        .bind(&incident.opened_at)
-        .bind(&incident.updated_at)
-        .bind(&incident.closed_at)
-        .bind(&incident.outcome)
-        .bind(&incident.summary)
-        .bind(&timeline)
-        .execute(&self.pool)
         .await
         .map_err(StoreError::db(OP))?;
-        Ok(())
+        tx.commit().await.map_err(StoreError::db(OP))
     }
 
     /// Lists up to `limit` incidents, newest `opened_at` first.
@@ -391,9 +582,9 @@ impl Store {
         let sql = format!(
             "SELECT {INCIDENT_COLUMNS} FROM incidents ORDER BY opened_at DESC, id DESC LIMIT $1"
         );
-        let rows = sqlx::query(&sql)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
+        let rows = self
+            .db
+            .fetch_all(&sql, &[Arg::Int(i64::from(limit))])
             .await
             .map_err(StoreError::db(OP))?;
         rows.iter().map(|row| decode_incident(row, OP)).collect()
@@ -412,12 +603,17 @@ impl Store {
              WHERE id != $1 AND closed_at IS NOT NULL AND (service = $2 OR trigger_text = $3) \
              ORDER BY (service = $2 AND trigger_text = $3) DESC, opened_at DESC, id DESC LIMIT $4"
         );
-        let rows = sqlx::query(&sql)
-            .bind(&of.id)
-            .bind(&of.service)
-            .bind(&of.trigger)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
+        let rows = self
+            .db
+            .fetch_all(
+                &sql,
+                &[
+                    Arg::Text(&of.id),
+                    Arg::Text(&of.service),
+                    Arg::Text(&of.trigger),
+                    Arg::Int(i64::from(limit)),
+                ],
+            )
             .await
             .map_err(StoreError::db(OP))?;
         rows.iter().map(|row| decode_incident(row, OP)).collect()
@@ -427,16 +623,16 @@ impl Store {
     pub async fn get_incident(&self, id: &str) -> Result<Option<IncidentRecord>, StoreError> {
         const OP: &str = "get_incident";
         let sql = format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = $1");
-        let row = sqlx::query(&sql)
-            .bind(id)
-            .fetch_optional(&self.pool)
+        let row = self
+            .db
+            .fetch_optional(&sql, &[Arg::Text(id)])
             .await
             .map_err(StoreError::db(OP))?;
         row.as_ref().map(|r| decode_incident(r, OP)).transpose()
     }
 
     /// Persists the engine's safety state (one row, replaced each time).
-    /// `saved_at` is RFC 3339 UTC.
+    /// `saved_at` is RFC 3339 UTC. Fenced.
     pub async fn save_snapshot(
         &self,
         snap: &medic_core::Snapshot,
@@ -447,20 +643,23 @@ impl Store {
             op: OP,
             reason: format!("cannot serialise the safety state: {e}"),
         })?;
-        sqlx::query(
+        let mut tx = self.begin_write(OP).await?;
+        tx.execute(
             "INSERT INTO engine_state (id, version, saved_at, body) VALUES (1, $1, $2, $3) \
              ON CONFLICT (id) DO UPDATE SET version = excluded.version, saved_at = excluded.saved_at, body = excluded.body",
+            &[
+                Arg::Int(i64::from(snap.version())),
+                Arg::Text(saved_at),
+                Arg::Text(&body),
+            ],
         )
-        .bind(i64::from(snap.version()))
-        .bind(saved_at)
-        .bind(body)
-        .execute(&self.pool)
         .await
         .map_err(StoreError::db(OP))?;
-        Ok(())
+        tx.commit().await.map_err(StoreError::db(OP))
     }
 
     /// Records (or replaces) the process supervised for `p.service`.
+    /// Not fenced: the supervised process is the local host's fact.
     pub async fn put_supervised(&self, p: &SupervisedProcess) -> Result<(), StoreError> {
         const OP: &str = "put_supervised";
         let invalid = |field: &'static str, reason: &str| StoreError::InvalidInput {
@@ -477,23 +676,25 @@ impl Store {
             op: OP,
             reason: format!("command does not serialize: {e}"),
         })?;
-        sqlx::query(
-            "INSERT INTO supervised_process (service, pid, pgid, start_ticks, boot_id, started_unix_ms, command) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) \
-             ON CONFLICT (service) DO UPDATE SET pid = excluded.pid, pgid = excluded.pgid, \
-             start_ticks = excluded.start_ticks, boot_id = excluded.boot_id, \
-             started_unix_ms = excluded.started_unix_ms, command = excluded.command",
-        )
-        .bind(&p.service)
-        .bind(i64::from(p.pid))
-        .bind(i64::from(p.pgid))
-        .bind(ticks)
-        .bind(&p.boot_id)
-        .bind(p.started_unix_ms)
-        .bind(&command)
-        .execute(&self.pool)
-        .await
-        .map_err(StoreError::db(OP))?;
+        self.db
+            .execute(
+                "INSERT INTO supervised_process (service, pid, pgid, start_ticks, boot_id, started_unix_ms, command) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                 ON CONFLICT (service) DO UPDATE SET pid = excluded.pid, pgid = excluded.pgid, \
+                 start_ticks = excluded.start_ticks, boot_id = excluded.boot_id, \
+                 started_unix_ms = excluded.started_unix_ms, command = excluded.command",
+                &[
+                    Arg::Text(&p.service),
+                    Arg::Int(i64::from(p.pid)),
+                    Arg::Int(i64::from(p.pgid)),
+                    Arg::Int(ticks),
+                    Arg::Text(&p.boot_id),
+                    Arg::Int(p.started_unix_ms),
+                    Arg::Text(&command),
+                ],
+            )
+            .await
+            .map_err(StoreError::db(OP))?;
         Ok(())
     }
 
@@ -503,15 +704,16 @@ impl Store {
         &self,
     ) -> Result<Option<(medic_core::Snapshot, String)>, StoreError> {
         const OP: &str = "load_snapshot";
-        let row = sqlx::query("SELECT saved_at, body FROM engine_state WHERE id = 1")
-            .fetch_optional(&self.pool)
+        let row = self
+            .db
+            .fetch_optional("SELECT saved_at, body FROM engine_state WHERE id = 1", &[])
             .await
             .map_err(StoreError::db(OP))?;
         let Some(row) = row else {
             return Ok(None);
         };
-        let saved_at: String = row.try_get("saved_at").map_err(StoreError::db(OP))?;
-        let body: String = row.try_get("body").map_err(StoreError::db(OP))?;
+        let saved_at = row.text("saved_at").map_err(StoreError::db(OP))?;
+        let body = row.text("body").map_err(StoreError::db(OP))?;
         let snap = serde_json::from_str(&body).map_err(|e| StoreError::Corrupt {
             op: OP,
             reason: format!("the saved safety state does not parse: {e}"),
@@ -522,9 +724,11 @@ impl Store {
     /// Forgets the process supervised for `service` (no error if none).
     pub async fn delete_supervised(&self, service: &str) -> Result<(), StoreError> {
         const OP: &str = "delete_supervised";
-        sqlx::query("DELETE FROM supervised_process WHERE service = $1")
-            .bind(service)
-            .execute(&self.pool)
+        self.db
+            .execute(
+                "DELETE FROM supervised_process WHERE service = $1",
+                &[Arg::Text(service)],
+            )
             .await
             .map_err(StoreError::db(OP))?;
         Ok(())
@@ -533,19 +737,21 @@ impl Store {
     /// Every recorded supervised process, by service name.
     pub async fn list_supervised(&self) -> Result<Vec<SupervisedProcess>, StoreError> {
         const OP: &str = "list_supervised";
-        let rows = sqlx::query(
-            "SELECT service, pid, pgid, start_ticks, boot_id, started_unix_ms, command \
-             FROM supervised_process ORDER BY service",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(StoreError::db(OP))?;
+        let rows = self
+            .db
+            .fetch_all(
+                "SELECT service, pid, pgid, start_ticks, boot_id, started_unix_ms, command \
+                 FROM supervised_process ORDER BY service",
+                &[],
+            )
+            .await
+            .map_err(StoreError::db(OP))?;
         rows.iter().map(|r| decode_supervised(r, OP)).collect()
     }
 
     /// Learning (issue 9): one verified outcome of `action` run for a
     /// diagnosis matching `pattern`; success reinforces the pair, a failed
-    /// verification or a rollback weakens it.
+    /// verification or a rollback weakens it. Fenced.
     pub async fn record_pattern_outcome(
         &self,
         pattern: &str,
@@ -554,57 +760,62 @@ impl Store {
     ) -> Result<(), StoreError> {
         const OP: &str = "record_pattern_outcome";
         let (s, f) = if success { (1i64, 0i64) } else { (0, 1) };
-        sqlx::query(
+        let mut tx = self.begin_write(OP).await?;
+        tx.execute(
             "INSERT INTO pattern_outcomes(pattern, action, successes, failures) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT(pattern, action) DO UPDATE SET successes = successes + $3, failures = failures + $4",
+             ON CONFLICT(pattern, action) DO UPDATE SET successes = pattern_outcomes.successes + excluded.successes, \
+             failures = pattern_outcomes.failures + excluded.failures",
+            &[Arg::Text(pattern), Arg::Text(action), Arg::Int(s), Arg::Int(f)],
         )
-        .bind(pattern)
-        .bind(action)
-        .bind(s)
-        .bind(f)
-        .execute(&self.pool)
         .await
         .map_err(StoreError::db(OP))?;
-        Ok(())
+        tx.commit().await.map_err(StoreError::db(OP))
     }
 
     /// Learning (issue 9): an incident no pattern matched, resolved by a human
     /// after running `action`, becomes a *candidate* pattern (never automatic:
-    /// only `medic patterns accept` changes its status). Returns its id.
+    /// only `medic patterns accept` changes its status). Returns its id. Fenced.
     pub async fn add_candidate_pattern(&self, c: &CandidatePattern) -> Result<i64, StoreError> {
         const OP: &str = "add_candidate_pattern";
-        let r = sqlx::query(
-            "INSERT INTO candidate_patterns(incident, service, trigger_text, action, by, note, status, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, 'candidate', $7)",
-        )
-        .bind(&c.incident)
-        .bind(&c.service)
-        .bind(&c.trigger)
-        .bind(&c.action)
-        .bind(&c.by)
-        .bind(&c.note)
-        .bind(&c.created_at)
-        .execute(&self.pool)
-        .await
-        .map_err(StoreError::db(OP))?;
-        Ok(r.last_insert_rowid())
+        let mut tx = self.begin_write(OP).await?;
+        let id = tx
+            .fetch_one(
+                "INSERT INTO candidate_patterns(incident, service, trigger_text, action, \"by\", note, status, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, 'candidate', $7) RETURNING id",
+                &[
+                    Arg::Text(&c.incident),
+                    Arg::Text(&c.service),
+                    Arg::Text(&c.trigger),
+                    Arg::Text(&c.action),
+                    Arg::Text(&c.by),
+                    Arg::Text(&c.note),
+                    Arg::Text(&c.created_at),
+                ],
+            )
+            .await
+            .and_then(|r| r.int(0))
+            .map_err(StoreError::db(OP))?;
+        tx.commit().await.map_err(StoreError::db(OP))?;
+        Ok(id)
     }
 
     /// Every candidate pattern, oldest first.
     pub async fn candidate_patterns(&self) -> Result<Vec<CandidatePattern>, StoreError> {
         const OP: &str = "candidate_patterns";
-        let rows = sqlx::query(
-            "SELECT id, incident, service, trigger_text, action, by, note, status, created_at \
-             FROM candidate_patterns ORDER BY id",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(StoreError::db(OP))?;
+        let rows = self
+            .db
+            .fetch_all(
+                "SELECT id, incident, service, trigger_text, action, \"by\", note, status, created_at \
+                 FROM candidate_patterns ORDER BY id",
+                &[],
+            )
+            .await
+            .map_err(StoreError::db(OP))?;
         rows.iter()
             .map(|r| {
-                let t = |i: usize| r.try_get::<String, _>(i).map_err(StoreError::db(OP));
+                let t = |i: usize| r.text(i).map_err(StoreError::db(OP));
                 Ok(CandidatePattern {
-                    id: r.try_get::<i64, _>(0).map_err(StoreError::db(OP))?,
+                    id: r.int(0).map_err(StoreError::db(OP))?,
                     incident: t(1)?,
                     service: t(2)?,
                     trigger: t(3)?,
@@ -619,34 +830,39 @@ impl Store {
     }
 
     /// `accepted` or `rejected` by an operator; `false` when no candidate has `id`.
+    /// Fenced.
     pub async fn set_candidate_status(&self, id: i64, status: &str) -> Result<bool, StoreError> {
         const OP: &str = "set_candidate_status";
-        let r = sqlx::query("UPDATE candidate_patterns SET status = $1 WHERE id = $2")
-            .bind(status)
-            .bind(id)
-            .execute(&self.pool)
+        let mut tx = self.begin_write(OP).await?;
+        let n = tx
+            .execute(
+                "UPDATE candidate_patterns SET status = $1 WHERE id = $2",
+                &[Arg::Text(status), Arg::Int(id)],
+            )
             .await
             .map_err(StoreError::db(OP))?;
-        Ok(r.rows_affected() > 0)
+        tx.commit().await.map_err(StoreError::db(OP))?;
+        Ok(n > 0)
     }
 
     /// Every learned (pattern, action) pair: `(pattern, action, successes, failures)`.
     pub async fn pattern_outcomes(&self) -> Result<Vec<(String, String, u32, u32)>, StoreError> {
         const OP: &str = "pattern_outcomes";
-        let rows = sqlx::query(
-            "SELECT pattern, action, successes, failures FROM pattern_outcomes ORDER BY pattern, action",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(StoreError::db(OP))?;
+        let rows = self
+            .db
+            .fetch_all(
+                "SELECT pattern, action, successes, failures FROM pattern_outcomes ORDER BY pattern, action",
+                &[],
+            )
+            .await
+            .map_err(StoreError::db(OP))?;
         rows.iter()
             .map(|r| {
-                let get = |i: usize| -> Result<i64, StoreError> {
-                    r.try_get::<i64, _>(i).map_err(StoreError::db(OP))
-                };
+                let get =
+                    |i: usize| -> Result<i64, StoreError> { r.int(i).map_err(StoreError::db(OP)) };
                 Ok((
-                    r.try_get::<String, _>(0).map_err(StoreError::db(OP))?,
-                    r.try_get::<String, _>(1).map_err(StoreError::db(OP))?,
+                    r.text(0).map_err(StoreError::db(OP))?,
+                    r.text(1).map_err(StoreError::db(OP))?,
                     u32::try_from(get(2)?).unwrap_or(u32::MAX),
                     u32::try_from(get(3)?).unwrap_or(u32::MAX),
                 ))
@@ -654,32 +870,51 @@ impl Store {
             .collect()
     }
 
-    /// Last `(seq, hash)` of the audit chain (`(0, GENESIS_HASH)` when empty).
+    /// Last `(seq, hash)` of the audit chain as this handle last wrote or
+    /// read it (`(0, GENESIS_HASH)` when empty). With several writers, other
+    /// processes may have appended since.
     pub async fn audit_tip(&self) -> (u64, String) {
         self.tip.lock().await.clone()
     }
 
     /// Closes the pool, waiting for connections to finish.
     pub async fn close(&self) {
-        self.pool.close().await;
+        self.db.close().await;
     }
 }
 
+const TIP_SQL: &str = "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1";
+
 /// Reads the last `(seq, hash)` of the audit chain.
-async fn load_tip(pool: &SqlitePool, op: &'static str) -> Result<(u64, String), StoreError> {
-    let row = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-        .fetch_optional(pool)
+async fn load_tip(db: &Db, op: &'static str) -> Result<(u64, String), StoreError> {
+    let row = db
+        .fetch_optional(TIP_SQL, &[])
         .await
         .map_err(StoreError::db(op))?;
+    decode_tip(row, op)
+}
+
+/// Takes the chain lock in `tx` and reads the tip there, so the append that
+/// follows continues whatever any writer committed before it.
+pub(crate) async fn lock_tip(tx: &mut Tx, op: &'static str) -> Result<(u64, String), StoreError> {
+    tx.lock_chain().await.map_err(StoreError::db(op))?;
+    let row = tx
+        .fetch_optional(TIP_SQL, &[])
+        .await
+        .map_err(StoreError::db(op))?;
+    decode_tip(row, op)
+}
+
+fn decode_tip(row: Option<DbRow>, op: &'static str) -> Result<(u64, String), StoreError> {
     let Some(row) = row else {
         return Ok((0, GENESIS_HASH.to_string()));
     };
-    let seq: i64 = row.try_get("seq").map_err(StoreError::db(op))?;
+    let seq = row.int("seq").map_err(StoreError::db(op))?;
     let seq = u64::try_from(seq).map_err(|_| StoreError::Corrupt {
         op,
         reason: format!("last audit seq {seq} is negative"),
     })?;
-    let hash = match row.try_get::<Option<String>, _>("hash") {
+    let hash = match row.opt_text("hash") {
         Ok(Some(h)) => h,
         _ => {
             return Err(StoreError::Corrupt {
@@ -691,20 +926,18 @@ async fn load_tip(pool: &SqlitePool, op: &'static str) -> Result<(u64, String), 
     Ok((seq, hash))
 }
 
-fn decode_incident(row: &SqliteRow, op: &'static str) -> Result<IncidentRecord, StoreError> {
+fn decode_incident(row: &DbRow, op: &'static str) -> Result<IncidentRecord, StoreError> {
     let get = |col: &str| -> Result<String, StoreError> {
-        row.try_get::<String, _>(col)
-            .map_err(|e| StoreError::Corrupt {
-                op,
-                reason: format!("incident column {col}: {e}"),
-            })
+        row.text(col).map_err(|e| StoreError::Corrupt {
+            op,
+            reason: format!("incident column {col}: {e}"),
+        })
     };
     let get_opt = |col: &str| -> Result<Option<String>, StoreError> {
-        row.try_get::<Option<String>, _>(col)
-            .map_err(|e| StoreError::Corrupt {
-                op,
-                reason: format!("incident column {col}: {e}"),
-            })
+        row.opt_text(col).map_err(|e| StoreError::Corrupt {
+            op,
+            reason: format!("incident column {col}: {e}"),
+        })
     };
     let id = get("id")?;
     let timeline_text = get("timeline")?;
@@ -726,18 +959,16 @@ fn decode_incident(row: &SqliteRow, op: &'static str) -> Result<IncidentRecord, 
     })
 }
 
-fn decode_supervised(row: &SqliteRow, op: &'static str) -> Result<SupervisedProcess, StoreError> {
+fn decode_supervised(row: &DbRow, op: &'static str) -> Result<SupervisedProcess, StoreError> {
     let corrupt = |col: &str, e: String| StoreError::Corrupt {
         op,
         reason: format!("supervised_process column {col}: {e}"),
     };
     let int = |col: &str| -> Result<i64, StoreError> {
-        row.try_get::<i64, _>(col)
-            .map_err(|e| corrupt(col, e.to_string()))
+        row.int(col).map_err(|e| corrupt(col, e.to_string()))
     };
     let text = |col: &str| -> Result<String, StoreError> {
-        row.try_get::<String, _>(col)
-            .map_err(|e| corrupt(col, e.to_string()))
+        row.text(col).map_err(|e| corrupt(col, e.to_string()))
     };
     let id = |col: &str| -> Result<u32, StoreError> {
         let v = int(col)?;
@@ -759,13 +990,13 @@ fn decode_supervised(row: &SqliteRow, op: &'static str) -> Result<SupervisedProc
 }
 
 /// Decodes an audit row; any type/NULL problem is returned as a reason.
-fn decode_audit(row: &SqliteRow) -> Result<AuditRecord, String> {
-    let seq: i64 = row
-        .try_get("seq")
+fn decode_audit(row: &DbRow) -> Result<AuditRecord, String> {
+    let seq = row
+        .int("seq")
         .map_err(|e| format!("column seq unreadable: {e}"))?;
     let seq = u64::try_from(seq).map_err(|_| format!("seq {seq} is negative"))?;
     let text = |col: &str| -> Result<String, String> {
-        match row.try_get::<Option<String>, _>(col) {
+        match row.opt_text(col) {
             Ok(Some(v)) => Ok(v),
             Ok(None) => Err(format!("column {col} is NULL")),
             Err(e) => Err(format!("column {col} is not text: {e}")),
@@ -811,7 +1042,8 @@ fn check_payload(payload: &str) -> Result<(), String> {
         .map_err(|e| format!("not valid JSON: {e}"))
 }
 
-/// Verifies the audit chain in the database at `path`, opened read-only.
+/// Verifies the audit chain in the SQLite database at `path`, opened
+/// read-only.
 ///
 /// Fails with [`StoreError::NotFound`] if the file does not exist (it is never
 /// created). See the crate docs for what is checked.
@@ -831,55 +1063,90 @@ pub async fn verify_audit(path: &Path) -> Result<VerifyReport, StoreError> {
         .filename(path)
         .create_if_missing(false)
         .read_only(true);
-    let mut conn = SqliteConnection::connect_with(&opts)
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(opts)
         .await
         .map_err(StoreError::db(OP))?;
+    walk_chain(Db::Sqlite(pool), OP).await
+}
 
+/// Verifies the audit chain of the Postgres database at `url` in read-only
+/// transactions (`default_transaction_read_only`); creates nothing.
+pub async fn verify_audit_postgres(url: &str) -> Result<VerifyReport, StoreError> {
+    const OP: &str = "verify_audit";
+    check_postgres_url(url).map_err(|reason| StoreError::InvalidInput {
+        op: OP,
+        field: "url",
+        reason,
+    })?;
+    let opts = PgConnectOptions::from_str(url)
+        .map_err(StoreError::db(OP))?
+        .options([("default_transaction_read_only", "on")]);
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(opts)
+        .await
+        .map_err(StoreError::db(OP))?;
+    walk_chain(Db::Postgres(pool), OP).await
+}
+
+/// [`verify_audit`] or [`verify_audit_postgres`] for `target`.
+pub async fn verify_audit_target(target: &StoreTarget) -> Result<VerifyReport, StoreError> {
+    match target {
+        StoreTarget::Sqlite(path) => verify_audit(path).await,
+        StoreTarget::Postgres(url) => verify_audit_postgres(url).await,
+    }
+}
+
+/// Walks the whole chain page by page (the one verification for both backends).
+async fn walk_chain(db: Db, op: &'static str) -> Result<VerifyReport, StoreError> {
     const PAGE: i64 = 1000;
     let mut records: u64 = 0;
     let mut first_bad: Option<BadRecord> = None;
     let mut expected_seq: u64 = 1;
     let mut prev_hash = GENESIS_HASH.to_string();
     let mut after: i64 = i64::MIN;
-    loop {
-        let rows = sqlx::query(
-            "SELECT seq, ts, kind, payload, prev_hash, hash FROM audit_log WHERE seq > $1 ORDER BY seq ASC LIMIT $2",
-        )
-        .bind(after)
-        .bind(PAGE)
-        .fetch_all(&mut conn)
-        .await
-        .map_err(StoreError::db(OP))?;
-        let Some(last) = rows.last() else { break };
-        after = last.try_get("seq").map_err(StoreError::db(OP))?;
-        for row in &rows {
-            records += 1;
-            if first_bad.is_some() {
-                continue;
-            }
-            match check_row(row, expected_seq, &prev_hash) {
-                Ok(rec) => {
-                    expected_seq = rec.seq.saturating_add(1);
-                    prev_hash = rec.hash;
+    let walked: Result<(), StoreError> = async {
+        loop {
+            let rows = db
+                .fetch_all(
+                    "SELECT seq, ts, kind, payload, prev_hash, hash FROM audit_log WHERE seq > $1 ORDER BY seq ASC LIMIT $2",
+                    &[Arg::Int(after), Arg::Int(PAGE)],
+                )
+                .await
+                .map_err(StoreError::db(op))?;
+            let Some(last) = rows.last() else { break };
+            after = last.int("seq").map_err(StoreError::db(op))?;
+            for row in &rows {
+                records += 1;
+                if first_bad.is_some() {
+                    continue;
                 }
-                Err(bad) => first_bad = Some(bad),
+                match check_row(row, expected_seq, &prev_hash) {
+                    Ok(rec) => {
+                        expected_seq = rec.seq.saturating_add(1);
+                        prev_hash = rec.hash;
+                    }
+                    Err(bad) => first_bad = Some(bad),
+                }
+            }
+            if rows.len() < PAGE as usize {
+                break;
             }
         }
-        if rows.len() < PAGE as usize {
-            break;
-        }
+        Ok(())
     }
-    conn.close().await.map_err(StoreError::db(OP))?;
+    .await;
+    db.close().await;
+    walked?;
     Ok(VerifyReport { records, first_bad })
 }
 
-fn check_row(
-    row: &SqliteRow,
-    expected_seq: u64,
-    prev_hash: &str,
-) -> Result<AuditRecord, BadRecord> {
+fn check_row(row: &DbRow, expected_seq: u64, prev_hash: &str) -> Result<AuditRecord, BadRecord> {
     let seq_hint = row
-        .try_get::<i64, _>("seq")
+        .int("seq")
         .ok()
         .and_then(|s| u64::try_from(s).ok())
         .unwrap_or(expected_seq);
@@ -933,7 +1200,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("m.db")).await.unwrap();
         for _ in 0..3 {
-            let mut conn = store.pool.acquire().await.unwrap();
+            let db::Db::Sqlite(pool) = &store.db else {
+                panic!("not sqlite")
+            };
+            let mut conn = pool.acquire().await.unwrap();
             let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
                 .fetch_one(&mut *conn)
                 .await
@@ -1009,26 +1279,17 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn failed_append_resyncs_tip_from_disk() {
+    async fn a_stale_cached_tip_does_not_fork_the_chain() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("m.db")).await.unwrap();
+        let path = dir.path().join("m.db");
+        let store = Store::open(&path).await.unwrap();
         store
             .append_audit("2026-01-01T00:00:00Z", "a", "{}")
             .await
             .unwrap();
-        // Simulate a stale tip (e.g. after an ambiguous commit failure).
+        // Another writer (or an ambiguous commit) left this handle's cached
+        // tip behind: the append re-reads the tip inside its transaction.
         *store.tip.lock().await = (0, GENESIS_HASH.to_string());
-        let err = store
-            .append_audit("2026-01-01T00:00:01Z", "b", "{}")
-            .await
-            .unwrap_err();
-        assert!(matches!(
-            err,
-            StoreError::Database {
-                op: "append_audit",
-                ..
-            }
-        ));
         let rec = store
             .append_audit("2026-01-01T00:00:02Z", "c", "{}")
             .await
@@ -1036,5 +1297,8 @@ mod tests {
         assert_eq!(rec.seq, 2);
         let all = store.list_audit(0, 10).await.unwrap();
         assert_eq!(all[1].prev_hash, all[0].hash);
+        assert_eq!(store.audit_tip().await, (2, rec.hash));
+        store.close().await;
+        assert!(verify_audit(&path).await.unwrap().is_ok());
     }
 }

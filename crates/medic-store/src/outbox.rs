@@ -28,14 +28,9 @@
 //! table is bounded by `capacity + KEEP_FINISHED`.
 
 use serde::{Deserialize, Serialize};
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqliteConnection};
 
+use crate::db::{Arg, DbRow, Tx};
 use crate::{check_kind, check_payload, check_ts, compute_hash, AuditRecord, Store, StoreError};
-
-pub(crate) const SCHEMA_TABLE: &str = "CREATE TABLE IF NOT EXISTS outbox(id INTEGER PRIMARY KEY AUTOINCREMENT, msg_id TEXT NOT NULL UNIQUE, dedup_key TEXT NOT NULL, created_at TEXT NOT NULL, due_ms INTEGER NOT NULL, severity TEXT NOT NULL, service TEXT NOT NULL, incident TEXT, event TEXT NOT NULL, title TEXT NOT NULL, message TEXT NOT NULL, channels TEXT, state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT, channel TEXT, done_at TEXT)";
-pub(crate) const SCHEMA_INDEX: &str =
-    "CREATE INDEX IF NOT EXISTS outbox_state ON outbox(state, id)";
 
 /// `(seq, hash)` of the audit chain's last record.
 type Tip = (u64, String);
@@ -116,9 +111,10 @@ pub const ACK_KIND: &str = "notify.acknowledged";
 
 const COLUMNS: &str = "id, msg_id, dedup_key, created_at, due_ms, severity, service, incident, event, title, message, channels, state, attempts, last_error, channel";
 
-/// Inserts one chained audit row on `conn`; returns the new record.
+/// Inserts one chained audit row in `tx` after `tip` (which the caller read
+/// under the chain lock, [`crate::lock_tip`]); returns the new record.
 pub(crate) async fn insert_chained(
-    conn: &mut SqliteConnection,
+    tx: &mut Tx,
     op: &'static str,
     tip: &(u64, String),
     ts: &str,
@@ -148,16 +144,17 @@ pub(crate) async fn insert_chained(
     let seq_i = i64::try_from(seq).map_err(|_| overflow())?;
     let prev_hash = tip.1.clone();
     let hash = compute_hash(&prev_hash, seq, ts, kind, payload);
-    sqlx::query(
+    tx.execute(
         "INSERT INTO audit_log (seq, ts, kind, payload, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6)",
+        &[
+            Arg::Int(seq_i),
+            Arg::Text(ts),
+            Arg::Text(kind),
+            Arg::Text(payload),
+            Arg::Text(&prev_hash),
+            Arg::Text(&hash),
+        ],
     )
-    .bind(seq_i)
-    .bind(ts)
-    .bind(kind)
-    .bind(payload)
-    .bind(&prev_hash)
-    .bind(&hash)
-    .execute(&mut *conn)
     .await
     .map_err(StoreError::db(op))?;
     Ok(AuditRecord {
@@ -171,7 +168,7 @@ pub(crate) async fn insert_chained(
 }
 
 async fn insert_message(
-    conn: &mut SqliteConnection,
+    tx: &mut Tx,
     op: &'static str,
     ts: &str,
     m: &NewMessage,
@@ -183,22 +180,23 @@ async fn insert_message(
         })?),
         None => None,
     };
-    sqlx::query(
+    tx.execute(
         "INSERT INTO outbox (msg_id, dedup_key, created_at, due_ms, severity, service, incident, event, title, message, channels, state) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'pending')",
+        &[
+            Arg::Text(&m.msg_id),
+            Arg::Text(&m.dedup_key),
+            Arg::Text(ts),
+            Arg::Int(m.due_ms),
+            Arg::Text(&m.severity),
+            Arg::Text(&m.service),
+            Arg::OptText(m.incident.as_deref()),
+            Arg::Text(&m.event),
+            Arg::Text(&m.title),
+            Arg::Text(&m.message),
+            Arg::OptText(channels.as_deref()),
+        ],
     )
-    .bind(&m.msg_id)
-    .bind(&m.dedup_key)
-    .bind(ts)
-    .bind(m.due_ms)
-    .bind(&m.severity)
-    .bind(&m.service)
-    .bind(&m.incident)
-    .bind(&m.event)
-    .bind(&m.title)
-    .bind(&m.message)
-    .bind(channels)
-    .execute(&mut *conn)
     .await
     .map_err(StoreError::db(op))?;
     Ok(())
@@ -211,7 +209,7 @@ impl Store {
     /// message is dropped first (the oldest critical one only when every
     /// pending message is critical); each drop is a `notify.dropped` audit
     /// record in the same transaction. A message whose `dedup_key` matches a
-    /// pending message is suppressed.
+    /// pending message is suppressed. Fenced (see [`Store::set_fence`]).
     pub async fn append_step(
         &self,
         ts: &str,
@@ -228,27 +226,23 @@ impl Store {
             });
         }
         let mut tip = self.tip.lock().await;
-        let mut cur = tip.clone();
         let mut out = StepWritten::default();
-        let result: Result<(), StoreError> = async {
-            let mut tx = self
-                .pool
-                .begin_with("BEGIN IMMEDIATE")
-                .await
-                .map_err(StoreError::db(OP))?;
+        let result: Result<Tip, StoreError> = async {
+            let mut tx = self.begin_write(OP).await?;
+            let mut cur = crate::lock_tip(&mut tx, OP).await?;
             for (kind, payload) in audit {
                 let rec = insert_chained(&mut tx, OP, &cur, ts, kind, payload).await?;
                 cur = (rec.seq, rec.hash.clone());
                 out.records.push(rec);
             }
             for m in messages {
-                let exists: Option<i64> = sqlx::query_scalar(
-                    "SELECT id FROM outbox WHERE dedup_key = $1 AND state = 'pending' LIMIT 1",
-                )
-                .bind(&m.dedup_key)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(StoreError::db(OP))?;
+                let exists = tx
+                    .fetch_optional(
+                        "SELECT id FROM outbox WHERE dedup_key = $1 AND state = 'pending' LIMIT 1",
+                        &[Arg::Text(&m.dedup_key)],
+                    )
+                    .await
+                    .map_err(StoreError::db(OP))?;
                 if exists.is_some() {
                     out.suppressed += 1;
                     continue;
@@ -257,33 +251,32 @@ impl Store {
                 out.queued.push(m.msg_id.clone());
             }
             loop {
-                let depth: i64 =
-                    sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE state = 'pending'")
-                        .fetch_one(&mut *tx)
-                        .await
-                        .map_err(StoreError::db(OP))?;
+                let depth = tx
+                    .fetch_one("SELECT COUNT(*) FROM outbox WHERE state = 'pending'", &[])
+                    .await
+                    .and_then(|r| r.int(0))
+                    .map_err(StoreError::db(OP))?;
                 if depth <= i64::from(capacity) {
                     break;
                 }
-                let victim = sqlx::query(
-                    "SELECT id, msg_id, severity, title FROM outbox WHERE state = 'pending' \
-                     ORDER BY CASE WHEN severity = 'critical' THEN 1 ELSE 0 END, id LIMIT 1",
-                )
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(StoreError::db(OP))?;
-                let id: i64 = victim.try_get("id").map_err(StoreError::db(OP))?;
+                let victim = tx
+                    .fetch_one(
+                        "SELECT id, msg_id, severity, title FROM outbox WHERE state = 'pending' \
+                         ORDER BY CASE WHEN severity = 'critical' THEN 1 ELSE 0 END, id LIMIT 1",
+                        &[],
+                    )
+                    .await
+                    .map_err(StoreError::db(OP))?;
+                let id = victim.int("id").map_err(StoreError::db(OP))?;
                 let d = Dropped {
-                    msg_id: victim.try_get("msg_id").map_err(StoreError::db(OP))?,
-                    severity: victim.try_get("severity").map_err(StoreError::db(OP))?,
-                    title: victim.try_get("title").map_err(StoreError::db(OP))?,
+                    msg_id: victim.text("msg_id").map_err(StoreError::db(OP))?,
+                    severity: victim.text("severity").map_err(StoreError::db(OP))?,
+                    title: victim.text("title").map_err(StoreError::db(OP))?,
                 };
-                sqlx::query(
+                tx.execute(
                     "UPDATE outbox SET state = 'dropped', last_error = 'outbox full', done_at = $2 WHERE id = $1",
+                    &[Arg::Int(id), Arg::Text(ts)],
                 )
-                .bind(id)
-                .bind(ts)
-                .execute(&mut *tx)
                 .await
                 .map_err(StoreError::db(OP))?;
                 let payload = serde_json::json!({
@@ -299,17 +292,18 @@ impl Store {
                 out.records.push(rec);
                 out.dropped.push(d);
             }
-            tx.commit().await.map_err(StoreError::db(OP))
+            tx.commit().await.map_err(StoreError::db(OP))?;
+            Ok(cur)
         }
         .await;
         match result {
-            Ok(()) => {
+            Ok(cur) => {
                 *tip = cur;
                 Ok(out)
             }
             Err(e) => {
-                // A failed commit can be ambiguous: continue what is on disk.
-                if let Ok(actual) = crate::load_tip(&self.pool, OP).await {
+                // A failed commit can be ambiguous: show what is on disk.
+                if let Ok(actual) = crate::load_tip(&self.db, OP).await {
                     *tip = actual;
                 }
                 Err(e)
@@ -327,10 +321,9 @@ impl Store {
         let sql = format!(
             "SELECT {COLUMNS} FROM outbox WHERE state = 'pending' AND due_ms <= $1 ORDER BY id LIMIT $2"
         );
-        let rows = sqlx::query(&sql)
-            .bind(now_ms)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
+        let rows = self
+            .db
+            .fetch_all(&sql, &[Arg::Int(now_ms), Arg::Int(i64::from(limit))])
             .await
             .map_err(StoreError::db(OP))?;
         rows.iter().map(|r| decode(r, OP)).collect()
@@ -345,9 +338,9 @@ impl Store {
              (SELECT MIN(id) FROM outbox WHERE state = 'pending' AND due_ms <= $1 GROUP BY channels) \
              ORDER BY id"
         );
-        let rows = sqlx::query(&sql)
-            .bind(now_ms)
-            .fetch_all(&self.pool)
+        let rows = self
+            .db
+            .fetch_all(&sql, &[Arg::Int(now_ms)])
             .await
             .map_err(StoreError::db(OP))?;
         rows.iter().map(|r| decode(r, OP)).collect()
@@ -356,9 +349,13 @@ impl Store {
     /// The earliest `due_ms` of a pending message, if any.
     pub async fn outbox_next_due(&self) -> Result<Option<i64>, StoreError> {
         const OP: &str = "outbox_next_due";
-        sqlx::query_scalar("SELECT MIN(due_ms) FROM outbox WHERE state = 'pending'")
-            .fetch_one(&self.pool)
+        self.db
+            .fetch_one(
+                "SELECT MIN(due_ms) FROM outbox WHERE state = 'pending'",
+                &[],
+            )
             .await
+            .and_then(|r| r.opt_int(0))
             .map_err(StoreError::db(OP))
     }
 
@@ -366,9 +363,9 @@ impl Store {
     pub async fn outbox_recent(&self, limit: u32) -> Result<Vec<OutboxMessage>, StoreError> {
         const OP: &str = "outbox_recent";
         let sql = format!("SELECT {COLUMNS} FROM outbox ORDER BY id DESC LIMIT $1");
-        let rows = sqlx::query(&sql)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
+        let rows = self
+            .db
+            .fetch_all(&sql, &[Arg::Int(i64::from(limit))])
             .await
             .map_err(StoreError::db(OP))?;
         rows.iter().map(|r| decode(r, OP)).collect()
@@ -378,9 +375,9 @@ impl Store {
     pub async fn outbox_get(&self, msg_id: &str) -> Result<Option<OutboxMessage>, StoreError> {
         const OP: &str = "outbox_get";
         let sql = format!("SELECT {COLUMNS} FROM outbox WHERE msg_id = $1");
-        let row = sqlx::query(&sql)
-            .bind(msg_id)
-            .fetch_optional(&self.pool)
+        let row = self
+            .db
+            .fetch_optional(&sql, &[Arg::Text(msg_id)])
             .await
             .map_err(StoreError::db(OP))?;
         row.as_ref().map(|r| decode(r, OP)).transpose()
@@ -389,15 +386,17 @@ impl Store {
     /// Number of pending messages (the outbox depth).
     pub async fn outbox_depth(&self) -> Result<u64, StoreError> {
         const OP: &str = "outbox_depth";
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE state = 'pending'")
-            .fetch_one(&self.pool)
+        let n = self
+            .db
+            .fetch_one("SELECT COUNT(*) FROM outbox WHERE state = 'pending'", &[])
             .await
+            .and_then(|r| r.int(0))
             .map_err(StoreError::db(OP))?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
     /// Marks a pending message delivered by `channel`, then prunes old
-    /// finished rows. A message no longer pending is left as it is.
+    /// finished rows. A message no longer pending is left as it is. Fenced.
     pub async fn outbox_delivered(
         &self,
         id: i64,
@@ -405,47 +404,43 @@ impl Store {
         ts: &str,
     ) -> Result<(), StoreError> {
         const OP: &str = "outbox_delivered";
-        sqlx::query(
+        let mut tx = self.begin_write(OP).await?;
+        tx.execute(
             "UPDATE outbox SET state = 'delivered', channel = $2, done_at = $3, attempts = attempts + 1 \
              WHERE id = $1 AND state = 'pending'",
+            &[Arg::Int(id), Arg::Text(channel), Arg::Text(ts)],
         )
-        .bind(id)
-        .bind(channel)
-        .bind(ts)
-        .execute(&self.pool)
         .await
         .map_err(StoreError::db(OP))?;
-        sqlx::query(
+        tx.execute(
             "DELETE FROM outbox WHERE state <> 'pending' AND id NOT IN \
              (SELECT id FROM outbox WHERE state <> 'pending' ORDER BY id DESC LIMIT $1)",
+            &[Arg::Int(i64::from(KEEP_FINISHED))],
         )
-        .bind(i64::from(KEEP_FINISHED))
-        .execute(&self.pool)
         .await
         .map_err(StoreError::db(OP))?;
-        Ok(())
+        tx.commit().await.map_err(StoreError::db(OP))
     }
 
-    /// Records a failed delivery round of a pending message.
+    /// Records a failed delivery round of a pending message. Fenced.
     pub async fn outbox_failed(&self, id: i64, error: &str) -> Result<(), StoreError> {
         const OP: &str = "outbox_failed";
         let error: String = error.chars().take(500).collect();
-        sqlx::query(
+        let mut tx = self.begin_write(OP).await?;
+        tx.execute(
             "UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = $1 AND state = 'pending'",
+            &[Arg::Int(id), Arg::Text(&error)],
         )
-        .bind(id)
-        .bind(error)
-        .execute(&self.pool)
         .await
         .map_err(StoreError::db(OP))?;
-        Ok(())
+        tx.commit().await.map_err(StoreError::db(OP))
     }
 
     /// Acknowledges an incident: cancels its pending escalation steps and
     /// queues `ack` (e.g. a PagerDuty acknowledge), with one
     /// `notify.acknowledged` audit record, all in one transaction. Returns
     /// the number of escalation steps cancelled, or `None` when the outbox
-    /// never held a message about this incident.
+    /// never held a message about this incident. Fenced.
     pub async fn acknowledge(
         &self,
         ts: &str,
@@ -457,7 +452,7 @@ impl Store {
     }
 
     /// Like [`Store::acknowledge`] with the audit kind `kind` (e.g.
-    /// `notify.resolved` when the incident closed).
+    /// `notify.resolved` when the incident closed). Fenced.
     pub async fn close_chain(
         &self,
         ts: &str,
@@ -469,36 +464,36 @@ impl Store {
         const OP: &str = "acknowledge";
         let mut tip = self.tip.lock().await;
         let result: Result<(Option<u64>, Option<Tip>), StoreError> = async {
-            let mut tx = self
-                .pool
-                .begin_with("BEGIN IMMEDIATE")
+            let mut tx = self.begin_write(OP).await?;
+            // The chain lock first, as in every appending transaction, so
+            // two writers never wait on each other in opposite orders.
+            let cur = crate::lock_tip(&mut tx, OP).await?;
+            let known = tx
+                .fetch_one(
+                    "SELECT COUNT(*) FROM outbox WHERE incident = $1",
+                    &[Arg::Text(incident)],
+                )
                 .await
-                .map_err(StoreError::db(OP))?;
-            let known: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE incident = $1")
-                .bind(incident)
-                .fetch_one(&mut *tx)
-                .await
+                .and_then(|r| r.int(0))
                 .map_err(StoreError::db(OP))?;
             if known == 0 {
                 return Ok((None, None));
             }
-            let cancelled = sqlx::query(
-                "UPDATE outbox SET state = 'cancelled', done_at = $2, last_error = 'acknowledged' \
-                 WHERE incident = $1 AND state = 'pending' AND event = 'escalate'",
-            )
-            .bind(incident)
-            .bind(ts)
-            .execute(&mut *tx)
-            .await
-            .map_err(StoreError::db(OP))?
-            .rows_affected();
+            let cancelled = tx
+                .execute(
+                    "UPDATE outbox SET state = 'cancelled', done_at = $2, last_error = 'acknowledged' \
+                     WHERE incident = $1 AND state = 'pending' AND event = 'escalate'",
+                    &[Arg::Text(incident), Arg::Text(ts)],
+                )
+                .await
+                .map_err(StoreError::db(OP))?;
             let payload = serde_json::json!({
                 "incident": incident,
                 "by": by,
                 "cancelled_steps": cancelled,
             })
             .to_string();
-            let rec = insert_chained(&mut tx, OP, &tip, ts, kind, &payload).await?;
+            let rec = insert_chained(&mut tx, OP, &cur, ts, kind, &payload).await?;
             for m in ack {
                 insert_message(&mut tx, OP, ts, m).await?;
             }
@@ -514,7 +509,7 @@ impl Store {
                 Ok(n)
             }
             Err(e) => {
-                if let Ok(actual) = crate::load_tip(&self.pool, OP).await {
+                if let Ok(actual) = crate::load_tip(&self.db, OP).await {
                     *tip = actual;
                 }
                 Err(e)
@@ -526,13 +521,15 @@ impl Store {
     /// is still kept).
     pub async fn outbox_has_event(&self, incident: &str, event: &str) -> Result<bool, StoreError> {
         const OP: &str = "outbox_has_event";
-        let n: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE incident = $1 AND event = $2")
-                .bind(incident)
-                .bind(event)
-                .fetch_one(&self.pool)
-                .await
-                .map_err(StoreError::db(OP))?;
+        let n = self
+            .db
+            .fetch_one(
+                "SELECT COUNT(*) FROM outbox WHERE incident = $1 AND event = $2",
+                &[Arg::Text(incident), Arg::Text(event)],
+            )
+            .await
+            .and_then(|r| r.int(0))
+            .map_err(StoreError::db(OP))?;
         Ok(n > 0)
     }
 
@@ -542,32 +539,33 @@ impl Store {
         incident: &str,
     ) -> Result<Option<String>, StoreError> {
         const OP: &str = "outbox_incident_service";
-        sqlx::query_scalar(
-            "SELECT service FROM outbox WHERE incident = $1 ORDER BY id DESC LIMIT 1",
-        )
-        .bind(incident)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(StoreError::db(OP))
+        let row = self
+            .db
+            .fetch_optional(
+                "SELECT service FROM outbox WHERE incident = $1 ORDER BY id DESC LIMIT 1",
+                &[Arg::Text(incident)],
+            )
+            .await
+            .map_err(StoreError::db(OP))?;
+        row.map(|r| r.text(0))
+            .transpose()
+            .map_err(StoreError::db(OP))
     }
 }
 
-fn decode(row: &SqliteRow, op: &'static str) -> Result<OutboxMessage, StoreError> {
+fn decode(row: &DbRow, op: &'static str) -> Result<OutboxMessage, StoreError> {
     let corrupt = |col: &str, e: String| StoreError::Corrupt {
         op,
         reason: format!("outbox column {col}: {e}"),
     };
     let text = |col: &str| -> Result<String, StoreError> {
-        row.try_get::<String, _>(col)
-            .map_err(|e| corrupt(col, e.to_string()))
+        row.text(col).map_err(|e| corrupt(col, e.to_string()))
     };
     let opt = |col: &str| -> Result<Option<String>, StoreError> {
-        row.try_get::<Option<String>, _>(col)
-            .map_err(|e| corrupt(col, e.to_string()))
+        row.opt_text(col).map_err(|e| corrupt(col, e.to_string()))
     };
     let int = |col: &str| -> Result<i64, StoreError> {
-        row.try_get::<i64, _>(col)
-            .map_err(|e| corrupt(col, e.to_string()))
+        row.int(col).map_err(|e| corrupt(col, e.to_string()))
     };
     let channels = match opt("channels")? {
         Some(c) => Some(

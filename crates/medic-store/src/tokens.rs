@@ -10,19 +10,13 @@
 //! system's random source). Only `sha256(token)` (hex) is stored, so a copy of
 //! the database does not give access. A name has at most one active token;
 //! the name is the actor the audit log records.
+use crate::db::{Arg, DbRow};
+use crate::{Store, StoreError};
 use medic_core::Role;
 use sha2::{Digest, Sha256};
-use sqlx::Row;
-
-use crate::{Store, StoreError};
 
 /// Prefix of every token (lets secret scanners recognise one).
 pub const TOKEN_PREFIX: &str = "medic_";
-
-pub(crate) const SCHEMA: &[&str] = &[
-    "CREATE TABLE IF NOT EXISTS api_tokens(id INTEGER PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL, hash TEXT NOT NULL UNIQUE, created_at TEXT NOT NULL, revoked_at TEXT)",
-    "CREATE UNIQUE INDEX IF NOT EXISTS api_tokens_active_name ON api_tokens(name) WHERE revoked_at IS NULL",
-];
 
 /// A stored token (never the token itself).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,15 +88,19 @@ impl Store {
             reason,
         })?;
         let token = new_token()?;
-        let r = sqlx::query(
-            "INSERT INTO api_tokens(name, role, hash, created_at) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(name)
-        .bind(role.as_str())
-        .bind(hash_token(&token))
-        .bind(created_at)
-        .execute(&self.pool)
-        .await;
+        let hash = hash_token(&token);
+        let r = self
+            .db
+            .execute(
+                "INSERT INTO api_tokens(name, role, hash, created_at) VALUES ($1, $2, $3, $4)",
+                &[
+                    Arg::Text(name),
+                    Arg::Text(role.as_str()),
+                    Arg::Text(&hash),
+                    Arg::Text(created_at),
+                ],
+            )
+            .await;
         match r {
             Ok(_) => Ok(token),
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
@@ -119,65 +117,73 @@ impl Store {
     /// The active token whose hash matches `token`, if any.
     pub async fn authenticate(&self, token: &str) -> Result<Option<TokenInfo>, StoreError> {
         const OP: &str = "authenticate";
-        let row = sqlx::query(
-            "SELECT name, role, created_at, revoked_at FROM api_tokens \
-             WHERE hash = $1 AND revoked_at IS NULL",
-        )
-        .bind(hash_token(token))
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(StoreError::db(OP))?;
+        let hash = hash_token(token);
+        let row = self
+            .db
+            .fetch_optional(
+                "SELECT name, role, created_at, revoked_at FROM api_tokens \
+                 WHERE hash = $1 AND revoked_at IS NULL",
+                &[Arg::Text(&hash)],
+            )
+            .await
+            .map_err(StoreError::db(OP))?;
         row.as_ref().map(|r| decode(r, OP)).transpose()
     }
 
     /// Every token ever created (active and revoked), oldest first.
     pub async fn list_tokens(&self) -> Result<Vec<TokenInfo>, StoreError> {
         const OP: &str = "list_tokens";
-        let rows =
-            sqlx::query("SELECT name, role, created_at, revoked_at FROM api_tokens ORDER BY id")
-                .fetch_all(&self.pool)
-                .await
-                .map_err(StoreError::db(OP))?;
+        let rows = self
+            .db
+            .fetch_all(
+                "SELECT name, role, created_at, revoked_at FROM api_tokens ORDER BY id",
+                &[],
+            )
+            .await
+            .map_err(StoreError::db(OP))?;
         rows.iter().map(|r| decode(r, OP)).collect()
     }
 
     /// Revokes the active token of `name`; `false` when it has none.
     pub async fn revoke_token(&self, name: &str, revoked_at: &str) -> Result<bool, StoreError> {
         const OP: &str = "revoke_token";
-        let r = sqlx::query(
-            "UPDATE api_tokens SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL",
-        )
-        .bind(revoked_at)
-        .bind(name)
-        .execute(&self.pool)
-        .await
-        .map_err(StoreError::db(OP))?;
-        Ok(r.rows_affected() > 0)
+        let n = self
+            .db
+            .execute(
+                "UPDATE api_tokens SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL",
+                &[Arg::Text(revoked_at), Arg::Text(name)],
+            )
+            .await
+            .map_err(StoreError::db(OP))?;
+        Ok(n > 0)
     }
 
     /// How many tokens are active.
     pub async fn active_tokens(&self) -> Result<u64, StoreError> {
         const OP: &str = "active_tokens";
-        let n: i64 = sqlx::query("SELECT COUNT(*) FROM api_tokens WHERE revoked_at IS NULL")
-            .fetch_one(&self.pool)
+        let n = self
+            .db
+            .fetch_one(
+                "SELECT COUNT(*) FROM api_tokens WHERE revoked_at IS NULL",
+                &[],
+            )
             .await
-            .map_err(StoreError::db(OP))?
-            .try_get(0)
+            .and_then(|r| r.int(0))
             .map_err(StoreError::db(OP))?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
 }
 
-fn decode(row: &sqlx::sqlite::SqliteRow, op: &'static str) -> Result<TokenInfo, StoreError> {
-    let role_text: String = row.try_get("role").map_err(StoreError::db(op))?;
+fn decode(row: &DbRow, op: &'static str) -> Result<TokenInfo, StoreError> {
+    let role_text = row.text("role").map_err(StoreError::db(op))?;
     let role = parse_role(&role_text).ok_or_else(|| StoreError::Corrupt {
         op,
         reason: format!("unknown role {role_text:?}"),
     })?;
     Ok(TokenInfo {
-        name: row.try_get("name").map_err(StoreError::db(op))?,
+        name: row.text("name").map_err(StoreError::db(op))?,
         role,
-        created_at: row.try_get("created_at").map_err(StoreError::db(op))?,
-        revoked_at: row.try_get("revoked_at").map_err(StoreError::db(op))?,
+        created_at: row.text("created_at").map_err(StoreError::db(op))?,
+        revoked_at: row.opt_text("revoked_at").map_err(StoreError::db(op))?,
     })
 }

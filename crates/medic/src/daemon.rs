@@ -156,9 +156,14 @@ impl Clock {
 
 /// Start everything: store, API, supervised processes, probes, engine loop.
 pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
-    let store = Store::open(&opts.db)
-        .await
-        .with_context(|| format!("opening database {}", opts.db.display()))?;
+    let store = match &opts.config.store_url {
+        Some(url) => Store::open_postgres(url)
+            .await
+            .with_context(|| format!("opening the store {}", medic_store::redact_url(url)))?,
+        None => Store::open(&opts.db)
+            .await
+            .with_context(|| format!("opening database {}", opts.db.display()))?,
+    };
     let ready = Arc::new(AtomicBool::new(false));
     let (tx, rx) = mpsc::channel::<Msg>(INPUT_QUEUE);
     let (ctl_tx, ctl_rx) = mpsc::channel::<ControlRequest>(64);
@@ -228,8 +233,14 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
     );
 
     // Notifications: the outbox and its delivery task (issue 12).
-    let outbox =
-        crate::notify::Outbox::start(&store, opts.config.notify.as_ref(), shutdown_rx.clone())?;
+    // With `ha:` the notification outbox is delivered by the leader only.
+    let (acting_tx, acting_rx) = watch::channel(false);
+    let outbox = crate::notify::Outbox::start(
+        &store,
+        opts.config.notify.as_ref(),
+        shutdown_rx.clone(),
+        opts.config.ha.as_ref().map(|_| acting_rx),
+    )?;
 
     let traces = crate::trace::Traces::start(
         opts.config.otlp.as_ref(),
@@ -363,10 +374,14 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
             shutdown_rx.clone(),
         );
         let base = opts.db.parent().unwrap_or(std::path::Path::new("."));
+        // A follower presents token 0: once any leader has claimed the
+        // store, every write this instance would make is rejected there.
+        store.set_fence(Some(0));
         let ctl = crate::ha::HaCtl {
             cfg: h.clone(),
             state,
             acting: None,
+            acting_tx,
             fence_file: base.join(&h.fence_file),
             no_fence: std::env::var(crate::ha::UNSAFE_NO_FENCE).is_ok_and(|v| v == "1"),
             store_down: false,
@@ -430,6 +445,7 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
     let lp = EngineLoop {
         engine,
         ha,
+        fenced_off: false,
         engine_cfg,
         autostarted,
         start_mode: opts.mode,
@@ -723,6 +739,8 @@ struct EngineLoop {
     engine: Engine,
     /// Leader election and fencing (`ha:`, issue 13).
     ha: Option<crate::ha::HaCtl>,
+    /// A shared write was rejected by the store's fence: step down.
+    fenced_off: bool,
     /// To rebuild the engine at a takeover or a step-down.
     engine_cfg: medic_core::EngineConfig,
     autostarted: Vec<String>,
@@ -1168,7 +1186,9 @@ impl EngineLoop {
                     // Acting on state that would not survive a restart could
                     // repeat the action after one: hold this step's actions.
                     audit_ok = false;
-                    if let Some(h) = self.ha.as_mut() {
+                    if e.is_fenced() {
+                        self.fenced_off = true;
+                    } else if let Some(h) = self.ha.as_mut() {
                         h.store_down = true;
                     }
                     tracing::error!(error = %e, "saving the safety state failed");
@@ -1176,6 +1196,9 @@ impl EngineLoop {
             }
         }
         for cmd in commands {
+            if self.fenced_off {
+                break;
+            }
             match cmd {
                 Command::RunAction(req) => {
                     if !audit_ok {
@@ -1267,6 +1290,9 @@ impl EngineLoop {
                 }
             }
         }
+        if std::mem::take(&mut self.fenced_off) {
+            self.demote("fenced off by the store").await;
+        }
     }
 
     /// Without `ha:`, always; with it, only while this instance leads under
@@ -1311,7 +1337,18 @@ impl EngineLoop {
             return;
         };
         let member = h.state.borrow().member.clone();
+        // Claim the shared store with the new token (compare-and-set): from
+        // now on a stale leader's writes are rejected there, before this
+        // leader writes anything else.
+        self.store.set_fence(Some(token));
+        if let Err(e) = self.store.claim_fence(token).await {
+            tracing::error!(%member, token, error = %e, "ha: claiming the store failed; not acting");
+            self.store.set_fence(Some(0));
+            h.store_down = !e.is_fenced();
+            return;
+        }
         h.acting = Some(token);
+        let _ = h.acting_tx.send(true);
         let now = self.clock.now();
         self.engine = build_engine(
             &self.store,
@@ -1349,6 +1386,8 @@ impl EngineLoop {
             return;
         };
         let was = h.acting.take();
+        let _ = h.acting_tx.send(false);
+        self.store.set_fence(Some(0));
         tracing::warn!(token = ?was, why, "ha: stepping down; follower (no actions, no shared writes)");
         let now = self.clock.now();
         self.engine = build_engine(
@@ -1387,7 +1426,7 @@ impl EngineLoop {
     /// key and the supervised process's identity, so a medic restarted
     /// mid-action can tell whether the restart happened. Other kinds carry
     /// no identity medic can read back; the intent is their journal.
-    async fn journal(&self, req: &ActionRequest) -> bool {
+    async fn journal(&mut self, req: &ActionRequest) -> bool {
         if req.kind != medic_core::ActionKind::Restart {
             return true;
         }
@@ -1416,6 +1455,9 @@ impl EngineLoop {
             }
             Err(e) => {
                 tracing::error!(error = %e, "journaling the action failed");
+                if e.is_fenced() {
+                    self.fenced_off = true;
+                }
                 false
             }
         }
@@ -1642,6 +1684,11 @@ impl EngineLoop {
                 }
                 self.set_store_down(false);
                 true
+            }
+            Err(e) if e.is_fenced() => {
+                tracing::error!(error = %e, "fenced off by the store: a newer leader exists; stepping down");
+                self.fenced_off = true;
+                false
             }
             Err(e) => {
                 tracing::error!(error = %e, records = audit.len(), "audit append failed");

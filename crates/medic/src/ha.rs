@@ -38,6 +38,8 @@ pub(crate) struct HaCtl {
     /// The token the engine runs under as leader; `None`: a follower engine
     /// (dry-run, writes nothing to the shared store).
     pub acting: Option<u64>,
+    /// `acting.is_some()`, for the notification delivery task.
+    pub acting_tx: watch::Sender<bool>,
     pub fence_file: PathBuf,
     pub no_fence: bool,
     /// The last write to the shared store failed.

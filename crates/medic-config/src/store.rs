@@ -45,7 +45,11 @@ pub fn check_postgres_url(url: &str) -> Result<(), String> {
     if let Some(p) = port {
         match p.parse::<u16>() {
             Ok(n) if n > 0 => {}
-            _ => return Err(format!("store.url port `{p}` is not a port number (1-65535)")),
+            _ => {
+                return Err(format!(
+                    "store.url port `{p}` is not a port number (1-65535)"
+                ))
+            }
         }
     }
     Ok(())

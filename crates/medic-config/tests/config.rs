@@ -232,12 +232,18 @@ fn store_url_selects_postgres_and_a_bad_one_is_located() {
         "{e}"
     );
     let e = errs(&format!("store:\n  url: postgres://u:pw@db:70000/m\n{MIN}"));
-    assert!(e.starts_with("medic.yaml:2:8: store.url port `70000`"), "{e}");
+    assert!(
+        e.starts_with("medic.yaml:2:8: store.url port `70000`"),
+        "{e}"
+    );
     assert!(!e.contains("pw"), "{e}");
     let e = errs(&format!(
         "database: m.db\nstore:\n  url: postgres://db/medic\n{MIN}"
     ));
-    assert!(e.starts_with("medic.yaml:3:8: set either `database`"), "{e}");
+    assert!(
+        e.starts_with("medic.yaml:3:8: set either `database`"),
+        "{e}"
+    );
     let e = errs(&format!("store:\n  uri: postgres://db/medic\n{MIN}"));
     assert!(e.starts_with("medic.yaml:2:3: unknown field `uri`"), "{e}");
 }

@@ -25,6 +25,12 @@ fn free_port() -> std::io::Result<u16> {
 impl LocalEtcd {
     /// Start etcd with its data under `dir` and wait until it answers.
     pub fn start(dir: &Path) -> std::io::Result<LocalEtcd> {
+        LocalEtcd::start_on(dir, &[])
+    }
+
+    /// [`LocalEtcd::start`], also listening for clients on `extra` addresses
+    /// (same port), e.g. a veth address for a member in a network namespace.
+    pub fn start_on(dir: &Path, extra: &[String]) -> std::io::Result<LocalEtcd> {
         let bin = etcd_binary();
         if !bin.exists() {
             return Err(std::io::Error::new(
@@ -34,6 +40,10 @@ impl LocalEtcd {
         }
         let (cp, pp) = (free_port()?, free_port()?);
         let client_url = format!("http://127.0.0.1:{cp}");
+        let listen: Vec<String> = std::iter::once(client_url.clone())
+            .chain(extra.iter().map(|h| format!("http://{h}:{cp}")))
+            .collect();
+        let listen = listen.join(",");
         let peer_url = format!("http://127.0.0.1:{pp}");
         let log = std::fs::File::create(dir.join("etcd.log"))?;
         let child = Command::new(bin)
@@ -42,7 +52,7 @@ impl LocalEtcd {
             .arg("--data-dir")
             .arg(dir.join("etcd-data"))
             .arg("--listen-client-urls")
-            .arg(&client_url)
+            .arg(&listen)
             .arg("--advertise-client-urls")
             .arg(&client_url)
             .arg("--listen-peer-urls")
@@ -72,6 +82,14 @@ impl LocalEtcd {
             std::io::ErrorKind::TimedOut,
             format!("etcd did not listen on {addr} within 20s"),
         ))
+    }
+
+    /// The client port.
+    pub fn port(&self) -> u16 {
+        self.client_url
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse().ok())
+            .unwrap_or(0)
     }
 
     pub fn pid(&self) -> u32 {

@@ -23,6 +23,11 @@
 //! stale leader calls its executor (`stale_executor_calls`), and whether the
 //! action's first effect lands before the step-down aborts it
 //! (`stale_actions`) is a race).
+//! `partition` runs the first leader in a network namespace of its own
+//! (`ip netns`, a veth pair; needs root) and cuts it from etcd with iptables
+//! inside the namespace (it still reaches the service and the store): it
+//! must stop acting, the majority side elects a leader that heals, and after
+//! healing there is one leader and no duplicate action.
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -35,6 +40,7 @@ use tokio::process::{Child, Command};
 pub enum Scenario {
     Kill,
     Pause,
+    Partition,
 }
 
 #[derive(clap::Args, Debug)]
@@ -69,49 +75,137 @@ fn free_port() -> anyhow::Result<u16> {
 struct Member {
     name: String,
     dir: PathBuf,
+    /// The address it listens on (and is reached at).
+    host: String,
+    /// The address it reaches etcd and the fixture at.
+    upstream: String,
+    /// The network namespace it runs in (scenario `partition`).
+    ns: Option<String>,
     port: u16,
     child: Option<Child>,
+}
+
+/// A network namespace joined to the host by a veth pair (10.213.N.1 on the
+/// host, 10.213.N.2 inside); deleted (with the pair) when dropped.
+struct NetNs {
+    name: String,
+    host_ip: String,
+    ns_ip: String,
+}
+
+fn ip(args: &[&str]) -> anyhow::Result<()> {
+    let out = std::process::Command::new("ip")
+        .args(args)
+        .output()
+        .context("running ip (package iproute2)")?;
+    if !out.status.success() {
+        bail!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+impl NetNs {
+    fn create() -> anyhow::Result<NetNs> {
+        let n = std::process::id() % 250 + 1;
+        let name = format!("medic-ha-{}", std::process::id());
+        let (h, p) = (format!("mha{n}h"), format!("mha{n}n"));
+        let host_ip = format!("10.213.{n}.1");
+        let ns_ip = format!("10.213.{n}.2");
+        ip(&["netns", "add", &name])?;
+        let ns = NetNs {
+            name,
+            host_ip,
+            ns_ip,
+        };
+        ip(&["link", "add", &h, "type", "veth", "peer", "name", &p])?;
+        ip(&["link", "set", &p, "netns", &ns.name])?;
+        ip(&["addr", "add", &format!("{}/30", ns.host_ip), "dev", &h])?;
+        ip(&["link", "set", &h, "up"])?;
+        let exec = |a: &[&str]| {
+            let mut v = vec!["netns", "exec", ns.name.as_str()];
+            v.extend_from_slice(a);
+            ip(&v)
+        };
+        exec(&["ip", "addr", "add", &format!("{}/30", ns.ns_ip), "dev", &p])?;
+        exec(&["ip", "link", "set", &p, "up"])?;
+        exec(&["ip", "link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    /// Cut (or heal) this namespace's traffic to etcd's client port, both
+    /// ways, with iptables inside the namespace.
+    fn cut_etcd(&self, port: u16, cut: bool) -> anyhow::Result<()> {
+        let op = if cut { "-A" } else { "-D" };
+        let port = port.to_string();
+        for (chain, dir) in [("OUTPUT", "--dport"), ("INPUT", "--sport")] {
+            let out = std::process::Command::new("ip")
+                .args([
+                    "netns", "exec", &self.name, "iptables", op, chain, "-p", "tcp",
+                ])
+                .args([dir, &port, "-j", "DROP"])
+                .output()
+                .context("running iptables")?;
+            if !out.status.success() {
+                bail!(
+                    "iptables {op} {chain}: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = ip(&["netns", "del", &self.name]);
+    }
 }
 
 struct Cluster {
     exe: PathBuf,
     base: PathBuf,
-    _etcd: LocalEtcd,
-    etcd_url: String,
+    etcd: LocalEtcd,
     fixture: Child,
     fport: u16,
     members: Vec<Member>,
     ttl: Duration,
     no_fence: bool,
     http: reqwest::Client,
+    net: Option<NetNs>,
 }
 
 fn config(c: &Cluster, m: &Member) -> String {
     let log = c.base.join("actions.log");
     let script = format!(
         "echo \"$MEDIC_ACTION_ID $MEDIC_FENCE_TOKEN start\" >> '{log}'; sleep 1; \
-         exec 3<>/dev/tcp/127.0.0.1/{fport}; \
+         exec 3<>/dev/tcp/{up}/{fport}; \
          printf 'POST /fault/clear HTTP/1.0\\r\\nContent-Length: 0\\r\\n\\r\\n' >&3; \
          cat <&3 >/dev/null; echo \"$MEDIC_ACTION_ID $MEDIC_FENCE_TOKEN done\" >> '{log}'",
         log = log.display(),
-        fport = c.fport
+        fport = c.fport,
+        up = m.upstream,
     );
     let command = serde_json::to_string(&["bash", "-c", &script]).unwrap_or_default();
     format!(
         r#"mode: aggressive
 auth: none
-listen: 127.0.0.1:{port}
+listen: {host}:{port}
 database: {db}
 policy: {{ cooldown: 1s, verify_window: 3s }}
 ha:
-  etcd: ['{etcd}']
+  etcd: ['http://{up}:{etcd}']
   member: {name}
   lease_ttl: {ttl}ms
 services:
   web:
     probes:
       healthz:
-        http: {{ url: "http://127.0.0.1:{fport}/healthz", timeout: 500ms }}
+        http: {{ url: "http://{up}:{fport}/healthz", timeout: 500ms }}
         interval: 200ms
         failure: {{ consecutive: 2 }}
         recovery: {{ consecutive: 2 }}
@@ -124,8 +218,10 @@ services:
         action: heal
 "#,
         port = m.port,
+        host = m.host,
+        up = m.upstream,
         db = c.base.join("shared").join("medic.db").display(),
-        etcd = c.etcd_url,
+        etcd = c.etcd.port(),
         name = m.name,
         ttl = c.ttl.as_millis(),
         fport = c.fport,
@@ -138,12 +234,20 @@ impl Cluster {
         base: &Path,
         ttl: Duration,
         no_fence: bool,
+        net: Option<NetNs>,
     ) -> anyhow::Result<Cluster> {
         std::fs::create_dir_all(base.join("shared"))?;
-        let etcd = LocalEtcd::start(base).context("starting etcd")?;
+        let extra: Vec<String> = net.iter().map(|n| n.host_ip.clone()).collect();
+        let etcd = LocalEtcd::start_on(base, &extra).context("starting etcd")?;
         let fport = free_port()?;
+        // A member in a namespace reaches the fixture over the veth.
+        let bind = if net.is_some() {
+            "0.0.0.0"
+        } else {
+            "127.0.0.1"
+        };
         let fixture = Command::new(exe)
-            .args(["fixture", "--port", &fport.to_string()])
+            .args(["fixture", "--port", &fport.to_string(), "--bind", bind])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -155,9 +259,16 @@ impl Cluster {
             let name = format!("m{i}");
             let dir = base.join(&name);
             std::fs::create_dir_all(&dir)?;
+            let (host, upstream, ns) = match (&net, i) {
+                (Some(n), 0) => (n.ns_ip.clone(), n.host_ip.clone(), Some(n.name.clone())),
+                _ => ("127.0.0.1".to_string(), "127.0.0.1".to_string(), None),
+            };
             members.push(Member {
                 name,
                 dir,
+                host,
+                upstream,
+                ns,
                 port: free_port()?,
                 child: None,
             });
@@ -165,8 +276,7 @@ impl Cluster {
         let c = Cluster {
             exe: exe.to_path_buf(),
             base: base.to_path_buf(),
-            etcd_url: etcd.client_url.clone(),
-            _etcd: etcd,
+            etcd,
             fixture,
             fport,
             members,
@@ -176,6 +286,7 @@ impl Cluster {
                 .no_proxy()
                 .build()
                 .context("building an HTTP client")?,
+            net,
         };
         for m in &c.members {
             std::fs::write(m.dir.join("medic.yaml"), config(&c, m))?;
@@ -192,7 +303,14 @@ impl Cluster {
             .create(true)
             .append(true)
             .open(m.dir.join("medic.stderr"))?;
-        let mut cmd = Command::new(&self.exe);
+        let mut cmd = match &m.ns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(&self.exe);
+                c
+            }
+            None => Command::new(&self.exe),
+        };
         cmd.arg("run")
             .arg("-c")
             .arg(m.dir.join("medic.yaml"))
@@ -227,7 +345,10 @@ impl Cluster {
     async fn acting(&self, i: usize) -> Option<u64> {
         let r = self
             .http
-            .get(format!("http://127.0.0.1:{}/readyz", self.members[i].port))
+            .get(format!(
+                "http://{}:{}/readyz",
+                self.members[i].host, self.members[i].port
+            ))
             .timeout(Duration::from_millis(500))
             .send()
             .await
@@ -241,7 +362,10 @@ impl Cluster {
     /// Member `i` answers `/readyz` at all (200 or 503).
     async fn answers(&self, i: usize) -> bool {
         self.http
-            .get(format!("http://127.0.0.1:{}/readyz", self.members[i].port))
+            .get(format!(
+                "http://{}:{}/readyz",
+                self.members[i].host, self.members[i].port
+            ))
             .timeout(Duration::from_millis(500))
             .send()
             .await
@@ -303,8 +427,8 @@ impl Cluster {
         let Ok(r) = self
             .http
             .get(format!(
-                "http://127.0.0.1:{}/api/v1/incidents",
-                self.members[i].port
+                "http://{}:{}/api/v1/incidents",
+                self.members[i].host, self.members[i].port
             ))
             .timeout(Duration::from_millis(800))
             .send()
@@ -424,10 +548,18 @@ pub async fn run(args: &BenchFailoverArgs) -> anyhow::Result<bool> {
             tmp.path().to_path_buf()
         }
     };
-    let mut c = Cluster::start(&exe, &base, args.lease_ttl, args.unsafe_no_fence).await?;
+    let net =
+        match args.scenario {
+            Scenario::Partition => Some(NetNs::create().context(
+                "creating a network namespace with a veth pair (needs root and iproute2)",
+            )?),
+            _ => None,
+        };
+    let mut c = Cluster::start(&exe, &base, args.lease_ttl, args.unsafe_no_fence, net).await?;
     let r = match args.scenario {
         Scenario::Kill => kill_trials(&mut c, args).await,
         Scenario::Pause => pause(&mut c, args).await,
+        Scenario::Partition => partition(&mut c, args).await,
     };
     c.stop_all().await;
     r
@@ -646,6 +778,96 @@ async fn pause(c: &mut Cluster, args: &BenchFailoverArgs) -> anyhow::Result<bool
         && fenced_off
         && leaders == 1
         && settled
+        && unmatched.is_empty()
+        && audit_valid)
+}
+
+/// `/readyz`'s `reason_code` of member `i` when it does not act.
+async fn not_acting_reason(c: &Cluster, i: usize) -> Option<String> {
+    let r = c
+        .http
+        .get(format!(
+            "http://{}:{}/readyz",
+            c.members[i].host, c.members[i].port
+        ))
+        .timeout(Duration::from_millis(500))
+        .send()
+        .await
+        .ok()?;
+    let v = r.json::<serde_json::Value>().await.ok()?;
+    v["error"]["reason_code"].as_str().map(str::to_string)
+}
+
+async fn partition(c: &mut Cluster, args: &BenchFailoverArgs) -> anyhow::Result<bool> {
+    let db = c.base.join("shared").join("medic.db");
+    // m0, in its own network namespace, leads first.
+    c.spawn(0, None)?;
+    let Some((_, t0)) = wait_leader(c, None, 0, Duration::from_secs(30)).await else {
+        bail!("m0 (in the namespace) did not lead within 30s");
+    };
+    for i in 1..MEMBERS {
+        c.spawn(i, None)?;
+        if !wait_until(Duration::from_secs(30), || async { c.answers(i).await }).await {
+            bail!("member m{i} does not answer");
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let net = c.net.as_ref().context("no namespace")?;
+    net.cut_etcd(c.etcd.port(), true)?;
+    let cut = Instant::now();
+    // The majority side elects a new leader once m0's lease expires.
+    let Some((l1, t1)) = wait_leader(c, Some(0), t0, Duration::from_secs(30)).await else {
+        bail!("no leader on the majority side within 30s of the cut");
+    };
+    let takeover_ms = u64::try_from(cut.elapsed().as_millis()).unwrap_or(u64::MAX);
+    // The cut-off leader still reaches the service and the store, not etcd:
+    // it must not act. A fault now is for the new leader alone.
+    let m0_acting_during = c.acting(0).await.is_some();
+    let m0_reason = not_acting_reason(c, 0).await;
+    let before = c.actions().len();
+    c.fault().await?;
+    let settled = wait_until(Duration::from_secs(60), || async { c.settled(l1).await }).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let m0_acting_late = c.acting(0).await.is_some();
+    // Heal the partition.
+    c.net
+        .as_ref()
+        .context("no namespace")?
+        .cut_etcd(c.etcd.port(), false)?;
+    tokio::time::sleep(c.ttl * 2 + Duration::from_secs(1)).await;
+    let leaders = c.leaders().await;
+    let lines: Vec<_> = c.actions().into_iter().skip(before).collect();
+    let starts: Vec<_> = lines.iter().filter(|l| l.2).collect();
+    let cut_off_actions = starts.iter().filter(|l| l.1 == t0).count();
+    let by_new = starts.iter().filter(|l| l.1 == t1).count();
+    let unmatched = unmatched_intents(&db).await?;
+    let audit_valid = medic_store::verify_audit(&db).await.is_ok();
+    let v = serde_json::json!({
+        "scenario": "partition",
+        "cut_off_token": t0,
+        "new_token": t1,
+        "takeover_ms": takeover_ms,
+        "cut_off_acting": m0_acting_during || m0_acting_late,
+        "cut_off_reason": m0_reason,
+        "cut_off_actions": cut_off_actions,
+        "new_leader_actions": by_new,
+        "duplicate": starts.len().saturating_sub(1),
+        "settled": settled,
+        "leaders_after_heal": leaders,
+        "unmatched_intents": unmatched.len(),
+        "audit_valid": audit_valid,
+    });
+    if args.json {
+        println!("{v}");
+    } else {
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    }
+    Ok(!(m0_acting_during || m0_acting_late)
+        && cut_off_actions == 0
+        && by_new == 1
+        && starts.len() == 1
+        && settled
+        && leaders == 1
         && unmatched.is_empty()
         && audit_valid)
 }

@@ -98,3 +98,31 @@ fn without_fencing_the_paused_leader_acts_on_a_stale_token() {
         "the bench must report the stale action as a failure: {v}"
     );
 }
+
+/// The leader in its own network namespace (veth to the host); iptables in
+/// the namespace cuts it from etcd only: it still reaches the service and
+/// the store. It must stop acting; the majority side elects a leader that
+/// heals; after healing there is one leader and no duplicate action.
+#[test]
+fn a_leader_partitioned_from_etcd_stops_acting_and_the_majority_continues() {
+    let dir = TestDir::new();
+    let (v, ok, stderr) = bench(
+        &dir,
+        "partition",
+        &["--scenario", "partition", "--lease-ttl", "2s"],
+    );
+    assert!(v["new_token"].as_u64() > v["cut_off_token"].as_u64(), "{v}");
+    assert_eq!(v["cut_off_acting"], false, "{v}");
+    assert!(
+        v["cut_off_reason"] == "etcd_unreachable" || v["cut_off_reason"] == "lost_lease",
+        "{v}"
+    );
+    assert_eq!(v["cut_off_actions"], 0, "{v}");
+    assert_eq!(v["new_leader_actions"], 1, "{v}");
+    assert_eq!(v["duplicate"], 0, "{v}");
+    assert_eq!(v["settled"], true, "{v}");
+    assert_eq!(v["leaders_after_heal"], 1, "{v}");
+    assert_eq!(v["unmatched_intents"], 0, "{v}");
+    assert_eq!(v["audit_valid"], true, "{v}");
+    assert!(ok, "{stderr}");
+}

@@ -39,6 +39,11 @@ pub struct HaState {
     pub error: Option<String>,
     /// Elections won by this process (the term count).
     pub terms: u64,
+    /// The current session's lease (locks attach to it).
+    pub lease: Option<i64>,
+    /// This instance's election key while it leads (its create revision is
+    /// the token).
+    pub leader_key: Option<Vec<u8>>,
     epoch: Instant,
 }
 
@@ -53,6 +58,8 @@ impl HaState {
             leader: None,
             error: None,
             terms: 0,
+            lease: None,
+            leader_key: None,
             epoch: Instant::now(),
         }
     }
@@ -89,10 +96,14 @@ pub fn spawn(
     let (tx, rx) = watch::channel(HaState::new(cfg.member.clone()));
     let join = tokio::spawn(async move {
         loop {
-            let r = tokio::select! {
-                r = session(&cfg, &tx) => r,
-                _ = shutdown.wait_for(|s| *s) => return,
-            };
+            if *shutdown.borrow() {
+                return;
+            }
+            // The session ends itself on shutdown, revoking its lease.
+            let r = session(&cfg, &tx, shutdown.clone()).await;
+            if *shutdown.borrow() {
+                return;
+            }
             if let Err(e) = r {
                 tracing::warn!(error = %e, member = %cfg.member, "ha: etcd session ended");
                 tx.send_modify(|s| {
@@ -131,10 +142,7 @@ async fn within<T>(
     }
 }
 
-pub(crate) async fn connect(
-    endpoints: &[String],
-    timeout: Duration,
-) -> Result<Client, SessionError> {
+pub async fn connect(endpoints: &[String], timeout: Duration) -> Result<Client, SessionError> {
     let opts = ConnectOptions::new()
         .with_connect_timeout(timeout)
         .with_keep_alive(timeout, timeout);
@@ -142,22 +150,40 @@ pub(crate) async fn connect(
 }
 
 /// One lease's life: grant, campaign while renewing, lead while renewing.
-async fn session(cfg: &ElectorConfig, tx: &watch::Sender<HaState>) -> Result<(), SessionError> {
+async fn session(
+    cfg: &ElectorConfig,
+    tx: &watch::Sender<HaState>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), SessionError> {
     let step = cfg.ttl / 3;
-    let mut client = connect(&cfg.endpoints, step).await?;
+    let mut client = tokio::select! {
+        c = connect(&cfg.endpoints, step) => c?,
+        _ = shutdown.wait_for(|s| *s) => return Ok(()),
+    };
     let ttl_secs = i64::try_from(cfg.ttl.as_secs().max(1)).unwrap_or(i64::MAX);
     let sent = Instant::now();
     let lease = within(step, client.lease_grant(ttl_secs, None)).await?.id();
     tx.send_modify(|s| {
         s.elected = None;
+        s.leader_key = None;
+        s.lease = Some(lease);
         s.etcd_down = false;
         s.error = None;
         s.renewed_sent_at = Some(sent);
         s.renewed_unix_ms = Some(unix_ms());
     });
-    let r = run_lease(cfg, tx, &mut client, lease).await;
-    // Best effort: hand leadership over at once rather than at expiry.
+    let r = tokio::select! {
+        r = run_lease(cfg, tx, &mut client, lease) => r,
+        _ = shutdown.wait_for(|s| *s) => Ok(()),
+    };
+    // Best effort: hand leadership over at once rather than at expiry (a
+    // graceful stop, or a session that failed while etcd still answers).
     let _ = tokio::time::timeout(step, client.lease_revoke(lease)).await;
+    tx.send_modify(|s| {
+        s.elected = None;
+        s.leader_key = None;
+        s.lease = None;
+    });
     r
 }
 
@@ -192,6 +218,7 @@ async fn run_lease(
                 tracing::info!(member = %cfg.member, token, "ha: elected leader");
                 tx.send_modify(|s| {
                     s.elected = Some(token);
+                    s.leader_key = Some(key.key().to_vec());
                     s.leader = Some(cfg.member.clone());
                     s.terms += 1;
                 });

@@ -8,6 +8,7 @@ pub mod elector;
 pub mod fence;
 pub mod gate;
 pub mod local;
+pub mod locks;
 
 use std::time::Duration;
 

@@ -105,3 +105,62 @@ async fn a_leader_that_cannot_reach_etcd_stops_acting_before_its_lease_ends() {
     );
     assert!(s.etcd_down || s.elected.is_some(), "{s:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locks_are_fenced_by_the_election_and_can_be_force_released() {
+    use medic_ha::locks::{self, Lock, LockError, Scope, Session};
+    let dir = tempfile::tempdir().unwrap();
+    let e = etcd(dir.path());
+    let (stop_a, ra) = watch::channel(false);
+    let (a, ja) = medic_ha::spawn(cfg(&e.client_url, "a"), ra);
+    let sa = until(&a, |s| s.elected.is_some() && s.leader_key.is_some()).await;
+    let session = Session {
+        prefix: "t".into(),
+        lease: sa.lease.unwrap(),
+        leader_key: sa.leader_key.clone().unwrap(),
+        token: sa.elected.unwrap(),
+        member: "a".into(),
+    };
+    let mut client = medic_ha::elector::connect(&[e.client_url.clone()], Duration::from_secs(2))
+        .await
+        .unwrap();
+    let web = vec![
+        Lock::new(Scope::Incident, "inc-1"),
+        Lock::new(Scope::Service, "web"),
+    ];
+    let held = locks::acquire(&mut client, &session, web.clone(), "act-1")
+        .await
+        .unwrap();
+    assert_eq!(held.keys, ["t/locks/service/web", "t/locks/incident/inc-1"]);
+    // Taken: a second holder is refused, naming the holder.
+    match locks::acquire(
+        &mut client,
+        &session,
+        vec![Lock::new(Scope::Service, "web")],
+        "act-2",
+    )
+    .await
+    {
+        Err(LockError::Busy { lock, holder }) => {
+            assert_eq!(lock, "service/web");
+            assert!(holder.contains("act-1"), "{holder}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(locks::list(&mut client, "t").await.unwrap().len(), 2);
+    // The operator force-releases the service lock.
+    let was = locks::force_release(&mut client, "t", &Lock::new(Scope::Service, "web"))
+        .await
+        .unwrap();
+    assert!(was.unwrap().contains("act-1"));
+    locks::release(&mut client, &held).await;
+    assert!(locks::list(&mut client, "t").await.unwrap().is_empty());
+    // Deposed (a resigned and its key is gone): its token takes no lock.
+    stop_a.send(true).unwrap();
+    ja.await.unwrap();
+    match locks::acquire(&mut client, &session, web, "act-3").await {
+        Err(LockError::Fenced { token }) => assert_eq!(token, session.token),
+        other => panic!("{other:?}"),
+    }
+    assert!(locks::list(&mut client, "t").await.unwrap().is_empty());
+}

@@ -15,6 +15,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use elector::{spawn, ElectorConfig, HaState};
+pub use etcd_client;
 pub use gate::{may_act, Hold, Standing, Verdict};
 
 /// A member's record in etcd (`{prefix}/members/{member}`, on its own lease,

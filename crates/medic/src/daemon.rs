@@ -286,6 +286,10 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
         ))
         .merge(crate::drill::router(tx.clone(), api_state.clone()))
         .merge(medic_notify::api::router(outbox.api(), api_state.clone()));
+    let app = match &opts.config.ha {
+        Some(h) => app.merge(crate::cluster::router(h.clone(), api_state.clone())),
+        None => app,
+    };
     let app = medic_api::json_errors(app)
         // The web console answers HTML, also for its errors: outside the
         // JSON error layer.
@@ -386,6 +390,8 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
             no_fence: std::env::var(crate::ha::UNSAFE_NO_FENCE).is_ok_and(|v| v == "1"),
             store_down: false,
             cell: metrics.ha().clone(),
+            etcd: None,
+            held: BTreeMap::new(),
         };
         if ctl.no_fence {
             tracing::error!(
@@ -898,6 +904,9 @@ impl EngineLoop {
             }
             Msg::Outcome { id, result } => {
                 self.running.remove(&id);
+                if let Some(h) = self.ha.as_mut() {
+                    h.unlock(id);
+                }
                 if let Some((action, stage)) = self.action_names.remove(&id) {
                     let status = if result.is_ok() {
                         ActionStatus::Succeeded
@@ -1258,7 +1267,39 @@ impl EngineLoop {
                         self.demote("fenced").await;
                         break;
                     }
-                    self.spawn_action(req, Some(token));
+                    // The target's distributed locks (service, incident).
+                    let refusal = match self.ha.as_mut() {
+                        Some(h) => h.lock(&req).await.err(),
+                        None => None,
+                    };
+                    match refusal {
+                        None => self.spawn_action(req, Some(token)),
+                        Some(crate::ha::LockRefusal::Fenced(e)) => {
+                            tracing::error!(id = %req.id, error = %e,
+                                "fenced off taking the action's locks; stepping down");
+                            self.demote("fenced").await;
+                            break;
+                        }
+                        Some(
+                            crate::ha::LockRefusal::Busy(why)
+                            | crate::ha::LockRefusal::Unavailable(why),
+                        ) => {
+                            tracing::warn!(id = %req.id, %why, "action not run: its locks were not taken");
+                            let tx = self.tx.clone();
+                            let id = req.id;
+                            tokio::spawn(async move {
+                                let _ = tx
+                                    .send(Msg::Outcome {
+                                        id,
+                                        result: Err(ActionFailure {
+                                            kind: ActionFailureKind::Other,
+                                            message: format!("not run: target locked: {why}"),
+                                        }),
+                                    })
+                                    .await;
+                            });
+                        }
+                    }
                 }
                 Command::Notify(n) => self.notify(n),
                 Command::IncidentChanged(v) => self.persist(v).await,
@@ -1409,6 +1450,9 @@ impl EngineLoop {
         for (id, h) in std::mem::take(&mut self.running) {
             tracing::warn!(%id, "ha: aborting an action in flight");
             h.abort();
+            if let Some(ha) = self.ha.as_mut() {
+                ha.unlock(id);
+            }
         }
         self.action_names.clear();
     }

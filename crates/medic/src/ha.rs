@@ -45,6 +45,20 @@ pub(crate) struct HaCtl {
     /// The last write to the shared store failed.
     pub store_down: bool,
     pub cell: HaCell,
+    /// etcd client for the locks (connected at the first action).
+    pub etcd: Option<medic_ha::etcd_client::Client>,
+    /// Locks held per running action, released with its outcome.
+    pub held: std::collections::BTreeMap<medic_core::ActionId, medic_ha::locks::Held>,
+}
+
+/// Why an action's locks were not taken.
+pub(crate) enum LockRefusal {
+    /// Another holder (or an operator) holds one: the action is not run.
+    Busy(String),
+    /// This instance no longer holds the election: step down.
+    Fenced(String),
+    /// etcd did not answer: the action is not run.
+    Unavailable(String),
 }
 
 impl HaCtl {
@@ -94,5 +108,74 @@ impl HaCtl {
             return Ok(());
         }
         medic_ha::fence::admit(&self.fence_file, token).map_err(|e| e.to_string())
+    }
+
+    /// Take the action's locks in etcd (its service, then its incident), on
+    /// this leader's session lease and fenced by its election key.
+    pub async fn lock(&mut self, req: &medic_core::ActionRequest) -> Result<(), LockRefusal> {
+        use medic_ha::locks::{Lock, Scope, Session};
+        let st = self.state.borrow().clone();
+        let (Some(lease), Some(leader_key), Some(token)) = (st.lease, st.leader_key, st.elected)
+        else {
+            return Err(LockRefusal::Fenced("no election key".into()));
+        };
+        if self.etcd.is_none() {
+            match medic_ha::elector::connect(&self.cfg.etcd, self.cfg.lease_ttl / 3).await {
+                Ok(c) => self.etcd = Some(c),
+                Err(e) => return Err(LockRefusal::Unavailable(e.to_string())),
+            }
+        }
+        let Some(client) = self.etcd.as_mut() else {
+            return Err(LockRefusal::Unavailable("no etcd client".into()));
+        };
+        let session = Session {
+            prefix: self.cfg.prefix.clone(),
+            lease,
+            leader_key,
+            token,
+            member: st.member.clone(),
+        };
+        let mut locks = vec![Lock::new(Scope::Service, req.service.clone())];
+        if let Some(i) = &req.incident {
+            locks.push(Lock::new(Scope::Incident, i.0.clone()));
+        }
+        let r = tokio::time::timeout(
+            self.cfg.lease_ttl / 3,
+            medic_ha::locks::acquire(client, &session, locks, &req.id.to_string()),
+        )
+        .await;
+        match r {
+            Ok(Ok(held)) => {
+                self.held.insert(req.id, held);
+                Ok(())
+            }
+            Ok(Err(medic_ha::locks::LockError::Busy { lock, holder })) => {
+                Err(LockRefusal::Busy(format!("{lock} is held by {holder}")))
+            }
+            Ok(Err(e @ medic_ha::locks::LockError::Fenced { .. })) => {
+                Err(LockRefusal::Fenced(e.to_string()))
+            }
+            Ok(Err(e)) => {
+                self.etcd = None;
+                Err(LockRefusal::Unavailable(e.to_string()))
+            }
+            Err(_) => {
+                self.etcd = None;
+                Err(LockRefusal::Unavailable(
+                    "etcd did not answer in time".into(),
+                ))
+            }
+        }
+    }
+
+    /// Release an action's locks in the background (they expire with the
+    /// session's lease anyway).
+    pub fn unlock(&mut self, id: medic_core::ActionId) {
+        let Some(held) = self.held.remove(&id) else {
+            return;
+        };
+        if let Some(mut c) = self.etcd.clone() {
+            tokio::spawn(async move { medic_ha::locks::release(&mut c, &held).await });
+        }
     }
 }

@@ -68,6 +68,13 @@ enum ClusterCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Force-release a distributed lock (SCOPE/NAME, e.g. service/web) in etcd.
+    Unlock {
+        #[arg(short, long, default_value = "medic.yaml")]
+        config: PathBuf,
+        /// The lock: system|service|incident|deployment / name.
+        lock: String,
+    },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -352,6 +359,9 @@ fn run(cmd: Cmd, api: &str) -> Result<ExitCode, CliError> {
         Cmd::Cluster {
             cmd: ClusterCmd::Status { config, json },
         } => cluster::status(&config, json),
+        Cmd::Cluster {
+            cmd: ClusterCmd::Unlock { config, lock },
+        } => cluster::unlock(&config, &lock),
         Cmd::Check { config } => {
             let cfg = medic_config::load(&config).map_err(CliError::config)?;
             println!(

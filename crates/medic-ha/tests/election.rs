@@ -121,9 +121,10 @@ async fn locks_are_fenced_by_the_election_and_can_be_force_released() {
         token: sa.elected.unwrap(),
         member: "a".into(),
     };
-    let mut client = medic_ha::elector::connect(&[e.client_url.clone()], Duration::from_secs(2))
-        .await
-        .unwrap();
+    let mut client =
+        medic_ha::elector::connect(std::slice::from_ref(&e.client_url), Duration::from_secs(2))
+            .await
+            .unwrap();
     let web = vec![
         Lock::new(Scope::Incident, "inc-1"),
         Lock::new(Scope::Service, "web"),

@@ -120,6 +120,7 @@ async fn locks_are_fenced_by_the_election_and_can_be_force_released() {
         leader_key: sa.leader_key.clone().unwrap(),
         token: sa.elected.unwrap(),
         member: "a".into(),
+        fenced: true,
     };
     let mut client =
         medic_ha::elector::connect(std::slice::from_ref(&e.client_url), Duration::from_secs(2))

@@ -1268,9 +1268,22 @@ impl EngineLoop {
                         break;
                     }
                     // The target's distributed locks (service, incident).
-                    let refusal = match self.ha.as_mut() {
-                        Some(h) => h.lock(&req).await.err(),
-                        None => None,
+                    let (refusal, unsafe_no_fence) = match self.ha.as_mut() {
+                        Some(h) => (h.lock(&req).await.err(), h.no_fence),
+                        None => (None, false),
+                    };
+                    // The deliberate bug: a lost session (fenced, or its lease
+                    // gone) does not stop the action.
+                    let refusal = match refusal {
+                        Some(
+                            crate::ha::LockRefusal::Fenced(e)
+                            | crate::ha::LockRefusal::Unavailable(e),
+                        ) if unsafe_no_fence => {
+                            tracing::error!(id = %req.id, error = %e,
+                                "UNSAFE (fencing off): acting without the action's locks");
+                            None
+                        }
+                        r => r,
                     };
                     match refusal {
                         None => self.spawn_action(req, Some(token)),

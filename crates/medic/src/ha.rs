@@ -10,8 +10,9 @@ use medic_config::HaConfig;
 use medic_ha::{HaState, Hold, Verdict};
 use tokio::sync::watch;
 
-/// The deliberate-bug switch of the HA tests: skip the fence checks (the
-/// process executor's token file). Never set it in production.
+/// The deliberate-bug switch of the HA tests: skip every fence check (the
+/// store's token compare-and-set, the process executor's token file, the
+/// election check of the distributed locks). Never set it in production.
 pub const UNSAFE_NO_FENCE: &str = "MEDIC_HA_UNSAFE_NO_FENCE";
 
 /// Test hook: `MEDIC_HA_STOP_AT=before_execute` makes medic stop itself
@@ -134,6 +135,7 @@ impl HaCtl {
             leader_key,
             token,
             member: st.member.clone(),
+            fenced: !self.no_fence,
         };
         let mut locks = vec![Lock::new(Scope::Service, req.service.clone())];
         if let Some(i) = &req.incident {

@@ -62,6 +62,12 @@ pub struct BenchFailoverArgs {
     /// Keep everything under DIR instead of a temporary directory.
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// The shared store: this Postgres database (`postgres://…`) instead of
+    /// a SQLite file shared by the three members (scenarios kill and pause;
+    /// the partition scenario's namespaced member reaches loopback only
+    /// through the veth).
+    #[arg(long)]
+    pub store_url: Option<String>,
 }
 
 const MEMBERS: usize = 3;
@@ -177,6 +183,7 @@ struct Cluster {
     no_fence: bool,
     http: reqwest::Client,
     net: Option<NetNs>,
+    store_url: Option<String>,
 }
 
 fn config(c: &Cluster, m: &Member) -> String {
@@ -195,12 +202,13 @@ fn config(c: &Cluster, m: &Member) -> String {
         r#"mode: aggressive
 auth: none
 listen: {host}:{port}
-database: {db}
+{store}
 policy: {{ cooldown: 1s, verify_window: 3s }}
 ha:
   etcd: ['http://{up}:{etcd}']
   member: {name}
   lease_ttl: {ttl}ms
+  fence_file: {fence}
 services:
   web:
     probes:
@@ -220,7 +228,11 @@ services:
         port = m.port,
         host = m.host,
         up = m.upstream,
-        db = c.base.join("shared").join("medic.db").display(),
+        store = match &c.store_url {
+            Some(u) => format!("store: {{ url: '{u}' }}"),
+            None => format!("database: {}", c.base.join("shared").join("medic.db").display()),
+        },
+        fence = c.base.join("shared").join("fence.token").display(),
         etcd = c.etcd.port(),
         name = m.name,
         ttl = c.ttl.as_millis(),
@@ -235,6 +247,7 @@ impl Cluster {
         ttl: Duration,
         no_fence: bool,
         net: Option<NetNs>,
+        store_url: Option<String>,
     ) -> anyhow::Result<Cluster> {
         std::fs::create_dir_all(base.join("shared"))?;
         let extra: Vec<String> = net.iter().map(|n| n.host_ip.clone()).collect();
@@ -287,6 +300,7 @@ impl Cluster {
                 .build()
                 .context("building an HTTP client")?,
             net,
+            store_url,
         };
         for m in &c.members {
             std::fs::write(m.dir.join("medic.yaml"), config(&c, m))?;
@@ -498,8 +512,11 @@ where
 
 /// `action_id`s of `action.intent` records in the shared store with neither
 /// an `action.outcome` nor an `action.reconciled` record.
-async fn unmatched_intents(db: &Path) -> anyhow::Result<Vec<String>> {
-    let store = medic_store::Store::open(db).await?;
+async fn unmatched_intents(c: &Cluster) -> anyhow::Result<Vec<String>> {
+    let store = match &c.store_url {
+        Some(u) => medic_store::Store::open_postgres(u).await?,
+        None => medic_store::Store::open(&c.base.join("shared").join("medic.db")).await?,
+    };
     let mut intents = std::collections::BTreeSet::new();
     let mut closed = std::collections::BTreeSet::new();
     let mut after = 0;
@@ -555,7 +572,18 @@ pub async fn run(args: &BenchFailoverArgs) -> anyhow::Result<bool> {
             )?),
             _ => None,
         };
-    let mut c = Cluster::start(&exe, &base, args.lease_ttl, args.unsafe_no_fence, net).await?;
+    if args.store_url.is_some() && args.scenario == Scenario::Partition {
+        bail!("--store-url: the partition scenario runs on a shared SQLite file");
+    }
+    let mut c = Cluster::start(
+        &exe,
+        &base,
+        args.lease_ttl,
+        args.unsafe_no_fence,
+        net,
+        args.store_url.clone(),
+    )
+    .await?;
     let r = match args.scenario {
         Scenario::Kill => kill_trials(&mut c, args).await,
         Scenario::Pause => pause(&mut c, args).await,
@@ -569,7 +597,6 @@ async fn kill_trials(c: &mut Cluster, args: &BenchFailoverArgs) -> anyhow::Resul
     for i in 0..MEMBERS {
         c.spawn(i, None)?;
     }
-    let db = c.base.join("shared").join("medic.db");
     let mut results = Vec::new();
     for n in 0..args.trials {
         let Some((leader, t0)) = wait_leader(c, None, 0, Duration::from_secs(30)).await else {
@@ -612,8 +639,8 @@ async fn kill_trials(c: &mut Cluster, args: &BenchFailoverArgs) -> anyhow::Resul
         let first_done = starts
             .first()
             .is_some_and(|s| lines.iter().any(|l| !l.2 && l.0 == s.0));
-        let unmatched = unmatched_intents(&db).await?;
-        let audit = medic_store::verify_audit(&db).await;
+        let unmatched = unmatched_intents(c).await?;
+        let audit = verify(c).await;
         let mut why = Vec::new();
         if !settled {
             why.push("not settled (healthy, no open incident) within 60s".to_string());
@@ -658,7 +685,7 @@ async fn kill_trials(c: &mut Cluster, args: &BenchFailoverArgs) -> anyhow::Resul
     let max = times.last().copied().unwrap_or(0);
     let duplicate = results.iter().filter(|t| t.duplicate).count();
     let lost = results.iter().filter(|t| t.lost).count();
-    let audit_valid = medic_store::verify_audit(&db).await.is_ok();
+    let audit_valid = verify(c).await.is_ok();
     if args.json {
         println!(
             "{}",
@@ -709,7 +736,6 @@ fn stopped(pid: i32) -> bool {
 }
 
 async fn pause(c: &mut Cluster, args: &BenchFailoverArgs) -> anyhow::Result<bool> {
-    let db = c.base.join("shared").join("medic.db");
     // m0 leads first and will stop itself between its gate and its action.
     c.spawn(0, Some("before_execute"))?;
     let Some((_, t0)) = wait_leader(c, None, 0, Duration::from_secs(30)).await else {
@@ -748,8 +774,8 @@ async fn pause(c: &mut Cluster, args: &BenchFailoverArgs) -> anyhow::Result<bool
         .filter(|l| l.contains("running action"))
         .count();
     let leaders = c.leaders().await;
-    let unmatched = unmatched_intents(&db).await?;
-    let audit_valid = medic_store::verify_audit(&db).await.is_ok();
+    let unmatched = unmatched_intents(c).await?;
+    let audit_valid = verify(c).await.is_ok();
     let starts_new = lines.iter().filter(|l| l.2 && l.1 == t1).count();
     let v = serde_json::json!({
         "scenario": "pause",
@@ -799,7 +825,6 @@ async fn not_acting_reason(c: &Cluster, i: usize) -> Option<String> {
 }
 
 async fn partition(c: &mut Cluster, args: &BenchFailoverArgs) -> anyhow::Result<bool> {
-    let db = c.base.join("shared").join("medic.db");
     // m0, in its own network namespace, leads first.
     c.spawn(0, None)?;
     let Some((_, t0)) = wait_leader(c, None, 0, Duration::from_secs(30)).await else {
@@ -840,8 +865,8 @@ async fn partition(c: &mut Cluster, args: &BenchFailoverArgs) -> anyhow::Result<
     let starts: Vec<_> = lines.iter().filter(|l| l.2).collect();
     let cut_off_actions = starts.iter().filter(|l| l.1 == t0).count();
     let by_new = starts.iter().filter(|l| l.1 == t1).count();
-    let unmatched = unmatched_intents(&db).await?;
-    let audit_valid = medic_store::verify_audit(&db).await.is_ok();
+    let unmatched = unmatched_intents(c).await?;
+    let audit_valid = verify(c).await.is_ok();
     let v = serde_json::json!({
         "scenario": "partition",
         "cut_off_token": t0,
@@ -870,4 +895,12 @@ async fn partition(c: &mut Cluster, args: &BenchFailoverArgs) -> anyhow::Result<
         && leaders == 1
         && unmatched.is_empty()
         && audit_valid)
+}
+
+/// The shared store's audit chain verifies.
+async fn verify(c: &Cluster) -> Result<medic_store::VerifyReport, medic_store::StoreError> {
+    match &c.store_url {
+        Some(u) => medic_store::verify_audit_postgres(u).await,
+        None => medic_store::verify_audit(&c.base.join("shared").join("medic.db")).await,
+    }
 }

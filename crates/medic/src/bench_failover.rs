@@ -230,7 +230,10 @@ services:
         up = m.upstream,
         store = match &c.store_url {
             Some(u) => format!("store: {{ url: '{u}' }}"),
-            None => format!("database: {}", c.base.join("shared").join("medic.db").display()),
+            None => format!(
+                "database: {}",
+                c.base.join("shared").join("medic.db").display()
+            ),
         },
         fence = c.base.join("shared").join("fence.token").display(),
         etcd = c.etcd.port(),

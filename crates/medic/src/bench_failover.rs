@@ -204,6 +204,10 @@ auth: none
 listen: {host}:{port}
 {store}
 policy: {{ cooldown: 1s, verify_window: 3s }}
+# One incident and one action per trial: the bench's own rates, not a storm.
+governance:
+  limits: {{ max_actions_per_hour: 100000, max_consecutive_failures: 100 }}
+  gates: {{ max_failed_actions_per_hour: 100000, max_incidents_per_hour: 100000 }}
 ha:
   etcd: ['http://{up}:{etcd}']
   member: {name}

@@ -169,7 +169,9 @@ async fn start() -> (String, Client, tempfile::TempDir, mpsc::Receiver<Step>) {
                 check: "detector ensemble ≥ 0.9".into(),
             },
         ],
-        Some(dir.path().join("medic.db")),
+        Some(medic_store::StoreTarget::Sqlite(
+            dir.path().join("medic.db"),
+        )),
     ));
     // The noisy-rule breaker muted one of them (the daemon reports this).
     console.set_muted("latency-anomaly", Some("2026-01-01T01:00:00Z".into()));

@@ -1,10 +1,12 @@
 //! Durable, tamper-evident storage for medic: the audit log and incidents.
 //!
-//! The store is a single SQLite database file opened through `sqlx` in WAL
-//! mode with `synchronous=FULL`, so every committed audit record survives a
-//! crash or power loss and a restarted daemon continues the same hash chain.
-//! All SQL is written with runtime `sqlx::query(...)` calls and kept portable
-//! (no SQLite-only functions) so that a Postgres backend can be added later.
+//! The store is a SQLite database file opened through `sqlx` in WAL mode
+//! with `synchronous=FULL` ([`Store::open`]), or a Postgres database shared by
+//! several medic instances ([`Store::open_postgres`]); either way every
+//! committed audit record survives a crash and a restarted daemon continues
+//! the same hash chain. Every query is written once, in SQL both backends
+//! accept (`db.rs`); the tables are the same (64-bit integer columns on
+//! Postgres) and so are the audit hashes.
 //!
 //! # Audit record format
 //!
@@ -42,14 +44,26 @@
 //! # Appends
 //!
 //! [`Store::append_audit`] is serialized inside the process by a
-//! `tokio::sync::Mutex` holding the chain tip `(seq, hash)`; each append is
-//! one transaction. The tip is only advanced after the commit succeeded.
-//! Only one process should append to a given database file.
+//! `tokio::sync::Mutex` holding the cached chain tip `(seq, hash)`; each
+//! append is one transaction that takes the chain lock (SQLite: the write
+//! lock of `BEGIN IMMEDIATE`; Postgres: `pg_advisory_xact_lock`) and re-reads
+//! the tip inside it, so several processes appending to one database keep one
+//! chain.
+//!
+//! # Fencing
+//!
+//! With [`Store::set_fence`] every audit, step, outbox, snapshot, incident and
+//! learning write of the handle presents a token, checked against the `fence`
+//! row by compare-and-set in the write's own transaction; an older token than
+//! the stored one fails the whole write with [`StoreError::Fenced`] (see
+//! docs/ha.md).
 //!
 //! # Verification semantics
 //!
-//! [`verify_audit`] opens the file read-only (it never creates it), walks all
-//! rows in `seq` order and reports the first bad record, if any:
+//! [`verify_audit`] opens the file read-only (it never creates it);
+//! [`verify_audit_postgres`] connects with read-only transactions. Both walk
+//! all rows in `seq` order with the same checks and report the first bad
+//! record, if any:
 //!
 //! * `seq` must be contiguous starting at 1. A deleted row shows up as a gap:
 //!   the report names the **missing** seq (reason starts with `missing`).

@@ -238,3 +238,61 @@ async fn racing_leaders_never_interleave_after_the_newer_one_wrote() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_postgres_outage_is_an_error_and_the_chain_continues_after_it() {
+    let Some(mut db) = TestDb::postgres().await else {
+        return;
+    };
+    let store = db.open().await;
+    store.set_fence(Some(1));
+    store.append_audit(TS, "before", "{}").await.unwrap();
+    db.pg_mut().unwrap().stop_now();
+    // Unreachable: a typed database error (no panic, no partial write).
+    let err = store.append_audit(TS, "during", "{}").await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Database {
+                op: "append_audit",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    db.pg_mut().unwrap().restart().await;
+    // The same handle reconnects and continues the chain.
+    let rec = store.append_audit(TS, "after", "{}").await.unwrap();
+    assert_eq!(rec.seq, 2);
+    let kinds: Vec<String> = store
+        .list_audit(0, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.kind)
+        .collect();
+    assert_eq!(kinds, ["before", "after"]);
+    store.close().await;
+    assert!(db.verify().await.is_ok());
+}
+
+#[tokio::test]
+async fn several_instances_can_create_the_schema_at_once() {
+    for db in TestDb::all().await {
+        eprintln!("backend: {}", db.name);
+        let target = db.target();
+        let opens: Vec<_> = (0..4)
+            .map(|_| {
+                let t = target.clone();
+                tokio::spawn(async move { medic_store::Store::open_target(&t).await })
+            })
+            .collect();
+        for o in opens {
+            let s = o.await.unwrap().unwrap();
+            s.append_audit(TS, "opened", "{}").await.unwrap();
+            s.close().await;
+        }
+        let report = db.verify().await;
+        assert!(report.is_ok() && report.records == 4, "{report:?}");
+    }
+}

@@ -49,6 +49,8 @@ cli_codes! {
     EtcdUnreachable = ("E0111", "etcd_unreachable", 3, "`medic cluster`: no etcd endpoint of `ha.etcd` answered in time."),
     BenchFailover = ("E0112", "bench_failover", 1, "medic bench failover: a trial could not run (etcd, the fixture or a medic did not start, no leader was elected, or the leader started no action)."),
     Io = ("E0099", "io_error", 1, "An operating-system error."),
+    StoreUrl = ("E0100", "store_url_invalid", 2, "A Postgres store URL on the command line is invalid (expected postgres://user@host:port/database); the password is never printed."),
+    BenchStore = ("E0101", "bench_store_failed", 1, "medic bench store: a run could not set up or finish (no Postgres binaries, initdb/postgres failed, or the audit chain did not verify afterwards)."),
 }
 
 #[derive(Debug)]

@@ -156,14 +156,14 @@ impl Clock {
 
 /// Start everything: store, API, supervised processes, probes, engine loop.
 pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
-    let store = match &opts.config.store_url {
-        Some(url) => Store::open_postgres(url)
-            .await
-            .with_context(|| format!("opening the store {}", medic_store::redact_url(url)))?,
-        None => Store::open(&opts.db)
-            .await
-            .with_context(|| format!("opening database {}", opts.db.display()))?,
+    // `store.url` (Postgres) when configured, else the SQLite file `db`.
+    let store_target = match &opts.config.store_url {
+        Some(url) => medic_store::StoreTarget::Postgres(url.clone()),
+        None => medic_store::StoreTarget::Sqlite(opts.db.clone()),
     };
+    let store = Store::open_target(&store_target)
+        .await
+        .with_context(|| format!("opening the store {}", store_target.describe()))?;
     let ready = Arc::new(AtomicBool::new(false));
     let (tx, rx) = mpsc::channel::<Msg>(INPUT_QUEUE);
     let (ctl_tx, ctl_rx) = mpsc::channel::<ControlRequest>(64);
@@ -217,7 +217,7 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
                 },
             })
             .collect(),
-        Some(opts.db.clone()),
+        Some(store_target.clone()),
     ));
     tokio::spawn(audit_signal_events(
         store.clone(),

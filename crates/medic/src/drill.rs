@@ -351,10 +351,10 @@ struct Rec {
 /// configured remediations no passed drill has proven yet.
 pub async fn report(
     config: &medic_config::Config,
-    db: &std::path::Path,
+    target: &medic_store::StoreTarget,
     json: bool,
 ) -> anyhow::Result<String> {
-    let store = Store::open(db).await?;
+    let store = Store::open_target(target).await?;
     let mut recs = Vec::new();
     let mut after = 0;
     loop {
@@ -590,25 +590,22 @@ pub async fn cli(
         }
         DrillCmd::Report { config, db, json } => {
             let cfg = medic_config::load(&config).map_err(CliError::config)?;
-            let db = db.unwrap_or_else(|| {
-                if cfg.database.is_absolute() {
-                    cfg.database.clone()
-                } else {
-                    config
-                        .parent()
-                        .map(|p| p.join(&cfg.database))
-                        .unwrap_or_else(|| cfg.database.clone())
+            // `--db`, else the config's store (`store.url` or `database`).
+            let target = match db {
+                Some(db) => medic_store::StoreTarget::Sqlite(db),
+                None => crate::token::store_target(&config, &cfg),
+            };
+            if let medic_store::StoreTarget::Sqlite(db) = &target {
+                if !db.exists() {
+                    return Err(CliError::new(
+                        Code::NotFound,
+                        format!("{}: no such database", db.display()),
+                    ));
                 }
-            });
-            if !db.exists() {
-                return Err(CliError::new(
-                    Code::NotFound,
-                    format!("{}: no such database", db.display()),
-                ));
             }
-            let out = report(&cfg, &db, json)
+            let out = report(&cfg, &target, json)
                 .await
-                .map_err(|e| CliError::new(Code::Store, format!("{}: {e:#}", db.display())))?;
+                .map_err(|e| CliError::new(Code::Store, format!("{}: {e:#}", target.describe())))?;
             print!("{out}");
             Ok(std::process::ExitCode::SUCCESS)
         }

@@ -6,6 +6,7 @@ mod bench;
 mod bench_api;
 mod bench_failover;
 mod bench_recovery;
+mod bench_store;
 mod client;
 mod cluster;
 mod codes;
@@ -20,6 +21,7 @@ mod lifecycle;
 mod notify;
 mod notify_cli;
 mod ops;
+mod pg_server;
 mod probes;
 mod rca;
 mod token;
@@ -250,20 +252,32 @@ enum PatternsCmd {
     /// Candidate patterns learned from incidents resolved by a human, and the
     /// learned (pattern, action) success counts.
     Candidates {
+        /// The SQLite database file.
+        #[arg(long, required_unless_present = "url", conflicts_with = "url")]
+        db: Option<PathBuf>,
+        /// A Postgres store (`store.url`) instead.
         #[arg(long)]
-        db: PathBuf,
+        url: Option<String>,
     },
     /// Mark a candidate accepted (medic never does this by itself).
     Accept {
         id: i64,
+        /// The SQLite database file.
+        #[arg(long, required_unless_present = "url", conflicts_with = "url")]
+        db: Option<PathBuf>,
+        /// A Postgres store (`store.url`) instead.
         #[arg(long)]
-        db: PathBuf,
+        url: Option<String>,
     },
     /// Mark a candidate rejected.
     Reject {
         id: i64,
+        /// The SQLite database file.
+        #[arg(long, required_unless_present = "url", conflicts_with = "url")]
+        db: Option<PathBuf>,
+        /// A Postgres store (`store.url`) instead.
         #[arg(long)]
-        db: PathBuf,
+        url: Option<String>,
     },
 }
 
@@ -271,8 +285,12 @@ enum PatternsCmd {
 enum AuditCmd {
     /// Verify the audit hash chain; exit 1 naming the first bad seq.
     Verify {
+        /// The SQLite database file.
+        #[arg(long, required_unless_present = "url", conflicts_with = "url")]
+        db: Option<PathBuf>,
+        /// A Postgres store (`store.url`), e.g. postgres://medic@db:5432/medic.
         #[arg(long)]
-        db: PathBuf,
+        url: Option<String>,
     },
 }
 
@@ -304,6 +322,8 @@ enum BenchCmd {
     Recovery(bench_recovery::BenchRecoveryArgs),
     /// Three medics with `ha:` on a local etcd: kill (or pause) the leader mid-action; takeover time, duplicate and lost actions.
     Failover(bench_failover::BenchFailoverArgs),
+    /// Time of N audit appends on SQLite vs Postgres (a server of its own), unfenced and fenced.
+    Store(bench_store::BenchStoreArgs),
 }
 
 fn main() -> ExitCode {
@@ -377,11 +397,12 @@ fn run(cmd: Cmd, api: &str) -> Result<ExitCode, CliError> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Patterns {
-            cmd: PatternsCmd::Candidates { db },
+            cmd: PatternsCmd::Candidates { db, url },
         } => {
+            let target = store_arg(db, url)?;
             let rt = runtime()?;
             rt.block_on(async {
-                let store = open_existing(&db).await?;
+                let store = open_existing(&target).await?;
                 let rows = store
                     .candidate_patterns()
                     .await
@@ -413,14 +434,15 @@ fn run(cmd: Cmd, api: &str) -> Result<ExitCode, CliError> {
         Cmd::Patterns {
             cmd: cmd @ (PatternsCmd::Accept { .. } | PatternsCmd::Reject { .. }),
         } => {
-            let (id, db, status) = match cmd {
-                PatternsCmd::Accept { id, db } => (id, db, "accepted"),
-                PatternsCmd::Reject { id, db } => (id, db, "rejected"),
+            let (id, db, url, status) = match cmd {
+                PatternsCmd::Accept { id, db, url } => (id, db, url, "accepted"),
+                PatternsCmd::Reject { id, db, url } => (id, db, url, "rejected"),
                 _ => return Err(CliError::new(Code::Usage, "unreachable")),
             };
+            let target = store_arg(db, url)?;
             let rt = runtime()?;
             rt.block_on(async {
-                let store = open_existing(&db).await?;
+                let store = open_existing(&target).await?;
                 let found = store
                     .set_candidate_status(id, status)
                     .await
@@ -594,18 +616,13 @@ fn run(cmd: Cmd, api: &str) -> Result<ExitCode, CliError> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Audit {
-            cmd: AuditCmd::Verify { db },
+            cmd: AuditCmd::Verify { db, url },
         } => {
-            if !db.exists() {
-                return Err(CliError::new(
-                    Code::NotFound,
-                    format!("{}: no such database", db.display()),
-                ));
-            }
+            let target = store_arg(db, url)?;
             let rt = runtime()?;
             let report = rt
-                .block_on(medic_store::verify_audit(&db))
-                .map_err(|e| CliError::new(Code::Store, format!("{}: {e}", db.display())))?;
+                .block_on(medic_store::verify_audit_target(&target))
+                .map_err(|e| CliError::new(Code::Store, format!("{}: {e}", target.describe())))?;
             match report.first_bad {
                 None => {
                     println!("audit chain ok: {} records", report.records);
@@ -736,6 +753,14 @@ fn run(cmd: Cmd, api: &str) -> Result<ExitCode, CliError> {
             cmd: BenchCmd::Notify(args),
         } => runtime()?.block_on(notify_cli::bench(&args)),
         Cmd::Bench {
+            cmd: BenchCmd::Store(args),
+        } => {
+            let rt = runtime()?;
+            rt.block_on(bench_store::run(&args))
+                .map_err(|e| CliError::new(Code::BenchStore, format!("{e:#}")))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Bench {
             cmd: BenchCmd::Recovery(args),
         } => {
             let rt = runtime()?;
@@ -797,16 +822,33 @@ fn backtest(args: &medic_backtest::cli::BacktestArgs) -> Result<ExitCode, CliErr
     }
 }
 
-async fn open_existing(db: &std::path::Path) -> Result<medic_store::Store, CliError> {
-    if !db.exists() {
-        return Err(CliError::new(
-            Code::NotFound,
-            format!("{}: no such database", db.display()),
-        ));
+/// `--db FILE` (an existing SQLite file) or `--url URL` (a Postgres store).
+fn store_arg(
+    db: Option<PathBuf>,
+    url: Option<String>,
+) -> Result<medic_store::StoreTarget, CliError> {
+    match (db, url) {
+        (_, Some(url)) => {
+            medic_store::check_postgres_url(&url).map_err(|e| CliError::new(Code::StoreUrl, e))?;
+            Ok(medic_store::StoreTarget::Postgres(url))
+        }
+        (Some(db), None) => {
+            if !db.exists() {
+                return Err(CliError::new(
+                    Code::NotFound,
+                    format!("{}: no such database", db.display()),
+                ));
+            }
+            Ok(medic_store::StoreTarget::Sqlite(db))
+        }
+        (None, None) => Err(CliError::new(Code::Usage, "give --db FILE or --url URL")),
     }
-    medic_store::Store::open(db)
+}
+
+async fn open_existing(target: &medic_store::StoreTarget) -> Result<medic_store::Store, CliError> {
+    medic_store::Store::open_target(target)
         .await
-        .map_err(|e| CliError::new(Code::Store, format!("{}: {e}", db.display())))
+        .map_err(|e| CliError::new(Code::Store, format!("{}: {e}", target.describe())))
 }
 
 fn plural(n: usize) -> &'static str {

@@ -47,12 +47,20 @@ pub fn database_path(config: &Path, cfg: &medic_config::Config) -> PathBuf {
     }
 }
 
+/// The store a config names: `store.url` (Postgres) or the `database` file.
+pub fn store_target(config: &Path, cfg: &medic_config::Config) -> medic_store::StoreTarget {
+    match &cfg.store_url {
+        Some(url) => medic_store::StoreTarget::Postgres(url.clone()),
+        None => medic_store::StoreTarget::Sqlite(database_path(config, cfg)),
+    }
+}
+
 async fn open(config: &Path) -> Result<medic_store::Store, CliError> {
     let cfg = medic_config::load(config).map_err(CliError::config)?;
-    let db = database_path(config, &cfg);
-    medic_store::Store::open(&db)
+    let target = store_target(config, &cfg);
+    medic_store::Store::open_target(&target)
         .await
-        .map_err(|e| CliError::new(Code::Store, format!("{}: {e}", db.display())))
+        .map_err(|e| CliError::new(Code::Store, format!("{}: {e}", target.describe())))
 }
 
 fn token_error(e: medic_store::StoreError) -> CliError {

@@ -12,8 +12,6 @@
 //! issue's goal is 20: `MEDIC_HA_TRIALS=20`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 mod common;
-#[path = "../../medic-store/tests/common/pg.rs"]
-mod pg;
 
 use common::*;
 

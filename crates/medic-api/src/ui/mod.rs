@@ -13,7 +13,6 @@ pub mod chart;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::convert::Infallible;
-use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -72,7 +71,8 @@ pub struct RuleRow {
 pub struct Console {
     pub services: Vec<String>,
     pub rules: Vec<RuleRow>,
-    pub db: Option<PathBuf>,
+    /// The store whose audit chain the console verifies (SQLite or Postgres).
+    pub db: Option<medic_store::StoreTarget>,
     muted: Mutex<BTreeMap<String, String>>,
     history: Mutex<BTreeMap<(String, String), VecDeque<Sample>>>,
     csrf_secret: String,
@@ -104,7 +104,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Console {
-    pub fn new(services: Vec<String>, rules: Vec<RuleRow>, db: Option<PathBuf>) -> Console {
+    pub fn new(
+        services: Vec<String>,
+        rules: Vec<RuleRow>,
+        db: Option<medic_store::StoreTarget>,
+    ) -> Console {
         Console {
             services,
             rules,
@@ -404,7 +408,7 @@ async fn audit_status(console: &Console) -> (String, bool) {
     let Some(db) = &console.db else {
         return ("not checked (no database path)".into(), true);
     };
-    match medic_store::verify_audit(db).await {
+    match medic_store::verify_audit_target(db).await {
         Ok(r) => match r.first_bad {
             None => (format!("chain ok: {} records", r.records), true),
             Some(bad) => (

@@ -51,6 +51,10 @@ impl TestDb {
         self.pg.as_ref()
     }
 
+    pub fn pg_mut(&mut self) -> Option<&mut pg::PgServer> {
+        self.pg.as_mut()
+    }
+
     /// The SQLite file (also a scratch dir for Postgres).
     pub fn path(&self) -> PathBuf {
         self.dir.path().join("medic.db")

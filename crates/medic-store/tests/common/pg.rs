@@ -1,6 +1,6 @@
 //! A throwaway Postgres server for tests: `initdb` into a temp dir, `postgres`
 //! on a free loopback port (socket in the same dir), one database `medic`,
-//! stopped on Drop (SIGINT to the pid we started, then SIGKILL).
+//! stopped on Drop (SIGQUIT to the pid we started, then SIGKILL).
 //!
 //! Binaries: `$MEDIC_PG_BIN` or `/usr/lib/postgresql/<version>/bin` (the
 //! Debian `postgresql` package). Postgres refuses to run as root, so when the
@@ -12,8 +12,8 @@
 //! Missing binaries: [`PgServer::start`] returns `None` and says so on
 //! stderr, except under `CI` (set), where it panics: the test fails.
 //!
-//! Reusable from other crates' tests with
-//! `#[path = "../../medic-store/tests/common/pg.rs"] mod pg;`.
+//! Reused by medic's binary tests as `common::pg` (a `#[path]` module in
+//! `crates/medic/tests/common/mod.rs`).
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::os::unix::fs::MetadataExt;
@@ -26,6 +26,7 @@ pub struct PgServer {
     child: Child,
     port: u16,
     dir: tempfile::TempDir,
+    bin: PathBuf,
 }
 
 /// The directory holding `initdb` and `postgres`, if any.
@@ -125,37 +126,18 @@ impl PgServer {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        let log_path = dir.path().join("postgres.log");
         let mut last_err = String::new();
         for _ in 0..3 {
             let port = free_port();
-            let log = std::fs::File::create(&log_path).unwrap();
-            let port_s = port.to_string();
-            let mut child = as_pg_user(
-                &bin.join("postgres"),
-                &[
-                    "-D",
-                    data.to_str().unwrap(),
-                    "-k",
-                    dir.path().to_str().unwrap(),
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    &port_s,
-                    "-c",
-                    "fsync=off",
-                    "-c",
-                    "max_connections=60",
-                ],
-            )
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-            match wait_ready(&mut child, port, &log_path).await {
+            let mut child = spawn_postgres(&bin, dir.path(), port);
+            match wait_ready(&mut child, port, &dir.path().join("postgres.log")).await {
                 Ok(()) => {
-                    let server = PgServer { child, port, dir };
+                    let server = PgServer {
+                        child,
+                        port,
+                        dir,
+                        bin,
+                    };
                     server.create_db("medic").await;
                     return Some(server);
                 }
@@ -166,6 +148,22 @@ impl PgServer {
             }
         }
         panic!("postgres did not start: {last_err}");
+    }
+
+    /// Stops the server (an outage); [`PgServer::restart`] brings it back
+    /// with the same data on the same port.
+    pub fn stop_now(&mut self) {
+        stop(&mut self.child);
+    }
+
+    /// Starts the server again after [`PgServer::stop_now`].
+    pub async fn restart(&mut self) {
+        stop(&mut self.child);
+        self.child = spawn_postgres(&self.bin, self.dir.path(), self.port);
+        let log = self.dir.path().join("postgres.log");
+        wait_ready(&mut self.child, self.port, &log)
+            .await
+            .unwrap_or_else(|e| panic!("postgres did not restart: {e}"));
     }
 
     /// The server's log so far.
@@ -223,6 +221,40 @@ impl PgServer {
     }
 }
 
+/// `postgres` on `port`, data in `dir/data`, socket in `dir`, log appended
+/// to `dir/postgres.log`.
+fn spawn_postgres(bin: &Path, dir: &Path, port: u16) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("postgres.log"))
+        .unwrap();
+    let data = dir.join("data");
+    let port_s = port.to_string();
+    as_pg_user(
+        &bin.join("postgres"),
+        &[
+            "-D",
+            data.to_str().unwrap(),
+            "-k",
+            dir.to_str().unwrap(),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port_s,
+            "-c",
+            "fsync=off",
+            "-c",
+            "max_connections=60",
+        ],
+    )
+    .stdin(Stdio::null())
+    .stdout(log.try_clone().unwrap())
+    .stderr(log)
+    .spawn()
+    .unwrap()
+}
+
 async fn wait_ready(child: &mut Child, port: u16, log: &Path) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(30);
     let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
@@ -249,14 +281,15 @@ async fn wait_ready(child: &mut Child, port: u16, log: &Path) -> Result<(), Stri
     }
 }
 
-/// Fast shutdown (SIGINT) of the postmaster we started (it stops its
-/// backends); SIGKILL if it is still there after 5 s.
+/// Immediate shutdown (SIGQUIT) of the postmaster we started: it stops its
+/// backends without a checkpoint (the data dir is thrown away anyway);
+/// SIGKILL if it is still there after 5 s.
 fn stop(child: &mut Child) {
     if matches!(child.try_wait(), Ok(Some(_))) {
         return;
     }
     let _ = Command::new("kill")
-        .arg("-INT")
+        .arg("-QUIT")
         .arg(child.id().to_string())
         .status();
     let deadline = Instant::now() + Duration::from_secs(5);

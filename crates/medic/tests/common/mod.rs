@@ -15,6 +15,10 @@ use assert_cmd::cargo::CommandCargoExt;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+/// A throwaway Postgres server (medic-store's test helper, shared).
+#[path = "../../../medic-store/tests/common/pg.rs"]
+pub mod pg;
+
 pub const TAG_VAR: &str = "MEDIC_TEST_TAG";
 
 pub fn medic() -> Command {

@@ -43,6 +43,18 @@ pub enum Scenario {
     Partition,
 }
 
+/// The shared store of the members.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum StoreKind {
+    /// Postgres for `kill` and `pause`, SQLite for `partition` (the
+    /// namespaced member cannot reach a loopback server).
+    Auto,
+    /// A Postgres server of the bench's own (Debian's binaries, loopback).
+    Postgres,
+    /// One SQLite file shared by the members (one host).
+    Sqlite,
+}
+
 #[derive(clap::Args, Debug)]
 pub struct BenchFailoverArgs {
     /// Number of leader kills (scenario `kill`).
@@ -62,10 +74,11 @@ pub struct BenchFailoverArgs {
     /// Keep everything under DIR instead of a temporary directory.
     #[arg(long)]
     pub dir: Option<PathBuf>,
-    /// The shared store: this Postgres database (`postgres://…`) instead of
-    /// a SQLite file shared by the three members (scenarios kill and pause;
-    /// the partition scenario's namespaced member reaches loopback only
-    /// through the veth).
+    /// The shared store.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub store: StoreKind,
+    /// Use this Postgres database (`postgres://…`) as the shared store
+    /// instead of starting one (scenarios kill and pause).
     #[arg(long)]
     pub store_url: Option<String>,
 }
@@ -479,6 +492,14 @@ impl Cluster {
             .collect()
     }
 
+    fn store_kind(&self) -> &'static str {
+        if self.store_url.is_some() {
+            "postgres"
+        } else {
+            "sqlite"
+        }
+    }
+
     async fn stop_all(&mut self) {
         for m in &mut self.members {
             if let Some(mut c) = m.child.take() {
@@ -579,16 +600,43 @@ pub async fn run(args: &BenchFailoverArgs) -> anyhow::Result<bool> {
             )?),
             _ => None,
         };
+    let postgres = match (args.store, args.scenario) {
+        _ if args.store_url.is_some() => false,
+        (StoreKind::Auto, Scenario::Partition) | (StoreKind::Sqlite, _) => false,
+        (StoreKind::Postgres, Scenario::Partition) => {
+            bail!("--store postgres: the partition scenario runs on a shared SQLite file")
+        }
+        (StoreKind::Auto | StoreKind::Postgres, _) => true,
+    };
     if args.store_url.is_some() && args.scenario == Scenario::Partition {
         bail!("--store-url: the partition scenario runs on a shared SQLite file");
     }
+    // As root, Postgres runs as the `postgres` user: it must traverse `base`.
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o711))
+            .with_context(|| format!("making {} traversable", base.display()))?;
+    }
+    let pg = if postgres {
+        Some(
+            crate::pg_server::PgServer::start(&base.join("postgres"))
+                .await
+                .context("starting Postgres (Debian package postgresql)")?,
+        )
+    } else {
+        None
+    };
+    let store_url = args
+        .store_url
+        .clone()
+        .or_else(|| pg.as_ref().map(crate::pg_server::PgServer::url));
     let mut c = Cluster::start(
         &exe,
         &base,
         args.lease_ttl,
         args.unsafe_no_fence,
         net,
-        args.store_url.clone(),
+        store_url,
     )
     .await?;
     let r = match args.scenario {
@@ -597,6 +645,7 @@ pub async fn run(args: &BenchFailoverArgs) -> anyhow::Result<bool> {
         Scenario::Partition => partition(&mut c, args).await,
     };
     c.stop_all().await;
+    drop(pg);
     r
 }
 
@@ -703,13 +752,15 @@ async fn kill_trials(c: &mut Cluster, args: &BenchFailoverArgs) -> anyhow::Resul
                 "lost": lost,
                 "audit_valid": audit_valid,
                 "lease_ttl_ms": u64::try_from(args.lease_ttl.as_millis()).unwrap_or(u64::MAX),
+                "store": c.store_kind(),
             })
         );
     } else {
         println!(
-            "{} trials (lease_ttl {}): takeover median {median} ms, max {max} ms; {duplicate} duplicate, {lost} lost; audit chain {}",
+            "{} trials (lease_ttl {}, {} store): takeover median {median} ms, max {max} ms; {duplicate} duplicate, {lost} lost; audit chain {}",
             results.len(),
             humantime::format_duration(args.lease_ttl),
+            c.store_kind(),
             if audit_valid { "valid" } else { "BROKEN" }
         );
     }
@@ -786,6 +837,7 @@ async fn pause(c: &mut Cluster, args: &BenchFailoverArgs) -> anyhow::Result<bool
     let starts_new = lines.iter().filter(|l| l.2 && l.1 == t1).count();
     let v = serde_json::json!({
         "scenario": "pause",
+        "store": c.store_kind(),
         "unsafe_no_fence": args.unsafe_no_fence,
         "stale_token": t0,
         "new_token": t1,

@@ -1,40 +1,22 @@
 //! High availability (issue 13) end to end: three real `medic run` with
 //! `ha:` on a real etcd (`/usr/bin/etcd`, Debian's etcd-server, started on
 //! loopback by `medic bench failover`), one shared store — a real Postgres
-//! (Debian's `postgresql`, started here on loopback by medic-store's test
-//! helper) for the kill and pause scenarios, a shared SQLite file for the
-//! partition one —, the fixture as the service and an exec action that logs
-//! its fencing token.
+//! (Debian's `postgresql`, started by the bench on loopback) for the kill and
+//! pause scenarios, a shared SQLite file for the partition one —, the fixture
+//! as the service and an exec action that logs its fencing token.
 //!
-//! Without etcd these tests fail (the bench cannot start it); they never
-//! skip. Without Postgres they fail under `CI` and run on SQLite otherwise
-//! (saying so). `MEDIC_HA_TRIALS` sets the number of leader kills (default 3; the
+//! Without etcd or Postgres these tests fail (the bench cannot start them);
+//! they never skip. `MEDIC_HA_TRIALS` sets the number of leader kills (default 3; the
 //! issue's goal is 20: `MEDIC_HA_TRIALS=20`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 mod common;
 
 use common::*;
 
-/// A Postgres server and a fresh database on it, or `None` (SQLite) when
-/// Postgres is not installed and `CI` is not set.
-fn postgres(rt: &tokio::runtime::Runtime, db: &str) -> Option<(pg::PgServer, String)> {
-    let server = rt.block_on(pg::PgServer::start())?;
-    let url = rt.block_on(server.create_db(db));
-    Some((server, url))
-}
-
-fn bench(
-    dir: &TestDir,
-    sub: &str,
-    args: &[&str],
-    store_url: Option<&str>,
-) -> (serde_json::Value, bool, String) {
-    let mut cmd = medic();
-    cmd.args(["bench", "failover", "--json"]).args(args);
-    if let Some(u) = store_url {
-        cmd.args(["--store-url", u]);
-    }
-    let out = cmd
+fn bench(dir: &TestDir, sub: &str, args: &[&str]) -> (serde_json::Value, bool, String) {
+    let out = medic()
+        .args(["bench", "failover", "--json"])
+        .args(args)
         .arg("--dir")
         .arg(dir.path().join(sub))
         .env(TAG_VAR, dir.tag())
@@ -56,15 +38,9 @@ fn killing_the_leader_mid_action_elects_another_without_duplicate_or_lost_action
         .and_then(|v| v.parse().ok())
         .unwrap_or(3);
     // The default lease TTL (5s): the goal is a new leader within 10 s.
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let pg = postgres(&rt, "ha_kill");
-    let (v, ok, stderr) = bench(
-        &dir,
-        "kill",
-        &["--trials", &trials.to_string()],
-        pg.as_ref().map(|p| p.1.as_str()),
-    );
+    let (v, ok, stderr) = bench(&dir, "kill", &["--trials", &trials.to_string()]);
     assert_eq!(v["trials"], trials, "{v}\n{stderr}");
+    assert_eq!(v["store"], "postgres", "{v}");
     assert_eq!(v["duplicate"], 0, "duplicate action: {v}");
     assert_eq!(v["lost"], 0, "lost action: {v}");
     assert_eq!(v["audit_valid"], true, "{v}");
@@ -81,15 +57,9 @@ fn killing_the_leader_mid_action_elects_another_without_duplicate_or_lost_action
 #[test]
 fn a_paused_leader_is_fenced_off_by_token_performs_nothing_and_steps_down() {
     let dir = TestDir::new();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let pg = postgres(&rt, "ha_pause");
-    let (v, ok, stderr) = bench(
-        &dir,
-        "pause",
-        &["--scenario", "pause", "--lease-ttl", "2s"],
-        pg.as_ref().map(|p| p.1.as_str()),
-    );
+    let (v, ok, stderr) = bench(&dir, "pause", &["--scenario", "pause", "--lease-ttl", "2s"]);
     assert!(v["new_token"].as_u64() > v["stale_token"].as_u64(), "{v}");
+    assert_eq!(v["store"], "postgres", "{v}");
     assert_eq!(v["settled"], true, "the new leader healed: {v}");
     assert_eq!(
         v["stale_executor_calls"], 0,
@@ -110,8 +80,6 @@ fn a_paused_leader_is_fenced_off_by_token_performs_nothing_and_steps_down() {
 #[test]
 fn without_fencing_the_paused_leader_acts_on_a_stale_token() {
     let dir = TestDir::new();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let pg = postgres(&rt, "ha_nofence");
     let (v, ok, _) = bench(
         &dir,
         "nofence",
@@ -122,7 +90,6 @@ fn without_fencing_the_paused_leader_acts_on_a_stale_token() {
             "2s",
             "--unsafe-no-fence",
         ],
-        pg.as_ref().map(|p| p.1.as_str()),
     );
     assert_eq!(v["unsafe_no_fence"], true, "{v}");
     assert_eq!(v["fenced_off"], false, "{v}");
@@ -147,7 +114,6 @@ fn a_leader_partitioned_from_etcd_stops_acting_and_the_majority_continues() {
         &dir,
         "partition",
         &["--scenario", "partition", "--lease-ttl", "2s"],
-        None,
     );
     assert!(v["new_token"].as_u64() > v["cut_off_token"].as_u64(), "{v}");
     assert_eq!(v["cut_off_acting"], false, "{v}");

@@ -72,8 +72,10 @@ error_codes! {
     NothingToAcknowledge = ("E0460", "nothing_to_acknowledge", 409, "No notification was ever queued for this incident, so there is nothing to acknowledge."),
     UnknownChannel = ("E0461", "unknown_channel", 422, "No notification channel has this name (see notify.channels)."),
     NotifyDisabled = ("E0462", "notify_disabled", 409, "The configuration has no notify section, so nothing can be sent."),
-    // issue 13 (high availability): E0470–E0474
+    // issue 13 (high availability): E0470–E0479
     Fenced = ("E0470", "fenced", 503, "The store refused this instance's write: a newer leader presented a higher fencing token, so this instance must not act (nothing was written)."),
+    NotActing = ("E0475", "not_acting", 503, "This instance does not act: it is a follower, lost its lease, or cannot reach etcd or the store (`reason_code` says which; the message names the leader)."),
+    NotLeader = ("E0476", "not_leader", 409, "Operator commands go to the leader; this instance is a follower (the message names the leader)."),
     // issue 10 (locks): E0490–E0494
     LockNotHeld = ("E0490", "lock_not_held", 404, "No lock is held on this key (`scope:target`, see `medic locks`)."),
     Internal = ("E0500", "internal", 500, "An internal error, e.g. the store failed."),

@@ -21,6 +21,7 @@
 pub mod auth;
 pub mod error;
 pub mod governance;
+pub mod ha;
 pub mod json_errors;
 pub mod metrics;
 pub mod tokens;
@@ -278,6 +279,32 @@ async fn healthz() -> &'static str {
 
 async fn readyz(State(state): State<ApiState>) -> Response {
     if state.ready.load(Ordering::SeqCst) {
+        // With `ha:`, ready means "acting": a follower (or a leader that lost
+        // its lease or its store) says why not.
+        if let Some(v) = state.metrics.ha().get() {
+            if !v.acting {
+                let reason = v.reason.unwrap_or("follower");
+                let leader = v.leader.as_deref().unwrap_or("none known");
+                return ApiError::new(
+                    ErrorCode::NotActing,
+                    format!(
+                        "{} does not act: {}; leader: {leader}",
+                        v.member,
+                        reason.replace('_', " ")
+                    ),
+                )
+                .with_reason_code(reason)
+                .with_retry_after(1)
+                .into_response();
+            }
+            return Json(serde_json::json!({
+                "status": "ok",
+                "acting": true,
+                "member": v.member,
+                "token": v.token,
+            }))
+            .into_response();
+        }
         "ok".into_response()
     } else {
         ApiError::new(ErrorCode::NotReady, "medic is not ready yet")
@@ -455,6 +482,20 @@ pub(crate) async fn operate(
     actor: Actor,
     cmd: OperatorCommand,
 ) -> Result<Json<governance::OperatorReply>, ApiError> {
+    // With `ha:`, only the leader's engine is the cluster's: a command given
+    // to a follower would be lost at the next takeover.
+    if let Some(v) = state.metrics.ha().get() {
+        if v.token.is_none() {
+            return Err(ApiError::new(
+                ErrorCode::NotLeader,
+                format!(
+                    "{} is not the leader; send operator commands to the leader ({})",
+                    v.member,
+                    v.leader.as_deref().unwrap_or("none elected yet")
+                ),
+            ));
+        }
+    }
     let id = actor.id.clone();
     let ack = control_call(state, |reply| ControlRequest::Operate { actor, cmd, reply })
         .await?

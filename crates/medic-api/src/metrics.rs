@@ -169,6 +169,7 @@ pub struct Metrics {
     probe_missed: Counter,
     outbox: Arc<AtomicU64>,
     families: Arc<std::sync::Mutex<Vec<NamedFamilySource>>>,
+    ha: crate::ha::HaCell,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -402,6 +403,8 @@ impl Metrics {
             families: families.clone(),
             outbox: outbox.clone(),
         }));
+        let ha = crate::ha::HaCell::default();
+        r.register_collector(Box::new(ha.clone()));
         for m in MODES {
             mode.get_or_create(&ModeLabel { mode: m.as_str() }).set(0);
         }
@@ -438,6 +441,7 @@ impl Metrics {
             queue_depth,
             outbox,
             families,
+            ha,
         }
     }
 
@@ -610,6 +614,12 @@ impl Metrics {
     /// The notification outbox's depth, shared with the sender.
     pub fn outbox(&self) -> Arc<AtomicU64> {
         self.outbox.clone()
+    }
+
+    /// This instance's place in its HA cluster (`ha:`), for `/readyz` and
+    /// the `medic_ha_*` gauges (none without `ha:`).
+    pub fn ha(&self) -> &crate::ha::HaCell {
+        &self.ha
     }
 
     /// The registry, e.g. for encoding elsewhere.

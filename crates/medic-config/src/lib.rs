@@ -9,6 +9,7 @@ mod canary;
 mod deps;
 mod drills;
 mod governance;
+mod ha;
 mod notify;
 mod otlp;
 mod patterns;
@@ -33,6 +34,7 @@ pub use canary::CanaryConfig;
 pub use deps::{DepKind, Dependency};
 pub use drills::{DrillSpec, DrillsConfig, DEFAULT_DRILL_TIMEOUT};
 pub use governance::FreezeSpec;
+pub use ha::HaConfig;
 pub use notify::{
     ChannelSpec, EscalationStep, NotifyConfig, NotifyRetry, RouteSpec, PAGERDUTY_EVENTS_URL,
 };
@@ -283,6 +285,8 @@ pub struct Config {
     pub freeze_windows: Vec<FreezeSpec>,
     /// Chaos drills (`drills:`), see [`DrillsConfig`].
     pub drills: DrillsConfig,
+    /// Leader election and fencing (`ha:`, issue 13); `None`: one instance.
+    pub ha: Option<HaConfig>,
     /// `depends_on` edges (caller → callee), validated: known names, no cycles.
     pub dependencies: Vec<Dependency>,
     /// Operator pattern files: as written by [`parse`], resolved against the
@@ -498,6 +502,7 @@ impl Validator {
             .collect();
         let (governance, freeze_windows) = self.governance(raw.governance, &actions_by_service);
         let drills = self.drills(raw.drills, &actions_by_service);
+        let ha = raw.ha.map(|h| self.ha(h));
         let raw_deps: BTreeMap<String, Vec<Spanned<deps::RawDep>>> = raw
             .services
             .iter_mut()
@@ -547,6 +552,7 @@ impl Validator {
             signals,
             freeze_windows,
             drills,
+            ha,
             dependencies,
             pattern_files: raw.patterns.iter().map(PathBuf::from).collect(),
         })

@@ -38,6 +38,7 @@ pub struct RawConfig {
     pub signals: Option<RawSignals>,
     pub governance: Option<crate::governance::RawGovernance>,
     pub drills: Option<crate::drills::RawDrills>,
+    pub ha: Option<crate::ha::RawHa>,
     /// Operator pattern files (issue 9), relative to the config file.
     #[serde(default)]
     pub patterns: Vec<String>,

@@ -82,6 +82,8 @@ pub(crate) enum Msg {
     DrillList(oneshot::Sender<crate::drill::DrillsView>),
     /// The samples of a staged canary's judge window (issue 10).
     Canary(medic_core::CanarySamples),
+    /// The election state changed, or its periodic re-check (issue 13).
+    Ha,
 }
 
 /// An incident as last published by the engine, with host times.
@@ -239,8 +241,14 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
     );
 
     // Notifications: the outbox and its delivery task (issue 12).
-    let outbox =
-        crate::notify::Outbox::start(&store, opts.config.notify.as_ref(), shutdown_rx.clone())?;
+    // With `ha:` the notification outbox is delivered by the leader only.
+    let (acting_tx, acting_rx) = watch::channel(false);
+    let outbox = crate::notify::Outbox::start(
+        &store,
+        opts.config.notify.as_ref(),
+        shutdown_rx.clone(),
+        opts.config.ha.as_ref().map(|_| acting_rx),
+    )?;
 
     let traces = crate::trace::Traces::start(
         opts.config.otlp.as_ref(),
@@ -286,6 +294,10 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
         ))
         .merge(crate::drill::router(tx.clone(), api_state.clone()))
         .merge(medic_notify::api::router(outbox.api(), api_state.clone()));
+    let app = match &opts.config.ha {
+        Some(h) => app.merge(crate::cluster::router(h.clone(), api_state.clone())),
+        None => app,
+    };
     let app = medic_api::json_errors(app)
         // The web console answers HTML, also for its errors: outside the
         // JSON error layer.
@@ -349,26 +361,72 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
     engine_cfg.mode = opts.mode;
     engine_cfg.seed = opts.seed;
     engine_cfg.instance = instance[..12.min(instance.len())].to_string();
-    let mut engine = Engine::new(engine_cfg, clock.now());
-    engine.handle_input(clock.now(), wall_clock());
-    // The start phase of each process medic started just now.
-    for svc in &opts.config.services {
-        if svc.process.as_ref().is_some_and(|p| p.autostart) {
-            engine.handle_input(
-                clock.now(),
-                Input::ProcessStarted {
-                    service: svc.name.clone(),
-                },
+    let autostarted: Vec<String> = opts
+        .config
+        .services
+        .iter()
+        .filter(|s| s.process.as_ref().is_some_and(|p| p.autostart))
+        .map(|s| s.name.clone())
+        .collect();
+    // High availability (issue 13): an election loop on etcd; the engine
+    // starts as a follower (dry-run, no shared writes) and is rebuilt from
+    // the shared store when this instance is elected.
+    let ha = opts.config.ha.as_ref().map(|h| {
+        let member = h
+            .member
+            .clone()
+            .unwrap_or_else(|| format!("medic-{}", &instance[..12.min(instance.len())]));
+        let (state, _join) = medic_ha::spawn(
+            medic_ha::ElectorConfig {
+                endpoints: h.etcd.clone(),
+                election: h.election.clone(),
+                prefix: h.prefix.clone(),
+                member,
+                api: api_addr.to_string(),
+                ttl: h.lease_ttl,
+                margin: h.drift_margin,
+            },
+            shutdown_rx.clone(),
+        );
+        let base = opts.db.parent().unwrap_or(std::path::Path::new("."));
+        // A follower presents token 0: once any leader has claimed the
+        // store, every write this instance would make is rejected there.
+        store.set_fence(Some(0));
+        let ctl = crate::ha::HaCtl {
+            cfg: h.clone(),
+            state,
+            acting: None,
+            acting_tx,
+            fence_file: base.join(&h.fence_file),
+            no_fence: std::env::var(crate::ha::UNSAFE_NO_FENCE).is_ok_and(|v| v == "1"),
+            store_down: false,
+            cell: metrics.ha().clone(),
+            etcd: None,
+            held: BTreeMap::new(),
+        };
+        if ctl.no_fence {
+            tracing::error!(
+                "{}=1: fencing is OFF (a deliberate bug for tests); a stale leader can act",
+                crate::ha::UNSAFE_NO_FENCE
             );
         }
+        ctl.publish();
+        ctl
+    });
+    let first_mode = if ha.is_some() {
+        Mode::DryRun
+    } else {
+        opts.mode
+    };
+    let engine = build_engine(&store, &engine_cfg, &autostarted, first_mode, clock.now()).await;
+    if ha.is_none() {
+        let open: Vec<String> = engine
+            .open_incidents()
+            .iter()
+            .map(|v| v.id.0.clone())
+            .collect();
+        close_interrupted(&store, &open, &metrics).await?;
     }
-    restore_state(&store, &mut engine, opts.mode, clock.now()).await;
-    let open: Vec<String> = engine
-        .open_incidents()
-        .iter()
-        .map(|v| v.id.0.clone())
-        .collect();
-    close_interrupted(&store, &open, &metrics).await?;
     let incidents = Arc::new(Mutex::new(BTreeMap::new()));
     let drills = crate::drill::DrillState::new(
         opts.config.drills.clone(),
@@ -382,8 +440,32 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
     let http = reqwest::Client::builder()
         .build()
         .context("building the HTTP client")?;
+    if let Some(h) = &ha {
+        let mut state = h.state.clone();
+        let every = h.cfg.lease_ttl / 10;
+        let tx = tx.clone();
+        let mut stop = shutdown_rx.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    r = state.changed() => if r.is_err() { return },
+                    _ = tokio::time::sleep(every) => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+                if tx.send(Msg::Ha).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    let is_ha = ha.is_some();
     let lp = EngineLoop {
         engine,
+        ha,
+        fenced_off: false,
+        engine_cfg,
+        autostarted,
+        start_mode: opts.mode,
         clock,
         store: store.clone(),
         metrics,
@@ -463,15 +545,18 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
             }
         });
     }
-    store
-        .append_audit(
-            &now_rfc3339(),
-            "medic.started",
-            &serde_json::json!({"mode": opts.mode.as_str(), "services": opts.config.services.len()})
-                .to_string(),
-        )
-        .await?;
-    lp.metrics.inc_audit();
+    // With `ha:` only the leader writes to the shared store (`ha.elected`).
+    if !is_ha {
+        store
+            .append_audit(
+                &now_rfc3339(),
+                "medic.started",
+                &serde_json::json!({"mode": opts.mode.as_str(), "services": opts.config.services.len()})
+                    .to_string(),
+            )
+            .await?;
+        lp.metrics.inc_audit();
+    }
     // The engine extrapolates wall time from monotonic time; resend it every
     // minute so clock jumps (NTP, DST) are picked up, and the freeze windows
     // of the next 8 days (expanded from cron in their time zones) every hour.
@@ -515,9 +600,11 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
         for s in sups.values() {
             s.stop().await;
         }
-        let _ = store
-            .append_audit(&now_rfc3339(), "medic.stopped", "{}")
-            .await;
+        if !is_ha {
+            let _ = store
+                .append_audit(&now_rfc3339(), "medic.stopped", "{}")
+                .await;
+        }
         store.close().await;
         r
     });
@@ -576,6 +663,32 @@ async fn audit_signal_events(
             Err(e) => tracing::error!(error = %e, kind, "audit append failed"),
         }
     }
+}
+
+/// A fresh engine: the wall clock, the start phase of each process medic
+/// started, then the safety state restored from the store (see
+/// [`restore_state`]) in `mode` or a more restrictive saved one.
+async fn build_engine(
+    store: &Store,
+    cfg: &medic_core::EngineConfig,
+    autostarted: &[String],
+    mode: Mode,
+    now: MonoTime,
+) -> Engine {
+    let mut cfg = cfg.clone();
+    cfg.mode = mode;
+    let mut engine = Engine::new(cfg, now);
+    engine.handle_input(now, wall_clock());
+    for service in autostarted {
+        engine.handle_input(
+            now,
+            Input::ProcessStarted {
+                service: service.clone(),
+            },
+        );
+    }
+    restore_state(store, &mut engine, mode, now).await;
+    engine
 }
 
 /// Restore the safety state saved by the previous run: pauses, approvals,
@@ -682,6 +795,14 @@ async fn forward_control(mut rx: mpsc::Receiver<ControlRequest>, tx: mpsc::Sende
 
 struct EngineLoop {
     engine: Engine,
+    /// Leader election and fencing (`ha:`, issue 13).
+    ha: Option<crate::ha::HaCtl>,
+    /// A shared write was rejected by the store's fence: step down.
+    fenced_off: bool,
+    /// To rebuild the engine at a takeover or a step-down.
+    engine_cfg: medic_core::EngineConfig,
+    autostarted: Vec<String>,
+    start_mode: Mode,
     clock: Arc<Clock>,
     store: Store,
     metrics: Arc<Metrics>,
@@ -847,6 +968,9 @@ impl EngineLoop {
             }
             Msg::Outcome { id, result } => {
                 self.running.remove(&id);
+                if let Some(h) = self.ha.as_mut() {
+                    h.unlock(id);
+                }
                 if let Some((action, stage)) = self.action_names.remove(&id) {
                     let status = if result.is_ok() {
                         ActionStatus::Succeeded
@@ -884,6 +1008,7 @@ impl EngineLoop {
                     recent: self.drills.recent.iter().cloned().collect(),
                 });
             }
+            Msg::Ha => self.ha_step().await,
             m @ (Msg::Drill(..)
             | Msg::DrillScheduled(..)
             | Msg::DrillDone(..)
@@ -931,6 +1056,10 @@ impl EngineLoop {
 
     /// An audit record written by the edge (drills), not from a notice.
     async fn audit_kind(&self, kind: &str, payload: serde_json::Value) {
+        if !self.writes_allowed() {
+            tracing::info!(target: "medic::audit", kind, payload = %payload, "audit (not leader: local only)");
+            return;
+        }
         match self
             .store
             .append_audit(&now_rfc3339(), kind, &payload.to_string())
@@ -1122,7 +1251,8 @@ impl EngineLoop {
             failpoint::hit("before_intent");
         }
         let mut audit_ok = self.record(&notices, &commands).await;
-        for n in &notices {
+        let shared = self.writes_allowed();
+        for n in notices.iter().filter(|_| shared) {
             if matches!(n, Notice::ActionOutcome { .. }) {
                 failpoint::hit("after_outcome");
             }
@@ -1135,7 +1265,7 @@ impl EngineLoop {
             self.learn(n).await;
         }
         let generation = self.engine.safety_generation();
-        if self.saved_generation != Some(generation) {
+        if shared && self.saved_generation != Some(generation) {
             match self
                 .store
                 .save_snapshot(&self.engine.snapshot(), &now_rfc3339())
@@ -1146,11 +1276,19 @@ impl EngineLoop {
                     // Acting on state that would not survive a restart could
                     // repeat the action after one: hold this step's actions.
                     audit_ok = false;
+                    if e.is_fenced() {
+                        self.fenced_off = true;
+                    } else if let Some(h) = self.ha.as_mut() {
+                        h.store_down = true;
+                    }
                     tracing::error!(error = %e, "saving the safety state failed");
                 }
             }
         }
         for cmd in commands {
+            if self.fenced_off {
+                break;
+            }
             match cmd {
                 Command::RunAction(req) => {
                     if !audit_ok {
@@ -1189,7 +1327,73 @@ impl EngineLoop {
                         continue;
                     }
                     failpoint::hit("after_intent");
-                    self.spawn_action(req);
+                    let Some(h) = self.ha.as_ref() else {
+                        self.spawn_action(req, None);
+                        continue;
+                    };
+                    // The gate: a leader whose lease may have expired in
+                    // etcd's view starts nothing (docs/ha.md).
+                    let Some(token) = h.may_write() else {
+                        tracing::warn!(id = %req.id, service = %req.service,
+                            "not acting: this instance's lease is not confirmed; stepping down");
+                        self.demote("lost_lease").await;
+                        break;
+                    };
+                    crate::ha::stop_point("before_execute");
+                    // The target's own check: the process executor's token
+                    // file refuses a token older than the newest that acted.
+                    if let Err(e) = h.fence(token) {
+                        tracing::error!(id = %req.id, service = %req.service, token, error = %e,
+                            "fenced off: a newer leader has acted; not running the action, stepping down");
+                        self.demote("fenced").await;
+                        break;
+                    }
+                    // The target's distributed locks (service, incident).
+                    let (refusal, unsafe_no_fence) = match self.ha.as_mut() {
+                        Some(h) => (h.lock(&req).await.err(), h.no_fence),
+                        None => (None, false),
+                    };
+                    // The deliberate bug: a lost session (fenced, or its lease
+                    // gone) does not stop the action.
+                    let refusal = match refusal {
+                        Some(
+                            crate::ha::LockRefusal::Fenced(e)
+                            | crate::ha::LockRefusal::Unavailable(e),
+                        ) if unsafe_no_fence => {
+                            tracing::error!(id = %req.id, error = %e,
+                                "UNSAFE (fencing off): acting without the action's locks");
+                            None
+                        }
+                        r => r,
+                    };
+                    match refusal {
+                        None => self.spawn_action(req, Some(token)),
+                        Some(crate::ha::LockRefusal::Fenced(e)) => {
+                            tracing::error!(id = %req.id, error = %e,
+                                "fenced off taking the action's locks; stepping down");
+                            self.demote("fenced").await;
+                            break;
+                        }
+                        Some(
+                            crate::ha::LockRefusal::Busy(why)
+                            | crate::ha::LockRefusal::Unavailable(why),
+                        ) => {
+                            tracing::warn!(id = %req.id, %why, "action not run: its locks were not taken");
+                            let tx = self.tx.clone();
+                            let id = req.id;
+                            tokio::spawn(async move {
+                                let _ = tx
+                                    .send(Msg::Outcome {
+                                        id,
+                                        result: Err(ActionFailure {
+                                            kind: ActionFailureKind::Other,
+                                            message: format!("not run: target locked: {why}"),
+                                        }),
+                                    })
+                                    .await;
+                            });
+                        }
+                    }
                 }
                 Command::Notify(n) => self.notify(n),
                 Command::IncidentChanged(v) => self.persist(v).await,
@@ -1230,6 +1434,130 @@ impl EngineLoop {
                 }
             }
         }
+        if std::mem::take(&mut self.fenced_off) {
+            self.demote("fenced off by the store").await;
+        }
+    }
+
+    /// Without `ha:`, always; with it, only while this instance leads under
+    /// the token its engine runs with and its lease is confirmed.
+    fn writes_allowed(&self) -> bool {
+        self.ha.as_ref().is_none_or(|h| h.may_write().is_some())
+    }
+
+    fn set_store_down(&mut self, down: bool) {
+        if let Some(h) = self.ha.as_mut() {
+            if h.store_down != down {
+                h.store_down = down;
+                h.publish();
+            }
+        }
+    }
+
+    /// The election state moved (or its periodic re-check): take over,
+    /// step down, or stay; then publish what `/readyz` and `/metrics` say.
+    async fn ha_step(&mut self) {
+        let Some(h) = self.ha.as_ref() else {
+            return;
+        };
+        match (h.verdict(), h.acting) {
+            (medic_ha::Verdict::Act { token, .. }, Some(a)) if a == token => {}
+            (medic_ha::Verdict::Act { token, .. }, _) => self.promote(token).await,
+            (medic_ha::Verdict::Hold(hold), Some(_)) => self.demote(hold.as_str()).await,
+            (medic_ha::Verdict::Hold(_), None) => {}
+        }
+        if let Some(h) = self.ha.as_ref() {
+            h.publish();
+        }
+    }
+
+    /// Takeover: a fresh engine restores the durable safety state the last
+    /// leader saved in the shared store and reconciles its in-flight actions
+    /// from the journal (verify a heal, escalate a revert, never re-run: the
+    /// crash-recovery path of docs/recovery.md).
+    async fn promote(&mut self, token: u64) {
+        self.abort_running();
+        let Some(h) = self.ha.as_mut() else {
+            return;
+        };
+        let member = h.state.borrow().member.clone();
+        // Claim the shared store with the new token (compare-and-set): from
+        // now on a stale leader's writes are rejected there, before this
+        // leader writes anything else.
+        self.store.set_fence(Some(token));
+        if let Err(e) = self.store.claim_fence(token).await {
+            tracing::error!(%member, token, error = %e, "ha: claiming the store failed; not acting");
+            self.store.set_fence(Some(0));
+            h.store_down = !e.is_fenced();
+            return;
+        }
+        h.acting = Some(token);
+        let _ = h.acting_tx.send(true);
+        let now = self.clock.now();
+        self.engine = build_engine(
+            &self.store,
+            &self.engine_cfg,
+            &self.autostarted,
+            self.start_mode,
+            now,
+        )
+        .await;
+        self.saved_generation = None;
+        self.gauges_at = None;
+        tracing::warn!(%member, token, "ha: leader; safety state restored from the store");
+        let open: Vec<String> = self
+            .engine
+            .open_incidents()
+            .iter()
+            .map(|v| v.id.0.clone())
+            .collect();
+        if let Err(e) = close_interrupted(&self.store, &open, &self.metrics).await {
+            tracing::error!(error = %e, "closing interrupted incidents failed");
+        }
+        self.audit_kind(
+            "ha.elected",
+            serde_json::json!({"member": member, "token": token, "v": 1}),
+        )
+        .await;
+    }
+
+    /// Step down: actions in flight are aborted, the engine becomes a
+    /// follower's again (dry-run, rebuilt from the shared store), nothing more
+    /// is written to the shared store.
+    async fn demote(&mut self, why: &str) {
+        self.abort_running();
+        let Some(h) = self.ha.as_mut() else {
+            return;
+        };
+        let was = h.acting.take();
+        let _ = h.acting_tx.send(false);
+        self.store.set_fence(Some(0));
+        tracing::warn!(token = ?was, why, "ha: stepping down; follower (no actions, no shared writes)");
+        let now = self.clock.now();
+        self.engine = build_engine(
+            &self.store,
+            &self.engine_cfg,
+            &self.autostarted,
+            Mode::DryRun,
+            now,
+        )
+        .await;
+        self.saved_generation = None;
+        self.gauges_at = None;
+        if let Some(h) = self.ha.as_ref() {
+            h.publish();
+        }
+    }
+
+    fn abort_running(&mut self) {
+        for (id, h) in std::mem::take(&mut self.running) {
+            tracing::warn!(%id, "ha: aborting an action in flight");
+            h.abort();
+            if let Some(ha) = self.ha.as_mut() {
+                ha.unlock(id);
+            }
+        }
+        self.action_names.clear();
     }
 
     /// The supervised process's identity (pid, start ticks) if it runs.
@@ -1245,9 +1573,12 @@ impl EngineLoop {
     /// key and the supervised process's identity, so a medic restarted
     /// mid-action can tell whether the restart happened. Other kinds carry
     /// no identity medic can read back; the intent is their journal.
-    async fn journal(&self, req: &ActionRequest) -> bool {
+    async fn journal(&mut self, req: &ActionRequest) -> bool {
         if req.kind != medic_core::ActionKind::Restart {
             return true;
+        }
+        if !self.writes_allowed() {
+            return false;
         }
         let target = self
             .identity(&req.service)
@@ -1271,6 +1602,9 @@ impl EngineLoop {
             }
             Err(e) => {
                 tracing::error!(error = %e, "journaling the action failed");
+                if e.is_fenced() {
+                    self.fenced_off = true;
+                }
                 false
             }
         }
@@ -1501,7 +1835,7 @@ impl EngineLoop {
 
     /// Append a step's notices to the audit log (and the structured log)
     /// and queue its notifications in the outbox, in one transaction.
-    async fn record(&self, notices: &[Notice], commands: &[Command]) -> bool {
+    async fn record(&mut self, notices: &[Notice], commands: &[Command]) -> bool {
         let rendered: Vec<_> = notices.iter().map(medic_store::record::render).collect();
         for r in &rendered {
             tracing::info!(target: "medic::audit", kind = r.kind, payload = %r.payload, "audit");
@@ -1519,6 +1853,11 @@ impl EngineLoop {
         if rendered.is_empty() && notes.is_empty() {
             return true;
         }
+        // A follower (or a leader past its lease) records locally only: the
+        // structured log above, never the shared store.
+        if !self.writes_allowed() {
+            return false;
+        }
         let audit: Vec<(&str, &str)> = rendered
             .iter()
             .map(|r| (r.kind, r.payload.as_str()))
@@ -1532,21 +1871,38 @@ impl EngineLoop {
                 for _ in &w.records {
                     self.metrics.inc_audit();
                 }
+                if let Some(h) = &self.ha {
+                    if h.store_down {
+                        tracing::info!("ha: the store answers again");
+                    }
+                }
+                self.set_store_down(false);
                 true
+            }
+            Err(e) if e.is_fenced() => {
+                tracing::error!(error = %e, "fenced off by the store: a newer leader exists; stepping down");
+                self.fenced_off = true;
+                false
             }
             Err(e) => {
                 tracing::error!(error = %e, records = audit.len(), "audit append failed");
+                self.set_store_down(true);
                 false
             }
         }
     }
 
-    fn spawn_action(&mut self, req: ActionRequest) {
-        let run = self.actions.run(&req);
+    fn spawn_action(&mut self, req: ActionRequest, token: Option<u64>) {
+        let run: std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<String, ActionFailure>> + Send>,
+        > = match token {
+            Some(t) => Box::pin(self.actions.run_fenced(&req, t)),
+            None => Box::pin(self.actions.run(&req)),
+        };
         let tx = self.tx.clone();
         self.action_names
             .insert(req.id, (req.action.clone(), req.stage));
-        tracing::info!(service = %req.service, action = %req.action, id = %req.id, attempt = req.attempt + 1, "running action");
+        tracing::info!(service = %req.service, action = %req.action, id = %req.id, attempt = req.attempt + 1, token = ?token, "running action");
         let id = req.id;
         let task = tokio::spawn(async move {
             let result = run.await;
@@ -1635,6 +1991,10 @@ impl EngineLoop {
                 })
                 .collect(),
         };
+        // A follower's incidents are its own view; the leader's are stored.
+        if !self.writes_allowed() {
+            return;
+        }
         if let Err(e) = self.store.upsert_incident(&rec).await {
             tracing::error!(error = %e, incident = %rec.id, "storing incident failed");
         }

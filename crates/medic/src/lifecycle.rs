@@ -340,11 +340,35 @@ impl Actions {
         }
     }
 
+    /// [`Actions::run`] carrying the leader's fencing token (issue 13): an
+    /// exec action gets `MEDIC_FENCE_TOKEN` and `MEDIC_ACTION_ID` in its
+    /// environment, so the command can refuse a stale token itself.
+    pub fn run_fenced(
+        &self,
+        req: &ActionRequest,
+        token: u64,
+    ) -> impl Future<Output = Result<String, ActionFailure>> + Send + 'static {
+        let extra = [
+            ("MEDIC_FENCE_TOKEN".to_string(), token.to_string()),
+            ("MEDIC_ACTION_ID".to_string(), req.id.to_string()),
+        ];
+        self.run_with_env(&req.service, &req.action, &extra)
+    }
+
     /// [`Actions::run`] by service and action name (a drill's fault action).
     pub fn run_named(
         &self,
         service: &str,
         action: &str,
+    ) -> impl Future<Output = Result<String, ActionFailure>> + Send + 'static {
+        self.run_with_env(service, action, &[])
+    }
+
+    fn run_with_env(
+        &self,
+        service: &str,
+        action: &str,
+        extra_env: &[(String, String)],
     ) -> impl Future<Output = Result<String, ActionFailure>> + Send + 'static {
         let req = (service.to_string(), action.to_string());
         let req = Named {
@@ -355,7 +379,13 @@ impl Actions {
             .specs
             .get(&req.service)
             .and_then(|m| m.get(&req.action))
-            .cloned();
+            .cloned()
+            .map(|mut spec| {
+                if let ActionExec::Exec { env, .. } = &mut spec {
+                    env.extend(extra_env.iter().cloned());
+                }
+                spec
+            });
         let prepared = spec.map(|spec| {
             let restart_timeout = self
                 .restart_timeouts

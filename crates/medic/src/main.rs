@@ -5,15 +5,18 @@ mod ai;
 mod bench;
 mod bench_api;
 mod bench_canary;
+mod bench_failover;
 mod bench_recovery;
 mod bench_store;
 mod canary;
 mod client;
+mod cluster;
 mod codes;
 mod daemon;
 mod demo;
 mod drill;
 mod graph;
+mod ha;
 mod healthcheck;
 mod init;
 mod lifecycle;
@@ -59,6 +62,25 @@ struct Cli {
     cmd: Cmd,
 }
 
+#[derive(Subcommand)]
+enum ClusterCmd {
+    /// Members (last renewal, lag), the leader and its fencing token, from etcd.
+    Status {
+        #[arg(short, long, default_value = "medic.yaml")]
+        config: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Force-release a distributed lock (SCOPE/NAME, e.g. service/web) in etcd.
+    Unlock {
+        #[arg(short, long, default_value = "medic.yaml")]
+        config: PathBuf,
+        /// The lock: system|service|incident|deployment / name.
+        lock: String,
+    },
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum LogFormat {
     Text,
@@ -81,6 +103,11 @@ enum Cmd {
         /// API listen address (overrides the config).
         #[arg(long)]
         listen: Option<SocketAddr>,
+    },
+    /// A high-availability cluster (`ha:`): members, leader, fencing token.
+    Cluster {
+        #[command(subcommand)]
+        cmd: ClusterCmd,
     },
     /// Validate a config file without side effects.
     Check {
@@ -298,6 +325,8 @@ enum BenchCmd {
     /// N services healed at once (100 by default): completion, engine-loop latency
     /// while the executors run, probe rate, peak RSS.
     Concurrent(bench::concurrent::ConcurrentArgs),
+    /// Three medics with `ha:` on a local etcd: kill (or pause) the leader mid-action; takeover time, duplicate and lost actions.
+    Failover(bench_failover::BenchFailoverArgs),
     /// Time of N audit appends on SQLite vs Postgres (a server of its own), unfenced and fenced.
     Store(bench_store::BenchStoreArgs),
     /// 100× the normal alert rate for 60 s with a fault mid-flood: RSS, critical alerts, healing, API p99.
@@ -356,6 +385,12 @@ fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
 
 fn run(cmd: Cmd, api: &str) -> Result<ExitCode, CliError> {
     match cmd {
+        Cmd::Cluster {
+            cmd: ClusterCmd::Status { config, json },
+        } => cluster::status(&config, json),
+        Cmd::Cluster {
+            cmd: ClusterCmd::Unlock { config, lock },
+        } => cluster::unlock(&config, &lock),
         Cmd::Check { config } => {
             let cfg = medic_config::load(&config).map_err(CliError::config)?;
             println!(
@@ -800,6 +835,21 @@ fn run(cmd: Cmd, api: &str) -> Result<ExitCode, CliError> {
         } => {
             bench_canary::run(&args)?;
             Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Bench {
+            cmd: BenchCmd::Failover(args),
+        } => {
+            let rt = runtime()?;
+            let ok = rt
+                .block_on(bench::interruptible(bench_failover::run(&args)))
+                .map_err(|e| {
+                    CliError::new(Code::BenchFailover, format!("bench failover: {e:#}"))
+                })?;
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         Cmd::Bench {
             cmd: BenchCmd::Detect(args),

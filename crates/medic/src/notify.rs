@@ -27,10 +27,15 @@ pub struct Outbox {
 impl Outbox {
     /// Starts the delivery task when `cfg` is set (secrets read from the
     /// environment here, at the edge).
+    ///
+    /// With `acting` (high availability, issue 13) only a leader delivers:
+    /// the delivery rounds run while it reads `true`, so followers never send
+    /// what the leader's outbox holds.
     pub fn start(
         store: &Store,
         cfg: Option<&NotifyConfig>,
         shutdown: watch::Receiver<bool>,
+        acting: Option<watch::Receiver<bool>>,
     ) -> anyhow::Result<Outbox> {
         let mut out = Outbox {
             store: store.clone(),
@@ -44,7 +49,14 @@ impl Outbox {
                 .map_err(|e| anyhow::anyhow!("notify: {e}"))?;
             out.wake = n.waker();
             out.stats = n.stats();
-            tokio::spawn(n.run(shutdown));
+            match acting {
+                None => {
+                    tokio::spawn(n.run(shutdown));
+                }
+                Some(acting) => {
+                    tokio::spawn(deliver_while_acting(n, out.wake.clone(), shutdown, acting));
+                }
+            }
         }
         Ok(out)
     }
@@ -133,6 +145,31 @@ impl Outbox {
         {
             Ok(_) => self.wake.notify_one(),
             Err(e) => tracing::error!(error = %e, incident = %id, "notify: resolving failed"),
+        }
+    }
+}
+
+/// [`Notifier::run`], but only while this instance leads (`acting`).
+async fn deliver_while_acting(
+    mut n: Notifier,
+    wake: Arc<Notify>,
+    mut shutdown: watch::Receiver<bool>,
+    mut acting: watch::Receiver<bool>,
+) {
+    loop {
+        if !*acting.borrow_and_update() {
+            tokio::select! {
+                r = acting.changed() => if r.is_err() { return },
+                _ = shutdown.wait_for(|s| *s) => return,
+            }
+            continue;
+        }
+        let wait = n.round().await;
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = wake.notified() => {}
+            _ = acting.changed() => {}
+            _ = shutdown.wait_for(|s| *s) => return,
         }
     }
 }

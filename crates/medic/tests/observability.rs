@@ -41,7 +41,7 @@ fn alert_rules_pass_promtool_check_and_their_unit_tests() {
     let Some(out) = promtool(&["check", "rules", "medic-alerts.yml"]) else {
         return;
     };
-    assert!(out.contains("SUCCESS: 5 rules found"), "{out}");
+    assert!(out.contains("SUCCESS: 7 rules found"), "{out}");
     let out = promtool(&["test", "rules", "medic-alerts.test.yml"]).unwrap();
     assert!(out.contains("SUCCESS"), "{out}");
     // Every alert has a firing and a quiet case in the test file.
@@ -52,6 +52,8 @@ fn alert_rules_pass_promtool_check_and_their_unit_tests() {
         "MedicRollbackRateHigh",
         "MedicAutomationPaused",
         "MedicAutohealDisabled",
+        "MedicNoLeader",
+        "MedicTwoLeaders",
     ] {
         let cases: Vec<&str> = tests
             .split("alertname: ")
@@ -99,6 +101,8 @@ fn families() -> BTreeSet<String> {
         running_actions: 0,
     });
     m.set_queue_depth("engine_input", 0);
+    // The medic_ha_* gauges exist with `ha:` only (issue 13).
+    m.ha().set(medic_api::ha::HaView::default());
     let text = m.encode_prometheus();
     let mut out = BTreeSet::new();
     for l in text.lines() {
@@ -153,6 +157,9 @@ fn rules_and_dashboard_use_only_metrics_medic_exports() {
         "medic_rollbacks_total",
         "medic_outbox_depth",
         "medic_signal_samples_total",
+        "medic_ha_is_leader",
+        "medic_ha_token",
+        "medic_ha_last_renew_age_ms",
     ] {
         assert!(have.contains(name), "{name} not in {have:?}");
     }

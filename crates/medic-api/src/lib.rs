@@ -49,7 +49,8 @@ pub use json_errors::json_errors;
 use json_errors::route_not_found;
 
 pub use metrics::{
-    CounterSource, EngineState, Metrics, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE,
+    CounterSource, EngineState, Metrics, ProbeObserver, OPENMETRICS_CONTENT_TYPE,
+    PROMETHEUS_CONTENT_TYPE,
 };
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;

@@ -152,6 +152,7 @@ impl Engine {
     /// every ledger and deadline. Services no longer configured are dropped;
     /// their incidents are not carried on.
     pub fn restore(&mut self, snap: Snapshot, downtime: Duration) -> Result<(), RestoreError> {
+        self.timeout_cache.clear();
         if snap.version != SNAPSHOT_VERSION {
             return Err(RestoreError::Version {
                 found: snap.version,

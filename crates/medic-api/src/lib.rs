@@ -50,7 +50,7 @@ pub use json_errors::json_errors;
 use json_errors::route_not_found;
 
 pub use metrics::{
-    CounterSource, EngineState, FamilySource, Metrics, SourceFamily, SourceKind,
+    CounterSource, EngineState, FamilySource, Metrics, ProbeObserver, SourceFamily, SourceKind,
     OPENMETRICS_CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE,
 };
 /// Largest accepted request body.

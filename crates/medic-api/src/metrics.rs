@@ -143,6 +143,27 @@ pub struct EngineState<'a> {
     pub running_actions: usize,
 }
 
+/// One probe's series, held by its probe loop (see
+/// [`Metrics::probe_observer`]).
+pub struct ProbeObserver {
+    duration: Histogram,
+    labels: ProbeLabels,
+    metrics: Arc<Metrics>,
+}
+
+impl ProbeObserver {
+    /// One run: its duration, and a failure if it failed.
+    pub fn observe(&self, ok: bool, latency: std::time::Duration) {
+        self.duration.observe(latency.as_secs_f64());
+        if !ok {
+            self.metrics
+                .probe_failures
+                .get_or_create(&self.labels)
+                .inc();
+        }
+    }
+}
+
 /// medic's metrics.
 pub struct Metrics {
     registry: Registry,
@@ -500,6 +521,21 @@ impl Metrics {
             .observe(latency.as_secs_f64());
         if !ok {
             self.probe_failures.get_or_create(&l).inc();
+        }
+    }
+
+    /// The duration histogram of one probe, to keep and observe without a
+    /// look-up (and its label strings) per run: [`ProbeObserver::observe`]
+    /// is [`Metrics::observe_probe`] for a probe loop.
+    pub fn probe_observer(self: &Arc<Self>, service: &str, probe: &str) -> ProbeObserver {
+        let labels = ProbeLabels {
+            service: service.to_string(),
+            probe: probe.to_string(),
+        };
+        ProbeObserver {
+            duration: self.probe_duration.get_or_create(&labels).clone(),
+            labels,
+            metrics: self.clone(),
         }
     }
 

@@ -99,6 +99,8 @@ pub enum ProbeKind {
         url: String,
         expect_status: u16,
         body_contains: Option<String>,
+        /// Reuse the connection from one run to the next (`http.keep_alive`).
+        keep_alive: bool,
     },
     Tcp {
         address: String,
@@ -726,6 +728,7 @@ impl Validator {
                     url: h.url.value.clone(),
                     expect_status: h.expect_status.unwrap_or(200),
                     body_contains: h.body_contains.clone(),
+                    keep_alive: h.keep_alive.unwrap_or(false),
                 });
             }
             if let Some(t) = &p.tcp {
@@ -766,6 +769,7 @@ impl Validator {
                     label: label.to_string(),
                 });
             }
+            let interval = p.interval.map_or(Duration::from_secs(10), |d| d.0);
             let timeout = p
                 .http
                 .as_ref()
@@ -773,7 +777,7 @@ impl Validator {
                 .or(p.tcp.as_ref().and_then(|t| t.timeout))
                 .or(p.exec.as_ref().and_then(|e| e.timeout))
                 .or(p.docker.as_ref().and_then(|d| d.timeout))
-                .map_or(Duration::from_secs(5), |d| d.0);
+                .map_or(default_probe_timeout(interval), |d| d.0);
             if kinds.len() != 1 {
                 self.at(
                     ploc,
@@ -837,7 +841,7 @@ impl Validator {
             if let Some(kind) = kinds.into_iter().next() {
                 probes.push(ProbeConfig {
                     name: pname.clone(),
-                    interval: p.interval.map_or(Duration::from_secs(10), |d| d.0),
+                    interval,
                     timeout,
                     kind,
                 });
@@ -1205,6 +1209,14 @@ impl Validator {
             },
         ))
     }
+}
+
+/// A probe's timeout when none is given: 5 s, but never longer than its
+/// interval. A run still going at its next tick delays that tick, so a
+/// timeout longer than the interval would stretch `consecutive` failures of
+/// a hung service to `consecutive × timeout` (15 s at a 1 s interval).
+pub fn default_probe_timeout(interval: Duration) -> Duration {
+    Duration::from_secs(5).min(interval)
 }
 
 fn policy(base: &ServicePolicy, raw: Option<&RawPolicy>) -> ServicePolicy {

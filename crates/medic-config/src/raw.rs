@@ -124,6 +124,7 @@ pub struct RawHttpProbe {
     pub expect_status: Option<u16>,
     pub body_contains: Option<String>,
     pub timeout: Option<Dur>,
+    pub keep_alive: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

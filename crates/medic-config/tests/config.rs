@@ -247,3 +247,32 @@ fn store_url_selects_postgres_and_a_bad_one_is_located() {
     let e = errs(&format!("store:\n  uri: postgres://db/medic\n{MIN}"));
     assert!(e.starts_with("medic.yaml:2:3: unknown field `uri`"), "{e}");
 }
+
+#[test]
+fn a_probe_timeout_defaults_to_5s_but_never_beyond_the_interval() {
+    let cfg = parse(
+        "t.yaml",
+        "services:
+  web:
+    probes:
+      fast: { http: { url: http://127.0.0.1:1/healthz }, interval: 1s }
+      slow: { tcp: { address: \"127.0.0.1:1\" }, interval: 30s }
+      dflt: { http: { url: http://127.0.0.1:1/healthz } }
+      given: { http: { url: http://127.0.0.1:1/healthz, timeout: 3s }, interval: 1s }
+",
+    )
+    .unwrap();
+    let t = |name: &str| {
+        cfg.services[0]
+            .probes
+            .iter()
+            .find(|p| p.name == name)
+            .unwrap()
+            .timeout
+            .as_millis()
+    };
+    assert_eq!(t("fast"), 1000);
+    assert_eq!(t("slow"), 5000);
+    assert_eq!(t("dflt"), 5000);
+    assert_eq!(t("given"), 3000);
+}

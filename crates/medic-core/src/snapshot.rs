@@ -183,6 +183,7 @@ impl Engine {
     /// every ledger and deadline. Services no longer configured are dropped;
     /// their incidents are not carried on.
     pub fn restore(&mut self, snap: Snapshot, downtime: Duration) -> Result<(), RestoreError> {
+        self.timeout_cache.clear();
         if !(OLDEST_SNAPSHOT_VERSION..=SNAPSHOT_VERSION).contains(&snap.version) {
             return Err(RestoreError::Version {
                 found: snap.version,

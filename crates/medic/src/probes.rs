@@ -187,9 +187,12 @@ async fn probe_loop(
         ProbeKind::Process => Duration::ZERO,
         _ => spread_offset(&service, &probe.name, interval),
     };
+    let prepared = medic_probe::Prepared::new(probe.kind.clone());
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + offset, interval);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut next_due: Option<tokio::time::Instant> = None;
+    // This probe's series, looked up once (at its first run).
+    let mut observer: Option<medic_api::ProbeObserver> = None;
     loop {
         // The first tick is at the probe's offset, then on the grid.
         tokio::select! {
@@ -224,12 +227,12 @@ async fn probe_loop(
                     _ = shutdown.changed() => return,
                 }
             }
-            (kind, _) => {
+            _ => {
                 let Ok(_permit) = permits.acquire().await else {
                     return;
                 };
                 let o = tokio::select! {
-                    o = prober.run(kind, probe.timeout) => o,
+                    o = prober.run_prepared(&prepared, probe.timeout) => o,
                     _ = shutdown.changed() => return,
                 };
                 o
@@ -239,7 +242,9 @@ async fn probe_loop(
         if probe.kind != ProbeKind::Process {
             hints.observe(&service, &probe.name, o.failure.as_ref());
         }
-        metrics.observe_probe(&service, &probe.name, o.ok, o.latency);
+        observer
+            .get_or_insert_with(|| metrics.probe_observer(&service, &probe.name))
+            .observe(o.ok, o.latency);
         let report = ProbeReport {
             service: service.clone(),
             probe: probe.name.clone(),
@@ -281,6 +286,7 @@ mod tests {
                 url: format!("http://{addr}/healthz"),
                 expect_status: 200,
                 body_contains: None,
+                keep_alive: false,
             },
         };
         let (tx, mut rx) = mpsc::channel(16);

@@ -74,9 +74,17 @@ pub struct Console {
     /// The store whose audit chain the console verifies (SQLite or Postgres).
     pub db: Option<medic_store::StoreTarget>,
     muted: Mutex<BTreeMap<String, String>>,
-    history: Mutex<BTreeMap<(String, String), VecDeque<Sample>>>,
+    history: Mutex<History>,
     csrf_secret: String,
     live_streams: std::sync::atomic::AtomicUsize,
+}
+
+/// Recent runs by service, then probe (looked up by `&str`: recording a
+/// sample allocates only for a probe's first one), and how many probes.
+#[derive(Debug, Default)]
+struct History {
+    by_service: BTreeMap<String, BTreeMap<String, VecDeque<Sample>>>,
+    probes: usize,
 }
 
 /// One of the [`MAX_LIVE_STREAMS`] slots, given back when the stream ends.
@@ -114,7 +122,7 @@ impl Console {
             rules,
             db,
             muted: Mutex::new(BTreeMap::new()),
-            history: Mutex::new(BTreeMap::new()),
+            history: Mutex::new(History::default()),
             // A failing OS random source leaves an empty secret, which only
             // matters under `auth: none` (no authentication at all anyway).
             csrf_secret: medic_store::tokens::random_secret().unwrap_or_default(),
@@ -126,12 +134,25 @@ impl Console {
     /// probe and [`TOTAL_HISTORY_SAMPLES`] over all of them).
     pub fn record_sample(&self, service: &str, probe: &str, ok: bool, latency: Duration) {
         let unix_ms = unix_ms_now();
-        let mut h = lock(&self.history);
+        let mut guard = lock(&self.history);
+        let h = &mut *guard;
+        let known = h
+            .by_service
+            .get(service)
+            .is_some_and(|m| m.contains_key(probe));
+        if !known {
+            h.probes += 1;
+        }
         let cap =
-            (TOTAL_HISTORY_SAMPLES / h.len().max(1)).clamp(MIN_HISTORY_SAMPLES, HISTORY_SAMPLES);
-        let q = h
-            .entry((service.to_string(), probe.to_string()))
-            .or_default();
+            (TOTAL_HISTORY_SAMPLES / h.probes.max(1)).clamp(MIN_HISTORY_SAMPLES, HISTORY_SAMPLES);
+        let by_probe = match h.by_service.get_mut(service) {
+            Some(m) => m,
+            None => h.by_service.entry(service.to_string()).or_default(),
+        };
+        let q = match by_probe.get_mut(probe) {
+            Some(q) => q,
+            None => by_probe.entry(probe.to_string()).or_default(),
+        };
         while q.len() >= cap {
             q.pop_front();
         }
@@ -157,7 +178,9 @@ impl Console {
 
     fn samples(&self, service: &str, probe: &str) -> Vec<Sample> {
         lock(&self.history)
-            .get(&(service.to_string(), probe.to_string()))
+            .by_service
+            .get(service)
+            .and_then(|m| m.get(probe))
             .map(|q| q.iter().copied().collect())
             .unwrap_or_default()
     }
@@ -768,7 +791,13 @@ mod tests {
         }
         c.record_sample("a", "h", true, ms);
         assert_eq!(c.samples("a", "h").len(), 250);
-        let total: usize = lock(&c.history).values().map(VecDeque::len).sum();
+        let total: usize = lock(&c.history)
+            .by_service
+            .values()
+            .flat_map(BTreeMap::values)
+            .map(VecDeque::len)
+            .sum();
+        assert_eq!(lock(&c.history).probes, 4_000);
         assert!(total <= TOTAL_HISTORY_SAMPLES, "{total}");
     }
 }

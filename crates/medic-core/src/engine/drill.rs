@@ -35,6 +35,7 @@ impl Engine {
     /// (direct) action? `Ok` only for a plain `run` decision: a canary, an
     /// approval, a deferral or any block refuses the drill.
     pub fn judge_drill(&mut self, service: &str, action: &str) -> Result<(), DrillBlock> {
+        self.timeout_cache.clear();
         let svc = self
             .services
             .get(service)

@@ -40,6 +40,46 @@ use state::*;
 
 pub use drill::DrillBlock;
 
+/// `poll_timeout`'s cached answer (an atomic, so that the engine stays
+/// `Sync` behind `&self`): `EMPTY` = not known, `NONE` = no deadline,
+/// else the deadline in ms (a deadline at `u64::MAX - 1` or later is simply
+/// never cached).
+#[derive(Debug)]
+pub(crate) struct TimeoutCache(std::sync::atomic::AtomicU64);
+
+impl TimeoutCache {
+    const EMPTY: u64 = u64::MAX;
+    const NONE: u64 = u64::MAX - 1;
+
+    pub(crate) fn clear(&self) {
+        self.0
+            .store(Self::EMPTY, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn get(&self) -> Option<Option<MonoTime>> {
+        match self.0.load(std::sync::atomic::Ordering::Relaxed) {
+            Self::EMPTY => None,
+            Self::NONE => Some(None),
+            t => Some(Some(MonoTime(t))),
+        }
+    }
+
+    fn set(&self, t: Option<MonoTime>) {
+        let v = match t {
+            None => Self::NONE,
+            Some(MonoTime(t)) if t < Self::NONE => t,
+            Some(_) => Self::EMPTY,
+        };
+        self.0.store(v, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Default for TimeoutCache {
+    fn default() -> Self {
+        TimeoutCache(std::sync::atomic::AtomicU64::new(Self::EMPTY))
+    }
+}
+
 /// The sans-IO healing engine. See the crate docs for the driving contract.
 #[derive(Debug)]
 pub struct Engine {
@@ -77,6 +117,12 @@ pub struct Engine {
     pub(crate) fault: PolicyFault,
     /// Locks of the actions in flight and the queue of those waiting (issue 10).
     pub(crate) locks: crate::locks::LockTable,
+    /// `poll_timeout`'s answer while nothing that holds a deadline changed:
+    /// it scans every service, and a driver asks after every step (at
+    /// 10,000 probes a second that scan was most of medic's CPU). Cleared by
+    /// every input except a probe report that leaves its service without an
+    /// incident, an in-flight action or a pending revert before and after.
+    pub(crate) timeout_cache: TimeoutCache,
 }
 
 impl Engine {
@@ -155,12 +201,14 @@ impl Engine {
             published_gen: None,
             fault: PolicyFault::None,
             locks: crate::locks::LockTable::new(gov_cfg_locks),
+            timeout_cache: TimeoutCache::default(),
         }
     }
 
     /// Plant a deliberate policy bug (simulator self-tests only).
     #[doc(hidden)]
     pub fn inject_fault(&mut self, fault: PolicyFault) {
+        self.timeout_cache.clear();
         self.fault = fault;
     }
 
@@ -302,8 +350,27 @@ impl Engine {
 
     pub fn handle_input(&mut self, now: MonoTime, input: Input) {
         self.advance(now);
+        if !matches!(input, Input::Probe(_)) {
+            self.timeout_cache.clear();
+        }
         match input {
-            Input::Probe(report) => self.on_probe(report),
+            Input::Probe(report) => {
+                // A report about a service with nothing pending that leaves
+                // it so (no incident opened) moves no deadline.
+                let quiet = |e: &Engine, s: &str| {
+                    e.services.get(s).is_some_and(|svc| {
+                        svc.incident.is_none()
+                            && svc.inflight.is_none()
+                            && svc.pending_revert.is_none()
+                    })
+                };
+                let service = report.service.clone();
+                let before = quiet(self, &service);
+                self.on_probe(report);
+                if !(before && quiet(self, &service)) {
+                    self.timeout_cache.clear();
+                }
+            }
             Input::ActionOutcome { id, result } => self.on_outcome(id, result),
             Input::Operator(actor, cmd) => {
                 // The answer is in the audit log; `operate` returns it.
@@ -365,6 +432,7 @@ impl Engine {
         actor: &Actor,
         cmd: OperatorCommand,
     ) -> Result<Ack, OperatorError> {
+        self.timeout_cache.clear();
         self.advance(now);
         let answer = self.operate_recorded(actor, cmd);
         self.sync_locks();
@@ -392,6 +460,7 @@ impl Engine {
 
     /// Fire every timer due at or before `now`.
     pub fn handle_timeout(&mut self, now: MonoTime) {
+        self.timeout_cache.clear();
         self.advance(now);
         self.expire_pauses();
         self.expire_approvals();
@@ -421,6 +490,20 @@ impl Engine {
 
     /// The earliest time at which `handle_timeout` has work to do.
     pub fn poll_timeout(&self) -> Option<MonoTime> {
+        if let Some(t) = self.timeout_cache.get() {
+            // Every debug build (the scenario, property and simulator tests)
+            // checks the cache against the scan.
+            debug_assert_eq!(t, self.compute_timeout(), "stale poll_timeout cache");
+            return t;
+        }
+        let t = self.compute_timeout();
+        self.timeout_cache.set(t);
+        t
+    }
+
+    /// [`Engine::poll_timeout`] without the cache: every service's timers,
+    /// pauses, approvals and freeze-window edges.
+    fn compute_timeout(&self) -> Option<MonoTime> {
         let mut best: Option<MonoTime> = None;
         let mut consider = |t: Option<MonoTime>| {
             if let Some(t) = t {

@@ -23,6 +23,8 @@ use super::{fmt_ms, free_port, kill_fixture_pid, median_max, medic_exe, wait_unt
 
 /// A healthy answer must be faster than this (also medic's slow threshold).
 pub const SLOW_OVER: Duration = Duration::from_millis(250);
+/// Probe timeout of the sensitive medic config.
+pub const SENSITIVE_TIMEOUT: Duration = Duration::from_millis(300);
 /// Extra latency of the slow fault.
 pub const SLOW_FAULT_MS: u64 = 500;
 /// Timeout of each recovery poll.
@@ -96,7 +98,8 @@ impl Fault {
 pub enum Setup {
     /// medic with `failure.consecutive: 3` (the safe default).
     MedicDefaults,
-    /// medic with `failure.consecutive: 1` and a short probe timeout.
+    /// medic with `failure.consecutive: 1` and a probe timeout just above
+    /// the slow threshold ([`SENSITIVE_TIMEOUT`]).
     MedicSensitive,
     Supervisord,
     Monit,
@@ -143,11 +146,20 @@ pub fn medic_config(
     api_port: u16,
     interval: Duration,
 ) -> String {
-    let (consecutive, timeout) = match setup {
-        Setup::MedicSensitive => (1, Duration::from_millis(700).min(interval)),
-        _ => (3, interval),
-    };
     let ms = |d: Duration| format!("{}ms", d.as_millis().max(1));
+    // The safe defaults are medic's own: 3 failures and the default probe
+    // timeout (5 s, at most the interval).
+    let (consecutive, timeout) = match setup {
+        // The most sensitive: the probe timeout just above the slow
+        // threshold. With `latency.consecutive: 1` an answer later than
+        // that is a restart anyway, so waiting longer for it only delays
+        // the restart of a hung process.
+        Setup::MedicSensitive => (
+            1,
+            format!(", timeout: {}", ms(SENSITIVE_TIMEOUT.min(interval))),
+        ),
+        _ => (3, String::new()),
+    };
     format!(
         r#"# medic bench mttr: {config}
 mode: aggressive
@@ -168,7 +180,7 @@ services:
     probes:
       alive: {{ process: {{}}, interval: {interval} }}
       healthz:
-        http: {{ url: "http://127.0.0.1:{port}/healthz", timeout: {timeout} }}
+        http: {{ url: "http://127.0.0.1:{port}/healthz"{timeout} }}
         interval: {interval}
         failure: {{ consecutive: {consecutive} }}
         latency: {{ over: {over}, consecutive: {consecutive} }}
@@ -186,7 +198,6 @@ services:
         config = setup.config(),
         exe = serde_json::Value::String(exe.display().to_string()),
         interval = ms(interval),
-        timeout = ms(timeout),
         over = ms(SLOW_OVER),
     )
 }

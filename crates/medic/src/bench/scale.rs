@@ -34,6 +34,10 @@ pub struct ScaleArgs {
     /// Measuring window per row (after the warm-up).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "20s")]
     pub duration: Duration,
+    /// HTTP probes with `keep_alive: true` (one connection per target kept
+    /// open) instead of a new connection per run.
+    #[arg(long)]
+    pub keep_alive: bool,
     /// Skip the scrape and alert rows.
     #[arg(long)]
     pub no_signals: bool,
@@ -205,14 +209,14 @@ async fn start_medic(
     Ok(Medic { group, api })
 }
 
-fn http_config(n: u32, port: u16, api_port: u16, interval: Duration) -> String {
+fn http_config(n: u32, port: u16, api_port: u16, interval: Duration, keep_alive: bool) -> String {
     let mut s = format!(
         "# medic bench scale: {n} HTTP targets\nmode: dry-run\nlisten: 127.0.0.1:{api_port}\nauth: none\n\
          database: medic.db\nservices:\n"
     );
     for k in 0..n {
         s.push_str(&format!(
-            "  t{k}:\n    probes:\n      h: {{ http: {{ url: \"http://127.0.0.1:{port}/healthz?t={k}\", timeout: 1s }}, interval: {}ms }}\n",
+            "  t{k}:\n    probes:\n      h: {{ http: {{ url: \"http://127.0.0.1:{port}/healthz?t={k}\", timeout: 1s, keep_alive: {keep_alive} }}, interval: {}ms }}\n",
             interval.as_millis()
         ));
     }
@@ -245,7 +249,7 @@ async fn http_row(
     let mut medic = start_medic(
         &dir,
         exe,
-        &http_config(n, port, api_port, args.interval),
+        &http_config(n, port, api_port, args.interval, args.keep_alive),
         api_port,
         http,
     )
@@ -521,10 +525,15 @@ pub async fn run(args: &ScaleArgs) -> anyhow::Result<Vec<ScaleResult>> {
 
 pub fn render(results: &[ScaleResult], args: &ScaleArgs) -> String {
     let mut s = format!(
-        "medic bench scale: interval {}, window {} per row; CPU in % of one core ({} cores here)\n\n",
+        "medic bench scale: interval {}, window {} per row; CPU in % of one core ({} cores here){}\n\n",
         humantime::format_duration(args.interval),
         humantime::format_duration(args.duration),
-        std::thread::available_parallelism().map_or(1, |n| n.get())
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        if args.keep_alive {
+            "; HTTP keep-alive"
+        } else {
+            "; a new connection per HTTP probe"
+        }
     );
     s.push_str(&format!(
         "{:<7} {:>8} {:>8} {:>8} {:>9} {:>7} {:>18}\n",
@@ -597,7 +606,11 @@ mod tests {
     fn the_generated_configs_are_valid() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("m.yaml");
-        std::fs::write(&p, http_config(3, 18080, 19090, Duration::from_secs(1))).unwrap();
+        std::fs::write(
+            &p,
+            http_config(3, 18080, 19090, Duration::from_secs(1), true),
+        )
+        .unwrap();
         let cfg = medic_config::load(&p).unwrap();
         assert_eq!(cfg.services.len(), 3);
     }

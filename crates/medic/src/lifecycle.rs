@@ -83,15 +83,22 @@ pub async fn start_supervisors(
     config: &Config,
     store: &Store,
     log_dir: &Path,
+    offline: bool,
 ) -> anyhow::Result<BTreeMap<String, Supervisor>> {
     let journal: Arc<dyn ProcessJournal> = Arc::new(StoreJournal(store.clone()));
-    let mut recorded: BTreeMap<String, ProcessRecord> = store
-        .list_supervised()
-        .await
-        .context("reading the supervised processes of the last run")?
-        .into_iter()
-        .map(|p| (p.service.clone(), from_store(p)))
-        .collect();
+    // `offline`: an HA member started while the shared store is unreachable
+    // (the daemon refuses that when a service supervises a process).
+    let mut recorded: BTreeMap<String, ProcessRecord> = if offline {
+        BTreeMap::new()
+    } else {
+        store
+            .list_supervised()
+            .await
+            .context("reading the supervised processes of the last run")?
+            .into_iter()
+            .map(|p| (p.service.clone(), from_store(p)))
+            .collect()
+    };
     let mut supervisors = BTreeMap::new();
     for svc in &config.services {
         let Some(p) = &svc.process else { continue };

@@ -11,6 +11,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 mod common;
 
+use std::time::Duration;
+
 use common::*;
 
 fn bench(dir: &TestDir, sub: &str, args: &[&str]) -> (serde_json::Value, bool, String) {
@@ -129,4 +131,314 @@ fn a_leader_partitioned_from_etcd_stops_acting_and_the_majority_continues() {
     assert_eq!(v["unmatched_intents"], 0, "{v}");
     assert_eq!(v["audit_valid"], true, "{v}");
     assert!(ok, "{stderr}");
+}
+
+/// One `medic run` with `ha:` (member `m0`, lease 2 s) on the given etcd and
+/// Postgres, watching a fixture whose heal action logs
+/// `<action id> <token> start|done` to `actions.log` and clears the fault.
+struct FailSafe {
+    dir: TestDir,
+    fport: u16,
+    api: String,
+    _fixture: Daemon,
+    medic: Option<Daemon>,
+}
+
+impl FailSafe {
+    fn new(etcd: &medic_ha::local::LocalEtcd, pg_url: &str) -> FailSafe {
+        let dir = TestDir::new();
+        let (fport, aport) = (free_port(), free_port());
+        let mut fixture = medic();
+        fixture
+            .args(["fixture", "--port", &fport.to_string()])
+            .env(TAG_VAR, dir.tag())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let fixture = Daemon::spawn(fixture);
+        let log = dir.path().join("actions.log");
+        let script = format!(
+            "echo \"$MEDIC_ACTION_ID $MEDIC_FENCE_TOKEN start\" >> '{log}'; \
+             exec 3<>/dev/tcp/127.0.0.1/{fport}; \
+             printf 'POST /fault/clear HTTP/1.0\\r\\nContent-Length: 0\\r\\n\\r\\n' >&3; \
+             cat <&3 >/dev/null; echo \"$MEDIC_ACTION_ID $MEDIC_FENCE_TOKEN done\" >> '{log}'",
+            log = log.display(),
+        );
+        let command = serde_json::to_string(&["bash", "-c", &script]).unwrap();
+        let cfg = write(
+            dir.path(),
+            "medic.yaml",
+            &format!(
+                r#"mode: aggressive
+auth: none
+listen: 127.0.0.1:{aport}
+store: {{ url: '{pg_url}' }}
+policy: {{ cooldown: 1s, verify_window: 2s }}
+ha:
+  etcd: ['http://127.0.0.1:{etcd}']
+  member: m0
+  lease_ttl: 2s
+services:
+  web:
+    probes:
+      healthz:
+        http: {{ url: "http://127.0.0.1:{fport}/healthz", timeout: 500ms }}
+        interval: 200ms
+        failure: {{ consecutive: 2 }}
+        recovery: {{ consecutive: 2 }}
+    actions:
+      heal:
+        exec: {{ command: {command}, timeout: 20s }}
+        risk: low
+    remediate:
+      - when: {{ probe: healthz }}
+        action: heal
+"#,
+                etcd = etcd.port(),
+            ),
+        );
+        let api = format!("http://127.0.0.1:{aport}");
+        wait_for("the fixture", Duration::from_secs(20), || {
+            get_json(&format!("http://127.0.0.1:{fport}/healthz"))
+        });
+        let medic = dir.spawn_daemon(&cfg, None);
+        FailSafe {
+            dir,
+            fport,
+            api,
+            _fixture: fixture,
+            medic: Some(medic),
+        }
+    }
+
+    fn readyz(&self) -> serde_json::Value {
+        get_text(&format!("{}/readyz", self.api))
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default()
+    }
+
+    fn wait_reason(&self, reason: &str, within: Duration) -> serde_json::Value {
+        wait_for(&format!("/readyz {reason}"), within, || {
+            let v = self.readyz();
+            (v["error"]["reason_code"] == reason).then_some(v)
+        })
+    }
+
+    fn wait_acting(&self, within: Duration) -> u64 {
+        wait_for("/readyz acting", within, || {
+            let v = self.readyz();
+            (v["acting"] == true).then(|| v["token"].as_u64()).flatten()
+        })
+    }
+
+    /// A metric's value (the first series whose line starts with `series`).
+    fn metric(&self, series: &str) -> Option<f64> {
+        get_text(&format!("{}/metrics", self.api))?
+            .lines()
+            .find(|l| l.starts_with(series))?
+            .rsplit_once(' ')?
+            .1
+            .parse()
+            .ok()
+    }
+
+    fn fault(&self) {
+        let status = post_json(
+            &format!("http://127.0.0.1:{}/fault/error", self.fport),
+            &serde_json::json!({}),
+        );
+        assert_eq!(status, 200, "the fixture refused the fault");
+    }
+
+    fn healthy(&self) -> bool {
+        get_json(&format!("http://127.0.0.1:{}/healthz", self.fport)).is_some()
+    }
+
+    /// `(action id, token)` of every action started.
+    fn started(&self) -> Vec<(String, u64)> {
+        std::fs::read_to_string(self.dir.path().join("actions.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.ends_with(" start"))
+            .filter_map(|l| {
+                let mut w = l.split_whitespace();
+                Some((w.next()?.to_string(), w.next()?.parse().ok()?))
+            })
+            .collect()
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("medic.stderr")).unwrap_or_default()
+    }
+
+    /// Detection goes on while not acting: the web service's failure is
+    /// counted (`medic_detections_total{service="web"}`).
+    fn wait_detected(&self, above: f64) -> f64 {
+        wait_for("the failure detected", Duration::from_secs(20), || {
+            self.metric("medic_detections_total{service=\"web\"}")
+                .filter(|v| *v > above)
+        })
+    }
+}
+
+impl Drop for FailSafe {
+    fn drop(&mut self) {
+        drop(self.medic.take());
+    }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Fail safe (issue 13, item 7), the shared store: a member starts while
+/// Postgres is down (503 `store_unreachable`), leads once it answers; when
+/// Postgres stops under the running leader it stops acting although a fault
+/// is injected, keeps detecting and records locally; when Postgres returns
+/// it acts (the fault is healed) and the local records are in the shared
+/// audit chain, which stays valid.
+#[test]
+fn with_postgres_unreachable_the_leader_detects_without_acting_and_catches_up() {
+    let rt = rt();
+    let mut pg = rt
+        .block_on(common::pg::PgServer::start())
+        .expect("Postgres binaries (Debian package postgresql) are required");
+    let edir = tempfile::tempdir().unwrap();
+    let etcd = medic_ha::local::LocalEtcd::start(edir.path()).expect("etcd (etcd-server)");
+    let url = pg.url();
+
+    // Starts with the store down: up, not acting, says why.
+    pg.stop_now();
+    let fs = FailSafe::new(&etcd, &url);
+    fs.wait_reason("store_unreachable", Duration::from_secs(20));
+    assert_eq!(
+        fs.metric("medic_ha_not_acting{reason=\"store_unreachable\"}"),
+        Some(1.0),
+        "{}",
+        fs.stderr()
+    );
+    rt.block_on(pg.restart());
+    let token = fs.wait_acting(Duration::from_secs(20));
+
+    // Postgres stops under the leader, then the service fails.
+    pg.stop_now();
+    fs.fault();
+    let before = fs.metric("medic_detections_total{service=\"web\"}").unwrap_or(0.0);
+    let v = fs.wait_reason("store_unreachable", Duration::from_secs(20));
+    assert_eq!(v["error"]["code"], "E0475", "{v}");
+    fs.wait_detected(before);
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(fs.started().is_empty(), "acted without its store: {:?}", fs.started());
+    assert!(!fs.healthy(), "nothing may heal the fault during the outage");
+    assert!(
+        fs.metric("medic_ha_local_journal_events").unwrap_or(0.0) >= 1.0,
+        "nothing recorded locally"
+    );
+    assert!(
+        fs.stderr().contains("store_unreachable"),
+        "no log line says why: {}",
+        fs.stderr()
+    );
+
+    // Postgres returns: acting again, the fault healed once.
+    rt.block_on(pg.restart());
+    let again = fs.wait_acting(Duration::from_secs(20));
+    assert_eq!(again, token, "same leader, same term");
+    wait_for("the fault healed", Duration::from_secs(30), || {
+        fs.healthy().then_some(())
+    });
+    let started = fs.started();
+    assert_eq!(started.len(), 1, "{started:?}");
+    assert_eq!(started[0].1, token, "{started:?}");
+    assert_eq!(fs.metric("medic_ha_local_journal_events"), Some(0.0));
+
+    // The local records are in the shared chain, replayed, in order, with
+    // their original times; the chain is valid.
+    let (records, report) = rt.block_on(async {
+        let store = medic_store::Store::open_postgres(&url).await.unwrap();
+        let recs = store.list_audit(0, 100_000).await.unwrap();
+        (recs, medic_store::verify_audit_postgres(&url).await.unwrap())
+    });
+    assert!(report.is_ok(), "{report:?}");
+    let replayed: Vec<serde_json::Value> = records
+        .iter()
+        .filter(|r| r.kind == "ha.replayed")
+        .map(|r| serde_json::from_str(&r.payload).unwrap())
+        .collect();
+    assert!(
+        replayed.iter().any(|p| p["kind"] == "incident.opened"),
+        "the incident detected during the outage was not replayed: {replayed:?}"
+    );
+    for p in &replayed {
+        assert_eq!(p["replayed"], true, "{p}");
+        assert_eq!(p["member"], "m0", "{p}");
+        assert!(p["original_ts"].as_str().is_some_and(|t| t.len() > 10), "{p}");
+    }
+    let ts: Vec<&str> = replayed
+        .iter()
+        .map(|p| p["original_ts"].as_str().unwrap())
+        .collect();
+    assert!(ts.windows(2).all(|w| w[0] <= w[1]), "out of order: {ts:?}");
+    // Replayed before the healing action's intent.
+    let last_replayed = records.iter().rposition(|r| r.kind == "ha.replayed").unwrap();
+    let intent = records
+        .iter()
+        .position(|r| r.kind == "action.intent")
+        .expect("the heal's intent");
+    assert!(last_replayed < intent, "replayed after acting");
+    drop(fs);
+    drop(etcd);
+}
+
+/// Fail safe, etcd: etcd stops answering (SIGSTOP) under the leader; it
+/// stops acting (`etcd_unreachable` or `lost_lease`) although a fault is
+/// injected, and keeps detecting; etcd answers again (SIGCONT): one leader,
+/// acting, the fault healed once.
+#[test]
+fn with_etcd_unreachable_the_leader_stops_acting_keeps_detecting_and_acts_again() {
+    let rt = rt();
+    let pg = rt
+        .block_on(common::pg::PgServer::start())
+        .expect("Postgres binaries (Debian package postgresql) are required");
+    let edir = tempfile::tempdir().unwrap();
+    let etcd = medic_ha::local::LocalEtcd::start(edir.path()).expect("etcd (etcd-server)");
+    let fs = FailSafe::new(&etcd, &pg.url());
+    fs.wait_acting(Duration::from_secs(20));
+
+    let pid = nix::unistd::Pid::from_raw(etcd.pid() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    struct Cont(nix::unistd::Pid);
+    impl Drop for Cont {
+        fn drop(&mut self) {
+            let _ = nix::sys::signal::kill(self.0, nix::sys::signal::Signal::SIGCONT);
+        }
+    }
+    let cont = Cont(pid);
+    let v = wait_for("not acting", Duration::from_secs(10), || {
+        let v = fs.readyz();
+        (v["error"]["code"] == "E0475").then_some(v)
+    });
+    let why = &v["error"]["reason_code"];
+    assert!(why == "etcd_unreachable" || why == "lost_lease", "{v}");
+    let before = fs.metric("medic_detections_total{service=\"web\"}").unwrap_or(0.0);
+    fs.fault();
+    fs.wait_detected(before);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(fs.started().is_empty(), "acted without etcd: {:?}", fs.started());
+    assert!(!fs.healthy(), "nothing may heal the fault during the outage");
+
+    drop(cont);
+    let token = fs.wait_acting(Duration::from_secs(30));
+    wait_for("the fault healed", Duration::from_secs(30), || {
+        fs.healthy().then_some(())
+    });
+    let started = fs.started();
+    assert_eq!(started.len(), 1, "{started:?}");
+    assert_eq!(started[0].1, token, "{started:?}");
+    let report = rt
+        .block_on(medic_store::verify_audit_postgres(&pg.url()))
+        .unwrap();
+    assert!(report.is_ok(), "{report:?}");
 }

@@ -146,6 +146,10 @@ struct FailSafe {
 
 impl FailSafe {
     fn new(etcd: &medic_ha::local::LocalEtcd, pg_url: &str) -> FailSafe {
+        FailSafe::member(etcd, pg_url, "m0")
+    }
+
+    fn member(etcd: &medic_ha::local::LocalEtcd, pg_url: &str, member: &str) -> FailSafe {
         let dir = TestDir::new();
         let (fport, aport) = (free_port(), free_port());
         let mut fixture = medic();
@@ -175,7 +179,7 @@ store: {{ url: '{pg_url}' }}
 policy: {{ cooldown: 1s, verify_window: 2s }}
 ha:
   etcd: ['http://127.0.0.1:{etcd}']
-  member: m0
+  member: {member}
   lease_ttl: 2s
 services:
   web:
@@ -441,4 +445,66 @@ fn with_etcd_unreachable_the_leader_stops_acting_keeps_detecting_and_acts_again(
         .block_on(medic_store::verify_audit_postgres(&pg.url()))
         .unwrap();
     assert!(report.is_ok(), "{report:?}");
+}
+
+/// POST `body` to `url`: (status, JSON body).
+fn post(rt: &tokio::runtime::Runtime, url: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+    rt.block_on(async {
+        let r = reqwest::Client::new()
+            .post(url)
+            .json(&body)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or_default())
+    })
+}
+
+/// Operator writes sent to a follower (acknowledge, resolve, mode) answer
+/// `E0476 not_leader` naming the leader, not the store's `E0470 fenced`; the
+/// leader takes them.
+#[test]
+fn operator_writes_on_a_follower_answer_not_leader_naming_the_leader() {
+    let rt = rt();
+    let pg = rt
+        .block_on(common::pg::PgServer::start())
+        .expect("Postgres binaries (Debian package postgresql) are required");
+    let edir = tempfile::tempdir().unwrap();
+    let etcd = medic_ha::local::LocalEtcd::start(edir.path()).expect("etcd (etcd-server)");
+    let leader = FailSafe::member(&etcd, &pg.url(), "m0");
+    leader.wait_acting(Duration::from_secs(20));
+    let follower = FailSafe::member(&etcd, &pg.url(), "m1");
+    let v = follower.wait_reason("follower", Duration::from_secs(20));
+    assert!(v["error"]["message"].as_str().unwrap().contains("m0"), "{v}");
+    // The follower knows the leader's name once it read the election.
+    wait_for("the follower names m0", Duration::from_secs(10), || {
+        let (st, v) = post(
+            &rt,
+            &format!("{}/api/v1/incidents/i-1/ack", follower.api),
+            serde_json::json!({}),
+        );
+        (st == 409 && v["error"]["message"].as_str().is_some_and(|m| m.contains("(m0)")))
+            .then_some(())
+    });
+    for (path, body) in [
+        ("/api/v1/incidents/i-1/ack", serde_json::json!({})),
+        (
+            "/api/v1/incidents/i-1/resolve",
+            serde_json::json!({"reason": "test"}),
+        ),
+        ("/api/v1/mode", serde_json::json!({"mode": "dry-run"})),
+    ] {
+        let (st, v) = post(&rt, &format!("{}{path}", follower.api), body.clone());
+        assert_eq!(st, 409, "{path}: {v}");
+        assert_eq!(v["error"]["code"], "E0476", "{path}: {v}");
+        assert_eq!(v["error"]["name"], "not_leader", "{path}: {v}");
+        let msg = v["error"]["message"].as_str().unwrap();
+        assert!(msg.contains("m1 is not the leader") && msg.contains("(m0)"), "{path}: {msg}");
+        // The leader takes them (here: nothing to acknowledge or resolve).
+        let (st, v) = post(&rt, &format!("{}{path}", leader.api), body);
+        assert_ne!(v["error"]["code"], "E0476", "{path}: {st} {v}");
+        assert_ne!(v["error"]["code"], "E0470", "{path}: {st} {v}");
+    }
 }

@@ -150,6 +150,16 @@ impl FailSafe {
     }
 
     fn member(etcd: &medic_ha::local::LocalEtcd, pg_url: &str, member: &str) -> FailSafe {
+        FailSafe::with(etcd, pg_url, member, None)
+    }
+
+    /// `heal_url`: the heal action is `http: POST heal_url` instead.
+    fn with(
+        etcd: &medic_ha::local::LocalEtcd,
+        pg_url: &str,
+        member: &str,
+        heal_url: Option<&str>,
+    ) -> FailSafe {
         let dir = TestDir::new();
         let (fport, aport) = (free_port(), free_port());
         let mut fixture = medic();
@@ -167,7 +177,13 @@ impl FailSafe {
              cat <&3 >/dev/null; echo \"$MEDIC_ACTION_ID $MEDIC_FENCE_TOKEN done\" >> '{log}'",
             log = log.display(),
         );
-        let command = serde_json::to_string(&["bash", "-c", &script]).unwrap();
+        let heal = match heal_url {
+            Some(u) => format!("http: {{ url: '{u}', method: POST, timeout: 5s }}"),
+            None => format!(
+                "exec: {{ command: {}, timeout: 20s }}",
+                serde_json::to_string(&["bash", "-c", &script]).unwrap()
+            ),
+        };
         let cfg = write(
             dir.path(),
             "medic.yaml",
@@ -191,7 +207,7 @@ services:
         recovery: {{ consecutive: 2 }}
     actions:
       heal:
-        exec: {{ command: {command}, timeout: 20s }}
+        {heal}
         risk: low
     remediate:
       - when: {{ probe: healthz }}
@@ -507,4 +523,63 @@ fn operator_writes_on_a_follower_answer_not_leader_naming_the_leader() {
         assert_ne!(v["error"]["code"], "E0476", "{path}: {st} {v}");
         assert_ne!(v["error"]["code"], "E0470", "{path}: {st} {v}");
     }
+}
+
+/// An HA leader's http action carries its fencing token and action id as
+/// headers (`X-Medic-Fence-Token`, `X-Medic-Action-Id`), so the target can
+/// refuse a stale leader.
+#[test]
+fn http_actions_carry_the_fencing_token_and_the_action_id_as_headers() {
+    use std::io::{BufRead, BufReader, Write};
+    let rt = rt();
+    let pg = rt
+        .block_on(common::pg::PgServer::start())
+        .expect("Postgres binaries (Debian package postgresql) are required");
+    let edir = tempfile::tempdir().unwrap();
+    let etcd = medic_ha::local::LocalEtcd::start(edir.path()).expect("etcd (etcd-server)");
+    // The action's target: records the request head, answers 200.
+    let target = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/heal", target.local_addr().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<String>>();
+    std::thread::spawn(move || {
+        for conn in target.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let mut head = Vec::new();
+            let mut r = BufReader::new(conn.try_clone().unwrap());
+            let mut line = String::new();
+            while r.read_line(&mut line).is_ok_and(|n| n > 0) && line.trim() != "" {
+                head.push(line.trim().to_string());
+                line.clear();
+            }
+            let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            if tx.send(head).is_err() {
+                return;
+            }
+        }
+    });
+    let fs = FailSafe::with(&etcd, &pg.url(), "m0", Some(&url));
+    let token = fs.wait_acting(Duration::from_secs(20));
+    fs.fault();
+    let head = rx.recv_timeout(Duration::from_secs(20)).expect("the http action was called");
+    let header = |name: &str| {
+        head.iter()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+            })
+            .unwrap_or_else(|| panic!("no {name} header in {head:?}"))
+    };
+    assert!(head[0].starts_with("POST /heal "), "{head:?}");
+    assert_eq!(header("x-medic-fence-token"), token.to_string(), "{head:?}");
+    let id = header("x-medic-action-id");
+    // The same id as the action's intent in the shared audit chain.
+    let recs = rt.block_on(async {
+        let store = medic_store::Store::open_postgres(&pg.url()).await.unwrap();
+        store.list_audit(0, 100_000).await.unwrap()
+    });
+    assert!(
+        recs.iter()
+            .any(|r| r.kind == "action.intent" && r.payload.contains(&id)),
+        "no intent for action {id}"
+    );
 }

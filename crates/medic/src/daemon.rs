@@ -440,16 +440,16 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
             cell: metrics.ha().clone(),
             etcd: None,
             held: BTreeMap::new(),
-            spool: crate::ha::Spool::open(
-                base.join("ha.journal.jsonl"),
-                crate::ha::SPOOL_MAX,
-            ),
+            spool: crate::ha::Spool::open(base.join("ha.journal.jsonl"), crate::ha::SPOOL_MAX),
             retry_at: None,
             backoff: Duration::ZERO,
             replayed: 0,
         };
         if ctl.spool.len() > 0 {
-            tracing::warn!(events = ctl.spool.len(), "ha: local journal events wait for the shared store");
+            tracing::warn!(
+                events = ctl.spool.len(),
+                "ha: local journal events wait for the shared store"
+            );
         }
         if ctl.no_fence {
             tracing::error!(
@@ -2044,8 +2044,11 @@ impl EngineLoop {
             self.metrics.inc_audit();
         }
         if total > 0 {
-            tracing::warn!(events = total, dropped = h.spool.dropped,
-                "ha: the local journal was replayed into the shared audit chain");
+            tracing::warn!(
+                events = total,
+                dropped = h.spool.dropped,
+                "ha: the local journal was replayed into the shared audit chain"
+            );
         }
         Ok(())
     }

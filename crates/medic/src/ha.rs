@@ -366,7 +366,10 @@ mod tests {
         s.push(ev("action.outcome", 4));
         assert_eq!(s.dropped, 1);
         let kinds: Vec<_> = s.events.iter().map(|e| e.kind.clone()).collect();
-        assert_eq!(kinds, ["action.intent", "incident.changed", "action.outcome"]);
+        assert_eq!(
+            kinds,
+            ["action.intent", "incident.changed", "action.outcome"]
+        );
         let again = Spool::open(path.clone(), 3);
         assert_eq!(again.events, s.events);
         s.pop();

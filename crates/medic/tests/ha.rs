@@ -345,13 +345,22 @@ fn with_postgres_unreachable_the_leader_detects_without_acting_and_catches_up() 
     // Postgres stops under the leader, then the service fails.
     pg.stop_now();
     fs.fault();
-    let before = fs.metric("medic_detections_total{service=\"web\"}").unwrap_or(0.0);
+    let before = fs
+        .metric("medic_detections_total{service=\"web\"}")
+        .unwrap_or(0.0);
     let v = fs.wait_reason("store_unreachable", Duration::from_secs(20));
     assert_eq!(v["error"]["code"], "E0475", "{v}");
     fs.wait_detected(before);
     std::thread::sleep(Duration::from_secs(3));
-    assert!(fs.started().is_empty(), "acted without its store: {:?}", fs.started());
-    assert!(!fs.healthy(), "nothing may heal the fault during the outage");
+    assert!(
+        fs.started().is_empty(),
+        "acted without its store: {:?}",
+        fs.started()
+    );
+    assert!(
+        !fs.healthy(),
+        "nothing may heal the fault during the outage"
+    );
     assert!(
         fs.metric("medic_ha_local_journal_events").unwrap_or(0.0) >= 1.0,
         "nothing recorded locally"
@@ -379,7 +388,10 @@ fn with_postgres_unreachable_the_leader_detects_without_acting_and_catches_up() 
     let (records, report) = rt.block_on(async {
         let store = medic_store::Store::open_postgres(&url).await.unwrap();
         let recs = store.list_audit(0, 100_000).await.unwrap();
-        (recs, medic_store::verify_audit_postgres(&url).await.unwrap())
+        (
+            recs,
+            medic_store::verify_audit_postgres(&url).await.unwrap(),
+        )
     });
     assert!(report.is_ok(), "{report:?}");
     let replayed: Vec<serde_json::Value> = records
@@ -394,7 +406,10 @@ fn with_postgres_unreachable_the_leader_detects_without_acting_and_catches_up() 
     for p in &replayed {
         assert_eq!(p["replayed"], true, "{p}");
         assert_eq!(p["member"], "m0", "{p}");
-        assert!(p["original_ts"].as_str().is_some_and(|t| t.len() > 10), "{p}");
+        assert!(
+            p["original_ts"].as_str().is_some_and(|t| t.len() > 10),
+            "{p}"
+        );
     }
     let ts: Vec<&str> = replayed
         .iter()
@@ -402,7 +417,10 @@ fn with_postgres_unreachable_the_leader_detects_without_acting_and_catches_up() 
         .collect();
     assert!(ts.windows(2).all(|w| w[0] <= w[1]), "out of order: {ts:?}");
     // Replayed before the healing action's intent.
-    let last_replayed = records.iter().rposition(|r| r.kind == "ha.replayed").unwrap();
+    let last_replayed = records
+        .iter()
+        .rposition(|r| r.kind == "ha.replayed")
+        .unwrap();
     let intent = records
         .iter()
         .position(|r| r.kind == "action.intent")
@@ -442,12 +460,21 @@ fn with_etcd_unreachable_the_leader_stops_acting_keeps_detecting_and_acts_again(
     });
     let why = &v["error"]["reason_code"];
     assert!(why == "etcd_unreachable" || why == "lost_lease", "{v}");
-    let before = fs.metric("medic_detections_total{service=\"web\"}").unwrap_or(0.0);
+    let before = fs
+        .metric("medic_detections_total{service=\"web\"}")
+        .unwrap_or(0.0);
     fs.fault();
     fs.wait_detected(before);
     std::thread::sleep(Duration::from_secs(2));
-    assert!(fs.started().is_empty(), "acted without etcd: {:?}", fs.started());
-    assert!(!fs.healthy(), "nothing may heal the fault during the outage");
+    assert!(
+        fs.started().is_empty(),
+        "acted without etcd: {:?}",
+        fs.started()
+    );
+    assert!(
+        !fs.healthy(),
+        "nothing may heal the fault during the outage"
+    );
 
     drop(cont);
     let token = fs.wait_acting(Duration::from_secs(30));
@@ -464,7 +491,11 @@ fn with_etcd_unreachable_the_leader_stops_acting_keeps_detecting_and_acts_again(
 }
 
 /// POST `body` to `url`: (status, JSON body).
-fn post(rt: &tokio::runtime::Runtime, url: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+fn post(
+    rt: &tokio::runtime::Runtime,
+    url: &str,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
     rt.block_on(async {
         let r = reqwest::Client::new()
             .post(url)
@@ -493,7 +524,10 @@ fn operator_writes_on_a_follower_answer_not_leader_naming_the_leader() {
     leader.wait_acting(Duration::from_secs(20));
     let follower = FailSafe::member(&etcd, &pg.url(), "m1");
     let v = follower.wait_reason("follower", Duration::from_secs(20));
-    assert!(v["error"]["message"].as_str().unwrap().contains("m0"), "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("m0"),
+        "{v}"
+    );
     // The follower knows the leader's name once it read the election.
     wait_for("the follower names m0", Duration::from_secs(10), || {
         let (st, v) = post(
@@ -501,8 +535,11 @@ fn operator_writes_on_a_follower_answer_not_leader_naming_the_leader() {
             &format!("{}/api/v1/incidents/i-1/ack", follower.api),
             serde_json::json!({}),
         );
-        (st == 409 && v["error"]["message"].as_str().is_some_and(|m| m.contains("(m0)")))
-            .then_some(())
+        (st == 409
+            && v["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("(m0)")))
+        .then_some(())
     });
     for (path, body) in [
         ("/api/v1/incidents/i-1/ack", serde_json::json!({})),
@@ -517,7 +554,10 @@ fn operator_writes_on_a_follower_answer_not_leader_naming_the_leader() {
         assert_eq!(v["error"]["code"], "E0476", "{path}: {v}");
         assert_eq!(v["error"]["name"], "not_leader", "{path}: {v}");
         let msg = v["error"]["message"].as_str().unwrap();
-        assert!(msg.contains("m1 is not the leader") && msg.contains("(m0)"), "{path}: {msg}");
+        assert!(
+            msg.contains("m1 is not the leader") && msg.contains("(m0)"),
+            "{path}: {msg}"
+        );
         // The leader takes them (here: nothing to acknowledge or resolve).
         let (st, v) = post(&rt, &format!("{}{path}", leader.api), body);
         assert_ne!(v["error"]["code"], "E0476", "{path}: {st} {v}");
@@ -551,7 +591,8 @@ fn http_actions_carry_the_fencing_token_and_the_action_id_as_headers() {
                 head.push(line.trim().to_string());
                 line.clear();
             }
-            let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            let _ = conn
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
             if tx.send(head).is_err() {
                 return;
             }
@@ -560,7 +601,9 @@ fn http_actions_carry_the_fencing_token_and_the_action_id_as_headers() {
     let fs = FailSafe::with(&etcd, &pg.url(), "m0", Some(&url));
     let token = fs.wait_acting(Duration::from_secs(20));
     fs.fault();
-    let head = rx.recv_timeout(Duration::from_secs(20)).expect("the http action was called");
+    let head = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the http action was called");
     let header = |name: &str| {
         head.iter()
             .find_map(|l| {

@@ -171,7 +171,9 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
     // locally and acts once the store answers.
     let (store, offline) = match (&store_target, &opts.config.ha) {
         (medic_store::StoreTarget::Postgres(url), Some(h)) => {
-            let wait = (h.lease_ttl / 3).max(Duration::from_millis(500));
+            // Bounds how long one store operation waits for a connection
+            // (a busy pool or a server that does not answer).
+            let wait = (h.lease_ttl / 3).max(Duration::from_secs(2));
             let store = Store::open_postgres_lazy(url, wait)
                 .with_context(|| format!("opening the store {}", store_target.describe()))?;
             match store.prepare().await {

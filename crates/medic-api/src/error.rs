@@ -75,7 +75,7 @@ error_codes! {
     // issue 13 (high availability): E0470–E0479
     Fenced = ("E0470", "fenced", 503, "The store refused this instance's write: a newer leader presented a higher fencing token, so this instance must not act (nothing was written)."),
     NotActing = ("E0475", "not_acting", 503, "This instance does not act: it is a follower, lost its lease, or cannot reach etcd or the store (`reason_code` says which; the message names the leader)."),
-    NotLeader = ("E0476", "not_leader", 409, "Operator commands go to the leader; this instance is a follower (the message names the leader)."),
+    NotLeader = ("E0476", "not_leader", 409, "Operator writes (commands, acknowledgements, notification tests) go to the acting leader; this instance is a follower, or elected but not acting (store unreachable): the message names the leader."),
     // issue 10 (locks): E0490–E0494
     LockNotHeld = ("E0490", "lock_not_held", 404, "No lock is held on this key (`scope:target`, see `medic locks`)."),
     Internal = ("E0500", "internal", 500, "An internal error, e.g. the store failed."),

@@ -31,6 +31,12 @@ pub struct HaView {
     /// Elections this process won.
     pub terms: u64,
     pub last_renew_unix_ms: Option<u64>,
+    /// Events in the local journal, waiting for the shared store (fail safe).
+    pub journal_events: u64,
+    /// Events the full local journal dropped since start.
+    pub journal_dropped: u64,
+    /// Local-journal events replayed into the shared audit chain since start.
+    pub replayed: u64,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -96,6 +102,24 @@ impl Collector for HaCell {
             "medic_ha_last_renew_age_ms",
             "Milliseconds since this instance's lease was last renewed (-1: never)",
             age,
+        )?;
+        g(
+            &mut enc,
+            "medic_ha_local_journal_events",
+            "Events recorded locally while the shared store or etcd is unreachable, not yet replayed",
+            i64::try_from(v.journal_events).unwrap_or(i64::MAX),
+        )?;
+        g(
+            &mut enc,
+            "medic_ha_local_journal_dropped",
+            "Events the full local journal dropped since start (oldest non-critical first)",
+            i64::try_from(v.journal_dropped).unwrap_or(i64::MAX),
+        )?;
+        g(
+            &mut enc,
+            "medic_ha_replayed",
+            "Local-journal events replayed into the shared audit chain since start",
+            i64::try_from(v.replayed).unwrap_or(i64::MAX),
         )?;
         let c = ConstGauge::new(0i64);
         let mut fam = enc.encode_descriptor(

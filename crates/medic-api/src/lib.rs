@@ -477,6 +477,44 @@ async fn whoami(Extension(actor): Extension<Actor>) -> Json<serde_json::Value> {
     Json(serde_json::json!({"name": actor.id, "role": actor.role.as_str()}))
 }
 
+/// With `ha:`, operator writes (commands, acknowledgements, test
+/// messages) go to the acting leader: elsewhere `E0476 not_leader` naming
+/// the leader (and, on an elected member that cannot act, why).
+pub fn leader_only(state: &ApiState) -> Result<(), ApiError> {
+    let Some(v) = state.metrics.ha().get() else {
+        return Ok(());
+    };
+    if v.token.is_some() {
+        return Ok(());
+    }
+    let leader = v.leader.as_deref().unwrap_or("none elected yet");
+    let message = if v.leader.as_deref() == Some(v.member.as_str()) {
+        format!(
+            "{} is elected but does not act ({}); retry when its /readyz answers 200",
+            v.member,
+            v.reason.unwrap_or("follower").replace('_', " ")
+        )
+    } else {
+        format!(
+            "{} is not the leader; send operator commands to the leader ({leader})",
+            v.member
+        )
+    };
+    Err(ApiError::new(ErrorCode::NotLeader, message))
+}
+
+/// Middleware form of [`leader_only`] for routes outside this crate.
+pub async fn require_leader(
+    State(state): State<ApiState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match leader_only(&state) {
+        Ok(()) => next.run(req).await,
+        Err(e) => e.into_response(),
+    }
+}
+
 pub(crate) async fn operate(
     state: &ApiState,
     actor: Actor,
@@ -484,18 +522,7 @@ pub(crate) async fn operate(
 ) -> Result<Json<governance::OperatorReply>, ApiError> {
     // With `ha:`, only the leader's engine is the cluster's: a command given
     // to a follower would be lost at the next takeover.
-    if let Some(v) = state.metrics.ha().get() {
-        if v.token.is_none() {
-            return Err(ApiError::new(
-                ErrorCode::NotLeader,
-                format!(
-                    "{} is not the leader; send operator commands to the leader ({})",
-                    v.member,
-                    v.leader.as_deref().unwrap_or("none elected yet")
-                ),
-            ));
-        }
-    }
+    leader_only(state)?;
     let id = actor.id.clone();
     let ack = control_call(state, |reply| ControlRequest::Operate { actor, cmd, reply })
         .await?

@@ -78,6 +78,10 @@ pub struct ExecRequest {
     /// For restarts: the service is already judged unresponsive (its probes
     /// time out), so the short `unresponsive_stop_grace` applies.
     pub unresponsive: bool,
+    /// Extra request headers of an http action: with `ha:`, the leader's
+    /// fencing token and the action id (`X-Medic-Fence-Token`,
+    /// `X-Medic-Action-Id`) so the target can check them.
+    pub headers: Vec<(String, String)>,
 }
 
 impl ExecRequest {
@@ -97,6 +101,7 @@ impl ExecRequest {
             spec,
             timeout,
             unresponsive: false,
+            headers: Vec::new(),
         }
     }
 
@@ -366,13 +371,14 @@ impl Executor for HttpExecutor {
             else {
                 return Err(ExecError::Other("not an http action".into()));
             };
-            crate::http_call(
+            crate::http_call_with(
                 &client,
                 &method,
                 &url,
                 body.as_deref(),
                 expect_status,
                 req.timeout,
+                &req.headers,
             )
             .await
         })

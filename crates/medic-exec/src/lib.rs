@@ -199,9 +199,26 @@ pub async fn http_call(
     expect_status: Option<u16>,
     timeout: Duration,
 ) -> ExecResult {
+    http_call_with(client, method, url, body, expect_status, timeout, &[]).await
+}
+
+/// [`http_call`] with extra request headers (the fencing token and action
+/// id of an HA leader's action).
+pub async fn http_call_with(
+    client: &reqwest::Client,
+    method: &str,
+    url: &str,
+    body: Option<&str>,
+    expect_status: Option<u16>,
+    timeout: Duration,
+    headers: &[(String, String)],
+) -> ExecResult {
     let m = reqwest::Method::from_bytes(method.as_bytes())
         .map_err(|e| ExecError::Other(format!("bad method {method}: {e}")))?;
     let mut req = client.request(m, url).timeout(timeout);
+    for (k, v) in headers {
+        req = req.header(k.as_str(), v.as_str());
+    }
     if let Some(b) = body {
         req = req.body(b.to_string());
     }

@@ -100,6 +100,12 @@ pub fn router(state: NotifyApi, api: ApiState) -> Router {
         .route("/api/v1/incidents/{id}/ack", post(ack))
         .route("/api/v1/notify/pagerduty", post(pagerduty_webhook))
         .route("/api/v1/notify/test", post(test))
+        // With `ha:`, only the leader writes the outbox (a follower's write
+        // would be fenced): E0476 naming the leader. Inside authentication.
+        .route_layer(axum::middleware::from_fn_with_state(
+            api.clone(),
+            medic_api::require_leader,
+        ))
         .route_layer(axum::middleware::from_fn_with_state(
             (api, NOTIFY_ROUTES),
             medic_api::auth::authenticate_in,

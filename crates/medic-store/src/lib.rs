@@ -378,6 +378,42 @@ impl Store {
         Store::start(Db::Postgres(pool), OP).await
     }
 
+    /// A handle on the Postgres database at `url` that does not connect yet
+    /// (issue 13, fail safe: an HA member starts while the shared store is
+    /// unreachable). Every operation connects on demand and fails after
+    /// `acquire_timeout` while the server is down; [`Store::prepare`] creates
+    /// the tables and loads the chain tip once it answers.
+    pub fn open_postgres_lazy(url: &str, acquire_timeout: Duration) -> Result<Store, StoreError> {
+        const OP: &str = "open";
+        check_postgres_url(url).map_err(|reason| StoreError::InvalidInput {
+            op: OP,
+            field: "url",
+            reason,
+        })?;
+        let opts = PgConnectOptions::from_str(url).map_err(StoreError::db(OP))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(acquire_timeout)
+            .connect_lazy_with(opts);
+        Ok(Store {
+            db: Db::Postgres(pool),
+            tip: Arc::new(Mutex::new((0, GENESIS_HASH.to_string()))),
+            fence: Arc::new(AtomicU64::new(NO_FENCE)),
+            unsafe_no_fence: std::env::var(UNSAFE_NO_FENCE_ENV).is_ok_and(|v| v == "1"),
+        })
+    }
+
+    /// Creates the tables if missing (idempotent, several instances may run
+    /// it at once) and reloads the chain tip: what opening does, for a handle
+    /// from [`Store::open_postgres_lazy`] once the server answers.
+    pub async fn prepare(&self) -> Result<(), StoreError> {
+        const OP: &str = "prepare";
+        self.db.create_schema().await.map_err(StoreError::db(OP))?;
+        let t = load_tip(&self.db, OP).await?;
+        *self.tip.lock().await = t;
+        Ok(())
+    }
+
     /// Opens the store at `target` ([`Store::open`] or [`Store::open_postgres`]).
     pub async fn open_target(target: &StoreTarget) -> Result<Store, StoreError> {
         match target {

@@ -296,3 +296,39 @@ async fn several_instances_can_create_the_schema_at_once() {
         assert!(report.is_ok() && report.records == 4, "{report:?}");
     }
 }
+
+/// An HA member opens the store lazily (it starts while Postgres is down):
+/// every operation is a typed database error until the server answers, then
+/// `prepare` creates the tables and loads the tip and the chain continues.
+#[tokio::test]
+async fn a_lazy_postgres_handle_starts_while_the_server_is_down_and_prepares_later() {
+    let Some(mut db) = TestDb::postgres().await else {
+        return;
+    };
+    let medic_store::StoreTarget::Postgres(url) = db.target() else {
+        panic!("not postgres");
+    };
+    // An existing chain of another writer.
+    let first = db.open().await;
+    first.append_audit(TS, "earlier", "{}").await.unwrap();
+    first.close().await;
+    db.pg_mut().unwrap().stop_now();
+    let store = medic_store::Store::open_postgres_lazy(&url, std::time::Duration::from_millis(500))
+        .unwrap();
+    let err = store.prepare().await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::Database { op: "prepare", .. }),
+        "{err}"
+    );
+    store.set_fence(Some(3));
+    let err = store.claim_fence(3).await.unwrap_err();
+    assert!(!err.is_fenced(), "{err}");
+    db.pg_mut().unwrap().restart().await;
+    store.prepare().await.unwrap();
+    assert_eq!(store.audit_tip().await.0, 1);
+    store.claim_fence(3).await.unwrap();
+    let rec = store.append_audit(TS, "later", "{}").await.unwrap();
+    assert_eq!(rec.seq, 2);
+    store.close().await;
+    assert!(db.verify().await.is_ok());
+}

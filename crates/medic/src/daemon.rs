@@ -166,9 +166,41 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
         Some(url) => medic_store::StoreTarget::Postgres(url.clone()),
         None => medic_store::StoreTarget::Sqlite(opts.db.clone()),
     };
-    let store = Store::open_target(&store_target)
-        .await
-        .with_context(|| format!("opening the store {}", store_target.describe()))?;
+    // With `ha:` on Postgres a member starts even while the shared store is
+    // unreachable (fail safe, docs/ha.md): it probes and detects, records
+    // locally and acts once the store answers.
+    let (store, offline) = match (&store_target, &opts.config.ha) {
+        (medic_store::StoreTarget::Postgres(url), Some(h)) => {
+            // Bounds how long one store operation waits for a connection
+            // (a busy pool or a server that does not answer).
+            let wait = (h.lease_ttl / 3).max(Duration::from_secs(2));
+            let store = Store::open_postgres_lazy(url, wait)
+                .with_context(|| format!("opening the store {}", store_target.describe()))?;
+            match store.prepare().await {
+                Ok(()) => (store, false),
+                Err(e) => {
+                    if opts.config.services.iter().any(|s| s.process.is_some()) {
+                        return Err(anyhow::anyhow!(e)).with_context(|| {
+                            format!(
+                                "opening the store {} (supervised processes are recorded there: \
+                                 medic cannot start without it)",
+                                store_target.describe()
+                            )
+                        });
+                    }
+                    tracing::error!(store = %store_target.describe(), error = %e,
+                        "ha: the shared store is unreachable at start; not acting (store_unreachable) until it answers");
+                    (store, true)
+                }
+            }
+        }
+        _ => (
+            Store::open_target(&store_target)
+                .await
+                .with_context(|| format!("opening the store {}", store_target.describe()))?,
+            false,
+        ),
+    };
     let ready = Arc::new(AtomicBool::new(false));
     let (tx, rx) = mpsc::channel::<Msg>(INPUT_QUEUE);
     let (ctl_tx, ctl_rx) = mpsc::channel::<ControlRequest>(64);
@@ -262,7 +294,14 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
     let api_addr = listener.local_addr()?;
     let auth = match opts.config.auth {
         medic_config::AuthMode::Tokens => {
-            let n = store.active_tokens().await?;
+            let n = match store.active_tokens().await {
+                Ok(n) => n,
+                Err(e) if offline => {
+                    tracing::warn!(error = %e, "auth: the store is unreachable; API tokens are checked once it answers");
+                    1
+                }
+                Err(e) => return Err(e.into()),
+            };
             if n == 0 {
                 tracing::warn!(
                     "auth: no API token exists yet; every API route but /healthz and /readyz \
@@ -338,7 +377,7 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
 
     // Adopts the processes a killed medic left running; starts the others.
     let supervisors =
-        crate::lifecycle::start_supervisors(&opts.config, &store, &opts.log_dir).await?;
+        crate::lifecycle::start_supervisors(&opts.config, &store, &opts.log_dir, offline).await?;
 
     let clock = Arc::new(Clock {
         start: Instant::now(),
@@ -399,11 +438,21 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
             acting_tx,
             fence_file: base.join(&h.fence_file),
             no_fence: std::env::var(crate::ha::UNSAFE_NO_FENCE).is_ok_and(|v| v == "1"),
-            store_down: false,
+            store_down: offline,
             cell: metrics.ha().clone(),
             etcd: None,
             held: BTreeMap::new(),
+            spool: crate::ha::Spool::open(base.join("ha.journal.jsonl"), crate::ha::SPOOL_MAX),
+            retry_at: None,
+            backoff: Duration::ZERO,
+            replayed: 0,
         };
+        if ctl.spool.len() > 0 {
+            tracing::warn!(
+                events = ctl.spool.len(),
+                "ha: local journal events wait for the shared store"
+            );
+        }
         if ctl.no_fence {
             tracing::error!(
                 "{}=1: fencing is OFF (a deliberate bug for tests); a stale leader can act",
@@ -1251,6 +1300,17 @@ impl EngineLoop {
             failpoint::hit("before_intent");
         }
         let mut audit_ok = self.record(&notices, &commands).await;
+        // The shared store stopped answering under this leader: stop acting
+        // (nothing of this step runs), keep detecting as a follower's engine,
+        // claim the store again with backoff (`ha_step`).
+        if self
+            .ha
+            .as_ref()
+            .is_some_and(|h| h.store_down && h.acting.is_some())
+        {
+            self.demote("store_unreachable").await;
+            return;
+        }
         let shared = self.writes_allowed();
         for n in notices.iter().filter(|_| shared) {
             if matches!(n, Notice::ActionOutcome { .. }) {
@@ -1279,7 +1339,7 @@ impl EngineLoop {
                     if e.is_fenced() {
                         self.fenced_off = true;
                     } else if let Some(h) = self.ha.as_mut() {
-                        h.store_down = true;
+                        h.store_failed();
                     }
                     tracing::error!(error = %e, "saving the safety state failed");
                 }
@@ -1462,6 +1522,9 @@ impl EngineLoop {
         };
         match (h.verdict(), h.acting) {
             (medic_ha::Verdict::Act { token, .. }, Some(a)) if a == token => {}
+            // While the store is unreachable: claim again after a backoff.
+            (medic_ha::Verdict::Act { .. }, _)
+                if h.retry_at.is_some_and(|t| Instant::now() < t) => {}
             (medic_ha::Verdict::Act { token, .. }, _) => self.promote(token).await,
             (medic_ha::Verdict::Hold(hold), Some(_)) => self.demote(hold.as_str()).await,
             (medic_ha::Verdict::Hold(_), None) => {}
@@ -1485,12 +1548,42 @@ impl EngineLoop {
         // now on a stale leader's writes are rejected there, before this
         // leader writes anything else.
         self.store.set_fence(Some(token));
-        if let Err(e) = self.store.claim_fence(token).await {
+        let claimed = match self.store.prepare().await {
+            Ok(()) => self.store.claim_fence(token).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = claimed {
             tracing::error!(%member, token, error = %e, "ha: claiming the store failed; not acting");
             self.store.set_fence(Some(0));
-            h.store_down = !e.is_fenced();
+            if e.is_fenced() {
+                h.store_down = false;
+            } else {
+                h.store_failed();
+            }
+            h.publish();
             return;
         }
+        if h.store_down {
+            tracing::warn!(%member, token, "ha: the shared store answers again");
+        }
+        h.store_down = false;
+        h.retry_at = None;
+        h.backoff = Duration::ZERO;
+        // What this member recorded locally while cut off goes first.
+        if let Err(e) = self.replay().await {
+            tracing::error!(%member, token, error = %e, "ha: replaying the local journal failed; not acting");
+            self.store.set_fence(Some(0));
+            if let Some(h) = self.ha.as_mut() {
+                if !e.is_fenced() {
+                    h.store_failed();
+                }
+                h.publish();
+            }
+            return;
+        }
+        let Some(h) = self.ha.as_mut() else {
+            return;
+        };
         h.acting = Some(token);
         let _ = h.acting_tx.send(true);
         let now = self.clock.now();
@@ -1854,8 +1947,10 @@ impl EngineLoop {
             return true;
         }
         // A follower (or a leader past its lease) records locally only: the
-        // structured log above, never the shared store.
+        // structured log above, never the shared store; cut off (store or
+        // etcd unreachable), also in the bounded local journal.
         if !self.writes_allowed() {
+            self.spool(&rendered);
             return false;
         }
         let audit: Vec<(&str, &str)> = rendered
@@ -1885,11 +1980,79 @@ impl EngineLoop {
                 false
             }
             Err(e) => {
-                tracing::error!(error = %e, records = audit.len(), "audit append failed");
+                tracing::error!(error = %e, records = audit.len(),
+                    "audit append failed: the shared store is unreachable; not acting (store_unreachable), recording locally");
+                if let Some(h) = self.ha.as_mut() {
+                    h.store_failed();
+                }
                 self.set_store_down(true);
+                self.spool(&rendered);
                 false
             }
         }
+    }
+
+    /// Keeps a step's records in the local journal while this member is cut
+    /// off (a plain follower's are the leader's to record).
+    fn spool(&mut self, rendered: &[medic_store::record::Rendered]) {
+        let Some(h) = self.ha.as_mut() else {
+            return;
+        };
+        let Some(reason) = h.cut_off() else {
+            return;
+        };
+        let ts = now_rfc3339();
+        for r in rendered {
+            h.spool.push(crate::ha::Spooled {
+                ts: ts.clone(),
+                kind: r.kind.to_string(),
+                payload: serde_json::from_str(&r.payload)
+                    .unwrap_or_else(|_| serde_json::Value::String(r.payload.clone())),
+                reason: reason.to_string(),
+            });
+        }
+        h.publish();
+    }
+
+    /// Appends the local journal to the shared audit chain, in order, as
+    /// `ha.replayed` records carrying the original time, kind and payload
+    /// (fenced with this leader's token). Stops at the first failure.
+    async fn replay(&mut self) -> Result<(), medic_store::StoreError> {
+        let Some(h) = self.ha.as_mut() else {
+            return Ok(());
+        };
+        let member = h.state.borrow().member.clone();
+        let total = h.spool.len();
+        while let Some(e) = h.spool.front() {
+            let payload = serde_json::json!({
+                "replayed": true,
+                "member": member,
+                "original_ts": e.ts,
+                "kind": e.kind,
+                "reason": e.reason,
+                "payload": e.payload,
+                "v": 1,
+            });
+            if let Err(err) = self
+                .store
+                .append_audit(&now_rfc3339(), "ha.replayed", &payload.to_string())
+                .await
+            {
+                h.spool.rewrite();
+                return Err(err);
+            }
+            h.spool.pop();
+            h.replayed += 1;
+            self.metrics.inc_audit();
+        }
+        if total > 0 {
+            tracing::warn!(
+                events = total,
+                dropped = h.spool.dropped,
+                "ha: the local journal was replayed into the shared audit chain"
+            );
+        }
+        Ok(())
     }
 
     fn spawn_action(&mut self, req: ActionRequest, token: Option<u64>) {

@@ -24,6 +24,11 @@ use medic_exec::{
 };
 use medic_store::{Store, SupervisedProcess};
 
+/// Request header of an HA leader's http action: its fencing token.
+pub const FENCE_TOKEN_HEADER: &str = "X-Medic-Fence-Token";
+/// Request header of an HA leader's http action: the action's id.
+pub const ACTION_ID_HEADER: &str = "X-Medic-Action-Id";
+
 /// Keeps `supervised_process` in the store in step with the supervisors.
 pub struct StoreJournal(pub Store);
 
@@ -83,15 +88,22 @@ pub async fn start_supervisors(
     config: &Config,
     store: &Store,
     log_dir: &Path,
+    offline: bool,
 ) -> anyhow::Result<BTreeMap<String, Supervisor>> {
     let journal: Arc<dyn ProcessJournal> = Arc::new(StoreJournal(store.clone()));
-    let mut recorded: BTreeMap<String, ProcessRecord> = store
-        .list_supervised()
-        .await
-        .context("reading the supervised processes of the last run")?
-        .into_iter()
-        .map(|p| (p.service.clone(), from_store(p)))
-        .collect();
+    // `offline`: an HA member started while the shared store is unreachable
+    // (the daemon refuses that when a service supervises a process).
+    let mut recorded: BTreeMap<String, ProcessRecord> = if offline {
+        BTreeMap::new()
+    } else {
+        store
+            .list_supervised()
+            .await
+            .context("reading the supervised processes of the last run")?
+            .into_iter()
+            .map(|p| (p.service.clone(), from_store(p)))
+            .collect()
+    };
     let mut supervisors = BTreeMap::new();
     for svc in &config.services {
         let Some(p) = &svc.process else { continue };
@@ -342,7 +354,8 @@ impl Actions {
 
     /// [`Actions::run`] carrying the leader's fencing token (issue 13): an
     /// exec action gets `MEDIC_FENCE_TOKEN` and `MEDIC_ACTION_ID` in its
-    /// environment, so the command can refuse a stale token itself.
+    /// environment, an http action the headers [`FENCE_TOKEN_HEADER`] and
+    /// [`ACTION_ID_HEADER`], so the target can refuse a stale token itself.
     pub fn run_fenced(
         &self,
         req: &ActionRequest,
@@ -352,7 +365,11 @@ impl Actions {
             ("MEDIC_FENCE_TOKEN".to_string(), token.to_string()),
             ("MEDIC_ACTION_ID".to_string(), req.id.to_string()),
         ];
-        self.run_with_env(&req.service, &req.action, &extra)
+        let headers = vec![
+            (FENCE_TOKEN_HEADER.to_string(), token.to_string()),
+            (ACTION_ID_HEADER.to_string(), req.id.to_string()),
+        ];
+        self.run_with_env(&req.service, &req.action, &extra, headers)
     }
 
     /// [`Actions::run`] by service and action name (a drill's fault action).
@@ -361,7 +378,7 @@ impl Actions {
         service: &str,
         action: &str,
     ) -> impl Future<Output = Result<String, ActionFailure>> + Send + 'static {
-        self.run_with_env(service, action, &[])
+        self.run_with_env(service, action, &[], Vec::new())
     }
 
     fn run_with_env(
@@ -369,6 +386,7 @@ impl Actions {
         service: &str,
         action: &str,
         extra_env: &[(String, String)],
+        headers: Vec<(String, String)>,
     ) -> impl Future<Output = Result<String, ActionFailure>> + Send + 'static {
         let req = (service.to_string(), action.to_string());
         let req = Named {
@@ -394,6 +412,9 @@ impl Actions {
                 .unwrap_or(Duration::from_secs(60));
             let mut exec = ExecRequest::new(&req.service, &req.action, spec, restart_timeout);
             exec.unresponsive = self.hints.unresponsive(&req.service);
+            if matches!(exec.spec, ActionExec::Http { .. }) {
+                exec.headers = headers;
+            }
             let token = CancelToken::new();
             let guard = token.drop_guard();
             (tokio::spawn(self.registry.execute(exec, token)), guard)

@@ -67,8 +67,8 @@ mod types;
 mod verify;
 
 pub use breaker::{Breaker, BreakerConfig, BreakerState, Refused, Transition};
-pub use class::{Undo, Verification, CHANGE_VERIFY_WINDOW};
 pub use canary::{CanaryPlan, CanaryRecord, CanarySamples, CanaryWindow};
+pub use class::{Undo, Verification, CHANGE_VERIFY_WINDOW};
 pub use engine::{DrillBlock, Engine};
 pub use governance::{
     decide, risk_score, ActionClass, ActionGovernance, ApprovalPolicy, AutonomyBands, Band, Block,

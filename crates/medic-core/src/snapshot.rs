@@ -18,8 +18,12 @@
 //! that holds victims back), so `explain` and the autonomy bands see the
 //! same diagnosis after a restart.
 //!
+//! A staged canary in progress is kept too (version 3): on restore one that
+//! was judged is sampled again, any other unfinished one is rolled back
+//! (its changed instances, never left unknown).
+//!
 //! The on-disk form is this type serialised by the store (JSON), versioned by
-//! [`SNAPSHOT_VERSION`]; version 1 (no diagnosis) is still read, any other
+//! [`SNAPSHOT_VERSION`]; versions 1 (no diagnosis) and 2 (no canary) are still read, any other
 //! version is refused, and the driver then starts with a fresh engine and
 //! says so.
 use std::time::Duration;
@@ -35,7 +39,7 @@ use crate::time::MonoTime;
 use crate::types::{ActionStage, Notification, Phase, Severity};
 
 /// Version of the snapshot format. Bump on any change to its fields.
-pub const SNAPSHOT_VERSION: u32 = 2;
+pub const SNAPSHOT_VERSION: u32 = 3;
 /// The oldest version [`Engine::restore`] still reads (its missing fields
 /// take their defaults).
 pub const OLDEST_SNAPSHOT_VERSION: u32 = 1;
@@ -86,6 +90,10 @@ struct ServiceSnapshot {
     /// What the latest diagnosis says about this service (since version 2).
     #[serde(default)]
     diagnosis: Option<crate::governance::DiagnosisGate>,
+    /// The staged canary of this service (issue 10): its stage and the
+    /// instances it changed; absent in older snapshots.
+    #[serde(default)]
+    canary: Option<crate::engine::canary::CanaryRun>,
 }
 
 impl Snapshot {
@@ -171,6 +179,7 @@ impl Engine {
                         .map(|(a, b)| (a.clone(), *b))
                         .collect(),
                     diagnosis: s.diagnosis,
+                    canary: s.canary.clone(),
                 })
                 .collect(),
             locks: self.locks.clone(),
@@ -304,6 +313,7 @@ impl Engine {
                 reconciled.push((ss.name.clone(), flight));
             }
             svc.diagnosis = ss.diagnosis;
+            svc.canary = ss.canary;
             svc.dirty = svc.incident.is_some();
         }
         let mut last = snap.last_diagnosis;
@@ -332,8 +342,22 @@ impl Engine {
             inflight: n_inflight,
             mass_latched: self.mass_paused,
         });
+        let canaries: Vec<(String, Option<ActionStage>)> = self
+            .services
+            .iter()
+            .filter(|(_, s)| s.canary.is_some())
+            .map(|(n, _)| {
+                let flight = reconciled.iter().find(|(r, _)| r == n);
+                (n.clone(), flight.map(|(_, f)| f.stage))
+            })
+            .collect();
         for (name, flight) in reconciled {
             self.reconcile(&name, flight);
+        }
+        // A canary interrupted mid-stage: judged again, or its changed
+        // instances rolled back; never left unknown.
+        for (name, was_running) in canaries {
+            self.canary_restored(&name, was_running);
         }
         Ok(())
     }

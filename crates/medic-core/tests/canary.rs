@@ -370,3 +370,148 @@ fn a_marginal_verdict_is_judged_again_then_fails() {
         ("undo", vec!["web-0".to_string()])
     );
 }
+
+/// medic restarts: the snapshot through its JSON form, a fresh engine whose
+/// clock starts at zero, restore.
+fn restart(e: &Engine) -> Engine {
+    let json = serde_json::to_string(&e.snapshot()).unwrap();
+    let mut fresh = engine();
+    fresh
+        .restore(serde_json::from_str(&json).unwrap(), Duration::from_secs(3))
+        .unwrap();
+    fresh
+}
+
+#[test]
+fn a_restart_mid_stage_rolls_the_changed_instances_back() {
+    let mut e = engine();
+    let r = open_incident(&mut e);
+    e.handle_input(
+        at(2),
+        Input::ActionOutcome {
+            id: r.id,
+            result: Ok(String::new()),
+        },
+    );
+    drain(&mut e);
+    e.handle_input(at(7), Input::CanarySamples(samples(1, 20.0)));
+    let (_, c) = drain(&mut e);
+    let r = run_action(&c);
+    assert_eq!(r.instances, names()[1..5].to_vec(), "stage 2 is running");
+    // medic is killed while stage 2 runs on web-1..web-4.
+    let mut e = restart(&e);
+    let (n, c) = drain(&mut e);
+    assert!(
+        n.iter().any(|n| matches!(
+            n,
+            Notice::IncidentEscalated {
+                reason_code: ReasonCode::CanaryFailed,
+                reason,
+                ..
+            } if reason.contains("interrupted by a medic restart")
+        )),
+        "{n:#?}"
+    );
+    let r = run_action(&c);
+    assert_eq!(
+        (r.action.as_str(), r.stage),
+        ("undo", ActionStage::Rollback)
+    );
+    assert_eq!(
+        r.instances,
+        names()[..5].to_vec(),
+        "every instance the canary changed, none other"
+    );
+    assert!(
+        !c.iter()
+            .any(|c| matches!(c, Command::RunAction(r) if r.action == "change")),
+        "the stage is not run again"
+    );
+    // A second restart during the rollback does not start another one.
+    let mut e = restart(&e);
+    let (_, c) = drain(&mut e);
+    assert!(
+        c.iter().all(|c| !matches!(c, Command::RunAction(_))),
+        "{c:#?}"
+    );
+}
+
+#[test]
+fn a_restart_while_a_stage_is_judged_samples_it_again() {
+    let mut e = engine();
+    let r = open_incident(&mut e);
+    e.handle_input(
+        at(2),
+        Input::ActionOutcome {
+            id: r.id,
+            result: Ok(String::new()),
+        },
+    );
+    let (_, c) = drain(&mut e);
+    window(&c);
+    // medic restarts before the samples of stage 1 come back.
+    let mut e = restart(&e);
+    let (_, c) = drain(&mut e);
+    let w = window(&c);
+    assert_eq!(
+        (w.stage, w.canary.clone()),
+        (1, vec!["web-0".to_string()]),
+        "stage 1 is sampled again"
+    );
+    assert!(c.iter().all(|c| !matches!(c, Command::RunAction(_))));
+    // A bad verdict on the new window rolls web-0 back.
+    e.handle_input(at(6), Input::CanarySamples(samples(1, 2020.0)));
+    let (_, c) = drain(&mut e);
+    let r = run_action(&c);
+    assert_eq!(
+        (r.action.as_str(), r.instances),
+        ("undo", vec!["web-0".to_string()])
+    );
+}
+
+#[test]
+fn a_snapshot_without_the_canary_is_still_read() {
+    let mut e = engine();
+    open_incident(&mut e);
+    let mut json: serde_json::Value = serde_json::to_value(e.snapshot()).unwrap();
+    for s in json["services"].as_array_mut().unwrap() {
+        assert!(s.as_object_mut().unwrap().remove("canary").is_some());
+    }
+    let mut fresh = engine();
+    fresh
+        .restore(serde_json::from_value(json).unwrap(), Duration::ZERO)
+        .unwrap();
+    assert_eq!(fresh.open_incidents().len(), 1);
+}
+
+#[test]
+fn a_finished_rollback_is_not_run_again_after_a_restart() {
+    let mut e = engine();
+    let r = open_incident(&mut e);
+    e.handle_input(
+        at(2),
+        Input::ActionOutcome {
+            id: r.id,
+            result: Ok(String::new()),
+        },
+    );
+    drain(&mut e);
+    e.handle_input(at(7), Input::CanarySamples(samples(1, 2020.0)));
+    let (_, c) = drain(&mut e);
+    let undo = run_action(&c);
+    assert_eq!(undo.stage, ActionStage::Rollback);
+    e.handle_input(
+        at(8),
+        Input::ActionOutcome {
+            id: undo.id,
+            result: Ok(String::new()),
+        },
+    );
+    drain(&mut e);
+    let mut e = restart(&e);
+    let (_, c) = drain(&mut e);
+    assert!(
+        c.iter().all(|c| !matches!(c, Command::RunAction(_))),
+        "{c:#?}"
+    );
+}

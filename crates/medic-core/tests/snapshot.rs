@@ -396,7 +396,7 @@ fn the_diagnosis_survives_a_restart() {
     assert_eq!(before.len(), 2);
     assert_eq!(before[0].confidence, 64);
     let snap_before = serde_json::to_value(e.snapshot()).unwrap();
-    assert_eq!(snap_before["version"], 2);
+    assert_eq!(snap_before["version"], SNAPSHOT_VERSION);
 
     let mut e = restart(&e, c.clone(), Duration::from_secs(5));
     drain(&mut e);

@@ -13,7 +13,10 @@
 //! | `POST /fault/error` | healthz and work return 500 (readyz 503) |
 //! | `POST /fault/slow?ms=N` | healthz and work take N ms longer (default 2000, at most 3 600 000) |
 //! | `POST /fault/crash` | replies, then the process exits with code 1 (see [`FixtureHandle::crash_requested`]) |
-//! | `POST /fault/clear` | clears hang, error and slow (not shedding) |
+//! | `POST /fault/clear` | clears hang, error and slow (not shedding), and the pool fault (as `/admin/pool/reset`) |
+//! | `POST /fault/pool` | connection-pool exhaustion: from now on every connection `/healthz` and `/work` check out of the fixture's pool of [`POOL_SIZE`] "DB connections" is held (a leak, like a stuck query); once all are held, requests queue for one and answer `503 {"status":"pool_timeout"}` after [`POOL_WAIT`] |
+//! | `GET /admin/pool` | `{"size","in_use","waiting","timeouts","leaking"}`; also `fixture_pool_in_use` / `fixture_pool_waiting` on `/metrics` |
+//! | `POST /admin/pool/reset` | resets the pool: the held connections are closed and the leak stops (the remediation, class `reset_connection_pool`) |
 //! | `POST /admin/shed` | shedding on: the slow fault's extra latency is skipped and every second `/work` gets 503 |
 //! | `POST /admin/unshed` | shedding off |
 //! | `GET /admin/state` | the current [`FixtureState`] as JSON |
@@ -35,6 +38,7 @@ use axum::{Json, Router};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
@@ -44,6 +48,10 @@ use tokio::sync::{watch, Notify};
 pub const DEFAULT_SLOW_MS: u64 = 2000;
 /// Largest accepted `ms` for `POST /fault/slow`.
 pub const MAX_SLOW_MS: u64 = 3_600_000;
+/// Connections in the fixture's pool (`POST /fault/pool`).
+pub const POOL_SIZE: usize = 4;
+/// How long a request waits for a pool connection before it answers 503.
+pub const POOL_WAIT: Duration = Duration::from_millis(500);
 /// How long the process waits after answering `POST /fault/crash` before exiting.
 pub const CRASH_DELAY: Duration = Duration::from_millis(100);
 
@@ -83,6 +91,8 @@ struct Metrics {
     duration: Histogram,
     errors: Counter,
     shed: Counter,
+    pool_in_use: Gauge,
+    pool_waiting: Gauge,
 }
 
 impl Metrics {
@@ -112,12 +122,26 @@ impl Metrics {
             "Requests to /work rejected with 503 while shedding",
             shed.clone(),
         );
+        let pool_in_use = Gauge::default();
+        let pool_waiting = Gauge::default();
+        registry.register(
+            "fixture_pool_in_use",
+            "Connections of the fixture's pool in use (held ones included)",
+            pool_in_use.clone(),
+        );
+        registry.register(
+            "fixture_pool_waiting",
+            "Requests waiting for a connection of the fixture's pool",
+            pool_waiting.clone(),
+        );
         Metrics {
             registry,
             requests,
             duration,
             errors,
             shed,
+            pool_in_use,
+            pool_waiting,
         }
     }
 }
@@ -131,6 +155,67 @@ struct Shared {
     crash: Notify,
     crash_flag: std::sync::atomic::AtomicBool,
     downstream: Option<(reqwest::Client, String)>,
+    pool: Pool,
+}
+
+/// A bounded pool of pretend DB connections. Normally a connection is
+/// returned as soon as the request is done; under the pool fault it is held
+/// (leaked) until the pool is reset.
+struct Pool {
+    sem: tokio::sync::Semaphore,
+    leaking: std::sync::atomic::AtomicBool,
+    held: AtomicU64,
+    waiting: AtomicU64,
+    timeouts: AtomicU64,
+}
+
+impl Pool {
+    fn new() -> Self {
+        Pool {
+            sem: tokio::sync::Semaphore::new(POOL_SIZE),
+            leaking: std::sync::atomic::AtomicBool::new(false),
+            held: AtomicU64::new(0),
+            waiting: AtomicU64::new(0),
+            timeouts: AtomicU64::new(0),
+        }
+    }
+
+    fn in_use(&self) -> u64 {
+        (POOL_SIZE as u64).saturating_sub(self.sem.available_permits() as u64)
+    }
+}
+
+/// Checks a connection out of the pool for one request: `Err` (a 503
+/// response) when none is free within [`POOL_WAIT`].
+async fn with_connection(shared: &Shared) -> Result<(), Response> {
+    let pool = &shared.pool;
+    pool.waiting.fetch_add(1, Ordering::SeqCst);
+    shared.metrics.pool_waiting.inc();
+    let got = tokio::time::timeout(POOL_WAIT, pool.sem.acquire()).await;
+    pool.waiting.fetch_sub(1, Ordering::SeqCst);
+    shared.metrics.pool_waiting.dec();
+    let result = match got {
+        Ok(Ok(permit)) => {
+            if pool.leaking.load(Ordering::SeqCst) {
+                // The leak: the connection is never given back.
+                permit.forget();
+                pool.held.fetch_add(1, Ordering::SeqCst);
+            }
+            Ok(())
+        }
+        _ => {
+            pool.timeouts.fetch_add(1, Ordering::SeqCst);
+            Err(json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                serde_json::json!({"status": "pool_timeout"}),
+            ))
+        }
+    };
+    shared
+        .metrics
+        .pool_in_use
+        .set(i64::try_from(pool.in_use()).unwrap_or(i64::MAX));
+    result
 }
 
 /// In-process handle to a fixture router: read or change its state, and
@@ -208,6 +293,7 @@ pub fn router_with(downstream: Option<String>) -> (Router, FixtureHandle) {
                 .unwrap_or_default();
             (client, u.trim_end_matches('/').to_string())
         }),
+        pool: Pool::new(),
     });
     let app = Router::new()
         .route("/healthz", get(healthz))
@@ -222,6 +308,9 @@ pub fn router_with(downstream: Option<String>) -> (Router, FixtureHandle) {
         .route("/admin/shed", post(admin_shed))
         .route("/admin/unshed", post(admin_unshed))
         .route("/admin/state", get(admin_state))
+        .route("/fault/pool", post(fault_pool))
+        .route("/admin/pool", get(admin_pool))
+        .route("/admin/pool/reset", post(admin_pool_reset))
         .layer(middleware::from_fn_with_state(shared.clone(), track))
         .with_state(shared.clone());
     (app, FixtureHandle { shared })
@@ -306,6 +395,9 @@ fn json(status: StatusCode, body: serde_json::Value) -> Response {
 
 async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
     let state = wait_unhung(&shared).await;
+    if let Err(r) = with_connection(&shared).await {
+        return r;
+    }
     apply_latency(&state).await;
     // Re-read: the fault may have changed while we slept.
     let state = shared.state.borrow().clone();
@@ -344,6 +436,9 @@ async fn work(State(shared): State<Arc<Shared>>) -> Response {
                 serde_json::json!({"status": "shed"}),
             );
         }
+    }
+    if let Err(r) = with_connection(&shared).await {
+        return r;
     }
     apply_latency(&state).await;
     if shared.state.borrow().error {
@@ -442,6 +537,7 @@ async fn fault_crash(State(shared): State<Arc<Shared>>) -> Response {
 }
 
 async fn fault_clear(State(shared): State<Arc<Shared>>) -> Response {
+    reset_pool(&shared);
     modify(&shared, |s| {
         s.hang = false;
         s.error = false;
@@ -459,4 +555,45 @@ async fn admin_unshed(State(shared): State<Arc<Shared>>) -> Response {
 
 async fn admin_state(State(shared): State<Arc<Shared>>) -> Response {
     state_response(&shared)
+}
+
+async fn fault_pool(State(shared): State<Arc<Shared>>) -> Response {
+    shared.pool.leaking.store(true, Ordering::SeqCst);
+    pool_response(&shared)
+}
+
+fn pool_response(shared: &Shared) -> Response {
+    let p = &shared.pool;
+    json(
+        StatusCode::OK,
+        serde_json::json!({
+            "size": POOL_SIZE,
+            "in_use": p.in_use(),
+            "waiting": p.waiting.load(Ordering::SeqCst),
+            "timeouts": p.timeouts.load(Ordering::SeqCst),
+            "leaking": p.leaking.load(Ordering::SeqCst),
+        }),
+    )
+}
+
+/// Stops the leak and closes the held connections (they are free again).
+fn reset_pool(shared: &Shared) {
+    let p = &shared.pool;
+    p.leaking.store(false, Ordering::SeqCst);
+    let held = p.held.swap(0, Ordering::SeqCst);
+    p.sem
+        .add_permits(usize::try_from(held).unwrap_or(POOL_SIZE).min(POOL_SIZE));
+    shared
+        .metrics
+        .pool_in_use
+        .set(i64::try_from(p.in_use()).unwrap_or(i64::MAX));
+}
+
+async fn admin_pool(State(shared): State<Arc<Shared>>) -> Response {
+    pool_response(&shared)
+}
+
+async fn admin_pool_reset(State(shared): State<Arc<Shared>>) -> Response {
+    reset_pool(&shared);
+    pool_response(&shared)
 }

@@ -387,3 +387,42 @@ async fn binary_startup_delay_binds_and_answers_only_after_the_delay() {
     assert_eq!(answered["pid"], child.0.id());
     assert_eq!(answered["status"], "ok");
 }
+
+#[tokio::test]
+async fn pool_fault_exhausts_the_pool_and_a_reset_frees_it() {
+    let s = start().await;
+    assert_eq!(s.get("/work").await.status(), 200);
+    let p: Value = s.get("/admin/pool").await.json().await.unwrap();
+    assert_eq!(
+        (p["in_use"].as_u64(), p["size"].as_u64()),
+        (Some(0), Some(4))
+    );
+    let p = s.post("/fault/pool").await;
+    assert_eq!(p["leaking"], true);
+    // Each request now holds its connection: four are served, then the
+    // pool is empty and requests wait, then time out.
+    for _ in 0..4 {
+        assert_eq!(s.get("/work").await.status(), 200);
+    }
+    let t = std::time::Instant::now();
+    let r = s.get("/healthz").await;
+    assert_eq!(r.status(), 503);
+    assert!(t.elapsed() >= medic_fixture::POOL_WAIT);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["status"], "pool_timeout");
+    let p: Value = s.get("/admin/pool").await.json().await.unwrap();
+    assert_eq!(
+        (p["in_use"].as_u64(), p["timeouts"].as_u64()),
+        (Some(4), Some(1))
+    );
+    let m = s.get("/metrics").await.text().await.unwrap();
+    assert!(m.contains("fixture_pool_in_use 4"), "{m}");
+    let p = s.post("/admin/pool/reset").await;
+    assert_eq!(
+        (p["in_use"].as_u64(), p["leaking"].as_bool()),
+        (Some(0), Some(false))
+    );
+    for _ in 0..6 {
+        assert_eq!(s.get("/work").await.status(), 200);
+    }
+}

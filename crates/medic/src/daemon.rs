@@ -30,6 +30,15 @@ use tokio::task::JoinHandle;
 const INPUT_QUEUE: usize = 1024;
 /// Queued inputs handled before the engine's next deadline is recomputed.
 const BATCH: usize = 255;
+/// Engine inputs handled before one drain (one audit transaction, one
+/// snapshot write) under load.
+const STEP_BATCH: usize = 64;
+
+/// An operator command's reply channel and the engine's answer.
+type OperatorReply = (
+    oneshot::Sender<Result<Ack, OperatorError>>,
+    Result<Ack, OperatorError>,
+);
 
 pub struct DaemonOptions {
     pub config: Config,
@@ -932,16 +941,44 @@ impl EngineLoop {
                 self.publish_gauges();
                 continue;
             };
-            self.handle_msg(msg).await;
             // Under load, take what is already queued before the next
             // deadline: `poll_timeout` looks at every service, so it is
-            // asked once per batch, not once per probe report. Each message
-            // is still handled and drained on its own, in order.
-            for _ in 0..BATCH {
-                match rx.try_recv() {
-                    Ok(m) => self.handle_msg(m).await,
-                    Err(_) => break,
+            // asked once per batch, not once per probe report. The engine
+            // inputs of a batch (up to STEP_BATCH) are handled in order and
+            // then drained once: their audit records go in one transaction
+            // and the safety state is written once, before any of their
+            // commands runs (intent before action still holds for every
+            // action of the batch). Operator replies wait for that drain.
+            let mut replies = Vec::new();
+            let mut pending = 0usize;
+            let mut next = Some(msg);
+            let mut taken = 0usize;
+            while let Some(m) = next.take() {
+                if Self::batchable(&m) {
+                    if let Some(r) = self.apply(m) {
+                        replies.push(r);
+                    }
+                    pending += 1;
+                } else {
+                    // Drills, HA steps and queries see (and act on) the
+                    // state of everything before them.
+                    if pending > 0 {
+                        self.flush(&mut replies).await;
+                        pending = 0;
+                    }
+                    self.handle_msg(m).await;
                 }
+                if pending >= STEP_BATCH {
+                    self.flush(&mut replies).await;
+                    pending = 0;
+                }
+                if taken < BATCH {
+                    taken += 1;
+                    next = rx.try_recv().ok();
+                }
+            }
+            if pending > 0 {
+                self.flush(&mut replies).await;
             }
             self.publish_gauges();
         }
@@ -982,9 +1019,48 @@ impl EngineLoop {
         );
     }
 
+    /// Inputs that only feed the engine (and may wait for one drain with
+    /// the others of their batch).
+    fn batchable(msg: &Msg) -> bool {
+        matches!(
+            msg,
+            Msg::Probe(_)
+                | Msg::Ai(..)
+                | Msg::Outcome { .. }
+                | Msg::Operate(..)
+                | Msg::WallClock
+                | Msg::Freeze(_)
+                | Msg::Canary(_)
+        )
+    }
+
+    /// Drain the batch's steps once, then answer its operators.
+    async fn flush(&mut self, replies: &mut Vec<OperatorReply>) {
+        self.drain().await;
+        for (r, answer) in replies.drain(..) {
+            let _ = r.send(answer);
+        }
+    }
+
     /// One input: to the engine, then drained (notices recorded, commands
     /// run), then the operator's reply.
     async fn handle_msg(&mut self, msg: Msg) {
+        let reply = if Self::batchable(&msg) {
+            self.apply(msg)
+        } else {
+            self.apply_other(msg).await;
+            None
+        };
+        // Record and act before answering: the reply reflects what was done.
+        self.drain().await;
+        if let Some((r, answer)) = reply {
+            let _ = r.send(answer);
+        }
+    }
+
+    /// A batchable input to the engine, not drained; an operator command's
+    /// reply is returned, to be sent after the drain.
+    fn apply(&mut self, msg: Msg) -> Option<OperatorReply> {
         let now = self.clock.now();
         let mut reply = None;
         match msg {
@@ -998,15 +1074,6 @@ impl EngineLoop {
                     self.engine.handle_input(now, Input::Diagnosis(d));
                 }
                 self.engine.handle_input(now, Input::Probe(r))
-            }
-            Msg::Accepted(patterns) => {
-                if let Some(r) = self.rca.as_mut() {
-                    r.set_accepted(patterns);
-                    tracing::info!(
-                        "accepted candidate patterns loaded: [{}]",
-                        r.accepted_names().join(", ")
-                    );
-                }
             }
             Msg::Canary(s) => self.engine.handle_input(now, Input::CanarySamples(s)),
             Msg::Ai(generation, d) => {
@@ -1037,11 +1104,21 @@ impl EngineLoop {
                 let answer = self.engine.operate(now, &actor, cmd);
                 reply = Some((r, answer));
             }
+            Msg::WallClock => self.engine.handle_input(now, wall_clock()),
+            Msg::Freeze(w) => self.engine.handle_input(now, Input::FreezeWindows(w)),
+            // `handle_msg` and the loop send only batchable inputs here.
+            _ => tracing::error!("engine loop: a non-batchable input reached apply; ignored"),
+        }
+        reply
+    }
+
+    /// The inputs that are not batched: queries, drills, HA steps, the
+    /// accepted patterns.
+    async fn apply_other(&mut self, msg: Msg) {
+        match msg {
             Msg::Query(q, r) => {
                 let _ = r.send(self.answer(q));
             }
-            Msg::WallClock => self.engine.handle_input(now, wall_clock()),
-            Msg::Freeze(w) => self.engine.handle_input(now, Input::FreezeWindows(w)),
             Msg::DrillList(r) => {
                 let _ = r.send(crate::drill::DrillsView {
                     in_window: self.drills.cfg.in_window(crate::drill::now_unix_ms()),
@@ -1062,11 +1139,22 @@ impl EngineLoop {
             | Msg::DrillScheduled(..)
             | Msg::DrillDone(..)
             | Msg::DrillReset(..)) => self.drill_msg(m).await,
-        }
-        // Record and act before answering: the reply reflects what was done.
-        self.drain().await;
-        if let Some((r, answer)) = reply {
-            let _ = r.send(answer);
+            Msg::Accepted(patterns) => {
+                if let Some(r) = self.rca.as_mut() {
+                    r.set_accepted(patterns);
+                    tracing::info!(
+                        "accepted candidate patterns loaded: [{}]",
+                        r.accepted_names().join(", ")
+                    );
+                }
+            }
+            other => {
+                let reply = self.apply(other);
+                if let Some((r, answer)) = reply {
+                    self.drain().await;
+                    let _ = r.send(answer);
+                }
+            }
         }
     }
 
@@ -1345,11 +1433,20 @@ impl EngineLoop {
                 }
             }
         }
-        for cmd in commands {
+        // A batch may change one incident several times: each view is the
+        // whole incident, so only its last one is stored.
+        let mut last_view: BTreeMap<String, usize> = BTreeMap::new();
+        for (i, c) in commands.iter().enumerate() {
+            if let Command::IncidentChanged(v) = c {
+                last_view.insert(v.id.0.clone(), i);
+            }
+        }
+        for (i, cmd) in commands.into_iter().enumerate() {
             if self.fenced_off {
                 break;
             }
             match cmd {
+                Command::IncidentChanged(v) if last_view.get(&v.id.0) != Some(&i) => {}
                 Command::RunAction(req) => {
                     if !audit_ok {
                         let tx = self.tx.clone();

@@ -9,8 +9,9 @@ use crate::governance::ReasonCode;
 use crate::notice::*;
 use crate::types::*;
 
-/// A staged canary in progress on one service.
-#[derive(Debug, Clone)]
+/// A staged canary in progress on one service. Durable (in the snapshot),
+/// so a restarted medic knows which instances it changed.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct CanaryRun {
     pub incident: IncidentId,
     pub action: String,
@@ -24,6 +25,10 @@ pub(crate) struct CanaryRun {
     pub judging: bool,
     /// Marginal verdicts judged again in this stage.
     pub marginal: u32,
+    /// Stopped (failed or interrupted): its changed instances are being
+    /// rolled back; a new heal starts a new canary.
+    #[serde(default)]
+    pub stopped: bool,
 }
 
 impl Svc {
@@ -71,7 +76,7 @@ impl Engine {
                 if !svc
                     .canary
                     .as_ref()
-                    .is_some_and(|r| ours(r) && r.changed.len() < n)
+                    .is_some_and(|r| ours(r) && !r.stopped && r.changed.len() < n)
                 {
                     if stage == ActionStage::Rollout {
                         return (Vec::new(), stage);
@@ -84,6 +89,7 @@ impl Engine {
                         current: Vec::new(),
                         judging: false,
                         marginal: 0,
+                        stopped: false,
                     });
                 }
                 let Some(run) = svc.canary.as_mut() else {
@@ -344,10 +350,98 @@ impl Engine {
         let window = self.gov.limits.window;
         prune(&mut self.failed_actions, now, window);
         self.failed_actions.push_back(now);
+        if let Some(svc) = self.services.get_mut(name) {
+            svc.consecutive_failures = svc.consecutive_failures.saturating_add(1);
+        }
+        self.canary_stop(
+            name,
+            action,
+            format!("canary of {action} failed at stage {stage}: {why}"),
+        );
+    }
+
+    /// After a restore: a staged canary of the open incident that was not
+    /// finished is not left with its changed instances unknown. One that
+    /// waited for its judge samples (and whose stage is not in doubt) is
+    /// judged again on a fresh window (the sampling task died with medic);
+    /// any other (a stage was running, or the next stage not yet started)
+    /// is stopped and its changed instances rolled back, and a human is
+    /// told. A finished canary stays as it is (a later undo targets its
+    /// instances).
+    pub(crate) fn canary_restored(&mut self, name: &str, reconciled: Option<ActionStage>) {
+        let Some(plan) = self.gov.canaries.get(name) else {
+            return;
+        };
+        let n = plan.instances.len();
+        let Some(svc) = self.services.get(name) else {
+            return;
+        };
+        let Some(run) = svc.canary.as_ref() else {
+            return;
+        };
+        let open = svc.incident.as_ref().is_some_and(|i| i.id == run.incident);
+        let unfinished = run.changed.len() < n || run.judging;
+        let undoing = svc
+            .pending_revert
+            .as_ref()
+            .is_some_and(|p| p.of == run.action && p.stage == ActionStage::Rollback);
+        // An undo that was running is reconciled (reported, never re-run).
+        let undo_ran = matches!(
+            reconciled,
+            Some(ActionStage::Rollback | ActionStage::Revert)
+        );
+        if !open || !unfinished || run.changed.is_empty() || run.stopped || undoing || undo_ran {
+            return;
+        }
+        let judging = run.judging
+            && reconciled.is_none()
+            && svc
+                .incident
+                .as_ref()
+                .is_some_and(|i| matches!(i.timer, Some(IncidentTimer::Judge(_))));
+        let action = run.action.clone();
+        let stage = run.stage + 1;
+        let changed = run.changed.join(",");
+        if judging {
+            let now = self.now;
+            let max = self.max_timeline;
+            if let Some(inc) = self
+                .services
+                .get_mut(name)
+                .and_then(|s| s.incident.as_mut())
+            {
+                push_timeline(
+                    inc,
+                    max,
+                    now,
+                    "canary_resumed",
+                    format!(
+                        "medic restarted while stage {stage} of {action} on {changed} was \
+                         judged; sampling it again"
+                    ),
+                );
+            }
+            self.canary_applied(name);
+            return;
+        }
+        self.canary_stop(
+            name,
+            &action,
+            format!(
+                "canary of {action} interrupted by a medic restart at stage {stage} ({}): \
+                 its changed instances {changed} are not judged",
+                ReasonCode::InterruptedByRestart.as_str()
+            ),
+        );
+    }
+
+    /// Roll the changed instances of `action`'s canary back (its `revert`)
+    /// and escalate with `what` and the undo.
+    fn canary_stop(&mut self, name: &str, action: &str, what: String) {
+        let now = self.now;
         let Some(svc) = self.services.get_mut(name) else {
             return;
         };
-        svc.consecutive_failures = svc.consecutive_failures.saturating_add(1);
         let changed = svc
             .canary
             .as_ref()
@@ -359,6 +453,10 @@ impl Engine {
             .map(|r| r.action.clone());
         let undo = match &revert {
             Some(rv) => {
+                if let Some(run) = svc.canary.as_mut() {
+                    run.stopped = true;
+                    run.judging = false;
+                }
                 svc.pending_revert = Some(PendingRevert {
                     due: now,
                     action: rv.clone(),
@@ -375,11 +473,7 @@ impl Engine {
                 format!("{action} has no revert: {changed} stay changed")
             }
         };
-        self.escalate(
-            name,
-            ReasonCode::CanaryFailed,
-            format!("canary of {action} failed at stage {stage}: {why}; {undo}"),
-        );
+        self.escalate(name, ReasonCode::CanaryFailed, format!("{what}; {undo}"));
         self.timers(name);
     }
 }

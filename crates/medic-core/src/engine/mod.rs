@@ -17,7 +17,7 @@
 //!                                          |                  |              |
 //!                                          +------------------+--------------+--> ManualIntervention
 //! ```
-mod canary;
+pub(crate) mod canary;
 mod decide;
 mod detect;
 mod drill;

@@ -195,7 +195,7 @@ pub(crate) struct Svc {
     pub diagnosis: Option<crate::governance::DiagnosisGate>,
     /// Executor circuit breakers, per action (executor target) (issue 10).
     pub breakers: BTreeMap<String, crate::breaker::Breaker>,
-    /// The staged canary in progress (issue 10); not durable.
+    /// The staged canary in progress (issue 10); in the snapshot.
     pub canary: Option<super::canary::CanaryRun>,
     pub dirty: bool,
 }

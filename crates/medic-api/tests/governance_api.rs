@@ -27,6 +27,7 @@ fn engine() -> Engine {
             },
             latency: None,
             recovery: RecoveryRule { consecutive: 2 },
+            event: false,
         }],
         actions: vec![ActionSpec {
             name: "restart".into(),

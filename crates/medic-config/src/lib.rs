@@ -837,6 +837,7 @@ impl Validator {
                 failure,
                 latency,
                 recovery,
+                event: false,
             });
             if let Some(kind) = kinds.into_iter().next() {
                 probes.push(ProbeConfig {

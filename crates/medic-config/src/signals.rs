@@ -512,6 +512,7 @@ impl Validator {
                 failure,
                 latency: None,
                 recovery,
+                event: false,
             });
             if let (Some(selector), Some(check)) = (selector, check) {
                 rules.push(RuleConfig {
@@ -577,6 +578,9 @@ impl Validator {
                         },
                         latency: None,
                         recovery: recovery.clone(),
+                        // Alertmanager sends a firing alert once (and again
+                        // after its repeat_interval): never excused at start.
+                        event: true,
                     });
                 }
                 am.alerts.push(AlertConfig {

@@ -209,6 +209,11 @@ pub struct ProbeSpec {
     pub failure: FailureRule,
     pub latency: Option<LatencyRule>,
     pub recovery: RecoveryRule,
+    /// Reported when something changes, not on a schedule (an Alertmanager
+    /// alert): its failure is never excused by the start phase, since it may
+    /// not be reported again (Alertmanager re-sends a firing alert only
+    /// after its `repeat_interval`).
+    pub event: bool,
 }
 
 /// Undo an action after it has held for `after` (e.g. stop shedding load).

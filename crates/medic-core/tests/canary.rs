@@ -30,6 +30,7 @@ fn engine_with(tune: impl FnOnce(&mut CanaryPlan)) -> Engine {
             },
             latency: None,
             recovery: RecoveryRule { consecutive: 1 },
+            event: false,
         }],
         actions: vec![
             ActionSpec {

@@ -45,6 +45,7 @@ pub fn web_service(policy: ServicePolicy) -> ServiceSpec {
                 consecutive: 2,
             }),
             recovery: RecoveryRule { consecutive: 2 },
+            event: false,
         }],
         actions: vec![
             ActionSpec {
@@ -135,6 +136,7 @@ fn failure(s: &str) -> ProbeFailure {
         "timeout" => ProbeFailure::Timeout,
         "body" => ProbeFailure::BodyMismatch,
         "exec" => ProbeFailure::ExecFailed(Some(1)),
+        "other" => ProbeFailure::Other,
         n => ProbeFailure::BadStatus(n.parse().unwrap()),
     }
 }

@@ -532,6 +532,7 @@ fn sensitive_with_process_probe() -> Engine {
             },
             latency: None,
             recovery: RecoveryRule { consecutive: 1 },
+            event: false,
         },
     );
     svc.remediations.insert(
@@ -587,5 +588,83 @@ fn a_process_probe_ok_does_not_end_the_http_probes_start_phase() {
          t=11s audit verify.passed
          t=11s audit incident.resolved outcome=healed
          t=11s phase monitoring",
+    );
+}
+
+/// A service with an Alertmanager alert (an event-driven probe) beside its
+/// scheduled HTTP probe, a 30 s start phase.
+fn with_alert_in_start_phase() -> Engine {
+    use medic_core::{Condition, FailureRule, ProbeSpec, RecoveryRule, Remediation};
+    let mut svc = web_service(policy());
+    svc.startup.grace = Duration::from_secs(30);
+    svc.probes.push(ProbeSpec {
+        name: "FixtureSlow".into(),
+        failure: FailureRule {
+            consecutive: 1,
+            within: Duration::from_secs(60),
+        },
+        latency: None,
+        recovery: RecoveryRule { consecutive: 1 },
+        event: true,
+    });
+    svc.remediations.push(Remediation {
+        probe: "FixtureSlow".into(),
+        condition: Condition::Failing,
+        action: "restart".into(),
+    });
+    Engine::new(
+        EngineConfig {
+            seed: 42,
+            instance: "t".into(),
+            mode: Mode::Aggressive,
+            services: vec![svc],
+            max_timeline: 50,
+            governance: GovernanceConfig::default(),
+        },
+        MonoTime::ZERO,
+    )
+}
+
+/// Issue 14 (found in the real-stack test): Alertmanager sends a firing
+/// alert once (again only after its repeat_interval), so an alert that fires
+/// in the start phase must not be excused like a failing scheduled probe, or
+/// the incident never opens. The HTTP probe's failure in the same phase still
+/// is excused.
+#[test]
+fn an_alert_firing_in_the_start_phase_is_not_excused() {
+    check(
+        with_alert_in_start_phase(),
+        "0s started web
+         1s probe web healthz fail refused
+         2s probe web FixtureSlow fail other",
+        "t=1s audit probe.startup_failed
+         t=2s audit incident.opened
+         t=2s audit diagnosis
+         t=2s audit action.intent attempt=1
+         t=2s run act-1 web restart attempt=0
+         t=2s phase executing_heal",
+    );
+}
+
+/// With an alert configured that never reports, the scheduled probe's start
+/// phase still ends with its first success, and its later failures count as
+/// usual.
+#[test]
+fn an_alert_that_never_fired_does_not_prolong_the_start_phase() {
+    check(
+        with_alert_in_start_phase(),
+        "0s started web
+         1s probe web healthz fail refused
+         2s probe web healthz ok
+         3s probe web healthz fail refused
+         4s probe web healthz fail refused
+         5s probe web healthz fail refused",
+        "t=1s audit probe.startup_failed
+         t=3s phase detecting_failure
+         t=5s audit incident.opened
+         t=5s audit diagnosis
+         t=5s audit action.intent attempt=1
+         t=5s run act-1 web restart attempt=0
+         t=5s phase executing_heal",
     );
 }

@@ -358,6 +358,7 @@ impl Scenario {
                 recovery: RecoveryRule {
                     consecutive: 1 + rng.below(3) as u32,
                 },
+                event: false,
             };
             let policy = ServicePolicy {
                 cooldown: Duration::from_secs([0, 30, 120, 300][rng.below(4) as usize]),

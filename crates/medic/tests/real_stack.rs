@@ -213,10 +213,8 @@ services:
         action: restart
   web1:
     process: {{ command: [medic, fixture, --port, "{w1}"], stop_grace: 2s }}
-    # An alert is sent once (again only after repeat_interval): one that
-    # fires within the start phase would be excused and then never seen
-    # again, so web1's start phase is off (see docs/proof.md).
-    startup: {{ grace: 0s }}
+    # The default start phase (30 s): an alert firing within it is acted on
+    # (alerts are never excused: Alertmanager sends one only once).
     probes:
       alive: {{ process: {{}}, interval: 500ms }}
     actions:

@@ -21,17 +21,22 @@ impl Engine {
         // the HTTP probe's grace, so a refusal while the new process bound
         // its port failed the verification and restarted it again). An exit
         // is never excused.
+        let event = svc.spec.probes.iter().any(|p| p.name == r.probe && p.event);
         match svc.starting_until {
             Some(t) if now >= t => svc.starting_until = None,
             Some(_) if r.ok => {
                 if let Some(st) = svc.probes.get_mut(&r.probe) {
                     st.started = true;
                 }
-                if svc.probes.values().all(|st| st.started) {
+                // Event-driven probes (alerts) may never report: the start
+                // phase ends with the scheduled probes' first successes.
+                let spec = &svc.spec.probes;
+                let scheduled = |n: &String| spec.iter().any(|p| &p.name == n && !p.event);
+                if svc.probes.iter().all(|(n, st)| st.started || !scheduled(n)) {
                     svc.starting_until = None;
                 }
             }
-            Some(_) if r.failure != Some(ProbeFailure::Exited) => {
+            Some(_) if r.failure != Some(ProbeFailure::Exited) && !event => {
                 if let Some(st) = svc.probes.get_mut(&r.probe) {
                     if !st.started {
                         st.seen = true;

@@ -297,17 +297,18 @@ impl Engine {
         });
     }
 
-    /// A heal did not work (verification failed): roll it back when it can
-    /// be undone, and escalate. Too many failures disable automation.
-    pub(super) fn failed_heal(&mut self, name: &str, reason: String) {
+    /// Counts a failed heal or change of `name` (the global and per-service
+    /// ledgers, consecutive failures) and arms the rollback of the action
+    /// that healed its incident when it declares an undo. Returns the
+    /// counts and whether a limit is now reached; `None` for an unknown
+    /// service.
+    fn count_failed_heal(&mut self, name: &str) -> Option<FailedHeals> {
         let now = self.now;
         let window = self.gov.limits.window;
         prune(&mut self.failed_actions, now, window);
         self.failed_actions.push_back(now);
         let max_consecutive = self.gov.limits.max_consecutive_failures.max(1);
-        let Some(svc) = self.services.get_mut(name) else {
-            return;
-        };
+        let svc = self.services.get_mut(name)?;
         let fwindow = svc.spec.policy.failed_window;
         svc.failed_heals.push_back(now);
         prune(&mut svc.failed_heals, now, fwindow);
@@ -334,7 +335,29 @@ impl Engine {
                 instances,
             });
         }
-        if n >= max || consecutive >= max_consecutive {
+        Some(FailedHeals {
+            consecutive,
+            max_consecutive,
+            in_window: n,
+            window: fwindow,
+            over_limit: n >= max || consecutive >= max_consecutive,
+        })
+    }
+
+    /// A heal did not work (verification failed): roll it back when it can
+    /// be undone, and escalate. Too many failures disable automation.
+    pub(super) fn failed_heal(&mut self, name: &str, reason: String) {
+        let Some(FailedHeals {
+            consecutive,
+            max_consecutive,
+            in_window: n,
+            window: fwindow,
+            over_limit,
+        }) = self.count_failed_heal(name)
+        else {
+            return;
+        };
+        if over_limit {
             self.disable_autoheal(name, consecutive, ReasonCode::ConsecutiveFailures);
             self.escalate(
                 name,
@@ -495,40 +518,15 @@ impl Engine {
     /// declared undo now (a rollback, through the gates) and escalate; too
     /// many failures also disable automation.
     pub(super) fn change_failed(&mut self, name: &str, code: ReasonCode, reason: String) {
-        let now = self.now;
-        let window = self.gov.limits.window;
-        prune(&mut self.failed_actions, now, window);
-        self.failed_actions.push_back(now);
-        let max_consecutive = self.gov.limits.max_consecutive_failures.max(1);
-        let Some(svc) = self.services.get_mut(name) else {
+        let Some(FailedHeals {
+            consecutive,
+            over_limit,
+            ..
+        }) = self.count_failed_heal(name)
+        else {
             return;
         };
-        let fwindow = svc.spec.policy.failed_window;
-        svc.failed_heals.push_back(now);
-        prune(&mut svc.failed_heals, now, fwindow);
-        svc.consecutive_failures = svc.consecutive_failures.saturating_add(1);
-        let consecutive = svc.consecutive_failures;
-        let n = svc.failed_heals.len();
-        let max = svc.spec.policy.max_failed_heals.max(1) as usize;
-        let rollback = svc
-            .incident
-            .as_ref()
-            .and_then(|i| i.healed_by.clone())
-            .and_then(|a| svc.action_spec(&a).cloned())
-            .and_then(|spec| spec.revert.map(|rv| (rv.action, spec.name)));
-        if let Some((action, of)) = rollback {
-            let instances = svc.canary_changed(&of);
-            svc.pending_revert = Some(PendingRevert {
-                due: now,
-                action,
-                of,
-                stage: ActionStage::Rollback,
-                blocked: None,
-                green: None,
-                instances,
-            });
-        }
-        if n >= max || consecutive >= max_consecutive {
+        if over_limit {
             self.disable_autoheal(name, consecutive, ReasonCode::ConsecutiveFailures);
         }
         self.escalate(name, code, reason);
@@ -718,4 +716,14 @@ impl Engine {
             self.plan(&n);
         }
     }
+}
+
+/// What [`Engine::count_failed_heal`] counted.
+struct FailedHeals {
+    consecutive: u32,
+    max_consecutive: u32,
+    /// Failed heals within `window` (the service's `failed_window`).
+    in_window: usize,
+    window: std::time::Duration,
+    over_limit: bool,
 }

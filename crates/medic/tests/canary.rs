@@ -106,7 +106,7 @@ services:
     startup: {{ grace: 0s }}
     probes:
       release:
-        exec: {{ command: ["sh", "-c", "test ! -e {d}/trigger || test $(ls {d} | grep -c '^done-') -ge {N}"] }}
+        exec: {{ command: ["sh", "-c", "test ! -e {d}/trigger || test $(ls {d} | grep -c '^done-') -ge {N}"], timeout: 2s }}
         interval: 200ms
         failure: {{ consecutive: 1 }}
         recovery: {{ consecutive: 1 }}

@@ -207,7 +207,7 @@ services:
     startup: {{ grace: 0s }}
     probes:
       healthy:
-        exec: {{ command: ["sh", "-c", "test ! -e {flag}"] }}
+        exec: {{ command: ["sh", "-c", "test ! -e {flag}"], timeout: 2s }}
         interval: 200ms
     actions:
       failover: {{ exec: {{ command: ["true"] }} }}

@@ -30,7 +30,7 @@ governance:
 services:
   db:
     probes:
-      up: {{ exec: {{ command: [sh, -c, "test ! -e {d}/db.down"] }}, interval: 200ms }}
+      up: {{ exec: {{ command: [sh, -c, "test ! -e {d}/db.down"], timeout: 2s }}, interval: 200ms }}
     actions:
       fix: {{ exec: {{ command: [sh, -c, "sleep {db_secs}; rm -f {d}/db.down"], timeout: 60s }} }}
     remediate:
@@ -39,7 +39,7 @@ services:
   web:
     depends_on: [db]
     probes:
-      up: {{ exec: {{ command: [sh, -c, "test ! -e {d}/web.down"] }}, interval: 200ms }}
+      up: {{ exec: {{ command: [sh, -c, "test ! -e {d}/web.down"], timeout: 2s }}, interval: 200ms }}
     actions:
       fix: {{ exec: {{ command: [sh, -c, "rm -f {d}/web.down"] }} }}
     remediate:
@@ -233,8 +233,8 @@ policy: {{ cooldown: 1s, verify_window: 2s }}
 services:
   web:
     probes:
-      health: {{ exec: {{ command: [sh, -c, "test ! -e {d}/health.down"] }}, interval: 200ms }}
-      errors: {{ exec: {{ command: [sh, -c, "test ! -e {d}/errors.down"] }}, interval: 200ms }}
+      health: {{ exec: {{ command: [sh, -c, "test ! -e {d}/health.down"], timeout: 2s }}, interval: 200ms }}
+      errors: {{ exec: {{ command: [sh, -c, "test ! -e {d}/errors.down"], timeout: 2s }}, interval: 200ms }}
     actions:
       fix: {{ exec: {{ command: [sh, -c, "echo run >> {d}/runs; sleep 3; rm -f {d}/health.down {d}/errors.down"], timeout: 60s }} }}
     remediate:

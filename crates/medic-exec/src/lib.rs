@@ -427,9 +427,11 @@ mod tests {
     async fn signal_executor_sends_a_reload_signal_to_the_supervised_process() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("hups");
+        let ready = dir.path().join("ready");
         let script = format!(
-            "trap 'echo hup >> {}' HUP; while :; do sleep 0.05; done",
-            f.display()
+            "trap 'echo hup >> {}' HUP; touch {}; while :; do sleep 0.05; done",
+            f.display(),
+            ready.display()
         );
         let cfg = medic_config::ProcessConfig {
             command: vec!["sh".into(), "-c".into(), script],
@@ -441,8 +443,14 @@ mod tests {
         };
         let sup = Supervisor::new("svc", cfg, None);
         let pid = sup.start().await.unwrap();
-        // Let the shell install its trap.
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Wait until the shell has installed its trap (it then touches `ready`).
+        for _ in 0..500 {
+            if ready.exists() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(ready.exists(), "the shell never installed its trap");
         let reg = Registry::standard(
             BTreeMap::from([("svc".to_string(), sup.clone())]),
             reqwest::Client::new(),

@@ -253,6 +253,10 @@ services:
         http: {{ url: "http://127.0.0.1:{port}/work", timeout: 2s }}
         interval: 250ms
         failure: {{ consecutive: 2 }}
+        # The incident stays open well after the forced clear (10 s of
+        # successes), so the human's resolution below is what closes it,
+        # however slow the machine.
+        recovery: {{ consecutive: 40 }}
     actions:
       clear: {{ http: {{ url: "http://127.0.0.1:{port}/fault/clear", method: POST }} }}
     remediate:

@@ -14,8 +14,11 @@
 //! likewise), with `share` drawn per edge in [0.5, 1] (asynchronous or
 //! retried calls pass on less). The root's change is scaled so the target
 //! moves by 5–20 of its own history's robust scales (a clearly noticed
-//! symptom, as in the train issues). The method sees the target's metric and
-//! statistic and every service's traffic, as on the real issues.
+//! symptom, as in the train issues). Distractors: 1–3 other services (not
+//! the target) get a level shift over the whole window, 10–50 of their robust
+//! scales jittered ±50 % per step, like the drift between the history's days
+//! and the issue days in high_traffic. The method sees the target's metric
+//! and statistic and every service's traffic, as on the real issues.
 use anyhow::Context;
 use medic_rca::Params;
 use serde_json::json;
@@ -171,6 +174,29 @@ pub fn evaluate(sc: &Scenario, cases: usize, seed: u64, params: &Params) -> anyh
         if fault.iter().any(|&t| !rc[start + t].is_finite()) {
             continue;
         }
+        // Distractors: 1–3 other services (not the target) with a level shift
+        // over the whole window, 10–50 robust scales, jittered ±50 % per
+        // step — the drift between days seen in high_traffic's issues.
+        let others: Vec<usize> = roots
+            .iter()
+            .copied()
+            .filter(|&v| v != root && v != tnode)
+            .collect();
+        let mut shift = vec![[0.0; WINDOW]; n];
+        for _ in 0..1 + rng.below(3) {
+            if others.is_empty() {
+                break;
+            }
+            let v = others[rng.below(others.len())];
+            let Some(c) = col(v) else { continue };
+            let Some(b) = medic_rca::Baseline::of(&c[..cut], params.min_history) else {
+                continue;
+            };
+            let level = rng.range(10.0, 50.0) * b.scale;
+            for s in shift[v].iter_mut() {
+                *s = level * rng.range(0.5, 1.5);
+            }
+        }
         let mut abnormal = Metrics {
             columns: sc.normal.columns.clone(),
             values: Vec::with_capacity(sc.normal.columns.len()),
@@ -180,15 +206,18 @@ pub fn evaluate(sc: &Scenario, cases: usize, seed: u64, params: &Params) -> anyh
             let mut w = sc.normal.values[i][start..start + WINDOW].to_vec();
             let v = topo.index(node);
             if let Some(v) = v.filter(|_| m == metric && stat == "Average") {
+                let mut d = shift[v];
                 if f[v] > 0.0 {
                     for &t in &fault {
-                        let d = delta * f[v];
-                        w[t] = if metric == "latency" {
-                            w[t] + d
-                        } else {
-                            (w[t] - d).max(0.0)
-                        };
+                        d[t] += delta * f[v];
                     }
+                }
+                for (x, d) in w.iter_mut().zip(d) {
+                    *x = if metric == "latency" {
+                        *x + d
+                    } else {
+                        (*x - d).max(0.0)
+                    };
                 }
             }
             abnormal.values.push(w);

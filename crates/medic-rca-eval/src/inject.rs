@@ -174,6 +174,11 @@ pub fn evaluate(sc: &Scenario, cases: usize, seed: u64, params: &Params) -> anyh
         if fault.iter().any(|&t| !rc[start + t].is_finite()) {
             continue;
         }
+        // An availability cannot drop below 0: such a draw would not give
+        // the target the drawn change.
+        if metric == "availability" && fault.iter().any(|&t| rc[start + t] < delta) {
+            continue;
+        }
         // Distractors: 1–3 other services (not the target) with a level shift
         // over the whole window, 10–50 robust scales, jittered ±50 % per
         // step — the drift between days seen in high_traffic's issues.
@@ -241,6 +246,12 @@ pub fn evaluate(sc: &Scenario, cases: usize, seed: u64, params: &Params) -> anyh
         let top1 = ranked.first() == Some(&root);
         let top3 = ranked.iter().take(3).any(|&v| v == root);
         let none = ranked.is_empty();
+        if !top1 && std::env::var_os("HPDBG").is_some() {
+            eprintln!("MISS {} {metric} root {} fault {fault:?} f_t {:.3}", sc.name, topo.name(root), f[tnode]);
+            for c in d.candidates.iter().take(4) {
+                eprintln!("   {} root {} z {:.1} thr {:.1} expl {:.2} onset_ok {} conn {} score {:.2}", topo.name(c.node), c.root, c.z, c.threshold, c.explains, c.onset_ok, c.connected, c.score);
+            }
+        }
         bump(&mut report.by_metric, metric, top1, top3, none);
         bump(&mut report.by_root, topo.name(root), top1, top3, none);
         report.total.add(top1, top3, none);

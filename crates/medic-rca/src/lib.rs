@@ -283,6 +283,10 @@ pub struct Candidate {
     /// Something it calls shows the symptom too, below the anomaly threshold:
     /// the origin may lie deeper, unseen.
     pub weak_below: bool,
+    /// The share of the target's change at the symptom, in absolute units
+    /// (change × traffic), that its own change can account for, in [0, 1];
+    /// 1 without traffic figures.
+    pub cover: f64,
     /// The ranking score.
     pub score: f64,
     /// Anomalous services that call it (transitively): the victims if it is the cause.
@@ -672,18 +676,26 @@ pub fn diagnose(
         });
         // The share of the target's change (in absolute units) this
         // candidate's own change can account for.
-        let cover = if node == tnode || !weighted {
-            1.0
-        } else {
-            let tdelta = judged[target]
-                .as_ref()
-                .map_or(0.0, |j| max_run_min(&j.z, p.persistence).max(0.0) * j.scale);
-            match (volume[node], volume[tnode]) {
-                (Some(a), Some(b)) if tdelta > 0.0 && b > 0.0 => {
-                    (delta(node) * a / (tdelta * b)).min(1.0)
+        // The share of the target's change at the symptom (in absolute
+        // units, change × traffic) its own change there can account for.
+        let at_symptom = |j: &Judged| {
+            j.z.iter()
+                .enumerate()
+                .filter(|&(t, z)| near_symptom(t) && z.is_finite())
+                .map(|(_, &z)| z)
+                .fold(0.0, f64::max)
+                * j.scale
+        };
+        let cover = match (&judged[target], volume[node], volume[tnode]) {
+            (Some(tj), Some(a), Some(b)) if node != tnode && weighted => {
+                let want = at_symptom(tj) * b;
+                if want > 0.0 {
+                    (at_symptom(j) * a / want).min(1.0)
+                } else {
+                    1.0
                 }
-                _ => 1.0,
             }
+            _ => 1.0,
         };
         let connected = from_target[k][node];
         let n_kind = strong[k].iter().filter(|&&x| x).count().max(1);
@@ -705,7 +717,7 @@ pub fn diagnose(
             })
             .min();
         let onset_ok = run_start.is_none_or(|s| onset <= s + p.coincidence);
-        let mut score = (1.0 + explains) * (1.0 + excess).ln() * cover;
+        let mut score = (1.0 + explains) * (1.0 + excess).ln();
         if !onset_ok {
             score *= 0.5;
         }
@@ -730,13 +742,18 @@ pub fn diagnose(
             onset_ok,
             connected,
             weak_below,
+            cover,
             score,
             victims,
         });
     }
+    // Roots first; among them, those that can account for at least half of
+    // the target's change (the same factor 2 as the root test); then score.
+    let covers = |c: &Candidate| c.cover >= 0.5;
     candidates.sort_by(|a, b| {
         b.root
             .cmp(&a.root)
+            .then(covers(b).cmp(&covers(a)))
             .then(b.score.total_cmp(&a.score))
             .then(a.onset.cmp(&b.onset))
             .then(a.node.cmp(&b.node))

@@ -246,12 +246,6 @@ pub fn evaluate(sc: &Scenario, cases: usize, seed: u64, params: &Params) -> anyh
         let top1 = ranked.first() == Some(&root);
         let top3 = ranked.iter().take(3).any(|&v| v == root);
         let none = ranked.is_empty();
-        if !top1 && std::env::var_os("HPDBG").is_some() {
-            eprintln!("MISS {} {metric} root {} fault {fault:?} f_t {:.3}", sc.name, topo.name(root), f[tnode]);
-            for c in d.candidates.iter().take(4) {
-                eprintln!("   {} root {} z {:.1} thr {:.1} expl {:.2} onset_ok {} conn {} score {:.2}", topo.name(c.node), c.root, c.z, c.threshold, c.explains, c.onset_ok, c.connected, c.score);
-            }
-        }
         bump(&mut report.by_metric, metric, top1, top3, none);
         bump(&mut report.by_root, topo.name(root), top1, top3, none);
         report.total.add(top1, top3, none);

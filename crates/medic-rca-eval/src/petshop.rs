@@ -373,12 +373,6 @@ pub fn evaluate(sc: &Scenario, params: &Params) -> anyhow::Result<Vec<(String, C
             .iter()
             .map(|&n| sc.topo.name(n).to_string())
             .collect();
-        if std::env::var_os("HPDBG").is_some() {
-            eprintln!("ISSUE {} {id} {} {:?} sym {:?}", sc.name, target.metric, d.verdict, d.symptom_onset);
-            for c in d.candidates.iter().take(5) {
-                eprintln!("   {} root {} cover {:.2} z {:.1} thr {:.1} expl {:.2} onset {} ok {} conn {} score {:.3}", sc.topo.name(c.node), c.root, c.cover, c.z, c.threshold, c.explains, c.onset, c.onset_ok, c.connected, c.score);
-            }
-        }
         let c = cell(&mut cells, &target.metric);
         c.cases += 1;
         if ranked.first() == Some(&target.root_cause) {

@@ -376,11 +376,10 @@ fn judge(s: &Signal<'_>, p: &Params) -> Option<Judged> {
 /// with the symptom, or outlasts it, keeps a quiet side.
 fn relative_to_window(j: &Judged, symptom: &[bool], lead: usize, k: usize) -> Judged {
     // Pre-existing: already beyond its threshold at the window's first step.
-    let pre = j
-        .z
-        .iter()
-        .find(|z| z.is_finite())
-        .is_some_and(|&z| z > j.threshold);
+    let pre =
+        j.z.iter()
+            .find(|z| z.is_finite())
+            .is_some_and(|&z| z > j.threshold);
     let level = if pre {
         window_level(&j.z, symptom, lead).max(0.0)
     } else {
@@ -409,12 +408,11 @@ fn window_level(z: &[f64], symptom: &[bool], lead: usize) -> f64 {
     };
     let before = side(0..f.saturating_sub(lead));
     let after = side(l + 1..z.len());
-    match (before.is_finite(), after.is_finite()) {
-        (true, true) => before.min(after),
-        (true, false) => before,
-        (false, true) => after,
-        // No step outside the symptom and its lead: no reference.
-        (false, false) => 0.0,
+    // Both sides are needed: already there before, and still there after.
+    if before.is_finite() && after.is_finite() {
+        before.min(after)
+    } else {
+        0.0
     }
 }
 /// Steps covered by runs of `k` samples all above `threshold`, the largest

@@ -22,13 +22,23 @@
 //!    Only anomalies that overlap the symptom times (± `coincidence` steps)
 //!    and lie on the target's dependency closure (what it calls, transitively)
 //!    are evidence.
-//! 3. **Graph position.** A candidate with no anomalous dependency (nothing it
-//!    calls, transitively, is anomalous) is a *root*; roots rank first.
-//! 4. **Explanation.** The share of anomalous services that lie on a
-//!    dependency path from the target to the candidate (so the candidate's
-//!    fault would explain them).
-//! 5. **Onset order.** A candidate whose anomaly starts after the symptom's
-//!    has its score halved (a cause does not start after its effect).
+//! 3. **Change at the symptom (drift).** A signal already beyond its
+//!    threshold at the window's first step and raised on both sides of the
+//!    symptom (before it, outside the `coincidence` lead, and after it) is
+//!    judged on `z − level` (the smaller side median): a pre-existing flat
+//!    shift is no change at the symptom. Only while the target is quiet on
+//!    those sides (below `symptom_z / 2`).
+//! 4. **Graph position, in absolute units.** A candidate is a *root* when
+//!    nothing it calls (through symptomatic services) changed, in the same
+//!    kind, by at least half as much — compared as change × traffic when both
+//!    have a [`VOLUME`] signal (seconds spent and requests lost add up along
+//!    calls), else as changes. Traffic is context, never evidence.
+//! 5. **Ranking.** Roots first; then those whose change × traffic covers at
+//!    least half of the target's ([`Candidate::cover`]); then the score:
+//!    `(1 + explains)·ln(1 + peak/threshold)`, `explains` the share of
+//!    anomalous services on a path from the target to the candidate, halved
+//!    when it starts after the symptom or is not reached through symptomatic
+//!    services.
 //!
 //! If nothing on the closure is anomalous, the answer is "no cause", which
 //! matters as much as naming the right one.

@@ -89,7 +89,8 @@ pub fn render(args: &EvalRcaArgs) -> anyhow::Result<String> {
                 t
             })
         }
-        _ => bail!("give --data DIR or --seed S"),
+        (Some(_), Some(_)) => bail!("--seed with --data needs --inject N"),
+        (None, None) => bail!("give --data DIR or --seed S"),
     }
 }
 

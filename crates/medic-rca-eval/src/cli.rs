@@ -13,11 +13,15 @@ use crate::{generate, petshop};
 #[derive(Debug, Clone, clap::Args)]
 pub struct EvalRcaArgs {
     /// Directory in the PetShop layout (`<scenario>/graph.csv`, `noissue/`, `<split>/issue_N/`).
-    #[arg(long, value_name = "DIR", conflicts_with = "seed")]
+    #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
-    /// Seed of generated scenarios (instead of --data).
+    /// Seed of generated scenarios (instead of --data), or of --inject.
     #[arg(long, value_name = "S")]
     pub seed: Option<u64>,
+    /// With --data: instead of the issues, inject N faults per scenario into
+    /// its normal data at random services PetSite reaches (PetSite included).
+    #[arg(long, value_name = "N", requires = "data")]
+    pub inject: Option<usize>,
     /// Number of generated scenarios.
     #[arg(long, value_name = "N", default_value_t = 200, requires = "seed")]
     pub cases: usize,
@@ -61,6 +65,14 @@ fn fmt_ratio(a: usize, b: usize) -> String {
 pub fn render(args: &EvalRcaArgs) -> anyhow::Result<String> {
     let params = Params::default();
     match (&args.data, args.seed) {
+        (Some(dir), seed) if args.inject.is_some() => render_inject(
+            dir,
+            args.inject.unwrap_or(0),
+            seed.unwrap_or(1),
+            args.json,
+            args.verbose,
+            &params,
+        ),
         (Some(dir), None) => render_petshop(dir, args.json, args.verbose, &params),
         (None, Some(seed)) => {
             let r = generate::evaluate(seed, args.cases, &params)?;
@@ -77,7 +89,76 @@ pub fn render(args: &EvalRcaArgs) -> anyhow::Result<String> {
                 t
             })
         }
-        _ => bail!("give --data DIR or --seed S"),
+        (Some(_), Some(_)) => bail!("--seed with --data needs --inject N"),
+        (None, None) => bail!("give --data DIR or --seed S"),
+    }
+}
+
+fn render_inject(
+    dir: &std::path::Path,
+    cases: usize,
+    seed: u64,
+    json_out: bool,
+    verbose: bool,
+    params: &Params,
+) -> anyhow::Result<String> {
+    let scenarios = petshop::load(dir)?;
+    let mut table = String::new();
+    let mut all = Vec::new();
+    let _ = writeln!(
+        table,
+        "injected faults (seed {seed}, {cases} per scenario)\n{:<14} {:<48} {:>5} {:>14} {:>14} {:>8}",
+        "scenario", "metric / injected root", "cases", "top1", "top3", "no cause"
+    );
+    let mut total = crate::inject::Tally::default();
+    for sc in &scenarios {
+        let r = crate::inject::evaluate(sc, cases, seed, params)?;
+        let mut rows: Vec<(String, &crate::inject::Tally)> =
+            r.by_metric.iter().map(|(k, t)| (k.clone(), t)).collect();
+        if verbose {
+            rows.extend(r.by_root.iter().map(|(k, t)| (format!("  {k}"), t)));
+        }
+        rows.push(("all".into(), &r.total));
+        for (k, t) in rows {
+            let _ = writeln!(
+                table,
+                "{:<14} {:<48} {:>5} {:>14} {:>14} {:>8}",
+                r.scenario,
+                k.chars().take(48).collect::<String>(),
+                t.cases,
+                fmt_ratio(t.top1, t.cases),
+                fmt_ratio(t.top3, t.cases),
+                t.none
+            );
+        }
+        total.cases += r.total.cases;
+        total.top1 += r.total.top1;
+        total.top3 += r.total.top3;
+        total.none += r.total.none;
+        all.push(r.to_json());
+    }
+    let _ = writeln!(
+        table,
+        "{:<14} {:<48} {:>5} {:>14} {:>14} {:>8}",
+        "all",
+        "",
+        total.cases,
+        fmt_ratio(total.top1, total.cases),
+        fmt_ratio(total.top3, total.cases),
+        total.none
+    );
+    if json_out {
+        let v = json!({
+            "seed": seed,
+            "cases": total.cases,
+            "top1": ratio(total.top1, total.cases),
+            "top3": ratio(total.top3, total.cases),
+            "no_cause": total.none,
+            "by_scenario": all,
+        });
+        Ok(format!("{v}\n"))
+    } else {
+        Ok(table)
     }
 }
 

@@ -5,4 +5,5 @@
 
 pub mod cli;
 pub mod generate;
+pub mod inject;
 pub mod petshop;

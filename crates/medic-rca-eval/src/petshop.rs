@@ -219,6 +219,23 @@ pub fn diagnose_window(
             history: h,
             recent: r,
         });
+        // Its traffic: changes are weighed by it (medic_rca::VOLUME).
+        if let (Some(h), Some(r)) = (
+            normal
+                .column(name, "requests", "Sum")
+                .and_then(|c| c.get(normal_rows.clone())),
+            abnormal
+                .column(name, "requests", "Sum")
+                .and_then(|c| c.get(abnormal_rows.clone())),
+        ) {
+            signals.push(Signal {
+                node,
+                name: medic_rca::VOLUME,
+                direction: Direction::Both,
+                history: h,
+                recent: r,
+            });
+        }
     }
     let Some(t) = target_idx else {
         bail!(

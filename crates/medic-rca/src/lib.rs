@@ -22,13 +22,23 @@
 //!    Only anomalies that overlap the symptom times (± `coincidence` steps)
 //!    and lie on the target's dependency closure (what it calls, transitively)
 //!    are evidence.
-//! 3. **Graph position.** A candidate with no anomalous dependency (nothing it
-//!    calls, transitively, is anomalous) is a *root*; roots rank first.
-//! 4. **Explanation.** The share of anomalous services that lie on a
-//!    dependency path from the target to the candidate (so the candidate's
-//!    fault would explain them).
-//! 5. **Onset order.** A candidate whose anomaly starts after the symptom's
-//!    has its score halved (a cause does not start after its effect).
+//! 3. **Change at the symptom (drift).** A signal already beyond its
+//!    threshold at the window's first step and raised on both sides of the
+//!    symptom (before it, outside the `coincidence` lead, and after it) is
+//!    judged on `z − level` (the smaller side median): a pre-existing flat
+//!    shift is no change at the symptom. Only while the target is quiet on
+//!    those sides (below `symptom_z / 2`).
+//! 4. **Graph position, in absolute units.** A candidate is a *root* when
+//!    nothing it calls (through symptomatic services) changed, in the same
+//!    kind, by at least half as much — compared as change × traffic when both
+//!    have a [`VOLUME`] signal (seconds spent and requests lost add up along
+//!    calls), else as changes. Traffic is context, never evidence.
+//! 5. **Ranking.** Roots first; then those whose change × traffic covers at
+//!    least half of the target's ([`Candidate::cover`]); then the score:
+//!    `(1 + explains)·ln(1 + peak/threshold)`, `explains` the share of
+//!    anomalous services on a path from the target to the candidate, halved
+//!    when it starts after the symptom or is not reached through symptomatic
+//!    services.
 //!
 //! If nothing on the closure is anomalous, the answer is "no cause", which
 //! matters as much as naming the right one.
@@ -283,6 +293,10 @@ pub struct Candidate {
     /// Something it calls shows the symptom too, below the anomaly threshold:
     /// the origin may lie deeper, unseen.
     pub weak_below: bool,
+    /// The share of the target's change at the symptom, in absolute units
+    /// (change × traffic), that its own change can account for, in [0, 1];
+    /// 1 without traffic figures.
+    pub cover: f64,
     /// The ranking score.
     pub score: f64,
     /// Anomalous services that call it (transitively): the victims if it is the cause.
@@ -352,7 +366,69 @@ fn judge(s: &Signal<'_>, p: &Params) -> Option<Judged> {
         p.anomaly_z
     };
     let z: Vec<f64> = s.recent.iter().map(|&x| base.z(x, s.direction)).collect();
-    let k = p.persistence.max(1);
+    let (anomalous, peak, onset) = runs_above(&z, threshold, p.persistence);
+    Some(Judged {
+        z,
+        scale: base.scale,
+        threshold,
+        anomalous,
+        peak,
+        onset,
+    })
+}
+
+/// The same judgement with the window's own level around the symptom taken
+/// out: `z − max(0, level)`, where `level` is the smaller of the medians of
+/// `z` before the first symptom step and after the last one (a side with no
+/// steps is left out; neither side: no level). A shift that is already there
+/// before the symptom and still there after it (drift between the days of the
+/// history and the window) is no change at the symptom; a fault that starts
+/// with the symptom, or outlasts it, keeps a quiet side.
+fn relative_to_window(j: &Judged, symptom: &[bool], lead: usize, k: usize) -> Judged {
+    // Pre-existing: already beyond its threshold at the window's first step.
+    let pre =
+        j.z.iter()
+            .find(|z| z.is_finite())
+            .is_some_and(|&z| z > j.threshold);
+    let level = if pre {
+        window_level(&j.z, symptom, lead).max(0.0)
+    } else {
+        0.0
+    };
+    let z: Vec<f64> = j.z.iter().map(|&z| z - level).collect();
+    let (anomalous, peak, onset) = runs_above(&z, j.threshold, k);
+    Judged {
+        z,
+        scale: j.scale,
+        threshold: j.threshold,
+        anomalous,
+        peak,
+        onset,
+    }
+}
+
+/// The smaller of the medians of `z` before the first symptom step and after
+/// the last one (a side with no steps is left out; neither side: 0).
+fn window_level(z: &[f64], symptom: &[bool], lead: usize) -> f64 {
+    let first = symptom.iter().position(|&b| b);
+    let last = symptom.iter().rposition(|&b| b);
+    let side = |r: std::ops::Range<usize>| median(z.get(r).unwrap_or(&[]));
+    let (Some(f), Some(l)) = (first, last) else {
+        return 0.0;
+    };
+    let before = side(0..f.saturating_sub(lead));
+    let after = side(l + 1..z.len());
+    // Both sides are needed: already there before, and still there after.
+    if before.is_finite() && after.is_finite() {
+        before.min(after)
+    } else {
+        0.0
+    }
+}
+/// Steps covered by runs of `k` samples all above `threshold`, the largest
+/// run minimum, and the first run's start.
+fn runs_above(z: &[f64], threshold: f64, k: usize) -> (Vec<bool>, f64, Option<usize>) {
+    let k = k.max(1);
     let mut anomalous = vec![false; z.len()];
     let mut peak = f64::NEG_INFINITY;
     let mut onset = None;
@@ -369,14 +445,7 @@ fn judge(s: &Signal<'_>, p: &Params) -> Option<Judged> {
             }
         }
     }
-    Some(Judged {
-        z,
-        scale: base.scale,
-        threshold,
-        anomalous,
-        peak,
-        onset,
-    })
+    (anomalous, peak, onset)
 }
 
 /// The largest value `m` such that some `k` consecutive samples are all ≥ `m`
@@ -394,6 +463,35 @@ fn max_run_min(z: &[f64], k: usize) -> f64 {
         }
     }
     best
+}
+
+/// The name of a service's traffic signal (requests per step). It is context,
+/// not evidence: when the services compared both have one, changes are
+/// weighed by their traffic; a traffic change itself names no cause (its
+/// effect shows in the latency or errors of the service taking the load).
+pub const VOLUME: &str = "requests";
+
+/// Per service: the median of its `VOLUME` signal over the symptom steps
+/// (else over the window, else over its history); `None` without one. A
+/// service without traffic at the symptom changes nothing in absolute units.
+fn volumes(n: usize, signals: &[Signal<'_>], symptom: &[bool]) -> Vec<Option<f64>> {
+    let mut out = vec![None; n];
+    for s in signals.iter().filter(|s| s.name == VOLUME) {
+        let at: Vec<f64> = s
+            .recent
+            .iter()
+            .enumerate()
+            .filter(|&(t, _)| symptom.get(t).copied().unwrap_or(false))
+            .map(|(_, &x)| x)
+            .collect();
+        let v = [median(&at), median(s.recent), median(s.history)]
+            .into_iter()
+            .find(|x| x.is_finite());
+        if let (Some(v), Some(slot)) = (v, out.get_mut(s.node)) {
+            *slot = Some(v.max(0.0));
+        }
+    }
+    out
 }
 
 /// Ranks root-cause candidates for the symptom on `target` (an index into
@@ -460,6 +558,28 @@ pub fn diagnose(
     };
     let tnode = signals[target].node;
     let closure = topo.reaches(tnode);
+    // Judged against the window's own level away from the symptom too.
+    // Only while the target is quiet around its symptom steps (below half the
+    // symptom level): otherwise the episode fills the window and its sides
+    // are no reference.
+    let quiet = judged[target]
+        .as_ref()
+        .is_some_and(|j| window_level(&j.z, &symptom, p.coincidence) < p.symptom_z / 2.0);
+    let judged: Vec<Option<Judged>> = if quiet {
+        judged
+            .iter()
+            .map(|j| {
+                j.as_ref()
+                    .map(|j| relative_to_window(j, &symptom, p.coincidence, p.persistence))
+            })
+            .collect()
+    } else {
+        judged
+    };
+    // Each service's traffic at the symptom (its `VOLUME` signal): changes
+    // are compared in absolute units, change × traffic (extra seconds
+    // spent, requests lost), which add up along calls.
+    let volume = volumes(topo.len(), signals, &symptom);
     // Kinds of signal (by name): a fault propagates in kind (a slow callee
     // makes its callers slow, failing calls make them fail).
     let mut kinds: Vec<&str> = Vec::new();
@@ -482,7 +602,7 @@ pub fn diagnose(
     let mut best: Vec<Option<(usize, f64)>> = vec![None; n];
     for (i, (s, j)) in signals.iter().zip(&judged).enumerate() {
         let Some(j) = j else { continue };
-        if !closure[s.node] {
+        if !closure[s.node] || s.name == VOLUME {
             continue;
         }
         let k = kind_of(i);
@@ -549,14 +669,42 @@ pub fn diagnose(
                 .and_then(|(i, _)| judged[i].as_ref())
                 .map_or(0.0, |j| j.peak * j.scale)
         };
-        let own = j.peak * j.scale;
+        let weighted = kinds[k] != VOLUME;
+        // Change × traffic of `v` and `w`, when both have a traffic figure;
+        // else the changes alone.
+        let impacts = |v: usize, w: usize| match (volume[v], volume[w]) {
+            (Some(a), Some(b)) if weighted => (delta(v) * a, delta(w) * b),
+            _ => (delta(v), delta(w)),
+        };
         let root = (0..n).all(|v| {
-            v == node
-                || !(below[v]
-                    && strong[k][v]
-                    && kind_of_best(v) == Some(k)
-                    && delta(v) >= own / 2.0)
+            v == node || !(below[v] && strong[k][v] && kind_of_best(v) == Some(k)) || {
+                let (mine, theirs) = impacts(node, v);
+                theirs < mine / 2.0
+            }
         });
+        // The share of the target's change (in absolute units) this
+        // candidate's own change can account for.
+        // The share of the target's change at the symptom (in absolute
+        // units, change × traffic) its own change there can account for.
+        let at_symptom = |j: &Judged| {
+            j.z.iter()
+                .enumerate()
+                .filter(|&(t, z)| near_symptom(t) && z.is_finite())
+                .map(|(_, &z)| z)
+                .fold(0.0, f64::max)
+                * j.scale
+        };
+        let cover = match (&judged[target], volume[node], volume[tnode]) {
+            (Some(tj), Some(a), Some(b)) if node != tnode && weighted => {
+                let want = at_symptom(tj) * b;
+                if want > 0.0 {
+                    (at_symptom(j) * a / want).min(1.0)
+                } else {
+                    1.0
+                }
+            }
+            _ => 1.0,
+        };
         let connected = from_target[k][node];
         let n_kind = strong[k].iter().filter(|&&x| x).count().max(1);
         let on_path = (0..n)
@@ -602,13 +750,18 @@ pub fn diagnose(
             onset_ok,
             connected,
             weak_below,
+            cover,
             score,
             victims,
         });
     }
+    // Roots first; among them, those that can account for at least half of
+    // the target's change (the same factor 2 as the root test); then score.
+    let covers = |c: &Candidate| c.cover >= 0.5;
     candidates.sort_by(|a, b| {
         b.root
             .cmp(&a.root)
+            .then(covers(b).cmp(&covers(a)))
             .then(b.score.total_cmp(&a.score))
             .then(a.onset.cmp(&b.onset))
             .then(a.node.cmp(&b.node))

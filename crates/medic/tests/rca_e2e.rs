@@ -184,6 +184,41 @@ fn a_slow_database_is_restarted_and_its_callers_are_held_back() {
             .any(|d| d["reason_code"] == "confidence_armed" || d["reason_code"] == "confidence_act"),
         "{ex}"
     );
+    // The merged services are visible: in the incident, in explain (JSON and
+    // text), exactly the victims the audit says joined db's incident.
+    let mut want: Vec<&str> = Vec::new();
+    for (k, p) in &records {
+        if k == "incident.merged" && p["incident"] == db_incident.as_str() {
+            let v = p["service"].as_str().unwrap();
+            if !want.contains(&v) {
+                want.push(v);
+            }
+        }
+    }
+    let detail = get_json(&format!("{api}/api/v1/incidents/{db_incident}")).unwrap();
+    assert_eq!(
+        detail["merged_services"],
+        serde_json::json!(want),
+        "{detail}"
+    );
+    let ex = get_json(&format!("{api}/api/v1/explain/{db_incident}")).unwrap();
+    assert_eq!(ex["merged_services"], serde_json::json!(want), "{ex}");
+    let out = assert_cmd::Command::cargo_bin("medic")
+        .unwrap()
+        .args(["--api", &api, "explain", &db_incident])
+        .env("MEDIC_TOKEN", token_as(&api, "alice", "admin"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        text.contains(&format!(
+            "merged into this incident (victims of db): {}",
+            want.join(", ")
+        )),
+        !want.is_empty(),
+        "{text}"
+    );
     // History: a second slow episode on db lists the first (closed, same
     // service and symptom) among its similar incidents. (The victims' own
     // incidents may never open: db is often healed before their latency rule

@@ -292,7 +292,8 @@ impl RcaState {
         self.tick(bucket)
     }
 
-    /// The signals kept for `service`, by name (for tests and explanations).
+    /// The signals kept for `service`, by name.
+    #[cfg(test)]
     pub fn signal_names(&self, service: &str) -> Vec<String> {
         self.names
             .iter()

@@ -141,15 +141,14 @@ signals:
     let hooks = hooks.with_samples(stx);
     let tasks = medic_signal::spawn_sources(&cfg.signals, tx, shutdown_rx, &hooks);
     tokio::spawn(async move { while rx.recv().await.is_some() {} });
-    let next = |srx: &mut mpsc::Receiver<medic_signal::SignalSample>| {
-        let deadline = Instant::now() + LIMIT;
-        async move {
-            tokio::time::timeout_at(deadline.into(), srx.recv())
-                .await
-                .expect("a sample")
-                .expect("sources running")
-        }
-    };
+    async fn next(
+        srx: &mut mpsc::Receiver<medic_signal::SignalSample>,
+    ) -> medic_signal::SignalSample {
+        tokio::time::timeout(LIMIT, srx.recv())
+            .await
+            .expect("a sample")
+            .expect("sources running")
+    }
     let s = next(&mut srx).await;
     assert_eq!(
         (s.service.as_str(), s.rule.as_str(), s.value, s.direction),

@@ -225,8 +225,8 @@ async fn incidents_list_and_detail_from_the_store() {
     assert_eq!(body["service"], "web");
     // The services whose incidents were merged into this one (issue 9).
     assert_eq!(body["merged_services"], json!(["api", "edge"]));
-    let body: Value = api.get("/api/v1/incidents/i-2").await.json().await.unwrap();
-    assert_eq!(body["merged_services"], json!([]));
+    let other: Value = api.get("/api/v1/incidents/i-2").await.json().await.unwrap();
+    assert_eq!(other["merged_services"], json!([]));
     assert_eq!(
         body["timeline"],
         json!([

@@ -267,7 +267,7 @@ impl RcaState {
     pub fn observe(&mut self, now: MonoTime, r: &ProbeReport) -> Option<DiagnosisReport> {
         let svc = self.names.iter().position(|n| *n == r.service)?;
         let bucket = now.as_millis() / STEP_MS;
-        if self.probes[svc].iter().any(|p| *p == r.probe) {
+        if self.probes[svc].contains(&r.probe) {
             let ms = r.latency.as_secs_f64() * 1e3;
             self.record(svc, "latency", Direction::Up, bucket, ms);
             let up = if r.ok { 1.0 } else { 0.0 };
@@ -362,7 +362,7 @@ impl RcaState {
         }
         let hlen = (hist_end - start) as usize;
         // Every signal of every service, in service order.
-        let mut dense: Vec<(usize, &str, Direction, Vec<f64>, Vec<f64>)> = Vec::new();
+        let mut dense: Vec<Dense<'_>> = Vec::new();
         for (node, list) in self.series.iter().enumerate() {
             for sr in list {
                 let mut h = vec![f64::NAN; hlen];
@@ -458,6 +458,10 @@ fn action_for(rems: &[medic_core::Remediation], signal: &str) -> Option<String> 
     own.or_else(|| rems.iter().find(|r| r.condition != slow))
         .map(|r| r.action.clone())
 }
+
+/// One signal laid out for a diagnosis: service, name, direction, history,
+/// window.
+type Dense<'a> = (usize, &'a str, Direction, Vec<f64>, Vec<f64>);
 
 /// Most consecutive empty buckets filled with the last observed value.
 const FILL: usize = 4;

@@ -244,6 +244,10 @@ pub struct ExplainResponse {
     /// Ranked root-cause hypotheses (issue 9), best first.
     #[serde(default)]
     pub hypotheses: Vec<HypothesisEntry>,
+    /// Services whose incidents were merged into this one: victims of this
+    /// incident's service, the diagnosed upstream cause (issue 9).
+    #[serde(default)]
+    pub merged_services: Vec<String>,
     /// The canary judge's verdicts (issue 10), oldest first.
     #[serde(default)]
     pub canary: Vec<CanaryEntry>,
@@ -474,6 +478,7 @@ pub fn explain_response(e: &Explanation, clock: &WallSync) -> ExplainResponse {
             .as_ref()
             .map(|a| approval_entry(a, clock)),
         hypotheses: hypothesis_entries(&e.hypotheses),
+        merged_services: e.merged.clone(),
         canary: e.canary.iter().map(|c| canary_entry(c, clock)).collect(),
     }
 }

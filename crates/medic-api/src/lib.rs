@@ -132,6 +132,11 @@ pub struct IncidentDetail {
     /// Closed incidents like this one and what worked (issue 9).
     #[serde(default)]
     pub similar: Vec<SimilarIncident>,
+    /// Services whose incidents were merged into this one (victims of its
+    /// service, the diagnosed upstream cause; issue 9), in the order they
+    /// joined.
+    #[serde(default)]
+    pub merged_services: Vec<String>,
 }
 
 /// A past incident like this one (issue 9).
@@ -199,6 +204,7 @@ impl From<medic_store::IncidentRecord> for IncidentDetail {
                 })
                 .collect(),
             similar: Vec::new(),
+            merged_services: r.merged.clone(),
             incident: IncidentSummary::from(r),
         }
     }
@@ -651,7 +657,17 @@ async fn explain(
         governance::QueryAnswer::Explain {
             explanation: Some(e),
             clock,
-        } => Ok(Json(governance::explain_response(&e, &clock))),
+        } => {
+            let mut r = governance::explain_response(&e, &clock);
+            // The merged services are durable in the store (the engine's
+            // memory of a closed incident is not, across a restart).
+            if r.merged_services.is_empty() {
+                if let Some(rec) = state.store.get_incident(&incident).await? {
+                    r.merged_services = rec.merged;
+                }
+            }
+            Ok(Json(r))
+        }
         governance::QueryAnswer::Explain {
             explanation: None, ..
         } => Err(ApiError::new(

@@ -113,6 +113,7 @@ fn incident(id: &str, opened_at: &str) -> IncidentRecord {
         closed_at: Some(opened_at.into()),
         outcome: Some("restarted".into()),
         summary: "web restarted".into(),
+        merged: Vec::new(),
         timeline: vec![
             TimelineEntry {
                 ts: opened_at.into(),
@@ -195,11 +196,11 @@ async fn incidents_list_and_detail_from_the_store() {
         ("i-2", "2026-01-02T00:00:00Z"),
         ("i-3", "2026-01-03T00:00:00Z"),
     ] {
-        api.state
-            .store
-            .upsert_incident(&incident(id, at))
-            .await
-            .unwrap();
+        let mut rec = incident(id, at);
+        if id == "i-1" {
+            rec.merged = vec!["api".into(), "edge".into()];
+        }
+        api.state.store.upsert_incident(&rec).await.unwrap();
     }
     let resp = api.get("/api/v1/incidents?limit=2").await;
     assert_eq!(resp.status(), 200);
@@ -222,6 +223,10 @@ async fn incidents_list_and_detail_from_the_store() {
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["id"], "i-1");
     assert_eq!(body["service"], "web");
+    // The services whose incidents were merged into this one (issue 9).
+    assert_eq!(body["merged_services"], json!(["api", "edge"]));
+    let other: Value = api.get("/api/v1/incidents/i-2").await.json().await.unwrap();
+    assert_eq!(other["merged_services"], json!([]));
     assert_eq!(
         body["timeline"],
         json!([

@@ -335,6 +335,8 @@ pub struct RawRule {
     pub failure: Option<RawFailure>,
     pub recovery: Option<RawRecovery>,
     pub breaker: Option<RawBreaker>,
+    /// The rule's kind of signal in root-cause ranking (issue 9).
+    pub kind: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -122,6 +122,18 @@ pub struct RuleConfig {
     pub for_: Duration,
     pub no_data: NoData,
     pub breaker: BreakerConfig,
+    /// `kind:` the rule's signal in root-cause ranking (issue 9): rules of
+    /// the same kind on different services are one signal that propagates
+    /// along `depends_on`, and patterns match it by this name (`errors`,
+    /// `memory`, `queue_depth`, ...). `None`: the rule's name.
+    pub kind: Option<String>,
+}
+
+impl RuleConfig {
+    /// The rule's signal name in root-cause ranking: its `kind`, else its name.
+    pub fn signal_kind(&self) -> &str {
+        self.kind.as_deref().unwrap_or(&self.name)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -505,6 +517,20 @@ impl Validator {
                 },
             };
             let rule_breaker = self.breaker(&breaker, r.breaker.as_ref());
+            let kind = r.kind.as_ref().and_then(|k| {
+                let v = k.value.trim();
+                if v.is_empty() || v == "latency" || v == "availability" {
+                    self.at(
+                        k.referenced,
+                        format!(
+                            "signal rule {name}: kind must be non-empty and not `latency` or `availability` (medic's own probe signals)"
+                        ),
+                    );
+                    None
+                } else {
+                    Some(v.to_string())
+                }
+            });
             let failure = self.failure_rule(r.failure.as_ref());
             let recovery = self.recovery_rule(r.recovery.as_ref());
             virt.entry(service.clone()).or_default().push(ProbeSpec {
@@ -524,6 +550,7 @@ impl Validator {
                     for_: r.for_.map_or(Duration::ZERO, |d| d.0),
                     no_data,
                     breaker: rule_breaker,
+                    kind,
                 });
             }
         }

@@ -218,6 +218,39 @@ signals:
 }
 
 #[test]
+fn a_rules_kind_names_its_signal_in_root_cause_ranking() {
+    let text = |kind: &str| {
+        format!(
+            "services:
+  api: {{}}
+signals:
+  sources:
+    log: {{ log: {{ path: /tmp/api.log }}, interval: 1s }}
+  rules:
+    api_errors:
+      service: api
+      source: log
+      match: 'ERROR'
+      above: 5
+{kind}"
+        )
+    };
+    let cfg = parse("m.yaml", &text("      kind: errors\n")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.signals.rules[0].kind.as_deref(), Some("errors"));
+    assert_eq!(cfg.signals.rules[0].signal_kind(), "errors");
+    let cfg = parse("m.yaml", &text("")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.signals.rules[0].signal_kind(), "api_errors");
+    // medic's own probe signals are not a rule's kind.
+    let err = parse("m.yaml", &text("      kind: latency\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("m.yaml:12:") && err.contains("kind must be non-empty and not `latency`"),
+        "{err}"
+    );
+}
+
+#[test]
 fn no_signals_section_means_empty() {
     let cfg = parse("m.yaml", BASE).unwrap();
     assert!(cfg.signals.is_empty());

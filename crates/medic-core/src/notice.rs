@@ -202,6 +202,9 @@ pub enum Notice {
     ApprovalWithdrawn {
         approval: String,
         incident: IncidentId,
+        /// Why (the incident escalated, resolved, or merged into its
+        /// upstream cause's).
+        reason: String,
     },
     /// An operator forced an action past the gates.
     Override {

@@ -318,6 +318,9 @@ pub struct IncidentView {
     pub outcome: Option<IncidentOutcome>,
     pub actions: Vec<String>,
     pub timeline: Vec<TimelineItem>,
+    /// Services whose incidents were merged into this one (victims of its
+    /// service, issue 9), in the order they joined.
+    pub merged: Vec<String>,
 }
 
 /// What the engine asks its driver to do: effects only. What happened is
@@ -424,6 +427,8 @@ pub struct Explanation {
     pub pending_approval: Option<ApprovalView>,
     /// Ranked hypotheses of the diagnosis that concerned it (issue 9).
     pub hypotheses: Vec<Hypothesis>,
+    /// Services whose incidents were merged into this one (issue 9).
+    pub merged: Vec<String>,
     /// The canary judge's verdicts (issue 10), oldest first.
     pub canary: Vec<crate::canary::CanaryRecord>,
 }

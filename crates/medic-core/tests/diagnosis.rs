@@ -208,6 +208,25 @@ fn a_cascade_makes_one_incident_whose_top_hypothesis_is_the_cause() {
     let ex = e.explain(&open[0].id.0).unwrap();
     assert_eq!(ex.hypotheses[0].service, "db");
     assert_eq!(ex.hypotheses[0].victims, ["api", "web"]);
+    // The merged services are visible in the incident and its explanation,
+    // and survive a restart (the snapshot).
+    assert_eq!(open[0].merged, ["api", "web"]);
+    assert_eq!(ex.merged, ["api", "web"]);
+    let json = serde_json::to_string(&e.snapshot()).unwrap();
+    let mut fresh = chain(GovernanceConfig::default());
+    fresh
+        .restore(
+            serde_json::from_str(&json).unwrap(),
+            std::time::Duration::ZERO,
+        )
+        .unwrap();
+    let again = fresh.open_incidents();
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert_eq!(again[0].merged, ["api", "web"]);
+    assert_eq!(
+        fresh.explain(&again[0].id.0).unwrap().merged,
+        ["api", "web"]
+    );
     // Below the armed band nothing is merged: each service keeps its own.
     let mut e = chain(GovernanceConfig::default());
     let script = format!(
@@ -260,4 +279,54 @@ fn victims_opened_before_the_cause_are_merged_into_its_incident() {
     }
     let db = e.explain(&open[0].id.0).unwrap();
     assert_eq!(db.hypotheses[0].service, "db");
+}
+
+#[test]
+fn a_victim_waiting_for_approval_is_merged_and_its_approval_withdrawn() {
+    // api's own incident waits for an approval (its diagnosis alone is in
+    // the approval band); then db is diagnosed as its upstream cause, in the
+    // armed band, and db's incident opens.
+    let mut e = chain(GovernanceConfig::default());
+    let script = format!(
+        "0s diagnose api 60 -\n{}9s diagnose db 81 api\n{}",
+        fail3("api", 1),
+        fail3("db", 10)
+    );
+    let mut out = Vec::new();
+    for line in script.lines().filter(|l| !l.trim().is_empty()) {
+        step(&mut e, line.trim());
+        while let Some(n) = e.poll_notice() {
+            match n {
+                Notice::ApprovalRequested { service, .. } => {
+                    out.push(format!("{service} approval requested"))
+                }
+                Notice::ApprovalWithdrawn {
+                    incident, reason, ..
+                } => out.push(format!("{} approval withdrawn: {reason}", incident.0)),
+                Notice::IncidentResolved {
+                    service, outcome, ..
+                } => out.push(format!("{service} resolved {}", outcome.as_str())),
+                Notice::IncidentMerged { service, cause, .. } => {
+                    out.push(format!("{service} merged into {cause}"))
+                }
+                _ => {}
+            }
+        }
+        while e.poll_command().is_some() {}
+    }
+    let open = e.open_incidents();
+    assert_eq!(open.len(), 1, "{open:?} {out:?}");
+    assert_eq!(open[0].service, "db");
+    assert_eq!(open[0].merged, ["api"]);
+    let db = &open[0].id.0;
+    let api = "inc-t-1";
+    assert_eq!(
+        out,
+        [
+            "api approval requested".to_string(),
+            format!("{api} approval withdrawn: merged: merged into {db} (a victim of db)"),
+            "api resolved merged".to_string(),
+            "api merged into db".to_string(),
+        ]
+    );
 }

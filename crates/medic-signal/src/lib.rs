@@ -36,7 +36,21 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 pub use alertmanager::{alertmanager_router, WEBHOOK_PATH};
-pub use rule::{Now, Observation, Outcome, RuleState};
+pub use rule::{Badness, Now, Observation, Outcome, RuleState};
+
+/// Capacity of the sample channel ([`SignalHooks::with_samples`]); samples
+/// beyond it are dropped (and counted in `events_dropped`).
+pub const SAMPLE_QUEUE: usize = 1024;
+
+/// One rule's value at one evaluation, for root-cause ranking (issue 9).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SignalSample {
+    pub service: String,
+    /// The rule's signal kind (`kind:`, else the rule's name).
+    pub rule: String,
+    pub value: f64,
+    pub direction: Badness,
+}
 
 /// Capacity of the event channel; events beyond it are dropped (and counted).
 pub const EVENT_QUEUE: usize = 256;
@@ -244,6 +258,7 @@ impl SignalMetrics {
 pub struct SignalHooks {
     pub metrics: Arc<SignalMetrics>,
     events: mpsc::Sender<SignalEvent>,
+    samples: Option<mpsc::Sender<SignalSample>>,
 }
 
 impl SignalHooks {
@@ -254,9 +269,26 @@ impl SignalHooks {
             SignalHooks {
                 metrics: Arc::new(SignalMetrics::default()),
                 events: tx,
+                samples: None,
             },
             rx,
         )
+    }
+
+    /// Also send every rule's value ([`SignalSample`]) to `tx` (without
+    /// waiting: dropped and counted when it is full).
+    pub fn with_samples(mut self, tx: mpsc::Sender<SignalSample>) -> SignalHooks {
+        self.samples = Some(tx);
+        self
+    }
+
+    /// Send a rule's value, if someone listens.
+    pub fn sample(&self, s: SignalSample) {
+        if let Some(tx) = &self.samples {
+            if tx.try_send(s).is_err() {
+                self.metrics.inc(&self.metrics.events_dropped);
+            }
+        }
     }
 
     /// Count and send an event without waiting; dropped (and counted) if the queue is full.

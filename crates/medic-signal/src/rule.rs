@@ -66,6 +66,22 @@ pub struct Outcome {
     /// The report to send (none when the rule is muted or has nothing to say).
     pub report: Option<ProbeReport>,
     pub events: Vec<SignalEvent>,
+    /// The rule's value this evaluation, its worst series by the rule's
+    /// [`RuleState::direction`] (largest, smallest, or the worst verdict's);
+    /// also while muted. `None` without finite data. Evidence for root-cause
+    /// ranking (issue 9), not a verdict.
+    pub sample: Option<f64>,
+}
+
+/// Which way a rule's value goes bad, read from its check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Badness {
+    /// `above:` only.
+    Up,
+    /// `below:` only.
+    Down,
+    /// Both bounds, or a detector (a change either way).
+    Both,
 }
 
 /// State of one signal rule.
@@ -100,6 +116,21 @@ impl RuleState {
 
     pub fn series_count(&self) -> usize {
         self.series.len()
+    }
+
+    /// Which way this rule's value goes bad.
+    pub fn direction(&self) -> Badness {
+        match &self.cfg.check {
+            Check::Threshold {
+                above: Some(_),
+                below: None,
+            } => Badness::Up,
+            Check::Threshold {
+                above: None,
+                below: Some(_),
+            } => Badness::Down,
+            _ => Badness::Both,
+        }
     }
 
     fn condition(&self) -> String {
@@ -210,7 +241,16 @@ impl RuleState {
             .filter_map(|o| self.judge(now, o))
             .collect();
         self.series.retain(|_, s| s.absent < SERIES_IDLE_EVALS);
+        let finite = verdicts.iter().map(|v| v.value).filter(|v| v.is_finite());
+        out.sample = match self.direction() {
+            Badness::Up => finite.reduce(f64::max),
+            Badness::Down => finite.reduce(f64::min),
+            Badness::Both => None,
+        };
         if muted {
+            if out.sample.is_none() {
+                out.sample = worst(&mut verdicts).filter(|v| v.is_finite());
+            }
             return out;
         }
         let (failing, detail) = if verdicts.is_empty() {
@@ -220,12 +260,10 @@ impl RuleState {
                 NoData::Fail => (true, format!("{}: no data", self.cfg.name)),
             }
         } else {
-            // Worst first: held breaches, then pending breaches, then by score.
-            verdicts.sort_by(|a, b| {
-                (b.held, b.breached)
-                    .cmp(&(a.held, a.breached))
-                    .then(b.score.total_cmp(&a.score))
-            });
+            let w = worst(&mut verdicts).filter(|v| v.is_finite());
+            if out.sample.is_none() {
+                out.sample = w;
+            }
             let w = &verdicts[0];
             let state = if w.held {
                 "breached"
@@ -282,6 +320,17 @@ impl RuleState {
     }
 }
 
+/// Sorts `verdicts` worst first (held breaches, then pending breaches, then
+/// by score) and returns the worst one's value.
+fn worst(verdicts: &mut [Verdict]) -> Option<f64> {
+    verdicts.sort_by(|a, b| {
+        (b.held, b.breached)
+            .cmp(&(a.held, a.breached))
+            .then(b.score.total_cmp(&a.score))
+    });
+    verdicts.first().map(|v| v.value)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -297,6 +346,7 @@ mod tests {
             for_: Duration::from_secs(for_secs),
             no_data: NoData::Skip,
             breaker: BreakerConfig::default(),
+            kind: None,
         }
     }
 
@@ -404,6 +454,51 @@ mod tests {
         c.no_data = NoData::Ok;
         let mut r = RuleState::new(c);
         assert_eq!(ok_of(&r.evaluate(at(0), &[])), Some(true));
+    }
+
+    #[test]
+    fn the_sample_is_the_worst_series_by_the_checks_direction() {
+        let two = |a: f64, b: f64| {
+            vec![
+                Observation {
+                    series: "a".into(),
+                    value: a,
+                },
+                Observation {
+                    series: "b".into(),
+                    value: b,
+                },
+            ]
+        };
+        let mut up = RuleState::new(rule(
+            Check::Threshold {
+                above: Some(100.0),
+                below: None,
+            },
+            0,
+        ));
+        assert_eq!(up.direction(), Badness::Up);
+        assert_eq!(up.evaluate(at(0), &two(3.0, 7.0)).sample, Some(7.0));
+        let mut down = RuleState::new(rule(
+            Check::Threshold {
+                above: None,
+                below: Some(0.5),
+            },
+            0,
+        ));
+        assert_eq!(down.direction(), Badness::Down);
+        assert_eq!(down.evaluate(at(0), &two(3.0, 7.0)).sample, Some(3.0));
+        // Both bounds: the worst verdict's value (the breached series).
+        let mut both = RuleState::new(rule(
+            Check::Threshold {
+                above: Some(10.0),
+                below: Some(1.0),
+            },
+            0,
+        ));
+        assert_eq!(both.direction(), Badness::Both);
+        assert_eq!(both.evaluate(at(0), &two(0.5, 7.0)).sample, Some(0.5));
+        assert_eq!(up.evaluate(at(1), &two(f64::NAN, f64::NAN)).sample, None);
     }
 
     #[test]

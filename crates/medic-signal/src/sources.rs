@@ -371,6 +371,15 @@ pub(crate) async fn run_source<T>(
             let Some(obs) = obs else { continue };
             metrics.add(&metrics.samples, obs.len() as u64);
             let out = r.state.evaluate(now, &obs);
+            if let Some(value) = out.sample {
+                let c = r.state.config();
+                hooks.sample(crate::SignalSample {
+                    service: c.service.clone(),
+                    rule: c.signal_kind().to_string(),
+                    value,
+                    direction: r.state.direction(),
+                });
+            }
             for ev in out.events {
                 hooks.emit(ev);
             }

@@ -107,6 +107,74 @@ signals:
     run.stop().await;
 }
 
+/// Each evaluation's value reaches a sample listener (the daemon's root-cause
+/// ranking), named by the rule's `kind`, through the real scrape adapter.
+#[tokio::test]
+async fn rule_values_reach_the_sample_listener_by_kind() {
+    let (app, fixture) = medic_fixture::router();
+    let addr = serve(app).await;
+    let cfg = medic_config::parse(
+        "t.yaml",
+        &format!(
+            "services:
+  web:
+    probes:
+      hz: {{ http: {{ url: 'http://{addr}/healthz' }} }}
+signals:
+  sources:
+    m: {{ scrape: {{ url: 'http://{addr}/metrics' }}, interval: 200ms }}
+  rules:
+    web_errors:
+      service: web
+      source: m
+      metric: fixture_errors_total
+      above: 100
+      kind: errors
+"
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let (tx, mut rx) = mpsc::channel::<ProbeReport>(64);
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let (hooks, _events) = SignalHooks::new();
+    let (stx, mut srx) = mpsc::channel(64);
+    let hooks = hooks.with_samples(stx);
+    let tasks = medic_signal::spawn_sources(&cfg.signals, tx, shutdown_rx, &hooks);
+    tokio::spawn(async move { while rx.recv().await.is_some() {} });
+    async fn next(
+        srx: &mut mpsc::Receiver<medic_signal::SignalSample>,
+    ) -> medic_signal::SignalSample {
+        tokio::time::timeout(LIMIT, srx.recv())
+            .await
+            .expect("a sample")
+            .expect("sources running")
+    }
+    let s = next(&mut srx).await;
+    assert_eq!(
+        (s.service.as_str(), s.rule.as_str(), s.value, s.direction),
+        ("web", "errors", 0.0, medic_signal::Badness::Up)
+    );
+    fixture.set_state(medic_fixture::FixtureState {
+        error: true,
+        ..fixture.state()
+    });
+    let http = reqwest::Client::new();
+    for _ in 0..3 {
+        let _ = http.get(format!("http://{addr}/healthz")).send().await;
+    }
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        assert!(Instant::now() < deadline, "no sample with value 3");
+        if next(&mut srx).await.value == 3.0 {
+            break;
+        }
+    }
+    let _ = shutdown.send(true);
+    for t in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+    }
+}
+
 fn append(p: &std::path::Path, s: &str) {
     let mut f = std::fs::OpenOptions::new()
         .create(true)

@@ -250,6 +250,11 @@ pub struct IncidentRecord {
     pub outcome: Option<String>,
     pub summary: String,
     pub timeline: Vec<TimelineEntry>,
+    /// Services whose incidents were merged into this one (victims of its
+    /// service, issue 9), in the order they joined; table `incident_merged`.
+    /// Filled by [`Store::get_incident`] only (empty in lists).
+    #[serde(default)]
+    pub merged: Vec<String>,
 }
 
 /// The first record that failed verification.
@@ -623,6 +628,19 @@ impl Store {
         )
         .await
         .map_err(StoreError::db(OP))?;
+        for (pos, service) in incident.merged.iter().enumerate() {
+            tx.execute(
+                "INSERT INTO incident_merged (incident, service, pos) VALUES ($1, $2, $3) \
+                 ON CONFLICT (incident, service) DO NOTHING",
+                &[
+                    Arg::Text(&incident.id),
+                    Arg::Text(service),
+                    Arg::Int(i64::try_from(pos).unwrap_or(i64::MAX)),
+                ],
+            )
+            .await
+            .map_err(StoreError::db(OP))?;
+        }
         tx.commit().await.map_err(StoreError::db(OP))
     }
 
@@ -678,7 +696,27 @@ impl Store {
             .fetch_optional(&sql, &[Arg::Text(id)])
             .await
             .map_err(StoreError::db(OP))?;
-        row.as_ref().map(|r| decode_incident(r, OP)).transpose()
+        let Some(mut rec) = row.as_ref().map(|r| decode_incident(r, OP)).transpose()? else {
+            return Ok(None);
+        };
+        let merged = self
+            .db
+            .fetch_all(
+                "SELECT service FROM incident_merged WHERE incident = $1 ORDER BY pos, service",
+                &[Arg::Text(id)],
+            )
+            .await
+            .map_err(StoreError::db(OP))?;
+        rec.merged = merged
+            .iter()
+            .map(|r| {
+                r.text("service").map_err(|e| StoreError::Corrupt {
+                    op: OP,
+                    reason: format!("incident_merged column service: {e}"),
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Some(rec))
     }
 
     /// Persists the engine's safety state (one row, replaced each time).
@@ -1005,6 +1043,7 @@ fn decode_incident(row: &DbRow, op: &'static str) -> Result<IncidentRecord, Stor
         outcome: get_opt("outcome")?,
         summary: get("summary")?,
         timeline,
+        merged: Vec::new(),
         id,
     })
 }

@@ -294,9 +294,14 @@ pub fn render(n: &Notice) -> Rendered {
             .s("service", service)
             .s("action", action)
             .list("approvers", approvers),
-        Notice::ApprovalWithdrawn { approval, incident } => {
-            f.s("approval_id", approval).s("incident", incident)
-        }
+        Notice::ApprovalWithdrawn {
+            approval,
+            incident,
+            reason,
+        } => f
+            .s("approval_id", approval)
+            .s("incident", incident)
+            .s("reason", reason),
         Notice::Override {
             action_id,
             service,

@@ -38,6 +38,7 @@ fn incident(id: &str) -> IncidentRecord {
         closed_at: None,
         outcome: None,
         summary: "s".into(),
+        merged: Vec::new(),
         timeline: vec![],
     }
 }

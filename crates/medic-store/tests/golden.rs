@@ -138,6 +138,7 @@ fn sample(k: NoticeKind) -> Notice {
         NoticeKind::ApprovalWithdrawn => Notice::ApprovalWithdrawn {
             approval: "apr-1".into(),
             incident: inc(),
+            reason: "merged: merged into inc-abc-2 (a victim of db)".into(),
         },
         NoticeKind::Override => Notice::Override {
             action_id: ActionId(7),

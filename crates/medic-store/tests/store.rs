@@ -369,6 +369,7 @@ fn incident(id: &str, opened_at: &str) -> IncidentRecord {
         closed_at: None,
         outcome: None,
         summary: "web is unhealthy".into(),
+        merged: Vec::new(),
         timeline: vec![TimelineEntry {
             ts: opened_at.into(),
             kind: "opened".into(),
@@ -406,6 +407,8 @@ async fn incidents_upsert_get_list_and_survive_reopen() {
         a2.updated_at = "2026-01-01T00:05:00Z".into();
         a2.closed_at = Some("2026-01-01T00:05:00Z".into());
         a2.outcome = Some("restarted".into());
+        // Victims merged into it (issue 9), in the order they joined.
+        a2.merged = vec!["db".into(), "api".into()];
         a2.timeline.push(TimelineEntry {
             ts: "2026-01-01T00:05:00Z".into(),
             kind: "action".into(),

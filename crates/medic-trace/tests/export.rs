@@ -33,6 +33,7 @@ fn incident(id: &str) -> IncidentView {
             item(3_000, "verifying"),
             item(9_000, "resolved"),
         ],
+        merged: Vec::new(),
     }
 }
 

@@ -48,6 +48,7 @@ fn incident(i: u32) -> IncidentRecord {
         closed_at: Some(ts.clone()),
         outcome: Some("healed".into()),
         summary: "application errors (HTTP 500) (confidence 0.80); actions: restart".into(),
+        merged: Vec::new(),
         timeline: (0..6)
             .map(|k| TimelineEntry {
                 ts: ts.clone(),

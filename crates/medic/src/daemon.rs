@@ -52,6 +52,8 @@ pub struct DaemonOptions {
 
 pub(crate) enum Msg {
     Probe(ProbeReport),
+    /// A signal rule's value, evidence for the root-cause ranking (issue 9).
+    Sample(medic_signal::SignalSample),
     /// A diagnosis with AI suggestions appended, for diagnosis generation `.0`.
     Ai(u64, medic_core::DiagnosisReport),
     /// The accepted candidate patterns in the store (at start, and after
@@ -217,6 +219,22 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
 
     // Signal sources (metrics, logs, alerts) report as virtual probes.
     let (hooks, sig_events) = medic_signal::SignalHooks::new();
+    // Rule values feed the root-cause ranking (issue 9) when there is a
+    // graph to rank across.
+    let hooks = if opts.config.dependencies.is_empty() {
+        hooks
+    } else {
+        let (sample_tx, mut sample_rx) = mpsc::channel(medic_signal::SAMPLE_QUEUE);
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            while let Some(s) = sample_rx.recv().await {
+                if tx.send(Msg::Sample(s)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        hooks.with_samples(sample_tx)
+    };
     // One registry: the signal layer's counters are read from its atomics at
     // scrape time.
     let metrics = {
@@ -1025,6 +1043,7 @@ impl EngineLoop {
         matches!(
             msg,
             Msg::Probe(_)
+                | Msg::Sample(_)
                 | Msg::Ai(..)
                 | Msg::Outcome { .. }
                 | Msg::Operate(..)
@@ -1074,6 +1093,21 @@ impl EngineLoop {
                     self.engine.handle_input(now, Input::Diagnosis(d));
                 }
                 self.engine.handle_input(now, Input::Probe(r))
+            }
+            Msg::Sample(s) => {
+                let dir = match s.direction {
+                    medic_signal::Badness::Up => medic_rca::Direction::Up,
+                    medic_signal::Badness::Down => medic_rca::Direction::Down,
+                    medic_signal::Badness::Both => medic_rca::Direction::Both,
+                };
+                let d = self
+                    .rca
+                    .as_mut()
+                    .and_then(|r| r.sample(now, &s.service, &s.rule, s.value, dir));
+                if let Some(d) = d {
+                    self.ask_ai(&d);
+                    self.engine.handle_input(now, Input::Diagnosis(d));
+                }
             }
             Msg::Canary(s) => self.engine.handle_input(now, Input::CanarySamples(s)),
             Msg::Ai(generation, d) => {
@@ -2250,6 +2284,7 @@ impl EngineLoop {
                     message: t.message.clone(),
                 })
                 .collect(),
+            merged: v.merged.clone(),
         };
         // A follower's incidents are its own view; the leader's are stored.
         if !self.writes_allowed() {

@@ -52,14 +52,30 @@ pub fn dot(cfg: &Config) -> String {
     out
 }
 
+/// A pattern's scope: `all` services, or `learned:SERVICE` for an accepted
+/// candidate (learned from that service's incident).
+pub fn pattern_scope(p: &medic_config::Pattern) -> String {
+    match &p.service {
+        Some(s) => format!("learned:{s}"),
+        None => "all".into(),
+    }
+}
+
 /// `medic patterns list`: one line per pattern.
 pub fn patterns_list(patterns: &[medic_config::Pattern]) -> String {
-    let mut out = format!("{:<28} {:>5}  {:<12} CAUSE\n", "NAME", "PRIOR", "SOURCE");
+    let mut out = format!(
+        "{:<28} {:>5}  {:<24} {:<16} CAUSE\n",
+        "NAME", "PRIOR", "SOURCE", "SCOPE"
+    );
     for p in patterns {
         let _ = writeln!(
             out,
-            "{:<28} {:>5.2}  {:<12} {}",
-            p.name, p.prior, p.source, p.cause
+            "{:<28} {:>5.2}  {:<24} {:<16} {}",
+            p.name,
+            p.prior,
+            p.source,
+            pattern_scope(p),
+            p.cause
         );
     }
     out
@@ -68,8 +84,12 @@ pub fn patterns_list(patterns: &[medic_config::Pattern]) -> String {
 /// `medic patterns show NAME`.
 pub fn pattern_show(p: &medic_config::Pattern) -> String {
     let mut out = format!(
-        "{}\n  cause: {}\n  prior: {:.2}\n  source: {}\n  symptoms:\n",
-        p.name, p.cause, p.prior, p.source
+        "{}\n  cause: {}\n  prior: {:.2}\n  source: {}\n  scope: {}\n  symptoms:\n",
+        p.name,
+        p.cause,
+        p.prior,
+        p.source,
+        pattern_scope(p)
     );
     for s in &p.symptoms {
         let _ = write!(out, "    - {} on {}", s.signal, s.on.as_str());

@@ -239,17 +239,32 @@ enum Cmd {
 
 #[derive(Subcommand)]
 enum PatternsCmd {
-    /// List every pattern with its prior and source.
+    /// List every pattern with its prior, source and scope; with `--db` or
+    /// `--url`, also the accepted candidates of that store (learned, scoped
+    /// to their service).
     List {
         /// Also load the operator pattern files named by this config.
         #[arg(short, long)]
         config: Option<PathBuf>,
+        /// Also list the accepted candidates of this SQLite store.
+        #[arg(long, conflicts_with = "url")]
+        db: Option<PathBuf>,
+        /// Also list the accepted candidates of this Postgres store.
+        #[arg(long)]
+        url: Option<String>,
     },
-    /// Show one pattern: symptoms, cause, actions with their tier, prior.
+    /// Show one pattern: symptoms, cause, actions with their tier, prior
+    /// (an accepted candidate `candidate-ID` with `--db` or `--url`).
     Show {
         name: String,
         #[arg(short, long)]
         config: Option<PathBuf>,
+        /// Also look among the accepted candidates of this SQLite store.
+        #[arg(long, conflicts_with = "url")]
+        db: Option<PathBuf>,
+        /// Also look among the accepted candidates of this Postgres store.
+        #[arg(long)]
+        url: Option<String>,
     },
     /// Candidate patterns learned from incidents resolved by a human, and the
     /// learned (pattern, action) success counts.
@@ -468,11 +483,14 @@ fn run(cmd: Cmd, api: &str) -> Result<ExitCode, CliError> {
             })
         }
         Cmd::Patterns { cmd } => {
-            let config = match &cmd {
-                PatternsCmd::List { config } | PatternsCmd::Show { config, .. } => config.clone(),
-                _ => None,
+            let (config, db, url) = match &cmd {
+                PatternsCmd::List { config, db, url }
+                | PatternsCmd::Show {
+                    config, db, url, ..
+                } => (config.clone(), db.clone(), url.clone()),
+                _ => (None, None, None),
             };
-            let patterns = match config {
+            let mut patterns = match config {
                 Some(c) => {
                     let cfg = medic_config::load(&c).map_err(CliError::config)?;
                     cfg.patterns(c.parent().unwrap_or(std::path::Path::new(".")))
@@ -480,6 +498,21 @@ fn run(cmd: Cmd, api: &str) -> Result<ExitCode, CliError> {
                 }
                 None => medic_config::load_patterns(&[]).map_err(CliError::config)?,
             };
+            // The store's accepted candidates (learned patterns, issue 9);
+            // pending and rejected ones stay in `medic patterns candidates`.
+            if db.is_some() || url.is_some() {
+                let target = store_arg(db, url)?;
+                let all = runtime()?.block_on(async {
+                    let store = open_existing(&target).await?;
+                    let rows = store
+                        .candidate_patterns()
+                        .await
+                        .map_err(|e| CliError::new(Code::Store, e.to_string()));
+                    store.close().await;
+                    rows
+                })?;
+                patterns.extend(rca::accepted_patterns(&all));
+            }
             match cmd {
                 PatternsCmd::List { .. } => print!("{}", graph::patterns_list(&patterns)),
                 PatternsCmd::Candidates { .. }

@@ -244,6 +244,19 @@ pub async fn run(api: &str, cmd: OpCmd) -> Result<ExitCode, CliError> {
                     println!("     not taken: {w}");
                 }
             }
+            let merged: Vec<&str> = v["merged_services"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|m| m.as_str())
+                .collect();
+            if !merged.is_empty() {
+                println!(
+                    "  merged into this incident (victims of {}): {}",
+                    s(&v, "service"),
+                    merged.join(", ")
+                );
+            }
             return Ok(ExitCode::SUCCESS);
         }
         OpCmd::Cancel { action_id, reason } => {

@@ -188,3 +188,87 @@ fn candidate_patterns_are_listed_and_only_a_human_accepts_or_rejects_them() {
         .unwrap()
         .contains("error[E0062]"));
 }
+
+#[test]
+fn patterns_list_and_show_include_the_accepted_candidates_of_a_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("medic.db");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let cand = |service: &str, note: &str| medic_store::CandidatePattern {
+        id: 0,
+        incident: format!("inc-{service}"),
+        service: service.into(),
+        trigger: "work slow".into(),
+        action: "flush_cache".into(),
+        by: "alice".into(),
+        note: note.into(),
+        status: "candidate".into(),
+        created_at: "2026-01-01T00:00:00Z".into(),
+    };
+    let (accepted, pending, rejected) = rt.block_on(async {
+        let s = medic_store::Store::open(&db).await.unwrap();
+        let a = s
+            .add_candidate_pattern(&cand("api", "cache went cold"))
+            .await
+            .unwrap();
+        let p = s
+            .add_candidate_pattern(&cand("web", "pending one"))
+            .await
+            .unwrap();
+        let r = s
+            .add_candidate_pattern(&cand("db", "rejected one"))
+            .await
+            .unwrap();
+        assert!(s.set_candidate_status(a, "accepted").await.unwrap());
+        assert!(s.set_candidate_status(r, "rejected").await.unwrap());
+        s.close().await;
+        (a, p, r)
+    });
+    let run = |args: &[&str]| {
+        let out = medic().args(args).arg(&db).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+    let (code, list, err) = run(&["patterns", "list", "--db"]);
+    assert_eq!(code, Some(0), "{err}");
+    // The library, plus the accepted candidate marked as learned, with its
+    // service scope and source; not the pending or rejected ones.
+    assert!(
+        list.contains("dependency_slow") && list.contains("crash"),
+        "{list}"
+    );
+    let line = list
+        .lines()
+        .find(|l| l.starts_with(&format!("candidate-{accepted} ")))
+        .unwrap_or_else(|| panic!("no accepted candidate in:\n{list}"));
+    assert!(
+        line.contains(&format!("candidate #{accepted} (accepted)")),
+        "{line}"
+    );
+    assert!(
+        line.contains("learned:api") && line.contains("cache went cold"),
+        "{line}"
+    );
+    for other in [pending, rejected] {
+        assert!(!list.contains(&format!("candidate-{other}")), "{list}");
+    }
+    assert!(list
+        .lines()
+        .filter(|l| l.starts_with("dependency_slow "))
+        .all(|l| l.contains(" all ")));
+    let (code, show, err) = run(&["patterns", "show", &format!("candidate-{accepted}"), "--db"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(show.contains("scope: learned:api"), "{show}");
+    assert!(show.contains("latency on self"), "{show}");
+    assert!(show.contains("flush_cache (medium tier)"), "{show}");
+    let (code, _, err) = run(&["patterns", "show", &format!("candidate-{pending}"), "--db"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("error[E0061]"), "{err}");
+    // Without a store: the library only.
+    let out = medic().args(["patterns", "list"]).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(!text.contains("candidate-"), "{text}");
+}

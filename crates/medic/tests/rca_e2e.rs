@@ -184,6 +184,41 @@ fn a_slow_database_is_restarted_and_its_callers_are_held_back() {
             .any(|d| d["reason_code"] == "confidence_armed" || d["reason_code"] == "confidence_act"),
         "{ex}"
     );
+    // The merged services are visible: in the incident, in explain (JSON and
+    // text), exactly the victims the audit says joined db's incident.
+    let mut want: Vec<&str> = Vec::new();
+    for (k, p) in &records {
+        if k == "incident.merged" && p["incident"] == db_incident.as_str() {
+            let v = p["service"].as_str().unwrap();
+            if !want.contains(&v) {
+                want.push(v);
+            }
+        }
+    }
+    let detail = get_json(&format!("{api}/api/v1/incidents/{db_incident}")).unwrap();
+    assert_eq!(
+        detail["merged_services"],
+        serde_json::json!(want),
+        "{detail}"
+    );
+    let ex = get_json(&format!("{api}/api/v1/explain/{db_incident}")).unwrap();
+    assert_eq!(ex["merged_services"], serde_json::json!(want), "{ex}");
+    let out = assert_cmd::Command::cargo_bin("medic")
+        .unwrap()
+        .args(["--api", &api, "explain", &db_incident])
+        .env("MEDIC_TOKEN", token_as(&api, "alice", "admin"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        text.contains(&format!(
+            "merged into this incident (victims of db): {}",
+            want.join(", ")
+        )),
+        !want.is_empty(),
+        "{text}"
+    );
     // History: a second slow episode on db lists the first (closed, same
     // service and symptom) among its similar incidents. (The victims' own
     // incidents may never open: db is often healed before their latency rule
@@ -227,6 +262,84 @@ fn a_slow_database_is_restarted_and_its_callers_are_held_back() {
             assert_eq!(p["reason_code"], "upstream_cause", "{p}");
         }
     }
+}
+
+/// Failing calls, not slow ones: an `error` fault on db makes db's `/work`
+/// answer 500 and its callers' 502, at their usual latency. The daemon ranks
+/// db by availability (the probes' pass rate) and restarts only db.
+#[test]
+fn a_failing_database_is_ranked_by_availability_and_only_it_is_restarted() {
+    let dir = TestDir::new();
+    let (pw, pa, pd, aport) = (free_port(), free_port(), free_port(), free_port());
+    let exe = assert_cmd::cargo::cargo_bin("medic");
+    let svc = |name: &str, port: u16, down: Option<u16>, deps: &str| {
+        let down = down
+            .map(|p| format!(", \"--downstream\", \"http://127.0.0.1:{p}\""))
+            .unwrap_or_default();
+        format!(
+            r#"  {name}:
+    process:
+      command: ["{exe}", "fixture", "--port", "{port}"{down}]
+      stop_grace: 2s
+{deps}    probes:
+      work:
+        http: {{ url: "http://127.0.0.1:{port}/work", timeout: 5s }}
+        interval: 250ms
+        failure: {{ consecutive: 8 }}
+    actions:
+      restart: {{ restart: {{}} }}
+    remediate:
+      - when: {{ probe: work, condition: failing }}
+        action: restart
+"#,
+            exe = exe.display()
+        )
+    };
+    let cfg = format!(
+        "mode: aggressive\nlisten: 127.0.0.1:{aport}\ndatabase: medic.db\npolicy: {{ cooldown: 1s, verify_window: 5s }}\nservices:\n{}{}{}",
+        svc("web", pw, Some(pa), "    depends_on: [api]\n"),
+        svc("api", pa, Some(pd), "    depends_on: [db]\n"),
+        svc("db", pd, None, ""),
+    );
+    let cfg = write(dir.path(), "medic.yaml", &cfg);
+    let _daemon = dir.spawn_daemon(&cfg, None);
+    let pid = |p: u16| fixture_pid(&format!("http://127.0.0.1:{p}/healthz"));
+    let (web0, api0, db0) = (pid(pw), pid(pa), pid(pd));
+    std::thread::sleep(Duration::from_secs(8));
+    assert_eq!(
+        post_json(
+            &format!("http://127.0.0.1:{pd}/fault/error"),
+            &serde_json::json!({})
+        ),
+        200
+    );
+    let db1 = new_fixture_pid(
+        &format!("http://127.0.0.1:{pd}/healthz"),
+        db0,
+        Duration::from_secs(60),
+    );
+    assert_ne!(db1, db0);
+    let api = format!("http://127.0.0.1:{aport}");
+    let records = audit(&api);
+    assert!(
+        records.iter().any(|(k, p)| k == "rca.diagnosed"
+            && p["service"] == "db"
+            && p["hypotheses"]
+                .as_str()
+                .is_some_and(|h| h.starts_with("db/availability"))),
+        "no availability diagnosis of db: {records:?}"
+    );
+    let intents: Vec<&str> = records
+        .iter()
+        .filter(|(k, _)| k == "action.intent")
+        .map(|(_, p)| p["service"].as_str().unwrap_or(""))
+        .collect();
+    assert!(
+        !intents.is_empty() && intents.iter().all(|s| *s == "db"),
+        "{intents:?}"
+    );
+    assert_eq!(pid(pw), web0, "web was restarted");
+    assert_eq!(pid(pa), api0, "api was restarted");
 }
 
 /// An incident no pattern matched, resolved by a human after a forced action,

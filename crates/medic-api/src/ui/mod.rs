@@ -778,6 +778,50 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_incident_page_names_the_merged_services() {
+        let rec = medic_store::IncidentRecord {
+            id: "inc-1".into(),
+            service: "db".into(),
+            state: "resolved".into(),
+            trigger: "work slow".into(),
+            opened_at: "2026-01-01T00:00:00Z".into(),
+            updated_at: "2026-01-01T00:00:00Z".into(),
+            closed_at: None,
+            outcome: None,
+            summary: "slow".into(),
+            timeline: Vec::new(),
+            merged: Vec::new(),
+        };
+        let page = |merged: Vec<String>| {
+            let mut rec = rec.clone();
+            rec.merged = merged;
+            IncidentPage {
+                who: "alice".into(),
+                role: "viewer",
+                can: Can::of(Role::Viewer),
+                auth_on: true,
+                csrf: String::new(),
+                detail: IncidentDetail::from(rec),
+                phase: None,
+                decisions: Vec::new(),
+                pending: None,
+                chart: None,
+                probe: "work".into(),
+            }
+            .render()
+            .unwrap()
+        };
+        let html = page(vec!["api".into(), "web".into()]);
+        assert!(
+            html.contains(
+                "<p id=\"merged\">merged into this incident (victims of db): <strong>api, web</strong></p>"
+            ),
+            "{html}"
+        );
+        assert!(!page(Vec::new()).contains("id=\"merged\""));
+    }
+
+    #[test]
     fn probe_history_shrinks_per_probe_as_probes_grow() {
         let c = Console::new(Vec::new(), Vec::new(), None);
         let ms = Duration::from_millis(1);

@@ -280,8 +280,10 @@ impl Engine {
     /// Victims of the diagnosed upstream cause (confidence at or above the
     /// armed band) whose incidents opened before the cause's: each is closed
     /// as `merged` and its trigger joins the cause's incident (see
-    /// [`Engine::merge_into_cause`]). A victim with an action in flight or a
-    /// pending approval is left alone.
+    /// [`Engine::merge_into_cause`]). A victim's pending approval is
+    /// withdrawn (`ApprovalWithdrawn`, the reason naming the cause's
+    /// incident) and so is any action it was waiting to run; a victim with
+    /// an action in flight is left alone (it cannot be taken back).
     pub(super) fn merge_victims(&mut self) {
         let Some(top) = self.last_diagnosis.hypotheses.first() else {
             return;
@@ -304,7 +306,8 @@ impl Engine {
             .filter_map(|v| {
                 let s = self.services.get(v)?;
                 let inc = s.incident.as_ref()?;
-                (s.inflight.is_none() && inc.approval.is_none())
+                s.inflight
+                    .is_none()
                     .then(|| (v.clone(), inc.probe.clone(), inc.condition))
             })
             .collect();

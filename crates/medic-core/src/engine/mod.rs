@@ -327,6 +327,7 @@ impl Engine {
                         .and_then(|a| self.approvals.get(&a))
                         .map(approval_view),
                     hypotheses: inc.hypotheses.clone(),
+                    merged: inc.merged.clone(),
                     canary: inc.canary.clone(),
                 });
             }

@@ -611,6 +611,7 @@ impl Engine {
             self.notice(Notice::ApprovalWithdrawn {
                 approval: format!("apr-{}", a.id),
                 incident: id.clone(),
+                reason: format!("escalated: {reason}"),
             });
         }
         self.notice(Notice::IncidentEscalated {
@@ -671,6 +672,7 @@ impl Engine {
             self.notice(Notice::ApprovalWithdrawn {
                 approval: format!("apr-{}", a.id),
                 incident: inc.id.clone(),
+                reason: format!("{}: {reason}", outcome.as_str()),
             });
         }
         self.notice(Notice::IncidentResolved {
@@ -687,6 +689,7 @@ impl Engine {
             decisions: inc.decisions.into_iter().collect(),
             pending_approval: None,
             hypotheses: inc.hypotheses,
+            merged: inc.merged,
             canary: inc.canary,
         };
         self.explained.insert(inc.id.0.clone(), ex);

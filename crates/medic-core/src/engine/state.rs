@@ -411,5 +411,6 @@ pub(crate) fn view(
         outcome,
         actions: inc.actions.clone(),
         timeline: inc.timeline.iter().cloned().collect(),
+        merged: inc.merged.clone(),
     }
 }

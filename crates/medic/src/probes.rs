@@ -13,7 +13,10 @@
 //! `consecutive × (interval + timeout)`. A run still going when its next tick
 //! comes is not doubled: the next run starts when it ends, and the schedule
 //! after that stays on the grid. A process probe also reports every state
-//! change of its supervisor at once.
+//! change of its supervisor at once. An HTTP probe with keep-alive (the
+//! default) holds at most one connection (`medic_probe::Prepared`), reused
+//! for at most `keep_alive_max_age`, closed after any failed run and not
+//! reused after an action on its service ended.
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -187,7 +190,9 @@ async fn probe_loop(
         ProbeKind::Process => Duration::ZERO,
         _ => spread_offset(&service, &probe.name, interval),
     };
-    let prepared = medic_probe::Prepared::new(probe.kind.clone());
+    let mut prepared = medic_probe::Prepared::new(probe.kind.clone());
+    // Actions ended on this service when the kept connection was dialled.
+    let mut acted = hints.actions_ended(&service);
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + offset, interval);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut next_due: Option<tokio::time::Instant> = None;
@@ -231,8 +236,19 @@ async fn probe_loop(
                 let Ok(_permit) = permits.acquire().await else {
                     return;
                 };
+                if prepared.has_connection() {
+                    // medic acted on the service (e.g. restarted it) since
+                    // this connection was dialled: probe it through a new one.
+                    let now = hints.actions_ended(&service);
+                    if now != acted {
+                        prepared.forget_connection();
+                    }
+                    acted = now;
+                } else {
+                    acted = hints.actions_ended(&service);
+                }
                 let o = tokio::select! {
-                    o = prober.run_prepared(&prepared, probe.timeout) => o,
+                    o = prober.run_prepared(&mut prepared, probe.timeout) => o,
                     _ = shutdown.changed() => return,
                 };
                 o
@@ -286,7 +302,7 @@ mod tests {
                 url: format!("http://{addr}/healthz"),
                 expect_status: 200,
                 body_contains: None,
-                keep_alive: false,
+                keep_alive: None,
             },
         };
         let (tx, mut rx) = mpsc::channel(16);

@@ -101,8 +101,18 @@ pub enum Setup {
     /// medic with `failure.consecutive: 1` and a probe timeout just above
     /// the slow threshold ([`SENSITIVE_TIMEOUT`]).
     MedicSensitive,
+    /// supervisord as its documentation's example: `autorestart` left at
+    /// its default (`unexpected`: a `kill -9` is unexpected), the default
+    /// `startsecs` (1 s). It has no setting that sees more than an exit, so
+    /// there is no tuned variant.
     Supervisord,
-    Monit,
+    /// monit as a user following its manual writes it: start and stop
+    /// programs with the default timeouts (30 s), the stop a plain `kill`,
+    /// the HTTP check with the default connection timeout (5 s).
+    MonitDefaults,
+    /// monit at its fastest: start timeout 1 s, stop by `kill -9`, the HTTP
+    /// check's timeout one cycle.
+    MonitTuned,
 }
 
 impl Setup {
@@ -110,15 +120,15 @@ impl Setup {
         match self {
             Setup::MedicDefaults | Setup::MedicSensitive => "medic",
             Setup::Supervisord => "supervisord",
-            Setup::Monit => "monit",
+            Setup::MonitDefaults | Setup::MonitTuned => "monit",
         }
     }
 
     pub fn config(self) -> &'static str {
         match self {
-            Setup::MedicDefaults => "defaults",
+            Setup::MedicDefaults | Setup::Supervisord | Setup::MonitDefaults => "defaults",
             Setup::MedicSensitive => "sensitive",
-            Setup::Supervisord | Setup::Monit => "default",
+            Setup::MonitTuned => "tuned",
         }
     }
 
@@ -202,13 +212,15 @@ services:
     )
 }
 
-/// supervisord's config: restart on exit, as fast as it allows.
+/// supervisord's config: the program with supervisord's defaults (it
+/// restarts a process that exits unexpectedly, `kill -9` included, after
+/// its main loop notices; `startsecs`, `startretries`, `autorestart` as
+/// shipped), only the paths set.
 pub fn supervisord_config(exe: &Path, port: u16, dir: &Path) -> String {
     format!(
         "[supervisord]\nnodaemon=true\nlogfile={d}/supervisord.log\npidfile={d}/supervisord.pid\n\
          childlogdir={d}\n\n\
-         [program:fixture]\ncommand={exe} fixture --port {port}\nautostart=true\nautorestart=true\n\
-         startsecs=0\nstartretries=100000\nstopasgroup=true\nkillasgroup=true\nstopwaitsecs=2\n\
+         [program:fixture]\ncommand={exe} fixture --port {port}\n\
          stdout_logfile={d}/fixture.log\nredirect_stderr=true\n",
         d = dir.display(),
         exe = exe.display(),
@@ -216,20 +228,39 @@ pub fn supervisord_config(exe: &Path, port: u16, dir: &Path) -> String {
 }
 
 /// monit's control file: the process by pidfile plus an HTTP check of
-/// `/healthz` (status < 400 within the timeout) each cycle, restart on failure.
-/// The start timeout is 1 s (monit's default, 30 s, also pauses connection
-/// tests that long after every start), the stop is `kill -9`: monit's
-/// fastest settings, so the comparison is with monit at its best.
-pub fn monit_config(exe: &Path, port: u16, dir: &Path, interval: Duration) -> String {
+/// `/healthz` (status < 400 within the timeout) each cycle, restart on
+/// failure, at the same cycle as the other tools (`set daemon`).
+///
+/// - `tuned`: start timeout 1 s (monit's default, 30 s, also holds off
+///   its tests of the process while a start may still be going on), stop
+///   by `kill -9` (a stopped or hung process dies at once), the check's
+///   timeout one cycle: monit's fastest settings.
+/// - defaults: as its manual's examples, every timeout left at monit's
+///   default (start and stop 30 s, connection 5 s), the stop a plain
+///   `kill` (SIGTERM).
+pub fn monit_config(exe: &Path, port: u16, dir: &Path, interval: Duration, tuned: bool) -> String {
     let secs = interval.as_secs().max(1);
     let d = dir.display();
+    let (start_timeout, stop, check_timeout) = if tuned {
+        (
+            " with timeout 1 seconds".to_string(),
+            format!("kill -CONT $(cat {d}/fixture.pid); kill -9 $(cat {d}/fixture.pid)"),
+            format!(" with timeout {secs} seconds"),
+        )
+    } else {
+        (
+            String::new(),
+            format!("kill $(cat {d}/fixture.pid)"),
+            String::new(),
+        )
+    };
     format!(
         "set daemon {secs}\nset logfile {d}/monit.log\nset pidfile {d}/monit.pid\n\
          set idfile {d}/monit.id\nset statefile {d}/monit.state\n\n\
          check process fixture with pidfile {d}/fixture.pid\n\
-         \x20 start program = \"/bin/sh -c '{exe} fixture --port {port} </dev/null >>{d}/fixture.log 2>&1 & echo $! > {d}/fixture.pid'\" with timeout 1 seconds\n\
-         \x20 stop program = \"/bin/sh -c 'kill -CONT $(cat {d}/fixture.pid); kill -9 $(cat {d}/fixture.pid)'\"\n\
-         \x20 if failed host 127.0.0.1 port {port} protocol http request \"/healthz\" with timeout {secs} seconds then restart\n",
+         \x20 start program = \"/bin/sh -c '{exe} fixture --port {port} </dev/null >>{d}/fixture.log 2>&1 & echo $! > {d}/fixture.pid'\"{start_timeout}\n\
+         \x20 stop program = \"/bin/sh -c '{stop}'\"\n\
+         \x20 if failed host 127.0.0.1 port {port} protocol http request \"/healthz\"{check_timeout} then restart\n",
         exe = exe.display(),
     )
 }
@@ -301,10 +332,13 @@ fn start(setup: Setup, dir: &Path, exe: &Path, interval: Duration) -> anyhow::Re
                 pidfile: dir.join("fixture.pid"),
             })
         }
-        Setup::Monit => {
+        Setup::MonitDefaults | Setup::MonitTuned => {
             let bin = which("monit")?;
             let cfg = dir.join("monitrc");
-            std::fs::write(&cfg, monit_config(exe, port, dir, interval))?;
+            std::fs::write(
+                &cfg,
+                monit_config(exe, port, dir, interval, setup == Setup::MonitTuned),
+            )?;
             {
                 use std::os::unix::fs::PermissionsExt;
                 std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o600))?;
@@ -513,7 +547,7 @@ pub async fn run(args: &MttrArgs) -> anyhow::Result<Vec<MttrResult>> {
         match t.trim() {
             "medic" => setups.extend([Setup::MedicSensitive, Setup::MedicDefaults]),
             "supervisord" => setups.push(Setup::Supervisord),
-            "monit" => setups.push(Setup::Monit),
+            "monit" => setups.extend([Setup::MonitTuned, Setup::MonitDefaults]),
             other => bail!("unknown tool {other:?} (medic, supervisord, monit)"),
         }
     }
@@ -529,7 +563,7 @@ pub async fn run(args: &MttrArgs) -> anyhow::Result<Vec<MttrResult>> {
             Setup::Supervisord => {
                 which("supervisord")?;
             }
-            Setup::Monit => {
+            Setup::MonitDefaults | Setup::MonitTuned => {
                 which("monit")?;
             }
             _ => {}
@@ -689,13 +723,14 @@ pub fn render(results: &[MttrResult], args: &MttrArgs) -> String {
                 .iter()
                 .filter(|r| r.fault == *f && r.tool != "medic")
             {
+                let peer = format!("{} {}", p.tool, p.config);
                 let txt = match (m.median_ms, p.median_ms) {
                     (Some(a), Some(b)) if b > 0 => {
-                        format!("{:.2}x {}", a as f64 / b as f64, p.tool)
+                        format!("{:.2}x {peer}", a as f64 / b as f64)
                     }
-                    (Some(_), None) => format!("{} never recovers", p.tool),
-                    (None, Some(_)) => format!("medic never recovers, {} does", p.tool),
-                    _ => format!("neither recovers ({})", p.tool),
+                    (Some(_), None) => format!("{peer} never recovers"),
+                    (None, Some(_)) => format!("medic never recovers, {peer} does"),
+                    _ => format!("neither recovers ({peer})"),
                 };
                 parts.push(txt);
             }
@@ -759,13 +794,17 @@ mod tests {
         let out = render(
             &[
                 r("medic", "sensitive", Some(500)),
-                r("supervisord", "default", None),
-                r("monit", "default", Some(2000)),
+                r("supervisord", "defaults", None),
+                r("monit", "tuned", Some(2000)),
+                r("monit", "defaults", Some(10000)),
             ],
             &args,
         );
-        assert!(out.contains("supervisord never recovers"), "{out}");
-        assert!(out.contains("0.25x monit"), "{out}");
+        assert!(out.contains("supervisord defaults never recovers"), "{out}");
+        assert!(
+            out.contains("0.25x monit tuned, 0.05x monit defaults"),
+            "{out}"
+        );
         assert!(out.contains("never"), "{out}");
     }
 }

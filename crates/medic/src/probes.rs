@@ -349,6 +349,79 @@ mod tests {
         );
     }
 
+    /// A kept connection is not reused once an action on the service has
+    /// ended (medic may have restarted it): the next run dials.
+    #[tokio::test]
+    async fn an_action_on_the_service_makes_the_next_run_dial_again() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 1024];
+                    while let Ok(k) = s.read(&mut chunk).await {
+                        if k == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..k]);
+                        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            buf.drain(..end + 4);
+                            let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                            if s.write_all(ok).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        let probe = ProbeConfig {
+            name: "healthz".into(),
+            interval: Duration::from_millis(50),
+            timeout: Duration::from_secs(2),
+            kind: ProbeKind::Http {
+                url: format!("http://{addr}/healthz"),
+                expect_status: 200,
+                body_contains: None,
+                keep_alive: Some(Duration::from_secs(600)),
+            },
+        };
+        let (tx, mut rx) = mpsc::channel(16);
+        let (_stop, shutdown) = watch::channel(false);
+        let hints = Hints::default();
+        tokio::spawn(probe_loop(
+            "web".into(),
+            probe,
+            Prober::new().unwrap(),
+            None,
+            tx,
+            Arc::new(Metrics::new()),
+            hints.clone(),
+            Arc::new(Semaphore::new(4)),
+            shutdown,
+        ));
+        for _ in 0..3 {
+            assert!(rx.recv().await.unwrap().ok);
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+        hints.acted("other-service");
+        for _ in 0..3 {
+            assert!(rx.recv().await.unwrap().ok);
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+        hints.acted("web");
+        for _ in 0..3 {
+            assert!(rx.recv().await.unwrap().ok);
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
     #[test]
     fn offsets_are_stable_and_spread_over_the_interval() {
         let i = Duration::from_secs(1);

@@ -27,6 +27,10 @@ pub const SLOW_OVER: Duration = Duration::from_millis(250);
 pub const SENSITIVE_TIMEOUT: Duration = Duration::from_millis(300);
 /// Extra latency of the slow fault.
 pub const SLOW_FAULT_MS: u64 = 500;
+/// monit's default timeout of a start or stop program.
+pub const MONIT_DEFAULT_EXEC_TIMEOUT: Duration = Duration::from_secs(30);
+/// The start program's timeout of the tuned monit.
+pub const MONIT_TUNED_START_TIMEOUT: Duration = Duration::from_secs(1);
 /// Timeout of each recovery poll.
 const POLL_TIMEOUT: Duration = Duration::from_millis(250);
 /// A new recovery poll is started this often.
@@ -43,7 +47,9 @@ pub struct MttrArgs {
     /// Print one JSON object instead of tables.
     #[arg(long)]
     pub json: bool,
-    /// Tools to run (comma-separated): medic, supervisord, monit.
+    /// Tools to run (comma-separated): medic (sensitive and defaults),
+    /// supervisord, monit (tuned and defaults; or monit-tuned,
+    /// monit-defaults alone).
     #[arg(long, value_delimiter = ',', default_value = "medic,supervisord,monit")]
     pub tools: Vec<String>,
     /// Faults to inject (comma-separated): kill, hang, sigstop, error, slow.
@@ -132,8 +138,21 @@ impl Setup {
         }
     }
 
-    fn is_medic(self) -> bool {
-        matches!(self, Setup::MedicDefaults | Setup::MedicSensitive)
+    /// How long after it (re)started the fixture the tool is left alone
+    /// before the next fault, so the fault finds it watching as it would
+    /// long after a start. monit holds off its tests of a process for the
+    /// start program's timeout after starting it (30 s by default: a fault
+    /// in that window waits for its end); supervisord and monit tuned
+    /// get one cycle to see the new process as up. medic watches a new
+    /// process at once (its start phase ends with the first healthy run).
+    fn settle(self, interval: Duration) -> Duration {
+        let cycle = interval.max(Duration::from_secs(1));
+        match self {
+            Setup::MedicDefaults | Setup::MedicSensitive => Duration::ZERO,
+            Setup::Supervisord => cycle,
+            Setup::MonitTuned => MONIT_TUNED_START_TIMEOUT + cycle,
+            Setup::MonitDefaults => MONIT_DEFAULT_EXEC_TIMEOUT + cycle,
+        }
     }
 }
 
@@ -548,7 +567,11 @@ pub async fn run(args: &MttrArgs) -> anyhow::Result<Vec<MttrResult>> {
             "medic" => setups.extend([Setup::MedicSensitive, Setup::MedicDefaults]),
             "supervisord" => setups.push(Setup::Supervisord),
             "monit" => setups.extend([Setup::MonitTuned, Setup::MonitDefaults]),
-            other => bail!("unknown tool {other:?} (medic, supervisord, monit)"),
+            "monit-tuned" => setups.push(Setup::MonitTuned),
+            "monit-defaults" => setups.push(Setup::MonitDefaults),
+            other => bail!(
+                "unknown tool {other:?} (medic, supervisord, monit = monit-tuned,monit-defaults)"
+            ),
         }
     }
     if args.trials == 0 {
@@ -612,6 +635,9 @@ async fn run_setup(
     baseline(http, run, settle)
         .await
         .with_context(|| format!("starting the fixture under {}", setup.tool()))?;
+    // When the tool last (re)started the fixture (about now: it just
+    // started it).
+    let mut started = Instant::now();
     let mut out = Vec::new();
     let mut phase = Phase::seeded();
     for &fault in faults {
@@ -629,12 +655,15 @@ async fn run_setup(
             trials += 1;
             // A random phase against the tools' probe schedules: a fault
             // right after a healthy check is the worst case, not the usual one.
+            let settled = started + setup.settle(args.interval);
+            tokio::time::sleep_until(settled.into()).await;
             tokio::time::sleep(phase.next(args.interval)).await;
             let t0 = Instant::now();
             inject(http, fault, run.port, pid).await?;
             let got = recovery(http, run.port, pid, t0, args.trial_timeout, &mut run.seen).await;
             match got {
                 Some(d) => {
+                    started = t0 + d;
                     let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
                     if !args.json {
                         eprintln!("  {:<8} {}", fault.as_str(), fmt_ms(ms));
@@ -652,12 +681,9 @@ async fn run_setup(
                         );
                     }
                     undo(http, run.port, pid).await;
+                    started = Instant::now();
                     break;
                 }
-            }
-            if !setup.is_medic() {
-                // Let a peer see the new process as up before the next fault.
-                tokio::time::sleep(args.interval.max(Duration::from_secs(1))).await;
             }
         }
         let recovered = times.len() as u32;

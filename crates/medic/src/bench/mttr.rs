@@ -48,8 +48,8 @@ pub struct MttrArgs {
     #[arg(long)]
     pub json: bool,
     /// Tools to run (comma-separated): medic (sensitive and defaults),
-    /// supervisord, monit (tuned and defaults; or monit-tuned,
-    /// monit-defaults alone).
+    /// supervisord and monit (tuned and defaults each; or one of
+    /// supervisord-tuned, supervisord-defaults, monit-tuned, monit-defaults).
     #[arg(long, value_delimiter = ',', default_value = "medic,supervisord,monit")]
     pub tools: Vec<String>,
     /// Faults to inject (comma-separated): kill, hang, sigstop, error, slow.
@@ -109,9 +109,12 @@ pub enum Setup {
     MedicSensitive,
     /// supervisord as its documentation's example: `autorestart` left at
     /// its default (`unexpected`: a `kill -9` is unexpected), the default
-    /// `startsecs` (1 s). It has no setting that sees more than an exit, so
-    /// there is no tuned variant.
-    Supervisord,
+    /// `startsecs` (1 s).
+    SupervisordDefaults,
+    /// supervisord restarting on any exit as fast as it allows:
+    /// `autorestart=true`, `startsecs=0`. No setting of it sees more than
+    /// an exit.
+    SupervisordTuned,
     /// monit as a user following its manual writes it: start and stop
     /// programs with the default timeouts (30 s), the stop a plain `kill`,
     /// the HTTP check with the default connection timeout (5 s).
@@ -125,16 +128,16 @@ impl Setup {
     pub fn tool(self) -> &'static str {
         match self {
             Setup::MedicDefaults | Setup::MedicSensitive => "medic",
-            Setup::Supervisord => "supervisord",
+            Setup::SupervisordDefaults | Setup::SupervisordTuned => "supervisord",
             Setup::MonitDefaults | Setup::MonitTuned => "monit",
         }
     }
 
     pub fn config(self) -> &'static str {
         match self {
-            Setup::MedicDefaults | Setup::Supervisord | Setup::MonitDefaults => "defaults",
+            Setup::MedicDefaults | Setup::SupervisordDefaults | Setup::MonitDefaults => "defaults",
             Setup::MedicSensitive => "sensitive",
-            Setup::MonitTuned => "tuned",
+            Setup::MonitTuned | Setup::SupervisordTuned => "tuned",
         }
     }
 
@@ -149,7 +152,7 @@ impl Setup {
         let cycle = interval.max(Duration::from_secs(1));
         match self {
             Setup::MedicDefaults | Setup::MedicSensitive => Duration::ZERO,
-            Setup::Supervisord => cycle,
+            Setup::SupervisordDefaults | Setup::SupervisordTuned => cycle,
             Setup::MonitTuned => MONIT_TUNED_START_TIMEOUT + cycle,
             Setup::MonitDefaults => MONIT_DEFAULT_EXEC_TIMEOUT + cycle,
         }
@@ -234,12 +237,18 @@ services:
 /// supervisord's config: the program with supervisord's defaults (it
 /// restarts a process that exits unexpectedly, `kill -9` included, after
 /// its main loop notices; `startsecs`, `startretries`, `autorestart` as
-/// shipped), only the paths set.
-pub fn supervisord_config(exe: &Path, port: u16, dir: &Path) -> String {
+/// shipped), only the paths set; `tuned`: restart on any exit, as fast as
+/// it allows.
+pub fn supervisord_config(exe: &Path, port: u16, dir: &Path, tuned: bool) -> String {
+    let tuning = if tuned {
+        "autorestart=true\nstartsecs=0\nstartretries=100000\nstopasgroup=true\nkillasgroup=true\nstopwaitsecs=2\n"
+    } else {
+        ""
+    };
     format!(
         "[supervisord]\nnodaemon=true\nlogfile={d}/supervisord.log\npidfile={d}/supervisord.pid\n\
          childlogdir={d}\n\n\
-         [program:fixture]\ncommand={exe} fixture --port {port}\n\
+         [program:fixture]\ncommand={exe} fixture --port {port}\n{tuning}\
          stdout_logfile={d}/fixture.log\nredirect_stderr=true\n",
         d = dir.display(),
         exe = exe.display(),
@@ -336,10 +345,13 @@ fn start(setup: Setup, dir: &Path, exe: &Path, interval: Duration) -> anyhow::Re
                 pidfile: dir.join("fixture.pid"),
             })
         }
-        Setup::Supervisord => {
+        Setup::SupervisordDefaults | Setup::SupervisordTuned => {
             let bin = which("supervisord")?;
             let cfg = dir.join("supervisord.conf");
-            std::fs::write(&cfg, supervisord_config(exe, port, dir))?;
+            std::fs::write(
+                &cfg,
+                supervisord_config(exe, port, dir, setup == Setup::SupervisordTuned),
+            )?;
             let mut cmd = Command::new(bin);
             cmd.arg("-c").arg(&cfg).current_dir(dir);
             Ok(Running {
@@ -565,12 +577,16 @@ pub async fn run(args: &MttrArgs) -> anyhow::Result<Vec<MttrResult>> {
     for t in &args.tools {
         match t.trim() {
             "medic" => setups.extend([Setup::MedicSensitive, Setup::MedicDefaults]),
-            "supervisord" => setups.push(Setup::Supervisord),
+            "supervisord" => {
+                setups.extend([Setup::SupervisordTuned, Setup::SupervisordDefaults]);
+            }
+            "supervisord-tuned" => setups.push(Setup::SupervisordTuned),
+            "supervisord-defaults" => setups.push(Setup::SupervisordDefaults),
             "monit" => setups.extend([Setup::MonitTuned, Setup::MonitDefaults]),
             "monit-tuned" => setups.push(Setup::MonitTuned),
             "monit-defaults" => setups.push(Setup::MonitDefaults),
             other => bail!(
-                "unknown tool {other:?} (medic, supervisord, monit = monit-tuned,monit-defaults)"
+                "unknown tool {other:?} (medic, supervisord = supervisord-tuned,supervisord-defaults, monit = monit-tuned,monit-defaults)"
             ),
         }
     }
@@ -583,7 +599,7 @@ pub async fn run(args: &MttrArgs) -> anyhow::Result<Vec<MttrResult>> {
     // Peers must exist before anything starts.
     for s in &setups {
         match s {
-            Setup::Supervisord => {
+            Setup::SupervisordDefaults | Setup::SupervisordTuned => {
                 which("supervisord")?;
             }
             Setup::MonitDefaults | Setup::MonitTuned => {
@@ -795,6 +811,35 @@ mod tests {
             let probe = &cfg.services[0].probes;
             assert_eq!(probe.len(), 2, "{text}");
         }
+    }
+
+    #[test]
+    fn peers_at_their_defaults_leave_every_timeout_to_the_tool() {
+        let exe = Path::new("/usr/bin/medic");
+        let dir = Path::new("/tmp/x");
+        let i = Duration::from_secs(1);
+        let defaults = monit_config(exe, 18080, dir, i, false);
+        assert!(!defaults.contains("timeout"), "{defaults}");
+        assert!(
+            defaults.contains("stop program = \"/bin/sh -c 'kill $(cat"),
+            "{defaults}"
+        );
+        assert!(!defaults.contains("kill -9"), "{defaults}");
+        let tuned = monit_config(exe, 18080, dir, i, true);
+        assert!(tuned.contains("with timeout 1 seconds"), "{tuned}");
+        assert!(tuned.contains("kill -9"), "{tuned}");
+        let sd = supervisord_config(exe, 18080, dir, false);
+        assert!(
+            !sd.contains("autorestart") && !sd.contains("startsecs"),
+            "{sd}"
+        );
+        let st = supervisord_config(exe, 18080, dir, true);
+        assert!(
+            st.contains("autorestart=true") && st.contains("startsecs=0"),
+            "{st}"
+        );
+        assert_eq!(Setup::MonitDefaults.settle(i), Duration::from_secs(31));
+        assert_eq!(Setup::MedicSensitive.settle(i), Duration::ZERO);
     }
 
     #[test]

@@ -99,8 +99,10 @@ pub enum ProbeKind {
         url: String,
         expect_status: u16,
         body_contains: Option<String>,
-        /// Reuse the connection from one run to the next (`http.keep_alive`).
-        keep_alive: bool,
+        /// Reuse one connection from one run to the next, for at most this
+        /// long (`http.keep_alive`, `http.keep_alive_max_age`); `None`: a
+        /// new connection per run.
+        keep_alive: Option<Duration>,
     },
     Tcp {
         address: String,
@@ -322,6 +324,11 @@ pub enum AuthMode {
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9090";
 pub const DEFAULT_DATABASE: &str = "medic.db";
+/// How long an HTTP probe reuses one connection by default
+/// (`http.keep_alive_max_age`): after that the next run dials again, so a
+/// service that stopped accepting new connections is seen within this
+/// plus one interval.
+pub const DEFAULT_KEEP_ALIVE_MAX_AGE: Duration = Duration::from_secs(30);
 
 /// Read and validate a config file.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -724,11 +731,21 @@ impl Validator {
             let mut kinds = Vec::new();
             if let Some(h) = &p.http {
                 self.url(&h.url);
+                if h.keep_alive_max_age.as_ref().is_some_and(|d| d.0.is_zero()) {
+                    self.at(
+                        ploc,
+                        format!("probe {name}.{pname}: http.keep_alive_max_age must be more than 0 (use `keep_alive: false` for a new connection per run)"),
+                    );
+                }
                 kinds.push(ProbeKind::Http {
                     url: h.url.value.clone(),
                     expect_status: h.expect_status.unwrap_or(200),
                     body_contains: h.body_contains.clone(),
-                    keep_alive: h.keep_alive.unwrap_or(false),
+                    keep_alive: h.keep_alive.unwrap_or(true).then(|| {
+                        h.keep_alive_max_age
+                            .as_ref()
+                            .map_or(DEFAULT_KEEP_ALIVE_MAX_AGE, |d| d.0)
+                    }),
                 });
             }
             if let Some(t) = &p.tcp {

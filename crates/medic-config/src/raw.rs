@@ -125,6 +125,7 @@ pub struct RawHttpProbe {
     pub body_contains: Option<String>,
     pub timeout: Option<Dur>,
     pub keep_alive: Option<bool>,
+    pub keep_alive_max_age: Option<Dur>,
 }
 
 #[derive(Debug, Deserialize)]

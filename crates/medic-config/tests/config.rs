@@ -276,3 +276,33 @@ fn a_probe_timeout_defaults_to_5s_but_never_beyond_the_interval() {
     assert_eq!(t("dflt"), 5000);
     assert_eq!(t("given"), 3000);
 }
+
+#[test]
+fn http_probes_keep_one_connection_alive_by_default_for_a_bounded_age() {
+    let cfg = parse(
+        "k.yaml",
+        "services:
+  web:
+    probes:
+      dflt: { http: { url: http://127.0.0.1:1/healthz } }
+      aged: { http: { url: http://127.0.0.1:1/healthz, keep_alive_max_age: 5s } }
+      fresh: { http: { url: http://127.0.0.1:1/healthz, keep_alive: false } }
+",
+    )
+    .unwrap();
+    let ka = |name: &str| match &cfg.services[0]
+        .probes
+        .iter()
+        .find(|p| p.name == name)
+        .unwrap()
+        .kind
+    {
+        ProbeKind::Http { keep_alive, .. } => *keep_alive,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(ka("dflt"), Some(medic_config::DEFAULT_KEEP_ALIVE_MAX_AGE));
+    assert_eq!(ka("aged"), Some(std::time::Duration::from_secs(5)));
+    assert_eq!(ka("fresh"), None);
+    let e = errs("services:\n  web:\n    probes:\n      hz:\n        http: { url: http://x/, keep_alive_max_age: 0s }\n");
+    assert!(e.contains("keep_alive_max_age must be more than 0"), "{e}");
+}

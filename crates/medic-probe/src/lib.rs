@@ -40,11 +40,50 @@ impl ProbeOutcome {
 }
 
 /// A probe ready to run many times: an HTTP probe's URL is parsed once
-/// (parsing it was a tenth of medic's instructions per probe).
-#[derive(Debug, Clone)]
+/// (parsing it was a tenth of medic's instructions per probe), and a
+/// keep-alive probe holds its one idle connection here.
+#[derive(Debug)]
 pub struct Prepared {
     kind: ProbeKind,
     url: Option<reqwest::Url>,
+    /// Keep-alive over plain HTTP: where to dial, the `Host` header and the
+    /// request target, computed once.
+    target: Option<Target>,
+    /// The one connection this probe keeps between runs (never more).
+    conn: Option<Kept>,
+    /// The URL redirected once: from then on every run goes through the
+    /// client that follows redirects (a new connection per run).
+    redirects: bool,
+}
+
+#[derive(Debug)]
+struct Target {
+    /// `host:port` to dial (IPv6 literals in brackets).
+    addr: String,
+    host_header: String,
+    path_and_query: String,
+}
+
+/// A kept connection: the request side, when it was dialled, and its
+/// connection task (aborted when this is dropped, which closes the socket).
+struct Kept {
+    send: hyper::client::conn::http1::SendRequest<http_body_util::Empty<bytes::Bytes>>,
+    dialled: Instant,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Kept {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kept")
+            .field("dialled", &self.dialled)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Kept {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 impl Prepared {
@@ -55,7 +94,52 @@ impl Prepared {
             ProbeKind::Http { url, .. } => reqwest::Url::parse(url).ok(),
             _ => None,
         };
-        Prepared { kind, url }
+        let target = match (&kind, &url) {
+            (
+                ProbeKind::Http {
+                    keep_alive: Some(_),
+                    ..
+                },
+                Some(u),
+            ) if u.scheme() == "http" && u.username().is_empty() && u.password().is_none() => {
+                u.host_str().map(|host| {
+                    let port = u.port_or_known_default().unwrap_or(80);
+                    let mut path_and_query = u.path().to_string();
+                    if let Some(q) = u.query() {
+                        path_and_query.push('?');
+                        path_and_query.push_str(q);
+                    }
+                    Target {
+                        addr: format!("{host}:{port}"),
+                        host_header: match u.port() {
+                            Some(p) => format!("{host}:{p}"),
+                            None => host.to_string(),
+                        },
+                        path_and_query,
+                    }
+                })
+            }
+            _ => None,
+        };
+        Prepared {
+            kind,
+            url,
+            target,
+            conn: None,
+            redirects: false,
+        }
+    }
+
+    /// Close the kept connection (if any): the next run dials a new one.
+    /// The daemon calls this after it acted on the probe's service, so a
+    /// restarted service is probed through a connection it accepted.
+    pub fn forget_connection(&mut self) {
+        self.conn = None;
+    }
+
+    /// Whether a connection is kept for the next run.
+    pub fn has_connection(&self) -> bool {
+        self.conn.is_some()
     }
 }
 
@@ -63,46 +147,60 @@ impl Prepared {
 /// supervisor, not here.
 #[derive(Clone)]
 pub struct Prober {
-    /// A new connection per run (it also tests that the service accepts).
+    /// A new connection per run (it also tests that the service accepts):
+    /// `keep_alive: false`, `https` URLs, and URLs that redirect.
     http: reqwest::Client,
-    /// Connections kept open between runs, for `keep_alive` probes.
-    keep: reqwest::Client,
 }
+
+const USER_AGENT: &str = concat!("medic/", env!("CARGO_PKG_VERSION"));
 
 impl Prober {
     pub fn new() -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(0)
-            .user_agent(concat!("medic/", env!("CARGO_PKG_VERSION")))
+            .user_agent(USER_AGENT)
             .build()?;
-        let keep = reqwest::Client::builder()
-            .pool_idle_timeout(Duration::from_secs(90))
-            .user_agent(concat!("medic/", env!("CARGO_PKG_VERSION")))
-            .build()?;
-        Ok(Prober { http, keep })
+        Ok(Prober { http })
     }
 
     /// Run one probe. `Process` and `Docker` kinds return `None`: the caller
     /// asks its supervisor or the Docker Engine (medic-exec).
     pub async fn run(&self, kind: &ProbeKind, timeout: Duration) -> Option<ProbeOutcome> {
-        self.run_prepared(&Prepared::new(kind.clone()), timeout)
+        self.run_prepared(&mut Prepared::new(kind.clone()), timeout)
             .await
     }
 
     /// [`Prober::run`] for a probe prepared once (its URL parsed once, not
-    /// per run).
-    pub async fn run_prepared(&self, p: &Prepared, timeout: Duration) -> Option<ProbeOutcome> {
-        let kind = &p.kind;
-        Some(match kind {
+    /// per run; a keep-alive probe's connection kept in `p`).
+    pub async fn run_prepared(&self, p: &mut Prepared, timeout: Duration) -> Option<ProbeOutcome> {
+        Some(match &p.kind {
             ProbeKind::Http {
                 url,
                 expect_status,
                 body_contains,
                 keep_alive,
             } => {
-                let client = if *keep_alive { &self.keep } else { &self.http };
+                if let (Some(max_age), Some(target), false) = (*keep_alive, &p.target, p.redirects)
+                {
+                    let (o, redirected) = kept(
+                        &mut p.conn,
+                        target,
+                        max_age,
+                        *expect_status,
+                        body_contains.as_deref(),
+                        timeout,
+                    )
+                    .await;
+                    if !redirected {
+                        return Some(o);
+                    }
+                    // Follow it like the client without keep-alive does,
+                    // from now on for every run of this probe.
+                    p.redirects = true;
+                    p.conn = None;
+                }
                 http(
-                    client,
+                    &self.http,
                     p.url.as_ref(),
                     url,
                     *expect_status,
@@ -116,6 +214,162 @@ impl Prober {
             ProbeKind::Process | ProbeKind::Docker { .. } => return None,
         })
     }
+}
+
+/// Why a run on a kept connection did not get an answer.
+enum KeptError {
+    Refused(std::io::Error),
+    Io(std::io::Error),
+    Http(hyper::Error),
+    Request(hyper::http::Error),
+}
+
+impl KeptError {
+    fn outcome(self, latency: Duration) -> ProbeOutcome {
+        match self {
+            KeptError::Refused(e) => ProbeOutcome::fail(
+                latency,
+                ProbeFailure::Refused,
+                format!("connection refused ({e})"),
+            ),
+            KeptError::Io(e) => ProbeOutcome::fail(latency, ProbeFailure::Other, error_chain(&e)),
+            KeptError::Http(e) => ProbeOutcome::fail(latency, ProbeFailure::Other, error_chain(&e)),
+            KeptError::Request(e) => {
+                ProbeOutcome::fail(latency, ProbeFailure::Other, error_chain(&e))
+            }
+        }
+    }
+}
+
+async fn dial(target: &Target) -> Result<Kept, KeptError> {
+    let stream = tokio::net::TcpStream::connect(&target.addr)
+        .await
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::ConnectionRefused {
+                KeptError::Refused(e)
+            } else {
+                KeptError::Io(e)
+            }
+        })?;
+    let _ = stream.set_nodelay(true);
+    let (send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+        .await
+        .map_err(KeptError::Http)?;
+    let task = tokio::spawn(async move {
+        // Ends when the peer closes, on an error, or when aborted.
+        let _ = conn.await;
+    });
+    Ok(Kept {
+        send,
+        dialled: Instant::now(),
+        task,
+    })
+}
+
+/// One request on `conn`: the status and the body.
+async fn request(conn: &mut Kept, target: &Target) -> Result<(u16, bytes::Bytes), KeptError> {
+    use http_body_util::BodyExt as _;
+    conn.send.ready().await.map_err(KeptError::Http)?;
+    let req = hyper::Request::get(target.path_and_query.as_str())
+        .header(hyper::header::HOST, target.host_header.as_str())
+        .header(hyper::header::USER_AGENT, USER_AGENT)
+        .body(http_body_util::Empty::new())
+        .map_err(KeptError::Request)?;
+    let resp = conn.send.send_request(req).await.map_err(KeptError::Http)?;
+    let status = resp.status().as_u16();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(KeptError::Http)?
+        .to_bytes();
+    Ok((status, body))
+}
+
+/// A run over the probe's kept connection (plain HTTP, `keep_alive`):
+/// reused while younger than `max_age` and still open, else dialled anew.
+/// A run that fails in any way (refused, reset, timed out, bad status, body
+/// mismatch) closes it, so the next run dials. A reused connection the peer
+/// closed just before the request (an idle timeout on its side) is retried
+/// once on a new connection within the same timeout: that retry tests the
+/// listener like any dial. The second value is true when the answer is a
+/// redirect the probe does not expect (the caller follows it).
+async fn kept(
+    slot: &mut Option<Kept>,
+    target: &Target,
+    max_age: Duration,
+    expect_status: u16,
+    body_contains: Option<&str>,
+    timeout: Duration,
+) -> (ProbeOutcome, bool) {
+    let start = Instant::now();
+    let reuse = slot
+        .take()
+        .filter(|k| k.dialled.elapsed() < max_age && !k.send.is_closed());
+    let attempt = async {
+        let reused = reuse.is_some();
+        let mut conn = match reuse {
+            Some(k) => k,
+            None => dial(target).await?,
+        };
+        match request(&mut conn, target).await {
+            Ok(r) => Ok((conn, r)),
+            Err(_) if reused => {
+                drop(conn);
+                let mut fresh = dial(target).await?;
+                let r = request(&mut fresh, target).await?;
+                Ok((fresh, r))
+            }
+            Err(e) => Err(e),
+        }
+    };
+    let (conn, (status, body)) = match tokio::time::timeout(timeout, attempt).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => return (e.outcome(start.elapsed()), false),
+        Err(_) => {
+            return (
+                ProbeOutcome::fail(start.elapsed(), ProbeFailure::Timeout, "timed out".into()),
+                false,
+            )
+        }
+    };
+    let latency = start.elapsed();
+    if (300..400).contains(&status) && status != expect_status {
+        return (ProbeOutcome::ok(latency, String::new()), true);
+    }
+    let body = String::from_utf8_lossy(&body);
+    let o = judge(latency, status, &body, expect_status, body_contains);
+    if o.ok {
+        *slot = Some(conn);
+    }
+    (o, false)
+}
+
+/// The probe's verdict on an answer.
+fn judge(
+    latency: Duration,
+    status: u16,
+    body: &str,
+    expect_status: u16,
+    body_contains: Option<&str>,
+) -> ProbeOutcome {
+    if status != expect_status {
+        return ProbeOutcome::fail(
+            latency,
+            ProbeFailure::BadStatus(status),
+            format!("HTTP {status}, expected {expect_status}"),
+        );
+    }
+    if let Some(needle) = body_contains {
+        if !body.contains(needle) {
+            return ProbeOutcome::fail(
+                latency,
+                ProbeFailure::BodyMismatch,
+                format!("body does not contain `{needle}`"),
+            );
+        }
+    }
+    ProbeOutcome::ok(latency, format!("HTTP {status}"))
 }
 
 async fn http(
@@ -149,24 +403,7 @@ async fn http(
                 )
             }
         };
-    let latency = start.elapsed();
-    if status != expect_status {
-        return ProbeOutcome::fail(
-            latency,
-            ProbeFailure::BadStatus(status),
-            format!("HTTP {status}, expected {expect_status}"),
-        );
-    }
-    if let Some(needle) = body_contains {
-        if !body.contains(needle) {
-            return ProbeOutcome::fail(
-                latency,
-                ProbeFailure::BodyMismatch,
-                format!("body does not contain `{needle}`"),
-            );
-        }
-    }
-    ProbeOutcome::ok(latency, format!("HTTP {status}"))
+    judge(start.elapsed(), status, &body, expect_status, body_contains)
 }
 
 fn classify_reqwest(latency: Duration, e: &reqwest::Error) -> ProbeOutcome {
@@ -288,10 +525,16 @@ impl Drop for KillGroupOnDrop {
 mod tests {
     use super::*;
     use axum::{routing::get, Router};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
 
     async fn server() -> String {
         let app = Router::new()
             .route("/ok", get(|| async { "status ok" }))
+            .route(
+                "/moved",
+                get(|| async { axum::response::Redirect::temporary("/ok") }),
+            )
             .route(
                 "/err",
                 get(|| async { (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "boom") }),
@@ -325,7 +568,7 @@ mod tests {
             url: format!("{base}{path}"),
             expect_status: 200,
             body_contains: body.map(str::to_string),
-            keep_alive: false,
+            keep_alive: None,
         };
         let ok = p.run(&http("/ok", Some("ok")), t).await.unwrap();
         assert!(ok.ok, "{ok:?}");
@@ -340,23 +583,43 @@ mod tests {
             url: format!("http://{}/", closed_port()),
             expect_status: 200,
             body_contains: None,
-            keep_alive: false,
+            keep_alive: None,
         };
         let r = p.run(&refused, t).await.unwrap();
         assert_eq!(r.failure, Some(ProbeFailure::Refused), "{r:?}");
     }
 
-    /// A server answering every request with 200 on the same connection,
-    /// counting the connections it accepted.
-    async fn counting_server() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    /// How the test server answers; the test changes it between runs.
+    #[derive(Default)]
+    struct Behaviour {
+        /// Connections accepted so far.
+        accepted: AtomicUsize,
+        /// Answer 500 instead of 200.
+        error: AtomicBool,
+        /// Read requests but never answer.
+        hang: AtomicBool,
+        /// Close the connection right after each answer (without saying so).
+        close_after: AtomicBool,
+        /// Stop accepting: the listener is closed, kept connections go on.
+        stop_accepting: tokio::sync::Notify,
+    }
+
+    /// A hand-written HTTP/1.1 server on loopback that counts the
+    /// connections it accepts.
+    async fn counting_server() -> (String, Arc<Behaviour>) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap();
-        let n = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let accepted = n.clone();
+        let b = Arc::new(Behaviour::default());
+        let shared = b.clone();
         tokio::spawn(async move {
-            while let Ok((mut s, _)) = l.accept().await {
-                accepted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            loop {
+                let (mut s, _) = tokio::select! {
+                    r = l.accept() => match r { Ok(c) => c, Err(_) => return },
+                    _ = shared.stop_accepting.notified() => return, // drops the listener
+                };
+                shared.accepted.fetch_add(1, Ordering::SeqCst);
+                let b = shared.clone();
                 tokio::spawn(async move {
                     let mut buf = Vec::new();
                     let mut chunk = [0u8; 1024];
@@ -370,8 +633,18 @@ mod tests {
                         buf.extend_from_slice(&chunk[..k]);
                         while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
                             buf.drain(..end + 4);
-                            let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
-                            if s.write_all(ok).await.is_err() {
+                            if b.hang.load(Ordering::SeqCst) {
+                                continue;
+                            }
+                            let answer: &[u8] = if b.error.load(Ordering::SeqCst) {
+                                b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 4\r\n\r\nboom"
+                            } else {
+                                b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+                            };
+                            if s.write_all(answer).await.is_err() {
+                                return;
+                            }
+                            if b.close_after.load(Ordering::SeqCst) {
                                 return;
                             }
                         }
@@ -379,31 +652,170 @@ mod tests {
                 });
             }
         });
-        (format!("http://{addr}/healthz"), n)
+        (format!("http://{addr}/healthz?t=1"), b)
+    }
+
+    fn keep(url: &str, max_age: Option<Duration>) -> Prepared {
+        Prepared::new(ProbeKind::Http {
+            url: url.to_string(),
+            expect_status: 200,
+            body_contains: None,
+            keep_alive: max_age,
+        })
+    }
+
+    const MINUTE: Option<Duration> = Some(Duration::from_secs(60));
+
+    #[tokio::test]
+    async fn keep_alive_reuses_one_connection_and_no_keep_alive_dials_every_run() {
+        let p = Prober::new().unwrap();
+        let t = Duration::from_secs(2);
+        for (keep_alive, connections) in [(None, 3), (MINUTE, 1)] {
+            let (url, b) = counting_server().await;
+            let mut probe = keep(&url, keep_alive);
+            for _ in 0..3 {
+                let o = p.run_prepared(&mut probe, t).await.unwrap();
+                assert!(o.ok, "{o:?}");
+                assert_eq!(o.detail, "HTTP 200");
+            }
+            assert_eq!(
+                b.accepted.load(Ordering::SeqCst),
+                connections,
+                "keep_alive: {keep_alive:?}"
+            );
+        }
     }
 
     #[tokio::test]
-    async fn keep_alive_reuses_the_connection_and_the_default_does_not() {
+    async fn a_failed_or_timed_out_run_drops_the_kept_connection() {
         let p = Prober::new().unwrap();
+        let (url, b) = counting_server().await;
+        let mut probe = keep(&url, MINUTE);
+        let t = Duration::from_millis(300);
+        assert!(p.run_prepared(&mut probe, t).await.unwrap().ok);
+        assert!(probe.has_connection());
+        // A bad status: the run fails and the connection is closed.
+        b.error.store(true, Ordering::SeqCst);
+        let o = p.run_prepared(&mut probe, t).await.unwrap();
+        assert_eq!(o.failure, Some(ProbeFailure::BadStatus(500)), "{o:?}");
+        assert!(!probe.has_connection());
+        b.error.store(false, Ordering::SeqCst);
+        assert!(p.run_prepared(&mut probe, t).await.unwrap().ok);
+        assert_eq!(b.accepted.load(Ordering::SeqCst), 2);
+        // No answer: a timeout, and the next run dials again.
+        b.hang.store(true, Ordering::SeqCst);
+        let o = p.run_prepared(&mut probe, t).await.unwrap();
+        assert_eq!(o.failure, Some(ProbeFailure::Timeout), "{o:?}");
+        assert!(!probe.has_connection());
+        b.hang.store(false, Ordering::SeqCst);
+        assert!(p.run_prepared(&mut probe, t).await.unwrap().ok);
+        assert_eq!(b.accepted.load(Ordering::SeqCst), 3);
+        // After medic acted on the service (forget_connection): a new one.
+        probe.forget_connection();
+        assert!(p.run_prepared(&mut probe, t).await.unwrap().ok);
+        assert_eq!(b.accepted.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test]
+    async fn a_connection_older_than_its_max_age_is_not_reused() {
+        let p = Prober::new().unwrap();
+        let (url, b) = counting_server().await;
+        let mut probe = keep(&url, Some(Duration::from_millis(100)));
         let t = Duration::from_secs(2);
-        for (keep_alive, connections) in [(false, 3), (true, 1)] {
-            let (url, accepted) = counting_server().await;
-            let kind = ProbeKind::Http {
-                url,
-                expect_status: 200,
-                body_contains: None,
-                keep_alive,
-            };
-            for _ in 0..3 {
-                let o = p.run(&kind, t).await.unwrap();
-                assert!(o.ok, "{o:?}");
-            }
-            assert_eq!(
-                accepted.load(std::sync::atomic::Ordering::SeqCst),
-                connections,
-                "keep_alive: {keep_alive}"
-            );
+        assert!(p.run_prepared(&mut probe, t).await.unwrap().ok);
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert!(p.run_prepared(&mut probe, t).await.unwrap().ok);
+        assert_eq!(b.accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_service_that_closes_idle_connections_is_not_a_failure() {
+        // The server closes after each answer without `Connection: close`
+        // (an idle timeout on its side): the reused connection is dead, the
+        // run dials again within the same timeout and succeeds.
+        let p = Prober::new().unwrap();
+        let (url, b) = counting_server().await;
+        b.close_after.store(true, Ordering::SeqCst);
+        let mut probe = keep(&url, MINUTE);
+        for k in 0..5 {
+            let o = p
+                .run_prepared(&mut probe, Duration::from_secs(2))
+                .await
+                .unwrap();
+            assert!(o.ok, "run {k}: {o:?}");
+            tokio::time::sleep(Duration::from_millis(k * 10)).await;
         }
+        assert_eq!(b.accepted.load(Ordering::SeqCst), 5);
+    }
+
+    #[tokio::test]
+    async fn a_listener_that_stops_accepting_is_seen_once_the_connection_ages_out() {
+        // The service keeps serving the kept connection but accepts no new
+        // one (its listener is gone): the probe sees it at its first run
+        // after the max age, when it dials.
+        let p = Prober::new().unwrap();
+        let (url, b) = counting_server().await;
+        let max_age = Duration::from_millis(300);
+        let mut probe = keep(&url, Some(max_age));
+        let t = Duration::from_secs(1);
+        assert!(p.run_prepared(&mut probe, t).await.unwrap().ok);
+        b.stop_accepting.notify_one();
+        // Wait until the listener is closed (a fresh connect is refused).
+        let addr = url
+            .trim_start_matches("http://")
+            .split('/')
+            .next()
+            .unwrap()
+            .to_string();
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(&addr).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // Reused while young: the kept connection still answers.
+        let o = p.run_prepared(&mut probe, t).await.unwrap();
+        assert!(o.ok, "{o:?}");
+        // Runs every 50 ms: within max age + one interval a run dials and is
+        // refused (bounded generously at 40 runs = 2 s against 350 ms).
+        let mut refused_at = None;
+        for k in 0..40 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let o = p.run_prepared(&mut probe, t).await.unwrap();
+            if !o.ok {
+                assert_eq!(o.failure, Some(ProbeFailure::Refused), "{o:?}");
+                refused_at = Some(k);
+                break;
+            }
+        }
+        assert!(refused_at.is_some(), "never noticed the closed listener");
+        assert_eq!(b.accepted.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn keep_alive_follows_redirects_like_a_new_connection_does() {
+        let base = server().await;
+        let p = Prober::new().unwrap();
+        let mut probe = Prepared::new(ProbeKind::Http {
+            url: format!("{base}/moved"),
+            expect_status: 200,
+            body_contains: Some("status ok".into()),
+            keep_alive: MINUTE,
+        });
+        for _ in 0..2 {
+            let o = p
+                .run_prepared(&mut probe, Duration::from_secs(2))
+                .await
+                .unwrap();
+            assert!(o.ok, "{o:?}");
+        }
+        // The server's 500 is still a failure over a kept connection.
+        let mut err = keep(&format!("{base}/err"), MINUTE);
+        let o = p
+            .run_prepared(&mut err, Duration::from_secs(2))
+            .await
+            .unwrap();
+        assert_eq!(o.failure, Some(ProbeFailure::BadStatus(500)));
     }
 
     #[tokio::test]

@@ -193,25 +193,49 @@ pub fn resolve_self(command: &[String]) -> Vec<String> {
     }
 }
 
-/// The last failure class each probe saw, per service.
+/// What the probes last saw and what the executors last did, per service:
+/// the last failure class of each probe, and how many actions ended on
+/// each service (a keep-alive probe dials anew when that moved).
 #[derive(Clone, Default)]
-pub struct Hints(Arc<Mutex<BTreeMap<(String, String), bool>>>);
+pub struct Hints {
+    timed_out: Arc<Mutex<BTreeMap<(String, String), bool>>>,
+    acted: Arc<Mutex<BTreeMap<String, u64>>>,
+}
 
 impl Hints {
     /// Record one probe result of `service`.
     pub fn observe(&self, service: &str, probe: &str, failure: Option<&ProbeFailure>) {
         let timed_out = matches!(failure, Some(ProbeFailure::Timeout));
-        let mut m = match self.0.lock() {
+        let mut m = match self.timed_out.lock() {
             Ok(m) => m,
             Err(p) => p.into_inner(),
         };
         m.insert((service.to_string(), probe.to_string()), timed_out);
     }
 
+    /// An action on `service` ended (whatever its outcome): it may have
+    /// restarted it, so kept probe connections to it are not reused.
+    pub fn acted(&self, service: &str) {
+        let mut m = match self.acted.lock() {
+            Ok(m) => m,
+            Err(p) => p.into_inner(),
+        };
+        *m.entry(service.to_string()).or_insert(0) += 1;
+    }
+
+    /// How many actions on `service` have ended so far.
+    pub fn actions_ended(&self, service: &str) -> u64 {
+        let m = match self.acted.lock() {
+            Ok(m) => m,
+            Err(p) => p.into_inner(),
+        };
+        m.get(service).copied().unwrap_or(0)
+    }
+
     /// True when a probe of `service` last timed out: the service does not
     /// answer, so a restart need not wait the full `stop_grace`.
     pub fn unresponsive(&self, service: &str) -> bool {
-        let m = match self.0.lock() {
+        let m = match self.timed_out.lock() {
             Ok(m) => m,
             Err(p) => p.into_inner(),
         };
@@ -309,46 +333,52 @@ impl Actions {
         let registry = self.registry.clone();
         let service = req.service.clone();
         let action = req.action.clone();
+        let hints = self.hints.clone();
         async move {
-            let Some(spec @ ActionExec::Exec { .. }) = spec else {
-                return Err(ActionFailure {
-                    kind: ActionFailureKind::Other,
-                    message: format!(
-                        "{what}: acting on single instances ({}) needs an exec action",
-                        instances.join(",")
-                    ),
-                });
-            };
-            let mut out = Vec::new();
-            for inst in &instances {
-                let mut s = spec.clone();
-                if let ActionExec::Exec { env, .. } = &mut s {
-                    env.insert("MEDIC_INSTANCE".into(), inst.clone());
-                    if let Some(u) = urls.get(inst) {
-                        env.insert("MEDIC_INSTANCE_URL".into(), u.clone());
+            let r = async {
+                let Some(spec @ ActionExec::Exec { .. }) = spec else {
+                    return Err(ActionFailure {
+                        kind: ActionFailureKind::Other,
+                        message: format!(
+                            "{what}: acting on single instances ({}) needs an exec action",
+                            instances.join(",")
+                        ),
+                    });
+                };
+                let mut out = Vec::new();
+                for inst in &instances {
+                    let mut s = spec.clone();
+                    if let ActionExec::Exec { env, .. } = &mut s {
+                        env.insert("MEDIC_INSTANCE".into(), inst.clone());
+                        if let Some(u) = urls.get(inst) {
+                            env.insert("MEDIC_INSTANCE_URL".into(), u.clone());
+                        }
+                    }
+                    let exec = ExecRequest::new(&service, &action, s, Duration::from_secs(60));
+                    let token = CancelToken::new();
+                    let _guard = token.drop_guard();
+                    match tokio::spawn(registry.execute(exec, token)).await {
+                        Ok(Ok(o)) => out.push(format!("{inst}: {}", o.detail.trim())),
+                        Ok(Err(e)) => {
+                            let f = ActionFailure::from(e);
+                            return Err(ActionFailure {
+                                kind: f.kind,
+                                message: format!("instance {inst}: {}", f.message),
+                            });
+                        }
+                        Err(e) => {
+                            return Err(ActionFailure {
+                                kind: ActionFailureKind::Other,
+                                message: format!("executor for {what} on {inst} failed: {e}"),
+                            })
+                        }
                     }
                 }
-                let exec = ExecRequest::new(&service, &action, s, Duration::from_secs(60));
-                let token = CancelToken::new();
-                let _guard = token.drop_guard();
-                match tokio::spawn(registry.execute(exec, token)).await {
-                    Ok(Ok(o)) => out.push(format!("{inst}: {}", o.detail.trim())),
-                    Ok(Err(e)) => {
-                        let f = ActionFailure::from(e);
-                        return Err(ActionFailure {
-                            kind: f.kind,
-                            message: format!("instance {inst}: {}", f.message),
-                        });
-                    }
-                    Err(e) => {
-                        return Err(ActionFailure {
-                            kind: ActionFailureKind::Other,
-                            message: format!("executor for {what} on {inst} failed: {e}"),
-                        })
-                    }
-                }
+                Ok(out.join("; "))
             }
-            Ok(out.join("; "))
+            .await;
+            hints.acted(&service);
+            r
         }
     }
 
@@ -420,6 +450,8 @@ impl Actions {
             (tokio::spawn(self.registry.execute(exec, token)), guard)
         });
         let what = format!("{}/{}", req.service, req.action);
+        let hints = self.hints.clone();
+        let service = req.service;
         async move {
             let Some((task, _cancel_on_drop)) = prepared else {
                 return Err(ActionFailure {
@@ -427,13 +459,15 @@ impl Actions {
                     message: format!("no executor for {what}"),
                 });
             };
-            match task.await {
+            let r = match task.await {
                 Ok(r) => r.map(|o| o.detail).map_err(ActionFailure::from),
                 Err(e) => Err(ActionFailure {
                     kind: ActionFailureKind::Other,
                     message: format!("executor for {what} failed: {e}"),
                 }),
-            }
+            };
+            hints.acted(&service);
+            r
         }
     }
 }

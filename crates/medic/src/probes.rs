@@ -13,7 +13,10 @@
 //! `consecutive × (interval + timeout)`. A run still going when its next tick
 //! comes is not doubled: the next run starts when it ends, and the schedule
 //! after that stays on the grid. A process probe also reports every state
-//! change of its supervisor at once.
+//! change of its supervisor at once. An HTTP probe with keep-alive (the
+//! default) holds at most one connection (`medic_probe::Prepared`), reused
+//! for at most `keep_alive_max_age`, closed after any failed run and not
+//! reused after an action on its service ended.
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -187,7 +190,9 @@ async fn probe_loop(
         ProbeKind::Process => Duration::ZERO,
         _ => spread_offset(&service, &probe.name, interval),
     };
-    let prepared = medic_probe::Prepared::new(probe.kind.clone());
+    let mut prepared = medic_probe::Prepared::new(probe.kind.clone());
+    // Actions ended on this service when the kept connection was dialled.
+    let mut acted = hints.actions_ended(&service);
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + offset, interval);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut next_due: Option<tokio::time::Instant> = None;
@@ -231,8 +236,19 @@ async fn probe_loop(
                 let Ok(_permit) = permits.acquire().await else {
                     return;
                 };
+                if prepared.has_connection() {
+                    // medic acted on the service (e.g. restarted it) since
+                    // this connection was dialled: probe it through a new one.
+                    let now = hints.actions_ended(&service);
+                    if now != acted {
+                        prepared.forget_connection();
+                    }
+                    acted = now;
+                } else {
+                    acted = hints.actions_ended(&service);
+                }
                 let o = tokio::select! {
-                    o = prober.run_prepared(&prepared, probe.timeout) => o,
+                    o = prober.run_prepared(&mut prepared, probe.timeout) => o,
                     _ = shutdown.changed() => return,
                 };
                 o
@@ -286,7 +302,7 @@ mod tests {
                 url: format!("http://{addr}/healthz"),
                 expect_status: 200,
                 body_contains: None,
-                keep_alive: false,
+                keep_alive: None,
             },
         };
         let (tx, mut rx) = mpsc::channel(16);
@@ -331,6 +347,79 @@ mod tests {
             text.contains("medic_probe_missed_intervals_total 0"),
             "{text}"
         );
+    }
+
+    /// A kept connection is not reused once an action on the service has
+    /// ended (medic may have restarted it): the next run dials.
+    #[tokio::test]
+    async fn an_action_on_the_service_makes_the_next_run_dial_again() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 1024];
+                    while let Ok(k) = s.read(&mut chunk).await {
+                        if k == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..k]);
+                        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            buf.drain(..end + 4);
+                            let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                            if s.write_all(ok).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        let probe = ProbeConfig {
+            name: "healthz".into(),
+            interval: Duration::from_millis(50),
+            timeout: Duration::from_secs(2),
+            kind: ProbeKind::Http {
+                url: format!("http://{addr}/healthz"),
+                expect_status: 200,
+                body_contains: None,
+                keep_alive: Some(Duration::from_secs(600)),
+            },
+        };
+        let (tx, mut rx) = mpsc::channel(16);
+        let (_stop, shutdown) = watch::channel(false);
+        let hints = Hints::default();
+        tokio::spawn(probe_loop(
+            "web".into(),
+            probe,
+            Prober::new().unwrap(),
+            None,
+            tx,
+            Arc::new(Metrics::new()),
+            hints.clone(),
+            Arc::new(Semaphore::new(4)),
+            shutdown,
+        ));
+        for _ in 0..3 {
+            assert!(rx.recv().await.unwrap().ok);
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+        hints.acted("other-service");
+        for _ in 0..3 {
+            assert!(rx.recv().await.unwrap().ok);
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+        hints.acted("web");
+        for _ in 0..3 {
+            assert!(rx.recv().await.unwrap().ok);
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
     }
 
     #[test]

@@ -27,6 +27,10 @@ pub const SLOW_OVER: Duration = Duration::from_millis(250);
 pub const SENSITIVE_TIMEOUT: Duration = Duration::from_millis(300);
 /// Extra latency of the slow fault.
 pub const SLOW_FAULT_MS: u64 = 500;
+/// monit's default timeout of a start or stop program.
+pub const MONIT_DEFAULT_EXEC_TIMEOUT: Duration = Duration::from_secs(30);
+/// The start program's timeout of the tuned monit.
+pub const MONIT_TUNED_START_TIMEOUT: Duration = Duration::from_secs(1);
 /// Timeout of each recovery poll.
 const POLL_TIMEOUT: Duration = Duration::from_millis(250);
 /// A new recovery poll is started this often.
@@ -43,7 +47,9 @@ pub struct MttrArgs {
     /// Print one JSON object instead of tables.
     #[arg(long)]
     pub json: bool,
-    /// Tools to run (comma-separated): medic, supervisord, monit.
+    /// Tools to run (comma-separated): medic (sensitive and defaults),
+    /// supervisord and monit (tuned and defaults each; or one of
+    /// supervisord-tuned, supervisord-defaults, monit-tuned, monit-defaults).
     #[arg(long, value_delimiter = ',', default_value = "medic,supervisord,monit")]
     pub tools: Vec<String>,
     /// Faults to inject (comma-separated): kill, hang, sigstop, error, slow.
@@ -101,29 +107,55 @@ pub enum Setup {
     /// medic with `failure.consecutive: 1` and a probe timeout just above
     /// the slow threshold ([`SENSITIVE_TIMEOUT`]).
     MedicSensitive,
-    Supervisord,
-    Monit,
+    /// supervisord as its documentation's example: `autorestart` left at
+    /// its default (`unexpected`: a `kill -9` is unexpected), the default
+    /// `startsecs` (1 s).
+    SupervisordDefaults,
+    /// supervisord restarting on any exit as fast as it allows:
+    /// `autorestart=true`, `startsecs=0`. No setting of it sees more than
+    /// an exit.
+    SupervisordTuned,
+    /// monit as a user following its manual writes it: start and stop
+    /// programs with the default timeouts (30 s), the stop a plain `kill`,
+    /// the HTTP check with the default connection timeout (5 s).
+    MonitDefaults,
+    /// monit at its fastest: start timeout 1 s, stop by `kill -9`, the HTTP
+    /// check's timeout one cycle.
+    MonitTuned,
 }
 
 impl Setup {
     pub fn tool(self) -> &'static str {
         match self {
             Setup::MedicDefaults | Setup::MedicSensitive => "medic",
-            Setup::Supervisord => "supervisord",
-            Setup::Monit => "monit",
+            Setup::SupervisordDefaults | Setup::SupervisordTuned => "supervisord",
+            Setup::MonitDefaults | Setup::MonitTuned => "monit",
         }
     }
 
     pub fn config(self) -> &'static str {
         match self {
-            Setup::MedicDefaults => "defaults",
+            Setup::MedicDefaults | Setup::SupervisordDefaults | Setup::MonitDefaults => "defaults",
             Setup::MedicSensitive => "sensitive",
-            Setup::Supervisord | Setup::Monit => "default",
+            Setup::MonitTuned | Setup::SupervisordTuned => "tuned",
         }
     }
 
-    fn is_medic(self) -> bool {
-        matches!(self, Setup::MedicDefaults | Setup::MedicSensitive)
+    /// How long after it (re)started the fixture the tool is left alone
+    /// before the next fault, so the fault finds it watching as it would
+    /// long after a start. monit holds off its tests of a process for the
+    /// start program's timeout after starting it (30 s by default: a fault
+    /// in that window waits for its end); supervisord and monit tuned
+    /// get one cycle to see the new process as up. medic watches a new
+    /// process at once (its start phase ends with the first healthy run).
+    fn settle(self, interval: Duration) -> Duration {
+        let cycle = interval.max(Duration::from_secs(1));
+        match self {
+            Setup::MedicDefaults | Setup::MedicSensitive => Duration::ZERO,
+            Setup::SupervisordDefaults | Setup::SupervisordTuned => cycle,
+            Setup::MonitTuned => MONIT_TUNED_START_TIMEOUT + cycle,
+            Setup::MonitDefaults => MONIT_DEFAULT_EXEC_TIMEOUT + cycle,
+        }
     }
 }
 
@@ -202,13 +234,21 @@ services:
     )
 }
 
-/// supervisord's config: restart on exit, as fast as it allows.
-pub fn supervisord_config(exe: &Path, port: u16, dir: &Path) -> String {
+/// supervisord's config: the program with supervisord's defaults (it
+/// restarts a process that exits unexpectedly, `kill -9` included, after
+/// its main loop notices; `startsecs`, `startretries`, `autorestart` as
+/// shipped), only the paths set; `tuned`: restart on any exit, as fast as
+/// it allows.
+pub fn supervisord_config(exe: &Path, port: u16, dir: &Path, tuned: bool) -> String {
+    let tuning = if tuned {
+        "autorestart=true\nstartsecs=0\nstartretries=100000\nstopasgroup=true\nkillasgroup=true\nstopwaitsecs=2\n"
+    } else {
+        ""
+    };
     format!(
         "[supervisord]\nnodaemon=true\nlogfile={d}/supervisord.log\npidfile={d}/supervisord.pid\n\
          childlogdir={d}\n\n\
-         [program:fixture]\ncommand={exe} fixture --port {port}\nautostart=true\nautorestart=true\n\
-         startsecs=0\nstartretries=100000\nstopasgroup=true\nkillasgroup=true\nstopwaitsecs=2\n\
+         [program:fixture]\ncommand={exe} fixture --port {port}\n{tuning}\
          stdout_logfile={d}/fixture.log\nredirect_stderr=true\n",
         d = dir.display(),
         exe = exe.display(),
@@ -216,20 +256,39 @@ pub fn supervisord_config(exe: &Path, port: u16, dir: &Path) -> String {
 }
 
 /// monit's control file: the process by pidfile plus an HTTP check of
-/// `/healthz` (status < 400 within the timeout) each cycle, restart on failure.
-/// The start timeout is 1 s (monit's default, 30 s, also pauses connection
-/// tests that long after every start), the stop is `kill -9`: monit's
-/// fastest settings, so the comparison is with monit at its best.
-pub fn monit_config(exe: &Path, port: u16, dir: &Path, interval: Duration) -> String {
+/// `/healthz` (status < 400 within the timeout) each cycle, restart on
+/// failure, at the same cycle as the other tools (`set daemon`).
+///
+/// - `tuned`: start timeout 1 s (monit's default, 30 s, also holds off
+///   its tests of the process while a start may still be going on), stop
+///   by `kill -9` (a stopped or hung process dies at once), the check's
+///   timeout one cycle: monit's fastest settings.
+/// - defaults: as its manual's examples, every timeout left at monit's
+///   default (start and stop 30 s, connection 5 s), the stop a plain
+///   `kill` (SIGTERM).
+pub fn monit_config(exe: &Path, port: u16, dir: &Path, interval: Duration, tuned: bool) -> String {
     let secs = interval.as_secs().max(1);
     let d = dir.display();
+    let (start_timeout, stop, check_timeout) = if tuned {
+        (
+            " with timeout 1 seconds".to_string(),
+            format!("kill -CONT $(cat {d}/fixture.pid); kill -9 $(cat {d}/fixture.pid)"),
+            format!(" with timeout {secs} seconds"),
+        )
+    } else {
+        (
+            String::new(),
+            format!("kill $(cat {d}/fixture.pid)"),
+            String::new(),
+        )
+    };
     format!(
         "set daemon {secs}\nset logfile {d}/monit.log\nset pidfile {d}/monit.pid\n\
          set idfile {d}/monit.id\nset statefile {d}/monit.state\n\n\
          check process fixture with pidfile {d}/fixture.pid\n\
-         \x20 start program = \"/bin/sh -c '{exe} fixture --port {port} </dev/null >>{d}/fixture.log 2>&1 & echo $! > {d}/fixture.pid'\" with timeout 1 seconds\n\
-         \x20 stop program = \"/bin/sh -c 'kill -CONT $(cat {d}/fixture.pid); kill -9 $(cat {d}/fixture.pid)'\"\n\
-         \x20 if failed host 127.0.0.1 port {port} protocol http request \"/healthz\" with timeout {secs} seconds then restart\n",
+         \x20 start program = \"/bin/sh -c '{exe} fixture --port {port} </dev/null >>{d}/fixture.log 2>&1 & echo $! > {d}/fixture.pid'\"{start_timeout}\n\
+         \x20 stop program = \"/bin/sh -c '{stop}'\"\n\
+         \x20 if failed host 127.0.0.1 port {port} protocol http request \"/healthz\"{check_timeout} then restart\n",
         exe = exe.display(),
     )
 }
@@ -286,10 +345,13 @@ fn start(setup: Setup, dir: &Path, exe: &Path, interval: Duration) -> anyhow::Re
                 pidfile: dir.join("fixture.pid"),
             })
         }
-        Setup::Supervisord => {
+        Setup::SupervisordDefaults | Setup::SupervisordTuned => {
             let bin = which("supervisord")?;
             let cfg = dir.join("supervisord.conf");
-            std::fs::write(&cfg, supervisord_config(exe, port, dir))?;
+            std::fs::write(
+                &cfg,
+                supervisord_config(exe, port, dir, setup == Setup::SupervisordTuned),
+            )?;
             let mut cmd = Command::new(bin);
             cmd.arg("-c").arg(&cfg).current_dir(dir);
             Ok(Running {
@@ -301,10 +363,13 @@ fn start(setup: Setup, dir: &Path, exe: &Path, interval: Duration) -> anyhow::Re
                 pidfile: dir.join("fixture.pid"),
             })
         }
-        Setup::Monit => {
+        Setup::MonitDefaults | Setup::MonitTuned => {
             let bin = which("monit")?;
             let cfg = dir.join("monitrc");
-            std::fs::write(&cfg, monit_config(exe, port, dir, interval))?;
+            std::fs::write(
+                &cfg,
+                monit_config(exe, port, dir, interval, setup == Setup::MonitTuned),
+            )?;
             {
                 use std::os::unix::fs::PermissionsExt;
                 std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o600))?;
@@ -512,9 +577,17 @@ pub async fn run(args: &MttrArgs) -> anyhow::Result<Vec<MttrResult>> {
     for t in &args.tools {
         match t.trim() {
             "medic" => setups.extend([Setup::MedicSensitive, Setup::MedicDefaults]),
-            "supervisord" => setups.push(Setup::Supervisord),
-            "monit" => setups.push(Setup::Monit),
-            other => bail!("unknown tool {other:?} (medic, supervisord, monit)"),
+            "supervisord" => {
+                setups.extend([Setup::SupervisordTuned, Setup::SupervisordDefaults]);
+            }
+            "supervisord-tuned" => setups.push(Setup::SupervisordTuned),
+            "supervisord-defaults" => setups.push(Setup::SupervisordDefaults),
+            "monit" => setups.extend([Setup::MonitTuned, Setup::MonitDefaults]),
+            "monit-tuned" => setups.push(Setup::MonitTuned),
+            "monit-defaults" => setups.push(Setup::MonitDefaults),
+            other => bail!(
+                "unknown tool {other:?} (medic, supervisord = supervisord-tuned,supervisord-defaults, monit = monit-tuned,monit-defaults)"
+            ),
         }
     }
     if args.trials == 0 {
@@ -526,10 +599,10 @@ pub async fn run(args: &MttrArgs) -> anyhow::Result<Vec<MttrResult>> {
     // Peers must exist before anything starts.
     for s in &setups {
         match s {
-            Setup::Supervisord => {
+            Setup::SupervisordDefaults | Setup::SupervisordTuned => {
                 which("supervisord")?;
             }
-            Setup::Monit => {
+            Setup::MonitDefaults | Setup::MonitTuned => {
                 which("monit")?;
             }
             _ => {}
@@ -578,6 +651,9 @@ async fn run_setup(
     baseline(http, run, settle)
         .await
         .with_context(|| format!("starting the fixture under {}", setup.tool()))?;
+    // When the tool last (re)started the fixture (about now: it just
+    // started it).
+    let mut started = Instant::now();
     let mut out = Vec::new();
     let mut phase = Phase::seeded();
     for &fault in faults {
@@ -595,12 +671,15 @@ async fn run_setup(
             trials += 1;
             // A random phase against the tools' probe schedules: a fault
             // right after a healthy check is the worst case, not the usual one.
+            let settled = started + setup.settle(args.interval);
+            tokio::time::sleep_until(settled.into()).await;
             tokio::time::sleep(phase.next(args.interval)).await;
             let t0 = Instant::now();
             inject(http, fault, run.port, pid).await?;
             let got = recovery(http, run.port, pid, t0, args.trial_timeout, &mut run.seen).await;
             match got {
                 Some(d) => {
+                    started = t0 + d;
                     let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
                     if !args.json {
                         eprintln!("  {:<8} {}", fault.as_str(), fmt_ms(ms));
@@ -618,12 +697,9 @@ async fn run_setup(
                         );
                     }
                     undo(http, run.port, pid).await;
+                    started = Instant::now();
                     break;
                 }
-            }
-            if !setup.is_medic() {
-                // Let a peer see the new process as up before the next fault.
-                tokio::time::sleep(args.interval.max(Duration::from_secs(1))).await;
             }
         }
         let recovered = times.len() as u32;
@@ -689,13 +765,14 @@ pub fn render(results: &[MttrResult], args: &MttrArgs) -> String {
                 .iter()
                 .filter(|r| r.fault == *f && r.tool != "medic")
             {
+                let peer = format!("{} {}", p.tool, p.config);
                 let txt = match (m.median_ms, p.median_ms) {
                     (Some(a), Some(b)) if b > 0 => {
-                        format!("{:.2}x {}", a as f64 / b as f64, p.tool)
+                        format!("{:.2}x {peer}", a as f64 / b as f64)
                     }
-                    (Some(_), None) => format!("{} never recovers", p.tool),
-                    (None, Some(_)) => format!("medic never recovers, {} does", p.tool),
-                    _ => format!("neither recovers ({})", p.tool),
+                    (Some(_), None) => format!("{peer} never recovers"),
+                    (None, Some(_)) => format!("medic never recovers, {peer} does"),
+                    _ => format!("neither recovers ({peer})"),
                 };
                 parts.push(txt);
             }
@@ -737,6 +814,35 @@ mod tests {
     }
 
     #[test]
+    fn peers_at_their_defaults_leave_every_timeout_to_the_tool() {
+        let exe = Path::new("/usr/bin/medic");
+        let dir = Path::new("/tmp/x");
+        let i = Duration::from_secs(1);
+        let defaults = monit_config(exe, 18080, dir, i, false);
+        assert!(!defaults.contains("timeout"), "{defaults}");
+        assert!(
+            defaults.contains("stop program = \"/bin/sh -c 'kill $(cat"),
+            "{defaults}"
+        );
+        assert!(!defaults.contains("kill -9"), "{defaults}");
+        let tuned = monit_config(exe, 18080, dir, i, true);
+        assert!(tuned.contains("with timeout 1 seconds"), "{tuned}");
+        assert!(tuned.contains("kill -9"), "{tuned}");
+        let sd = supervisord_config(exe, 18080, dir, false);
+        assert!(
+            !sd.contains("autorestart") && !sd.contains("startsecs"),
+            "{sd}"
+        );
+        let st = supervisord_config(exe, 18080, dir, true);
+        assert!(
+            st.contains("autorestart=true") && st.contains("startsecs=0"),
+            "{st}"
+        );
+        assert_eq!(Setup::MonitDefaults.settle(i), Duration::from_secs(31));
+        assert_eq!(Setup::MedicSensitive.settle(i), Duration::ZERO);
+    }
+
+    #[test]
     fn ratios_say_never_for_a_peer_that_cannot_recover() {
         let r = |tool, config, median: Option<u64>| MttrResult {
             tool,
@@ -759,13 +865,17 @@ mod tests {
         let out = render(
             &[
                 r("medic", "sensitive", Some(500)),
-                r("supervisord", "default", None),
-                r("monit", "default", Some(2000)),
+                r("supervisord", "defaults", None),
+                r("monit", "tuned", Some(2000)),
+                r("monit", "defaults", Some(10000)),
             ],
             &args,
         );
-        assert!(out.contains("supervisord never recovers"), "{out}");
-        assert!(out.contains("0.25x monit"), "{out}");
+        assert!(out.contains("supervisord defaults never recovers"), "{out}");
+        assert!(
+            out.contains("0.25x monit tuned, 0.05x monit defaults"),
+            "{out}"
+        );
         assert!(out.contains("never"), "{out}");
     }
 }

@@ -34,10 +34,11 @@ pub struct ScaleArgs {
     /// Measuring window per row (after the warm-up).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "20s")]
     pub duration: Duration,
-    /// HTTP probes with `keep_alive: true` (one connection per target kept
-    /// open) instead of a new connection per run.
-    #[arg(long)]
-    pub keep_alive: bool,
+    /// HTTP probes with `keep_alive: false` (a new connection per run)
+    /// instead of medic's default (one kept connection per target, dialled
+    /// again after `keep_alive_max_age`, 30 s).
+    #[arg(long, alias = "no-keep-alive")]
+    pub new_connections: bool,
     /// Skip the scrape and alert rows.
     #[arg(long)]
     pub no_signals: bool,
@@ -209,14 +210,26 @@ async fn start_medic(
     Ok(Medic { group, api })
 }
 
-fn http_config(n: u32, port: u16, api_port: u16, interval: Duration, keep_alive: bool) -> String {
+fn http_config(
+    n: u32,
+    port: u16,
+    api_port: u16,
+    interval: Duration,
+    new_connections: bool,
+) -> String {
+    // medic's default (keep-alive) is what the config leaves unsaid.
+    let keep_alive = if new_connections {
+        ", keep_alive: false"
+    } else {
+        ""
+    };
     let mut s = format!(
         "# medic bench scale: {n} HTTP targets\nmode: dry-run\nlisten: 127.0.0.1:{api_port}\nauth: none\n\
          database: medic.db\nservices:\n"
     );
     for k in 0..n {
         s.push_str(&format!(
-            "  t{k}:\n    probes:\n      h: {{ http: {{ url: \"http://127.0.0.1:{port}/healthz?t={k}\", timeout: 1s, keep_alive: {keep_alive} }}, interval: {}ms }}\n",
+            "  t{k}:\n    probes:\n      h: {{ http: {{ url: \"http://127.0.0.1:{port}/healthz?t={k}\", timeout: 1s{keep_alive} }}, interval: {}ms }}\n",
             interval.as_millis()
         ));
     }
@@ -238,18 +251,32 @@ async fn http_row(
     let mut fixture = Group::spawn(fcmd, "fixture", &dir.join("fixture.out"))?;
     let fx = format!("http://127.0.0.1:{port}");
     let health_url = format!("{fx}/healthz");
-    if wait_until(Duration::from_secs(20), || get_text(http, &health_url))
-        .await
-        .is_none()
-    {
-        fixture.check_alive()?;
-        bail!("the fixture did not answer");
+    // The answer must come from the fixture this bench started (its pid):
+    // the port was free when picked, but another process on the machine
+    // may have bound it before the fixture did, and medic would then probe
+    // a stranger (whatever status it answers).
+    let want = fixture.pid();
+    let answered = wait_until(Duration::from_secs(20), || async {
+        let text = get_text(http, &health_url).await?;
+        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+        v["pid"].as_u64()
+    })
+    .await;
+    match answered {
+        Some(pid) if pid == u64::from(want) => {}
+        Some(pid) => {
+            bail!("port {port} is answered by pid {pid}, not by the fixture started here (pid {want}): another process took the port; run again")
+        }
+        None => {
+            fixture.check_alive()?;
+            bail!("the fixture did not answer");
+        }
     }
     let api_port = free_port()?;
     let mut medic = start_medic(
         &dir,
         exe,
-        &http_config(n, port, api_port, args.interval, args.keep_alive),
+        &http_config(n, port, api_port, args.interval, args.new_connections),
         api_port,
         http,
     )
@@ -529,10 +556,10 @@ pub fn render(results: &[ScaleResult], args: &ScaleArgs) -> String {
         humantime::format_duration(args.interval),
         humantime::format_duration(args.duration),
         std::thread::available_parallelism().map_or(1, |n| n.get()),
-        if args.keep_alive {
-            "; HTTP keep-alive"
+        if args.new_connections {
+            "; a new connection per HTTP probe run (--new-connections)"
         } else {
-            "; a new connection per HTTP probe"
+            "; HTTP keep-alive (the default: one connection per target, at most 30 s old)"
         }
     );
     s.push_str(&format!(
@@ -606,12 +633,19 @@ mod tests {
     fn the_generated_configs_are_valid() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("m.yaml");
-        std::fs::write(
-            &p,
-            http_config(3, 18080, 19090, Duration::from_secs(1), true),
-        )
-        .unwrap();
-        let cfg = medic_config::load(&p).unwrap();
-        assert_eq!(cfg.services.len(), 3);
+        for new_connections in [false, true] {
+            std::fs::write(
+                &p,
+                http_config(3, 18080, 19090, Duration::from_secs(1), new_connections),
+            )
+            .unwrap();
+            let cfg = medic_config::load(&p).unwrap();
+            assert_eq!(cfg.services.len(), 3);
+            let medic_config::ProbeKind::Http { keep_alive, .. } = &cfg.services[0].probes[0].kind
+            else {
+                panic!("not an HTTP probe");
+            };
+            assert_eq!(keep_alive.is_none(), new_connections);
+        }
     }
 }

@@ -873,7 +873,14 @@ async fn partition(c: &mut Cluster, args: &BenchFailoverArgs) -> anyhow::Result<
         && audit_valid)
 }
 
-/// The shared store's audit chain verifies.
-async fn verify(c: &Cluster) -> Result<medic_store::VerifyReport, medic_store::StoreError> {
-    medic_store::verify_audit_target(&c.store_target()).await
+/// The shared store's audit chain verifies: `Err` says why not (it could
+/// not be read, or the first bad record).
+async fn verify(c: &Cluster) -> Result<(), String> {
+    let report = medic_store::verify_audit_target(&c.store_target())
+        .await
+        .map_err(|e| e.to_string())?;
+    match report.first_bad {
+        None => Ok(()),
+        Some(bad) => Err(format!("broken at seq {}: {}", bad.seq, bad.reason)),
+    }
 }

@@ -581,6 +581,17 @@ async fn control_call<T>(
     state: &ApiState,
     request: impl FnOnce(oneshot::Sender<T>) -> ControlRequest,
 ) -> Result<T, ApiError> {
+    ask(&state.control, request).await
+}
+
+/// Sends a request that carries its reply channel to a loop (the daemon's
+/// control loop, its drill loop) and waits for the answer, both within
+/// [`CONTROL_TIMEOUT`]: `E0504` when the queue stays full or no answer
+/// comes, `E0502` (with `Retry-After`) when the loop is gone.
+pub async fn ask<M, T>(
+    to: &mpsc::Sender<M>,
+    request: impl FnOnce(oneshot::Sender<T>) -> M,
+) -> Result<T, ApiError> {
     let (tx, rx) = oneshot::channel();
     let unavailable = || {
         ApiError::new(
@@ -589,9 +600,7 @@ async fn control_call<T>(
         )
         .with_retry_after(1)
     };
-    state
-        .control
-        .send_timeout(request(tx), CONTROL_TIMEOUT)
+    to.send_timeout(request(tx), CONTROL_TIMEOUT)
         .await
         .map_err(|e| match e {
             mpsc::error::SendTimeoutError::Timeout(_) => ApiError::new(

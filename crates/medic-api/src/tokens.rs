@@ -1,12 +1,14 @@
 //! `/api/v1/tokens`: token management over the API (admin). The token is
 //! in the answer of the create call only; the store keeps its sha256. Every
-//! create and revoke is appended to the audit log with the admin's name.
+//! create and revoke is appended to the audit log with the admin's name, in
+//! the same transaction as the change.
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Extension, Path, State};
 use axum::http::HeaderMap;
 use axum::Json;
 use medic_core::Actor;
+use medic_store::tokens::TokenChange;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ApiError, ErrorCode};
@@ -51,15 +53,6 @@ fn now() -> String {
     medic_store::record::rfc3339_ms(ms).unwrap_or_else(|| "1970-01-01T00:00:00Z".into())
 }
 
-async fn audit(state: &ApiState, kind: &str, payload: serde_json::Value) -> Result<(), ApiError> {
-    state
-        .store
-        .append_audit(&now(), kind, &payload.to_string())
-        .await?;
-    state.metrics.inc_audit();
-    Ok(())
-}
-
 pub(crate) async fn list(State(state): State<ApiState>) -> Result<Json<TokenList>, ApiError> {
     let tokens = state
         .store
@@ -94,19 +87,22 @@ pub(crate) async fn create(
     })?;
     let name = req.name.trim().to_string();
     medic_store::tokens::check_token_name(&name).map_err(|m| ApiError::invalid_field("name", m))?;
-    let token = match state.store.create_token(&name, role, &now()).await {
-        Ok(t) => t,
+    let who = TokenChange {
+        by: &actor.id,
+        via: "api",
+    };
+    let token = match state
+        .store
+        .create_token_audited(&name, role, &now(), who)
+        .await
+    {
+        Ok((t, _)) => t,
         Err(medic_store::StoreError::InvalidInput { reason, .. }) => {
             return Err(ApiError::new(ErrorCode::Conflict, reason).with_field("name"))
         }
         Err(e) => return Err(e.into()),
     };
-    audit(
-        &state,
-        "token.created",
-        serde_json::json!({"name": name, "role": role.as_str(), "by": actor.id}),
-    )
-    .await?;
+    state.metrics.inc_audit();
     Ok(Json(CreatedToken {
         name,
         role: role.as_str().to_string(),
@@ -124,18 +120,22 @@ pub(crate) async fn revoke(
     let Path(name) = name
         .map_err(|e| ApiError::invalid_field("name", format!("invalid name: {}", e.body_text())))?;
     let _: crate::governance::EmptyRequest = crate::parse_json(&headers, body)?;
-    if !state.store.revoke_token(&name, &now()).await? {
+    let who = TokenChange {
+        by: &actor.id,
+        via: "api",
+    };
+    if state
+        .store
+        .revoke_token_audited(&name, &now(), who)
+        .await?
+        .is_none()
+    {
         return Err(
             ApiError::new(ErrorCode::Conflict, format!("{name:?} has no active token"))
                 .with_field("name"),
         );
     }
-    audit(
-        &state,
-        "token.revoked",
-        serde_json::json!({"name": name, "by": actor.id}),
-    )
-    .await?;
+    state.metrics.inc_audit();
     Ok(Json(crate::governance::OperatorReply {
         message: format!("revoked the token of {name}"),
         actor: actor.id,

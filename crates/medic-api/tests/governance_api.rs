@@ -492,6 +492,31 @@ async fn whoami_names_the_token() {
     }
 }
 
+/// `GET /ui/login`: the login form's CSRF cookie (`name=value`, checked to
+/// be HttpOnly and SameSite=Strict) and the token in its hidden field.
+async fn login_form(http: &reqwest::Client, base: &str) -> (String, String) {
+    let r = http.get(format!("{base}/ui/login")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let set = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(
+        set.starts_with("medic_login_csrf=")
+            && set.contains("HttpOnly")
+            && set.contains("SameSite=Strict"),
+        "{set}"
+    );
+    let cookie = set.split(';').next().unwrap().to_string();
+    let html = r.text().await.unwrap();
+    let csrf = html
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    (cookie, csrf)
+}
+
 /// The web console goes through the same roles as the API, its session
 /// cookie is HttpOnly and SameSite=Strict, and a form without the session's
 /// CSRF token is refused.
@@ -506,10 +531,12 @@ async fn console_sessions_csrf_and_roles() {
     let r = http.get(format!("{base}/ui/")).send().await.unwrap();
     assert_eq!(r.status(), 303);
     assert_eq!(r.headers()["location"], "/ui/login");
-    // A bad token: back to the login page, no cookie.
+    // A bad token: back to the login page, no session cookie.
+    let (form_cookie, form_csrf) = login_form(&http, &base).await;
     let r = http
         .post(format!("{base}/ui/login"))
-        .form(&[("token", "medic_nope")])
+        .header("cookie", form_cookie)
+        .form(&[("token", "medic_nope"), ("csrf", form_csrf.as_str())])
         .send()
         .await
         .unwrap();
@@ -524,9 +551,11 @@ async fn console_sessions_csrf_and_roles() {
         let token = c.token(who).to_string();
         let base = base.clone();
         async move {
+            let (form_cookie, form_csrf) = login_form(&http, &base).await;
             let r = http
                 .post(format!("{base}/ui/login"))
-                .form(&[("token", token.as_str())])
+                .header("cookie", form_cookie)
+                .form(&[("token", token.as_str()), ("csrf", form_csrf.as_str())])
                 .send()
                 .await
                 .unwrap();
@@ -597,9 +626,10 @@ async fn console_sessions_csrf_and_roles() {
                 .unwrap()
         }
     };
-    // A viewer's page has no forms; a hand-made one with the right token
+    // A viewer's page has no operator forms (only the logout form, with
+    // the session's token); a hand-made one with the right token
     // (sha256("medic-csrf:" + token), as documented) is refused by role.
-    assert!(vera_csrf.is_none());
+    assert!(!html.contains("action=\"/ui/action\""), "{html}");
     let csrf = {
         use sha2::Digest;
         hex::encode(sha2::Sha256::digest(format!(
@@ -607,6 +637,7 @@ async fn console_sessions_csrf_and_roles() {
             c.token("vera")
         )))
     };
+    assert_eq!(vera_csrf.as_deref(), Some(csrf.as_str()));
     let r = post_form(
         vera.clone(),
         vec![("csrf", csrf.clone()), ("op", "pause".into())],
@@ -749,4 +780,218 @@ async fn admin_creates_and_revokes_tokens_over_the_api() {
         kinds.contains(&("token.revoked".into(), "ops".into())),
         "{kinds:?}"
     );
+}
+
+/// Login CSRF: the login form is refused (403 E0480, no session) without
+/// its double-submit token, with a wrong one, or with the token of another
+/// form; any console form posted from another site is refused (403 E0481)
+/// even with the right token; the console's own forms work. Logout needs
+/// the session's token too. Bearer-token API calls are not concerned.
+#[tokio::test]
+async fn console_forms_refuse_forged_and_cross_site_posts() {
+    let (base, c, _dir, _cmds) = start().await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let host = base.trim_start_matches("http://").to_string();
+    let ops = c.token("ops").to_string();
+    let post_login = |cookie: Option<String>,
+                      form: Vec<(&'static str, String)>,
+                      extra: Vec<(&'static str, String)>| {
+        let http = http.clone();
+        let base = base.clone();
+        async move {
+            let mut rq = http.post(format!("{base}/ui/login")).form(&form);
+            if let Some(cookie) = cookie {
+                rq = rq.header("cookie", cookie);
+            }
+            for (k, v) in extra {
+                rq = rq.header(k, v);
+            }
+            rq.send().await.unwrap()
+        }
+    };
+    let assert_refused = |r: reqwest::Response, code: &'static str| async move {
+        assert_eq!(r.status(), 403);
+        assert!(r.headers().get("set-cookie").is_none(), "no session");
+        let body = r.text().await.unwrap();
+        assert!(body.contains(code), "{body}");
+        body
+    };
+    let (cookie, csrf) = login_form(&http, &base).await;
+    let (other_cookie, other_csrf) = login_form(&http, &base).await;
+    assert_ne!(csrf, other_csrf, "every form gets its own token");
+    // No token, no cookie: refused.
+    let r = post_login(None, vec![("token", ops.clone())], vec![]).await;
+    let page = assert_refused(r, "E0480 csrf_token_invalid").await;
+    assert!(page.contains("reload the login page"), "{page}");
+    // The token without its cookie (what a forged form can send).
+    let r = post_login(
+        None,
+        vec![("token", ops.clone()), ("csrf", csrf.clone())],
+        vec![],
+    )
+    .await;
+    assert_refused(r, "E0480").await;
+    // The cookie with a wrong token, or with another form's token.
+    let r = post_login(
+        Some(cookie.clone()),
+        vec![
+            ("token", ops.clone()),
+            ("csrf", "medic_".to_string() + &"0".repeat(64)),
+        ],
+        vec![],
+    )
+    .await;
+    assert_refused(r, "E0480").await;
+    let r = post_login(
+        Some(cookie.clone()),
+        vec![("token", ops.clone()), ("csrf", other_csrf.clone())],
+        vec![],
+    )
+    .await;
+    assert_refused(r, "E0480").await;
+    // A client asking for JSON gets the JSON error.
+    let r = post_login(
+        None,
+        vec![("token", ops.clone())],
+        vec![("accept", "application/json".into())],
+    )
+    .await;
+    assert_eq!(r.status(), 403);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "E0480", "{v}");
+    assert_eq!(v["error"]["name"], "csrf_token_invalid", "{v}");
+    // The right pair, but posted from another site (Origin, or Referer
+    // without Origin; `null` is another site too): refused.
+    for (h, v) in [
+        ("origin", "http://evil.example".to_string()),
+        ("origin", "null".to_string()),
+        ("origin", format!("http://{host}.evil.example")),
+        ("referer", "https://evil.example/x".to_string()),
+    ] {
+        let r = post_login(
+            Some(cookie.clone()),
+            vec![("token", ops.clone()), ("csrf", csrf.clone())],
+            vec![(h, v.clone())],
+        )
+        .await;
+        let page = assert_refused(r, "E0481 cross_origin_refused").await;
+        assert!(page.contains("another site"), "{h}: {v}: {page}");
+    }
+    // The right pair from the console's own page: logged in, the form's
+    // cookie is cleared.
+    let r = post_login(
+        Some(other_cookie),
+        vec![("token", ops.clone()), ("csrf", other_csrf)],
+        vec![
+            ("origin", format!("http://{host}")),
+            ("referer", format!("http://{host}/ui/login")),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/ui/");
+    let cookies: Vec<String> = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    assert!(
+        cookies
+            .iter()
+            .any(|c| c.starts_with(&format!("medic_session={ops};"))),
+        "{cookies:?}"
+    );
+    assert!(
+        cookies
+            .iter()
+            .any(|c| c.starts_with("medic_login_csrf=;") && c.contains("Max-Age=0")),
+        "{cookies:?}"
+    );
+    let session = format!("medic_session={ops}");
+    let session_csrf = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(format!("medic-csrf:{ops}")))
+    };
+    // An action with the session's token but from another site: refused,
+    // nothing done.
+    let r = http
+        .post(format!("{base}/ui/action"))
+        .header("cookie", session.clone())
+        .header("origin", "http://evil.example")
+        .form(&[("csrf", session_csrf.as_str()), ("op", "pause")])
+        .send()
+        .await
+        .unwrap();
+    assert_refused(r, "E0481").await;
+    let (_, list) = get(&c, format!("{base}/api/v1/approvals")).await;
+    assert_eq!(list["pauses"], json!([]), "{list}");
+    // From its own page it works (the browser sends Origin).
+    let r = http
+        .post(format!("{base}/ui/action"))
+        .header("cookie", session.clone())
+        .header("origin", format!("http://{host}"))
+        .form(&[
+            ("csrf", session_csrf.as_str()),
+            ("op", "pause"),
+            ("reason", "csrf test"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let (_, list) = get(&c, format!("{base}/api/v1/approvals")).await;
+    assert_eq!(list["pauses"][0]["by"], "ops", "{list}");
+    // Logout: without the session's token, or from another site, refused
+    // (the session cookie is not cleared); with it, the cookie is cleared.
+    let logout = |form: Vec<(&'static str, String)>, origin: Option<String>| {
+        let http = http.clone();
+        let base = base.clone();
+        let session = session.clone();
+        async move {
+            let mut rq = http
+                .post(format!("{base}/ui/logout"))
+                .header("cookie", session)
+                .form(&form);
+            if let Some(o) = origin {
+                rq = rq.header("origin", o);
+            }
+            rq.send().await.unwrap()
+        }
+    };
+    assert_refused(logout(vec![], None).await, "E0480").await;
+    assert_refused(logout(vec![("csrf", "0".repeat(64))], None).await, "E0480").await;
+    assert_refused(
+        logout(
+            vec![("csrf", session_csrf.clone())],
+            Some("http://evil.example".into()),
+        )
+        .await,
+        "E0481",
+    )
+    .await;
+    let r = logout(vec![("csrf", session_csrf)], Some(format!("http://{host}"))).await;
+    assert_eq!(r.status(), 303);
+    let cleared = r.headers()["set-cookie"].to_str().unwrap();
+    assert!(
+        cleared.starts_with("medic_session=;") && cleared.contains("Max-Age=0"),
+        "{cleared}"
+    );
+    // Bearer-token API calls carry no cookie and are not concerned, even
+    // with a foreign Origin.
+    let r = c
+        .http
+        .post(format!("{base}/api/v1/resume"))
+        .bearer_auth(&ops)
+        .header("origin", "http://evil.example")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let (_, list) = get(&c, format!("{base}/api/v1/approvals")).await;
+    assert_eq!(list["pauses"], json!([]), "{list}");
 }

@@ -2,6 +2,7 @@
 //! Staged canaries (issue 10) in the engine: 10 % → judge → 50 % → judge →
 //! 100 %, a failed judge rolls the changed instances back and escalates,
 //! missing samples fail at the deadline.
+mod common;
 use std::time::Duration;
 
 use medic_core::medic_canary::{MetricSamples, Outcome};
@@ -76,17 +77,7 @@ fn engine_with(tune: impl FnOnce(&mut CanaryPlan)) -> Engine {
     plan.grace = Duration::from_secs(5);
     tune(&mut plan);
     gov.canaries.insert("web".into(), plan);
-    Engine::new(
-        EngineConfig {
-            seed: 1,
-            instance: "t".into(),
-            mode: Mode::Aggressive,
-            services: vec![spec],
-            max_timeline: 50,
-            governance: gov,
-        },
-        MonoTime::ZERO,
-    )
+    common::engine_of(1, Mode::Aggressive, vec![spec], gov)
 }
 
 fn drain(e: &mut Engine) -> (Vec<Notice>, Vec<Command>) {

@@ -103,12 +103,23 @@ pub fn engine(mode: Mode, policy: ServicePolicy) -> Engine {
 }
 
 pub fn engine_with(mode: Mode, policy: ServicePolicy, governance: GovernanceConfig) -> Engine {
+    engine_of(42, mode, vec![web_service(policy)], governance)
+}
+
+/// An engine as the tests build one: instance `t`, a 50-entry timeline,
+/// started at time zero, with this seed, mode, services and governance.
+pub fn engine_of(
+    seed: u64,
+    mode: Mode,
+    services: Vec<ServiceSpec>,
+    governance: GovernanceConfig,
+) -> Engine {
     Engine::new(
         EngineConfig {
-            seed: 42,
+            seed,
             instance: "t".into(),
             mode,
-            services: vec![web_service(policy)],
+            services,
             max_timeline: 50,
             governance,
         },

@@ -13,16 +13,11 @@ fn chain(gov: GovernanceConfig) -> Engine {
         s.name = name.into();
         s
     };
-    Engine::new(
-        EngineConfig {
-            seed: 1,
-            instance: "t".into(),
-            mode: Mode::Aggressive,
-            services: vec![svc("web"), svc("api"), svc("db")],
-            max_timeline: 50,
-            governance: gov,
-        },
-        MonoTime::ZERO,
+    engine_of(
+        1,
+        Mode::Aggressive,
+        vec![svc("web"), svc("api"), svc("db")],
+        gov,
     )
 }
 

@@ -29,17 +29,7 @@ fn fleet(max_wait: Duration, max_waiters: usize) -> Engine {
     governance.gates.max_blast_radius = 1.0;
     governance.locks.max_wait = max_wait;
     governance.locks.max_waiters = max_waiters;
-    Engine::new(
-        EngineConfig {
-            seed: 7,
-            instance: "t".into(),
-            mode: Mode::Aggressive,
-            services,
-            max_timeline: 50,
-            governance,
-        },
-        MonoTime::ZERO,
-    )
+    engine_of(7, Mode::Aggressive, services, governance)
 }
 
 /// Three failing probes of `svc` from `t` seconds on, 1 s apart.

@@ -14,17 +14,7 @@ const FAIL3: &str = "0s probe web healthz fail exited
 fn with_risk(risk: Risk, gov: GovernanceConfig, mode: Mode) -> Engine {
     let mut svc = web_service(policy());
     svc.actions[0].risk = Some(risk);
-    Engine::new(
-        EngineConfig {
-            seed: 1,
-            instance: "t".into(),
-            mode,
-            services: vec![svc],
-            max_timeline: 50,
-            governance: gov,
-        },
-        MonoTime::ZERO,
-    )
+    engine_of(1, mode, vec![svc], gov)
 }
 
 #[test]

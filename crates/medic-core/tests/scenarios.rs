@@ -4,7 +4,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use medic_core::{Engine, EngineConfig, GovernanceConfig, Mode, MonoTime, ServicePolicy};
+use medic_core::{Engine, GovernanceConfig, Mode, ServicePolicy};
 
 #[test]
 fn crash_is_restarted_and_verified() {
@@ -439,17 +439,7 @@ fn five_failed_executions_escalate_when_limits_allow_them() {
 fn with_grace(grace: Duration) -> Engine {
     let mut svc = web_service(policy());
     svc.startup.grace = grace;
-    Engine::new(
-        EngineConfig {
-            seed: 42,
-            instance: "t".into(),
-            mode: Mode::Aggressive,
-            services: vec![svc],
-            max_timeline: 50,
-            governance: GovernanceConfig::default(),
-        },
-        MonoTime::ZERO,
-    )
+    engine_of(42, Mode::Aggressive, vec![svc], GovernanceConfig::default())
 }
 
 #[test]
@@ -543,17 +533,7 @@ fn sensitive_with_process_probe() -> Engine {
             action: "restart".into(),
         },
     );
-    Engine::new(
-        EngineConfig {
-            seed: 42,
-            instance: "t".into(),
-            mode: Mode::Aggressive,
-            services: vec![svc],
-            max_timeline: 50,
-            governance: GovernanceConfig::default(),
-        },
-        MonoTime::ZERO,
-    )
+    engine_of(42, Mode::Aggressive, vec![svc], GovernanceConfig::default())
 }
 
 /// Issue 14's oddity (`kill -9` healed in ~1 s with `failure.consecutive: 1`
@@ -612,17 +592,7 @@ fn with_alert_in_start_phase() -> Engine {
         condition: Condition::Failing,
         action: "restart".into(),
     });
-    Engine::new(
-        EngineConfig {
-            seed: 42,
-            instance: "t".into(),
-            mode: Mode::Aggressive,
-            services: vec![svc],
-            max_timeline: 50,
-            governance: GovernanceConfig::default(),
-        },
-        MonoTime::ZERO,
-    )
+    engine_of(42, Mode::Aggressive, vec![svc], GovernanceConfig::default())
 }
 
 /// Issue 14 (found in the real-stack test): Alertmanager sends a firing

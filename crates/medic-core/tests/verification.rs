@@ -7,9 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use medic_core::{
-    Engine, EngineConfig, GovernanceConfig, Mode, MonoTime, ServicePolicy, VerifySpec,
-};
+use medic_core::{Engine, GovernanceConfig, Mode, ServicePolicy, VerifySpec};
 
 /// The `web` service whose slow-latency remediation `shed` is a change
 /// verified over a 20s window (undo: `unshed`).
@@ -23,17 +21,7 @@ fn change_engine(gov: GovernanceConfig) -> Engine {
             });
         }
     }
-    Engine::new(
-        EngineConfig {
-            seed: 42,
-            instance: "t".into(),
-            mode: Mode::Aggressive,
-            services: vec![svc],
-            max_timeline: 50,
-            governance: gov,
-        },
-        MonoTime::ZERO,
-    )
+    engine_of(42, Mode::Aggressive, vec![svc], gov)
 }
 
 /// The trigger: two slow answers (latency rule `over 1s`, 2 in a row).
@@ -376,17 +364,7 @@ fn a_revert_with_green_checks_runs_after_three_healthy_results() {
             }
         }
     }
-    let e = Engine::new(
-        EngineConfig {
-            seed: 42,
-            instance: "t".into(),
-            mode: Mode::Aggressive,
-            services: vec![svc],
-            max_timeline: 50,
-            governance: GovernanceConfig::default(),
-        },
-        MonoTime::ZERO,
-    );
+    let e = engine_of(42, Mode::Aggressive, vec![svc], GovernanceConfig::default());
     check_v(
         e,
         &script(

@@ -240,17 +240,6 @@ impl SignalMetrics {
             ),
         ]
     }
-
-    /// The counters in Prometheus text format.
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        for (name, help, v) in self.snapshot() {
-            out.push_str(&format!(
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"
-            ));
-        }
-        out
-    }
 }
 
 /// Where the signal subsystem sends events and counts things. Cheap to clone.

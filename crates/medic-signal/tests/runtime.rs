@@ -275,8 +275,9 @@ signals:
     assert!(run
         .hooks
         .metrics
-        .render()
-        .contains("medic_signal_rules_muted_total 1\n"));
+        .snapshot()
+        .iter()
+        .any(|(name, _, v)| *name == "medic_signal_rules_muted_total" && *v == 1));
     // Muted: no further reports, even with more matches.
     append(&log, "BOOM again\n");
     let quiet = tokio::time::timeout(Duration::from_millis(600), run.rx.recv()).await;

@@ -555,17 +555,62 @@ impl Store {
                 *tip = (rec.seq, rec.hash.clone());
                 Ok(rec)
             }
-            Err(e) => {
-                if matches!(e, StoreError::Database { .. }) {
-                    // The outcome of a failed commit can be ambiguous; re-read
-                    // the tip so `audit_tip` shows what is really stored.
-                    if let Ok(actual) = load_tip(&self.db, OP).await {
-                        *tip = actual;
-                    }
+            Err(e) => Err(self.reload_tip_after(&mut tip, OP, e).await),
+        }
+    }
+
+    /// Runs `sql` and, when it changed a row, appends one audit record
+    /// (`ts`, `kind`, `payload` as for [`Store::append_audit`]) in the same
+    /// transaction: both are stored or neither. `Ok(None)`, nothing written,
+    /// when `sql` changed no row. Fenced.
+    pub(crate) async fn write_audited(
+        &self,
+        op: &'static str,
+        sql: &str,
+        args: &[Arg<'_>],
+        record: (&str, &str, &str),
+    ) -> Result<Option<AuditRecord>, StoreError> {
+        let (ts, kind, payload) = record;
+        let mut tip = self.tip.lock().await;
+        let written = async {
+            let mut tx = self.begin_write(op).await?;
+            let cur = lock_tip(&mut tx, op).await?;
+            let n = tx.execute(sql, args).await.map_err(StoreError::db(op))?;
+            if n == 0 {
+                // Dropping `tx` rolls it back.
+                return Ok(None);
+            }
+            let rec = outbox::insert_chained(&mut tx, op, &cur, ts, kind, payload).await?;
+            tx.commit().await.map_err(StoreError::db(op))?;
+            Ok::<_, StoreError>(Some(rec))
+        }
+        .await;
+        match written {
+            Ok(rec) => {
+                if let Some(r) = &rec {
+                    *tip = (r.seq, r.hash.clone());
                 }
-                Err(e)
+                Ok(rec)
+            }
+            Err(e) => Err(self.reload_tip_after(&mut tip, op, e).await),
+        }
+    }
+
+    /// After a failed chained write: a database error (whose commit may or
+    /// may not have happened) re-reads the tip so `audit_tip` shows what is
+    /// really stored. Returns `e`.
+    async fn reload_tip_after(
+        &self,
+        tip: &mut (u64, String),
+        op: &'static str,
+        e: StoreError,
+    ) -> StoreError {
+        if matches!(e, StoreError::Database { .. }) {
+            if let Ok(actual) = load_tip(&self.db, op).await {
+                *tip = actual;
             }
         }
+        e
     }
 
     /// Lists up to `limit` audit records with `seq > after_seq`, ascending.

@@ -11,7 +11,7 @@
 //! the database does not give access. A name has at most one active token;
 //! the name is the actor the audit log records.
 use crate::db::{Arg, DbRow};
-use crate::{Store, StoreError};
+use crate::{AuditRecord, Store, StoreError};
 use medic_core::Role;
 use sha2::{Digest, Sha256};
 
@@ -25,6 +25,20 @@ pub struct TokenInfo {
     pub role: Role,
     pub created_at: String,
     pub revoked_at: Option<String>,
+}
+
+const INSERT_SQL: &str =
+    "INSERT INTO api_tokens(name, role, hash, created_at) VALUES ($1, $2, $3, $4)";
+const REVOKE_SQL: &str =
+    "UPDATE api_tokens SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL";
+
+/// Who changes a token, for its audit record: `by` is the actor (an API
+/// token's name, or the operating-system user of the CLI), `via` how the
+/// change came (`api`, `cli`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenChange<'a> {
+    pub by: &'a str,
+    pub via: &'a str,
 }
 
 /// Parses a role name (`viewer`, `operator`, `approver`, `admin`).
@@ -92,7 +106,7 @@ impl Store {
         let r = self
             .db
             .execute(
-                "INSERT INTO api_tokens(name, role, hash, created_at) VALUES ($1, $2, $3, $4)",
+                INSERT_SQL,
                 &[
                     Arg::Text(name),
                     Arg::Text(role.as_str()),
@@ -103,15 +117,72 @@ impl Store {
             .await;
         match r {
             Ok(_) => Ok(token),
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                Err(StoreError::InvalidInput {
-                    op: OP,
-                    field: "name",
-                    reason: format!("{name:?} already has an active token (revoke it first)"),
-                })
-            }
-            Err(e) => Err(StoreError::Database { op: OP, source: e }),
+            Err(e) => Err(name_taken(name, StoreError::Database { op: OP, source: e })),
         }
+    }
+
+    /// [`Store::create_token`] and its `token.created` audit record
+    /// (`{"name","role","by","via"}`, never the token or its hash) in one
+    /// transaction, in the same chain as every other record. Fenced.
+    pub async fn create_token_audited(
+        &self,
+        name: &str,
+        role: Role,
+        created_at: &str,
+        who: TokenChange<'_>,
+    ) -> Result<(String, AuditRecord), StoreError> {
+        const OP: &str = "create_token";
+        check_token_name(name).map_err(|reason| StoreError::InvalidInput {
+            op: OP,
+            field: "name",
+            reason,
+        })?;
+        let token = new_token()?;
+        let hash = hash_token(&token);
+        let payload = serde_json::json!({
+            "name": name, "role": role.as_str(), "by": who.by, "via": who.via,
+        })
+        .to_string();
+        let rec = self
+            .write_audited(
+                OP,
+                INSERT_SQL,
+                &[
+                    Arg::Text(name),
+                    Arg::Text(role.as_str()),
+                    Arg::Text(&hash),
+                    Arg::Text(created_at),
+                ],
+                (created_at, "token.created", &payload),
+            )
+            .await
+            .map_err(|e| name_taken(name, e))?;
+        match rec {
+            Some(rec) => Ok((token, rec)),
+            None => Err(StoreError::Corrupt {
+                op: OP,
+                reason: "the token insert changed no row".into(),
+            }),
+        }
+    }
+
+    /// [`Store::revoke_token`] and its `token.revoked` audit record
+    /// (`{"name","by","via"}`) in one transaction. `Ok(None)`, nothing
+    /// written, when `name` has no active token. Fenced.
+    pub async fn revoke_token_audited(
+        &self,
+        name: &str,
+        revoked_at: &str,
+        who: TokenChange<'_>,
+    ) -> Result<Option<AuditRecord>, StoreError> {
+        let payload = serde_json::json!({"name": name, "by": who.by, "via": who.via}).to_string();
+        self.write_audited(
+            "revoke_token",
+            REVOKE_SQL,
+            &[Arg::Text(revoked_at), Arg::Text(name)],
+            (revoked_at, "token.revoked", &payload),
+        )
+        .await
     }
 
     /// The active token whose hash matches `token`, if any.
@@ -149,10 +220,7 @@ impl Store {
         const OP: &str = "revoke_token";
         let n = self
             .db
-            .execute(
-                "UPDATE api_tokens SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL",
-                &[Arg::Text(revoked_at), Arg::Text(name)],
-            )
+            .execute(REVOKE_SQL, &[Arg::Text(revoked_at), Arg::Text(name)])
             .await
             .map_err(StoreError::db(OP))?;
         Ok(n > 0)
@@ -171,6 +239,21 @@ impl Store {
             .and_then(|r| r.int(0))
             .map_err(StoreError::db(OP))?;
         Ok(u64::try_from(n).unwrap_or(0))
+    }
+}
+
+/// A unique violation on insert: `name` already has an active token.
+fn name_taken(name: &str, e: StoreError) -> StoreError {
+    match e {
+        StoreError::Database {
+            op,
+            source: sqlx::Error::Database(d),
+        } if d.is_unique_violation() => StoreError::InvalidInput {
+            op,
+            field: "name",
+            reason: format!("{name:?} already has an active token (revoke it first)"),
+        },
+        other => other,
     }
 }
 

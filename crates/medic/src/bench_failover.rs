@@ -36,6 +36,11 @@ use anyhow::{bail, Context as _};
 use medic_ha::local::LocalEtcd;
 use tokio::process::{Child, Command};
 
+use crate::bench::heal_trial::{
+    medic_run, signal, terminate, unmatched_intents, wait_true, work_dir,
+};
+use crate::bench::{free_port, medic_exe};
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Scenario {
     Kill,
@@ -84,12 +89,6 @@ pub struct BenchFailoverArgs {
 }
 
 const MEMBERS: usize = 3;
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
 
 struct Member {
     name: String,
@@ -325,7 +324,7 @@ impl Cluster {
         for m in &c.members {
             std::fs::write(m.dir.join("medic.yaml"), config(&c, m))?;
         }
-        if !wait_until(Duration::from_secs(20), || async { c.healthy().await }).await {
+        if !wait_true(Duration::from_secs(20), || async { c.healthy().await }).await {
             bail!("the fixture never answered");
         }
         Ok(c)
@@ -333,11 +332,7 @@ impl Cluster {
 
     fn spawn(&mut self, i: usize, stop_at: Option<&str>) -> anyhow::Result<()> {
         let m = &mut self.members[i];
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(m.dir.join("medic.stderr"))?;
-        let mut cmd = match &m.ns {
+        let program = match &m.ns {
             Some(ns) => {
                 let mut c = Command::new("ip");
                 c.args(["netns", "exec", ns]).arg(&self.exe);
@@ -345,17 +340,9 @@ impl Cluster {
             }
             None => Command::new(&self.exe),
         };
-        cmd.arg("run")
-            .arg("-c")
-            .arg(m.dir.join("medic.yaml"))
-            .current_dir(&m.dir)
-            .env_remove("MEDIC_MODE")
-            .env_remove(crate::ha::STOP_AT)
-            .env_remove(crate::ha::UNSAFE_NO_FENCE)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(log))
-            .kill_on_drop(true);
+        let mut cmd = medic_run(program, &m.dir)?;
+        cmd.env_remove(crate::ha::STOP_AT)
+            .env_remove(crate::ha::UNSAFE_NO_FENCE);
         if let Some(p) = stop_at {
             cmd.env(crate::ha::STOP_AT, p);
         }
@@ -492,6 +479,14 @@ impl Cluster {
             .collect()
     }
 
+    /// The members' shared store.
+    fn store_target(&self) -> medic_store::StoreTarget {
+        match &self.store_url {
+            Some(u) => medic_store::StoreTarget::Postgres(u.clone()),
+            None => medic_store::StoreTarget::Sqlite(self.base.join("shared").join("medic.db")),
+        }
+    }
+
     fn store_kind(&self) -> &'static str {
         if self.store_url.is_some() {
             "postgres"
@@ -504,72 +499,11 @@ impl Cluster {
         for m in &mut self.members {
             if let Some(mut c) = m.child.take() {
                 signal(c.id(), nix::sys::signal::Signal::SIGCONT);
-                signal(c.id(), nix::sys::signal::Signal::SIGTERM);
-                if tokio::time::timeout(Duration::from_secs(10), c.wait())
-                    .await
-                    .is_err()
-                {
-                    let _ = c.kill().await;
-                }
+                terminate(&mut c, Duration::from_secs(10)).await;
             }
         }
         let _ = self.fixture.kill().await;
     }
-}
-
-fn signal(pid: Option<u32>, s: nix::sys::signal::Signal) {
-    if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), s);
-    }
-}
-
-async fn wait_until<F, Fut>(within: Duration, mut f: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let end = Instant::now() + within;
-    while Instant::now() < end {
-        if f().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
-}
-
-/// `action_id`s of `action.intent` records in the shared store with neither
-/// an `action.outcome` nor an `action.reconciled` record.
-async fn unmatched_intents(c: &Cluster) -> anyhow::Result<Vec<String>> {
-    let store = match &c.store_url {
-        Some(u) => medic_store::Store::open_postgres(u).await?,
-        None => medic_store::Store::open(&c.base.join("shared").join("medic.db")).await?,
-    };
-    let mut intents = std::collections::BTreeSet::new();
-    let mut closed = std::collections::BTreeSet::new();
-    let mut after = 0;
-    loop {
-        let page = store.list_audit(after, 1000).await?;
-        let Some(last) = page.last() else { break };
-        after = last.seq;
-        for r in &page {
-            let id = serde_json::from_str::<serde_json::Value>(&r.payload)
-                .ok()
-                .and_then(|v| v["action_id"].as_str().map(str::to_string));
-            let Some(id) = id else { continue };
-            match r.kind.as_str() {
-                "action.intent" => {
-                    intents.insert(id);
-                }
-                "action.outcome" | "action.reconciled" => {
-                    closed.insert(id);
-                }
-                _ => {}
-            }
-        }
-    }
-    store.close().await;
-    Ok(intents.difference(&closed).cloned().collect())
 }
 
 #[derive(Debug)]
@@ -581,18 +515,8 @@ struct Trial {
 }
 
 pub async fn run(args: &BenchFailoverArgs) -> anyhow::Result<bool> {
-    let exe = std::env::current_exe().context("locating the medic binary")?;
-    let tmp;
-    let base = match &args.dir {
-        Some(d) => {
-            std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
-            d.clone()
-        }
-        None => {
-            tmp = tempfile::tempdir().context("creating a temporary directory")?;
-            tmp.path().to_path_buf()
-        }
-    };
+    let exe = medic_exe()?;
+    let (base, _tmp) = work_dir(args.dir.as_deref())?;
     let net =
         match args.scenario {
             Scenario::Partition => Some(NetNs::create().context(
@@ -661,14 +585,14 @@ async fn kill_trials(c: &mut Cluster, args: &BenchFailoverArgs) -> anyhow::Resul
         // Every member up (the one killed last trial restarted), past its
         // start phase.
         for i in 0..MEMBERS {
-            if !wait_until(Duration::from_secs(30), || async { c.answers(i).await }).await {
+            if !wait_true(Duration::from_secs(30), || async { c.answers(i).await }).await {
                 bail!("trial {n}: member m{i} does not answer");
             }
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
         let before = c.actions().len();
         c.fault().await?;
-        if !wait_until(Duration::from_secs(30), || async {
+        if !wait_true(Duration::from_secs(30), || async {
             c.actions().len() > before
         })
         .await
@@ -684,7 +608,7 @@ async fn kill_trials(c: &mut Cluster, args: &BenchFailoverArgs) -> anyhow::Resul
         };
         let takeover_ms = u64::try_from(killed.elapsed().as_millis()).unwrap_or(u64::MAX);
         let new_leader = c.leader(None, 0).await.map_or(leader, |(i, _)| i);
-        let settled = wait_until(Duration::from_secs(60), || async {
+        let settled = wait_true(Duration::from_secs(60), || async {
             c.settled(new_leader).await
         })
         .await;
@@ -695,7 +619,7 @@ async fn kill_trials(c: &mut Cluster, args: &BenchFailoverArgs) -> anyhow::Resul
         let first_done = starts
             .first()
             .is_some_and(|s| lines.iter().any(|l| !l.2 && l.0 == s.0));
-        let unmatched = unmatched_intents(c).await?;
+        let unmatched = unmatched_intents(&c.store_target()).await?;
         let audit = verify(c).await;
         let mut why = Vec::new();
         if !settled {
@@ -773,14 +697,7 @@ async fn wait_leader(
     newer_than: u64,
     within: Duration,
 ) -> Option<(usize, u64)> {
-    let end = Instant::now() + within;
-    while Instant::now() < end {
-        if let Some(l) = c.leader(skip, newer_than).await {
-            return Some(l);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    None
+    crate::bench::wait_until(within, || c.leader(skip, newer_than)).await
 }
 
 fn stopped(pid: i32) -> bool {
@@ -801,14 +718,14 @@ async fn pause(c: &mut Cluster, args: &BenchFailoverArgs) -> anyhow::Result<bool
     };
     for i in 1..MEMBERS {
         c.spawn(i, None)?;
-        if !wait_until(Duration::from_secs(30), || async { c.answers(i).await }).await {
+        if !wait_true(Duration::from_secs(30), || async { c.answers(i).await }).await {
             bail!("member m{i} does not answer");
         }
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     c.fault().await?;
     let pid0 = c.pid(0).context("m0 has no pid")?;
-    if !wait_until(Duration::from_secs(30), || async { stopped(pid0) }).await {
+    if !wait_true(Duration::from_secs(30), || async { stopped(pid0) }).await {
         bail!("m0 did not reach its action (stop point) within 30s");
     }
     let paused = Instant::now();
@@ -816,7 +733,7 @@ async fn pause(c: &mut Cluster, args: &BenchFailoverArgs) -> anyhow::Result<bool
         bail!("no member took over from the paused leader within 30s");
     };
     let takeover_ms = u64::try_from(paused.elapsed().as_millis()).unwrap_or(u64::MAX);
-    let settled = wait_until(Duration::from_secs(60), || async { c.settled(l1).await }).await;
+    let settled = wait_true(Duration::from_secs(60), || async { c.settled(l1).await }).await;
     // The stale leader resumes where it stopped: right before its executor.
     signal(u32::try_from(pid0).ok(), nix::sys::signal::Signal::SIGCONT);
     tokio::time::sleep(Duration::from_secs(3) + c.ttl).await;
@@ -832,7 +749,7 @@ async fn pause(c: &mut Cluster, args: &BenchFailoverArgs) -> anyhow::Result<bool
         .filter(|l| l.contains("running action"))
         .count();
     let leaders = c.leaders().await;
-    let unmatched = unmatched_intents(c).await?;
+    let unmatched = unmatched_intents(&c.store_target()).await?;
     let audit_valid = verify(c).await.is_ok();
     let starts_new = lines.iter().filter(|l| l.2 && l.1 == t1).count();
     let v = serde_json::json!({
@@ -891,7 +808,7 @@ async fn partition(c: &mut Cluster, args: &BenchFailoverArgs) -> anyhow::Result<
     };
     for i in 1..MEMBERS {
         c.spawn(i, None)?;
-        if !wait_until(Duration::from_secs(30), || async { c.answers(i).await }).await {
+        if !wait_true(Duration::from_secs(30), || async { c.answers(i).await }).await {
             bail!("member m{i} does not answer");
         }
     }
@@ -910,7 +827,7 @@ async fn partition(c: &mut Cluster, args: &BenchFailoverArgs) -> anyhow::Result<
     let m0_reason = not_acting_reason(c, 0).await;
     let before = c.actions().len();
     c.fault().await?;
-    let settled = wait_until(Duration::from_secs(60), || async { c.settled(l1).await }).await;
+    let settled = wait_true(Duration::from_secs(60), || async { c.settled(l1).await }).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let m0_acting_late = c.acting(0).await.is_some();
     // Heal the partition.
@@ -924,7 +841,7 @@ async fn partition(c: &mut Cluster, args: &BenchFailoverArgs) -> anyhow::Result<
     let starts: Vec<_> = lines.iter().filter(|l| l.2).collect();
     let cut_off_actions = starts.iter().filter(|l| l.1 == t0).count();
     let by_new = starts.iter().filter(|l| l.1 == t1).count();
-    let unmatched = unmatched_intents(c).await?;
+    let unmatched = unmatched_intents(&c.store_target()).await?;
     let audit_valid = verify(c).await.is_ok();
     let v = serde_json::json!({
         "scenario": "partition",
@@ -956,10 +873,14 @@ async fn partition(c: &mut Cluster, args: &BenchFailoverArgs) -> anyhow::Result<
         && audit_valid)
 }
 
-/// The shared store's audit chain verifies.
-async fn verify(c: &Cluster) -> Result<medic_store::VerifyReport, medic_store::StoreError> {
-    match &c.store_url {
-        Some(u) => medic_store::verify_audit_postgres(u).await,
-        None => medic_store::verify_audit(&c.base.join("shared").join("medic.db")).await,
+/// The shared store's audit chain verifies: `Err` says why not (it could
+/// not be read, or the first bad record).
+async fn verify(c: &Cluster) -> Result<(), String> {
+    let report = medic_store::verify_audit_target(&c.store_target())
+        .await
+        .map_err(|e| e.to_string())?;
+    match report.first_bad {
+        None => Ok(()),
+        Some(bad) => Err(format!("broken at seq {}: {}", bad.seq, bad.reason)),
     }
 }

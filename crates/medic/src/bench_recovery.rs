@@ -14,12 +14,14 @@
 //!   `action.outcome` nor an `action.reconciled` record;
 //! - **audit_valid**: the audit hash chain verifies after the trial.
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use medic_exec::failpoint;
 use tokio::process::{Child, Command};
+
+use crate::bench::heal_trial::{medic_run, terminate, unmatched_intents, wait_true, work_dir};
+use crate::bench::{free_port, medic_exe};
 
 #[derive(clap::Args, Debug)]
 pub struct BenchRecoveryArgs {
@@ -60,18 +62,8 @@ fn mix(mut z: u64) -> u64 {
 }
 
 pub async fn run(args: &BenchRecoveryArgs) -> anyhow::Result<bool> {
-    let exe = std::env::current_exe().context("locating the medic binary")?;
-    let tmp;
-    let base = match &args.dir {
-        Some(d) => {
-            std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
-            d.clone()
-        }
-        None => {
-            tmp = tempfile::tempdir().context("creating a temporary directory")?;
-            tmp.path().to_path_buf()
-        }
-    };
+    let exe = medic_exe()?;
+    let (base, _tmp) = work_dir(args.dir.as_deref())?;
     let http = reqwest::Client::builder()
         .no_proxy()
         .build()
@@ -135,12 +127,6 @@ pub async fn run(args: &BenchRecoveryArgs) -> anyhow::Result<bool> {
     Ok(duplicate == 0 && lost == 0 && audit_valid)
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
 fn config(exe: &Path, dir: &Path, fport: u16, aport: u16) -> String {
     let starts = dir.join("starts");
     let script = format!(
@@ -177,20 +163,7 @@ services:
 }
 
 fn spawn(exe: &Path, dir: &Path, point: Option<&str>) -> anyhow::Result<Child> {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("medic.stderr"))?;
-    let mut cmd = Command::new(exe);
-    cmd.arg("run")
-        .arg("-c")
-        .arg(dir.join("medic.yaml"))
-        .current_dir(dir)
-        .env_remove("MEDIC_MODE")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(log))
-        .kill_on_drop(true);
+    let mut cmd = medic_run(Command::new(exe), dir)?;
     match point {
         Some(p) => cmd.env(failpoint::VAR, p),
         None => cmd.env_remove(failpoint::VAR),
@@ -211,35 +184,9 @@ async fn get(http: &reqwest::Client, url: &str) -> Option<serde_json::Value> {
     r.json().await.ok()
 }
 
-async fn wait_until<F, Fut>(within: Duration, mut f: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let end = Instant::now() + within;
-    while Instant::now() < end {
-        if f().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    false
-}
-
 /// SIGTERM, then wait (medic stops its supervised process on the way out).
 async fn stop(child: &mut Child) {
-    if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-    }
-    if tokio::time::timeout(Duration::from_secs(15), child.wait())
-        .await
-        .is_err()
-    {
-        let _ = child.kill().await;
-    }
+    terminate(child, Duration::from_secs(15)).await;
 }
 
 /// Kill the fixture a crashed medic left behind, if a trial fails early.
@@ -280,7 +227,7 @@ async fn trial(
     let api = format!("http://127.0.0.1:{aport}");
 
     let mut first = spawn(exe, dir, Some(point))?;
-    if !wait_until(Duration::from_secs(30), || async {
+    if !wait_true(Duration::from_secs(30), || async {
         get(http, &health).await.is_some()
     })
     .await
@@ -290,7 +237,7 @@ async fn trial(
     }
     // Past the start phase: medic's probe has seen the fixture healthy.
     let incidents = format!("{api}/api/v1/incidents");
-    let up = wait_until(Duration::from_secs(30), || async {
+    let up = wait_true(Duration::from_secs(30), || async {
         get(http, &incidents).await.is_some()
     })
     .await;
@@ -325,7 +272,7 @@ async fn trial(
     }
 
     let mut second = spawn(exe, dir, None)?;
-    let settled = wait_until(Duration::from_secs(60), || async {
+    let settled = wait_true(Duration::from_secs(60), || async {
         let healthy = get(http, &health).await.is_some();
         let open = get(http, &incidents).await.map(|v| {
             v["incidents"].as_array().map_or(usize::MAX, |a| {
@@ -348,7 +295,7 @@ async fn trial(
     let restarts = u32::try_from(starts.saturating_sub(1)).unwrap_or(u32::MAX);
     let db = dir.join("medic.db");
     let report = medic_store::verify_audit(&db).await?;
-    let unmatched = unmatched_intents(&db).await?;
+    let unmatched = unmatched_intents(&medic_store::StoreTarget::Sqlite(db)).await?;
     let mut why = Vec::new();
     if !settled {
         why.push("not settled (healthy, no open incident) within 60s".to_string());
@@ -369,34 +316,4 @@ async fn trial(
         audit_valid: report.is_ok(),
         why: why.join("; "),
     })
-}
-
-/// `action_id`s of `action.intent` records with neither an `action.outcome`
-/// nor an `action.reconciled` record.
-async fn unmatched_intents(db: &Path) -> anyhow::Result<Vec<String>> {
-    let store = medic_store::Store::open(db).await?;
-    let mut intents = std::collections::BTreeSet::new();
-    let mut closed = std::collections::BTreeSet::new();
-    let mut after = 0;
-    loop {
-        let page = store.list_audit(after, 1000).await?;
-        let Some(last) = page.last() else { break };
-        after = last.seq;
-        for r in &page {
-            let id = serde_json::from_str::<serde_json::Value>(&r.payload)
-                .ok()
-                .and_then(|v| v["action_id"].as_str().map(str::to_string));
-            let Some(id) = id else { continue };
-            match r.kind.as_str() {
-                "action.intent" => {
-                    intents.insert(id);
-                }
-                "action.outcome" | "action.reconciled" => {
-                    closed.insert(id);
-                }
-                _ => {}
-            }
-        }
-    }
-    Ok(intents.difference(&closed).cloned().collect())
 }

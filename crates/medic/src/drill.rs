@@ -27,7 +27,7 @@ use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::Extension;
 use axum::{Json, Router};
-use medic_api::{ApiError, ApiState, ErrorCode, RouteInfo};
+use medic_api::{ask, ApiError, ApiState, ErrorCode, RouteInfo};
 use medic_config::DrillsConfig;
 use medic_core::IncidentOutcome;
 use medic_core::{Actor, Role};
@@ -266,20 +266,6 @@ pub fn router(tx: mpsc::Sender<Msg>, api: ApiState) -> Router {
             medic_api::auth::authenticate_in,
         ))
         .with_state(tx)
-}
-
-async fn ask<T>(
-    tx: &mpsc::Sender<Msg>,
-    make: impl FnOnce(oneshot::Sender<T>) -> Msg,
-) -> Result<T, ApiError> {
-    let (rtx, rrx) = oneshot::channel();
-    tx.send(make(rtx))
-        .await
-        .map_err(|_| ApiError::new(ErrorCode::ControlUnavailable, "the control loop is gone"))?;
-    tokio::time::timeout(Duration::from_secs(10), rrx)
-        .await
-        .map_err(|_| ApiError::new(ErrorCode::ControlTimeout, "no answer in 10 s"))?
-        .map_err(|_| ApiError::new(ErrorCode::ControlUnavailable, "the control loop is gone"))
 }
 
 async fn run(

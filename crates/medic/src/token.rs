@@ -1,6 +1,9 @@
 //! `medic token create|list|revoke`: API tokens, managed on the host that
 //! holds the database (the config file names it). The token is printed once;
-//! the database keeps only its sha256.
+//! the database keeps only its sha256. Creating and revoking a token append
+//! `token.created` / `token.revoked` to the audit chain in the same
+//! transaction, naming the operating-system user (`"via": "cli"`), never
+//! the token.
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -63,6 +66,17 @@ async fn open(config: &Path) -> Result<medic_store::Store, CliError> {
         .map_err(|e| CliError::new(Code::Store, format!("{}: {e}", target.describe())))
 }
 
+/// The operating-system user running the CLI, as the audit record's `by`
+/// (`$USER`, else `$LOGNAME`, else `unknown`).
+fn os_user() -> String {
+    ["USER", "LOGNAME"]
+        .iter()
+        .filter_map(|k| std::env::var(k).ok())
+        .map(|v| v.trim().to_string())
+        .find(|v| !v.is_empty())
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
 fn token_error(e: medic_store::StoreError) -> CliError {
     match e {
         medic_store::StoreError::InvalidInput { .. } => CliError::new(Code::Token, e.to_string()),
@@ -72,6 +86,11 @@ fn token_error(e: medic_store::StoreError) -> CliError {
 
 pub async fn run(cmd: TokenCmd) -> Result<ExitCode, CliError> {
     let now = crate::daemon::now_rfc3339();
+    let user = os_user();
+    let who = medic_store::tokens::TokenChange {
+        by: &user,
+        via: "cli",
+    };
     match cmd {
         TokenCmd::Create { config, role, name } => {
             let role = medic_store::tokens::parse_role(role.trim()).ok_or_else(|| {
@@ -81,8 +100,8 @@ pub async fn run(cmd: TokenCmd) -> Result<ExitCode, CliError> {
                 )
             })?;
             let store = open(&config).await?;
-            let token = store
-                .create_token(name.trim(), role, &now)
+            let (token, _) = store
+                .create_token_audited(name.trim(), role, &now, who)
                 .await
                 .map_err(token_error)?;
             store.close().await;
@@ -111,9 +130,10 @@ pub async fn run(cmd: TokenCmd) -> Result<ExitCode, CliError> {
         TokenCmd::Revoke { config, name } => {
             let store = open(&config).await?;
             let done = store
-                .revoke_token(name.trim(), &now)
+                .revoke_token_audited(name.trim(), &now, who)
                 .await
-                .map_err(token_error)?;
+                .map_err(token_error)?
+                .is_some();
             store.close().await;
             if !done {
                 return Err(CliError::new(

@@ -322,6 +322,95 @@ fn edited_audit_row_is_named_by_seq() {
     assert!(err.contains("E0010") && err.contains("seq 3"), "{err}");
 }
 
+/// `medic token create|revoke` append `token.created` / `token.revoked` to
+/// the audit chain (who: the OS user, via the CLI; never the token or its
+/// hash); a refused create or revoke appends nothing; `medic audit verify`
+/// still passes.
+#[test]
+fn cli_token_changes_are_audited_in_the_chain() {
+    let dir = TestDir::new();
+    let cfg = write_config(dir.path(), free_port(), free_port());
+    let db = dir.path().join("medic.db");
+    let token = |args: &[&str]| {
+        medic()
+            .arg("token")
+            .args(args)
+            .arg("-c")
+            .arg(&cfg)
+            .env("USER", "carol-admin")
+            .output()
+            .unwrap()
+    };
+    let out = token(&["create", "--role", "approver", "--name", "alice"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let secret = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(secret.starts_with("medic_"), "{secret}");
+    // Refused: the name is taken, or has no active token. Nothing audited.
+    let out = token(&["create", "--role", "viewer", "--name", "alice"]);
+    assert_eq!(out.status.code(), Some(1));
+    let out = token(&["revoke", "--name", "bob"]);
+    assert_eq!(out.status.code(), Some(1));
+    let out = token(&["revoke", "--name", "alice"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let records = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let store = medic_store::Store::open(&db).await.unwrap();
+            let r = store.list_audit(0, 100).await.unwrap();
+            store.close().await;
+            r
+        });
+    let got: Vec<(String, serde_json::Value)> = records
+        .iter()
+        .map(|r| (r.kind.clone(), serde_json::from_str(&r.payload).unwrap()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (
+                "token.created".to_string(),
+                serde_json::json!({"name": "alice", "role": "approver", "by": "carol-admin", "via": "cli"})
+            ),
+            (
+                "token.revoked".to_string(),
+                serde_json::json!({"name": "alice", "by": "carol-admin", "via": "cli"})
+            ),
+        ]
+    );
+    let hash = medic_store::tokens::hash_token(&secret);
+    for r in &records {
+        assert!(
+            !r.payload.contains(&secret) && !r.payload.contains(&hash),
+            "{}",
+            r.payload
+        );
+    }
+    let ok = medic()
+        .args(["audit", "verify", "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&ok.stdout).trim(),
+        "audit chain ok: 2 records"
+    );
+}
+
 #[test]
 fn bad_config_is_located_and_exits_2() {
     let dir = TestDir::new();

@@ -83,10 +83,17 @@ services:
     });
     assert!(stored.is_some(), "incident {} not in Postgres", inc["id"]);
     let kinds: Vec<&str> = records.iter().map(|r| r.kind.as_str()).collect();
+    // The test's reader token, made with `medic token create` before the
+    // daemon started, is audited in the same chain.
     assert!(
-        kinds.first() == Some(&"medic.started") && kinds.last() == Some(&"medic.stopped"),
+        kinds.first() == Some(&"token.created")
+            && kinds.get(1) == Some(&"medic.started")
+            && kinds.last() == Some(&"medic.stopped"),
         "{kinds:?}"
     );
+    let created: serde_json::Value = serde_json::from_str(&records[0].payload).unwrap();
+    assert_eq!(created["name"], "test-reader", "{created}");
+    assert_eq!(created["via"], "cli", "{created}");
 
     let ok = medic()
         .args(["audit", "verify", "--url", &url])

@@ -9,6 +9,18 @@
 //! CSRF token derived from it (`sha256("medic-csrf:" + token)`), checked on
 //! every POST. With `auth: none` everyone is `anonymous`/admin and the CSRF
 //! token derives from a per-process random secret.
+//!
+//! Before there is a session, the login form is protected by a double-submit
+//! token: `GET /ui/login` sets a random `medic_login_csrf` cookie
+//! (`HttpOnly`, `SameSite=Strict`, `Path=/ui/login`) and puts the same value
+//! in the form; `POST /ui/login` needs both, equal. Every console POST
+//! (login, logout, action) is also refused when its `Origin` (or, without
+//! one, its `Referer`) names another host than the one it was sent to, so a
+//! page of another site cannot log a browser in as the attacker, log it out,
+//! or act with its session. Refusals are `403` with `E0480`
+//! (`csrf_token_invalid`) or `E0481` (`cross_origin_refused`): an HTML page,
+//! or the JSON error when the client asks for JSON. Bearer-token calls to
+//! `/api/v1` carry no cookie and are not concerned.
 pub mod chart;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -30,12 +42,17 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::auth::{actor_for_token, anonymous, Auth};
+use crate::error::ErrorCode;
 use crate::governance::{self, ApprovalEntry, DecisionEntry, PauseEntry, QueryAnswer};
 use crate::{ApiError, ApiState, IncidentDetail, IncidentSummary};
 use chart::Sample;
 
 /// Name of the session cookie.
 pub const SESSION_COOKIE: &str = "medic_session";
+/// Name of the login form's double-submit CSRF cookie.
+pub const LOGIN_CSRF_COOKIE: &str = "medic_login_csrf";
+/// How long a login form stays usable, in seconds.
+const LOGIN_CSRF_MAX_AGE: u32 = 3600;
 /// Probe runs kept per (service, probe) for the incident chart.
 pub const HISTORY_SAMPLES: usize = 900;
 /// Samples kept over all probes together (about 24 MB): with many probes each
@@ -261,7 +278,12 @@ async fn session(st: &UiState, headers: &HeaderMap) -> Result<Option<Session>, A
 }
 
 fn error_page(status: StatusCode, message: &str) -> Response {
+    error_html(status, None, message)
+}
+
+fn error_html(status: StatusCode, code: Option<String>, message: &str) -> Response {
     let page = ErrorPage {
+        code,
         message: message.to_string(),
     };
     (
@@ -269,6 +291,81 @@ fn error_page(status: StatusCode, message: &str) -> Response {
         Html(page.render().unwrap_or_else(|e| e.to_string())),
     )
         .into_response()
+}
+
+/// A refused console request: the JSON error when the client asks for JSON
+/// (and not HTML), otherwise the error page naming the code.
+fn refusal(headers: &HeaderMap, e: ApiError) -> Response {
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if accept.contains("application/json") && !accept.contains("text/html") {
+        return e.into_response();
+    }
+    let code = format!("{} {}", e.code.code(), e.code.name());
+    error_html(e.code.status(), Some(code), &e.message)
+}
+
+/// Equal strings, compared in time that does not depend on where they
+/// differ (only on their length).
+fn same_secret(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+/// The `host[:port]` of an `Origin` or `Referer` URL (`None` for `null` or
+/// anything that is not an http(s) URL).
+fn url_authority(url: &str) -> Option<&str> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))?;
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    // Drop any `user:password@`.
+    let authority = authority.rsplit('@').next().unwrap_or(authority);
+    (!authority.is_empty()).then_some(authority)
+}
+
+/// Checks that a cookie-authenticated POST comes from the console's own
+/// pages: its `Origin` (or, without one, its `Referer`) names the `Host` the
+/// request was sent to, or the `X-Forwarded-Host` a proxy in front set (a
+/// page of another site cannot set either header on a form post). A
+/// request with neither `Origin` nor `Referer` is not a browser's form post
+/// (every current browser sends `Origin` on a POST) and passes here; its
+/// CSRF token is still checked.
+fn same_origin(headers: &HeaderMap) -> Result<(), ApiError> {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let (what, from) = match (text("origin"), text("referer")) {
+        (Some(o), _) => ("Origin", o),
+        (None, Some(r)) => ("Referer", r),
+        (None, None) => return Ok(()),
+    };
+    let authority = url_authority(from.trim());
+    let ours = [text("host"), text("x-forwarded-host")];
+    let ok = authority.is_some_and(|a| {
+        ours.iter()
+            .flatten()
+            .any(|h| h.trim().eq_ignore_ascii_case(a))
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            ErrorCode::CrossOriginRefused,
+            format!(
+                "refused a console form posted from another site ({what}: {from:?}); \
+                 use the console's own pages"
+            ),
+        ))
+    }
+}
+
+fn csrf_invalid(message: &str) -> ApiError {
+    ApiError::new(ErrorCode::CsrfTokenInvalid, message)
 }
 
 fn render<T: Template>(t: &T) -> Response {
@@ -283,6 +380,8 @@ fn render<T: Template>(t: &T) -> Response {
 #[derive(Template)]
 #[template(path = "error.html")]
 struct ErrorPage {
+    /// `E0480 csrf_token_invalid`, when the refusal has an API code.
+    code: Option<String>,
     message: String,
 }
 
@@ -290,6 +389,8 @@ struct ErrorPage {
 #[template(path = "login.html")]
 struct LoginPage {
     flash: Option<String>,
+    /// The double-submit token, also in the [`LOGIN_CSRF_COOKIE`] cookie.
+    csrf: String,
 }
 
 #[derive(Template)]
@@ -373,13 +474,38 @@ struct FlashQuery {
     flash: Option<String>,
 }
 
+/// `GET /ui/login`: the form, with a fresh double-submit token in a hidden
+/// field and in the [`LOGIN_CSRF_COOKIE`] cookie.
 async fn login_page(Query(q): Query<FlashQuery>) -> Response {
-    render(&LoginPage { flash: q.flash })
+    let csrf = match medic_store::tokens::random_secret() {
+        Ok(s) => s,
+        Err(e) => return error_page(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    };
+    let mut resp = render(&LoginPage {
+        flash: q.flash,
+        csrf: csrf.clone(),
+    });
+    resp.headers_mut().append(
+        header::SET_COOKIE,
+        login_csrf_cookie(&csrf, LOGIN_CSRF_MAX_AGE),
+    );
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
 }
 
 #[derive(Deserialize)]
 struct LoginForm {
     token: String,
+    #[serde(default)]
+    csrf: String,
+}
+
+fn login_csrf_cookie(value: &str, max_age: u32) -> HeaderValue {
+    HeaderValue::from_str(&format!(
+        "{LOGIN_CSRF_COOKIE}={value}; Path=/ui/login; HttpOnly; SameSite=Strict; Max-Age={max_age}"
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static("medic_login_csrf=; Path=/ui/login"))
 }
 
 fn session_cookie(value: &str, max_age: Option<u32>) -> HeaderValue {
@@ -392,7 +518,21 @@ fn session_cookie(value: &str, max_age: Option<u32>) -> HeaderValue {
     .unwrap_or_else(|_| HeaderValue::from_static("medic_session=; Path=/ui"))
 }
 
-async fn login(State(st): State<UiState>, Form(f): Form<LoginForm>) -> Response {
+async fn login(
+    State(st): State<UiState>,
+    headers: HeaderMap,
+    Form(f): Form<LoginForm>,
+) -> Response {
+    if let Err(e) = same_origin(&headers) {
+        return refusal(&headers, e);
+    }
+    let expected = cookie(&headers, LOGIN_CSRF_COOKIE).unwrap_or("");
+    if expected.is_empty() || !same_secret(expected, f.csrf.trim()) {
+        return refusal(
+            &headers,
+            csrf_invalid("the login form's CSRF token is missing or does not match its cookie: reload the login page"),
+        );
+    }
     let token = f.token.trim();
     let valid = !token.is_empty()
         && token.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
@@ -401,12 +541,39 @@ async fn login(State(st): State<UiState>, Form(f): Form<LoginForm>) -> Response 
         return Redirect::to("/ui/login?flash=unknown+or+revoked+token").into_response();
     }
     let mut resp = Redirect::to("/ui/").into_response();
-    resp.headers_mut()
-        .insert(header::SET_COOKIE, session_cookie(token, None));
+    let h = resp.headers_mut();
+    h.append(header::SET_COOKIE, session_cookie(token, None));
+    // The login form's token is spent.
+    h.append(header::SET_COOKIE, login_csrf_cookie("", 0));
     resp
 }
 
-async fn logout() -> Response {
+#[derive(Deserialize)]
+struct LogoutForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+/// `POST /ui/logout`: ends the session; with a session, only from the
+/// console's own form (its CSRF token).
+async fn logout(
+    State(st): State<UiState>,
+    headers: HeaderMap,
+    Form(f): Form<LogoutForm>,
+) -> Response {
+    if let Err(e) = same_origin(&headers) {
+        return refusal(&headers, e);
+    }
+    match session(&st, &headers).await {
+        Ok(Some(s)) if !same_secret(&s.csrf, f.csrf.trim()) => {
+            return refusal(
+                &headers,
+                csrf_invalid("invalid CSRF token: reload the page"),
+            )
+        }
+        // No session (or none that can be checked): nothing to protect.
+        _ => {}
+    }
     let mut resp = Redirect::to("/ui/login").into_response();
     resp.headers_mut()
         .insert(header::SET_COOKIE, session_cookie("", Some(0)));
@@ -721,13 +888,19 @@ async fn action(
     headers: HeaderMap,
     Form(f): Form<ActionForm>,
 ) -> Response {
+    if let Err(e) = same_origin(&headers) {
+        return refusal(&headers, e);
+    }
     let s = match session(&st, &headers).await {
         Ok(Some(s)) => s,
         Ok(None) => return error_page(StatusCode::UNAUTHORIZED, "log in first"),
         Err(e) => return error_page(StatusCode::INTERNAL_SERVER_ERROR, &e.message),
     };
-    if f.csrf != s.csrf {
-        return error_page(StatusCode::FORBIDDEN, "invalid CSRF token: reload the page");
+    if !same_secret(&s.csrf, f.csrf.trim()) {
+        return refusal(
+            &headers,
+            csrf_invalid("invalid CSRF token: reload the page"),
+        );
     }
     let back = if f.back.starts_with("/ui/") && !f.back.contains("//") && !f.back.contains('?') {
         f.back.clone()

@@ -7,6 +7,7 @@
 //! still alive (a peer may start them outside its own group).
 pub mod concurrent;
 pub mod flood;
+pub mod heal_trial;
 pub mod mttr;
 pub mod overhead;
 pub mod scale;

@@ -154,6 +154,18 @@ pub struct Prober {
 
 const USER_AGENT: &str = concat!("medic/", env!("CARGO_PKG_VERSION"));
 
+/// Most body bytes an HTTP probe reads (1 MiB, far more than a health page):
+/// a larger body fails the run instead of growing medic's memory.
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+
+fn body_too_large(latency: Duration) -> ProbeOutcome {
+    ProbeOutcome::fail(
+        latency,
+        ProbeFailure::Other,
+        format!("body larger than {MAX_BODY_BYTES} bytes"),
+    )
+}
+
 impl Prober {
     pub fn new() -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
@@ -222,6 +234,8 @@ enum KeptError {
     Io(std::io::Error),
     Http(hyper::Error),
     Request(hyper::http::Error),
+    /// The body went past [`MAX_BODY_BYTES`], or failed mid-way.
+    Body(Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl KeptError {
@@ -236,6 +250,12 @@ impl KeptError {
             KeptError::Http(e) => ProbeOutcome::fail(latency, ProbeFailure::Other, error_chain(&e)),
             KeptError::Request(e) => {
                 ProbeOutcome::fail(latency, ProbeFailure::Other, error_chain(&e))
+            }
+            KeptError::Body(e) if e.is::<http_body_util::LengthLimitError>() => {
+                body_too_large(latency)
+            }
+            KeptError::Body(e) => {
+                ProbeOutcome::fail(latency, ProbeFailure::Other, error_chain(e.as_ref()))
             }
         }
     }
@@ -277,11 +297,10 @@ async fn request(conn: &mut Kept, target: &Target) -> Result<(u16, bytes::Bytes)
         .map_err(KeptError::Request)?;
     let resp = conn.send.send_request(req).await.map_err(KeptError::Http)?;
     let status = resp.status().as_u16();
-    let body = resp
-        .into_body()
+    let body = http_body_util::Limited::new(resp.into_body(), MAX_BODY_BYTES)
         .collect()
         .await
-        .map_err(KeptError::Http)?
+        .map_err(KeptError::Body)?
         .to_bytes();
     Ok((status, body))
 }
@@ -392,8 +411,9 @@ async fn http(
     };
     let status = resp.status().as_u16();
     let body =
-        match tokio::time::timeout(timeout.saturating_sub(start.elapsed()), resp.text()).await {
-            Ok(Ok(b)) => b,
+        match tokio::time::timeout(timeout.saturating_sub(start.elapsed()), bounded(resp)).await {
+            Ok(Ok(Some(b))) => String::from_utf8_lossy(&b).into_owned(),
+            Ok(Ok(None)) => return body_too_large(start.elapsed()),
             Ok(Err(e)) => return classify_reqwest(start.elapsed(), &e),
             Err(_) => {
                 return ProbeOutcome::fail(
@@ -404,6 +424,19 @@ async fn http(
             }
         };
     judge(start.elapsed(), status, &body, expect_status, body_contains)
+}
+
+/// The body, or `None` when it is longer than [`MAX_BODY_BYTES`] (read no
+/// further).
+async fn bounded(mut resp: reqwest::Response) -> Result<Option<Vec<u8>>, reqwest::Error> {
+    let mut buf = Vec::new();
+    while let Some(chunk) = resp.chunk().await? {
+        if buf.len() + chunk.len() > MAX_BODY_BYTES {
+            return Ok(None);
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(Some(buf))
 }
 
 fn classify_reqwest(latency: Duration, e: &reqwest::Error) -> ProbeOutcome {
@@ -539,6 +572,7 @@ mod tests {
                 "/err",
                 get(|| async { (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "boom") }),
             )
+            .route("/huge", get(|| async { "x".repeat(MAX_BODY_BYTES + 1) }))
             .route(
                 "/hang",
                 get(|| async {
@@ -576,6 +610,18 @@ mod tests {
         assert_eq!(mismatch.failure, Some(ProbeFailure::BodyMismatch));
         let err = p.run(&http("/err", None), t).await.unwrap();
         assert_eq!(err.failure, Some(ProbeFailure::BadStatus(500)));
+        // A body past the bound fails the run, with or without keep-alive.
+        for keep_alive in [None, Some(Duration::from_secs(30))] {
+            let huge = ProbeKind::Http {
+                url: format!("{base}/huge"),
+                expect_status: 200,
+                body_contains: None,
+                keep_alive,
+            };
+            let o = p.run(&huge, Duration::from_secs(5)).await.unwrap();
+            assert_eq!(o.failure, Some(ProbeFailure::Other), "{o:?}");
+            assert!(o.detail.contains("body larger than"), "{o:?}");
+        }
         let hang = p.run(&http("/hang", None), t).await.unwrap();
         assert_eq!(hang.failure, Some(ProbeFailure::Timeout));
         assert!(hang.latency >= t);

@@ -425,6 +425,11 @@ mod tests {
     /// A reload: SIGHUP reaches the supervised process, which lives on.
     #[tokio::test]
     async fn signal_executor_sends_a_reload_signal_to_the_supervised_process() {
+        // A signal ignored on entry cannot be trapped by a shell (POSIX), and
+        // an ignored disposition is inherited through exec: run under `nohup`
+        // (as CI may be), SIGHUP would reach the child ignored. A handled
+        // signal is reset to its default at exec, so handle it here.
+        let _hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("hups");
         let ready = dir.path().join("ready");

@@ -1,15 +1,10 @@
 //! Scenarios as data: a topology, per-service recent windows written as text,
 //! and the ranked causes (or no cause) that must come out.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+mod common;
 
+use common::history;
 use medic_rca::{diagnose, evidence_match, Direction, Params, Signal, Topology, Verdict};
-
-/// A deterministic normal history around `base` (±5 %, no outliers).
-fn history(base: f64) -> Vec<f64> {
-    (0..120)
-        .map(|i| base * (1.0 + 0.05 * (((i * 37) % 17) as f64 / 8.0 - 1.0)))
-        .collect()
-}
 
 /// One scenario: edges "a>b" (a calls b), then per service its recent window
 /// in multiples of its base latency ("1 1 4 4 4" = slow from step 2).

@@ -4,15 +4,10 @@
 //! that judge a change against the window's own level (drift) and in
 //! absolute units (change × traffic).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+mod common;
 
+use common::history;
 use medic_rca::{diagnose, Direction, Params, Signal, Topology, Verdict, VOLUME};
-
-/// A deterministic normal history around `base` (±5 %, no outliers).
-fn history(base: f64) -> Vec<f64> {
-    (0..120)
-        .map(|i| base * (1.0 + 0.05 * (((i * 37) % 17) as f64 / 8.0 - 1.0)))
-        .collect()
-}
 
 struct Case {
     name: &'static str,

@@ -523,11 +523,16 @@ fn operator_writes_on_a_follower_answer_not_leader_naming_the_leader() {
     let leader = FailSafe::member(&etcd, &pg.url(), "m0");
     leader.wait_acting(Duration::from_secs(20));
     let follower = FailSafe::member(&etcd, &pg.url(), "m1");
-    let v = follower.wait_reason("follower", Duration::from_secs(20));
-    assert!(
-        v["error"]["message"].as_str().unwrap().contains("m0"),
-        "{v}"
-    );
+    // The follower may report itself a follower before it has read the
+    // leader's name ("leader: none known"); within the wait it names m0.
+    wait_for("/readyz follower naming m0", Duration::from_secs(20), || {
+        let v = follower.readyz();
+        (v["error"]["reason_code"] == "follower"
+            && v["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("m0")))
+        .then_some(())
+    });
     // The follower knows the leader's name once it read the election.
     wait_for("the follower names m0", Duration::from_secs(10), || {
         let (st, v) = post(

@@ -525,14 +525,18 @@ fn operator_writes_on_a_follower_answer_not_leader_naming_the_leader() {
     let follower = FailSafe::member(&etcd, &pg.url(), "m1");
     // The follower may report itself a follower before it has read the
     // leader's name ("leader: none known"); within the wait it names m0.
-    wait_for("/readyz follower naming m0", Duration::from_secs(20), || {
-        let v = follower.readyz();
-        (v["error"]["reason_code"] == "follower"
-            && v["error"]["message"]
-                .as_str()
-                .is_some_and(|m| m.contains("m0")))
-        .then_some(())
-    });
+    wait_for(
+        "/readyz follower naming m0",
+        Duration::from_secs(20),
+        || {
+            let v = follower.readyz();
+            (v["error"]["reason_code"] == "follower"
+                && v["error"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("m0")))
+            .then_some(())
+        },
+    );
     // The follower knows the leader's name once it read the election.
     wait_for("the follower names m0", Duration::from_secs(10), || {
         let (st, v) = post(

@@ -61,6 +61,26 @@ pub fn boot_id() -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
+/// Whether signal number `signo` (1..=64) is ignored by this process: the
+/// `SigIgn` mask of `/proc/self/status`. `None` when it cannot be read.
+pub fn signal_ignored(signo: u32) -> Option<bool> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    parse_sig_ign(&status, signo)
+}
+
+/// The `SigIgn:` line of a `/proc/PID/status` text: is `signo` set in it?
+pub fn parse_sig_ign(status: &str, signo: u32) -> Option<bool> {
+    if !(1..=64).contains(&signo) {
+        return None;
+    }
+    let hex = status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigIgn:"))?
+        .trim();
+    let mask = u64::from_str_radix(hex, 16).ok()?;
+    Some((mask >> (signo - 1)) & 1 == 1)
+}
+
 /// Live (not zombie) processes whose process group is `pgid`.
 pub fn group_members(pgid: u32) -> Vec<ProcStat> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
@@ -81,6 +101,17 @@ pub fn group_members(pgid: u32) -> Vec<ProcStat> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn sig_ign_mask_bits_are_signal_numbers_minus_one() {
+        let status = "Name:\tx\nSigBlk:\t0000000000000000\nSigIgn:\t0000000000001001\nSigCgt:\t0\n";
+        assert_eq!(parse_sig_ign(status, 1), Some(true)); // SIGHUP
+        assert_eq!(parse_sig_ign(status, 2), Some(false));
+        assert_eq!(parse_sig_ign(status, 13), Some(true)); // SIGPIPE
+        assert_eq!(parse_sig_ign(status, 0), None);
+        assert_eq!(parse_sig_ign("SigIgn:\tzz\n", 1), None);
+        assert_eq!(parse_sig_ign("Name: x\n", 1), None);
+    }
 
     #[test]
     fn stat_fields_are_counted_after_the_last_parenthesis() {

@@ -561,6 +561,15 @@ fn run(cmd: Cmd, api: &str) -> Result<ExitCode, CliError> {
                 let mut term =
                     tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
                         .map_err(|e| CliError::new(Code::Io, e.to_string()))?;
+                // A hangup (the terminal medic was started from closed) stops
+                // medic like SIGTERM: its services are stopped, not orphaned.
+                // Started with SIGHUP ignored (nohup), medic keeps ignoring it.
+                // Either way the handler is installed, so the services medic
+                // starts get SIGHUP at its default, not inherited ignored.
+                let hup_ignored = medic_exec::procfs::signal_ignored(1).unwrap_or(false);
+                let mut hup =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                        .map_err(|e| CliError::new(Code::Io, e.to_string()))?;
                 let d = daemon::start(daemon::DaemonOptions {
                     config: cfg,
                     mode,
@@ -576,6 +585,7 @@ fn run(cmd: Cmd, api: &str) -> Result<ExitCode, CliError> {
                 tokio::select! {
                     _ = tokio::signal::ctrl_c() => {}
                     _ = term.recv() => {}
+                    _ = hangup(&mut hup, hup_ignored) => {}
                     r = &mut join => {
                         return match r {
                             Ok(Ok(())) => Ok(ExitCode::SUCCESS),
@@ -1017,6 +1027,18 @@ async fn incidents(api: &str, id: Option<&str>, json: bool) -> Result<ExitCode, 
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on a SIGHUP that should stop `medic run`: never when medic was
+/// started with SIGHUP ignored (each one is logged and ignored).
+async fn hangup(hup: &mut tokio::signal::unix::Signal, ignored: bool) {
+    loop {
+        match hup.recv().await {
+            Some(()) if !ignored => return,
+            Some(()) => tracing::info!("SIGHUP ignored: medic was started with SIGHUP ignored"),
+            None => std::future::pending::<()>().await,
+        }
+    }
 }
 
 #[cfg(test)]

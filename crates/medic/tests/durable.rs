@@ -349,8 +349,8 @@ services:
       stop_grace: 2s
     probes:
       healthz:
-        http: {{ url: "http://127.0.0.1:{port}/healthz", timeout: 500ms }}
-        interval: 500ms
+        http: {{ url: "http://127.0.0.1:{port}/healthz", timeout: 1s }}
+        interval: 1s
     actions:
       restart: {{ restart: {{}} }}
     remediate:
@@ -375,7 +375,8 @@ services:
     assert_eq!(
         count(&records, "action.intent"),
         0,
-        "restarted while starting"
+        "restarted while starting: {records:?}\nmedic's log: {}",
+        std::fs::read_to_string(dir.path().join("medic.stderr")).unwrap_or_default()
     );
     assert_eq!(count(&records, "incident.opened"), 0);
     assert_eq!(count(&records, "probe.startup_failed"), 1);

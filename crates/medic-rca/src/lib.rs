@@ -233,6 +233,9 @@ pub struct Params {
     pub min_history: usize,
     /// Longest ranked list returned.
     pub max_candidates: usize,
+    /// With a cause named, the list is filled up to this many services with
+    /// [`Diagnosis::suspects`] (the top-3 a person looks at).
+    pub min_named: usize,
 }
 
 impl Default for Params {
@@ -244,6 +247,7 @@ impl Default for Params {
             coincidence: 1,
             min_history: 8,
             max_candidates: 10,
+            min_named: 3,
         }
     }
 }
@@ -314,13 +318,20 @@ pub struct Diagnosis {
     pub anomalous_signals: usize,
     /// Samples of the target at symptom level.
     pub symptom_samples: usize,
+    /// When a cause is named but fewer than `min_named` services are:
+    /// services on the target's closure that show the symptom too (z at
+    /// `symptom_z` or more near its steps) without being anomalous (not
+    /// beyond their own threshold), closest to their threshold first. They
+    /// are ranked after every candidate and are never a cause on their own
+    /// (`root` false, `score` 0); with no cause there are none.
+    pub suspects: Vec<Candidate>,
 }
 
 impl Diagnosis {
-    /// Distinct services in rank order.
+    /// Distinct services in rank order: the candidates, then the suspects.
     pub fn ranked_nodes(&self) -> Vec<usize> {
         let mut out: Vec<usize> = Vec::new();
-        for c in &self.candidates {
+        for c in self.candidates.iter().chain(&self.suspects) {
             if !out.contains(&c.node) {
                 out.push(c.node);
             }
@@ -356,9 +367,23 @@ struct Judged {
     onset: Option<usize>,
 }
 
-fn judge(s: &Signal<'_>, p: &Params) -> Option<Judged> {
+/// `judge` a signal; `past` (the target's history, see [`past_incidents`])
+/// marks history steps that were no normal operation: they are left out of
+/// the precedent (the largest run), not of the baseline. Histories are
+/// aligned at their ends (the last sample of each is the same time step).
+fn judge(s: &Signal<'_>, p: &Params, past: Option<&[bool]>) -> Option<Judged> {
     let base = Baseline::of(s.history, p.min_history)?;
-    let hz: Vec<f64> = s.history.iter().map(|&x| base.z(x, s.direction)).collect();
+    let mut hz: Vec<f64> = s.history.iter().map(|&x| base.z(x, s.direction)).collect();
+    if let Some(past) = past {
+        // Step j of this history is step j + off of the target's.
+        let off = past.len() as isize - hz.len() as isize;
+        for (j, z) in hz.iter_mut().enumerate() {
+            let t = j as isize + off;
+            if t >= 0 && past.get(t as usize).copied().unwrap_or(false) {
+                *z = f64::NAN;
+            }
+        }
+    }
     let hist_run = max_run_min(&hz, p.persistence);
     let threshold = if hist_run.is_finite() {
         p.anomaly_z.max(hist_run)
@@ -375,6 +400,41 @@ fn judge(s: &Signal<'_>, p: &Params) -> Option<Judged> {
         peak,
         onset,
     })
+}
+
+/// The target's past incidents: history steps in a run of at least
+/// `persistence` samples at `symptom_z` or more (the symptom, persistent, as
+/// an anomaly must be), widened by `coincidence` steps either way. During
+/// them the system was not in normal operation, so what its dependencies did
+/// then is no precedent: a fault that already happened once in the history
+/// would otherwise be "normal" for ever after.
+fn past_incidents(target: &Signal<'_>, p: &Params) -> Option<Vec<bool>> {
+    let base = Baseline::of(target.history, p.min_history)?;
+    let at: Vec<bool> = target
+        .history
+        .iter()
+        .map(|&x| base.z(x, target.direction) >= p.symptom_z)
+        .collect();
+    let k = p.persistence.max(1);
+    let n = at.len();
+    let mut out = vec![false; n];
+    let mut t = 0;
+    while t < n {
+        if !at[t] {
+            t += 1;
+            continue;
+        }
+        let end = (t..n).take_while(|&u| at[u]).last().unwrap_or(t);
+        if end + 1 - t >= k {
+            let lo = t.saturating_sub(p.coincidence);
+            let hi = (end + p.coincidence).min(n - 1);
+            for o in &mut out[lo..=hi] {
+                *o = true;
+            }
+        }
+        t = end + 1;
+    }
+    Some(out)
 }
 
 /// The same judgement with the window's own level around the symptom taken
@@ -528,7 +588,15 @@ pub fn diagnose(
             return Err(RcaError::BadTarget(t));
         }
     }
-    let judged: Vec<Option<Judged>> = signals.iter().map(|s| judge(s, p)).collect();
+    // The precedent of every other signal leaves out the target's past
+    // incidents; the target's own is all of its history (its past symptoms
+    // with nothing beneath them are its normal variability).
+    let past = target.and_then(|t| past_incidents(&signals[t], p));
+    let judged: Vec<Option<Judged>> = signals
+        .iter()
+        .enumerate()
+        .map(|(i, s)| judge(s, p, past.as_deref().filter(|_| Some(i) != target)))
+        .collect();
     let anomalous_signals = judged
         .iter()
         .filter(|j| j.as_ref().is_some_and(|j| j.onset.is_some()))
@@ -539,6 +607,7 @@ pub fn diagnose(
         symptom_onset,
         anomalous_signals,
         symptom_samples: 0,
+        suspects: Vec::new(),
     };
     let Some(target) = target else {
         return Ok(none(Verdict::NoSymptom, None));
@@ -767,11 +836,69 @@ pub fn diagnose(
             .then(a.node.cmp(&b.node))
     });
     candidates.truncate(p.max_candidates.max(1));
+    // Fill the list up to `min_named` services with the closest misses: on
+    // the closure, at symptom level near the symptom, below their threshold.
+    let mut named: Vec<usize> = Vec::new();
+    for c in &candidates {
+        if !named.contains(&c.node) {
+            named.push(c.node);
+        }
+    }
+    let mut suspects: Vec<Candidate> = Vec::new();
+    if named.len() < p.min_named {
+        for (i, (s, j)) in signals.iter().zip(&judged).enumerate() {
+            let Some(j) = j else { continue };
+            if !closure[s.node] || s.name == VOLUME || named.contains(&s.node) {
+                continue;
+            }
+            let near: Vec<(usize, f64)> =
+                j.z.iter()
+                    .copied()
+                    .enumerate()
+                    .filter(|&(t, z)| z >= p.symptom_z && near_symptom(t))
+                    .collect();
+            let Some(&(onset, _)) = near.first() else {
+                continue;
+            };
+            let z = near
+                .iter()
+                .map(|&(_, z)| z)
+                .fold(f64::NEG_INFINITY, f64::max);
+            let closeness = z / j.threshold.max(f64::MIN_POSITIVE);
+            let k = kind_of(i);
+            let cand = Candidate {
+                node: s.node,
+                signal: i,
+                z,
+                threshold: j.threshold,
+                onset,
+                root: false,
+                explains: 0.0,
+                onset_ok: true,
+                connected: from_target[k][s.node],
+                weak_below: false,
+                cover: 0.0,
+                score: closeness,
+                victims: Vec::new(),
+            };
+            match suspects.iter().position(|c| c.node == s.node) {
+                Some(at) if suspects[at].score >= closeness => {}
+                Some(at) => suspects[at] = cand,
+                None => suspects.push(cand),
+            }
+        }
+        suspects.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.node.cmp(&b.node)));
+        suspects.truncate(p.min_named - named.len());
+        for c in &mut suspects {
+            c.score = 0.0;
+        }
+    }
     Ok(Diagnosis {
         verdict: Verdict::Cause,
         candidates,
         symptom_onset: Some(symptom_onset),
         anomalous_signals,
         symptom_samples: symptom.iter().filter(|&&b| b).count(),
+        suspects,
     })
 }

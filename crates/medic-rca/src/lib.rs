@@ -365,6 +365,9 @@ struct Judged {
     anomalous: Vec<bool>,
     peak: f64,
     onset: Option<usize>,
+    /// The run length the threshold is for (`persistence`, or longer for a
+    /// sustained anomaly, see [`sustained`]).
+    k: usize,
 }
 
 /// `judge` a signal; `past` (the target's history, see [`past_incidents`])
@@ -392,14 +395,95 @@ fn judge(s: &Signal<'_>, p: &Params, past: Option<&[bool]>) -> Option<Judged> {
     };
     let z: Vec<f64> = s.recent.iter().map(|&x| base.z(x, s.direction)).collect();
     let (anomalous, peak, onset) = runs_above(&z, threshold, p.persistence);
-    Some(Judged {
+    let mut j = Judged {
         z,
         scale: base.scale,
         threshold,
         anomalous,
         peak,
         onset,
-    })
+        k: p.persistence,
+    };
+    if j.onset.is_none() {
+        if let Some((k, thr)) = sustained(&hz, &j.z, p) {
+            let (anomalous, peak, onset) = runs_above(&j.z, thr, k);
+            if onset.is_some() {
+                j = Judged {
+                    threshold: thr,
+                    anomalous,
+                    peak,
+                    onset,
+                    k,
+                    ..j
+                };
+            }
+        }
+    }
+    Some(j)
+}
+
+/// A sustained anomaly is judged against sustained history: for each run
+/// length `k` longer than `persistence` (up to the window's length), a run
+/// of `k` window samples all beyond `max(anomaly_z, the largest k-sample run
+/// of the history)` is unprecedented for its length, even when a shorter,
+/// deeper blip in the history sets a higher bar for 2-sample runs. Returns
+/// the `k` and threshold where the window exceeds its bar by the largest
+/// factor, if any.
+fn sustained(hz: &[f64], z: &[f64], p: &Params) -> Option<(usize, f64)> {
+    let p0 = p.persistence.max(1);
+    // Run minima of length k starting at each index (NaN breaks a run).
+    let step = |m: &mut Vec<f64>, xs: &[f64], k: usize| {
+        let valid = xs.len().saturating_sub(k - 1);
+        m.truncate(valid);
+        for (t, v) in m.iter_mut().enumerate() {
+            let x = xs[t + k - 1];
+            *v = if v.is_nan() || x.is_nan() {
+                f64::NAN
+            } else {
+                v.min(x)
+            };
+        }
+    };
+    let best_of = |m: &[f64]| {
+        m.iter()
+            .copied()
+            .filter(|v| v.is_finite())
+            .fold(f64::NEG_INFINITY, f64::max)
+    };
+    let mut wm: Vec<f64> = z.to_vec();
+    for k in 2..=p0 {
+        step(&mut wm, z, k);
+    }
+    // The history's run minima, only once the window has a long run.
+    let mut hm: Option<Vec<f64>> = None;
+    let mut best: Option<(usize, f64, f64)> = None;
+    for k in p0 + 1..=z.len() {
+        step(&mut wm, z, k);
+        let w = best_of(&wm);
+        // Run minima only fall as k grows: nothing longer can pass either.
+        if w <= p.anomaly_z {
+            break;
+        }
+        let hm = hm.get_or_insert_with(|| {
+            let mut h = hz.to_vec();
+            for kk in 2..k {
+                step(&mut h, hz, kk);
+            }
+            h
+        });
+        step(hm, hz, k);
+        let h = best_of(hm);
+        let thr = if h.is_finite() {
+            p.anomaly_z.max(h)
+        } else {
+            p.anomaly_z
+        };
+        let excess = w / thr;
+        if w > thr && best.is_none_or(|(_, _, e)| excess > e) {
+            best = Some((k, thr, excess));
+        }
+    }
+    best.map(|(k, thr, _)| (k, thr))
 }
 
 /// The target's past incidents: history steps in a run of at least
@@ -434,7 +518,8 @@ fn past_incidents(target: &Signal<'_>, p: &Params) -> Option<Vec<bool>> {
         }
         t = end + 1;
     }
-    Some(out)
+    // Nothing to leave out: no mask at all.
+    out.contains(&true).then_some(out)
 }
 
 /// The same judgement with the window's own level around the symptom taken
@@ -444,7 +529,7 @@ fn past_incidents(target: &Signal<'_>, p: &Params) -> Option<Vec<bool>> {
 /// before the symptom and still there after it (drift between the days of the
 /// history and the window) is no change at the symptom; a fault that starts
 /// with the symptom, or outlasts it, keeps a quiet side.
-fn relative_to_window(j: &Judged, symptom: &[bool], lead: usize, k: usize) -> Judged {
+fn relative_to_window(j: &Judged, symptom: &[bool], lead: usize) -> Judged {
     // Pre-existing: already beyond its threshold at the window's first step.
     let pre =
         j.z.iter()
@@ -456,7 +541,7 @@ fn relative_to_window(j: &Judged, symptom: &[bool], lead: usize, k: usize) -> Ju
         0.0
     };
     let z: Vec<f64> = j.z.iter().map(|&z| z - level).collect();
-    let (anomalous, peak, onset) = runs_above(&z, j.threshold, k);
+    let (anomalous, peak, onset) = runs_above(&z, j.threshold, j.k);
     Judged {
         z,
         scale: j.scale,
@@ -464,6 +549,7 @@ fn relative_to_window(j: &Judged, symptom: &[bool], lead: usize, k: usize) -> Ju
         anomalous,
         peak,
         onset,
+        k: j.k,
     }
 }
 
@@ -639,7 +725,7 @@ pub fn diagnose(
             .iter()
             .map(|j| {
                 j.as_ref()
-                    .map(|j| relative_to_window(j, &symptom, p.coincidence, p.persistence))
+                    .map(|j| relative_to_window(j, &symptom, p.coincidence))
             })
             .collect()
     } else {

@@ -6,6 +6,8 @@
 //! - A dependency's excursion while the target itself was symptomatic is a
 //!   past incident, not normal operation: it does not make the same fault
 //!   "precedented" for ever after.
+//! - A sustained anomaly is compared with the history's runs of its own
+//!   length, not with the deepest 2-step blip.
 //! - With a cause named, the list is filled up to three services with those
 //!   that show the symptom without being beyond their own threshold.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -108,6 +110,20 @@ const CASES: &[Case] = &[
         verdict: Verdict::Cause,
     },
     Case {
+        name: "a sustained slowdown is judged against sustained history, not the deepest blip",
+        edges: "web>db web>api",
+        rows: &[
+            ("web", "", "1 1 3 3 3 3"),
+            // A 2-step 10× blip in the history (web quiet): a bar for 2-step
+            // runs, not for 3 or 4 steps at 6×.
+            ("db", "60:10 61:10", "1 1 6 6 6 6"),
+            ("api", "", "1 1 1 1 1 1"),
+        ],
+        target: "web",
+        want: &["db", "web"],
+        verdict: Verdict::Cause,
+    },
+    Case {
         name: "the list is filled to three with the closest misses, after the candidates",
         edges: "web>api web>search web>cache",
         rows: &[
@@ -159,7 +175,7 @@ fn without_filling_only_anomalous_services_are_named() {
         min_named: 0,
         ..Params::default()
     };
-    let (ranked, d) = run(&CASES[2], &p);
+    let (ranked, d) = run(&CASES[3], &p);
     assert_eq!(ranked, ["api", "web"]);
     assert!(d.suspects.is_empty());
 }

@@ -16,7 +16,10 @@
 //!    *anomalous* when `persistence` consecutive samples all exceed
 //!    `max(anomaly_z, the largest such run in its own history)`: it must be
 //!    unprecedented in normal operation, so a heavy-tailed signal does not cry
-//!    wolf on its usual spikes.
+//!    wolf on its usual spikes. History steps where the target itself had a
+//!    persistent symptom (a past incident) are left out of every other
+//!    signal's precedent; and a sustained run of `k` > `persistence` samples
+//!    is compared with the history's largest `k`-sample run.
 //! 2. **Symptom.** With a target, the target's samples at `symptom_z` or more
 //!    are the symptom times; without one, nothing is a symptom → no cause.
 //!    Only anomalies that overlap the symptom times (± `coincidence` steps)
@@ -41,7 +44,9 @@
 //!    services.
 //!
 //! If nothing on the closure is anomalous, the answer is "no cause", which
-//! matters as much as naming the right one.
+//! matters as much as naming the right one. With a cause named, the list is
+//! filled up to `min_named` services with [`Diagnosis::suspects`]: services
+//! at symptom level that are not anomalous, after every candidate.
 //!
 //! Bounds: at most [`MAX_NODES`] services, [`MAX_SIGNALS`] signals and
 //! [`MAX_SAMPLES`] samples per history or window; larger inputs are refused.
@@ -281,7 +286,8 @@ pub struct Candidate {
     pub signal: usize,
     /// Largest persistent robust z in the window.
     pub z: f64,
-    /// The threshold it had to beat (`max(anomaly_z, own history's largest run)`).
+    /// The threshold it had to beat (`max(anomaly_z, own history's largest run)`,
+    /// the run of `persistence` samples or, for a sustained anomaly, of its length).
     pub threshold: f64,
     /// First step of its anomaly.
     pub onset: usize,

@@ -437,48 +437,30 @@ fn judge(s: &Signal<'_>, p: &Params, past: Option<&[bool]>) -> Option<Judged> {
 /// factor, if any.
 fn sustained(hz: &[f64], z: &[f64], p: &Params) -> Option<(usize, f64)> {
     let p0 = p.persistence.max(1);
-    // Run minima of length k starting at each index (NaN breaks a run).
-    let step = |m: &mut Vec<f64>, xs: &[f64], k: usize| {
-        let valid = xs.len().saturating_sub(k - 1);
-        m.truncate(valid);
-        for (t, v) in m.iter_mut().enumerate() {
-            let x = xs[t + k - 1];
-            *v = if v.is_nan() || x.is_nan() {
-                f64::NAN
-            } else {
-                v.min(x)
-            };
-        }
-    };
-    let best_of = |m: &[f64]| {
-        m.iter()
-            .copied()
-            .filter(|v| v.is_finite())
-            .fold(f64::NEG_INFINITY, f64::max)
-    };
-    let mut wm: Vec<f64> = z.to_vec();
-    for k in 2..=p0 {
-        step(&mut wm, z, k);
+    // Most signals have no run of p0 + 1 samples above `anomaly_z` at all.
+    let mut run = 0;
+    let mut longest = 0;
+    for &v in z {
+        run = if v > p.anomaly_z { run + 1 } else { 0 };
+        longest = longest.max(run);
     }
-    // The history's run minima, only once the window has a long run.
-    let mut hm: Option<Vec<f64>> = None;
+    if longest <= p0 {
+        return None;
+    }
+    let wv = run_minima_by_length(z);
+    // The history's, only once the window has a run longer than p0.
+    let mut hv: Option<Vec<f64>> = None;
     let mut best: Option<(usize, f64, f64)> = None;
-    for k in p0 + 1..=z.len() {
-        step(&mut wm, z, k);
-        let w = best_of(&wm);
+    for (k, &w) in wv.iter().enumerate().skip(p0 + 1) {
         // Run minima only fall as k grows: nothing longer can pass either.
         if w <= p.anomaly_z {
             break;
         }
-        let hm = hm.get_or_insert_with(|| {
-            let mut h = hz.to_vec();
-            for kk in 2..k {
-                step(&mut h, hz, kk);
-            }
-            h
-        });
-        step(hm, hz, k);
-        let h = best_of(hm);
+        let h = hv
+            .get_or_insert_with(|| run_minima_by_length(hz))
+            .get(k)
+            .copied()
+            .unwrap_or(f64::NEG_INFINITY);
         let thr = if h.is_finite() {
             p.anomaly_z.max(h)
         } else {
@@ -488,8 +470,59 @@ fn sustained(hz: &[f64], z: &[f64], p: &Params) -> Option<(usize, f64)> {
         if w > thr && best.is_none_or(|(_, _, e)| excess > e) {
             best = Some((k, thr, excess));
         }
+        // From here on the bar is `anomaly_z` and the window's run minima
+        // only fall: no longer run can exceed by more.
+        if h <= p.anomaly_z {
+            break;
+        }
     }
     best.map(|(k, thr, _)| (k, thr))
+}
+
+/// `out[k]` (k in 1..=len): the largest minimum over runs of `k`
+/// consecutive finite samples (NaN breaks a run), −∞ when there is none;
+/// `out[0]` is −∞. Linear time: each sample is the minimum of the longest
+/// run around it bounded by smaller samples (a monotonic stack), and a run
+/// minimum for length L is one for every shorter length too.
+fn run_minima_by_length(xs: &[f64]) -> Vec<f64> {
+    let n = xs.len();
+    let mut out = vec![f64::NEG_INFINITY; n + 1];
+    let mut stack: Vec<usize> = Vec::new();
+    let mut start = 0;
+    while start < n {
+        if !xs[start].is_finite() {
+            start += 1;
+            continue;
+        }
+        let end = (start..n).find(|&i| !xs[i].is_finite()).unwrap_or(n);
+        let seg = &xs[start..end];
+        let m = seg.len();
+        // left[i]: first index of the span where seg[i] is the minimum.
+        let mut left = vec![0; m];
+        stack.clear();
+        for i in 0..m {
+            while stack.last().is_some_and(|&t| seg[t] >= seg[i]) {
+                stack.pop();
+            }
+            left[i] = stack.last().map_or(0, |&t| t + 1);
+            stack.push(i);
+        }
+        stack.clear();
+        for i in (0..m).rev() {
+            while stack.last().is_some_and(|&t| seg[t] >= seg[i]) {
+                stack.pop();
+            }
+            let right = stack.last().copied().unwrap_or(m);
+            let len = right - left[i];
+            out[len] = out[len].max(seg[i]);
+            stack.push(i);
+        }
+        start = end;
+    }
+    for k in (1..n).rev() {
+        out[k] = out[k].max(out[k + 1]);
+    }
+    out
 }
 
 /// The target's past incidents: history steps in a run of at least
@@ -993,4 +1026,34 @@ pub fn diagnose(
         symptom_samples: symptom.iter().filter(|&&b| b).count(),
         suspects,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_minima_by_length_agree_with_the_direct_scan() {
+        // Deterministic values with ties and NaN gaps.
+        let mut x: u64 = 7;
+        let mut next = || {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            (x >> 33) % 9
+        };
+        for n in [0, 1, 2, 5, 17, 60] {
+            for _ in 0..20 {
+                let xs: Vec<f64> = (0..n)
+                    .map(|_| match next() {
+                        0 => f64::NAN,
+                        v => v as f64,
+                    })
+                    .collect();
+                let by_len = run_minima_by_length(&xs);
+                assert_eq!(by_len.len(), n + 1);
+                for (k, &got) in by_len.iter().enumerate().skip(1) {
+                    assert_eq!(got, max_run_min(&xs, k), "{xs:?} k {k}");
+                }
+            }
+        }
+    }
 }

@@ -16,7 +16,10 @@
 //!    *anomalous* when `persistence` consecutive samples all exceed
 //!    `max(anomaly_z, the largest such run in its own history)`: it must be
 //!    unprecedented in normal operation, so a heavy-tailed signal does not cry
-//!    wolf on its usual spikes.
+//!    wolf on its usual spikes. History steps where the target itself had a
+//!    persistent symptom (a past incident) are left out of every other
+//!    signal's precedent; and a sustained run of `k` > `persistence` samples
+//!    is compared with the history's largest `k`-sample run.
 //! 2. **Symptom.** With a target, the target's samples at `symptom_z` or more
 //!    are the symptom times; without one, nothing is a symptom → no cause.
 //!    Only anomalies that overlap the symptom times (± `coincidence` steps)
@@ -41,7 +44,9 @@
 //!    services.
 //!
 //! If nothing on the closure is anomalous, the answer is "no cause", which
-//! matters as much as naming the right one.
+//! matters as much as naming the right one. With a cause named, the list is
+//! filled up to `min_named` services with [`Diagnosis::suspects`]: services
+//! at symptom level that are not anomalous, after every candidate.
 //!
 //! Bounds: at most [`MAX_NODES`] services, [`MAX_SIGNALS`] signals and
 //! [`MAX_SAMPLES`] samples per history or window; larger inputs are refused.
@@ -233,6 +238,9 @@ pub struct Params {
     pub min_history: usize,
     /// Longest ranked list returned.
     pub max_candidates: usize,
+    /// With a cause named, the list is filled up to this many services with
+    /// [`Diagnosis::suspects`] (the top-3 a person looks at).
+    pub min_named: usize,
 }
 
 impl Default for Params {
@@ -244,6 +252,7 @@ impl Default for Params {
             coincidence: 1,
             min_history: 8,
             max_candidates: 10,
+            min_named: 3,
         }
     }
 }
@@ -277,7 +286,8 @@ pub struct Candidate {
     pub signal: usize,
     /// Largest persistent robust z in the window.
     pub z: f64,
-    /// The threshold it had to beat (`max(anomaly_z, own history's largest run)`).
+    /// The threshold it had to beat (`max(anomaly_z, own history's largest run)`,
+    /// the run of `persistence` samples or, for a sustained anomaly, of its length).
     pub threshold: f64,
     /// First step of its anomaly.
     pub onset: usize,
@@ -314,13 +324,20 @@ pub struct Diagnosis {
     pub anomalous_signals: usize,
     /// Samples of the target at symptom level.
     pub symptom_samples: usize,
+    /// When a cause is named but fewer than `min_named` services are:
+    /// services on the target's closure that show the symptom too (z at
+    /// `symptom_z` or more near its steps) without being anomalous (not
+    /// beyond their own threshold), closest to their threshold first. They
+    /// are ranked after every candidate and are never a cause on their own
+    /// (`root` false, `score` 0); with no cause there are none.
+    pub suspects: Vec<Candidate>,
 }
 
 impl Diagnosis {
-    /// Distinct services in rank order.
+    /// Distinct services in rank order: the candidates, then the suspects.
     pub fn ranked_nodes(&self) -> Vec<usize> {
         let mut out: Vec<usize> = Vec::new();
-        for c in &self.candidates {
+        for c in self.candidates.iter().chain(&self.suspects) {
             if !out.contains(&c.node) {
                 out.push(c.node);
             }
@@ -354,11 +371,28 @@ struct Judged {
     anomalous: Vec<bool>,
     peak: f64,
     onset: Option<usize>,
+    /// The run length the threshold is for (`persistence`, or longer for a
+    /// sustained anomaly, see [`sustained`]).
+    k: usize,
 }
 
-fn judge(s: &Signal<'_>, p: &Params) -> Option<Judged> {
+/// `judge` a signal; `past` (the target's history, see [`past_incidents`])
+/// marks history steps that were no normal operation: they are left out of
+/// the precedent (the largest run), not of the baseline. Histories are
+/// aligned at their ends (the last sample of each is the same time step).
+fn judge(s: &Signal<'_>, p: &Params, past: Option<&[bool]>) -> Option<Judged> {
     let base = Baseline::of(s.history, p.min_history)?;
-    let hz: Vec<f64> = s.history.iter().map(|&x| base.z(x, s.direction)).collect();
+    let mut hz: Vec<f64> = s.history.iter().map(|&x| base.z(x, s.direction)).collect();
+    if let Some(past) = past {
+        // Step j of this history is step j + off of the target's.
+        let off = past.len() as isize - hz.len() as isize;
+        for (j, z) in hz.iter_mut().enumerate() {
+            let t = j as isize + off;
+            if t >= 0 && past.get(t as usize).copied().unwrap_or(false) {
+                *z = f64::NAN;
+            }
+        }
+    }
     let hist_run = max_run_min(&hz, p.persistence);
     let threshold = if hist_run.is_finite() {
         p.anomaly_z.max(hist_run)
@@ -367,14 +401,164 @@ fn judge(s: &Signal<'_>, p: &Params) -> Option<Judged> {
     };
     let z: Vec<f64> = s.recent.iter().map(|&x| base.z(x, s.direction)).collect();
     let (anomalous, peak, onset) = runs_above(&z, threshold, p.persistence);
-    Some(Judged {
+    let mut j = Judged {
         z,
         scale: base.scale,
         threshold,
         anomalous,
         peak,
         onset,
-    })
+        k: p.persistence,
+    };
+    if j.onset.is_none() {
+        if let Some((k, thr)) = sustained(&hz, &j.z, p) {
+            let (anomalous, peak, onset) = runs_above(&j.z, thr, k);
+            if onset.is_some() {
+                j = Judged {
+                    threshold: thr,
+                    anomalous,
+                    peak,
+                    onset,
+                    k,
+                    ..j
+                };
+            }
+        }
+    }
+    Some(j)
+}
+
+/// A sustained anomaly is judged against sustained history: for each run
+/// length `k` longer than `persistence` (up to the window's length), a run
+/// of `k` window samples all beyond `max(anomaly_z, the largest k-sample run
+/// of the history)` is unprecedented for its length, even when a shorter,
+/// deeper blip in the history sets a higher bar for 2-sample runs. Returns
+/// the `k` and threshold where the window exceeds its bar by the largest
+/// factor, if any.
+fn sustained(hz: &[f64], z: &[f64], p: &Params) -> Option<(usize, f64)> {
+    let p0 = p.persistence.max(1);
+    // Most signals have no run of p0 + 1 samples above `anomaly_z` at all.
+    let mut run = 0;
+    let mut longest = 0;
+    for &v in z {
+        run = if v > p.anomaly_z { run + 1 } else { 0 };
+        longest = longest.max(run);
+    }
+    if longest <= p0 {
+        return None;
+    }
+    let wv = run_minima_by_length(z);
+    // The history's, only once the window has a run longer than p0.
+    let mut hv: Option<Vec<f64>> = None;
+    let mut best: Option<(usize, f64, f64)> = None;
+    for (k, &w) in wv.iter().enumerate().skip(p0 + 1) {
+        // Run minima only fall as k grows: nothing longer can pass either.
+        if w <= p.anomaly_z {
+            break;
+        }
+        let h = hv
+            .get_or_insert_with(|| run_minima_by_length(hz))
+            .get(k)
+            .copied()
+            .unwrap_or(f64::NEG_INFINITY);
+        let thr = if h.is_finite() {
+            p.anomaly_z.max(h)
+        } else {
+            p.anomaly_z
+        };
+        let excess = w / thr;
+        if w > thr && best.is_none_or(|(_, _, e)| excess > e) {
+            best = Some((k, thr, excess));
+        }
+        // From here on the bar is `anomaly_z` and the window's run minima
+        // only fall: no longer run can exceed by more.
+        if h <= p.anomaly_z {
+            break;
+        }
+    }
+    best.map(|(k, thr, _)| (k, thr))
+}
+
+/// `out[k]` (k in 1..=len): the largest minimum over runs of `k`
+/// consecutive finite samples (NaN breaks a run), −∞ when there is none;
+/// `out[0]` is −∞. Linear time: each sample is the minimum of the longest
+/// run around it bounded by smaller samples (a monotonic stack), and a run
+/// minimum for length L is one for every shorter length too.
+fn run_minima_by_length(xs: &[f64]) -> Vec<f64> {
+    let n = xs.len();
+    let mut out = vec![f64::NEG_INFINITY; n + 1];
+    let mut stack: Vec<usize> = Vec::new();
+    let mut start = 0;
+    while start < n {
+        if !xs[start].is_finite() {
+            start += 1;
+            continue;
+        }
+        let end = (start..n).find(|&i| !xs[i].is_finite()).unwrap_or(n);
+        let seg = &xs[start..end];
+        let m = seg.len();
+        // left[i]: first index of the span where seg[i] is the minimum.
+        let mut left = vec![0; m];
+        stack.clear();
+        for i in 0..m {
+            while stack.last().is_some_and(|&t| seg[t] >= seg[i]) {
+                stack.pop();
+            }
+            left[i] = stack.last().map_or(0, |&t| t + 1);
+            stack.push(i);
+        }
+        stack.clear();
+        for i in (0..m).rev() {
+            while stack.last().is_some_and(|&t| seg[t] >= seg[i]) {
+                stack.pop();
+            }
+            let right = stack.last().copied().unwrap_or(m);
+            let len = right - left[i];
+            out[len] = out[len].max(seg[i]);
+            stack.push(i);
+        }
+        start = end;
+    }
+    for k in (1..n).rev() {
+        out[k] = out[k].max(out[k + 1]);
+    }
+    out
+}
+
+/// The target's past incidents: history steps in a run of at least
+/// `persistence` samples at `symptom_z` or more (the symptom, persistent, as
+/// an anomaly must be), widened by `coincidence` steps either way. During
+/// them the system was not in normal operation, so what its dependencies did
+/// then is no precedent: a fault that already happened once in the history
+/// would otherwise be "normal" for ever after.
+fn past_incidents(target: &Signal<'_>, p: &Params) -> Option<Vec<bool>> {
+    let base = Baseline::of(target.history, p.min_history)?;
+    let at: Vec<bool> = target
+        .history
+        .iter()
+        .map(|&x| base.z(x, target.direction) >= p.symptom_z)
+        .collect();
+    let k = p.persistence.max(1);
+    let n = at.len();
+    let mut out = vec![false; n];
+    let mut t = 0;
+    while t < n {
+        if !at[t] {
+            t += 1;
+            continue;
+        }
+        let end = (t..n).take_while(|&u| at[u]).last().unwrap_or(t);
+        if end + 1 - t >= k {
+            let lo = t.saturating_sub(p.coincidence);
+            let hi = (end + p.coincidence).min(n - 1);
+            for o in &mut out[lo..=hi] {
+                *o = true;
+            }
+        }
+        t = end + 1;
+    }
+    // Nothing to leave out: no mask at all.
+    out.contains(&true).then_some(out)
 }
 
 /// The same judgement with the window's own level around the symptom taken
@@ -384,7 +568,7 @@ fn judge(s: &Signal<'_>, p: &Params) -> Option<Judged> {
 /// before the symptom and still there after it (drift between the days of the
 /// history and the window) is no change at the symptom; a fault that starts
 /// with the symptom, or outlasts it, keeps a quiet side.
-fn relative_to_window(j: &Judged, symptom: &[bool], lead: usize, k: usize) -> Judged {
+fn relative_to_window(j: &Judged, symptom: &[bool], lead: usize) -> Judged {
     // Pre-existing: already beyond its threshold at the window's first step.
     let pre =
         j.z.iter()
@@ -396,7 +580,7 @@ fn relative_to_window(j: &Judged, symptom: &[bool], lead: usize, k: usize) -> Ju
         0.0
     };
     let z: Vec<f64> = j.z.iter().map(|&z| z - level).collect();
-    let (anomalous, peak, onset) = runs_above(&z, j.threshold, k);
+    let (anomalous, peak, onset) = runs_above(&z, j.threshold, j.k);
     Judged {
         z,
         scale: j.scale,
@@ -404,6 +588,7 @@ fn relative_to_window(j: &Judged, symptom: &[bool], lead: usize, k: usize) -> Ju
         anomalous,
         peak,
         onset,
+        k: j.k,
     }
 }
 
@@ -528,7 +713,15 @@ pub fn diagnose(
             return Err(RcaError::BadTarget(t));
         }
     }
-    let judged: Vec<Option<Judged>> = signals.iter().map(|s| judge(s, p)).collect();
+    // The precedent of every other signal leaves out the target's past
+    // incidents; the target's own is all of its history (its past symptoms
+    // with nothing beneath them are its normal variability).
+    let past = target.and_then(|t| past_incidents(&signals[t], p));
+    let judged: Vec<Option<Judged>> = signals
+        .iter()
+        .enumerate()
+        .map(|(i, s)| judge(s, p, past.as_deref().filter(|_| Some(i) != target)))
+        .collect();
     let anomalous_signals = judged
         .iter()
         .filter(|j| j.as_ref().is_some_and(|j| j.onset.is_some()))
@@ -539,6 +732,7 @@ pub fn diagnose(
         symptom_onset,
         anomalous_signals,
         symptom_samples: 0,
+        suspects: Vec::new(),
     };
     let Some(target) = target else {
         return Ok(none(Verdict::NoSymptom, None));
@@ -570,7 +764,7 @@ pub fn diagnose(
             .iter()
             .map(|j| {
                 j.as_ref()
-                    .map(|j| relative_to_window(j, &symptom, p.coincidence, p.persistence))
+                    .map(|j| relative_to_window(j, &symptom, p.coincidence))
             })
             .collect()
     } else {
@@ -767,11 +961,99 @@ pub fn diagnose(
             .then(a.node.cmp(&b.node))
     });
     candidates.truncate(p.max_candidates.max(1));
+    // Fill the list up to `min_named` services with the closest misses: on
+    // the closure, at symptom level near the symptom, below their threshold.
+    let mut named: Vec<usize> = Vec::new();
+    for c in &candidates {
+        if !named.contains(&c.node) {
+            named.push(c.node);
+        }
+    }
+    let mut suspects: Vec<Candidate> = Vec::new();
+    if named.len() < p.min_named {
+        for (i, (s, j)) in signals.iter().zip(&judged).enumerate() {
+            let Some(j) = j else { continue };
+            if !closure[s.node] || s.name == VOLUME || named.contains(&s.node) {
+                continue;
+            }
+            let near: Vec<(usize, f64)> =
+                j.z.iter()
+                    .copied()
+                    .enumerate()
+                    .filter(|&(t, z)| z >= p.symptom_z && near_symptom(t))
+                    .collect();
+            let Some(&(onset, _)) = near.first() else {
+                continue;
+            };
+            let z = near
+                .iter()
+                .map(|&(_, z)| z)
+                .fold(f64::NEG_INFINITY, f64::max);
+            let closeness = z / j.threshold.max(f64::MIN_POSITIVE);
+            let k = kind_of(i);
+            let cand = Candidate {
+                node: s.node,
+                signal: i,
+                z,
+                threshold: j.threshold,
+                onset,
+                root: false,
+                explains: 0.0,
+                onset_ok: true,
+                connected: from_target[k][s.node],
+                weak_below: false,
+                cover: 0.0,
+                score: closeness,
+                victims: Vec::new(),
+            };
+            match suspects.iter().position(|c| c.node == s.node) {
+                Some(at) if suspects[at].score >= closeness => {}
+                Some(at) => suspects[at] = cand,
+                None => suspects.push(cand),
+            }
+        }
+        suspects.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.node.cmp(&b.node)));
+        suspects.truncate(p.min_named - named.len());
+        for c in &mut suspects {
+            c.score = 0.0;
+        }
+    }
     Ok(Diagnosis {
         verdict: Verdict::Cause,
         candidates,
         symptom_onset: Some(symptom_onset),
         anomalous_signals,
         symptom_samples: symptom.iter().filter(|&&b| b).count(),
+        suspects,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_minima_by_length_agree_with_the_direct_scan() {
+        // Deterministic values with ties and NaN gaps.
+        let mut x: u64 = 7;
+        let mut next = || {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            (x >> 33) % 9
+        };
+        for n in [0, 1, 2, 5, 17, 60] {
+            for _ in 0..20 {
+                let xs: Vec<f64> = (0..n)
+                    .map(|_| match next() {
+                        0 => f64::NAN,
+                        v => v as f64,
+                    })
+                    .collect();
+                let by_len = run_minima_by_length(&xs);
+                assert_eq!(by_len.len(), n + 1);
+                for (k, &got) in by_len.iter().enumerate().skip(1) {
+                    assert_eq!(got, max_run_min(&xs, k), "{xs:?} k {k}");
+                }
+            }
+        }
+    }
 }

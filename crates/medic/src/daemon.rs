@@ -71,6 +71,11 @@ pub(crate) enum Msg {
     ),
     /// A read of engine state (approvals, pauses, explain).
     Query(Query, oneshot::Sender<QueryAnswer>),
+    /// A change recorded on a service (`POST /api/v1/changes`, issue 9).
+    Change(
+        medic_api::changes::Change,
+        oneshot::Sender<Result<medic_api::changes::ChangeReply, medic_api::changes::ChangeRefusal>>,
+    ),
     /// The host's wall clock, for freeze windows and timing risk.
     WallClock,
     /// Freeze windows expanded from their cron schedules.
@@ -861,6 +866,7 @@ async fn forward_control(mut rx: mpsc::Receiver<ControlRequest>, tx: mpsc::Sende
         let msg = match req {
             ControlRequest::Operate { actor, cmd, reply } => Msg::Operate(actor, cmd, reply),
             ControlRequest::Query { query, reply } => Msg::Query(query, reply),
+            ControlRequest::RecordChange { change, reply } => Msg::Change(change, reply),
         };
         // A dropped reply tells the API the control loop is gone.
         if tx.send(msg).await.is_err() {
@@ -1169,6 +1175,9 @@ impl EngineLoop {
                 });
             }
             Msg::Ha => self.ha_step().await,
+            Msg::Change(change, r) => {
+                let _ = r.send(self.record_change(change).await);
+            }
             m @ (Msg::Drill(..)
             | Msg::DrillScheduled(..)
             | Msg::DrillDone(..)
@@ -1223,6 +1232,66 @@ impl EngineLoop {
             }
             _ => {}
         }
+    }
+
+    /// A change on a service (issue 9): evidence for the ranking (when
+    /// there is one), audited `change.recorded`.
+    async fn record_change(
+        &mut self,
+        c: medic_api::changes::Change,
+    ) -> Result<medic_api::changes::ChangeReply, medic_api::changes::ChangeRefusal> {
+        if !self.services_names.contains(&c.service) {
+            return Err(medic_api::changes::ChangeRefusal::UnknownService(c.service));
+        }
+        let now = self.clock.now();
+        let kind = c.kind.as_str();
+        let diagnosis = self.rca.as_mut().is_some_and(|r| {
+            r.note_change(
+                now,
+                &c.service,
+                crate::rca::RecordedChange {
+                    at_ms: now.as_millis(),
+                    kind: kind.to_string(),
+                    version: c.version.clone(),
+                    note: c.note.clone(),
+                    by: c.by.clone(),
+                },
+            )
+        });
+        self.audit_kind(
+            "change.recorded",
+            serde_json::json!({
+                "service": c.service,
+                "kind": kind,
+                "version": c.version,
+                "note": c.note,
+                "by": c.by,
+                "v": 1,
+            }),
+        )
+        .await;
+        tracing::info!(service = %c.service, kind, version = ?c.version, by = %c.by, "change recorded");
+        let message = format!(
+            "{kind} of {}{} recorded{}",
+            c.service,
+            c.version
+                .as_deref()
+                .map(|v| format!(" (version {v})"))
+                .unwrap_or_default(),
+            if diagnosis {
+                ""
+            } else {
+                " (no depends_on: not used by the diagnosis)"
+            }
+        );
+        Ok(medic_api::changes::ChangeReply {
+            service: c.service,
+            kind: kind.to_string(),
+            version: c.version,
+            by: c.by,
+            diagnosis,
+            message,
+        })
     }
 
     /// An audit record written by the edge (drills), not from a notice.

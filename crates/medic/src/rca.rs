@@ -708,7 +708,7 @@ pub fn hypotheses(
         let pattern = p.map_or("unmatched", |p| p.name.as_str());
         let conf = Confidence::new(prior, evidence, learned_for(pattern, c.node, signal));
         let change_text = with_change
-            .map(|(_, ch, gap)| change_text(service, ch, gap))
+            .map(|(_, ch, gap)| change_text(service, ch, gap, changes.step_ms))
             .unwrap_or_default();
         changed.push(with_change.is_some());
         hyps.push(Hypothesis {
@@ -752,7 +752,7 @@ pub fn hypotheses(
 
 /// "; after a deploy of api (version v2, by ci: note) 12.0 s before the
 /// onset" (a `config` change: "after a config change of ...").
-fn change_text(service: &str, c: &RecordedChange, gap_ms: i64) -> String {
+fn change_text(service: &str, c: &RecordedChange, gap_ms: i64, step_ms: u64) -> String {
     let mut what = Vec::new();
     if let Some(v) = &c.version {
         what.push(format!("version {v}"));
@@ -763,13 +763,22 @@ fn change_text(service: &str, c: &RecordedChange, gap_ms: i64) -> String {
         detail.push_str(&format!(": {n}"));
     }
     let secs = gap_ms.unsigned_abs() as f64 / 1e3;
-    let when = if gap_ms >= 0 { "before" } else { "after" };
+    let step = i64::try_from(step_ms).unwrap_or(i64::MAX);
+    // The onset is dated at the start of its step: a change recorded later
+    // in that step came at most a step before the first anomalous sample.
+    let when = if gap_ms >= 0 {
+        format!("{secs:.1} s before the onset")
+    } else if gap_ms > -step {
+        format!("in the onset's step ({step_ms} ms)")
+    } else {
+        format!("{secs:.1} s after the onset")
+    };
     let kind = if c.kind == "config" {
         "config change"
     } else {
         c.kind.as_str()
     };
-    format!("; after a {kind} of {service} ({detail}) {secs:.1} s {when} the onset")
+    format!("; after a {kind} of {service} ({detail}) {when}")
 }
 
 /// An accepted candidate pattern (issue 9) as a pattern of the library:
@@ -1238,7 +1247,9 @@ mod tests {
         let same = top(&[(onset + 100, "config")]);
         assert_eq!(same.pattern, "error_spike_after_change");
         assert!(
-            same.evidence_text.contains("after a config change of api"),
+            same.evidence_text.contains(
+                "after a config change of api (version v7, by ci) in the onset's step (500 ms)"
+            ),
             "{same:?}"
         );
         // `within: 30m`: 31 minutes before is too long ago.

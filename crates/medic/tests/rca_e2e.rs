@@ -551,7 +551,7 @@ fn a_deploy_then_failing_calls_is_diagnosed_as_an_error_spike_after_the_change()
     assert!(
         diagnosed["evidence_text"].as_str().is_some_and(|t| t
             .contains("after a deploy of db (version v2.0, by ci: pipeline 41)")
-            && t.contains("s before the onset")),
+            && (t.contains("s before the onset") || t.contains("in the onset's step"))),
         "{diagnosed}"
     );
     let intents: Vec<&str> = records

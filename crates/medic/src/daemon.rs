@@ -1502,6 +1502,14 @@ impl EngineLoop {
             self.demote("store_unreachable").await;
             return;
         }
+        // A canary stage changes its service: evidence for the diagnosis
+        // (issue 9), like a deploy recorded through the API.
+        if let Some(r) = self.rca.as_mut() {
+            let now = self.clock.now();
+            for (service, c) in notices.iter().filter_map(crate::rca::change_of_notice) {
+                r.note_change(now, &service, c);
+            }
+        }
         let shared = self.writes_allowed();
         for n in notices.iter().filter(|_| shared) {
             if matches!(n, Notice::ActionOutcome { .. }) {

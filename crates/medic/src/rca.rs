@@ -53,6 +53,35 @@ pub struct RecordedChange {
     pub by: String,
 }
 
+/// A change medic itself made to a service, from its notice: a staged
+/// canary's stage (issue 10) changes `instances` of the service (kind
+/// `canary`, by `medic`). Other actions are remediations of an incident
+/// already under way and are not counted as changes.
+pub fn change_of_notice(n: &medic_core::Notice) -> Option<(String, RecordedChange)> {
+    match n {
+        medic_core::Notice::CanaryStage {
+            service,
+            action,
+            stage,
+            percent,
+            incident,
+            ..
+        } => Some((
+            service.clone(),
+            RecordedChange {
+                at_ms: 0,
+                kind: "canary".into(),
+                version: None,
+                note: Some(format!(
+                    "stage {stage} of {action} on {percent} % of the instances, incident {incident}"
+                )),
+                by: "medic".into(),
+            },
+        )),
+        _ => None,
+    }
+}
+
 /// The recorded changes, in the time frame of one diagnosis.
 #[derive(Debug, Clone, Copy)]
 pub struct Changes<'a> {
@@ -773,10 +802,10 @@ fn change_text(service: &str, c: &RecordedChange, gap_ms: i64, step_ms: u64) -> 
     } else {
         format!("{secs:.1} s after the onset")
     };
-    let kind = if c.kind == "config" {
-        "config change"
-    } else {
-        c.kind.as_str()
+    let kind = match c.kind.as_str() {
+        "config" => "config change",
+        "canary" => "canary stage",
+        k => k,
     };
     format!("; after a {kind} of {service} ({detail}) {when}")
 }
@@ -1296,5 +1325,33 @@ mod tests {
             "{top:?}"
         );
         assert_eq!(after.hypotheses[1].service, "web");
+    }
+
+    #[test]
+    fn a_canary_stage_is_a_change_of_its_service_and_named_as_such() {
+        let stage = medic_core::Notice::CanaryStage {
+            incident: medic_core::IncidentId("inc-3".into()),
+            service: "api".into(),
+            action: "deploy_v2".into(),
+            stage: 2,
+            percent: 50,
+            instances: vec!["api-1".into()],
+            baseline: vec!["api-2".into()],
+        };
+        let (service, c) = change_of_notice(&stage).unwrap();
+        assert_eq!(
+            (service.as_str(), c.kind.as_str(), c.by.as_str()),
+            ("api", "canary", "medic")
+        );
+        assert_eq!(
+            change_text(&service, &c, 2_000, STEP_MS),
+            "; after a canary stage of api (by medic: stage 2 of deploy_v2 on 50 % of the instances, incident inc-3) 2.0 s before the onset"
+        );
+        let other = medic_core::Notice::ModeChanged {
+            service: Some("api".into()),
+            mode: medic_core::Mode::DryRun,
+            by: "ops".into(),
+        };
+        assert!(change_of_notice(&other).is_none());
     }
 }

@@ -40,13 +40,14 @@ const NO_PATTERN_PRIOR: f64 = 0.5;
 /// Most recorded changes kept per service (the newest).
 pub const MAX_CHANGES_PER_SERVICE: usize = 8;
 
-/// A change recorded on a service (`POST /api/v1/changes`): a deploy or a
-/// config change, at the daemon's monotonic time.
+/// A change of a service: recorded through `POST /api/v1/changes` (a deploy
+/// or a config change) or made by medic (a canary stage), at the daemon's
+/// monotonic time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordedChange {
     /// When it was recorded (ms on the daemon's monotonic clock).
     pub at_ms: u64,
-    /// `deploy` or `config`.
+    /// `deploy`, `config` or `canary`.
     pub kind: String,
     pub version: Option<String>,
     pub note: Option<String>,

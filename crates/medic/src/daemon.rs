@@ -540,6 +540,7 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
         });
     }
     let is_ha = ha.is_some();
+    let started = clock.wall;
     let lp = EngineLoop {
         engine,
         ha,
@@ -568,6 +569,7 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
                     Ok(rows) => r.load_learned(rows),
                     Err(e) => tracing::warn!(error = %e, "reading learned pattern outcomes failed"),
                 }
+                restore_changes(&store, started, &mut r).await;
                 Some(r)
             }
             None => None,
@@ -859,6 +861,40 @@ async fn close_interrupted(
         store.upsert_incident(&inc).await?;
     }
     Ok(())
+}
+
+/// The changes recorded before this start (issue 9): the `change.recorded`
+/// records among the audit's last [`crate::rca::RESTORE_AUDIT_SCAN`], each at
+/// its time relative to this start (the ranking keeps the newest per
+/// service), so a deploy recorded just before a restart still counts.
+async fn restore_changes(store: &Store, started: OffsetDateTime, r: &mut crate::rca::RcaState) {
+    let (tip, _) = store.audit_tip().await;
+    let scan = crate::rca::RESTORE_AUDIT_SCAN;
+    let records = match store
+        .list_audit(
+            tip.saturating_sub(scan),
+            u32::try_from(scan).unwrap_or(u32::MAX),
+        )
+        .await
+    {
+        Ok(records) => records,
+        Err(e) => {
+            tracing::warn!(error = %e, "reading recorded changes from the audit failed");
+            return;
+        }
+    };
+    let mut restored = 0usize;
+    for (service, c) in records
+        .iter()
+        .filter_map(|rec| crate::rca::change_of_audit(rec, started))
+    {
+        if r.restore_change(&service, c) {
+            restored += 1;
+        }
+    }
+    if restored > 0 {
+        tracing::info!(restored, "recorded changes restored from the audit");
+    }
 }
 
 async fn forward_control(mut rx: mpsc::Receiver<ControlRequest>, tx: mpsc::Sender<Msg>) {
@@ -1250,7 +1286,7 @@ impl EngineLoop {
                 now,
                 &c.service,
                 crate::rca::RecordedChange {
-                    at_ms: now.as_millis(),
+                    at_ms: 0, // note_change dates it
                     kind: kind.to_string(),
                     version: c.version.clone(),
                     note: c.note.clone(),

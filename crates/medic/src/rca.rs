@@ -45,8 +45,9 @@ pub const MAX_CHANGES_PER_SERVICE: usize = 8;
 /// monotonic time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordedChange {
-    /// When it was recorded (ms on the daemon's monotonic clock).
-    pub at_ms: u64,
+    /// When it was recorded (ms on the daemon's monotonic clock; negative:
+    /// before this daemon started, restored from the audit).
+    pub at_ms: i64,
     /// `deploy`, `config` or `canary`.
     pub kind: String,
     pub version: Option<String>,
@@ -81,6 +82,37 @@ pub fn change_of_notice(n: &medic_core::Notice) -> Option<(String, RecordedChang
         )),
         _ => None,
     }
+}
+
+/// Most audit records read back at start for the changes recorded before.
+pub const RESTORE_AUDIT_SCAN: u64 = 2000;
+
+/// A `change.recorded` audit record as a change, dated relative to
+/// `started` (the wall time of the daemon's monotonic zero): a change
+/// recorded before this start has a negative time. `None` for another kind
+/// or a record that does not parse.
+pub fn change_of_audit(
+    rec: &medic_store::AuditRecord,
+    started: time::OffsetDateTime,
+) -> Option<(String, RecordedChange)> {
+    if rec.kind != "change.recorded" {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_str(&rec.payload).ok()?;
+    let ts = time::OffsetDateTime::parse(&rec.ts, &time::format_description::well_known::Rfc3339)
+        .ok()?;
+    let at_ms = i64::try_from((ts - started).whole_milliseconds()).ok()?;
+    let text = |k: &str| v[k].as_str().map(String::from);
+    Some((
+        text("service")?,
+        RecordedChange {
+            at_ms,
+            kind: text("kind")?,
+            version: text("version"),
+            note: text("note"),
+            by: text("by")?,
+        },
+    ))
 }
 
 /// The recorded changes, in the time frame of one diagnosis.
@@ -143,10 +175,9 @@ impl Changes<'_> {
             (Some(c), Some(o)) if c > o => Some(false),
             _ => None,
         };
+        let onset = i64::try_from(onset_ms).ok()?;
         list.iter().rev().find_map(|c| {
-            let at = i64::try_from(c.at_ms).ok()?;
-            let onset = i64::try_from(onset_ms).ok()?;
-            let gap = onset - at;
+            let gap = onset.saturating_sub(c.at_ms);
             let ordered = match before {
                 // The change's step is no later than the onset's.
                 Some(true) => gap > -step,
@@ -361,14 +392,18 @@ impl RcaState {
     /// A change (deploy, config) was recorded on `service` at `now`; false
     /// for a service the ranking does not know. The next diagnosis sees it.
     pub fn note_change(&mut self, now: MonoTime, service: &str, change: RecordedChange) -> bool {
+        let at_ms = i64::try_from(now.as_millis()).unwrap_or(i64::MAX);
+        self.restore_change(service, RecordedChange { at_ms, ..change })
+    }
+
+    /// A change at its own time (`at_ms`, e.g. restored from the audit at
+    /// start, in the order recorded); false for an unknown service.
+    pub fn restore_change(&mut self, service: &str, change: RecordedChange) -> bool {
         let Some(i) = self.names.iter().position(|n| n == service) else {
             return false;
         };
         let list = &mut self.changes[i];
-        list.push_back(RecordedChange {
-            at_ms: now.as_millis(),
-            ..change
-        });
+        list.push_back(change);
         while list.len() > MAX_CHANGES_PER_SERVICE {
             list.pop_front();
         }
@@ -1212,7 +1247,7 @@ mod tests {
         topo: &Topology,
         d: &Diagnosis,
         lib: &[medic_config::Pattern],
-        api: &[(u64, &str)],
+        api: &[(i64, &str)],
         start: u64,
     ) -> DiagnosisReport {
         let per_node: Vec<VecDeque<RecordedChange>> = (0..3)
@@ -1250,9 +1285,10 @@ mod tests {
         }
         let (topo, d) = errors_diagnosis([web, api, vec![10.0; 8]]);
         let lib = medic_config::load_patterns(&[]).unwrap();
-        let start = 3_600_000; // the window starts 1 h into the clock
-        let onset = start + 2 * STEP_MS;
-        let top = |changes: &[(u64, &str)]| {
+        let start: u64 = 3_600_000; // the window starts 1 h into the clock
+        let onset = i64::try_from(start + 2 * STEP_MS).unwrap();
+        let step = i64::try_from(STEP_MS).unwrap();
+        let top = |changes: &[(i64, &str)]| {
             rank_with(&topo, &d, &lib, changes, start).hypotheses[0].clone()
         };
         // Without a change: as before (no pattern has `errors` first).
@@ -1289,7 +1325,7 @@ mod tests {
             "error_spike_after_change"
         );
         // `order`: a change after the onset (a later step) explains nothing.
-        assert_eq!(top(&[(onset + 2 * STEP_MS, "deploy")]).pattern, "unmatched");
+        assert_eq!(top(&[(onset + 2 * step, "deploy")]).pattern, "unmatched");
         // The newest fitting change is the one named.
         let two = top(&[(onset - 600_000, "deploy"), (onset - 60_000, "config")]);
         assert!(two.evidence_text.contains("60.0 s before"), "{two:?}");
@@ -1312,11 +1348,11 @@ mod tests {
             "{d:?}"
         );
         let lib = medic_config::load_patterns(&[]).unwrap();
-        let start = 3_600_000;
+        let start: u64 = 3_600_000;
         let before = rank_with(&topo, &d, &lib, &[], start);
         assert_eq!(before.hypotheses[0].service, "web");
         // A deploy of api just before the onset: api first, web its victim.
-        let after = rank_with(&topo, &d, &lib, &[(start, "deploy")], start);
+        let after = rank_with(&topo, &d, &lib, &[(3_600_000, "deploy")], start);
         let top = &after.hypotheses[0];
         assert_eq!(top.service, "api", "{after:?}");
         assert_eq!(top.pattern, "error_spike_after_change");
@@ -1354,5 +1390,73 @@ mod tests {
             by: "ops".into(),
         };
         assert!(change_of_notice(&other).is_none());
+    }
+
+    #[test]
+    fn a_change_recorded_before_a_restart_is_read_back_from_its_audit_record() {
+        let rec = |kind: &str, ts: &str, payload: &str| medic_store::AuditRecord {
+            seq: 1,
+            ts: ts.into(),
+            kind: kind.into(),
+            payload: payload.into(),
+            prev_hash: String::new(),
+            hash: String::new(),
+        };
+        let started = time::OffsetDateTime::parse(
+            "2026-11-28T02:00:00Z",
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap();
+        let payload =
+            r#"{"service":"db","kind":"deploy","version":"v2","note":null,"by":"ci","v":1}"#;
+        let (service, c) = change_of_audit(
+            &rec("change.recorded", "2026-11-28T01:55:00Z", payload),
+            started,
+        )
+        .unwrap();
+        assert_eq!(service, "db");
+        assert_eq!(
+            c,
+            RecordedChange {
+                at_ms: -300_000,
+                kind: "deploy".into(),
+                version: Some("v2".into()),
+                note: None,
+                by: "ci".into(),
+            }
+        );
+        assert!(change_of_audit(
+            &rec("drill.reset", "2026-11-28T01:55:00Z", payload),
+            started
+        )
+        .is_none());
+        assert!(change_of_audit(&rec("change.recorded", "yesterday", payload), started).is_none());
+        assert!(change_of_audit(
+            &rec("change.recorded", "2026-11-28T01:55:00Z", "{}"),
+            started
+        )
+        .is_none());
+        // Restored 5 minutes before this start, it still fits an onset 10
+        // minutes into it (15 minutes, within 30m).
+        let mut r = chain();
+        assert!(r.restore_change("db", c));
+        let db = r.names.iter().position(|n| n == "db").unwrap();
+        let changes = Changes {
+            per_node: &r.changes,
+            window_start_ms: 600_000,
+            step_ms: STEP_MS,
+            episode_onset_ms: None,
+        };
+        let lib = medic_config::load_patterns(&[]).unwrap();
+        let spike = lib
+            .iter()
+            .find(|p| p.name == "error_spike_after_change")
+            .unwrap();
+        let (ch, other) = (
+            spike.change_symptom().unwrap(),
+            spike.symptom_after_change("availability").unwrap(),
+        );
+        let (_, gap) = changes.fitting(db, ch, other, 600_000).unwrap();
+        assert_eq!(gap, 900_000);
     }
 }

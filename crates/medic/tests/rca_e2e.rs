@@ -441,13 +441,10 @@ services:
     assert_eq!(c.note, "a stuck error flag; cleared it");
 }
 
-/// A deploy recorded on db (`medic change record`, as CI would), then an
-/// `error` fault on db: the diagnosis is `error_spike_after_change` on db, and
-/// the audit (`change.recorded`, `rca.diagnosed`), the explanation (API and
-/// `medic explain`) name the deploy. Only db is restarted.
-#[test]
-fn a_deploy_then_failing_calls_is_diagnosed_as_an_error_spike_after_the_change() {
-    let dir = TestDir::new();
+/// web → api → db fixtures, each `/work` failing after 8 failed probes
+/// restarts only that service; aggressive mode. Returns the config file and
+/// the ports of web, api, db and medic's API.
+fn failing_chain(dir: &TestDir) -> (std::path::PathBuf, u16, u16, u16, u16) {
     let (pw, pa, pd, aport) = (free_port(), free_port(), free_port(), free_port());
     let exe = assert_cmd::cargo::cargo_bin("medic");
     let svc = |name: &str, port: u16, down: Option<u16>, deps: &str| {
@@ -480,6 +477,17 @@ fn a_deploy_then_failing_calls_is_diagnosed_as_an_error_spike_after_the_change()
         svc("db", pd, None, ""),
     );
     let cfg = write(dir.path(), "medic.yaml", &cfg);
+    (cfg, pw, pa, pd, aport)
+}
+
+/// A deploy recorded on db (`medic change record`, as CI would), then an
+/// `error` fault on db: the diagnosis is `error_spike_after_change` on db, and
+/// the audit (`change.recorded`, `rca.diagnosed`), the explanation (API and
+/// `medic explain`) name the deploy. Only db is restarted.
+#[test]
+fn a_deploy_then_failing_calls_is_diagnosed_as_an_error_spike_after_the_change() {
+    let dir = TestDir::new();
+    let (cfg, pw, pa, pd, aport) = failing_chain(&dir);
     let _daemon = dir.spawn_daemon(&cfg, None);
     let pid = |p: u16| fixture_pid(&format!("http://127.0.0.1:{p}/healthz"));
     let (web0, api0, db0) = (pid(pw), pid(pa), pid(pd));
@@ -594,5 +602,58 @@ fn a_deploy_then_failing_calls_is_diagnosed_as_an_error_spike_after_the_change()
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("after a deploy of db (version v2.0"),
         "{out:?}"
+    );
+}
+
+/// A deploy recorded just before medic restarts still counts: the restarted
+/// daemon reads it back from the audit (`change.recorded`), and an `error`
+/// fault on db after the restart is `error_spike_after_change`, the deploy
+/// named with its age.
+#[test]
+fn a_deploy_recorded_before_a_restart_is_still_evidence_after_it() {
+    let dir = TestDir::new();
+    let (cfg, _pw, _pa, pd, aport) = failing_chain(&dir);
+    let api = format!("http://127.0.0.1:{aport}");
+    let daemon = dir.spawn_daemon(&cfg, None);
+    let pid = |p: u16| fixture_pid(&format!("http://127.0.0.1:{p}/healthz"));
+    pid(pd);
+    let ci = token_as(&api, "ci", "operator");
+    let change = serde_json::json!({"service": "db", "kind": "deploy", "version": "v3"});
+    assert_eq!(
+        post_json_as(&format!("{api}/api/v1/changes"), &change, &ci),
+        200
+    );
+    drop(daemon);
+    let _daemon = dir.spawn_daemon(&cfg, None);
+    let db0 = pid(pd);
+    std::thread::sleep(Duration::from_secs(8));
+    assert_eq!(
+        post_json(
+            &format!("http://127.0.0.1:{pd}/fault/error"),
+            &serde_json::json!({})
+        ),
+        200
+    );
+    new_fixture_pid(
+        &format!("http://127.0.0.1:{pd}/healthz"),
+        db0,
+        Duration::from_secs(60),
+    );
+    let records = audit(&api);
+    let diagnosed = records
+        .iter()
+        .find(|(k, p)| k == "rca.diagnosed" && p["service"] == "db")
+        .map(|(_, p)| p.clone())
+        .unwrap_or_else(|| panic!("no diagnosis of db: {records:?}"));
+    assert_eq!(
+        diagnosed["pattern"], "error_spike_after_change",
+        "{diagnosed}"
+    );
+    assert!(
+        diagnosed["evidence_text"]
+            .as_str()
+            .is_some_and(|t| t.contains("after a deploy of db (version v3, by ci)")
+                && t.contains("s before the onset")),
+        "{diagnosed}"
     );
 }

@@ -141,6 +141,12 @@ pub const ROUTES: &[RouteInfo] = &[
     ),
     r(
         "POST",
+        "/api/v1/changes",
+        Some(Role::Operator),
+        "record a deploy or config change on a service (evidence for the diagnosis, audited `change.recorded`)",
+    ),
+    r(
+        "POST",
         "/api/v1/approvals/{id}/approve",
         Some(Role::Approver),
         "approve a pending action",

@@ -76,9 +76,11 @@ error_codes! {
     Fenced = ("E0470", "fenced", 503, "The store refused this instance's write: a newer leader presented a higher fencing token, so this instance must not act (nothing was written)."),
     NotActing = ("E0475", "not_acting", 503, "This instance does not act: it is a follower, lost its lease, or cannot reach etcd or the store (`reason_code` says which; the message names the leader)."),
     NotLeader = ("E0476", "not_leader", 409, "Operator writes (commands, acknowledgements, notification tests) go to the acting leader; this instance is a follower, or elected but not acting (store unreachable): the message names the leader."),
-    // web console request forgery: E0480–E0482
+    // web console request forgery: E0480–E0481
     CsrfTokenInvalid = ("E0480", "csrf_token_invalid", 403, "A web console form (`/ui/login`, `/ui/logout`, `/ui/action`) came without its CSRF token or with another one: the login form's must match its `medic_login_csrf` cookie, a session's must match the session. Reload the page and send it again."),
     CrossOriginRefused = ("E0481", "cross_origin_refused", 403, "A web console form was posted from another site: its `Origin` (or, without one, its `Referer`) does not name the host it was sent to (or `X-Forwarded-Host`)."),
+    // issue 9 (changes as evidence): E0482–E0485
+    ServiceNotFound = ("E0482", "service_not_found", 404, "No service has this name in the config (`POST /api/v1/changes`)."),
     // issue 10 (locks): E0490–E0494
     LockNotHeld = ("E0490", "lock_not_held", 404, "No lock is held on this key (`scope:target`, see `medic locks`)."),
     Internal = ("E0500", "internal", 500, "An internal error, e.g. the store failed."),

@@ -19,6 +19,7 @@
 //! one (e.g. the Alertmanager receiver) apply to themselves too.
 
 pub mod auth;
+pub mod changes;
 pub mod error;
 pub mod governance;
 pub mod ha;
@@ -79,6 +80,12 @@ pub enum ControlRequest {
     Query {
         query: governance::Query,
         reply: oneshot::Sender<governance::QueryAnswer>,
+    },
+    /// Record a change on a service (`POST /api/v1/changes`, issue 9): kept
+    /// as evidence for the diagnosis, audited `change.recorded`.
+    RecordChange {
+        change: changes::Change,
+        reply: oneshot::Sender<Result<changes::ChangeReply, changes::ChangeRefusal>>,
     },
 }
 
@@ -266,6 +273,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/locks/release", post(release_lock))
         .route("/api/v1/incidents/{id}/resolve", post(resolve_incident))
         .route("/api/v1/services/{name}/autoheal", post(enable_autoheal))
+        .route("/api/v1/changes", post(changes::record))
         .route("/api/v1/whoami", get(whoami))
         .route("/api/v1/tokens", get(tokens::list).post(tokens::create))
         .route("/api/v1/tokens/{name}/revoke", post(tokens::revoke))

@@ -336,7 +336,7 @@ async fn set_mode_round_trips_through_the_control_channel() {
                     };
                     let _ = reply.send(answer);
                 }
-                ControlRequest::Query { .. } => {}
+                ControlRequest::Query { .. } | ControlRequest::RecordChange { .. } => {}
             }
             if seen.len() == 3 {
                 break;
@@ -634,4 +634,132 @@ fn error_codes_and_names_are_unique_and_consistent() {
     );
     let no_field = serde_json::to_value(ApiError::internal("x").body()).unwrap();
     assert!(no_field["error"].get("field").is_none());
+}
+
+/// `POST /api/v1/changes` (issue 9): a valid change reaches the daemon with
+/// the token's name as `by`; bad fields are `E0422` naming the field and
+/// never reach it; an unknown service is `404 E0482 service_not_found`; a
+/// viewer may not record one.
+#[tokio::test]
+async fn a_change_is_recorded_through_the_control_channel() {
+    use medic_api::changes::{ChangeKind, ChangeRefusal, ChangeReply};
+    let (api, mut rx) = start().await;
+    let daemon = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        while let Some(req) = rx.recv().await {
+            let ControlRequest::RecordChange { change, reply } = req else {
+                panic!("unexpected request");
+            };
+            seen.push(change.clone());
+            let answer = if change.service == "api" {
+                Ok(ChangeReply {
+                    service: change.service,
+                    kind: change.kind.as_str().into(),
+                    version: change.version,
+                    by: change.by,
+                    diagnosis: true,
+                    message: "recorded".into(),
+                })
+            } else {
+                Err(ChangeRefusal::UnknownService(change.service))
+            };
+            let _ = reply.send(answer);
+            if seen.len() == 3 {
+                break;
+            }
+        }
+        seen
+    });
+    let ct = Some("application/json");
+    let resp = api
+        .post_raw(
+            "/api/v1/changes",
+            ct,
+            r#"{"service":"api","kind":"deploy","version":" v2.1 ","note":"ci #88"}"#,
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["service"], "api");
+    assert_eq!(body["kind"], "deploy");
+    assert_eq!(body["version"], "v2.1");
+    assert_eq!(body["by"], "root");
+    // Optional fields may be left out.
+    let resp = api
+        .post_raw(
+            "/api/v1/changes",
+            ct,
+            r#"{"service":"api","kind":"config"}"#,
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    // Bad input, each naming its field, never reaching the daemon.
+    for (body, field) in [
+        (r#"{"kind":"deploy"}"#, "service"),
+        (r#"{"service":" ","kind":"deploy"}"#, "service"),
+        (r#"{"service":"api","kind":"restart"}"#, "kind"),
+        (r#"{"service":"api"}"#, "kind"),
+        (
+            r#"{"service":"api","kind":"deploy","version":7}"#,
+            "version",
+        ),
+        (r#"{"service":"api","kind":"deploy","when":"now"}"#, "when"),
+    ] {
+        let err = assert_error(
+            api.post_raw("/api/v1/changes", ct, body).await,
+            422,
+            "E0422",
+            "invalid_field",
+        )
+        .await;
+        assert_eq!(err["field"], field, "{body}");
+    }
+    let long = format!(
+        r#"{{"service":"api","kind":"deploy","version":"{}"}}"#,
+        "v".repeat(medic_api::changes::MAX_VERSION_CHARS + 1)
+    );
+    let err = assert_error(
+        api.post_raw("/api/v1/changes", ct, &long).await,
+        422,
+        "E0422",
+        "invalid_field",
+    )
+    .await;
+    assert_eq!(err["field"], "version");
+    // Unknown service: the daemon's refusal.
+    let err = assert_error(
+        api.post_raw(
+            "/api/v1/changes",
+            ct,
+            r#"{"service":"nope","kind":"deploy"}"#,
+        )
+        .await,
+        404,
+        "E0482",
+        "service_not_found",
+    )
+    .await;
+    assert_eq!(err["field"], "service");
+    // A viewer may not record a change.
+    let viewer = api
+        .state
+        .store
+        .create_token("vic", Role::Viewer, "2026-01-01T00:00:00Z")
+        .await
+        .unwrap();
+    let resp = reqwest::Client::new()
+        .post(format!("{}/api/v1/changes", api.base))
+        .bearer_auth(&viewer)
+        .json(&json!({"service": "api", "kind": "deploy"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    let seen = daemon.await.unwrap();
+    assert_eq!(seen.len(), 3);
+    assert_eq!(seen[0].kind, ChangeKind::Deploy);
+    assert_eq!(seen[0].note.as_deref(), Some("ci #88"));
+    assert_eq!(seen[1].kind, ChangeKind::Config);
+    assert_eq!(seen[1].version, None);
+    assert_eq!(seen[2].service, "nope");
 }

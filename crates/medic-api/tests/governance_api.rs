@@ -155,6 +155,23 @@ async fn start() -> (String, Client, tempfile::TempDir, mpsc::Receiver<Step>) {
                     };
                     let _ = reply.send(a);
                 }
+                ControlRequest::RecordChange { change, reply } => {
+                    let r = if change.service == "web" {
+                        Ok(medic_api::changes::ChangeReply {
+                            service: change.service,
+                            kind: change.kind.as_str().into(),
+                            version: change.version,
+                            by: change.by,
+                            diagnosis: false,
+                            message: "recorded".into(),
+                        })
+                    } else {
+                        Err(medic_api::changes::ChangeRefusal::UnknownService(
+                            change.service,
+                        ))
+                    };
+                    let _ = reply.send(r);
+                }
             }
         }
     });

@@ -40,7 +40,8 @@ pub use notify::{
 };
 pub use otlp::OtlpConfig;
 pub use patterns::{
-    load_patterns, parse_patterns, On, Pattern, PatternAction, Symptom, DEFAULT_PATTERNS,
+    load_patterns, parse_patterns, signal_fits, On, Pattern, PatternAction, Symptom, CHANGE_SIGNAL,
+    DEFAULT_PATTERNS,
 };
 pub use raw::Dur;
 use raw::*;

@@ -99,12 +99,41 @@ pub struct Pattern {
     pub service: Option<String>,
 }
 
+/// The symptom signal of a recorded change (a deploy or config change of the
+/// service, `POST /api/v1/changes`): no metric, an event.
+pub const CHANGE_SIGNAL: &str = "change";
+
+/// Does a candidate's `signal` satisfy a symptom naming `symptom`? The same
+/// name, or for `errors` also `availability` (a service whose calls fail
+/// shows it as errors in a rule of kind `errors` or as its probes'
+/// availability going down).
+pub fn signal_fits(symptom: &str, signal: &str) -> bool {
+    symptom == signal || (symptom == "errors" && signal == "availability")
+}
+
 impl Pattern {
     /// Does the first symptom match a candidate's `signal` at `on`?
     pub fn matches(&self, signal: &str, on: On) -> bool {
         self.symptoms
             .first()
             .is_some_and(|s| s.signal == signal && s.on == on)
+    }
+
+    /// The pattern's change symptom (`signal: change` on `self`), if any: it
+    /// only matches a candidate with a recorded change.
+    pub fn change_symptom(&self) -> Option<&Symptom> {
+        self.symptoms
+            .iter()
+            .find(|s| s.signal == CHANGE_SIGNAL && s.on == On::SelfNode)
+    }
+
+    /// For a pattern with a change symptom: its other symptom on `self`
+    /// that a candidate's `signal` satisfies ([`signal_fits`]).
+    pub fn symptom_after_change(&self, signal: &str) -> Option<&Symptom> {
+        self.change_symptom()?;
+        self.symptoms.iter().find(|s| {
+            s.on == On::SelfNode && s.signal != CHANGE_SIGNAL && signal_fits(&s.signal, signal)
+        })
     }
 }
 

@@ -66,3 +66,39 @@ fn operator_files_are_checked_and_override_by_name() {
         .to_string();
     assert!(e.starts_with("t.yaml:3:5: unknown field `prio`"), "{e}");
 }
+
+/// A pattern with a `change` symptom on self (issue 9): only
+/// `error_spike_after_change` in the shipped library; its other symptom is
+/// met by a rule of kind `errors` or by `availability`, nothing else.
+#[test]
+fn the_change_pattern_and_what_its_errors_symptom_accepts() {
+    let p = parse_patterns("<shipped>", DEFAULT_PATTERNS).unwrap();
+    let with_change: Vec<&str> = p
+        .iter()
+        .filter(|q| q.change_symptom().is_some())
+        .map(|q| q.name.as_str())
+        .collect();
+    assert_eq!(with_change, ["error_spike_after_change"]);
+    let spike = p
+        .iter()
+        .find(|q| q.name == "error_spike_after_change")
+        .unwrap();
+    let ch = spike.change_symptom().unwrap();
+    assert_eq!(
+        (ch.signal.as_str(), ch.order),
+        (medic_config::CHANGE_SIGNAL, Some(1))
+    );
+    for signal in ["errors", "availability"] {
+        let s = spike.symptom_after_change(signal).unwrap();
+        assert_eq!((s.signal.as_str(), s.order), ("errors", Some(2)));
+        assert_eq!(s.within, Some(std::time::Duration::from_secs(30 * 60)));
+    }
+    for signal in ["latency", "change", "queue_depth"] {
+        assert!(spike.symptom_after_change(signal).is_none(), "{signal}");
+    }
+    // A pattern without a change symptom has no symptom after a change.
+    let slow = p.iter().find(|q| q.name == "dependency_slow").unwrap();
+    assert!(slow.symptom_after_change("latency").is_none());
+    assert!(medic_config::signal_fits("latency", "latency"));
+    assert!(!medic_config::signal_fits("availability", "errors"));
+}

@@ -56,6 +56,8 @@ cli_codes! {
     StoreUrl = ("E0100", "store_url_invalid", 2, "A Postgres store URL on the command line is invalid (expected postgres://user@host:port/database); the password is never printed."),
     BenchStore = ("E0101", "bench_store_failed", 1, "medic bench store: a run could not set up or finish (no Postgres binaries, initdb/postgres failed, or the audit chain did not verify afterwards)."),
     BenchCanary = ("E0125", "bench_canary_usage", 2, "medic bench canary: a bad argument (--iterations, --trials and --canary must be at least 1)."),
+    ChangeInvalid = ("E0157", "change_invalid", 2, "`medic change record`: `--service` is empty, or the API refused a field (`--kind`, `--version`, `--note`; the API's E0422 message is printed)."),
+    ChangeServiceUnknown = ("E0158", "change_service_unknown", 1, "`medic change record`: the config of the running medic has no such service (the API answered E0482)."),
 }
 
 #[derive(Debug)]

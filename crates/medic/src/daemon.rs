@@ -71,6 +71,11 @@ pub(crate) enum Msg {
     ),
     /// A read of engine state (approvals, pauses, explain).
     Query(Query, oneshot::Sender<QueryAnswer>),
+    /// A change recorded on a service (`POST /api/v1/changes`, issue 9).
+    Change(
+        medic_api::changes::Change,
+        oneshot::Sender<Result<medic_api::changes::ChangeReply, medic_api::changes::ChangeRefusal>>,
+    ),
     /// The host's wall clock, for freeze windows and timing risk.
     WallClock,
     /// Freeze windows expanded from their cron schedules.
@@ -535,6 +540,7 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
         });
     }
     let is_ha = ha.is_some();
+    let started = clock.wall;
     let lp = EngineLoop {
         engine,
         ha,
@@ -563,6 +569,7 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
                     Ok(rows) => r.load_learned(rows),
                     Err(e) => tracing::warn!(error = %e, "reading learned pattern outcomes failed"),
                 }
+                restore_changes(&store, started, &mut r).await;
                 Some(r)
             }
             None => None,
@@ -856,11 +863,46 @@ async fn close_interrupted(
     Ok(())
 }
 
+/// The changes recorded before this start (issue 9): the `change.recorded`
+/// records among the audit's last [`crate::rca::RESTORE_AUDIT_SCAN`], each at
+/// its time relative to this start (the ranking keeps the newest per
+/// service), so a deploy recorded just before a restart still counts.
+async fn restore_changes(store: &Store, started: OffsetDateTime, r: &mut crate::rca::RcaState) {
+    let (tip, _) = store.audit_tip().await;
+    let scan = crate::rca::RESTORE_AUDIT_SCAN;
+    let records = match store
+        .list_audit(
+            tip.saturating_sub(scan),
+            u32::try_from(scan).unwrap_or(u32::MAX),
+        )
+        .await
+    {
+        Ok(records) => records,
+        Err(e) => {
+            tracing::warn!(error = %e, "reading recorded changes from the audit failed");
+            return;
+        }
+    };
+    let mut restored = 0usize;
+    for (service, c) in records
+        .iter()
+        .filter_map(|rec| crate::rca::change_of_audit(rec, started))
+    {
+        if r.restore_change(&service, c) {
+            restored += 1;
+        }
+    }
+    if restored > 0 {
+        tracing::info!(restored, "recorded changes restored from the audit");
+    }
+}
+
 async fn forward_control(mut rx: mpsc::Receiver<ControlRequest>, tx: mpsc::Sender<Msg>) {
     while let Some(req) = rx.recv().await {
         let msg = match req {
             ControlRequest::Operate { actor, cmd, reply } => Msg::Operate(actor, cmd, reply),
             ControlRequest::Query { query, reply } => Msg::Query(query, reply),
+            ControlRequest::RecordChange { change, reply } => Msg::Change(change, reply),
         };
         // A dropped reply tells the API the control loop is gone.
         if tx.send(msg).await.is_err() {
@@ -1169,6 +1211,9 @@ impl EngineLoop {
                 });
             }
             Msg::Ha => self.ha_step().await,
+            Msg::Change(change, r) => {
+                let _ = r.send(self.record_change(change).await);
+            }
             m @ (Msg::Drill(..)
             | Msg::DrillScheduled(..)
             | Msg::DrillDone(..)
@@ -1223,6 +1268,66 @@ impl EngineLoop {
             }
             _ => {}
         }
+    }
+
+    /// A change on a service (issue 9): evidence for the ranking (when
+    /// there is one), audited `change.recorded`.
+    async fn record_change(
+        &mut self,
+        c: medic_api::changes::Change,
+    ) -> Result<medic_api::changes::ChangeReply, medic_api::changes::ChangeRefusal> {
+        if !self.services_names.contains(&c.service) {
+            return Err(medic_api::changes::ChangeRefusal::UnknownService(c.service));
+        }
+        let now = self.clock.now();
+        let kind = c.kind.as_str();
+        let diagnosis = self.rca.as_mut().is_some_and(|r| {
+            r.note_change(
+                now,
+                &c.service,
+                crate::rca::RecordedChange {
+                    at_ms: 0, // note_change dates it
+                    kind: kind.to_string(),
+                    version: c.version.clone(),
+                    note: c.note.clone(),
+                    by: c.by.clone(),
+                },
+            )
+        });
+        self.audit_kind(
+            "change.recorded",
+            serde_json::json!({
+                "service": c.service,
+                "kind": kind,
+                "version": c.version,
+                "note": c.note,
+                "by": c.by,
+                "v": 1,
+            }),
+        )
+        .await;
+        tracing::info!(service = %c.service, kind, version = ?c.version, by = %c.by, "change recorded");
+        let message = format!(
+            "{kind} of {}{} recorded{}",
+            c.service,
+            c.version
+                .as_deref()
+                .map(|v| format!(" (version {v})"))
+                .unwrap_or_default(),
+            if diagnosis {
+                ""
+            } else {
+                " (no depends_on: not used by the diagnosis)"
+            }
+        );
+        Ok(medic_api::changes::ChangeReply {
+            service: c.service,
+            kind: kind.to_string(),
+            version: c.version,
+            by: c.by,
+            diagnosis,
+            message,
+        })
     }
 
     /// An audit record written by the edge (drills), not from a notice.
@@ -1432,6 +1537,14 @@ impl EngineLoop {
         {
             self.demote("store_unreachable").await;
             return;
+        }
+        // A canary stage changes its service: evidence for the diagnosis
+        // (issue 9), like a deploy recorded through the API.
+        if let Some(r) = self.rca.as_mut() {
+            let now = self.clock.now();
+            for (service, c) in notices.iter().filter_map(crate::rca::change_of_notice) {
+                r.note_change(now, &service, c);
+            }
         }
         let shared = self.writes_allowed();
         for n in notices.iter().filter(|_| shared) {

@@ -9,6 +9,7 @@ mod bench_failover;
 mod bench_recovery;
 mod bench_store;
 mod canary;
+mod change;
 mod client;
 mod cluster;
 mod codes;
@@ -222,6 +223,12 @@ enum Cmd {
     Drill {
         #[command(subcommand)]
         cmd: drill::DrillCmd,
+    },
+    /// Record a deploy or config change on a service of a running medic
+    /// (evidence for the root-cause diagnosis, issue 9).
+    Change {
+        #[command(subcommand)]
+        cmd: change::ChangeCmd,
     },
     /// Acknowledge an incident: stops its escalation chain (PagerDuty gets `acknowledge`).
     Ack(notify_cli::AckArgs),
@@ -722,6 +729,10 @@ fn run(cmd: Cmd, api: &str) -> Result<ExitCode, CliError> {
         Cmd::Op(cmd) => {
             let rt = runtime()?;
             rt.block_on(ops::run(api, cmd))
+        }
+        Cmd::Change { cmd } => {
+            let rt = runtime()?;
+            rt.block_on(change::run(api, cmd))
         }
         Cmd::Drill { cmd } => {
             let rt = runtime()?;

@@ -37,6 +37,158 @@ pub const WINDOW: usize = 8;
 pub const MAX_SIGNALS_PER_SERVICE: usize = 8;
 /// Prior when no pattern matches.
 const NO_PATTERN_PRIOR: f64 = 0.5;
+/// Most recorded changes kept per service (the newest).
+pub const MAX_CHANGES_PER_SERVICE: usize = 8;
+
+/// A change of a service: recorded through `POST /api/v1/changes` (a deploy
+/// or a config change) or made by medic (a canary stage), at the daemon's
+/// monotonic time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedChange {
+    /// When it was recorded (ms on the daemon's monotonic clock; negative:
+    /// before this daemon started, restored from the audit).
+    pub at_ms: i64,
+    /// `deploy`, `config` or `canary`.
+    pub kind: String,
+    pub version: Option<String>,
+    pub note: Option<String>,
+    pub by: String,
+}
+
+/// A change medic itself made to a service, from its notice: a staged
+/// canary's stage (issue 10) changes `instances` of the service (kind
+/// `canary`, by `medic`). Other actions are remediations of an incident
+/// already under way and are not counted as changes.
+pub fn change_of_notice(n: &medic_core::Notice) -> Option<(String, RecordedChange)> {
+    match n {
+        medic_core::Notice::CanaryStage {
+            service,
+            action,
+            stage,
+            percent,
+            incident,
+            ..
+        } => Some((
+            service.clone(),
+            RecordedChange {
+                at_ms: 0,
+                kind: "canary".into(),
+                version: None,
+                note: Some(format!(
+                    "stage {stage} of {action} on {percent} % of the instances, incident {incident}"
+                )),
+                by: "medic".into(),
+            },
+        )),
+        _ => None,
+    }
+}
+
+/// Most audit records read back at start for the changes recorded before.
+pub const RESTORE_AUDIT_SCAN: u64 = 2000;
+
+/// A `change.recorded` audit record as a change, dated relative to
+/// `started` (the wall time of the daemon's monotonic zero): a change
+/// recorded before this start has a negative time. `None` for another kind
+/// or a record that does not parse.
+pub fn change_of_audit(
+    rec: &medic_store::AuditRecord,
+    started: time::OffsetDateTime,
+) -> Option<(String, RecordedChange)> {
+    if rec.kind != "change.recorded" {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_str(&rec.payload).ok()?;
+    let ts = time::OffsetDateTime::parse(&rec.ts, &time::format_description::well_known::Rfc3339)
+        .ok()?;
+    let at_ms = i64::try_from((ts - started).whole_milliseconds()).ok()?;
+    let text = |k: &str| v[k].as_str().map(String::from);
+    Some((
+        text("service")?,
+        RecordedChange {
+            at_ms,
+            kind: text("kind")?,
+            version: text("version"),
+            note: text("note"),
+            by: text("by")?,
+        },
+    ))
+}
+
+/// The recorded changes, in the time frame of one diagnosis.
+#[derive(Debug, Clone, Copy)]
+pub struct Changes<'a> {
+    /// Per service (topology index), its changes, oldest first.
+    pub per_node: &'a [VecDeque<RecordedChange>],
+    /// Time (ms, the changes' clock) of the window's first step.
+    pub window_start_ms: u64,
+    /// Length of one step (ms).
+    pub step_ms: u64,
+    /// When the episode began before this window: the onset (ms) of its
+    /// first diagnosis. An anomaly that fills the window began no later.
+    pub episode_onset_ms: Option<u64>,
+}
+
+impl Changes<'_> {
+    /// No change recorded anywhere.
+    #[cfg(test)]
+    pub const NONE: Changes<'static> = Changes {
+        per_node: &[],
+        window_start_ms: 0,
+        step_ms: STEP_MS,
+        episode_onset_ms: None,
+    };
+
+    /// When the candidate's anomaly began (ms).
+    fn onset_ms(&self, onset_step: usize) -> u64 {
+        let t = self
+            .window_start_ms
+            .saturating_add((onset_step as u64).saturating_mul(self.step_ms));
+        match self.episode_onset_ms {
+            Some(e) if onset_step == 0 && e < t => e,
+            _ => t,
+        }
+    }
+
+    /// The newest change on `node` that fits a pattern's change symptom
+    /// `change` and the candidate's symptom `other` (which began at
+    /// `onset_ms`): in their `order` (a change with the smaller order comes
+    /// first; the same step counts as before) and within `within` of each
+    /// other (the later symptom's `within`, else the change's; neither: any
+    /// kept change). Returns it and how long before the onset it was (ms;
+    /// negative: after).
+    fn fitting(
+        &self,
+        node: usize,
+        change: &medic_config::Symptom,
+        other: &medic_config::Symptom,
+        onset_ms: u64,
+    ) -> Option<(&RecordedChange, i64)> {
+        let list = self.per_node.get(node)?;
+        let within = other
+            .within
+            .or(change.within)
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let step = i64::try_from(self.step_ms).unwrap_or(i64::MAX);
+        let before = match (change.order, other.order) {
+            (Some(c), Some(o)) if c < o => Some(true),
+            (Some(c), Some(o)) if c > o => Some(false),
+            _ => None,
+        };
+        let onset = i64::try_from(onset_ms).ok()?;
+        list.iter().rev().find_map(|c| {
+            let gap = onset.saturating_sub(c.at_ms);
+            let ordered = match before {
+                // The change's step is no later than the onset's.
+                Some(true) => gap > -step,
+                Some(false) => gap <= 0,
+                None => true,
+            };
+            let close = within.is_none_or(|w| gap.abs() <= w);
+            (ordered && close).then_some((c, gap))
+        })
+    }
+}
 
 /// How the samples of one bucket become its value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,6 +292,11 @@ pub struct RcaState {
     /// baseline stays the history before it, so a long fault does not become
     /// its own normal.
     episode: Option<u64>,
+    /// The onset (ms) of the episode's first diagnosis.
+    episode_onset_ms: Option<u64>,
+    /// Per service, its recorded changes (at most
+    /// [`MAX_CHANGES_PER_SERVICE`], oldest first).
+    changes: Vec<VecDeque<RecordedChange>>,
 }
 
 impl RcaState {
@@ -188,6 +345,7 @@ impl RcaState {
                 ]
             })
             .collect();
+        let changes = names.iter().map(|_| VecDeque::new()).collect();
         Some(RcaState {
             patterns,
             learned: std::collections::BTreeMap::new(),
@@ -203,6 +361,8 @@ impl RcaState {
             last_bucket: None,
             last_key: None,
             episode: None,
+            episode_onset_ms: None,
+            changes,
         })
     }
 
@@ -227,6 +387,27 @@ impl RcaState {
         for (p, a, s, f) in rows {
             self.learned.insert((p, a), (s, f));
         }
+    }
+
+    /// A change (deploy, config) was recorded on `service` at `now`; false
+    /// for a service the ranking does not know. The next diagnosis sees it.
+    pub fn note_change(&mut self, now: MonoTime, service: &str, change: RecordedChange) -> bool {
+        let at_ms = i64::try_from(now.as_millis()).unwrap_or(i64::MAX);
+        self.restore_change(service, RecordedChange { at_ms, ..change })
+    }
+
+    /// A change at its own time (`at_ms`, e.g. restored from the audit at
+    /// start, in the order recorded); false for an unknown service.
+    pub fn restore_change(&mut self, service: &str, change: RecordedChange) -> bool {
+        let Some(i) = self.names.iter().position(|n| n == service) else {
+            return false;
+        };
+        let list = &mut self.changes[i];
+        list.push_back(change);
+        while list.len() > MAX_CHANGES_PER_SERVICE {
+            list.pop_front();
+        }
+        true
     }
 
     /// An action ran on `service`.
@@ -334,9 +515,10 @@ impl RcaState {
         let report = self.diagnose(bucket);
         let key = report.hypotheses.first().map(|h| {
             format!(
-                "{} {} {} {:?}",
+                "{} {} {} {} {:?}",
                 h.service,
                 h.signal,
+                h.pattern,
                 h.confidence / 10,
                 h.victims
             )
@@ -420,11 +602,21 @@ impl RcaState {
         }
         let Some((d, entry, _)) = best else {
             self.episode = None;
+            self.episode_onset_ms = None;
             return DiagnosisReport::default();
         };
+        let window_start_ms = split.saturating_mul(STEP_MS);
         if self.episode.is_none() {
             self.episode = Some(split);
+            let onset = d.candidates.first().map_or(0, |c| c.onset) as u64;
+            self.episode_onset_ms = Some(window_start_ms.saturating_add(onset * STEP_MS));
         }
+        let changes = Changes {
+            per_node: &self.changes,
+            window_start_ms,
+            step_ms: STEP_MS,
+            episode_onset_ms: self.episode_onset_ms,
+        };
         let learned = |pattern: &str, node: usize, signal: &str| {
             let (s, f) = self
                 .remediations
@@ -435,7 +627,15 @@ impl RcaState {
             beta_mean(9.0, 1.0, s, f)
         };
         let names: Vec<&str> = signals.iter().map(|s| s.name).collect();
-        let report = hypotheses(&self.topo, &d, entry, &names, &self.patterns, &learned);
+        let report = hypotheses(
+            &self.topo,
+            &d,
+            entry,
+            &names,
+            &self.patterns,
+            &learned,
+            &changes,
+        );
         // Keep the cause's pattern while the episode lasts (outcomes arrive
         // after the diagnosis may have cleared).
         if let Some(h) = report.hypotheses.first() {
@@ -487,10 +687,21 @@ fn fill(v: &mut [f64]) {
 /// `signal_names[i]` is the name of the signal `i` of the diagnosis (a
 /// candidate's `signal`).
 ///
-/// The pattern: the first whose first symptom is the candidate's signal
-/// (`latency`, `availability`, a rule's name) on the candidate itself and
-/// that expects symptoms on its callers when the candidate is not the entry
-/// (`dependency_slow`, `dependency_down`), or none when it is.
+/// The pattern: with a recorded change on the candidate that fits a
+/// pattern with a `change` symptom on `self` (its other symptom on `self` is
+/// the candidate's signal, `errors` also meaning `availability`; the change
+/// in the pattern's `order` and `within` of the onset, see
+/// [`Changes::fitting`]), that pattern (`error_spike_after_change`), the
+/// service's own accepted candidates first. Otherwise, as without changes:
+/// the first whose first symptom is the candidate's signal (`latency`,
+/// `availability`, a rule's name) on the candidate itself and that expects
+/// symptoms on its callers when the candidate is not the entry
+/// (`dependency_slow`, `dependency_down`), or none when it is; a pattern with
+/// a change symptom never matches without a change.
+///
+/// A change also moves its service up: when the top candidate is a root and
+/// a caller of another root whose pattern matched a change, that one is
+/// ranked first (see docs/rca.md, "Changes").
 pub fn hypotheses(
     topo: &Topology,
     d: &Diagnosis,
@@ -498,20 +709,41 @@ pub fn hypotheses(
     signal_names: &[&str],
     patterns: &[medic_config::Pattern],
     learned_for: &dyn Fn(&str, usize, &str) -> f64,
+    changes: &Changes<'_>,
 ) -> DiagnosisReport {
+    use medic_config::{On, Pattern};
+    // A pattern with a change symptom, for a change that fits.
+    let after_change = |c: &medic_rca::Candidate, own: bool, signal: &str| {
+        let onset = changes.onset_ms(c.onset);
+        let service = topo.name(c.node);
+        let mut own_first = patterns
+            .iter()
+            .filter(|p| p.service.as_deref() == Some(service))
+            .chain(patterns.iter().filter(|p| p.service.is_none()));
+        own_first.find_map(|p: &Pattern| {
+            let ch = p.change_symptom()?;
+            let other = p.symptom_after_change(signal)?;
+            if own && p.symptoms.iter().any(|s| s.on == On::Callers) {
+                return None;
+            }
+            let (change, gap) = changes.fitting(c.node, ch, other, onset)?;
+            Some((p, change, gap))
+        })
+    };
     // An accepted candidate pattern learned on this very service comes
     // first; then the library's general patterns.
     let pattern_for = |own: bool, service: &str, signal: &str| {
-        let fits = |p: &&medic_config::Pattern| {
-            p.matches(signal, medic_config::On::SelfNode)
-                && own != p.symptoms.iter().any(|s| s.on == medic_config::On::Callers)
+        let fits = |p: &&Pattern| {
+            p.matches(signal, On::SelfNode)
+                && own != p.symptoms.iter().any(|s| s.on == On::Callers)
+                && p.change_symptom().is_none()
         };
         // (learned from this service's own incidents: whether its callers
         // suffer too is not part of it)
         patterns
             .iter()
             .filter(|p| p.service.as_deref() == Some(service))
-            .find(|p| p.matches(signal, medic_config::On::SelfNode))
+            .find(|p| p.matches(signal, On::SelfNode) && p.change_symptom().is_none())
             .or_else(|| patterns.iter().filter(|p| p.service.is_none()).find(fits))
     };
     let total: f64 = d
@@ -520,46 +752,98 @@ pub fn hypotheses(
         .filter(|c| c.root)
         .map(|c| c.score.max(0.0))
         .sum();
-    let hyps = d
-        .candidates
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            let evidence = if i == 0 {
-                evidence_match(d)
-            } else if total > 0.0 {
-                (c.score.max(0.0) / total * c.explains * if c.root { 1.0 } else { 0.5 })
-                    .clamp(0.0, 1.0)
-            } else {
-                0.0
-            };
-            let signal = signal_names.get(c.signal).copied().unwrap_or("latency");
-            let p = pattern_for(c.node == entry, topo.name(c.node), signal);
-            let prior = p.map_or(NO_PATTERN_PRIOR, |p| p.prior);
-            let pattern = p.map_or("unmatched", |p| p.name.as_str());
-            let conf = Confidence::new(prior, evidence, learned_for(pattern, c.node, signal));
-            Hypothesis {
-                service: topo.name(c.node).to_string(),
-                signal: signal.into(),
-                pattern: pattern.into(),
-                confidence: conf.value,
-                prior: conf.prior,
-                evidence: conf.evidence,
-                learned: conf.learned,
-                victims: c.victims.iter().map(|&v| topo.name(v).to_string()).collect(),
-                evidence_text: format!(
-                    "{signal} z {:.1} over threshold {:.1} from step {}; explains {:.0}% of anomalous services{}{}",
-                    c.z,
-                    c.threshold,
-                    c.onset,
-                    c.explains * 100.0,
-                    if c.root { "; nothing it calls is anomalous" } else { "; something it calls is anomalous too" },
-                    if c.onset_ok { "" } else { "; started after the symptom" },
-                ),
-            }
-        })
-        .collect();
+    let mut hyps: Vec<Hypothesis> = Vec::with_capacity(d.candidates.len());
+    let mut changed: Vec<bool> = Vec::with_capacity(d.candidates.len());
+    for (i, c) in d.candidates.iter().enumerate() {
+        let evidence = if i == 0 {
+            evidence_match(d)
+        } else if total > 0.0 {
+            (c.score.max(0.0) / total * c.explains * if c.root { 1.0 } else { 0.5 }).clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        let signal = signal_names.get(c.signal).copied().unwrap_or("latency");
+        let own = c.node == entry;
+        let service = topo.name(c.node);
+        let with_change = after_change(c, own, signal);
+        let p = with_change
+            .map(|(p, _, _)| p)
+            .or_else(|| pattern_for(own, service, signal));
+        let prior = p.map_or(NO_PATTERN_PRIOR, |p| p.prior);
+        let pattern = p.map_or("unmatched", |p| p.name.as_str());
+        let conf = Confidence::new(prior, evidence, learned_for(pattern, c.node, signal));
+        let change_text = with_change
+            .map(|(_, ch, gap)| change_text(service, ch, gap, changes.step_ms))
+            .unwrap_or_default();
+        changed.push(with_change.is_some());
+        hyps.push(Hypothesis {
+            service: service.to_string(),
+            signal: signal.into(),
+            pattern: pattern.into(),
+            confidence: conf.value,
+            prior: conf.prior,
+            evidence: conf.evidence,
+            learned: conf.learned,
+            victims: c.victims.iter().map(|&v| topo.name(v).to_string()).collect(),
+            evidence_text: format!(
+                "{signal} z {:.1} over threshold {:.1} from step {}; explains {:.0}% of anomalous services{}{}{change_text}",
+                c.z,
+                c.threshold,
+                c.onset,
+                c.explains * 100.0,
+                if c.root { "; nothing it calls is anomalous" } else { "; something it calls is anomalous too" },
+                if c.onset_ok { "" } else { "; started after the symptom" },
+            ),
+        });
+    }
+    // A change makes its service a more likely cause than its callers: a
+    // changed root that the top root calls (the top is one of its victims)
+    // goes first.
+    let top_root = d.candidates.first().is_some_and(|c| c.root);
+    if top_root && changed.first() == Some(&false) {
+        let top = hyps.first().map(|h| h.service.clone()).unwrap_or_default();
+        let promoted = (1..hyps.len())
+            .find(|&i| changed[i] && d.candidates[i].root && hyps[i].victims.contains(&top));
+        if let Some(i) = promoted {
+            let mut h = hyps.remove(i);
+            h.evidence_text.push_str(&format!(
+                "; ranked above its caller {top}: changed just before"
+            ));
+            hyps.insert(0, h);
+        }
+    }
     DiagnosisReport { hypotheses: hyps }
+}
+
+/// "; after a deploy of api (version v2, by ci: note) 12.0 s before the
+/// onset" (a `config` change: "after a config change of ...").
+fn change_text(service: &str, c: &RecordedChange, gap_ms: i64, step_ms: u64) -> String {
+    let mut what = Vec::new();
+    if let Some(v) = &c.version {
+        what.push(format!("version {v}"));
+    }
+    what.push(format!("by {}", c.by));
+    let mut detail = what.join(", ");
+    if let Some(n) = &c.note {
+        detail.push_str(&format!(": {n}"));
+    }
+    let secs = gap_ms.unsigned_abs() as f64 / 1e3;
+    let step = i64::try_from(step_ms).unwrap_or(i64::MAX);
+    // The onset is dated at the start of its step: a change recorded later
+    // in that step came at most a step before the first anomalous sample.
+    let when = if gap_ms >= 0 {
+        format!("{secs:.1} s before the onset")
+    } else if gap_ms > -step {
+        format!("in the onset's step ({step_ms} ms)")
+    } else {
+        format!("{secs:.1} s after the onset")
+    };
+    let kind = match c.kind.as_str() {
+        "config" => "config change",
+        "canary" => "canary stage",
+        k => k,
+    };
+    format!("; after a {kind} of {service} ({detail}) {when}")
 }
 
 /// An accepted candidate pattern (issue 9) as a pattern of the library:
@@ -836,7 +1120,17 @@ mod tests {
         let d = diagnose(&topo, &signals, Some(0), &Params::default()).unwrap();
         let mut lib = medic_config::load_patterns(&[]).unwrap();
         let rank = |lib: &[medic_config::Pattern]| {
-            hypotheses(&topo, &d, 0, &["latency"; 3], lib, &|_, _, _| 0.9).hypotheses[0].clone()
+            hypotheses(
+                &topo,
+                &d,
+                0,
+                &["latency"; 3],
+                lib,
+                &|_, _, _| 0.9,
+                &Changes::NONE,
+            )
+            .hypotheses[0]
+                .clone()
         };
         let before = rank(&lib);
         assert_eq!(before.service, "api");
@@ -859,5 +1153,310 @@ mod tests {
             "accepted",
         )]));
         assert_eq!(rank(&other).pattern, "dependency_slow");
+    }
+
+    fn deploy(by: &str, version: &str) -> RecordedChange {
+        RecordedChange {
+            at_ms: 0,
+            kind: "deploy".into(),
+            version: Some(version.into()),
+            note: None,
+            by: by.into(),
+        }
+    }
+
+    #[test]
+    fn a_change_just_before_failing_calls_names_error_spike_after_change() {
+        let quiet = |b: u64, _: &str, _: &str| Some(1.0 + (b % 2) as f64);
+        let healthy = |_: u64, _: &str| (true, 10);
+        let failing = |_: u64, _: &str| (false, 10);
+        // A deploy of db, then db fails and so do its callers.
+        let mut r = chain();
+        assert!(drive(&mut r, 0, 60, &healthy, &quiet).is_none());
+        assert!(r.note_change(
+            MonoTime::from_millis(59 * STEP_MS),
+            "db",
+            deploy("ci", "v2")
+        ));
+        assert!(!r.note_change(MonoTime::ZERO, "nope", deploy("ci", "v2")));
+        let d = drive(&mut r, 60, 12, &failing, &quiet).expect("a diagnosis");
+        let top = &d.hypotheses[0];
+        assert_eq!(
+            (top.service.as_str(), top.signal.as_str()),
+            ("db", "availability")
+        );
+        assert_eq!(top.pattern, "error_spike_after_change", "{d:?}");
+        assert!(
+            top.evidence_text
+                .contains("after a deploy of db (version v2, by ci)"),
+            "{top:?}"
+        );
+        assert!(top.evidence_text.contains("s before the onset"), "{top:?}");
+        assert!((top.prior - 0.8).abs() < 1e-9, "{top:?}");
+        // A change on another service is no evidence about db.
+        let mut r = chain();
+        assert!(drive(&mut r, 0, 60, &healthy, &quiet).is_none());
+        assert!(r.note_change(
+            MonoTime::from_millis(59 * STEP_MS),
+            "api",
+            deploy("ci", "v2")
+        ));
+        let d = drive(&mut r, 60, 12, &failing, &quiet).expect("a diagnosis");
+        assert_eq!(d.hypotheses[0].service, "db");
+        assert_eq!(d.hypotheses[0].pattern, "dependency_down");
+        assert!(!d.hypotheses[0].evidence_text.contains("deploy"));
+        // At most MAX_CHANGES_PER_SERVICE kept, the newest.
+        for i in 0..20 {
+            r.note_change(
+                MonoTime::from_millis(i),
+                "web",
+                deploy("ci", &format!("v{i}")),
+            );
+        }
+        let web = r.names.iter().position(|n| n == "web").unwrap();
+        assert_eq!(r.changes[web].len(), MAX_CHANGES_PER_SERVICE);
+        assert_eq!(
+            r.changes[web].back().and_then(|c| c.version.as_deref()),
+            Some("v19")
+        );
+    }
+
+    /// web -> api -> db, one signal `errors` per service (a rule of kind
+    /// `errors`), windows of 8 steps; the history ~11.
+    fn errors_diagnosis(recent: [Vec<f64>; 3]) -> (Topology, Diagnosis) {
+        let names = vec!["web".to_string(), "api".to_string(), "db".to_string()];
+        let topo = Topology::new(names, &[(0, 1), (1, 2)]).unwrap();
+        let history: Vec<f64> = (0..60).map(|i| 10.0 + f64::from(i % 3)).collect();
+        let signals: Vec<Signal<'_>> = recent
+            .iter()
+            .enumerate()
+            .map(|(node, w)| Signal {
+                node,
+                name: "errors",
+                direction: Direction::Up,
+                history: &history,
+                recent: w,
+            })
+            .collect();
+        let d = diagnose(&topo, &signals, Some(0), &Params::default()).unwrap();
+        (topo, d)
+    }
+
+    /// The changes of api (node 1) only, the window starting at `start` ms.
+    fn rank_with(
+        topo: &Topology,
+        d: &Diagnosis,
+        lib: &[medic_config::Pattern],
+        api: &[(i64, &str)],
+        start: u64,
+    ) -> DiagnosisReport {
+        let per_node: Vec<VecDeque<RecordedChange>> = (0..3)
+            .map(|n| {
+                if n == 1 {
+                    api.iter()
+                        .map(|&(at_ms, kind)| RecordedChange {
+                            at_ms,
+                            kind: kind.into(),
+                            ..deploy("ci", "v7")
+                        })
+                        .collect()
+                } else {
+                    VecDeque::new()
+                }
+            })
+            .collect();
+        let changes = Changes {
+            per_node: &per_node,
+            window_start_ms: start,
+            step_ms: STEP_MS,
+            episode_onset_ms: None,
+        };
+        hypotheses(topo, d, 0, &["errors"; 3], lib, &|_, _, _| 0.9, &changes)
+    }
+
+    #[test]
+    fn the_change_pattern_needs_a_change_within_its_window_and_before_the_onset() {
+        // api's errors rise from step 2; web's with them; db is quiet.
+        let mut api = vec![10.0; 8];
+        let mut web = vec![10.0; 8];
+        for s in 2..8 {
+            api[s] = 200.0;
+            web[s] = 210.0;
+        }
+        let (topo, d) = errors_diagnosis([web, api, vec![10.0; 8]]);
+        let lib = medic_config::load_patterns(&[]).unwrap();
+        let start: u64 = 3_600_000; // the window starts 1 h into the clock
+        let onset = i64::try_from(start + 2 * STEP_MS).unwrap();
+        let step = i64::try_from(STEP_MS).unwrap();
+        let top = |changes: &[(i64, &str)]| {
+            rank_with(&topo, &d, &lib, changes, start).hypotheses[0].clone()
+        };
+        // Without a change: as before (no pattern has `errors` first).
+        let none = top(&[]);
+        assert_eq!(
+            (none.service.as_str(), none.pattern.as_str()),
+            ("api", "unmatched")
+        );
+        assert_eq!(none, rank_with(&topo, &d, &lib, &[], 0).hypotheses[0]);
+        // A deploy 10 minutes before the onset.
+        let ten = top(&[(onset - 600_000, "deploy")]);
+        assert_eq!(ten.service, "api");
+        assert_eq!(ten.pattern, "error_spike_after_change");
+        assert!(
+            ten.evidence_text
+                .contains("after a deploy of api (version v7, by ci) 600.0 s before the onset"),
+            "{ten:?}"
+        );
+        assert!(ten.confidence > none.confidence, "{ten:?} vs {none:?}");
+        // A config change in the onset's own step counts (recorded just after
+        // the step began).
+        let same = top(&[(onset + 100, "config")]);
+        assert_eq!(same.pattern, "error_spike_after_change");
+        assert!(
+            same.evidence_text.contains(
+                "after a config change of api (version v7, by ci) in the onset's step (500 ms)"
+            ),
+            "{same:?}"
+        );
+        // `within: 30m`: 31 minutes before is too long ago.
+        assert_eq!(top(&[(onset - 31 * 60_000, "deploy")]).pattern, "unmatched");
+        assert_eq!(
+            top(&[(onset - 30 * 60_000, "deploy")]).pattern,
+            "error_spike_after_change"
+        );
+        // `order`: a change after the onset (a later step) explains nothing.
+        assert_eq!(top(&[(onset + 2 * step, "deploy")]).pattern, "unmatched");
+        // The newest fitting change is the one named.
+        let two = top(&[(onset - 600_000, "deploy"), (onset - 60_000, "config")]);
+        assert!(two.evidence_text.contains("60.0 s before"), "{two:?}");
+    }
+
+    #[test]
+    fn a_changed_callee_goes_before_its_caller_when_both_are_roots() {
+        // web's errors rise a lot, api's (which web calls) a little: api
+        // does not cover half of web's change, so both are roots and web,
+        // the larger, ranks first.
+        let mut api = vec![10.0; 8];
+        let mut web = vec![10.0; 8];
+        for s in 2..8 {
+            api[s] = 60.0;
+            web[s] = 410.0;
+        }
+        let (topo, d) = errors_diagnosis([web, api, vec![10.0; 8]]);
+        assert!(
+            d.candidates.len() >= 2 && d.candidates.iter().all(|c| c.root),
+            "{d:?}"
+        );
+        let lib = medic_config::load_patterns(&[]).unwrap();
+        let start: u64 = 3_600_000;
+        let before = rank_with(&topo, &d, &lib, &[], start);
+        assert_eq!(before.hypotheses[0].service, "web");
+        // A deploy of api just before the onset: api first, web its victim.
+        let after = rank_with(&topo, &d, &lib, &[(3_600_000, "deploy")], start);
+        let top = &after.hypotheses[0];
+        assert_eq!(top.service, "api", "{after:?}");
+        assert_eq!(top.pattern, "error_spike_after_change");
+        assert!(top.victims.contains(&"web".to_string()), "{top:?}");
+        assert!(
+            top.evidence_text.contains("ranked above its caller web"),
+            "{top:?}"
+        );
+        assert_eq!(after.hypotheses[1].service, "web");
+    }
+
+    #[test]
+    fn a_canary_stage_is_a_change_of_its_service_and_named_as_such() {
+        let stage = medic_core::Notice::CanaryStage {
+            incident: medic_core::IncidentId("inc-3".into()),
+            service: "api".into(),
+            action: "deploy_v2".into(),
+            stage: 2,
+            percent: 50,
+            instances: vec!["api-1".into()],
+            baseline: vec!["api-2".into()],
+        };
+        let (service, c) = change_of_notice(&stage).unwrap();
+        assert_eq!(
+            (service.as_str(), c.kind.as_str(), c.by.as_str()),
+            ("api", "canary", "medic")
+        );
+        assert_eq!(
+            change_text(&service, &c, 2_000, STEP_MS),
+            "; after a canary stage of api (by medic: stage 2 of deploy_v2 on 50 % of the instances, incident inc-3) 2.0 s before the onset"
+        );
+        let other = medic_core::Notice::ModeChanged {
+            service: Some("api".into()),
+            mode: medic_core::Mode::DryRun,
+            by: "ops".into(),
+        };
+        assert!(change_of_notice(&other).is_none());
+    }
+
+    #[test]
+    fn a_change_recorded_before_a_restart_is_read_back_from_its_audit_record() {
+        let rec = |kind: &str, ts: &str, payload: &str| medic_store::AuditRecord {
+            seq: 1,
+            ts: ts.into(),
+            kind: kind.into(),
+            payload: payload.into(),
+            prev_hash: String::new(),
+            hash: String::new(),
+        };
+        let started = time::OffsetDateTime::parse(
+            "2026-11-28T02:00:00Z",
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap();
+        let payload =
+            r#"{"service":"db","kind":"deploy","version":"v2","note":null,"by":"ci","v":1}"#;
+        let (service, c) = change_of_audit(
+            &rec("change.recorded", "2026-11-28T01:55:00Z", payload),
+            started,
+        )
+        .unwrap();
+        assert_eq!(service, "db");
+        assert_eq!(
+            c,
+            RecordedChange {
+                at_ms: -300_000,
+                kind: "deploy".into(),
+                version: Some("v2".into()),
+                note: None,
+                by: "ci".into(),
+            }
+        );
+        assert!(change_of_audit(
+            &rec("drill.reset", "2026-11-28T01:55:00Z", payload),
+            started
+        )
+        .is_none());
+        assert!(change_of_audit(&rec("change.recorded", "yesterday", payload), started).is_none());
+        assert!(change_of_audit(
+            &rec("change.recorded", "2026-11-28T01:55:00Z", "{}"),
+            started
+        )
+        .is_none());
+        // Restored 5 minutes before this start, it still fits an onset 10
+        // minutes into it (15 minutes, within 30m).
+        let mut r = chain();
+        assert!(r.restore_change("db", c));
+        let db = r.names.iter().position(|n| n == "db").unwrap();
+        let changes = Changes {
+            per_node: &r.changes,
+            window_start_ms: 600_000,
+            step_ms: STEP_MS,
+            episode_onset_ms: None,
+        };
+        let lib = medic_config::load_patterns(&[]).unwrap();
+        let spike = lib
+            .iter()
+            .find(|p| p.name == "error_spike_after_change")
+            .unwrap();
+        let (ch, other) = (
+            spike.change_symptom().unwrap(),
+            spike.symptom_after_change("availability").unwrap(),
+        );
+        let (_, gap) = changes.fitting(db, ch, other, 600_000).unwrap();
+        assert_eq!(gap, 900_000);
     }
 }

@@ -440,3 +440,220 @@ services:
     );
     assert_eq!(c.note, "a stuck error flag; cleared it");
 }
+
+/// web → api → db fixtures, each `/work` failing after 8 failed probes
+/// restarts only that service; aggressive mode. Returns the config file and
+/// the ports of web, api, db and medic's API.
+fn failing_chain(dir: &TestDir) -> (std::path::PathBuf, u16, u16, u16, u16) {
+    let (pw, pa, pd, aport) = (free_port(), free_port(), free_port(), free_port());
+    let exe = assert_cmd::cargo::cargo_bin("medic");
+    let svc = |name: &str, port: u16, down: Option<u16>, deps: &str| {
+        let down = down
+            .map(|p| format!(", \"--downstream\", \"http://127.0.0.1:{p}\""))
+            .unwrap_or_default();
+        format!(
+            r#"  {name}:
+    process:
+      command: ["{exe}", "fixture", "--port", "{port}"{down}]
+      stop_grace: 2s
+{deps}    probes:
+      work:
+        http: {{ url: "http://127.0.0.1:{port}/work", timeout: 5s }}
+        interval: 250ms
+        failure: {{ consecutive: 8 }}
+    actions:
+      restart: {{ restart: {{}} }}
+    remediate:
+      - when: {{ probe: work, condition: failing }}
+        action: restart
+"#,
+            exe = exe.display()
+        )
+    };
+    let cfg = format!(
+        "mode: aggressive\nlisten: 127.0.0.1:{aport}\ndatabase: medic.db\npolicy: {{ cooldown: 1s, verify_window: 5s }}\nservices:\n{}{}{}",
+        svc("web", pw, Some(pa), "    depends_on: [api]\n"),
+        svc("api", pa, Some(pd), "    depends_on: [db]\n"),
+        svc("db", pd, None, ""),
+    );
+    let cfg = write(dir.path(), "medic.yaml", &cfg);
+    (cfg, pw, pa, pd, aport)
+}
+
+/// A deploy recorded on db (`medic change record`, as CI would), then an
+/// `error` fault on db: the diagnosis is `error_spike_after_change` on db, and
+/// the audit (`change.recorded`, `rca.diagnosed`), the explanation (API and
+/// `medic explain`) name the deploy. Only db is restarted.
+#[test]
+fn a_deploy_then_failing_calls_is_diagnosed_as_an_error_spike_after_the_change() {
+    let dir = TestDir::new();
+    let (cfg, pw, pa, pd, aport) = failing_chain(&dir);
+    let _daemon = dir.spawn_daemon(&cfg, None);
+    let pid = |p: u16| fixture_pid(&format!("http://127.0.0.1:{p}/healthz"));
+    let (web0, api0, db0) = (pid(pw), pid(pa), pid(pd));
+    std::thread::sleep(Duration::from_secs(8));
+    let api = format!("http://127.0.0.1:{aport}");
+    let ci = token_as(&api, "ci", "operator");
+    // An unknown service is refused with its own code.
+    let out = medic()
+        .args(["--api", &api, "change", "record", "--service", "nope"])
+        .args(["--kind", "deploy"])
+        .env("MEDIC_TOKEN", &ci)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("E0158") && err.contains("E0482"),
+        "{out:?}"
+    );
+    let out = medic()
+        .args(["--api", &api, "change", "record", "--service", "db"])
+        .args([
+            "--kind",
+            "deploy",
+            "--version",
+            "v2.0",
+            "--note",
+            "pipeline 41",
+        ])
+        .env("MEDIC_TOKEN", &ci)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("deploy of db (version v2.0) recorded"),
+        "{out:?}"
+    );
+    assert_eq!(
+        post_json(
+            &format!("http://127.0.0.1:{pd}/fault/error"),
+            &serde_json::json!({})
+        ),
+        200
+    );
+    let db1 = new_fixture_pid(
+        &format!("http://127.0.0.1:{pd}/healthz"),
+        db0,
+        Duration::from_secs(60),
+    );
+    assert_ne!(db1, db0);
+    let records = audit(&api);
+    assert!(
+        records.iter().any(|(k, p)| k == "change.recorded"
+            && p["service"] == "db"
+            && p["kind"] == "deploy"
+            && p["version"] == "v2.0"
+            && p["by"] == "ci"),
+        "no change.recorded: {records:?}"
+    );
+    let diagnosed = records
+        .iter()
+        .find(|(k, p)| k == "rca.diagnosed" && p["service"] == "db")
+        .map(|(_, p)| p.clone())
+        .unwrap_or_else(|| panic!("no diagnosis of db: {records:?}"));
+    assert_eq!(
+        diagnosed["pattern"], "error_spike_after_change",
+        "{diagnosed}"
+    );
+    assert_eq!(diagnosed["signal"], "availability", "{diagnosed}");
+    assert!(
+        diagnosed["evidence_text"].as_str().is_some_and(|t| t
+            .contains("after a deploy of db (version v2.0, by ci: pipeline 41)")
+            && (t.contains("s before the onset") || t.contains("in the onset's step"))),
+        "{diagnosed}"
+    );
+    let intents: Vec<&str> = records
+        .iter()
+        .filter(|(k, _)| k == "action.intent")
+        .map(|(_, p)| p["service"].as_str().unwrap_or(""))
+        .collect();
+    assert!(
+        !intents.is_empty() && intents.iter().all(|s| *s == "db"),
+        "{intents:?}"
+    );
+    assert_eq!(pid(pw), web0, "web was restarted");
+    assert_eq!(pid(pa), api0, "api was restarted");
+    // The db incident's explanation names the deploy.
+    let list = get_json(&format!("{api}/api/v1/incidents")).unwrap();
+    let db_incident = list["incidents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["service"] == "db")
+        .and_then(|i| i["id"].as_str().map(String::from))
+        .unwrap();
+    let ex = get_json(&format!("{api}/api/v1/explain/{db_incident}")).unwrap();
+    let hyps = ex["hypotheses"].as_array().unwrap();
+    assert_eq!(hyps[0]["service"], "db", "{ex}");
+    assert_eq!(hyps[0]["pattern"], "error_spike_after_change", "{ex}");
+    assert!(
+        hyps[0]["evidence_text"]
+            .as_str()
+            .unwrap()
+            .contains("after a deploy of db"),
+        "{ex}"
+    );
+    let out = medic()
+        .args(["--api", &api, "explain", &db_incident])
+        .env("MEDIC_TOKEN", token_as(&api, "alice", "admin"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("after a deploy of db (version v2.0"),
+        "{out:?}"
+    );
+}
+
+/// A deploy recorded just before medic restarts still counts: the restarted
+/// daemon reads it back from the audit (`change.recorded`), and an `error`
+/// fault on db after the restart is `error_spike_after_change`, the deploy
+/// named with its age.
+#[test]
+fn a_deploy_recorded_before_a_restart_is_still_evidence_after_it() {
+    let dir = TestDir::new();
+    let (cfg, _pw, _pa, pd, aport) = failing_chain(&dir);
+    let api = format!("http://127.0.0.1:{aport}");
+    let daemon = dir.spawn_daemon(&cfg, None);
+    let pid = |p: u16| fixture_pid(&format!("http://127.0.0.1:{p}/healthz"));
+    pid(pd);
+    let ci = token_as(&api, "ci", "operator");
+    let change = serde_json::json!({"service": "db", "kind": "deploy", "version": "v3"});
+    assert_eq!(
+        post_json_as(&format!("{api}/api/v1/changes"), &change, &ci),
+        200
+    );
+    drop(daemon);
+    let _daemon = dir.spawn_daemon(&cfg, None);
+    let db0 = pid(pd);
+    std::thread::sleep(Duration::from_secs(8));
+    assert_eq!(
+        post_json(
+            &format!("http://127.0.0.1:{pd}/fault/error"),
+            &serde_json::json!({})
+        ),
+        200
+    );
+    new_fixture_pid(
+        &format!("http://127.0.0.1:{pd}/healthz"),
+        db0,
+        Duration::from_secs(60),
+    );
+    let records = audit(&api);
+    let diagnosed = records
+        .iter()
+        .find(|(k, p)| k == "rca.diagnosed" && p["service"] == "db")
+        .map(|(_, p)| p.clone())
+        .unwrap_or_else(|| panic!("no diagnosis of db: {records:?}"));
+    assert_eq!(
+        diagnosed["pattern"], "error_spike_after_change",
+        "{diagnosed}"
+    );
+    assert!(
+        diagnosed["evidence_text"]
+            .as_str()
+            .is_some_and(|t| t.contains("after a deploy of db (version v3, by ci)")
+                && t.contains("s before the onset")),
+        "{diagnosed}"
+    );
+}

@@ -290,11 +290,21 @@ fn unreachable_topology() -> Topology {
 pub const ACT: u8 = 70;
 pub const APPROVE: u8 = 50;
 
-/// Prior and learned parts used here: a fresh install (no outcomes yet) with
-/// the shipped priors of "dependency slow" / "error spike" (0.9) and the
-/// default Beta(9, 1) of a recommended action.
-pub fn confidence(d: &Diagnosis) -> Confidence {
-    Confidence::new(0.9, evidence_match(d), beta_mean(9.0, 1.0, 0, 0))
+/// The prior of a hypothesis no pattern matches (the daemon's, crates/medic
+/// `rca.rs`).
+pub const NO_PATTERN_PRIOR: f64 = 0.5;
+
+/// Prior and learned parts used here, as the daemon computes them for a
+/// fresh install (no outcomes yet, the default Beta(9, 1) of a recommended
+/// action): the shipped prior of `dependency_slow` / `dependency_down` (0.9)
+/// when the first candidate is a service the entry calls; when it is the
+/// entry itself no shipped pattern matches (both expect symptoms on the
+/// candidate's callers, and the entry has none), so the prior is
+/// [`NO_PATTERN_PRIOR`] (docs/rca.md, Patterns).
+pub fn confidence(d: &Diagnosis, entry: usize) -> Confidence {
+    let own = d.candidates.first().is_some_and(|c| c.node == entry);
+    let prior = if own { NO_PATTERN_PRIOR } else { 0.9 };
+    Confidence::new(prior, evidence_match(d), beta_mean(9.0, 1.0, 0, 0))
 }
 
 /// The summary of a generated run.
@@ -340,7 +350,7 @@ pub fn evaluate(seed: u64, cases: usize, params: &Params) -> anyhow::Result<Repo
         let (signals, target) = case.signals();
         let d = diagnose(&case.topo, &signals, Some(target), params)?;
         let ranked = d.ranked_nodes();
-        let conf = confidence(&d);
+        let conf = confidence(&d, case.entry);
         let acted = (conf.value >= ACT)
             .then(|| ranked.first().copied())
             .flatten();
@@ -350,6 +360,16 @@ pub fn evaluate(seed: u64, cases: usize, params: &Params) -> anyhow::Result<Repo
             } else {
                 r.escalations += 1;
             }
+        }
+        if acted.is_some_and(|a| case.fault.is_none_or(|(root, _)| a != root)) {
+            // Every automatic action off the true root, in full (not capped):
+            // these are what the goals count.
+            r.misses.push(format!(
+                "case {i}: ACTED on {acted:?} (root {:?}, victims {:?}); {}",
+                case.fault,
+                case.victims,
+                describe(&d, &signals, conf)
+            ));
         }
         match case.fault {
             None => {
@@ -404,6 +424,27 @@ pub fn evaluate(seed: u64, cases: usize, params: &Params) -> anyhow::Result<Repo
         }
     }
     Ok(r)
+}
+
+/// The whole diagnosis on one line, for --verbose.
+fn describe(d: &Diagnosis, signals: &[Signal<'_>], conf: Confidence) -> String {
+    let mut s = format!(
+        "conf {} (evidence {:.2}, top_share {:.2}), symptom onset {:?} samples {}; candidates:",
+        conf.value,
+        conf.evidence,
+        d.top_share(),
+        d.symptom_onset,
+        d.symptom_samples
+    );
+    for c in &d.candidates {
+        let name = signals.get(c.signal).map_or("?", |x| x.name);
+        let _ = write!(
+            s,
+            " [{} {name} z {:.1} thr {:.1} onset {} root {} explains {:.2} onset_ok {} connected {} weak_below {} score {:.2} victims {:?}]",
+            c.node, c.z, c.threshold, c.onset, c.root, c.explains, c.onset_ok, c.connected, c.weak_below, c.score, c.victims
+        );
+    }
+    s
 }
 
 fn ratio(a: usize, b: usize) -> f64 {

@@ -601,3 +601,44 @@ pub fn bench_world(services: usize, signals: usize, seed: u64) -> BenchWorld {
         target,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use medic_rca::{Candidate, Verdict};
+
+    fn diagnosis_naming(node: usize) -> Diagnosis {
+        Diagnosis {
+            verdict: Verdict::Cause,
+            candidates: vec![Candidate {
+                node,
+                signal: 0,
+                z: 11.5,
+                threshold: 5.0,
+                onset: 4,
+                root: true,
+                explains: 1.0,
+                onset_ok: true,
+                connected: true,
+                weak_below: false,
+                cover: 1.0,
+                score: 2.4,
+                victims: Vec::new(),
+            }],
+            symptom_onset: Some(4),
+            anomalous_signals: 1,
+            symptom_samples: 2,
+            suspects: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_entry_as_its_own_cause_has_the_no_pattern_prior() {
+        // (seed 3, case 967 of 1000: a healthy entry's two consecutive
+        // availability dips, unprecedented in its history.) The daemon
+        // matches no shipped pattern for the entry itself: 0.5 · 1 · 0.9 = 45,
+        // below the act band; a callee with the same evidence gets 0.9.
+        assert_eq!(confidence(&diagnosis_naming(0), 0).value, 45);
+        assert_eq!(confidence(&diagnosis_naming(3), 0).value, 81);
+    }
+}

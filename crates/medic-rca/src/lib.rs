@@ -595,20 +595,19 @@ fn relative_to_window(j: &Judged, symptom: &[bool], lead: usize) -> Judged {
 /// The smaller of the medians of `z` before the first symptom step and after
 /// the last one (a side with no steps is left out; neither side: 0).
 fn window_level(z: &[f64], symptom: &[bool], lead: usize) -> f64 {
-    let first = symptom.iter().position(|&b| b);
-    let last = symptom.iter().rposition(|&b| b);
-    let side = |r: std::ops::Range<usize>| median(z.get(r).unwrap_or(&[]));
-    let (Some(f), Some(l)) = (first, last) else {
-        return 0.0;
-    };
-    let before = side(0..f.saturating_sub(lead));
-    let after = side(l + 1..z.len());
     // Both sides are needed: already there before, and still there after.
-    if before.is_finite() && after.is_finite() {
-        before.min(after)
-    } else {
-        0.0
-    }
+    window_sides(z, symptom, lead).map_or(0.0, |(before, after)| before.min(after))
+}
+
+/// The medians of `z` before the symptom (outside the `lead`) and after its
+/// last step; `None` when a side is empty.
+fn window_sides(z: &[f64], symptom: &[bool], lead: usize) -> Option<(f64, f64)> {
+    let first = symptom.iter().position(|&b| b)?;
+    let last = symptom.iter().rposition(|&b| b)?;
+    let side = |r: std::ops::Range<usize>| median(z.get(r).unwrap_or(&[]));
+    let before = side(0..first.saturating_sub(lead));
+    let after = side(last + 1..z.len());
+    (before.is_finite() && after.is_finite()).then_some((before, after))
 }
 /// Steps covered by runs of `k` samples all above `threshold`, the largest
 /// run minimum, and the first run's start.
@@ -756,9 +755,13 @@ pub fn diagnose(
     // Only while the target is quiet around its symptom steps (below half the
     // symptom level): otherwise the episode fills the window and its sides
     // are no reference.
-    let quiet = judged[target]
-        .as_ref()
-        .is_some_and(|j| window_level(&j.z, &symptom, p.coincidence) < p.symptom_z / 2.0);
+    // Quiet on *both* sides: a target still raised after its last symptom
+    // step (or before it) is inside an episode that started earlier or
+    // lasts, and a cause that started before it is no drift.
+    let quiet = judged[target].as_ref().is_some_and(|j| {
+        window_sides(&j.z, &symptom, p.coincidence)
+            .is_none_or(|(before, after)| before.max(after) < p.symptom_z / 2.0)
+    });
     let judged: Vec<Option<Judged>> = if quiet {
         judged
             .iter()

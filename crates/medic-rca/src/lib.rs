@@ -678,8 +678,50 @@ fn volumes(n: usize, signals: &[Signal<'_>], symptom: &[bool]) -> Vec<Option<f64
     out
 }
 
+/// A cross-kind link: an anomaly of kind `cause` on a service leads to
+/// `effect` on it and, through calls, on its callers (a filling queue makes
+/// the callers wait: `queue_depth` → `latency`). Kinds are signal names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lead<'a> {
+    pub cause: &'a str,
+    pub effect: &'a str,
+}
+
+/// The links the shipped pattern library states
+/// (`crates/medic-config/patterns/default.yaml`: a pattern whose first
+/// symptom is `cause` on the service itself and that lists `effect` as a
+/// later symptom, on itself or its callers). The daemon derives its links
+/// from the patterns it has loaded (the operator's too) and passes them to
+/// [`diagnose_with_leads`].
+pub const DEFAULT_LEADS: &[Lead<'static>] = &[
+    // queue_filling
+    Lead {
+        cause: "queue_depth",
+        effect: "latency",
+    },
+    // connection_pool_exhaustion
+    Lead {
+        cause: "pool_in_use",
+        effect: "latency",
+    },
+    // memory_leak
+    Lead {
+        cause: "memory",
+        effect: "latency",
+    },
+    // error_spike_after_change
+    Lead {
+        cause: "change",
+        effect: "errors",
+    },
+];
+
+/// Most cross-kind links one diagnosis uses (more are ignored).
+pub const MAX_LEADS: usize = 256;
+
 /// Ranks root-cause candidates for the symptom on `target` (an index into
-/// `signals`). Without a target there is no symptom and so no cause.
+/// `signals`), with the cross-kind links of the shipped library
+/// ([`DEFAULT_LEADS`]). Without a target there is no symptom and so no cause.
 ///
 /// # Errors
 /// Inputs beyond the bounds, a signal naming no service, a bad target, or
@@ -689,6 +731,30 @@ pub fn diagnose(
     signals: &[Signal<'_>],
     target: Option<usize>,
     p: &Params,
+) -> Result<Diagnosis, RcaError> {
+    diagnose_with_leads(topo, signals, target, p, DEFAULT_LEADS)
+}
+
+/// [`diagnose`] with the given cross-kind links (at most [`MAX_LEADS`] are
+/// used; a link whose cause is [`VOLUME`] or equals its effect is ignored).
+///
+/// **Cross-kind explanation.** A candidate anomalous in kind `e` is no root
+/// when a service it calls, through services symptomatic in `e` (at
+/// `symptom_z` near the symptom), is anomalous in a kind `c` with a link
+/// `c` → `e`, starting no later than the candidate's own anomaly. Units of
+/// different kinds do not compare, so there is no size test: the link, the
+/// path and the order are the evidence. A candidate of kind `c` counts as
+/// its victims, connection and explained share the services reached through
+/// services symptomatic in `c` or in any `e` it leads to.
+///
+/// # Errors
+/// As [`diagnose`].
+pub fn diagnose_with_leads(
+    topo: &Topology,
+    signals: &[Signal<'_>],
+    target: Option<usize>,
+    p: &Params,
+    leads: &[Lead<'_>],
 ) -> Result<Diagnosis, RcaError> {
     if signals.len() > MAX_SIGNALS {
         return Err(RcaError::TooManySignals(signals.len()));
@@ -796,6 +862,8 @@ pub fn diagnose(
     // near the symptom; weak[k][v]: some kind-k sample at symptom level near it.
     let mut strong = vec![vec![false; n]; kinds.len()];
     let mut weak = vec![vec![false; n]; kinds.len()];
+    // first[k][v]: the earliest onset of v's anomalous kind-k signals.
+    let mut first: Vec<Vec<Option<usize>>> = vec![vec![None; n]; kinds.len()];
     let mut best: Vec<Option<(usize, f64)>> = vec![None; n];
     for (i, (s, j)) in signals.iter().zip(&judged).enumerate() {
         let Some(j) = j else { continue };
@@ -823,6 +891,10 @@ pub fn diagnose(
         }
         strong[k][s.node] = true;
         weak[k][s.node] = true;
+        if let Some(o) = j.onset {
+            let f = &mut first[k][s.node];
+            *f = Some(f.map_or(o, |f| f.min(o)));
+        }
         let excess = j.peak / j.threshold.max(f64::MIN_POSITIVE);
         match best[s.node] {
             Some((_, e)) if e >= excess => {}
@@ -847,6 +919,18 @@ pub fn diagnose(
         .map(|a| topo.reach_within(tnode, a, false))
         .collect();
     let kind_of_best = |v: usize| best[v].map(|(i, _)| kind_of(i));
+    // leads_to[c][e]: the links between the kinds present (bounded).
+    let kind_index = |name: &str| kinds.iter().position(|k| *k == name);
+    let mut leads_to = vec![vec![false; kinds.len()]; kinds.len()];
+    for l in leads.iter().take(MAX_LEADS) {
+        if l.cause == VOLUME || l.cause == l.effect {
+            continue;
+        }
+        if let (Some(c), Some(e)) = (kind_index(l.cause), kind_index(l.effect)) {
+            leads_to[c][e] = true;
+        }
+    }
+    let target_kind = kind_of(target);
     let mut candidates = Vec::new();
     for (node, b) in best.iter().enumerate() {
         let Some((sig, excess)) = *b else { continue };
@@ -856,7 +940,30 @@ pub fn diagnose(
         a[node] = true;
         // What it calls through symptomatic services, and who calls it so.
         let below = topo.reach_within(node, &a, false);
-        let above = topo.reach_within(node, &a, true);
+        // The kinds its anomaly propagates in: its own and those it leads to.
+        let spread: Vec<usize> = (0..kinds.len())
+            .filter(|&e| e == k || leads_to[k][e])
+            .collect();
+        // Symptomatic in any of them (only computed when it leads somewhere).
+        let (a_spread, from_target_spread) = if spread.len() > 1 {
+            let mut u = allowed[k].clone();
+            for &e in &spread {
+                for (x, &w) in u.iter_mut().zip(&allowed[e]) {
+                    *x |= w;
+                }
+            }
+            let from = topo.reach_within(tnode, &u, false);
+            u[node] = true;
+            (u, Some(from))
+        } else {
+            (a.clone(), None)
+        };
+        let above = topo.reach_within(node, &a_spread, true);
+        let in_spread = |v: usize| spread.iter().any(|&e| strong[e][v]);
+        let reached = |v: usize| match &from_target_spread {
+            Some(f) => f[v],
+            None => from_target[k][v],
+        };
         // A symptomatic dependency explains this service's anomaly when its own
         // change, in the signal's units, is at least half of this one's (calls
         // add latency and lost requests; up to 2× amplification by retries
@@ -879,6 +986,27 @@ pub fn diagnose(
                 theirs < mine / 2.0
             }
         });
+        // Cross-kind: something it calls through services symptomatic in
+        // its kind is anomalous in a kind that leads to it, from no later
+        // than its own onset.
+        let own_onset = j.onset.unwrap_or(0);
+        let explained_across = || {
+            let mut callee = vec![false; n];
+            for u in (0..n).filter(|&u| below[u]) {
+                for c in topo.callees(u) {
+                    callee[c] = true;
+                }
+            }
+            (0..n).filter(|&v| v != node && callee[v]).any(|v| {
+                (0..kinds.len()).any(|c| {
+                    c != k
+                        && leads_to[c][k]
+                        && strong[c][v]
+                        && first[c][v].is_some_and(|o| o <= own_onset)
+                })
+            })
+        };
+        let root = root && !(leads_to.iter().any(|l| l[k]) && explained_across());
         // The share of the target's change (in absolute units) this
         // candidate's own change can account for.
         // The share of the target's change at the symptom (in absolute
@@ -891,8 +1019,9 @@ pub fn diagnose(
                 .fold(0.0, f64::max)
                 * j.scale
         };
+        // (Only within the target's kind: other kinds' units do not compare.)
         let cover = match (&judged[target], volume[node], volume[tnode]) {
-            (Some(tj), Some(a), Some(b)) if node != tnode && weighted => {
+            (Some(tj), Some(a), Some(b)) if node != tnode && weighted && k == target_kind => {
                 let want = at_symptom(tj) * b;
                 if want > 0.0 {
                     (at_symptom(j) * a / want).min(1.0)
@@ -902,10 +1031,10 @@ pub fn diagnose(
             }
             _ => 1.0,
         };
-        let connected = from_target[k][node];
-        let n_kind = strong[k].iter().filter(|&&x| x).count().max(1);
+        let connected = reached(node);
+        let n_kind = (0..n).filter(|&v| in_spread(v)).count().max(1);
         let on_path = (0..n)
-            .filter(|&v| strong[k][v] && from_target[k][v] && above[v])
+            .filter(|&v| in_spread(v) && reached(v) && above[v])
             .count();
         let explains = (on_path as f64 / n_kind as f64).min(1.0);
         let onset = j.onset.unwrap_or(0);

@@ -862,7 +862,10 @@ pub fn diagnose_with_leads(
     // near the symptom; weak[k][v]: some kind-k sample at symptom level near it.
     let mut strong = vec![vec![false; n]; kinds.len()];
     let mut weak = vec![vec![false; n]; kinds.len()];
-    // first[k][v]: the earliest onset of v's anomalous kind-k signals.
+    // first[k][v]: the earliest start of v's anomalous kind-k signals, each
+    // from where its anomalous run's excursion began: the steps at
+    // `symptom_z` or more right before its onset count (a filling queue
+    // leaves its normal range before it becomes unprecedented).
     let mut first: Vec<Vec<Option<usize>>> = vec![vec![None; n]; kinds.len()];
     let mut best: Vec<Option<(usize, f64)>> = vec![None; n];
     for (i, (s, j)) in signals.iter().zip(&judged).enumerate() {
@@ -892,8 +895,13 @@ pub fn diagnose_with_leads(
         strong[k][s.node] = true;
         weak[k][s.node] = true;
         if let Some(o) = j.onset {
+            let rise = (0..o)
+                .rev()
+                .take_while(|&t| j.z[t] >= p.symptom_z)
+                .last()
+                .unwrap_or(o);
             let f = &mut first[k][s.node];
-            *f = Some(f.map_or(o, |f| f.min(o)));
+            *f = Some(f.map_or(rise, |f| f.min(rise)));
         }
         let excess = j.peak / j.threshold.max(f64::MIN_POSITIVE);
         match best[s.node] {
@@ -988,25 +996,30 @@ pub fn diagnose_with_leads(
         });
         // Cross-kind: something it calls through services symptomatic in
         // its kind is anomalous in a kind that leads to it, from no later
-        // than its own onset.
+        // than its own onset (+ `coincidence`, the same tolerance as
+        // `onset_ok`).
+        // The earliest start of such an anomaly beneath it, if any.
         let own_onset = j.onset.unwrap_or(0);
-        let explained_across = || {
+        let across = if leads_to.iter().any(|l| l[k]) {
             let mut callee = vec![false; n];
             for u in (0..n).filter(|&u| below[u]) {
                 for c in topo.callees(u) {
                     callee[c] = true;
                 }
             }
-            (0..n).filter(|&v| v != node && callee[v]).any(|v| {
-                (0..kinds.len()).any(|c| {
-                    c != k
-                        && leads_to[c][k]
-                        && strong[c][v]
-                        && first[c][v].is_some_and(|o| o <= own_onset)
+            (0..n)
+                .filter(|&v| v != node && callee[v])
+                .flat_map(|v| {
+                    let (leads_to, strong, first) = (&leads_to, &strong, &first);
+                    (0..kinds.len())
+                        .filter(move |&c| c != k && leads_to[c][k] && strong[c][v])
+                        .filter_map(move |c| first[c][v])
                 })
-            })
+                .min()
+        } else {
+            None
         };
-        let root = root && !(leads_to.iter().any(|l| l[k]) && explained_across());
+        let root = root && across.is_none_or(|o| o > own_onset + p.coincidence);
         // The share of the target's change (in absolute units) this
         // candidate's own change can account for.
         // The share of the target's change at the symptom (in absolute
@@ -1061,10 +1074,13 @@ pub fn diagnose_with_leads(
         let victims = (0..n)
             .filter(|&v| v != node && above[v] && best[v].is_some())
             .collect();
-        let weak_below = topo
-            .callees(node)
-            .into_iter()
-            .any(|c| weak[k][c] && !strong[k][c]);
+        // (A linked anomaly beneath it that starts later is no explanation,
+        // but the origin may still be deeper: its detection may lag.)
+        let weak_below = across.is_some()
+            || topo
+                .callees(node)
+                .into_iter()
+                .any(|c| weak[k][c] && !strong[k][c]);
         candidates.push(Candidate {
             node,
             signal: sig,

@@ -106,6 +106,22 @@ const CASES: &[Case] = &[
         victims: &["web"],
     },
     Case {
+        // z 3.2 (symptom level) from step 2 with its callers, unprecedented
+        // (two steps above 5) only from step 4: the excursion counts from
+        // where it left its normal range.
+        name: "a queue leaving its normal range with its callers explains them",
+        edges: "web>api api>worker",
+        rows: &[
+            ("web", "latency", 0.1, "1 1 1.5 1.6 1.8 1.9"),
+            ("api", "latency", 0.05, "1 1 2 2.5 3 3.5"),
+            ("worker", "queue_depth", 20.0, "1 1 1.12 1.12 1.5 1.6"),
+        ],
+        first: "worker",
+        not_root: &["api"],
+        roots: &["worker"],
+        victims: &["api", "web"],
+    },
+    Case {
         name: "a queue that fills only after the callers slowed explains nothing",
         edges: "web>api api>worker",
         rows: &[
@@ -197,6 +213,22 @@ fn the_queue_is_the_only_root_and_the_cause_is_certain() {
 }
 
 #[test]
+fn a_later_queue_beneath_leaves_the_caller_root_but_less_certain() {
+    // The queue fills two steps after api slowed: no explanation, but the
+    // origin may be deeper (its detection may lag): evidence halved.
+    let later = CASES
+        .iter()
+        .find(|c| c.name.contains("only after"))
+        .unwrap();
+    let (topo, d) = run(later, None);
+    let top = &d.candidates[0];
+    assert_eq!(topo.name(top.node), "api");
+    assert!(top.root && top.weak_below, "{top:?}");
+    let e = medic_rca::evidence_match(&d);
+    assert!(e <= 0.5, "{e} {d:?}");
+}
+
+#[test]
 fn without_links_each_kind_is_judged_on_its_own() {
     // The same filling queue with no links: api is a root of its own kind.
     let (topo, d) = run(&CASES[0], Some(&[]));
@@ -210,7 +242,8 @@ fn without_links_each_kind_is_judged_on_its_own() {
         cause: "disk_used",
         effect: "latency",
     }];
-    let (topo, d) = run(&CASES[4], Some(&leads));
+    let no_link = CASES.iter().find(|c| c.name.contains("no link")).unwrap();
+    let (topo, d) = run(no_link, Some(&leads));
     assert_eq!(topo.name(d.candidates[0].node), "worker", "{d:?}");
     let api = topo.index("api").unwrap();
     assert!(

@@ -714,6 +714,11 @@ pub const DEFAULT_LEADS: &[Lead<'static>] = &[
         cause: "change",
         effect: "errors",
     },
+    // hang
+    Lead {
+        cause: "healthz_timeout",
+        effect: "process_alive",
+    },
 ];
 
 /// Most cross-kind links one diagnosis uses (more are ignored).

@@ -30,12 +30,16 @@
 //!    symptom (before it, outside the `coincidence` lead, and after it) is
 //!    judged on `z − level` (the smaller side median): a pre-existing flat
 //!    shift is no change at the symptom. Only while the target is quiet on
-//!    those sides (below `symptom_z / 2`).
+//!    both sides (each below `symptom_z / 2`).
 //! 4. **Graph position, in absolute units.** A candidate is a *root* when
 //!    nothing it calls (through symptomatic services) changed, in the same
 //!    kind, by at least half as much — compared as change × traffic when both
 //!    have a [`VOLUME`] signal (seconds spent and requests lost add up along
-//!    calls), else as changes. Traffic is context, never evidence.
+//!    calls), else as changes. Traffic is context, never evidence. Across
+//!    kinds ([`Lead`], from the pattern library): a callee anomalous in a
+//!    kind that leads to the candidate's (a filling queue → its callers'
+//!    latency), on a symptomatic path and started no later, makes it no
+//!    root ([`diagnose_with_leads`]).
 //! 5. **Ranking.** Roots first; then those whose change × traffic covers at
 //!    least half of the target's ([`Candidate::cover`]); then the score:
 //!    `(1 + explains)·ln(1 + peak/threshold)`, `explains` the share of

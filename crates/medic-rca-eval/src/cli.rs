@@ -25,6 +25,11 @@ pub struct EvalRcaArgs {
     /// Number of generated scenarios.
     #[arg(long, value_name = "N", default_value_t = 200, requires = "seed")]
     pub cases: usize,
+    /// With --seed: generated scenarios with queues (a `queue_depth` signal
+    /// on some services) whose faults are filling queues that slow the
+    /// callers (a cross-kind cause); the same bands, counts and figures.
+    #[arg(long, requires = "seed")]
+    pub queue_faults: bool,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -75,7 +80,7 @@ pub fn render(args: &EvalRcaArgs) -> anyhow::Result<String> {
         ),
         (Some(dir), None) => render_petshop(dir, args.json, args.verbose, &params),
         (None, Some(seed)) => {
-            let r = generate::evaluate(seed, args.cases, &params)?;
+            let r = generate::evaluate_world(seed, args.cases, &params, args.queue_faults)?;
             Ok(if args.json {
                 format!("{}\n", r.to_json())
             } else {

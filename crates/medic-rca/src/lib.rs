@@ -30,12 +30,16 @@
 //!    symptom (before it, outside the `coincidence` lead, and after it) is
 //!    judged on `z − level` (the smaller side median): a pre-existing flat
 //!    shift is no change at the symptom. Only while the target is quiet on
-//!    those sides (below `symptom_z / 2`).
+//!    both sides (each below `symptom_z / 2`).
 //! 4. **Graph position, in absolute units.** A candidate is a *root* when
 //!    nothing it calls (through symptomatic services) changed, in the same
 //!    kind, by at least half as much — compared as change × traffic when both
 //!    have a [`VOLUME`] signal (seconds spent and requests lost add up along
-//!    calls), else as changes. Traffic is context, never evidence.
+//!    calls), else as changes. Traffic is context, never evidence. Across
+//!    kinds ([`Lead`], from the pattern library): a callee anomalous in a
+//!    kind that leads to the candidate's (a filling queue → its callers'
+//!    latency), on a symptomatic path and started no later, makes it no
+//!    root ([`diagnose_with_leads`]).
 //! 5. **Ranking.** Roots first; then those whose change × traffic covers at
 //!    least half of the target's ([`Candidate::cover`]); then the score:
 //!    `(1 + explains)·ln(1 + peak/threshold)`, `explains` the share of
@@ -595,20 +599,19 @@ fn relative_to_window(j: &Judged, symptom: &[bool], lead: usize) -> Judged {
 /// The smaller of the medians of `z` before the first symptom step and after
 /// the last one (a side with no steps is left out; neither side: 0).
 fn window_level(z: &[f64], symptom: &[bool], lead: usize) -> f64 {
-    let first = symptom.iter().position(|&b| b);
-    let last = symptom.iter().rposition(|&b| b);
-    let side = |r: std::ops::Range<usize>| median(z.get(r).unwrap_or(&[]));
-    let (Some(f), Some(l)) = (first, last) else {
-        return 0.0;
-    };
-    let before = side(0..f.saturating_sub(lead));
-    let after = side(l + 1..z.len());
     // Both sides are needed: already there before, and still there after.
-    if before.is_finite() && after.is_finite() {
-        before.min(after)
-    } else {
-        0.0
-    }
+    window_sides(z, symptom, lead).map_or(0.0, |(before, after)| before.min(after))
+}
+
+/// The medians of `z` before the symptom (outside the `lead`) and after its
+/// last step; `None` when a side is empty.
+fn window_sides(z: &[f64], symptom: &[bool], lead: usize) -> Option<(f64, f64)> {
+    let first = symptom.iter().position(|&b| b)?;
+    let last = symptom.iter().rposition(|&b| b)?;
+    let side = |r: std::ops::Range<usize>| median(z.get(r).unwrap_or(&[]));
+    let before = side(0..first.saturating_sub(lead));
+    let after = side(last + 1..z.len());
+    (before.is_finite() && after.is_finite()).then_some((before, after))
 }
 /// Steps covered by runs of `k` samples all above `threshold`, the largest
 /// run minimum, and the first run's start.
@@ -679,8 +682,55 @@ fn volumes(n: usize, signals: &[Signal<'_>], symptom: &[bool]) -> Vec<Option<f64
     out
 }
 
+/// A cross-kind link: an anomaly of kind `cause` on a service leads to
+/// `effect` on it and, through calls, on its callers (a filling queue makes
+/// the callers wait: `queue_depth` → `latency`). Kinds are signal names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lead<'a> {
+    pub cause: &'a str,
+    pub effect: &'a str,
+}
+
+/// The links the shipped pattern library states
+/// (`crates/medic-config/patterns/default.yaml`: a pattern whose first
+/// symptom is `cause` on the service itself and that lists `effect` as a
+/// later symptom, on itself or its callers). The daemon derives its links
+/// from the patterns it has loaded (the operator's too) and passes them to
+/// [`diagnose_with_leads`].
+pub const DEFAULT_LEADS: &[Lead<'static>] = &[
+    // queue_filling
+    Lead {
+        cause: "queue_depth",
+        effect: "latency",
+    },
+    // connection_pool_exhaustion
+    Lead {
+        cause: "pool_in_use",
+        effect: "latency",
+    },
+    // memory_leak
+    Lead {
+        cause: "memory",
+        effect: "latency",
+    },
+    // error_spike_after_change
+    Lead {
+        cause: "change",
+        effect: "errors",
+    },
+    // hang
+    Lead {
+        cause: "healthz_timeout",
+        effect: "process_alive",
+    },
+];
+
+/// Most cross-kind links one diagnosis uses (more are ignored).
+pub const MAX_LEADS: usize = 256;
+
 /// Ranks root-cause candidates for the symptom on `target` (an index into
-/// `signals`). Without a target there is no symptom and so no cause.
+/// `signals`), with the cross-kind links of the shipped library
+/// ([`DEFAULT_LEADS`]). Without a target there is no symptom and so no cause.
 ///
 /// # Errors
 /// Inputs beyond the bounds, a signal naming no service, a bad target, or
@@ -690,6 +740,30 @@ pub fn diagnose(
     signals: &[Signal<'_>],
     target: Option<usize>,
     p: &Params,
+) -> Result<Diagnosis, RcaError> {
+    diagnose_with_leads(topo, signals, target, p, DEFAULT_LEADS)
+}
+
+/// [`diagnose`] with the given cross-kind links (at most [`MAX_LEADS`] are
+/// used; a link whose cause is [`VOLUME`] or equals its effect is ignored).
+///
+/// **Cross-kind explanation.** A candidate anomalous in kind `e` is no root
+/// when a service it calls, through services symptomatic in `e` (at
+/// `symptom_z` near the symptom), is anomalous in a kind `c` with a link
+/// `c` → `e`, starting no later than the candidate's own anomaly. Units of
+/// different kinds do not compare, so there is no size test: the link, the
+/// path and the order are the evidence. A candidate of kind `c` counts as
+/// its victims, connection and explained share the services reached through
+/// services symptomatic in `c` or in any `e` it leads to.
+///
+/// # Errors
+/// As [`diagnose`].
+pub fn diagnose_with_leads(
+    topo: &Topology,
+    signals: &[Signal<'_>],
+    target: Option<usize>,
+    p: &Params,
+    leads: &[Lead<'_>],
 ) -> Result<Diagnosis, RcaError> {
     if signals.len() > MAX_SIGNALS {
         return Err(RcaError::TooManySignals(signals.len()));
@@ -756,9 +830,13 @@ pub fn diagnose(
     // Only while the target is quiet around its symptom steps (below half the
     // symptom level): otherwise the episode fills the window and its sides
     // are no reference.
-    let quiet = judged[target]
-        .as_ref()
-        .is_some_and(|j| window_level(&j.z, &symptom, p.coincidence) < p.symptom_z / 2.0);
+    // Quiet on *both* sides: a target still raised after its last symptom
+    // step (or before it) is inside an episode that started earlier or
+    // lasts, and a cause that started before it is no drift.
+    let quiet = judged[target].as_ref().is_some_and(|j| {
+        window_sides(&j.z, &symptom, p.coincidence)
+            .is_none_or(|(before, after)| before.max(after) < p.symptom_z / 2.0)
+    });
     let judged: Vec<Option<Judged>> = if quiet {
         judged
             .iter()
@@ -793,6 +871,11 @@ pub fn diagnose(
     // near the symptom; weak[k][v]: some kind-k sample at symptom level near it.
     let mut strong = vec![vec![false; n]; kinds.len()];
     let mut weak = vec![vec![false; n]; kinds.len()];
+    // first[k][v]: the earliest start of v's anomalous kind-k signals, each
+    // from where its anomalous run's excursion began: the steps at
+    // `symptom_z` or more right before its onset count (a filling queue
+    // leaves its normal range before it becomes unprecedented).
+    let mut first: Vec<Vec<Option<usize>>> = vec![vec![None; n]; kinds.len()];
     let mut best: Vec<Option<(usize, f64)>> = vec![None; n];
     for (i, (s, j)) in signals.iter().zip(&judged).enumerate() {
         let Some(j) = j else { continue };
@@ -820,6 +903,15 @@ pub fn diagnose(
         }
         strong[k][s.node] = true;
         weak[k][s.node] = true;
+        if let Some(o) = j.onset {
+            let rise = (0..o)
+                .rev()
+                .take_while(|&t| j.z[t] >= p.symptom_z)
+                .last()
+                .unwrap_or(o);
+            let f = &mut first[k][s.node];
+            *f = Some(f.map_or(rise, |f| f.min(rise)));
+        }
         let excess = j.peak / j.threshold.max(f64::MIN_POSITIVE);
         match best[s.node] {
             Some((_, e)) if e >= excess => {}
@@ -844,6 +936,18 @@ pub fn diagnose(
         .map(|a| topo.reach_within(tnode, a, false))
         .collect();
     let kind_of_best = |v: usize| best[v].map(|(i, _)| kind_of(i));
+    // leads_to[c][e]: the links between the kinds present (bounded).
+    let kind_index = |name: &str| kinds.iter().position(|k| *k == name);
+    let mut leads_to = vec![vec![false; kinds.len()]; kinds.len()];
+    for l in leads.iter().take(MAX_LEADS) {
+        if l.cause == VOLUME || l.cause == l.effect {
+            continue;
+        }
+        if let (Some(c), Some(e)) = (kind_index(l.cause), kind_index(l.effect)) {
+            leads_to[c][e] = true;
+        }
+    }
+    let target_kind = kind_of(target);
     let mut candidates = Vec::new();
     for (node, b) in best.iter().enumerate() {
         let Some((sig, excess)) = *b else { continue };
@@ -853,7 +957,30 @@ pub fn diagnose(
         a[node] = true;
         // What it calls through symptomatic services, and who calls it so.
         let below = topo.reach_within(node, &a, false);
-        let above = topo.reach_within(node, &a, true);
+        // The kinds its anomaly propagates in: its own and those it leads to.
+        let spread: Vec<usize> = (0..kinds.len())
+            .filter(|&e| e == k || leads_to[k][e])
+            .collect();
+        // Symptomatic in any of them (only computed when it leads somewhere).
+        let (a_spread, from_target_spread) = if spread.len() > 1 {
+            let mut u = allowed[k].clone();
+            for &e in &spread {
+                for (x, &w) in u.iter_mut().zip(&allowed[e]) {
+                    *x |= w;
+                }
+            }
+            let from = topo.reach_within(tnode, &u, false);
+            u[node] = true;
+            (u, Some(from))
+        } else {
+            (a.clone(), None)
+        };
+        let above = topo.reach_within(node, &a_spread, true);
+        let in_spread = |v: usize| spread.iter().any(|&e| strong[e][v]);
+        let reached = |v: usize| match &from_target_spread {
+            Some(f) => f[v],
+            None => from_target[k][v],
+        };
         // A symptomatic dependency explains this service's anomaly when its own
         // change, in the signal's units, is at least half of this one's (calls
         // add latency and lost requests; up to 2× amplification by retries
@@ -876,6 +1003,32 @@ pub fn diagnose(
                 theirs < mine / 2.0
             }
         });
+        // Cross-kind: something it calls through services symptomatic in
+        // its kind is anomalous in a kind that leads to it, from no later
+        // than its own onset (+ `coincidence`, the same tolerance as
+        // `onset_ok`).
+        // The earliest start of such an anomaly beneath it, if any.
+        let own_onset = j.onset.unwrap_or(0);
+        let across = if leads_to.iter().any(|l| l[k]) {
+            let mut callee = vec![false; n];
+            for u in (0..n).filter(|&u| below[u]) {
+                for c in topo.callees(u) {
+                    callee[c] = true;
+                }
+            }
+            (0..n)
+                .filter(|&v| v != node && callee[v])
+                .flat_map(|v| {
+                    let (leads_to, strong, first) = (&leads_to, &strong, &first);
+                    (0..kinds.len())
+                        .filter(move |&c| c != k && leads_to[c][k] && strong[c][v])
+                        .filter_map(move |c| first[c][v])
+                })
+                .min()
+        } else {
+            None
+        };
+        let root = root && across.is_none_or(|o| o > own_onset + p.coincidence);
         // The share of the target's change (in absolute units) this
         // candidate's own change can account for.
         // The share of the target's change at the symptom (in absolute
@@ -888,8 +1041,9 @@ pub fn diagnose(
                 .fold(0.0, f64::max)
                 * j.scale
         };
+        // (Only within the target's kind: other kinds' units do not compare.)
         let cover = match (&judged[target], volume[node], volume[tnode]) {
-            (Some(tj), Some(a), Some(b)) if node != tnode && weighted => {
+            (Some(tj), Some(a), Some(b)) if node != tnode && weighted && k == target_kind => {
                 let want = at_symptom(tj) * b;
                 if want > 0.0 {
                     (at_symptom(j) * a / want).min(1.0)
@@ -899,10 +1053,10 @@ pub fn diagnose(
             }
             _ => 1.0,
         };
-        let connected = from_target[k][node];
-        let n_kind = strong[k].iter().filter(|&&x| x).count().max(1);
+        let connected = reached(node);
+        let n_kind = (0..n).filter(|&v| in_spread(v)).count().max(1);
         let on_path = (0..n)
-            .filter(|&v| strong[k][v] && from_target[k][v] && above[v])
+            .filter(|&v| in_spread(v) && reached(v) && above[v])
             .count();
         let explains = (on_path as f64 / n_kind as f64).min(1.0);
         let onset = j.onset.unwrap_or(0);
@@ -929,10 +1083,13 @@ pub fn diagnose(
         let victims = (0..n)
             .filter(|&v| v != node && above[v] && best[v].is_some())
             .collect();
-        let weak_below = topo
-            .callees(node)
-            .into_iter()
-            .any(|c| weak[k][c] && !strong[k][c]);
+        // (A linked anomaly beneath it that starts later is no explanation,
+        // but the origin may still be deeper: its detection may lag.)
+        let weak_below = across.is_some()
+            || topo
+                .callees(node)
+                .into_iter()
+                .any(|c| weak[k][c] && !strong[k][c]);
         candidates.push(Candidate {
             node,
             signal: sig,

@@ -125,6 +125,23 @@ const CASES: &[Case] = &[
         want: &["db"],
         absent: &[],
     },
+    Case {
+        // (generated seed 1, case 425 of 1000, in miniature) The database is
+        // slow from the window's first step, api from the next, web shows
+        // it from step 3 and is still raised (z ≈ 1.9) after its last
+        // symptom step: web was not quiet around its symptom, so db's early
+        // start is no pre-existing drift to subtract.
+        name: "a cause that started before the symptom is no drift while the target stays raised",
+        edges: "web>api api>db",
+        rows: &[
+            ("web", 0.1, 100.0, "1 1 1 1.15 1.15 1.15 1.07 1.07"),
+            ("api", 0.05, 100.0, "1 8 8 8 8 8 8 8"),
+            ("db", 0.01, 100.0, "30 30 30 30 30 30 30 30"),
+        ],
+        target: "web",
+        want: &["db"],
+        absent: &[],
+    },
 ];
 
 #[test]

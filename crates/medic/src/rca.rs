@@ -23,8 +23,9 @@ use std::collections::VecDeque;
 
 use medic_config::Config;
 use medic_core::{DiagnosisReport, Hypothesis, MonoTime, ProbeReport};
-use medic_rca::{beta_mean, diagnose, evidence_match, Confidence, Direction, Params, Signal};
+use medic_rca::{beta_mean, diagnose_with_leads, evidence_match, Confidence, Direction, Params};
 use medic_rca::{Diagnosis, Topology};
+use medic_rca::{Lead, Signal};
 
 /// Bucket length: a probe every 250 ms fills a bucket with two samples.
 pub const STEP_MS: u64 = 500;
@@ -581,6 +582,12 @@ impl RcaState {
             })
             .collect();
         let p = Params::default();
+        // Which kinds lead to which symptoms: the loaded patterns' word.
+        let links = leads(&self.patterns);
+        let links: Vec<Lead<'_>> = links
+            .iter()
+            .map(|(cause, effect)| Lead { cause, effect })
+            .collect();
         // The entry's signal with a symptom whose diagnosis is most certain.
         let mut best: Option<(Diagnosis, usize, f64)> = None;
         for &e in &self.entries {
@@ -588,7 +595,7 @@ impl RcaState {
                 if s.node != e {
                     continue;
                 }
-                let Ok(d) = diagnose(&self.topo, &signals, Some(t), &p) else {
+                let Ok(d) = diagnose_with_leads(&self.topo, &signals, Some(t), &p, &links) else {
                     continue;
                 };
                 if d.candidates.is_empty() {
@@ -643,6 +650,33 @@ impl RcaState {
         }
         report
     }
+}
+
+/// The cross-kind links the pattern library states (`medic_rca::Lead`): for
+/// each general pattern whose first symptom is a signal on the service
+/// itself, every later symptom of another signal, on the service itself or
+/// its callers (`queue_filling`: `queue_depth` → `latency`). Traffic
+/// (`medic_rca::VOLUME`) leads nowhere: it is context, never evidence.
+/// Sorted, without duplicates.
+pub fn leads(patterns: &[medic_config::Pattern]) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for p in patterns.iter().filter(|p| p.service.is_none()) {
+        let Some(first) = p.symptoms.first() else {
+            continue;
+        };
+        if first.on != medic_config::On::SelfNode || first.signal == medic_rca::VOLUME {
+            continue;
+        }
+        for s in &p.symptoms[1..] {
+            let on = matches!(s.on, medic_config::On::SelfNode | medic_config::On::Callers);
+            let link = (first.signal.clone(), s.signal.clone());
+            if on && s.signal != first.signal && !out.contains(&link) {
+                out.push(link);
+            }
+        }
+    }
+    out.sort();
+    out
 }
 
 /// The action a condition on `signal` runs (the learned pair's action):
@@ -896,6 +930,30 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    #[test]
+    fn the_shipped_library_states_the_ranking_default_links() {
+        let lib = medic_config::load_patterns(&[]).unwrap();
+        let got = leads(&lib);
+        assert!(
+            got.contains(&("queue_depth".into(), "latency".into())),
+            "{got:?}"
+        );
+        assert!(
+            got.contains(&("pool_in_use".into(), "latency".into())),
+            "{got:?}"
+        );
+        // Traffic leads nowhere (overload's first symptom is `requests`).
+        assert!(got.iter().all(|(c, _)| c != medic_rca::VOLUME), "{got:?}");
+        // medic_rca::DEFAULT_LEADS (what `diagnose` and the eval use) is
+        // the same set.
+        let mut default: Vec<(String, String)> = medic_rca::DEFAULT_LEADS
+            .iter()
+            .map(|l| (l.cause.to_string(), l.effect.to_string()))
+            .collect();
+        default.sort();
+        assert_eq!(got, default);
+    }
+
     fn candidate(
         id: i64,
         service: &str,
@@ -1117,7 +1175,7 @@ mod tests {
                 recent: w,
             })
             .collect();
-        let d = diagnose(&topo, &signals, Some(0), &Params::default()).unwrap();
+        let d = medic_rca::diagnose(&topo, &signals, Some(0), &Params::default()).unwrap();
         let mut lib = medic_config::load_patterns(&[]).unwrap();
         let rank = |lib: &[medic_config::Pattern]| {
             hypotheses(

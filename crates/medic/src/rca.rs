@@ -1296,7 +1296,7 @@ mod tests {
                 recent: w,
             })
             .collect();
-        let d = diagnose(&topo, &signals, Some(0), &Params::default()).unwrap();
+        let d = medic_rca::diagnose(&topo, &signals, Some(0), &Params::default()).unwrap();
         (topo, d)
     }
 

@@ -153,23 +153,21 @@ impl Console {
         let unix_ms = unix_ms_now();
         let mut guard = lock(&self.history);
         let h = &mut *guard;
-        let known = h
-            .by_service
-            .get(service)
-            .is_some_and(|m| m.contains_key(probe));
-        if !known {
-            h.probes += 1;
-        }
-        let cap =
-            (TOTAL_HISTORY_SAMPLES / h.probes.max(1)).clamp(MIN_HISTORY_SAMPLES, HISTORY_SAMPLES);
+        // One look-up per map (the service map has an entry per service:
+        // at 10,000 services each look-up is a dozen string comparisons).
         let by_probe = match h.by_service.get_mut(service) {
             Some(m) => m,
             None => h.by_service.entry(service.to_string()).or_default(),
         };
         let q = match by_probe.get_mut(probe) {
             Some(q) => q,
-            None => by_probe.entry(probe.to_string()).or_default(),
+            None => {
+                h.probes += 1;
+                by_probe.entry(probe.to_string()).or_default()
+            }
         };
+        let cap =
+            (TOTAL_HISTORY_SAMPLES / h.probes.max(1)).clamp(MIN_HISTORY_SAMPLES, HISTORY_SAMPLES);
         while q.len() >= cap {
             q.pop_front();
         }

@@ -207,6 +207,9 @@ impl Prober {
                         timeout,
                     )
                     .await;
+                    // Between runs a probe keeps at most small buffers (a
+                    // large body's are given back now, not at the next run).
+                    p.buf.reset();
                     if !redirected {
                         return Some(o);
                     }
@@ -805,6 +808,7 @@ mod tests {
                 get(|| async { (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "boom") }),
             )
             .route("/huge", get(|| async { "x".repeat(MAX_BODY_BYTES + 1) }))
+            .route("/big", get(|| async { "x".repeat(MAX_BODY_BYTES / 2) }))
             .route(
                 "/hang",
                 get(|| async {
@@ -1261,6 +1265,21 @@ mod tests {
             answer_of(&close, 65536).await.0,
             Err(KeptError::TooLarge)
         ));
+    }
+
+    #[tokio::test]
+    async fn a_large_body_does_not_stay_in_the_probe_between_runs() {
+        let base = server().await;
+        let p = Prober::new().unwrap();
+        let mut probe = keep(&format!("{base}/big"), MINUTE);
+        let o = p
+            .run_prepared(&mut probe, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert!(o.ok, "{o:?}");
+        assert!(probe.has_connection());
+        assert!(probe.buf.raw.capacity() <= KEEP_BUFFER_BYTES);
+        assert!(probe.buf.body.capacity() <= KEEP_BUFFER_BYTES);
     }
 
     #[tokio::test]

@@ -51,6 +51,8 @@ pub struct Prepared {
     target: Option<Target>,
     /// The one connection this probe keeps between runs (never more).
     conn: Option<Kept>,
+    /// Read buffers reused by every run over a kept connection.
+    buf: Buffers,
     /// The URL redirected once: from then on every run goes through the
     /// client that follows redirects (a new connection per run).
     redirects: bool,
@@ -60,29 +62,26 @@ pub struct Prepared {
 struct Target {
     /// `host:port` to dial (IPv6 literals in brackets).
     addr: String,
-    host_header: String,
-    path_and_query: String,
+    /// The request, written once: `GET` with `Host` and `User-Agent`.
+    request: Vec<u8>,
 }
 
-/// A kept connection: the request side, when it was dialled, and its
-/// connection task (aborted when this is dropped, which closes the socket).
+/// A kept connection: its socket (closed when this is dropped) and when it
+/// was dialled. The probe's own task reads and writes it: no connection
+/// task, no channel between them.
+#[derive(Debug)]
 struct Kept {
-    send: hyper::client::conn::http1::SendRequest<http_body_util::Empty<bytes::Bytes>>,
+    stream: tokio::net::TcpStream,
     dialled: Instant,
-    task: tokio::task::JoinHandle<()>,
 }
 
-impl std::fmt::Debug for Kept {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Kept")
-            .field("dialled", &self.dialled)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Drop for Kept {
-    fn drop(&mut self) {
-        self.task.abort();
+impl Kept {
+    /// Open, idle and with nothing unread: the peer has neither closed it
+    /// nor said anything unasked (an idle timeout's `408`, say). Costs a
+    /// system call only when the socket was last seen readable.
+    fn idle(&self) -> bool {
+        let mut b = [0u8; 1];
+        matches!(self.stream.try_read(&mut b), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
     }
 }
 
@@ -109,13 +108,16 @@ impl Prepared {
                         path_and_query.push('?');
                         path_and_query.push_str(q);
                     }
+                    let host_header = match u.port() {
+                        Some(p) => format!("{host}:{p}"),
+                        None => host.to_string(),
+                    };
                     Target {
                         addr: format!("{host}:{port}"),
-                        host_header: match u.port() {
-                            Some(p) => format!("{host}:{p}"),
-                            None => host.to_string(),
-                        },
-                        path_and_query,
+                        request: format!(
+                            "GET {path_and_query} HTTP/1.1\r\nhost: {host_header}\r\nuser-agent: {USER_AGENT}\r\n\r\n"
+                        )
+                        .into_bytes(),
                     }
                 })
             }
@@ -126,6 +128,7 @@ impl Prepared {
             url,
             target,
             conn: None,
+            buf: Buffers::default(),
             redirects: false,
         }
     }
@@ -196,6 +199,7 @@ impl Prober {
                 {
                     let (o, redirected) = kept(
                         &mut p.conn,
+                        &mut p.buf,
                         target,
                         max_age,
                         *expect_status,
@@ -203,6 +207,9 @@ impl Prober {
                         timeout,
                     )
                     .await;
+                    // Between runs a probe keeps at most small buffers (a
+                    // large body's are given back now, not at the next run).
+                    p.buf.reset();
                     if !redirected {
                         return Some(o);
                     }
@@ -229,13 +236,16 @@ impl Prober {
 }
 
 /// Why a run on a kept connection did not get an answer.
+#[derive(Debug)]
 enum KeptError {
     Refused(std::io::Error),
     Io(std::io::Error),
-    Http(hyper::Error),
-    Request(hyper::http::Error),
-    /// The body went past [`MAX_BODY_BYTES`], or failed mid-way.
-    Body(Box<dyn std::error::Error + Send + Sync>),
+    /// The peer closed the connection before the answer was complete.
+    Closed,
+    /// Not an HTTP/1 answer this client reads (the text says why).
+    Invalid(&'static str),
+    /// The body is longer than [`MAX_BODY_BYTES`].
+    TooLarge,
 }
 
 impl KeptError {
@@ -247,19 +257,30 @@ impl KeptError {
                 format!("connection refused ({e})"),
             ),
             KeptError::Io(e) => ProbeOutcome::fail(latency, ProbeFailure::Other, error_chain(&e)),
-            KeptError::Http(e) => ProbeOutcome::fail(latency, ProbeFailure::Other, error_chain(&e)),
-            KeptError::Request(e) => {
-                ProbeOutcome::fail(latency, ProbeFailure::Other, error_chain(&e))
-            }
-            KeptError::Body(e) if e.is::<http_body_util::LengthLimitError>() => {
-                body_too_large(latency)
-            }
-            KeptError::Body(e) => {
-                ProbeOutcome::fail(latency, ProbeFailure::Other, error_chain(e.as_ref()))
-            }
+            KeptError::Closed => ProbeOutcome::fail(
+                latency,
+                ProbeFailure::Other,
+                "connection closed before the answer was complete".into(),
+            ),
+            KeptError::Invalid(why) => ProbeOutcome::fail(
+                latency,
+                ProbeFailure::Other,
+                format!("invalid HTTP answer: {why}"),
+            ),
+            KeptError::TooLarge => body_too_large(latency),
         }
     }
 }
+
+/// Most bytes of an answer's status line and headers.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// Most headers in an answer.
+const MAX_HEADERS: usize = 100;
+/// Bytes asked of the socket per read (a health answer fits in one).
+const READ_CHUNK: usize = 2048;
+/// A probe keeps its read buffers between runs up to this capacity (a
+/// larger one, after a large body, is given back).
+const KEEP_BUFFER_BYTES: usize = 16 * 1024;
 
 async fn dial(target: &Target) -> Result<Kept, KeptError> {
     let stream = tokio::net::TcpStream::connect(&target.addr)
@@ -272,37 +293,248 @@ async fn dial(target: &Target) -> Result<Kept, KeptError> {
             }
         })?;
     let _ = stream.set_nodelay(true);
-    let (send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-        .await
-        .map_err(KeptError::Http)?;
-    let task = tokio::spawn(async move {
-        // Ends when the peer closes, on an error, or when aborted.
-        let _ = conn.await;
-    });
     Ok(Kept {
-        send,
+        stream,
         dialled: Instant::now(),
-        task,
     })
 }
 
-/// One request on `conn`: the status and the body.
-async fn request(conn: &mut Kept, target: &Target) -> Result<(u16, bytes::Bytes), KeptError> {
-    use http_body_util::BodyExt as _;
-    conn.send.ready().await.map_err(KeptError::Http)?;
-    let req = hyper::Request::get(target.path_and_query.as_str())
-        .header(hyper::header::HOST, target.host_header.as_str())
-        .header(hyper::header::USER_AGENT, USER_AGENT)
-        .body(http_body_util::Empty::new())
-        .map_err(KeptError::Request)?;
-    let resp = conn.send.send_request(req).await.map_err(KeptError::Http)?;
-    let status = resp.status().as_u16();
-    let body = http_body_util::Limited::new(resp.into_body(), MAX_BODY_BYTES)
-        .collect()
+/// The buffers a probe reads its answers into, kept between runs.
+#[derive(Debug, Default)]
+struct Buffers {
+    /// The answer as read from the socket.
+    raw: Vec<u8>,
+    /// The body, chunked transfer coding removed.
+    body: Vec<u8>,
+}
+
+impl Buffers {
+    /// Empty, and no larger than [`KEEP_BUFFER_BYTES`].
+    fn reset(&mut self) {
+        for b in [&mut self.raw, &mut self.body] {
+            if b.capacity() > KEEP_BUFFER_BYTES {
+                *b = Vec::new();
+            } else {
+                b.clear();
+            }
+        }
+    }
+}
+
+/// The answer's status and whether the connection may carry another
+/// request; the body is in [`Buffers::body`].
+#[derive(Debug, PartialEq)]
+struct Answer {
+    status: u16,
+    reusable: bool,
+}
+
+/// How the body of an answer ends (RFC 9112 section 6.3, for a GET).
+enum Framing {
+    Empty,
+    Length(usize),
+    Chunked,
+    UntilClose,
+}
+
+/// Reads more of the answer into `raw`; `Closed` at end of stream.
+async fn fill<R: tokio::io::AsyncRead + Unpin>(
+    r: &mut R,
+    raw: &mut Vec<u8>,
+) -> Result<(), KeptError> {
+    use tokio::io::AsyncReadExt as _;
+    raw.reserve(READ_CHUNK);
+    match r.read_buf(raw).await {
+        Ok(0) => Err(KeptError::Closed),
+        Ok(_) => Ok(()),
+        Err(e) => Err(KeptError::Io(e)),
+    }
+}
+
+/// The status line and headers: the status, the framing of the body,
+/// whether the peer keeps the connection, and where the body starts.
+fn head(raw: &[u8]) -> Result<Option<(u16, Framing, bool, usize)>, KeptError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut headers);
+    let n = match resp.parse(raw) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(KeptError::Invalid("too many headers")),
+        Err(_) => return Err(KeptError::Invalid("malformed status line or headers")),
+    };
+    let status = resp.code.unwrap_or(0);
+    let http10 = resp.version == Some(0);
+    let mut length: Option<usize> = None;
+    let mut coded = false;
+    let mut chunked = false;
+    let mut close = false;
+    let mut keep_alive = false;
+    for h in resp.headers.iter() {
+        if h.name.eq_ignore_ascii_case("content-length") {
+            let v = std::str::from_utf8(h.value)
+                .ok()
+                .map(str::trim)
+                .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|v| v.parse::<u64>().ok())
+                .ok_or(KeptError::Invalid("bad content-length"))?;
+            let v = usize::try_from(v).unwrap_or(usize::MAX);
+            if length.is_some_and(|l| l != v) {
+                return Err(KeptError::Invalid("conflicting content-length"));
+            }
+            length = Some(v);
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            coded = true;
+            // Chunked when it is the last coding applied.
+            chunked = h
+                .value
+                .split(|b| *b == b',')
+                .next_back()
+                .is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        } else if h.name.eq_ignore_ascii_case("connection") {
+            for t in h.value.split(|b| *b == b',') {
+                let t = t.trim_ascii();
+                close |= t.eq_ignore_ascii_case(b"close");
+                keep_alive |= t.eq_ignore_ascii_case(b"keep-alive");
+            }
+        }
+    }
+    let framing = if status == 101 || status == 204 || status == 304 || (100..200).contains(&status)
+    {
+        Framing::Empty
+    } else if coded {
+        if chunked {
+            Framing::Chunked
+        } else {
+            Framing::UntilClose
+        }
+    } else {
+        match length {
+            Some(l) => Framing::Length(l),
+            None => Framing::UntilClose,
+        }
+    };
+    let keep = !close
+        && (!http10 || keep_alive)
+        && status != 101
+        && !matches!(framing, Framing::UntilClose);
+    Ok(Some((status, framing, keep, n)))
+}
+
+/// Reads one answer from `r` into `buf` (its body in `buf.body`, at most
+/// [`MAX_BODY_BYTES`]). Informational answers (1xx but 101) are skipped.
+async fn read_answer<R: tokio::io::AsyncRead + Unpin>(
+    r: &mut R,
+    buf: &mut Buffers,
+) -> Result<Answer, KeptError> {
+    let raw = &mut buf.raw;
+    let body = &mut buf.body;
+    let mut pos = 0;
+    let (status, framing, mut reusable) = loop {
+        match head(&raw[pos..])? {
+            Some((status, _, _, n)) if (100..200).contains(&status) && status != 101 => pos += n,
+            Some((status, framing, keep, n)) => {
+                pos += n;
+                break (status, framing, keep);
+            }
+            None if raw.len() - pos > MAX_HEAD_BYTES => {
+                return Err(KeptError::Invalid("status line and headers too large"))
+            }
+            None => fill(r, raw).await?,
+        }
+    };
+    match framing {
+        Framing::Empty => {}
+        Framing::Length(n) => {
+            if n > MAX_BODY_BYTES {
+                return Err(KeptError::TooLarge);
+            }
+            while raw.len() - pos < n {
+                fill(r, raw).await?;
+            }
+            body.extend_from_slice(&raw[pos..pos + n]);
+            pos += n;
+        }
+        Framing::UntilClose => loop {
+            if raw.len() - pos > MAX_BODY_BYTES {
+                return Err(KeptError::TooLarge);
+            }
+            match fill(r, raw).await {
+                Ok(()) => {}
+                Err(KeptError::Closed) => {
+                    body.extend_from_slice(&raw[pos..]);
+                    pos = raw.len();
+                    break;
+                }
+                Err(e) => return Err(e),
+            }
+        },
+        Framing::Chunked => loop {
+            // Chunks already decoded are dropped from `raw`, so it stays
+            // about the size of one read plus one chunk.
+            if pos > KEEP_BUFFER_BYTES {
+                raw.drain(..pos);
+                pos = 0;
+            }
+            let (line, size) = match httparse::parse_chunk_size(&raw[pos..]) {
+                Ok(httparse::Status::Complete(c)) => c,
+                Ok(httparse::Status::Partial) if raw.len() - pos > 1024 => {
+                    return Err(KeptError::Invalid("chunk size line too long"))
+                }
+                Ok(httparse::Status::Partial) => {
+                    fill(r, raw).await?;
+                    continue;
+                }
+                Err(_) => return Err(KeptError::Invalid("bad chunk size")),
+            };
+            let size = usize::try_from(size).unwrap_or(usize::MAX);
+            if size > MAX_BODY_BYTES - body.len() {
+                return Err(KeptError::TooLarge);
+            }
+            if size == 0 {
+                pos += line;
+                // Trailer fields, then the empty line that ends the answer.
+                loop {
+                    match raw[pos..].windows(2).position(|w| w == b"\r\n") {
+                        Some(0) => {
+                            pos += 2;
+                            break;
+                        }
+                        Some(k) => pos += k + 2,
+                        None if raw.len() - pos > MAX_HEAD_BYTES => {
+                            return Err(KeptError::Invalid("trailer fields too large"))
+                        }
+                        None => fill(r, raw).await?,
+                    }
+                }
+                break;
+            }
+            while raw.len() - pos < line + size + 2 {
+                fill(r, raw).await?;
+            }
+            let data = pos + line;
+            if &raw[data + size..data + size + 2] != b"\r\n" {
+                return Err(KeptError::Invalid("chunk not followed by CRLF"));
+            }
+            body.extend_from_slice(&raw[data..data + size]);
+            pos = data + size + 2;
+        },
+    }
+    // Bytes past the answer: the peer said more than was asked.
+    if pos != raw.len() {
+        reusable = false;
+    }
+    Ok(Answer { status, reusable })
+}
+
+/// One request on `conn`: its answer (the body in `buf.body`).
+async fn request(conn: &mut Kept, target: &Target, buf: &mut Buffers) -> Result<Answer, KeptError> {
+    use tokio::io::AsyncWriteExt as _;
+    buf.reset();
+    conn.stream
+        .write_all(&target.request)
         .await
-        .map_err(KeptError::Body)?
-        .to_bytes();
-    Ok((status, body))
+        .map_err(KeptError::Io)?;
+    read_answer(&mut conn.stream, buf).await
 }
 
 /// A run over the probe's kept connection (plain HTTP, `keep_alive`):
@@ -313,8 +545,10 @@ async fn request(conn: &mut Kept, target: &Target) -> Result<(u16, bytes::Bytes)
 /// once on a new connection within the same timeout: that retry tests the
 /// listener like any dial. The second value is true when the answer is a
 /// redirect the probe does not expect (the caller follows it).
+#[allow(clippy::too_many_arguments)]
 async fn kept(
     slot: &mut Option<Kept>,
+    buf: &mut Buffers,
     target: &Target,
     max_age: Duration,
     expect_status: u16,
@@ -324,25 +558,26 @@ async fn kept(
     let start = Instant::now();
     let reuse = slot
         .take()
-        .filter(|k| k.dialled.elapsed() < max_age && !k.send.is_closed());
+        .filter(|k| k.dialled.elapsed() < max_age && k.idle());
     let attempt = async {
         let reused = reuse.is_some();
         let mut conn = match reuse {
             Some(k) => k,
             None => dial(target).await?,
         };
-        match request(&mut conn, target).await {
+        match request(&mut conn, target, buf).await {
             Ok(r) => Ok((conn, r)),
-            Err(_) if reused => {
+            // Closed under the request (the peer's idle timeout, just now).
+            Err(KeptError::Io(_) | KeptError::Closed) if reused => {
                 drop(conn);
                 let mut fresh = dial(target).await?;
-                let r = request(&mut fresh, target).await?;
+                let r = request(&mut fresh, target, buf).await?;
                 Ok((fresh, r))
             }
             Err(e) => Err(e),
         }
     };
-    let (conn, (status, body)) = match tokio::time::timeout(timeout, attempt).await {
+    let (conn, Answer { status, reusable }) = match tokio::time::timeout(timeout, attempt).await {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => return (e.outcome(start.elapsed()), false),
         Err(_) => {
@@ -356,9 +591,9 @@ async fn kept(
     if (300..400).contains(&status) && status != expect_status {
         return (ProbeOutcome::ok(latency, String::new()), true);
     }
-    let body = String::from_utf8_lossy(&body);
+    let body = String::from_utf8_lossy(&buf.body);
     let o = judge(latency, status, &body, expect_status, body_contains);
-    if o.ok {
+    if o.ok && reusable {
         *slot = Some(conn);
     }
     (o, false)
@@ -573,6 +808,7 @@ mod tests {
                 get(|| async { (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "boom") }),
             )
             .route("/huge", get(|| async { "x".repeat(MAX_BODY_BYTES + 1) }))
+            .route("/big", get(|| async { "x".repeat(MAX_BODY_BYTES / 2) }))
             .route(
                 "/hang",
                 get(|| async {
@@ -646,6 +882,9 @@ mod tests {
         hang: AtomicBool,
         /// Close the connection right after each answer (without saying so).
         close_after: AtomicBool,
+        /// After each answer, an unasked `408` (what a server's idle
+        /// timeout may send before it closes).
+        unasked_408: AtomicBool,
         /// Stop accepting: the listener is closed, kept connections go on.
         stop_accepting: tokio::sync::Notify,
     }
@@ -692,6 +931,15 @@ mod tests {
                             }
                             if b.close_after.load(Ordering::SeqCst) {
                                 return;
+                            }
+                            if b.unasked_408.load(Ordering::SeqCst) {
+                                // Later, when the client no longer reads.
+                                tokio::time::sleep(Duration::from_millis(20)).await;
+                                let unasked =
+                                    b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\n\r\n";
+                                if s.write_all(unasked).await.is_err() {
+                                    return;
+                                }
                             }
                         }
                     }
@@ -795,6 +1043,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_unasked_answer_on_an_idle_connection_is_not_taken_for_the_next_one() {
+        // The server sends a 408 on the idle connection: the next run dials
+        // anew instead of reading that 408 as its answer.
+        let p = Prober::new().unwrap();
+        let (url, b) = counting_server().await;
+        b.unasked_408.store(true, Ordering::SeqCst);
+        let mut probe = keep(&url, MINUTE);
+        for k in 0..3 {
+            let o = p
+                .run_prepared(&mut probe, Duration::from_secs(2))
+                .await
+                .unwrap();
+            assert!(o.ok, "run {k}: {o:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(b.accepted.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
     async fn a_listener_that_stops_accepting_is_seen_once_the_connection_ages_out() {
         // The service keeps serving the kept connection but accepts no new
         // one (its listener is gone): the probe sees it at its first run
@@ -862,6 +1129,157 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(o.failure, Some(ProbeFailure::BadStatus(500)));
+    }
+
+    /// Reads `text` as one answer (in pieces of `step` bytes).
+    async fn answer_of(text: &[u8], step: usize) -> (Result<Answer, KeptError>, Vec<u8>) {
+        let mut b = tokio_test_reader(text, step);
+        let mut buf = Buffers::default();
+        let a = read_answer(&mut b, &mut buf).await;
+        (a, buf.body)
+    }
+
+    /// An `AsyncRead` that hands out `text` at most `step` bytes per read,
+    /// then the end of the stream.
+    fn tokio_test_reader(text: &[u8], step: usize) -> Pieces {
+        Pieces(text.chunks(step.max(1)).map(<[u8]>::to_vec).collect())
+    }
+
+    struct Pieces(std::collections::VecDeque<Vec<u8>>);
+
+    impl tokio::io::AsyncRead for Pieces {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            if let Some(mut c) = self.0.pop_front() {
+                let n = c.len().min(buf.remaining());
+                buf.put_slice(&c[..n]);
+                if n < c.len() {
+                    let rest = c.split_off(n);
+                    self.0.push_front(rest);
+                }
+            }
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn answers_are_framed_like_http_1_1_says() {
+        for step in [1, 7, 4096] {
+            // Content-Length; bytes after the answer: not reused.
+            let (a, body) =
+                answer_of(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok", step).await;
+            assert_eq!(
+                a.unwrap(),
+                Answer {
+                    status: 200,
+                    reusable: true
+                }
+            );
+            assert_eq!(body, b"ok");
+            // (Read with the answer; bytes that come later make the next
+            // run's `Kept::idle` false.)
+            let (a, _) = answer_of(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokX", 4096).await;
+            assert!(!a.unwrap().reusable);
+            // Chunked, with an extension and a trailer.
+            let (a, body) = answer_of(
+                b"HTTP/1.1 500 Oops\r\nTransfer-Encoding: chunked\r\n\r\n4;x=y\r\nboom\r\n3\r\n!!!\r\n0\r\nt: v\r\n\r\n",
+                step,
+            )
+            .await;
+            assert_eq!(
+                a.unwrap(),
+                Answer {
+                    status: 500,
+                    reusable: true
+                }
+            );
+            assert_eq!(body, b"boom!!!");
+            // Informational answers are skipped.
+            let (a, body) = answer_of(
+                b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n",
+                step,
+            )
+            .await;
+            assert_eq!(
+                a.unwrap(),
+                Answer {
+                    status: 204,
+                    reusable: true
+                }
+            );
+            assert!(body.is_empty());
+            // Until the peer closes: never reused.
+            let (a, body) = answer_of(b"HTTP/1.1 200 OK\r\n\r\nall of it", step).await;
+            assert_eq!(
+                a.unwrap(),
+                Answer {
+                    status: 200,
+                    reusable: false
+                }
+            );
+            assert_eq!(body, b"all of it");
+            // `Connection: close`, and HTTP/1.0 without keep-alive.
+            for head in [
+                &b"HTTP/1.1 200 OK\r\nConnection: close\r\ncontent-length: 0\r\n\r\n"[..],
+                b"HTTP/1.0 200 OK\r\ncontent-length: 0\r\n\r\n",
+            ] {
+                assert!(!answer_of(head, step).await.0.unwrap().reusable);
+            }
+            let (a, _) = answer_of(
+                b"HTTP/1.0 200 OK\r\nconnection: keep-alive\r\ncontent-length: 0\r\n\r\n",
+                step,
+            )
+            .await;
+            assert!(a.unwrap().reusable);
+            // Cut short, and not HTTP.
+            let (a, _) = answer_of(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nok", step).await;
+            assert!(matches!(a, Err(KeptError::Closed)), "{a:?}");
+            let (a, _) = answer_of(b"SSH-2.0-OpenSSH\r\n\r\n", step).await;
+            assert!(matches!(a, Err(KeptError::Invalid(_))), "{a:?}");
+        }
+        // Bodies past the bound, announced or not.
+        let big = format!(
+            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n",
+            MAX_BODY_BYTES + 1
+        );
+        assert!(matches!(
+            answer_of(big.as_bytes(), 4096).await.0,
+            Err(KeptError::TooLarge)
+        ));
+        let mut chunked = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
+        for _ in 0..=MAX_BODY_BYTES / 4096 {
+            chunked.extend_from_slice(b"1000\r\n");
+            chunked.extend_from_slice(&[b'x'; 4096]);
+            chunked.extend_from_slice(b"\r\n");
+        }
+        assert!(matches!(
+            answer_of(&chunked, 4096).await.0,
+            Err(KeptError::TooLarge)
+        ));
+        let mut close = b"HTTP/1.1 200 OK\r\n\r\n".to_vec();
+        close.extend(std::iter::repeat_n(b'x', MAX_BODY_BYTES + 1));
+        assert!(matches!(
+            answer_of(&close, 65536).await.0,
+            Err(KeptError::TooLarge)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_large_body_does_not_stay_in_the_probe_between_runs() {
+        let base = server().await;
+        let p = Prober::new().unwrap();
+        let mut probe = keep(&format!("{base}/big"), MINUTE);
+        let o = p
+            .run_prepared(&mut probe, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert!(o.ok, "{o:?}");
+        assert!(probe.has_connection());
+        assert!(probe.buf.raw.capacity() <= KEEP_BUFFER_BYTES);
+        assert!(probe.buf.body.capacity() <= KEEP_BUFFER_BYTES);
     }
 
     #[tokio::test]

@@ -191,8 +191,11 @@ async fn probe_loop(
         _ => spread_offset(&service, &probe.name, interval),
     };
     let mut prepared = medic_probe::Prepared::new(probe.kind.clone());
+    // This probe's hints, looked up once.
+    let hint = hints.probe(&service, &probe.name);
+    drop(hints);
     // Actions ended on this service when the kept connection was dialled.
-    let mut acted = hints.actions_ended(&service);
+    let mut acted = hint.actions_ended();
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + offset, interval);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut next_due: Option<tokio::time::Instant> = None;
@@ -239,13 +242,13 @@ async fn probe_loop(
                 if prepared.has_connection() {
                     // medic acted on the service (e.g. restarted it) since
                     // this connection was dialled: probe it through a new one.
-                    let now = hints.actions_ended(&service);
+                    let now = hint.actions_ended();
                     if now != acted {
                         prepared.forget_connection();
                     }
                     acted = now;
                 } else {
-                    acted = hints.actions_ended(&service);
+                    acted = hint.actions_ended();
                 }
                 let o = tokio::select! {
                     o = prober.run_prepared(&mut prepared, probe.timeout) => o,
@@ -256,7 +259,7 @@ async fn probe_loop(
         };
         let Some(o) = outcome else { continue };
         if probe.kind != ProbeKind::Process {
-            hints.observe(&service, &probe.name, o.failure.as_ref());
+            hint.observe(o.failure.as_ref());
         }
         observer
             .get_or_insert_with(|| metrics.probe_observer(&service, &probe.name))

@@ -269,6 +269,9 @@ impl Series {
 pub struct RcaState {
     topo: Topology,
     names: Vec<String>,
+    /// Service name → its index in `names` (a look-up per probe report, not
+    /// a scan over every service).
+    index: std::collections::HashMap<String, usize>,
     /// Entry services: nobody calls them (the symptoms users see).
     entries: Vec<usize>,
     /// Per service, its real probes (not signal rules or alerts).
@@ -357,6 +360,12 @@ impl RcaState {
             probes,
             series,
             over_cap: std::collections::BTreeSet::new(),
+            index: names
+                .iter()
+                .enumerate()
+                .rev()
+                .map(|(i, n)| (n.clone(), i))
+                .collect(),
             names,
             entries,
             last_bucket: None,
@@ -413,7 +422,7 @@ impl RcaState {
 
     /// An action ran on `service`.
     pub fn note_action(&mut self, service: &str, action: &str) {
-        if self.names.iter().any(|n| n == service) {
+        if self.index.contains_key(service) {
             self.last_action
                 .insert(service.to_string(), action.to_string());
         }
@@ -447,7 +456,7 @@ impl RcaState {
     /// begins, diagnoses the completed ones and returns a report if the top
     /// hypothesis changed.
     pub fn observe(&mut self, now: MonoTime, r: &ProbeReport) -> Option<DiagnosisReport> {
-        let svc = self.names.iter().position(|n| *n == r.service)?;
+        let svc = *self.index.get(r.service.as_str())?;
         let bucket = now.as_millis() / STEP_MS;
         if self.probes[svc].contains(&r.probe) {
             let ms = r.latency.as_secs_f64() * 1e3;
@@ -468,7 +477,7 @@ impl RcaState {
         value: f64,
         direction: Direction,
     ) -> Option<DiagnosisReport> {
-        let svc = self.names.iter().position(|n| n == service)?;
+        let svc = *self.index.get(service)?;
         let bucket = now.as_millis() / STEP_MS;
         self.record(svc, rule, direction, bucket, value);
         self.tick(bucket)

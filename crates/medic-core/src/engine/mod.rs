@@ -358,17 +358,7 @@ impl Engine {
             Input::Probe(report) => {
                 // A report about a service with nothing pending that leaves
                 // it so (no incident opened) moves no deadline.
-                let quiet = |e: &Engine, s: &str| {
-                    e.services.get(s).is_some_and(|svc| {
-                        svc.incident.is_none()
-                            && svc.inflight.is_none()
-                            && svc.pending_revert.is_none()
-                    })
-                };
-                let service = report.service.clone();
-                let before = quiet(self, &service);
-                self.on_probe(report);
-                if !(before && quiet(self, &service)) {
+                if !self.on_probe(report) {
                     self.timeout_cache.clear();
                 }
             }

@@ -284,6 +284,11 @@ impl Svc {
     }
 
     /// The first (probe, condition) whose rule currently fires.
+    /// Nothing pending: no incident, no action in flight, no revert.
+    pub fn quiet(&self) -> bool {
+        self.incident.is_none() && self.inflight.is_none() && self.pending_revert.is_none()
+    }
+
     pub fn firing(&self) -> Option<(String, Condition)> {
         for p in &self.spec.probes {
             let Some(st) = self.probes.get(&p.name) else {

@@ -403,20 +403,8 @@ mod tests {
                 keep_alive: Some(Duration::from_secs(600)),
             },
         };
-        let (tx, mut rx) = mpsc::channel(16);
-        let (_stop, shutdown) = watch::channel(false);
         let hints = Hints::default();
-        tokio::spawn(probe_loop(
-            "web".into(),
-            probe,
-            Prober::new().unwrap(),
-            None,
-            tx,
-            Arc::new(Metrics::new()),
-            hints.clone(),
-            Arc::new(Semaphore::new(4)),
-            shutdown,
-        ));
+        let (mut rx, _stop) = spawn_web_loop(probe, &hints);
         for _ in 0..3 {
             assert!(rx.recv().await.unwrap().ok);
         }
@@ -431,6 +419,28 @@ mod tests {
             assert!(rx.recv().await.unwrap().ok);
         }
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    /// `probe` of service `web` in its loop, with `hints`: its reports, and
+    /// the shutdown sender (the loop stops when it is dropped).
+    fn spawn_web_loop(
+        probe: ProbeConfig,
+        hints: &Hints,
+    ) -> (mpsc::Receiver<ProbeReport>, watch::Sender<bool>) {
+        let (tx, rx) = mpsc::channel(16);
+        let (stop, shutdown) = watch::channel(false);
+        tokio::spawn(probe_loop(
+            "web".into(),
+            probe,
+            Prober::new().unwrap(),
+            None,
+            tx,
+            Arc::new(Metrics::new()),
+            hints.clone(),
+            Arc::new(Semaphore::new(4)),
+            shutdown,
+        ));
+        (rx, stop)
     }
 
     /// A run that an action on the service ended during is not reported:
@@ -453,20 +463,8 @@ mod tests {
                 command: vec!["sh".into(), "-c".into(), script],
             },
         };
-        let (tx, mut rx) = mpsc::channel(16);
-        let (_stop, shutdown) = watch::channel(false);
         let hints = Hints::default();
-        tokio::spawn(probe_loop(
-            "web".into(),
-            probe,
-            Prober::new().unwrap(),
-            None,
-            tx,
-            Arc::new(Metrics::new()),
-            hints.clone(),
-            Arc::new(Semaphore::new(4)),
-            shutdown,
-        ));
+        let (mut rx, _stop) = spawn_web_loop(probe, &hints);
         for _ in 0..500 {
             if first.exists() {
                 break;

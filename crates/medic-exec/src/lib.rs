@@ -422,6 +422,20 @@ mod tests {
         wait_gone(child).await;
     }
 
+    /// Kills the process group of a supervisor's running process on drop,
+    /// so a test that fails (panics) before its `stop()` leaves nothing behind.
+    struct StopOnDrop(Supervisor);
+    impl Drop for StopOnDrop {
+        fn drop(&mut self) {
+            if let ProcessState::Running { pid, .. } = self.0.state() {
+                let _ = nix::sys::signal::killpg(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+    }
+
     /// A reload: SIGHUP reaches the supervised process, which lives on.
     #[tokio::test]
     async fn signal_executor_sends_a_reload_signal_to_the_supervised_process() {
@@ -447,6 +461,7 @@ mod tests {
             autostart: true,
         };
         let sup = Supervisor::new("svc", cfg, None);
+        let _stop = StopOnDrop(sup.clone());
         let pid = sup.start().await.unwrap();
         // Wait until the shell has installed its trap (it then touches `ready`).
         for _ in 0..500 {
@@ -518,6 +533,7 @@ mod tests {
             autostart: true,
         };
         let sup = Supervisor::new("svc", cfg, None);
+        let _stop = StopOnDrop(sup.clone());
         let old = sup.start().await.unwrap();
         let reg = Registry::standard(
             BTreeMap::from([("svc".to_string(), sup.clone())]),

@@ -204,6 +204,25 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// The pool and connect options of a Postgres store at `url` (checked):
+/// what the eager and the lazy open share.
+fn pg_options(
+    url: &str,
+    acquire_timeout: Duration,
+    op: &'static str,
+) -> Result<(PgPoolOptions, PgConnectOptions), StoreError> {
+    check_postgres_url(url).map_err(|reason| StoreError::InvalidInput {
+        op,
+        field: "url",
+        reason,
+    })?;
+    let opts = PgConnectOptions::from_str(url).map_err(StoreError::db(op))?;
+    let pool = PgPoolOptions::new()
+        .max_connections(4)
+        .acquire_timeout(acquire_timeout);
+    Ok((pool, opts))
+}
+
 /// Checks that `url` is a Postgres connection URL the store can use
 /// (`postgres://` or `postgresql://`, parsed by the Postgres driver).
 pub fn check_postgres_url(url: &str) -> Result<(), String> {
@@ -368,18 +387,8 @@ impl Store {
     /// and loads the chain tip.
     pub async fn open_postgres(url: &str) -> Result<Store, StoreError> {
         const OP: &str = "open";
-        check_postgres_url(url).map_err(|reason| StoreError::InvalidInput {
-            op: OP,
-            field: "url",
-            reason,
-        })?;
-        let opts = PgConnectOptions::from_str(url).map_err(StoreError::db(OP))?;
-        let pool = PgPoolOptions::new()
-            .max_connections(4)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(opts)
-            .await
-            .map_err(StoreError::db(OP))?;
+        let (pool, opts) = pg_options(url, Duration::from_secs(10), OP)?;
+        let pool = pool.connect_with(opts).await.map_err(StoreError::db(OP))?;
         Store::start(Db::Postgres(pool), OP).await
     }
 
@@ -389,17 +398,8 @@ impl Store {
     /// `acquire_timeout` while the server is down; [`Store::prepare`] creates
     /// the tables and loads the chain tip once it answers.
     pub fn open_postgres_lazy(url: &str, acquire_timeout: Duration) -> Result<Store, StoreError> {
-        const OP: &str = "open";
-        check_postgres_url(url).map_err(|reason| StoreError::InvalidInput {
-            op: OP,
-            field: "url",
-            reason,
-        })?;
-        let opts = PgConnectOptions::from_str(url).map_err(StoreError::db(OP))?;
-        let pool = PgPoolOptions::new()
-            .max_connections(4)
-            .acquire_timeout(acquire_timeout)
-            .connect_lazy_with(opts);
+        let (pool, opts) = pg_options(url, acquire_timeout, "open")?;
+        let pool = pool.connect_lazy_with(opts);
         Ok(Store {
             db: Db::Postgres(pool),
             tip: Arc::new(Mutex::new((0, GENESIS_HASH.to_string()))),

@@ -361,27 +361,8 @@ impl Cluster {
             .and_then(|p| i32::try_from(p).ok())
     }
 
-    /// `/readyz` of member `i`: `Some(token)` when it acts, `None` otherwise
-    /// (follower, stopped, dead).
-    async fn acting(&self, i: usize) -> Option<u64> {
-        let r = self
-            .http
-            .get(format!(
-                "http://{}:{}/readyz",
-                self.members[i].host, self.members[i].port
-            ))
-            .timeout(Duration::from_millis(500))
-            .send()
-            .await
-            .ok()?;
-        if !r.status().is_success() {
-            return None;
-        }
-        r.json::<serde_json::Value>().await.ok()?["token"].as_u64()
-    }
-
-    /// Member `i` answers `/readyz` at all (200 or 503).
-    async fn answers(&self, i: usize) -> bool {
+    /// GET `/readyz` of member `i` (500 ms timeout): any HTTP answer.
+    async fn readyz(&self, i: usize) -> reqwest::Result<reqwest::Response> {
         self.http
             .get(format!(
                 "http://{}:{}/readyz",
@@ -390,7 +371,21 @@ impl Cluster {
             .timeout(Duration::from_millis(500))
             .send()
             .await
-            .is_ok()
+    }
+
+    /// `/readyz` of member `i`: `Some(token)` when it acts, `None` otherwise
+    /// (follower, stopped, dead).
+    async fn acting(&self, i: usize) -> Option<u64> {
+        let r = self.readyz(i).await.ok()?;
+        if !r.status().is_success() {
+            return None;
+        }
+        r.json::<serde_json::Value>().await.ok()?["token"].as_u64()
+    }
+
+    /// Member `i` answers `/readyz` at all (200 or 503).
+    async fn answers(&self, i: usize) -> bool {
+        self.readyz(i).await.is_ok()
     }
 
     async fn leader(&self, skip: Option<usize>, newer_than: u64) -> Option<(usize, u64)> {
@@ -786,16 +781,7 @@ async fn pause(c: &mut Cluster, args: &BenchFailoverArgs) -> anyhow::Result<bool
 
 /// `/readyz`'s `reason_code` of member `i` when it does not act.
 async fn not_acting_reason(c: &Cluster, i: usize) -> Option<String> {
-    let r = c
-        .http
-        .get(format!(
-            "http://{}:{}/readyz",
-            c.members[i].host, c.members[i].port
-        ))
-        .timeout(Duration::from_millis(500))
-        .send()
-        .await
-        .ok()?;
+    let r = c.readyz(i).await.ok()?;
     let v = r.json::<serde_json::Value>().await.ok()?;
     v["error"]["reason_code"].as_str().map(str::to_string)
 }

@@ -226,6 +226,8 @@ async fn probe_loop(
         if *shutdown.borrow() {
             return;
         }
+        // Actions ended on the service before this run (see below).
+        let ended_before = hint.actions_ended();
         let outcome = match (&probe.kind, &sup) {
             (ProbeKind::Process, Some(s)) => process_outcome(&s.state()),
             (ProbeKind::Process, None) => None,
@@ -264,6 +266,15 @@ async fn probe_loop(
         observer
             .get_or_insert_with(|| metrics.probe_observer(&service, &probe.name))
             .observe(o.ok, o.latency);
+        // An action on the service ended while this run was under way: the
+        // run saw (part of) the state before the action, so it is no
+        // evidence of the state after it. Reported, it would reach the
+        // engine after the action's outcome and be taken as the verification
+        // of the change (a stale failure: "failing again after the action",
+        // a rollback of a change that worked). The next tick probes afresh.
+        if hint.actions_ended() != ended_before {
+            continue;
+        }
         let report = ProbeReport {
             service: service.clone(),
             probe: probe.name.clone(),
@@ -395,20 +406,8 @@ mod tests {
                 keep_alive: Some(Duration::from_secs(600)),
             },
         };
-        let (tx, mut rx) = mpsc::channel(16);
-        let (_stop, shutdown) = watch::channel(false);
         let hints = Hints::default();
-        tokio::spawn(probe_loop(
-            "web".into(),
-            probe,
-            Prober::new().unwrap(),
-            None,
-            tx,
-            Arc::new(Metrics::new()),
-            hints.clone(),
-            Arc::new(Semaphore::new(4)),
-            shutdown,
-        ));
+        let (mut rx, _stop) = spawn_web_loop(probe, &hints);
         for _ in 0..3 {
             assert!(rx.recv().await.unwrap().ok);
         }
@@ -423,6 +422,64 @@ mod tests {
             assert!(rx.recv().await.unwrap().ok);
         }
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    /// `probe` of service `web` in its loop, with `hints`: its reports, and
+    /// the shutdown sender (the loop stops when it is dropped).
+    fn spawn_web_loop(
+        probe: ProbeConfig,
+        hints: &Hints,
+    ) -> (mpsc::Receiver<ProbeReport>, watch::Sender<bool>) {
+        let (tx, rx) = mpsc::channel(16);
+        let (stop, shutdown) = watch::channel(false);
+        tokio::spawn(probe_loop(
+            "web".into(),
+            probe,
+            Prober::new().unwrap(),
+            None,
+            tx,
+            Arc::new(Metrics::new()),
+            hints.clone(),
+            Arc::new(Semaphore::new(4)),
+            shutdown,
+        ));
+        (rx, stop)
+    }
+
+    /// A run that an action on the service ended during is not reported:
+    /// it saw the state before the action, and would be taken as the
+    /// verification of it (the canary test's stale "verify.failed").
+    #[tokio::test]
+    async fn a_run_an_action_ended_during_is_not_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = dir.path().join("first");
+        // The first run fails slowly; every later run passes at once.
+        let script = format!(
+            "if [ -e {f} ]; then exit 0; fi; touch {f}; sleep 0.5; exit 1",
+            f = first.display()
+        );
+        let probe = ProbeConfig {
+            name: "release".into(),
+            interval: Duration::from_millis(50),
+            timeout: Duration::from_secs(5),
+            kind: ProbeKind::Exec {
+                command: vec!["sh".into(), "-c".into(), script],
+            },
+        };
+        let hints = Hints::default();
+        let (mut rx, _stop) = spawn_web_loop(probe, &hints);
+        for _ in 0..500 {
+            if first.exists() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(first.exists(), "the first run never started");
+        // An action on another service does not matter; one on web does.
+        hints.acted("other-service");
+        hints.acted("web");
+        let r = rx.recv().await.unwrap();
+        assert!(r.ok, "the first report is a fresh run: {r:?}");
     }
 
     #[test]

@@ -342,12 +342,14 @@ fn with_postgres_unreachable_the_leader_detects_without_acting_and_catches_up() 
     rt.block_on(pg.restart());
     let token = fs.wait_acting(Duration::from_secs(20));
 
-    // Postgres stops under the leader, then the service fails.
+    // Postgres stops under the leader, then the service fails. The count of
+    // detections is read before the fault: read after it, the incident may
+    // already be counted in it, and none other comes to wait for.
     pg.stop_now();
-    fs.fault();
     let before = fs
         .metric("medic_detections_total{service=\"web\"}")
         .unwrap_or(0.0);
+    fs.fault();
     let v = fs.wait_reason("store_unreachable", Duration::from_secs(20));
     assert_eq!(v["error"]["code"], "E0475", "{v}");
     fs.wait_detected(before);

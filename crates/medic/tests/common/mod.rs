@@ -84,6 +84,28 @@ impl TestDir {
     pub fn tagged(&self) -> Vec<u32> {
         tagged(&self.tag)
     }
+
+    /// The daemons' log outlives the temp dir: copied to
+    /// `$MEDIC_TEST_KEEP_LOGS/<tag>.stderr` when that is set, and its tail
+    /// printed when the test failed (CI shows it).
+    fn keep_log(&self) {
+        let log = self.path().join("medic.stderr");
+        let Ok(text) = std::fs::read_to_string(&log) else {
+            return;
+        };
+        if let Some(keep) = std::env::var_os("MEDIC_TEST_KEEP_LOGS") {
+            let _ = std::fs::create_dir_all(&keep);
+            let _ = std::fs::copy(&log, Path::new(&keep).join(format!("{}.stderr", self.tag)));
+        }
+        if std::thread::panicking() {
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(60)..];
+            eprintln!("--- last {} lines of medic.stderr ---", tail.len());
+            for l in tail {
+                eprintln!("{l}");
+            }
+        }
+    }
 }
 
 impl Default for TestDir {
@@ -94,6 +116,7 @@ impl Default for TestDir {
 
 impl Drop for TestDir {
     fn drop(&mut self) {
+        self.keep_log();
         for _ in 0..100 {
             let left = tagged(&self.tag);
             if left.is_empty() {

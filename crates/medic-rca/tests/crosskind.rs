@@ -7,7 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 mod common;
 
-use common::history;
+use common::{history, topology};
 use medic_rca::{
     diagnose, diagnose_with_leads, Diagnosis, Direction, Lead, Params, Signal, Topology, Verdict,
 };
@@ -35,15 +35,7 @@ fn run(c: &Case, leads: Option<&[Lead<'_>]>) -> (Topology, Diagnosis) {
         }
     }
     let idx = |n: &str| names.iter().position(|x| x == n).unwrap();
-    let edges: Vec<(usize, usize)> = c
-        .edges
-        .split_whitespace()
-        .map(|e| {
-            let (a, b) = e.split_once('>').unwrap();
-            (idx(a), idx(b))
-        })
-        .collect();
-    let topo = Topology::new(names.clone(), &edges).unwrap();
+    let topo = topology(&names, c.edges);
     let hist: Vec<Vec<f64>> = c.rows.iter().map(|r| history(r.2)).collect();
     let recent: Vec<Vec<f64>> = c
         .rows

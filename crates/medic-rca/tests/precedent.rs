@@ -13,8 +13,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 mod common;
 
-use common::history;
-use medic_rca::{diagnose, Diagnosis, Direction, Params, Signal, Topology, Verdict};
+use common::{history, topology};
+use medic_rca::{diagnose, Diagnosis, Direction, Params, Signal, Verdict};
 
 struct Case {
     name: &'static str,
@@ -30,15 +30,7 @@ struct Case {
 fn run(c: &Case, p: &Params) -> (Vec<String>, Diagnosis) {
     let names: Vec<String> = c.rows.iter().map(|r| r.0.to_string()).collect();
     let idx = |n: &str| names.iter().position(|x| x == n).unwrap();
-    let edges: Vec<(usize, usize)> = c
-        .edges
-        .split_whitespace()
-        .map(|e| {
-            let (a, b) = e.split_once('>').unwrap();
-            (idx(a), idx(b))
-        })
-        .collect();
-    let topo = Topology::new(names.clone(), &edges).unwrap();
+    let topo = topology(&names, c.edges);
     let base = |i: usize| 0.01 * (i + 1) as f64;
     let hist: Vec<Vec<f64>> = c
         .rows

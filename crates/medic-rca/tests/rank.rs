@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 mod common;
 
-use common::history;
+use common::{history, topology};
 use medic_rca::{diagnose, evidence_match, Direction, Params, Signal, Topology, Verdict};
 
 /// One scenario: edges "a>b" (a calls b), then per service its recent window
@@ -21,15 +21,7 @@ struct Case {
 fn run(c: &Case) -> (Vec<String>, Verdict, f64) {
     let names: Vec<String> = c.windows.iter().map(|(n, _)| n.to_string()).collect();
     let idx = |n: &str| names.iter().position(|x| x == n).unwrap();
-    let edges: Vec<(usize, usize)> = c
-        .edges
-        .split_whitespace()
-        .map(|e| {
-            let (a, b) = e.split_once('>').unwrap();
-            (idx(a), idx(b))
-        })
-        .collect();
-    let topo = Topology::new(names.clone(), &edges).unwrap();
+    let topo = topology(&names, c.edges);
     let hist: Vec<Vec<f64>> = (0..names.len())
         .map(|i| history(0.01 * (i + 1) as f64))
         .collect();

@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 mod common;
 
-use common::history;
+use common::{history, topology};
 use medic_rca::{diagnose, Direction, Params, Signal, Topology, Verdict, VOLUME};
 
 struct Case {
@@ -24,15 +24,7 @@ struct Case {
 fn run(c: &Case) -> (Vec<String>, Verdict) {
     let names: Vec<String> = c.rows.iter().map(|r| r.0.to_string()).collect();
     let idx = |n: &str| names.iter().position(|x| x == n).unwrap();
-    let edges: Vec<(usize, usize)> = c
-        .edges
-        .split_whitespace()
-        .map(|e| {
-            let (a, b) = e.split_once('>').unwrap();
-            (idx(a), idx(b))
-        })
-        .collect();
-    let topo = Topology::new(names.clone(), &edges).unwrap();
+    let topo = topology(&names, c.edges);
     let lat_hist: Vec<Vec<f64>> = c.rows.iter().map(|r| history(r.1)).collect();
     let req_hist: Vec<Vec<f64>> = c.rows.iter().map(|r| history(r.2)).collect();
     let lat: Vec<Vec<f64>> = c

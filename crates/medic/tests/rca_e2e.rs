@@ -270,38 +270,7 @@ fn a_slow_database_is_restarted_and_its_callers_are_held_back() {
 #[test]
 fn a_failing_database_is_ranked_by_availability_and_only_it_is_restarted() {
     let dir = TestDir::new();
-    let (pw, pa, pd, aport) = (free_port(), free_port(), free_port(), free_port());
-    let exe = assert_cmd::cargo::cargo_bin("medic");
-    let svc = |name: &str, port: u16, down: Option<u16>, deps: &str| {
-        let down = down
-            .map(|p| format!(", \"--downstream\", \"http://127.0.0.1:{p}\""))
-            .unwrap_or_default();
-        format!(
-            r#"  {name}:
-    process:
-      command: ["{exe}", "fixture", "--port", "{port}"{down}]
-      stop_grace: 2s
-{deps}    probes:
-      work:
-        http: {{ url: "http://127.0.0.1:{port}/work", timeout: 5s }}
-        interval: 250ms
-        failure: {{ consecutive: 8 }}
-    actions:
-      restart: {{ restart: {{}} }}
-    remediate:
-      - when: {{ probe: work, condition: failing }}
-        action: restart
-"#,
-            exe = exe.display()
-        )
-    };
-    let cfg = format!(
-        "mode: aggressive\nlisten: 127.0.0.1:{aport}\ndatabase: medic.db\npolicy: {{ cooldown: 1s, verify_window: 5s }}\nservices:\n{}{}{}",
-        svc("web", pw, Some(pa), "    depends_on: [api]\n"),
-        svc("api", pa, Some(pd), "    depends_on: [db]\n"),
-        svc("db", pd, None, ""),
-    );
-    let cfg = write(dir.path(), "medic.yaml", &cfg);
+    let (cfg, pw, pa, pd, aport) = failing_chain(&dir);
     let _daemon = dir.spawn_daemon(&cfg, None);
     let pid = |p: u16| fixture_pid(&format!("http://127.0.0.1:{p}/healthz"));
     let (web0, api0, db0) = (pid(pw), pid(pa), pid(pd));

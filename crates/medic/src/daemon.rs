@@ -51,7 +51,8 @@ pub struct DaemonOptions {
 }
 
 pub(crate) enum Msg {
-    Probe(ProbeReport),
+    /// A probe run (or a signal rule's or alert's report, unstamped).
+    Probe(crate::probes::ProbeRun),
     /// A signal rule's value, evidence for the root-cause ranking (issue 9).
     Sample(medic_signal::SignalSample),
     /// A diagnosis with AI suggestions appended, for diagnosis generation `.0`.
@@ -251,13 +252,20 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
         m.add_source(Arc::new(move || sig.families()));
         m
     };
+    // Reports of signal rules and alerts (virtual probes), and the probe
+    // loops' runs, each through a queue of its own into the daemon's.
     let (rep_tx, mut rep_rx) = mpsc::channel::<ProbeReport>(INPUT_QUEUE);
-    let probe_reports = rep_tx.clone();
+    let (probe_reports, mut run_rx) = mpsc::channel::<crate::probes::ProbeRun>(INPUT_QUEUE);
     {
         let tx = tx.clone();
         tokio::spawn(async move {
-            while let Some(r) = rep_rx.recv().await {
-                if tx.send(Msg::Probe(r)).await.is_err() {
+            loop {
+                let run = tokio::select! {
+                    Some(r) = rep_rx.recv() => crate::probes::ProbeRun::unstamped(r),
+                    Some(r) = run_rx.recv() => r,
+                    else => return,
+                };
+                if tx.send(Msg::Probe(run)).await.is_err() {
                     return;
                 }
             }
@@ -1125,7 +1133,14 @@ impl EngineLoop {
         let now = self.clock.now();
         let mut reply = None;
         match msg {
-            Msg::Probe(r) => {
+            Msg::Probe(run) => {
+                // A run an action on its service ended during or after:
+                // it may come after the action's outcome, and it saw the
+                // state before the action (probes.rs, `ProbeRun`).
+                if run.is_stale() {
+                    return None;
+                }
+                let r = run.report;
                 self.console
                     .record_sample(&r.service, &r.probe, r.ok, r.latency);
                 // Diagnose across services first, so that the probe's

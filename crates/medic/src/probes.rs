@@ -46,14 +46,52 @@ pub fn spread_offset(service: &str, probe: &str, interval: Duration) -> Duration
     Duration::from_millis(h % ms)
 }
 
-use crate::lifecycle::Hints;
+use crate::lifecycle::{Hints, ProbeHint};
+
+/// One probe run's report, with the count of actions ended on its service
+/// when the run began. The daemon drops a run that an action on its service
+/// ended during or after ([`ProbeRun::is_stale`]) when it takes the run from
+/// its queue: the run saw the state before the action, and the action's
+/// outcome may have reached the engine first (the report waits in two
+/// queues, the outcome in one), where a stale failure would be taken as the
+/// action's verification.
+pub struct ProbeRun {
+    pub report: ProbeReport,
+    since: Option<(ProbeHint, u64)>,
+}
+
+impl std::fmt::Debug for ProbeRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProbeRun")
+            .field("report", &self.report)
+            .field("actions_ended_before", &self.since.as_ref().map(|(_, n)| n))
+            .finish()
+    }
+}
+
+impl ProbeRun {
+    /// A report with nothing to be stale against (signal rules, alerts).
+    pub fn unstamped(report: ProbeReport) -> Self {
+        ProbeRun {
+            report,
+            since: None,
+        }
+    }
+
+    /// True when an action on the service ended after the run began.
+    pub fn is_stale(&self) -> bool {
+        self.since
+            .as_ref()
+            .is_some_and(|(hint, ended)| hint.actions_ended() != *ended)
+    }
+}
 
 /// Spawn a loop for every probe of every service.
 pub fn spawn_all(
     config: &Config,
     supervisors: &BTreeMap<String, Supervisor>,
     prober: &Prober,
-    reports: &mpsc::Sender<ProbeReport>,
+    reports: &mpsc::Sender<ProbeRun>,
     metrics: &Arc<Metrics>,
     hints: &Hints,
     shutdown: &watch::Receiver<bool>,
@@ -173,7 +211,7 @@ async fn probe_loop(
     probe: ProbeConfig,
     prober: Prober,
     sup: Option<Supervisor>,
-    tx: mpsc::Sender<ProbeReport>,
+    tx: mpsc::Sender<ProbeRun>,
     metrics: Arc<Metrics>,
     hints: Hints,
     permits: Arc<Semaphore>,
@@ -283,7 +321,11 @@ async fn probe_loop(
             failure: o.failure,
             detail: o.detail,
         };
-        if tx.send(report).await.is_err() {
+        let run = ProbeRun {
+            report,
+            since: Some((hint.clone(), ended_before)),
+        };
+        if tx.send(run).await.is_err() {
             return;
         }
     }
@@ -338,7 +380,7 @@ mod tests {
         ));
         let mut at = Vec::new();
         for _ in 0..4 {
-            let r = rx.recv().await.unwrap();
+            let r = rx.recv().await.unwrap().report;
             assert_eq!(r.failure, Some(ProbeFailure::Timeout), "{r:?}");
             at.push(Instant::now().saturating_duration_since(start));
         }
@@ -409,17 +451,17 @@ mod tests {
         let hints = Hints::default();
         let (mut rx, _stop) = spawn_web_loop(probe, &hints);
         for _ in 0..3 {
-            assert!(rx.recv().await.unwrap().ok);
+            assert!(rx.recv().await.unwrap().report.ok);
         }
         assert_eq!(accepted.load(Ordering::SeqCst), 1);
         hints.acted("other-service");
         for _ in 0..3 {
-            assert!(rx.recv().await.unwrap().ok);
+            assert!(rx.recv().await.unwrap().report.ok);
         }
         assert_eq!(accepted.load(Ordering::SeqCst), 1);
         hints.acted("web");
         for _ in 0..3 {
-            assert!(rx.recv().await.unwrap().ok);
+            assert!(rx.recv().await.unwrap().report.ok);
         }
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
     }
@@ -429,7 +471,7 @@ mod tests {
     fn spawn_web_loop(
         probe: ProbeConfig,
         hints: &Hints,
-    ) -> (mpsc::Receiver<ProbeReport>, watch::Sender<bool>) {
+    ) -> (mpsc::Receiver<ProbeRun>, watch::Sender<bool>) {
         let (tx, rx) = mpsc::channel(16);
         let (stop, shutdown) = watch::channel(false);
         tokio::spawn(probe_loop(
@@ -478,8 +520,35 @@ mod tests {
         // An action on another service does not matter; one on web does.
         hints.acted("other-service");
         hints.acted("web");
-        let r = rx.recv().await.unwrap();
+        let r = rx.recv().await.unwrap().report;
         assert!(r.ok, "the first report is a fresh run: {r:?}");
+    }
+
+    /// A run that was sent before an action on its service ended is stale
+    /// when the daemon takes it (after the action's outcome, which travels
+    /// through fewer queues); an action elsewhere, or a report without a
+    /// probe run behind it, is not.
+    #[tokio::test]
+    async fn a_run_sent_before_an_action_ended_is_stale_when_taken() {
+        let probe = ProbeConfig {
+            name: "release".into(),
+            interval: Duration::from_millis(50),
+            timeout: Duration::from_secs(5),
+            kind: ProbeKind::Exec {
+                command: vec!["true".into()],
+            },
+        };
+        let hints = Hints::default();
+        let (mut rx, stop) = spawn_web_loop(probe, &hints);
+        let sent = rx.recv().await.unwrap();
+        drop(stop);
+        assert!(!sent.is_stale(), "{sent:?}");
+        hints.acted("other-service");
+        assert!(!sent.is_stale(), "{sent:?}");
+        hints.acted("web");
+        assert!(sent.is_stale(), "{sent:?}");
+        let signal = ProbeRun::unstamped(sent.report.clone());
+        assert!(!signal.is_stale());
     }
 
     #[test]

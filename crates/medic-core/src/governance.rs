@@ -16,7 +16,7 @@
 //! | 4 | mass incident latch (more than N services affected) | `hold` (`mass_incident`) |
 //! | 5 | operator pause (kill switch) | `hold` (`paused`) |
 //! | 6 | freeze window | `hold` (`frozen`) |
-//! | 6a | diagnosis (issue 9): the target is a victim of an upstream cause diagnosed with confidence ≥ the armed band | `hold` (`upstream_cause`) |
+//! | 6a | diagnosis (issue 9): the target is a victim of an upstream cause diagnosed with confidence ≥ the armed band / in the approval band | `hold` (`upstream_cause`) / approval (`upstream_cause_approval`) |
 //! | 6b | diagnosis confidence below the approval band / in it | `escalate` (`confidence_escalate`) / `approval` (`confidence_approval`) |
 //! | 7 | CRITICAL risk, tier above the mode (also for retries and rollouts), or risk score > 0.7 (first attempt only) | `approval` (`critical_risk`, `risk_tier`, `risk_score`) |
 //! | 8 | one action per target | `defer` (`target_busy`) |
@@ -443,6 +443,9 @@ pub enum ReasonCode {
     InterruptedByRestart,
     /// The target is a victim of a diagnosed upstream cause: held back.
     UpstreamCause,
+    /// The target is a victim of an upstream cause diagnosed in the approval
+    /// band: its own remediation waits for a human too.
+    UpstreamCauseApproval,
     /// Diagnosis confidence above the act band: acted.
     ConfidenceAct,
     /// Diagnosis confidence in the armed band: acted with a longer verify window.
@@ -507,6 +510,7 @@ impl ReasonCode {
             ReasonCode::CanaryFailed => "canary_failed",
             ReasonCode::InterruptedByRestart => "interrupted_by_restart",
             ReasonCode::UpstreamCause => "upstream_cause",
+            ReasonCode::UpstreamCauseApproval => "upstream_cause_approval",
             ReasonCode::ConfidenceAct => "confidence_act",
             ReasonCode::ConfidenceArmed => "confidence_armed",
             ReasonCode::ConfidenceApproval => "confidence_approval",
@@ -597,6 +601,10 @@ impl fmt::Display for Block {
             ReasonCode::UpstreamCause => write!(
                 f,
                 "held back: a victim of an upstream cause diagnosed with confidence {v} (>= {l})"
+            ),
+            ReasonCode::UpstreamCauseApproval => write!(
+                f,
+                "approval required: a victim of an upstream cause diagnosed with confidence {v} (>= {l}, the approval band)"
             ),
             ReasonCode::ConfidenceAct => write!(f, "confidence {v} > {l}: act"),
             ReasonCode::ConfidenceArmed => write!(
@@ -798,7 +806,23 @@ pub fn decide_with(cfg: &GovernanceConfig, g: &GateInput, fault: PolicyFault) ->
                     f64::from(bands.armed),
                 ));
             }
-            // A victim of a weak upstream diagnosis is gated as without one.
+            // A victim of a cause in the approval band: the human asked
+            // about the cause decides about the victim too (restarting the
+            // callers of a probably failing database is noise at best).
+            Some(up) if up >= bands.approve => {
+                if !g.approved {
+                    return Decision::NeedsApproval {
+                        reason: Block::new(
+                            R::UpstreamCauseApproval,
+                            f64::from(up),
+                            f64::from(bands.approve),
+                        ),
+                        approvers: 1,
+                    };
+                }
+            }
+            // A victim of a weak upstream diagnosis (escalated) is gated as
+            // without one.
             Some(_) => {}
             None => match Band::of(d.confidence, bands) {
                 Band::Escalate => {

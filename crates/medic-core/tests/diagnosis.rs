@@ -122,12 +122,36 @@ fn each_band_decides() {
 }
 
 #[test]
-fn a_weak_upstream_diagnosis_holds_nobody_and_bands_are_configurable() {
-    // Below the armed band the victims are gated as before (no diagnosis).
+fn a_victim_of_a_cause_awaiting_approval_awaits_it_too_and_bands_are_configurable() {
+    // In the approval band the victims' own remediations wait for a human
+    // as the cause's does; below it (escalated) they are gated as without a
+    // diagnosis.
     let script = format!("0s diagnose db 60 api\n{}", fail3("api", 1));
     assert_eq!(
         decisions(&script, GovernanceConfig::default()),
-        ["rca db approval held=", "api run -"]
+        [
+            "rca db approval held=api",
+            "api pending-approval upstream_cause_approval"
+        ]
+    );
+    let script = format!("0s diagnose db 49 api\n{}", fail3("api", 1));
+    assert_eq!(
+        decisions(&script, GovernanceConfig::default()),
+        ["rca db escalate held=", "api run -"]
+    );
+    // Approved, the victim's own action runs.
+    let mut e = chain(GovernanceConfig::default());
+    let got = decisions_on(
+        &mut e,
+        &format!("0s diagnose db 60 api\n{}", fail3("api", 1)),
+    );
+    assert_eq!(
+        got.last().map(String::as_str),
+        Some("api pending-approval upstream_cause_approval")
+    );
+    assert_eq!(
+        decisions_on(&mut e, "5s approve apr-1 alice"),
+        ["api run -"]
     );
     let gov = GovernanceConfig {
         autonomy: AutonomyBands {
@@ -322,6 +346,23 @@ fn a_victim_waiting_for_approval_is_merged_and_its_approval_withdrawn() {
             format!("{api} approval withdrawn: merged: merged into {db} (a victim of db)"),
             "api resolved merged".to_string(),
             "api merged into db".to_string(),
+        ]
+    );
+}
+
+#[test]
+fn clearing_a_diagnosis_in_the_approval_band_releases_the_victims_waiting_for_it() {
+    let got = decisions(
+        &format!("0s diagnose db 60 api\n{}10s undiagnose", fail3("api", 1)),
+        GovernanceConfig::default(),
+    );
+    assert_eq!(
+        got,
+        [
+            "rca db approval held=api",
+            "api pending-approval upstream_cause_approval",
+            "rca - escalate held=",
+            "api run -"
         ]
     );
 }

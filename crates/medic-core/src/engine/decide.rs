@@ -225,7 +225,9 @@ impl Engine {
                 evidence: h.evidence,
                 learned: h.learned,
                 band: crate::governance::Band::of(h.confidence, &bands),
-                victims: if h.confidence >= bands.armed {
+                // Held back (armed band and above) or waiting for the
+                // approval asked about the cause (approval band).
+                victims: if h.confidence >= bands.approve {
                     h.victims.clone()
                 } else {
                     Vec::new()

@@ -27,6 +27,8 @@ mod ops;
 mod pg_server;
 mod probes;
 mod rca;
+#[cfg(test)]
+mod rca_scenario;
 mod token;
 mod trace;
 

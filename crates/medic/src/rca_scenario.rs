@@ -168,6 +168,9 @@ struct RawExpect {
     pattern: Option<String>,
     #[serde(default)]
     band: Option<String>,
+    /// A text the top hypothesis's evidence must contain (e.g. the change).
+    #[serde(default)]
+    evidence_contains: Option<String>,
     #[serde(default)]
     decisions: BTreeMap<String, String>,
 }
@@ -205,6 +208,8 @@ pub struct Outcome {
     pub pattern: Option<String>,
     /// The top hypothesis's confidence.
     pub confidence: Option<u8>,
+    /// The top hypothesis's evidence text.
+    pub evidence: Option<String>,
     /// The band of the `rca.diagnosed` record (none without a hypothesis).
     pub band: Option<String>,
     /// Per service: `act`, `act_armed`, `approval`, `escalate`, `held`,
@@ -220,6 +225,7 @@ const DECISIONS: &[&str] = &[
     "escalate",
     "held",
     "ungated",
+    "deferred",
     "none",
 ];
 const VERDICTS: &[&str] = &["cause", "no_symptom", "unexplained"];
@@ -232,6 +238,22 @@ fn at(file: &str, loc: Location, message: impl Into<String>) -> ScenarioError {
         column: loc.column(),
         message: message.into(),
     }
+}
+
+/// A decision of the engine (verdict, reason code or `-`) as a scenario
+/// names it.
+fn classify(verdict: &str, code: &str) -> String {
+    match (verdict, code) {
+        (_, "upstream_cause") => "held",
+        ("run", "confidence_act") => "act",
+        ("run", "confidence_armed") => "act_armed",
+        (_, "confidence_approval") => "approval",
+        (_, "confidence_escalate") => "escalate",
+        ("run", "-") => "ungated",
+        ("deferred", _) => "deferred",
+        (v, c) => return format!("other:{v}/{c}"),
+    }
+    .to_string()
 }
 
 /// Reads and checks a scenario file; errors name `FILE:LINE:COL`.
@@ -564,6 +586,7 @@ impl Scenario {
         }
         out.pattern = report.hypotheses.first().map(|h| h.pattern.clone());
         out.confidence = report.hypotheses.first().map(|h| h.confidence);
+        out.evidence = report.hypotheses.first().map(|h| h.evidence_text.clone());
         self.decide(cfg.engine, now, report, &mut out);
         Ok(out)
     }
@@ -579,8 +602,18 @@ impl Scenario {
         out: &mut Outcome,
     ) {
         let mut engine = Engine::new(cfg, now);
-        let has_top = !report.hypotheses.is_empty();
+        let top = report.hypotheses.first().map(|h| h.service.clone());
+        let has_top = top.is_some();
         engine.handle_input(now, Input::Diagnosis(report));
+        // The cause's check fails first (its fault began first), then the
+        // others' in name order.
+        let mut failing: Vec<&String> = self
+            .services
+            .iter()
+            .filter(|s| s.2)
+            .map(|s| &s.0)
+            .collect();
+        failing.sort_by_key(|n| Some(*n) != top.as_ref());
         for (name, _, _, _) in &self.services {
             out.decisions.insert(name.clone(), "none".into());
         }
@@ -588,11 +621,11 @@ impl Scenario {
         // another's.
         for i in 1..=3u64 {
             let t = MonoTime::from_millis(now.as_millis() + i * 1000);
-            for (name, _, _, _) in self.services.iter().filter(|s| s.2) {
+            for name in &failing {
                 engine.handle_input(
                     t,
                     Input::Probe(ProbeReport {
-                        service: name.clone(),
+                        service: (*name).clone(),
                         probe: "work".into(),
                         ok: false,
                         latency: std::time::Duration::from_millis(5),
@@ -602,7 +635,19 @@ impl Scenario {
                 );
             }
         }
+        // Per service, its first decision that is not a wait (`deferred`),
+        // else `deferred`.
         let mut decided: Vec<String> = Vec::new();
+        let mut note = |out: &mut Outcome, service: String, verdict: &str, code: &str| {
+            if decided.contains(&service) {
+                return;
+            }
+            let d = classify(verdict, code);
+            if d != "deferred" {
+                decided.push(service.clone());
+            }
+            out.decisions.insert(service, d);
+        };
         while let Some(n) = engine.poll_notice() {
             match n {
                 Notice::RootCause { band, .. } if has_top => {
@@ -613,26 +658,25 @@ impl Scenario {
                     verdict,
                     reason_code,
                     ..
-                } if !decided.contains(&service) => {
-                    let code = reason_code.map_or("-", |c| c.as_str());
-                    let d = match (verdict.as_str(), code) {
-                        (_, "upstream_cause") => "held".to_string(),
-                        ("run", "confidence_act") => "act".into(),
-                        ("run", "confidence_armed") => "act_armed".into(),
-                        (_, "confidence_approval") => "approval".into(),
-                        (_, "confidence_escalate") => "escalate".into(),
-                        ("run", "-") => "ungated".into(),
-                        (v, c) => format!("other:{v}/{c}"),
-                    };
-                    out.decisions.insert(service.clone(), d);
-                    decided.push(service);
-                }
+                } => note(
+                    out,
+                    service,
+                    verdict.as_str(),
+                    reason_code.map_or("-", |c| c.as_str()),
+                ),
+                // A run with no gate of the diagnosis records no decision,
+                // only its intent.
+                Notice::ActionIntent { service, .. } => note(out, service, "run", "-"),
+                Notice::IncidentEscalated {
+                    service,
+                    reason_code,
+                    ..
+                } => note(out, service, "escalate", reason_code.as_str()),
                 // A victim whose symptom joins the cause's open incident (a
                 // diagnosis at or above the armed band) is held back too: it
                 // opens no incident of its own, so it gets no decision.
-                Notice::IncidentMerged { service, .. } if !decided.contains(&service) => {
-                    out.decisions.insert(service.clone(), "held".into());
-                    decided.push(service);
+                Notice::IncidentMerged { service, .. } => {
+                    note(out, service, "held", "upstream_cause")
                 }
                 _ => {}
             }
@@ -653,7 +697,9 @@ impl Scenario {
             }
         };
         if let Some(r) = &e.ranked {
-            let have: Vec<String> = got.ranked.iter().take(r.len()).cloned().collect();
+            // The first N as written; `[]` means no hypothesis at all.
+            let n = if r.is_empty() { usize::MAX } else { r.len() };
+            let have: Vec<String> = got.ranked.iter().take(n).cloned().collect();
             diff("ranked", format!("{r:?}"), format!("{have:?}"));
         }
         diff("verdict", e.verdict.clone(), got.verdict.clone());
@@ -670,6 +716,12 @@ impl Scenario {
                 b.clone(),
                 got.band.clone().unwrap_or_else(|| "(none)".into()),
             );
+        }
+        if let Some(t) = &e.evidence_contains {
+            let have = got.evidence.clone().unwrap_or_default();
+            if !have.contains(t.as_str()) {
+                diff("evidence", format!("a text containing {t:?}"), format!("{have:?}"));
+            }
         }
         for (svc, want) in &e.decisions {
             let have = got

@@ -499,7 +499,6 @@ impl RcaState {
     /// signal) on the same input: what a scenario file (`rca_scenario`)
     /// checks. `None` for the verdict when the target is unknown or not laid
     /// out yet.
-    #[cfg(test)]
     pub fn diagnosis_now(
         &mut self,
         now: MonoTime,
@@ -573,7 +572,11 @@ impl RcaState {
     /// before `bucket`: the window's first bucket and, per signal, its
     /// history (ending where the current episode began) and window. `None`
     /// before there is a window and a history.
-    fn layout(series: &[Vec<Series>], episode: Option<u64>, bucket: u64) -> Option<(u64, Vec<Dense<'_>>)> {
+    fn layout(
+        series: &[Vec<Series>],
+        episode: Option<u64>,
+        bucket: u64,
+    ) -> Option<(u64, Vec<Dense<'_>>)> {
         let end = bucket; // exclusive
         let split = end.checked_sub(WINDOW as u64)?;
         // History ends where the current episode began (or at the window).

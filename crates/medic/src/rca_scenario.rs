@@ -24,6 +24,7 @@ use medic_rca::Direction;
 use serde::Deserialize;
 use serde_saphyr::{Location, Spanned};
 
+use crate::codes::{CliError, Code};
 use crate::rca::{RcaState, RecordedChange, HISTORY, STEP_MS, WINDOW};
 
 /// The first bucket of a replay: far enough from zero that a change
@@ -198,7 +199,7 @@ pub struct Scenario {
 }
 
 /// What the daemon's paths made of a scenario.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct Outcome {
     /// Distinct services of the hypotheses, best first.
     pub ranked: Vec<String>,
@@ -319,38 +320,42 @@ pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
                 "availability" => Some(Direction::Down),
                 _ => None,
             };
-            let direction = match (&s.direction, fixed) {
-                (None, Some(d)) => d,
-                (Some(d), _) => {
-                    let parsed = match d.value.as_str() {
-                        "up" => Direction::Up,
-                        "down" => Direction::Down,
-                        "both" => Direction::Both,
-                        other => {
+            let direction =
+                match (&s.direction, fixed) {
+                    (None, Some(d)) => d,
+                    (Some(d), _) => {
+                        let parsed = match d.value.as_str() {
+                            "up" => Direction::Up,
+                            "down" => Direction::Down,
+                            "both" => Direction::Both,
+                            other => {
+                                return Err(at(
+                                    file,
+                                    d.referenced,
+                                    format!("direction {other:?}: expected up, down or both"),
+                                ))
+                            }
+                        };
+                        if fixed.is_some_and(|f| f != parsed) {
                             return Err(at(
                                 file,
                                 d.referenced,
-                                format!("direction {other:?}: expected up, down or both"),
-                            ))
+                                format!(
+                                    "{sname} is bad {} in the daemon; leave direction out",
+                                    if sname == "latency" { "up" } else { "down" }
+                                ),
+                            ));
                         }
-                    };
-                    if fixed.is_some_and(|f| f != parsed) {
-                        return Err(at(
-                            file,
-                            d.referenced,
-                            format!("{sname} is bad {} in the daemon; leave direction out", if sname == "latency" { "up" } else { "down" }),
-                        ));
+                        parsed
                     }
-                    parsed
-                }
-                (None, None) => {
-                    return Err(at(
+                    (None, None) => return Err(at(
                         file,
                         sig.referenced,
-                        format!("signal {sname} of {name}: direction (up, down or both) is required"),
-                    ))
-                }
-            };
+                        format!(
+                            "signal {sname} of {name}: direction (up, down or both) is required"
+                        ),
+                    )),
+                };
             let history = series(file, &s.history)?;
             if s.recent.value.len() != WINDOW {
                 return Err(at(
@@ -386,7 +391,10 @@ pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
         return Err(at(
             file,
             raw.target.referenced,
-            format!("target: {}/{} is no signal of the scenario", t.service, t.signal),
+            format!(
+                "target: {}/{} is no signal of the scenario",
+                t.service, t.signal
+            ),
         ));
     }
     let onset = raw.onset.as_ref().map_or(0, |o| o.value);
@@ -478,7 +486,10 @@ fn series(file: &str, s: &Spanned<RawSeries>) -> Result<Vec<f64>, ScenarioError>
                             return Err(at(
                                 file,
                                 s.referenced,
-                                format!("spike at {} runs past the history ({} samples)", sp.at, g.len),
+                                format!(
+                                    "spike at {} runs past the history ({} samples)",
+                                    sp.at, g.len
+                                ),
                             ))
                         }
                     }
@@ -491,7 +502,10 @@ fn series(file: &str, s: &Spanned<RawSeries>) -> Result<Vec<f64>, ScenarioError>
         return Err(at(
             file,
             s.referenced,
-            format!("history: {} samples; 1..={HISTORY} (the daemon's history)", out.len()),
+            format!(
+                "history: {} samples; 1..={HISTORY} (the daemon's history)",
+                out.len()
+            ),
         ));
     }
     if let Some(i) = out.iter().position(|v| !v.is_finite()) {
@@ -607,12 +621,8 @@ impl Scenario {
         engine.handle_input(now, Input::Diagnosis(report));
         // The cause's check fails first (its fault began first), then the
         // others' in name order.
-        let mut failing: Vec<&String> = self
-            .services
-            .iter()
-            .filter(|s| s.2)
-            .map(|s| &s.0)
-            .collect();
+        let mut failing: Vec<&String> =
+            self.services.iter().filter(|s| s.2).map(|s| &s.0).collect();
         failing.sort_by_key(|n| Some(*n) != top.as_ref());
         for (name, _, _, _) in &self.services {
             out.decisions.insert(name.clone(), "none".into());
@@ -720,7 +730,11 @@ impl Scenario {
         if let Some(t) = &e.evidence_contains {
             let have = got.evidence.clone().unwrap_or_default();
             if !have.contains(t.as_str()) {
-                diff("evidence", format!("a text containing {t:?}"), format!("{have:?}"));
+                diff(
+                    "evidence",
+                    format!("a text containing {t:?}"),
+                    format!("{have:?}"),
+                );
             }
         }
         for (svc, want) in &e.decisions {
@@ -733,6 +747,108 @@ impl Scenario {
         }
         out
     }
+}
+
+/// The result of one file: what it gave and every mismatch (each naming
+/// the file), or why it could not be read or run.
+pub fn run_file(path: &Path) -> Result<(Outcome, Vec<String>), String> {
+    let s = load(path).map_err(|e| e.to_string())?;
+    let got = s.run()?;
+    let m = s.mismatches(&got);
+    Ok((got, m))
+}
+
+/// The `.yaml` files of `dir`, sorted; at most `MAX_FILES`.
+fn scenario_files(dir: &Path) -> Result<Vec<std::path::PathBuf>, CliError> {
+    let invalid = |m: String| CliError::new(Code::ScenarioInvalid, m);
+    let rd = std::fs::read_dir(dir).map_err(|e| invalid(format!("{}: {e}", dir.display())))?;
+    let mut files = Vec::new();
+    for e in rd {
+        let p = e
+            .map_err(|e| invalid(format!("{}: {e}", dir.display())))?
+            .path();
+        if p.extension().is_some_and(|x| x == "yaml") {
+            files.push(p);
+        }
+        if files.len() > MAX_FILES {
+            return Err(invalid(format!(
+                "{}: more than {MAX_FILES} scenario files",
+                dir.display()
+            )));
+        }
+    }
+    files.sort();
+    if files.is_empty() {
+        return Err(invalid(format!(
+            "{}: no .yaml scenario file",
+            dir.display()
+        )));
+    }
+    Ok(files)
+}
+
+/// Most scenario files one run reads.
+const MAX_FILES: usize = 1000;
+
+/// `medic eval rca --scenarios DIR [--json]`: every file, pass or fail
+/// with each mismatch; E0160 when a file is malformed, E0161 when a file's
+/// outcome differs from its expectation.
+pub fn run_dir(dir: &Path, json: bool) -> Result<(), CliError> {
+    let files = scenario_files(dir)?;
+    let (mut passed, mut failed, mut invalid) = (0usize, 0usize, 0usize);
+    let mut rows = Vec::new();
+    let mut text = String::new();
+    for f in &files {
+        let name = f.display().to_string();
+        match run_file(f) {
+            Ok((got, m)) => {
+                if m.is_empty() {
+                    passed += 1;
+                    let _ = writeln!(text, "PASS {name}");
+                } else {
+                    failed += 1;
+                    let _ = writeln!(text, "FAIL {name}");
+                    for x in &m {
+                        let _ = writeln!(text, "  {x}");
+                    }
+                }
+                rows.push(serde_json::json!({
+                    "file": name, "pass": m.is_empty(), "mismatches": m, "got": got,
+                }));
+            }
+            Err(e) => {
+                invalid += 1;
+                let _ = writeln!(text, "FAIL {name}\n  {e}");
+                rows.push(serde_json::json!({"file": name, "pass": false, "error": e}));
+            }
+        }
+    }
+    if json {
+        let v = serde_json::json!({
+            "scenarios": rows, "passed": passed, "failed": failed + invalid,
+        });
+        println!("{v}");
+    } else {
+        let _ = writeln!(
+            text,
+            "{passed} of {} scenario files as expected",
+            files.len()
+        );
+        print!("{text}");
+    }
+    if invalid > 0 {
+        return Err(CliError::new(
+            Code::ScenarioInvalid,
+            format!("{invalid} scenario file(s) could not be read or run"),
+        ));
+    }
+    if failed > 0 {
+        return Err(CliError::new(
+            Code::ScenarioFailed,
+            format!("{failed} scenario file(s) differ from their expectation"),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -757,22 +873,11 @@ mod tests {
         let mut problems = Vec::new();
         let mut summary = String::new();
         for f in &files {
-            match load(f).map_err(|e| e.to_string()).and_then(|s| {
-                let got = s.run()?;
-                let _ = writeln!(
-                    summary,
-                    "{}: ranked {:?} verdict {} pattern {:?} confidence {:?} band {:?} decisions {:?}",
-                    f.display(),
-                    got.ranked,
-                    got.verdict,
-                    got.pattern,
-                    got.confidence,
-                    got.band,
-                    got.decisions
-                );
-                Ok(s.mismatches(&got))
-            }) {
-                Ok(m) => problems.extend(m),
+            match run_file(f) {
+                Ok((got, m)) => {
+                    let _ = writeln!(summary, "{}: {got:?}", f.display());
+                    problems.extend(m);
+                }
                 Err(e) => problems.push(e),
             }
         }
@@ -794,7 +899,9 @@ mod tests {
         assert!(e.column > 0, "{e}");
         assert!(e.to_string().starts_with("bad.yaml:7:"), "{e}");
         // A checked field: an unknown service in depends_on, at its name.
-        let text = text.replace("depends_on: [db]", "depends_on: [dbx]").replace("x, 4", "3, 4");
+        let text = text
+            .replace("depends_on: [db]", "depends_on: [dbx]")
+            .replace("x, 4", "3, 4");
         let e = parse("bad.yaml", &text).unwrap_err();
         assert_eq!((e.line, e.column), (3, 18), "{e}");
         assert!(e.message.contains("dbx"), "{e}");

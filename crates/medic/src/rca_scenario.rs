@@ -25,7 +25,10 @@ use serde::Deserialize;
 use serde_saphyr::{Location, Spanned};
 
 use crate::codes::{CliError, Code};
-use crate::rca::{RcaState, RecordedChange, HISTORY, STEP_MS, WINDOW};
+use crate::rca::{RcaState, RecordedChange, HISTORY, MAX_SIGNALS_PER_SERVICE, STEP_MS, WINDOW};
+
+/// Most services in one scenario (a scenario is a small world).
+const MAX_SERVICES: usize = 64;
 
 /// The first bucket of a replay: far enough from zero that a change
 /// recorded hours before the onset still has a time.
@@ -53,7 +56,7 @@ impl std::fmt::Display for ScenarioError {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawScenario {
-    services: BTreeMap<String, Spanned<RawService>>,
+    services: Spanned<BTreeMap<String, Spanned<RawService>>>,
     target: Spanned<RawTarget>,
     /// The window step (0-based) at which the fault begins: the time
     /// recorded changes are counted back from.
@@ -291,9 +294,19 @@ pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
             message: msg,
         }
     })?;
-    let names: Vec<&String> = raw.services.keys().collect();
+    let names: Vec<&String> = raw.services.value.keys().collect();
+    if names.len() > MAX_SERVICES {
+        return Err(at(
+            file,
+            raw.services.referenced,
+            format!(
+                "services: {} (at most {MAX_SERVICES} in a scenario)",
+                names.len()
+            ),
+        ));
+    }
     let mut services = Vec::new();
-    for (name, svc) in &raw.services {
+    for (name, svc) in &raw.services.value {
         if !name_ok(name) {
             return Err(at(
                 file,
@@ -312,6 +325,22 @@ pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
             }
             deps.push(d.value.clone());
         }
+        let rules = svc
+            .value
+            .signals
+            .keys()
+            .filter(|k| *k != "latency" && *k != "availability")
+            .count();
+        if rules > MAX_SIGNALS_PER_SERVICE - 2 {
+            return Err(at(
+                file,
+                svc.referenced,
+                format!(
+                    "{name}: {rules} signals besides latency and availability; the daemon keeps {}",
+                    MAX_SIGNALS_PER_SERVICE - 2
+                ),
+            ));
+        }
         let mut signals = Vec::new();
         for (sname, sig) in &svc.value.signals {
             let s = &sig.value;
@@ -320,42 +349,43 @@ pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
                 "availability" => Some(Direction::Down),
                 _ => None,
             };
-            let direction =
-                match (&s.direction, fixed) {
-                    (None, Some(d)) => d,
-                    (Some(d), _) => {
-                        let parsed = match d.value.as_str() {
-                            "up" => Direction::Up,
-                            "down" => Direction::Down,
-                            "both" => Direction::Both,
-                            other => {
-                                return Err(at(
-                                    file,
-                                    d.referenced,
-                                    format!("direction {other:?}: expected up, down or both"),
-                                ))
-                            }
-                        };
-                        if fixed.is_some_and(|f| f != parsed) {
+            let direction = match (&s.direction, fixed) {
+                (None, Some(d)) => d,
+                (Some(d), _) => {
+                    let parsed = match d.value.as_str() {
+                        "up" => Direction::Up,
+                        "down" => Direction::Down,
+                        "both" => Direction::Both,
+                        other => {
                             return Err(at(
                                 file,
                                 d.referenced,
-                                format!(
-                                    "{sname} is bad {} in the daemon; leave direction out",
-                                    if sname == "latency" { "up" } else { "down" }
-                                ),
-                            ));
+                                format!("direction {other:?}: expected up, down or both"),
+                            ))
                         }
-                        parsed
+                    };
+                    if fixed.is_some_and(|f| f != parsed) {
+                        return Err(at(
+                            file,
+                            d.referenced,
+                            format!(
+                                "{sname} is bad {} in the daemon; leave direction out",
+                                if sname == "latency" { "up" } else { "down" }
+                            ),
+                        ));
                     }
-                    (None, None) => return Err(at(
+                    parsed
+                }
+                (None, None) => {
+                    return Err(at(
                         file,
                         sig.referenced,
                         format!(
                             "signal {sname} of {name}: direction (up, down or both) is required"
                         ),
-                    )),
-                };
+                    ))
+                }
+            };
             let history = series(file, &s.history)?;
             if s.recent.value.len() != WINDOW {
                 return Err(at(
@@ -397,6 +427,17 @@ pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
             ),
         ));
     }
+    // The daemon takes only entry services' signals as the symptom.
+    if let Some((caller, _, _, _)) = services.iter().find(|(_, d, _, _)| d.contains(&t.service)) {
+        return Err(at(
+            file,
+            raw.target.referenced,
+            format!(
+                "target: {} is called by {caller}; the daemon takes symptoms at entry services only",
+                t.service
+            ),
+        ));
+    }
     let onset = raw.onset.as_ref().map_or(0, |o| o.value);
     if let Some(o) = raw.onset.as_ref().filter(|o| o.value >= WINDOW as u64) {
         return Err(at(
@@ -412,6 +453,13 @@ pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
                 file,
                 c.referenced,
                 format!("changes: unknown service {:?}", c.value.service),
+            ));
+        }
+        if !c.value.seconds_before.is_finite() {
+            return Err(at(
+                file,
+                c.referenced,
+                "changes: seconds_before is not a finite number",
             ));
         }
         changes.push((
@@ -473,6 +521,16 @@ pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
 fn series(file: &str, s: &Spanned<RawSeries>) -> Result<Vec<f64>, ScenarioError> {
     let out = match &s.value {
         RawSeries::Values(v) => v.clone(),
+        RawSeries::Generated(g) if g.len > HISTORY => {
+            return Err(at(
+                file,
+                s.referenced,
+                format!(
+                    "history: len {}; at most {HISTORY} (the daemon's history)",
+                    g.len
+                ),
+            ))
+        }
         RawSeries::Generated(g) => {
             let mut rng = SplitMix64::new(g.seed);
             let mut v: Vec<f64> = (0..g.len)
@@ -910,5 +968,22 @@ mod tests {
         let e = parse("bad.yaml", &text).unwrap_err();
         assert_eq!(e.line, 7, "{e}");
         assert!(e.message.contains("window is 8"), "{e}");
+        // A target the daemon never takes as a symptom (db is called by web).
+        let ok = text.replace(", 7]", ", 7, 8]");
+        assert!(parse("ok.yaml", &ok).is_ok());
+        let text = ok
+            .replace("target: { service: web", "target: { service: db")
+            .replace(
+                "signals: {}",
+                "signals: { latency: { history: [1], recent: [1, 1, 1, 1, 1, 1, 1, 1] } }",
+            );
+        let e = parse("bad.yaml", &text).unwrap_err();
+        assert!(e.message.contains("entry services only"), "{e}");
+        assert_eq!(e.line, 10, "{e}");
+        // A generated history longer than the daemon keeps, before generating it.
+        let text = ok.replace("history: [1, 2, 3]", "history: { base: 1, len: 100000000 }");
+        let e = parse("bad.yaml", &text).unwrap_err();
+        assert_eq!(e.line, 6, "{e}");
+        assert!(e.message.contains("at most 240"), "{e}");
     }
 }

@@ -67,7 +67,7 @@ struct RawScenario {
     #[serde(default)]
     learned: Vec<RawLearned>,
     #[serde(default)]
-    autonomy: Option<RawAutonomy>,
+    autonomy: Option<Spanned<RawAutonomy>>,
     expect: Spanned<RawExpect>,
 }
 
@@ -469,6 +469,16 @@ pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
             c.value.version.clone(),
         ));
     }
+    if let Some(a) = &raw.autonomy {
+        let v = &a.value;
+        if !(v.approval_from <= v.armed_from && v.armed_from <= v.act_above && v.act_above <= 100) {
+            return Err(at(
+                file,
+                a.referenced,
+                "autonomy: approval_from <= armed_from <= act_above <= 100 is required",
+            ));
+        }
+    }
     let e = &raw.expect;
     let check = |what: &str, v: &str, allowed: &[&str]| {
         if allowed.contains(&v) {
@@ -512,7 +522,7 @@ pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
             .into_iter()
             .map(|l| (l.pattern, l.action, l.successes, l.failures))
             .collect(),
-        autonomy: autonomy.map(|a| (a.act_above, a.armed_from, a.approval_from)),
+        autonomy: autonomy.map(|a| (a.value.act_above, a.value.armed_from, a.value.approval_from)),
         expect: expect.value,
     })
 }

@@ -188,11 +188,22 @@ struct SignalSpec {
     recent: Vec<f64>,
 }
 
+/// One service of a scenario.
+#[derive(Debug)]
+struct ServiceSpec {
+    name: String,
+    /// What it calls.
+    deps: Vec<String>,
+    /// The engine sees its health check fail.
+    incident: bool,
+    signals: Vec<SignalSpec>,
+}
+
 /// A checked scenario.
 #[derive(Debug)]
 pub struct Scenario {
     file: String,
-    services: Vec<(String, Vec<String>, bool, Vec<SignalSpec>)>,
+    services: Vec<ServiceSpec>,
     target: (String, String),
     onset: u64,
     changes: Vec<(String, String, f64, Option<String>)>,
@@ -411,12 +422,17 @@ pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
                 recent: s.recent.value.clone(),
             });
         }
-        services.push((name.clone(), deps, svc.value.incident, signals));
+        services.push(ServiceSpec {
+            name: name.clone(),
+            deps,
+            incident: svc.value.incident,
+            signals,
+        });
     }
     let t = &raw.target.value;
     let known = services
         .iter()
-        .any(|(n, _, _, sigs)| n == &t.service && sigs.iter().any(|s| s.name == t.signal));
+        .any(|v| v.name == t.service && v.signals.iter().any(|s| s.name == t.signal));
     if !known {
         return Err(at(
             file,
@@ -428,13 +444,13 @@ pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
         ));
     }
     // The daemon takes only entry services' signals as the symptom.
-    if let Some((caller, _, _, _)) = services.iter().find(|(_, d, _, _)| d.contains(&t.service)) {
+    if let Some(caller) = services.iter().find(|v| v.deps.contains(&t.service)) {
         return Err(at(
             file,
             raw.target.referenced,
             format!(
-                "target: {} is called by {caller}; the daemon takes symptoms at entry services only",
-                t.service
+                "target: {} is called by {}; the daemon takes symptoms at entry services only",
+                t.service, caller.name
             ),
         ));
     }
@@ -592,7 +608,7 @@ impl Scenario {
     /// `depends_on`; the autonomy bands; aggressive mode.
     fn config_text(&self) -> String {
         let mut t = String::from("mode: aggressive\nservices:\n");
-        for (name, deps, _, _) in &self.services {
+        for ServiceSpec { name, deps, .. } in &self.services {
             let _ = write!(
                 t,
                 "  {name}:\n    process: {{ command: [\"true\"] }}\n    depends_on: [{}]\n    probes:\n      work:\n        http: {{ url: \"http://127.0.0.1:1/work\" }}\n        latency: {{ over: 300ms, consecutive: 2 }}\n    actions:\n      restart: {{ restart: {{}} }}\n    remediate:\n      - when: {{ probe: work, condition: slow }}\n        action: restart\n      - when: {{ probe: work, condition: failing }}\n        action: restart\n",
@@ -618,7 +634,7 @@ impl Scenario {
         let hlen = self
             .services
             .iter()
-            .flat_map(|(_, _, _, s)| s.iter().map(|s| s.history.len()))
+            .flat_map(|v| v.signals.iter().map(|s| s.history.len()))
             .max()
             .unwrap_or(0) as u64;
         let window_start = START_BUCKET + hlen;
@@ -641,7 +657,7 @@ impl Scenario {
         let end = window_start + WINDOW as u64;
         for b in START_BUCKET..end {
             let now = MonoTime::from_millis(b * STEP_MS + 1);
-            for (name, _, _, signals) in &self.services {
+            for ServiceSpec { name, signals, .. } in &self.services {
                 for s in signals {
                     let v = if b >= window_start {
                         s.recent.get((b - window_start) as usize)
@@ -689,10 +705,14 @@ impl Scenario {
         engine.handle_input(now, Input::Diagnosis(report));
         // The cause's check fails first (its fault began first), then the
         // others' in name order.
-        let mut failing: Vec<&String> =
-            self.services.iter().filter(|s| s.2).map(|s| &s.0).collect();
+        let mut failing: Vec<&String> = self
+            .services
+            .iter()
+            .filter(|s| s.incident)
+            .map(|s| &s.name)
+            .collect();
         failing.sort_by_key(|n| Some(*n) != top.as_ref());
-        for (name, _, _, _) in &self.services {
+        for ServiceSpec { name, .. } in &self.services {
             out.decisions.insert(name.clone(), "none".into());
         }
         // Round by round, so no service's incident is complete long before

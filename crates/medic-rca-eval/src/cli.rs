@@ -30,6 +30,11 @@ pub struct EvalRcaArgs {
     /// callers (a cross-kind cause); the same bands, counts and figures.
     #[arg(long, requires = "seed")]
     pub queue_faults: bool,
+    /// Scenario files (`*.yaml`, docs/rca.md "Scenario files") run through
+    /// the daemon's ranking and the engine: per file pass or fail. Only the
+    /// `medic` binary runs them.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["data", "seed"])]
+    pub scenarios: Option<PathBuf>,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -68,6 +73,9 @@ fn fmt_ratio(a: usize, b: usize) -> String {
 /// # Errors
 /// As [`run`].
 pub fn render(args: &EvalRcaArgs) -> anyhow::Result<String> {
+    if args.scenarios.is_some() {
+        anyhow::bail!("--scenarios runs the daemon's code: use `medic eval rca --scenarios DIR`");
+    }
     let params = Params::default();
     match (&args.data, args.seed) {
         (Some(dir), seed) if args.inject.is_some() => render_inject(

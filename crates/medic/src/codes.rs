@@ -57,6 +57,8 @@ cli_codes! {
     BenchStore = ("E0101", "bench_store_failed", 1, "medic bench store: a run could not set up or finish (no Postgres binaries, initdb/postgres failed, or the audit chain did not verify afterwards)."),
     BenchCanary = ("E0125", "bench_canary_usage", 2, "medic bench canary: a bad argument (--iterations, --trials and --canary must be at least 1)."),
     ChangeInvalid = ("E0157", "change_invalid", 2, "`medic change record`: `--service` is empty, or the API refused a field (`--kind`, `--version`, `--note`; the API's E0422 message is printed)."),
+    ScenarioInvalid = ("E0160", "rca_scenario_invalid", 2, "`medic eval rca --scenarios DIR`: a scenario file is malformed (FILE:LINE:COL: message) or the directory holds no readable `.yaml` file."),
+    ScenarioFailed = ("E0161", "rca_scenario_failed", 1, "`medic eval rca --scenarios DIR`: a scenario's ranked causes, verdict, pattern, band, evidence or decisions differ from its `expect` (each difference printed with its file)."),
     ChangeServiceUnknown = ("E0158", "change_service_unknown", 1, "`medic change record`: the config of the running medic has no such service (the API answered E0482)."),
 }
 

@@ -27,6 +27,7 @@ mod ops;
 mod pg_server;
 mod probes;
 mod rca;
+mod rca_scenario;
 mod token;
 mod trace;
 
@@ -717,6 +718,13 @@ fn run(cmd: Cmd, api: &str) -> Result<ExitCode, CliError> {
             cmd: EvalCmd::Nab(args),
         } => {
             medic_nab::cli::run(&args).map_err(|e| CliError::new(Code::Eval, format!("{e:#}")))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Eval {
+            cmd: EvalCmd::Rca(args),
+        } if args.scenarios.is_some() => {
+            let dir = args.scenarios.unwrap_or_default();
+            rca_scenario::run_dir(&dir, args.json)?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Eval {

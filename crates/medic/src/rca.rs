@@ -493,6 +493,34 @@ impl RcaState {
             .unwrap_or_default()
     }
 
+    /// The diagnosis of the buckets before `now`'s, as the next tick would
+    /// make it (the same [`Self::diagnose`]), whether or not its top
+    /// hypothesis changed, and the ranking's verdict for `target` (service,
+    /// signal) on the same input: what a scenario file (`rca_scenario`)
+    /// checks. `None` for the verdict when the target is unknown or not laid
+    /// out yet.
+    pub fn diagnosis_now(
+        &mut self,
+        now: MonoTime,
+        target: (&str, &str),
+    ) -> (Option<medic_rca::Verdict>, DiagnosisReport) {
+        let bucket = now.as_millis() / STEP_MS;
+        let verdict = Self::layout(&self.series, self.episode, bucket).and_then(|(_, dense)| {
+            let signals = as_signals(&dense);
+            let node = *self.index.get(target.0)?;
+            let t = signals
+                .iter()
+                .position(|s| s.node == node && s.name == target.1)?;
+            let links = leads(&self.patterns);
+            let links = as_leads(&links);
+            diagnose_with_leads(&self.topo, &signals, Some(t), &Params::default(), &links)
+                .ok()
+                .map(|d| d.verdict)
+        });
+        self.last_bucket = Some(bucket);
+        (verdict, self.diagnose(bucket))
+    }
+
     fn record(&mut self, svc: usize, name: &str, dir: Direction, bucket: u64, v: f64) {
         let list = &mut self.series[svc];
         if let Some(s) = list.iter_mut().find(|s| s.name == name) {
@@ -540,22 +568,27 @@ impl RcaState {
         Some(report)
     }
 
-    /// Diagnoses the buckets before `bucket` (the current one is incomplete).
-    fn diagnose(&mut self, bucket: u64) -> DiagnosisReport {
+    /// Every signal of every service laid out for a diagnosis of the buckets
+    /// before `bucket`: the window's first bucket and, per signal, its
+    /// history (ending where the current episode began) and window. `None`
+    /// before there is a window and a history.
+    fn layout(
+        series: &[Vec<Series>],
+        episode: Option<u64>,
+        bucket: u64,
+    ) -> Option<(u64, Vec<Dense<'_>>)> {
         let end = bucket; // exclusive
-        let Some(split) = end.checked_sub(WINDOW as u64) else {
-            return DiagnosisReport::default();
-        };
+        let split = end.checked_sub(WINDOW as u64)?;
         // History ends where the current episode began (or at the window).
-        let hist_end = self.episode.map_or(split, |e| e.min(split));
+        let hist_end = episode.map_or(split, |e| e.min(split));
         let start = hist_end.saturating_sub(HISTORY as u64);
         if hist_end <= start {
-            return DiagnosisReport::default();
+            return None;
         }
         let hlen = (hist_end - start) as usize;
         // Every signal of every service, in service order.
         let mut dense: Vec<Dense<'_>> = Vec::new();
-        for (node, list) in self.series.iter().enumerate() {
+        for (node, list) in series.iter().enumerate() {
             for sr in list {
                 let mut h = vec![f64::NAN; hlen];
                 let mut w = vec![f64::NAN; WINDOW];
@@ -580,23 +613,19 @@ impl RcaState {
                 dense.push((node, sr.name.as_str(), sr.direction, h, w));
             }
         }
-        let signals: Vec<Signal<'_>> = dense
-            .iter()
-            .map(|(node, name, direction, h, w)| Signal {
-                node: *node,
-                name,
-                direction: *direction,
-                history: h,
-                recent: w,
-            })
-            .collect();
+        Some((split, dense))
+    }
+
+    /// Diagnoses the buckets before `bucket` (the current one is incomplete).
+    fn diagnose(&mut self, bucket: u64) -> DiagnosisReport {
+        let Some((split, dense)) = Self::layout(&self.series, self.episode, bucket) else {
+            return DiagnosisReport::default();
+        };
+        let signals = as_signals(&dense);
         let p = Params::default();
         // Which kinds lead to which symptoms: the loaded patterns' word.
         let links = leads(&self.patterns);
-        let links: Vec<Lead<'_>> = links
-            .iter()
-            .map(|(cause, effect)| Lead { cause, effect })
-            .collect();
+        let links = as_leads(&links);
         // The entry's signal with a symptom whose diagnosis is most certain.
         let mut best: Option<(Diagnosis, usize, f64)> = None;
         for &e in &self.entries {
@@ -705,6 +734,28 @@ fn action_for(rems: &[medic_core::Remediation], signal: &str) -> Option<String> 
 /// One signal laid out for a diagnosis: service, name, direction, history,
 /// window.
 type Dense<'a> = (usize, &'a str, Direction, Vec<f64>, Vec<f64>);
+
+/// The laid-out signals as the ranking's input.
+fn as_signals<'a>(dense: &'a [Dense<'a>]) -> Vec<Signal<'a>> {
+    dense
+        .iter()
+        .map(|(node, name, direction, h, w)| Signal {
+            node: *node,
+            name,
+            direction: *direction,
+            history: h,
+            recent: w,
+        })
+        .collect()
+}
+
+/// The library's cross-kind links ([`leads`]) as the ranking's input.
+fn as_leads(links: &[(String, String)]) -> Vec<Lead<'_>> {
+    links
+        .iter()
+        .map(|(cause, effect)| Lead { cause, effect })
+        .collect()
+}
 
 /// Most consecutive empty buckets filled with the last observed value.
 const FILL: usize = 4;

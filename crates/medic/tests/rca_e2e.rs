@@ -1,7 +1,10 @@
 //! Issue 9 end to end: three real fixture processes in a chain web → api → db
 //! (each `/work` calls the next), a `slow` fault on db. medic diagnoses db as
 //! the root cause, restarts db, and holds web and api back as its victims;
-//! their symptoms join db's incident (one incident for the cascade).
+//! their symptoms join db's incident (one incident for the cascade). The
+//! other faults on the same chain (one `chain()` helper builds each config):
+//! failing calls, a deploy then failing calls, and a filling queue diagnosed
+//! at the approval band.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 mod common;
 

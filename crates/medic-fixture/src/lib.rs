@@ -13,8 +13,10 @@
 //! | `POST /fault/error` | healthz and work return 500 (readyz 503) |
 //! | `POST /fault/slow?ms=N` | healthz and work take N ms longer (default 2000, at most 3 600 000) |
 //! | `POST /fault/crash` | replies, then the process exits with code 1 (see [`FixtureHandle::crash_requested`]) |
-//! | `POST /fault/clear` | clears hang, error and slow (not shedding), and the pool fault (as `/admin/pool/reset`) |
+//! | `POST /fault/clear` | clears hang, error and slow (not shedding), the pool fault (as `/admin/pool/reset`) and the queue fault (the backlog is gone) |
 //! | `POST /fault/pool` | connection-pool exhaustion: from now on every connection `/healthz` and `/work` check out of the fixture's pool of [`POOL_SIZE`] "DB connections" is held (a leak, like a stuck query); once all are held, requests queue for one and answer `503 {"status":"pool_timeout"}` after [`POOL_WAIT`] |
+//! | `POST /fault/queue?per_s=N` | a filling queue: the backlog grows by N items per second (default [`DEFAULT_QUEUE_PER_S`], 1 to [`MAX_QUEUE_PER_S`]; a second POST changes the rate and keeps the backlog) up to [`MAX_QUEUE_DEPTH`], and every `/healthz` and `/work` first waits [`QUEUE_ITEM_WAIT`] per queued item, at most [`MAX_QUEUE_WAIT`]: the callers slow down as the queue fills. Without the fault the depth is a normal [`NORMAL_QUEUE_DEPTH`] ± [`QUEUE_NOISE`] items, a different value at each read (a history to compare with) |
+//! | `GET /admin/queue` | `{"depth","per_s"}` (`per_s` null without the fault); the depth is also the gauge `fixture_queue_depth` on `/metrics` |
 //! | `GET /admin/pool` | `{"size","in_use","waiting","timeouts","leaking"}`; also `fixture_pool_in_use` / `fixture_pool_waiting` on `/metrics` |
 //! | `POST /admin/pool/reset` | resets the pool: the held connections are closed and the leak stops (the remediation, class `reset_connection_pool`) |
 //! | `POST /admin/shed` | shedding on: the slow fault's extra latency is skipped and every second `/work` gets 503 |
@@ -52,6 +54,20 @@ pub const MAX_SLOW_MS: u64 = 3_600_000;
 pub const POOL_SIZE: usize = 4;
 /// How long a request waits for a pool connection before it answers 503.
 pub const POOL_WAIT: Duration = Duration::from_millis(500);
+/// Backlog growth per second for `POST /fault/queue` without `per_s`.
+pub const DEFAULT_QUEUE_PER_S: u64 = 50;
+/// Largest accepted `per_s` for `POST /fault/queue`.
+pub const MAX_QUEUE_PER_S: u64 = 100_000;
+/// The backlog never grows beyond this many items.
+pub const MAX_QUEUE_DEPTH: u64 = 10_000_000;
+/// Queue depth without the queue fault (before noise).
+pub const NORMAL_QUEUE_DEPTH: u64 = 5;
+/// The depth read varies by up to this many items either way.
+pub const QUEUE_NOISE: u64 = 2;
+/// How long `/healthz` and `/work` wait per queued item.
+pub const QUEUE_ITEM_WAIT: Duration = Duration::from_millis(1);
+/// The longest a request waits for the queue, however deep.
+pub const MAX_QUEUE_WAIT: Duration = Duration::from_secs(2);
 /// How long the process waits after answering `POST /fault/crash` before exiting.
 pub const CRASH_DELAY: Duration = Duration::from_millis(100);
 
@@ -93,6 +109,7 @@ struct Metrics {
     shed: Counter,
     pool_in_use: Gauge,
     pool_waiting: Gauge,
+    queue_depth: Gauge,
 }
 
 impl Metrics {
@@ -134,6 +151,12 @@ impl Metrics {
             "Requests waiting for a connection of the fixture's pool",
             pool_waiting.clone(),
         );
+        let queue_depth = Gauge::default();
+        registry.register(
+            "fixture_queue_depth",
+            "Items in the fixture's work queue (grows under the queue fault)",
+            queue_depth.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -142,6 +165,7 @@ impl Metrics {
             shed,
             pool_in_use,
             pool_waiting,
+            queue_depth,
         }
     }
 }
@@ -156,6 +180,7 @@ struct Shared {
     crash_flag: std::sync::atomic::AtomicBool,
     downstream: Option<(reqwest::Client, String)>,
     pool: Pool,
+    queue: Queue,
 }
 
 /// A bounded pool of pretend DB connections. Normally a connection is
@@ -183,6 +208,113 @@ impl Pool {
     fn in_use(&self) -> u64 {
         (POOL_SIZE as u64).saturating_sub(self.sem.available_permits() as u64)
     }
+}
+
+/// The fixture's work queue: a normal depth with noise, and under the queue
+/// fault a backlog growing at a fixed rate since the fault was set.
+struct Queue {
+    fault: std::sync::Mutex<Option<QueueFault>>,
+    /// xorshift state for the noise.
+    noise: AtomicU64,
+}
+
+#[derive(Clone, Copy)]
+struct QueueFault {
+    since: Instant,
+    per_s: u64,
+    /// The backlog already there at `since` (from an earlier rate).
+    base: u64,
+}
+
+impl QueueFault {
+    fn backlog(&self, now: Instant) -> u64 {
+        let grown =
+            u128::from(self.per_s) * now.saturating_duration_since(self.since).as_millis() / 1000;
+        u64::try_from(grown)
+            .unwrap_or(u64::MAX)
+            .saturating_add(self.base)
+            .min(MAX_QUEUE_DEPTH)
+    }
+}
+
+impl Queue {
+    fn new() -> Self {
+        let seed = u64::from(std::process::id())
+            ^ std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos().into());
+        Queue {
+            fault: std::sync::Mutex::new(None),
+            noise: AtomicU64::new(seed | 1),
+        }
+    }
+
+    fn fault(&self) -> std::sync::MutexGuard<'_, Option<QueueFault>> {
+        // The guarded value is plain data, valid even after a panic elsewhere.
+        self.fault.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A noise term in `0..=2·QUEUE_NOISE` (xorshift64).
+    fn noise(&self) -> u64 {
+        let mut x = 0;
+        let _ = self
+            .noise
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |mut v| {
+                v ^= v << 13;
+                v ^= v >> 7;
+                v ^= v << 17;
+                x = v;
+                Some(v)
+            });
+        x % (2 * QUEUE_NOISE + 1)
+    }
+
+    /// The depth now: the normal depth with noise, plus the backlog.
+    fn depth(&self) -> u64 {
+        let backlog = self.fault().map_or(0, |f| f.backlog(Instant::now()));
+        (NORMAL_QUEUE_DEPTH + self.noise())
+            .saturating_sub(QUEUE_NOISE)
+            .saturating_add(backlog)
+            .min(MAX_QUEUE_DEPTH)
+    }
+
+    /// Sets (or changes) the growth rate, keeping the backlog so far.
+    fn set(&self, per_s: u64) {
+        let now = Instant::now();
+        let mut f = self.fault();
+        let base = f.map_or(0, |f| f.backlog(now));
+        *f = Some(QueueFault {
+            since: now,
+            per_s,
+            base,
+        });
+    }
+
+    fn clear(&self) {
+        *self.fault() = None;
+    }
+}
+
+/// How long a request waits behind a queue of `depth` items.
+pub fn queue_wait(depth: u64) -> Duration {
+    QUEUE_ITEM_WAIT
+        .saturating_mul(u32::try_from(depth).unwrap_or(u32::MAX))
+        .min(MAX_QUEUE_WAIT)
+}
+
+/// Reads the queue depth (updating its gauge).
+fn queue_depth(shared: &Shared) -> u64 {
+    let depth = shared.queue.depth();
+    shared
+        .metrics
+        .queue_depth
+        .set(i64::try_from(depth).unwrap_or(i64::MAX));
+    depth
+}
+
+/// Waits behind the queue, in proportion to its depth.
+async fn wait_queue(shared: &Shared) {
+    tokio::time::sleep(queue_wait(queue_depth(shared))).await;
 }
 
 /// Checks a connection out of the pool for one request: `Err` (a 503
@@ -294,6 +426,7 @@ pub fn router_with(downstream: Option<String>) -> (Router, FixtureHandle) {
             (client, u.trim_end_matches('/').to_string())
         }),
         pool: Pool::new(),
+        queue: Queue::new(),
     });
     let app = Router::new()
         .route("/healthz", get(healthz))
@@ -311,6 +444,8 @@ pub fn router_with(downstream: Option<String>) -> (Router, FixtureHandle) {
         .route("/fault/pool", post(fault_pool))
         .route("/admin/pool", get(admin_pool))
         .route("/admin/pool/reset", post(admin_pool_reset))
+        .route("/fault/queue", post(fault_queue))
+        .route("/admin/queue", get(admin_queue))
         .layer(middleware::from_fn_with_state(shared.clone(), track))
         .with_state(shared.clone());
     (app, FixtureHandle { shared })
@@ -395,6 +530,7 @@ fn json(status: StatusCode, body: serde_json::Value) -> Response {
 
 async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
     let state = wait_unhung(&shared).await;
+    wait_queue(&shared).await;
     if let Err(r) = with_connection(&shared).await {
         return r;
     }
@@ -437,6 +573,7 @@ async fn work(State(shared): State<Arc<Shared>>) -> Response {
             );
         }
     }
+    wait_queue(&shared).await;
     if let Err(r) = with_connection(&shared).await {
         return r;
     }
@@ -466,6 +603,7 @@ async fn work(State(shared): State<Arc<Shared>>) -> Response {
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    queue_depth(&shared);
     let mut body = String::new();
     match prometheus_client::encoding::text::encode(&mut body, &shared.metrics.registry) {
         Ok(()) => (
@@ -538,6 +676,7 @@ async fn fault_crash(State(shared): State<Arc<Shared>>) -> Response {
 
 async fn fault_clear(State(shared): State<Arc<Shared>>) -> Response {
     reset_pool(&shared);
+    shared.queue.clear();
     modify(&shared, |s| {
         s.hang = false;
         s.error = false;
@@ -596,4 +735,86 @@ async fn admin_pool(State(shared): State<Arc<Shared>>) -> Response {
 async fn admin_pool_reset(State(shared): State<Arc<Shared>>) -> Response {
     reset_pool(&shared);
     pool_response(&shared)
+}
+
+#[derive(Deserialize)]
+struct QueueQuery {
+    per_s: Option<u64>,
+}
+
+async fn fault_queue(
+    State(shared): State<Arc<Shared>>,
+    query: Result<Query<QueueQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let per_s = match query {
+        Ok(Query(q)) => q.per_s.unwrap_or(DEFAULT_QUEUE_PER_S),
+        Err(e) => {
+            return json(
+                StatusCode::BAD_REQUEST,
+                serde_json::json!({"error": format!("invalid per_s: {}", e.body_text())}),
+            )
+        }
+    };
+    if !(1..=MAX_QUEUE_PER_S).contains(&per_s) {
+        return json(
+            StatusCode::BAD_REQUEST,
+            serde_json::json!({"error": format!("per_s must be 1 to {MAX_QUEUE_PER_S}")}),
+        );
+    }
+    shared.queue.set(per_s);
+    queue_response(&shared)
+}
+
+fn queue_response(shared: &Shared) -> Response {
+    let per_s = shared.queue.fault().map(|f| f.per_s);
+    json(
+        StatusCode::OK,
+        serde_json::json!({"depth": queue_depth(shared), "per_s": per_s}),
+    )
+}
+
+async fn admin_queue(State(shared): State<Arc<Shared>>) -> Response {
+    queue_response(&shared)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wait_grows_with_the_depth_and_is_bounded() {
+        assert_eq!(queue_wait(0), Duration::ZERO);
+        assert_eq!(queue_wait(5), QUEUE_ITEM_WAIT * 5);
+        assert_eq!(queue_wait(u64::MAX), MAX_QUEUE_WAIT);
+    }
+
+    #[test]
+    fn the_backlog_grows_at_its_rate_keeps_it_on_a_new_rate_and_is_capped() {
+        let t0 = Instant::now();
+        let f = QueueFault {
+            since: t0,
+            per_s: 100,
+            base: 7,
+        };
+        assert_eq!(f.backlog(t0), 7);
+        assert_eq!(f.backlog(t0 + Duration::from_millis(2500)), 257);
+        let capped = QueueFault {
+            per_s: MAX_QUEUE_PER_S,
+            ..f
+        };
+        assert_eq!(
+            capped.backlog(t0 + Duration::from_secs(1_000_000)),
+            MAX_QUEUE_DEPTH
+        );
+    }
+
+    #[test]
+    fn the_normal_depth_is_noisy_within_its_band() {
+        let q = Queue::new();
+        let seen: std::collections::BTreeSet<u64> = (0..200).map(|_| q.depth()).collect();
+        let lo = NORMAL_QUEUE_DEPTH - QUEUE_NOISE;
+        let hi = NORMAL_QUEUE_DEPTH + QUEUE_NOISE;
+        assert!(seen.iter().all(|d| (lo..=hi).contains(d)), "{seen:?}");
+        assert!(seen.len() >= 3, "no noise: {seen:?}");
+    }
 }

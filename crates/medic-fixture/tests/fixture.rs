@@ -426,3 +426,87 @@ async fn pool_fault_exhausts_the_pool_and_a_reset_frees_it() {
         assert_eq!(s.get("/work").await.status(), 200);
     }
 }
+
+/// The `fixture_queue_depth` gauge as `/metrics` shows it.
+async fn queue_gauge(s: &Server) -> u64 {
+    let m = s.get("/metrics").await.text().await.unwrap();
+    m.lines()
+        .find_map(|l| l.strip_prefix("fixture_queue_depth "))
+        .unwrap_or_else(|| panic!("no fixture_queue_depth: {m}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn queue_fault_fills_the_queue_slows_callers_and_clear_empties_it() {
+    use medic_fixture::{NORMAL_QUEUE_DEPTH, QUEUE_NOISE};
+    let s = start().await;
+    let normal = (NORMAL_QUEUE_DEPTH - QUEUE_NOISE)..=(NORMAL_QUEUE_DEPTH + QUEUE_NOISE);
+    // Without the fault: a small depth that varies, in /metrics and /admin/queue.
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..30 {
+        seen.insert(queue_gauge(&s).await);
+    }
+    assert!(seen.iter().all(|d| normal.contains(d)), "{seen:?}");
+    assert!(seen.len() > 1, "no noise: {seen:?}");
+    let q: Value = s.get("/admin/queue").await.json().await.unwrap();
+    assert!(q["per_s"].is_null(), "{q}");
+
+    let q = s.post("/fault/queue?per_s=2000").await;
+    assert_eq!(q["per_s"], 2000, "{q}");
+    // The backlog grows while the fault is on.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let depth = loop {
+        let d = queue_gauge(&s).await;
+        if d >= 300 {
+            break d;
+        }
+        assert!(Instant::now() < deadline, "the queue did not fill: {d}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // Callers wait behind it: at least the depth seen before (less noise)
+    // times the per-item wait.
+    let least = medic_fixture::queue_wait(depth - 2 * QUEUE_NOISE);
+    for path in ["/work", "/healthz"] {
+        let t = Instant::now();
+        assert_eq!(s.get(path).await.status(), 200, "{path}");
+        assert!(
+            t.elapsed() >= least,
+            "{path}: {:?} < {least:?}",
+            t.elapsed()
+        );
+    }
+    // A new rate keeps the backlog.
+    let q = s.post("/fault/queue?per_s=1").await;
+    assert!(
+        q["depth"].as_u64().unwrap() >= depth - 2 * QUEUE_NOISE,
+        "{q}"
+    );
+
+    let st = s.post("/fault/clear").await;
+    assert_eq!(st["hang"], false);
+    assert!(normal.contains(&queue_gauge(&s).await));
+    let q: Value = s.get("/admin/queue").await.json().await.unwrap();
+    assert!(q["per_s"].is_null(), "{q}");
+}
+
+#[tokio::test]
+async fn queue_fault_rejects_a_bad_rate() {
+    let s = start().await;
+    for bad in ["per_s=abc", "per_s=0", "per_s=100001"] {
+        let resp = s
+            .client
+            .post(format!("{}/fault/queue?{bad}", s.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400, "{bad}");
+        let body: Value = resp.json().await.unwrap();
+        assert!(body["error"].as_str().unwrap().contains("per_s"), "{body}");
+    }
+    let q: Value = s.get("/admin/queue").await.json().await.unwrap();
+    assert!(q["per_s"].is_null(), "{q}");
+    let q = s.post("/fault/queue").await;
+    assert_eq!(q["per_s"], medic_fixture::DEFAULT_QUEUE_PER_S, "{q}");
+}

@@ -877,6 +877,8 @@ pub fn diagnose_with_leads(
     // leaves its normal range before it becomes unprecedented).
     let mut first: Vec<Vec<Option<usize>>> = vec![vec![None; n]; kinds.len()];
     let mut best: Vec<Option<(usize, f64)>> = vec![None; n];
+    // best_of[k][v]: v's most anomalous kind-k signal.
+    let mut best_of: Vec<Vec<Option<(usize, f64)>>> = vec![vec![None; n]; kinds.len()];
     for (i, (s, j)) in signals.iter().zip(&judged).enumerate() {
         let Some(j) = j else { continue };
         if !closure[s.node] || s.name == VOLUME {
@@ -917,6 +919,10 @@ pub fn diagnose_with_leads(
             Some((_, e)) if e >= excess => {}
             _ => best[s.node] = Some((i, excess)),
         }
+        match best_of[k][s.node] {
+            Some((_, e)) if e >= excess => {}
+            _ => best_of[k][s.node] = Some((i, excess)),
+        }
     }
     let n_anomalous = best.iter().filter(|b| b.is_some()).count();
     if n_anomalous == 0 {
@@ -935,7 +941,6 @@ pub fn diagnose_with_leads(
         .iter()
         .map(|a| topo.reach_within(tnode, a, false))
         .collect();
-    let kind_of_best = |v: usize| best[v].map(|(i, _)| kind_of(i));
     // leads_to[c][e]: the links between the kinds present (bounded).
     let kind_index = |name: &str| kinds.iter().position(|k| *k == name);
     let mut leads_to = vec![vec![false; kinds.len()]; kinds.len()];
@@ -947,6 +952,24 @@ pub fn diagnose_with_leads(
             leads_to[c][e] = true;
         }
     }
+    // Within a service: when its most anomalous kind `e` has a kind `c`
+    // leading to it (`c` → `e`) anomalous on the same service from no later
+    // (+ `coincidence`), `c` is the service's signal: a filling queue
+    // explains its own service's latency as it does its callers'.
+    for v in 0..n {
+        let Some((i, _)) = best[v] else { continue };
+        let e = kind_of(i);
+        let Some(fe) = first[e][v] else { continue };
+        let cause = (0..kinds.len())
+            .filter(|&c| c != e && leads_to[c][e] && strong[c][v])
+            .filter(|&c| first[c][v].is_some_and(|fc| fc <= fe + p.coincidence))
+            .filter_map(|c| best_of[c][v])
+            .max_by(|a, b| a.1.total_cmp(&b.1));
+        if cause.is_some() {
+            best[v] = cause;
+        }
+    }
+    let kind_of_best = |v: usize| best[v].map(|(i, _)| kind_of(i));
     let target_kind = kind_of(target);
     let mut candidates = Vec::new();
     for (node, b) in best.iter().enumerate() {

@@ -142,6 +142,22 @@ const CASES: &[Case] = &[
         victims: &["web"],
     },
     Case {
+        // db waits behind its own queue: its latency rises more (in z) than
+        // the queue does, from the same step. The queue is db's signal.
+        name: "a filling queue explains its own service's latency too",
+        edges: "web>api api>db",
+        rows: &[
+            ("web", "latency", 0.1, "1 1 1.5 1.6 1.8 1.9"),
+            ("api", "latency", 0.05, "1 1 2 2.5 3 3.5"),
+            ("db", "latency", 0.02, "1 1 4 6 8 10"),
+            ("db", "queue_depth", 20.0, "1 1 2 3 4 5"),
+        ],
+        first: "db",
+        not_root: &["api"],
+        roots: &["db"],
+        victims: &["api", "web"],
+    },
+    Case {
         name: "a kind no link leads to latency explains nothing",
         edges: "web>api api>worker",
         rows: &[
@@ -242,4 +258,33 @@ fn without_links_each_kind_is_judged_on_its_own() {
         d.candidates.iter().any(|c| c.node == api && !c.root),
         "{d:?}"
     );
+}
+
+#[test]
+fn a_service_s_own_queue_is_its_signal_unless_it_filled_later() {
+    let own = CASES
+        .iter()
+        .find(|c| c.name.contains("its own service"))
+        .unwrap();
+    let kind = |rows: &'static [(&str, &str, f64, &str)]| {
+        let c = Case { rows, ..*own };
+        let (_, d) = run(&c, None);
+        let top = &d.candidates[0];
+        (c.rows[top.signal].1, medic_rca::evidence_match(&d))
+    };
+    // The queue, not the larger latency, and as certain as for a callee's.
+    let (k, e) = kind(own.rows);
+    assert_eq!(k, "queue_depth");
+    assert!(e > 0.99, "{e}");
+    // A queue that fills after its service slowed explains nothing there.
+    let (k, _) = kind(&[
+        ("web", "latency", 0.1, "1 1 1.5 1.6 1.8 1.9"),
+        ("api", "latency", 0.05, "1 1 2 2.5 3 3.5"),
+        ("db", "latency", 0.02, "1 1 4 6 8 10"),
+        ("db", "queue_depth", 20.0, "1 1 1 1 4 5"),
+    ]);
+    assert_eq!(k, "latency");
+    // No links: the larger anomaly is the service's signal, as before.
+    let (_, d) = run(own, Some(&[]));
+    assert_eq!(own.rows[d.candidates[0].signal].1, "latency", "{d:?}");
 }

@@ -1,7 +1,10 @@
 //! Issue 9 end to end: three real fixture processes in a chain web → api → db
 //! (each `/work` calls the next), a `slow` fault on db. medic diagnoses db as
 //! the root cause, restarts db, and holds web and api back as its victims;
-//! their symptoms join db's incident (one incident for the cascade).
+//! their symptoms join db's incident (one incident for the cascade). The
+//! other faults on the same chain (one `chain()` helper builds each config):
+//! failing calls, a deploy then failing calls, and a filling queue diagnosed
+//! at the approval band.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 mod common;
 
@@ -34,40 +37,7 @@ fn audit(api: &str) -> Vec<(String, serde_json::Value)> {
 #[test]
 fn a_slow_database_is_restarted_and_its_callers_are_held_back() {
     let dir = TestDir::new();
-    let (pw, pa, pd, aport) = (free_port(), free_port(), free_port(), free_port());
-    let exe = assert_cmd::cargo::cargo_bin("medic");
-    let svc = |name: &str, port: u16, down: Option<u16>, deps: &str| {
-        let down = down
-            .map(|p| format!(", \"--downstream\", \"http://127.0.0.1:{p}\""))
-            .unwrap_or_default();
-        format!(
-            r#"  {name}:
-    process:
-      command: ["{exe}", "fixture", "--port", "{port}"{down}]
-      stop_grace: 2s
-{deps}    probes:
-      work:
-        http: {{ url: "http://127.0.0.1:{port}/work", timeout: 5s }}
-        interval: 250ms
-        latency: {{ over: 300ms, consecutive: 8 }}
-    actions:
-      restart: {{ restart: {{}} }}
-    remediate:
-      - when: {{ probe: work, condition: slow }}
-        action: restart
-      - when: {{ probe: work, condition: failing }}
-        action: restart
-"#,
-            exe = exe.display()
-        )
-    };
-    let cfg = format!(
-        "mode: aggressive\nlisten: 127.0.0.1:{aport}\ndatabase: medic.db\npolicy: {{ cooldown: 1s, verify_window: 5s }}\nservices:\n{}{}{}",
-        svc("web", pw, Some(pa), "    depends_on: [api]\n"),
-        svc("api", pa, Some(pd), "    depends_on: [{ service: db, kind: database }]\n"),
-        svc("db", pd, None, ""),
-    );
-    let cfg = write(dir.path(), "medic.yaml", &cfg);
+    let (cfg, pw, pa, pd, aport) = chain(&dir, &SLOW);
     let _daemon = dir.spawn_daemon(&cfg, None);
     let pid = |p: u16| fixture_pid(&format!("http://127.0.0.1:{p}/healthz"));
     let (web0, api0, db0) = (pid(pw), pid(pa), pid(pd));
@@ -270,7 +240,7 @@ fn a_slow_database_is_restarted_and_its_callers_are_held_back() {
 #[test]
 fn a_failing_database_is_ranked_by_availability_and_only_it_is_restarted() {
     let dir = TestDir::new();
-    let (cfg, pw, pa, pd, aport) = failing_chain(&dir);
+    let (cfg, pw, pa, pd, aport) = chain(&dir, &FAILING);
     let _daemon = dir.spawn_daemon(&cfg, None);
     let pid = |p: u16| fixture_pid(&format!("http://127.0.0.1:{p}/healthz"));
     let (web0, api0, db0) = (pid(pw), pid(pa), pid(pd));
@@ -410,13 +380,80 @@ services:
     assert_eq!(c.note, "a stuck error flag; cleared it");
 }
 
-/// web → api → db fixtures, each `/work` failing after 8 failed probes
-/// restarts only that service; aggressive mode. Returns the config file and
-/// the ports of web, api, db and medic's API.
-fn failing_chain(dir: &TestDir) -> (std::path::PathBuf, u16, u16, u16, u16) {
+/// What differs between the web → api → db chains of this file.
+struct Chain<'a> {
+    /// The `work` probe's rule (`latency: …` or `failure: …`).
+    probe: &'a str,
+    /// The conditions of `work` that restart the service, for each service.
+    restart_on: &'a [&'a str],
+    /// api's `depends_on` entry for db.
+    api_on_db: &'a str,
+    /// More `remediate:` entries of db (YAML list items, 6 spaces in).
+    db_remediate: &'a str,
+    /// Appended to the config (top-level sections); `{db}` is db's port.
+    tail: &'a str,
+}
+
+/// Slow calls: `work` slow for 8 probes (over 300 ms) or failing restarts
+/// the service; api calls db as a database.
+const SLOW: Chain = Chain {
+    probe: "latency: { over: 300ms, consecutive: 8 }",
+    restart_on: &["slow", "failing"],
+    api_on_db: "{ service: db, kind: database }",
+    db_remediate: "",
+    tail: "",
+};
+
+/// Failing calls: `work` failing for 8 probes restarts the service.
+const FAILING: Chain = Chain {
+    probe: "failure: { consecutive: 8 }",
+    restart_on: &["failing"],
+    api_on_db: "db",
+    db_remediate: "",
+    tail: "",
+};
+
+/// A filling queue on db: a scrape rule of kind `queue_depth` on db's
+/// `/metrics` (`fixture_queue_depth`) whose breach (over 150 items for 2 s)
+/// restarts db; `work` slow for 8 probes (over 300 ms) or failing restarts
+/// any service (so the callers, slowed by the queue, would be restarted if
+/// they were not held for the approval asked about db).
+const QUEUE: Chain = Chain {
+    probe: "latency: { over: 300ms, consecutive: 8 }",
+    restart_on: &["slow", "failing"],
+    api_on_db: "{ service: db, kind: database }",
+    db_remediate: "      - when: { probe: queue }\n        action: restart\n",
+    tail: r#"signals:
+  sources:
+    db_metrics:
+      scrape: { url: "http://127.0.0.1:{db}/metrics" }
+      interval: 250ms
+      timeout: 2s
+  rules:
+    queue:
+      service: db
+      source: db_metrics
+      metric: fixture_queue_depth
+      above: 150
+      for: 2s
+      kind: queue_depth
+"#,
+};
+
+/// web → api → db fixtures (each `/work` calls the next's), aggressive mode,
+/// probed every 250 ms; `spec` says what differs. Returns the config file
+/// and the ports of web, api, db and medic's API.
+fn chain(dir: &TestDir, spec: &Chain) -> (std::path::PathBuf, u16, u16, u16, u16) {
     let (pw, pa, pd, aport) = (free_port(), free_port(), free_port(), free_port());
     let exe = assert_cmd::cargo::cargo_bin("medic");
-    let svc = |name: &str, port: u16, down: Option<u16>, deps: &str| {
+    let remediate: String = spec
+        .restart_on
+        .iter()
+        .map(|c| {
+            format!("      - when: {{ probe: work, condition: {c} }}\n        action: restart\n")
+        })
+        .collect();
+    let svc = |name: &str, port: u16, down: Option<u16>, deps: &str, more: &str| {
         let down = down
             .map(|p| format!(", \"--downstream\", \"http://127.0.0.1:{p}\""))
             .unwrap_or_default();
@@ -429,21 +466,27 @@ fn failing_chain(dir: &TestDir) -> (std::path::PathBuf, u16, u16, u16, u16) {
       work:
         http: {{ url: "http://127.0.0.1:{port}/work", timeout: 5s }}
         interval: 250ms
-        failure: {{ consecutive: 8 }}
+        {probe}
     actions:
       restart: {{ restart: {{}} }}
     remediate:
-      - when: {{ probe: work, condition: failing }}
-        action: restart
-"#,
-            exe = exe.display()
+{remediate}{more}"#,
+            exe = exe.display(),
+            probe = spec.probe,
         )
     };
     let cfg = format!(
-        "mode: aggressive\nlisten: 127.0.0.1:{aport}\ndatabase: medic.db\npolicy: {{ cooldown: 1s, verify_window: 5s }}\nservices:\n{}{}{}",
-        svc("web", pw, Some(pa), "    depends_on: [api]\n"),
-        svc("api", pa, Some(pd), "    depends_on: [db]\n"),
-        svc("db", pd, None, ""),
+        "mode: aggressive\nlisten: 127.0.0.1:{aport}\ndatabase: medic.db\npolicy: {{ cooldown: 1s, verify_window: 5s }}\nservices:\n{}{}{}{}",
+        svc("web", pw, Some(pa), "    depends_on: [api]\n", ""),
+        svc(
+            "api",
+            pa,
+            Some(pd),
+            &format!("    depends_on: [{}]\n", spec.api_on_db),
+            ""
+        ),
+        svc("db", pd, None, "", spec.db_remediate),
+        spec.tail.replace("{db}", &pd.to_string()),
     );
     let cfg = write(dir.path(), "medic.yaml", &cfg);
     (cfg, pw, pa, pd, aport)
@@ -456,7 +499,7 @@ fn failing_chain(dir: &TestDir) -> (std::path::PathBuf, u16, u16, u16, u16) {
 #[test]
 fn a_deploy_then_failing_calls_is_diagnosed_as_an_error_spike_after_the_change() {
     let dir = TestDir::new();
-    let (cfg, pw, pa, pd, aport) = failing_chain(&dir);
+    let (cfg, pw, pa, pd, aport) = chain(&dir, &FAILING);
     let _daemon = dir.spawn_daemon(&cfg, None);
     let pid = |p: u16| fixture_pid(&format!("http://127.0.0.1:{p}/healthz"));
     let (web0, api0, db0) = (pid(pw), pid(pa), pid(pd));
@@ -585,7 +628,7 @@ fn a_deploy_then_failing_calls_is_diagnosed_as_an_error_spike_after_the_change()
 #[test]
 fn a_deploy_recorded_before_a_restart_is_still_evidence_after_it() {
     let dir = TestDir::new();
-    let (cfg, _pw, _pa, pd, aport) = failing_chain(&dir);
+    let (cfg, _pw, _pa, pd, aport) = chain(&dir, &FAILING);
     let api = format!("http://127.0.0.1:{aport}");
     let daemon = dir.spawn_daemon(&cfg, None);
     let pid = |p: u16| fixture_pid(&format!("http://127.0.0.1:{p}/healthz"));
@@ -633,4 +676,151 @@ fn a_deploy_recorded_before_a_restart_is_still_evidence_after_it() {
                 && t.contains("s before the onset")),
         "{diagnosed}"
     );
+}
+
+/// A filling queue on db (`POST /fault/queue`): db's `/work` waits behind
+/// the backlog, so api and web slow down with it. The daemon diagnoses db by
+/// its `queue_depth` rule (`queue_filling`, web and api its victims). At a
+/// fresh install the confidence is `75 · 1 · 0.9` ≈ 68, the approval band
+/// (docs/rca.md): db's restart waits for an approval and nothing runs on db
+/// until a person approves it; then only db is restarted.
+#[test]
+fn a_filling_queue_is_diagnosed_and_its_restart_waits_for_approval() {
+    let dir = TestDir::new();
+    let (cfg, pw, pa, pd, aport) = chain(&dir, &QUEUE);
+    let _daemon = dir.spawn_daemon(&cfg, None);
+    let pid = |p: u16| fixture_pid(&format!("http://127.0.0.1:{p}/healthz"));
+    let (web0, api0, db0) = (pid(pw), pid(pa), pid(pd));
+    std::thread::sleep(Duration::from_secs(8));
+    assert_eq!(
+        post_json(
+            &format!("http://127.0.0.1:{pd}/fault/queue?per_s=50"),
+            &serde_json::json!({})
+        ),
+        200
+    );
+    let api = format!("http://127.0.0.1:{aport}");
+    // db's rule breaches; its restart waits for an approval, by the band.
+    let approval = wait_for("an approval for db", Duration::from_secs(60), || {
+        let list = get_json(&format!("{api}/api/v1/approvals"))?;
+        list["approvals"]
+            .as_array()?
+            .iter()
+            .find(|a| a["service"] == "db")
+            .cloned()
+    });
+    assert_eq!(approval["action"], "restart", "{approval}");
+    assert_eq!(approval["reason_code"], "confidence_approval", "{approval}");
+    let records = audit(&api);
+    // The diagnosis in force when the approval was requested: the last one
+    // before it (an earlier one may be weaker: a symptom of one sample
+    // halves the evidence).
+    let requested = records
+        .iter()
+        .position(|(k, p)| k == "approval.requested" && p["service"] == "db")
+        .unwrap_or_else(|| panic!("no approval.requested: {records:?}"));
+    let diag = records[..requested]
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "rca.diagnosed")
+        .map(|(_, p)| p.clone())
+        .unwrap_or_else(|| panic!("no diagnosis before the approval: {records:?}"));
+    assert_eq!(
+        (&diag["service"], &diag["signal"]),
+        (&serde_json::json!("db"), &serde_json::json!("queue_depth")),
+        "{diag}"
+    );
+    assert_eq!(diag["pattern"], "queue_filling", "{diag}");
+    assert_eq!(diag["band"], "approval", "{diag}");
+    let confidence: u8 = diag["confidence"].as_str().unwrap().parse().unwrap();
+    assert!((50..70).contains(&confidence), "{diag}");
+    assert!(
+        diag["hypotheses"]
+            .as_str()
+            .unwrap()
+            .starts_with("db/queue_depth queue_filling"),
+        "{diag}"
+    );
+    // In the approval band the victims wait for a person too (governance
+    // gate 6a, `upstream_cause_approval`).
+    let held: Vec<&str> = diag["victims_held"].as_str().unwrap().split(',').collect();
+    assert!(held.contains(&"web") && held.contains(&"api"), "{diag}");
+    // Nothing ran without the approval: db kept its process, no intent.
+    assert_eq!(pid(pd), db0, "db was restarted without an approval");
+    assert!(
+        !records.iter().any(|(k, _)| k == "action.intent"),
+        "{records:?}"
+    );
+    // The db incident's explanation: db/queue_depth first, web and api its
+    // victims, the approval pending.
+    let incident = approval["incident"].as_str().unwrap();
+    let ex = get_json(&format!("{api}/api/v1/explain/{incident}")).unwrap();
+    let top = &ex["hypotheses"][0];
+    assert_eq!(
+        (
+            &top["service"],
+            &top["signal"],
+            &top["pattern"],
+            &top["band"]
+        ),
+        (
+            &serde_json::json!("db"),
+            &serde_json::json!("queue_depth"),
+            &serde_json::json!("queue_filling"),
+            &serde_json::json!("approval")
+        ),
+        "{ex}"
+    );
+    let victims: Vec<&str> = top["victims"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert!(victims.contains(&"web") && victims.contains(&"api"), "{ex}");
+    assert!(!ex["pending_approval"].is_null(), "{ex}");
+    // web and api, slowed by the queue, open incidents of their own: their
+    // restarts wait for a person as db's does, instead of running.
+    for svc in ["web", "api"] {
+        let a = wait_for(
+            &format!("an approval for {svc}"),
+            Duration::from_secs(60),
+            || {
+                let list = get_json(&format!("{api}/api/v1/approvals"))?;
+                list["approvals"]
+                    .as_array()?
+                    .iter()
+                    .find(|a| a["service"] == svc)
+                    .cloned()
+            },
+        );
+        assert_eq!(a["reason_code"], "upstream_cause_approval", "{a}");
+    }
+    assert_eq!(pid(pw), web0, "web was restarted");
+    assert_eq!(pid(pa), api0, "api was restarted");
+    // A person approves db's restart (CLI); it runs, on db only.
+    let out = medic()
+        .args(["--api", &api, "approve", approval["id"].as_str().unwrap()])
+        .env("MEDIC_TOKEN", token_as(&api, "alice", "approver"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let db1 = new_fixture_pid(
+        &format!("http://127.0.0.1:{pd}/healthz"),
+        db0,
+        Duration::from_secs(30),
+    );
+    assert_ne!(db1, db0);
+    let records = audit(&api);
+    let intents: Vec<&str> = records
+        .iter()
+        .filter(|(k, _)| k == "action.intent")
+        .map(|(_, p)| p["service"].as_str().unwrap_or(""))
+        .collect();
+    assert!(
+        !intents.is_empty() && intents.iter().all(|s| *s == "db"),
+        "{intents:?}"
+    );
+    assert_eq!(pid(pw), web0, "web was restarted");
+    assert_eq!(pid(pa), api0, "api was restarted");
 }

@@ -228,6 +228,7 @@ pub struct Outcome {
     /// The band of the `rca.diagnosed` record (none without a hypothesis).
     pub band: Option<String>,
     /// Per service: `act`, `act_armed`, `approval`, `escalate`, `held`,
+    /// `held_for_approval` (a victim of a cause in the approval band),
     /// `ungated` (acted with no diagnosis gate), `none` (no decision), or
     /// `other:VERDICT/CODE`.
     pub decisions: BTreeMap<String, String>,
@@ -239,6 +240,7 @@ const DECISIONS: &[&str] = &[
     "approval",
     "escalate",
     "held",
+    "held_for_approval",
     "ungated",
     "deferred",
     "none",
@@ -260,6 +262,7 @@ fn at(file: &str, loc: Location, message: impl Into<String>) -> ScenarioError {
 fn classify(verdict: &str, code: &str) -> String {
     match (verdict, code) {
         (_, "upstream_cause") => "held",
+        (_, "upstream_cause_approval") => "held_for_approval",
         ("run", "confidence_act") => "act",
         ("run", "confidence_armed") => "act_armed",
         (_, "confidence_approval") => "approval",

@@ -1108,11 +1108,15 @@ pub fn diagnose_with_leads(
             .collect();
         // (A linked anomaly beneath it that starts later is no explanation,
         // but the origin may still be deeper: its detection may lag.)
+        // A callee at symptom level (not anomalous) in its kind, or in a
+        // kind that leads to it (a queue that is filling within its noise),
+        // is such a hint too.
         let weak_below = across.is_some()
-            || topo
-                .callees(node)
-                .into_iter()
-                .any(|c| weak[k][c] && !strong[k][c]);
+            || topo.callees(node).into_iter().any(|c| {
+                (0..kinds.len())
+                    .filter(|&e| e == k || leads_to[e][k])
+                    .any(|e| weak[e][c] && !strong[e][c])
+            });
         candidates.push(Candidate {
             node,
             signal: sig,

@@ -237,6 +237,37 @@ fn a_later_queue_beneath_leaves_the_caller_root_but_less_certain() {
 }
 
 #[test]
+fn a_queue_filling_within_its_noise_beneath_makes_the_caller_less_certain() {
+    // worker's queue rises to symptom level (z 3.2) with its callers but
+    // never past its threshold: api stays the root named, but a filling
+    // queue may be the origin, so the evidence is halved (the generated
+    // queue faults' remaining victim actions: an unseen queue, its caller
+    // named at 81 and acted on).
+    let c = Case {
+        name: "a queue filling within its noise",
+        edges: "web>api api>worker",
+        rows: &[
+            ("web", "latency", 0.1, "1 1 1.5 1.6 1.8 1.9"),
+            ("api", "latency", 0.05, "1 1 2 2.5 3 3.5"),
+            ("worker", "latency", 0.02, "1 1 1 1 1 1"),
+            ("worker", "queue_depth", 20.0, "1 1 1.12 1.12 1.12 1.12"),
+        ],
+        first: "api",
+        not_root: &[],
+        roots: &["api"],
+        victims: &["web"],
+    };
+    let (topo, d) = run(&c, None);
+    check(&c, &topo, &d);
+    let top = &d.candidates[0];
+    assert!(top.root && top.weak_below, "{top:?}");
+    assert!(medic_rca::evidence_match(&d) <= 0.5, "{d:?}");
+    // Without the link queue_depth -> latency the queue is no hint.
+    let (_, d) = run(&c, Some(&[]));
+    assert!(!d.candidates[0].weak_below, "{d:?}");
+}
+
+#[test]
 fn without_links_each_kind_is_judged_on_its_own() {
     // The same filling queue with no links: api is a root of its own kind.
     let (topo, d) = run(&CASES[0], Some(&[]));

@@ -37,26 +37,24 @@ fn audit(api: &str) -> Vec<(String, serde_json::Value)> {
 #[test]
 fn a_slow_database_is_restarted_and_its_callers_are_held_back() {
     let dir = TestDir::new();
-    let (cfg, pw, pa, pd, aport) = chain(&dir, &SLOW);
-    let _daemon = dir.spawn_daemon(&cfg, None);
+    let Watched {
+        _daemon,
+        pw,
+        pa,
+        pd,
+        api,
+        web0,
+        api0,
+        db0,
+    } = watched_chain(&dir, &SLOW);
     let pid = |p: u16| fixture_pid(&format!("http://127.0.0.1:{p}/healthz"));
-    let (web0, api0, db0) = (pid(pw), pid(pa), pid(pd));
-    // Normal history for the ranking (its baseline), then the fault.
-    std::thread::sleep(Duration::from_secs(8));
-    assert_eq!(
-        post_json(
-            &format!("http://127.0.0.1:{pd}/fault/slow?ms=800"),
-            &serde_json::json!({})
-        ),
-        200
-    );
+    inject(pd, "slow?ms=800");
     let db1 = new_fixture_pid(
         &format!("http://127.0.0.1:{pd}/healthz"),
         db0,
         Duration::from_secs(60),
     );
     assert_ne!(db1, db0);
-    let api = format!("http://127.0.0.1:{aport}");
     // The diagnosis named db first, with its victims.
     let records = audit(&api);
     let diag = records
@@ -201,13 +199,7 @@ fn a_slow_database_is_restarted_and_its_callers_are_held_back() {
             (d["state"] == "resolved").then_some(())
         },
     );
-    assert_eq!(
-        post_json(
-            &format!("http://127.0.0.1:{pd}/fault/slow?ms=800"),
-            &serde_json::json!({})
-        ),
-        200
-    );
+    inject(pd, "slow?ms=800");
     let similar = wait_for("similar incidents", Duration::from_secs(40), || {
         let list = get_json(&format!("{api}/api/v1/incidents"))?;
         let second = list["incidents"]
@@ -240,25 +232,24 @@ fn a_slow_database_is_restarted_and_its_callers_are_held_back() {
 #[test]
 fn a_failing_database_is_ranked_by_availability_and_only_it_is_restarted() {
     let dir = TestDir::new();
-    let (cfg, pw, pa, pd, aport) = chain(&dir, &FAILING);
-    let _daemon = dir.spawn_daemon(&cfg, None);
+    let Watched {
+        _daemon,
+        pw,
+        pa,
+        pd,
+        api,
+        web0,
+        api0,
+        db0,
+    } = watched_chain(&dir, &FAILING);
     let pid = |p: u16| fixture_pid(&format!("http://127.0.0.1:{p}/healthz"));
-    let (web0, api0, db0) = (pid(pw), pid(pa), pid(pd));
-    std::thread::sleep(Duration::from_secs(8));
-    assert_eq!(
-        post_json(
-            &format!("http://127.0.0.1:{pd}/fault/error"),
-            &serde_json::json!({})
-        ),
-        200
-    );
+    inject(pd, "error");
     let db1 = new_fixture_pid(
         &format!("http://127.0.0.1:{pd}/healthz"),
         db0,
         Duration::from_secs(60),
     );
     assert_ne!(db1, db0);
-    let api = format!("http://127.0.0.1:{aport}");
     let records = audit(&api);
     assert!(
         records.iter().any(|(k, p)| k == "rca.diagnosed"
@@ -319,15 +310,9 @@ services:
     );
     let cfg = write(dir.path(), "medic.yaml", &cfg);
     let _daemon = dir.spawn_daemon(&cfg, None);
-    fixture_pid(&format!("http://127.0.0.1:{port}/healthz"));
     let api = format!("http://127.0.0.1:{aport}");
-    assert_eq!(
-        post_json(
-            &format!("http://127.0.0.1:{port}/fault/error"),
-            &serde_json::json!({})
-        ),
-        200
-    );
+    fixture_pid(&format!("http://127.0.0.1:{port}/healthz"));
+    inject(port, "error");
     let incident = wait_for("an open incident", Duration::from_secs(20), || {
         let list = get_json(&format!("{api}/api/v1/incidents"))?;
         list["incidents"]
@@ -440,6 +425,50 @@ const QUEUE: Chain = Chain {
 "#,
 };
 
+/// A chain of `spec` watched by a running daemon, after 8 s of normal
+/// history (the ranking's baseline): the fixtures' ports and first pids,
+/// medic's API.
+struct Watched {
+    _daemon: Daemon,
+    pw: u16,
+    pa: u16,
+    pd: u16,
+    api: String,
+    web0: u64,
+    api0: u64,
+    db0: u64,
+}
+
+fn watched_chain(dir: &TestDir, spec: &Chain) -> Watched {
+    let (cfg, pw, pa, pd, aport) = chain(dir, spec);
+    let _daemon = dir.spawn_daemon(&cfg, None);
+    let pid = |p: u16| fixture_pid(&format!("http://127.0.0.1:{p}/healthz"));
+    let (web0, api0, db0) = (pid(pw), pid(pa), pid(pd));
+    std::thread::sleep(Duration::from_secs(8));
+    Watched {
+        _daemon,
+        pw,
+        pa,
+        pd,
+        api: format!("http://127.0.0.1:{aport}"),
+        web0,
+        api0,
+        db0,
+    }
+}
+
+/// `POST /fault/{fault}` on the fixture at `port`.
+fn inject(port: u16, fault: &str) {
+    assert_eq!(
+        post_json(
+            &format!("http://127.0.0.1:{port}/fault/{fault}"),
+            &serde_json::json!({})
+        ),
+        200,
+        "{fault}"
+    );
+}
+
 /// web → api → db fixtures (each `/work` calls the next's), aggressive mode,
 /// probed every 250 ms; `spec` says what differs. Returns the config file
 /// and the ports of web, api, db and medic's API.
@@ -499,12 +528,17 @@ fn chain(dir: &TestDir, spec: &Chain) -> (std::path::PathBuf, u16, u16, u16, u16
 #[test]
 fn a_deploy_then_failing_calls_is_diagnosed_as_an_error_spike_after_the_change() {
     let dir = TestDir::new();
-    let (cfg, pw, pa, pd, aport) = chain(&dir, &FAILING);
-    let _daemon = dir.spawn_daemon(&cfg, None);
+    let Watched {
+        _daemon,
+        pw,
+        pa,
+        pd,
+        api,
+        web0,
+        api0,
+        db0,
+    } = watched_chain(&dir, &FAILING);
     let pid = |p: u16| fixture_pid(&format!("http://127.0.0.1:{p}/healthz"));
-    let (web0, api0, db0) = (pid(pw), pid(pa), pid(pd));
-    std::thread::sleep(Duration::from_secs(8));
-    let api = format!("http://127.0.0.1:{aport}");
     let ci = token_as(&api, "ci", "operator");
     // An unknown service is refused with its own code.
     let out = medic()
@@ -536,13 +570,7 @@ fn a_deploy_then_failing_calls_is_diagnosed_as_an_error_spike_after_the_change()
         String::from_utf8_lossy(&out.stdout).contains("deploy of db (version v2.0) recorded"),
         "{out:?}"
     );
-    assert_eq!(
-        post_json(
-            &format!("http://127.0.0.1:{pd}/fault/error"),
-            &serde_json::json!({})
-        ),
-        200
-    );
+    inject(pd, "error");
     let db1 = new_fixture_pid(
         &format!("http://127.0.0.1:{pd}/healthz"),
         db0,
@@ -643,13 +671,7 @@ fn a_deploy_recorded_before_a_restart_is_still_evidence_after_it() {
     let _daemon = dir.spawn_daemon(&cfg, None);
     let db0 = pid(pd);
     std::thread::sleep(Duration::from_secs(8));
-    assert_eq!(
-        post_json(
-            &format!("http://127.0.0.1:{pd}/fault/error"),
-            &serde_json::json!({})
-        ),
-        200
-    );
+    inject(pd, "error");
     new_fixture_pid(
         &format!("http://127.0.0.1:{pd}/healthz"),
         db0,
@@ -687,19 +709,18 @@ fn a_deploy_recorded_before_a_restart_is_still_evidence_after_it() {
 #[test]
 fn a_filling_queue_is_diagnosed_and_its_restart_waits_for_approval() {
     let dir = TestDir::new();
-    let (cfg, pw, pa, pd, aport) = chain(&dir, &QUEUE);
-    let _daemon = dir.spawn_daemon(&cfg, None);
+    let Watched {
+        _daemon,
+        pw,
+        pa,
+        pd,
+        api,
+        web0,
+        api0,
+        db0,
+    } = watched_chain(&dir, &QUEUE);
     let pid = |p: u16| fixture_pid(&format!("http://127.0.0.1:{p}/healthz"));
-    let (web0, api0, db0) = (pid(pw), pid(pa), pid(pd));
-    std::thread::sleep(Duration::from_secs(8));
-    assert_eq!(
-        post_json(
-            &format!("http://127.0.0.1:{pd}/fault/queue?per_s=50"),
-            &serde_json::json!({})
-        ),
-        200
-    );
-    let api = format!("http://127.0.0.1:{aport}");
+    inject(pd, "queue?per_s=50");
     // db's rule breaches; its restart waits for an approval, by the band.
     let approval = wait_for("an approval for db", Duration::from_secs(60), || {
         let list = get_json(&format!("{api}/api/v1/approvals"))?;

@@ -13,24 +13,29 @@ fn medic() -> Command {
     Command::cargo_bin("medic").unwrap()
 }
 
+/// `medic eval rca --scenarios DIR [extra]`: exit code, stdout, stderr.
+fn eval_scenarios(dir: &Path, extra: &[&str]) -> (Option<i32>, String, String) {
+    let out = medic()
+        .args(["eval", "rca", "--scenarios"])
+        .arg(dir)
+        .args(extra)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 fn shipped() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/rca-scenarios")
 }
 
 #[test]
 fn every_shipped_scenario_passes_through_the_binary() {
-    let out = medic()
-        .args(["eval", "rca", "--scenarios"])
-        .arg(shipped())
-        .arg("--json")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (code, stdout, stderr) = eval_scenarios(&shipped(), &["--json"]);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
     let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     let rows = v["scenarios"].as_array().unwrap();
     assert!(rows.len() >= 10, "{v}");
@@ -65,14 +70,8 @@ fn wrong_expectations_and_a_malformed_file_are_each_named() {
         dir.path().join("b-right.yaml"),
     )
     .unwrap();
-    let out = medic()
-        .args(["eval", "rca", "--scenarios"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    let (code, stdout, stderr) = eval_scenarios(dir.path(), &[]);
+    assert_eq!(code, Some(1), "{stdout}\n{stderr}");
     assert!(stderr.contains("E0161"), "{stderr}");
     assert!(stdout.contains("FAIL "), "{stdout}");
     assert!(
@@ -98,14 +97,8 @@ fn wrong_expectations_and_a_malformed_file_are_each_named() {
         "services:\n  web:\n    signals:\n      latency:\n        history: [1, 2, 3]\n        recent: [1, 2, x, 4, 5, 6, 7, 8]\ntarget: { service: web, signal: latency }\nexpect: { verdict: cause }\n",
     )
     .unwrap();
-    let out = medic()
-        .args(["eval", "rca", "--scenarios"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
+    let (code, stdout, stderr) = eval_scenarios(dir.path(), &[]);
+    assert_eq!(code, Some(2), "{stdout}\n{stderr}");
     assert!(stderr.contains("E0160"), "{stderr}");
     let bad = dir.path().join("c-bad.yaml").display().to_string();
     assert!(stdout.contains(&format!("{bad}:6:")), "{stdout}");

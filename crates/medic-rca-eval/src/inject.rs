@@ -205,6 +205,7 @@ pub fn evaluate(sc: &Scenario, cases: usize, seed: u64, params: &Params) -> anyh
         let mut abnormal = Metrics {
             columns: sc.normal.columns.clone(),
             values: Vec::with_capacity(sc.normal.columns.len()),
+            timestamps: sc.normal.timestamps[start..start + WINDOW].to_vec(),
             rows: WINDOW,
         };
         for (i, (node, m, stat)) in sc.normal.columns.iter().enumerate() {
@@ -232,6 +233,7 @@ pub fn evaluate(sc: &Scenario, cases: usize, seed: u64, params: &Params) -> anyh
             metric: metric.to_string(),
             agg: "Average".to_string(),
             root_cause: topo.name(root).to_string(),
+            timestamp: None,
         };
         let d = diagnose_window(
             topo,
@@ -240,6 +242,7 @@ pub fn evaluate(sc: &Scenario, cases: usize, seed: u64, params: &Params) -> anyh
             0..cut,
             0..WINDOW,
             &target,
+            None,
             params,
         )?;
         let ranked = d.ranked_nodes();

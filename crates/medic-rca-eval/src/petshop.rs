@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context};
-use medic_rca::{diagnose, Diagnosis, Direction, Params, Signal, Topology};
+use medic_rca::{Diagnosis, Direction, Params, Signal, Topology};
 
 /// One metrics file.
 #[derive(Debug, Clone)]
@@ -17,6 +17,8 @@ pub struct Metrics {
     pub columns: Vec<(String, String, String)>,
     /// `values[col][row]`, NaN when empty.
     pub values: Vec<Vec<f64>>,
+    /// Per row its unix timestamp (the first cell), NaN when it is none.
+    pub timestamps: Vec<f64>,
     pub rows: usize,
 }
 
@@ -61,6 +63,7 @@ pub fn parse_metrics(file: &str, text: &str) -> anyhow::Result<Metrics> {
     }
     let width = nodes.len();
     let mut values = vec![Vec::new(); width];
+    let mut timestamps = Vec::new();
     let mut rows = 0;
     for (i, l) in lines.enumerate() {
         if l.trim().is_empty() {
@@ -85,6 +88,7 @@ pub fn parse_metrics(file: &str, text: &str) -> anyhow::Result<Metrics> {
             };
             values[c].push(v);
         }
+        timestamps.push(cells[0].trim().parse::<f64>().unwrap_or(f64::NAN));
         rows += 1;
     }
     let columns = nodes
@@ -96,6 +100,7 @@ pub fn parse_metrics(file: &str, text: &str) -> anyhow::Result<Metrics> {
     Ok(Metrics {
         columns,
         values,
+        timestamps,
         rows,
     })
 }
@@ -146,6 +151,9 @@ pub struct Target {
     pub metric: String,
     pub agg: String,
     pub root_cause: String,
+    /// When the violation was noticed (`target.timestamp`, unix seconds),
+    /// if given.
+    pub timestamp: Option<f64>,
 }
 
 /// Parses `target.json`.
@@ -169,6 +177,7 @@ pub fn parse_target(file: &str, text: &str) -> anyhow::Result<Target> {
         metric: s(&["target", "metric"])?,
         agg: s(&["target", "agg"])?,
         root_cause: s(&["root_cause", "node"])?,
+        timestamp: v["target"]["timestamp"].as_f64(),
     })
 }
 
@@ -183,9 +192,14 @@ pub fn direction(metric: &str) -> Direction {
 
 /// Diagnoses one abnormal window against a normal history for `target`
 /// (the target's metric and statistic on every node of the topology).
+/// `noticed_at` (unix seconds): when the violation was noticed, if told
+/// (an issue's `target.timestamp`; never for the normal-data slices): the
+/// first window row at or after it is the symptom when no row reaches the
+/// symptom level ([`medic_rca::diagnose_noticed`]).
 ///
 /// # Errors
 /// The target column is absent, or the core refuses the input.
+#[allow(clippy::too_many_arguments)] // the protocol's inputs, each distinct
 pub fn diagnose_window(
     topo: &Topology,
     normal: &Metrics,
@@ -193,6 +207,7 @@ pub fn diagnose_window(
     normal_rows: std::ops::Range<usize>,
     abnormal_rows: std::ops::Range<usize>,
     target: &Target,
+    noticed_at: Option<f64>,
     params: &Params,
 ) -> anyhow::Result<Diagnosis> {
     let dir = direction(&target.metric);
@@ -245,7 +260,21 @@ pub fn diagnose_window(
             target.agg
         );
     };
-    Ok(diagnose(topo, &signals, Some(t), params)?)
+    let noticed = noticed_at.and_then(|at| {
+        abnormal
+            .timestamps
+            .get(abnormal_rows.clone())?
+            .iter()
+            .position(|&ts| ts >= at)
+    });
+    Ok(medic_rca::diagnose_noticed(
+        topo,
+        &signals,
+        Some(t),
+        noticed,
+        params,
+        medic_rca::DEFAULT_LEADS,
+    )?)
 }
 
 /// One scenario directory, loaded.
@@ -365,6 +394,7 @@ pub fn evaluate(sc: &Scenario, params: &Params) -> anyhow::Result<Vec<(String, C
             0..sc.normal.rows,
             0..metrics.rows,
             target,
+            target.timestamp,
             params,
         )
         .with_context(|| format!("{}/{id}", sc.name))?;
@@ -404,6 +434,7 @@ pub fn evaluate(sc: &Scenario, params: &Params) -> anyhow::Result<Vec<(String, C
                 0..cut,
                 cut..sc.normal.rows,
                 t,
+                None,
                 params,
             )
             .with_context(|| format!("{}/noissue split {split}", sc.name))?;

@@ -765,6 +765,28 @@ pub fn diagnose_with_leads(
     p: &Params,
     leads: &[Lead<'_>],
 ) -> Result<Diagnosis, RcaError> {
+    diagnose_noticed(topo, signals, target, None, p, leads)
+}
+
+/// [`diagnose_with_leads`] told when the violation was noticed: `noticed`
+/// is the window step of the report (an SLO alert, a dataset's target
+/// timestamp). When no target sample reaches `symptom_z`, the noticed step
+/// is the symptom, provided the target moved the bad way there (z > 0):
+/// someone saw a violation the target's own noise hides. With a sample at
+/// symptom level the symptom is as without it, so a report changes nothing
+/// where the data speaks for itself. A one-step symptom halves the evidence
+/// as always. An index past the window is ignored.
+///
+/// # Errors
+/// As [`diagnose`].
+pub fn diagnose_noticed(
+    topo: &Topology,
+    signals: &[Signal<'_>],
+    target: Option<usize>,
+    noticed: Option<usize>,
+    p: &Params,
+    leads: &[Lead<'_>],
+) -> Result<Diagnosis, RcaError> {
     if signals.len() > MAX_SIGNALS {
         return Err(RcaError::TooManySignals(signals.len()));
     }
@@ -812,10 +834,16 @@ pub fn diagnose_with_leads(
         return Ok(none(Verdict::NoSymptom, None));
     };
     // Symptom times of the target.
-    let symptom: Vec<bool> = match &judged[target] {
+    let mut symptom: Vec<bool> = match &judged[target] {
         Some(j) => j.z.iter().map(|&z| z >= p.symptom_z).collect(),
         None => Vec::new(),
     };
+    // Noticed by someone, though below the symptom level everywhere.
+    if let (Some(t), Some(j)) = (noticed, &judged[target]) {
+        if !symptom.iter().any(|&b| b) && j.z.get(t).is_some_and(|&z| z > 0.0) {
+            symptom[t] = true;
+        }
+    }
     let Some(symptom_onset) = symptom.iter().position(|&b| b) else {
         return Ok(none(Verdict::NoSymptom, None));
     };

@@ -58,6 +58,7 @@ cli_codes! {
     BenchCanary = ("E0125", "bench_canary_usage", 2, "medic bench canary: a bad argument (--iterations, --trials and --canary must be at least 1)."),
     ChangeInvalid = ("E0157", "change_invalid", 2, "`medic change record`: `--service` is empty, or the API refused a field (`--kind`, `--version`, `--note`; the API's E0422 message is printed)."),
     ChangeServiceUnknown = ("E0158", "change_service_unknown", 1, "`medic change record`: the config of the running medic has no such service (the API answered E0482)."),
+    ChangeListInvalid = ("E0170", "change_list_invalid", 2, "`medic change list`: `--service` is empty or `--limit` is not between 1 and 500 (the API's E0422 message is printed)."),
 }
 
 #[derive(Debug)]

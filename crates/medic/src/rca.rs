@@ -87,7 +87,7 @@ pub fn change_of_notice(n: &medic_core::Notice) -> Option<(String, RecordedChang
 
 /// Most audit records read back (at start, at an HA takeover) for the
 /// changes recorded before.
-pub const RESTORE_AUDIT_SCAN: u64 = 2000;
+pub const RESTORE_AUDIT_SCAN: u64 = medic_api::changes::AUDIT_SCAN;
 /// A change this daemon holds (dated by its monotonic clock when it was
 /// recorded here) and its `change.recorded` audit record (dated by wall
 /// time) are the same change when kind, version, note and author agree and
@@ -102,22 +102,18 @@ pub fn change_of_audit(
     rec: &medic_store::AuditRecord,
     started: time::OffsetDateTime,
 ) -> Option<(String, RecordedChange)> {
-    if rec.kind != "change.recorded" {
-        return None;
-    }
-    let v: serde_json::Value = serde_json::from_str(&rec.payload).ok()?;
-    let ts = time::OffsetDateTime::parse(&rec.ts, &time::format_description::well_known::Rfc3339)
-        .ok()?;
+    let c = medic_api::changes::change_of_record(rec)?;
+    let ts =
+        time::OffsetDateTime::parse(&c.at, &time::format_description::well_known::Rfc3339).ok()?;
     let at_ms = i64::try_from((ts - started).whole_milliseconds()).ok()?;
-    let text = |k: &str| v[k].as_str().map(String::from);
     Some((
-        text("service")?,
+        c.service,
         RecordedChange {
             at_ms,
-            kind: text("kind")?,
-            version: text("version"),
-            note: text("note"),
-            by: text("by")?,
+            kind: c.kind,
+            version: c.version,
+            note: c.note,
+            by: c.by,
         },
     ))
 }

@@ -408,8 +408,9 @@ impl RcaState {
         self.restore_change(service, RecordedChange { at_ms, ..change })
     }
 
-    /// A change at its own time (`at_ms`, e.g. restored from the audit at
-    /// start, in the order recorded); false for an unknown service.
+    /// A change at its own time (`at_ms`), the newest so far (those read
+    /// back from the audit go through [`RcaState::merge_changes`]); false
+    /// for an unknown service.
     pub fn restore_change(&mut self, service: &str, change: RecordedChange) -> bool {
         let Some(i) = self.names.iter().position(|n| n == service) else {
             return false;

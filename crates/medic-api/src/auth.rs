@@ -140,6 +140,12 @@ pub const ROUTES: &[RouteInfo] = &[
         "re-enable automation after failed heals",
     ),
     r(
+        "GET",
+        "/api/v1/changes",
+        Some(Role::Viewer),
+        "recorded changes, newest first (`service`, `limit`)",
+    ),
+    r(
         "POST",
         "/api/v1/changes",
         Some(Role::Operator),

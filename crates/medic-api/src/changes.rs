@@ -16,6 +16,13 @@ use serde::{Deserialize, Serialize};
 use crate::error::{ApiError, ErrorCode};
 use crate::{ApiState, ControlRequest};
 
+/// Most audit records (the newest) searched for recorded changes, by
+/// `GET /api/v1/changes` and by the daemon reading them back.
+pub const AUDIT_SCAN: u64 = 2000;
+/// `GET /api/v1/changes`: default and largest `limit`.
+pub const LIST_DEFAULT_LIMIT: u32 = 50;
+pub const LIST_MAX_LIMIT: u32 = 500;
+
 /// Longest accepted `version` (characters).
 pub const MAX_VERSION_CHARS: usize = 128;
 /// Longest accepted `note` (characters).
@@ -155,4 +162,92 @@ pub(crate) async fn record(
     .await?
     .map_err(|e| refusal(&e))?;
     Ok(Json(reply))
+}
+
+/// One recorded change (a `change.recorded` audit record).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeView {
+    pub service: String,
+    pub kind: String,
+    pub version: Option<String>,
+    pub note: Option<String>,
+    pub by: String,
+    /// When it was recorded (RFC 3339, the audit record's time).
+    pub at: String,
+}
+
+/// `GET /api/v1/changes`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeList {
+    /// Newest first.
+    pub changes: Vec<ChangeView>,
+}
+
+/// The change an audit record holds; `None` for another kind or a payload
+/// that does not parse.
+pub fn change_of_record(rec: &medic_store::AuditRecord) -> Option<ChangeView> {
+    if rec.kind != "change.recorded" {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_str(&rec.payload).ok()?;
+    let text = |k: &str| v[k].as_str().map(String::from);
+    Some(ChangeView {
+        service: text("service")?,
+        kind: text("kind")?,
+        version: text("version"),
+        note: text("note"),
+        by: text("by")?,
+        at: rec.ts.clone(),
+    })
+}
+
+/// The changes among the audit's last [`AUDIT_SCAN`] records, newest first,
+/// of `service` when given, at most `limit`.
+pub async fn recent(
+    store: &medic_store::Store,
+    service: Option<&str>,
+    limit: usize,
+) -> Result<Vec<ChangeView>, medic_store::StoreError> {
+    let (tip, _) = store.audit_tip().await;
+    let records = store
+        .list_audit(
+            tip.saturating_sub(AUDIT_SCAN),
+            u32::try_from(AUDIT_SCAN).unwrap_or(u32::MAX),
+        )
+        .await?;
+    Ok(records
+        .iter()
+        .rev()
+        .filter_map(change_of_record)
+        .filter(|c| service.is_none_or(|s| c.service == s))
+        .take(limit)
+        .collect())
+}
+
+pub(crate) async fn list(
+    State(state): State<ApiState>,
+    q: crate::RawQuery,
+) -> Result<Json<ChangeList>, ApiError> {
+    let q = crate::query_map(q)?;
+    if let Some(k) = q
+        .keys()
+        .find(|k| !matches!(k.as_str(), "service" | "limit"))
+    {
+        return Err(ApiError::invalid_field(
+            k,
+            format!("unknown query parameter {k:?} (expected service, limit)"),
+        ));
+    }
+    let limit = crate::limit_param(&q, LIST_DEFAULT_LIMIT, LIST_MAX_LIMIT)?;
+    let service = match q.get("service") {
+        Some(s) => Some(crate::governance::required("service", s)?),
+        None => None,
+    };
+    let changes = recent(
+        &state.store,
+        service.as_deref(),
+        usize::try_from(limit).unwrap_or(usize::MAX),
+    )
+    .await?;
+    Ok(Json(ChangeList { changes }))
 }

@@ -273,7 +273,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/locks/release", post(release_lock))
         .route("/api/v1/incidents/{id}/resolve", post(resolve_incident))
         .route("/api/v1/services/{name}/autoheal", post(enable_autoheal))
-        .route("/api/v1/changes", post(changes::record))
+        .route("/api/v1/changes", get(changes::list).post(changes::record))
         .route("/api/v1/whoami", get(whoami))
         .route("/api/v1/tokens", get(tokens::list).post(tokens::create))
         .route("/api/v1/tokens/{name}/revoke", post(tokens::revoke))
@@ -333,9 +333,9 @@ async fn metrics(State(state): State<ApiState>, headers: HeaderMap) -> Response 
     ([(header::CONTENT_TYPE, ct)], body).into_response()
 }
 
-type RawQuery = Result<Query<HashMap<String, String>>, QueryRejection>;
+pub(crate) type RawQuery = Result<Query<HashMap<String, String>>, QueryRejection>;
 
-fn query_map(q: RawQuery) -> Result<HashMap<String, String>, ApiError> {
+pub(crate) fn query_map(q: RawQuery) -> Result<HashMap<String, String>, ApiError> {
     q.map(|Query(m)| m)
         .map_err(|e| ApiError::bad_request(format!("invalid query string: {}", e.body_text())))
 }
@@ -368,7 +368,11 @@ fn int_param(
     }
 }
 
-fn limit_param(q: &HashMap<String, String>, default: u32, max: u32) -> Result<u32, ApiError> {
+pub(crate) fn limit_param(
+    q: &HashMap<String, String>,
+    default: u32,
+    max: u32,
+) -> Result<u32, ApiError> {
     let v = int_param(q, "limit", u64::from(default), 1, u64::from(max))?;
     // Bounded by `max: u32` above.
     Ok(u32::try_from(v).unwrap_or(max))

@@ -763,3 +763,110 @@ async fn a_change_is_recorded_through_the_control_channel() {
     assert_eq!(seen[1].version, None);
     assert_eq!(seen[2].service, "nope");
 }
+
+/// `GET /api/v1/changes` (issue 9): the `change.recorded` audit records,
+/// newest first, per service, bounded by `limit`; viewers may read them; a
+/// bad query parameter is an E0422 naming it.
+#[tokio::test]
+async fn changes_are_listed_from_the_audit_newest_first() {
+    let (api, _rx) = start().await;
+    let body: Value = api.get("/api/v1/changes").await.json().await.unwrap();
+    assert_eq!(body, json!({"changes": []}));
+    let record = |ts: &str, payload: Value| {
+        let store = api.state.store.clone();
+        let (ts, payload) = (ts.to_string(), payload.to_string());
+        async move {
+            store
+                .append_audit(&ts, "change.recorded", &payload)
+                .await
+                .unwrap();
+        }
+    };
+    record(
+        "2026-01-01T00:00:00Z",
+        json!({"service": "db", "kind": "deploy", "version": "v1", "note": null, "by": "ci", "v": 1}),
+    )
+    .await;
+    api.state
+        .store
+        .append_audit(
+            "2026-01-01T00:00:01Z",
+            "mode.changed",
+            r#"{"mode":"dry-run"}"#,
+        )
+        .await
+        .unwrap();
+    record(
+        "2026-01-01T00:00:02Z",
+        json!({"service": "api", "kind": "config", "version": null, "note": "<b>tls</b>", "by": "ops", "v": 1}),
+    )
+    .await;
+    record(
+        "2026-01-01T00:00:03Z",
+        json!({"service": "db", "kind": "deploy", "version": "v2", "note": null, "by": "ci", "v": 1}),
+    )
+    .await;
+    let viewer = api
+        .state
+        .store
+        .create_token("eyes", Role::Viewer, "2026-01-01T00:00:00Z")
+        .await
+        .unwrap();
+    let get_as = |path: &str| {
+        api.client
+            .get(format!("{}{path}", api.base))
+            .bearer_auth(&viewer)
+            .send()
+    };
+    let resp = get_as("/api/v1/changes").await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let body: Value = resp.json().await.unwrap();
+    let versions: Vec<&Value> = body["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| &c["version"])
+        .collect();
+    assert_eq!(versions, [&json!("v2"), &Value::Null, &json!("v1")]);
+    assert_eq!(
+        body["changes"][1],
+        json!({"service": "api", "kind": "config", "version": null,
+               "note": "<b>tls</b>", "by": "ops", "at": "2026-01-01T00:00:02Z"})
+    );
+    let body: Value = get_as("/api/v1/changes?service=db&limit=1")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        body["changes"],
+        json!([{"service": "db", "kind": "deploy", "version": "v2", "note": null,
+                "by": "ci", "at": "2026-01-01T00:00:03Z"}])
+    );
+    let body: Value = api
+        .get("/api/v1/changes?service=web")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body, json!({"changes": []}));
+    for (path, field) in [
+        ("/api/v1/changes?limit=0", "limit"),
+        ("/api/v1/changes?limit=501", "limit"),
+        ("/api/v1/changes?limit=x", "limit"),
+        ("/api/v1/changes?service=", "service"),
+        ("/api/v1/changes?services=db", "services"),
+    ] {
+        let err = assert_error(api.get(path).await, 422, "E0422", "invalid_field").await;
+        assert_eq!(err["field"], field, "{path}");
+    }
+    // Without a token: refused.
+    let resp = api
+        .client
+        .get(format!("{}/api/v1/changes", api.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 401);
+}

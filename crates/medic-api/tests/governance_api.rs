@@ -1012,3 +1012,68 @@ async fn console_forms_refuse_forged_and_cross_site_posts() {
     let (_, list) = get(&c, format!("{base}/api/v1/approvals")).await;
     assert_eq!(list["pauses"], json!([]), "{list}");
 }
+
+/// The console's "Changes" view (issue 9): the recorded changes from the
+/// audit, newest first, per service with `?service=`, every text escaped;
+/// the index links to it; without a session it sends to the login page.
+#[tokio::test]
+async fn console_lists_recorded_changes_newest_first_escaped() {
+    let (base, c, dir, _cmds) = start().await;
+    let store = Store::open(&dir.path().join("medic.db")).await.unwrap();
+    for (ts, service, version, note) in [
+        ("2026-01-01T00:00:01Z", "web", "v1", "first"),
+        ("2026-01-01T00:00:02Z", "db", "v9", "other"),
+        (
+            "2026-01-01T00:00:03Z",
+            "web",
+            "v2",
+            "<img src=x onerror=alert(1)>",
+        ),
+    ] {
+        let payload = serde_json::json!({"service": service, "kind": "deploy",
+            "version": version, "note": note, "by": "ci", "v": 1});
+        store
+            .append_audit(ts, "change.recorded", &payload.to_string())
+            .await
+            .unwrap();
+    }
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = http.get(format!("{base}/ui/changes")).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/ui/login");
+    let (form_cookie, form_csrf) = login_form(&http, &base).await;
+    let r = http
+        .post(format!("{base}/ui/login"))
+        .header("cookie", form_cookie)
+        .form(&[("token", c.token("vera")), ("csrf", form_csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    let cookie = cookie.split(';').next().unwrap().to_string();
+    let page = |path: &str| {
+        let (http, url, cookie) = (http.clone(), format!("{base}{path}"), cookie.clone());
+        async move {
+            let r = http.get(url).header("cookie", cookie).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            r.text().await.unwrap()
+        }
+    };
+    assert!(page("/ui/").await.contains("href=\"/ui/changes\""));
+    let html = page("/ui/changes").await;
+    let rows: Vec<&str> = html.split("<tr class=\"change\"").skip(1).collect();
+    assert_eq!(rows.len(), 3, "{html}");
+    assert!(rows[0].contains("v2") && rows[1].contains("v9") && rows[2].contains("v1"));
+    assert!(!html.contains("<img"), "{html}");
+    assert!(
+        html.contains("onerror=alert(1)"),
+        "the note is shown, escaped: {html}"
+    );
+    let html = page("/ui/changes?service=web").await;
+    let rows: Vec<&str> = html.split("<tr class=\"change\"").skip(1).collect();
+    assert_eq!(rows.len(), 2, "{html}");
+    assert!(!html.contains("v9"), "{html}");
+}

@@ -1,6 +1,7 @@
 //! `medic change record` (issue 9): tell a running medic that a service was
 //! deployed or reconfigured (`POST /api/v1/changes`), so that an error spike
-//! right after it is diagnosed as `error_spike_after_change`.
+//! right after it is diagnosed as `error_spike_after_change`; `medic change
+//! list` shows the changes recorded (`GET /api/v1/changes`).
 use std::process::ExitCode;
 
 use medic_api::changes::ChangeRequest;
@@ -29,6 +30,19 @@ pub enum ChangeCmd {
         #[arg(long)]
         json: bool,
     },
+    /// List the recorded changes, newest first (viewer role; from the
+    /// audit's last 2,000 records).
+    List {
+        /// Only this service's changes.
+        #[arg(long)]
+        service: Option<String>,
+        /// At most this many (1 to 500; default 50).
+        #[arg(long)]
+        limit: Option<u32>,
+        /// Print the API's JSON answer.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -38,13 +52,20 @@ pub enum Kind {
 }
 
 pub async fn run(api: &str, cmd: ChangeCmd) -> Result<ExitCode, CliError> {
-    let ChangeCmd::Record {
-        service,
-        kind,
-        version,
-        note,
-        json,
-    } = cmd;
+    let (service, kind, version, note, json) = match cmd {
+        ChangeCmd::Record {
+            service,
+            kind,
+            version,
+            note,
+            json,
+        } => (service, kind, version, note, json),
+        ChangeCmd::List {
+            service,
+            limit,
+            json,
+        } => return list(api, service, limit, json).await,
+    };
     if service.trim().is_empty() {
         return Err(CliError::new(Code::ChangeInvalid, "--service is empty"));
     }
@@ -72,6 +93,63 @@ pub async fn run(api: &str, cmd: ChangeCmd) -> Result<ExitCode, CliError> {
         println!("{v}");
     } else {
         println!("{}", v["message"].as_str().unwrap_or("recorded"));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `medic change list`: `GET /api/v1/changes`, one line per change.
+async fn list(
+    api: &str,
+    service: Option<String>,
+    limit: Option<u32>,
+    json: bool,
+) -> Result<ExitCode, CliError> {
+    let mut query = Vec::new();
+    if let Some(s) = &service {
+        if s.trim().is_empty() {
+            return Err(CliError::new(Code::ChangeListInvalid, "--service is empty"));
+        }
+        query.push(("service", s.trim().to_string()));
+    }
+    if let Some(n) = limit {
+        query.push(("limit", n.to_string()));
+    }
+    // The query string, encoded (any base does: only its query is used).
+    let mut url = reqwest::Url::parse("http://medic/api/v1/changes")
+        .map_err(|e| CliError::new(Code::ChangeListInvalid, e.to_string()))?;
+    if !query.is_empty() {
+        url.query_pairs_mut().extend_pairs(&query);
+    }
+    let path = match url.query() {
+        Some(q) => format!("/api/v1/changes?{q}"),
+        None => "/api/v1/changes".to_string(),
+    };
+    let v = match ApiClient::new(api).get(&path).await {
+        Ok(v) => v,
+        Err(e) if e.message.contains("E0422") => {
+            return Err(CliError::new(Code::ChangeListInvalid, e.message));
+        }
+        Err(e) => return Err(e),
+    };
+    if json {
+        println!("{v}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let changes = v["changes"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+    if changes.is_empty() {
+        println!("no changes recorded");
+    }
+    for c in changes {
+        let text = |k: &str| c[k].as_str().unwrap_or("");
+        let mut line = format!("{}  {}  {}", text("at"), text("service"), text("kind"));
+        if !text("version").is_empty() {
+            line.push_str(&format!("  version {}", text("version")));
+        }
+        line.push_str(&format!("  by {}", text("by")));
+        if !text("note").is_empty() {
+            line.push_str(&format!("  ({})", text("note")));
+        }
+        println!("{line}");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -60,6 +60,7 @@ cli_codes! {
     ScenarioInvalid = ("E0160", "rca_scenario_invalid", 2, "`medic eval rca --scenarios DIR`: a scenario file is malformed (FILE:LINE:COL: message) or the directory holds no readable `.yaml` file."),
     ScenarioFailed = ("E0161", "rca_scenario_failed", 1, "`medic eval rca --scenarios DIR`: a scenario's ranked causes, verdict, pattern, band, evidence or decisions differ from its `expect` (each difference printed with its file)."),
     ChangeServiceUnknown = ("E0158", "change_service_unknown", 1, "`medic change record`: the config of the running medic has no such service (the API answered E0482)."),
+    ChangeListInvalid = ("E0170", "change_list_invalid", 2, "`medic change list`: `--service` is empty or `--limit` is not between 1 and 500 (the API's E0422 message is printed)."),
 }
 
 #[derive(Debug)]

@@ -577,7 +577,7 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
                     Ok(rows) => r.load_learned(rows),
                     Err(e) => tracing::warn!(error = %e, "reading learned pattern outcomes failed"),
                 }
-                restore_changes(&store, started, &mut r).await;
+                restore_changes(&store, started, &mut r, "start").await;
                 Some(r)
             }
             None => None,
@@ -871,11 +871,19 @@ async fn close_interrupted(
     Ok(())
 }
 
-/// The changes recorded before this start (issue 9): the `change.recorded`
-/// records among the audit's last [`crate::rca::RESTORE_AUDIT_SCAN`], each at
-/// its time relative to this start (the ranking keeps the newest per
-/// service), so a deploy recorded just before a restart still counts.
-async fn restore_changes(store: &Store, started: OffsetDateTime, r: &mut crate::rca::RcaState) {
+/// The changes recorded before (issue 9): the `change.recorded` records
+/// among the audit's last [`crate::rca::RESTORE_AUDIT_SCAN`], each at its
+/// time relative to `started` (the wall time of the daemon's monotonic
+/// zero), merged with those held (`RcaState::merge_changes`: none twice).
+/// At start (`at` = "start") a deploy recorded just before a restart still
+/// counts; at an HA takeover (`at` = "takeover") the new leader holds those
+/// the old leader recorded.
+async fn restore_changes(
+    store: &Store,
+    started: OffsetDateTime,
+    r: &mut crate::rca::RcaState,
+    at: &'static str,
+) {
     let (tip, _) = store.audit_tip().await;
     let scan = crate::rca::RESTORE_AUDIT_SCAN;
     let records = match store
@@ -887,21 +895,18 @@ async fn restore_changes(store: &Store, started: OffsetDateTime, r: &mut crate::
     {
         Ok(records) => records,
         Err(e) => {
-            tracing::warn!(error = %e, "reading recorded changes from the audit failed");
+            tracing::warn!(error = %e, at, "reading recorded changes from the audit failed");
             return;
         }
     };
-    let mut restored = 0usize;
-    for (service, c) in records
-        .iter()
-        .filter_map(|rec| crate::rca::change_of_audit(rec, started))
-    {
-        if r.restore_change(&service, c) {
-            restored += 1;
-        }
-    }
+    let restored = r.merge_changes(
+        records
+            .iter()
+            .filter_map(|rec| crate::rca::change_of_audit(rec, started))
+            .collect(),
+    );
     if restored > 0 {
-        tracing::info!(restored, "recorded changes restored from the audit");
+        tracing::info!(restored, at, "recorded changes restored from the audit");
     }
 }
 
@@ -1857,6 +1862,10 @@ impl EngineLoop {
         self.saved_generation = None;
         self.gauges_at = None;
         tracing::warn!(%member, token, "ha: leader; safety state restored from the store");
+        // The changes the old leader recorded (only a leader records them).
+        if let Some(r) = self.rca.as_mut() {
+            restore_changes(&self.store, self.clock.wall, r, "takeover").await;
+        }
         let open: Vec<String> = self
             .engine
             .open_incidents()

@@ -85,8 +85,14 @@ pub fn change_of_notice(n: &medic_core::Notice) -> Option<(String, RecordedChang
     }
 }
 
-/// Most audit records read back at start for the changes recorded before.
-pub const RESTORE_AUDIT_SCAN: u64 = 2000;
+/// Most audit records read back (at start, at an HA takeover) for the
+/// changes recorded before.
+pub const RESTORE_AUDIT_SCAN: u64 = medic_api::changes::AUDIT_SCAN;
+/// A change this daemon holds (dated by its monotonic clock when it was
+/// recorded here) and its `change.recorded` audit record (dated by wall
+/// time) are the same change when kind, version, note and author agree and
+/// their times differ by at most this (ms).
+pub const SAME_CHANGE_MS: u64 = 60_000;
 
 /// A `change.recorded` audit record as a change, dated relative to
 /// `started` (the wall time of the daemon's monotonic zero): a change
@@ -96,22 +102,18 @@ pub fn change_of_audit(
     rec: &medic_store::AuditRecord,
     started: time::OffsetDateTime,
 ) -> Option<(String, RecordedChange)> {
-    if rec.kind != "change.recorded" {
-        return None;
-    }
-    let v: serde_json::Value = serde_json::from_str(&rec.payload).ok()?;
-    let ts = time::OffsetDateTime::parse(&rec.ts, &time::format_description::well_known::Rfc3339)
-        .ok()?;
+    let c = medic_api::changes::change_of_record(rec)?;
+    let ts =
+        time::OffsetDateTime::parse(&c.at, &time::format_description::well_known::Rfc3339).ok()?;
     let at_ms = i64::try_from((ts - started).whole_milliseconds()).ok()?;
-    let text = |k: &str| v[k].as_str().map(String::from);
     Some((
-        text("service")?,
+        c.service,
         RecordedChange {
             at_ms,
-            kind: text("kind")?,
-            version: text("version"),
-            note: text("note"),
-            by: text("by")?,
+            kind: c.kind,
+            version: c.version,
+            note: c.note,
+            by: c.by,
         },
     ))
 }
@@ -406,8 +408,9 @@ impl RcaState {
         self.restore_change(service, RecordedChange { at_ms, ..change })
     }
 
-    /// A change at its own time (`at_ms`, e.g. restored from the audit at
-    /// start, in the order recorded); false for an unknown service.
+    /// A change at its own time (`at_ms`), the newest so far (those read
+    /// back from the audit go through [`RcaState::merge_changes`]); false
+    /// for an unknown service.
     pub fn restore_change(&mut self, service: &str, change: RecordedChange) -> bool {
         let Some(i) = self.names.iter().position(|n| n == service) else {
             return false;
@@ -418,6 +421,54 @@ impl RcaState {
             list.pop_front();
         }
         true
+    }
+
+    /// Changes read back from the audit (at start, or at an HA takeover),
+    /// each at its own time: kept in time order, the newest
+    /// [`MAX_CHANGES_PER_SERVICE`] per service. One matching a change held
+    /// before this call (see [`SAME_CHANGE_MS`]; each held one matches at
+    /// most one) is already here and is skipped, as is one for an unknown
+    /// service. Returns how many were added and kept.
+    pub fn merge_changes(&mut self, read: Vec<(String, RecordedChange)>) -> usize {
+        // Per service, which of the changes held before may still match.
+        let mut held: Vec<Vec<(RecordedChange, bool)>> = self
+            .changes
+            .iter()
+            .map(|l| l.iter().map(|c| (c.clone(), false)).collect())
+            .collect();
+        let mut added = 0usize;
+        for (service, change) in read {
+            let Some(i) = self.names.iter().position(|n| n == &service) else {
+                continue;
+            };
+            let same = held[i].iter_mut().find(|(c, used)| {
+                !*used
+                    && c.kind == change.kind
+                    && c.version == change.version
+                    && c.note == change.note
+                    && c.by == change.by
+                    && c.at_ms.abs_diff(change.at_ms) <= SAME_CHANGE_MS
+            });
+            if let Some((_, used)) = same {
+                *used = true;
+                continue;
+            }
+            let list = &mut self.changes[i];
+            let pos = list
+                .iter()
+                .position(|c| c.at_ms > change.at_ms)
+                .unwrap_or(list.len());
+            list.insert(pos, change);
+            if list.len() > MAX_CHANGES_PER_SERVICE {
+                list.pop_front();
+                // The one read back was older than all those kept.
+                if pos == 0 {
+                    continue;
+                }
+            }
+            added += 1;
+        }
+        added
     }
 
     /// An action ran on `service`.
@@ -1336,6 +1387,59 @@ mod tests {
         assert_eq!(
             r.changes[web].back().and_then(|c| c.version.as_deref()),
             Some("v19")
+        );
+    }
+
+    #[test]
+    fn changes_read_back_again_are_not_duplicated_and_stay_in_time_order() {
+        let at = |ms: i64, version: &str| RecordedChange {
+            at_ms: ms,
+            ..deploy("ci", version)
+        };
+        let db = |c: RecordedChange| ("db".to_string(), c);
+        let mut r = chain();
+        // Held: v1 read back at start, v2 recorded here (monotonic time).
+        assert_eq!(r.merge_changes(vec![db(at(-300_000, "v1"))]), 1);
+        assert!(r.note_change(MonoTime::from_millis(10_000), "db", deploy("ci", "v2")));
+        // At a takeover the audit holds v1, v2 (its wall time a little
+        // later than the monotonic one), v3 recorded by the old leader, a
+        // second identical v3 and a change of an unknown service.
+        let read = vec![
+            db(at(-300_000, "v1")),
+            db(at(10_040, "v2")),
+            db(at(20_000, "v3")),
+            db(at(25_000, "v3")),
+            ("nope".to_string(), at(0, "v9")),
+        ];
+        assert_eq!(r.merge_changes(read.clone()), 2);
+        let i = r.names.iter().position(|n| n == "db").unwrap();
+        let versions = |r: &RcaState| -> Vec<(i64, String)> {
+            r.changes[i]
+                .iter()
+                .map(|c| (c.at_ms, c.version.clone().unwrap_or_default()))
+                .collect()
+        };
+        assert_eq!(
+            versions(&r),
+            [
+                (-300_000, "v1".to_string()),
+                (10_000, "v2".to_string()),
+                (20_000, "v3".to_string()),
+                (25_000, "v3".to_string())
+            ]
+        );
+        // Read back once more: nothing new.
+        assert_eq!(r.merge_changes(read), 0);
+        // An older change than all of a full list is not kept; the list
+        // stays in time order, the newest kept.
+        let many: Vec<_> = (0..10).map(|k| db(at(30_000 + k * 1000, "w"))).collect();
+        assert_eq!(r.merge_changes(many), 10);
+        assert_eq!(r.changes[i].len(), MAX_CHANGES_PER_SERVICE);
+        assert_eq!(r.merge_changes(vec![db(at(-900_000, "v0"))]), 0);
+        let times: Vec<i64> = r.changes[i].iter().map(|c| c.at_ms).collect();
+        assert_eq!(
+            times,
+            (2..10).map(|k| 30_000 + k * 1000).collect::<Vec<_>>()
         );
     }
 

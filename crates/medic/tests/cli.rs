@@ -759,3 +759,59 @@ fn bench_api_prints_its_figures() {
         "{stdout}"
     );
 }
+
+/// `medic change list` (issue 9): the changes recorded with `medic change
+/// record`, newest first, per service (`--service`), bounded (`--limit`),
+/// as text or `--json`; a limit the API refuses is `E0170`, exit 2.
+#[test]
+fn change_list_shows_the_recorded_changes_newest_first() {
+    let dir = TestDir::new();
+    let (fport, aport) = (free_port(), free_port());
+    let cfg = write_config(dir.path(), fport, aport);
+    let _daemon = dir.spawn_daemon(&cfg, None);
+    let api = format!("http://127.0.0.1:{aport}");
+    wait_for("the API", Duration::from_secs(20), || {
+        get_text(&format!("{api}/healthz"))
+    });
+    let (code, out, _) = op(&api, &["change", "list"]);
+    assert_eq!((code, out.trim()), (Some(0), "no changes recorded"));
+    for (version, note) in [("v1", "first"), ("v2", "second & <last>")] {
+        let (code, out, err) = op(
+            &api,
+            &[
+                "change",
+                "record",
+                "--service",
+                "web",
+                "--kind",
+                "deploy",
+                "--version",
+                version,
+                "--note",
+                note,
+            ],
+        );
+        assert_eq!(code, Some(0), "{out}{err}");
+    }
+    let (code, out, err) = op(&api, &["change", "list", "--service", "web"]);
+    assert_eq!(code, Some(0), "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(
+        lines[0].ends_with("web  deploy  version v2  by alice  (second & <last>)"),
+        "{out}"
+    );
+    assert!(lines[1].contains("version v1"), "{out}");
+    let (code, out, _) = op(&api, &["change", "list", "--limit", "1", "--json"]);
+    assert_eq!(code, Some(0));
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let changes = v["changes"].as_array().unwrap();
+    assert_eq!(changes.len(), 1, "{v}");
+    assert_eq!(changes[0]["version"], "v2", "{v}");
+    assert_eq!(changes[0]["by"], "alice", "{v}");
+    let (code, out, _) = op(&api, &["change", "list", "--service", "other"]);
+    assert_eq!((code, out.trim()), (Some(0), "no changes recorded"));
+    let (code, _, err) = op(&api, &["change", "list", "--limit", "501"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("E0170") && err.contains("limit"), "{err}");
+}

@@ -150,15 +150,18 @@ impl FailSafe {
     }
 
     fn member(etcd: &medic_ha::local::LocalEtcd, pg_url: &str, member: &str) -> FailSafe {
-        FailSafe::with(etcd, pg_url, member, None)
+        FailSafe::with(etcd, pg_url, member, None, false)
     }
 
-    /// `heal_url`: the heal action is `http: POST heal_url` instead.
+    /// `heal_url`: the heal action is `http: POST heal_url` instead;
+    /// `depends`: web depends on a second service db (probing the same
+    /// fixture), so the daemon diagnoses and keeps recorded changes.
     fn with(
         etcd: &medic_ha::local::LocalEtcd,
         pg_url: &str,
         member: &str,
         heal_url: Option<&str>,
+        depends: bool,
     ) -> FailSafe {
         let dir = TestDir::new();
         let (fport, aport) = (free_port(), free_port());
@@ -199,7 +202,7 @@ ha:
   lease_ttl: 2s
 services:
   web:
-    probes:
+{web_deps}    probes:
       healthz:
         http: {{ url: "http://127.0.0.1:{fport}/healthz", timeout: 500ms }}
         interval: 200ms
@@ -212,8 +215,20 @@ services:
     remediate:
       - when: {{ probe: healthz }}
         action: heal
-"#,
+{db}"#,
                 etcd = etcd.port(),
+                web_deps = if depends {
+                    "    depends_on: [db]\n"
+                } else {
+                    ""
+                },
+                db = if depends {
+                    format!(
+                        "  db:\n    probes:\n      healthz:\n        http: {{ url: \"http://127.0.0.1:{fport}/healthz\", timeout: 500ms }}\n        interval: 200ms\n"
+                    )
+                } else {
+                    String::new()
+                },
             ),
         );
         let api = format!("http://127.0.0.1:{aport}");
@@ -609,7 +624,7 @@ fn http_actions_carry_the_fencing_token_and_the_action_id_as_headers() {
             }
         }
     });
-    let fs = FailSafe::with(&etcd, &pg.url(), "m0", Some(&url));
+    let fs = FailSafe::with(&etcd, &pg.url(), "m0", Some(&url), false);
     let token = fs.wait_acting(Duration::from_secs(20));
     fs.fault();
     let head = rx
@@ -636,4 +651,55 @@ fn http_actions_carry_the_fencing_token_and_the_action_id_as_headers() {
             .any(|r| r.kind == "action.intent" && r.payload.contains(&id)),
         "no intent for action {id}"
     );
+}
+
+/// A change recorded on the leader (issue 9) is held by the member that
+/// takes over: it reads the old leader's `change.recorded` records back from
+/// the shared audit at the takeover (log line `recorded changes restored from
+/// the audit`, `at="takeover"`, one change), not only at its own start.
+#[test]
+fn a_new_leader_reads_back_the_changes_the_old_leader_recorded() {
+    let rt = rt();
+    let pg = rt
+        .block_on(common::pg::PgServer::start())
+        .expect("Postgres binaries (Debian package postgresql) are required");
+    let edir = tempfile::tempdir().unwrap();
+    let etcd = medic_ha::local::LocalEtcd::start(edir.path()).expect("etcd (etcd-server)");
+    let mut leader = FailSafe::with(&etcd, &pg.url(), "m0", None, true);
+    leader.wait_acting(Duration::from_secs(20));
+    let follower = FailSafe::with(&etcd, &pg.url(), "m1", None, true);
+    follower.wait_reason("follower", Duration::from_secs(20));
+    let (st, v) = post(
+        &rt,
+        &format!("{}/api/v1/changes", leader.api),
+        serde_json::json!({"service": "db", "kind": "deploy", "version": "v7"}),
+    );
+    assert!((200..300).contains(&st), "{st} {v}");
+    // Nothing to read back at the follower's start (it started first).
+    let restored = |fs: &FailSafe| -> Vec<String> {
+        fs.stderr()
+            .lines()
+            .filter(|l| l.contains("recorded changes restored from the audit"))
+            .map(|l| {
+                // Without the terminal colours (`ESC [ ... m`).
+                let mut out = String::new();
+                let mut rest = l;
+                while let Some(i) = rest.find('\u{1b}') {
+                    out.push_str(&rest[..i]);
+                    rest = rest[i..].split_once('m').map_or("", |(_, r)| r);
+                }
+                out + rest
+            })
+            .collect()
+    };
+    assert!(restored(&follower).is_empty(), "{}", follower.stderr());
+    drop(leader.medic.take());
+    follower.wait_acting(Duration::from_secs(20));
+    let lines = wait_for(
+        "the changes read back at the takeover",
+        Duration::from_secs(10),
+        || Some(restored(&follower)).filter(|l| !l.is_empty()),
+    );
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("restored=1 at=\"takeover\""), "{lines:?}");
 }

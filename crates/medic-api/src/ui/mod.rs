@@ -61,8 +61,10 @@ pub const HISTORY_SAMPLES: usize = 900;
 pub const TOTAL_HISTORY_SAMPLES: usize = 1_000_000;
 /// The fewest samples a probe keeps however many probes there are.
 pub const MIN_HISTORY_SAMPLES: usize = 16;
-/// Incidents on the console's list.
+/// Incidents (and recorded changes) on the console's lists.
 const LIST_LIMIT: u32 = 50;
+/// Recorded changes shown on an incident's page (its service's newest).
+const INCIDENT_CHANGES: usize = 10;
 /// Live (SSE) streams served at once; more get `503` (the browser retries).
 pub const MAX_LIVE_STREAMS: usize = 32;
 
@@ -230,6 +232,7 @@ pub fn router(api: ApiState, console: Arc<Console>) -> Router {
         .route("/ui/login", get(login_page).post(login))
         .route("/ui/logout", post(logout))
         .route("/ui/incidents/{id}", get(incident_page))
+        .route("/ui/changes", get(changes_page))
         .route("/ui/events", get(events))
         .route("/ui/action", post(action))
         .route("/ui/assets/{file}", get(asset))
@@ -447,6 +450,23 @@ struct IncidentPage {
     pending: Option<ApprovalEntry>,
     chart: Option<String>,
     probe: String,
+    /// The incident's service's recent changes, newest first.
+    changes: Vec<crate::changes::ChangeView>,
+}
+
+#[derive(Template)]
+#[template(path = "changes.html")]
+struct ChangesPage {
+    who: String,
+    role: &'static str,
+    auth_on: bool,
+    csrf: String,
+    /// Only this service's changes.
+    service: Option<String>,
+    /// The configured services, for the filter links.
+    services: Vec<String>,
+    changes: Vec<crate::changes::ChangeView>,
+    limit: u32,
 }
 
 /// What the session's role may do, for showing the controls.
@@ -761,6 +781,16 @@ async fn incident_page(
         let samples = st.console.samples(&detail.incident.service, &probe);
         chart::svg(&samples, open - 60_000, close + 60_000, open, close)
     });
+    let changes = match crate::changes::recent(
+        &st.api.store,
+        Some(&detail.incident.service),
+        INCIDENT_CHANGES,
+    )
+    .await
+    {
+        Ok(c) => c,
+        Err(e) => return error_page(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    };
     render(&IncidentPage {
         who: s.actor.id.clone(),
         role: s.actor.role.as_str(),
@@ -773,6 +803,45 @@ async fn incident_page(
         pending,
         chart,
         probe,
+        changes,
+    })
+}
+
+#[derive(Deserialize)]
+struct ChangesQuery {
+    service: Option<String>,
+}
+
+/// `GET /ui/changes[?service=S]`: the recorded changes (the audit's
+/// `change.recorded` records), newest first, at most [`LIST_LIMIT`].
+async fn changes_page(
+    State(st): State<UiState>,
+    headers: HeaderMap,
+    Query(q): Query<ChangesQuery>,
+) -> Response {
+    let s = match session(&st, &headers).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return Redirect::to("/ui/login").into_response(),
+        Err(e) => return error_page(StatusCode::INTERNAL_SERVER_ERROR, &e.message),
+    };
+    let service = q
+        .service
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty());
+    let limit = usize::try_from(LIST_LIMIT).unwrap_or(usize::MAX);
+    let changes = match crate::changes::recent(&st.api.store, service.as_deref(), limit).await {
+        Ok(c) => c,
+        Err(e) => return error_page(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    };
+    render(&ChangesPage {
+        who: s.actor.id.clone(),
+        role: s.actor.role.as_str(),
+        auth_on: st.api.auth == Auth::Tokens,
+        csrf: s.csrf,
+        service,
+        services: st.console.services.clone(),
+        changes,
+        limit: LIST_LIMIT,
     })
 }
 
@@ -980,6 +1049,7 @@ mod tests {
                 pending: None,
                 chart: None,
                 probe: "work".into(),
+                changes: Vec::new(),
             }
             .render()
             .unwrap()
@@ -1016,5 +1086,54 @@ mod tests {
             .sum();
         assert_eq!(lock(&c.history).probes, 4_000);
         assert!(total <= TOTAL_HISTORY_SAMPLES, "{total}");
+    }
+
+    #[test]
+    fn the_changes_page_escapes_every_recorded_text() {
+        let change = crate::changes::ChangeView {
+            service: "db&x".into(),
+            kind: "deploy".into(),
+            version: Some("<v2>".into()),
+            note: Some("<script>alert(1)</script>".into()),
+            by: "c\"i".into(),
+            at: "2026-01-01T00:00:00Z".into(),
+        };
+        let html = ChangesPage {
+            who: "alice".into(),
+            role: "viewer",
+            auth_on: true,
+            csrf: String::new(),
+            service: Some("db&x".into()),
+            services: vec!["db&x".into()],
+            changes: vec![change],
+            limit: LIST_LIMIT,
+        }
+        .render()
+        .unwrap();
+        assert!(!html.contains("<script>alert"), "{html}");
+        assert!(
+            html.contains("&#60;script&#62;alert(1)&#60;/script&#62;")
+                || html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+            "{html}"
+        );
+        assert!(
+            html.contains("&#60;v2&#62;") || html.contains("&lt;v2&gt;"),
+            "{html}"
+        );
+        assert!(html.contains("/ui/changes?service=db%26x"), "{html}");
+        assert!(!html.contains("c\"i"), "{html}");
+        let empty = ChangesPage {
+            who: "alice".into(),
+            role: "viewer",
+            auth_on: true,
+            csrf: String::new(),
+            service: None,
+            services: Vec::new(),
+            changes: Vec::new(),
+            limit: LIST_LIMIT,
+        }
+        .render()
+        .unwrap();
+        assert!(empty.contains("no changes recorded"), "{empty}");
     }
 }

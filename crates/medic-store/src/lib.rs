@@ -163,6 +163,18 @@ impl StoreError {
         move |source| StoreError::Database { op, source }
     }
 
+    /// True when SQLite refused the call because another connection held a
+    /// lock (`SQLITE_BUSY`, `SQLITE_LOCKED`).
+    pub fn is_busy(&self) -> bool {
+        match self {
+            StoreError::Database {
+                source: sqlx::Error::Database(d),
+                ..
+            } => matches!(d.code().as_deref(), Some("5" | "6" | "261" | "517")),
+            _ => false,
+        }
+    }
+
     /// True for [`StoreError::Fenced`].
     pub fn is_fenced(&self) -> bool {
         matches!(self, StoreError::Fenced { .. })
@@ -362,11 +374,33 @@ pub struct Store {
     unsafe_no_fence: bool,
 }
 
+/// How many times [`Store::open`] tries a SQLite file that is busy.
+pub const OPEN_ATTEMPTS: u32 = 5;
+
 impl Store {
     /// Opens (creating if missing) the SQLite database at `path` in WAL mode
     /// with `synchronous=FULL`, creates the tables and loads the chain tip so
     /// new appends continue an existing chain.
+    ///
+    /// Several processes opening a new file at once can be refused with
+    /// `SQLITE_BUSY` without SQLite's busy handler being tried (switching the
+    /// file to WAL, creating the tables: a lock upgrade SQLite refuses at once
+    /// to avoid a deadlock); such an open is tried again, up to
+    /// [`OPEN_ATTEMPTS`] times, 50–250 ms apart.
     pub async fn open(path: &Path) -> Result<Store, StoreError> {
+        let mut attempt = 1;
+        loop {
+            match Store::open_once(path).await {
+                Err(e) if attempt < OPEN_ATTEMPTS && e.is_busy() => {
+                    tokio::time::sleep(Duration::from_millis(50 * attempt as u64)).await;
+                    attempt += 1;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    async fn open_once(path: &Path) -> Result<Store, StoreError> {
         const OP: &str = "open";
         let opts = SqliteConnectOptions::new()
             .filename(path)

@@ -5,6 +5,7 @@
 //! problems (undefined references, missing probe kinds, ...) are all collected.
 #![forbid(unsafe_code)]
 
+mod ai;
 mod canary;
 mod deps;
 mod drills;
@@ -30,6 +31,7 @@ use medic_core::{
 };
 use serde_saphyr::{Location, Spanned};
 
+pub use ai::{AiConfig, MAX_AI_HYPOTHESES, MAX_AI_TIMEOUT};
 pub use canary::CanaryConfig;
 pub use deps::{DepKind, Dependency};
 pub use drills::{DrillSpec, DrillsConfig, DEFAULT_DRILL_TIMEOUT};
@@ -281,6 +283,8 @@ pub struct Config {
     pub notify: Option<NotifyConfig>,
     /// Incident traces over OTLP (issue 12), when configured.
     pub otlp: Option<OtlpConfig>,
+    /// Optional AI hypotheses (`ai:`, issue 9); the environment overrides it.
+    pub ai: Option<AiConfig>,
     pub services: Vec<ServiceConfig>,
     /// Metric, log and alert signals (empty when the file has no `signals:`).
     /// Their rules are already virtual probes in `engine.services`.
@@ -491,6 +495,7 @@ impl Validator {
         });
         let notify = raw.notify.map(|n| self.notify(n));
         let otlp = raw.otlp.map(|o| self.otlp(o));
+        let ai = raw.ai.map(|a| self.ai(a));
         let base = policy(&ServicePolicy::default(), raw.policy.as_ref());
         if raw.services.is_empty() {
             self.problems.push(Problem {
@@ -558,6 +563,7 @@ impl Validator {
             store_url,
             notify,
             otlp,
+            ai,
             services,
             signals,
             freeze_windows,

@@ -33,6 +33,7 @@ pub struct RawConfig {
     pub store: Option<crate::store::RawStore>,
     pub notify: Option<RawNotify>,
     pub otlp: Option<crate::otlp::RawOtlp>,
+    pub ai: Option<crate::ai::RawAi>,
     pub policy: Option<RawPolicy>,
     pub services: BTreeMap<String, Spanned<RawService>>,
     pub signals: Option<RawSignals>,

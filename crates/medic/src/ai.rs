@@ -7,86 +7,171 @@ use std::time::Duration;
 
 use medic_core::{DiagnosisReport, Hypothesis};
 
-/// Where to ask. From the environment: `MEDIC_AI_URL` (base URL, e.g.
-/// `http://127.0.0.1:8000/v1`), `MEDIC_AI_MODEL`, `MEDIC_AI_KEY` (optional).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AiConfig {
+/// Where to ask, resolved from the `ai:` section and the environment
+/// (`MEDIC_AI_URL`, `MEDIC_AI_MODEL`, `MEDIC_AI_KEY` override the file).
+#[derive(Clone, PartialEq, Eq)]
+pub struct AiEndpoint {
     pub url: String,
     pub model: String,
     pub key: Option<String>,
     pub timeout: Duration,
+    pub max_hypotheses: usize,
 }
 
-impl AiConfig {
-    /// `None` unless both `MEDIC_AI_URL` and `MEDIC_AI_MODEL` are set.
-    pub fn from_env() -> Option<AiConfig> {
-        let get = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
-        Some(AiConfig {
-            url: get("MEDIC_AI_URL")?,
-            model: get("MEDIC_AI_MODEL")?,
-            key: get("MEDIC_AI_KEY"),
-            timeout: Duration::from_secs(5),
+/// Never prints the key.
+impl std::fmt::Debug for AiEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AiEndpoint")
+            .field("url", &self.url)
+            .field("model", &self.model)
+            .field("key", &self.key.as_ref().map(|_| "<set>"))
+            .field("timeout", &self.timeout)
+            .field("max_hypotheses", &self.max_hypotheses)
+            .finish()
+    }
+}
+
+impl AiEndpoint {
+    /// The file's `ai:` section with the environment (read through `env`)
+    /// overriding it field by field: `MEDIC_AI_URL` the URL, `MEDIC_AI_MODEL`
+    /// the model, `MEDIC_AI_KEY` the key otherwise read from the variable
+    /// `api_key_env` names. `None` unless both a URL and a model result.
+    pub fn resolve(
+        file: Option<&medic_config::AiConfig>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Option<AiEndpoint> {
+        let get = |k: &str| env(k).filter(|v| !v.trim().is_empty());
+        let key = get("MEDIC_AI_KEY").or_else(|| {
+            file.and_then(|f| f.api_key_env.as_deref())
+                .and_then(|name| get(name))
+        });
+        Some(AiEndpoint {
+            url: get("MEDIC_AI_URL").or_else(|| file.map(|f| f.url.clone()))?,
+            model: get("MEDIC_AI_MODEL").or_else(|| file.map(|f| f.model.clone()))?,
+            key,
+            timeout: file.map_or(DEFAULT_TIMEOUT, |f| f.timeout),
+            max_hypotheses: file.map_or(DEFAULT_MAX, |f| f.max_hypotheses),
         })
     }
 }
 
-/// Most hypotheses taken from one answer.
-pub const MAX_AI_HYPOTHESES: usize = 3;
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+const DEFAULT_MAX: usize = 3;
+
+/// Each hypothesis's evidence text sent is cut to this many characters.
+pub const MAX_EVIDENCE_CHARS: usize = 500;
+/// The whole user message sent is cut to this many characters.
+pub const MAX_PROMPT_CHARS: usize = 8192;
+/// A larger answer is refused without reading more of it.
+pub const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+
+/// Why an endpoint gave no hypotheses (logged by the daemon; harmless).
+#[derive(Debug, thiserror::Error)]
+pub enum AiError {
+    #[error("request failed: {0}")]
+    Request(#[from] reqwest::Error),
+    #[error("HTTP status {0}")]
+    Status(u16),
+    #[error("answer larger than {MAX_RESPONSE_BYTES} bytes")]
+    TooLarge,
+    #[error("answer is not a chat completion with a JSON hypotheses list: {0}")]
+    Malformed(&'static str),
+}
 
 /// The confidence cap: below `approve` (the approval band's lower edge).
 pub fn cap(approve: u8) -> u8 {
     approve.saturating_sub(1).min(40)
 }
 
-/// Asks the endpoint; returns `ai_suggested` hypotheses for known services
-/// only, at most [`MAX_AI_HYPOTHESES`], confidence capped by [`cap`]. Any
-/// error or timeout gives none.
-pub async fn suggest(
-    http: &reqwest::Client,
-    cfg: &AiConfig,
+fn truncate(s: &str, max: usize) -> String {
+    s.chars().take(max).collect()
+}
+
+/// The chat request's body: the model and the diagnosis's evidence, bounded
+/// by [`MAX_EVIDENCE_CHARS`] per hypothesis and [`MAX_PROMPT_CHARS`] overall.
+pub fn request_body(
+    cfg: &AiEndpoint,
     report: &DiagnosisReport,
     services: &[String],
-    approve: u8,
-) -> Vec<Hypothesis> {
+) -> serde_json::Value {
     let evidence: Vec<String> = report
         .hypotheses
         .iter()
         .map(|h| {
             format!(
                 "{}: {} {} (confidence {}): {}",
-                h.service, h.signal, h.pattern, h.confidence, h.evidence_text
+                h.service,
+                h.signal,
+                h.pattern,
+                h.confidence,
+                truncate(&h.evidence_text, MAX_EVIDENCE_CHARS)
             )
         })
         .collect();
-    let body = serde_json::json!({
+    let user = format!(
+        "Services: {}\nEvidence:\n{}",
+        services.join(", "),
+        evidence.join("\n")
+    );
+    serde_json::json!({
         "model": cfg.model,
         "messages": [
             {"role": "system", "content": "You help find the root cause of an incident across services. Answer only with JSON: {\"hypotheses\": [{\"service\": NAME, \"reason\": TEXT}]}, services from the list given."},
-            {"role": "user", "content": format!("Services: {}\nEvidence:\n{}", services.join(", "), evidence.join("\n"))},
+            {"role": "user", "content": truncate(&user, MAX_PROMPT_CHARS)},
         ],
-    });
+    })
+}
+
+/// Reads at most [`MAX_RESPONSE_BYTES`] of a body.
+async fn read_capped(mut resp: reqwest::Response) -> Result<Vec<u8>, AiError> {
+    if resp
+        .content_length()
+        .is_some_and(|n| n > MAX_RESPONSE_BYTES as u64)
+    {
+        return Err(AiError::TooLarge);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await? {
+        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+            return Err(AiError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// Asks the endpoint; returns `ai_suggested` hypotheses for known services
+/// only, at most `max_hypotheses`, confidence capped by [`cap`]. Errors and
+/// timeouts give no hypotheses (the caller logs them).
+pub async fn suggest(
+    http: &reqwest::Client,
+    cfg: &AiEndpoint,
+    report: &DiagnosisReport,
+    services: &[String],
+    approve: u8,
+) -> Result<Vec<Hypothesis>, AiError> {
     let url = format!("{}/chat/completions", cfg.url.trim_end_matches('/'));
-    let mut req = http.post(url).timeout(cfg.timeout).json(&body);
+    let mut req = http
+        .post(url)
+        .timeout(cfg.timeout)
+        .json(&request_body(cfg, report, services));
     if let Some(k) = &cfg.key {
         req = req.bearer_auth(k);
     }
-    let Ok(resp) = req.send().await else {
-        return Vec::new();
-    };
+    let resp = req.send().await?;
     if !resp.status().is_success() {
-        return Vec::new();
+        return Err(AiError::Status(resp.status().as_u16()));
     }
-    let Ok(v) = resp.json::<serde_json::Value>().await else {
-        return Vec::new();
-    };
-    let Some(content) = v["choices"][0]["message"]["content"].as_str() else {
-        return Vec::new();
-    };
-    let Ok(answer) = serde_json::from_str::<serde_json::Value>(content.trim()) else {
-        return Vec::new();
-    };
+    let body = read_capped(resp).await?;
+    let v: serde_json::Value =
+        serde_json::from_slice(&body).map_err(|_| AiError::Malformed("body is not JSON"))?;
+    let content = v["choices"][0]["message"]["content"]
+        .as_str()
+        .ok_or(AiError::Malformed("no choices[0].message.content"))?;
+    let answer: serde_json::Value = serde_json::from_str(content.trim())
+        .map_err(|_| AiError::Malformed("content is not JSON"))?;
     let confidence = cap(approve);
-    answer["hypotheses"]
+    Ok(answer["hypotheses"]
         .as_array()
         .into_iter()
         .flatten()
@@ -104,17 +189,12 @@ pub async fn suggest(
                 evidence_text: format!(
                     "suggested by {}: {}",
                     cfg.model,
-                    h["reason"]
-                        .as_str()
-                        .unwrap_or("")
-                        .chars()
-                        .take(200)
-                        .collect::<String>()
+                    truncate(h["reason"].as_str().unwrap_or(""), 200)
                 ),
             })
         })
-        .take(MAX_AI_HYPOTHESES)
-        .collect()
+        .take(cfg.max_hypotheses)
+        .collect())
 }
 
 /// Appends suggestions after medic's own hypotheses (never first, bounded).
@@ -172,12 +252,13 @@ mod tests {
         format!("http://{addr}/v1")
     }
 
-    fn cfg(url: String) -> AiConfig {
-        AiConfig {
+    fn cfg(url: String) -> AiEndpoint {
+        AiEndpoint {
             url,
             model: "m1".into(),
             key: Some("k".into()),
             timeout: Duration::from_millis(500),
+            max_hypotheses: 3,
         }
     }
 
@@ -193,7 +274,9 @@ mod tests {
         )
         .await;
         let http = reqwest::Client::new();
-        let got = suggest(&http, &cfg(url), &report(), &services(), 50).await;
+        let got = suggest(&http, &cfg(url), &report(), &services(), 50)
+            .await
+            .unwrap();
         assert_eq!(got.len(), 1, "{got:?}");
         assert_eq!(got[0].service, "api");
         assert_eq!(got[0].pattern, "ai_suggested");
@@ -213,22 +296,114 @@ mod tests {
             Duration::from_secs(3),
         )
         .await;
-        assert!(suggest(&http, &cfg(slow), &report(), &services(), 50)
-            .await
-            .is_empty());
+        let e = suggest(&http, &cfg(slow), &report(), &services(), 50).await;
+        assert!(
+            matches!(&e, Err(AiError::Request(r)) if r.is_timeout()),
+            "{e:?}"
+        );
         let garbage = server("not json at all", Duration::ZERO).await;
-        assert!(suggest(&http, &cfg(garbage), &report(), &services(), 50)
-            .await
-            .is_empty());
+        let e = suggest(&http, &cfg(garbage), &report(), &services(), 50).await;
+        assert!(matches!(e, Err(AiError::Malformed(_))), "{e:?}");
         let closed = cfg("http://127.0.0.1:1/v1".into());
-        assert!(suggest(&http, &closed, &report(), &services(), 50)
-            .await
-            .is_empty());
+        let e = suggest(&http, &closed, &report(), &services(), 50).await;
+        assert!(matches!(e, Err(AiError::Request(_))), "{e:?}");
         let mut empty = DiagnosisReport::default();
         merge(&mut empty, report().hypotheses);
         assert!(
             empty.hypotheses.is_empty(),
             "no suggestion without a diagnosis"
         );
+    }
+
+    #[test]
+    fn the_environment_overrides_the_file_field_by_field() {
+        let file = medic_config::AiConfig {
+            url: "http://file/v1".into(),
+            model: "file-model".into(),
+            api_key_env: Some("LLM_KEY".into()),
+            timeout: Duration::from_secs(2),
+            max_hypotheses: 5,
+        };
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                vars.iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let e = AiEndpoint::resolve(Some(&file), env(&[("LLM_KEY", "sk-file")])).unwrap();
+        assert_eq!(
+            (e.url.as_str(), e.model.as_str(), e.key.as_deref()),
+            ("http://file/v1", "file-model", Some("sk-file"))
+        );
+        assert_eq!((e.timeout, e.max_hypotheses), (Duration::from_secs(2), 5));
+        assert!(!format!("{e:?}").contains("sk-file"), "Debug hides the key");
+        let e = AiEndpoint::resolve(
+            Some(&file),
+            env(&[
+                ("LLM_KEY", "sk-file"),
+                ("MEDIC_AI_URL", "http://env/v1"),
+                ("MEDIC_AI_KEY", "sk-env"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            (e.url.as_str(), e.model.as_str(), e.key.as_deref()),
+            ("http://env/v1", "file-model", Some("sk-env"))
+        );
+        assert!(AiEndpoint::resolve(None, env(&[("MEDIC_AI_URL", "http://env/v1")])).is_none());
+        let e = AiEndpoint::resolve(
+            None,
+            env(&[("MEDIC_AI_URL", "http://env/v1"), ("MEDIC_AI_MODEL", "m")]),
+        )
+        .unwrap();
+        assert_eq!(
+            (e.key, e.timeout, e.max_hypotheses),
+            (None, DEFAULT_TIMEOUT, DEFAULT_MAX)
+        );
+    }
+
+    #[test]
+    fn the_request_is_bounded() {
+        let mut r = report();
+        r.hypotheses[0].evidence_text = "x".repeat(10_000);
+        r.hypotheses[0].service = "y".repeat(20_000);
+        let body = request_body(&cfg("http://x/v1".into()), &r, &services());
+        let user = body["messages"][1]["content"].as_str().unwrap();
+        assert_eq!(user.chars().count(), MAX_PROMPT_CHARS);
+        let mut r = report();
+        r.hypotheses[0].evidence_text = "x".repeat(10_000);
+        let body = request_body(&cfg("http://x/v1".into()), &r, &services());
+        let user = body["messages"][1]["content"].as_str().unwrap();
+        assert!(user.contains(&"x".repeat(MAX_EVIDENCE_CHARS)));
+        assert!(
+            !user.contains(&"x".repeat(MAX_EVIDENCE_CHARS + 1)),
+            "{}",
+            user.len()
+        );
+        assert_eq!(body["model"], "m1");
+    }
+
+    #[tokio::test]
+    async fn a_too_large_answer_is_refused() {
+        // Valid JSON, but padded past the cap: refused, not parsed.
+        let pad = " ".repeat(MAX_RESPONSE_BYTES);
+        let big = format!(
+            r#"{{"choices": [{{"message": {{"content": "{{\"hypotheses\": [{{\"service\": \"api\"}}]}}"}}}}]{pad}}}"#
+        );
+        let app = Router::new().route("/v1/chat/completions", post(move || async move { big }));
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(l, app).await });
+        let http = reqwest::Client::new();
+        let e = suggest(
+            &http,
+            &cfg(format!("http://{addr}/v1")),
+            &report(),
+            &services(),
+            50,
+        )
+        .await;
+        assert!(matches!(e, Err(AiError::TooLarge)), "{e:?}");
     }
 }

@@ -590,7 +590,7 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
             .iter()
             .filter_map(|s| s.canary.clone().map(|c| (s.name.clone(), c)))
             .collect(),
-        ai: crate::ai::AiConfig::from_env(),
+        ai: ai_endpoint(opts.config.ai.as_ref()),
         diag_generation: 0,
         services_names: opts
             .config
@@ -910,6 +910,27 @@ async fn restore_changes(
     }
 }
 
+/// The AI endpoint from `ai:` and the environment, logged once at start (URL
+/// and model, never the key).
+fn ai_endpoint(file: Option<&medic_config::AiConfig>) -> Option<crate::ai::AiEndpoint> {
+    let ai = crate::ai::AiEndpoint::resolve(file, |k| std::env::var(k).ok());
+    match &ai {
+        Some(a) => {
+            tracing::info!(url = %a.url, model = %a.model, key = a.key.is_some(), timeout = ?a.timeout, "AI suggestions on");
+            if a.key.is_none() {
+                if let Some(name) = file.and_then(|f| f.api_key_env.as_deref()) {
+                    tracing::warn!(
+                        api_key_env = name,
+                        "ai.api_key_env names an unset variable: requests go without a key"
+                    );
+                }
+            }
+        }
+        None => tracing::info!("AI suggestions off"),
+    }
+    ai
+}
+
 async fn forward_control(mut rx: mpsc::Receiver<ControlRequest>, tx: mpsc::Sender<Msg>) {
     while let Some(req) = rx.recv().await {
         let msg = match req {
@@ -961,8 +982,9 @@ struct EngineLoop {
     drills: crate::drill::DrillState,
     /// Root-cause diagnosis across `depends_on` (None without dependencies).
     rca: Option<crate::rca::RcaState>,
-    /// Optional AI hypotheses (`MEDIC_AI_URL`, `MEDIC_AI_MODEL`, `MEDIC_AI_KEY`).
-    ai: Option<crate::ai::AiConfig>,
+    /// Optional AI hypotheses (`ai:`; `MEDIC_AI_URL`, `MEDIC_AI_MODEL`,
+    /// `MEDIC_AI_KEY` override it).
+    ai: Option<crate::ai::AiEndpoint>,
     /// Bumped by every diagnosis sent to the engine.
     diag_generation: u64,
     services_names: Vec<String>,
@@ -2123,7 +2145,20 @@ impl EngineLoop {
         let services = self.services_names.clone();
         let approve = self.approve_band;
         tokio::spawn(async move {
-            let extra = crate::ai::suggest(&http, &cfg, &report, &services, approve).await;
+            let extra = match crate::ai::suggest(&http, &cfg, &report, &services, approve).await {
+                Ok(extra) => {
+                    tracing::info!(
+                        url = %cfg.url,
+                        suggested = extra.len(),
+                        "AI suggestions received"
+                    );
+                    extra
+                }
+                Err(e) => {
+                    tracing::warn!(url = %cfg.url, error = %e, "AI suggestions failed (ignored)");
+                    return;
+                }
+            };
             if extra.is_empty() {
                 return;
             }

@@ -41,10 +41,8 @@ impl AiEndpoint {
         env: impl Fn(&str) -> Option<String>,
     ) -> Option<AiEndpoint> {
         let get = |k: &str| env(k).filter(|v| !v.trim().is_empty());
-        let key = get("MEDIC_AI_KEY").or_else(|| {
-            file.and_then(|f| f.api_key_env.as_deref())
-                .and_then(|name| get(name))
-        });
+        let key = get("MEDIC_AI_KEY")
+            .or_else(|| file.and_then(|f| f.api_key_env.as_deref()).and_then(&get));
         Some(AiEndpoint {
             url: get("MEDIC_AI_URL").or_else(|| file.map(|f| f.url.clone()))?,
             model: get("MEDIC_AI_MODEL").or_else(|| file.map(|f| f.model.clone()))?,

@@ -122,6 +122,9 @@ pub struct IncidentSummary {
     pub closed_at: Option<String>,
     pub outcome: Option<String>,
     pub summary: String,
+    /// The diagnosed root cause (service, pattern), when it had one.
+    #[serde(default)]
+    pub diagnosis: Option<medic_store::IncidentCause>,
 }
 
 /// `GET /api/v1/incidents`.
@@ -153,6 +156,10 @@ pub struct SimilarIncident {
     pub service: String,
     pub trigger: String,
     pub outcome: Option<String>,
+    /// Its diagnosed root cause; similar incidents with the same cause as
+    /// this one come first.
+    #[serde(default)]
+    pub diagnosis: Option<medic_store::IncidentCause>,
     /// The last action of a healed incident (its timeline message).
     pub what_worked: Option<String>,
 }
@@ -164,6 +171,7 @@ impl From<&medic_store::IncidentRecord> for SimilarIncident {
             service: r.service.clone(),
             trigger: r.trigger.clone(),
             outcome: r.outcome.clone(),
+            diagnosis: r.diagnosis.clone(),
             what_worked: (r.outcome.as_deref() == Some("healed"))
                 .then(|| {
                     r.timeline
@@ -229,6 +237,7 @@ impl From<medic_store::IncidentRecord> for IncidentSummary {
             closed_at: r.closed_at,
             outcome: r.outcome,
             summary: r.summary,
+            diagnosis: r.diagnosis,
         }
     }
 }

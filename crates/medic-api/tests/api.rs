@@ -114,6 +114,7 @@ fn incident(id: &str, opened_at: &str) -> IncidentRecord {
         outcome: Some("restarted".into()),
         summary: "web restarted".into(),
         merged: Vec::new(),
+        diagnosis: None,
         timeline: vec![
             TimelineEntry {
                 ts: opened_at.into(),
@@ -200,6 +201,12 @@ async fn incidents_list_and_detail_from_the_store() {
         if id == "i-1" {
             rec.merged = vec!["api".into(), "edge".into()];
         }
+        if id == "i-3" {
+            rec.diagnosis = Some(medic_store::IncidentCause {
+                service: "db".into(),
+                pattern: "dependency_slow".into(),
+            });
+        }
         api.state.store.upsert_incident(&rec).await.unwrap();
     }
     let resp = api.get("/api/v1/incidents?limit=2").await;
@@ -214,7 +221,8 @@ async fn incidents_list_and_detail_from_the_store() {
         json!({
             "id": "i-3", "service": "web", "state": "resolved", "trigger": "healthz",
             "opened_at": "2026-01-03T00:00:00Z", "updated_at": "2026-01-03T00:00:00Z",
-            "closed_at": "2026-01-03T00:00:00Z", "outcome": "restarted", "summary": "web restarted"
+            "closed_at": "2026-01-03T00:00:00Z", "outcome": "restarted", "summary": "web restarted",
+            "diagnosis": {"service": "db", "pattern": "dependency_slow"}
         })
     );
 

@@ -321,6 +321,9 @@ pub struct IncidentView {
     /// Services whose incidents were merged into this one (victims of its
     /// service, issue 9), in the order they joined.
     pub merged: Vec<String>,
+    /// The diagnosed root cause (service, pattern): the top hypothesis the
+    /// incident last had, never an AI suggestion (issue 9).
+    pub diagnosis: Option<(String, String)>,
 }
 
 /// What the engine asks its driver to do: effects only. What happened is

@@ -286,6 +286,18 @@ pub struct IncidentRecord {
     /// Filled by [`Store::get_incident`] only (empty in lists).
     #[serde(default)]
     pub merged: Vec<String>,
+    /// The diagnosed root cause, when the incident had one (issue 9); table
+    /// `incident_diagnosis`. Similar incidents are matched on it first.
+    #[serde(default)]
+    pub diagnosis: Option<IncidentCause>,
+}
+
+/// An incident's diagnosed root cause: the top hypothesis's service and
+/// pattern.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IncidentCause {
+    pub service: String,
+    pub pattern: String,
 }
 
 /// The first record that failed verification.
@@ -354,7 +366,12 @@ pub struct SupervisedProcess {
 }
 
 const INCIDENT_COLUMNS: &str =
-    "id, service, state, trigger_text, opened_at, updated_at, closed_at, outcome, summary, timeline";
+    "id, service, state, trigger_text, opened_at, updated_at, closed_at, outcome, summary, timeline, \
+     cause_service, cause_pattern";
+/// Incidents with their diagnosed cause (table `incident_diagnosis`, kept
+/// apart so that database files made before it open unchanged).
+const INCIDENTS_FROM: &str =
+    "incidents LEFT JOIN incident_diagnosis ON incident_diagnosis.incident = incidents.id";
 
 /// `fence` value meaning "no token": this handle does not fence.
 const NO_FENCE: u64 = u64::MAX;
@@ -707,6 +724,20 @@ impl Store {
         )
         .await
         .map_err(StoreError::db(OP))?;
+        if let Some(d) = &incident.diagnosis {
+            tx.execute(
+                "INSERT INTO incident_diagnosis (incident, cause_service, cause_pattern) VALUES ($1, $2, $3) \
+                 ON CONFLICT (incident) DO UPDATE SET cause_service = excluded.cause_service, \
+                 cause_pattern = excluded.cause_pattern",
+                &[
+                    Arg::Text(&incident.id),
+                    Arg::Text(&d.service),
+                    Arg::Text(&d.pattern),
+                ],
+            )
+            .await
+            .map_err(StoreError::db(OP))?;
+        }
         for (pos, service) in incident.merged.iter().enumerate() {
             tx.execute(
                 "INSERT INTO incident_merged (incident, service, pos) VALUES ($1, $2, $3) \
@@ -727,7 +758,7 @@ impl Store {
     pub async fn list_incidents(&self, limit: u32) -> Result<Vec<IncidentRecord>, StoreError> {
         const OP: &str = "list_incidents";
         let sql = format!(
-            "SELECT {INCIDENT_COLUMNS} FROM incidents ORDER BY opened_at DESC, id DESC LIMIT $1"
+            "SELECT {INCIDENT_COLUMNS} FROM {INCIDENTS_FROM} ORDER BY opened_at DESC, id DESC LIMIT $1"
         );
         let rows = self
             .db
@@ -737,18 +768,27 @@ impl Store {
         rows.iter().map(|row| decode_incident(row, OP)).collect()
     }
 
-    /// Closed incidents like `of` (issue 9): same service and trigger first,
-    /// then same trigger elsewhere or same service, newest first.
+    /// Closed incidents like `of` (issue 9), newest first within each rank:
+    /// the same diagnosed cause (service and pattern) first, then the same
+    /// service and trigger, then the same trigger elsewhere or the same
+    /// service.
     pub async fn similar_incidents(
         &self,
         of: &IncidentRecord,
         limit: u32,
     ) -> Result<Vec<IncidentRecord>, StoreError> {
         const OP: &str = "similar_incidents";
+        let (cs, cp) = of
+            .diagnosis
+            .as_ref()
+            .map_or(("", ""), |d| (d.service.as_str(), d.pattern.as_str()));
         let sql = format!(
-            "SELECT {INCIDENT_COLUMNS} FROM incidents \
-             WHERE id != $1 AND closed_at IS NOT NULL AND (service = $2 OR trigger_text = $3) \
-             ORDER BY (service = $2 AND trigger_text = $3) DESC, opened_at DESC, id DESC LIMIT $4"
+            "SELECT {INCIDENT_COLUMNS} FROM {INCIDENTS_FROM} \
+             WHERE id != $1 AND closed_at IS NOT NULL \
+             AND (service = $2 OR trigger_text = $3 OR (cause_service = $5 AND cause_pattern = $6)) \
+             ORDER BY CASE WHEN cause_service = $5 AND cause_pattern = $6 THEN 1 ELSE 0 END DESC, \
+             CASE WHEN service = $2 AND trigger_text = $3 THEN 1 ELSE 0 END DESC, \
+             opened_at DESC, id DESC LIMIT $4"
         );
         let rows = self
             .db
@@ -759,6 +799,8 @@ impl Store {
                     Arg::Text(&of.service),
                     Arg::Text(&of.trigger),
                     Arg::Int(i64::from(limit)),
+                    Arg::Text(cs),
+                    Arg::Text(cp),
                 ],
             )
             .await
@@ -769,7 +811,7 @@ impl Store {
     /// Fetches one incident by id.
     pub async fn get_incident(&self, id: &str) -> Result<Option<IncidentRecord>, StoreError> {
         const OP: &str = "get_incident";
-        let sql = format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = $1");
+        let sql = format!("SELECT {INCIDENT_COLUMNS} FROM {INCIDENTS_FROM} WHERE id = $1");
         let row = self
             .db
             .fetch_optional(&sql, &[Arg::Text(id)])
@@ -1123,6 +1165,10 @@ fn decode_incident(row: &DbRow, op: &'static str) -> Result<IncidentRecord, Stor
         summary: get("summary")?,
         timeline,
         merged: Vec::new(),
+        diagnosis: match (get_opt("cause_service")?, get_opt("cause_pattern")?) {
+            (Some(service), Some(pattern)) => Some(IncidentCause { service, pattern }),
+            _ => None,
+        },
         id,
     })
 }

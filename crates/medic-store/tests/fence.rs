@@ -39,6 +39,7 @@ fn incident(id: &str) -> IncidentRecord {
         outcome: None,
         summary: "s".into(),
         merged: Vec::new(),
+        diagnosis: None,
         timeline: vec![],
     }
 }

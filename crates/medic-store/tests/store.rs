@@ -370,6 +370,7 @@ fn incident(id: &str, opened_at: &str) -> IncidentRecord {
         outcome: None,
         summary: "web is unhealthy".into(),
         merged: Vec::new(),
+        diagnosis: None,
         timeline: vec![TimelineEntry {
             ts: opened_at.into(),
             kind: "opened".into(),
@@ -582,6 +583,100 @@ async fn similar_incidents_are_closed_ones_of_the_same_service_or_trigger() {
             .map(|r| r.id)
             .collect();
         assert_eq!(ids, ["a", "c", "b"]);
+    }
+}
+
+/// Incidents diagnosed with the same cause (service and pattern) come first,
+/// whatever their own service and trigger; the cause is kept with the
+/// incident, updated by a later upsert, and absent when never diagnosed.
+#[tokio::test]
+async fn similar_incidents_with_the_same_diagnosed_cause_come_first() {
+    use medic_store::IncidentCause;
+    for db in TestDb::all().await {
+        eprintln!("backend: {}", db.name);
+        let s = db.open().await;
+        let cause = |service: &str, pattern: &str| {
+            Some(IncidentCause {
+                service: service.into(),
+                pattern: pattern.into(),
+            })
+        };
+        let closed = |id: &str, at: &str, service: &str, trigger: &str, d| {
+            let mut r = incident(id, at);
+            r.service = service.into();
+            r.trigger = trigger.into();
+            r.state = "resolved".into();
+            r.closed_at = Some(at.into());
+            r.outcome = Some("healed".into());
+            r.diagnosis = d;
+            r
+        };
+        let mut now = incident("inc-now", "2026-01-05T00:00:00Z");
+        now.diagnosis = cause("db", "dependency_slow");
+        for r in [
+            // Same service and trigger, no diagnosis.
+            closed(
+                "a",
+                "2026-01-04T00:00:00Z",
+                "web",
+                "healthz failed 3 times",
+                None,
+            ),
+            // Same cause, seen on another service with another trigger.
+            closed(
+                "b",
+                "2026-01-01T00:00:00Z",
+                "api",
+                "work slow",
+                cause("db", "dependency_slow"),
+            ),
+            // Same cause service, another pattern: ranked as its service.
+            closed(
+                "c",
+                "2026-01-03T00:00:00Z",
+                "web",
+                "other",
+                cause("db", "crash"),
+            ),
+            // Nothing in common.
+            closed(
+                "d",
+                "2026-01-04T12:00:00Z",
+                "api",
+                "other",
+                cause("api", "memory_leak"),
+            ),
+            // Diagnosed first as something else, then as the same cause.
+            closed(
+                "e",
+                "2026-01-02T00:00:00Z",
+                "db",
+                "work failing",
+                cause("db", "crash"),
+            ),
+            closed(
+                "e",
+                "2026-01-02T00:00:00Z",
+                "db",
+                "work failing",
+                cause("db", "dependency_slow"),
+            ),
+            now.clone(),
+        ] {
+            s.upsert_incident(&r).await.unwrap();
+        }
+        let similar = s.similar_incidents(&now, 10).await.unwrap();
+        let ids: Vec<&str> = similar.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["e", "b", "a", "c"]);
+        assert_eq!(similar[0].diagnosis, cause("db", "dependency_slow"));
+        assert_eq!(similar[2].diagnosis, None);
+        let got = s.get_incident("inc-now").await.unwrap().unwrap();
+        assert_eq!(got.diagnosis, cause("db", "dependency_slow"));
+        let listed = s.list_incidents(10).await.unwrap();
+        assert_eq!(
+            listed.iter().find(|r| r.id == "d").unwrap().diagnosis,
+            cause("api", "memory_leak")
+        );
     }
 }
 

@@ -34,6 +34,7 @@ fn incident(id: &str) -> IncidentView {
             item(9_000, "resolved"),
         ],
         merged: Vec::new(),
+        diagnosis: None,
     }
 }
 

@@ -76,6 +76,50 @@ pub enum AiError {
     Malformed(&'static str),
 }
 
+/// At most one request in flight. A diagnosis offered while one is waits
+/// (only the newest) until the answer comes back; a request whose answer
+/// never comes back stops counting after `give_up`.
+#[derive(Debug, Default)]
+pub struct InFlight {
+    started: Option<std::time::Instant>,
+    pending: Option<DiagnosisReport>,
+}
+
+impl InFlight {
+    /// A new diagnosis at `now`: returns it when it may be sent now (the
+    /// caller sends it), or keeps it as the one waiting. A diagnosis without
+    /// hypotheses is never sent and drops the one waiting.
+    pub fn offer(
+        &mut self,
+        d: &DiagnosisReport,
+        now: std::time::Instant,
+        give_up: Duration,
+    ) -> Option<DiagnosisReport> {
+        if d.hypotheses.is_empty() {
+            self.pending = None;
+            return None;
+        }
+        if self
+            .started
+            .is_some_and(|t| now.saturating_duration_since(t) < give_up)
+        {
+            self.pending = Some(d.clone());
+            return None;
+        }
+        self.started = Some(now);
+        Some(d.clone())
+    }
+
+    /// The request in flight was answered at `now`: returns the diagnosis
+    /// that waited, to be sent now (the caller sends it).
+    pub fn answered(&mut self, now: std::time::Instant) -> Option<DiagnosisReport> {
+        self.started = None;
+        let next = self.pending.take()?;
+        self.started = Some(now);
+        Some(next)
+    }
+}
+
 /// The confidence cap: below `approve` (the approval band's lower edge).
 pub fn cap(approve: u8) -> u8 {
     approve.saturating_sub(1).min(40)
@@ -195,7 +239,9 @@ pub async fn suggest(
         .collect())
 }
 
-/// Appends suggestions after medic's own hypotheses (never first, bounded).
+/// Appends suggestions after medic's own hypotheses (never first, bounded),
+/// one per service: a service medic ranks already may get one too (its
+/// reason is the suggestion's news), a service the endpoint names twice once.
 pub fn merge(report: &mut DiagnosisReport, extra: Vec<Hypothesis>) {
     if report.hypotheses.is_empty() {
         return;
@@ -204,7 +250,11 @@ pub fn merge(report: &mut DiagnosisReport, extra: Vec<Hypothesis>) {
         if report.hypotheses.len() >= medic_core::MAX_HYPOTHESES {
             break;
         }
-        if !report.hypotheses.iter().any(|x| x.service == h.service) {
+        if !report
+            .hypotheses
+            .iter()
+            .any(|x| x.service == h.service && x.pattern == h.pattern)
+        {
             report.hypotheses.push(h);
         }
     }
@@ -281,9 +331,27 @@ mod tests {
         assert!(got[0].confidence < 50);
         assert!(got[0].evidence_text.contains("pool exhausted"));
         let mut r = report();
-        merge(&mut r, got);
+        merge(&mut r, got.clone());
         assert_eq!(r.hypotheses[0].service, "db", "never first");
         assert_eq!(r.hypotheses.len(), 2);
+        // One per service; a service medic ranks may get one (after).
+        let mut db = got[0].clone();
+        db.service = "db".into();
+        let mut r = report();
+        merge(&mut r, vec![got[0].clone(), got[0].clone(), db]);
+        let ranked: Vec<(&str, &str)> = r
+            .hypotheses
+            .iter()
+            .map(|h| (h.service.as_str(), h.pattern.as_str()))
+            .collect();
+        assert_eq!(
+            ranked,
+            [
+                ("db", "dependency_slow"),
+                ("api", "ai_suggested"),
+                ("db", "ai_suggested")
+            ]
+        );
     }
 
     #[tokio::test]
@@ -311,6 +379,34 @@ mod tests {
             empty.hypotheses.is_empty(),
             "no suggestion without a diagnosis"
         );
+    }
+
+    #[test]
+    fn one_request_in_flight_and_only_the_newest_diagnosis_waits() {
+        let t0 = std::time::Instant::now();
+        let give_up = Duration::from_secs(10);
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut f = InFlight::default();
+        let mut d1 = report();
+        d1.hypotheses[0].confidence = 1;
+        let mut d2 = report();
+        d2.hypotheses[0].confidence = 2;
+        let mut d3 = report();
+        d3.hypotheses[0].confidence = 3;
+        assert_eq!(f.offer(&d1, at(0), give_up), Some(d1.clone()));
+        // In flight: later ones wait, the newest replaces the older.
+        assert_eq!(f.offer(&d2, at(1), give_up), None);
+        assert_eq!(f.offer(&d3, at(2), give_up), None);
+        assert_eq!(f.answered(at(3)), Some(d3.clone()));
+        // d3 is in flight now.
+        assert_eq!(f.offer(&d1, at(4), give_up), None);
+        // An empty diagnosis drops the waiting one.
+        assert_eq!(f.offer(&DiagnosisReport::default(), at(4), give_up), None);
+        assert_eq!(f.answered(at(5)), None);
+        assert_eq!(f.offer(&d2, at(6), give_up), Some(d2.clone()));
+        // Never answered: after `give_up` another may go.
+        assert_eq!(f.offer(&d1, at(15), give_up), None);
+        assert_eq!(f.offer(&d3, at(16), give_up), Some(d3));
     }
 
     #[test]

@@ -49,6 +49,7 @@ fn incident(i: u32) -> IncidentRecord {
         outcome: Some("healed".into()),
         summary: "application errors (HTTP 500) (confidence 0.80); actions: restart".into(),
         merged: Vec::new(),
+        diagnosis: None,
         timeline: (0..6)
             .map(|k| TimelineEntry {
                 ts: ts.clone(),

@@ -55,8 +55,9 @@ pub(crate) enum Msg {
     Probe(crate::probes::ProbeRun),
     /// A signal rule's value, evidence for the root-cause ranking (issue 9).
     Sample(medic_signal::SignalSample),
-    /// A diagnosis with AI suggestions appended, for diagnosis generation `.0`.
-    Ai(u64, medic_core::DiagnosisReport),
+    /// The AI request for diagnosis generation `.0` ended: the diagnosis
+    /// with the suggestions appended, or `None` (none, an error, a timeout).
+    Ai(u64, Option<medic_core::DiagnosisReport>),
     /// The accepted candidate patterns in the store (at start, and after
     /// `medic patterns accept|reject` changed them), for the ranking.
     Accepted(Vec<medic_config::Pattern>),
@@ -592,6 +593,7 @@ pub async fn start(opts: DaemonOptions) -> anyhow::Result<Daemon> {
             .collect(),
         ai: ai_endpoint(opts.config.ai.as_ref()),
         diag_generation: 0,
+        ai_flight: crate::ai::InFlight::default(),
         services_names: opts
             .config
             .services
@@ -987,6 +989,8 @@ struct EngineLoop {
     ai: Option<crate::ai::AiEndpoint>,
     /// Bumped by every diagnosis sent to the engine.
     diag_generation: u64,
+    /// The AI request in flight (at most one) and the diagnosis waiting.
+    ai_flight: crate::ai::InFlight,
     services_names: Vec<String>,
     approve_band: u8,
     /// Open incidents' (service, trigger), for candidate patterns (bounded).
@@ -1194,12 +1198,7 @@ impl EngineLoop {
                 }
             }
             Msg::Canary(s) => self.engine.handle_input(now, Input::CanarySamples(s)),
-            Msg::Ai(generation, d) => {
-                // Only if no newer diagnosis came in meanwhile.
-                if self.diag_generation == generation {
-                    self.engine.handle_input(now, Input::Diagnosis(d));
-                }
-            }
+            Msg::Ai(generation, d) => self.ai_answered(now, generation, d),
             Msg::Outcome { id, result } => {
                 self.running.remove(&id);
                 if let Some(h) = self.ha.as_mut() {
@@ -2130,18 +2129,25 @@ impl EngineLoop {
 
     /// Asks the AI endpoint (if configured) in the background; its answer
     /// comes back as `Msg::Ai` and is dropped if a newer diagnosis came first.
+    /// At most one request is in flight (`crate::ai::InFlight`).
     fn ask_ai(&mut self, d: &medic_core::DiagnosisReport) {
         self.diag_generation = self.diag_generation.wrapping_add(1);
+        let Some(cfg) = self.ai.as_ref() else {
+            return;
+        };
+        let give_up = cfg.timeout + Duration::from_secs(5);
+        if let Some(d) = self.ai_flight.offer(d, Instant::now(), give_up) {
+            self.spawn_ai(d);
+        }
+    }
+
+    fn spawn_ai(&mut self, mut report: medic_core::DiagnosisReport) {
         let Some(cfg) = self.ai.clone() else {
             return;
         };
-        if d.hypotheses.is_empty() {
-            return;
-        }
         let generation = self.diag_generation;
         let http = self.http.clone();
         let tx = self.tx.clone();
-        let mut report = d.clone();
         let services = self.services_names.clone();
         let approve = self.approve_band;
         tokio::spawn(async move {
@@ -2156,15 +2162,32 @@ impl EngineLoop {
                 }
                 Err(e) => {
                     tracing::warn!(url = %cfg.url, error = %e, "AI suggestions failed (ignored)");
-                    return;
+                    Vec::new()
                 }
             };
-            if extra.is_empty() {
-                return;
-            }
-            crate::ai::merge(&mut report, extra);
-            let _ = tx.try_send(Msg::Ai(generation, report));
+            let answer = (!extra.is_empty()).then(|| {
+                crate::ai::merge(&mut report, extra);
+                report
+            });
+            // Always answered, so that the next request may go.
+            let _ = tx.send(Msg::Ai(generation, answer)).await;
         });
+    }
+
+    /// The answer of the request in flight: taken if no newer diagnosis came
+    /// meanwhile; then the diagnosis that waited (if any) is asked about.
+    fn ai_answered(
+        &mut self,
+        now: MonoTime,
+        generation: u64,
+        d: Option<medic_core::DiagnosisReport>,
+    ) {
+        if let Some(d) = d.filter(|_| self.diag_generation == generation) {
+            self.engine.handle_input(now, Input::Diagnosis(d));
+        }
+        if let Some(next) = self.ai_flight.answered(Instant::now()) {
+            self.spawn_ai(next);
+        }
     }
 
     /// An incident no pattern matched, resolved by a human after an action
@@ -2457,6 +2480,13 @@ impl EngineLoop {
                 })
                 .collect(),
             merged: v.merged.clone(),
+            diagnosis: v
+                .diagnosis
+                .as_ref()
+                .map(|(service, pattern)| medic_store::IncidentCause {
+                    service: service.clone(),
+                    pattern: pattern.clone(),
+                }),
         };
         // A follower's incidents are its own view; the leader's are stored.
         if !self.writes_allowed() {

@@ -257,6 +257,38 @@ pub async fn run(api: &str, cmd: OpCmd) -> Result<ExitCode, CliError> {
                     merged.join(", ")
                 );
             }
+            // History (issue 9): past incidents like this one and what
+            // worked, from the store (the incident may not be stored yet).
+            if let Ok(d) = c.get(&format!("/api/v1/incidents/{incident}")).await {
+                let similar = d["similar"].as_array().cloned().unwrap_or_default();
+                if !similar.is_empty() {
+                    println!("  similar past incidents:");
+                }
+                for p in &similar {
+                    let cause = p["diagnosis"]
+                        .as_object()
+                        .map(|c| {
+                            format!(
+                                " cause {} {}",
+                                c.get("service").and_then(|v| v.as_str()).unwrap_or("-"),
+                                c.get("pattern").and_then(|v| v.as_str()).unwrap_or("-")
+                            )
+                        })
+                        .unwrap_or_default();
+                    println!(
+                        "  - {} on {} ({}){}: {}{}",
+                        s(p, "id"),
+                        s(p, "service"),
+                        s(p, "trigger"),
+                        cause,
+                        s(p, "outcome"),
+                        p["what_worked"]
+                            .as_str()
+                            .map(|w| format!(", what worked: {w}"))
+                            .unwrap_or_default()
+                    );
+                }
+            }
             return Ok(ExitCode::SUCCESS);
         }
         OpCmd::Cancel { action_id, reason } => {

@@ -213,9 +213,10 @@ fn a_slow_database_is_restarted_and_its_callers_are_held_back() {
         (!s.is_empty()).then_some(s)
     });
     assert!(
-        similar
-            .iter()
-            .any(|s| s["id"] == db_incident.as_str() && s["trigger"] == "work slow"),
+        similar.iter().any(|s| s["id"] == db_incident.as_str()
+            && s["trigger"] == "work slow"
+            && s["diagnosis"]["service"] == "db"
+            && s["diagnosis"]["pattern"] == "dependency_slow"),
         "{similar:?}"
     );
     // Held with the reason recorded, when their incidents reached a decision.
@@ -844,4 +845,229 @@ fn a_filling_queue_is_diagnosed_and_its_restart_waits_for_approval() {
     );
     assert_eq!(pid(pw), web0, "web was restarted");
     assert_eq!(pid(pa), api0, "api was restarted");
+}
+
+/// What the loopback chat endpoint saw.
+#[derive(Default)]
+struct AiSeen {
+    /// (Authorization header, request body) of each request.
+    requests: Vec<(String, serde_json::Value)>,
+    in_flight: usize,
+    max_in_flight: usize,
+}
+
+/// An OpenAI-compatible chat endpoint on loopback (a vendor API with no
+/// local server): answers `content` as the first choice's message after
+/// `delay`. Returns its base URL and what it saw.
+fn ai_server(
+    content: &'static str,
+    delay: Duration,
+) -> (String, std::sync::Arc<std::sync::Mutex<AiSeen>>) {
+    use axum::http::HeaderMap;
+    use std::sync::{Arc, Mutex};
+    let seen = Arc::new(Mutex::new(AiSeen::default()));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let url = format!("http://{}/v1", listener.local_addr().unwrap());
+    let state = seen.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let handler = move |headers: HeaderMap, body: axum::Json<serde_json::Value>| {
+                let state = state.clone();
+                async move {
+                    {
+                        let mut s = state.lock().unwrap();
+                        let auth = headers
+                            .get("authorization")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("")
+                            .to_string();
+                        s.requests.push((auth, body.0));
+                        s.in_flight += 1;
+                        s.max_in_flight = s.max_in_flight.max(s.in_flight);
+                    }
+                    // Counted out also when the client gives up (the
+                    // future is dropped then).
+                    struct Out(Arc<Mutex<AiSeen>>);
+                    impl Drop for Out {
+                        fn drop(&mut self) {
+                            if let Ok(mut s) = self.0.lock() {
+                                s.in_flight -= 1;
+                            }
+                        }
+                    }
+                    let _out = Out(state.clone());
+                    tokio::time::sleep(delay).await;
+                    axum::Json(serde_json::json!({
+                        "choices": [{"message": {"role": "assistant", "content": content}}]
+                    }))
+                }
+            };
+            let app =
+                axum::Router::new().route("/v1/chat/completions", axum::routing::post(handler));
+            let l = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(l, app).await.unwrap();
+        });
+    });
+    (url, seen)
+}
+
+/// The failing chain with an `ai:` section naming `url` (key in the
+/// environment variable `MEDIC_TEST_AI_KEY`, `timeout`), watched by a daemon
+/// that has the key, after 8 s of normal history.
+fn watched_chain_with_ai(dir: &TestDir, url: &str, timeout: &str) -> Watched {
+    let tail = format!(
+        "ai:\n  url: \"{url}\"\n  model: test-model\n  api_key_env: MEDIC_TEST_AI_KEY\n  timeout: {timeout}\n  max_hypotheses: 2\n"
+    );
+    let spec = Chain {
+        tail: &tail,
+        ..FAILING
+    };
+    let (cfg, pw, pa, pd, aport) = chain(dir, &spec);
+    let _daemon = dir.spawn_daemon_env(&cfg, None, &[("MEDIC_TEST_AI_KEY", "sk-test-123")]);
+    let pid = |p: u16| fixture_pid(&format!("http://127.0.0.1:{p}/healthz"));
+    let (web0, api0, db0) = (pid(pw), pid(pa), pid(pd));
+    std::thread::sleep(Duration::from_secs(8));
+    Watched {
+        _daemon,
+        pw,
+        pa,
+        pd,
+        api: format!("http://127.0.0.1:{aport}"),
+        web0,
+        api0,
+        db0,
+    }
+}
+
+/// Optional AI hypotheses through the daemon: failing calls on db, an
+/// endpoint on loopback that suggests web (a known service, ranked by medic
+/// too) and `ghost` (not one). The endpoint gets the key and the diagnosis's
+/// evidence; web's suggestion is added after medic's own hypotheses, marked
+/// `ai_suggested`, capped below the approval band; `ghost` is dropped; db stays the cause and is the only
+/// service restarted. The endpoint answers after 1 s: diagnoses made
+/// meanwhile wait (one request in flight at a time).
+#[test]
+fn ai_suggestions_are_added_marked_and_capped_and_change_no_decision() {
+    let dir = TestDir::new();
+    let (url, seen) = ai_server(
+        r#"{"hypotheses": [{"service": "ghost", "reason": "not a service"}, {"service": "web", "reason": "a bad front-end config"}]}"#,
+        Duration::from_secs(1),
+    );
+    let w = watched_chain_with_ai(&dir, &url, "5s");
+    let pid = |p: u16| fixture_pid(&format!("http://127.0.0.1:{p}/healthz"));
+    inject(w.pd, "error");
+    let db1 = new_fixture_pid(
+        &format!("http://127.0.0.1:{}/healthz", w.pd),
+        w.db0,
+        Duration::from_secs(60),
+    );
+    assert_ne!(db1, w.db0);
+    // The endpoint was asked, with the key and db's evidence.
+    {
+        let s = seen.lock().unwrap();
+        assert!(!s.requests.is_empty(), "the AI endpoint was never asked");
+        for (auth, body) in &s.requests {
+            assert_eq!(auth, "Bearer sk-test-123");
+            assert_eq!(body["model"], "test-model", "{body}");
+            let user = body["messages"][1]["content"].as_str().unwrap_or("");
+            assert!(user.contains("Services: api, db, web"), "{user}");
+            assert!(user.contains("db: "), "{user}");
+        }
+        eprintln!("AI endpoint: {} requests", s.requests.len());
+        assert_eq!(s.max_in_flight, 1);
+    }
+    // A diagnosis with the suggestion appended: db first, web last, capped.
+    let records = wait_for(
+        "a diagnosis with AI suggestions",
+        Duration::from_secs(20),
+        || {
+            let r = audit(&w.api);
+            r.iter()
+                .any(|(k, p)| {
+                    k == "rca.diagnosed"
+                        && p["hypotheses"]
+                            .as_str()
+                            .is_some_and(|h| h.contains("ai_suggested"))
+                })
+                .then_some(r)
+        },
+    );
+    for (k, p) in &records {
+        if k != "rca.diagnosed" {
+            continue;
+        }
+        let h = p["hypotheses"].as_str().unwrap_or("");
+        assert!(!h.contains("ghost"), "{h}");
+        if h.contains("ai_suggested") {
+            assert!(h.starts_with("db/"), "{h}");
+            let ai: Vec<&str> = h
+                .split("; ")
+                .filter(|x| x.contains("ai_suggested"))
+                .collect();
+            assert_eq!(ai.len(), 1, "{h}");
+            assert!(ai[0].starts_with("web/- ai_suggested "), "{h}");
+            let c: u8 = ai[0].rsplit(' ').next().unwrap().parse().unwrap();
+            assert!(c < 50, "AI confidence {c} is not below the approval band");
+        }
+    }
+    // The explanation of db's incident shows it as suggested, not taken.
+    let db_incident = records
+        .iter()
+        .find(|(k, p)| k == "incident.opened" && p["service"] == "db")
+        .map(|(_, p)| p["incident"].as_str().unwrap().to_string())
+        .unwrap();
+    let ex = get_json(&format!("{}/api/v1/explain/{db_incident}", w.api)).unwrap();
+    let hyps = ex["hypotheses"].as_array().unwrap();
+    assert_eq!(hyps[0]["service"], "db", "{ex}");
+    // Every action was on db; web and api kept their processes.
+    let intents: Vec<&str> = records
+        .iter()
+        .filter(|(k, _)| k == "action.intent")
+        .map(|(_, p)| p["service"].as_str().unwrap_or(""))
+        .collect();
+    assert!(
+        !intents.is_empty() && intents.iter().all(|s| *s == "db"),
+        "{intents:?}"
+    );
+    assert_eq!(pid(w.pw), w.web0, "web was restarted");
+    assert_eq!(pid(w.pa), w.api0, "api was restarted");
+}
+
+/// An AI endpoint that never answers in time changes nothing: db is restarted
+/// as without it, the failure is logged (never the key).
+#[test]
+fn an_ai_endpoint_that_times_out_is_harmless() {
+    let dir = TestDir::new();
+    let (url, seen) = ai_server(r#"{"hypotheses": []}"#, Duration::from_secs(30));
+    let w = watched_chain_with_ai(&dir, &url, "1s");
+    inject(w.pd, "error");
+    let db1 = new_fixture_pid(
+        &format!("http://127.0.0.1:{}/healthz", w.pd),
+        w.db0,
+        Duration::from_secs(60),
+    );
+    assert_ne!(db1, w.db0);
+    assert!(
+        !seen.lock().unwrap().requests.is_empty(),
+        "the AI endpoint was never asked"
+    );
+    // The request times out 1 s after it went (db's restart may come first).
+    let log = wait_for("the AI failure logged", Duration::from_secs(10), || {
+        let log = std::fs::read_to_string(dir.path().join("medic.stderr")).ok()?;
+        log.contains("AI suggestions failed (ignored)").then_some(log)
+    });
+    assert!(!log.contains("sk-test-123"), "the key was logged");
+    let records = audit(&w.api);
+    assert!(
+        !records.iter().any(|(k, p)| k == "rca.diagnosed"
+            && p["hypotheses"]
+                .as_str()
+                .is_some_and(|h| h.contains("ai_suggested"))),
+        "{records:?}"
+    );
 }

@@ -746,7 +746,16 @@ async fn incident_page(
         Ok(None) => return error_page(StatusCode::NOT_FOUND, &format!("no incident {id:?}")),
         Err(e) => return error_page(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     };
-    let detail = IncidentDetail::from(rec);
+    // Past incidents like this one and what worked (a store error leaves
+    // the list empty, not the page).
+    let similar = st
+        .api
+        .store
+        .similar_incidents(&rec, 5)
+        .await
+        .unwrap_or_default();
+    let mut detail = IncidentDetail::from(rec);
+    detail.similar = similar.iter().map(crate::SimilarIncident::from).collect();
     let (phase, decisions, pending) = match crate::query(
         &st.api,
         governance::Query::Explain {
@@ -1033,6 +1042,7 @@ mod tests {
             summary: "slow".into(),
             timeline: Vec::new(),
             merged: Vec::new(),
+            diagnosis: None,
         };
         let page = |merged: Vec<String>| {
             let mut rec = rec.clone();

@@ -417,5 +417,10 @@ pub(crate) fn view(
         actions: inc.actions.clone(),
         timeline: inc.timeline.iter().cloned().collect(),
         merged: inc.merged.clone(),
+        diagnosis: inc
+            .hypotheses
+            .first()
+            .filter(|h| h.pattern != "ai_suggested")
+            .map(|h| (h.service.clone(), h.pattern.clone())),
     }
 }

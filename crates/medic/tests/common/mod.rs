@@ -60,9 +60,15 @@ impl TestDir {
 
     /// `medic run -c CFG`, with MEDIC_MODE set to `mode` (or removed).
     pub fn spawn_daemon(&self, cfg: &Path, mode: Option<&str>) -> Daemon {
+        self.spawn_daemon_env(cfg, mode, &[])
+    }
+
+    /// [`Self::spawn_daemon`] with more environment variables.
+    pub fn spawn_daemon_env(&self, cfg: &Path, mode: Option<&str>, env: &[(&str, &str)]) -> Daemon {
         let mut cmd = medic();
         cmd.args(["run", "-c"])
             .arg(cfg)
+            .envs(env.iter().copied())
             .env(TAG_VAR, &self.tag)
             .stdout(Stdio::null())
             .stderr(Stdio::from(

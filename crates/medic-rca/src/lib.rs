@@ -1161,6 +1161,38 @@ pub fn diagnose_noticed(
             victims,
         });
     }
+    // The target shows the symptom by definition. When its own signal stays
+    // within its precedent (so it is no candidate of its own) while
+    // something else is anomalous, it is still the explanation of last
+    // resort: its own cause when nothing anomalous beneath it can account
+    // for half of its change. It is ranked after every root that can (score
+    // 0 and a cover of exactly the half asked) and before every one that
+    // cannot; with score 0 its evidence, so its confidence, is 0.
+    if !candidates.is_empty() && !candidates.iter().any(|c| c.node == tnode) {
+        if let Some(tj) = &judged[target] {
+            let z =
+                tj.z.iter()
+                    .enumerate()
+                    .filter(|&(t, z)| symptom.get(t).copied().unwrap_or(false) && z.is_finite())
+                    .map(|(_, &z)| z)
+                    .fold(0.0, f64::max);
+            candidates.push(Candidate {
+                node: tnode,
+                signal: target,
+                z,
+                threshold: tj.threshold,
+                onset: symptom_onset,
+                root: true,
+                explains: 0.0,
+                onset_ok: true,
+                connected: true,
+                weak_below: true,
+                cover: 0.5,
+                score: 0.0,
+                victims: Vec::new(),
+            });
+        }
+    }
     // Roots first; among them, those that can account for at least half of
     // the target's change (the same factor 2 as the root test); then score.
     let covers = |c: &Candidate| c.cover >= 0.5;

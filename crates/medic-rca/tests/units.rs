@@ -177,3 +177,37 @@ fn traffic_alone_names_no_cause() {
     // loaded callee for its traffic.
     assert_eq!(d.ranked_nodes(), vec![0], "{d:?}");
 }
+
+/// The target at symptom level but within its own normal range (not
+/// anomalous itself), and one anomalous callee: when the callee's change
+/// (× traffic) cannot account for half of the target's, the target is its
+/// own cause, first, with the callee after it; when it can, the callee is
+/// first. The target is last resort: its evidence is 0.
+#[test]
+fn the_target_is_its_own_cause_when_nothing_beneath_can_account_for_it() {
+    let small = Case {
+        name: "a small anomalous callee",
+        edges: "web>cache",
+        rows: &[
+            ("web", 0.1, 100.0, "1 1 1.12 1.12 1 1"),
+            // 3× a tiny latency on a tenth of the calls: 0.2 of web's 1.2.
+            ("cache", 0.01, 10.0, "1 1 3 3 1 1"),
+        ],
+        target: "web",
+        want: &["web", "cache"],
+        absent: &[],
+    };
+    let (ranked, verdict) = run(&small);
+    assert_eq!(verdict, Verdict::Cause);
+    assert_eq!(ranked[..2], ["web", "cache"], "{ranked:?}");
+    let large = Case {
+        name: "a large anomalous callee",
+        rows: &[
+            ("web", 0.1, 100.0, "1 1 1.12 1.12 1 1"),
+            ("cache", 0.05, 100.0, "1 1 2 2 1 1"),
+        ],
+        ..small
+    };
+    let (ranked, _) = run(&large);
+    assert_eq!(ranked[..2], ["cache", "web"], "{ranked:?}");
+}

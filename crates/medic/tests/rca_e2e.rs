@@ -1059,7 +1059,8 @@ fn an_ai_endpoint_that_times_out_is_harmless() {
     // The request times out 1 s after it went (db's restart may come first).
     let log = wait_for("the AI failure logged", Duration::from_secs(10), || {
         let log = std::fs::read_to_string(dir.path().join("medic.stderr")).ok()?;
-        log.contains("AI suggestions failed (ignored)").then_some(log)
+        log.contains("AI suggestions failed (ignored)")
+            .then_some(log)
     });
     assert!(!log.contains("sk-test-123"), "the key was logged");
     let records = audit(&w.api);

@@ -102,3 +102,29 @@ fn the_change_pattern_and_what_its_errors_symptom_accepts() {
     assert!(medic_config::signal_fits("latency", "latency"));
     assert!(!medic_config::signal_fits("availability", "errors"));
 }
+
+// No input panics the pattern parser, and every refusal names the file
+// (FILE:LINE:COL where the YAML has a place).
+proptest::proptest! {
+    #[test]
+    fn arbitrary_pattern_text_never_panics(s in "\\PC{0,300}") {
+        if let Err(e) = parse_patterns("fuzz.yaml", &s) {
+            proptest::prop_assert!(e.to_string().starts_with("fuzz.yaml"), "{}", e);
+        }
+    }
+
+    #[test]
+    fn the_mutated_shipped_library_never_panics(
+        edits in proptest::collection::vec((0usize..100_000, proptest::prelude::any::<u8>()), 1..6)
+    ) {
+        let mut text = DEFAULT_PATTERNS.as_bytes().to_vec();
+        for (pos, byte) in edits {
+            let i = pos % text.len();
+            text[i] = byte;
+        }
+        let text = String::from_utf8_lossy(&text);
+        if let Err(e) = parse_patterns("fuzz.yaml", &text) {
+            proptest::prop_assert!(e.to_string().starts_with("fuzz.yaml"), "{}", e);
+        }
+    }
+}

@@ -65,7 +65,12 @@ pub fn evidence_match(d: &Diagnosis) -> f64 {
     let path = if top.connected { 1.0 } else { 0.5 };
     let deeper = if top.weak_below { 0.5 } else { 1.0 };
     let lasting = if d.symptom_samples >= 2 { 1.0 } else { 0.5 };
-    (d.top_share() * top.explains * onset * root * path * deeper * lasting).clamp(0.0, 1.0)
+    let e = d.top_share() * top.explains * onset * root * path * deeper * lasting;
+    if e.is_finite() {
+        e.clamp(0.0, 1.0)
+    } else {
+        0.0
+    }
 }
 
 #[cfg(test)]

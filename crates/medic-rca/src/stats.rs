@@ -23,6 +23,9 @@ fn median_in_place(v: &mut [f64]) -> f64 {
     }
 }
 
+/// The largest |z| a sample gets (far beyond any threshold).
+pub const MAX_Z: f64 = 1e9;
+
 /// Median and robust scale of a history.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Baseline {
@@ -56,9 +59,14 @@ impl Baseline {
         Some(Baseline { median: med, scale })
     }
 
-    /// One-sided robust z of `x` (NaN for NaN).
+    /// One-sided robust z of `x`: NaN (missing) for a non-finite `x` (a
+    /// source may report ±Inf), and within ±[`MAX_Z`] so that no sum or
+    /// ratio of z's overflows.
     pub fn z(&self, x: f64, dir: Direction) -> f64 {
-        let z = (x - self.median) / self.scale;
+        if !x.is_finite() {
+            return f64::NAN;
+        }
+        let z = ((x - self.median) / self.scale).clamp(-MAX_Z, MAX_Z);
         match dir {
             Direction::Up => z,
             Direction::Down => -z,
@@ -88,6 +96,9 @@ mod tests {
         let b = Baseline::of(&h, 1).unwrap();
         assert!((b.scale - 1.2533).abs() < 1e-9, "{b:?}");
         assert!(b.z(95.0, Direction::Down) > 3.0);
+        assert!(b.z(f64::INFINITY, Direction::Up).is_nan());
+        assert_eq!(b.z(1e308, Direction::Up), MAX_Z);
+        assert_eq!(b.z(-1e308, Direction::Both), MAX_Z);
         let c = Baseline::of(&[5.0; 10], 1).unwrap();
         assert!((c.scale - 0.005).abs() < 1e-12);
         assert!(Baseline::of(&[1.0, f64::NAN], 2).is_none());

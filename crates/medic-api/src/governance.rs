@@ -337,6 +337,9 @@ pub fn canary_entry(c: &medic_core::CanaryRecord, clock: &WallSync) -> CanaryEnt
     }
 }
 
+/// The pattern of a hypothesis the optional AI endpoint suggested.
+pub const AI_SUGGESTED: &str = "ai_suggested";
+
 /// One ranked hypothesis in `explain` (issue 9).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HypothesisEntry {
@@ -349,7 +352,7 @@ pub struct HypothesisEntry {
     pub prior: f64,
     pub evidence: f64,
     pub learned: f64,
-    /// The autonomy band the confidence falls in (default bands).
+    /// The autonomy band the confidence falls in (the configured bands).
     pub band: String,
     pub victims: Vec<String>,
     pub evidence_text: String,
@@ -477,15 +480,18 @@ pub fn explain_response(e: &Explanation, clock: &WallSync) -> ExplainResponse {
             .pending_approval
             .as_ref()
             .map(|a| approval_entry(a, clock)),
-        hypotheses: hypothesis_entries(&e.hypotheses),
+        hypotheses: hypothesis_entries(&e.hypotheses, &e.bands),
         merged_services: e.merged.clone(),
         canary: e.canary.iter().map(|c| canary_entry(c, clock)).collect(),
     }
 }
 
-/// Ranked hypotheses with their confidence parts and why the others were not taken.
-pub fn hypothesis_entries(h: &[medic_core::Hypothesis]) -> Vec<HypothesisEntry> {
-    let bands = medic_core::AutonomyBands::default();
+/// Ranked hypotheses with their confidence parts, their band under the
+/// configured `bands`, and why the others were not taken.
+pub fn hypothesis_entries(
+    h: &[medic_core::Hypothesis],
+    bands: &medic_core::AutonomyBands,
+) -> Vec<HypothesisEntry> {
     let top = h.first();
     h.iter()
         .enumerate()
@@ -498,10 +504,14 @@ pub fn hypothesis_entries(h: &[medic_core::Hypothesis]) -> Vec<HypothesisEntry> 
             prior: x.prior,
             evidence: x.evidence,
             learned: x.learned,
-            band: medic_core::Band::of(x.confidence, &bands).as_str().to_string(),
+            band: medic_core::Band::of(x.confidence, bands).as_str().to_string(),
             victims: x.victims.clone(),
             evidence_text: x.evidence_text.clone(),
             not_taken: match top {
+                Some(_) if i > 0 && x.pattern == AI_SUGGESTED => Some(format!(
+                    "suggested by the AI endpoint: shown, never acted on (its confidence is capped below the approval band, {})",
+                    bands.approve
+                )),
                 Some(t) if i > 0 => Some(if t.victims.iter().any(|v| v == &x.service) {
                     format!(
                         "a victim of {} (ranked first, confidence {}): its symptoms follow from that cause",
@@ -626,6 +636,58 @@ pub(crate) fn optional(field: &str, v: Option<&String>) -> Result<Option<String>
 mod tests {
     use super::*;
     use medic_core::{OperatorErrorCode, Role};
+
+    #[test]
+    fn hypotheses_are_read_against_the_configured_bands_and_say_why_not_taken() {
+        let h = |service: &str, pattern: &str, confidence: u8, victims: &[&str]| {
+            medic_core::Hypothesis {
+                service: service.into(),
+                signal: "latency".into(),
+                pattern: pattern.into(),
+                confidence,
+                prior: 0.9,
+                evidence: 1.0,
+                learned: 0.9,
+                victims: victims.iter().map(|v| v.to_string()).collect(),
+                evidence_text: String::new(),
+            }
+        };
+        let list = [
+            h("db", "dependency_slow", 60, &["api"]),
+            h("api", "dependency_slow", 30, &[]),
+            h("cache", "overload", 20, &[]),
+            h("web", AI_SUGGESTED, 40, &[]),
+        ];
+        let default = hypothesis_entries(&list, &medic_core::AutonomyBands::default());
+        assert_eq!(default[0].band, "approval");
+        assert_eq!(default[0].not_taken, None);
+        assert!(default[1]
+            .not_taken
+            .as_deref()
+            .unwrap()
+            .starts_with("a victim of db"));
+        assert!(default[2]
+            .not_taken
+            .as_deref()
+            .unwrap()
+            .starts_with("ranked below db"));
+        assert!(default[3]
+            .not_taken
+            .as_deref()
+            .unwrap()
+            .starts_with("suggested by the AI endpoint"));
+        // With the bands lowered, 60 is in the act band.
+        let low = medic_core::AutonomyBands {
+            act: 50,
+            armed: 40,
+            approve: 10,
+            armed_verify_factor: 3,
+        };
+        let entries = hypothesis_entries(&list, &low);
+        assert_eq!(entries[0].band, "act");
+        assert_eq!(default[1].band, "escalate");
+        assert_eq!(entries[1].band, "approval");
+    }
 
     #[test]
     fn kinds_parse() {

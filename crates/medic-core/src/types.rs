@@ -434,4 +434,7 @@ pub struct Explanation {
     pub merged: Vec<String>,
     /// The canary judge's verdicts (issue 10), oldest first.
     pub canary: Vec<crate::canary::CanaryRecord>,
+    /// The autonomy bands in force (`governance.autonomy`), which the
+    /// hypotheses' confidences are read against.
+    pub bands: crate::governance::AutonomyBands,
 }

@@ -329,6 +329,7 @@ impl Engine {
                     hypotheses: inc.hypotheses.clone(),
                     merged: inc.merged.clone(),
                     canary: inc.canary.clone(),
+                    bands: self.gov.autonomy.clone(),
                 });
             }
         }

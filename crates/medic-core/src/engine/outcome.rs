@@ -691,6 +691,7 @@ impl Engine {
             hypotheses: inc.hypotheses,
             merged: inc.merged,
             canary: inc.canary,
+            bands: self.gov.autonomy.clone(),
         };
         self.explained.insert(inc.id.0.clone(), ex);
         self.explained_order.push_back(inc.id.0);

@@ -2056,16 +2056,15 @@ impl EngineLoop {
         let Some(rca) = self.rca.as_mut() else {
             return;
         };
-        let (service, success) = match n {
-            Notice::ActionIntent {
-                service, action, ..
-            } => {
-                rca.note_action(service, action);
-                return;
-            }
-            Notice::VerifyPassed { service, .. } => (service, true),
-            Notice::VerifyFailed { service, .. } => (service, false),
-            _ => return,
+        if let Notice::ActionIntent {
+            service, action, ..
+        } = n
+        {
+            rca.note_action(service, action);
+            return;
+        }
+        let Some((service, success)) = crate::rca::outcome_of(n) else {
+            return;
         };
         // A drill's incident is counted once, when the drill finishes.
         let drilled = self
@@ -2073,7 +2072,7 @@ impl EngineLoop {
             .running
             .as_ref()
             .and_then(|d| self.drills.cfg.get(d))
-            .is_some_and(|d| &d.service == service);
+            .is_some_and(|d| d.service == service);
         if drilled {
             return;
         }

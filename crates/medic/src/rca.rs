@@ -1036,10 +1036,57 @@ pub fn accepted_patterns(all: &[medic_store::CandidatePattern]) -> Vec<medic_con
         .collect()
 }
 
+/// What a notice teaches (issue 9 "learning"): the service whose last
+/// action was judged and whether it worked. A verification that passed
+/// reinforces the (pattern, action) pair; one that failed, or a staged
+/// canary the judge failed (its changed instances are rolled back),
+/// weakens it. A marginal canary verdict teaches nothing (it is judged
+/// again, or stopped as failed without a final `fail`).
+pub fn outcome_of(n: &medic_core::Notice) -> Option<(&str, bool)> {
+    use medic_core::Notice;
+    match n {
+        Notice::VerifyPassed { service, .. } => Some((service, true)),
+        Notice::VerifyFailed { service, .. } => Some((service, false)),
+        Notice::CanaryVerdict {
+            service, verdict, ..
+        } if verdict.outcome.as_str() == "fail" => Some((service, false)),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn verified_outcomes_and_failed_canaries_are_learned() {
+        use medic_core::medic_canary::{Outcome, Verdict};
+        use medic_core::{IncidentId, Notice};
+        let inc = IncidentId("inc-1".into());
+        let verdict = |outcome| Notice::CanaryVerdict {
+            incident: inc.clone(),
+            service: "api".into(),
+            action: "deploy".into(),
+            stage: 1,
+            percent: 10,
+            verdict: Verdict {
+                outcome,
+                score: 0.0,
+                metrics: Vec::new(),
+                explanation: String::new(),
+            },
+        };
+        assert_eq!(outcome_of(&verdict(Outcome::Fail)), Some(("api", false)));
+        assert_eq!(outcome_of(&verdict(Outcome::Marginal)), None);
+        assert_eq!(outcome_of(&verdict(Outcome::Pass)), None);
+        let passed = Notice::VerifyPassed {
+            incident: inc.clone(),
+            service: "db".into(),
+            probe: "work".into(),
+        };
+        assert_eq!(outcome_of(&passed), Some(("db", true)));
+    }
 
     #[test]
     fn the_shipped_library_states_the_ranking_default_links() {

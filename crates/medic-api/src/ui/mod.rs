@@ -43,7 +43,9 @@ use sha2::{Digest, Sha256};
 
 use crate::auth::{actor_for_token, anonymous, Auth};
 use crate::error::ErrorCode;
-use crate::governance::{self, ApprovalEntry, DecisionEntry, PauseEntry, QueryAnswer};
+use crate::governance::{
+    self, ApprovalEntry, DecisionEntry, HypothesisEntry, PauseEntry, QueryAnswer,
+};
 use crate::{ApiError, ApiState, IncidentDetail, IncidentSummary};
 use chart::Sample;
 
@@ -448,6 +450,9 @@ struct IncidentPage {
     phase: Option<String>,
     decisions: Vec<DecisionEntry>,
     pending: Option<ApprovalEntry>,
+    /// The ranked root-cause hypotheses with their confidence parts (issue
+    /// 9), while the engine remembers the incident.
+    hypotheses: Vec<HypothesisEntry>,
     chart: Option<String>,
     probe: String,
     /// The incident's service's recent changes, newest first.
@@ -756,7 +761,7 @@ async fn incident_page(
         .unwrap_or_default();
     let mut detail = IncidentDetail::from(rec);
     detail.similar = similar.iter().map(crate::SimilarIncident::from).collect();
-    let (phase, decisions, pending) = match crate::query(
+    let (phase, decisions, pending, hypotheses) = match crate::query(
         &st.api,
         governance::Query::Explain {
             incident: id.clone(),
@@ -769,9 +774,9 @@ async fn incident_page(
             clock,
         }) => {
             let r = governance::explain_response(&e, &clock);
-            (Some(r.phase), r.decisions, r.pending_approval)
+            (Some(r.phase), r.decisions, r.pending_approval, r.hypotheses)
         }
-        _ => (None, Vec::new(), None),
+        _ => (None, Vec::new(), None, Vec::new()),
     };
     let probe = detail
         .incident
@@ -810,6 +815,7 @@ async fn incident_page(
         phase,
         decisions,
         pending,
+        hypotheses,
         chart,
         probe,
         changes,
@@ -1057,6 +1063,33 @@ mod tests {
                 phase: None,
                 decisions: Vec::new(),
                 pending: None,
+                hypotheses: governance::hypothesis_entries(
+                    &[
+                        medic_core::Hypothesis {
+                            service: "db".into(),
+                            signal: "latency".into(),
+                            pattern: "dependency_slow".into(),
+                            confidence: 81,
+                            prior: 0.9,
+                            evidence: 1.0,
+                            learned: 0.9,
+                            victims: vec!["api".into(), "web".into()],
+                            evidence_text: "latency z 40 <b>".into(),
+                        },
+                        medic_core::Hypothesis {
+                            service: "api".into(),
+                            signal: "latency".into(),
+                            pattern: "dependency_slow".into(),
+                            confidence: 20,
+                            prior: 0.9,
+                            evidence: 0.25,
+                            learned: 0.9,
+                            victims: Vec::new(),
+                            evidence_text: String::new(),
+                        },
+                    ],
+                    &medic_core::AutonomyBands::default(),
+                ),
                 chart: None,
                 probe: "work".into(),
                 changes: Vec::new(),
@@ -1065,6 +1098,17 @@ mod tests {
             .unwrap()
         };
         let html = page(vec!["api".into(), "web".into()]);
+        // The ranked hypotheses with their parts and why not taken, escaped.
+        assert!(
+            html.contains("<tr class=\"hypothesis\"><td>1</td><td>db</td>"),
+            "{html}"
+        );
+        assert!(html.contains("81 = 100 · 0.90 · 1.00 · 0.90"), "{html}");
+        assert!(
+            html.contains("latency z 40 &#60;b&#62;") || html.contains("latency z 40 &lt;b&gt;"),
+            "{html}"
+        );
+        assert!(html.contains("a victim of db"), "{html}");
         assert!(
             html.contains(
                 "<p id=\"merged\">merged into this incident (victims of db): <strong>api, web</strong></p>"

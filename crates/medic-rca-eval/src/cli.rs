@@ -35,6 +35,13 @@ pub struct EvalRcaArgs {
     /// `medic` binary runs them.
     #[arg(long, value_name = "DIR", conflicts_with_all = ["data", "seed"])]
     pub scenarios: Option<PathBuf>,
+    /// With --data: the ranking to judge. `medic` (default), or
+    /// `traversal`, the PetShop authors' published anomaly-traversal
+    /// baseline as we read it (MAD score > 5, anomalous services without an
+    /// anomalous callee on an anomalous path from the target), a peer on
+    /// the same issues, slices and injected faults.
+    #[arg(long, value_name = "METHOD", default_value = "medic", requires = "data", value_parser = ["medic", "traversal"])]
+    pub method: String,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -77,6 +84,11 @@ pub fn render(args: &EvalRcaArgs) -> anyhow::Result<String> {
         anyhow::bail!("--scenarios runs the daemon's code: use `medic eval rca --scenarios DIR`");
     }
     let params = Params::default();
+    let method = if args.method == "traversal" {
+        petshop::Method::Traversal
+    } else {
+        petshop::Method::Medic
+    };
     match (&args.data, args.seed) {
         (Some(dir), seed) if args.inject.is_some() => render_inject(
             dir,
@@ -85,8 +97,9 @@ pub fn render(args: &EvalRcaArgs) -> anyhow::Result<String> {
             args.json,
             args.verbose,
             &params,
+            method,
         ),
-        (Some(dir), None) => render_petshop(dir, args.json, args.verbose, &params),
+        (Some(dir), None) => render_petshop(dir, args.json, args.verbose, &params, method),
         (None, Some(seed)) => {
             let r = generate::evaluate_world(seed, args.cases, &params, args.queue_faults)?;
             Ok(if args.json {
@@ -114,18 +127,20 @@ fn render_inject(
     json_out: bool,
     verbose: bool,
     params: &Params,
+    method: petshop::Method,
 ) -> anyhow::Result<String> {
     let scenarios = petshop::load(dir)?;
     let mut table = String::new();
     let mut all = Vec::new();
     let _ = writeln!(
         table,
-        "injected faults (seed {seed}, {cases} per scenario)\n{:<14} {:<48} {:>5} {:>14} {:>14} {:>8}",
+        "injected faults (seed {seed}, {cases} per scenario, method {})\n{:<14} {:<48} {:>5} {:>14} {:>14} {:>8}",
+        method.name(),
         "scenario", "metric / injected root", "cases", "top1", "top3", "no cause"
     );
     let mut total = crate::inject::Tally::default();
     for sc in &scenarios {
-        let r = crate::inject::evaluate(sc, cases, seed, params)?;
+        let r = crate::inject::evaluate_with(sc, cases, seed, params, method)?;
         let mut rows: Vec<(String, &crate::inject::Tally)> =
             r.by_metric.iter().map(|(k, t)| (k.clone(), t)).collect();
         if verbose {
@@ -162,6 +177,7 @@ fn render_inject(
     );
     if json_out {
         let v = json!({
+            "method": method.name(),
             "seed": seed,
             "cases": total.cases,
             "top1": ratio(total.top1, total.cases),
@@ -180,18 +196,26 @@ fn render_petshop(
     json_out: bool,
     verbose: bool,
     params: &Params,
+    method: petshop::Method,
 ) -> anyhow::Result<String> {
     let scenarios = petshop::load(dir)?;
     let mut total = petshop::Cell::default();
     let mut by = serde_json::Map::new();
     let mut table = String::new();
+    if method != petshop::Method::Medic {
+        let _ = writeln!(
+            table,
+            "method {}: the published anomaly-traversal baseline as we read it (a peer, not medic)",
+            method.name()
+        );
+    }
     let _ = writeln!(
         table,
         "{:<14} {:<13} {:>5} {:>14} {:>14} {:>14}",
         "scenario", "metric", "cases", "top1", "top3", "specificity"
     );
     for sc in &scenarios {
-        let cells = petshop::evaluate(sc, params)?;
+        let cells = petshop::evaluate_with(sc, params, method)?;
         let mut per = serde_json::Map::new();
         for (metric, c) in &cells {
             let _ = writeln!(
@@ -248,6 +272,7 @@ fn render_petshop(
     );
     if json_out {
         let v = json!({
+            "method": method.name(),
             "cases": total.cases,
             "top1": ratio(total.top1, total.cases),
             "top3": ratio(total.top3, total.cases),

@@ -24,7 +24,7 @@ use medic_rca::Params;
 use serde_json::json;
 
 use crate::generate::Rng;
-use crate::petshop::{diagnose_window, Metrics, Scenario, Target};
+use crate::petshop::{rank_window, Method, Metrics, Scenario, Target};
 
 /// Steps in an injected window (as in the PetShop issues).
 pub const WINDOW: usize = 5;
@@ -81,6 +81,20 @@ fn median(xs: &[f64]) -> f64 {
 /// # Errors
 /// The scenario lacks the target or its metrics.
 pub fn evaluate(sc: &Scenario, cases: usize, seed: u64, params: &Params) -> anyhow::Result<Report> {
+    evaluate_with(sc, cases, seed, params, Method::Medic)
+}
+
+/// [`evaluate`] with the ranking of `method` (the same cases for each).
+///
+/// # Errors
+/// As [`evaluate`].
+pub fn evaluate_with(
+    sc: &Scenario,
+    cases: usize,
+    seed: u64,
+    params: &Params,
+    method: Method,
+) -> anyhow::Result<Report> {
     let topo = &sc.topo;
     let n = topo.len();
     let rows = sc.normal.rows;
@@ -235,7 +249,8 @@ pub fn evaluate(sc: &Scenario, cases: usize, seed: u64, params: &Params) -> anyh
             root_cause: topo.name(root).to_string(),
             timestamp: None,
         };
-        let d = diagnose_window(
+        let (ranked, _) = rank_window(
+            method,
             topo,
             &sc.normal,
             &abnormal,
@@ -245,7 +260,6 @@ pub fn evaluate(sc: &Scenario, cases: usize, seed: u64, params: &Params) -> anyh
             None,
             params,
         )?;
-        let ranked = d.ranked_nodes();
         let top1 = ranked.first() == Some(&root);
         let top3 = ranked.iter().take(3).any(|&v| v == root);
         let none = ranked.is_empty();

@@ -7,3 +7,4 @@ pub mod cli;
 pub mod generate;
 pub mod inject;
 pub mod petshop;
+pub mod traversal;

@@ -277,6 +277,82 @@ pub fn diagnose_window(
     )?)
 }
 
+/// Which ranking the protocol runs: medic's, or the published traversal
+/// baseline as we read it ([`crate::traversal`]), a peer in the same run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Method {
+    #[default]
+    Medic,
+    Traversal,
+}
+
+impl Method {
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Medic => "medic",
+            Method::Traversal => "traversal",
+        }
+    }
+}
+
+/// [`diagnose_window`] by `method`: the ranked nodes (empty: no cause) and
+/// the verdict's name.
+///
+/// # Errors
+/// As [`diagnose_window`].
+#[allow(clippy::too_many_arguments)] // the protocol's inputs, each distinct
+pub fn rank_window(
+    method: Method,
+    topo: &Topology,
+    normal: &Metrics,
+    abnormal: &Metrics,
+    normal_rows: std::ops::Range<usize>,
+    abnormal_rows: std::ops::Range<usize>,
+    target: &Target,
+    noticed_at: Option<f64>,
+    params: &Params,
+) -> anyhow::Result<(Vec<usize>, &'static str)> {
+    match method {
+        Method::Medic => {
+            let d = diagnose_window(
+                topo,
+                normal,
+                abnormal,
+                normal_rows,
+                abnormal_rows,
+                target,
+                noticed_at,
+                params,
+            )?;
+            Ok((d.ranked_nodes(), d.verdict.name()))
+        }
+        Method::Traversal => {
+            let t = topo
+                .index(&target.node)
+                .ok_or_else(|| anyhow!("target {} is not in graph.csv", target.node))?;
+            let scores: Vec<Option<f64>> = (0..topo.len())
+                .map(|v| {
+                    let name = topo.name(v);
+                    let h = normal
+                        .column(name, &target.metric, &target.agg)?
+                        .get(normal_rows.clone())?;
+                    let w = abnormal
+                        .column(name, &target.metric, &target.agg)?
+                        .get(abnormal_rows.clone())?;
+                    Some(crate::traversal::mad_score(h, w))
+                })
+                .collect();
+            let ranked = crate::traversal::rank(topo, t, &scores);
+            let verdict = if ranked.is_empty() {
+                "no_cause"
+            } else {
+                "cause"
+            };
+            Ok((ranked, verdict))
+        }
+    }
+}
+
 /// One scenario directory, loaded.
 #[derive(Debug, Clone)]
 pub struct Scenario {
@@ -376,6 +452,18 @@ pub struct Cell {
 /// # Errors
 /// A target missing from the data.
 pub fn evaluate(sc: &Scenario, params: &Params) -> anyhow::Result<Vec<(String, Cell)>> {
+    evaluate_with(sc, params, Method::Medic)
+}
+
+/// [`evaluate`] with the ranking of `method`.
+///
+/// # Errors
+/// As [`evaluate`].
+pub fn evaluate_with(
+    sc: &Scenario,
+    params: &Params,
+    method: Method,
+) -> anyhow::Result<Vec<(String, Cell)>> {
     let mut cells: Vec<(String, Cell)> = Vec::new();
     fn cell<'a>(cells: &'a mut Vec<(String, Cell)>, m: &str) -> &'a mut Cell {
         if let Some(i) = cells.iter().position(|(k, _)| k == m) {
@@ -387,7 +475,8 @@ pub fn evaluate(sc: &Scenario, params: &Params) -> anyhow::Result<Vec<(String, C
     }
     let mut targets: Vec<Target> = Vec::new();
     for (id, metrics, target) in &sc.issues {
-        let d = diagnose_window(
+        let (nodes, verdict) = rank_window(
+            method,
             &sc.topo,
             &sc.normal,
             metrics,
@@ -398,11 +487,7 @@ pub fn evaluate(sc: &Scenario, params: &Params) -> anyhow::Result<Vec<(String, C
             params,
         )
         .with_context(|| format!("{}/{id}", sc.name))?;
-        let ranked: Vec<String> = d
-            .ranked_nodes()
-            .iter()
-            .map(|&n| sc.topo.name(n).to_string())
-            .collect();
+        let ranked: Vec<String> = nodes.iter().map(|&n| sc.topo.name(n).to_string()).collect();
         let c = cell(&mut cells, &target.metric);
         c.cases += 1;
         if ranked.first() == Some(&target.root_cause) {
@@ -411,12 +496,8 @@ pub fn evaluate(sc: &Scenario, params: &Params) -> anyhow::Result<Vec<(String, C
         if ranked.iter().take(3).any(|n| n == &target.root_cause) {
             c.top3 += 1;
         }
-        c.details.push((
-            id.clone(),
-            target.root_cause.clone(),
-            ranked,
-            d.verdict.name(),
-        ));
+        c.details
+            .push((id.clone(), target.root_cause.clone(), ranked, verdict));
         if !targets
             .iter()
             .any(|t| t.node == target.node && t.metric == target.metric && t.agg == target.agg)
@@ -427,7 +508,8 @@ pub fn evaluate(sc: &Scenario, params: &Params) -> anyhow::Result<Vec<(String, C
     for t in &targets {
         for split in SPLITS {
             let cut = ((sc.normal.rows as f64) * split).floor() as usize;
-            let d = diagnose_window(
+            let (ranked, _) = rank_window(
+                method,
                 &sc.topo,
                 &sc.normal,
                 &sc.normal,
@@ -440,7 +522,7 @@ pub fn evaluate(sc: &Scenario, params: &Params) -> anyhow::Result<Vec<(String, C
             .with_context(|| format!("{}/noissue split {split}", sc.name))?;
             let c = cell(&mut cells, &t.metric);
             c.slices += 1;
-            if d.candidates.is_empty() {
+            if ranked.is_empty() {
                 c.specific += 1;
             }
         }

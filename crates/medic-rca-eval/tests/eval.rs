@@ -118,3 +118,28 @@ fn injected_faults_in_real_normal_data_are_found_and_deterministic() {
     assert!(r(top1) >= 0.8, "top1 {top1}/{cases}");
     assert!(r(top3) >= 0.9, "top3 {top3}/{cases}");
 }
+
+/// The peer in the same run (`--method traversal`, the published
+/// anomaly-traversal baseline as we read it) on the same issues and slices:
+/// it runs the same protocol, reproduces the published availability
+/// specificity (1.0: availability's normal MAD is 0, so it is never
+/// scored), and medic names the true cause first at least as often.
+#[test]
+fn the_traversal_peer_runs_the_same_protocol() {
+    let scenarios = petshop::load(&data()).unwrap();
+    let (mut medic1, mut peer1) = (0, 0);
+    for sc in &scenarios {
+        let peer = petshop::evaluate_with(sc, &Params::default(), petshop::Method::Traversal).unwrap();
+        for (metric, c) in &peer {
+            assert_eq!(c.slices, 5, "{} {metric}", sc.name);
+            if metric == "availability" {
+                assert_eq!(c.specific, 5, "{} {metric}", sc.name);
+            }
+            peer1 += c.top1;
+        }
+        for (_, c) in petshop::evaluate(sc, &Params::default()).unwrap() {
+            medic1 += c.top1;
+        }
+    }
+    assert!(medic1 >= peer1, "medic {medic1} < traversal {peer1}");
+}

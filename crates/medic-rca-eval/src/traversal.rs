@@ -24,7 +24,7 @@ pub fn mad_score(history: &[f64], window: &[f64]) -> f64 {
     }
     let dev: Vec<f64> = history.iter().map(|x| (x - med).abs()).collect();
     let mad = 1.4826 * medic_rca::median(&dev);
-    if !(mad > 0.0) {
+    if mad.is_nan() || mad <= 0.0 {
         return 0.0;
     }
     window

@@ -129,7 +129,8 @@ fn the_traversal_peer_runs_the_same_protocol() {
     let scenarios = petshop::load(&data()).unwrap();
     let (mut medic1, mut peer1) = (0, 0);
     for sc in &scenarios {
-        let peer = petshop::evaluate_with(sc, &Params::default(), petshop::Method::Traversal).unwrap();
+        let peer =
+            petshop::evaluate_with(sc, &Params::default(), petshop::Method::Traversal).unwrap();
         for (metric, c) in &peer {
             assert_eq!(c.slices, 5, "{} {metric}", sc.name);
             if metric == "availability" {

@@ -358,6 +358,24 @@ async fn verify_does_not_write_to_the_database() {
     assert!(after == before, "verify_audit modified the database file");
 }
 
+/// A healed incident of `service` closed at `at`, with `diagnosis`.
+fn closed_incident(
+    id: &str,
+    at: &str,
+    service: &str,
+    trigger: &str,
+    diagnosis: Option<medic_store::IncidentCause>,
+) -> IncidentRecord {
+    let mut r = incident(id, at);
+    r.service = service.into();
+    r.trigger = trigger.into();
+    r.state = "resolved".into();
+    r.closed_at = Some(at.into());
+    r.outcome = Some("healed".into());
+    r.diagnosis = diagnosis;
+    r
+}
+
 fn incident(id: &str, opened_at: &str) -> IncidentRecord {
     IncidentRecord {
         id: id.to_string(),
@@ -556,13 +574,7 @@ async fn similar_incidents_are_closed_ones_of_the_same_service_or_trigger() {
         eprintln!("backend: {}", db.name);
         let s = db.open().await;
         let closed = |id: &str, at: &str, service: &str, trigger: &str| {
-            let mut r = incident(id, at);
-            r.service = service.into();
-            r.trigger = trigger.into();
-            r.state = "resolved".into();
-            r.closed_at = Some(at.into());
-            r.outcome = Some("healed".into());
-            r
+            closed_incident(id, at, service, trigger, None)
         };
         let now = incident("inc-now", "2026-01-03T00:00:00Z");
         for r in [
@@ -601,16 +613,7 @@ async fn similar_incidents_with_the_same_diagnosed_cause_come_first() {
                 pattern: pattern.into(),
             })
         };
-        let closed = |id: &str, at: &str, service: &str, trigger: &str, d| {
-            let mut r = incident(id, at);
-            r.service = service.into();
-            r.trigger = trigger.into();
-            r.state = "resolved".into();
-            r.closed_at = Some(at.into());
-            r.outcome = Some("healed".into());
-            r.diagnosis = d;
-            r
-        };
+        let closed = closed_incident;
         let mut now = incident("inc-now", "2026-01-05T00:00:00Z");
         now.diagnosis = cause("db", "dependency_slow");
         for r in [

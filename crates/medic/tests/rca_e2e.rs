@@ -441,8 +441,13 @@ struct Watched {
 }
 
 fn watched_chain(dir: &TestDir, spec: &Chain) -> Watched {
+    watched_chain_env(dir, spec, &[])
+}
+
+/// [`watched_chain`] with more environment variables for the daemon.
+fn watched_chain_env(dir: &TestDir, spec: &Chain, env: &[(&str, &str)]) -> Watched {
     let (cfg, pw, pa, pd, aport) = chain(dir, spec);
-    let _daemon = dir.spawn_daemon(&cfg, None);
+    let _daemon = dir.spawn_daemon_env(&cfg, None, env);
     let pid = |p: u16| fixture_pid(&format!("http://127.0.0.1:{p}/healthz"));
     let (web0, api0, db0) = (pid(pw), pid(pa), pid(pd));
     std::thread::sleep(Duration::from_secs(8));
@@ -927,21 +932,7 @@ fn watched_chain_with_ai(dir: &TestDir, url: &str, timeout: &str) -> Watched {
         tail: &tail,
         ..FAILING
     };
-    let (cfg, pw, pa, pd, aport) = chain(dir, &spec);
-    let _daemon = dir.spawn_daemon_env(&cfg, None, &[("MEDIC_TEST_AI_KEY", "sk-test-123")]);
-    let pid = |p: u16| fixture_pid(&format!("http://127.0.0.1:{p}/healthz"));
-    let (web0, api0, db0) = (pid(pw), pid(pa), pid(pd));
-    std::thread::sleep(Duration::from_secs(8));
-    Watched {
-        _daemon,
-        pw,
-        pa,
-        pd,
-        api: format!("http://127.0.0.1:{aport}"),
-        web0,
-        api0,
-        db0,
-    }
+    watched_chain_env(dir, &spec, &[("MEDIC_TEST_AI_KEY", "sk-test-123")])
 }
 
 /// Optional AI hypotheses through the daemon: failing calls on db, an

@@ -936,7 +936,15 @@ pub fn hypotheses(
                 c.threshold,
                 c.onset,
                 c.explains * 100.0,
-                if c.root { "; nothing it calls is anomalous" } else { "; something it calls is anomalous too" },
+                if own && c.score == 0.0 {
+                    // medic_rca's last resort: the target itself, not
+                    // anomalous against its own history.
+                    "; within its own past range, and nothing anomalous beneath it accounts for half of its change: its own cause by elimination (no confidence)"
+                } else if c.root {
+                    "; nothing it calls is anomalous"
+                } else {
+                    "; something it calls is anomalous too"
+                },
                 if c.onset_ok { "" } else { "; started after the symptom" },
             ),
         });

@@ -47,7 +47,6 @@ fn a_slow_database_is_restarted_and_its_callers_are_held_back() {
         api0,
         db0,
     } = watched_chain(&dir, &SLOW);
-    let pid = |p: u16| fixture_pid(&format!("http://127.0.0.1:{p}/healthz"));
     inject(pd, "slow?ms=800");
     let db1 = new_fixture_pid(
         &format!("http://127.0.0.1:{pd}/healthz"),
@@ -96,17 +95,7 @@ fn a_slow_database_is_restarted_and_its_callers_are_held_back() {
     }
     eprintln!("cascade: victims merged into db's incident: {merged_victims:?}");
     // Every action intent was on db; web and api kept their processes.
-    let intents: Vec<&str> = records
-        .iter()
-        .filter(|(k, _)| k == "action.intent")
-        .map(|(_, p)| p["service"].as_str().unwrap_or(""))
-        .collect();
-    assert!(
-        !intents.is_empty() && intents.iter().all(|s| *s == "db"),
-        "{intents:?}"
-    );
-    assert_eq!(pid(pw), web0, "web was restarted");
-    assert_eq!(pid(pa), api0, "api was restarted");
+    only_db_acted(&records, (pw, web0), (pa, api0));
     // Learning: the verified restart reinforced (dependency_slow, restart),
     // durably in the store.
     let db = dir.path().join("medic.db");
@@ -243,7 +232,6 @@ fn a_failing_database_is_ranked_by_availability_and_only_it_is_restarted() {
         api0,
         db0,
     } = watched_chain(&dir, &FAILING);
-    let pid = |p: u16| fixture_pid(&format!("http://127.0.0.1:{p}/healthz"));
     inject(pd, "error");
     let db1 = new_fixture_pid(
         &format!("http://127.0.0.1:{pd}/healthz"),
@@ -260,17 +248,7 @@ fn a_failing_database_is_ranked_by_availability_and_only_it_is_restarted() {
                 .is_some_and(|h| h.starts_with("db/availability"))),
         "no availability diagnosis of db: {records:?}"
     );
-    let intents: Vec<&str> = records
-        .iter()
-        .filter(|(k, _)| k == "action.intent")
-        .map(|(_, p)| p["service"].as_str().unwrap_or(""))
-        .collect();
-    assert!(
-        !intents.is_empty() && intents.iter().all(|s| *s == "db"),
-        "{intents:?}"
-    );
-    assert_eq!(pid(pw), web0, "web was restarted");
-    assert_eq!(pid(pa), api0, "api was restarted");
+    only_db_acted(&records, (pw, web0), (pa, api0));
 }
 
 /// An incident no pattern matched, resolved by a human after a forced action,
@@ -463,6 +441,23 @@ fn watched_chain_env(dir: &TestDir, spec: &Chain, env: &[(&str, &str)]) -> Watch
     }
 }
 
+/// Every action intent in `records` was on db (at least one), and web and
+/// api still run the processes they had: `(port, first pid)` each.
+fn only_db_acted(records: &[(String, serde_json::Value)], web: (u16, u64), api: (u16, u64)) {
+    let intents: Vec<&str> = records
+        .iter()
+        .filter(|(k, _)| k == "action.intent")
+        .map(|(_, p)| p["service"].as_str().unwrap_or(""))
+        .collect();
+    assert!(
+        !intents.is_empty() && intents.iter().all(|s| *s == "db"),
+        "{intents:?}"
+    );
+    let pid = |p: u16| fixture_pid(&format!("http://127.0.0.1:{p}/healthz"));
+    assert_eq!(pid(web.0), web.1, "web was restarted");
+    assert_eq!(pid(api.0), api.1, "api was restarted");
+}
+
 /// `POST /fault/{fault}` on the fixture at `port`.
 fn inject(port: u16, fault: &str) {
     assert_eq!(
@@ -544,7 +539,6 @@ fn a_deploy_then_failing_calls_is_diagnosed_as_an_error_spike_after_the_change()
         api0,
         db0,
     } = watched_chain(&dir, &FAILING);
-    let pid = |p: u16| fixture_pid(&format!("http://127.0.0.1:{p}/healthz"));
     let ci = token_as(&api, "ci", "operator");
     // An unknown service is refused with its own code.
     let out = medic()
@@ -612,17 +606,7 @@ fn a_deploy_then_failing_calls_is_diagnosed_as_an_error_spike_after_the_change()
             && (t.contains("s before the onset") || t.contains("in the onset's step"))),
         "{diagnosed}"
     );
-    let intents: Vec<&str> = records
-        .iter()
-        .filter(|(k, _)| k == "action.intent")
-        .map(|(_, p)| p["service"].as_str().unwrap_or(""))
-        .collect();
-    assert!(
-        !intents.is_empty() && intents.iter().all(|s| *s == "db"),
-        "{intents:?}"
-    );
-    assert_eq!(pid(pw), web0, "web was restarted");
-    assert_eq!(pid(pa), api0, "api was restarted");
+    only_db_acted(&records, (pw, web0), (pa, api0));
     // The db incident's explanation names the deploy.
     let list = get_json(&format!("{api}/api/v1/incidents")).unwrap();
     let db_incident = list["incidents"]
@@ -839,17 +823,7 @@ fn a_filling_queue_is_diagnosed_and_its_restart_waits_for_approval() {
     );
     assert_ne!(db1, db0);
     let records = audit(&api);
-    let intents: Vec<&str> = records
-        .iter()
-        .filter(|(k, _)| k == "action.intent")
-        .map(|(_, p)| p["service"].as_str().unwrap_or(""))
-        .collect();
-    assert!(
-        !intents.is_empty() && intents.iter().all(|s| *s == "db"),
-        "{intents:?}"
-    );
-    assert_eq!(pid(pw), web0, "web was restarted");
-    assert_eq!(pid(pa), api0, "api was restarted");
+    only_db_acted(&records, (pw, web0), (pa, api0));
 }
 
 /// What the loopback chat endpoint saw.
@@ -950,7 +924,6 @@ fn ai_suggestions_are_added_marked_and_capped_and_change_no_decision() {
         Duration::from_secs(1),
     );
     let w = watched_chain_with_ai(&dir, &url, "5s");
-    let pid = |p: u16| fixture_pid(&format!("http://127.0.0.1:{p}/healthz"));
     inject(w.pd, "error");
     let db1 = new_fixture_pid(
         &format!("http://127.0.0.1:{}/healthz", w.pd),
@@ -1016,17 +989,7 @@ fn ai_suggestions_are_added_marked_and_capped_and_change_no_decision() {
     let hyps = ex["hypotheses"].as_array().unwrap();
     assert_eq!(hyps[0]["service"], "db", "{ex}");
     // Every action was on db; web and api kept their processes.
-    let intents: Vec<&str> = records
-        .iter()
-        .filter(|(k, _)| k == "action.intent")
-        .map(|(_, p)| p["service"].as_str().unwrap_or(""))
-        .collect();
-    assert!(
-        !intents.is_empty() && intents.iter().all(|s| *s == "db"),
-        "{intents:?}"
-    );
-    assert_eq!(pid(w.pw), w.web0, "web was restarted");
-    assert_eq!(pid(w.pa), w.api0, "api was restarted");
+    only_db_acted(&records, (w.pw, w.web0), (w.pa, w.api0));
 }
 
 /// An AI endpoint that never answers in time changes nothing: db is restarted

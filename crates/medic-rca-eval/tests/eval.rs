@@ -18,6 +18,8 @@ fn petshop_train_issues_and_normal_slices_meet_the_floors() {
     let names: Vec<&str> = scenarios.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["high_traffic", "low_traffic"]);
     let (mut cases, mut top1, mut top3, mut slices, mut specific) = (0, 0, 0, 0, 0);
+    // Per target metric, over both scenarios: (slices, specific).
+    let mut by_metric = [(0, 0); 2];
     for sc in &scenarios {
         assert_eq!(sc.issues.len(), 8, "{}", sc.name);
         for (metric, c) in petshop::evaluate(sc, &Params::default()).unwrap() {
@@ -29,6 +31,9 @@ fn petshop_train_issues_and_normal_slices_meet_the_floors() {
             top3 += c.top3;
             slices += c.slices;
             specific += c.specific;
+            let m = &mut by_metric[usize::from(metric == "availability")];
+            m.0 += c.slices;
+            m.1 += c.specific;
         }
     }
     assert_eq!((cases, slices), (16, 20));
@@ -36,10 +41,14 @@ fn petshop_train_issues_and_normal_slices_meet_the_floors() {
     // Measured 15/16 and 16/16 (docs/rca.md); floors one case below.
     assert!(r(top1, cases) >= 0.87, "top1 {top1}/{cases}");
     assert!(r(top3, cases) >= 0.93, "top3 {top3}/{cases}");
+    // Measured 20/20: the goal (0.9 for each target metric) is the floor.
     assert!(
-        r(specific, slices) >= 0.80,
+        r(specific, slices) >= 0.9,
         "specificity {specific}/{slices}"
     );
+    for (metric, (n, ok)) in ["latency", "availability"].iter().zip(by_metric) {
+        assert!(r(ok, n) >= 0.9, "{metric} specificity {ok}/{n}");
+    }
 }
 
 #[test]

@@ -956,6 +956,31 @@ pub fn diagnose_noticed(
     if n_anomalous == 0 {
         return Ok(none(Verdict::Unexplained, Some(symptom_onset)));
     }
+    // The symptom is scant evidence of its own cause. When nothing but the
+    // target's own signal is anomalous (no other service, no other signal of
+    // the target, not its traffic), "the target is its own cause" rests on
+    // the symptom alone, and a blip of noise shows as much as a fault does
+    // for the shortest run an anomaly may have (`persistence` samples). So
+    // the symptom alone names its service only when its anomaly lasts longer
+    // than that; else it is unexplained, not a cause.
+    let longest_run = |a: &[bool]| a.split(|&x| !x).map(<[bool]>::len).max().unwrap_or(0);
+    let corroborated = n_anomalous > 1
+        || judged[target]
+            .as_ref()
+            .is_some_and(|j| longest_run(&j.anomalous) > p.persistence.max(1))
+        || signals.iter().zip(&judged).enumerate().any(|(i, (s, j))| {
+            i != target
+                && s.node == tnode
+                && j.as_ref().is_some_and(|j| {
+                    j.anomalous
+                        .iter()
+                        .enumerate()
+                        .any(|(t, &a)| a && near_symptom(t))
+                })
+        });
+    if best[tnode].is_some() && !corroborated {
+        return Ok(none(Verdict::Unexplained, Some(symptom_onset)));
+    }
     // Per kind: the services the target reaches through symptomatic services only.
     let allowed: Vec<Vec<bool>> = weak
         .iter()

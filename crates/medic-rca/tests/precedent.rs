@@ -10,6 +10,9 @@
 //!   length, not with the deepest 2-step blip.
 //! - With a cause named, the list is filled up to three services with those
 //!   that show the symptom without being beyond their own threshold.
+//! - The symptom alone (no other service, no other signal anomalous) names
+//!   its own service only when its anomaly outlasts the shortest run an
+//!   anomaly may have (`persistence` samples): that short, noise does as much.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 mod common;
 
@@ -91,14 +94,52 @@ const CASES: &[Case] = &[
         name: "a dependency's own excursion while the target was fine stays a precedent",
         edges: "web>db web>api",
         rows: &[
-            ("web", "", "1 1 3 3 1 1"),
+            // Three steps: longer than the shortest anomaly (see below).
+            ("web", "", "1 1 3 3 3 1"),
             // Steps 40–43: db 8× slower, web quiet: db's normal includes that.
-            ("db", "40:8 41:8 42:8 43:8", "1 1 8 8 1 1"),
+            ("db", "40:8 41:8 42:8 43:8", "1 1 8 8 8 1"),
             ("api", "", "1 1 1 1 1 1"),
         ],
         target: "web",
         // web is the only anomaly; db shows the symptom below its threshold.
         want: &["web", "db"],
+        verdict: Verdict::Cause,
+    },
+    Case {
+        name: "the symptom alone, for the shortest run an anomaly may have, is no cause",
+        edges: "web>db web>api",
+        rows: &[
+            // Two steps of web and nothing else: noise shows as much.
+            ("web", "", "1 1 3 3 1 1"),
+            ("db", "", "1 1 1 1 1 1"),
+            ("api", "", "1 1 1 1 1 1"),
+        ],
+        target: "web",
+        want: &[],
+        verdict: Verdict::Unexplained,
+    },
+    Case {
+        name: "the symptom alone, for longer than that, names its own service",
+        edges: "web>db web>api",
+        rows: &[
+            ("web", "", "1 1 3 3 3 1"),
+            ("db", "", "1 1 1 1 1 1"),
+            ("api", "", "1 1 1 1 1 1"),
+        ],
+        target: "web",
+        want: &["web"],
+        verdict: Verdict::Cause,
+    },
+    Case {
+        name: "the symptom for the shortest run, with its cause beneath, is a cause",
+        edges: "web>db web>api",
+        rows: &[
+            ("web", "", "1 1 3 3 1 1"),
+            ("db", "", "1 1 8 8 1 1"),
+            ("api", "", "1 1 1 1 1 1"),
+        ],
+        target: "web",
+        want: &["db", "web"],
         verdict: Verdict::Cause,
     },
     Case {
@@ -167,7 +208,11 @@ fn without_filling_only_anomalous_services_are_named() {
         min_named: 0,
         ..Params::default()
     };
-    let (ranked, d) = run(&CASES[3], &p);
+    let filled = CASES
+        .iter()
+        .find(|c| c.name.starts_with("the list is filled"))
+        .unwrap();
+    let (ranked, d) = run(filled, &p);
     assert_eq!(ranked, ["api", "web"]);
     assert!(d.suspects.is_empty());
 }

@@ -119,7 +119,8 @@ const CASES: &[Case] = &[
         name: "an anomaly off the target's closure is no cause",
         edges: "web>api batch>db",
         windows: &[
-            ("web", "1 1 3 3 1 1"),
+            // Three steps: on its own, longer than the shortest anomaly.
+            ("web", "1 1 3 3 3 1"),
             ("api", "1 1 1 1 1 1"),
             ("batch", "1 1 1 1 1 1"),
             ("db", "1 1 9 9 9 9"),

@@ -155,7 +155,9 @@ fn traffic_alone_names_no_cause() {
     // context, not a fault; the target's latency symptom has no cause below.
     let topo = Topology::new(vec!["web".into(), "api".into()], &[(0, 1)]).unwrap();
     let (lh, rh) = (history(0.1), history(100.0));
-    let web_lat = [0.1, 0.1, 0.5, 0.5, 0.1, 0.1];
+    // (Three steps: the symptom alone names its service only when longer
+    // than the shortest anomaly.)
+    let web_lat = [0.1, 0.1, 0.5, 0.5, 0.5, 0.1];
     let flat = [0.1; 6];
     let load = [100.0, 100.0, 300.0, 300.0, 300.0, 100.0];
     let same = [100.0; 6];

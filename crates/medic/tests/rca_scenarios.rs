@@ -105,3 +105,46 @@ fn wrong_expectations_and_a_malformed_file_are_each_named() {
     // The other files are still run and reported.
     assert!(stdout.contains("a-wrong.yaml: band"), "{stdout}");
 }
+
+/// `medic bench rca --json`: both methods time the same generated incident
+/// and both find its root; the figures are positive and the ratio is
+/// medic's median over the peer's (timings are printed, never asserted
+/// against a bound here).
+#[test]
+fn the_rca_bench_times_medic_and_the_traversal_peer_in_the_same_run() {
+    let out = medic()
+        .args([
+            "bench",
+            "rca",
+            "--services",
+            "10",
+            "--signals",
+            "40",
+            "--iterations",
+            "3",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["signals"], 40, "{v}");
+    assert_eq!(v["root_found"], true, "{v}");
+    assert_eq!(v["traversal"]["root_found"], true, "{v}");
+    let (m, p) = (
+        v["median_ms"].as_f64().unwrap(),
+        v["traversal"]["median_ms"].as_f64().unwrap(),
+    );
+    assert!(m > 0.0 && p > 0.0, "{v}");
+    let ratio = v["ratio_to_traversal"].as_f64().unwrap();
+    assert!((ratio - m / p).abs() < 1e-9 * ratio.max(1.0), "{v}");
+
+    // Bad arguments: a clear error and a non-zero exit, no panic.
+    let out = medic()
+        .args(["bench", "rca", "--services", "1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--services >= 2"), "{err}");
+}

@@ -159,6 +159,11 @@ fn render_inject(
                 t.none
             );
         }
+        if verbose {
+            for m in &r.misses {
+                let _ = writeln!(table, "    {m}");
+            }
+        }
         total.cases += r.total.cases;
         total.top1 += r.total.top1;
         total.top3 += r.total.top3;

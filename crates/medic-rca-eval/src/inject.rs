@@ -59,7 +59,13 @@ pub struct Report {
     /// Per injected root, in name order.
     pub by_root: Vec<(String, Tally)>,
     pub total: Tally,
+    /// The first [`MAX_MISSES`] top-1 misses, one line each (metric, root,
+    /// window start row, what was ranked first).
+    pub misses: Vec<String>,
 }
+
+/// Misses kept per scenario for `--verbose`.
+pub const MAX_MISSES: usize = 40;
 
 fn bump(v: &mut Vec<(String, Tally)>, key: &str, top1: bool, top3: bool, none: bool) {
     match v.iter_mut().find(|(k, _)| k == key) {
@@ -263,6 +269,19 @@ pub fn evaluate_with(
         let top1 = ranked.first() == Some(&root);
         let top3 = ranked.iter().take(3).any(|&v| v == root);
         let none = ranked.is_empty();
+        if !top1 && report.misses.len() < MAX_MISSES {
+            let names: Vec<&str> = ranked.iter().take(3).map(|&v| topo.name(v)).collect();
+            report.misses.push(format!(
+                "miss {} {metric}: root {} (rows {start}.., fault steps {fault:?}); ranked: {}",
+                sc.name,
+                topo.name(root),
+                if names.is_empty() {
+                    "no cause".to_string()
+                } else {
+                    names.join(", ")
+                }
+            ));
+        }
         bump(&mut report.by_metric, metric, top1, top3, none);
         bump(&mut report.by_root, topo.name(root), top1, top3, none);
         report.total.add(top1, top3, none);

@@ -1023,6 +1023,19 @@ pub fn diagnose_noticed(
         }
     }
     let kind_of_best = |v: usize| best[v].map(|(i, _)| kind_of(i));
+    // Fewest call hops from the target to each service (breadth first).
+    let mut hops: Vec<Option<usize>> = vec![None; n];
+    hops[tnode] = Some(0);
+    let mut queue = std::collections::VecDeque::from([tnode]);
+    while let Some(u) = queue.pop_front() {
+        let d = hops[u].unwrap_or(0);
+        for c in topo.callees(u) {
+            if hops[c].is_none() {
+                hops[c] = Some(d + 1);
+                queue.push_back(c);
+            }
+        }
+    }
     let target_kind = kind_of(target);
     let mut candidates = Vec::new();
     for (node, b) in best.iter().enumerate() {
@@ -1149,8 +1162,28 @@ pub fn diagnose_noticed(
             })
             .min();
         let onset_ok = run_start.is_none_or(|s| onset <= s + p.coincidence);
+        // Unfelt: in the target's own kind, anomalous more than
+        // `coincidence` steps per call hop (from the target, fewest hops)
+        // before the symptom run it would explain while
+        // the target stayed quiet (below half the symptom level) all that
+        // time. A slow or failing callee is felt by its callers within a
+        // step; what the target did not feel then is no cause of what it
+        // feels now. (A kind leading to the target's, a filling queue, is
+        // felt only later: exempt.)
+        let lag = p.coincidence * hops[node].unwrap_or(1).max(1);
+        let unfelt = node != tnode
+            && k == target_kind
+            && run_start.is_some_and(|s| {
+                onset + lag < s
+                    && judged[target].as_ref().is_some_and(|tj| {
+                        (onset..s - lag).all(|t| {
+                            tj.z.get(t)
+                                .is_none_or(|&z| !z.is_finite() || z < p.symptom_z / 2.0)
+                        })
+                    })
+            });
         let mut score = (1.0 + explains) * (1.0 + excess).ln();
-        if !onset_ok {
+        if !onset_ok || unfelt {
             score *= 0.5;
         }
         if !connected {

@@ -143,6 +143,39 @@ const CASES: &[Case] = &[
         verdict: Verdict::Cause,
     },
     Case {
+        // cache is slower than api, but since the window's first step,
+        // while web stayed quiet for two steps: web did not feel it then,
+        // so it is no better cause of what web feels now than api, which
+        // turned slow with web (ranked second, not dropped).
+        name: "a callee anomalous long before the symptom, unfelt by the target, ranks after one that starts with it",
+        edges: "web>api web>cache",
+        windows: &[
+            ("web", "1 1 1 3 3 3"),
+            ("api", "1 1 1 6 6 6"),
+            ("cache", "9 9 9 9 9 9"),
+        ],
+        target: "web",
+        want: &["api", "cache"],
+        verdict: Verdict::Cause,
+    },
+    Case {
+        // The same allowance per call hop: db, two hops down, slow from the
+        // first step, api from the next, web from the third. db was felt,
+        // one hop at a time; it stays first against a later, slightly
+        // smaller cache (with one step in all, db would be "unfelt").
+        name: "a deep cause is felt one hop per step",
+        edges: "web>api api>db web>cache",
+        windows: &[
+            ("web", "1 1 3 3 3 3"),
+            ("api", "1 4 4 4 4 4"),
+            ("db", "8 8 8 8 8 8"),
+            ("cache", "1 1 7 7 7 7"),
+        ],
+        target: "web",
+        want: &["db"],
+        verdict: Verdict::Cause,
+    },
+    Case {
         name: "a small slow callee does not explain a much slower caller",
         edges: "web>api api>db",
         windows: &[

@@ -271,15 +271,53 @@ pub fn evaluate_with(
         let none = ranked.is_empty();
         if !top1 && report.misses.len() < MAX_MISSES {
             let names: Vec<&str> = ranked.iter().take(3).map(|&v| topo.name(v)).collect();
+            // medic's own account of its first candidates and of the root.
+            let why = match method {
+                Method::Medic => crate::petshop::diagnose_window(
+                    topo,
+                    &sc.normal,
+                    &abnormal,
+                    0..cut,
+                    0..WINDOW,
+                    &target,
+                    None,
+                    params,
+                )
+                .map(|d| {
+                    d.candidates
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, c)| *i < 3 || c.node == root)
+                        .map(|(_, c)| {
+                            format!(
+                                "{}{} root={} cover={:.2} explains={:.2} onset={} z/thr={:.1}/{:.1} score={:.2}",
+                                if c.node == root { "*" } else { "" },
+                                topo.name(c.node),
+                                c.root,
+                                c.cover,
+                                c.explains,
+                                c.onset,
+                                c.z,
+                                c.threshold,
+                                c.score
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join(" | ")
+                })
+                .unwrap_or_default(),
+                Method::Traversal => String::new(),
+            };
             report.misses.push(format!(
-                "miss {} {metric}: root {} (rows {start}.., fault steps {fault:?}); ranked: {}",
+                "miss {} {metric}: root {} (rows {start}.., fault steps {fault:?}); ranked: {}{}{why}",
                 sc.name,
                 topo.name(root),
                 if names.is_empty() {
                     "no cause".to_string()
                 } else {
                     names.join(", ")
-                }
+                },
+                if why.is_empty() { "" } else { "\n        " },
             ));
         }
         bump(&mut report.by_metric, metric, top1, top3, none);

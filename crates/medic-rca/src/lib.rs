@@ -899,6 +899,8 @@ pub fn diagnose_noticed(
     // near the symptom; weak[k][v]: some kind-k sample at symptom level near it.
     let mut strong = vec![vec![false; n]; kinds.len()];
     let mut weak = vec![vec![false; n]; kinds.len()];
+    // moved[k][v]: some kind-k sample at least 1 robust σ the bad way near it.
+    let mut moved = vec![vec![false; n]; kinds.len()];
     // first[k][v]: the earliest start of v's anomalous kind-k signals, each
     // from where its anomalous run's excursion began: the steps at
     // `symptom_z` or more right before its onset count (a filling queue
@@ -919,6 +921,13 @@ pub fn diagnose_noticed(
             .any(|(t, &z)| z >= p.symptom_z && near_symptom(t))
         {
             weak[k][s.node] = true;
+        }
+        if j.z
+            .iter()
+            .enumerate()
+            .any(|(t, &z)| z >= 1.0 && near_symptom(t))
+        {
+            moved[k][s.node] = true;
         }
         if j.onset.is_none() {
             continue;
@@ -1142,10 +1151,23 @@ pub fn diagnose_noticed(
             }
             _ => 1.0,
         };
-        let connected = reached(node);
+        let (soft, soft_above) = {
+            let mut m = moved[k].clone();
+            m[tnode] = true;
+            m[node] = true;
+            let mut up = a_spread.clone();
+            for (x, &w) in up.iter_mut().zip(&m) {
+                *x |= w;
+            }
+            (
+                topo.reach_within(tnode, &m, false),
+                topo.reach_within(node, &up, true),
+            )
+        };
+        let connected = reached(node) || soft[node];
         let n_kind = (0..n).filter(|&v| in_spread(v)).count().max(1);
         let on_path = (0..n)
-            .filter(|&v| in_spread(v) && reached(v) && above[v])
+            .filter(|&v| in_spread(v) && (reached(v) || soft[v]) && (above[v] || soft_above[v]))
             .count();
         let explains = (on_path as f64 / n_kind as f64).min(1.0);
         let onset = j.onset.unwrap_or(0);

@@ -176,6 +176,22 @@ const CASES: &[Case] = &[
         verdict: Verdict::Cause,
     },
     Case {
+        // mid, between web and db, moves the bad way (z ≈ 1.6) but stays
+        // below the symptom level: a noisy or lightly loaded hop. db is
+        // still reached through it, and ranks before the smaller cache.
+        name: "a path through a service that moved, below the symptom level, still connects",
+        edges: "web>mid mid>db web>cache",
+        windows: &[
+            ("web", "1 1 3 3 3 3"),
+            ("mid", "1 1 1.06 1.06 1.06 1.06"),
+            ("db", "1 1 8 8 8 8"),
+            ("cache", "1 1 6 6 6 6"),
+        ],
+        target: "web",
+        want: &["db", "cache"],
+        verdict: Verdict::Cause,
+    },
+    Case {
         name: "a small slow callee does not explain a much slower caller",
         edges: "web>api api>db",
         windows: &[

@@ -23,7 +23,7 @@ use std::collections::VecDeque;
 
 use medic_config::Config;
 use medic_core::{DiagnosisReport, Hypothesis, MonoTime, ProbeReport};
-use medic_rca::{beta_mean, diagnose_with_leads, evidence_match, Confidence, Direction, Params};
+use medic_rca::{beta_mean, diagnose_noticed, evidence_match, Confidence, Direction, Params};
 use medic_rca::{Diagnosis, Topology};
 use medic_rca::{Lead, Signal};
 
@@ -303,6 +303,10 @@ pub struct RcaState {
     /// Per service, its recorded changes (at most
     /// [`MAX_CHANGES_PER_SERVICE`], oldest first).
     changes: Vec<VecDeque<RecordedChange>>,
+    /// Per service, the last bucket in which a violation was reported on it
+    /// by something other than its own probes (an Alertmanager alert, a
+    /// signal rule): someone noticed it (`medic_rca::diagnose_noticed`).
+    noticed: Vec<Option<u64>>,
 }
 
 impl RcaState {
@@ -352,7 +356,9 @@ impl RcaState {
             })
             .collect();
         let changes = names.iter().map(|_| VecDeque::new()).collect();
+        let noticed = vec![None; names.len()];
         Some(RcaState {
+            noticed,
             patterns,
             learned: std::collections::BTreeMap::new(),
             remediations,
@@ -514,6 +520,9 @@ impl RcaState {
             self.record(svc, "latency", Direction::Up, bucket, ms);
             let up = if r.ok { 1.0 } else { 0.0 };
             self.record(svc, "availability", Direction::Down, bucket, up);
+        } else if !r.ok {
+            // Not evidence of its own, but a violation someone noticed.
+            self.noticed[svc] = Some(bucket);
         }
         self.tick(bucket)
     }
@@ -556,18 +565,27 @@ impl RcaState {
         target: (&str, &str),
     ) -> (Option<medic_rca::Verdict>, DiagnosisReport) {
         let bucket = now.as_millis() / STEP_MS;
-        let verdict = Self::layout(&self.series, self.episode, bucket).and_then(|(_, dense)| {
-            let signals = as_signals(&dense);
-            let node = *self.index.get(target.0)?;
-            let t = signals
-                .iter()
-                .position(|s| s.node == node && s.name == target.1)?;
-            let links = leads(&self.patterns);
-            let links = as_leads(&links);
-            diagnose_with_leads(&self.topo, &signals, Some(t), &Params::default(), &links)
+        let verdict =
+            Self::layout(&self.series, self.episode, bucket).and_then(|(split, dense)| {
+                let signals = as_signals(&dense);
+                let node = *self.index.get(target.0)?;
+                let t = signals
+                    .iter()
+                    .position(|s| s.node == node && s.name == target.1)?;
+                let links = leads(&self.patterns);
+                let links = as_leads(&links);
+                let noticed = self.noticed_step(node, split, bucket);
+                diagnose_noticed(
+                    &self.topo,
+                    &signals,
+                    Some(t),
+                    noticed,
+                    &Params::default(),
+                    &links,
+                )
                 .ok()
                 .map(|d| d.verdict)
-        });
+            });
         self.last_bucket = Some(bucket);
         (verdict, self.diagnose(bucket))
     }
@@ -667,6 +685,17 @@ impl RcaState {
         Some((split, dense))
     }
 
+    /// The window step (window from bucket `split`, up to `bucket`,
+    /// exclusive) of the last violation noticed on `node`, if within it.
+    fn noticed_step(&self, node: usize, split: u64, bucket: u64) -> Option<usize> {
+        self.noticed
+            .get(node)
+            .copied()
+            .flatten()
+            .filter(|&b| b >= split && b < bucket)
+            .map(|b| (b - split) as usize)
+    }
+
     /// Diagnoses the buckets before `bucket` (the current one is incomplete).
     fn diagnose(&mut self, bucket: u64) -> DiagnosisReport {
         let Some((split, dense)) = Self::layout(&self.series, self.episode, bucket) else {
@@ -680,11 +709,13 @@ impl RcaState {
         // The entry's signal with a symptom whose diagnosis is most certain.
         let mut best: Option<(Diagnosis, usize, f64)> = None;
         for &e in &self.entries {
+            let noticed = self.noticed_step(e, split, bucket);
             for (t, s) in signals.iter().enumerate() {
                 if s.node != e {
                     continue;
                 }
-                let Ok(d) = diagnose_with_leads(&self.topo, &signals, Some(t), &p, &links) else {
+                let Ok(d) = diagnose_noticed(&self.topo, &signals, Some(t), noticed, &p, &links)
+                else {
                     continue;
                 };
                 if d.candidates.is_empty() {
@@ -1303,6 +1334,51 @@ mod tests {
         );
         assert!(top.victims.contains(&"web".to_string()), "{top:?}");
         assert!(top.evidence_text.starts_with("errors z"), "{top:?}");
+    }
+
+    /// web's own latency rises within its noise (z < 3 at every step) while
+    /// db is far slower than ever: no symptom, no diagnosis. An alert on web
+    /// (a virtual probe's failing report: Alertmanager, a signal rule) says
+    /// someone noticed the violation: that step is the symptom and db is
+    /// named. A failing report on a service that is no entry, or one older
+    /// than the window, changes nothing.
+    #[test]
+    fn an_alert_on_the_entry_is_a_noticed_violation() {
+        let healthy = |_: u64, _: &str| (true, 10);
+        let quiet = |b: u64, _: &str, _: &str| Some(1.0 + (b % 2) as f64);
+        // History ~10–12 ms (drive adds b % 3): median 11, scale ≈ 1.5.
+        let slow = |b: u64, svc: &str| match svc {
+            "db" => (true, 200),
+            _ if b >= 62 => (true, 13),
+            _ => (true, 10),
+        };
+        let alert = |service: &str| ProbeReport {
+            probe: "slo".into(),
+            ..report(service, false, 0)
+        };
+        let run = |alert_on: Option<(&str, u64)>| {
+            let mut r = chain();
+            assert!(drive(&mut r, 0, 60, &healthy, &quiet).is_none());
+            if let Some((svc, b)) = alert_on {
+                let _ = r.observe(MonoTime::from_millis(b * STEP_MS + 1), &alert(svc));
+            }
+            let _ = drive(&mut r, 60, 1, &slow, &quiet);
+            let mut last = None;
+            for b in 61..66 {
+                if let Some((svc, at)) = alert_on.filter(|&(_, at)| at == b) {
+                    let _ = r.observe(MonoTime::from_millis(at * STEP_MS + 1), &alert(svc));
+                }
+                if let Some(d) = drive(&mut r, b, 1, &slow, &quiet) {
+                    last = Some(d);
+                }
+            }
+            last
+        };
+        assert!(run(None).is_none(), "no symptom without the alert");
+        let d = run(Some(("web", 63))).expect("a diagnosis once noticed");
+        assert_eq!(d.hypotheses[0].service, "db", "{d:?}");
+        assert!(run(Some(("api", 63))).is_none(), "api is no entry");
+        assert!(run(Some(("web", 30))).is_none(), "older than the window");
     }
 
     #[test]

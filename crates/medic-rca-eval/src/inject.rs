@@ -255,7 +255,7 @@ pub fn evaluate_with(
             root_cause: topo.name(root).to_string(),
             timestamp: None,
         };
-        let (ranked, _) = rank_window(
+        let (ranked, _, diagnosis) = rank_window(
             method,
             topo,
             &sc.normal,
@@ -271,43 +271,7 @@ pub fn evaluate_with(
         let none = ranked.is_empty();
         if !top1 && report.misses.len() < MAX_MISSES {
             let names: Vec<&str> = ranked.iter().take(3).map(|&v| topo.name(v)).collect();
-            // medic's own account of its first candidates and of the root.
-            let why = match method {
-                Method::Medic => crate::petshop::diagnose_window(
-                    topo,
-                    &sc.normal,
-                    &abnormal,
-                    0..cut,
-                    0..WINDOW,
-                    &target,
-                    None,
-                    params,
-                )
-                .map(|d| {
-                    d.candidates
-                        .iter()
-                        .enumerate()
-                        .filter(|(i, c)| *i < 3 || c.node == root)
-                        .map(|(_, c)| {
-                            format!(
-                                "{}{} root={} cover={:.2} explains={:.2} onset={} z/thr={:.1}/{:.1} score={:.2}",
-                                if c.node == root { "*" } else { "" },
-                                topo.name(c.node),
-                                c.root,
-                                c.cover,
-                                c.explains,
-                                c.onset,
-                                c.z,
-                                c.threshold,
-                                c.score
-                            )
-                        })
-                        .collect::<Vec<_>>()
-                        .join(" | ")
-                })
-                .unwrap_or_default(),
-                Method::Traversal => String::new(),
-            };
+            let why = diagnosis.map_or(String::new(), |d| account(topo, &d, root));
             report.misses.push(format!(
                 "miss {} {metric}: root {} (rows {start}.., fault steps {fault:?}); ranked: {}{}{why}",
                 sc.name,
@@ -327,6 +291,31 @@ pub fn evaluate_with(
     }
     report.by_root.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(report)
+}
+
+/// medic's account of a miss: its first three candidates and the true
+/// root (marked `*`), each with the figures that ranked it.
+fn account(topo: &medic_rca::Topology, d: &medic_rca::Diagnosis, root: usize) -> String {
+    d.candidates
+        .iter()
+        .enumerate()
+        .filter(|(i, c)| *i < 3 || c.node == root)
+        .map(|(_, c)| {
+            format!(
+                "{}{} root={} cover={:.2} explains={:.2} onset={} z/thr={:.1}/{:.1} score={:.2}",
+                if c.node == root { "*" } else { "" },
+                topo.name(c.node),
+                c.root,
+                c.cover,
+                c.explains,
+                c.onset,
+                c.z,
+                c.threshold,
+                c.score
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" | ")
 }
 
 impl Report {

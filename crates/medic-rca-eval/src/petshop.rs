@@ -295,8 +295,9 @@ impl Method {
     }
 }
 
-/// [`diagnose_window`] by `method`: the ranked nodes (empty: no cause) and
-/// the verdict's name.
+/// [`diagnose_window`] by `method`: the ranked nodes (empty: no cause),
+/// the verdict's name and medic's diagnosis (its account of the ranking;
+/// `None` for the peer).
 ///
 /// # Errors
 /// As [`diagnose_window`].
@@ -311,7 +312,7 @@ pub fn rank_window(
     target: &Target,
     noticed_at: Option<f64>,
     params: &Params,
-) -> anyhow::Result<(Vec<usize>, &'static str)> {
+) -> anyhow::Result<(Vec<usize>, &'static str, Option<Diagnosis>)> {
     match method {
         Method::Medic => {
             let d = diagnose_window(
@@ -324,7 +325,7 @@ pub fn rank_window(
                 noticed_at,
                 params,
             )?;
-            Ok((d.ranked_nodes(), d.verdict.name()))
+            Ok((d.ranked_nodes(), d.verdict.name(), Some(d)))
         }
         Method::Traversal => {
             let t = topo
@@ -348,7 +349,7 @@ pub fn rank_window(
             } else {
                 "cause"
             };
-            Ok((ranked, verdict))
+            Ok((ranked, verdict, None))
         }
     }
 }
@@ -475,7 +476,7 @@ pub fn evaluate_with(
     }
     let mut targets: Vec<Target> = Vec::new();
     for (id, metrics, target) in &sc.issues {
-        let (nodes, verdict) = rank_window(
+        let (nodes, verdict, _) = rank_window(
             method,
             &sc.topo,
             &sc.normal,
@@ -508,7 +509,7 @@ pub fn evaluate_with(
     for t in &targets {
         for split in SPLITS {
             let cut = ((sc.normal.rows as f64) * split).floor() as usize;
-            let (ranked, _) = rank_window(
+            let (ranked, _, _) = rank_window(
                 method,
                 &sc.topo,
                 &sc.normal,

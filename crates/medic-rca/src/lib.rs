@@ -43,12 +43,17 @@
 //! 5. **Ranking.** Roots first; then those whose change × traffic covers at
 //!    least half of the target's ([`Candidate::cover`]); then the score:
 //!    `(1 + explains)·ln(1 + peak/threshold)`, `explains` the share of
-//!    anomalous services on a path from the target to the candidate, halved
-//!    when it starts after the symptom or is not reached through symptomatic
-//!    services.
+//!    anomalous services on a path from the target to the candidate (its
+//!    hops symptomatic, or moved at least 1 σ the bad way), halved when it
+//!    starts after the symptom, when it is not reached through such hops,
+//!    or when, in the target's kind, it was anomalous more than
+//!    `coincidence` steps per hop before the symptom while the target
+//!    stayed quiet (unfelt).
 //!
 //! If nothing on the closure is anomalous, the answer is "no cause", which
-//! matters as much as naming the right one. With a cause named, the list is
+//! matters as much as naming the right one. So it is when the only anomaly is
+//! the target's own signal, for no longer than `persistence` samples: "the
+//! target is its own cause" would rest on the symptom alone. With a cause named, the list is
 //! filled up to `min_named` services with [`Diagnosis::suspects`]: services
 //! at symptom level that are not anomalous, after every candidate.
 //!
@@ -1189,9 +1194,9 @@ pub fn diagnose_noticed(
         // before the symptom run it would explain while
         // the target stayed quiet (below half the symptom level) all that
         // time. A slow or failing callee is felt by its callers within a
-        // step; what the target did not feel then is no cause of what it
-        // feels now. (A kind leading to the target's, a filling queue, is
-        // felt only later: exempt.)
+        // step per hop; what the target did not feel then is a weaker cause
+        // of what it feels now. (A kind leading to the target's, a filling
+        // queue, is felt only later: exempt.)
         let lag = p.coincidence * hops[node].unwrap_or(1).max(1);
         let unfelt = node != tnode
             && k == target_kind

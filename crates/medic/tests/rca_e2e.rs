@@ -47,13 +47,7 @@ fn a_slow_database_is_restarted_and_its_callers_are_held_back() {
         api0,
         db0,
     } = watched_chain(&dir, &SLOW);
-    inject(pd, "slow?ms=800");
-    let db1 = new_fixture_pid(
-        &format!("http://127.0.0.1:{pd}/healthz"),
-        db0,
-        Duration::from_secs(60),
-    );
-    assert_ne!(db1, db0);
+    fault_db_until_restarted(pd, db0, "slow?ms=800");
     // The diagnosis named db first, with its victims.
     let records = audit(&api);
     let diag = records
@@ -232,13 +226,7 @@ fn a_failing_database_is_ranked_by_availability_and_only_it_is_restarted() {
         api0,
         db0,
     } = watched_chain(&dir, &FAILING);
-    inject(pd, "error");
-    let db1 = new_fixture_pid(
-        &format!("http://127.0.0.1:{pd}/healthz"),
-        db0,
-        Duration::from_secs(60),
-    );
-    assert_ne!(db1, db0);
+    fault_db_until_restarted(pd, db0, "error");
     let records = audit(&api);
     assert!(
         records.iter().any(|(k, p)| k == "rca.diagnosed"
@@ -470,6 +458,18 @@ fn inject(port: u16, fault: &str) {
     );
 }
 
+/// `POST /fault/{fault}` on db (at `pd`), then waits up to 60 s for medic
+/// to have restarted it: a new db process (pid other than `db0`), healthy.
+fn fault_db_until_restarted(pd: u16, db0: u64, fault: &str) {
+    inject(pd, fault);
+    let db1 = new_fixture_pid(
+        &format!("http://127.0.0.1:{pd}/healthz"),
+        db0,
+        Duration::from_secs(60),
+    );
+    assert_ne!(db1, db0);
+}
+
 /// web → api → db fixtures (each `/work` calls the next's), aggressive mode,
 /// probed every 250 ms; `spec` says what differs. Returns the config file
 /// and the ports of web, api, db and medic's API.
@@ -570,13 +570,7 @@ fn a_deploy_then_failing_calls_is_diagnosed_as_an_error_spike_after_the_change()
         String::from_utf8_lossy(&out.stdout).contains("deploy of db (version v2.0) recorded"),
         "{out:?}"
     );
-    inject(pd, "error");
-    let db1 = new_fixture_pid(
-        &format!("http://127.0.0.1:{pd}/healthz"),
-        db0,
-        Duration::from_secs(60),
-    );
-    assert_ne!(db1, db0);
+    fault_db_until_restarted(pd, db0, "error");
     let records = audit(&api);
     assert!(
         records.iter().any(|(k, p)| k == "change.recorded"
@@ -661,12 +655,7 @@ fn a_deploy_recorded_before_a_restart_is_still_evidence_after_it() {
     let _daemon = dir.spawn_daemon(&cfg, None);
     let db0 = pid(pd);
     std::thread::sleep(Duration::from_secs(8));
-    inject(pd, "error");
-    new_fixture_pid(
-        &format!("http://127.0.0.1:{pd}/healthz"),
-        db0,
-        Duration::from_secs(60),
-    );
+    fault_db_until_restarted(pd, db0, "error");
     let records = audit(&api);
     let diagnosed = records
         .iter()
@@ -924,13 +913,7 @@ fn ai_suggestions_are_added_marked_and_capped_and_change_no_decision() {
         Duration::from_secs(1),
     );
     let w = watched_chain_with_ai(&dir, &url, "5s");
-    inject(w.pd, "error");
-    let db1 = new_fixture_pid(
-        &format!("http://127.0.0.1:{}/healthz", w.pd),
-        w.db0,
-        Duration::from_secs(60),
-    );
-    assert_ne!(db1, w.db0);
+    fault_db_until_restarted(w.pd, w.db0, "error");
     // The endpoint was asked, with the key and db's evidence.
     {
         let s = seen.lock().unwrap();
@@ -999,13 +982,7 @@ fn an_ai_endpoint_that_times_out_is_harmless() {
     let dir = TestDir::new();
     let (url, seen) = ai_server(r#"{"hypotheses": []}"#, Duration::from_secs(30));
     let w = watched_chain_with_ai(&dir, &url, "1s");
-    inject(w.pd, "error");
-    let db1 = new_fixture_pid(
-        &format!("http://127.0.0.1:{}/healthz", w.pd),
-        w.db0,
-        Duration::from_secs(60),
-    );
-    assert_ne!(db1, w.db0);
+    fault_db_until_restarted(w.pd, w.db0, "error");
     assert!(
         !seen.lock().unwrap().requests.is_empty(),
         "the AI endpoint was never asked"

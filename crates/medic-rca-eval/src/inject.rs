@@ -24,7 +24,7 @@ use medic_rca::Params;
 use serde_json::json;
 
 use crate::generate::Rng;
-use crate::petshop::{rank_window, Method, Metrics, Scenario, Target};
+use crate::petshop::{rank_window, Method, Metrics, Scenario, Target, Window};
 
 /// Steps in an injected window (as in the PetShop issues).
 pub const WINDOW: usize = 5;
@@ -255,17 +255,16 @@ pub fn evaluate_with(
             root_cause: topo.name(root).to_string(),
             timestamp: None,
         };
-        let (ranked, _, diagnosis) = rank_window(
-            method,
+        let window = Window {
             topo,
-            &sc.normal,
-            &abnormal,
-            0..cut,
-            0..WINDOW,
-            &target,
-            None,
-            params,
-        )?;
+            normal: &sc.normal,
+            abnormal: &abnormal,
+            normal_rows: 0..cut,
+            abnormal_rows: 0..WINDOW,
+            target: &target,
+            noticed_at: None,
+        };
+        let (ranked, _, diagnosis) = rank_window(method, &window, params)?;
         let top1 = ranked.first() == Some(&root);
         let top3 = ranked.iter().take(3).any(|&v| v == root);
         let none = ranked.is_empty();

@@ -190,38 +190,59 @@ pub fn direction(metric: &str) -> Direction {
     }
 }
 
-/// Diagnoses one abnormal window against a normal history for `target`
-/// (the target's metric and statistic on every node of the topology).
-/// `noticed_at` (unix seconds): when the violation was noticed, if told
-/// (an issue's `target.timestamp`; never for the normal-data slices): the
-/// first window row at or after it is the symptom when no row reaches the
-/// symptom level ([`medic_rca::diagnose_noticed`]).
+/// One judged window of the protocol: `target`'s metric and statistic on
+/// every node of `topo`, the `normal_rows` of `normal` as history and the
+/// `abnormal_rows` of `abnormal` as the window. `noticed_at` (unix
+/// seconds): when the violation was noticed, if told (an issue's
+/// `target.timestamp`; never for the normal-data slices).
+#[derive(Debug, Clone)]
+pub struct Window<'a> {
+    pub topo: &'a Topology,
+    pub normal: &'a Metrics,
+    pub abnormal: &'a Metrics,
+    pub normal_rows: std::ops::Range<usize>,
+    pub abnormal_rows: std::ops::Range<usize>,
+    pub target: &'a Target,
+    pub noticed_at: Option<f64>,
+}
+
+impl<'a> Window<'a> {
+    /// The (history, window) of `name`'s `metric`/`agg`, when both files
+    /// have the column and the rows.
+    fn series(&self, name: &str, metric: &str, agg: &str) -> Option<(&'a [f64], &'a [f64])> {
+        let h = self
+            .normal
+            .column(name, metric, agg)?
+            .get(self.normal_rows.clone())?;
+        let r = self
+            .abnormal
+            .column(name, metric, agg)?
+            .get(self.abnormal_rows.clone())?;
+        Some((h, r))
+    }
+
+    /// The (history, window) of the target's metric and statistic on `name`.
+    fn target_series(&self, name: &str) -> Option<(&'a [f64], &'a [f64])> {
+        self.series(name, &self.target.metric, &self.target.agg)
+    }
+}
+
+/// Diagnoses one window: the target's metric and statistic on every node,
+/// each with its traffic (`requests`/`Sum`, [`medic_rca::VOLUME`]); when
+/// the violation's time is told, the first window row at or after it is
+/// the symptom if no row reaches the symptom level
+/// ([`medic_rca::diagnose_noticed`]).
 ///
 /// # Errors
 /// The target column is absent, or the core refuses the input.
-#[allow(clippy::too_many_arguments)] // the protocol's inputs, each distinct
-pub fn diagnose_window(
-    topo: &Topology,
-    normal: &Metrics,
-    abnormal: &Metrics,
-    normal_rows: std::ops::Range<usize>,
-    abnormal_rows: std::ops::Range<usize>,
-    target: &Target,
-    noticed_at: Option<f64>,
-    params: &Params,
-) -> anyhow::Result<Diagnosis> {
+pub fn diagnose_window(w: &Window<'_>, params: &Params) -> anyhow::Result<Diagnosis> {
+    let (topo, target) = (w.topo, w.target);
     let dir = direction(&target.metric);
     let mut signals = Vec::new();
     let mut target_idx = None;
     for node in 0..topo.len() {
         let name = topo.name(node);
-        let (Some(h), Some(r)) = (
-            normal.column(name, &target.metric, &target.agg),
-            abnormal.column(name, &target.metric, &target.agg),
-        ) else {
-            continue;
-        };
-        let (Some(h), Some(r)) = (h.get(normal_rows.clone()), r.get(abnormal_rows.clone())) else {
+        let Some((h, r)) = w.target_series(name) else {
             continue;
         };
         if name == target.node {
@@ -235,14 +256,7 @@ pub fn diagnose_window(
             recent: r,
         });
         // Its traffic: changes are weighed by it (medic_rca::VOLUME).
-        if let (Some(h), Some(r)) = (
-            normal
-                .column(name, "requests", "Sum")
-                .and_then(|c| c.get(normal_rows.clone())),
-            abnormal
-                .column(name, "requests", "Sum")
-                .and_then(|c| c.get(abnormal_rows.clone())),
-        ) {
+        if let Some((h, r)) = w.series(name, "requests", "Sum") {
             signals.push(Signal {
                 node,
                 name: medic_rca::VOLUME,
@@ -260,10 +274,10 @@ pub fn diagnose_window(
             target.agg
         );
     };
-    let noticed = noticed_at.and_then(|at| {
-        abnormal
+    let noticed = w.noticed_at.and_then(|at| {
+        w.abnormal
             .timestamps
-            .get(abnormal_rows.clone())?
+            .get(w.abnormal_rows.clone())?
             .iter()
             .position(|&ts| ts >= at)
     });
@@ -301,49 +315,28 @@ impl Method {
 ///
 /// # Errors
 /// As [`diagnose_window`].
-#[allow(clippy::too_many_arguments)] // the protocol's inputs, each distinct
 pub fn rank_window(
     method: Method,
-    topo: &Topology,
-    normal: &Metrics,
-    abnormal: &Metrics,
-    normal_rows: std::ops::Range<usize>,
-    abnormal_rows: std::ops::Range<usize>,
-    target: &Target,
-    noticed_at: Option<f64>,
+    w: &Window<'_>,
     params: &Params,
 ) -> anyhow::Result<(Vec<usize>, &'static str, Option<Diagnosis>)> {
     match method {
         Method::Medic => {
-            let d = diagnose_window(
-                topo,
-                normal,
-                abnormal,
-                normal_rows,
-                abnormal_rows,
-                target,
-                noticed_at,
-                params,
-            )?;
+            let d = diagnose_window(w, params)?;
             Ok((d.ranked_nodes(), d.verdict.name(), Some(d)))
         }
         Method::Traversal => {
-            let t = topo
-                .index(&target.node)
-                .ok_or_else(|| anyhow!("target {} is not in graph.csv", target.node))?;
-            let scores: Vec<Option<f64>> = (0..topo.len())
+            let t = w
+                .topo
+                .index(&w.target.node)
+                .ok_or_else(|| anyhow!("target {} is not in graph.csv", w.target.node))?;
+            let scores: Vec<Option<f64>> = (0..w.topo.len())
                 .map(|v| {
-                    let name = topo.name(v);
-                    let h = normal
-                        .column(name, &target.metric, &target.agg)?
-                        .get(normal_rows.clone())?;
-                    let w = abnormal
-                        .column(name, &target.metric, &target.agg)?
-                        .get(abnormal_rows.clone())?;
-                    Some(crate::traversal::mad_score(h, w))
+                    let (h, r) = w.target_series(w.topo.name(v))?;
+                    Some(crate::traversal::mad_score(h, r))
                 })
                 .collect();
-            let ranked = crate::traversal::rank(topo, t, &scores);
+            let ranked = crate::traversal::rank(w.topo, t, &scores);
             let verdict = if ranked.is_empty() {
                 "no_cause"
             } else {
@@ -476,18 +469,17 @@ pub fn evaluate_with(
     }
     let mut targets: Vec<Target> = Vec::new();
     for (id, metrics, target) in &sc.issues {
-        let (nodes, verdict, _) = rank_window(
-            method,
-            &sc.topo,
-            &sc.normal,
-            metrics,
-            0..sc.normal.rows,
-            0..metrics.rows,
+        let window = Window {
+            topo: &sc.topo,
+            normal: &sc.normal,
+            abnormal: metrics,
+            normal_rows: 0..sc.normal.rows,
+            abnormal_rows: 0..metrics.rows,
             target,
-            target.timestamp,
-            params,
-        )
-        .with_context(|| format!("{}/{id}", sc.name))?;
+            noticed_at: target.timestamp,
+        };
+        let (nodes, verdict, _) =
+            rank_window(method, &window, params).with_context(|| format!("{}/{id}", sc.name))?;
         let ranked: Vec<String> = nodes.iter().map(|&n| sc.topo.name(n).to_string()).collect();
         let c = cell(&mut cells, &target.metric);
         c.cases += 1;
@@ -509,18 +501,17 @@ pub fn evaluate_with(
     for t in &targets {
         for split in SPLITS {
             let cut = ((sc.normal.rows as f64) * split).floor() as usize;
-            let (ranked, _, _) = rank_window(
-                method,
-                &sc.topo,
-                &sc.normal,
-                &sc.normal,
-                0..cut,
-                cut..sc.normal.rows,
-                t,
-                None,
-                params,
-            )
-            .with_context(|| format!("{}/noissue split {split}", sc.name))?;
+            let window = Window {
+                topo: &sc.topo,
+                normal: &sc.normal,
+                abnormal: &sc.normal,
+                normal_rows: 0..cut,
+                abnormal_rows: cut..sc.normal.rows,
+                target: t,
+                noticed_at: None,
+            };
+            let (ranked, _, _) = rank_window(method, &window, params)
+                .with_context(|| format!("{}/noissue split {split}", sc.name))?;
             let c = cell(&mut cells, &t.metric);
             c.slices += 1;
             if ranked.is_empty() {

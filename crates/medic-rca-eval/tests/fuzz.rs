@@ -114,9 +114,16 @@ proptest! {
             timestamp: None,
         };
         let noticed_at = noticed.map(|s| 1_681_000_000.0 + s as f64);
-        if let Ok(d) = petshop::diagnose_window(
-            &topo, &n, &a, 0..n.rows, 0..a.rows, &target, noticed_at, &Params::default(),
-        ) {
+        let window = petshop::Window {
+            topo: &topo,
+            normal: &n,
+            abnormal: &a,
+            normal_rows: 0..n.rows,
+            abnormal_rows: 0..a.rows,
+            target: &target,
+            noticed_at,
+        };
+        if let Ok(d) = petshop::diagnose_window(&window, &Params::default()) {
             for v in d.ranked_nodes() {
                 prop_assert!(v < topo.len());
             }
